@@ -1,0 +1,234 @@
+"""``create_app(settings) -> Starlette``: routes, lifespan, middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from server.auth.tokens import TokenService
+from server.clock import Clock, SystemClock
+from server.context import Context
+from server.db import Database
+from server.errors import ApiError, Forbidden
+from server.features import Feature
+from server.http import JSON, context
+from server.metrics import Metrics
+from server.org.routes import routes as org_routes
+from server.realtime.broker import create_broker
+from server.realtime.gateway import Gateway
+from server.realtime.hub import CLOSE_RESTART
+from server.realtime.log import prune_events
+from server.settings import Settings
+
+log = logging.getLogger("dienhong.app")
+
+# How often old events are pruned from the log.
+PRUNE_INTERVAL_SECS = 3600
+
+
+def default_features() -> list[Feature]:
+    """The feature packages of a full server, in the order their routes are mounted."""
+    features: list[Feature] = []
+    return features
+
+
+async def healthz(request: Request) -> Response:
+    ctx = context(request)
+    checks: dict[str, str] = {}
+    healthy = True
+    for name, probe in (("database", ctx.db.ping), ("broker", ctx.broker.ping)):
+        try:
+            await asyncio.wait_for(probe(), timeout=2)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}"
+            healthy = False
+    return JSON({"status": "ok" if healthy else "degraded", "checks": checks},
+                status_code=200 if healthy else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(context(request).metrics.render(),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    gateway: Gateway = websocket.app.state.gateway
+    await gateway.serve(websocket)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    if isinstance(exc, Forbidden):
+        principal = getattr(request.state, "principal", None)
+        ctx = context(request)
+        try:
+            async with ctx.write() as w:
+                await w.audit(principal.id if principal else None, "access.refused",
+                              f"{request.method} {request.url.path}",
+                              {"code": exc.code, "message": exc.message})
+        except Exception:
+            log.exception("could not audit a refusal")
+    headers = {}
+    if exc.status == 429 and isinstance(exc.details, dict) and "retry_after" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    return JSON(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, "http_error")
+    return JSON({"error": {"code": code, "message": str(exc.detail)}},
+                status_code=exc.status_code)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSON({"error": {"code": "internal_error", "message": "Internal server error."}},
+                status_code=500)
+
+
+class RequestMetrics:
+    """Times every HTTP request by route template, and logs it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.request_latency.labels(scope["method"], template, str(status)).observe(
+                elapsed
+            )
+            log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
+                     extra={"method": scope["method"], "path": scope["path"],
+                            "status": status, "ms": round(elapsed * 1000, 1)})
+
+
+def web_client_routes() -> list[BaseRoute]:
+    static = Path(__file__).resolve().parent.parent / "web_client" / "static"
+    if not static.is_dir():
+        return []
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/app/")
+
+    return [
+        Route("/", home, methods=["GET"]),
+        Mount("/app", app=StaticFiles(directory=static, html=True), name="web_client"),
+    ]
+
+
+async def _prune_forever(ctx: Context) -> None:
+    while True:
+        try:
+            cutoff = ctx.clock.now() - timedelta(seconds=ctx.settings.event_retention_secs)
+            async with ctx.db.write_session() as session:
+                removed = await prune_events(session, cutoff)
+            if removed:
+                log.info("pruned %d events older than %s", removed, cutoff.isoformat())
+        except Exception:
+            log.exception("pruning the event log failed")
+        await asyncio.sleep(PRUNE_INTERVAL_SECS)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    features: Sequence[Feature] | None = None,
+) -> Starlette:
+    """Build the application; connections open in the lifespan, not here."""
+    metrics_ = Metrics()
+    db = Database(settings)
+    broker = create_broker(settings.redis_url, settings.redis_channel)
+    ctx = Context(settings, db, broker, clock or SystemClock(), metrics_, TokenService(settings))
+    chosen = list(default_features() if features is None else features)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        WebSocketRoute("/ws", websocket_endpoint),
+        *org_routes,
+    ]
+    for feature in chosen:
+        routes.extend(feature.routes)
+        ctx.topic_authorizers.update(feature.topic_authorizers)
+        ctx.received_handlers.extend(feature.received_handlers)
+        ctx.signal_handlers.update(feature.signal_handlers)
+        ctx.connection_hooks.extend(feature.connection_hooks)
+    if settings.serve_web_client:
+        routes.extend(web_client_routes())
+    gateway = Gateway(ctx)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await broker.start(ctx.hub.dispatch, ctx.hub.fan_signal, ctx.hub.sweep)
+        for feature in chosen:
+            for startup in feature.startup:
+                await startup(ctx)
+        tasks = [
+            asyncio.create_task(ctx.hub.run_sweeper(settings.log_sweep_interval_secs),
+                                name="log-sweeper"),
+            asyncio.create_task(_prune_forever(ctx), name="log-pruner"),
+        ]
+        for feature in chosen:
+            for job in feature.background:
+                tasks.append(asyncio.create_task(job(ctx), name=f"{feature.name}-{job.__name__}"))
+        try:
+            yield
+        finally:
+            await ctx.hub.close_all(CLOSE_RESTART)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await gateway.flush_received()
+            await broker.stop()
+            await db.dispose()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
+    )
+    app.state.ctx = ctx
+    app.state.gateway = gateway
+    app.add_middleware(RequestMetrics, metrics=metrics_)
+    return app

@@ -1,0 +1,148 @@
+"""Access tokens: our own (Ed25519, pinned ``EdDSA``) and an external SSO issuer's.
+
+Every token must carry ``iss``, ``aud``, ``exp`` and ``sub``. The algorithm is never taken
+from the token: ours must be EdDSA, the SSO issuer's must be one of its configured
+algorithms, so ``alg: none`` and HMAC-with-a-public-key confusion are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from server.errors import Unauthorized
+from server.settings import Settings
+
+ALGORITHM = "EdDSA"
+REQUIRED_CLAIMS = ["iss", "aud", "exp", "sub"]
+# Tolerated clock difference between the SSO issuer and this server.
+LEEWAY_SECS = 30
+HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+
+
+def load_or_create_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The configured PEM key, else one generated once under ``data_dir/keys``."""
+    if settings.jwt_private_key:
+        key = serialization.load_pem_private_key(settings.jwt_private_key.encode(), None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("DIENHONG_JWT_PRIVATE_KEY must be an Ed25519 private key (PEM)")
+        return key
+    path = Path(settings.data_dir) / "keys" / "jwt-ed25519.pem"
+    if path.exists():
+        loaded = serialization.load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return loaded
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    os.replace(tmp, path)
+    return key
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """Who a valid token names: our user id, or the SSO issuer's username."""
+
+    user_id: int | None
+    username: str | None
+    claims: dict[str, Any]
+
+
+class TokenService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._key = load_or_create_signing_key(settings)
+        self.public_key = self._key.public_key()
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.sso_enabled and settings.sso_jwks_url:
+            self._jwks = jwt.PyJWKClient(settings.sso_jwks_url, cache_keys=True, lifespan=300)
+        bad = HMAC_ALGORITHMS.intersection(settings.sso_algorithms) | (
+            {"none"} & {a.lower() for a in settings.sso_algorithms}
+        )
+        if settings.sso_enabled and bad:
+            raise ValueError(f"SSO algorithms must be asymmetric, not {sorted(bad)}")
+
+    def issue(self, user_id: int, now: datetime, **extra: Any) -> tuple[str, int]:
+        ttl = self.settings.access_token_ttl_secs
+        claims = {
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "sub": str(user_id),
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+            **extra,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), ttl
+
+    async def verify(self, token: str, now: datetime) -> VerifiedToken:
+        """Check signature, algorithm and claims; raise ``Unauthorized`` otherwise."""
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("The token is malformed.", code="invalid_token") from exc
+        issuer = unverified.get("iss")
+        if self.settings.sso_enabled and issuer == self.settings.sso_issuer:
+            return await self._verify_sso(token, now)
+        try:
+            claims = jwt.decode(
+                token, self.public_key, algorithms=[ALGORITHM],
+                audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
+                options={"require": REQUIRED_CLAIMS, "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"The token was refused: {exc}.", code="invalid_token") from exc
+        self._check_expiry(claims, now, leeway=0)
+        try:
+            user_id = int(claims["sub"])
+        except (TypeError, ValueError) as exc:
+            raise Unauthorized("The token's subject is not a user.", code="invalid_token") from exc
+        return VerifiedToken(user_id=user_id, username=None, claims=claims)
+
+    async def _verify_sso(self, token: str, now: datetime) -> VerifiedToken:
+        settings = self.settings
+        try:
+            if self._jwks is not None:
+                signing = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                key: Any = signing.key
+            else:
+                key = serialization.load_pem_public_key(settings.sso_public_key.encode())
+            claims = jwt.decode(
+                token, key, algorithms=list(settings.sso_algorithms),
+                audience=settings.sso_audience or settings.jwt_audience,
+                issuer=settings.sso_issuer,
+                options={"require": REQUIRED_CLAIMS, "verify_exp": False},
+            )
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise Unauthorized(f"The SSO token was refused: {exc}.",
+                               code="invalid_token") from exc
+        self._check_expiry(claims, now, leeway=LEEWAY_SECS)
+        username = claims.get(settings.sso_username_claim)
+        if not isinstance(username, str) or not username:
+            raise Unauthorized(
+                f"The SSO token has no {settings.sso_username_claim!r} claim.",
+                code="invalid_token",
+            )
+        return VerifiedToken(user_id=None, username=username, claims=claims)
+
+    @staticmethod
+    def _check_expiry(claims: dict[str, Any], now: datetime, *, leeway: int) -> None:
+        # Expiry is checked against the injected clock, not the machine's.
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or now.timestamp() > exp + leeway:
+            raise Unauthorized("The token has expired.", code="token_expired")

@@ -1,0 +1,170 @@
+"""The ``dienhong`` command: serve, migrate, demo, create-user, verify-audit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+
+from server.settings import Settings, SettingsError
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    """Server options shared by ``serve``, the tests and the benchmarks."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.ws_max_frame_bytes,
+        "ws_ping_interval": settings.ws_ping_interval_secs,
+        "ws_ping_timeout": settings.ws_ping_timeout_secs,
+        "lifespan": "on",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        "log_config": None,
+    }
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.logs import configure_logging
+    from server.migrate import migrate
+
+    configure_logging(settings.log_level, as_json=settings.log_json)
+    before, after = asyncio.run(migrate(settings))
+    if before != after:
+        print(f"migrated database from {before or 'empty'} to {after}", file=sys.stderr)
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, **uvicorn_options(settings))  # type: ignore[arg-type]
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    from server.migrate import migrate
+
+    before, after = asyncio.run(migrate(settings))
+    print(f"database at {after} (was {before or 'empty'})")
+    return 0
+
+
+async def _with_context(settings: Settings, job: object) -> int:
+    from server.app import create_app
+
+    app = create_app(settings)
+    ctx = app.state.ctx
+    try:
+        result: int = await job(ctx)  # type: ignore[operator]
+        return result
+    finally:
+        await ctx.db.dispose()
+
+
+def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from server.migrate import migrate
+    from server.org.models import Confidentiality, Role
+    from server.org.service import create_user
+
+    password = args.password or os.environ.get("DIENHONG_NEW_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"password for {args.username}: ")
+
+    async def job(ctx: object) -> int:
+        user = await create_user(
+            ctx,  # type: ignore[arg-type]
+            None, username=args.username, display_name=args.display_name or args.username,
+            unit_id=args.unit_id, roles=[Role(r) for r in args.role],
+            clearance=Confidentiality(args.clearance), password=password,
+        )
+        print(f"created user {user.username} (id {user.id})")
+        return 0
+
+    asyncio.run(migrate(settings))
+    return asyncio.run(_with_context(settings, job))
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from server.demo import seed_demo
+    from server.migrate import migrate
+
+    async def job(ctx: object) -> int:
+        summary = await seed_demo(ctx, password=args.password,  # type: ignore[arg-type]
+                                  communes=args.communes, delegates=args.delegates)
+        for line in summary:
+            print(line)
+        return 0
+
+    asyncio.run(migrate(settings))
+    return asyncio.run(_with_context(settings, job))
+
+
+def _verify_audit(settings: Settings) -> int:
+    from server.audit import verify_chain
+    from server.db import Database
+
+    async def run() -> int:
+        db = Database(settings)
+        try:
+            async with db.read_session() as session:
+                report = await verify_chain(session)
+        finally:
+            await db.dispose()
+        if report.ok:
+            print(f"audit chain holds: {report.records} records, head {report.head_hash}")
+            return 0
+        print(f"audit chain broken at record {report.first_bad_seq}: {report.problem}",
+              file=sys.stderr)
+        return 1
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dienhong", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="apply migrations, then serve")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    commands.add_parser("migrate", help="apply pending database migrations")
+    demo = commands.add_parser("demo", help="seed the demo city")
+    demo.add_argument("--password", required=True)
+    demo.add_argument("--communes", type=int, default=126)
+    demo.add_argument("--delegates", type=int, default=95)
+    user = commands.add_parser("create-user", help="create an account")
+    user.add_argument("--username", required=True)
+    user.add_argument("--display-name", default="")
+    user.add_argument("--unit-id", type=int, required=True)
+    user.add_argument("--role", action="append", default=[],
+                      choices=["admin", "standing", "chair", "secretary", "delegate", "staff"])
+    user.add_argument("--clearance", default="none",
+                      choices=["none", "confidential", "secret", "top_secret"])
+    user.add_argument("--password", default=None,
+                      help="or DIENHONG_NEW_PASSWORD, or asked for on the terminal")
+    commands.add_parser("verify-audit", help="recompute the audit chain")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings, args.host or settings.host, args.port or settings.port)
+    if args.command == "migrate":
+        return _migrate(settings)
+    if args.command == "demo":
+        return _demo(settings, args)
+    if args.command == "create-user":
+        return _create_user(settings, args)
+    if args.command == "verify-audit":
+        return _verify_audit(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The application context and the one write path.
+
+Every state change goes through ``ctx.write()``::
+
+    async with ctx.write() as w:
+        ...change rows through w.session...
+        await w.emit("meeting:7", "presentation.changed", {...})
+        await w.audit(actor.id, "meeting.present", "meeting:7", {...})
+
+Inside the block one database transaction is open; ``emit`` allocates the topic's next
+seq and stores the event in that transaction, ``audit`` appends a hash-chained record in
+it. Only after the commit succeeds are the events handed to the broker. If the block
+raises, nothing is stored and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit import append_audit
+from server.clock import Clock
+from server.db import Database
+from server.features import (
+    ConnectionHook,
+    ReceivedHandler,
+    SignalHandler,
+    TopicAuthorizer,
+)
+from server.metrics import Metrics
+from server.realtime.broker import Broker
+from server.realtime.hub import Hub, Signal
+from server.realtime.log import Event, append_event
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.auth.tokens import TokenService
+
+log = logging.getLogger("dienhong.write")
+
+
+@dataclass
+class Write:
+    """An open write transaction with its pending events."""
+
+    session: AsyncSession
+    now: datetime
+    events: list[Event] = field(default_factory=list)
+    _after_commit: list[Callable[[], Any]] = field(default_factory=list)
+
+    async def emit(self, topic: str, type: str, data: dict[str, Any]) -> Event:
+        """Store an event in this transaction; it is published after commit."""
+        event = await append_event(self.session, topic, type, data, self.now)
+        self.events.append(event)
+        return event
+
+    async def audit(
+        self, actor_id: int | None, action: str, subject: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append a hash-chained audit record in this transaction."""
+        await append_audit(self.session, at=self.now, actor_id=actor_id, action=action,
+                           subject=subject, details=details)
+
+    def after_commit(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` once the transaction has committed (e.g. to wake a timer)."""
+        self._after_commit.append(callback)
+
+
+class Context:
+    """Everything a service needs: settings, database, broker, hub, clock, metrics."""
+
+    def __init__(self, settings: Settings, db: Database, broker: Broker, clock: Clock,
+                 metrics: Metrics, tokens: TokenService) -> None:
+        self.settings = settings
+        self.db = db
+        self.broker = broker
+        self.clock = clock
+        self.metrics = metrics
+        self.tokens = tokens
+        self.hub = Hub(db, metrics, resume_batch=settings.resume_batch)
+        self.topic_authorizers: dict[str, TopicAuthorizer] = {}
+        self.received_handlers: list[ReceivedHandler] = []
+        self.signal_handlers: dict[str, SignalHandler] = {}
+        self.connection_hooks: list[ConnectionHook] = []
+        # Per-feature state (schedulers, caches) keyed by feature name.
+        self.extensions: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[Write]:
+        """Open the one write path: transaction, events and audit, publish after commit."""
+        async with self.db.write_session() as session:
+            pending = Write(session=session, now=self.clock.now())
+            yield pending
+        # Committed. From here on failures must not undo what the client was told.
+        if pending.events:
+            self.metrics.events_published.inc(len(pending.events))
+            try:
+                await self.broker.publish(pending.events)
+            except Exception:
+                log.exception("publishing committed events failed; hubs recover from the log")
+        for callback in pending._after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self.db.read_session() as session:
+            yield session
+
+    async def signal(self, topic: str, type: str, data: dict[str, Any]) -> None:
+        """Send an ephemeral message to a topic's live subscribers on every node."""
+        await self.broker.publish_signal(Signal(topic, type, data))

@@ -1,0 +1,59 @@
+"""What a feature package (files, messaging, meeting) plugs into the core.
+
+``create_app`` collects one ``Feature`` from each package and merges them into the
+``Context``: routes, who may subscribe to which topic kinds, what happens when clients
+confirm receipt of events, ephemeral client signals, socket connect/disconnect hooks and
+long-running background tasks. Nothing is registered at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import BaseRoute
+
+if TYPE_CHECKING:
+    from server.auth.principal import Principal
+    from server.context import Context
+    from server.demo import DemoCity
+
+
+@dataclass(frozen=True)
+class Received:
+    """A client confirmed it holds every event of ``topic`` up to ``seq``."""
+
+    user_id: int
+    topic: str
+    seq: int
+
+
+# (ctx, principal, topic id) -> may this user subscribe to "<kind>:<id>"?
+TopicAuthorizer = Callable[["Context", "Principal", int], Awaitable[bool]]
+# Called in batches with every confirmation gathered since the last call.
+ReceivedHandler = Callable[["Context", Sequence[Received]], Awaitable[None]]
+# A client signal (typing…): returns the data to fan out on the topic, or None to drop it.
+SignalHandler = Callable[
+    ["Context", "Principal", str, dict[str, Any]], Awaitable[dict[str, Any] | None]
+]
+# (ctx, principal, connected?) when a user's socket opens or closes.
+ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
+# A long-running task started with the app and cancelled at shutdown.
+BackgroundTask = Callable[["Context"], Awaitable[None]]
+# Adds a feature's part to the demo city; returns lines for the summary.
+DemoHook = Callable[["Context", "DemoCity"], Awaitable[list[str]]]
+
+
+@dataclass
+class Feature:
+    name: str
+    routes: list[BaseRoute] = field(default_factory=list)
+    topic_authorizers: dict[str, TopicAuthorizer] = field(default_factory=dict)
+    received_handlers: list[ReceivedHandler] = field(default_factory=list)
+    signal_handlers: dict[str, SignalHandler] = field(default_factory=dict)
+    connection_hooks: list[ConnectionHook] = field(default_factory=list)
+    background: list[BackgroundTask] = field(default_factory=list)
+    # Runs once at start-up after migrations (e.g. to create missing unit channels).
+    startup: list[BackgroundTask] = field(default_factory=list)
+    demo: list[DemoHook] = field(default_factory=list)

@@ -1,0 +1,40 @@
+"""Prometheus metrics, one registry per application (no import-time global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.open_sockets = Gauge(
+            "dienhong_open_sockets", "WebSocket connections currently open",
+            registry=self.registry,
+        )
+        self.events_published = Counter(
+            "dienhong_events_published_total", "Events committed and handed to the broker",
+            registry=self.registry,
+        )
+        self.events_delivered = Counter(
+            "dienhong_events_delivered_total", "Event frames queued to sockets",
+            registry=self.registry,
+        )
+        self.queue_overflows = Counter(
+            "dienhong_socket_queue_overflows_total",
+            "Sockets closed with 4408 because their send queue was full",
+            registry=self.registry,
+        )
+        self.events_recovered = Counter(
+            "dienhong_events_recovered_total",
+            "Events a hub read back from the log because the broker did not bring them",
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "dienhong_http_request_seconds", "HTTP request latency",
+            ["method", "route", "status"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

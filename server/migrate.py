@@ -1,0 +1,55 @@
+"""Applying Alembic migrations programmatically (``dienhong migrate`` and ``serve``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from server.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str = "") -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    if url:
+        config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+def _upgrade(connection: Any, config: Config, target: str) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, target)
+
+
+def _current(connection: Any) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def migrate(settings: Settings, target: str = "head") -> tuple[str | None, str | None]:
+    """Bring the database up to ``target``; returns (revision before, revision after)."""
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+    config = alembic_config(url)
+    try:
+        async with engine.begin() as conn:
+            before = await conn.run_sync(_current)
+            await conn.run_sync(_upgrade, config, target)
+            after = await conn.run_sync(_current)
+    finally:
+        await engine.dispose()
+    return before, after
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -1,0 +1,17 @@
+"""Every table of every feature, for migrations and for tests that inspect storage.
+
+Feature packages add their models module here; importing it registers the tables on the
+shared metadata.
+"""
+
+from __future__ import annotations
+
+import server.audit
+import server.auth.models
+import server.org.models
+import server.realtime.models
+from server.db import Base
+
+metadata = Base.metadata
+
+__all__ = ["metadata", "server"]

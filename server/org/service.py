@@ -1,0 +1,186 @@
+"""Units and users: creating, changing and reading the organisation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
+from server.auth.principal import Principal
+from server.context import Context
+from server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from server.org.models import Confidentiality, Role, Unit, UnitKind, User
+
+
+def require_admin(actor: Principal) -> None:
+    if not actor.is_admin:
+        raise Forbidden("Only an administrator may change the organisation.")
+
+
+def unit_json(unit: Unit) -> dict[str, object]:
+    return {"id": unit.id, "name": unit.name, "kind": unit.kind, "parent_id": unit.parent_id}
+
+
+def user_json(user: User) -> dict[str, object]:
+    return {
+        "id": user.id, "username": user.username, "display_name": user.display_name,
+        "unit_id": user.unit_id, "roles": list(user.roles), "clearance": user.clearance,
+        "is_unit_head": user.is_unit_head, "active": user.active,
+    }
+
+
+async def list_units(session: AsyncSession) -> Sequence[Unit]:
+    return (await session.execute(select(Unit).order_by(Unit.id))).scalars().all()
+
+
+def descendants(units: Iterable[Unit], root_ids: Iterable[int]) -> set[int]:
+    """``root_ids`` and every unit below them, from an already loaded unit list."""
+    children: dict[int | None, list[int]] = {}
+    for unit in units:
+        children.setdefault(unit.parent_id, []).append(unit.id)
+    found: set[int] = set()
+    stack = list(root_ids)
+    while stack:
+        unit_id = stack.pop()
+        if unit_id in found:
+            continue
+        found.add(unit_id)
+        stack.extend(children.get(unit_id, ()))
+    return found
+
+
+async def unit_subtree(session: AsyncSession, root_ids: Iterable[int]) -> set[int]:
+    return descendants(await list_units(session), root_ids)
+
+
+async def get_unit(session: AsyncSession, unit_id: int) -> Unit:
+    unit = await session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound(f"Unit {unit_id} does not exist.", code="unit_not_found")
+    return unit
+
+
+async def create_unit(ctx: Context, actor: Principal, *, name: str, kind: UnitKind,
+                      parent_id: int | None) -> Unit:
+    """Add a unit to the tree (admin)."""
+    require_admin(actor)
+    async with ctx.write() as w:
+        if parent_id is not None:
+            await get_unit(w.session, parent_id)
+        elif (await w.session.execute(select(Unit.id).where(Unit.parent_id.is_(None)))).first():
+            raise Unprocessable("The tree already has a root; give a parent_id.",
+                                code="root_exists")
+        unit = Unit(name=name, kind=kind.value, parent_id=parent_id, created_at=w.now)
+        w.session.add(unit)
+        await w.session.flush()
+        await w.audit(actor.id, "unit.create", f"unit:{unit.id}", unit_json(unit))
+    return unit
+
+
+async def update_unit(ctx: Context, actor: Principal, unit_id: int, *, name: str | None,
+                      parent_id: int | None) -> Unit:
+    """Rename or move a unit (admin); a unit cannot move below itself."""
+    require_admin(actor)
+    async with ctx.write() as w:
+        unit = await get_unit(w.session, unit_id)
+        if parent_id is not None and parent_id != unit.parent_id:
+            await get_unit(w.session, parent_id)
+            if parent_id in await unit_subtree(w.session, [unit_id]):
+                raise Unprocessable("A unit cannot be moved below itself.", code="unit_cycle")
+            unit.parent_id = parent_id
+        if name is not None:
+            unit.name = name
+        await w.audit(actor.id, "unit.update", f"unit:{unit.id}", unit_json(unit))
+    return unit
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise Unprocessable(
+            f"A password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
+            code="weak_password",
+        )
+
+
+async def create_user(
+    ctx: Context, actor: Principal | None, *, username: str, display_name: str, unit_id: int,
+    roles: Iterable[Role], clearance: Confidentiality, password: str | None,
+    is_unit_head: bool = False,
+) -> User:
+    """Create an account (admin, or the command line when ``actor`` is None)."""
+    if actor is not None:
+        require_admin(actor)
+    if password is not None:
+        _check_password(password)
+    password_hash = await hash_password(password) if password is not None else None
+    async with ctx.write() as w:
+        await get_unit(w.session, unit_id)
+        taken = await w.session.execute(select(User.id).where(User.username == username))
+        if taken.first() is not None:
+            raise Conflict(f"The username {username!r} is taken.", code="username_taken")
+        user = User(
+            username=username, display_name=display_name, unit_id=unit_id,
+            roles=sorted({role.value for role in roles}), clearance=clearance.value,
+            is_unit_head=is_unit_head, password_hash=password_hash, active=True,
+            created_at=w.now,
+        )
+        w.session.add(user)
+        await w.session.flush()
+        await w.audit(actor.id if actor else None, "user.create", f"user:{user.id}",
+                      user_json(user))
+    return user
+
+
+async def update_user(
+    ctx: Context, actor: Principal, user_id: int, *, display_name: str | None = None,
+    unit_id: int | None = None, roles: Iterable[Role] | None = None,
+    clearance: Confidentiality | None = None, password: str | None = None,
+    active: bool | None = None, is_unit_head: bool | None = None,
+) -> User:
+    """Change an account (admin): roles, clearance, unit, password, active."""
+    require_admin(actor)
+    if password is not None:
+        _check_password(password)
+    password_hash = await hash_password(password) if password is not None else None
+    async with ctx.write() as w:
+        user = await w.session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"User {user_id} does not exist.", code="user_not_found")
+        if unit_id is not None:
+            await get_unit(w.session, unit_id)
+            user.unit_id = unit_id
+        if display_name is not None:
+            user.display_name = display_name
+        if roles is not None:
+            user.roles = sorted({role.value for role in roles})
+        if clearance is not None:
+            user.clearance = clearance.value
+        if active is not None:
+            user.active = active
+        if is_unit_head is not None:
+            user.is_unit_head = is_unit_head
+        if password_hash is not None:
+            user.password_hash = password_hash
+        details = user_json(user) | {"password_changed": password is not None}
+        await w.audit(actor.id, "user.update", f"user:{user.id}", details)
+    return user
+
+
+async def unit_members(ctx: Context, actor: Principal, unit_id: int) -> Sequence[User]:
+    async with ctx.read() as session:
+        await get_unit(session, unit_id)
+        rows = await session.execute(
+            select(User).where(User.unit_id == unit_id, User.active.is_(True)).order_by(User.id)
+        )
+        return rows.scalars().all()
+
+
+async def may_watch_unit(session: AsyncSession, actor: Principal, unit_id: int) -> bool:
+    """A user follows its own unit; admins, the Standing Committee and chairs the units below."""
+    if unit_id == actor.unit_id:
+        return True
+    if not actor.has_role(Role.ADMIN, Role.STANDING, Role.CHAIR):
+        return False
+    return unit_id in await unit_subtree(session, [actor.unit_id]) or actor.is_admin

@@ -1,0 +1,179 @@
+"""Brokers carry committed events from the node that wrote them to every node's hub.
+
+Chosen by URL scheme: ``memory://`` (one process, the embedded default) or ``redis://``
+(several processes or machines, Redis pub/sub). A broker is only the fast path: the event
+log in the database is the truth, and each hub recovers from it whatever a broker drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from server.realtime.hub import Signal
+from server.realtime.log import Event
+
+log = logging.getLogger("dienhong.broker")
+
+Deliver = Callable[[Sequence[Event]], Awaitable[None]]
+Resync = Callable[[], Awaitable[None]]
+DeliverSignal = Callable[[Signal], None]
+
+# Back-off between attempts to reach Redis again, doubling up to the maximum.
+REDIS_RETRY_MIN_SECS = 0.2
+REDIS_RETRY_MAX_SECS = 5.0
+
+
+class Broker(Protocol):
+    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal,
+                    resync: Resync) -> None: ...
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    async def publish_signal(self, signal: Signal) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class MemoryBroker:
+    """Hands events straight to this process's hub."""
+
+    def __init__(self) -> None:
+        self._deliver: Deliver | None = None
+        self._deliver_signal: DeliverSignal | None = None
+
+    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal,
+                    resync: Resync) -> None:
+        self._deliver = deliver
+        self._deliver_signal = deliver_signal
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self._deliver is not None and events:
+            await self._deliver(events)
+
+    async def publish_signal(self, signal: Signal) -> None:
+        if self._deliver_signal is not None:
+            self._deliver_signal(signal)
+
+    async def ping(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._deliver = None
+
+
+class RedisBroker:
+    """Redis pub/sub on one channel; every node hears every event and its hub filters.
+
+    The publishing node also hands its events to its own hub directly, so local sockets
+    never wait for the round trip; the hub ignores the copy that comes back from Redis.
+    When the subscription drops, the listener reconnects with back-off and asks the hub to
+    resynchronise every local topic from the log.
+    """
+
+    def __init__(self, url: str, channel: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._url = url
+        self._channel = channel
+        self._redis = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
+                                        health_check_interval=10)
+        self._deliver: Deliver | None = None
+        self._deliver_signal: DeliverSignal | None = None
+        self._resync: Resync | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal,
+                    resync: Resync) -> None:
+        self._deliver = deliver
+        self._deliver_signal = deliver_signal
+        self._resync = resync
+        self._listener = asyncio.create_task(self._listen(), name="redis-broker-listener")
+        # Start-up waits briefly for the subscription, but a missing Redis is not fatal:
+        # the node still serves from the log and catches up when Redis returns.
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout=3)
+        except TimeoutError:
+            log.warning("redis not reachable at start-up; serving from the log until it is")
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        if self._deliver is not None:
+            await self._deliver(events)
+        payload = json.dumps({"e": [event.to_wire() for event in events]}, ensure_ascii=False)
+        try:
+            await self._redis.publish(self._channel, payload)
+        except Exception as exc:
+            log.warning("publish to redis failed, other nodes will recover from the log: %s", exc)
+
+    async def publish_signal(self, signal: Signal) -> None:
+        # Signals are ephemeral: a lost one is simply lost, so they go only over Redis.
+        payload = json.dumps(
+            {"s": {"topic": signal.topic, "type": signal.type, "data": signal.data}},
+            ensure_ascii=False,
+        )
+        try:
+            await self._redis.publish(self._channel, payload)
+        except Exception as exc:
+            log.info("signal not published: %s", exc)
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def _listen(self) -> None:
+        delay = REDIS_RETRY_MIN_SECS
+        first = True
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self.connected.set()
+                delay = REDIS_RETRY_MIN_SECS
+                if not first and self._resync is not None:
+                    await self._resync()
+                first = False
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    body = json.loads(message["data"])
+                    if "e" in body and self._deliver is not None:
+                        await self._deliver([Event.from_wire(raw) for raw in body["e"]])
+                    elif "s" in body and self._deliver_signal is not None:
+                        self._deliver_signal(Signal(**body["s"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                first = False
+                log.warning("redis subscription lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REDIS_RETRY_MAX_SECS)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    log.debug("closing a dead pubsub failed", exc_info=True)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except asyncio.CancelledError:
+                pass
+        await self._redis.aclose()
+
+
+def create_broker(url: str, channel: str) -> Broker:
+    if not url or url.startswith("memory://"):
+        return MemoryBroker()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBroker(url, channel)
+    raise ValueError(f"unknown broker URL scheme: {url!r} (use memory:// or redis://)")

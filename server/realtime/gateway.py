@@ -1,0 +1,308 @@
+"""The ``/ws`` gateway, exactly per the contract in DESIGN.md.
+
+1. First frame ``{"op": "auth", "token"}`` within the auth timeout, else close 4401.
+   Answer ``ready`` with the current seq of the user's and unit's topics, to which the
+   socket is already subscribed.
+2. ``subscribe {topics: {name: seq}}`` replays the log after ``seq``, then ``subscribed``,
+   then live events; ``reset`` when history was pruned; ``error forbidden`` if not allowed.
+3. ``received {topic, seq}`` is gathered and handed to features in batches.
+4. ``unsubscribe``, ``ping``/``pong``, ``signal`` (ephemeral, e.g. typing).
+
+Malformed frames close with 4400, a user over its frame rate with 4429, a socket whose
+queue overflows with 4408; oversized frames are refused by the server with 1009.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from server.auth.principal import Principal
+from server.context import Context
+from server.errors import ApiError
+from server.features import Received
+from server.http import principal_for_token
+from server.org.service import may_watch_unit
+from server.realtime.hub import (
+    CLOSE_AUTH,
+    CLOSE_FORBIDDEN,
+    CLOSE_MALFORMED,
+    CLOSE_RATE_LIMITED,
+    Connection,
+    frame,
+)
+from server.realtime.log import current_seqs
+
+log = logging.getLogger("dienhong.gateway")
+
+# A socket may follow this many topics at once (a chair panel needs a handful).
+MAX_TOPICS_PER_SOCKET = 256
+# How often gathered "received" confirmations are handed to the features.
+RECEIVED_FLUSH_SECS = 0.1
+# Confirmations waiting for a flush before new ones are merged into them per topic.
+RECEIVED_BUFFER = 100_000
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the protocol: the socket is closed with 4400."""
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.sockets = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def parse_topic(topic: Any) -> tuple[str, int]:
+    if not isinstance(topic, str) or len(topic) > 100:
+        raise ProtocolError("topic must be a string")
+    kind, sep, ident = topic.partition(":")
+    if not sep or not ident.isdigit():
+        raise ProtocolError(f"malformed topic {topic!r}")
+    return kind, int(ident)
+
+
+class Gateway:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._buckets: dict[int, TokenBucket] = {}
+        # (user, topic) -> highest seq confirmed since the last flush.
+        self._received: dict[tuple[int, str], int] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    # --- received confirmations, in batches --------------------------------------
+    def _note_received(self, user_id: int, topic: str, seq: int) -> None:
+        key = (user_id, topic)
+        if self._received.get(key, -1) < seq and len(self._received) < RECEIVED_BUFFER:
+            self._received[key] = seq
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(RECEIVED_FLUSH_SECS)
+        await self.flush_received()
+
+    async def flush_received(self) -> None:
+        if not self._received:
+            return
+        batch = [Received(user, topic, seq) for (user, topic), seq in self._received.items()]
+        self._received = {}
+        for handler in self.ctx.received_handlers:
+            try:
+                await handler(self.ctx, batch)
+            except Exception:
+                log.exception("received handler %r failed", handler)
+
+    # --- the socket ------------------------------------------------------------------
+    def origin_allowed(self, websocket: WebSocket) -> bool:
+        origin = websocket.headers.get("origin")
+        if origin is None:
+            # Not a browser (tablet apps, tests, bench): Origin is a browser protection.
+            return True
+        if origin in self.ctx.settings.allowed_origins or "*" in self.ctx.settings.allowed_origins:
+            return True
+        host = websocket.headers.get("host", "")
+        return urlsplit(origin).netloc == host
+
+    async def serve(self, websocket: WebSocket) -> None:
+        if not self.origin_allowed(websocket):
+            # Refused before accept: the browser sees the handshake fail.
+            await websocket.close(code=CLOSE_FORBIDDEN)
+            return
+        await websocket.accept()
+        principal = await self._authenticate(websocket)
+        if principal is None:
+            return
+        settings = self.ctx.settings
+        hub = self.ctx.hub
+
+        async def send(text: str) -> None:
+            await websocket.send_text(text)
+
+        async def close(code: int) -> None:
+            if websocket.application_state != WebSocketState.DISCONNECTED:
+                await websocket.close(code=code)
+
+        connection = Connection(hub, principal.id, principal.unit_id, send, close,
+                                settings.ws_send_queue_frames)
+        bucket = self._buckets.setdefault(
+            principal.id, TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)
+        )
+        bucket.sockets += 1
+        hub.attach(connection)
+        try:
+            await self._start(connection, principal)
+            for hook in self.ctx.connection_hooks:
+                await hook(self.ctx, principal, True)
+            await self._read_loop(websocket, connection, principal, bucket)
+        finally:
+            await connection.finish()
+            hub.detach(connection)
+            bucket.sockets -= 1
+            if bucket.sockets <= 0:
+                self._buckets.pop(principal.id, None)
+            for hook in self.ctx.connection_hooks:
+                try:
+                    await hook(self.ctx, principal, False)
+                except Exception:
+                    log.exception("disconnect hook failed")
+
+    async def _authenticate(self, websocket: WebSocket) -> Principal | None:
+        try:
+            text = await asyncio.wait_for(websocket.receive_text(),
+                                          self.ctx.settings.ws_auth_timeout_secs)
+            message = json.loads(text)
+            if not isinstance(message, dict) or message.get("op") != "auth":
+                raise ValueError("the first frame must be auth")
+            token = message.get("token")
+            if not isinstance(token, str):
+                raise ValueError("auth needs a token")
+            return await principal_for_token(self.ctx, token)
+        except WebSocketDisconnect:
+            return None
+        except (TimeoutError, ValueError, KeyError, ApiError, RuntimeError):
+            with contextlib.suppress(Exception):
+                await websocket.close(code=CLOSE_AUTH)
+            return None
+
+    async def _start(self, connection: Connection, principal: Principal) -> None:
+        hub = self.ctx.hub
+        topics = [f"user:{principal.id}", f"unit:{principal.unit_id}"]
+        subscriptions = [hub.subscribe(connection, topic, 0) for topic in topics]
+        async with self.ctx.read() as session:
+            seqs = await current_seqs(session, topics)
+        for subscription in subscriptions:
+            subscription.last_seq = seqs[subscription.topic]
+        connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
+        connection.start()
+        for subscription in subscriptions:
+            # Picks up anything committed between reading the seqs and now.
+            hub.start_catch_up(subscription, announce=False)
+
+    async def _read_loop(self, websocket: WebSocket, connection: Connection,
+                         principal: Principal, bucket: TokenBucket) -> None:
+        while not connection.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if not bucket.take():
+                connection.close(CLOSE_RATE_LIMITED)
+                return
+            text = message.get("text")
+            try:
+                if text is None:
+                    raise ProtocolError("binary frames are not part of the protocol")
+                await self._handle(connection, principal, text)
+            except ProtocolError as exc:
+                log.info("closing socket of user %s: %s", principal.id, exc)
+                connection.close(CLOSE_MALFORMED)
+                return
+
+    async def _handle(self, connection: Connection, principal: Principal, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProtocolError("not JSON") from exc
+        if not isinstance(message, dict):
+            raise ProtocolError("a frame is a JSON object")
+        op = message.get("op")
+        if op == "ping":
+            connection.push(frame(op="pong"))
+        elif op == "subscribe":
+            await self._subscribe(connection, principal, message.get("topics"))
+        elif op == "unsubscribe":
+            names = message.get("topics")
+            if not isinstance(names, list):
+                raise ProtocolError("unsubscribe needs a list of topics")
+            for name in names:
+                parse_topic(name)
+                subscription = connection.subscriptions.get(name)
+                if subscription is not None:
+                    self.ctx.hub.remove(subscription)
+        elif op == "received":
+            topic, seq = message.get("topic"), message.get("seq")
+            parse_topic(topic)
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+                raise ProtocolError("received needs an integer seq")
+            subscription = connection.subscriptions.get(topic)
+            # Only what this socket was actually sent can be confirmed.
+            if subscription is not None and seq <= subscription.last_seq:
+                self._note_received(principal.id, topic, seq)
+        elif op == "signal":
+            await self._signal(connection, principal, message)
+        else:
+            raise ProtocolError(f"unknown op {op!r}")
+
+    async def _subscribe(self, connection: Connection, principal: Principal,
+                         topics: Any) -> None:
+        if not isinstance(topics, dict) or not topics:
+            raise ProtocolError("subscribe needs an object of topic: seq")
+        requested: list[tuple[str, int]] = []
+        for name, seq in topics.items():
+            parse_topic(name)
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+                raise ProtocolError(f"seq of {name} must be a non-negative integer")
+            requested.append((name, seq))
+        for name, seq in requested:
+            if name not in connection.subscriptions and (
+                len(connection.subscriptions) >= MAX_TOPICS_PER_SOCKET
+            ):
+                connection.push(frame(op="error", code="too_many_topics", topic=name,
+                                      message=f"At most {MAX_TOPICS_PER_SOCKET} topics."))
+                continue
+            if not await self.may_subscribe(principal, name):
+                connection.push(frame(op="error", code="forbidden", topic=name,
+                                      message=f"You may not follow {name}."))
+                async with self.ctx.write() as w:
+                    await w.audit(principal.id, "access.refused", name,
+                                  {"op": "subscribe"})
+                continue
+            subscription = self.ctx.hub.subscribe(connection, name, seq)
+            self.ctx.hub.start_catch_up(subscription, announce=True)
+
+    async def may_subscribe(self, principal: Principal, topic: str) -> bool:
+        kind, ident = parse_topic(topic)
+        if kind == "user":
+            return ident == principal.id
+        if kind == "unit":
+            async with self.ctx.read() as session:
+                return await may_watch_unit(session, principal, ident)
+        authorizer = self.ctx.topic_authorizers.get(kind)
+        if authorizer is None:
+            return False
+        return await authorizer(self.ctx, principal, ident)
+
+    async def _signal(self, connection: Connection, principal: Principal,
+                      message: dict[str, Any]) -> None:
+        topic, kind, data = message.get("topic"), message.get("type"), message.get("data", {})
+        parse_topic(topic)
+        if not isinstance(kind, str) or not isinstance(data, dict):
+            raise ProtocolError("signal needs a type and an object of data")
+        handler = self.ctx.signal_handlers.get(kind)
+        if handler is None or topic not in connection.subscriptions:
+            connection.push(frame(op="error", code="signal_refused", topic=topic,
+                                  message=f"Signal {kind!r} is not accepted here."))
+            return
+        result = await handler(self.ctx, principal, str(topic), data)
+        if result is not None:
+            await self.ctx.signal(str(topic), kind, result)
+

@@ -1,0 +1,319 @@
+"""The hub: this node's fan-out from committed events to its local sockets.
+
+Each socket (``Connection``) has a bounded send queue drained by its own sender task, so a
+slow tablet never stalls a broadcast; one whose queue overflows is closed with 4408 and
+resumes from its last seq. Each subscription of a socket to a topic remembers the last seq
+it was sent and accepts only the next one; anything else makes it catch up from the log.
+
+The hub itself remembers, per topic with local subscribers, the highest seq it fanned out.
+An event that arrives past a gap (a broker dropped or reordered a message) first has the
+gap filled from the log, once for all sockets. A periodic sweep compares those positions
+with the log, which recovers events whose broker message never came at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.db import Database
+from server.metrics import Metrics
+from server.realtime.log import Event, current_seqs, read_events, topic_position
+
+log = logging.getLogger("dienhong.hub")
+
+# WebSocket close codes of the contract.
+CLOSE_MALFORMED = 4400
+CLOSE_AUTH = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4408
+CLOSE_RATE_LIMITED = 4429
+# Standard "service restart": the client should reconnect and resume.
+CLOSE_RESTART = 1012
+
+Sender = Callable[[str], Awaitable[None]]
+Closer = Callable[[int], Awaitable[None]]
+
+
+def frame(**fields: Any) -> str:
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Signal:
+    """An ephemeral message (typing, presence): fanned out live, never logged."""
+
+    topic: str
+    type: str
+    data: dict[str, Any]
+
+    @property
+    def frame(self) -> str:
+        return frame(op="signal", topic=self.topic, type=self.type, data=self.data)
+
+
+class Connection:
+    """One authenticated socket: its queue, its sender task and its subscriptions."""
+
+    def __init__(self, hub: Hub, user_id: int, unit_id: int, send: Sender, close: Closer,
+                 queue_size: int) -> None:
+        self.hub = hub
+        self.user_id = user_id
+        self.unit_id = unit_id
+        self._send = send
+        self._close = close
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.closed = False
+        self._sender: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._run_sender(), name=f"ws-sender-{self.user_id}")
+
+    async def _run_sender(self) -> None:
+        try:
+            while True:
+                text = await self._queue.get()
+                await self._send(text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.debug("send failed for user %s", self.user_id, exc_info=True)
+            self.closed = True
+
+    def push(self, text: str) -> bool:
+        """Queue a frame without waiting; a full queue cuts the socket off with 4408."""
+        if self.closed:
+            return False
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.hub.metrics.queue_overflows.inc()
+            self.close(CLOSE_TOO_SLOW)
+            return False
+        return True
+
+    async def push_wait(self, text: str) -> None:
+        """Queue a frame, waiting for room: catch-up is paced by the client's reading."""
+        if not self.closed:
+            await self._queue.put(text)
+
+    def close(self, code: int) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._closing = asyncio.create_task(self._close_now(code))
+
+    async def _close_now(self, code: int) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+        with contextlib.suppress(Exception):
+            await self._close(code)
+
+    async def finish(self) -> None:
+        """Called by the gateway when the socket ended: stop the sender, drop subscriptions."""
+        self.closed = True
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+        for subscription in list(self.subscriptions.values()):
+            self.hub.remove(subscription)
+        self.subscriptions.clear()
+
+
+class Subscription:
+    def __init__(self, connection: Connection, topic: str, last_seq: int) -> None:
+        self.connection = connection
+        self.topic = topic
+        self.last_seq = last_seq
+        # While catching up from the log, live events only mark the subscription dirty and
+        # the catch-up loop reads again; so nothing slips between the log and live events.
+        self.catching_up = True
+        self.dirty = False
+        self.task: asyncio.Task[None] | None = None
+
+    def offer(self, event: Event) -> None:
+        if self.catching_up:
+            self.dirty = True
+            return
+        if event.seq <= self.last_seq:
+            return
+        if event.seq == self.last_seq + 1:
+            if self.connection.push(event.frame):
+                self.last_seq = event.seq
+                self.connection.hub.metrics.events_delivered.inc()
+            return
+        self.connection.hub.start_catch_up(self, announce=False)
+
+
+class Hub:
+    def __init__(self, db: Database, metrics: Metrics, *, resume_batch: int) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.resume_batch = resume_batch
+        self.connections: set[Connection] = set()
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._fanned: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+
+    # --- sockets ----------------------------------------------------------------
+    def attach(self, connection: Connection) -> None:
+        self.connections.add(connection)
+        self.metrics.open_sockets.set(len(self.connections))
+
+    def detach(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        self.metrics.open_sockets.set(len(self.connections))
+
+    def subscribe(self, connection: Connection, topic: str, after_seq: int) -> Subscription:
+        """Register a subscription in catch-up state; the caller runs the catch-up."""
+        old = connection.subscriptions.get(topic)
+        if old is not None:
+            self.remove(old)
+        subscription = Subscription(connection, topic, after_seq)
+        connection.subscriptions[topic] = subscription
+        self._subscribers.setdefault(topic, set()).add(subscription)
+        return subscription
+
+    def remove(self, subscription: Subscription) -> None:
+        if subscription.task is not None and subscription.task is not asyncio.current_task():
+            subscription.task.cancel()
+        subscription.connection.subscriptions.pop(subscription.topic, None)
+        subscribers = self._subscribers.get(subscription.topic)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.topic]
+                self._fanned.pop(subscription.topic, None)
+
+    def user_connections(self, user_id: int) -> list[Connection]:
+        return [c for c in self.connections if c.user_id == user_id and not c.closed]
+
+    # --- catch-up from the log ----------------------------------------------------
+    def start_catch_up(self, subscription: Subscription, *, announce: bool) -> None:
+        if subscription.task is not None and not subscription.task.done():
+            subscription.dirty = True
+            return
+        subscription.catching_up = True
+        subscription.task = asyncio.create_task(self.catch_up(subscription, announce=announce))
+
+    async def catch_up(self, subscription: Subscription, *, announce: bool) -> None:
+        """Send every logged event after the subscription's seq, then go live."""
+        connection = subscription.connection
+        topic = subscription.topic
+        subscription.catching_up = True
+        try:
+            while not connection.closed:
+                subscription.dirty = False
+                async with self.db.read_session() as session:
+                    position = await topic_position(session, topic)
+                    gone = subscription.last_seq < position.pruned_through
+                    ahead = subscription.last_seq > position.seq
+                    events: Sequence[Event] = ()
+                    if not gone and not ahead:
+                        events = await read_events(
+                            session, topic, subscription.last_seq, self.resume_batch
+                        )
+                if gone or ahead:
+                    # History before this point was pruned (or the client's position is
+                    # not from this log): it must reload the state over REST.
+                    await connection.push_wait(frame(op="reset", topic=topic, seq=position.seq))
+                    subscription.last_seq = position.seq
+                    continue
+                for event in events:
+                    await connection.push_wait(event.frame)
+                    subscription.last_seq = event.seq
+                    self.metrics.events_delivered.inc()
+                if len(events) < self.resume_batch and not subscription.dirty:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("catch-up of %s failed; closing the socket so it resumes", topic)
+            connection.close(CLOSE_RESTART)
+            return
+        finally:
+            subscription.catching_up = False
+        if announce:
+            connection.push(frame(op="subscribed", topic=topic, seq=subscription.last_seq))
+
+    # --- live events ---------------------------------------------------------------
+    async def dispatch(self, events: Sequence[Event]) -> None:
+        """Fan committed events out to local subscribers, filling gaps from the log."""
+        async with self._lock:
+            for event in sorted(events, key=lambda e: (e.topic, e.seq)):
+                await self._dispatch_one(event)
+
+    async def _dispatch_one(self, event: Event) -> None:
+        subscribers = self._subscribers.get(event.topic)
+        if not subscribers:
+            return
+        floor = self._fanned.get(event.topic)
+        if floor is None:
+            live = [s.last_seq for s in subscribers if not s.catching_up]
+            floor = min(live) if live else event.seq - 1
+        if event.seq <= floor:
+            return
+        if event.seq > floor + 1:
+            async with self.db.read_session() as session:
+                missing = await read_events(
+                    session, event.topic, floor, event.seq - floor - 1, up_to=event.seq - 1
+                )
+            self.metrics.events_recovered.inc(len(missing))
+            for earlier in missing:
+                self._fan(earlier)
+        self._fan(event)
+
+    def _fan(self, event: Event) -> None:
+        for subscription in list(self._subscribers.get(event.topic, ())):
+            subscription.offer(event)
+        self._fanned[event.topic] = event.seq
+
+    def fan_signal(self, signal: Signal) -> None:
+        text = signal.frame
+        for subscription in list(self._subscribers.get(signal.topic, ())):
+            subscription.connection.push(text)
+
+    async def sweep(self) -> None:
+        """Compare every local topic with the log and fan out what the broker lost."""
+        topics = list(self._subscribers)
+        if not topics:
+            return
+        async with self.db.read_session() as session:
+            newest = await current_seqs(session, topics)
+        behind: list[Event] = []
+        for topic, seq in newest.items():
+            subscribers = self._subscribers.get(topic)
+            if not subscribers:
+                continue
+            floor = self._fanned.get(topic)
+            if floor is None:
+                live = [s.last_seq for s in subscribers if not s.catching_up]
+                if not live:
+                    continue
+                floor = min(live)
+            if seq > floor:
+                async with self.db.read_session() as session:
+                    behind.extend(await read_events(session, topic, floor, self.resume_batch))
+        if behind:
+            self.metrics.events_recovered.inc(len(behind))
+            await self.dispatch(behind)
+
+    async def run_sweeper(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("log sweep failed")
+
+    async def close_all(self, code: int) -> None:
+        for connection in list(self.connections):
+            connection.close(code)

@@ -1,0 +1,144 @@
+"""Appending to and reading from the event log.
+
+``append_event`` runs inside the caller's write transaction: the topic's counter row is
+bumped with an upsert (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), which both
+allocates the next ``seq`` and holds the row lock until commit. A second writer on the same
+topic waits for that commit, so seqs are gapless and become visible in order: when seq N
+is visible, every seq below N is too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.clock import utc_iso
+from server.realtime.models import EventRecord, Topic
+
+
+@dataclass(frozen=True)
+class Event:
+    topic: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    at: datetime
+    # The wire frame is encoded once and shared by every socket that gets this event.
+    frame: str = field(default="", compare=False, repr=False)
+
+    @classmethod
+    def create(cls, topic: str, seq: int, type: str, data: dict[str, Any], at: datetime) -> Event:
+        frame = json.dumps(
+            {"op": "event", "topic": topic, "seq": seq, "type": type, "data": data,
+             "at": utc_iso(at)},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return cls(topic, seq, type, data, at, frame)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"topic": self.topic, "seq": self.seq, "type": self.type, "data": self.data,
+                "at": utc_iso(self.at)}
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> Event:
+        return cls.create(raw["topic"], int(raw["seq"]), raw["type"], raw["data"],
+                          datetime.fromisoformat(raw["at"]))
+
+    @classmethod
+    def from_record(cls, row: EventRecord) -> Event:
+        return cls.create(row.topic, row.seq, row.type, row.data, row.at)
+
+
+def _upsert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def append_event(
+    session: AsyncSession, topic: str, type: str, data: dict[str, Any], at: datetime
+) -> Event:
+    """Allocate the topic's next seq and store the event, inside the caller's transaction."""
+    dialect = session.get_bind().dialect.name
+    insert = _upsert(dialect)
+    stmt = (
+        insert(Topic)
+        .values(name=topic, seq=1, pruned_through=0)
+        .on_conflict_do_update(index_elements=[Topic.name], set_={"seq": Topic.seq + 1})
+        .returning(Topic.seq)
+    )
+    seq = int((await session.execute(stmt)).scalar_one())
+    # Round-trip through JSON so the stored and published payloads are identical.
+    data = json.loads(json.dumps(data, ensure_ascii=False))
+    session.add(EventRecord(topic=topic, seq=seq, type=type, data=data, at=at))
+    return Event.create(topic, seq, type, data, at)
+
+
+async def current_seqs(session: AsyncSession, topics: Iterable[str]) -> dict[str, int]:
+    """The newest seq of each topic (0 for a topic that never had an event)."""
+    names = list(topics)
+    result = dict.fromkeys(names, 0)
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        rows = await session.execute(select(Topic.name, Topic.seq).where(Topic.name.in_(chunk)))
+        for name, seq in rows:
+            result[name] = int(seq)
+    return result
+
+
+@dataclass(frozen=True)
+class TopicPosition:
+    seq: int
+    pruned_through: int
+
+
+async def topic_position(session: AsyncSession, topic: str) -> TopicPosition:
+    row = (
+        await session.execute(select(Topic.seq, Topic.pruned_through).where(Topic.name == topic))
+    ).one_or_none()
+    if row is None:
+        return TopicPosition(0, 0)
+    return TopicPosition(int(row[0]), int(row[1]))
+
+
+async def read_events(
+    session: AsyncSession, topic: str, after_seq: int, limit: int, up_to: int | None = None
+) -> Sequence[Event]:
+    """Events of ``topic`` with ``seq > after_seq`` (and ``<= up_to``), in order."""
+    stmt = (
+        select(EventRecord)
+        .where(EventRecord.topic == topic, EventRecord.seq > after_seq)
+        .order_by(EventRecord.seq)
+        .limit(limit)
+    )
+    if up_to is not None:
+        stmt = stmt.where(EventRecord.seq <= up_to)
+    rows = (await session.execute(stmt)).scalars().all()
+    return [Event.from_record(row) for row in rows]
+
+
+async def prune_events(session: AsyncSession, older_than: datetime) -> int:
+    """Delete events older than the retention window and remember where each topic was cut."""
+    cuts = await session.execute(
+        select(EventRecord.topic, func.max(EventRecord.seq))
+        .where(EventRecord.at < older_than)
+        .group_by(EventRecord.topic)
+    )
+    removed = 0
+    for topic, seq in cuts.all():
+        await session.execute(
+            update(Topic)
+            .where(Topic.name == topic, Topic.pruned_through < seq)
+            .values(pruned_through=seq)
+        )
+        result = await session.execute(
+            delete(EventRecord).where(EventRecord.topic == topic, EventRecord.seq <= seq)
+        )
+        removed += int(getattr(result, "rowcount", 0) or 0)
+    return removed

@@ -1,0 +1,206 @@
+"""One typed Settings object, read once at start-up from ``DIENHONG_*`` variables.
+
+Every limit the server enforces (sizes, rates, counts, intervals) lives here with a sane
+default, so an operator can tune it without touching code. ``Settings.from_env()`` is the
+only place that reads the environment; everything else receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+ENV_PREFIX = "DIENHONG_"
+
+
+class SettingsError(ValueError):
+    """A ``DIENHONG_*`` variable could not be read as the type its setting needs."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def _parse_tuple(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _parse_int_map(raw: str) -> dict[str, int]:
+    """``express=300,urgent=3600`` -> ``{"express": 300, "urgent": 3600}``."""
+    result: dict[str, int] = {}
+    for part in _parse_tuple(raw):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected key=value, got {part!r}")
+        result[key.strip()] = int(value)
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- storage -------------------------------------------------------------
+    data_dir: Path = Path("./dienhong-data")
+    # Empty means SQLite at <data_dir>/dienhong.sqlite3 (the embedded default).
+    database_url: str = ""
+    # Empty means the in-process broker (one node). redis://… for several nodes.
+    redis_url: str = ""
+    # Redis channel that carries committed events between nodes.
+    redis_channel: str = "dienhong:events"
+    db_pool_size: int = 10
+    # How long a SQLite writer waits for the write lock before failing.
+    sqlite_busy_timeout_ms: int = 10_000
+
+    # --- HTTP -----------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Origins allowed to open /ws from a browser. Empty: only same-origin pages.
+    allowed_origins: tuple[str, ...] = ()
+    max_json_body_bytes: int = 1_048_576
+
+    # --- tokens ---------------------------------------------------------------
+    jwt_issuer: str = "dienhong"
+    jwt_audience: str = "dienhong"
+    # PEM of the Ed25519 signing key; empty: generated once under data_dir/keys.
+    jwt_private_key: str = ""
+    access_token_ttl_secs: int = 8 * 3600
+    # External SSO issuer. Enabled when sso_issuer and a key source are set.
+    sso_issuer: str = ""
+    sso_audience: str = ""
+    sso_jwks_url: str = ""
+    sso_public_key: str = ""
+    sso_algorithms: tuple[str, ...] = ("RS256",)
+    sso_username_claim: str = "preferred_username"
+
+    # --- login protection -----------------------------------------------------
+    login_max_failures: int = 5
+    login_lockout_secs: int = 15 * 60
+
+    # --- real time ------------------------------------------------------------
+    # Frames a slow socket may have waiting before it is cut off with 4408.
+    ws_send_queue_frames: int = 2_000
+    ws_max_frame_bytes: int = 65_536
+    # Client frames per user per second (token bucket refill) and burst size.
+    ws_rate_per_sec: float = 20.0
+    ws_rate_burst: int = 60
+    ws_auth_timeout_secs: float = 10.0
+    # Protocol-level pings keep NAT mappings open and detect dead tablets.
+    ws_ping_interval_secs: float = 20.0
+    ws_ping_timeout_secs: float = 20.0
+    # Events older than this are pruned from the log; resuming before them gives reset.
+    event_retention_secs: int = 30 * 24 * 3600
+    # How often each node compares its topics with the log, to recover dropped messages.
+    log_sweep_interval_secs: float = 2.0
+    # Events sent per query when a socket resumes.
+    resume_batch: int = 500
+
+    # --- files ----------------------------------------------------------------
+    max_upload_bytes: int = 50 * 1024 * 1024
+    pdf_worker_timeout_secs: float = 20.0
+    pdf_worker_memory_mb: int = 512
+    render_ahead_pages: int = 8
+    render_default_width: int = 1024
+    render_max_width: int = 2400
+
+    # --- messaging ------------------------------------------------------------
+    max_message_bytes: int = 16_384
+    max_directive_body_bytes: int = 200_000
+    # Seconds between reminders per urgency, for recipients who have not acknowledged.
+    reminder_intervals: Mapping[str, int] = field(
+        default_factory=lambda: {
+            "express": 5 * 60,
+            "very_urgent": 15 * 60,
+            "urgent": 60 * 60,
+            "normal": 24 * 3600,
+        }
+    )
+    # After this many reminders the head of the late unit is told too.
+    escalate_after_reminders: int = 3
+    # Shortest gap between two coalesced progress events (receipts, poll progress).
+    coalesce_interval_secs: float = 0.25
+
+    # --- meetings and media ---------------------------------------------------
+    default_speech_limit_secs: int = 300
+    media_max_participants: int = 200
+    media_ice_servers: tuple[str, ...] = ()
+    media_addresses: tuple[str, ...] = ()
+    media_silence_timeout_secs: float = 15.0
+
+    # --- operations -----------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Serve the OpenAPI-free static web client from this process.
+    serve_web_client: bool = True
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'dienhong.sqlite3').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def sso_enabled(self) -> bool:
+        return bool(self.sso_issuer and (self.sso_jwks_url or self.sso_public_key))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every ``DIENHONG_<FIELD>`` variable; unknown or malformed ones are errors."""
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in env.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in names:
+                # Variables of the test harness and the CLI share the prefix.
+                continue
+            try:
+                values[name] = _convert(hints[name], raw)
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{key}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(hint: Any, raw: str) -> Any:
+    origin = get_origin(hint)
+    if hint is bool:
+        return _parse_bool(raw)
+    if hint is int:
+        return int(raw)
+    if hint is float:
+        return float(raw)
+    if hint is Path:
+        return Path(raw)
+    if hint is str:
+        return raw
+    if origin is tuple:
+        return _parse_tuple(raw)
+    if origin in (Mapping, dict) and get_args(hint)[1] is int:
+        return _parse_int_map(raw)
+    if isinstance(hint, types.UnionType):
+        return raw
+    raise TypeError(f"unsupported setting type {hint!r}")
+
+
+def setting_names() -> list[str]:
+    """Every environment variable the server reads, for documentation and checks."""
+    return [ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)]
