@@ -41,7 +41,10 @@ PRUNE_INTERVAL_SECS = 3600
 
 
 def default_features() -> list[Feature]:
-    """The feature packages of a full server, in the order their routes are mounted."""
+    """The feature packages of a full server, in the order their routes are mounted.
+
+    Each package exposes ``feature() -> Feature``; add new packages here.
+    """
     features: list[Feature] = []
     return features
 
@@ -188,6 +191,7 @@ def create_app(
         ctx.received_handlers.extend(feature.received_handlers)
         ctx.signal_handlers.update(feature.signal_handlers)
         ctx.connection_hooks.extend(feature.connection_hooks)
+        ctx.file_access_checks.extend(feature.file_access_checks)
     if settings.serve_web_client:
         routes.extend(web_client_routes())
     gateway = Gateway(ctx)

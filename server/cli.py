@@ -90,7 +90,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.migrate import migrate
 
     async def job(ctx: object) -> int:
-        summary = await seed_demo(ctx, password=args.password,  # type: ignore[arg-type]
+        _city, summary = await seed_demo(ctx, password=args.password,  # type: ignore[arg-type]
                                   communes=args.communes, delegates=args.delegates)
         for line in summary:
             print(line)

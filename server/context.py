@@ -29,6 +29,7 @@ from server.clock import Clock
 from server.db import Database
 from server.features import (
     ConnectionHook,
+    FileAccessCheck,
     ReceivedHandler,
     SignalHandler,
     TopicAuthorizer,
@@ -89,6 +90,7 @@ class Context:
         self.received_handlers: list[ReceivedHandler] = []
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.connection_hooks: list[ConnectionHook] = []
+        self.file_access_checks: list[FileAccessCheck] = []
         # Per-feature state (schedulers, caches) keyed by feature name.
         self.extensions: dict[str, Any] = {}
 

@@ -42,6 +42,7 @@ def person_name(index: int) -> str:
 class DemoCity:
     root_unit_id: int
     office_unit_id: int
+    delegation_unit_id: int
     committee_unit_ids: list[int]
     commune_unit_ids: list[int]
     admin_id: int
@@ -53,8 +54,8 @@ class DemoCity:
 
 
 async def seed_demo(ctx: Context, *, password: str, communes: int = 126,
-                    delegates: int = 95) -> list[str]:
-    """Create the demo city and let every feature add its part; returns a summary."""
+                    delegates: int = 95) -> tuple[DemoCity, list[str]]:
+    """Create the demo city and let every feature add its part; returns it and a summary."""
     from server.app import default_features
 
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -123,13 +124,12 @@ async def seed_demo(ctx: Context, *, password: str, communes: int = 126,
             "users": 4 + len(delegate_rows) + len(ward_rows),
         })
         city = DemoCity(
-            root_unit_id=root.id, office_unit_id=office.id,
+            root_unit_id=root.id, office_unit_id=office.id, delegation_unit_id=delegation.id,
             committee_unit_ids=[c.id for c in committees],
             commune_unit_ids=[u.id for u in wards], admin_id=admin.id,
             standing_id=standing.id, chair_id=chair.id, secretary_id=secretary.id,
             delegate_ids=[d.id for d in delegate_rows], ward_user_ids=[u.id for u in ward_rows],
         )
-        _ = delegation
     summary = [
         f"units: {3 + len(COMMITTEES) + communes} (root 'standing', {len(COMMITTEES)} "
         f"committees, {communes} communes/wards)",
@@ -139,4 +139,4 @@ async def seed_demo(ctx: Context, *, password: str, communes: int = 126,
     for feature in default_features():
         for hook in feature.demo:
             summary.extend(await hook(ctx, city))
-    return summary
+    return city, summary

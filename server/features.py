@@ -41,6 +41,8 @@ SignalHandler = Callable[
 ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
 # A long-running task started with the app and cancelled at shutdown.
 BackgroundTask = Callable[["Context"], Awaitable[None]]
+# (ctx, principal, file id) -> does an object this feature owns let the user read the file?
+FileAccessCheck = Callable[["Context", "Principal", int], Awaitable[bool]]
 # Adds a feature's part to the demo city; returns lines for the summary.
 DemoHook = Callable[["Context", "DemoCity"], Awaitable[list[str]]]
 
@@ -57,3 +59,5 @@ class Feature:
     # Runs once at start-up after migrations (e.g. to create missing unit channels).
     startup: list[BackgroundTask] = field(default_factory=list)
     demo: list[DemoHook] = field(default_factory=list)
+    # A file is readable by its uploader and by whoever one of these checks lets through.
+    file_access_checks: list[FileAccessCheck] = field(default_factory=list)

@@ -31,10 +31,11 @@ def _upgrade(connection: Any, config: Config, target: str) -> None:
 
 
 def _current(connection: Any) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
-async def migrate(settings: Settings, target: str = "head") -> tuple[str | None, str | None]:
+async def migrate(settings: Settings, target: str = "heads") -> tuple[str | None, str | None]:
     """Bring the database up to ``target``; returns (revision before, revision after)."""
     url = settings.effective_database_url
     if url.startswith("sqlite"):
@@ -51,5 +52,6 @@ async def migrate(settings: Settings, target: str = "head") -> tuple[str | None,
     return before, after
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revisions() -> tuple[str, ...]:
+    """Each feature's migrations form a branch off the core; all heads are applied."""
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
