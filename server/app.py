@@ -46,6 +46,8 @@ def default_features() -> list[Feature]:
     Each package exposes ``feature() -> Feature``; add new packages here.
     """
     features: list[Feature] = []
+    from server.files.feature import feature as files_feature
+    features.append(files_feature())
     return features
 
 

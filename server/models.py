@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import server.audit
 import server.auth.models
+import server.files.models
 import server.org.models
 import server.realtime.models
 from server.db import Base

@@ -1,0 +1,1 @@
+"""Files and PDF documents: safe upload, page rendering, per-reader stamped copies."""

@@ -1,0 +1,11 @@
+"""The files feature as the core sees it."""
+
+from __future__ import annotations
+
+from server.features import Feature
+
+
+def feature() -> Feature:
+    from server.files.routes import routes
+
+    return Feature(name="files", routes=list(routes))
