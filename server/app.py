@@ -156,14 +156,20 @@ def web_client_routes() -> list[BaseRoute]:
     ]
 
 
+async def prune_event_log(ctx: Context) -> int:
+    """Delete events older than the retention window; resuming before them gives reset."""
+    cutoff = ctx.clock.now() - timedelta(seconds=ctx.settings.event_retention_secs)
+    async with ctx.db.write_session() as session:
+        removed = await prune_events(session, cutoff)
+    if removed:
+        log.info("pruned %d events older than %s", removed, cutoff.isoformat())
+    return removed
+
+
 async def _prune_forever(ctx: Context) -> None:
     while True:
         try:
-            cutoff = ctx.clock.now() - timedelta(seconds=ctx.settings.event_retention_secs)
-            async with ctx.db.write_session() as session:
-                removed = await prune_events(session, cutoff)
-            if removed:
-                log.info("pruned %d events older than %s", removed, cutoff.isoformat())
+            await prune_event_log(ctx)
         except Exception:
             log.exception("pruning the event log failed")
         await asyncio.sleep(PRUNE_INTERVAL_SECS)

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Integer, String, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,6 +25,9 @@ from server.clock import utc_iso
 from server.db import Base, UTCDateTime
 
 GENESIS_HASH = "0" * 64
+# Lengths of the action and subject columns.
+ACTION_MAX = 64
+SUBJECT_MAX = 120
 
 
 class AuditRecord(Base):
@@ -33,8 +37,8 @@ class AuditRecord(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor_id: Mapped[int | None] = mapped_column(Integer, default=None)
-    action: Mapped[str] = mapped_column(String(64), index=True)
-    subject: Mapped[str] = mapped_column(String(120), default="")
+    action: Mapped[str] = mapped_column(String(ACTION_MAX), index=True)
+    subject: Mapped[str] = mapped_column(String(SUBJECT_MAX), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
@@ -76,13 +80,12 @@ async def append_audit(
     details: dict[str, Any] | None = None,
 ) -> AuditRecord:
     """Append one record inside the caller's transaction (locks the chain head)."""
-    details = details or {}
-    head = (
-        await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())
-    ).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
-        session.add(head)
+    # Hash exactly what the JSON column will give back when the chain is verified.
+    details = json.loads(json.dumps(details or {}, ensure_ascii=False))
+    # The columns are bounded; cut before hashing so the stored record verifies.
+    action = action[:ACTION_MAX]
+    subject = subject[:SUBJECT_MAX]
+    head = await _locked_head(session)
     seq = head.seq + 1
     digest = record_hash(seq, at, actor_id, action, subject, details, head.hash)
     record = AuditRecord(
@@ -94,6 +97,24 @@ async def append_audit(
     head.hash = digest
     await session.flush()
     return record
+
+
+async def _locked_head(session: AsyncSession) -> AuditHead:
+    """The chain's head row, locked until commit; created on the very first record.
+
+    Two first writers on PostgreSQL would both find no head: the insert ignores the
+    conflict and both then lock the one row, so the second waits for the first.
+    """
+    query = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    head = (await session.execute(query)).scalar_one_or_none()
+    if head is not None:
+        return head
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(AuditHead).values(id=1, seq=0, hash=GENESIS_HASH).on_conflict_do_nothing()
+    )
+    return (await session.execute(query.execution_options(populate_existing=True))).scalar_one()
 
 
 @dataclass(frozen=True)

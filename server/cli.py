@@ -52,13 +52,19 @@ def _migrate(settings: Settings) -> int:
 
 async def _with_context(settings: Settings, job: object) -> int:
     from server.app import create_app
+    from server.errors import ApiError
 
     app = create_app(settings)
     ctx = app.state.ctx
     try:
         result: int = await job(ctx)  # type: ignore[operator]
         return result
+    except ApiError as exc:
+        # A refusal of the domain (name taken, unknown unit…) is the user's to fix.
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        return 1
     finally:
+        await ctx.broker.stop()
         await ctx.db.dispose()
 
 

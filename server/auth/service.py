@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,16 +29,13 @@ async def login(ctx: Context, username: str, password: str, client: str) -> dict
         user = (
             await session.execute(select(User).where(User.username == username))
         ).scalar_one_or_none()
-    if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
-        wait = int((throttle.locked_until - now).total_seconds()) + 1
-        raise TooManyRequests(
-            f"Too many failed sign-ins; try again in {wait} seconds.", code="locked_out",
-            details={"retry_after": wait},
-        )
+    _refuse_if_locked(throttle, now)
     valid = await verify_password(user.password_hash if user else None, password)
     ok = valid and user is not None and user.active
     async with ctx.write() as w:
         row = await w.session.get(LoginThrottle, username)
+        # Attempts that were already verifying when the lock-out began are refused too.
+        _refuse_if_locked(row, now)
         if ok:
             if row is not None:
                 await w.session.delete(row)
@@ -68,3 +65,13 @@ async def login(ctx: Context, username: str, password: str, client: str) -> dict
         "user": {key: public[key] for key in ("id", "username", "display_name", "unit_id",
                                                "roles")},
     }
+
+
+def _refuse_if_locked(throttle: LoginThrottle | None, now: datetime) -> None:
+    if throttle is None or throttle.locked_until is None or throttle.locked_until <= now:
+        return
+    wait = int((throttle.locked_until - now).total_seconds()) + 1
+    raise TooManyRequests(
+        f"Too many failed sign-ins; try again in {wait} seconds.", code="locked_out",
+        details={"retry_after": wait},
+    )

@@ -26,6 +26,12 @@ REQUIRED_CLAIMS = ["iss", "aud", "exp", "sub"]
 # Tolerated clock difference between the SSO issuer and this server.
 LEEWAY_SECS = 30
 HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+# Time claims are checked here against the injected clock (PyJWT would use the machine's).
+_DECODE_OPTIONS: Any = {
+    "require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False, "verify_nbf": False,
+}
+# Our own tokens may be checked by a node whose clock is slightly behind the issuer's.
+MAX_CLOCK_SKEW_SECS = 5
 
 
 def load_or_create_signing_key(settings: Settings) -> Ed25519PrivateKey:
@@ -103,11 +109,11 @@ class TokenService:
             claims = jwt.decode(
                 token, self.public_key, algorithms=[ALGORITHM],
                 audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
-                options={"require": REQUIRED_CLAIMS, "verify_exp": False},
+                options=_DECODE_OPTIONS,
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"The token was refused: {exc}.", code="invalid_token") from exc
-        self._check_expiry(claims, now, leeway=0)
+        self._check_times(claims, now, leeway=0)
         try:
             user_id = int(claims["sub"])
         except (TypeError, ValueError) as exc:
@@ -126,12 +132,12 @@ class TokenService:
                 token, key, algorithms=list(settings.sso_algorithms),
                 audience=settings.sso_audience or settings.jwt_audience,
                 issuer=settings.sso_issuer,
-                options={"require": REQUIRED_CLAIMS, "verify_exp": False},
+                options=_DECODE_OPTIONS,
             )
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthorized(f"The SSO token was refused: {exc}.",
                                code="invalid_token") from exc
-        self._check_expiry(claims, now, leeway=LEEWAY_SECS)
+        self._check_times(claims, now, leeway=LEEWAY_SECS)
         username = claims.get(settings.sso_username_claim)
         if not isinstance(username, str) or not username:
             raise Unauthorized(
@@ -141,8 +147,20 @@ class TokenService:
         return VerifiedToken(user_id=None, username=username, claims=claims)
 
     @staticmethod
-    def _check_expiry(claims: dict[str, Any], now: datetime, *, leeway: int) -> None:
-        # Expiry is checked against the injected clock, not the machine's.
+    def _check_times(claims: dict[str, Any], now: datetime, *, leeway: int) -> None:
+        # Every time claim is checked against the injected clock, not the machine's.
+        stamp = now.timestamp()
         exp = claims.get("exp")
-        if not isinstance(exp, int | float) or now.timestamp() > exp + leeway:
+        if not _is_number(exp) or stamp > exp + leeway:
             raise Unauthorized("The token has expired.", code="token_expired")
+        for claim in ("nbf", "iat"):
+            value = claims.get(claim)
+            if value is None:
+                continue
+            if not _is_number(value) or value > stamp + leeway + MAX_CLOCK_SKEW_SECS:
+                raise Unauthorized(f"The token is not valid yet ({claim}).",
+                                   code="invalid_token")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
@@ -93,6 +94,8 @@ async def update_unit(ctx: Context, actor: Principal, unit_id: int, *, name: str
         if name is not None:
             unit.name = name
         await w.audit(actor.id, "unit.update", f"unit:{unit.id}", unit_json(unit))
+        # Clients showing the unit (its members, the tree) refresh it from this event.
+        await w.emit(f"unit:{unit.id}", "unit.updated", unit_json(unit))
     return unit
 
 
@@ -127,7 +130,12 @@ async def create_user(
             created_at=w.now,
         )
         w.session.add(user)
-        await w.session.flush()
+        try:
+            await w.session.flush()
+        except IntegrityError as exc:
+            # Another request took the name between the check and the insert.
+            raise Conflict(f"The username {username!r} is taken.",
+                           code="username_taken") from exc
         await w.audit(actor.id if actor else None, "user.create", f"user:{user.id}",
                       user_json(user))
     return user
@@ -165,6 +173,8 @@ async def update_user(
             user.password_hash = password_hash
         details = user_json(user) | {"password_changed": password is not None}
         await w.audit(actor.id, "user.update", f"user:{user.id}", details)
+        # The user's own clients learn of new roles, unit or clearance at once.
+        await w.emit(f"user:{user.id}", "user.updated", user_json(user))
     return user
 
 

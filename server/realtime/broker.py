@@ -25,6 +25,10 @@ DeliverSignal = Callable[[Signal], None]
 # Back-off between attempts to reach Redis again, doubling up to the maximum.
 REDIS_RETRY_MIN_SECS = 0.2
 REDIS_RETRY_MAX_SECS = 5.0
+# How long one poll of the subscription waits for a message before checking its health.
+REDIS_POLL_SECS = 1.0
+# An idle subscription is PINGed this often, so a silently dead connection is noticed.
+REDIS_HEALTH_CHECK_SECS = 5
 
 
 class Broker(Protocol):
@@ -83,6 +87,11 @@ class RedisBroker:
         self._channel = channel
         self._redis = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
                                         health_check_interval=10)
+        # The subscription has its own client without a socket timeout: an idle channel
+        # is normal, and a read timeout there would drop and resubscribe every few seconds.
+        # Dead connections are found by the health-check PING sent between polls.
+        self._subscriber = aioredis.from_url(url, socket_connect_timeout=2,
+                                             health_check_interval=REDIS_HEALTH_CHECK_SECS)
         self._deliver: Deliver | None = None
         self._deliver_signal: DeliverSignal | None = None
         self._resync: Resync | None = None
@@ -131,22 +140,21 @@ class RedisBroker:
         delay = REDIS_RETRY_MIN_SECS
         first = True
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 self.connected.set()
                 delay = REDIS_RETRY_MIN_SECS
                 if not first and self._resync is not None:
+                    # Whatever was published while we were away comes back from the log.
                     await self._resync()
                 first = False
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=REDIS_POLL_SECS)
+                    if message is None or message.get("type") != "message":
                         continue
-                    body = json.loads(message["data"])
-                    if "e" in body and self._deliver is not None:
-                        await self._deliver([Event.from_wire(raw) for raw in body["e"]])
-                    elif "s" in body and self._deliver_signal is not None:
-                        self._deliver_signal(Signal(**body["s"]))
+                    await self._handle(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -161,6 +169,19 @@ class RedisBroker:
                 except Exception:
                     log.debug("closing a dead pubsub failed", exc_info=True)
 
+    async def _handle(self, raw: bytes | str) -> None:
+        """One message from the channel; a malformed one is logged, never fatal."""
+        try:
+            body = json.loads(raw)
+            if "e" in body:
+                events = [Event.from_wire(item) for item in body["e"]]
+                if self._deliver is not None:
+                    await self._deliver(events)
+            elif "s" in body and self._deliver_signal is not None:
+                self._deliver_signal(Signal(**body["s"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring a malformed broker message: %s", exc)
+
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
@@ -168,6 +189,7 @@ class RedisBroker:
                 await self._listener
             except asyncio.CancelledError:
                 pass
+        await self._subscriber.aclose()
         await self._redis.aclose()
 
 

@@ -33,6 +33,7 @@ from server.org.service import may_watch_unit
 from server.realtime.hub import (
     CLOSE_AUTH,
     CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL,
     CLOSE_MALFORMED,
     CLOSE_RATE_LIMITED,
     Connection,
@@ -129,7 +130,15 @@ class Gateway:
             await websocket.close(code=CLOSE_FORBIDDEN)
             return
         await websocket.accept()
-        principal = await self._authenticate(websocket)
+        try:
+            principal = await self._authenticate(websocket)
+        except Exception:
+            # The database (or the SSO issuer's key server) failed: not the client's fault,
+            # so not 4401, which would make it sign out.
+            log.exception("authenticating a socket failed")
+            with contextlib.suppress(Exception):
+                await websocket.close(code=CLOSE_INTERNAL)
+            return
         if principal is None:
             return
         settings = self.ctx.settings
@@ -154,6 +163,11 @@ class Gateway:
             for hook in self.ctx.connection_hooks:
                 await hook(self.ctx, principal, True)
             await self._read_loop(websocket, connection, principal, bucket)
+        except WebSocketDisconnect:
+            log.debug("socket of user %s went away", principal.id)
+        except Exception:
+            log.exception("socket of user %s failed", principal.id)
+            connection.close(CLOSE_INTERNAL)
         finally:
             await connection.finish()
             hub.detach(connection)

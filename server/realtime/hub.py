@@ -35,6 +35,10 @@ CLOSE_TOO_SLOW = 4408
 CLOSE_RATE_LIMITED = 4429
 # Standard "service restart": the client should reconnect and resume.
 CLOSE_RESTART = 1012
+# Standard "internal error": something failed on the server; the client reconnects.
+CLOSE_INTERNAL = 1011
+# How long a finished socket waits for its close frame to be written.
+CLOSE_FRAME_WAIT_SECS = 2.0
 
 Sender = Callable[[str], Awaitable[None]]
 Closer = Callable[[int], Awaitable[None]]
@@ -105,27 +109,46 @@ class Connection:
             await self._queue.put(text)
 
     def close(self, code: int) -> None:
+        """Cut the socket off now and send it the close frame ``code``.
+
+        Everything the hub holds for it goes at once: a client that stopped reading may
+        not take the close frame (it waits behind what the kernel already buffered) for a
+        long time, and must not keep its queue or subscriptions meanwhile.
+        """
         if self.closed:
             return
-        self.closed = True
+        self._release()
         self._closing = asyncio.create_task(self._close_now(code))
+
+    def _release(self) -> None:
+        self.closed = True
+        if self._sender is not None:
+            self._sender.cancel()
+        for subscription in list(self.subscriptions.values()):
+            self.hub.remove(subscription)
+        self.subscriptions.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self.hub.detach(self)
 
     async def _close_now(self, code: int) -> None:
         if self._sender is not None:
-            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
         with contextlib.suppress(Exception):
             await self._close(code)
 
     async def finish(self) -> None:
         """Called by the gateway when the socket ended: stop the sender, drop subscriptions."""
-        self.closed = True
+        self._release()
         if self._sender is not None:
-            self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sender
-        for subscription in list(self.subscriptions.values()):
-            self.hub.remove(subscription)
-        self.subscriptions.clear()
+        if self._closing is not None:
+            # Let the close frame go out before the ASGI handler returns (a returned
+            # handler makes the server drop the TCP connection without one).
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._closing), CLOSE_FRAME_WAIT_SECS)
 
 
 class Subscription:
