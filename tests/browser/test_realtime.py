@@ -1,0 +1,88 @@
+"""The shared real-time client and the login page, in a real browser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from server.demo import DemoCity
+from tests.browser.conftest import WAIT_MS, shot, signed_in, wait_online
+from tests.conftest import DEMO_PASSWORD
+from tests.harness import RunningServer
+
+pytestmark = pytest.mark.browser
+
+
+async def emit(server: RunningServer, topic: str, count: int, start: int) -> None:
+    for n in range(start, start + count):
+        async with server.ctx.write() as w:
+            await w.emit(topic, "test.note", {"n": n})
+
+
+async def seen(page: Any, topic: str) -> list[str]:
+    events: list[str] = await page.evaluate(
+        "(topic) => window.dhEvents.filter((e) => e.startsWith(topic + '#'))", topic)
+    return events
+
+
+async def test_login_reload_logout(server: RunningServer, city: DemoCity,
+                                   browser: Any) -> None:
+    context = await browser.new_context(viewport={"width": 1024, "height": 768})
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    await page.goto(server.url + "/app/chat/")
+    # Not signed in: sent to the login page, which comes back here afterwards.
+    await page.wait_for_url("**/app/?next=*")
+    await page.fill("#username", "ward001")
+    await page.fill("#password", "wrong-password")
+    await page.click("#login-submit")
+    await page.wait_for_selector("#login-error:not(:empty)")
+    await shot(page, "login-error")
+    assert "Sai tên đăng nhập" in await page.inner_text("#login-error")
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("#login-submit")
+    await page.wait_for_url("**/app/chat/")
+    await wait_online(page)
+    # The session survives a reload.
+    await page.reload()
+    await wait_online(page)
+    assert "Cán bộ Phường 001" in await page.inner_text("#app-header")
+    # English switch, and back.
+    await page.click("#lang-switch")
+    await page.wait_for_selector("#logout:text('Sign out')")
+    await page.click("#lang-switch")
+    await page.wait_for_selector("#logout:text('Đăng xuất')")
+    await page.click("#logout")
+    await page.wait_for_url("**/app/")
+    await page.goto(server.url + "/app/chat/")
+    await page.wait_for_url("**/app/?next=*")
+    await context.close()
+
+
+async def test_offline_then_catch_up_exactly_once(server: RunningServer, city: DemoCity,
+                                                  browser: Any) -> None:
+    context, page = await signed_in(server, browser, "ward001")
+    await page.goto(server.url + "/app/chat/")
+    await wait_online(page)
+    topic = f"user:{city.ward_user_ids[0]}"
+    await emit(server, topic, 3, 1)
+    await page.wait_for_function(
+        "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length === 3", arg=topic)
+
+    await context.set_offline(True)
+    await page.wait_for_selector("#conn-status[data-status=offline]")
+    await shot(page, "chat-offline")
+    await emit(server, topic, 4, 4)
+    await context.set_offline(False)
+    await wait_online(page)
+    await page.wait_for_function(
+        "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length >= 7", arg=topic)
+    # A reload resumes from the position kept in sessionStorage: nothing again.
+    await emit(server, topic, 1, 8)
+    await page.wait_for_function(
+        "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length >= 8", arg=topic)
+    events = await seen(page, topic)
+    assert events == [f"{topic}#{n}" for n in range(1, 9)]
+    assert page.js_errors == []
+    await context.close()

@@ -1,0 +1,824 @@
+// The chat client: urgent-instruction inbox (with acknowledgement and replies), compose and
+// the live acknowledgement board for senders, unit/group/direct channels, search.
+
+import { api, blobUrl, download, listOf, randomId, session, uploadFile } from "./api.js";
+import { formatTime, t } from "./i18n.js";
+import { announce, connectRealtime, dialog, fill, h, showError, startPage, toast } from "./shell.js";
+
+const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
+// Typing: send at most one signal per TYPING_SEND_MS; show a typist for TYPING_SHOW_MS.
+const TYPING_SEND_MS = 3000;
+const TYPING_SHOW_MS = 5000;
+const MESSAGE_PAGE = 100;
+
+const me = startPage("chat_title");
+const isSender = (me.roles || []).includes("standing");
+
+const state = {
+  directives: new Map(), // inbox, by id
+  sent: new Map(),
+  channels: new Map(),
+  messages: new Map(), // channel id -> Map(message id -> message)
+  users: new Map(), // user id -> {display_name, unit_id}
+  units: [],
+  presence: new Map(), // user id -> online|away|offline
+  typing: new Map(), // channel id -> Map(user id -> until)
+  receipts: new Map(), // directive id -> receipts document
+  replyTo: null,
+  route: { view: "inbox" },
+  lastTypingSent: 0,
+};
+
+// --- field access that tolerates the shapes the API may answer -----------------------
+const receiptOf = (d) => d.receipt || d.my_receipt || d;
+const isAcked = (d) => !!receiptOf(d).acknowledged_at;
+const isRead = (d) => !!receiptOf(d).read_at;
+const senderName = (d) => d.sender?.display_name || d.sender_name || userName(d.sender_id);
+function userName(id) {
+  if (id === undefined || id === null) return "";
+  return state.users.get(id)?.display_name || `#${id}`;
+}
+function unitName(id) {
+  return state.units.find((u) => u.id === id)?.name || `#${id}`;
+}
+const urgencyLabel = (u) => t(`urgency_${u || "normal"}`);
+const confLabel = (c) => t(`conf_${c || "none"}`);
+
+function sortDirectives(list) {
+  return list.sort((a, b) => {
+    const acked = Number(isAcked(a)) - Number(isAcked(b));
+    if (acked) return acked;
+    const rank = (URGENCY_RANK[a.urgency] ?? 9) - (URGENCY_RANK[b.urgency] ?? 9);
+    if (rank) return rank;
+    const due = (a.due_at ? Date.parse(a.due_at) : Infinity) - (b.due_at ? Date.parse(b.due_at) : Infinity);
+    if (due) return due;
+    return Date.parse(b.issued_at || 0) - Date.parse(a.issued_at || 0);
+  });
+}
+
+// --- loading -------------------------------------------------------------------------
+async function loadInbox() {
+  const list = listOf(await api("directives?box=inbox"), "directives");
+  state.directives = new Map(list.map((d) => [d.id, d]));
+}
+
+async function loadSent() {
+  if (!isSender) return;
+  const list = listOf(await api("directives?box=sent"), "directives");
+  state.sent = new Map(list.map((d) => [d.id, d]));
+}
+
+async function loadChannels() {
+  const list = listOf(await api("channels"), "channels");
+  state.channels = new Map(list.map((c) => [c.id, c]));
+  for (const channel of list) {
+    for (const member of channel.members || []) {
+      if (typeof member === "object") state.users.set(member.id ?? member.user_id, member);
+    }
+  }
+}
+
+async function loadUnits() {
+  state.units = listOf(await api("units"), "units");
+}
+
+async function loadUnitMembers(unitId) {
+  try {
+    const members = listOf(await api(`units/${unitId}/members`), "members");
+    for (const m of members) state.users.set(m.id, m);
+    return members;
+  } catch {
+    return [];
+  }
+}
+
+// --- the express banner: impossible to miss --------------------------------------------
+function renderBanner() {
+  const box = document.getElementById("express-banner");
+  const open = [...state.directives.values()].filter((d) => d.urgency === "express" && !isAcked(d));
+  if (!open.length) {
+    fill(box);
+    return;
+  }
+  fill(box, open.slice(0, 3).map((d) =>
+    h("div", { class: "express-banner", role: "alert", dataset: { directive: d.id } },
+      h("span", {}, t("express_banner", { title: d.title })),
+      d.due_at ? h("span", {}, t("due", { time: formatTime(d.due_at) })) : null,
+      h("a", { class: "btn btn-small", href: `#directive/${d.id}` }, t("open")))));
+}
+
+// --- navigation --------------------------------------------------------------------------
+function unreadOf(channel) {
+  return channel.unread ?? channel.unread_count ?? 0;
+}
+
+function navButton(label, hash, badge, extra = null) {
+  const current = location.hash === hash || (hash === "#inbox" && !location.hash);
+  return h("li", {},
+    h("a", { class: "nav-item", href: hash, "aria-current": current ? "true" : "false" },
+      h("span", { class: "row" }, extra, label),
+      badge ? h("span", { class: "badge", "aria-label": t("unread", { n: badge }) }, badge) : null));
+}
+
+function channelLabel(channel) {
+  if (channel.kind === "direct") {
+    const other = (channel.members || []).map((m) => (typeof m === "object" ? m.id ?? m.user_id : m))
+      .find((id) => id !== me.id);
+    return channel.name || userName(other);
+  }
+  return channel.name;
+}
+
+function renderNav() {
+  const pendingCount = [...state.directives.values()].filter((d) => !isAcked(d)).length;
+  const channels = [...state.channels.values()].filter((c) => c.kind !== "direct");
+  const directs = [...state.channels.values()].filter((c) => c.kind === "direct");
+  const presenceDot = (channel) => {
+    const other = (channel.members || []).map((m) => (typeof m === "object" ? m.id ?? m.user_id : m))
+      .find((id) => id !== me.id);
+    const status = state.presence.get(other) || "offline";
+    return h("span", { class: `presence-dot presence-${status}`, title: t(`presence_${status}`), "aria-label": t(`presence_${status}`) });
+  };
+  fill(document.getElementById("nav"),
+    h("ul", {},
+      navButton(t("nav_inbox"), "#inbox", pendingCount),
+      isSender ? navButton(t("nav_compose"), "#compose", 0) : null,
+      isSender ? navButton(t("nav_sent"), "#sent", 0) : null,
+      navButton(t("nav_search"), "#search", 0)),
+    h("div", { class: "nav-heading" }, h("span", {}, t("nav_channels")),
+      h("button", { class: "btn btn-small", type: "button", onclick: newGroup }, "+ ", t("new_group"))),
+    h("ul", { id: "channel-list" }, channels.map((c) => navButton(channelLabel(c), `#channel/${c.id}`, unreadOf(c)))),
+    h("div", { class: "nav-heading" }, h("span", {}, t("nav_direct")),
+      h("button", { class: "btn btn-small", type: "button", onclick: newDirect }, "+ ", t("new_direct"))),
+    h("ul", { id: "direct-list" }, directs.map((c) => navButton(channelLabel(c), `#channel/${c.id}`, unreadOf(c), presenceDot(c)))));
+}
+
+// --- inbox and one directive ---------------------------------------------------------------
+function directiveCard(d) {
+  const urgency = d.urgency || "normal";
+  const overdue = d.due_at && !isAcked(d) && Date.parse(d.due_at) < Date.now();
+  return h("li", {
+    class: `panel directive urg-${urgency}-card${isAcked(d) ? "" : " unacked"}`,
+    dataset: { directive: d.id, urgency },
+  },
+  h("div", { class: "row" },
+    h("span", { class: `tag urg-${urgency}` }, urgencyLabel(urgency)),
+    d.confidentiality && d.confidentiality !== "none" ? h("span", { class: "tag urg-very_urgent" }, confLabel(d.confidentiality)) : null,
+    isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)" }, t("acknowledged")) : null,
+    overdue ? h("span", { class: "tag urg-express" }, t("overdue")) : null),
+  h("h3", {}, h("a", { href: `#directive/${d.id}` }, d.title)),
+  h("div", { class: "small muted row" },
+    senderName(d) ? h("span", {}, t("from", { name: senderName(d) })) : null,
+    h("span", {}, formatTime(d.issued_at)),
+    d.due_at ? h("span", {}, t("due", { time: formatTime(d.due_at) })) : null));
+}
+
+function renderInbox(view) {
+  const list = sortDirectives([...state.directives.values()]);
+  fill(view,
+    h("h2", {}, t("nav_inbox")),
+    list.length ? h("ul", { class: "card-list", id: "inbox-list" }, list.map(directiveCard))
+      : h("p", { class: "muted" }, t("inbox_empty")));
+}
+
+function attachmentLinks(ids) {
+  if (!ids || !ids.length) return null;
+  return h("div", { class: "row small" }, h("span", {}, t("attachments"), ":"),
+    ids.map((a) => {
+      const id = typeof a === "object" ? a.id : a;
+      const name = typeof a === "object" ? a.filename || a.name || `#${id}` : `#${id}`;
+      return h("button", { type: "button", class: "btn btn-small", onclick: () => openFile(id) }, name);
+    }));
+}
+
+async function openFile(id) {
+  try {
+    const url = await blobUrl(`/api/v1/files/${id}`);
+    window.open(url, "_blank", "noopener");
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function renderDirective(view, id) {
+  let d = state.directives.get(id) || state.sent.get(id);
+  try {
+    const full = await api(`directives/${id}`);
+    d = { ...(d || {}), ...full };
+    if (state.directives.has(id)) state.directives.set(id, d);
+  } catch (err) {
+    if (!d) {
+      showError(err);
+      return;
+    }
+  }
+  if (state.directives.has(id) && !isRead(d)) {
+    api(`directives/${id}/read`, { method: "POST", body: {} }).then(() => {
+      const r = receiptOf(d);
+      r.read_at = r.read_at || new Date().toISOString();
+    }).catch(() => {});
+  }
+  let replies = d.replies || [];
+  try {
+    replies = listOf(await api(`directives/${id}/replies`), "replies");
+  } catch {
+    /* replies may come with the directive */
+  }
+  const urgency = d.urgency || "normal";
+  const inbox = state.directives.has(id);
+  const ackForm = inbox && !isAcked(d) && d.ack_required !== false ? h("form", { class: "panel stack", id: "ack-form", onsubmit: (e) => acknowledge(e, id) },
+    h("label", { for: "ack-note" }, t("ack_note")),
+    h("textarea", { id: "ack-note", name: "note", rows: 2 }),
+    h("button", { type: "submit", class: "btn btn-ok", id: "ack-button" }, t("acknowledge"))) : null;
+  fill(view,
+    h("article", { class: `directive panel urg-${urgency}-card`, dataset: { directive: id } },
+      h("div", { class: "row" },
+        h("span", { class: `tag urg-${urgency}` }, urgencyLabel(urgency)),
+        h("span", { class: "tag" }, confLabel(d.confidentiality)),
+        isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)", id: "acked-tag" }, t("acknowledged")) : null),
+      h("h2", {}, d.title),
+      h("p", { class: "small muted" }, senderName(d) ? t("from", { name: senderName(d) }) : "", " · ", formatTime(d.issued_at),
+        d.due_at ? ` · ${t("due", { time: formatTime(d.due_at) })}` : ""),
+      h("div", { style: "white-space: pre-wrap" }, d.body || ""),
+      attachmentLinks(d.attachments || d.attachment_ids)),
+    ackForm,
+    !inbox ? h("p", {}, h("a", { class: "btn", href: `#board/${id}` }, t("board"))) : null,
+    h("section", { class: "panel", "aria-labelledby": "replies-h" },
+      h("h3", { id: "replies-h" }, t("replies")),
+      h("ul", { class: "card-list", id: "reply-list" }, replies.map((r) =>
+        h("li", { class: "message" },
+          h("div", { class: "meta" }, h("strong", {}, r.author?.display_name || r.author_name || userName(r.author_id)),
+            r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
+          h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids)))),
+      h("form", { class: "stack", onsubmit: (e) => sendReply(e, id, d) },
+        h("label", { for: "reply-body" }, t("report_back")),
+        h("textarea", { id: "reply-body", name: "body", rows: 2, required: true }),
+        !inbox ? h("div", {}, h("label", { for: "reply-unit" }, t("unit")),
+          h("select", { id: "reply-unit", name: "unit_id" }, (d.targets?.unit_ids || []).map((u) => h("option", { value: u }, unitName(u))))) : null,
+        h("input", { type: "file", id: "reply-file", "aria-label": t("attach"), multiple: true }),
+        h("button", { type: "submit", class: "btn btn-primary" }, t("send")))));
+}
+
+async function acknowledge(event, id) {
+  event.preventDefault();
+  const note = event.target.note.value.trim();
+  try {
+    await api(`directives/${id}/ack`, { method: "POST", body: note ? { note } : {} });
+    const d = state.directives.get(id);
+    const r = receiptOf(d);
+    r.acknowledged_at = r.acknowledged_at || new Date().toISOString();
+    toast(t("acknowledged"));
+    refresh();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function uploadAll(input) {
+  const ids = [];
+  for (const file of input?.files || []) ids.push((await uploadFile(file)).id);
+  return ids;
+}
+
+async function sendReply(event, id) {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    const attachment_ids = await uploadAll(form.querySelector("input[type=file]"));
+    const body = { body: form.body.value.trim() };
+    if (attachment_ids.length) body.attachment_ids = attachment_ids;
+    if (form.unit_id) body.unit_id = Number(form.unit_id.value);
+    await api(`directives/${id}/replies`, { method: "POST", body });
+    form.reset();
+    renderView();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// --- compose (standing) -------------------------------------------------------------------
+function unitTree() {
+  const children = new Map();
+  for (const unit of state.units) {
+    const key = unit.parent_id ?? null;
+    if (!children.has(key)) children.set(key, []);
+    children.get(key).push(unit);
+  }
+  const branch = (parent) => {
+    const kids = children.get(parent) || [];
+    if (!kids.length) return null;
+    return h("ul", {}, kids.map((u) => h("li", {},
+      h("label", { class: "inline" }, h("input", { type: "checkbox", name: "unit", value: u.id, "data-unit-name": u.name }), u.name),
+      branch(u.id))));
+  };
+  return h("div", { class: "unit-tree", role: "group", "aria-label": t("targets") }, branch(null));
+}
+
+function renderCompose(view) {
+  const select = (name, values, labeler) => h("select", { id: name, name }, values.map((v) => h("option", { value: v }, labeler(v))));
+  fill(view,
+    h("h2", {}, t("nav_compose")),
+    h("form", { id: "compose-form", onsubmit: issue },
+      h("div", { class: "field" }, h("label", { for: "d-title" }, t("title")), h("input", { id: "d-title", name: "title", type: "text", required: true, maxlength: 300 })),
+      h("div", { class: "field" }, h("label", { for: "d-body" }, t("body")), h("textarea", { id: "d-body", name: "body", rows: 5, required: true })),
+      h("div", { class: "row" },
+        h("div", { class: "field grow" }, h("label", { for: "urgency" }, t("urgency")), select("urgency", ["normal", "urgent", "very_urgent", "express"], urgencyLabel)),
+        h("div", { class: "field grow" }, h("label", { for: "confidentiality" }, t("confidentiality")), select("confidentiality", ["none", "confidential", "secret", "top_secret"], confLabel)),
+        h("div", { class: "field grow" }, h("label", { for: "due_at" }, t("due_at")), h("input", { id: "due_at", name: "due_at", type: "datetime-local" }))),
+      h("fieldset", { class: "field" }, h("legend", {}, t("targets")), unitTree(),
+        h("label", { class: "inline" }, h("input", { type: "checkbox", name: "include_descendants", id: "include-descendants" }), t("include_descendants"))),
+      h("div", { class: "field" }, h("label", { class: "inline" }, h("input", { type: "checkbox", name: "ack_required", checked: true }), t("ack_required"))),
+      h("div", { class: "field" }, h("label", { for: "d-files" }, t("attachments")), h("input", { id: "d-files", type: "file", multiple: true })),
+      h("p", { id: "compose-error", class: "error-text", role: "alert" }),
+      h("button", { type: "submit", class: "btn btn-primary", id: "issue-button" }, t("issue"))));
+}
+
+async function issue(event) {
+  event.preventDefault();
+  const form = event.target;
+  const unitIds = [...form.querySelectorAll("input[name=unit]:checked")].map((i) => Number(i.value));
+  const error = document.getElementById("compose-error");
+  if (!unitIds.length) {
+    error.textContent = t("pick_targets");
+    return;
+  }
+  error.textContent = "";
+  const button = document.getElementById("issue-button");
+  button.disabled = true;
+  try {
+    const attachment_ids = await uploadAll(document.getElementById("d-files"));
+    const body = {
+      title: form.title.value.trim(),
+      body: form.body.value.trim(),
+      urgency: form.urgency.value,
+      confidentiality: form.confidentiality.value,
+      targets: { unit_ids: unitIds, include_descendants: form.include_descendants.checked },
+      ack_required: form.ack_required.checked,
+    };
+    if (form.due_at.value) body.due_at = new Date(form.due_at.value).toISOString();
+    if (attachment_ids.length) body.attachment_ids = attachment_ids;
+    const answer = await api("directives", { method: "POST", body });
+    toast(t("issued", { n: answer.recipient_count }));
+    const leftOut = answer.left_out?.length ?? answer.left_out_count ?? 0;
+    if (leftOut) toast(t("left_out", { n: leftOut }), "error");
+    state.sent.set(answer.id, { id: answer.id, ...body, issued_at: new Date().toISOString() });
+    location.hash = `#board/${answer.id}`;
+  } catch (err) {
+    error.textContent = err.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderSent(view) {
+  const list = [...state.sent.values()].sort((a, b) => Date.parse(b.issued_at || 0) - Date.parse(a.issued_at || 0));
+  fill(view, h("h2", {}, t("nav_sent")),
+    list.length ? h("ul", { class: "card-list" }, list.map((d) => h("li", { class: `panel directive urg-${d.urgency}-card` },
+      h("span", { class: `tag urg-${d.urgency}` }, urgencyLabel(d.urgency)), " ",
+      h("a", { href: `#board/${d.id}` }, d.title),
+      h("div", { class: "small muted" }, formatTime(d.issued_at)))))
+      : h("p", { class: "muted" }, t("inbox_empty")));
+}
+
+// --- the acknowledgement board ---------------------------------------------------------------
+async function loadReceipts(id) {
+  const receipts = await api(`directives/${id}/receipts`);
+  state.receipts.set(id, receipts);
+  return receipts;
+}
+
+function renderBoard(view, id) {
+  const receipts = state.receipts.get(id);
+  const d = state.sent.get(id) || {};
+  if (!receipts) {
+    fill(view, h("p", {}, t("loading")));
+    loadReceipts(id).then(() => state.route.view === "board" && renderView()).catch(showError);
+    return;
+  }
+  const units = receipts.units || [];
+  const unitDone = (u) => u.recipients > 0 && u.acknowledged >= u.recipients;
+  const done = units.filter(unitDone).length;
+  const missing = units.filter((u) => !unitDone(u));
+  const s = receipts.summary || {};
+  fill(view,
+    h("h2", {}, t("board"), ": ", d.title || `#${id}`),
+    h("p", { id: "board-summary", class: "verdict", "aria-live": "polite" }, t("board_summary", { ack: done, total: units.length })),
+    h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": units.length, "aria-valuenow": done },
+      h("span", { style: `width: ${units.length ? (100 * done) / units.length : 0}%` })),
+    h("p", { class: "small muted" },
+      `${t("recipients")}: ${s.recipients ?? "?"} · ${t("delivered")}: ${s.delivered ?? "?"} · ${t("read")}: ${s.read ?? "?"} · ${t("acknowledged")}: ${s.acknowledged ?? "?"}`,
+      s.overdue ? ` · ${t("overdue")}: ${s.overdue}` : ""),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "btn", id: "export-csv", onclick: () => download(`/api/v1/directives/${id}/receipts.csv`, `receipts-${id}.csv`).catch(showError) }, t("export_csv")),
+      h("a", { class: "btn", href: `#directive/${id}` }, t("replies"))),
+    h("h3", {}, t("not_acknowledged")),
+    missing.length ? h("ul", { id: "missing-units" }, missing.map((u) => h("li", {}, u.name || unitName(u.unit_id))))
+      : h("p", { id: "missing-units" }, t("all_acknowledged")),
+    h("table", { class: "board-table", id: "board-table" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("unit")), h("th", { scope: "col" }, t("recipients")),
+        h("th", { scope: "col" }, t("delivered")), h("th", { scope: "col" }, t("read")), h("th", { scope: "col" }, t("acknowledged")))),
+      h("tbody", {}, units.map((u) => h("tr", { dataset: { unit: u.unit_id } },
+        h("th", { scope: "row" }, u.name || unitName(u.unit_id)),
+        h("td", { class: "num" }, u.recipients), h("td", { class: "num" }, u.delivered),
+        h("td", { class: "num" }, u.read), h("td", { class: "num" }, u.acknowledged))))));
+}
+
+// --- channels --------------------------------------------------------------------------------
+function messagesOf(channelId) {
+  if (!state.messages.has(channelId)) state.messages.set(channelId, new Map());
+  return state.messages.get(channelId);
+}
+
+function upsertMessage(channelId, message) {
+  const map = messagesOf(channelId);
+  map.set(message.id, { ...(map.get(message.id) || {}), ...message });
+}
+
+async function loadMessages(channelId) {
+  const answer = await api(`channels/${channelId}/messages?after_seq=0&limit=${MESSAGE_PAGE}`);
+  for (const m of listOf(answer, "messages")) upsertMessage(channelId, m);
+}
+
+async function markRead(channel) {
+  const msgs = [...messagesOf(channel.id).values()];
+  const top = Math.max(0, ...msgs.map((m) => m.seq || 0));
+  if (!top || unreadOf(channel) === 0) return;
+  channel.unread = 0;
+  channel.unread_count = 0;
+  renderNav();
+  try {
+    await api(`channels/${channel.id}/read`, { method: "POST", body: { seq: top } });
+  } catch {
+    /* the read position is advisory */
+  }
+}
+
+function messageItem(channelId, m) {
+  const mine = m.author_id === me.id;
+  const retracted = m.state === "retracted" || m.retracted_at;
+  const quoted = m.reply_to ? messagesOf(channelId).get(m.reply_to) : null;
+  return h("li", { class: `message${mine ? " mine" : ""}${retracted ? " retracted" : ""}`, dataset: { message: m.id } },
+    h("div", { class: "meta" }, h("strong", {}, m.author?.display_name || m.author_name || userName(m.author_id)),
+      h("span", {}, formatTime(m.created_at)), m.edited_at && !retracted ? h("span", {}, t("edited")) : null),
+    quoted ? h("div", { class: "quote" }, `${userName(quoted.author_id)}: ${(quoted.body || "").slice(0, 120)}`) : null,
+    h("div", { class: "text" }, retracted ? t("retracted") : m.body),
+    retracted ? null : attachmentLinks(m.attachments || m.attachment_ids),
+    retracted ? null : h("div", { class: "message-actions" },
+      h("button", { type: "button", class: "btn btn-small", onclick: () => { state.replyTo = m; renderView(); } }, t("reply")),
+      mine ? h("button", { type: "button", class: "btn btn-small", onclick: () => editMessage(channelId, m) }, t("edit")) : null,
+      mine ? h("button", { type: "button", class: "btn btn-small", onclick: () => retractMessage(channelId, m) }, t("retract")) : null));
+}
+
+async function editMessage(channelId, m) {
+  const values = await dialog(t("edit_prompt"), h("textarea", { name: "body", "aria-label": t("message_label") }, m.body));
+  if (!values || !values.body.trim()) return;
+  try {
+    const updated = await api(`channels/${channelId}/messages/${m.id}`, { method: "PATCH", body: { body: values.body.trim() } });
+    upsertMessage(channelId, updated || { id: m.id, body: values.body.trim() });
+    renderView();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function retractMessage(channelId, m) {
+  try {
+    await api(`channels/${channelId}/messages/${m.id}`, { method: "DELETE" });
+    upsertMessage(channelId, { id: m.id, state: "retracted", retracted_at: new Date().toISOString() });
+    renderView();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function typingText(channelId) {
+  const now = Date.now();
+  const typists = [...(state.typing.get(channelId) || new Map()).entries()]
+    .filter(([id, until]) => until > now && id !== me.id).map(([id]) => userName(id));
+  return typists.length ? t("typing", { names: typists.join(", ") }) : "";
+}
+
+async function renderChannel(view, id) {
+  const channel = state.channels.get(id);
+  if (!channel) {
+    fill(view, h("p", { class: "muted" }, t("no_channel")));
+    return;
+  }
+  if (!channel.loaded) {
+    fill(view, h("p", {}, t("loading")));
+    try {
+      await loadMessages(id);
+      channel.loaded = true;
+      if (channel.kind === "unit" && channel.unit_id) await loadUnitMembers(channel.unit_id);
+    } catch (err) {
+      showError(err);
+      return;
+    }
+    if (state.route.view !== "channel" || state.route.id !== id) return;
+  }
+  const msgs = [...messagesOf(id).values()].sort((a, b) => (a.seq || a.id) - (b.seq || b.id));
+  const list = h("ul", { class: "messages", id: "message-list", "aria-label": channelLabel(channel) }, msgs.map((m) => messageItem(id, m)));
+  const online = channel.online ?? channel.presence?.online;
+  const total = channel.member_count ?? channel.presence?.total ?? (channel.members || []).length;
+  const textarea = h("textarea", { id: "message-input", name: "body", rows: 2, "aria-label": t("message_label"), placeholder: t("message_placeholder"),
+    oninput: () => {
+      if (Date.now() - state.lastTypingSent > TYPING_SEND_MS) {
+        state.lastTypingSent = Date.now();
+        dhRealtime.signal(`channel:${id}`, "typing", {});
+      }
+    },
+    onkeydown: (e) => {
+      if (e.key === "Enter" && !e.shiftKey) {
+        e.preventDefault();
+        e.target.form.requestSubmit();
+      }
+    } });
+  fill(view,
+    h("div", { class: "row" }, h("h2", { class: "grow" }, channelLabel(channel)),
+      online !== undefined ? h("span", { class: "small muted", id: "online-count" }, t("online_count", { online, total })) : null),
+    list,
+    h("div", { class: "typing", id: "typing", "aria-live": "polite" }, typingText(id)),
+    state.replyTo ? h("div", { class: "quote row" }, t("replying_to", { name: userName(state.replyTo.author_id) }),
+      h("button", { type: "button", class: "btn btn-small", onclick: () => { state.replyTo = null; renderView(); } }, t("cancel"))) : null,
+    h("form", { class: "composer", id: "composer", onsubmit: (e) => postMessage(e, id) },
+      h("label", { class: "btn btn-small", title: t("attach") }, "📎", h("span", { class: "visually-hidden" }, t("attach")),
+        h("input", { type: "file", id: "message-file", class: "visually-hidden", multiple: true })),
+      textarea,
+      h("button", { type: "submit", class: "btn btn-primary send" }, t("send"))));
+  list.scrollTop = list.scrollHeight;
+  markRead(channel);
+}
+
+async function postMessage(event, channelId) {
+  event.preventDefault();
+  const form = event.target;
+  const text = form.body.value.trim();
+  const files = document.getElementById("message-file");
+  if (!text && !files.files.length) return;
+  const body = { body: text, client_msg_id: randomId() };
+  if (state.replyTo) body.reply_to = state.replyTo.id;
+  try {
+    const attachment_ids = await uploadAll(files);
+    if (attachment_ids.length) body.attachment_ids = attachment_ids;
+    // The same client_msg_id on a retry gives the same message: safe to resend.
+    const posted = await api(`channels/${channelId}/messages`, { method: "POST", body });
+    if (posted && posted.id) upsertMessage(channelId, posted);
+    state.replyTo = null;
+    form.reset();
+    renderView();
+    document.getElementById("message-input")?.focus();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function newGroup() {
+  const members = await loadUnitMembers(me.unit_id);
+  const values = await dialog(t("new_group"), h("div", {},
+    h("label", { for: "g-name" }, t("group_name")), h("input", { id: "g-name", name: "name", type: "text", required: true }),
+    h("fieldset", {}, h("legend", {}, t("members")), members.filter((m) => m.id !== me.id).map((m) =>
+      h("label", { class: "inline" }, h("input", { type: "checkbox", name: `m${m.id}`, value: m.id }), m.display_name)))));
+  if (!values) return;
+  const member_ids = Object.entries(values).filter(([k]) => k.startsWith("m")).map(([, v]) => Number(v));
+  try {
+    const channel = await api("channels", { method: "POST", body: { name: values.name, kind: "group", member_ids } });
+    await loadChannels();
+    location.hash = `#channel/${channel.id}`;
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function newDirect() {
+  const members = await loadUnitMembers(me.unit_id);
+  const values = await dialog(t("new_direct"), h("div", {},
+    h("label", { for: "dm-user" }, t("members")),
+    h("select", { id: "dm-user", name: "user" }, members.filter((m) => m.id !== me.id).map((m) => h("option", { value: m.id }, m.display_name)))));
+  if (!values || !values.user) return;
+  try {
+    const channel = await api("channels", { method: "POST", body: { name: "", kind: "direct", member_ids: [Number(values.user)] } });
+    await loadChannels();
+    location.hash = `#channel/${channel.id}`;
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// --- search ------------------------------------------------------------------------------------
+function renderSearch(view, query) {
+  const results = h("div", { id: "search-results", "aria-live": "polite" });
+  fill(view, h("h2", {}, t("nav_search")),
+    h("form", { class: "row", role: "search", onsubmit: (e) => { e.preventDefault(); location.hash = `#search?q=${encodeURIComponent(e.target.q.value)}`; } },
+      h("input", { type: "search", name: "q", id: "search-q", value: query || "", "aria-label": t("nav_search"), placeholder: t("search_placeholder"), class: "grow", style: "flex: 1" }),
+      h("button", { type: "submit", class: "btn btn-primary" }, t("search_button"))),
+    results);
+  if (!query) return;
+  api(`search?q=${encodeURIComponent(query)}`).then((answer) => {
+    const hits = listOf(answer, "results");
+    fill(results, h("p", { class: "muted" }, t("search_results", { n: hits.length })),
+      h("ul", { class: "card-list" }, hits.map((hit) => {
+        const kind = hit.kind || hit.type;
+        let href = "#inbox";
+        if (kind === "directive") href = `#directive/${hit.directive_id ?? hit.id}`;
+        else if (kind === "reply") href = `#directive/${hit.directive_id}`;
+        else if (kind === "message") href = `#channel/${hit.channel_id}`;
+        return h("li", { class: "panel" }, h("a", { href }, hit.title || hit.snippet || hit.body || kind),
+          hit.snippet && hit.title ? h("div", { class: "small muted" }, hit.snippet) : null);
+      })));
+  }).catch(showError);
+}
+
+// --- routing ---------------------------------------------------------------------------------
+function parseRoute() {
+  const hash = location.hash.slice(1);
+  const [path, query] = hash.split("?");
+  const [view, id] = path.split("/");
+  return { view: view || "inbox", id: id ? Number(id) : null, q: new URLSearchParams(query || "").get("q") };
+}
+
+function renderView() {
+  const view = document.getElementById("view");
+  const route = state.route;
+  switch (route.view) {
+    case "directive": return renderDirective(view, route.id);
+    case "compose": return renderCompose(view);
+    case "sent": return renderSent(view);
+    case "board": return renderBoard(view, route.id);
+    case "channel": return renderChannel(view, route.id);
+    case "search": return renderSearch(view, route.q);
+    default: return renderInbox(view);
+  }
+}
+
+function refresh() {
+  renderBanner();
+  renderNav();
+  // Do not rebuild a form the user is typing in.
+  if (["compose", "search"].includes(state.route.view)) return;
+  if (state.route.view === "directive" && document.activeElement?.closest("form")) return;
+  renderView();
+}
+
+window.addEventListener("hashchange", () => {
+  state.route = parseRoute();
+  state.replyTo = null;
+  renderNav();
+  renderView();
+  document.getElementById("view").focus({ preventScroll: true });
+});
+window.addEventListener("langchange", () => {
+  startPage("chat_title");
+  dhRealtime && showConnectionAgain();
+  refresh();
+  if (["compose", "search"].includes(state.route.view)) renderView();
+});
+
+function showConnectionAgain() {
+  import("./shell.js").then(({ showConnection }) => showConnection(dhRealtime.status));
+}
+
+// --- real-time events ---------------------------------------------------------------------------
+const boardTimers = new Map();
+
+function onEvent(event) {
+  const { topic, type, data } = event;
+  if (topic.startsWith("channel:")) return onChannelEvent(Number(topic.split(":")[1]), type, data);
+  switch (type) {
+    case "directive.issued": {
+      const d = data.directive || data;
+      const existing = state.directives.get(d.id);
+      state.directives.set(d.id, { ...(existing || {}), ...d });
+      if (!existing) {
+        const text = d.urgency === "express" ? t("express_banner", { title: d.title }) : t("new_directive", { title: d.title });
+        toast(text, d.urgency === "express" || d.urgency === "very_urgent" ? "urgent" : "info");
+      }
+      refresh();
+      return;
+    }
+    case "directive.reminder": {
+      const d = state.directives.get(data.directive_id ?? data.id);
+      toast(t("reminder", { title: d?.title || data.title || "" }), "urgent");
+      return;
+    }
+    case "directive.receipts":
+    case "directive.overdue": {
+      const id = data.directive_id ?? data.id;
+      if (type === "directive.overdue") toast(`${t("overdue")}: ${state.sent.get(id)?.title || id}`, "urgent");
+      if (data.units && data.summary) {
+        state.receipts.set(id, { ...(state.receipts.get(id) || {}), ...data });
+        if (state.route.view === "board" && state.route.id === id) renderView();
+        return;
+      }
+      // Only a nudge: fetch the roll-up (at most a few times a second).
+      if (!boardTimers.has(id)) {
+        boardTimers.set(id, setTimeout(async () => {
+          boardTimers.delete(id);
+          try {
+            await loadReceipts(id);
+            if (state.route.view === "board" && state.route.id === id) renderView();
+          } catch (err) {
+            showError(err);
+          }
+        }, 200));
+      }
+      return;
+    }
+    case "directive.replied":
+    case "directive.reply":
+    case "reply.posted": {
+      const id = data.directive_id;
+      if (state.route.view === "directive" && state.route.id === id) renderView();
+      return;
+    }
+    case "channel.created":
+    case "channel.joined":
+      loadChannels().then(refresh).catch(showError);
+      return;
+    default:
+      return;
+  }
+}
+
+function onChannelEvent(channelId, type, data) {
+  const channel = state.channels.get(channelId);
+  const message = data.message || data;
+  if (type === "message.posted") {
+    upsertMessage(channelId, message);
+    state.typing.get(channelId)?.delete(message.author_id);
+    const viewing = state.route.view === "channel" && state.route.id === channelId && document.visibilityState === "visible";
+    if (channel && message.author_id !== me.id && !viewing) {
+      channel.unread = unreadOf(channel) + 1;
+      channel.unread_count = channel.unread;
+    }
+    if (message.author_id !== me.id) announce(`${userName(message.author_id)}: ${message.body || ""}`);
+  } else if (type === "message.edited" || type === "message.retracted") {
+    upsertMessage(channelId, type === "message.retracted" ? { ...message, state: "retracted" } : message);
+  }
+  renderNav();
+  if (state.route.view === "channel" && state.route.id === channelId) renderView();
+}
+
+function onSignal(frame) {
+  if (frame.type === "typing" && frame.topic.startsWith("channel:")) {
+    const channelId = Number(frame.topic.split(":")[1]);
+    const userId = frame.data.user_id ?? frame.user_id;
+    if (userId === me.id) return;
+    if (!state.typing.has(channelId)) state.typing.set(channelId, new Map());
+    state.typing.get(channelId).set(userId, Date.now() + TYPING_SHOW_MS);
+    updateTyping();
+    setTimeout(updateTyping, TYPING_SHOW_MS + 50);
+  } else if (frame.type === "presence") {
+    const users = frame.data.users || [frame.data];
+    for (const u of users) if (u.user_id !== undefined) state.presence.set(u.user_id, u.status || u.state);
+    for (const channel of state.channels.values()) {
+      if (frame.topic === `unit:${channel.unit_id}` && frame.data.online !== undefined) {
+        channel.online = frame.data.online;
+        if (frame.data.total !== undefined) channel.member_count = frame.data.total;
+      }
+    }
+    renderNav();
+    const el = document.getElementById("online-count");
+    if (el && state.route.view === "channel") {
+      const c = state.channels.get(state.route.id);
+      if (c?.online !== undefined) el.textContent = t("online_count", { online: c.online, total: c.member_count ?? "?" });
+    }
+  }
+}
+
+function updateTyping() {
+  const el = document.getElementById("typing");
+  if (el && state.route.view === "channel") el.textContent = typingText(state.route.id);
+}
+
+async function reloadAll() {
+  await Promise.all([loadInbox(), loadSent(), loadChannels()]);
+  for (const channel of state.channels.values()) {
+    if (channel.loaded) {
+      state.messages.delete(channel.id);
+      await loadMessages(channel.id);
+    }
+  }
+  state.receipts.clear();
+  refresh();
+}
+
+// --- start ---------------------------------------------------------------------------------------
+const dhRealtime = connectRealtime({
+  onEvent,
+  onSignal,
+  onReset: () => reloadAll().catch(showError),
+});
+
+async function start() {
+  state.route = parseRoute();
+  fill(document.getElementById("view"), h("p", {}, t("loading")));
+  const results = await Promise.allSettled([loadUnits(), loadInbox(), loadSent(), loadChannels()]);
+  for (const r of results) if (r.status === "rejected") console.warn(r.reason);
+  for (const channel of state.channels.values()) {
+    // Follow every channel so unread counts move live; history loads when opened.
+    dhRealtime.follow(`channel:${channel.id}`, channel.seq ?? channel.last_seq);
+  }
+  refresh();
+}
+
+start().catch(showError);

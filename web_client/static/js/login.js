@@ -1,0 +1,73 @@
+// The login page: sign in, keep the token, then go where the user was going (or offer the
+// applications that fit the user's roles).
+
+import { api, ApiError, session } from "./api.js";
+import { t } from "./i18n.js";
+import { fill, h, startPage } from "./shell.js";
+
+const APPS = [
+  { path: "/app/delegate/", key: "app_delegate", roles: ["delegate", "chair"] },
+  { path: "/app/chair/", key: "app_chair", roles: ["chair", "secretary"] },
+  { path: "/app/projector/", key: "app_projector", roles: ["chair", "secretary"] },
+  { path: "/app/chat/", key: "app_chat", roles: ["standing", "staff", "admin", "chair", "secretary", "delegate"] },
+];
+
+function nextUrl() {
+  const next = new URLSearchParams(location.search).get("next");
+  // Only paths inside this application: never an outside address.
+  return next && next.startsWith("/app/") && !next.startsWith("//") ? next : null;
+}
+
+function appsFor(user) {
+  const roles = user.roles || [];
+  const fitting = APPS.filter((app) => app.roles.some((r) => roles.includes(r)));
+  return fitting.length ? fitting : APPS.filter((app) => app.path === "/app/chat/");
+}
+
+function renderApps() {
+  const user = session.user;
+  document.getElementById("login-panel").classList.add("hidden");
+  document.getElementById("apps-panel").classList.remove("hidden");
+  document.getElementById("signed-in").textContent = t("signed_in_as", { name: user.display_name });
+  fill(document.getElementById("app-links"),
+    appsFor(user).map((app) => h("li", {}, h("a", { class: "btn", href: app.path }, t(app.key)))));
+}
+
+function render() {
+  startPage("login_title", { requireUser: false });
+  document.getElementById("conn-status")?.remove();
+  if (session.token && session.user) renderApps();
+}
+
+document.getElementById("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const error = document.getElementById("login-error");
+  error.textContent = "";
+  const button = document.getElementById("login-submit");
+  button.disabled = true;
+  try {
+    const answer = await api("auth/login", {
+      method: "POST",
+      body: { username: form.username.value.trim(), password: form.password.value },
+    });
+    session.save(answer.access_token, answer.user);
+    const next = nextUrl();
+    if (next) {
+      location.replace(next);
+      return;
+    }
+    const apps = appsFor(answer.user);
+    if (apps.length === 1) location.replace(apps[0].path);
+    else render();
+  } catch (err) {
+    error.textContent = err instanceof ApiError && (err.status === 401 || err.status === 400)
+      ? t("login_failed") : t("error_generic", { message: err.message });
+    form.password.select();
+  } finally {
+    button.disabled = false;
+  }
+});
+
+window.addEventListener("langchange", render);
+render();

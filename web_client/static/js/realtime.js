@@ -1,0 +1,301 @@
+// The one real-time client every page uses: /ws per the contract in DESIGN.md.
+//
+// - authenticates with the session token, then subscribes every followed topic from the
+//   last seq this tab holds (kept in sessionStorage, so a reload resumes too);
+// - hands each event to the page once: an event with seq <= the last one is ignored, a gap
+//   makes it ask the server again from the last seq;
+// - confirms what it holds with cumulative, debounced `received` frames;
+// - reconnects after a drop with exponential back-off and jitter, and at once when the
+//   browser says it is back online; a heartbeat notices sockets that died silently;
+// - on `reset` (history pruned) asks the page to reload its state over REST.
+
+// Back-off after a drop: from BACKOFF_MIN_MS doubling up to BACKOFF_MAX_MS, each wait
+// drawn between half and all of it so that a hall of tablets does not reconnect in step.
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 15_000;
+// `received` is sent at most this often per topic (it is cumulative).
+const RECEIVED_DEBOUNCE_MS = 150;
+// A ping every HEARTBEAT_MS; no answer of any kind within HEARTBEAT_TIMEOUT_MS: dead socket.
+const HEARTBEAT_MS = 10_000;
+const HEARTBEAT_TIMEOUT_MS = 8_000;
+
+const CLOSE_AUTH = 4401;
+
+export class Realtime extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {() => string|null} options.token  gives the current bearer token
+   * @param {string|number} options.userId    to keep positions per user
+   * @param {(event) => void} [options.onEvent]   every new event, once, in seq order
+   * @param {(topic, seq) => Promise|void} [options.onReset]  reload state of that topic
+   * @param {(signal) => void} [options.onSignal]  ephemeral frames (typing, presence)
+   * @param {(status) => void} [options.onStatus]  "connecting" | "online" | "offline"
+   * @param {() => void} [options.onAuthFailed]
+   */
+  constructor(options) {
+    super();
+    this.options = options;
+    this.storageKey = `dh.rt.${options.userId}`;
+    this.last = this._load();
+    this.followed = new Set();
+    this.ws = null;
+    this.status = "offline";
+    this.attempt = 0;
+    this.timer = null;
+    this.pendingReceived = new Map();
+    this.receivedTimer = null;
+    this.heartbeat = null;
+    this.lastFrameAt = 0;
+    this.stopped = false;
+    this.everOnline = false;
+    this.userTopics = [];
+    window.addEventListener("online", () => this._reconnectSoon(0));
+    window.addEventListener("offline", () => this._drop("browser offline"));
+  }
+
+  _load() {
+    try {
+      return new Map(Object.entries(JSON.parse(sessionStorage.getItem(this.storageKey) || "{}")));
+    } catch {
+      return new Map();
+    }
+  }
+
+  _save() {
+    sessionStorage.setItem(this.storageKey, JSON.stringify(Object.fromEntries(this.last)));
+  }
+
+  /** The last seq this tab holds for a topic (0 when none). */
+  seq(topic) {
+    return this.last.get(topic) || 0;
+  }
+
+  /**
+   * Follow a topic. `fromSeq` is the seq of a state just loaded over REST: events up to it
+   * are in that state.
+   */
+  follow(topic, fromSeq) {
+    // The page has just loaded its state for this topic at `fromSeq`: that is where the
+    // stream continues. Without a seq, continue from what this tab holds.
+    if (typeof fromSeq === "number" && fromSeq >= 0 && fromSeq !== this.seq(topic)) {
+      this.last.set(topic, fromSeq);
+      this._save();
+    }
+    const known = this.followed.has(topic);
+    this.followed.add(topic);
+    if (this.status === "online" && (!known || typeof fromSeq === "number")) {
+      this._send({ op: "subscribe", topics: { [topic]: this.seq(topic) } });
+    }
+  }
+
+  unfollow(topic) {
+    this.followed.delete(topic);
+    if (this.status === "online") this._send({ op: "unsubscribe", topics: [topic] });
+  }
+
+  /** Send an ephemeral signal, e.g. typing: only while online; never queued. */
+  signal(topic, type, data = {}) {
+    if (this.status === "online") this._send({ op: "signal", topic, type, data });
+  }
+
+  start() {
+    this.stopped = false;
+    this._connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000);
+  }
+
+  _setStatus(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this.options.onStatus?.(status);
+    this.dispatchEvent(new CustomEvent("status", { detail: status }));
+  }
+
+  _send(frame) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  _connect() {
+    if (this.stopped) return;
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) return;
+    const token = this.options.token();
+    if (!token) {
+      this.options.onAuthFailed?.();
+      return;
+    }
+    this._setStatus("connecting");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let ws;
+    try {
+      ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    } catch {
+      this._scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ op: "auth", token }));
+    ws.onmessage = (message) => {
+      if (ws !== this.ws) return;
+      this.lastFrameAt = Date.now();
+      let frame;
+      try {
+        frame = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      this._handle(frame);
+    };
+    ws.onclose = (event) => {
+      if (ws !== this.ws) return;
+      this.ws = null;
+      this._stopHeartbeat();
+      this._setStatus("offline");
+      if (event.code === CLOSE_AUTH) {
+        this.options.onAuthFailed?.();
+        return;
+      }
+      this._scheduleReconnect();
+    };
+    ws.onerror = () => {
+      /* onclose follows */
+    };
+  }
+
+  _drop(reason) {
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.onclose = null;
+      try {
+        ws.close(4000, reason);
+      } catch {
+        /* already closing */
+      }
+    }
+    this._stopHeartbeat();
+    this._setStatus("offline");
+    this._scheduleReconnect();
+  }
+
+  _scheduleReconnect() {
+    if (this.stopped) return;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    this.attempt += 1;
+    this._reconnectSoon(base / 2 + Math.random() * (base / 2));
+  }
+
+  _reconnectSoon(delay) {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this._connect(), delay);
+  }
+
+  _startHeartbeat() {
+    this._stopHeartbeat();
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.lastFrameAt > HEARTBEAT_MS + HEARTBEAT_TIMEOUT_MS) {
+        this._drop("heartbeat timeout");
+        return;
+      }
+      this._send({ op: "ping" });
+    }, HEARTBEAT_MS);
+  }
+
+  _stopHeartbeat() {
+    clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+
+  _handle(frame) {
+    switch (frame.op) {
+      case "ready":
+        return this._ready(frame);
+      case "event":
+        return this._event(frame);
+      case "reset":
+        return this._reset(frame);
+      case "signal":
+        return this.options.onSignal?.(frame);
+      case "error":
+        this.dispatchEvent(new CustomEvent("error", { detail: frame }));
+        return;
+      case "subscribed":
+        // Confirm what we hold on this socket (a confirmation lost in a drop is resent).
+        if (this.seq(frame.topic) > 0) this._queueReceived(frame.topic, this.seq(frame.topic));
+        return;
+      default:
+        return; // pong
+    }
+  }
+
+  _ready(frame) {
+    this.attempt = 0;
+    this.userId = frame.user_id;
+    this._startHeartbeat();
+    // The server subscribed user: and unit: from their current seq. Resume them from ours
+    // when we hold a position; otherwise the current seq is where this tab starts.
+    const topics = {};
+    for (const [topic, current] of Object.entries(frame.topics || {})) {
+      this.followed.add(topic);
+      if (this.last.has(topic)) {
+        if (this.seq(topic) !== current) topics[topic] = this.seq(topic);
+        else if (current > 0) this._queueReceived(topic, current);
+      } else {
+        this.last.set(topic, current);
+      }
+    }
+    for (const topic of this.followed) {
+      if (!(topic in (frame.topics || {}))) topics[topic] = this.seq(topic);
+    }
+    this._save();
+    if (Object.keys(topics).length) this._send({ op: "subscribe", topics });
+    const back = this.everOnline;
+    this.everOnline = true;
+    this._setStatus("online");
+    if (back) this.dispatchEvent(new CustomEvent("resumed"));
+  }
+
+  _event(frame) {
+    const last = this.seq(frame.topic);
+    if (frame.seq <= last) return; // already have it
+    if (frame.seq > last + 1) {
+      // A gap: ask again from what we hold; the log fills it in order.
+      this._send({ op: "subscribe", topics: { [frame.topic]: last } });
+      return;
+    }
+    this.last.set(frame.topic, frame.seq);
+    this._save();
+    this._queueReceived(frame.topic, frame.seq);
+    try {
+      this.options.onEvent?.(frame);
+    } finally {
+      this.dispatchEvent(new CustomEvent("event", { detail: frame }));
+    }
+  }
+
+  async _reset(frame) {
+    this.last.set(frame.topic, frame.seq);
+    this._save();
+    this._queueReceived(frame.topic, frame.seq);
+    await this.options.onReset?.(frame.topic, frame.seq);
+  }
+
+  _queueReceived(topic, seq) {
+    this.pendingReceived.set(topic, seq);
+    if (this.receivedTimer) return;
+    this.receivedTimer = setTimeout(() => {
+      this.receivedTimer = null;
+      for (const [t, s] of this.pendingReceived) this._send({ op: "received", topic: t, seq: s });
+      this.pendingReceived.clear();
+    }, RECEIVED_DEBOUNCE_MS);
+  }
+}
