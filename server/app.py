@@ -48,6 +48,10 @@ def default_features() -> list[Feature]:
     features: list[Feature] = []
     from server.files.feature import feature as files_feature
     features.append(files_feature())
+    from meeting.feature import feature as meeting_feature
+    features.append(meeting_feature())
+    from meeting.polls import feature as polls_feature
+    features.append(polls_feature())
     return features
 
 

@@ -6,6 +6,8 @@ shared metadata.
 
 from __future__ import annotations
 
+import meeting.models  # noqa: F401  (registers the tables)
+import meeting.polls.models  # noqa: F401  (registers the tables)
 import server.audit
 import server.auth.models
 import server.files.models

@@ -130,6 +130,20 @@ class Settings:
 
     # --- meetings and media ---------------------------------------------------
     default_speech_limit_secs: int = 300
+    # Meetings: people in one meeting, agenda size and depth, documents per item.
+    meeting_max_participants: int = 1_000
+    meeting_max_agenda_items: int = 300
+    meeting_agenda_max_depth: int = 3
+    meeting_max_documents_per_item: int = 20
+    # Waiting requests for the floor in one meeting (each delegate has at most one per kind).
+    meeting_max_waiting_speakers: int = 1_000
+    # "Time is nearly up" goes out this many seconds before a speech's limit.
+    speech_warning_secs: int = 30
+    # How often a node looks for speeches granted elsewhere to time them too.
+    speech_timer_rescan_secs: float = 5.0
+    # Annotations: size of one annotation's data, and per reader and file.
+    annotation_max_bytes: int = 65_536
+    annotation_max_per_file: int = 2_000
     media_max_participants: int = 200
     media_ice_servers: tuple[str, ...] = ()
     media_addresses: tuple[str, ...] = ()

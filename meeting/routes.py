@@ -1,0 +1,310 @@
+"""HTTP routes of meetings: parse, authenticate, call the service, answer JSON."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meeting import agenda, attendance, meetings, presentation, speakers
+from meeting.models import (
+    MAX_PLACE_CHARS,
+    MAX_REASON_CHARS,
+    MAX_TITLE_CHARS,
+    MeetingState,
+    SpeakerKind,
+)
+from server.errors import BadRequest
+from server.http import JSON, context, current_user, path_int, read_json
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                         max_length=MAX_TITLE_CHARS)]
+Place = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_PLACE_CHARS)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_REASON_CHARS)]
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Ids = Annotated[list[Id], Field(max_length=5000)]
+# Longest speech limit a meeting may set: two hours.
+MAX_SPEECH_LIMIT_SECS = 7200
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class QuorumBody(Strict):
+    numerator: Annotated[int, Field(ge=1, le=1000)]
+    denominator: Annotated[int, Field(ge=1, le=1000)]
+
+
+QuorumField = QuorumBody | Annotated[str, StringConstraints(max_length=64)] | None
+
+
+def _rule(raw: QuorumField) -> meetings.QuorumRule | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        rule = meetings.NAMED_QUORUM_RULES.get(raw)
+        if rule is None:
+            raise BadRequest(f"Unknown quorum rule {raw!r}; use one of "
+                             f"{sorted(meetings.NAMED_QUORUM_RULES)} or "
+                             "{numerator, denominator}.", code="invalid_request")
+        return rule
+    return meetings.QuorumRule(raw.numerator, raw.denominator)
+
+
+class MeetingBody(Strict):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    title: Title
+    starts_at: AwareDatetime
+    place: Place = ""
+    chair_ids: Ids
+    delegate_ids: Ids
+    secretary_ids: Ids = Field(default_factory=list)
+    guest_ids: Ids = Field(default_factory=list)
+    speech_limit_secs: Annotated[int, Field(ge=10, le=MAX_SPEECH_LIMIT_SECS)] | None = None
+    quorum: QuorumField = None
+
+
+class MeetingPatch(Strict):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    title: Title | None = None
+    starts_at: AwareDatetime | None = None
+    place: Place | None = None
+    speech_limit_secs: Annotated[int, Field(ge=10, le=MAX_SPEECH_LIMIT_SECS)] | None = None
+    quorum: QuorumField = None
+
+
+class AgendaBody(Strict):
+    title: Title
+    document_ids: Ids = Field(default_factory=list)
+    parent_id: Id | None = None
+    planned_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 0
+    position: Annotated[int, Field(ge=0)] | None = None
+
+
+class AgendaPatch(Strict):
+    title: Title | None = None
+    document_ids: Ids | None = None
+    planned_minutes: Annotated[int, Field(ge=0, le=24 * 60)] | None = None
+
+
+class ReorderAgendaBody(Strict):
+    parent_id: Id | None = None
+    item_ids: Ids
+
+
+class CurrentItemBody(Strict):
+    agenda_item_id: Id | None
+
+
+class PresentationBody(Strict):
+    agenda_item_id: Id
+    document_id: Id
+    page: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class PresenterBody(Strict):
+    user_id: Id | None
+
+
+class AttendanceBody(Strict):
+    present: bool
+    user_id: Id | None = None
+    reason: Reason = ""
+
+
+class SpeakerBody(Strict):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    kind: SpeakerKind = SpeakerKind.SPEECH
+
+
+class ReorderSpeakersBody(Strict):
+    speaker_ids: Ids
+
+
+async def create_meeting(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, MeetingBody)
+    ctx = context(request)
+    meeting = await meetings.create_meeting(
+        ctx, actor, title=body.title, starts_at=body.starts_at, place=body.place,
+        chair_ids=body.chair_ids, delegate_ids=body.delegate_ids,
+        secretary_ids=body.secretary_ids, guest_ids=body.guest_ids,
+        speech_limit_secs=body.speech_limit_secs, quorum_rule=_rule(body.quorum),
+    )
+    return JSON(await meetings.meeting_state(ctx, meeting.id, actor), status_code=201)
+
+
+async def list_meetings(request: Request) -> Response:
+    actor = await current_user(request)
+    return JSON({"meetings": await meetings.my_meetings(context(request), actor)})
+
+
+async def get_meeting(request: Request) -> Response:
+    actor = await current_user(request)
+    return JSON(await meetings.meeting_state(context(request), path_int(request, "mid"), actor))
+
+
+async def patch_meeting(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, MeetingPatch)
+    ctx = context(request)
+    mid = path_int(request, "mid")
+    await meetings.update_meeting(ctx, actor, mid, title=body.title, starts_at=body.starts_at,
+                                  place=body.place, speech_limit_secs=body.speech_limit_secs,
+                                  quorum_rule=_rule(body.quorum))
+    return JSON(await meetings.meeting_state(ctx, mid, actor))
+
+
+def _transition(target: MeetingState) -> Any:
+    async def endpoint(request: Request) -> Response:
+        actor = await current_user(request)
+        await read_json(request, Strict)
+        result = await meetings.change_state(context(request), actor,
+                                             path_int(request, "mid"), target)
+        return JSON(result)
+
+    endpoint.__name__ = f"meeting_{target.value}"
+    return endpoint
+
+
+async def add_agenda_item(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, AgendaBody)
+    item = await agenda.add_item(
+        context(request), actor, path_int(request, "mid"), title=body.title,
+        document_ids=body.document_ids, parent_id=body.parent_id,
+        planned_minutes=body.planned_minutes, position=body.position,
+    )
+    return JSON(item, status_code=201)
+
+
+async def patch_agenda_item(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, AgendaPatch)
+    item = await agenda.update_item(
+        context(request), actor, path_int(request, "mid"), path_int(request, "iid"),
+        title=body.title, document_ids=body.document_ids, planned_minutes=body.planned_minutes,
+    )
+    return JSON(item)
+
+
+async def delete_agenda_item(request: Request) -> Response:
+    actor = await current_user(request)
+    await agenda.remove_item(context(request), actor, path_int(request, "mid"),
+                             path_int(request, "iid"))
+    return Response(status_code=204)
+
+
+async def reorder_agenda(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, ReorderAgendaBody)
+    tree = await agenda.reorder_items(context(request), actor, path_int(request, "mid"),
+                                      parent_id=body.parent_id, item_ids=body.item_ids)
+    return JSON({"agenda": tree})
+
+
+async def current_agenda_item(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, CurrentItemBody)
+    await agenda.set_current_item(context(request), actor, path_int(request, "mid"),
+                                  body.agenda_item_id)
+    return JSON({"agenda_item_id": body.agenda_item_id})
+
+
+async def present(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, PresentationBody)
+    shown = await presentation.present(context(request), actor, path_int(request, "mid"),
+                                       agenda_item_id=body.agenda_item_id,
+                                       document_id=body.document_id, page=body.page)
+    return JSON(shown)
+
+
+async def name_presenter(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, PresenterBody)
+    await presentation.name_presenter(context(request), actor, path_int(request, "mid"),
+                                      body.user_id)
+    return JSON({"presenter_id": body.user_id})
+
+
+async def record_attendance(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, AttendanceBody)
+    result = await attendance.record_attendance(
+        context(request), actor, path_int(request, "mid"), present=body.present,
+        user_id=body.user_id, reason=body.reason,
+    )
+    return JSON(result)
+
+
+async def request_floor(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, SpeakerBody)
+    entry = await speakers.request_floor(context(request), actor, path_int(request, "mid"),
+                                         body.kind)
+    return JSON(entry, status_code=201)
+
+
+async def withdraw_request(request: Request) -> Response:
+    actor = await current_user(request)
+    await speakers.withdraw(context(request), actor, path_int(request, "mid"),
+                            path_int(request, "sid"))
+    return Response(status_code=204)
+
+
+async def grant_floor(request: Request) -> Response:
+    actor = await current_user(request)
+    await read_json(request, Strict)
+    entry = await speakers.grant(context(request), actor, path_int(request, "mid"),
+                                 path_int(request, "sid"))
+    return JSON(entry)
+
+
+async def finish_speech(request: Request) -> Response:
+    actor = await current_user(request)
+    await read_json(request, Strict)
+    await speakers.finish(context(request), actor, path_int(request, "mid"),
+                          path_int(request, "sid"))
+    return Response(status_code=204)
+
+
+async def reorder_speakers(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, ReorderSpeakersBody)
+    result = await speakers.reorder(context(request), actor, path_int(request, "mid"),
+                                    body.speaker_ids)
+    return JSON(result)
+
+
+BASE = "/api/v1/meetings"
+
+routes = [
+    Route(BASE, create_meeting, methods=["POST"]),
+    Route(BASE, list_meetings, methods=["GET"]),
+    Route(BASE + "/{mid}", get_meeting, methods=["GET"]),
+    Route(BASE + "/{mid}", patch_meeting, methods=["PATCH"]),
+    Route(BASE + "/{mid}/start", _transition(MeetingState.IN_SESSION), methods=["POST"]),
+    Route(BASE + "/{mid}/adjourn", _transition(MeetingState.ADJOURNED), methods=["POST"]),
+    Route(BASE + "/{mid}/close", _transition(MeetingState.CLOSED), methods=["POST"]),
+    Route(BASE + "/{mid}/agenda", add_agenda_item, methods=["POST"]),
+    Route(BASE + "/{mid}/agenda/reorder", reorder_agenda, methods=["POST"]),
+    Route(BASE + "/{mid}/agenda/current", current_agenda_item, methods=["POST"]),
+    Route(BASE + "/{mid}/agenda/{iid}", patch_agenda_item, methods=["PATCH"]),
+    Route(BASE + "/{mid}/agenda/{iid}", delete_agenda_item, methods=["DELETE"]),
+    Route(BASE + "/{mid}/presentation", present, methods=["POST"]),
+    Route(BASE + "/{mid}/presenter", name_presenter, methods=["POST"]),
+    Route(BASE + "/{mid}/attendance", record_attendance, methods=["POST"]),
+    Route(BASE + "/{mid}/speakers", request_floor, methods=["POST"]),
+    Route(BASE + "/{mid}/speakers/reorder", reorder_speakers, methods=["POST"]),
+    Route(BASE + "/{mid}/speakers/{sid}/grant", grant_floor, methods=["POST"]),
+    Route(BASE + "/{mid}/speakers/{sid}/finish", finish_speech, methods=["POST"]),
+    Route(BASE + "/{mid}/speakers/{sid}", withdraw_request, methods=["DELETE"]),
+]
