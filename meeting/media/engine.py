@@ -1,0 +1,409 @@
+"""The media worker: aiortc in its own thread, with its own event loop.
+
+Nothing of WebRTC runs on the API's event loop. The API side calls the ``MediaEngine``'s
+coroutines (``join``, ``leave``, ``set_floor``, ``close_meeting``), which hand the work to
+the worker loop with ``run_coroutine_threadsafe`` and await the answer. What the worker
+notices by itself (a peer whose ICE failed, a peer gone silent, a room that emptied and
+its finished recording) is passed to the ``notify`` callback, called in the worker thread;
+the feature forwards it to the API loop with ``call_soon_threadsafe``.
+
+A room per meeting holds the peers of the meeting and one ``FloorMixer``: each peer's
+audio is decoded by aiortc and, when the peer holds the floor, fed to the mixer; otherwise
+the frame is dropped as soon as it arrives. Every peer listens through its own
+``ListenerTrack`` which the mixer fills with the floor's packets, encoded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from meeting.media.addresses import announce_addresses, forget_addresses
+from meeting.media.floor import FloorMixer, ListenerTrack, Mode
+from meeting.media.recorder import Recorder, RecordingSummary
+
+log = logging.getLogger("dienhong.media.engine")
+
+T = TypeVar("T")
+
+# How often the worker looks for peers gone silent.
+SILENCE_CHECK_SECS = 0.5
+# Longest a call into the worker may take (ICE gathering is bounded by aioice itself).
+WORKER_CALL_TIMEOUT_SECS = 30.0
+
+
+class InvalidOffer(ValueError):
+    """The SDP offer cannot be used (malformed, wrong type, or no audio)."""
+
+
+class RoomFull(RuntimeError):
+    """The meeting already has the maximum number of remote participants."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    ice_servers: tuple[str, ...] = ()
+    # Host candidate addresses; empty: every interface (aioice's own choice).
+    addresses: tuple[str, ...] = ()
+    max_participants: int = 200
+    silence_timeout_secs: float = 15.0
+    # Where floor recordings go; None: no recording.
+    recordings_dir: Path | None = None
+    mode: Mode = "encode_once"
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    session_id: str
+    meeting_id: int
+    user_id: int
+
+
+@dataclass(frozen=True)
+class Joined:
+    peer: PeerInfo
+    answer_sdp: str
+    # Set when this join opened the meeting's room and started recording its floor.
+    recording_path: Path | None
+
+
+@dataclass(frozen=True)
+class PeerGone:
+    """The worker dropped a peer by itself (``failed``, ``silent``, ``closed``)."""
+
+    peer: PeerInfo
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoomClosed:
+    meeting_id: int
+    recording: RecordingSummary | None
+
+
+Notice = PeerGone | RoomClosed
+
+
+def ice_server(url: str) -> RTCIceServer:
+    """``stun:host:port`` or ``turn:user:password@host:port[?transport=udp]``."""
+    scheme, _, rest = url.partition(":")
+    if "@" in rest:
+        credentials, _, address = rest.rpartition("@")
+        username, _, password = credentials.partition(":")
+        return RTCIceServer(f"{scheme}:{address}", username=unquote(username),
+                            credential=unquote(password))
+    return RTCIceServer(url)
+
+
+@dataclass
+class Peer:
+    info: PeerInfo
+    pc: RTCPeerConnection
+    listener: ListenerTrack
+    last_media_at: float
+    sends_audio: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    closing: bool = False
+
+
+@dataclass
+class Room:
+    meeting_id: int
+    mixer: FloorMixer
+    ticker: asyncio.Task[None]
+    recorder: Recorder | None
+    floor_users: frozenset[int] = frozenset()
+    peers: dict[str, Peer] = field(default_factory=dict)
+
+
+class MediaEngine:
+    def __init__(self, config: EngineConfig, notify: Callable[[Notice], None]) -> None:
+        self.config = config
+        self._notify = notify
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._rooms: dict[int, Room] = {}
+        self._peers: dict[str, Peer] = {}
+        self._monitor: asyncio.Task[None] | None = None
+        # Snapshot of meetings with a room, readable from the API thread.
+        self._active_lock = threading.Lock()
+        self._active: frozenset[int] = frozenset()
+
+    # --- lifecycle (API side) ----------------------------------------------------------
+    def start(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            announce_addresses(loop, self.config.addresses)
+            loop.call_soon(ready.set)
+            self._monitor = loop.create_task(self._watch_silence())
+            try:
+                loop.run_forever()
+            finally:
+                forget_addresses(loop)
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="media-worker", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    async def stop(self) -> None:
+        """Close every peer and room, then stop the worker loop and its thread."""
+        if self._loop is None or self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        assert self._loop is not None, "media worker not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wait_for(asyncio.wrap_future(self._submit(coro)),
+                                      WORKER_CALL_TIMEOUT_SECS)
+
+    # --- the API side's calls ------------------------------------------------------------
+    async def join(self, meeting_id: int, user_id: int, sdp: str,
+                   floor_users: frozenset[int]) -> Joined:
+        """Answer ``sdp`` (ICE gathered); raises ``InvalidOffer`` or ``RoomFull``."""
+        return await self._call(self._join(meeting_id, user_id, sdp, floor_users))
+
+    async def leave(self, session_id: str) -> PeerInfo | None:
+        return await self._call(self._leave(session_id))
+
+    async def set_floor(self, meeting_id: int, floor_users: frozenset[int]) -> None:
+        await self._call(self._set_floor(meeting_id, floor_users))
+
+    async def close_meeting(self, meeting_id: int) -> list[PeerInfo]:
+        """Drop every peer of the meeting (it was closed); returns who was dropped."""
+        return await self._call(self._close_meeting(meeting_id))
+
+    def active_meetings(self) -> frozenset[int]:
+        with self._active_lock:
+            return self._active
+
+    async def peers(self, meeting_id: int) -> list[PeerInfo]:
+        async def collect() -> list[PeerInfo]:
+            room = self._rooms.get(meeting_id)
+            return [p.info for p in room.peers.values()] if room else []
+        return await self._call(collect())
+
+    async def room_stats(self, meeting_id: int) -> dict[str, int]:
+        async def collect() -> dict[str, int]:
+            room = self._rooms.get(meeting_id)
+            if room is None:
+                return {}
+            return {"ticks": room.mixer.ticks, "packets": room.mixer.packets,
+                    "listeners": len(room.mixer.listeners),
+                    "dropped": sum(p.listener.dropped for p in room.peers.values())}
+        return await self._call(collect())
+
+    # --- worker side --------------------------------------------------------------------
+    def _publish_active(self) -> None:
+        with self._active_lock:
+            self._active = frozenset(self._rooms)
+
+    def _open_room(self, meeting_id: int, floor_users: frozenset[int]) -> Room:
+        recorder_box: list[Recorder] = []
+
+        def record(packet: Any) -> None:
+            if recorder_box:
+                recorder_box[0].offer(packet)
+
+        mixer = FloorMixer(self.config.mode,
+                           on_packet=record if self.config.recordings_dir else None)
+        recorder = None
+        if self.config.recordings_dir is not None:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            name = f"meeting-{meeting_id}/{stamp}-{secrets.token_hex(4)}.ogg"
+            recorder = Recorder(self.config.recordings_dir / name, mixer.extradata)
+            recorder_box.append(recorder)
+        ticker = asyncio.get_running_loop().create_task(mixer.run(),
+                                                        name=f"floor-{meeting_id}")
+        room = Room(meeting_id, mixer, ticker, recorder, floor_users)
+        self._rooms[meeting_id] = room
+        self._publish_active()
+        return room
+
+    async def _close_room(self, room: Room) -> None:
+        self._rooms.pop(room.meeting_id, None)
+        self._publish_active()
+        room.ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await room.ticker
+        summary = None
+        if room.recorder is not None:
+            summary = await asyncio.get_running_loop().run_in_executor(None, room.recorder.close)
+        self._notify(RoomClosed(room.meeting_id, summary))
+
+    async def _join(self, meeting_id: int, user_id: int, sdp: str,
+                    floor_users: frozenset[int]) -> Joined:
+        room = self._rooms.get(meeting_id)
+        if room is not None and len(room.peers) >= self.config.max_participants:
+            raise RoomFull(f"The meeting already has {self.config.max_participants} "
+                           "remote participants.")
+        pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=[ice_server(url) for url in self.config.ice_servers]))
+        info = PeerInfo(secrets.token_urlsafe(12), meeting_id, user_id)
+        listener = ListenerTrack()
+        peer = Peer(info, pc, listener, last_media_at=asyncio.get_running_loop().time())
+        remote_tracks: list[MediaStreamTrack] = []
+        pc.on("track", remote_tracks.append)
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise InvalidOffer(f"The SDP offer cannot be used: {exc or type(exc).__name__}."
+                                   ) from exc
+            kinds = {t.kind for t in pc.getTransceivers()}
+            if "audio" not in kinds:
+                raise InvalidOffer("The SDP offer has no audio section.")
+            pc.addTrack(listener)
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except BaseException:
+            listener.stop()
+            await pc.close()
+            raise
+        # Rooms may have changed while ICE was gathered.
+        room = self._rooms.get(meeting_id)
+        opened = room is None
+        if room is None:
+            room = self._open_room(meeting_id, floor_users)
+        elif len(room.peers) >= self.config.max_participants:
+            listener.stop()
+            await pc.close()
+            raise RoomFull(f"The meeting already has {self.config.max_participants} "
+                           "remote participants.")
+        room.peers[info.session_id] = peer
+        self._peers[info.session_id] = peer
+        room.mixer.listeners.add(listener)
+        loop = asyncio.get_running_loop()
+        for track in remote_tracks:
+            if track.kind == "audio":
+                peer.sends_audio = True
+            peer.tasks.append(loop.create_task(self._consume(peer, track)))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and not peer.closing:
+                await self._drop(peer, "failed" if pc.connectionState == "failed" else "closed")
+
+        self._apply_floor(room)
+        local = pc.localDescription
+        return Joined(info, local.sdp,
+                      room.recorder.path if opened and room.recorder is not None else None)
+
+    async def _consume(self, peer: Peer, track: MediaStreamTrack) -> None:
+        """Read a peer's media as it arrives: the floor's audio goes to the mixer, the rest
+        is dropped at once (aiortc's own queue is thus never left to grow)."""
+        loop = asyncio.get_running_loop()
+        key = peer.info.session_id
+        room = self._rooms.get(peer.info.meeting_id)
+        try:
+            while True:
+                frame = await track.recv()
+                peer.last_media_at = loop.time()
+                if room is not None and isinstance(frame, AudioFrame):
+                    room.mixer.feed(key, frame)
+        except MediaStreamError:
+            return
+
+    def _apply_floor(self, room: Room) -> None:
+        room.mixer.set_sources(
+            key for key, peer in room.peers.items() if peer.info.user_id in room.floor_users
+        )
+
+    async def _set_floor(self, meeting_id: int, floor_users: frozenset[int]) -> None:
+        room = self._rooms.get(meeting_id)
+        if room is not None and room.floor_users != floor_users:
+            room.floor_users = floor_users
+            self._apply_floor(room)
+
+    async def _leave(self, session_id: str) -> PeerInfo | None:
+        peer = self._peers.get(session_id)
+        if peer is None or peer.closing:
+            return None
+        await self._remove(peer)
+        return peer.info
+
+    async def _drop(self, peer: Peer, reason: str) -> None:
+        if peer.closing:
+            return
+        await self._remove(peer, notice=PeerGone(peer.info, reason))
+
+    async def _remove(self, peer: Peer, notice: PeerGone | None = None) -> None:
+        """Close the peer; the room closes (and its recording ends) with its last peer."""
+        peer.closing = True
+        self._peers.pop(peer.info.session_id, None)
+        room = self._rooms.get(peer.info.meeting_id)
+        if room is not None:
+            room.peers.pop(peer.info.session_id, None)
+            room.mixer.listeners.discard(peer.listener)
+            self._apply_floor(room)
+        peer.listener.stop()
+        for task in peer.tasks:
+            task.cancel()
+        await peer.pc.close()
+        if notice is not None:
+            self._notify(notice)
+        if room is not None and not room.peers and self._rooms.get(room.meeting_id) is room:
+            await self._close_room(room)
+
+    async def _close_meeting(self, meeting_id: int) -> list[PeerInfo]:
+        room = self._rooms.get(meeting_id)
+        if room is None:
+            return []
+        dropped = []
+        for peer in list(room.peers.values()):
+            if not peer.closing:
+                await self._remove(peer)
+                dropped.append(peer.info)
+        return dropped
+
+    async def _watch_silence(self) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.config.silence_timeout_secs
+        while True:
+            await asyncio.sleep(min(SILENCE_CHECK_SECS, timeout / 2))
+            now = loop.time()
+            for peer in list(self._peers.values()):
+                # A listen-only peer sends no audio; aioice's consent checks catch it.
+                if peer.sends_audio and now - peer.last_media_at > timeout:
+                    try:
+                        await self._drop(peer, "silent")
+                    except Exception:
+                        log.exception("dropping silent peer %s failed", peer.info.session_id)
+
+    async def _shutdown(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+        for room in list(self._rooms.values()):
+            for peer in list(room.peers.values()):
+                if not peer.closing:
+                    await self._drop(peer, "closed")

@@ -1,0 +1,216 @@
+"""The floor of a council hall: mix who holds it, encode once, hand the packets to all.
+
+Every 20 ms the ``FloorMixer`` takes one frame from each source on the floor (the chairs
+and the delegate granted the floor), sums them, encodes the sum ONCE with Opus and offers
+the same ``av.Packet`` to every listener's ``ListenerTrack``. aiortc's ``RTCRtpSender``
+recognises a packet (not a frame) coming out of its track and only packetises it
+(``OpusEncoder.pack``): no per-listener encoding. What is left per listener is RTP
+serialisation, SRTP and the UDP send, done by aiortc.
+
+``naive`` mode (for the benchmark's baseline only) offers the mixed *frame* instead, so
+every listener's sender encodes it again, as a plain aiortc relay would.
+
+Sources that are not on the floor are never fed in: their frames are dropped by the
+caller as they arrive. Every buffer here is bounded: a source keeps at most
+``SOURCE_BUFFER_FRAMES``, a listener at most ``LISTENER_BUFFER_PACKETS`` (the oldest
+goes first: late audio is worse than lost audio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from typing import Literal
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+from av.audio.resampler import AudioResampler
+
+log = logging.getLogger("dienhong.media.floor")
+
+SAMPLE_RATE = 48_000
+CHANNELS = 2
+# 20 ms frames: the packet time WebRTC clients use for Opus.
+FRAME_SAMPLES = 960
+FRAME_SECS = FRAME_SAMPLES / SAMPLE_RATE
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+# 60 ms of a source's audio may wait for the next tick; more means its clock runs fast.
+SOURCE_BUFFER_FRAMES = 3
+# 100 ms per listener; a listener whose sender falls behind loses the oldest packets.
+LISTENER_BUFFER_PACKETS = 5
+# Ticks this late (a stalled loop) are skipped rather than bursted out.
+MAX_TICK_LAG_SECS = 0.2
+OPUS_BITRATE = 48_000
+
+Mode = Literal["encode_once", "naive"]
+
+
+class ListenerTrack(MediaStreamTrack):
+    """What one listener's sender reads: the floor's packets (or frames, naive mode)."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: deque[av.Packet | AudioFrame] = deque(maxlen=LISTENER_BUFFER_PACKETS)
+        self._waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+
+    def offer(self, item: av.Packet | AudioFrame) -> None:
+        if len(self._items) == LISTENER_BUFFER_PACKETS:
+            self.dropped += 1
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self) -> av.Packet | AudioFrame:  # type: ignore[override]
+        while not self._items:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.readyState != "live":
+            raise MediaStreamError
+        return self._items.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Source:
+    """One floor source's pending samples (s16, stereo, 48 kHz, interleaved)."""
+
+    def __init__(self) -> None:
+        self.pending = np.zeros(0, dtype=np.int16)
+        self.resampler: AudioResampler | None = None
+
+    def add(self, frame: AudioFrame) -> None:
+        if (frame.format.name != "s16" or frame.layout.name != "stereo"
+                or frame.sample_rate != SAMPLE_RATE):
+            if self.resampler is None:
+                self.resampler = AudioResampler(format="s16", layout="stereo",
+                                                rate=SAMPLE_RATE)
+            chunks = [f.to_ndarray().reshape(-1) for f in self.resampler.resample(frame)]
+            samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        else:
+            samples = frame.to_ndarray().reshape(-1)
+        joined = np.concatenate((self.pending, samples))
+        keep = SOURCE_BUFFER_FRAMES * FRAME_SAMPLES * CHANNELS
+        self.pending = joined[-keep:] if joined.size > keep else joined
+
+    def take(self) -> np.ndarray | None:
+        need = FRAME_SAMPLES * CHANNELS
+        if self.pending.size < need:
+            return None
+        chunk, self.pending = self.pending[:need], self.pending[need:]
+        return chunk
+
+
+def new_opus_encoder() -> av.AudioCodecContext:
+    encoder = av.CodecContext.create("libopus", "w")
+    assert isinstance(encoder, av.AudioCodecContext)
+    encoder.bit_rate = OPUS_BITRATE
+    encoder.format = "s16"
+    encoder.layout = "stereo"
+    encoder.sample_rate = SAMPLE_RATE
+    encoder.time_base = TIME_BASE
+    encoder.options = {"application": "voip"}
+    encoder.open()
+    return encoder
+
+
+class FloorMixer:
+    """Mixes the floor's sources every 20 ms and fans the result out to listeners."""
+
+    def __init__(self, mode: Mode = "encode_once",
+                 on_packet: Callable[[av.Packet], None] | None = None) -> None:
+        self.mode: Mode = mode
+        self.encoder = new_opus_encoder()
+        self.listeners: set[ListenerTrack] = set()
+        self._sources: dict[Hashable, _Source] = {}
+        self._on_packet = on_packet
+        self._pts = 0
+        self.ticks = 0
+        self.packets = 0
+
+    @property
+    def extradata(self) -> bytes | None:
+        return self.encoder.extradata
+
+    # --- sources -----------------------------------------------------------------
+    def set_sources(self, keys: Iterable[Hashable]) -> None:
+        """The floor is exactly ``keys`` from now on; others' buffers are dropped."""
+        wanted = set(keys)
+        for key in list(self._sources):
+            if key not in wanted:
+                del self._sources[key]
+        for key in wanted:
+            self._sources.setdefault(key, _Source())
+
+    def on_floor(self, key: Hashable) -> bool:
+        return key in self._sources
+
+    def feed(self, key: Hashable, frame: AudioFrame) -> None:
+        """A source's decoded frame: kept if the source holds the floor, else dropped."""
+        source = self._sources.get(key)
+        if source is not None:
+            source.add(frame)
+
+    # --- one tick ------------------------------------------------------------------
+    def mix(self) -> AudioFrame:
+        total = np.zeros(FRAME_SAMPLES * CHANNELS, dtype=np.int32)
+        for source in self._sources.values():
+            chunk = source.take()
+            if chunk is not None:
+                total += chunk
+        mixed = np.clip(total, -32768, 32767).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(mixed, format="s16", layout="stereo")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        self._pts += FRAME_SAMPLES
+        return frame
+
+    def tick(self) -> None:
+        self.ticks += 1
+        frame = self.mix()
+        if self.mode == "naive":
+            for listener in self.listeners:
+                listener.offer(frame)
+            if self._on_packet is None:
+                return
+        for packet in self.encoder.encode(frame):
+            self.packets += 1
+            if self.mode == "encode_once":
+                for listener in self.listeners:
+                    listener.offer(packet)
+            if self._on_packet is not None:
+                self._on_packet(packet)
+
+    async def run(self) -> None:
+        """Tick every 20 ms on the running loop's clock until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            try:
+                self.tick()
+            except av.FFmpegError:
+                log.exception("encoding the floor failed; skipping one frame")
+            next_at += FRAME_SECS
+            delay = next_at - loop.time()
+            if delay < -MAX_TICK_LAG_SECS:
+                next_at = loop.time()
+                delay = 0
+            await asyncio.sleep(max(delay, 0))

@@ -1,0 +1,292 @@
+"""Remote attendance: who may join a meeting's media, the floor, events and recordings.
+
+Runs on the API's event loop and only awaits the media worker (``MediaEngine``), whose
+aiortc work runs in its own thread. Every state change a meeting's tablets should see
+(``media.joined``, ``media.left``) goes through ``ctx.write()`` and is audited.
+
+The floor is the meeting's chairs plus the delegate the speakers' queue has given the
+floor (``meeting.speakers.floor_holder``). ``follow_floor`` re-reads it for every meeting
+with a live room every ``FLOOR_POLL_SECS`` and tells the worker when it changed, so a grant
+or a finish is heard everywhere well within a second, on whichever node wrote it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meeting.media.engine import (
+    EngineConfig,
+    InvalidOffer,
+    Joined,
+    MediaEngine,
+    Notice,
+    PeerGone,
+    PeerInfo,
+    RoomClosed,
+    RoomFull,
+)
+from meeting.media.models import MediaRecording
+from meeting.models import MeetingState, Participant, ParticipantRole
+from meeting.service import floor_holder, get_participant, meeting_topic, require_meeting
+from server.auth.principal import Principal
+from server.context import Context
+from server.errors import BadRequest, Conflict, Forbidden, NotFound
+from server.settings import Settings
+
+log = logging.getLogger("dienhong.media")
+
+EXTENSION = "media"
+# How often the floor of every meeting with a live room is re-read: a grant is heard by
+# everyone within this plus one audio frame.
+FLOOR_POLL_SECS = 0.25
+# Recordings live under <data_dir>/RECORDINGS_DIR.
+RECORDINGS_DIR = "recordings"
+
+
+@dataclass
+class MediaRuntime:
+    """The feature's runtime state in ``ctx.extensions["media"]``."""
+
+    engine: MediaEngine
+    # Floor last told to the worker, per meeting with a room.
+    floors: dict[int, frozenset[int]] = field(default_factory=dict)
+    # Notices from the worker being written; kept so they are not garbage-collected.
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        ice_servers=settings.media_ice_servers,
+        addresses=settings.media_addresses,
+        max_participants=settings.media_max_participants,
+        silence_timeout_secs=settings.media_silence_timeout_secs,
+        recordings_dir=settings.data_dir / RECORDINGS_DIR,
+    )
+
+
+def runtime(ctx: Context) -> MediaRuntime:
+    found = ctx.extensions.get(EXTENSION)
+    if not isinstance(found, MediaRuntime):
+        raise RuntimeError("the media feature is not started")
+    return found
+
+
+async def start_media(ctx: Context) -> None:
+    """Start the media worker thread (feature start-up)."""
+    loop = asyncio.get_running_loop()
+    box: list[MediaRuntime] = []
+
+    def notify(notice: Notice) -> None:
+        # Called in the worker thread: hand over to the API loop.
+        try:
+            loop.call_soon_threadsafe(_schedule_notice, ctx, box[0], notice)
+        except RuntimeError:
+            log.warning("media notice after the API loop closed: %s", notice)
+
+    engine = MediaEngine(engine_config(ctx.settings), notify)
+    box.append(MediaRuntime(engine))
+    engine.start()
+    ctx.extensions[EXTENSION] = box[0]
+
+
+def _schedule_notice(ctx: Context, state: MediaRuntime, notice: Notice) -> None:
+    task = asyncio.create_task(handle_notice(ctx, notice))
+    state.pending.add(task)
+    task.add_done_callback(state.pending.discard)
+
+
+async def run_media(ctx: Context) -> None:
+    """Background task: follow the floor; at shutdown stop the worker."""
+    state = runtime(ctx)
+    try:
+        while True:
+            await asyncio.sleep(FLOOR_POLL_SECS)
+            try:
+                await follow_floor(ctx)
+            except Exception:
+                log.exception("following the floor failed")
+    finally:
+        await state.engine.stop()
+        if state.pending:
+            await asyncio.gather(*state.pending, return_exceptions=True)
+
+
+# --- the floor ----------------------------------------------------------------------------
+async def floor_users(session: AsyncSession, meeting_id: int) -> frozenset[int]:
+    """Who is heard by everyone: the chairs and the delegate holding the floor."""
+    stmt = select(Participant.user_id).where(Participant.meeting_id == meeting_id,
+                                             Participant.role == ParticipantRole.CHAIR.value)
+    users = {int(uid) for uid in (await session.execute(stmt)).scalars()}
+    holder = await floor_holder(session, meeting_id)
+    if holder is not None:
+        users.add(holder)
+    return frozenset(users)
+
+
+async def follow_floor(ctx: Context) -> None:
+    """Tell the worker the current floor of every meeting with a room; end closed ones."""
+    state = runtime(ctx)
+    active = state.engine.active_meetings()
+    for gone in set(state.floors) - active:
+        del state.floors[gone]
+    for meeting_id in active:
+        async with ctx.read() as session:
+            meeting = await require_meeting(session, meeting_id)
+            closed = meeting.lifecycle is MeetingState.CLOSED
+            users = frozenset() if closed else await floor_users(session, meeting_id)
+        if closed:
+            for peer in await state.engine.close_meeting(meeting_id):
+                await _left(ctx, peer, "meeting_closed", actor_id=None)
+            continue
+        if state.floors.get(meeting_id) != users:
+            await state.engine.set_floor(meeting_id, users)
+            state.floors[meeting_id] = users
+
+
+# --- joining and leaving ----------------------------------------------------------------
+async def do_join(ctx: Context, principal: Principal, meeting_id: int,
+                  sdp: str) -> dict[str, Any]:
+    """Answer a participant's SDP offer and announce ``media.joined`` on the meeting."""
+    async with ctx.read() as session:
+        meeting = await require_meeting(session, meeting_id)
+        participant = await get_participant(session, meeting_id, principal.id)
+        if participant is None:
+            raise Forbidden(f"You do not take part in meeting {meeting_id}.",
+                            code="not_a_participant")
+        if meeting.lifecycle is MeetingState.CLOSED:
+            raise Conflict(f"Meeting {meeting_id} is closed.", code="meeting_closed")
+        floor = await floor_users(session, meeting_id)
+    if "m=audio" not in sdp:
+        raise BadRequest("The SDP offer has no audio section.", code="invalid_sdp")
+    state = runtime(ctx)
+    try:
+        joined: Joined = await state.engine.join(meeting_id, principal.id, sdp, floor)
+    except InvalidOffer as exc:
+        raise BadRequest(str(exc), code="invalid_sdp") from exc
+    except RoomFull as exc:
+        raise Conflict(str(exc), code="media_full") from exc
+    state.floors.setdefault(meeting_id, floor)
+    session_id = joined.peer.session_id
+    try:
+        async with ctx.write() as w:
+            if joined.recording_path is not None:
+                w.session.add(MediaRecording(
+                    meeting_id=meeting_id, path=_relative(ctx, joined.recording_path),
+                    started_by=principal.id, started_at=w.now, dropped_packets=0,
+                ))
+            await w.emit(meeting_topic(meeting_id), "media.joined",
+                         {"session_id": session_id, "user_id": principal.id,
+                          "role": participant.role})
+            await w.audit(principal.id, "media.join", meeting_topic(meeting_id),
+                          {"session_id": session_id})
+    except BaseException:
+        await state.engine.leave(session_id)
+        raise
+    return {"sdp": joined.answer_sdp, "type": "answer", "session_id": session_id}
+
+
+async def do_leave(ctx: Context, principal: Principal, meeting_id: int,
+                   session_id: str) -> None:
+    """End one's own media session (``media.left`` with reason ``left``)."""
+    state = runtime(ctx)
+    peers = await state.engine.peers(meeting_id)
+    peer = next((p for p in peers if p.session_id == session_id), None)
+    if peer is None or peer.user_id != principal.id:
+        raise NotFound(f"No media session {session_id!r} of yours in meeting {meeting_id}.",
+                       code="media_session_not_found")
+    left = await state.engine.leave(session_id)
+    if left is not None:
+        await _left(ctx, left, "left", actor_id=principal.id)
+
+
+async def _left(ctx: Context, peer: PeerInfo, reason: str, *, actor_id: int | None) -> None:
+    async with ctx.write() as w:
+        await w.emit(meeting_topic(peer.meeting_id), "media.left",
+                     {"session_id": peer.session_id, "user_id": peer.user_id,
+                      "reason": reason})
+        await w.audit(actor_id, "media.leave", meeting_topic(peer.meeting_id),
+                      {"session_id": peer.session_id, "user_id": peer.user_id,
+                       "reason": reason})
+
+
+async def handle_notice(ctx: Context, notice: Notice) -> None:
+    """What the worker noticed by itself: a dropped peer, a room closed (recording done)."""
+    try:
+        if isinstance(notice, PeerGone):
+            await _left(ctx, notice.peer, notice.reason, actor_id=None)
+        elif isinstance(notice, RoomClosed) and notice.recording is not None:
+            summary = notice.recording
+            async with ctx.write() as w:
+                await w.session.execute(
+                    update(MediaRecording)
+                    .where(MediaRecording.path == _relative(ctx, summary.path))
+                    .values(ended_at=w.now, duration_secs=summary.duration_secs,
+                            size_bytes=summary.size_bytes,
+                            dropped_packets=summary.dropped)
+                )
+                await w.audit(None, "media.recorded", meeting_topic(notice.meeting_id),
+                              {"path": _relative(ctx, summary.path),
+                               "duration_secs": summary.duration_secs})
+    except Exception:
+        log.exception("recording a media notice failed: %s", notice)
+
+
+# --- recordings ------------------------------------------------------------------------
+def _relative(ctx: Context, path: Path) -> str:
+    return str(path.relative_to(ctx.settings.data_dir))
+
+
+def recording_json(recording: MediaRecording) -> dict[str, Any]:
+    return {
+        "id": recording.id,
+        "meeting_id": recording.meeting_id,
+        "started_at": recording.started_at,
+        "ended_at": recording.ended_at,
+        "duration_secs": recording.duration_secs,
+        "size_bytes": recording.size_bytes,
+        "format": "audio/ogg",
+        "url": f"/api/v1/meetings/{recording.meeting_id}/recordings/{recording.id}",
+    }
+
+
+async def list_recordings(session: AsyncSession, meeting_id: int) -> list[dict[str, Any]]:
+    """The meeting's floor recordings, oldest first (for the meeting state and minutes)."""
+    stmt = (select(MediaRecording).where(MediaRecording.meeting_id == meeting_id)
+            .order_by(MediaRecording.started_at, MediaRecording.id))
+    return [recording_json(r) for r in (await session.execute(stmt)).scalars()]
+
+
+async def recording_file(ctx: Context, principal: Principal, meeting_id: int,
+                         recording_id: int) -> Path:
+    """The file of a finished recording, for a participant of the meeting."""
+    async with ctx.read() as session:
+        await require_meeting(session, meeting_id)
+        if (await get_participant(session, meeting_id, principal.id) is None
+                and not principal.is_admin):
+            raise Forbidden(f"You do not take part in meeting {meeting_id}.",
+                            code="not_a_participant")
+        recording = await session.get(MediaRecording, recording_id)
+    if recording is None or recording.meeting_id != meeting_id:
+        raise NotFound(f"Recording {recording_id} does not exist.",
+                       code="recording_not_found")
+    if recording.ended_at is None:
+        raise Conflict("The recording is still in progress.", code="recording_in_progress")
+    return ctx.settings.data_dir / recording.path
+
+
+async def require_listing_access(ctx: Context, principal: Principal,
+                                 meeting_id: int) -> list[dict[str, Any]]:
+    async with ctx.read() as session:
+        await require_meeting(session, meeting_id)
+        if (await get_participant(session, meeting_id, principal.id) is None
+                and not principal.is_admin):
+            raise Forbidden(f"You do not take part in meeting {meeting_id}.",
+                            code="not_a_participant")
+        return await list_recordings(session, meeting_id)
