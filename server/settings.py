@@ -105,11 +105,30 @@ class Settings:
 
     # --- files ----------------------------------------------------------------
     max_upload_bytes: int = 50 * 1024 * 1024
+    # Checking an uploaded PDF (pypdf, in a worker process) may take this long.
     pdf_worker_timeout_secs: float = 20.0
+    # Address-space limit of each PDF worker process (RLIMIT_AS).
     pdf_worker_memory_mb: int = 512
     render_ahead_pages: int = 8
     render_default_width: int = 1024
     render_max_width: int = 2400
+    # Worker processes that check uploads and stamp downloads / that render pages.
+    pdf_parse_workers: int = 1
+    pdf_render_workers: int = 2
+    # A worker is replaced after this many jobs, so leaks in the PDF libraries stay bounded.
+    pdf_worker_max_jobs: int = 500
+    # Jobs waiting for a worker before new ones are refused with 429.
+    pdf_queue_limit: int = 256
+    pdf_render_timeout_secs: float = 30.0
+    pdf_stamp_timeout_secs: float = 120.0
+    # Bigger documents are refused at upload (422 invalid_pdf).
+    pdf_max_pages: int = 5_000
+    # An embedded image may declare at most this many pixels (decompression bombs).
+    pdf_max_image_pixels: int = 100_000_000
+    # Pixels of one rendered page at most, whatever its shape.
+    render_max_pixels: int = 16_000_000
+    # Text kept per file for search.
+    max_extracted_text_chars: int = 1_000_000
 
     # --- messaging ------------------------------------------------------------
     max_message_bytes: int = 16_384
@@ -127,6 +146,18 @@ class Settings:
     escalate_after_reminders: int = 3
     # Shortest gap between two coalesced progress events (receipts, poll progress).
     coalesce_interval_secs: float = 0.25
+    # directive.issued events carry at most this many characters of the body; clients
+    # fetch longer bodies over REST (3,200 copies of a long body would bloat the log).
+    directive_event_body_chars: int = 2_000
+    # Longest a reminder scheduler sleeps before looking for work other nodes scheduled.
+    reminder_poll_secs: float = 15.0
+    # Reminders (or overdue directives) claimed per write transaction.
+    reminder_batch: int = 500
+    # Members of a group channel, creator included.
+    max_channel_members: int = 500
+    # A node's presence entries in Redis expire unless refreshed (a dead node's users go
+    # offline by themselves).
+    presence_ttl_secs: int = 60
 
     # --- meetings and media ---------------------------------------------------
     default_speech_limit_secs: int = 300
@@ -148,6 +179,15 @@ class Settings:
     media_ice_servers: tuple[str, ...] = ()
     media_addresses: tuple[str, ...] = ()
     media_silence_timeout_secs: float = 15.0
+
+    # --- polls ----------------------------------------------------------------
+    # Options of a choice poll (candidates of an election) at most.
+    poll_max_options: int = 100
+    # Longest duration after which a poll closes itself (one day).
+    poll_max_duration_secs: int = 24 * 3600
+    # The closer looks at the database at least this often, to catch polls opened on
+    # another node (whose wake-up it never hears) or left open by a node that stopped.
+    poll_closer_recheck_secs: float = 30.0
 
     # --- operations -----------------------------------------------------------
     log_level: str = "INFO"

@@ -1,0 +1,17 @@
+"""Electronic voting on a meeting: open and secret polls, rules of majority, receipts."""
+
+from __future__ import annotations
+
+from server.features import Feature
+
+
+def feature() -> Feature:
+    from meeting.minutes import routes as minutes_routes
+    from meeting.polls.routes import routes
+    from meeting.polls.service import run_closer, run_progress
+
+    return Feature(
+        name="polls",
+        routes=[*routes, *minutes_routes],
+        background=[run_closer, run_progress],
+    )

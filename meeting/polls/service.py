@@ -1,0 +1,604 @@
+"""Polls and ballots: create, open, cast, close; the closer and progress tasks.
+
+Every state change goes through ``ctx.write()``. The poll row is the lock that orders
+ballots against the close: a ballot takes it shared (``FOR SHARE`` on PostgreSQL; SQLite
+has one writer anyway) and the close takes it exclusively, so a ballot either commits
+before the close counts the box or sees the poll closed and is refused with
+``poll_closed``. The tally published at close is computed from the stored ballots in that
+same transaction, so published tally == stored ballots.
+
+Secret polls: see ``meeting.polls.models`` and README "Secret ballots". Nothing in this
+module logs, audits or emits a choice of a secret poll, or anything that ties a voter to
+a ballot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meeting.models import MEMBER_ROLES, OFFICER_ROLES, AgendaItem
+from meeting.polls.models import (
+    MAX_OPTION_CHARS,
+    RECEIPT_CHARS,
+    Ballot,
+    Poll,
+    PollState,
+    PollVoter,
+)
+from meeting.polls.rules import ChoiceError, PollKind, Rule, canonical_choice, decide
+from meeting.service import (
+    get_participant,
+    is_present,
+    meeting_topic,
+    member_ids,
+    present_member_ids,
+    require_in_session,
+    require_meeting,
+    require_open,
+    require_role,
+    require_visible,
+)
+from server.auth.principal import Principal
+from server.clock import utc_iso
+from server.context import Context
+from server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from server.org.models import User
+
+log = logging.getLogger("dienhong.polls")
+
+EXTENSION = "polls"
+# Domain separation for the two hashes derived from a ballot's idempotency key.
+RECEIPT_DOMAIN = "dienhong/poll-receipt/v1"
+RETRY_DOMAIN = "dienhong/poll-retry/v1"
+# A ballot that loses a unique-key race (two tablets of one voter, two nodes) is retried
+# this many times; the retry then sees the stored ballot and answers from it.
+CAST_ATTEMPTS = 3
+
+
+# --- runtime state of this node ---------------------------------------------------------
+
+
+@dataclass
+class PollRuntime:
+    """Per-node state: wake-up of the closer, polls whose progress must be published."""
+
+    deadlines_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    progress_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    progress_pending: set[int] = field(default_factory=set)
+
+    def touch_progress(self, poll_id: int) -> None:
+        self.progress_pending.add(poll_id)
+        self.progress_wanted.set()
+
+
+def runtime(ctx: Context) -> PollRuntime:
+    rt = ctx.extensions.get(EXTENSION)
+    if rt is None:
+        rt = ctx.extensions[EXTENSION] = PollRuntime()
+    assert isinstance(rt, PollRuntime)
+    return rt
+
+
+# --- receipts ---------------------------------------------------------------------------
+
+
+def _digest(*parts: Any) -> str:
+    encoded = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def receipt_for(poll_id: int, idempotency_key: str) -> str:
+    """The receipt of a ballot: derived from the tablet's secret key, never from the voter."""
+    return _digest(RECEIPT_DOMAIN, poll_id, idempotency_key)[:RECEIPT_CHARS]
+
+
+def retry_check_for(poll_id: int, user_id: int, idempotency_key: str,
+                    choice: Sequence[str]) -> str:
+    """What the roll keeps to recognise a retry of the very same ballot by the same voter."""
+    return _digest(RETRY_DOMAIN, poll_id, user_id, idempotency_key, list(choice))
+
+
+def ballots_digest(poll_id: int, ballots: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """sha256 over the published list of counted ballots (sorted by receipt)."""
+    return _digest("dienhong/poll-ballots/v1", poll_id,
+                   [[receipt, list(choice)] for receipt, choice in sorted(ballots)])
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+async def lock_poll(session: AsyncSession, poll_id: int, *, exclusive: bool) -> Poll:
+    """The poll, locked: shared for ballots, exclusive for open/close. 404 when unknown."""
+    stmt = select(Poll).where(Poll.id == poll_id).with_for_update(read=not exclusive)
+    poll = (await session.execute(stmt)).scalar_one_or_none()
+    if poll is None:
+        raise NotFound(f"Poll {poll_id} does not exist.", code="poll_not_found")
+    return poll
+
+
+async def get_poll(session: AsyncSession, poll_id: int) -> Poll:
+    poll = await session.get(Poll, poll_id)
+    if poll is None:
+        raise NotFound(f"Poll {poll_id} does not exist.", code="poll_not_found")
+    return poll
+
+
+def choice_out(kind: str, stored: Sequence[str]) -> str | list[str]:
+    """A stored choice as the API shows it: one word for yes/no/abstain, else a list."""
+    if kind == PollKind.YES_NO_ABSTAIN.value:
+        return stored[0]
+    return list(stored)
+
+
+def poll_summary(poll: Poll, cast: int | None = None) -> dict[str, Any]:
+    """The poll as the meeting state and the poll events show it (no voters, no ballots)."""
+    body: dict[str, Any] = {
+        "id": poll.id, "meeting_id": poll.meeting_id, "agenda_item_id": poll.agenda_item_id,
+        "title": poll.title, "kind": poll.kind, "options": list(poll.options),
+        "max_choices": poll.max_choices, "secret": poll.secret, "rule": poll.rule,
+        "state": poll.state, "duration_secs": poll.duration_secs,
+        "opened_at": utc_iso(poll.opened_at) if poll.opened_at else None,
+        "closes_at": utc_iso(poll.closes_at) if poll.closes_at else None,
+        "closed_at": utc_iso(poll.closed_at) if poll.closed_at else None,
+        "result": poll.result,
+    }
+    if cast is not None:
+        body["cast"] = cast
+    return body
+
+
+async def _cast_count(session: AsyncSession, poll_id: int) -> int:
+    stmt = select(func.count()).select_from(PollVoter).where(PollVoter.poll_id == poll_id)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def _voter_ids(session: AsyncSession, poll_id: int) -> list[int]:
+    stmt = select(PollVoter.user_id).where(PollVoter.poll_id == poll_id).order_by(
+        PollVoter.user_id)
+    return [int(uid) for uid in (await session.execute(stmt)).scalars()]
+
+
+async def _names(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    names: dict[int, str] = {}
+    ids = list(user_ids)
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(User.id, User.display_name).where(User.id.in_(ids[start:start + 500])))
+        names.update({int(uid): str(name) for uid, name in rows})
+    return names
+
+
+async def meeting_polls(session: AsyncSession, meeting_id: int) -> list[dict[str, Any]]:
+    """Every poll of a meeting with its cast count, oldest first (for the meeting state)."""
+    polls = (await session.execute(
+        select(Poll).where(Poll.meeting_id == meeting_id).order_by(Poll.id))).scalars().all()
+    counts = dict((await session.execute(
+        select(PollVoter.poll_id, func.count())
+        .where(PollVoter.poll_id.in_([p.id for p in polls]))
+        .group_by(PollVoter.poll_id))).tuples().all()) if polls else {}
+    return [poll_summary(p, int(counts.get(p.id, 0))) for p in polls]
+
+
+async def poll_view(ctx: Context, actor: Principal, poll_id: int) -> dict[str, Any]:
+    """``GET /polls/{id}``: state, eligible, cast, and once closed the result, the list of
+    counted ballots (receipt, choice) and, for a named poll, who voted what. Officers see
+    who has not voted yet while the poll is open (names only)."""
+    async with ctx.read() as session:
+        poll = await get_poll(session, poll_id)
+        meeting = await require_visible(session, poll.meeting_id, actor)
+        body = poll_summary(poll)
+        voters = await _voter_ids(session, poll.id)
+        if poll.lifecycle is PollState.CLOSED and poll.result is not None:
+            body["eligible"] = poll.result["numbers"]["eligible"]
+            body["cast"] = poll.result["numbers"]["cast"]
+            rows = (await session.execute(
+                select(Ballot.receipt, Ballot.choice).where(Ballot.poll_id == poll.id)
+                .order_by(Ballot.receipt))).all()
+            body["ballots"] = [{"receipt": r, "choice": choice_out(poll.kind, c)}
+                               for r, c in rows]
+            body["ballots_digest"] = poll.ballots_digest
+            if not poll.secret:
+                named = (await session.execute(
+                    select(PollVoter.user_id, User.display_name, PollVoter.choice,
+                           PollVoter.receipt)
+                    .join(User, User.id == PollVoter.user_id)
+                    .where(PollVoter.poll_id == poll.id).order_by(PollVoter.user_id))).all()
+                body["voters"] = [
+                    {"user_id": uid, "display_name": name,
+                     "choice": choice_out(poll.kind, choice or []), "receipt": receipt}
+                    for uid, name, choice, receipt in named
+                ]
+            return body
+        present = await present_member_ids(session, poll.meeting_id)
+        body["eligible"] = len(set(present) | set(voters))
+        body["cast"] = len(voters)
+        if poll.lifecycle is PollState.OPEN:
+            participant = await get_participant(session, meeting.id, actor.id)
+            if participant is not None and participant.participant_role in OFFICER_ROLES:
+                voted = set(voters)
+                members = await member_ids(session, poll.meeting_id)
+                waiting = [uid for uid in members if uid not in voted]
+                names = await _names(session, waiting)
+                present_set = set(present)
+                body["not_voted"] = [
+                    {"user_id": uid, "display_name": names.get(uid, ""),
+                     "present": uid in present_set}
+                    for uid in waiting
+                ]
+        return body
+
+
+async def list_polls(ctx: Context, actor: Principal, meeting_id: int) -> list[dict[str, Any]]:
+    """The polls of a meeting the actor may see."""
+    async with ctx.read() as session:
+        await require_visible(session, meeting_id, actor)
+        return await meeting_polls(session, meeting_id)
+
+
+async def check_receipt(ctx: Context, actor: Principal, poll_id: int,
+                        receipt: str) -> dict[str, Any]:
+    """Is the ballot behind this receipt in the box, and with which choice?"""
+    async with ctx.read() as session:
+        poll = await get_poll(session, poll_id)
+        await require_visible(session, poll.meeting_id, actor)
+        ballot = await session.get(Ballot, (poll.id, receipt.lower()))
+        if ballot is None:
+            return {"receipt": receipt, "counted": False}
+        return {"receipt": ballot.receipt, "counted": True,
+                "choice": choice_out(poll.kind, ballot.choice)}
+
+
+# --- creating, opening, closing -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollSpec:
+    title: str
+    kind: PollKind
+    rule: Rule
+    secret: bool
+    options: list[str]
+    max_choices: int
+    agenda_item_id: int | None
+    duration_secs: int | None
+
+
+def check_spec(ctx: Context, spec: PollSpec) -> PollSpec:
+    """422 for a poll whose shape makes no sense; returns the spec normalised."""
+    title = spec.title.strip()
+    if not title:
+        raise Unprocessable("A poll needs a title.", code="invalid_title")
+    settings = ctx.settings
+    if spec.duration_secs is not None and not (
+            1 <= spec.duration_secs <= settings.poll_max_duration_secs):
+        raise Unprocessable(
+            f"duration_secs must be 1-{settings.poll_max_duration_secs}.", code="invalid_duration")
+    if spec.kind is PollKind.YES_NO_ABSTAIN:
+        if spec.options or spec.max_choices != 1:
+            raise Unprocessable("A yes/no/abstain poll takes no options and one choice.",
+                                code="invalid_options")
+        return PollSpec(title, spec.kind, spec.rule, spec.secret, [], 1, spec.agenda_item_id,
+                        spec.duration_secs)
+    options = [o.strip() for o in spec.options]
+    if len(options) < 2 or len(options) > settings.poll_max_options:
+        raise Unprocessable(f"A choice poll needs 2-{settings.poll_max_options} options.",
+                            code="invalid_options")
+    if any(not o or len(o) > MAX_OPTION_CHARS for o in options):
+        raise Unprocessable(f"Options must be 1-{MAX_OPTION_CHARS} characters.",
+                            code="invalid_options")
+    if len(set(options)) != len(options):
+        raise Unprocessable("Options must differ from each other.", code="duplicate_options")
+    if not 1 <= spec.max_choices <= len(options):
+        raise Unprocessable("max_choices must be between 1 and the number of options.",
+                            code="invalid_max_choices")
+    return PollSpec(title, spec.kind, spec.rule, spec.secret, options, spec.max_choices,
+                    spec.agenda_item_id, spec.duration_secs)
+
+
+async def create_poll(ctx: Context, actor: Principal, meeting_id: int,
+                      spec: PollSpec) -> dict[str, Any]:
+    """A chair or secretary drafts a poll on the meeting (optionally on an agenda item)."""
+    spec = check_spec(ctx, spec)
+    async with ctx.write() as w:
+        meeting = await require_visible(w.session, meeting_id, actor, lock=True)
+        await require_role(w.session, meeting, actor, OFFICER_ROLES, "run polls")
+        require_open(meeting)
+        if spec.agenda_item_id is not None:
+            item = await w.session.get(AgendaItem, spec.agenda_item_id)
+            if item is None or item.meeting_id != meeting.id:
+                raise Unprocessable(f"Agenda item {spec.agenda_item_id} is not on this "
+                                    "meeting's agenda.", code="agenda_item_not_found")
+        poll = Poll(meeting_id=meeting.id, agenda_item_id=spec.agenda_item_id, title=spec.title,
+                    kind=spec.kind.value, options=spec.options, max_choices=spec.max_choices,
+                    secret=spec.secret, rule=spec.rule.value, state=PollState.DRAFT.value,
+                    duration_secs=spec.duration_secs, created_by=actor.id, created_at=w.now)
+        w.session.add(poll)
+        await w.session.flush()
+        summary = poll_summary(poll, 0)
+        await w.emit(meeting_topic(meeting.id), "poll.created", {"poll": summary})
+        await w.audit(actor.id, "poll.create", f"poll:{poll.id}",
+                      {k: summary[k] for k in ("meeting_id", "agenda_item_id", "title", "kind",
+                                               "options", "max_choices", "secret", "rule",
+                                               "duration_secs")})
+    return summary
+
+
+async def open_poll(ctx: Context, actor: Principal, poll_id: int) -> dict[str, Any]:
+    """draft → open, while the meeting is in session; starts the duration if it has one."""
+    async with ctx.write() as w:
+        poll = await get_poll(w.session, poll_id)
+        meeting = await require_visible(w.session, poll.meeting_id, actor, lock=True)
+        await require_role(w.session, meeting, actor, OFFICER_ROLES, "run polls")
+        poll = await lock_poll(w.session, poll_id, exclusive=True)
+        _transition(poll, PollState.OPEN)
+        require_in_session(meeting)
+        poll.state = PollState.OPEN.value
+        poll.opened_at = w.now
+        if poll.duration_secs is not None:
+            poll.closes_at = w.now + timedelta(seconds=poll.duration_secs)
+        summary = poll_summary(poll, 0)
+        await w.emit(meeting_topic(meeting.id), "poll.opened", {"poll": summary})
+        await w.audit(actor.id, "poll.open", f"poll:{poll.id}",
+                      {"closes_at": summary["closes_at"]})
+        w.after_commit(runtime(ctx).deadlines_changed.set)
+    return summary
+
+
+def _transition(poll: Poll, target: PollState) -> None:
+    current = poll.lifecycle
+    if current.may_become(target):
+        return
+    if current is PollState.CLOSED:
+        raise Conflict(f"Poll {poll.id} is closed.", code="poll_closed")
+    if current is PollState.DRAFT:
+        raise Conflict(f"Poll {poll.id} has not been opened.", code="poll_not_open")
+    raise Conflict(f"Poll {poll.id} is already open.", code="poll_already_open")
+
+
+async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dict[str, Any] | None:
+    """open → closed: count the box, fix the result, publish ``poll.closed``.
+
+    ``actor=None`` is the closer task at the poll's deadline; it does nothing (returns None)
+    when someone closed the poll first. Two closes racing: the second gets 409 poll_closed.
+    """
+    async with ctx.write() as w:
+        session = w.session
+        poll = await lock_poll(session, poll_id, exclusive=True)
+        meeting = await require_meeting(session, poll.meeting_id)
+        if actor is not None:
+            await require_visible(session, meeting.id, actor)
+            await require_role(session, meeting, actor, OFFICER_ROLES, "run polls")
+        elif poll.lifecycle is not PollState.OPEN:
+            return None
+        _transition(poll, PollState.CLOSED)
+        box = [(str(r), list(c)) for r, c in (await session.execute(
+            select(Ballot.receipt, Ballot.choice).where(Ballot.poll_id == poll.id)
+            .order_by(Ballot.receipt))).all()]
+        voters = await _voter_ids(session, poll.id)
+        if len(box) != len(voters):
+            # Every ballot is written with its roll entry in one transaction; a mismatch
+            # means the stored data was changed behind the server's back.
+            raise RuntimeError(f"poll {poll.id}: {len(box)} ballots but {len(voters)} on the roll")
+        members = await member_ids(session, meeting.id)
+        present = await present_member_ids(session, meeting.id)
+        result = decide(poll.poll_kind, poll.poll_rule, poll.options, poll.max_choices,
+                        [c for _, c in box], members=len(members), present=len(present),
+                        eligible=len(set(present) | set(voters))).as_dict()
+        digest = ballots_digest(poll.id, box)
+        if poll.secret:
+            await _rewrite_secret_rows(session, poll.id)
+        poll.state = PollState.CLOSED.value
+        poll.closed_at = w.now
+        poll.closed_by = actor.id if actor else None
+        poll.result = result
+        poll.ballots_digest = digest
+        await w.emit(meeting_topic(meeting.id), "poll.closed",
+                     {"poll_id": poll.id, "state": poll.state,
+                      "closed_at": utc_iso(w.now), "result": result})
+        await w.audit(actor.id if actor else None, "poll.close", f"poll:{poll.id}",
+                      {"result": result, "ballots_digest": digest,
+                       "by": "chair" if actor else "deadline"})
+        summary = poll_summary(poll, len(box))
+    return summary
+
+
+async def _rewrite_secret_rows(session: AsyncSession, poll_id: int) -> None:
+    """Write the roll and the box again, sorted, in the closing transaction.
+
+    On PostgreSQL each row carries the id of the transaction that wrote it (``xmin``) and
+    its physical place (``ctid``): a roll entry and its ballot, written together, would
+    share both. Rewritten here, every row of the poll has the closing transaction's id and
+    sits in sorted order. (SQLite's WITHOUT ROWID tables never had an insertion order.)
+    """
+    ballots = (await session.execute(
+        select(Ballot.receipt, Ballot.choice).where(Ballot.poll_id == poll_id)
+        .order_by(Ballot.receipt))).all()
+    roll = (await session.execute(
+        select(PollVoter.user_id, PollVoter.retry_check, PollVoter.voted_at)
+        .where(PollVoter.poll_id == poll_id).order_by(PollVoter.user_id))).all()
+    await session.execute(delete(Ballot).where(Ballot.poll_id == poll_id))
+    await session.execute(delete(PollVoter).where(PollVoter.poll_id == poll_id))
+    if ballots:
+        await session.execute(insert(Ballot), [
+            {"poll_id": poll_id, "receipt": r, "choice": c} for r, c in ballots])
+    if roll:
+        await session.execute(insert(PollVoter), [
+            {"poll_id": poll_id, "user_id": uid, "retry_check": check, "choice": None,
+             "receipt": None, "voted_at": at} for uid, check, at in roll])
+
+
+# --- ballots ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CastOutcome:
+    receipt: str
+    # True when this was a retry of a ballot already counted (same key, same choice).
+    replay: bool
+
+
+async def cast_ballot(ctx: Context, actor: Principal, poll_id: int,
+                      raw_choice: str | list[str], idempotency_key: str) -> CastOutcome:
+    """A checked-in member votes once; the same key again gets the same receipt."""
+    for attempt in range(1, CAST_ATTEMPTS + 1):
+        try:
+            return await _cast_once(ctx, actor, poll_id, raw_choice, idempotency_key)
+        except IntegrityError:
+            # Another transaction stored this voter's ballot (or this receipt) between our
+            # check and our insert; the next attempt sees it and answers from it.
+            if attempt == CAST_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _cast_once(ctx: Context, actor: Principal, poll_id: int,
+                     raw_choice: str | list[str], idempotency_key: str) -> CastOutcome:
+    async with ctx.write() as w:
+        session = w.session
+        poll = await lock_poll(session, poll_id, exclusive=False)
+        try:
+            choice = canonical_choice(poll.poll_kind, poll.options, poll.max_choices, raw_choice)
+        except ChoiceError as exc:
+            raise Unprocessable(exc.message, code=exc.code) from None
+        receipt = receipt_for(poll.id, idempotency_key)
+        check = retry_check_for(poll.id, actor.id, idempotency_key, choice)
+        voted = await session.get(PollVoter, (poll.id, actor.id))
+        if voted is not None:
+            if hmac.compare_digest(voted.retry_check, check):
+                return CastOutcome(receipt, replay=True)
+            raise Conflict("You have already voted in this poll; a ballot is final.",
+                           code="already_voted")
+        if poll.lifecycle is PollState.DRAFT:
+            raise Conflict(f"Poll {poll.id} has not been opened.", code="poll_not_open")
+        if poll.lifecycle is PollState.CLOSED or (
+                poll.closes_at is not None and w.now >= poll.closes_at):
+            raise Conflict(f"Poll {poll.id} is closed.", code="poll_closed")
+        meeting = await require_meeting(session, poll.meeting_id)
+        participant = await get_participant(session, meeting.id, actor.id)
+        if participant is None:
+            raise Forbidden(f"You do not take part in meeting {meeting.id}.",
+                            code="not_a_participant")
+        if participant.participant_role not in MEMBER_ROLES:
+            raise Forbidden("Only the delegates of the meeting vote.", code="no_vote")
+        require_in_session(meeting)
+        if not await is_present(session, meeting.id, actor.id):
+            raise Conflict("Check in to the meeting before voting.", code="not_checked_in")
+        if await session.get(Ballot, (poll.id, receipt)) is not None:
+            raise Conflict("This idempotency key was used for another ballot; send a new "
+                           "random key.", code="idempotency_key_reused")
+        named = not poll.secret
+        session.add(PollVoter(poll_id=poll.id, user_id=actor.id, retry_check=check,
+                              choice=choice if named else None,
+                              receipt=receipt if named else None, voted_at=w.now))
+        session.add(Ballot(poll_id=poll.id, receipt=receipt, choice=choice))
+        await session.flush()
+        # The roll entry is of legal weight; the choice only where the vote is named.
+        details: dict[str, Any] = {"choice": choice, "receipt": receipt} if named else {}
+        await w.audit(actor.id, "poll.vote", f"poll:{poll.id}", details)
+        w.after_commit(lambda: runtime(ctx).touch_progress(poll_id))
+    return CastOutcome(receipt, replay=False)
+
+
+# --- background tasks ----------------------------------------------------------------------
+
+
+async def publish_progress(ctx: Context, poll_id: int) -> None:
+    """Emit ``poll.progress {cast}`` for an open poll (nothing once it is closed)."""
+    async with ctx.write() as w:
+        poll = await lock_poll(w.session, poll_id, exclusive=False)
+        if poll.lifecycle is not PollState.OPEN:
+            return
+        cast = await _cast_count(w.session, poll.id)
+        await w.emit(meeting_topic(poll.meeting_id), "poll.progress",
+                     {"poll_id": poll.id, "cast": cast})
+
+
+async def run_progress(ctx: Context) -> None:
+    """Coalesce ballots into at most one ``poll.progress`` per poll per interval."""
+    rt = runtime(ctx)
+    while True:
+        await rt.progress_wanted.wait()
+        rt.progress_wanted.clear()
+        pending, rt.progress_pending = rt.progress_pending, set()
+        for poll_id in sorted(pending):
+            try:
+                await publish_progress(ctx, poll_id)
+            except Exception:
+                log.exception("publishing the progress of poll %d failed", poll_id)
+        # A throttle on this node's own output, not a deadline of the domain: loop time.
+        await asyncio.sleep(ctx.settings.coalesce_interval_secs)
+
+
+async def _next_deadline(ctx: Context) -> datetime | None:
+    async with ctx.read() as session:
+        stmt = select(func.min(Poll.closes_at)).where(Poll.state == PollState.OPEN.value,
+                                                      Poll.closes_at.is_not(None))
+        value = (await session.execute(stmt)).scalar_one_or_none()
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+async def close_due_polls(ctx: Context) -> int:
+    """Close every open poll whose deadline has passed; returns how many it closed."""
+    now = ctx.clock.now()
+    async with ctx.read() as session:
+        due = (await session.execute(
+            select(Poll.id).where(Poll.state == PollState.OPEN.value,
+                                  Poll.closes_at.is_not(None), Poll.closes_at <= now)
+            .order_by(Poll.closes_at, Poll.id))).scalars().all()
+    closed = 0
+    for poll_id in due:
+        if await close_poll(ctx, None, int(poll_id)) is not None:
+            closed += 1
+    return closed
+
+
+async def _wait_first(*aws: Any) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def run_closer(ctx: Context) -> None:
+    """Close polls at their deadline. Deadlines live in the database, so a restart (or
+    another node) picks them up; opening a poll on this node wakes it at once."""
+    rt = runtime(ctx)
+    recheck = timedelta(seconds=ctx.settings.poll_closer_recheck_secs)
+    while True:
+        try:
+            rt.deadlines_changed.clear()
+            due = await _next_deadline(ctx)
+            now = ctx.clock.now()
+            if due is not None and due <= now:
+                await close_due_polls(ctx)
+                continue
+            wake_at = now + recheck if due is None else min(due, now + recheck)
+            await _wait_first(rt.deadlines_changed.wait(), ctx.clock.sleep_until(wake_at))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("closing polls at their deadline failed; retrying")
+            await asyncio.sleep(1)
+
