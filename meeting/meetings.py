@@ -273,6 +273,8 @@ async def meeting_state(ctx: Context, meeting_id: int, principal: Principal) -> 
         # --- polls -----------------------------------------------------------------
         # The voting feature adds its part here, read in the same snapshot:
         # state["polls"] = ...
-        state["polls"] = []
+        from meeting.polls.service import meeting_polls
+
+        state["polls"] = await meeting_polls(session, meeting.id)
         state["seq"] = seq
     return state
