@@ -52,6 +52,10 @@ def default_features() -> list[Feature]:
     features.append(meeting_feature())
     from meeting.polls import feature as polls_feature
     features.append(polls_feature())
+    from meeting.media.feature import feature as media_feature
+    features.append(media_feature())
+    from messaging.feature import feature as messaging_feature
+    features.append(messaging_feature())
     return features
 
 
