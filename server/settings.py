@@ -175,10 +175,18 @@ class Settings:
     # Annotations: size of one annotation's data, and per reader and file.
     annotation_max_bytes: int = 65_536
     annotation_max_per_file: int = 2_000
+    # Remote (WebRTC) participants of one meeting on one node at most.
     media_max_participants: int = 200
+    # STUN/TURN URLs (turn:user:password@host:port); none on a LAN.
     media_ice_servers: tuple[str, ...] = ()
+    # Host candidate addresses the server offers (the hall's LAN address); empty: all.
     media_addresses: tuple[str, ...] = ()
+    # A peer whose audio stops for this long is dropped with media.left.
     media_silence_timeout_secs: float = 15.0
+    # How often the floor of every meeting with remote participants is re-read.
+    media_floor_poll_secs: float = 0.25
+    # Record the floor of every sitting with remote participants (Ogg/Opus, data_dir).
+    media_record: bool = True
 
     # --- polls ----------------------------------------------------------------
     # Options of a choice poll (candidates of an election) at most.

@@ -6,7 +6,7 @@ aiortc work runs in its own thread. Every state change a meeting's tablets shoul
 
 The floor is the meeting's chairs plus the delegate the speakers' queue has given the
 floor (``meeting.speakers.floor_holder``). ``follow_floor`` re-reads it for every meeting
-with a live room every ``FLOOR_POLL_SECS`` and tells the worker when it changed, so a grant
+with a live room every ``media_floor_poll_secs`` and tells the worker when it changed, so a grant
 or a finish is heard everywhere well within a second, on whichever node wrote it.
 """
 
@@ -43,9 +43,6 @@ from server.settings import Settings
 log = logging.getLogger("dienhong.media")
 
 EXTENSION = "media"
-# How often the floor of every meeting with a live room is re-read: a grant is heard by
-# everyone within this plus one audio frame.
-FLOOR_POLL_SECS = 0.25
 # Recordings live under <data_dir>/RECORDINGS_DIR.
 RECORDINGS_DIR = "recordings"
 
@@ -67,7 +64,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         addresses=settings.media_addresses,
         max_participants=settings.media_max_participants,
         silence_timeout_secs=settings.media_silence_timeout_secs,
-        recordings_dir=settings.data_dir / RECORDINGS_DIR,
+        recordings_dir=settings.data_dir / RECORDINGS_DIR if settings.media_record else None,
     )
 
 
@@ -107,7 +104,7 @@ async def run_media(ctx: Context) -> None:
     state = runtime(ctx)
     try:
         while True:
-            await asyncio.sleep(FLOOR_POLL_SECS)
+            await asyncio.sleep(ctx.settings.media_floor_poll_secs)
             try:
                 await follow_floor(ctx)
             except Exception:
