@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meeting import agenda, attendance, meetings, presentation, speakers
+from meeting import agenda, annotations, attendance, meetings, presentation, speakers
 from meeting.models import (
     MAX_PLACE_CHARS,
     MAX_REASON_CHARS,
     MAX_TITLE_CHARS,
+    AnnotationKind,
     MeetingState,
     SpeakerKind,
 )
@@ -284,7 +286,57 @@ async def reorder_speakers(request: Request) -> Response:
     return JSON(result)
 
 
+class AnnotationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    page: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+    kind: AnnotationKind
+    data: dict[str, Any]
+    shared: Annotated[bool, Field(strict=True)] = False
+    meeting_id: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)] | None = None
+
+
+async def add_annotation(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, AnnotationBody)
+    result = await annotations.add_annotation(
+        context(request), actor, path_int(request, "fid"), page=body.page, kind=body.kind,
+        data=body.data, shared=body.shared, meeting_id=body.meeting_id,
+    )
+    return JSON(result, status_code=201)
+
+
+async def list_annotations(request: Request) -> Response:
+    actor = await current_user(request)
+    rows = await annotations.list_annotations(context(request), actor, path_int(request, "fid"))
+    return JSON({"annotations": rows})
+
+
+async def delete_annotation(request: Request) -> Response:
+    actor = await current_user(request)
+    await annotations.delete_annotation(context(request), actor, path_int(request, "fid"),
+                                        path_int(request, "aid"))
+    return Response(status_code=204)
+
+
+async def annotated_pdf(request: Request) -> Response:
+    actor = await current_user(request)
+    flag = request.query_params.get("shared", "0").lower()
+    if flag not in ("0", "1", "true", "false"):
+        raise BadRequest("shared is 0/1 or true/false.", code="invalid_request")
+    pdf, f = await annotations.annotated_pdf(context(request), actor,
+                                             path_int(request, "fid"),
+                                             include_shared=flag in ("1", "true"))
+    stem = (f.name.rsplit(".", 1)[0] if f.name else f"file-{f.id}") or f"file-{f.id}"
+    filename = quote(f"{stem}-annotated.pdf")
+    return Response(pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
+        "Cache-Control": "private, no-store",
+    })
+
+
 BASE = "/api/v1/meetings"
+FILES = "/api/v1/files"
 
 routes = [
     Route(BASE, create_meeting, methods=["POST"]),
@@ -307,4 +359,8 @@ routes = [
     Route(BASE + "/{mid}/speakers/{sid}/grant", grant_floor, methods=["POST"]),
     Route(BASE + "/{mid}/speakers/{sid}/finish", finish_speech, methods=["POST"]),
     Route(BASE + "/{mid}/speakers/{sid}", withdraw_request, methods=["DELETE"]),
+    Route(FILES + "/{fid}/annotations", add_annotation, methods=["POST"]),
+    Route(FILES + "/{fid}/annotations", list_annotations, methods=["GET"]),
+    Route(FILES + "/{fid}/annotations/{aid}", delete_annotation, methods=["DELETE"]),
+    Route(FILES + "/{fid}/annotated.pdf", annotated_pdf, methods=["GET"]),
 ]
