@@ -7,5 +7,6 @@ from server.features import Feature
 
 def feature() -> Feature:
     from server.files.routes import routes
+    from server.files.runtime import run_until_shutdown
 
-    return Feature(name="files", routes=list(routes))
+    return Feature(name="files", routes=list(routes), background=[run_until_shutdown])

@@ -1,7 +1,107 @@
-"""HTTP routes of the files feature."""
+"""HTTP routes of the files feature: upload, download (stamped for PDFs), page images."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from urllib.parse import quote
 
-routes: list[BaseRoute] = []
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from server.errors import BadRequest, NotFound
+from server.files import service
+from server.files.models import StoredFile
+from server.files.runtime import runtime
+from server.files.storage import discard
+from server.files.upload import receive_file
+from server.http import JSON, context, current_user, path_int
+
+# Rendered pages never change for a given (content, page, width), but they are only for
+# readers of the file: private caches only.
+PAGE_CACHE_CONTROL = "private, max-age=31536000, immutable"
+# Bumped when rendering changes, so clients drop pages cached under old ETags.
+RENDER_VERSION = 1
+MIN_RENDER_WIDTH = 16
+
+
+def _disposition(f: StoredFile, kind: str = "attachment") -> str:
+    ascii_name = f.name.encode("ascii", "replace").decode().replace('"', "'") or "file"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(f.name, safe='')}"
+
+
+async def upload(request: Request) -> Response:
+    principal = await current_user(request)
+    ctx = context(request)
+    received = await receive_file(request, runtime(ctx).store, ctx.settings.max_upload_bytes)
+    row = await service.upload_file(ctx, principal, received)
+    return JSON(service.file_json(row) | {"title": row.title}, status_code=201)
+
+
+async def metadata(request: Request) -> Response:
+    principal = await current_user(request)
+    f = await service.readable_file(context(request), principal, path_int(request, "file_id"))
+    return JSON(service.file_json(f) | {"title": f.title, "created_at": f.created_at,
+                                        "uploader_id": f.uploader_id})
+
+
+async def download(request: Request) -> Response:
+    principal = await current_user(request)
+    ctx = context(request)
+    f = await service.readable_file(ctx, principal, path_int(request, "file_id"))
+    headers = {
+        "Content-Disposition": _disposition(f),
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, no-store",
+        # A served file never runs anything in our origin, whatever it contains.
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if f.content_type == "application/pdf":
+        copy = await service.stamped_copy(ctx, principal, f)
+        return FileResponse(copy, media_type=f.content_type, headers=headers,
+                            background=BackgroundTask(discard, copy))
+    return FileResponse(service.content_path(ctx, f), media_type=f.content_type,
+                        headers=headers)
+
+
+def _width(request: Request, default: int, maximum: int) -> int:
+    raw = request.query_params.get("width")
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not MIN_RENDER_WIDTH <= int(raw) <= maximum:
+        raise BadRequest(f"width must be a whole number from {MIN_RENDER_WIDTH} to {maximum}.",
+                         code="invalid_width")
+    return int(raw)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+async def page(request: Request) -> Response:
+    principal = await current_user(request)
+    ctx = context(request)
+    settings = ctx.settings
+    f = await service.readable_file(ctx, principal, path_int(request, "file_id"))
+    number = path_int(request, "page")
+    width = _width(request, settings.render_default_width, settings.render_max_width)
+    if f.pages is None or not 1 <= number <= f.pages:
+        raise NotFound(f"File {f.id} has no page {number}.", code="page_not_found")
+    etag = f'"{f.sha256[:24]}-{number}-{width}-r{RENDER_VERSION}"'
+    headers = {"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL,
+               "X-Content-Type-Options": "nosniff"}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    path = await service.page_image(ctx, f, number, width)
+    return FileResponse(path, media_type="image/png", headers=headers)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/v1/files", upload, methods=["POST"]),
+    Route("/api/v1/files/{file_id}", download, methods=["GET"]),
+    Route("/api/v1/files/{file_id}/meta", metadata, methods=["GET"]),
+    Route("/api/v1/files/{file_id}/pages/{page}.png", page, methods=["GET"]),
+]

@@ -7,7 +7,10 @@ file does not exist (404), so ids leak nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from datetime import timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import NotFound, Unprocessable
-from server.files.models import StoredFile
+from server.files import content_types
+from server.files.models import MAX_TITLE_CHARS, StoredFile
+from server.files.runtime import FilesRuntime, RenderFailed, runtime
+from server.files.storage import discard
+from server.files.upload import ReceivedFile
+from server.files.worker import JobRejected, WorkerCrashed, WorkerTimeout
+from server.org.models import Unit
+
+# Stamps show the time as the council reads it (Vietnam has no daylight saving).
+STAMP_TIMEZONE = timezone(timedelta(hours=7))
 
 
 def file_json(f: StoredFile) -> dict[str, Any]:
@@ -93,3 +105,126 @@ async def require_attachable(
                                 details={"file_id": file_id, "reason": "unknown"})
         result.append(f)
     return result
+
+
+# --- uploads ---------------------------------------------------------------------------
+
+
+async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile) -> StoredFile:
+    """Check an upload that is on disk, keep its content by SHA-256 and record it.
+
+    The temporary file is consumed: moved to its content address on success, removed on
+    any failure, so a refused upload leaves nothing behind. 422 ``unsupported_type``,
+    ``content_type_mismatch`` or ``invalid_pdf``; the audit log gets ``file.upload``.
+    """
+    rt = runtime(ctx)
+    try:
+        kind = content_types.resolve_kind(received.declared_type, received.filename,
+                                          received.head)
+        if kind.deep:
+            await asyncio.to_thread(content_types.check_content, kind, received.head,
+                                    received.temp)
+        else:
+            content_types.check_content(kind, received.head, received.temp)
+        pages: int | None = None
+        title = ""
+        text = ""
+        if kind.content_type == content_types.PDF:
+            info = await _inspect(rt, received.temp)
+            pages, title, text = info["pages"], info["title"], info["text"]
+        elif kind.content_type.startswith("text/"):
+            text = await asyncio.to_thread(_read_text, received.temp,
+                                           ctx.settings.max_extracted_text_chars)
+        await asyncio.to_thread(rt.store.keep, received.temp, received.sha256)
+    except BaseException:
+        discard(received.temp)
+        raise
+    async with ctx.write() as w:
+        row = StoredFile(
+            sha256=received.sha256, size=received.size, content_type=kind.content_type,
+            name=received.filename, pages=pages, title=title[:MAX_TITLE_CHARS], text=text,
+            uploader_id=principal.id, created_at=w.now,
+        )
+        w.session.add(row)
+        await w.session.flush()
+        await w.audit(principal.id, "file.upload", f"file:{row.id}", {
+            "file_id": row.id, "sha256": row.sha256, "size": row.size,
+            "content_type": row.content_type, "name": row.name, "pages": row.pages,
+        })
+    if pages:
+        rt.render_ahead(row.sha256, pages)
+    return row
+
+
+async def _inspect(rt: FilesRuntime, path: Path) -> dict[str, Any]:
+    try:
+        return await rt.inspect_pdf(path)
+    except JobRejected as exc:
+        raise Unprocessable(f"The PDF cannot be accepted: {exc}.", code="invalid_pdf") from exc
+    except WorkerTimeout as exc:
+        raise Unprocessable("The PDF took too long to check and was refused.",
+                            code="invalid_pdf") from exc
+    except WorkerCrashed as exc:
+        raise Unprocessable(f"The PDF could not be checked: {exc}.",
+                            code="invalid_pdf") from exc
+
+
+def _read_text(path: Path, limit: int) -> str:
+    with path.open("r", encoding="utf-8-sig", errors="replace") as f:
+        return f.read(limit).replace("\x00", "")
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+async def page_image(ctx: Context, f: StoredFile, page: int, width: int) -> Path:
+    """The rendered PNG of a page the caller may read (404 ``page_not_found``)."""
+    if f.pages is None or not 1 <= page <= f.pages:
+        raise NotFound(f"File {f.id} has no page {page}.", code="page_not_found")
+    try:
+        return await runtime(ctx).page_png(f.sha256, page, width)
+    except RenderFailed as exc:
+        raise Unprocessable(f"Page {page} could not be rendered: {exc}.",
+                            code="render_failed") from exc
+
+
+def content_path(ctx: Context, f: StoredFile) -> Path:
+    """Where the bytes of ``f`` are."""
+    return runtime(ctx).store.blob_path(f.sha256)
+
+
+async def stamped_copy(ctx: Context, principal: Principal, f: StoredFile) -> Path:
+    """A copy of PDF ``f`` stamped for ``principal``, audited as ``file.download``.
+
+    The copy is a temporary file; the caller removes it once sent.
+    """
+    async with ctx.read() as session:
+        unit = await session.get(Unit, principal.unit_id)
+    unit_name = unit.name if unit is not None else ""
+    at = ctx.clock.now()
+    when = at.astimezone(STAMP_TIMEZONE).strftime("%d/%m/%Y %H:%M") + " (UTC+7)"
+    footer = f"Bản của {principal.display_name} · {unit_name} · tải lúc {when} · Diên Hồng"
+    metadata = {
+        "DienHongReader": principal.display_name,
+        "DienHongReaderUsername": principal.username,
+        "DienHongReaderUnit": unit_name,
+        "DienHongDownloadedAt": at.isoformat(),
+        "DienHongFileId": str(f.id),
+    }
+    try:
+        path = await runtime(ctx).stamp_pdf(f.sha256, footer, principal.display_name,
+                                            metadata)
+    except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
+        raise Unprocessable(f"A stamped copy could not be made: {exc}.",
+                            code="stamp_failed") from exc
+    try:
+        async with ctx.write() as w:
+            await w.audit(principal.id, "file.download", f"file:{f.id}", {
+                "file_id": f.id, "sha256": f.sha256, "stamped": True,
+                "reader": principal.display_name, "unit": unit_name,
+                "stamped_at": at.isoformat(),
+            })
+    except BaseException:
+        discard(path)
+        raise
+    return path

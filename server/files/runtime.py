@@ -1,0 +1,163 @@
+"""The files feature's runtime state on one node: storage, worker pools, render cache.
+
+Held in ``ctx.extensions["files"]``, created on first use and closed when the app stops
+(the feature's background task). Renders are shared: when 95 tablets ask for the same
+page at once, one worker renders it and all 95 get the cached PNG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from server.context import Context
+from server.files.storage import ContentStore
+from server.files.worker import JobRejected, WorkerCrashed, WorkerPool, WorkerTimeout
+
+log = logging.getLogger("dienhong.files")
+
+EXTENSION_KEY = "files"
+# Render-ahead batches running at once per node; further ones are skipped (the pages
+# are still rendered when first asked for).
+MAX_RENDER_AHEAD_BATCHES = 16
+
+
+class RenderFailed(Exception):
+    """A page could not be rendered (bad page, time or memory limit)."""
+
+
+class FilesRuntime:
+    def __init__(self, ctx: Context) -> None:
+        settings = ctx.settings
+        self.settings = settings
+        self.store = ContentStore(settings.data_dir)
+        self.parse_pool = WorkerPool(
+            "parse", settings.pdf_parse_workers, memory_mb=settings.pdf_worker_memory_mb,
+            max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
+        self.render_pool = WorkerPool(
+            "render", settings.pdf_render_workers, memory_mb=settings.pdf_worker_memory_mb,
+            max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
+        self._inflight: dict[tuple[str, int, int], asyncio.Task[Path]] = {}
+        self._ahead: set[asyncio.Task[None]] = set()
+        self.renders_done = 0
+
+    async def inspect_pdf(self, path: Path) -> dict[str, Any]:
+        """Pages, title and text of an uploaded PDF (JobRejected, WorkerTimeout...)."""
+        s = self.settings
+        result: dict[str, Any] = await self.parse_pool.run(
+            "inspect",
+            {"path": str(path), "max_pages": s.pdf_max_pages,
+             "max_image_pixels": s.pdf_max_image_pixels,
+             "max_text_chars": s.max_extracted_text_chars},
+            s.pdf_worker_timeout_secs,
+        )
+        return result
+
+    async def stamp_pdf(self, sha256: str, footer: str, mark: str,
+                        metadata: dict[str, str]) -> Path:
+        """A stamped copy in the temporary directory; the caller removes it."""
+        out = self.store.temp_path(".pdf")
+        try:
+            await self.parse_pool.run(
+                "stamp",
+                {"path": str(self.store.blob_path(sha256)), "out": str(out),
+                 "footer": footer, "mark": mark, "metadata": metadata},
+                self.settings.pdf_stamp_timeout_secs,
+            )
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                out.unlink()
+            raise
+        return out
+
+    async def page_png(self, sha256: str, page: int, width: int) -> Path:
+        """The cached PNG of ``page`` (1-based) at ``width``, rendering it if needed."""
+        path = self.store.render_path(sha256, page, width)
+        if path.exists():
+            return path
+        key = (sha256, page, width)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._render(sha256, page, width, path),
+                                       name=f"render-{sha256[:8]}-{page}-{width}")
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._render_done(key, done))
+        return await asyncio.shield(task)
+
+    def _render_done(self, key: tuple[str, int, int], task: asyncio.Task[Path]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("rendering %s page %d at %d failed: %s", key[0][:12], key[1], key[2],
+                     task.exception())
+
+    async def _render(self, sha256: str, page: int, width: int, path: Path) -> Path:
+        try:
+            await self.render_pool.run(
+                "render",
+                {"path": str(self.store.blob_path(sha256)), "page_index": page - 1,
+                 "width": width, "out": str(path),
+                 "max_pixels": self.settings.render_max_pixels},
+                self.settings.pdf_render_timeout_secs,
+            )
+        except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
+            raise RenderFailed(str(exc)) from exc
+        self.renders_done += 1
+        return path
+
+    def render_ahead(self, sha256: str, pages: int) -> None:
+        """Start rendering the first pages at the default width, in the background."""
+        count = min(pages, self.settings.render_ahead_pages)
+        if count <= 0 or len(self._ahead) >= MAX_RENDER_AHEAD_BATCHES:
+            return
+        task = asyncio.create_task(self._render_first(sha256, count),
+                                   name=f"render-ahead-{sha256[:8]}")
+        self._ahead.add(task)
+        task.add_done_callback(self._ahead.discard)
+
+    async def _render_first(self, sha256: str, count: int) -> None:
+        width = self.settings.render_default_width
+        results = await asyncio.gather(
+            *(self.page_png(sha256, page, width) for page in range(1, count + 1)),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            log.info("render-ahead of %s: %d of %d pages failed", sha256[:12],
+                     len(failures), count)
+
+    async def settled(self) -> None:
+        """Wait until every render started so far (render-ahead included) has finished."""
+        while self._ahead or self._inflight:
+            await asyncio.gather(*self._ahead, *self._inflight.values(),
+                                 return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in [*self._ahead, *self._inflight.values()]:
+            task.cancel()
+        for task in [*self._ahead, *self._inflight.values()]:
+            with contextlib.suppress(BaseException):
+                await task
+        self.parse_pool.close()
+        self.render_pool.close()
+
+
+def runtime(ctx: Context) -> FilesRuntime:
+    """This node's files runtime, created on first use."""
+    current = ctx.extensions.get(EXTENSION_KEY)
+    if current is None:
+        current = ctx.extensions[EXTENSION_KEY] = FilesRuntime(ctx)
+    assert isinstance(current, FilesRuntime)
+    return current
+
+
+async def run_until_shutdown(ctx: Context) -> None:
+    """Background task of the feature: closes the worker pools when the app stops."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        current = ctx.extensions.pop(EXTENSION_KEY, None)
+        if isinstance(current, FilesRuntime):
+            await current.close()

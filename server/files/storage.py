@@ -1,0 +1,70 @@
+"""Content-addressed storage of uploaded bytes and of rendered pages.
+
+Layout under ``<data_dir>/files``::
+
+    blobs/<sha[:2]>/<sha>                 the uploaded bytes, once per distinct content
+    renders/<sha[:2]>/<sha>/<page>-<width>.png   rendered pages (a cache: safe to delete)
+    tmp/                                  uploads in progress and stamped copies on their way out
+
+Everything reaches its final name by ``os.replace`` from ``tmp/`` (same file system), so a
+reader never sees a half-written blob or page, and a failed upload leaves nothing behind
+but a temporary file that is removed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from pathlib import Path
+
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ContentStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = (data_dir / "files").resolve()
+        self.blobs = self.root / "blobs"
+        self.renders = self.root / "renders"
+        self.tmp = self.root / "tmp"
+        for directory in (self.blobs, self.renders, self.tmp):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, sha256: str) -> Path:
+        if not _SHA_RE.match(sha256):
+            raise ValueError(f"not a SHA-256: {sha256!r}")
+        return self.blobs / sha256[:2] / sha256
+
+    def render_path(self, sha256: str, page: int, width: int) -> Path:
+        if not _SHA_RE.match(sha256):
+            raise ValueError(f"not a SHA-256: {sha256!r}")
+        return self.renders / sha256[:2] / sha256 / f"{page}-{width}.png"
+
+    def temp_path(self, suffix: str = "") -> Path:
+        return self.tmp / f"{uuid.uuid4().hex}{suffix}"
+
+    def keep(self, temp: Path, sha256: str) -> Path:
+        """Move a verified temporary file to its content address (or drop it if present)."""
+        final = self.blob_path(sha256)
+        if final.exists():
+            discard(temp)
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, final)
+        return final
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
