@@ -1,0 +1,410 @@
+"""Channels and direct messages.
+
+Kinds: every unit has a *unit* channel whose members are the unit's users (membership
+follows the user's unit); *group* channels list their members; a *direct* channel is the
+one conversation of a pair of users. Messages go out as events on ``channel:{id}``; a
+message's ``seq`` is the seq of its ``message.posted`` event, so history and live events
+share one order.
+
+Posting is idempotent on ``(author, client_msg_id)``: the same message again answers the
+stored one. Editing keeps every earlier text (``message_versions``); retracting keeps a
+tombstone. Both are audited. Each member has a read position; unread counts are the
+others' messages after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from messaging.directives import iso, utf8_len
+from messaging.models import (
+    Channel,
+    ChannelKind,
+    ChannelMember,
+    Message,
+    MessageAttachment,
+    MessageState,
+    MessageVersion,
+    SearchKind,
+)
+from messaging.search import index_document, remove_document
+from server.auth.principal import Principal
+from server.context import Context, Write
+from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from server.files.service import require_attachable
+from server.org.models import Unit, User
+
+# Messages per page of history.
+MAX_PAGE = 200
+
+
+def channel_json(channel: Channel) -> dict[str, Any]:
+    return {"id": channel.id, "kind": channel.kind, "name": channel.name,
+            "unit_id": channel.unit_id, "created_at": iso(channel.created_at)}
+
+
+def message_json(message: Message, versions: Sequence[MessageVersion] = ()) -> dict[str, Any]:
+    retracted = message.state == MessageState.RETRACTED.value
+    return {
+        "id": message.id, "channel_id": message.channel_id, "seq": message.seq,
+        "author_id": message.author_id, "client_msg_id": message.client_msg_id,
+        "body": None if retracted else message.body, "reply_to": message.reply_to,
+        "attachment_ids": [] if retracted else list(message.attachment_ids or []),
+        "state": message.state, "version": message.version,
+        "created_at": iso(message.created_at), "edited_at": iso(message.edited_at),
+        "retracted_at": iso(message.retracted_at),
+        # Earlier texts of an edited message; a tombstone shows none of its text.
+        "versions": [] if retracted else [
+            {"version": v.version, "body": v.body, "replaced_at": iso(v.replaced_at)}
+            for v in versions
+        ],
+    }
+
+
+# --- unit channels -----------------------------------------------------------------------
+async def _create_unit_channel(w: Write, unit: Unit) -> Channel:
+    channel = Channel(kind=ChannelKind.UNIT.value, name=unit.name, unit_id=unit.id,
+                      created_at=w.now)
+    w.session.add(channel)
+    await w.session.flush()
+    await w.emit(f"channel:{channel.id}", "channel.created", {"channel": channel_json(channel)})
+    return channel
+
+
+async def ensure_unit_channels(ctx: Context) -> int:
+    """Create the channel of every unit that has none; returns how many were made."""
+    async with ctx.read() as session:
+        missing = (await session.execute(
+            select(Unit.id).where(~Unit.id.in_(
+                select(Channel.unit_id).where(Channel.unit_id.is_not(None))))
+        )).scalars().all()
+    if not missing:
+        return 0
+    made = 0
+    async with ctx.write() as w:
+        for unit_id in missing:
+            exists = (await w.session.execute(
+                select(Channel.id).where(Channel.unit_id == unit_id))).first()
+            unit = await w.session.get(Unit, unit_id)
+            if exists is None and unit is not None:
+                await _create_unit_channel(w, unit)
+                made += 1
+    return made
+
+
+# --- membership --------------------------------------------------------------------------
+async def is_member(session: AsyncSession, principal: Principal, channel: Channel) -> bool:
+    if channel.kind == ChannelKind.UNIT.value:
+        return channel.unit_id == principal.unit_id
+    row = await session.get(ChannelMember, (channel.id, principal.id))
+    return row is not None and row.member
+
+
+async def may_follow_channel(ctx: Context, principal: Principal, channel_id: int) -> bool:
+    """Topic authorizer for ``channel:{id}``: members only."""
+    async with ctx.read() as session:
+        channel = await session.get(Channel, channel_id)
+        return channel is not None and await is_member(session, principal, channel)
+
+
+async def require_member(session: AsyncSession, principal: Principal,
+                         channel_id: int) -> Channel:
+    channel = await session.get(Channel, channel_id)
+    if channel is None:
+        raise NotFound(f"Channel {channel_id} does not exist.", code="channel_not_found")
+    if not await is_member(session, principal, channel):
+        raise Forbidden("You are not a member of this channel.", code="not_a_member")
+    return channel
+
+
+async def member_ids(session: AsyncSession, channel: Channel) -> list[int]:
+    if channel.kind == ChannelKind.UNIT.value:
+        stmt = select(User.id).where(User.unit_id == channel.unit_id, User.active.is_(True))
+    else:
+        stmt = select(ChannelMember.user_id).where(ChannelMember.channel_id == channel.id,
+                                                   ChannelMember.member.is_(True))
+    return sorted((await session.execute(stmt)).scalars().all())
+
+
+# --- channels ------------------------------------------------------------------------------
+async def create_channel(ctx: Context, actor: Principal, *, name: str | None, kind: ChannelKind,
+                         members: Sequence[int]) -> tuple[dict[str, Any], bool]:
+    """Create a group or direct channel; a pair's direct channel is made once.
+
+    Returns the channel and whether it was created now.
+    """
+    wanted = sorted(set(members) | {actor.id})
+    if kind is ChannelKind.DIRECT:
+        others = [m for m in wanted if m != actor.id]
+        if len(others) != 1:
+            raise Unprocessable("A direct channel has exactly one other member.",
+                                code="invalid_members")
+    elif kind is ChannelKind.GROUP:
+        if not name:
+            raise Unprocessable("A group channel needs a name.", code="name_required")
+    else:
+        raise Unprocessable("Unit channels are made with their unit.", code="invalid_kind")
+    if len(wanted) > ctx.settings.max_channel_members:
+        raise Unprocessable(f"A channel has at most {ctx.settings.max_channel_members} members.",
+                            code="too_many_members")
+    async with ctx.write() as w:
+        session = w.session
+        found = set((await session.execute(
+            select(User.id).where(User.id.in_(wanted), User.active.is_(True)))).scalars().all())
+        unknown = sorted(set(wanted) - found)
+        if unknown:
+            raise Unprocessable(f"Unknown users: {unknown}.", code="unknown_users",
+                                details={"user_ids": unknown})
+        direct_key = None
+        if kind is ChannelKind.DIRECT:
+            direct_key = f"{wanted[0]}:{wanted[-1]}"
+            existing = (await session.execute(
+                select(Channel).where(Channel.direct_key == direct_key))).scalar_one_or_none()
+            if existing is not None:
+                return channel_json(existing) | {"member_ids": wanted}, False
+            names = (await session.execute(
+                select(User.display_name).where(User.id.in_(wanted)).order_by(User.id)
+            )).scalars().all()
+            name = " · ".join(names)
+        channel = Channel(kind=kind.value, name=name or "", direct_key=direct_key,
+                          created_by=actor.id, created_at=w.now)
+        session.add(channel)
+        await session.flush()
+        for user_id in wanted:
+            session.add(ChannelMember(channel_id=channel.id, user_id=user_id, member=True,
+                                      read_seq=0, joined_at=w.now))
+        data = {"channel": channel_json(channel) | {"member_ids": wanted}}
+        await w.emit(f"channel:{channel.id}", "channel.created", data)
+        for user_id in wanted:
+            await w.emit(f"user:{user_id}", "channel.added", data)
+        await w.audit(actor.id, "channel.create", f"channel:{channel.id}",
+                      {"kind": kind.value, "member_ids": wanted})
+        return data["channel"], True
+
+
+async def list_channels(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
+    """The actor's channels with read position, last seq and unread count."""
+    async with ctx.read() as session:
+        has_unit_channel = (await session.execute(
+            select(Channel.id).where(Channel.unit_id == actor.unit_id))).first()
+    if has_unit_channel is None:
+        await ensure_unit_channels(ctx)
+    async with ctx.read() as session:
+        channels = (await session.execute(
+            select(Channel).where(
+                (Channel.unit_id == actor.unit_id)
+                | Channel.id.in_(select(ChannelMember.channel_id).where(
+                    ChannelMember.user_id == actor.id, ChannelMember.member.is_(True))))
+            .order_by(Channel.id)
+        )).scalars().all()
+        ids = [c.id for c in channels]
+        reads = dict((await session.execute(
+            select(ChannelMember.channel_id, ChannelMember.read_seq)
+            .where(ChannelMember.user_id == actor.id, ChannelMember.channel_id.in_(ids))
+        )).all()) if ids else {}
+        last = dict((await session.execute(
+            select(Message.channel_id, func.max(Message.seq))
+            .where(Message.channel_id.in_(ids)).group_by(Message.channel_id)
+        )).all()) if ids else {}
+        result = []
+        for channel in channels:
+            read_seq = int(reads.get(channel.id, 0))
+            result.append(channel_json(channel) | {
+                "last_seq": int(last.get(channel.id) or 0), "read_seq": read_seq,
+                "unread": await _unread(session, actor, channel.id, read_seq),
+            })
+        return result
+
+
+async def _unread(session: AsyncSession, actor: Principal, channel_id: int,
+                  read_seq: int) -> int:
+    return int((await session.execute(
+        select(func.count()).select_from(Message).where(
+            Message.channel_id == channel_id, Message.seq > read_seq,
+            Message.author_id != actor.id, Message.state != MessageState.RETRACTED.value)
+    )).scalar_one())
+
+
+async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[str, Any]:
+    async with ctx.read() as session:
+        channel = await require_member(session, actor, channel_id)
+        return channel_json(channel) | {"member_ids": await member_ids(session, channel)}
+
+
+# --- messages --------------------------------------------------------------------------------
+async def _move_read_position(session: AsyncSession, channel_id: int, user_id: int,
+                              seq: int, now: Any, member: bool) -> ChannelMember:
+    row = await session.get(ChannelMember, (channel_id, user_id))
+    if row is None:
+        row = ChannelMember(channel_id=channel_id, user_id=user_id, member=member,
+                            read_seq=seq, joined_at=now)
+        session.add(row)
+    elif seq > row.read_seq:
+        row.read_seq = seq
+    return row
+
+
+async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body: str,
+                       client_msg_id: str, reply_to: int | None,
+                       attachment_ids: Sequence[int]) -> tuple[dict[str, Any], bool]:
+    """Post a message once per ``client_msg_id``; returns it and whether it is new."""
+    if utf8_len(body) > ctx.settings.max_message_bytes:
+        raise PayloadTooLarge(f"The message is over {ctx.settings.max_message_bytes} bytes.",
+                              code="body_too_large")
+    if not body.strip() and not attachment_ids:
+        raise Unprocessable("A message needs text or an attachment.", code="empty_message")
+    async with ctx.write() as w:
+        session = w.session
+        channel = await require_member(session, actor, channel_id)
+        existing = (await session.execute(
+            select(Message).where(Message.channel_id == channel.id,
+                                  Message.author_id == actor.id,
+                                  Message.client_msg_id == client_msg_id)
+        )).scalar_one_or_none()
+        if existing is not None:
+            versions = await _versions(session, existing)
+            original = versions[0].body if versions else existing.body
+            if (original != body or existing.reply_to != reply_to
+                    or sorted(existing.attachment_ids or []) != sorted(attachment_ids)):
+                raise Conflict("This client_msg_id was used for another message.",
+                               code="client_msg_id_reused")
+            return message_json(existing, versions), False
+        if reply_to is not None:
+            target = await session.get(Message, reply_to)
+            if target is None or target.channel_id != channel.id:
+                raise Unprocessable(f"No message {reply_to} in this channel.",
+                                    code="unknown_reply_to")
+        files = await require_attachable(ctx, session, actor, list(attachment_ids))
+        message = Message(channel_id=channel.id, seq=0, author_id=actor.id,
+                          client_msg_id=client_msg_id, body=body, reply_to=reply_to,
+                          attachment_ids=[f.id for f in files],
+                          state=MessageState.POSTED.value, version=1, created_at=w.now)
+        session.add(message)
+        await session.flush()
+        for f in files:
+            session.add(MessageAttachment(message_id=message.id, file_id=f.id))
+        draft = message_json(message)
+        del draft["seq"]  # the message's seq is the seq of this event
+        event = await w.emit(f"channel:{channel.id}", "message.posted", {"message": draft})
+        message.seq = event.seq
+        await _move_read_position(session, channel.id, actor.id, event.seq, w.now,
+                                  member=channel.kind != ChannelKind.UNIT.value)
+        if body.strip():
+            await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
+        return message_json(message), True
+
+
+async def _versions(session: AsyncSession, message: Message) -> Sequence[MessageVersion]:
+    if message.version <= 1:
+        return ()
+    return (await session.execute(
+        select(MessageVersion).where(MessageVersion.message_id == message.id)
+        .order_by(MessageVersion.version)
+    )).scalars().all()
+
+
+async def _own_message(session: AsyncSession, actor: Principal, channel_id: int,
+                       message_id: int) -> tuple[Channel, Message]:
+    channel = await require_member(session, actor, channel_id)
+    message = await session.get(Message, message_id)
+    if message is None or message.channel_id != channel.id:
+        raise NotFound(f"No message {message_id} in this channel.", code="message_not_found")
+    if message.author_id != actor.id:
+        raise Forbidden("Only the author may change a message.", code="not_author")
+    return channel, message
+
+
+async def edit_message(ctx: Context, actor: Principal, channel_id: int, message_id: int, *,
+                       body: str) -> dict[str, Any]:
+    """Replace a message's text, keeping the earlier text as a version."""
+    if utf8_len(body) > ctx.settings.max_message_bytes:
+        raise PayloadTooLarge(f"The message is over {ctx.settings.max_message_bytes} bytes.",
+                              code="body_too_large")
+    if not body.strip():
+        raise Unprocessable("An edit needs text; retract the message instead.",
+                            code="empty_message")
+    async with ctx.write() as w:
+        session = w.session
+        channel, message = await _own_message(session, actor, channel_id, message_id)
+        MessageState(message.state).check_transition(MessageState.EDITED)
+        session.add(MessageVersion(message_id=message.id, version=message.version,
+                                   body=message.body, replaced_at=w.now))
+        message.body = body
+        message.version += 1
+        message.state = MessageState.EDITED.value
+        message.edited_at = w.now
+        await session.flush()
+        result = message_json(message, await _versions(session, message))
+        await w.emit(f"channel:{channel.id}", "message.edited", {"message": result})
+        await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
+        await w.audit(actor.id, "message.edit", f"channel:{channel.id}",
+                      {"message_id": message.id, "version": message.version})
+        return result
+
+
+async def retract_message(ctx: Context, actor: Principal, channel_id: int,
+                          message_id: int) -> dict[str, Any]:
+    """Retract a message: a tombstone stays in the history, its text in the versions."""
+    async with ctx.write() as w:
+        session = w.session
+        channel, message = await _own_message(session, actor, channel_id, message_id)
+        MessageState(message.state).check_transition(MessageState.RETRACTED)
+        session.add(MessageVersion(message_id=message.id, version=message.version,
+                                   body=message.body, replaced_at=w.now))
+        message.body = ""
+        message.version += 1
+        message.state = MessageState.RETRACTED.value
+        message.retracted_at = w.now
+        await session.flush()
+        result = message_json(message)
+        await w.emit(f"channel:{channel.id}", "message.retracted", {"message": result})
+        await remove_document(session, SearchKind.MESSAGE, message.id)
+        await w.audit(actor.id, "message.retract", f"channel:{channel.id}",
+                      {"message_id": message.id, "version": message.version})
+        return result
+
+
+async def history(ctx: Context, actor: Principal, channel_id: int, *,
+                  after_seq: int | None, before_seq: int | None,
+                  limit: int) -> list[dict[str, Any]]:
+    """Messages in seq order: after ``after_seq``, or the newest before ``before_seq``."""
+    limit = max(1, min(limit, MAX_PAGE))
+    async with ctx.read() as session:
+        channel = await require_member(session, actor, channel_id)
+        stmt = select(Message).where(Message.channel_id == channel.id)
+        if after_seq is not None or before_seq is None:
+            stmt = stmt.where(Message.seq > (after_seq or 0)).order_by(Message.seq).limit(limit)
+            rows = list((await session.execute(stmt)).scalars().all())
+        else:
+            stmt = (stmt.where(Message.seq < before_seq)
+                    .order_by(Message.seq.desc()).limit(limit))
+            rows = list(reversed((await session.execute(stmt)).scalars().all()))
+        edited = [m.id for m in rows if m.version > 1]
+        versions: dict[int, list[MessageVersion]] = {}
+        if edited:
+            for version in (await session.execute(
+                select(MessageVersion).where(MessageVersion.message_id.in_(edited))
+                .order_by(MessageVersion.version)
+            )).scalars().all():
+                versions.setdefault(version.message_id, []).append(version)
+        return [message_json(m, versions.get(m.id, ())) for m in rows]
+
+
+async def mark_read(ctx: Context, actor: Principal, channel_id: int,
+                    seq: int) -> dict[str, Any]:
+    """Move the actor's read position forward (never back) to ``seq``."""
+    async with ctx.write() as w:
+        session = w.session
+        channel = await require_member(session, actor, channel_id)
+        last = int((await session.execute(
+            select(func.coalesce(func.max(Message.seq), 0)).where(
+                Message.channel_id == channel.id))).scalar_one())
+        row = await _move_read_position(session, channel.id, actor.id, min(seq, last), w.now,
+                                        member=channel.kind != ChannelKind.UNIT.value)
+        await session.flush()
+        unread = await _unread(session, actor, channel.id, row.read_seq)
+        return {"channel_id": channel.id, "read_seq": row.read_seq, "unread": unread}

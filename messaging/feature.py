@@ -1,0 +1,51 @@
+"""The messaging feature as the core sees it: routes, topic authorizer, delivery handler,
+signals, presence hooks, background tasks (receipt progress, reminders, presence), start-up
+(unit channels) and the demo hook."""
+
+from __future__ import annotations
+
+from server.context import Context
+from server.demo import DemoCity
+from server.features import Feature
+
+
+async def _start(ctx: Context) -> None:
+    from messaging.channels import ensure_unit_channels
+    from messaging.presence import PresenceTracker
+    from messaging.receipts import ReceiptsNotifier
+    from messaging.reminders import ReminderScheduler
+
+    ctx.extensions["messaging.receipts"] = ReceiptsNotifier(ctx)
+    ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
+    ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
+    await ensure_unit_channels(ctx)
+
+
+async def _demo(ctx: Context, city: DemoCity) -> list[str]:
+    from messaging.channels import ensure_unit_channels
+
+    made = await ensure_unit_channels(ctx)
+    return [f"channels: {made} unit channels"]
+
+
+def feature() -> Feature:
+    from messaging.attachments import may_read_attachment
+    from messaging.channel_routes import routes as channel_routes
+    from messaging.channels import may_follow_channel
+    from messaging.directive_routes import routes as directive_routes
+    from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
+    from messaging.receipts import record_deliveries, run_receipts_notifier
+    from messaging.reminders import run_reminders
+
+    return Feature(
+        name="messaging",
+        routes=[*directive_routes, *channel_routes],
+        topic_authorizers={"channel": may_follow_channel},
+        received_handlers=[record_deliveries],
+        signal_handlers={"typing": typing_signal, "presence": presence_signal},
+        connection_hooks=[on_connection],
+        background=[run_receipts_notifier, run_reminders, run_presence],
+        startup=[_start],
+        demo=[_demo],
+        file_access_checks=[may_read_attachment],
+    )

@@ -1,0 +1,206 @@
+"""Presence (online / away / offline) and typing indicators: ephemeral, never logged.
+
+Each node counts its own sockets per user (connection hooks) and the away flag a client
+sets with the ``presence`` signal. Changes go out as ``presence.changed`` signals on the
+user's ``unit:`` topic; typing goes out as ``typing`` signals on ``channel:`` topics.
+
+Where presence lives: with one node (no Redis) the node's memory is the whole truth. When
+Redis is configured, each node also mirrors its users' states into its own Redis hash
+(``<redis_channel>:presence:<node>``) with a time-to-live it refreshes, and a unit's
+presence ("18 of 25 online") merges every node's hash. A node that dies stops refreshing
+and its users fall back to offline when the key expires, without anyone cleaning up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from server.auth.principal import Principal
+from server.context import Context
+from server.errors import Forbidden
+from server.org.models import User
+from server.org.service import get_unit, may_watch_unit
+
+log = logging.getLogger("dienhong.messaging.presence")
+
+
+class PresenceState(enum.StrEnum):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+_RANK = {PresenceState.OFFLINE: 0, PresenceState.AWAY: 1, PresenceState.ONLINE: 2}
+
+
+class PresenceTracker:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.node = uuid.uuid4().hex[:12]
+        self._sockets: dict[int, int] = {}
+        self._away: set[int] = set()
+        self._units: dict[int, int] = {}
+        self._redis: Any = None
+        if ctx.settings.redis_url:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.from_url(ctx.settings.redis_url, socket_connect_timeout=2,
+                                            socket_timeout=5)
+
+    @property
+    def _prefix(self) -> str:
+        return f"{self.ctx.settings.redis_channel}:presence:"
+
+    @property
+    def _key(self) -> str:
+        return self._prefix + self.node
+
+    def local_state(self, user_id: int) -> PresenceState:
+        if self._sockets.get(user_id, 0) <= 0:
+            return PresenceState.OFFLINE
+        return PresenceState.AWAY if user_id in self._away else PresenceState.ONLINE
+
+    async def _publish(self, principal: Principal) -> None:
+        state = self.local_state(principal.id)
+        if self._redis is not None:
+            try:
+                if state is PresenceState.OFFLINE:
+                    await self._redis.hdel(self._key, str(principal.id))
+                else:
+                    await self._redis.hset(self._key, str(principal.id), state.value)
+                    await self._redis.expire(self._key, self.ctx.settings.presence_ttl_secs)
+            except Exception as exc:
+                log.warning("presence not mirrored to redis: %s", exc)
+            state = (await self.states([principal.id])).get(principal.id, state)
+        await self.ctx.signal(f"unit:{principal.unit_id}", "presence.changed",
+                              {"user_id": principal.id, "unit_id": principal.unit_id,
+                               "state": state.value})
+
+    async def connected(self, principal: Principal, is_open: bool) -> None:
+        before = self.local_state(principal.id)
+        if is_open:
+            self._sockets[principal.id] = self._sockets.get(principal.id, 0) + 1
+            self._units[principal.id] = principal.unit_id
+        else:
+            left = self._sockets.get(principal.id, 0) - 1
+            if left <= 0:
+                self._sockets.pop(principal.id, None)
+                self._away.discard(principal.id)
+                self._units.pop(principal.id, None)
+            else:
+                self._sockets[principal.id] = left
+        if self.local_state(principal.id) is not before:
+            await self._publish(principal)
+
+    async def set_away(self, principal: Principal, away: bool) -> None:
+        before = self.local_state(principal.id)
+        if away:
+            self._away.add(principal.id)
+        else:
+            self._away.discard(principal.id)
+        if self.local_state(principal.id) is not before:
+            await self._publish(principal)
+
+    async def states(self, user_ids: list[int]) -> dict[int, PresenceState]:
+        """Each user's best state over every node."""
+        result = {uid: self.local_state(uid) for uid in user_ids}
+        if self._redis is None or not user_ids:
+            return result
+        try:
+            fields = [str(uid) for uid in user_ids]
+            async for key in self._redis.scan_iter(match=self._prefix + "*", count=100):
+                values = await self._redis.hmget(key, fields)
+                for uid, value in zip(user_ids, values, strict=True):
+                    if value is None:
+                        continue
+                    state = PresenceState(value.decode() if isinstance(value, bytes) else value)
+                    if _RANK[state] > _RANK[result[uid]]:
+                        result[uid] = state
+        except Exception as exc:
+            log.warning("presence from redis unavailable, this node's view only: %s", exc)
+        return result
+
+    async def refresh_forever(self) -> None:
+        """Keep this node's hash alive while it runs; drop it at shutdown."""
+        if self._redis is None:
+            return
+        ttl = self.ctx.settings.presence_ttl_secs
+        try:
+            while True:
+                await asyncio.sleep(max(1.0, ttl / 3))
+                try:
+                    if self._sockets:
+                        mapping = {str(uid): self.local_state(uid).value
+                                   for uid in self._sockets}
+                        await self._redis.hset(self._key, mapping=mapping)
+                        await self._redis.expire(self._key, ttl)
+                except Exception as exc:
+                    log.warning("presence refresh failed: %s", exc)
+        finally:
+            try:
+                await self._redis.delete(self._key)
+            except Exception as exc:
+                log.info("presence key not removed at shutdown: %s", exc)
+            await self._redis.aclose()
+
+
+def tracker(ctx: Context) -> PresenceTracker:
+    found: PresenceTracker = ctx.extensions["messaging.presence"]
+    return found
+
+
+async def on_connection(ctx: Context, principal: Principal, is_open: bool) -> None:
+    """``connection_hooks`` entry."""
+    await tracker(ctx).connected(principal, is_open)
+
+
+async def presence_signal(ctx: Context, principal: Principal, topic: str,
+                          data: dict[str, Any]) -> dict[str, Any] | None:
+    """``presence`` signal on the user's own topic: ``{"state": "away"|"online"}``."""
+    state = data.get("state")
+    if topic != f"user:{principal.id}" or state not in ("away", "online"):
+        return None
+    await tracker(ctx).set_away(principal, state == "away")
+    return None
+
+
+async def typing_signal(ctx: Context, principal: Principal, topic: str,
+                        data: dict[str, Any]) -> dict[str, Any] | None:
+    """``typing`` signal on a channel the socket follows (so the user is a member)."""
+    if not topic.startswith("channel:"):
+        return None
+    typing = data.get("typing", True)
+    if not isinstance(typing, bool):
+        return None
+    return {"user_id": principal.id, "display_name": principal.display_name, "typing": typing}
+
+
+async def unit_presence(ctx: Context, actor: Principal, unit_id: int) -> dict[str, Any]:
+    """How many of a unit's users are online ("18 of 25 online") and who."""
+    async with ctx.read() as session:
+        await get_unit(session, unit_id)
+        if not await may_watch_unit(session, actor, unit_id):
+            raise Forbidden("You may not see this unit's presence.", code="forbidden")
+        users = (await session.execute(
+            select(User.id).where(User.unit_id == unit_id, User.active.is_(True))
+            .order_by(User.id))).scalars().all()
+    states = await tracker(ctx).states(list(users))
+    counts = {state: 0 for state in PresenceState}
+    for state in states.values():
+        counts[state] += 1
+    return {
+        "unit_id": unit_id, "total": len(users), "online": counts[PresenceState.ONLINE],
+        "away": counts[PresenceState.AWAY], "offline": counts[PresenceState.OFFLINE],
+        "users": [{"user_id": uid, "state": states[uid].value} for uid in users],
+    }
+
+
+async def run_presence(ctx: Context) -> None:
+    """``Feature.background`` entry: refresh this node's presence in Redis."""
+    await tracker(ctx).refresh_forever()
