@@ -43,6 +43,11 @@ async def migrate(settings: Settings, target: str = "heads") -> tuple[str | None
     engine = create_async_engine(url)
     config = alembic_config(url)
     try:
+        if url.startswith("sqlite"):
+            # Switch the file to WAL here, alone: switching needs an exclusive lock that
+            # a running server's connections would contend for.
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         async with engine.begin() as conn:
             before = await conn.run_sync(_current)
             await conn.run_sync(_upgrade, config, target)
