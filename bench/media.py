@@ -1,0 +1,337 @@
+"""Remote listeners on one floor: server CPU per listener, encode-once against naive relay.
+
+    python bench/media.py [--levels 25,50,100] [--naive-levels 10,20] [--window 5]
+
+For each design, in the same run, a media server process (the real ``MediaEngine``: aiortc
+in its worker thread, the floor mixer, the recorder off) is started, one speaker process
+sends a tone and is given the floor, then listener processes (``--per-process`` peers
+each) join in steps. At every step the server process's CPU time (all its threads, from
+/proc) is measured over ``--window`` seconds together with the frame rate each listener
+receives. CPU per listener is the slope over the idle floor; "one core sustains" is the
+number of listeners whose CPU fits in one core next to that idle floor. At the largest step a
+profile of the worker thread shows where the per-listener time goes.
+
+All traffic is on 127.0.0.1. The machine may be shared: figures are CPU time, not wall time,
+so other load skews them little, but frame rates suffer if the clients starve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from meeting.media.addresses import announce_addresses
+from meeting.media.engine import EngineConfig, MediaEngine
+
+MEETING = 1
+SPEAKER_USER = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Frames per second a listener must get to count as "full audio frame rate" (of 50).
+FULL_RATE_FPS = 48.0
+
+
+# --- the server process -------------------------------------------------------------------
+async def serve(mode: str) -> None:
+    engine = MediaEngine(EngineConfig(addresses=("127.0.0.1",), max_participants=10_000,
+                                      silence_timeout_secs=3600, recordings_dir=None,
+                                      mode=mode),  # type: ignore[arg-type]
+                         notify=lambda notice: None)
+    engine.start()
+    # Thread CPU time, so time the loop spends waiting in epoll counts as nothing.
+    profiler = cProfile.Profile(time.thread_time)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            request = json.loads(line)
+            op = request["op"]
+            answer: dict[str, Any] = {}
+            if op == "join":
+                joined = await engine.join(MEETING, request["user"], request["sdp"],
+                                           frozenset({SPEAKER_USER}))
+                answer = {"sdp": joined.answer_sdp}
+            elif op == "profile":
+                # cProfile follows the thread it is enabled in: the media worker's.
+                assert engine._loop is not None
+                engine._loop.call_soon_threadsafe(profiler.enable)
+                await asyncio.sleep(request["secs"])
+                engine._loop.call_soon_threadsafe(profiler.disable)
+                await asyncio.sleep(0.1)
+                answer = {"profile": profile_summary(profiler)}
+            elif op == "stats":
+                answer = await engine.room_stats(MEETING)
+            writer.write((json.dumps(answer) + "\n").encode())
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=1 << 20)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+CATEGORIES = [
+    ("opus encode", ("encode", "libopus", "resample")),
+    ("SRTP protect", ("protect",)),
+    ("RTP serialise", ("serialize", "pack_header_extensions", "RtpPacket")),
+    ("UDP send (ICE/DTLS layers, sendto)", ("_send_rtp", "sendto", "send_data", "send",
+                                           "_send")),
+    ("sender loop, track hand-off", ("_run_rtp", "_next_encoded_frame", "recv", "offer",
+                                     "pack")),
+    ("asyncio scheduling", ("_run_once", "_run", "select", "run_forever", "call_soon",
+                            "set_result", "create_future", "__step", "__wakeup")),
+]
+
+
+def profile_summary(profiler: cProfile.Profile) -> dict[str, Any]:
+    stats = pstats.Stats(profiler)
+    total = 0.0
+    by_category: dict[str, float] = {name: 0.0 for name, _ in CATEGORIES}
+    by_category["other"] = 0.0
+    rows = []
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tottime
+        rows.append((tottime, f"{Path(filename).name}:{name}"))
+        for category, keys in CATEGORIES:
+            if any(key in name for key in keys):
+                by_category[category] += tottime
+                break
+        else:
+            by_category["other"] += tottime
+    rows.sort(reverse=True)
+    buffer = io.StringIO()
+    for tottime, where in rows[:15]:
+        buffer.write(f"    {100 * tottime / total:5.1f}%  {where}\n")
+    return {"total": total, "categories": {k: v / total for k, v in by_category.items()},
+            "top": buffer.getvalue()}
+
+
+# --- client processes ---------------------------------------------------------------------
+async def signal(port: int, request: dict[str, Any]) -> dict[str, Any]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.write((json.dumps(request) + "\n").encode())
+    await writer.drain()
+    answer = json.loads(await reader.readline())
+    writer.close()
+    await writer.wait_closed()
+    return answer  # type: ignore[no-any-return]
+
+
+async def listen(port: int, count: int, first_user: int) -> None:
+    """``count`` listen-only peers; prints their frame counters every second."""
+    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",))
+    counters = [0] * count
+    peers = []
+
+    async def consume(index: int, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                counters[index] += 1
+        except MediaStreamError:
+            return
+
+    for index in range(count):
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("audio", direction="recvonly")
+        pc.on("track", lambda track, i=index: asyncio.ensure_future(consume(i, track)))
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await signal(port, {"op": "join", "user": first_user + index,
+                                     "sdp": pc.localDescription.sdp})
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        peers.append(pc)
+    while True:
+        print(json.dumps(counters), flush=True)
+        await asyncio.sleep(1)
+
+
+async def speak(port: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.media.peers import ToneTrack
+
+    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",))
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(ToneTrack(440))
+
+    async def drain(track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            return
+
+    pc.on("track", lambda track: asyncio.ensure_future(drain(track)))
+    await pc.setLocalDescription(await pc.createOffer())
+    answer = await signal(port, {"op": "join", "user": SPEAKER_USER,
+                                 "sdp": pc.localDescription.sdp})
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+# --- the driver -------------------------------------------------------------------------
+def cpu_secs(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Listeners:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.procs: list[subprocess.Popen[str]] = []
+        self.latest: dict[int, list[int]] = {}
+        self.count = 0
+
+    def add(self, count: int, per_process: int) -> None:
+        while count > 0:
+            batch = min(count, per_process)
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--listen", str(self.port), str(batch),
+                 str(1000 + self.count)],
+                stdout=subprocess.PIPE, text=True, bufsize=1)
+            os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
+            self.procs.append(proc)
+            self.count += batch
+            count -= batch
+
+    def poll(self) -> list[int]:
+        for index, proc in enumerate(self.procs):
+            assert proc.stdout is not None
+            while True:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                self.latest[index] = json.loads(line)
+        return [c for index in sorted(self.latest) for c in self.latest[index]]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait()
+
+
+def measure(server_pid: int, listeners: Listeners | None, window: float) -> dict[str, Any]:
+    before_counts = listeners.poll() if listeners else []
+    cpu0, t0 = cpu_secs(server_pid), time.monotonic()
+    time.sleep(window)
+    cpu1, t1 = cpu_secs(server_pid), time.monotonic()
+    result: dict[str, Any] = {"cpu": (cpu1 - cpu0) / (t1 - t0)}
+    if listeners:
+        time.sleep(1.1)  # the clients print once a second: take counts of the same window
+        after = listeners.poll()
+        rates = [(a - b) / (t1 - t0) for a, b in zip(after, before_counts, strict=False)]
+        rates += [0.0] * (listeners.count - len(rates))
+        result["fps_avg"] = sum(rates) / len(rates)
+        result["fps_min"] = min(rates)
+    return result
+
+
+def run_design(mode: str, levels: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    server = subprocess.Popen([sys.executable, __file__, "--serve", mode],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    speaker = subprocess.Popen([sys.executable, __file__, "--speak", str(port)],
+                               stdout=subprocess.PIPE, text=True)
+    assert speaker.stdout is not None
+    speaker.stdout.readline()
+    listeners = Listeners(port)
+    rows = []
+    profile = None
+    try:
+        time.sleep(2)
+        idle = measure(server.pid, None, args.window)["cpu"]
+        print(f"[{mode}] floor with its speaker, no listeners: {100 * idle:.1f}% of a core",
+              flush=True)
+        for level in levels:
+            listeners.add(level - listeners.count, args.per_process)
+            time.sleep(args.settle)
+            row = measure(server.pid, listeners, args.window)
+            row["n"] = level
+            row["per_listener"] = (row["cpu"] - idle) / level
+            rows.append(row)
+            print(f"[{mode}] N={level:4d}: server {100 * row['cpu']:5.1f}% of a core, "
+                  f"{100 * row['per_listener']:.2f}% per listener, listeners get "
+                  f"{row['fps_avg']:.1f} fps avg / {row['fps_min']:.1f} min", flush=True)
+        profile = asyncio.run(signal(port, {"op": "profile", "secs": 3}))["profile"]
+    finally:
+        listeners.stop()
+        speaker.terminate()
+        server.terminate()
+        speaker.wait()
+        server.wait()
+    best = rows[-1]
+    per = best["per_listener"]
+    return {"mode": mode, "idle": idle, "rows": rows,
+            "one_core": int((1 - idle) / per) if per > 0 else None, "profile": profile}
+
+
+def report(result: dict[str, Any]) -> None:
+    mode = result["mode"]
+    best = result["rows"][-1]
+    print(f"\n== {mode} ==")
+    print(f"  server CPU per listener: {100 * best['per_listener']:.2f}% of a core "
+          f"(at N={best['n']}, idle floor {100 * result['idle']:.1f}%)")
+    full = [r["n"] for r in result["rows"] if r["fps_avg"] >= FULL_RATE_FPS and r["cpu"] <= 1]
+    print(f"  largest N measured at full frame rate within one core: "
+          f"{max(full) if full else 'none'}")
+    print(f"  one core sustains about {result['one_core']} listeners (extrapolated)")
+    profile = result["profile"]
+    if profile:
+        print("  where the worker thread's time goes:")
+        for name, share in sorted(profile["categories"].items(), key=lambda kv: -kv[1]):
+            print(f"    {100 * share:5.1f}%  {name}")
+        print("  top functions (own time):")
+        print(profile["top"], end="")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="25,50,100")
+    parser.add_argument("--naive-levels", default="10,20")
+    parser.add_argument("--per-process", type=int, default=25)
+    parser.add_argument("--window", type=float, default=5.0)
+    parser.add_argument("--settle", type=float, default=4.0)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--speak", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--listen", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return
+    if args.speak:
+        asyncio.run(speak(args.speak))
+        return
+    if args.listen:
+        asyncio.run(listen(*args.listen))
+        return
+    results = [run_design("encode_once", [int(n) for n in args.levels.split(",")], args),
+               run_design("naive", [int(n) for n in args.naive_levels.split(",")], args)]
+    for result in results:
+        report(result)
+    once, naive = results
+    if once["rows"] and naive["rows"]:
+        ratio = naive["rows"][-1]["per_listener"] / once["rows"][-1]["per_listener"]
+        print(f"\nencode-once costs {ratio:.1f}x less per listener than naive relaying; "
+              f"target >= 100 listeners per core: "
+              f"{'met' if (once['one_core'] or 0) >= 100 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
