@@ -541,7 +541,7 @@ async function renderChannel(view, id) {
     state.replyTo ? h("div", { class: "quote row" }, t("replying_to", { name: userName(state.replyTo.author_id) }),
       h("button", { type: "button", class: "btn btn-small", onclick: () => { state.replyTo = null; renderView(); } }, t("cancel"))) : null,
     h("form", { class: "composer", id: "composer", onsubmit: (e) => postMessage(e, id) },
-      h("label", { class: "btn btn-small", title: t("attach") }, "📎", h("span", { class: "visually-hidden" }, t("attach")),
+      h("label", { class: "btn btn-small", title: t("attach") }, h("span", { "aria-hidden": "true" }, "+"), h("span", { class: "visually-hidden" }, t("attach")),
         h("input", { type: "file", id: "message-file", class: "visually-hidden", multiple: true })),
       textarea,
       h("button", { type: "submit", class: "btn btn-primary send" }, t("send"))));

@@ -1,0 +1,126 @@
+"""A council session in real browsers: the chair's panel, three delegate tablets, the
+projector; check-in and quorum, presentation sync, the floor, a poll with receipts."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from server.demo import DemoCity
+from tests.browser.conftest import shot, signed_in, wait_online
+from tests.browser.documents import council_pdf
+from tests.harness import RunningServer
+
+pytestmark = pytest.mark.browser
+
+
+async def prepare_meeting(server: RunningServer, city: DemoCity) -> tuple[int, int, str]:
+    """A scheduled meeting: the chair and three delegates, one agenda item with a PDF."""
+    chair = await server.login("chair", "demo-password-1")
+    async with server.http(chair) as api:
+        upload = await api.post("/api/v1/files",
+                                files={"file": ("to-trinh.pdf", council_pdf(5), "application/pdf")})
+        assert upload.status_code == 201, upload.text
+        file_id = upload.json()["id"]
+        created = await api.post("/api/v1/meetings", json={
+            "title": "Kỳ họp thứ 12 — HĐND thành phố", "starts_at": "2026-11-23T08:00:00+07:00",
+            "place": "Hội trường Diên Hồng", "chair_ids": [city.chair_id],
+            "delegate_ids": city.delegate_ids[:3], "secretary_ids": [city.secretary_id],
+        })
+        assert created.status_code == 201, created.text
+        meeting_id = created.json()["id"]
+        item = await api.post(f"/api/v1/meetings/{meeting_id}/agenda",
+                              json={"title": "Tờ trình về dự toán ngân sách năm 2027",
+                                    "document_ids": [file_id]})
+        assert item.status_code == 201, item.text
+    return meeting_id, file_id, chair
+
+
+async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browser: Any) -> None:
+    meeting_id, file_id, chair_token = await prepare_meeting(server, city)
+    _, chair = await signed_in(server, browser, "chair")
+    await chair.goto(f"{server.url}/app/chair/#meeting/{meeting_id}")
+    await wait_online(chair)
+    await chair.click("#meeting-start")
+    await chair.wait_for_selector("#meeting-state[data-state=in_session]")
+
+    delegates = []
+    for n in (1, 2, 3):
+        _, page = await signed_in(server, browser, f"delegate{n:03d}")
+        await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
+        await wait_online(page)
+        delegates.append(page)
+    # Check in: the chair's quorum gauge moves with each one.
+    for count, page in enumerate(delegates, start=1):
+        await page.click("#check-in")
+        await page.wait_for_selector("#check-in[aria-pressed=true]")
+        await chair.wait_for_function(
+            "(n) => document.querySelector('#quorum .progress[role=progressbar]')"
+            "?.getAttribute('aria-valuenow') === String(n)", arg=count)
+    assert "3/3" in await chair.inner_text("#quorum-text")
+
+    # The chair presents page 3: every tablet in follow mode turns to it.
+    await chair.click(f"#agenda button[data-doc='{file_id}']")
+    await chair.click("#presentation .thumbs button[data-page='3']")
+    await chair.click("#present")
+    await chair.wait_for_selector("#live-page")
+    for page in delegates:
+        await page.wait_for_selector(f"#viewer[data-file='{file_id}'][data-shown-page='3']")
+    await shot(chair, "chair-panel-tablet")
+    await shot(delegates[0], "delegate-page3-tablet")
+
+    # A delegate asks for the floor; the chair grants it; everyone sees who speaks.
+    await delegates[0].click("#floor-body button[data-kind=speech]")
+    await delegates[0].wait_for_selector("#queue-place")
+    await chair.click("#speaker-queue button[data-action=grant]")
+    await chair.wait_for_selector("#speaker-timer")
+    name = (await chair.inner_text("#current-speaker")).strip()
+    for page in delegates:
+        await page.wait_for_selector("#speaker-timer")
+        assert (await page.inner_text("#current-speaker")).strip() == name
+
+    # The projector shows the presented page and the speaker.
+    _, projector = await signed_in(server, browser, "secretary",
+                                   viewport={"width": 1280, "height": 720})
+    await projector.goto(f"{server.url}/app/projector/#meeting/{meeting_id}")
+    await projector.wait_for_selector("#proj-page[data-page='3'] img")
+    await chair.click("#finish-speaker")
+
+    # A poll: to the front of every tablet, vote through the buttons with confirmation.
+    await chair.click("#new-poll summary")
+    await chair.fill("#poll-title", "Thông qua Nghị quyết về dự toán ngân sách năm 2027")
+    await chair.click("#create-poll")
+    await chair.click("#poll-list button[data-action=open]")
+    await chair.wait_for_selector("#poll-list li[data-state=open]")
+    choices = ["yes", "yes", "no"]
+    for page, choice in zip(delegates, choices, strict=True):
+        await page.wait_for_selector(".poll-card[data-state=open]")
+        await page.click(f".vote-buttons button[data-choice={choice}]")
+        await page.wait_for_selector("#vote-confirm")
+        await page.click("#vote-confirm")
+        await page.wait_for_selector("#receipt")
+    await shot(delegates[2], "delegate-receipt-tablet")
+    await chair.wait_for_function(
+        "() => document.querySelector('#poll-list li[data-state=open] .verdict')"
+        "?.textContent.includes('3/')")
+    await chair.click("#poll-list button[data-action=close]")
+    await projector.wait_for_selector(".proj-result")
+    await shot(projector, "projector-result")
+
+    async with server.http(chair_token) as api:
+        polls = (await api.get(f"/api/v1/meetings/{meeting_id}/polls")).json()["polls"]
+        detail = (await api.get(f"/api/v1/polls/{polls[-1]['id']}")).json()
+    tally = detail["result"]["tally"]
+    assert tally["yes"] == 2 and tally["no"] == 1
+    shown = await projector.eval_on_selector_all(
+        ".proj-result li", "(lis) => lis.map((li) => [li.dataset.choice, "
+        "Number(li.querySelector('.count').textContent)])")
+    assert {choice: n for choice, n in shown} == {k: v for k, v in tally.items()}
+    for page in delegates:
+        await page.wait_for_selector("#poll-result")
+    await shot(delegates[0], "delegate-result-tablet")
+    errors = [e for page in [chair, projector, *delegates] for e in page.js_errors]
+    assert errors == []
+    await asyncio.gather(*(page.context.close() for page in [chair, projector, *delegates]))

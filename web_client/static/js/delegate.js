@@ -1,0 +1,416 @@
+// The delegate tablet app: my meetings → a meeting: agenda, documents page by page (follow
+// the chair), annotations, check-in, the floor, polls at the front, urgent instructions.
+
+import { api, download, listOf, randomId } from "./api.js";
+import { formatTime, t } from "./i18n.js";
+import { announce, clockText, connectRealtime, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
+import { DocViewer } from "./doc-viewer.js";
+import { MeetingSession, agendaItems, findDocument, myMeetings, participant, secondsLeft } from "./meeting-state.js";
+
+const me = startPage("app_delegate");
+const RECEIPTS_KEY = `dh.ballots.${me.id}`;
+
+let meeting = null; // MeetingSession
+let viewer = null;
+let follow = true;
+let openDoc = null; // {fileId, pages}
+let timerHandle = null;
+const directives = new Map();
+const dismissedResults = new Set();
+// Polls this page saw open: their result comes to the front when they close.
+const seenOpen = new Set();
+
+// Ballots I cast: poll id -> {idempotency_key, choice, receipt}; kept so that a retry after
+// a lost answer uses the same key, and the receipt is shown again after a reload.
+function ballots() {
+  try {
+    return JSON.parse(localStorage.getItem(RECEIPTS_KEY) || "{}");
+  } catch {
+    return {};
+  }
+}
+function saveBallot(pollId, entry) {
+  const all = ballots();
+  all[pollId] = { ...(all[pollId] || {}), ...entry };
+  localStorage.setItem(RECEIPTS_KEY, JSON.stringify(all));
+}
+
+const realtime = connectRealtime({
+  onEvent: (event) => (meeting ? meeting.apply(event) : onOtherEvent(event)),
+  onReset: (topic) => (meeting && topic === meeting.topic ? meeting.reload() : loadDirectives()),
+});
+
+// --- the meeting list ------------------------------------------------------------------------
+async function renderList() {
+  const main = document.getElementById("main");
+  fill(main, h("p", {}, t("loading")));
+  const list = await myMeetings();
+  fill(main,
+    h("section", { class: "panel" }, h("h2", {}, t("meetings")),
+      list.length ? h("ul", { class: "card-list", id: "meeting-list" }, list.map((m) =>
+        h("li", { class: "panel" },
+          h("a", { href: `#meeting/${m.id}`, class: "btn btn-primary" }, m.title),
+          h("div", { class: "small muted" }, formatTime(m.starts_at), m.place ? ` · ${m.place}` : "", " · ", t(`state_${m.state}`)))))
+        : h("p", { class: "muted" }, t("no_meetings"))),
+    directivePanel());
+}
+
+// --- urgent instructions -------------------------------------------------------------------------
+async function loadDirectives() {
+  try {
+    for (const d of listOf(await api("directives?box=inbox"), "directives")) directives.set(d.id, d);
+  } catch {
+    /* the messaging API may not be available: the panel stays empty */
+  }
+  const panel = document.getElementById("directive-panel");
+  if (panel) panel.replaceWith(directivePanel());
+}
+
+function directivePanel() {
+  const open = [...directives.values()].filter((d) => !(d.receipt || d).acknowledged_at);
+  return h("section", { class: "panel", id: "directive-panel", "aria-labelledby": "dir-h" },
+    h("h2", { id: "dir-h" }, t("instructions_inbox"), " ", open.length ? h("span", { class: "badge" }, open.length) : null),
+    open.length ? h("ul", { class: "card-list" }, open.map((d) =>
+      h("li", { class: `directive panel urg-${d.urgency}-card` },
+        h("span", { class: `tag urg-${d.urgency}` }, t(`urgency_${d.urgency || "normal"}`)), " ",
+        h("a", { href: `/app/chat/#directive/${d.id}` }, d.title))))
+      : h("p", { class: "muted" }, t("inbox_empty")));
+}
+
+function onOtherEvent(event) {
+  if (event.type === "directive.issued") {
+    const d = event.data.directive || event.data;
+    directives.set(d.id, { ...(directives.get(d.id) || {}), ...d });
+    toast(d.urgency === "express" ? t("express_banner", { title: d.title }) : t("new_directive", { title: d.title }),
+      d.urgency === "express" ? "urgent" : "info");
+    const panel = document.getElementById("directive-panel");
+    if (panel) panel.replaceWith(directivePanel());
+  }
+}
+
+// --- one meeting ------------------------------------------------------------------------------------
+function renderMeetingShell(id) {
+  const main = document.getElementById("main");
+  fill(main,
+    h("div", { class: "row", id: "meeting-bar" },
+      h("a", { href: "#", class: "btn btn-small" }, "← ", t("meetings")),
+      h("h2", { id: "meeting-title", class: "grow", style: "margin:0" }),
+      h("span", { id: "meeting-state", class: "tag" }),
+      h("div", { id: "quorum", class: "quorum-gauge", style: "min-width: 10rem" }),
+      h("button", { type: "button", class: "btn btn-ok", id: "check-in", onclick: checkIn }, t("check_in"))),
+    h("div", { class: "meeting-layout", style: "margin-top: .8rem" },
+      h("aside", { class: "stack" },
+        h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" })),
+        h("section", { class: "panel", id: "floor", "aria-labelledby": "floor-h" }, h("h3", { id: "floor-h" }, t("speakers")), h("div", { id: "floor-body" })),
+        directivePanel()),
+      h("section", { class: "panel", "aria-labelledby": "doc-h" },
+        h("div", { class: "viewer-bar" },
+          h("label", { class: "switch" }, h("input", { type: "checkbox", id: "follow", role: "switch", checked: true, onchange: (e) => setFollow(e.target.checked) }), t("follow_chair")),
+          h("h3", { id: "doc-h", class: "grow", style: "margin:0" }),
+          h("button", { type: "button", class: "btn btn-small", id: "prev-page", "aria-label": t("prev_page"), onclick: () => viewer.turn(-1) }, "◀"),
+          h("span", { id: "page-label", "aria-live": "polite" }),
+          h("button", { type: "button", class: "btn btn-small", id: "next-page", "aria-label": t("next_page"), onclick: () => viewer.turn(1) }, "▶"),
+          h("button", { type: "button", class: "btn btn-small", "aria-label": t("zoom_out"), onclick: () => viewer.setZoom(viewer.zoom / 1.25) }, "−"),
+          h("button", { type: "button", class: "btn btn-small", "aria-label": t("zoom_in"), onclick: () => viewer.setZoom(viewer.zoom * 1.25) }, "+")),
+        h("div", { class: "viewer-bar", role: "toolbar", "aria-label": t("tools") },
+          ["none", "pen", "highlighter", "note"].map((tool) => h("button", {
+            type: "button", class: "btn btn-small tool", "aria-pressed": tool === "none" ? "true" : "false", dataset: { tool },
+            onclick: (e) => {
+              viewer.setTool(tool);
+              for (const b of document.querySelectorAll(".tool")) b.setAttribute("aria-pressed", b === e.currentTarget ? "true" : "false");
+            },
+          }, t(`tool_${tool}`))),
+          h("label", { class: "inline" }, h("input", { type: "checkbox", id: "share-notes", onchange: (e) => (viewer.share = e.target.checked) }), t("share_notes")),
+          h("button", { type: "button", class: "btn btn-small", id: "download-annotated", onclick: downloadAnnotated }, t("download_annotated"))),
+        h("div", { id: "viewer" }))),
+    h("div", { id: "poll-layer" }));
+  viewer = new DocViewer(document.getElementById("viewer"), { annotate: true, meetingId: id });
+  viewer.addEventListener("userturn", () => setFollow(false));
+  viewer.addEventListener("pagechange", (e) => {
+    document.getElementById("page-label").textContent = t("page_of", { page: e.detail.page, pages: viewer.pages });
+  });
+}
+
+function setFollow(on) {
+  follow = on;
+  const box = document.getElementById("follow");
+  if (box) box.checked = on;
+  // Turned on again: snap back to what the chair presents.
+  if (on && meeting?.state) showPresentation();
+}
+
+function openDocument(fileId, page = 1, source = "user") {
+  const found = findDocument(meeting.state, fileId);
+  if (!found) return;
+  openDoc = { fileId, pages: found.doc.pages || 1 };
+  document.getElementById("doc-h").textContent = found.doc.title || found.doc.name || `#${fileId}`;
+  viewer.show(fileId, page, found.doc.pages || 1, source);
+}
+
+function showPresentation() {
+  const p = meeting.state.presentation;
+  if (!p || !p.document_id) return;
+  if (openDoc?.fileId === p.document_id && viewer.page === p.page) return;
+  openDocument(p.document_id, p.page, "chair");
+}
+
+function renderAgenda(state) {
+  const current = state.current_agenda_item_id;
+  const list = (items) => h("ol", { class: "agenda" }, items.map((item) =>
+    h("li", { class: item.id === current ? "current" : "", "aria-current": item.id === current ? "true" : "false", dataset: { item: item.id } },
+      h("div", {}, item.title, item.id === current ? h("span", { class: "visually-hidden" }, ` (${t("current_item")})`) : null),
+      (item.documents || []).length ? h("div", { class: "row" }, item.documents.map((doc) =>
+        h("button", { type: "button", class: "btn btn-small", dataset: { doc: doc.id }, onclick: () => { setFollow(false); openDocument(doc.id, 1); } },
+          "▤ ", doc.title || doc.name))) : null,
+      item.children?.length ? list(item.children) : null)));
+  fill(document.getElementById("agenda"), list(state.agenda || []));
+}
+
+function renderQuorum(state) {
+  const q = state.quorum || {};
+  const box = document.getElementById("quorum");
+  box.classList.toggle("reached", !!q.reached);
+  fill(box,
+    h("span", { class: "small", id: "quorum-text" }, t("quorum", { present: q.present ?? 0, required: q.required ?? 0 }), " · ",
+      q.reached ? t("quorum_reached") : t("quorum_not_reached")),
+    h("div", { class: "progress", role: "progressbar", "aria-label": t("attendance"), "aria-valuemin": 0, "aria-valuemax": q.members || 0, "aria-valuenow": q.present || 0 },
+      h("span", { style: `width: ${q.members ? (100 * q.present) / q.members : 0}%` })));
+}
+
+function renderCheckIn(state) {
+  const button = document.getElementById("check-in");
+  const mine = participant(state, me.id);
+  const present = !!mine?.present;
+  button.textContent = present ? `✓ ${t("checked_in")}` : t("check_in");
+  button.disabled = present || state.state !== "in_session" || !mine || mine.role === "secretary";
+  button.setAttribute("aria-pressed", present ? "true" : "false");
+}
+
+async function checkIn() {
+  try {
+    await api(`meetings/${meeting.id}/attendance`, { method: "POST", body: { present: true } });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function renderFloor(state) {
+  const sp = state.speakers || { queue: [] };
+  const mineIndex = sp.queue.findIndex((s) => s.user_id === me.id);
+  const mine = mineIndex >= 0 ? sp.queue[mineIndex] : null;
+  const current = sp.current;
+  const canRequest = state.state === "in_session" && !mine && current?.user_id !== me.id;
+  fill(document.getElementById("floor-body"),
+    h("div", { id: "current-speaker" }, current ? t("speaking_now", { name: current.display_name }) : t("no_speaker")),
+    current ? h("div", { class: "timer", id: "speaker-timer", role: "timer", "aria-live": "off" }) : null,
+    mine ? h("p", { id: "queue-place", class: "verdict" }, t("queue_place", { n: mineIndex + 1 }), " · ", t(`kind_${mine.kind}`)) : null,
+    mine ? h("button", { type: "button", class: "btn", id: "withdraw", onclick: () => withdraw(mine.id) }, t("withdraw")) : null,
+    canRequest ? h("div", { class: "row", role: "group", "aria-label": t("request_floor") },
+      ["speech", "question", "point_of_order"].map((kind) => h("button", { type: "button", class: "btn btn-primary", dataset: { kind }, onclick: () => requestFloor(kind) }, t(`kind_${kind}`)))) : null);
+  tickTimer();
+}
+
+function tickTimer() {
+  clearInterval(timerHandle);
+  const current = meeting?.state?.speakers?.current;
+  const update = () => {
+    const el = document.getElementById("speaker-timer");
+    if (!el) return;
+    const left = secondsLeft(current);
+    el.textContent = left === null ? "" : t("time_left", { time: clockText(left) });
+    el.classList.toggle("low", left !== null && left <= 30);
+  };
+  update();
+  if (current) timerHandle = setInterval(update, 500);
+}
+
+async function requestFloor(kind) {
+  try {
+    await api(`meetings/${meeting.id}/speakers`, { method: "POST", body: { kind } });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function withdraw(speakerId) {
+  try {
+    await api(`meetings/${meeting.id}/speakers/${speakerId}`, { method: "DELETE" });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function downloadAnnotated() {
+  if (!openDoc) return;
+  try {
+    await download(`/api/v1/files/${openDoc.fileId}/annotated.pdf`, `annotated-${openDoc.fileId}.pdf`);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// --- polls at the front ----------------------------------------------------------------------------
+function choicesOf(poll) {
+  if (poll.kind === "yes_no_abstain") {
+    return [["yes", t("choice_yes"), "vote-yes"], ["no", t("choice_no"), "vote-no"], ["abstain", t("choice_abstain"), "vote-abstain"]];
+  }
+  return (poll.options || []).map((o) => [o, o, "btn-primary"]);
+}
+
+function choiceLabel(poll, choice) {
+  const all = Object.fromEntries(choicesOf(poll).map(([v, label]) => [v, label]));
+  return Array.isArray(choice) ? choice.map((c) => all[c] || c).join(", ") : all[choice] || choice;
+}
+
+const pollUi = { pollId: null, pending: null, selected: [] };
+
+function renderPolls(state) {
+  const layer = document.getElementById("poll-layer");
+  const mine = participant(state, me.id);
+  const voter = mine && ["delegate", "chair"].includes(mine.role);
+  const cast = ballots();
+  const open = state.polls.find((p) => p.state === "open" && voter);
+  if (open) seenOpen.add(open.id);
+  const closed = [...state.polls].reverse().find((p) => p.state === "closed" && p.result && !dismissedResults.has(p.id)
+    && (cast[p.id]?.receipt || seenOpen.has(p.id)));
+  const poll = open || closed;
+  if (!poll) {
+    fill(layer);
+    return;
+  }
+  if (pollUi.pollId !== poll.id) Object.assign(pollUi, { pollId: poll.id, pending: null, selected: [] });
+  const mineBallot = cast[poll.id];
+  let body;
+  if (poll.state === "closed") {
+    body = resultView(poll, mineBallot);
+  } else if (mineBallot?.receipt) {
+    body = h("div", {},
+      h("p", { class: "verdict passed" }, "✓ ", t("vote_done")),
+      h("p", { class: "receipt", id: "receipt" }, mineBallot.receipt),
+      h("p", {}, choiceLabel(poll, mineBallot.choice)),
+      poll.cast !== undefined ? h("p", { class: "muted" }, t("cast", { cast: poll.cast, eligible: poll.eligible ?? state.quorum?.present ?? "?" })) : null);
+  } else if (pollUi.pending !== null) {
+    body = h("div", {},
+      h("p", { class: "verdict", id: "confirm-text" }, t("confirm_vote", { choice: choiceLabel(poll, pollUi.pending) })),
+      h("div", { class: "vote-buttons" },
+        h("button", { type: "button", class: "btn", id: "vote-back", onclick: () => { pollUi.pending = null; renderPolls(meeting.state); } }, t("change_choice")),
+        h("button", { type: "button", class: "btn btn-ok", id: "vote-confirm", onclick: () => castBallot(poll) }, t("confirm"))));
+  } else if (poll.kind === "choice" && (poll.max_choices || 1) > 1) {
+    body = h("div", {},
+      h("div", { class: "vote-buttons", role: "group" }, choicesOf(poll).map(([value, label]) =>
+        h("button", { type: "button", class: "btn", "aria-pressed": pollUi.selected.includes(value) ? "true" : "false",
+          onclick: () => {
+            const s = pollUi.selected;
+            if (s.includes(value)) s.splice(s.indexOf(value), 1);
+            else if (s.length < poll.max_choices) s.push(value);
+            renderPolls(meeting.state);
+          } }, label))),
+      h("button", { type: "button", class: "btn btn-primary", disabled: !pollUi.selected.length, onclick: () => { pollUi.pending = [...pollUi.selected]; renderPolls(meeting.state); } }, t("confirm")));
+  } else {
+    body = h("div", { class: "vote-buttons", role: "group", "aria-label": poll.title }, choicesOf(poll).map(([value, label, cls]) =>
+      h("button", { type: "button", class: `btn ${cls}`, dataset: { choice: value },
+        onclick: () => { pollUi.pending = poll.kind === "choice" ? [value] : value; renderPolls(meeting.state); } }, label)));
+  }
+  const closeButton = poll.state === "closed" || mineBallot?.receipt
+    ? h("button", { type: "button", class: "btn", id: "poll-dismiss", onclick: () => { dismissedResults.add(poll.id); if (poll.state === "open") pollUi.hidden = poll.id; fill(layer); } }, t("close"))
+    : null;
+  if (poll.state === "open" && pollUi.hidden === poll.id && mineBallot?.receipt) {
+    fill(layer);
+    return;
+  }
+  const heading = h("h2", { id: "poll-title" }, poll.state === "open" ? t("poll_open", { title: poll.title }) : `${t("vote_closed")}: ${poll.title}`);
+  const card = h("div", { class: "poll-card", role: "dialog", "aria-modal": "true", "aria-labelledby": "poll-title", dataset: { poll: poll.id, state: poll.state } },
+    heading, body, closeButton ? h("div", { class: "row end" }, closeButton) : null);
+  const had = layer.querySelector(`.poll-card[data-poll="${poll.id}"][data-state="${poll.state}"]`);
+  fill(layer, h("div", { class: "poll-overlay" }, card));
+  if (!had) {
+    announce(heading.textContent, { assertive: true });
+    card.querySelector("button")?.focus();
+  } else {
+    card.querySelector("#vote-confirm, #poll-dismiss, button")?.focus({ preventScroll: true });
+  }
+}
+
+function resultView(poll, mineBallot) {
+  const result = poll.result || {};
+  const tally = result.tally || {};
+  const total = Object.values(tally).reduce((a, b) => a + b, 0) || 1;
+  return h("div", { id: "poll-result" },
+    h("p", { class: `verdict ${result.passed ? "passed" : "rejected"}` }, result.passed ? t("passed") : t("rejected")),
+    h("ul", { class: "result-bars" }, Object.entries(tally).map(([choice, n]) =>
+      h("li", { dataset: { choice } }, h("span", {}, choiceLabel(poll, choice)),
+        h("span", { class: "bar" }, h("span", { style: `width:${(100 * n) / total}%` })), h("strong", { class: "count" }, n)))),
+    result.numbers ? h("p", { class: "small muted" }, `${t("cast", { cast: result.numbers.cast, eligible: result.numbers.members })}`) : null,
+    mineBallot?.receipt ? h("p", { class: "small" }, t("vote_done"), " ", h("span", { class: "receipt" }, mineBallot.receipt)) : null);
+}
+
+async function castBallot(poll) {
+  const choice = pollUi.pending;
+  const existing = ballots()[poll.id];
+  const key = existing?.idempotency_key || randomId();
+  saveBallot(poll.id, { idempotency_key: key, choice });
+  const button = document.getElementById("vote-confirm");
+  if (button) button.disabled = true;
+  try {
+    const answer = await api(`polls/${poll.id}/ballots`, { method: "POST", body: { choice, idempotency_key: key } });
+    saveBallot(poll.id, { receipt: answer.receipt, choice });
+    pollUi.pending = null;
+    announce(`${t("vote_done")} ${answer.receipt}`, { assertive: true });
+  } catch (err) {
+    if (err.code !== "already_voted") saveBallot(poll.id, { idempotency_key: undefined });
+    showError(err);
+    if (button) button.disabled = false;
+  }
+  renderPolls(meeting.state);
+}
+
+// --- wiring --------------------------------------------------------------------------------------------
+function renderMeeting(state, event) {
+  document.getElementById("meeting-title").textContent = state.title;
+  const stateTag = document.getElementById("meeting-state");
+  stateTag.textContent = t(`state_${state.state}`);
+  stateTag.dataset.state = state.state;
+  const type = event?.type || "";
+  if (!event || type.startsWith("agenda") || type === "presentation.changed") renderAgenda(state);
+  renderQuorum(state);
+  renderCheckIn(state);
+  if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || type === "attendance.changed") renderFloor(state);
+  if (!event || type.startsWith("poll") || type === "attendance.changed") renderPolls(state);
+  if ((!event || type === "presentation.changed") && follow) showPresentation();
+  if (!event && !openDoc && !state.presentation) {
+    const first = [...agendaItems(state.agenda)].flatMap((i) => i.documents || [])[0];
+    if (first) openDocument(first.id, 1);
+  }
+  if (type === "speaker.granted" && event.data.user_id === me.id) toast(t("speaking_now", { name: me.display_name }));
+  if (type === "poll.closed") announce(t("vote_closed"));
+}
+
+async function openMeeting(id) {
+  renderMeetingShell(id);
+  follow = true;
+  openDoc = null;
+  meeting = new MeetingSession(id, { realtime, onChange: renderMeeting, onEvent: (e) => e.topic !== `meeting:${id}` && onOtherEvent(e) });
+  try {
+    await meeting.start();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function route() {
+  const match = location.hash.match(/^#meeting\/(\d+)/);
+  if (meeting) realtime.unfollow(meeting.topic);
+  meeting = null;
+  clearInterval(timerHandle);
+  if (match) openMeeting(Number(match[1]));
+  else renderList().catch(showError);
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("langchange", () => {
+  startPage("app_delegate");
+  showConnection(realtime.status);
+  route();
+});
+loadDirectives();
+route();

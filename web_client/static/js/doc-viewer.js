@@ -1,0 +1,264 @@
+// A document page viewer: the rendered page image, pinch/zoom and swipe, and an
+// annotation layer (pen, highlighter, text note) drawn in page coordinates (0..1), so the
+// same marks fit any width. Used by the delegate app (with annotations) and the chair's
+// presentation preview (without).
+
+import { api, listOf } from "./api.js";
+import { t } from "./i18n.js";
+import { dialog, h, showError } from "./shell.js";
+import { pageImage, pageWidthFor } from "./meeting-state.js";
+
+const ZOOM_MIN = 1;
+const ZOOM_MAX = 4;
+// A horizontal swipe longer than this (CSS px) and mostly sideways turns the page.
+const SWIPE_MIN_PX = 60;
+const PEN = { color: "#1f4fd1", width: 0.003 };
+const HIGHLIGHTER = { color: "#ffd400", opacity: 0.35 };
+
+export class DocViewer extends EventTarget {
+  /**
+   * @param {HTMLElement} root  where the viewer goes
+   * @param {object} options    annotate: bool; meetingId for shared notes
+   */
+  constructor(root, { annotate = false, meetingId = null } = {}) {
+    super();
+    this.root = root;
+    this.annotate = annotate;
+    this.meetingId = meetingId;
+    this.fileId = null;
+    this.page = 1;
+    this.pages = 1;
+    this.zoom = 1;
+    this.tool = "none";
+    this.share = false;
+    this.annotations = [];
+    this.pointers = new Map();
+    this.drawing = null;
+    this.img = h("img", { alt: "", draggable: "false" });
+    this.canvas = h("canvas", { "aria-hidden": "true" });
+    this.notes = h("div", { class: "notes-layer" });
+    this.wrap = h("div", { class: "page-wrap" }, this.img, this.canvas, this.notes);
+    this.scroll = h("div", { class: "viewer-scroll", tabindex: "0", role: "region", "aria-label": "" }, this.wrap);
+    this.root.replaceChildren(this.scroll);
+    this.root.classList.add("viewer");
+    this._bind();
+    new ResizeObserver(() => this._layout()).observe(this.scroll);
+  }
+
+  /** Show a page of a document. `source` says why: "user" or "chair". */
+  async show(fileId, page, pages, source = "user") {
+    const changedFile = fileId !== this.fileId;
+    this.fileId = fileId;
+    this.pages = Math.max(1, pages || 1);
+    this.page = Math.min(Math.max(1, page), this.pages);
+    this.root.dataset.file = String(fileId);
+    this.root.dataset.page = String(this.page);
+    this.scroll.setAttribute("aria-label", t("page_of", { page: this.page, pages: this.pages }));
+    const shown = `${fileId}/${this.page}`;
+    this._shown = shown;
+    const width = pageWidthFor(this.scroll.clientWidth || 800);
+    try {
+      const url = await pageImage(fileId, this.page, width);
+      if (this._shown !== shown) return;
+      this.img.src = url;
+      await this.img.decode().catch(() => {});
+      if (this._shown !== shown) return;
+      this.root.dataset.shownPage = String(this.page);
+    } catch (err) {
+      showError(err);
+    }
+    if (this.annotate && changedFile) await this.loadAnnotations();
+    this._layout();
+    this.dispatchEvent(new CustomEvent("pagechange", { detail: { fileId, page: this.page, source } }));
+    // Warm the next page so turning is instant.
+    if (this.page < this.pages) pageImage(fileId, this.page + 1, width).catch(() => {});
+  }
+
+  turn(delta) {
+    if (!this.fileId) return;
+    const next = Math.min(Math.max(1, this.page + delta), this.pages);
+    if (next !== this.page) {
+      this.dispatchEvent(new CustomEvent("userturn", { detail: { page: next } }));
+      this.show(this.fileId, next, this.pages, "user");
+    }
+  }
+
+  setZoom(zoom) {
+    this.zoom = Math.min(ZOOM_MAX, Math.max(ZOOM_MIN, zoom));
+    this._layout();
+  }
+
+  setTool(tool) {
+    this.tool = tool;
+    this.wrap.classList.toggle("tool-active", tool !== "none");
+  }
+
+  _layout() {
+    const available = this.scroll.clientWidth || 800;
+    this.wrap.style.width = `${Math.round(available * this.zoom - 16)}px`;
+    const rect = this.wrap.getBoundingClientRect();
+    const ratio = window.devicePixelRatio || 1;
+    this.canvas.width = Math.max(1, Math.round(rect.width * ratio));
+    this.canvas.height = Math.max(1, Math.round(rect.height * ratio));
+    this._draw();
+  }
+
+  // --- annotations ------------------------------------------------------------------------
+  async loadAnnotations() {
+    if (!this.fileId) return;
+    try {
+      this.annotations = listOf(await api(`files/${this.fileId}/annotations`), "annotations");
+    } catch {
+      this.annotations = [];
+    }
+    this._draw();
+  }
+
+  _pageAnnotations() {
+    return this.annotations.filter((a) => a.page === this.page);
+  }
+
+  _draw() {
+    const ctx = this.canvas.getContext("2d");
+    const w = this.canvas.width;
+    const hgt = this.canvas.height;
+    ctx.clearRect(0, 0, w, hgt);
+    const marks = [...this._pageAnnotations()];
+    if (this.drawing) marks.push(this.drawing);
+    this.notes.replaceChildren();
+    for (const mark of marks) {
+      const data = mark.data || {};
+      if (mark.kind === "ink" && data.points?.length) {
+        ctx.strokeStyle = data.color || PEN.color;
+        ctx.lineWidth = Math.max(1, (data.width || PEN.width) * w);
+        ctx.lineJoin = "round";
+        ctx.lineCap = "round";
+        ctx.beginPath();
+        data.points.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * hgt) : ctx.moveTo(x * w, y * hgt)));
+        ctx.stroke();
+      } else if (mark.kind === "highlight" && data.rect) {
+        const [x, y, rw, rh] = data.rect;
+        ctx.globalAlpha = data.opacity || HIGHLIGHTER.opacity;
+        ctx.fillStyle = data.color || HIGHLIGHTER.color;
+        ctx.fillRect(x * w, y * hgt, rw * w, rh * hgt);
+        ctx.globalAlpha = 1;
+      } else if (mark.kind === "note" && data.text) {
+        const pin = h("div", { class: "note-pin", role: "note" }, data.text);
+        pin.style.left = `${(data.x || 0) * 100}%`;
+        pin.style.top = `${(data.y || 0) * 100}%`;
+        this.notes.append(pin);
+      }
+    }
+  }
+
+  async _save(kind, data) {
+    const body = { page: this.page, kind, data, shared: this.share };
+    if (this.share && this.meetingId) body.meeting_id = this.meetingId;
+    const local = { ...body, id: `local-${Date.now()}` };
+    this.annotations.push(local);
+    this._draw();
+    try {
+      const saved = await api(`files/${this.fileId}/annotations`, { method: "POST", body });
+      Object.assign(local, saved || {});
+      this.dispatchEvent(new CustomEvent("annotated", { detail: local }));
+    } catch (err) {
+      this.annotations = this.annotations.filter((a) => a !== local);
+      this._draw();
+      showError(err);
+    }
+  }
+
+  _point(event) {
+    const rect = this.wrap.getBoundingClientRect();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return [clamp((event.clientX - rect.left) / rect.width), clamp((event.clientY - rect.top) / rect.height)];
+  }
+
+  // --- pointer input: pinch, swipe, drawing ------------------------------------------------
+  _bind() {
+    const el = this.wrap;
+    el.addEventListener("pointerdown", (event) => {
+      this.pointers.set(event.pointerId, { x: event.clientX, y: event.clientY, x0: event.clientX, y0: event.clientY });
+      if (this.pointers.size === 2) {
+        const [a, b] = [...this.pointers.values()];
+        this.pinch = { distance: Math.hypot(a.x - b.x, a.y - b.y), zoom: this.zoom };
+        this.drawing = null;
+        return;
+      }
+      if (this.tool === "none" || !this.annotate) return;
+      el.setPointerCapture(event.pointerId);
+      const p = this._point(event);
+      if (this.tool === "pen") this.drawing = { kind: "ink", page: this.page, data: { points: [p], color: PEN.color, width: PEN.width } };
+      if (this.tool === "highlighter") this.drawing = { kind: "highlight", page: this.page, data: { start: p, rect: [p[0], p[1], 0, 0], color: HIGHLIGHTER.color } };
+      if (this.tool === "note") this._addNote(p);
+      event.preventDefault();
+    });
+    el.addEventListener("pointermove", (event) => {
+      const pointer = this.pointers.get(event.pointerId);
+      if (pointer) Object.assign(pointer, { x: event.clientX, y: event.clientY });
+      if (this.pinch && this.pointers.size === 2) {
+        const [a, b] = [...this.pointers.values()];
+        this.setZoom(this.pinch.zoom * (Math.hypot(a.x - b.x, a.y - b.y) / (this.pinch.distance || 1)));
+        return;
+      }
+      if (!this.drawing) return;
+      const p = this._point(event);
+      if (this.drawing.kind === "ink") this.drawing.data.points.push(p);
+      else {
+        const [sx, sy] = this.drawing.data.start;
+        this.drawing.data.rect = [Math.min(sx, p[0]), Math.min(sy, p[1]), Math.abs(p[0] - sx), Math.abs(p[1] - sy)];
+      }
+      this._draw();
+    });
+    const end = (event) => {
+      const pointer = this.pointers.get(event.pointerId);
+      this.pointers.delete(event.pointerId);
+      if (this.pinch) {
+        if (this.pointers.size < 2) this.pinch = null;
+        return;
+      }
+      if (this.drawing) {
+        const mark = this.drawing;
+        this.drawing = null;
+        if (mark.kind === "ink" && mark.data.points.length > 1) {
+          mark.data.points = mark.data.points.map(([x, y]) => [Math.round(x * 10000) / 10000, Math.round(y * 10000) / 10000]);
+          this._save("ink", mark.data);
+        } else if (mark.kind === "highlight" && mark.data.rect[2] > 0.005 && mark.data.rect[3] > 0.003) {
+          const { start, ...data } = mark.data;
+          this._save("highlight", data);
+        } else {
+          this._draw();
+        }
+        return;
+      }
+      // A swipe when not drawing and not zoomed in: turn the page.
+      if (pointer && this.tool === "none" && this.zoom <= 1.05 && event.type === "pointerup") {
+        const dx = event.clientX - pointer.x0;
+        const dy = event.clientY - pointer.y0;
+        if (Math.abs(dx) > SWIPE_MIN_PX && Math.abs(dx) > 2 * Math.abs(dy)) this.turn(dx < 0 ? 1 : -1);
+      }
+    };
+    el.addEventListener("pointerup", end);
+    el.addEventListener("pointercancel", end);
+    this.scroll.addEventListener("wheel", (event) => {
+      if (!event.ctrlKey) return;
+      event.preventDefault();
+      this.setZoom(this.zoom * (event.deltaY < 0 ? 1.1 : 0.9));
+    }, { passive: false });
+    this.scroll.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowRight" || event.key === "PageDown") this.turn(1);
+      else if (event.key === "ArrowLeft" || event.key === "PageUp") this.turn(-1);
+      else if (event.key === "+" || event.key === "=") this.setZoom(this.zoom * 1.25);
+      else if (event.key === "-") this.setZoom(this.zoom / 1.25);
+      else return;
+      event.preventDefault();
+    });
+  }
+
+  async _addNote(p) {
+    const values = await dialog(t("tool_note"), h("div", {},
+      h("label", { for: "note-text" }, t("note_prompt")),
+      h("textarea", { id: "note-text", name: "text", required: true, rows: 3 })));
+    if (values && values.text.trim()) this._save("note", { x: p[0], y: p[1], text: values.text.trim() });
+  }
+}
