@@ -47,7 +47,8 @@ FULL_RATE_FPS = 48.0
 
 # --- the server process -------------------------------------------------------------------
 async def serve(mode: str) -> None:
-    engine = MediaEngine(EngineConfig(addresses=("127.0.0.1",), max_participants=10_000,
+    engine = MediaEngine(EngineConfig(addresses=("127.0.0.1",), peer_networks=("127.0.0.0/8",),
+                                      max_participants=10_000,
                                       silence_timeout_secs=3600, recordings_dir=None,
                                       mode=mode),  # type: ignore[arg-type]
                          notify=lambda notice: None)
@@ -133,7 +134,7 @@ async def signal(port: int, request: dict[str, Any]) -> dict[str, Any]:
 
 async def listen(port: int, count: int, first_user: int) -> None:
     """``count`` listen-only peers; prints their frame counters every second."""
-    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",))
+    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",), ("127.0.0.0/8",))
     counters = [0] * count
     peers = []
 
@@ -163,7 +164,7 @@ async def speak(port: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.media.peers import ToneTrack
 
-    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",))
+    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",), ("127.0.0.0/8",))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(ToneTrack(440))
 

@@ -181,6 +181,9 @@ class Settings:
     media_ice_servers: tuple[str, ...] = ()
     # Host candidate addresses the server offers (the hall's LAN address); empty: all.
     media_addresses: tuple[str, ...] = ()
+    # Networks (CIDR) remote peers may be reached at; empty: anywhere. A LAN-only hall
+    # sets its LAN; tests set 127.0.0.0/8, so no packet ever goes to another address.
+    media_peer_networks: tuple[str, ...] = ()
     # A peer whose audio stops for this long is dropped with media.left.
     media_silence_timeout_secs: float = 15.0
     # How often the floor of every meeting with remote participants is re-read.

@@ -64,6 +64,8 @@ class EngineConfig:
     ice_servers: tuple[str, ...] = ()
     # Host candidate addresses; empty: every interface (aioice's own choice).
     addresses: tuple[str, ...] = ()
+    # Networks (CIDR) peers may be reached at; empty: anywhere.
+    peer_networks: tuple[str, ...] = ()
     max_participants: int = 200
     silence_timeout_secs: float = 15.0
     # Where floor recordings go; None: no recording.
@@ -156,7 +158,7 @@ class MediaEngine:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            announce_addresses(loop, self.config.addresses)
+            announce_addresses(loop, self.config.addresses, self.config.peer_networks)
             loop.call_soon(ready.set)
             self._monitor = loop.create_task(self._watch_silence())
             try:

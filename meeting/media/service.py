@@ -62,6 +62,7 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         ice_servers=settings.media_ice_servers,
         addresses=settings.media_addresses,
+        peer_networks=settings.media_peer_networks,
         max_participants=settings.media_max_participants,
         silence_timeout_secs=settings.media_silence_timeout_secs,
         recordings_dir=settings.data_dir / RECORDINGS_DIR if settings.media_record else None,

@@ -73,7 +73,7 @@ class Hall:
 async def open_hall(make_server: MakeServer, **settings: Any) -> Hall:
     loopback_only()
     server = await make_server(features=media_features(), media_addresses=("127.0.0.1",),
-                               **settings)
+                               media_peer_networks=("127.0.0.0/8",), **settings)
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6, delegates=9)
     chair = await server.login("chair", DEMO_PASSWORD)
     delegate_ids = city.delegate_ids[:4]

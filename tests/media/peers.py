@@ -23,7 +23,7 @@ HEARD_FRAMES = 100
 
 def loopback_only() -> None:
     """Test clients in this loop gather host candidates on 127.0.0.1 and nothing else."""
-    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",))
+    announce_addresses(asyncio.get_running_loop(), ("127.0.0.1",), ("127.0.0.0/8",))
 
 
 class ToneTrack(MediaStreamTrack):

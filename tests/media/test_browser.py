@@ -1,0 +1,155 @@
+"""A real Chromium joins a meeting's media through the API and hears the floor.
+
+The page is served by the test itself on the API's origin (Playwright answers one path of
+it), so this test touches none of the web client's files: it signs in, takes the fake
+microphone, offers with ICE gathered, posts the offer to ``/api/v1/meetings/{id}/media`` and
+measures the loudest frequency of what it receives with WebAudio. Only its 127.0.0.1
+candidate is offered to the server, and the test checks that the server's peer never
+learned any other address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.harness import IN_CI
+from tests.media.conftest import Hall
+from tests.media.peers import Client
+
+TONE_HZ = 440.0
+PAGE = "/__media_test__.html"
+
+PAGE_HTML = """<!doctype html><meta charset="utf-8"><title>media test</title>
+<audio id="out" autoplay muted></audio>
+<script>
+window.result = {state: "starting"};
+async function join(meetingId, token) {
+  const pc = new RTCPeerConnection({iceServers: []});
+  window.pc = pc;
+  const mic = await navigator.mediaDevices.getUserMedia({audio: true, video: false});
+  mic.getTracks().forEach(t => pc.addTrack(t, mic));
+  pc.addEventListener("track", ev => {
+    const stream = ev.streams[0] || new MediaStream([ev.track]);
+    document.getElementById("out").srcObject = stream;
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 8192;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    window.peak = () => {
+      const bins = new Float32Array(analyser.frequencyBinCount);
+      analyser.getFloatFrequencyData(bins);
+      let best = 0;
+      for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+      return {hz: best * ctx.sampleRate / analyser.fftSize, db: bins[best]};
+    };
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise(resolve => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange",
+      () => pc.iceGatheringState === "complete" && resolve());
+  });
+  // Loopback only: the server must never be told of another address of this machine.
+  const sdp = pc.localDescription.sdp.split("\\r\\n").filter(
+    line => !line.startsWith("a=candidate") || line.includes(" 127.0.0.1 ")).join("\\r\\n");
+  const response = await fetch(`/api/v1/meetings/${meetingId}/media`, {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "Authorization": `Bearer ${token}`},
+    body: JSON.stringify({sdp, type: "offer"}),
+  });
+  const answer = await response.json();
+  if (response.status !== 201) { window.result = {state: "refused", answer}; return; }
+  await pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
+  window.result = {state: "joined", session_id: answer.session_id};
+}
+</script>"""
+
+
+@pytest.fixture
+async def chromium() -> Any:
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing: the browser tests must run in CI")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
+                  "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
+                  "--autoplay-policy=no-user-gesture-required"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def test_chromium_joins_and_hears_the_floor(hall: Hall, chromium: Any) -> None:
+    speaker = Client(TONE_HZ)
+    sessions: list[str] = []
+
+    async def signal(sdp: str) -> str:
+        answer = await hall.join(hall.delegates[0], sdp)
+        assert answer.status_code == 201, answer.text
+        sessions.append(answer.json()["session_id"])
+        return str(answer.json()["sdp"])
+
+    context = await chromium.new_context()
+    try:
+        await speaker.join(signal)
+        await hall.give_floor(hall.delegates[0])
+        page = await context.new_page()
+        await page.route(f"{hall.server.url}{PAGE}",
+                         lambda route: route.fulfill(body=PAGE_HTML, content_type="text/html"))
+        await page.goto(f"{hall.server.url}{PAGE}")
+        async with hall.server.socket(hall.chair) as ws:
+            await ws.subscribe({hall.topic: 0})
+            await page.evaluate(f"join({hall.meeting_id}, {json.dumps(hall.delegates[1])})")
+            result = await page.evaluate("window.result")
+            assert result["state"] == "joined", result
+            joined = await ws.next_event("media.joined")
+            while joined["data"]["session_id"] != result["session_id"]:
+                joined = await ws.next_event("media.joined")
+            assert joined["data"]["user_id"] == hall.delegate_ids[1]
+
+        # The browser hears the floor: the speaker's tone is the loudest frequency.
+        peak: dict[str, float] = {}
+        for _ in range(100):
+            peak = await page.evaluate("window.peak ? window.peak() : {hz: 0, db: -1000}")
+            if abs(peak["hz"] - TONE_HZ) < 15 and peak["db"] > -60:
+                break
+            await asyncio.sleep(0.1)
+        assert abs(peak["hz"] - TONE_HZ) < 15 and peak["db"] > -60, peak
+        stats: list[Any] = []
+        for _ in range(50):
+            stats = await page.evaluate("""async () => {
+                const found = [];
+                (await window.pc.getStats()).forEach(s => {
+                  if (s.type === "inbound-rtp" && s.kind === "audio")
+                    found.push(s.packetsReceived);
+                  if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded")
+                    found.push("pair");
+                });
+                return found;
+            }""")
+            if "pair" in stats and any(isinstance(n, int) and n > 50 for n in stats):
+                break
+            await asyncio.sleep(0.1)
+        assert "pair" in stats and any(isinstance(n, int) and n > 50 for n in stats), stats
+
+        # Every address the server's peer knows of the browser is loopback.
+        engine = hall.server.ctx.extensions["media"].engine
+        peer = engine._peers[result["session_id"]]
+        remote = peer.pc.getTransceivers()[0].receiver.transport.transport
+        hosts = {c.host for c in remote._connection._remote_candidates}
+        assert hosts == {"127.0.0.1"}, hosts
+    finally:
+        await context.close()
+        await speaker.close()
