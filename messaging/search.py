@@ -15,7 +15,7 @@ import unicodedata
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, text
+from sqlalchemy import Integer, and_, column, delete, exists, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
@@ -87,7 +87,7 @@ def _match_clause(dialect: str, tokens: list[str]) -> Any:
     fts = " ".join(f'"{token}"*' for token in tokens)
     return SearchDocument.id.in_(
         text("SELECT rowid FROM search_fts WHERE search_fts MATCH :fts")
-        .bindparams(fts=fts).columns()
+        .bindparams(fts=fts).columns(column("rowid", Integer))
     )
 
 
