@@ -56,6 +56,13 @@ class WorkerCrashed(Exception):
 
 
 def _jobs() -> dict[str, Callable[..., Any]]:
+    # Libraries are loaded before the worker says it is ready, so no job's time limit
+    # pays for them.
+    import fpdf  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import pypdf  # noqa: F401
+    import pypdfium2  # noqa: F401
+
     from server.files import pdf_check, rendering, stamping
 
     return {

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server.audit import AuditRecord
-from server.demo import DemoCity
+from server.demo import DemoCity, seed_demo
 from server.files.models import StoredFile
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import RunningServer
@@ -48,3 +48,9 @@ async def tokens(server: RunningServer, city: DemoCity) -> dict[str, str]:
     """Tokens of three delegates and a ward officer of the demo city."""
     names = ["delegate001", "delegate002", "delegate003", "ward001"]
     return {name: await server.login(name, DEMO_PASSWORD) for name in names}
+
+
+async def seeded_token(server: RunningServer, username: str) -> str:
+    """Seed the small demo city on ``server`` and sign ``username`` in."""
+    await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6, delegates=9)
+    return await server.login(username, DEMO_PASSWORD)

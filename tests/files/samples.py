@@ -135,17 +135,21 @@ def cyclic_pdf() -> bytes:
     ])
 
 
-def bomb_pdf(megabytes: int = 100) -> bytes:
-    """A content stream of a few hundred KB that inflates to ``megabytes`` MB."""
+def bomb_pdf(megabytes: int = 100, pages: int = 1) -> bytes:
+    """Pages whose content streams of some 100 KB each inflate to ``megabytes`` MB."""
     compressor = zlib.compressobj(9)
     block = b"\0" * (1 << 20)
     data = b"".join(compressor.compress(block) for _ in range(megabytes)) + compressor.flush()
-    return raw_pdf([
+    kids = b" ".join(b"%d 0 R" % (3 + 2 * i) for i in range(pages))
+    objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
-        _stream(data, b"/Filter /FlateDecode"),
-    ])
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
+    ]
+    for i in range(pages):
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                       b"/Contents %d 0 R >>" % (4 + 2 * i))
+        objects.append(_stream(data, b"/Filter /FlateDecode"))
+    return raw_pdf(objects)
 
 
 def image_bomb_pdf() -> bytes:

@@ -1,0 +1,58 @@
+"""A PDF that keeps the parser busy forever costs one worker, never the server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from server.files.runtime import runtime
+from tests.conftest import MakeServer
+from tests.files import samples
+from tests.files.conftest import seeded_token, stored, upload
+
+
+async def test_endless_parse_times_out_in_the_worker_while_requests_are_served(
+        make_server: MakeServer) -> None:
+    server = await make_server(pdf_worker_timeout_secs=1.0, render_ahead_pages=0)
+    token = await seeded_token(server, "delegate001")
+    rt = runtime(server.ctx)
+    before = await stored(server)
+    async with server.http(token) as client:
+        hostile = asyncio.create_task(upload(client, samples.slow_pdf(), name="vong-lap.pdf"))
+        served = 0
+        while not hostile.done():
+            me = await client.get("/api/v1/me")
+            assert me.status_code == 200
+            served += 1
+            await asyncio.sleep(0.05)  # pace the checks; the loop ends when the upload does
+        response = await hostile
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_pdf"
+        # Other requests went on while the worker was stuck, and the worker was killed.
+        assert served >= 1
+        assert rt.parse_pool.killed == 1
+        assert await stored(server) == before
+
+        # The next document is checked by a fresh worker.
+        good = await upload(client, samples.text_pdf(2))
+        assert good.status_code == 201, good.text
+        assert good.json()["pages"] == 2
+    await rt.settled()
+
+
+async def test_a_worker_out_of_memory_fails_only_its_job(make_server: MakeServer) -> None:
+    # Each page's content inflates to 70 MB (under pypdf's own limit per stream) and pypdf
+    # keeps them all: within a 300 MB address space the worker runs out of memory. The
+    # upload is refused, and the next one is checked by a fresh worker.
+    server = await make_server(pdf_worker_memory_mb=300, render_ahead_pages=0)
+    token = await seeded_token(server, "delegate001")
+    rt = runtime(server.ctx)
+    before = await stored(server)
+    async with server.http(token) as client:
+        response = await upload(client, samples.bomb_pdf(70, pages=4))
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_pdf"
+        assert "memory" in response.json()["error"]["message"]
+        assert await stored(server) == before
+        good = await upload(client, samples.text_pdf(1))
+        assert good.status_code == 201, good.text
+    assert rt.parse_pool.started == 2
