@@ -96,6 +96,9 @@ class Settings:
     # Protocol-level pings keep NAT mappings open and detect dead tablets.
     ws_ping_interval_secs: float = 20.0
     ws_ping_timeout_secs: float = 20.0
+    # permessage-deflate keeps a zlib context per socket (~50 KiB each) and compresses every
+    # frame once per socket; off by default, on for thin links where bytes cost more.
+    ws_per_message_deflate: bool = False
     # Events older than this are pruned from the log; resuming before them gives reset.
     event_retention_secs: int = 30 * 24 * 3600
     # How often each node compares its topics with the log, to recover dropped messages.
