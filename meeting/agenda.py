@@ -219,11 +219,7 @@ async def remove_item(ctx: Context, actor: Principal, meeting_id: int, item_id: 
             removed.update(frontier)
         parent_id = item.parent_id
         await w.session.execute(delete(AgendaDocument).where(AgendaDocument.item_id.in_(removed)))
-        for doomed in sorted(removed, reverse=True):
-            row = await w.session.get(AgendaItem, doomed)
-            if row is not None:
-                await w.session.delete(row)
-        await w.session.flush()
+        await w.session.execute(delete(AgendaItem).where(AgendaItem.id.in_(removed)))
         for index, sibling in enumerate(await _siblings(w.session, meeting_id, parent_id)):
             sibling.position = index
         topic = meeting_topic(meeting_id)

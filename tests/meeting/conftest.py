@@ -56,7 +56,8 @@ async def make_room(server: RunningServer, city: DemoCity, *, delegates: int = 4
     for name in names:
         tokens[name] = await login(server, name)
     tokens["guest"] = await login(server, "standing")
-    tokens["outsider"] = await login(server, f"delegate{delegates + 1:03d}")
+    # Every demo delegate sits in the demo meeting; a ward's staff member sits in none.
+    tokens["outsider"] = await login(server, "ward001")
     chair = server.http(chair_token)
     body = {
         "title": "Kỳ họp thứ 12 HĐND thành phố", "starts_at": "2026-11-23T08:00:00+07:00",
@@ -71,7 +72,7 @@ async def make_room(server: RunningServer, city: DemoCity, *, delegates: int = 4
                 secretary=clients["secretary"], delegates=[clients[n] for n in names],
                 guest=clients["guest"], outsider=clients["outsider"], tokens=tokens,
                 delegate_ids=city.delegate_ids[:delegates], guest_id=city.standing_id,
-                outsider_id=city.delegate_ids[delegates])
+                outsider_id=city.ward_user_ids[0])
     try:
         yield room
     finally:
@@ -89,3 +90,47 @@ async def meeting_count(server: RunningServer) -> int:
     async with server.ctx.read() as session:
         return int((await session.execute(select(func.count()).select_from(Meeting)))
                    .scalar_one())
+
+
+async def store_pdf(server: RunningServer, uploader_id: int, title: str = "Tài liệu kỳ họp",
+                    pages: int = 3) -> int:
+    """A generated Vietnamese PDF stored as ``uploader_id``'s file; returns its id."""
+    from meeting.demo import document_pdf, store_document
+    from server.auth.principal import Principal
+    from server.org.models import User
+
+    data, count = document_pdf(title, pages)
+    async with server.ctx.read() as session:
+        user = await session.get(User, uploader_id)
+    assert user is not None
+    stored = await store_document(server.ctx, Principal.of(user), data, f"{title}.pdf", count)
+    return stored.id
+
+
+def apply_event(state: dict[str, Any], event: dict[str, Any]) -> None:
+    """What a tablet does with an event of ``meeting:{id}`` (the convergence test's client)."""
+    kind, data = event["type"], event["data"]
+    if kind == "meeting.state_changed":
+        state["state"] = data["state"]
+        state["started_at"] = data["started_at"]
+        state["closed_at"] = data["closed_at"]
+    elif kind == "meeting.updated":
+        for key in ("title", "starts_at", "place", "speech_limit_secs", "quorum"):
+            state[key] = data[key]
+    elif kind == "agenda.changed":
+        state["agenda"] = data["agenda"]
+    elif kind == "agenda.current_changed":
+        state["current_agenda_item_id"] = data["agenda_item_id"]
+    elif kind == "presentation.changed":
+        state["presentation"] = data["presentation"]
+    elif kind == "presenter.changed":
+        state["presenter_id"] = data["presenter_id"]
+    elif kind == "attendance.changed":
+        state["participants"] = [data["participant"] if p["user_id"] == data["user_id"] else p
+                                 for p in state["participants"]]
+        state["quorum"] = data["quorum"]
+    elif kind.startswith("speaker"):
+        state["speakers"] = data["speakers"]
+    elif kind not in ("meeting.created", "annotation.shared", "annotation.removed"):
+        raise AssertionError(f"the test client does not know {kind}")
+    state["seq"] = event["seq"]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.meeting.conftest import Room
+from typing import Any
+
+import pytest
+
+from server.demo import DemoCity
+from tests.harness import RunningServer
+from tests.meeting.conftest import Room, login, meeting_count
 
 
 async def test_state_of_a_new_meeting(room: Room) -> None:
@@ -11,15 +17,18 @@ async def test_state_of_a_new_meeting(room: Room) -> None:
     assert state["seq"] >= 1
     roles = {p["user_id"]: p["role"] for p in state["participants"]}
     assert roles[room.city.chair_id] == "chair"
+    assert roles[room.city.secretary_id] == "secretary"
     assert roles[room.guest_id] == "guest"
+    # Members are the chair and the four delegates; guests and secretaries never count.
     assert state["quorum"] == {"rule": {"numerator": 2, "denominator": 3}, "members": 5,
                                "present": 0, "required": 4, "reached": False}
     assert state["speakers"] == {"queue": [], "current": None, "totals": []}
     assert state["presentation"] is None
     assert state["polls"] == []
+    assert state["you"] == {"user_id": room.city.chair_id, "role": "chair"}
 
 
-async def test_lifecycle(room: Room) -> None:
+async def test_lifecycle_and_audit(room: Room) -> None:
     response = await room.chair.post(room.base + "/start")
     assert response.status_code == 200, response.text
     assert response.json()["state"] == "in_session"
@@ -27,4 +36,111 @@ async def test_lifecycle(room: Room) -> None:
     assert (await room.chair.post(room.base + "/start")).json()["state"] == "in_session"
     assert (await room.chair.post(room.base + "/close")).json()["state"] == "closed"
     state = await room.state()
-    assert state["state"] == "closed" and state["closed_at"]
+    assert state["state"] == "closed" and state["closed_at"] and state["started_at"]
+    from sqlalchemy import select
+
+    from server.audit import AuditRecord
+    async with room.server.ctx.read() as session:
+        actions = (await session.execute(
+            select(AuditRecord.action).where(AuditRecord.subject == f"meeting:{room.meeting_id}")
+            .order_by(AuditRecord.seq))).scalars().all()
+    assert actions == ["meeting.create", "meeting.in_session", "meeting.adjourned",
+                       "meeting.in_session", "meeting.closed"]
+
+
+@pytest.mark.parametrize(("steps", "action", "code"), [
+    ([], "/adjourn", "illegal_transition"),
+    (["/start"], "/start", "illegal_transition"),
+    (["/close"], "/start", "meeting_closed"),
+    (["/close"], "/close", "meeting_closed"),
+])
+async def test_illegal_transitions_change_nothing(room: Room, steps: list[str], action: str,
+                                                  code: str) -> None:
+    for step in steps:
+        assert (await room.chair.post(room.base + step)).status_code == 200
+    before = await room.state()
+    response = await room.chair.post(room.base + action)
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == code
+    assert await room.state() == before
+
+
+async def test_only_the_chair_runs_the_lifecycle(room: Room) -> None:
+    before = await room.state()
+    for client in (room.delegates[0], room.secretary, room.guest):
+        response = await client.post(room.base + "/start")
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "not_chair"
+    response = await room.outsider.post(room.base + "/start")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "meeting_not_found"
+    assert await room.state() == before
+
+
+async def test_list_and_visibility(room: Room) -> None:
+    mine = (await room.delegates[0].get("/api/v1/meetings")).json()["meetings"]
+    assert (room.meeting_id, "delegate") in [(m["id"], m["role"]) for m in mine]
+    assert {m["title"] for m in mine} >= {"Kỳ họp thứ 12 HĐND thành phố"}
+    assert (await room.outsider.get("/api/v1/meetings")).json() == {"meetings": []}
+    response = await room.outsider.get(room.base)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "meeting_not_found"
+    response = await room.chair.get("/api/v1/meetings/999999")
+    assert response.status_code == 404
+
+
+async def test_patch_meeting(room: Room) -> None:
+    response = await room.secretary.patch(room.base, json={
+        "place": "Phòng họp số 2", "speech_limit_secs": 120,
+        "quorum": "majority_of_members"})
+    assert response.status_code == 200, response.text
+    state = response.json()
+    assert state["place"] == "Phòng họp số 2" and state["speech_limit_secs"] == 120
+    assert state["quorum"]["required"] == 3
+    before = await room.state()
+    response = await room.delegates[0].patch(room.base, json={"place": "X"})
+    assert response.status_code == 403
+    response = await room.chair.patch(room.base, json={"quorum": {"numerator": 3,
+                                                                  "denominator": 2}})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_quorum"
+    assert await room.state() == before
+
+
+@pytest.mark.parametrize(("change", "status", "code"), [
+    ({"chair_ids": []}, 422, "chair_required"),
+    ({"delegate_ids": "SAME_AS_CHAIR"}, 422, "duplicate_participant"),
+    ({"delegate_ids": [987654]}, 422, "unknown_user"),
+    ({"starts_at": "2026-11-23T08:00:00"}, 400, "invalid_request"),
+    ({"title": ""}, 400, "invalid_request"),
+    ({"unexpected": 1}, 400, "invalid_request"),
+    ({"quorum": "most_of_them"}, 400, "invalid_request"),
+])
+async def test_bad_meetings_store_nothing(server: RunningServer, city: DemoCity,
+                                          change: dict[str, Any], status: int,
+                                          code: str) -> None:
+    token = await login(server, "chair")
+    body: dict[str, Any] = {"title": "Họp", "starts_at": "2026-11-23T08:00:00+07:00",
+                            "chair_ids": [city.chair_id], "delegate_ids": city.delegate_ids[:3]}
+    body.update(change)
+    if body["delegate_ids"] == "SAME_AS_CHAIR":
+        body["delegate_ids"] = [city.chair_id]
+    before = await meeting_count(server)
+    async with server.http(token) as client:
+        response = await client.post("/api/v1/meetings", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert await meeting_count(server) == before
+
+
+async def test_a_delegate_cannot_schedule_a_meeting(server: RunningServer,
+                                                    city: DemoCity) -> None:
+    token = await login(server, "delegate001")
+    before = await meeting_count(server)
+    async with server.http(token) as client:
+        response = await client.post("/api/v1/meetings", json={
+            "title": "Họp", "starts_at": "2026-11-23T08:00:00+07:00",
+            "chair_ids": [city.delegate_ids[0]], "delegate_ids": city.delegate_ids[1:3]})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "not_organiser"
+    assert await meeting_count(server) == before

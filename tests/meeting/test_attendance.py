@@ -1,0 +1,86 @@
+"""Check-in, attendance marked by officers, and the quorum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.meeting.conftest import Room
+
+
+def entry(state: dict[str, Any], user_id: int) -> dict[str, Any]:
+    return next(p for p in state["participants"] if p["user_id"] == user_id)
+
+
+async def test_check_in_and_quorum(room: Room) -> None:
+    assert (await room.chair.post(room.base + "/start")).status_code == 200
+    token = room.tokens["delegate001"]
+    async with room.server.socket(token) as ws:
+        seq = (await room.state(room.delegates[0]))["seq"]
+        await ws.subscribe({f"meeting:{room.meeting_id}": seq})
+        for client in room.delegates[:3]:
+            response = await client.post(room.base + "/attendance", json={"present": True})
+            assert response.status_code == 200, response.text
+        events = [await ws.next_event("attendance.changed") for _ in range(3)]
+        assert [e["data"]["quorum"]["present"] for e in events] == [1, 2, 3]
+        assert not events[-1]["data"]["quorum"]["reached"]
+        # The guest checks in but never counts.
+        response = await room.guest.post(room.base + "/attendance", json={"present": True})
+        assert response.status_code == 200
+        assert response.json()["quorum"]["present"] == 3
+        assert response.json()["participant"]["present"] is True
+        response = await room.chair.post(room.base + "/attendance", json={"present": True})
+        event = await ws.next_event("attendance.changed")
+        event = await ws.next_event("attendance.changed")
+        assert event["data"]["quorum"] == {"rule": {"numerator": 2, "denominator": 3},
+                                           "members": 5, "present": 4, "required": 4,
+                                           "reached": True}
+    state = await room.state()
+    assert entry(state, room.delegate_ids[0])["checked_in_at"]
+    assert state["quorum"]["reached"]
+
+
+async def test_secretary_marks_absent_with_reason(room: Room) -> None:
+    # Officers record attendance before the session starts too.
+    response = await room.secretary.post(room.base + "/attendance", json={
+        "present": False, "user_id": room.delegate_ids[3], "reason": "Đi công tác"})
+    assert response.status_code == 200, response.text
+    response = await room.chair.post(room.base + "/attendance", json={
+        "present": True, "user_id": room.delegate_ids[2]})
+    assert response.status_code == 200, response.text
+    state = await room.state()
+    absent = entry(state, room.delegate_ids[3])
+    assert absent["present"] is False and absent["absent_reason"] == "Đi công tác"
+    assert absent["marked_by"] == room.city.secretary_id
+    assert entry(state, room.delegate_ids[2])["present"] is True
+
+
+@pytest.mark.parametrize(("setup", "who", "body", "status", "code"), [
+    ([], "delegate", {"present": True}, 409, "meeting_not_in_session"),
+    (["/start", "/adjourn"], "delegate", {"present": True}, 409, "meeting_not_in_session"),
+    (["/close"], "delegate", {"present": True}, 409, "meeting_closed"),
+    (["/close"], "chair", {"present": True, "user_id": "D2"}, 409, "meeting_closed"),
+    (["/start"], "delegate", {"present": True, "user_id": "D2"}, 403, "not_officer"),
+    (["/start"], "guest", {"present": False, "user_id": "D2"}, 403, "not_officer"),
+    (["/start"], "outsider", {"present": True}, 404, "meeting_not_found"),
+    (["/start"], "chair", {"present": True, "user_id": "OUT"}, 422, "not_a_participant"),
+    (["/start"], "delegate", {"present": False, "reason": "Ốm"}, 422, "reason_not_allowed"),
+    (["/start"], "delegate", {"present": "yes"}, 400, "invalid_request"),
+])
+async def test_bad_attendance_changes_nothing(room: Room, setup: list[str], who: str,
+                                              body: dict[str, Any], status: int,
+                                              code: str) -> None:
+    for step in setup:
+        assert (await room.chair.post(room.base + step)).status_code == 200
+    if body.get("user_id") == "D2":
+        body["user_id"] = room.delegate_ids[1]
+    if body.get("user_id") == "OUT":
+        body["user_id"] = room.outsider_id
+    client = {"delegate": room.delegates[0], "guest": room.guest, "chair": room.chair,
+              "outsider": room.outsider}[who]
+    before = await room.state()
+    response = await client.post(room.base + "/attendance", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert await room.state() == before
