@@ -1,0 +1,112 @@
+"""The floor mixer, listener tracks and the recorder, without a network."""
+
+from __future__ import annotations
+
+import fractions
+from pathlib import Path
+
+import av
+import numpy as np
+from av import AudioFrame
+
+from meeting.media.floor import (
+    FRAME_SAMPLES,
+    LISTENER_BUFFER_PACKETS,
+    SAMPLE_RATE,
+    SOURCE_BUFFER_FRAMES,
+    FloorMixer,
+    ListenerTrack,
+)
+from meeting.media.recorder import Recorder
+
+
+def tone(frequency: float, start: int = 0, layout: str = "stereo") -> AudioFrame:
+    t = (np.arange(FRAME_SAMPLES) + start) / SAMPLE_RATE
+    mono = (np.sin(2 * np.pi * frequency * t) * 8000).astype(np.int16)
+    data = np.repeat(mono, 2) if layout == "stereo" else mono
+    frame = AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout=layout)
+    frame.sample_rate = SAMPLE_RATE
+    frame.pts = start
+    frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+    return frame
+
+
+def peak_hz(samples: np.ndarray) -> float:
+    power = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(samples.size, 1 / SAMPLE_RATE)[int(power.argmax())])
+
+
+def test_only_the_floor_is_mixed() -> None:
+    mixer = FloorMixer()
+    mixer.set_sources(["a"])
+    mixer.feed("a", tone(440))
+    mixer.feed("b", tone(1000))  # not on the floor: dropped as it arrives
+    assert not mixer.on_floor("b")
+    left = mixer.mix().to_ndarray().reshape(-1, 2)[:, 0].astype(np.float64)
+    assert abs(peak_hz(left) - 440) < 60
+
+    mixer.set_sources(["a", "b"])
+    mixer.feed("a", tone(440, FRAME_SAMPLES))
+    mixer.feed("b", tone(1000, FRAME_SAMPLES, layout="mono"))  # resampled to stereo
+    both = mixer.mix().to_ndarray().reshape(-1, 2)[:, 0].astype(np.float64)
+    power = np.abs(np.fft.rfft(both))
+    freqs = np.fft.rfftfreq(both.size, 1 / SAMPLE_RATE)
+    for frequency in (440, 1000):
+        assert power[np.abs(freqs - frequency) < 60].max() > 0.3 * power.max()
+
+    # Leaving the floor drops what the source had buffered.
+    mixer.feed("b", tone(1000))
+    mixer.set_sources(["a"])
+    assert np.abs(mixer.mix().to_ndarray()).max() == 0
+
+
+def test_a_source_buffer_and_a_listener_queue_are_bounded() -> None:
+    mixer = FloorMixer()
+    mixer.set_sources(["a"])
+    for index in range(SOURCE_BUFFER_FRAMES + 5):
+        mixer.feed("a", tone(440, index * FRAME_SAMPLES))
+    heard = sum(1 for _ in range(SOURCE_BUFFER_FRAMES + 5)
+                if np.abs(mixer.mix().to_ndarray()).max() > 0)
+    assert heard == SOURCE_BUFFER_FRAMES
+
+    track = ListenerTrack()
+    for index in range(LISTENER_BUFFER_PACKETS + 3):
+        track.offer(av.Packet(bytes([index])))
+    assert track.dropped == 3
+    assert len(track._items) == LISTENER_BUFFER_PACKETS
+    assert bytes(track._items[0]) == bytes([3])  # the oldest went first
+
+
+def test_encode_once_hands_the_same_packet_to_every_listener() -> None:
+    seen: list[av.Packet] = []
+    mixer = FloorMixer(on_packet=seen.append)
+    listeners = [ListenerTrack() for _ in range(3)]
+    mixer.listeners.update(listeners)
+    for _ in range(5):
+        mixer.tick()
+    assert mixer.packets == len(seen) > 0
+    for listener in listeners:
+        assert [id(p) for p in listener._items] == [id(p) for p in seen]
+
+    naive = FloorMixer(mode="naive")
+    listener = ListenerTrack()
+    naive.listeners.add(listener)
+    naive.tick()
+    assert isinstance(listener._items[0], AudioFrame) and naive.packets == 0
+
+
+def test_the_recorder_writes_a_playable_ogg(tmp_path: Path) -> None:
+    mixer = FloorMixer()
+    recorder = Recorder(tmp_path / "m" / "floor.ogg", mixer.extradata)
+    mixer._on_packet = recorder.offer
+    mixer.set_sources(["a"])
+    for index in range(50):
+        mixer.feed("a", tone(440, index * FRAME_SAMPLES))
+        mixer.tick()
+    summary = recorder.close()
+    assert summary.packets == mixer.packets and summary.dropped == 0
+    assert summary.size_bytes > 0 and 0.9 < summary.duration_secs < 1.1
+    with av.open(str(summary.path)) as container:
+        samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    assert abs(peak_hz(samples.astype(np.float64)) - 440) < 5
+
