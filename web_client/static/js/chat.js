@@ -19,10 +19,11 @@ const state = {
   sent: new Map(),
   channels: new Map(),
   messages: new Map(), // channel id -> Map(message id -> message)
-  users: new Map(), // user id -> {display_name, unit_id}
+  users: new Map([[me.id, me]]), // user id -> {display_name, unit_id}
   units: [],
   presence: new Map(), // user id -> online|away|offline
   typing: new Map(), // channel id -> Map(user id -> until)
+  unitPresence: new Map(), // unit id -> Set(user id)
   receipts: new Map(), // directive id -> receipts document
   replyTo: null,
   route: { view: "inbox" },
@@ -33,7 +34,7 @@ const state = {
 const receiptOf = (d) => d.receipt || d.my_receipt || d;
 const isAcked = (d) => !!receiptOf(d).acknowledged_at;
 const isRead = (d) => !!receiptOf(d).read_at;
-const senderName = (d) => d.sender?.display_name || d.sender_name || userName(d.sender_id);
+const senderName = (d) => d.sender?.display_name || d.sender_name || state.users.get(d.sender_id)?.display_name || "";
 function userName(id) {
   if (id === undefined || id === null) return "";
   return state.users.get(id)?.display_name || `#${id}`;
@@ -70,12 +71,39 @@ async function loadSent() {
 
 async function loadChannels() {
   const list = listOf(await api("channels"), "channels");
-  state.channels = new Map(list.map((c) => [c.id, c]));
-  for (const channel of list) {
-    for (const member of channel.members || []) {
-      if (typeof member === "object") state.users.set(member.id ?? member.user_id, member);
+  const before = state.channels;
+  state.channels = new Map(list.map((c) => [c.id, { ...(before.get(c.id) || {}), ...c }]));
+  await Promise.all(list.filter((c) => c.kind !== "unit" && !state.channels.get(c.id).member_ids).map(async (c) => {
+    try {
+      const ids = (await api(`channels/${c.id}`)).member_ids || [];
+      state.channels.get(c.id).member_ids = ids;
+      // A direct channel is named "A · B" in the order of the members' ids.
+      const names = c.kind === "direct" ? (c.name || "").split(" · ") : [];
+      if (names.length === ids.length) {
+        ids.forEach((id, i) => state.users.has(id) || state.users.set(id, { id, display_name: names[i] }));
+      }
+    } catch {
+      /* shown without presence */
     }
+  }));
+  return list.filter((c) => !before.has(c.id));
+}
+
+async function loadPresence(unitId) {
+  try {
+    const answer = await api(`units/${unitId}/presence`);
+    for (const u of answer.users || []) state.presence.set(u.user_id, u.state);
+    state.unitPresence.set(unitId, new Set((answer.users || []).map((u) => u.user_id)));
+  } catch {
+    /* presence is a nicety */
   }
+}
+
+function unitOnline(unitId) {
+  const members = state.unitPresence.get(unitId);
+  if (!members) return null;
+  const online = [...members].filter((id) => state.presence.get(id) === "online").length;
+  return { online, total: members.size };
 }
 
 async function loadUnits() {
@@ -120,11 +148,15 @@ function navButton(label, hash, badge, extra = null) {
       badge ? h("span", { class: "badge", "aria-label": t("unread", { n: badge }) }, badge) : null));
 }
 
+function otherMember(channel) {
+  return (channel.member_ids || []).find((id) => id !== me.id);
+}
+
 function channelLabel(channel) {
   if (channel.kind === "direct") {
-    const other = (channel.members || []).map((m) => (typeof m === "object" ? m.id ?? m.user_id : m))
-      .find((id) => id !== me.id);
-    return channel.name || userName(other);
+    // A direct channel is named after both people: show the other one.
+    const names = (channel.name || "").split(" · ").filter((n) => n && n !== me.display_name);
+    return names.join(" · ") || userName(otherMember(channel));
   }
   return channel.name;
 }
@@ -134,8 +166,7 @@ function renderNav() {
   const channels = [...state.channels.values()].filter((c) => c.kind !== "direct");
   const directs = [...state.channels.values()].filter((c) => c.kind === "direct");
   const presenceDot = (channel) => {
-    const other = (channel.members || []).map((m) => (typeof m === "object" ? m.id ?? m.user_id : m))
-      .find((id) => id !== me.id);
+    const other = otherMember(channel);
     const status = state.presence.get(other) || "offline";
     return h("span", { class: `presence-dot presence-${status}`, title: t(`presence_${status}`), "aria-label": t(`presence_${status}`) });
   };
@@ -268,7 +299,9 @@ async function acknowledge(event, id) {
     const r = receiptOf(d);
     r.acknowledged_at = r.acknowledged_at || new Date().toISOString();
     toast(t("acknowledged"));
-    refresh();
+    renderBanner();
+    renderNav();
+    renderView();
   } catch (err) {
     showError(err);
   }
@@ -509,7 +542,7 @@ async function renderChannel(view, id) {
     try {
       await loadMessages(id);
       channel.loaded = true;
-      if (channel.kind === "unit" && channel.unit_id) await loadUnitMembers(channel.unit_id);
+      if (channel.kind === "unit" && channel.unit_id) await Promise.all([loadUnitMembers(channel.unit_id), loadPresence(channel.unit_id)]);
     } catch (err) {
       showError(err);
       return;
@@ -518,13 +551,12 @@ async function renderChannel(view, id) {
   }
   const msgs = [...messagesOf(id).values()].sort((a, b) => (a.seq || a.id) - (b.seq || b.id));
   const list = h("ul", { class: "messages", id: "message-list", "aria-label": channelLabel(channel) }, msgs.map((m) => messageItem(id, m)));
-  const online = channel.online ?? channel.presence?.online;
-  const total = channel.member_count ?? channel.presence?.total ?? (channel.members || []).length;
+  const counts = channel.unit_id ? unitOnline(channel.unit_id) : null;
   const textarea = h("textarea", { id: "message-input", name: "body", rows: 2, "aria-label": t("message_label"), placeholder: t("message_placeholder"),
     oninput: () => {
       if (Date.now() - state.lastTypingSent > TYPING_SEND_MS) {
         state.lastTypingSent = Date.now();
-        dhRealtime.signal(`channel:${id}`, "typing", {});
+        dhRealtime.signal(`channel:${id}`, "typing", { typing: true });
       }
     },
     onkeydown: (e) => {
@@ -535,7 +567,7 @@ async function renderChannel(view, id) {
     } });
   fill(view,
     h("div", { class: "row" }, h("h2", { class: "grow" }, channelLabel(channel)),
-      online !== undefined ? h("span", { class: "small muted", id: "online-count" }, t("online_count", { online, total })) : null),
+      counts ? h("span", { class: "small muted", id: "online-count" }, t("online_count", counts)) : null),
     list,
     h("div", { class: "typing", id: "typing", "aria-live": "polite" }, typingText(id)),
     state.replyTo ? h("div", { class: "quote row" }, t("replying_to", { name: userName(state.replyTo.author_id) }),
@@ -572,36 +604,55 @@ async function postMessage(event, channelId) {
   }
 }
 
+/** Pick people from any unit: a unit list, then its members (the choice is kept across units). */
+function peoplePicker(chosen, { single = false } = {}) {
+  const list = h("div", { class: "stack", id: "people" });
+  const showUnit = async (unitId) => {
+    const members = (await loadUnitMembers(unitId)).filter((m) => m.id !== me.id);
+    fill(list, members.length ? members.map((m) => h("label", { class: "inline" },
+      h("input", { type: single ? "radio" : "checkbox", name: "person", value: m.id, checked: chosen.has(m.id),
+        onchange: (e) => {
+          if (single) chosen.clear();
+          if (e.target.checked) chosen.add(m.id);
+          else chosen.delete(m.id);
+        } }), m.display_name)) : h("p", { class: "muted" }, t("none")));
+  };
+  const select = h("select", { id: "people-unit", "aria-label": t("unit"), onchange: (e) => showUnit(Number(e.target.value)) },
+    state.units.map((u) => h("option", { value: u.id, selected: u.id === me.unit_id }, u.name)));
+  showUnit(me.unit_id);
+  return h("div", {}, h("label", { for: "people-unit" }, t("unit")), select, h("fieldset", {}, h("legend", {}, t("members")), list));
+}
+
 async function newGroup() {
-  const members = await loadUnitMembers(me.unit_id);
+  const chosen = new Set();
   const values = await dialog(t("new_group"), h("div", {},
     h("label", { for: "g-name" }, t("group_name")), h("input", { id: "g-name", name: "name", type: "text", required: true }),
-    h("fieldset", {}, h("legend", {}, t("members")), members.filter((m) => m.id !== me.id).map((m) =>
-      h("label", { class: "inline" }, h("input", { type: "checkbox", name: `m${m.id}`, value: m.id }), m.display_name)))));
+    peoplePicker(chosen)));
   if (!values) return;
-  const member_ids = Object.entries(values).filter(([k]) => k.startsWith("m")).map(([, v]) => Number(v));
   try {
-    const channel = await api("channels", { method: "POST", body: { name: values.name, kind: "group", member_ids } });
-    await loadChannels();
-    location.hash = `#channel/${channel.id}`;
+    const channel = await api("channels", { method: "POST", body: { name: values.name, kind: "group", member_ids: [...chosen] } });
+    await openNewChannel(channel);
   } catch (err) {
     showError(err);
   }
 }
 
 async function newDirect() {
-  const members = await loadUnitMembers(me.unit_id);
-  const values = await dialog(t("new_direct"), h("div", {},
-    h("label", { for: "dm-user" }, t("members")),
-    h("select", { id: "dm-user", name: "user" }, members.filter((m) => m.id !== me.id).map((m) => h("option", { value: m.id }, m.display_name)))));
-  if (!values || !values.user) return;
+  const chosen = new Set();
+  const values = await dialog(t("new_direct"), peoplePicker(chosen, { single: true }));
+  if (!values || !chosen.size) return;
   try {
-    const channel = await api("channels", { method: "POST", body: { name: "", kind: "direct", member_ids: [Number(values.user)] } });
-    await loadChannels();
-    location.hash = `#channel/${channel.id}`;
+    const channel = await api("channels", { method: "POST", body: { kind: "direct", member_ids: [...chosen] } });
+    await openNewChannel(channel);
   } catch (err) {
     showError(err);
   }
+}
+
+async function openNewChannel(channel) {
+  const added = await loadChannels();
+  for (const c of added) dhRealtime.follow(`channel:${c.id}`, c.last_seq);
+  location.hash = `#channel/${channel.id}`;
 }
 
 // --- search ------------------------------------------------------------------------------------
@@ -723,16 +774,16 @@ function onEvent(event) {
       }
       return;
     }
-    case "directive.replied":
-    case "directive.reply":
-    case "reply.posted": {
+    case "directive.reply": {
       const id = data.directive_id;
       if (state.route.view === "directive" && state.route.id === id) renderView();
       return;
     }
-    case "channel.created":
-    case "channel.joined":
-      loadChannels().then(refresh).catch(showError);
+    case "channel.added":
+      loadChannels().then((added) => {
+        for (const c of added) dhRealtime.follow(`channel:${c.id}`, c.last_seq);
+        refresh();
+      }).catch(showError);
       return;
     default:
       return;
@@ -759,29 +810,24 @@ function onChannelEvent(channelId, type, data) {
 }
 
 function onSignal(frame) {
+  const data = frame.data || {};
   if (frame.type === "typing" && frame.topic.startsWith("channel:")) {
     const channelId = Number(frame.topic.split(":")[1]);
-    const userId = frame.data.user_id ?? frame.user_id;
+    const userId = data.user_id;
     if (userId === me.id) return;
+    if (data.display_name && !state.users.has(userId)) state.users.set(userId, { id: userId, display_name: data.display_name });
     if (!state.typing.has(channelId)) state.typing.set(channelId, new Map());
-    state.typing.get(channelId).set(userId, Date.now() + TYPING_SHOW_MS);
+    if (data.typing === false) state.typing.get(channelId).delete(userId);
+    else state.typing.get(channelId).set(userId, Date.now() + TYPING_SHOW_MS);
     updateTyping();
     setTimeout(updateTyping, TYPING_SHOW_MS + 50);
-  } else if (frame.type === "presence") {
-    const users = frame.data.users || [frame.data];
-    for (const u of users) if (u.user_id !== undefined) state.presence.set(u.user_id, u.status || u.state);
-    for (const channel of state.channels.values()) {
-      if (frame.topic === `unit:${channel.unit_id}` && frame.data.online !== undefined) {
-        channel.online = frame.data.online;
-        if (frame.data.total !== undefined) channel.member_count = frame.data.total;
-      }
-    }
+  } else if (frame.type === "presence.changed") {
+    state.presence.set(data.user_id, data.state);
+    if (data.unit_id !== undefined && state.unitPresence.has(data.unit_id)) state.unitPresence.get(data.unit_id).add(data.user_id);
     renderNav();
     const el = document.getElementById("online-count");
-    if (el && state.route.view === "channel") {
-      const c = state.channels.get(state.route.id);
-      if (c?.online !== undefined) el.textContent = t("online_count", { online: c.online, total: c.member_count ?? "?" });
-    }
+    const channel = state.route.view === "channel" ? state.channels.get(state.route.id) : null;
+    if (el && channel?.unit_id) el.textContent = t("online_count", unitOnline(channel.unit_id));
   }
 }
 
@@ -816,9 +862,11 @@ async function start() {
   for (const r of results) if (r.status === "rejected") console.warn(r.reason);
   for (const channel of state.channels.values()) {
     // Follow every channel so unread counts move live; history loads when opened.
-    dhRealtime.follow(`channel:${channel.id}`, channel.seq ?? channel.last_seq);
+    dhRealtime.follow(`channel:${channel.id}`, channel.last_seq);
   }
-  refresh();
+  renderBanner();
+  renderNav();
+  renderView();
 }
 
 start().catch(showError);

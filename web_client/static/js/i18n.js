@@ -438,12 +438,12 @@ export function applyI18n(root = document) {
   }
 }
 
-/** A date/time in the current language (Vietnamese: 24 h, day first). */
+/** A date/time: "23/11 14:05" (day first, 24 h, as read in Vietnam; the same in English). */
 export function formatTime(iso, withDate = true) {
   if (!iso) return "";
   const date = new Date(iso);
-  const options = withDate
-    ? { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" }
-    : { hour: "2-digit", minute: "2-digit" };
-  return date.toLocaleString(lang() === "vi" ? "vi-VN" : "en-GB", options);
+  if (Number.isNaN(date.getTime())) return "";
+  const two = (n) => String(n).padStart(2, "0");
+  const time = `${two(date.getHours())}:${two(date.getMinutes())}`;
+  return withDate ? `${two(date.getDate())}/${two(date.getMonth() + 1)} ${time}` : time;
 }

@@ -1,0 +1,105 @@
+"""Urgent instructions and chat in real browsers: `standing` issues an express instruction
+to two wards from the compose form; both wards see it at once; one acknowledges; the
+sender's board shows it without a reload. Then a direct conversation between two wards."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from server.demo import DemoCity
+from tests.browser.conftest import PHONE, TABLET_PORTRAIT, shot, signed_in, wait_online
+from tests.harness import RunningServer
+
+pytestmark = pytest.mark.browser
+
+
+async def test_express_instruction_and_live_board(server: RunningServer, city: DemoCity,
+                                                  browser: Any) -> None:
+    wards = []
+    for n in (1, 2):
+        _, page = await signed_in(server, browser, f"ward{n:03d}")
+        await page.goto(f"{server.url}/app/chat/")
+        await wait_online(page)
+        wards.append(page)
+    _, sender = await signed_in(server, browser, "standing")
+    await sender.goto(f"{server.url}/app/chat/#compose")
+    await wait_online(sender)
+    await sender.fill("#d-title", "Hỏa tốc: ứng phó bão số 9, sơ tán dân vùng trũng")
+    await sender.fill("#d-body", "Các phường khẩn trương tổ chức sơ tán, báo cáo trước 17 giờ.")
+    await sender.select_option("#urgency", "express")
+    for unit_id in city.commune_unit_ids[:2]:
+        await sender.check(f".unit-tree input[value='{unit_id}']")
+    await shot(sender, "chat-compose-tablet")
+    await sender.click("#issue-button")
+    await sender.wait_for_url("**#board/*")
+    await sender.wait_for_selector("#board-summary")
+    assert "0/2" in await sender.inner_text("#board-summary")
+
+    # Each ward sees it at once, impossible to miss.
+    for page in wards:
+        await page.wait_for_selector(".express-banner")
+        await page.wait_for_selector("#inbox-list li[data-urgency=express].unacked")
+    await shot(wards[0], "chat-inbox-express-tablet")
+
+    # One acknowledges with a note; the sender's board moves without a reload.
+    await wards[0].click(".express-banner a")
+    await wards[0].fill("#ack-note", "Đã nhận, đang triển khai sơ tán.")
+    await wards[0].click("#ack-button")
+    await wards[0].wait_for_selector("#acked-tag")
+    await sender.wait_for_function(
+        "() => document.querySelector('#board-summary').textContent.includes('1/2')")
+    missing = await sender.inner_text("#missing-units")
+    assert "Xã 002" in missing and "Phường 001" not in missing
+    await shot(sender, "chat-board-tablet")
+    # The second ward's banner stays until it acknowledges.
+    assert await wards[1].locator(".express-banner").count() == 1
+    await wards[0].set_viewport_size(PHONE)
+    await shot(wards[0], "chat-directive-phone")
+    errors = [e for page in [sender, *wards] for e in page.js_errors]
+    assert errors == []
+    await asyncio.gather(*(page.context.close() for page in [sender, *wards]))
+
+
+async def test_direct_messages_typing_edit_retract(server: RunningServer, city: DemoCity,
+                                                   browser: Any) -> None:
+    token = await server.login("ward001", "demo-password-1")
+    async with server.http(token) as api:
+        created = await api.post("/api/v1/channels", json={
+            "kind": "direct", "member_ids": [city.ward_user_ids[1]]})
+        assert created.status_code == 201, created.text
+        channel_id = created.json()["id"]
+    _, one = await signed_in(server, browser, "ward001")
+    _, two = await signed_in(server, browser, "ward002", viewport=TABLET_PORTRAIT)
+    await one.goto(f"{server.url}/app/chat/#channel/{channel_id}")
+    await two.goto(f"{server.url}/app/chat/")
+    await wait_online(one)
+    await wait_online(two)
+    await one.fill("#message-input", "Chào đồng chí, phường đã nhận được công văn chưa?")
+    await one.press("#message-input", "Enter")
+    await one.wait_for_selector("#message-list .message.mine")
+    # The other side: an unread count on the conversation, then the message.
+    badge = f"#direct-list a[href='#channel/{channel_id}'] .badge"
+    await two.wait_for_selector(badge)
+    assert (await two.inner_text(badge)).strip() == "1"
+    await two.click(f"#direct-list a[href='#channel/{channel_id}']")
+    await two.wait_for_selector("#message-list .message:has-text('công văn')")
+    await two.wait_for_selector(badge, state="detached")
+    await two.type("#message-input", "Đã nhận")
+    await one.wait_for_selector("#typing:not(:empty)")
+    await two.press("#message-input", "Enter")
+    await one.wait_for_selector("#message-list .message:not(.mine):has-text('Đã nhận')")
+    # Edit, then retract: the other side sees both live.
+    first = one.locator("#message-list .message.mine").first
+    await first.locator("button", has_text="Sửa").click()
+    await one.fill("dialog textarea", "Chào đồng chí, xin xác nhận công văn số 12.")
+    await one.click("dialog button[type=submit]")
+    await two.wait_for_selector("#message-list .message:has-text('công văn số 12')")
+    await one.locator("#message-list .message.mine").first.locator(
+        "button", has_text="Thu hồi").click()
+    await two.wait_for_selector("#message-list .message.retracted")
+    await shot(two, "chat-direct-portrait")
+    assert one.js_errors == [] and two.js_errors == []
+    await asyncio.gather(one.context.close(), two.context.close())
