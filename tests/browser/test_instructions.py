@@ -5,6 +5,7 @@ sender's board shows it without a reload. Then a direct conversation between two
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +57,24 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     await shot(sender, "chat-board-tablet")
     # The second ward's banner stays until it acknowledges.
     assert await wards[1].locator(".express-banner").count() == 1
+    # The receipts as CSV, for the record.
+    async with sender.expect_download() as download_info:
+        await sender.click("#export-csv")
+    download = await download_info.value
+    csv_text = Path(await download.path()).read_text(encoding="utf-8")
+    assert "Phường 001" in csv_text and "Xã 002" in csv_text
+
+    # A ward reports back; the sender side sees the thread live.
+    directive_id = int(sender.url.rsplit("/", 1)[1])
+    await sender.goto(f"{server.url}/app/chat/#directive/{directive_id}")
+    await sender.wait_for_selector("#reply-unit")
+    await wards[1].click(".express-banner a")
+    await wards[1].fill("#reply-body", "Xin ý kiến: có cần sơ tán cả trường học không?")
+    await wards[1].click("#reply-body ~ button[type=submit]")
+    await sender.wait_for_selector("#reply-list .message:has-text('trường học')")
+    # Search, insensitive to diacritics.
+    await wards[0].goto(f"{server.url}/app/chat/#search?q=so%20tan")
+    await wards[0].wait_for_selector(f"#search-results a[href='#directive/{directive_id}']")
     await wards[0].set_viewport_size(PHONE)
     await shot(wards[0], "chat-directive-phone")
     errors = [e for page in [sender, *wards] for e in page.js_errors]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from server.demo import DemoCity
-from tests.browser.conftest import shot, signed_in, wait_online
+from tests.browser.conftest import PHONE, TABLET, TABLET_PORTRAIT, shot, signed_in, wait_online
 from tests.browser.documents import council_pdf
 from tests.harness import RunningServer
 
@@ -47,8 +47,9 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
     await chair.wait_for_selector("#meeting-state[data-state=in_session]")
 
     delegates = []
-    for n in (1, 2, 3):
-        _, page = await signed_in(server, browser, f"delegate{n:03d}")
+    # Three tablets: landscape, portrait, and a phone.
+    for n, viewport in ((1, TABLET), (2, TABLET_PORTRAIT), (3, PHONE)):
+        _, page = await signed_in(server, browser, f"delegate{n:03d}", viewport=viewport)
         await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
         await wait_online(page)
         delegates.append(page)
@@ -86,7 +87,23 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
                                    viewport={"width": 1280, "height": 720})
     await projector.goto(f"{server.url}/app/projector/#meeting/{meeting_id}")
     await projector.wait_for_selector("#proj-page[data-page='3'] img")
+    await projector.wait_for_selector("#proj-timer:not(:empty)")
+    await shot(projector, "projector-page3")
+    await shot(delegates[1], "delegate-speaker-portrait")
     await chair.click("#finish-speaker")
+
+    # Turning a page by hand leaves follow mode; turning it on again snaps back.
+    reader = delegates[0]
+    await reader.click("#next-page")
+    await reader.wait_for_selector("#viewer[data-shown-page='4']")
+    assert not await reader.is_checked("#follow")
+    await chair.click("#presentation .thumbs button[data-page='2']")
+    await chair.click("#present")
+    await delegates[1].wait_for_selector("#viewer[data-shown-page='2']")
+    await projector.wait_for_selector("#proj-page[data-page='2'] img")
+    assert await reader.get_attribute("#viewer", "data-shown-page") == "4"
+    await reader.check("#follow")
+    await reader.wait_for_selector("#viewer[data-shown-page='2']")
 
     # A poll: to the front of every tablet, vote through the buttons with confirmation.
     await chair.click("#new-poll summary")
@@ -101,7 +118,8 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
         await page.wait_for_selector("#vote-confirm")
         await page.click("#vote-confirm")
         await page.wait_for_selector("#receipt")
-    await shot(delegates[2], "delegate-receipt-tablet")
+    await shot(delegates[0], "delegate-receipt-tablet")
+    await shot(delegates[2], "delegate-receipt-phone")
     await chair.wait_for_function(
         "() => document.querySelector('#poll-list li[data-state=open] .verdict')"
         "?.textContent.includes('3/')")

@@ -249,11 +249,14 @@ async function renderDirective(view, id) {
       r.read_at = r.read_at || new Date().toISOString();
     }).catch(() => {});
   }
-  let replies = d.replies || [];
-  try {
-    replies = listOf(await api(`directives/${id}/replies`), "replies");
-  } catch {
-    /* replies may come with the directive */
+  // The sender side answers in one unit's thread: the recipient units come from the roll-up.
+  let threadUnits = [];
+  if (!state.directives.has(id)) {
+    try {
+      threadUnits = (state.receipts.get(id) || await loadReceipts(id)).units || [];
+    } catch {
+      threadUnits = [];
+    }
   }
   const urgency = d.urgency || "normal";
   const inbox = state.directives.has(id);
@@ -268,26 +271,40 @@ async function renderDirective(view, id) {
         h("span", { class: "tag" }, confLabel(d.confidentiality)),
         isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)", id: "acked-tag" }, t("acknowledged")) : null),
       h("h2", {}, d.title),
-      h("p", { class: "small muted" }, senderName(d) ? t("from", { name: senderName(d) }) : "", " · ", formatTime(d.issued_at),
-        d.due_at ? ` · ${t("due", { time: formatTime(d.due_at) })}` : ""),
+      h("p", { class: "small muted" }, [senderName(d) ? t("from", { name: senderName(d) }) : "", formatTime(d.issued_at),
+        d.due_at ? t("due", { time: formatTime(d.due_at) }) : ""].filter(Boolean).join(" · ")),
       h("div", { style: "white-space: pre-wrap" }, d.body || ""),
       attachmentLinks(d.attachments || d.attachment_ids)),
     ackForm,
     !inbox ? h("p", {}, h("a", { class: "btn", href: `#board/${id}` }, t("board"))) : null,
     h("section", { class: "panel", "aria-labelledby": "replies-h" },
       h("h3", { id: "replies-h" }, t("replies")),
-      h("ul", { class: "card-list", id: "reply-list" }, replies.map((r) =>
-        h("li", { class: "message" },
-          h("div", { class: "meta" }, h("strong", {}, r.author?.display_name || r.author_name || userName(r.author_id)),
-            r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
-          h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids)))),
+      h("ul", { class: "card-list", id: "reply-list" }),
       h("form", { class: "stack", onsubmit: (e) => sendReply(e, id, d) },
         h("label", { for: "reply-body" }, t("report_back")),
         h("textarea", { id: "reply-body", name: "body", rows: 2, required: true }),
         !inbox ? h("div", {}, h("label", { for: "reply-unit" }, t("unit")),
-          h("select", { id: "reply-unit", name: "unit_id" }, (d.targets?.unit_ids || []).map((u) => h("option", { value: u }, unitName(u))))) : null,
+          h("select", { id: "reply-unit", name: "unit_id" }, threadUnits.map((u) => h("option", { value: u.unit_id }, u.name || unitName(u.unit_id))))) : null,
         h("input", { type: "file", id: "reply-file", "aria-label": t("attach"), multiple: true }),
         h("button", { type: "submit", class: "btn btn-primary" }, t("send")))));
+  await renderReplies(id);
+}
+
+/** Fill the thread of a directive (without touching a reply being written). */
+async function renderReplies(id) {
+  let replies = [];
+  try {
+    replies = listOf(await api(`directives/${id}/replies`), "replies");
+  } catch (err) {
+    showError(err);
+  }
+  const list = document.getElementById("reply-list");
+  if (!list || state.route.view !== "directive" || state.route.id !== id) return;
+  fill(list, replies.map((r) =>
+    h("li", { class: "message", dataset: { reply: r.id } },
+      h("div", { class: "meta" }, h("strong", {}, r.author?.display_name || r.author_name || userName(r.author_id)),
+        r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
+      h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids))));
 }
 
 async function acknowledge(event, id) {
@@ -323,7 +340,7 @@ async function sendReply(event, id) {
     if (form.unit_id) body.unit_id = Number(form.unit_id.value);
     await api(`directives/${id}/replies`, { method: "POST", body });
     form.reset();
-    renderView();
+    renderReplies(id);
   } catch (err) {
     showError(err);
   }
@@ -776,7 +793,8 @@ function onEvent(event) {
     }
     case "directive.reply": {
       const id = data.directive_id;
-      if (state.route.view === "directive" && state.route.id === id) renderView();
+      if (state.route.view === "directive" && state.route.id === id) renderReplies(id);
+      else if (data.reply?.author_id !== me.id) toast(`${t("replies")}: ${state.directives.get(id)?.title || state.sent.get(id)?.title || ""}`);
       return;
     }
     case "channel.added":
