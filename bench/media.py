@@ -36,7 +36,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from meeting.media.addresses import announce_addresses
-from meeting.media.engine import EngineConfig, MediaEngine
+from meeting.media.engine import EngineConfig, Floor, MediaEngine
 
 MEETING = 1
 SPEAKER_USER = 1
@@ -63,7 +63,7 @@ async def serve(mode: str) -> None:
             answer: dict[str, Any] = {}
             if op == "join":
                 joined = await engine.join(MEETING, request["user"], request["sdp"],
-                                           frozenset({SPEAKER_USER}))
+                                           Floor(frozenset({SPEAKER_USER})))
                 answer = {"sdp": joined.answer_sdp}
             elif op == "profile":
                 # cProfile follows the thread it is enabled in: the media worker's.
@@ -155,9 +155,11 @@ async def listen(port: int, count: int, first_user: int) -> None:
                                      "sdp": pc.localDescription.sdp})
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         peers.append(pc)
+    loop = asyncio.get_running_loop()
     while True:
-        print(json.dumps(counters), flush=True)
-        await asyncio.sleep(1)
+        # CLOCK_MONOTONIC is system-wide: the driver compares these stamps across processes.
+        print(json.dumps({"t": time.monotonic(), "c": counters}), flush=True)
+        await asyncio.sleep(1 - (loop.time() % 1))
 
 
 async def speak(port: int) -> None:
@@ -194,7 +196,8 @@ class Listeners:
     def __init__(self, port: int) -> None:
         self.port = port
         self.procs: list[subprocess.Popen[str]] = []
-        self.latest: dict[int, list[int]] = {}
+        # Per process: every (time, counters) sample printed so far.
+        self.samples: dict[int, list[tuple[float, list[int]]]] = {}
         self.count = 0
 
     def add(self, count: int, per_process: int) -> None:
@@ -209,15 +212,38 @@ class Listeners:
             self.count += batch
             count -= batch
 
-    def poll(self) -> list[int]:
+    def poll(self) -> None:
         for index, proc in enumerate(self.procs):
             assert proc.stdout is not None
             while True:
                 line = proc.stdout.readline()
                 if not line:
                     break
-                self.latest[index] = json.loads(line)
-        return [c for index in sorted(self.latest) for c in self.latest[index]]
+                sample = json.loads(line)
+                self.samples.setdefault(index, []).append((sample["t"], sample["c"]))
+
+    def receiving(self) -> int:
+        """Listeners whose counter moved in their process's last second."""
+        self.poll()
+        moving = 0
+        for samples in self.samples.values():
+            if len(samples) >= 2:
+                (_, before), (_, after) = samples[-2], samples[-1]
+                moving += sum(1 for b, a in zip(before, after, strict=False) if a > b)
+        return moving
+
+    def rates(self, start: float, end: float) -> list[float]:
+        """Frames per second of every listener between the samples nearest start and end."""
+        self.poll()
+        rates: list[float] = []
+        for index in range(len(self.procs)):
+            samples = self.samples.get(index, [])
+            inside = [s for s in samples if start - 0.5 <= s[0] <= end + 1.5]
+            if len(inside) < 2:
+                continue
+            (t0, c0), (t1, c1) = inside[0], inside[-1]
+            rates.extend((b - a) / (t1 - t0) for a, b in zip(c0, c1, strict=False))
+        return rates + [0.0] * (self.count - len(rates))
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -226,20 +252,33 @@ class Listeners:
             proc.wait()
 
 
-def measure(server_pid: int, listeners: Listeners | None, window: float) -> dict[str, Any]:
-    before_counts = listeners.poll() if listeners else []
+def measure(server_pid: int, port: int, listeners: Listeners | None,
+            window: float) -> dict[str, Any]:
+    stats0 = asyncio.run(signal(port, {"op": "stats"}))
     cpu0, t0 = cpu_secs(server_pid), time.monotonic()
     time.sleep(window)
     cpu1, t1 = cpu_secs(server_pid), time.monotonic()
+    stats1 = asyncio.run(signal(port, {"op": "stats"}))
     result: dict[str, Any] = {"cpu": (cpu1 - cpu0) / (t1 - t0)}
+    # Frames the floor produced per second, and packets listeners' senders fell behind on.
+    result["floor_fps"] = (stats1["ticks"] - stats0["ticks"]) / (t1 - t0)
+    result["sender_drops"] = stats1["dropped"] - stats0["dropped"]
     if listeners:
-        time.sleep(1.1)  # the clients print once a second: take counts of the same window
-        after = listeners.poll()
-        rates = [(a - b) / (t1 - t0) for a, b in zip(after, before_counts, strict=False)]
-        rates += [0.0] * (listeners.count - len(rates))
+        time.sleep(1.2)  # the clients print once a second: let the window's last sample in
+        rates = listeners.rates(t0, t1)
         result["fps_avg"] = sum(rates) / len(rates)
         result["fps_min"] = min(rates)
     return result
+
+
+def wait_receiving(listeners: Listeners, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        moving = listeners.receiving()
+        if moving >= listeners.count:
+            return moving
+        time.sleep(0.5)
+    return listeners.receiving()
 
 
 def run_design(mode: str, levels: list[int], args: argparse.Namespace) -> dict[str, Any]:
@@ -256,19 +295,23 @@ def run_design(mode: str, levels: list[int], args: argparse.Namespace) -> dict[s
     profile = None
     try:
         time.sleep(2)
-        idle = measure(server.pid, None, args.window)["cpu"]
+        idle = measure(server.pid, port, None, args.window)["cpu"]
         print(f"[{mode}] floor with its speaker, no listeners: {100 * idle:.1f}% of a core",
               flush=True)
         for level in levels:
             listeners.add(level - listeners.count, args.per_process)
+            connected = wait_receiving(listeners, args.connect_timeout)
             time.sleep(args.settle)
-            row = measure(server.pid, listeners, args.window)
+            row = measure(server.pid, port, listeners, args.window)
             row["n"] = level
+            row["connected"] = connected
             row["per_listener"] = (row["cpu"] - idle) / level
             rows.append(row)
             print(f"[{mode}] N={level:4d}: server {100 * row['cpu']:5.1f}% of a core, "
                   f"{100 * row['per_listener']:.2f}% per listener, listeners get "
-                  f"{row['fps_avg']:.1f} fps avg / {row['fps_min']:.1f} min", flush=True)
+                  f"{row['fps_avg']:.1f} fps avg / {row['fps_min']:.1f} min "
+                  f"({connected} receiving before the window); floor {row['floor_fps']:.1f} fps, "
+                  f"{row['sender_drops']} packets dropped by late senders", flush=True)
         profile = asyncio.run(signal(port, {"op": "profile", "secs": 3}))["profile"]
     finally:
         listeners.stop()
@@ -308,7 +351,8 @@ def main() -> None:
     parser.add_argument("--naive-levels", default="10,20")
     parser.add_argument("--per-process", type=int, default=25)
     parser.add_argument("--window", type=float, default=5.0)
-    parser.add_argument("--settle", type=float, default=4.0)
+    parser.add_argument("--settle", type=float, default=2.0)
+    parser.add_argument("--connect-timeout", type=float, default=90.0)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--speak", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--listen", nargs=3, type=int, help=argparse.SUPPRESS)

@@ -35,10 +35,10 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 
 from meeting.media.addresses import announce_addresses, forget_addresses
-from meeting.media.floor import FloorMixer, ListenerTrack, Mode
+from meeting.media.floor import FloorMixer, ListenerTrack, Mode, VideoFloor
 from meeting.media.recorder import Recorder, RecordingSummary
 
 log = logging.getLogger("dienhong.media.engine")
@@ -71,6 +71,14 @@ class EngineConfig:
     # Where floor recordings go; None: no recording.
     recordings_dir: Path | None = None
     mode: Mode = "encode_once"
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Who everyone hears (the chairs and the speaker) and whose video everyone sees."""
+
+    audio: frozenset[int] = frozenset()
+    video: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,9 @@ class Peer:
     pc: RTCPeerConnection
     listener: ListenerTrack
     last_media_at: float
+    video_listener: ListenerTrack | None = None
     sends_audio: bool = False
+    sends_video: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closing: bool = False
 
@@ -133,7 +143,8 @@ class Room:
     mixer: FloorMixer
     ticker: asyncio.Task[None]
     recorder: Recorder | None
-    floor_users: frozenset[int] = frozenset()
+    floor: Floor = Floor()
+    video: VideoFloor = field(default_factory=VideoFloor)
     peers: dict[str, Peer] = field(default_factory=dict)
 
 
@@ -190,16 +201,15 @@ class MediaEngine:
                                       WORKER_CALL_TIMEOUT_SECS)
 
     # --- the API side's calls ------------------------------------------------------------
-    async def join(self, meeting_id: int, user_id: int, sdp: str,
-                   floor_users: frozenset[int]) -> Joined:
+    async def join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor) -> Joined:
         """Answer ``sdp`` (ICE gathered); raises ``InvalidOffer`` or ``RoomFull``."""
-        return await self._call(self._join(meeting_id, user_id, sdp, floor_users))
+        return await self._call(self._join(meeting_id, user_id, sdp, floor))
 
     async def leave(self, session_id: str) -> PeerInfo | None:
         return await self._call(self._leave(session_id))
 
-    async def set_floor(self, meeting_id: int, floor_users: frozenset[int]) -> None:
-        await self._call(self._set_floor(meeting_id, floor_users))
+    async def set_floor(self, meeting_id: int, floor: Floor) -> None:
+        await self._call(self._set_floor(meeting_id, floor))
 
     async def close_meeting(self, meeting_id: int) -> list[PeerInfo]:
         """Drop every peer of the meeting (it was closed); returns who was dropped."""
@@ -221,6 +231,7 @@ class MediaEngine:
             if room is None:
                 return {}
             return {"ticks": room.mixer.ticks, "packets": room.mixer.packets,
+                    "video_frames": room.video.frames, "keyframes": room.video.keyframes,
                     "listeners": len(room.mixer.listeners),
                     "dropped": sum(p.listener.dropped for p in room.peers.values())}
         return await self._call(collect())
@@ -230,7 +241,7 @@ class MediaEngine:
         with self._active_lock:
             self._active = frozenset(self._rooms)
 
-    def _open_room(self, meeting_id: int, floor_users: frozenset[int]) -> Room:
+    def _open_room(self, meeting_id: int, floor: Floor) -> Room:
         recorder_box: list[Recorder] = []
 
         def record(packet: Any) -> None:
@@ -247,7 +258,7 @@ class MediaEngine:
             recorder_box.append(recorder)
         ticker = asyncio.get_running_loop().create_task(mixer.run(),
                                                         name=f"floor-{meeting_id}")
-        room = Room(meeting_id, mixer, ticker, recorder, floor_users)
+        room = Room(meeting_id, mixer, ticker, recorder, floor)
         self._rooms[meeting_id] = room
         self._publish_active()
         return room
@@ -263,8 +274,7 @@ class MediaEngine:
             summary = await asyncio.get_running_loop().run_in_executor(None, room.recorder.close)
         self._notify(RoomClosed(room.meeting_id, summary))
 
-    async def _join(self, meeting_id: int, user_id: int, sdp: str,
-                    floor_users: frozenset[int]) -> Joined:
+    async def _join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor) -> Joined:
         room = self._rooms.get(meeting_id)
         if room is not None and len(room.peers) >= self.config.max_participants:
             raise RoomFull(f"The meeting already has {self.config.max_participants} "
@@ -286,29 +296,46 @@ class MediaEngine:
             if "audio" not in kinds:
                 raise InvalidOffer("The SDP offer has no audio section.")
             pc.addTrack(listener)
+            video_sender = None
+            if "video" in kinds:
+                peer.video_listener = ListenerTrack("video")
+                video_sender = pc.addTrack(peer.video_listener)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except BaseException:
             listener.stop()
+            if peer.video_listener is not None:
+                peer.video_listener.stop()
             await pc.close()
             raise
         # Rooms may have changed while ICE was gathered.
         room = self._rooms.get(meeting_id)
         opened = room is None
         if room is None:
-            room = self._open_room(meeting_id, floor_users)
+            room = self._open_room(meeting_id, floor)
         elif len(room.peers) >= self.config.max_participants:
             listener.stop()
+            if peer.video_listener is not None:
+                peer.video_listener.stop()
             await pc.close()
             raise RoomFull(f"The meeting already has {self.config.max_participants} "
                            "remote participants.")
         room.peers[info.session_id] = peer
         self._peers[info.session_id] = peer
         room.mixer.listeners.add(listener)
+        if peer.video_listener is not None and video_sender is not None:
+            room.video.listeners.add(peer.video_listener)
+            # aiortc's sender turns a listener's PLI into a request for the next frame it
+            # encodes itself; it encodes nothing here (it packetises the floor's packets),
+            # so the request goes to the floor's one encoder. A newcomer needs one anyway.
+            video_sender._send_keyframe = room.video.request_keyframe  # type: ignore[method-assign]
+            room.video.request_keyframe()
         loop = asyncio.get_running_loop()
         for track in remote_tracks:
             if track.kind == "audio":
                 peer.sends_audio = True
+            else:
+                peer.sends_video = True
             peer.tasks.append(loop.create_task(self._consume(peer, track)))
 
         @pc.on("connectionstatechange")
@@ -331,20 +358,27 @@ class MediaEngine:
             while True:
                 frame = await track.recv()
                 peer.last_media_at = loop.time()
-                if room is not None and isinstance(frame, AudioFrame):
+                if room is None:
+                    continue
+                if isinstance(frame, AudioFrame):
                     room.mixer.feed(key, frame)
+                elif isinstance(frame, VideoFrame):
+                    room.video.feed(key, frame)
         except MediaStreamError:
             return
 
     def _apply_floor(self, room: Room) -> None:
         room.mixer.set_sources(
-            key for key, peer in room.peers.items() if peer.info.user_id in room.floor_users
+            key for key, peer in room.peers.items() if peer.info.user_id in room.floor.audio
         )
+        room.video.set_source(next(
+            (key for key, peer in room.peers.items()
+             if peer.sends_video and peer.info.user_id == room.floor.video), None))
 
-    async def _set_floor(self, meeting_id: int, floor_users: frozenset[int]) -> None:
+    async def _set_floor(self, meeting_id: int, floor: Floor) -> None:
         room = self._rooms.get(meeting_id)
-        if room is not None and room.floor_users != floor_users:
-            room.floor_users = floor_users
+        if room is not None and room.floor != floor:
+            room.floor = floor
             self._apply_floor(room)
 
     async def _leave(self, session_id: str) -> PeerInfo | None:
@@ -367,8 +401,12 @@ class MediaEngine:
         if room is not None:
             room.peers.pop(peer.info.session_id, None)
             room.mixer.listeners.discard(peer.listener)
+            if peer.video_listener is not None:
+                room.video.listeners.discard(peer.video_listener)
             self._apply_floor(room)
         peer.listener.stop()
+        if peer.video_listener is not None:
+            peer.video_listener.stop()
         for task in peer.tasks:
             task.cancel()
         await peer.pc.close()

@@ -28,7 +28,7 @@ from typing import Literal
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 from av.audio.resampler import AudioResampler
 
 log = logging.getLogger("dienhong.media.floor")
@@ -49,14 +49,19 @@ OPUS_BITRATE = 48_000
 
 Mode = Literal["encode_once", "naive"]
 
+VIDEO_CLOCK = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+VIDEO_BITRATE = 600_000
+# A keyframe at least this often even if nobody asks (a lost one is also asked for, PLI).
+VIDEO_KEYFRAME_INTERVAL_FRAMES = 150
+
 
 class ListenerTrack(MediaStreamTrack):
     """What one listener's sender reads: the floor's packets (or frames, naive mode)."""
 
-    kind = "audio"
-
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "audio") -> None:
         super().__init__()
+        self.kind = kind
         self._items: deque[av.Packet | AudioFrame] = deque(maxlen=LISTENER_BUFFER_PACKETS)
         self._waiter: asyncio.Future[None] | None = None
         self.dropped = 0
@@ -214,3 +219,86 @@ class FloorMixer:
                 next_at = loop.time()
                 delay = 0
             await asyncio.sleep(max(delay, 0))
+
+
+class VideoFloor:
+    """The floor's video: the holder's decoded frames, encoded ONCE (VP8), to every listener.
+
+    Encoding runs in the default executor, one frame at a time: a frame that arrives while
+    the previous one is still being encoded is dropped (the next one follows in 33 ms),
+    so the media loop never waits for the encoder. A new listener, a listener's picture
+    loss indication (PLI) or a new holder makes the next frame a keyframe.
+    """
+
+    def __init__(self) -> None:
+        self.listeners: set[ListenerTrack] = set()
+        self.source: Hashable | None = None
+        self._encoder: av.VideoCodecContext | None = None
+        self._busy = False
+        self._keyframe = True
+        self._since_keyframe = 0
+        self.frames = 0
+        self.keyframes = 0
+
+    def set_source(self, key: Hashable | None) -> None:
+        if key != self.source:
+            self.source = key
+            self._keyframe = True
+
+    def request_keyframe(self) -> None:
+        self._keyframe = True
+
+    def feed(self, key: Hashable, frame: VideoFrame) -> None:
+        """A source's decoded frame: encoded if it holds the floor and the encoder is free."""
+        if key != self.source or self._busy or not self.listeners:
+            return
+        self._busy = True
+        loop = asyncio.get_running_loop()
+        keyframe = self._keyframe or self._since_keyframe >= VIDEO_KEYFRAME_INTERVAL_FRAMES
+        self._keyframe = False
+        frame.pts = int(loop.time() * VIDEO_CLOCK)
+        frame.time_base = VIDEO_TIME_BASE
+        future = loop.run_in_executor(None, self._encode, frame, keyframe)
+        future.add_done_callback(self._encoded)
+
+    def _encode(self, frame: VideoFrame, keyframe: bool) -> list[av.Packet]:
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        encoder = self._encoder
+        if encoder is None or (encoder.width, encoder.height) != (frame.width, frame.height):
+            encoder = av.CodecContext.create("libvpx", "w")
+            assert isinstance(encoder, av.VideoCodecContext)
+            encoder.width, encoder.height = frame.width, frame.height
+            encoder.pix_fmt = "yuv420p"
+            encoder.bit_rate = VIDEO_BITRATE
+            encoder.time_base = VIDEO_TIME_BASE
+            encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                               "static-thresh": "1", "partitions": "0"}
+            self._encoder = encoder
+            keyframe = True
+        if keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+        packets = list(encoder.encode(frame))
+        for packet in packets:
+            packet.time_base = VIDEO_TIME_BASE
+        return packets
+
+    def _encoded(self, future: asyncio.Future[list[av.Packet]]) -> None:
+        self._busy = False
+        if future.cancelled():
+            return
+        try:
+            packets = future.result()
+        except av.FFmpegError:
+            log.exception("encoding the floor's video failed; asking for a keyframe")
+            self._keyframe = True
+            return
+        for packet in packets:
+            self.frames += 1
+            if packet.is_keyframe:
+                self.keyframes += 1
+                self._since_keyframe = 0
+            else:
+                self._since_keyframe += 1
+            for listener in self.listeners:
+                listener.offer(packet)

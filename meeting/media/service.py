@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meeting.media.engine import (
     EngineConfig,
+    Floor,
     InvalidOffer,
     Joined,
     MediaEngine,
@@ -53,7 +54,7 @@ class MediaRuntime:
 
     engine: MediaEngine
     # Floor last told to the worker, per meeting with a room.
-    floors: dict[int, frozenset[int]] = field(default_factory=dict)
+    floors: dict[int, Floor] = field(default_factory=dict)
     # Notices from the worker being written; kept so they are not garbage-collected.
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -117,15 +118,15 @@ async def run_media(ctx: Context) -> None:
 
 
 # --- the floor ----------------------------------------------------------------------------
-async def floor_users(session: AsyncSession, meeting_id: int) -> frozenset[int]:
-    """Who is heard by everyone: the chairs and the delegate holding the floor."""
+async def current_floor(session: AsyncSession, meeting_id: int) -> Floor:
+    """Everyone hears the chairs and the delegate holding the floor, and sees the latter."""
     stmt = select(Participant.user_id).where(Participant.meeting_id == meeting_id,
                                              Participant.role == ParticipantRole.CHAIR.value)
     users = {int(uid) for uid in (await session.execute(stmt)).scalars()}
     holder = await floor_holder(session, meeting_id)
     if holder is not None:
         users.add(holder)
-    return frozenset(users)
+    return Floor(frozenset(users), holder)
 
 
 async def follow_floor(ctx: Context) -> None:
@@ -138,14 +139,14 @@ async def follow_floor(ctx: Context) -> None:
         async with ctx.read() as session:
             meeting = await require_meeting(session, meeting_id)
             closed = meeting.lifecycle is MeetingState.CLOSED
-            users = frozenset() if closed else await floor_users(session, meeting_id)
+            floor = Floor() if closed else await current_floor(session, meeting_id)
         if closed:
             for peer in await state.engine.close_meeting(meeting_id):
                 await _left(ctx, peer, "meeting_closed", actor_id=None)
             continue
-        if state.floors.get(meeting_id) != users:
-            await state.engine.set_floor(meeting_id, users)
-            state.floors[meeting_id] = users
+        if state.floors.get(meeting_id) != floor:
+            await state.engine.set_floor(meeting_id, floor)
+            state.floors[meeting_id] = floor
 
 
 # --- joining and leaving ----------------------------------------------------------------
@@ -160,7 +161,7 @@ async def do_join(ctx: Context, principal: Principal, meeting_id: int,
                             code="not_a_participant")
         if meeting.lifecycle is MeetingState.CLOSED:
             raise Conflict(f"Meeting {meeting_id} is closed.", code="meeting_closed")
-        floor = await floor_users(session, meeting_id)
+        floor = await current_floor(session, meeting_id)
     if "m=audio" not in sdp:
         raise BadRequest("The SDP offer has no audio section.", code="invalid_sdp")
     state = runtime(ctx)

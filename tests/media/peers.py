@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from av import AudioFrame, VideoFrame
 
 from meeting.media.addresses import announce_addresses
 
@@ -61,15 +61,37 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+class ColorTrack(VideoStreamTrack):
+    """A camera that films a plain colour (RGB), 320x240 at aiortc's 30 fps pacing."""
+
+    def __init__(self, rgb: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.image = np.zeros((240, 320, 3), dtype=np.uint8)
+        self.image[:, :] = rgb
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame.from_ndarray(self.image, format="rgb24")
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
 Signal = Callable[[str], Awaitable[str]]
 
 
 class Client:
     """A remote participant: sends its tone, keeps the last 2 s of what it hears."""
 
-    def __init__(self, frequency: float | None) -> None:
+    def __init__(self, frequency: float | None, color: tuple[int, int, int] | None = None,
+                 watch: bool = False) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.tone = ToneTrack(frequency) if frequency is not None else None
+        self.camera = ColorTrack(color) if color is not None else None
+        # Receive video too (a camera-less tablet that still wants to see the speaker).
+        self.watch = watch
+        self.seen_color: tuple[int, int, int] | None = None
+        self.video_frames = 0
         self.heard: deque[np.ndarray] = deque(maxlen=HEARD_FRAMES)
         self.frames = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,11 +102,17 @@ class Client:
             self.pc.addTrack(self.tone)
         else:
             self.pc.addTransceiver("audio", direction="recvonly")
+        if self.camera is not None:
+            self.pc.addTrack(self.camera)
+        elif self.watch:
+            self.pc.addTransceiver("video", direction="recvonly")
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
                 self._tasks.append(asyncio.create_task(self._listen(track)))
+            else:
+                self._tasks.append(asyncio.create_task(self._watch(track)))
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         answer = await signal(self.pc.localDescription.sdp)
@@ -100,6 +128,28 @@ class Client:
                     samples = samples.reshape(-1, 2).mean(axis=1)
                 self.heard.append(samples)
                 self.frames += 1
+
+    async def _watch(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                image = frame.to_ndarray(format="rgb24")
+                mean = image.reshape(-1, 3).mean(axis=0)
+                self.seen_color = (int(mean[0]), int(mean[1]), int(mean[2]))
+                self.video_frames += 1
+
+    async def wait_seeing(self, rgb: tuple[int, int, int], timeout: float = 10.0) -> None:
+        """Until the last received video frame has (about) the colour ``rgb``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            seen = self.seen_color
+            if seen is not None and all(abs(a - b) < 40 for a, b in zip(seen, rgb, strict=True)):
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"not seeing {rgb}: last frame {seen}, "
+                                     f"{self.video_frames} frames")
+            await asyncio.sleep(0.05)
 
     def clear(self) -> None:
         self.heard.clear()
@@ -149,4 +199,6 @@ class Client:
             task.cancel()
         if self.tone is not None:
             self.tone.stop()
+        if self.camera is not None:
+            self.camera.stop()
         await self.pc.close()

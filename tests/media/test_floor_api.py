@@ -197,3 +197,38 @@ async def test_a_vanished_peer_is_dropped(make_server: MakeServer, how: str) -> 
                                     "user_id": hall.delegate_ids[0], "reason": how}
         finally:
             await client.close()
+
+
+RED = (220, 30, 30)
+BLUE = (30, 30, 220)
+
+
+async def test_everyone_sees_the_speaker(hall: Hall) -> None:
+    """The floor's video: the speaker's camera, encoded once, keyframe for newcomers."""
+    a, c = Client(A_HZ, color=RED), Client(C_HZ, color=BLUE)
+    b = Client(None, watch=True)
+    sessions: dict[str, str] = {}
+    try:
+        for name, client, token in (("a", a, hall.delegates[0]), ("b", b, hall.delegates[1]),
+                                    ("c", c, hall.delegates[2])):
+            await client.join(signal_through(hall, token, sessions, name))
+        speaker_a = await hall.give_floor(hall.delegates[0])
+        await b.wait_seeing(RED)
+        await c.wait_seeing(RED)
+        finished = await hall.post(hall.chair, f"/speakers/{speaker_a}/finish")
+        assert finished.status_code in (200, 204), finished.text
+        await hall.give_floor(hall.delegates[2])
+        await b.wait_seeing(BLUE)
+        await a.wait_seeing(BLUE)
+        # A tablet joining now sees the speaker at once: it gets a keyframe.
+        late = Client(None, watch=True)
+        try:
+            await late.join(signal_through(hall, hall.delegates[3], sessions, "late"))
+            await late.wait_seeing(BLUE)
+        finally:
+            await late.close()
+        stats = await hall.server.ctx.extensions["media"].engine.room_stats(hall.meeting_id)
+        assert stats["keyframes"] >= 3  # first listener, new speaker, newcomer
+    finally:
+        for client in (a, b, c):
+            await client.close()
