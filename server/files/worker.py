@@ -38,6 +38,11 @@ log = logging.getLogger("dienhong.files.worker")
 # How long a new worker may take to import its libraries and say it is ready.
 WORKER_START_TIMEOUT_SECS = 60.0
 MIB = 1024 * 1024
+# Workers are forked from a small server process that has loaded these once, so starting
+# a worker (and replacing a killed one) takes milliseconds, not the seconds an import of
+# pypdf, pdfium, fpdf2 and Pillow costs. The fork server itself runs no PDF code.
+PRELOAD = ["server.files.worker", "server.files.pdf_check", "server.files.rendering",
+           "server.files.stamping", "pypdf", "pypdfium2", "fpdf", "PIL.Image"]
 
 
 class JobRejected(Exception):
@@ -153,7 +158,8 @@ class WorkerPool:
         self.memory_mb = memory_mb
         self.max_jobs = max(1, max_jobs)
         self.queue_limit = queue_limit
-        self._mp = multiprocessing.get_context("spawn")
+        self._mp = multiprocessing.get_context("forkserver")
+        self._mp.set_forkserver_preload(PRELOAD)
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()

@@ -1,0 +1,234 @@
+"""Reading files: page images with caching headers, stamped copies, who may read what."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import httpx
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from server.audit import AuditRecord
+from server.auth.principal import Principal
+from server.context import Context
+from server.errors import Unprocessable
+from server.features import Feature
+from server.files.feature import feature as files_feature
+from server.files.runtime import runtime
+from server.files.service import may_read_file, require_attachable
+from tests.conftest import MakeServer
+from tests.files import samples
+from tests.files.conftest import seeded_token, stored, upload
+from tests.harness import RunningServer
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+async def _upload_pdf(client: httpx.AsyncClient, pages: int = 3) -> int:
+    response = await upload(client, samples.text_pdf(pages))
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def test_page_images_have_etags_and_answer_304(server: RunningServer,
+                                                     tokens: dict[str, str]) -> None:
+    async with server.http(tokens["delegate001"]) as client:
+        file_id = await _upload_pdf(client)
+        first = await client.get(f"/api/v1/files/{file_id}/pages/2.png?width=500")
+        assert first.status_code == 200
+        assert png_size(first.content)[0] == 500
+        etag = first.headers["etag"]
+        assert "private" in first.headers["cache-control"]
+        again = await client.get(f"/api/v1/files/{file_id}/pages/2.png?width=500",
+                                 headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        assert again.content == b""
+        other_width = await client.get(f"/api/v1/files/{file_id}/pages/2.png?width=300",
+                                       headers={"If-None-Match": etag})
+        assert other_width.status_code == 200
+        assert other_width.headers["etag"] != etag
+        assert png_size(other_width.content)[0] == 300
+        default = await client.get(f"/api/v1/files/{file_id}/pages/1.png")
+        assert png_size(default.content)[0] == server.settings.render_default_width
+        # A second fetch comes from the disk cache, byte for byte.
+        cached = await client.get(f"/api/v1/files/{file_id}/pages/2.png?width=500")
+        assert cached.content == first.content
+    await runtime(server.ctx).settled()
+
+
+async def test_bad_page_requests(server: RunningServer, tokens: dict[str, str]) -> None:
+    async with server.http(tokens["delegate001"]) as client:
+        file_id = await _upload_pdf(client, pages=2)
+        png = await upload(client, samples.png_bytes(), name="anh.png", content_type="image/png")
+        assert png.status_code == 201
+        assert png.json()["pages"] is None
+        cases = [
+            (f"/api/v1/files/{file_id}/pages/0.png", 404, "page_not_found"),
+            (f"/api/v1/files/{file_id}/pages/3.png", 404, "page_not_found"),
+            (f"/api/v1/files/{file_id}/pages/x.png", 400, "invalid_id"),
+            (f"/api/v1/files/{file_id}/pages/1.png?width=abc", 400, "invalid_width"),
+            (f"/api/v1/files/{file_id}/pages/1.png?width=5", 400, "invalid_width"),
+            (f"/api/v1/files/{file_id}/pages/1.png?width=99999", 400, "invalid_width"),
+            (f"/api/v1/files/{png.json()['id']}/pages/1.png", 404, "page_not_found"),
+            ("/api/v1/files/999999/pages/1.png", 404, "file_not_found"),
+        ]
+        for path, status, code in cases:
+            response = await client.get(path)
+            assert response.status_code == status, (path, response.text)
+            assert response.json()["error"]["code"] == code, (path, response.text)
+    await runtime(server.ctx).settled()
+
+
+async def test_stamped_copy_names_the_reader_in_text_and_metadata(
+        server: RunningServer, tokens: dict[str, str]) -> None:
+    data = samples.text_pdf(3, samples.VIETNAMESE)
+    async with server.http(tokens["ward001"]) as client:
+        me = (await client.get("/api/v1/me")).json()
+        response = await upload(client, data, name="Công văn khẩn.pdf")
+        file_id = response.json()["id"]
+        copy = await client.get(f"/api/v1/files/{file_id}")
+    assert copy.status_code == 200
+    assert copy.headers["content-type"] == "application/pdf"
+    assert "no-store" in copy.headers["cache-control"]
+    assert "filename*=UTF-8''C%C3%B4ng%20v%C4%83n%20kh%E1%BA%A9n.pdf" in \
+        copy.headers["content-disposition"]
+    assert copy.content != data
+    reader = PdfReader(io.BytesIO(copy.content))
+    name, unit = me["display_name"], me["unit"]["name"]
+    assert any(ch in name + unit for ch in "ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ")
+    for page in reader.pages:
+        text = page.extract_text()
+        assert name in text
+        assert unit in text
+        assert samples.VIETNAMESE in text  # the document itself is intact
+    metadata = reader.metadata
+    assert metadata is not None
+    assert metadata["/DienHongReader"] == name
+    assert metadata["/DienHongReaderUnit"] == unit
+    assert metadata["/DienHongFileId"] == str(file_id)
+    async with server.ctx.read() as session:
+        record = (await session.execute(
+            select(AuditRecord).where(AuditRecord.action == "file.download")
+            .order_by(AuditRecord.seq.desc()).limit(1))).scalar_one()
+    assert record.subject == f"file:{file_id}"
+    assert record.details["reader"] == name
+    assert record.actor_id == me["id"]
+    # The stamped copy is gone from the temporary directory once sent.
+    assert not any(runtime(server.ctx).store.tmp.iterdir())
+    await runtime(server.ctx).settled()
+
+
+async def test_other_files_are_served_as_uploaded(server: RunningServer,
+                                                  tokens: dict[str, str]) -> None:
+    cases = [
+        (samples.png_bytes(), "anh.png", "image/png", "image/png"),
+        (samples.docx_bytes(), "bao-cao.docx", "application/octet-stream",
+         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        ("Ghi chú cuộc họp\nNội dung".encode(), "ghi-chu.txt", "text/plain; charset=utf-8",
+         "text/plain"),
+        (samples.text_pdf(1), "khong-ro.bin", "application/octet-stream", "application/pdf"),
+    ]
+    async with server.http(tokens["delegate001"]) as client:
+        for data, name, declared, stored_type in cases:
+            response = await upload(client, data, name=name, content_type=declared)
+            assert response.status_code == 201, (name, response.text)
+            assert response.json()["content_type"] == stored_type
+            if stored_type == "application/pdf":
+                continue
+            assert response.json()["pages"] is None
+            got = await client.get(f"/api/v1/files/{response.json()['id']}")
+            assert got.status_code == 200
+            assert got.content == data
+            assert got.headers["content-type"].startswith(stored_type)
+            assert got.headers["x-content-type-options"] == "nosniff"
+    await runtime(server.ctx).settled()
+
+
+async def test_only_readers_see_a_file_and_others_get_404(server: RunningServer,
+                                                          tokens: dict[str, str]) -> None:
+    async with server.http(tokens["delegate001"]) as owner:
+        file_id = await _upload_pdf(owner)
+        assert (await owner.get(f"/api/v1/files/{file_id}/meta")).status_code == 200
+    before = await stored(server)
+    async with server.http(tokens["delegate002"]) as stranger:
+        for path in (f"/api/v1/files/{file_id}", f"/api/v1/files/{file_id}/meta",
+                     f"/api/v1/files/{file_id}/pages/1.png"):
+            response = await stranger.get(path)
+            assert response.status_code == 404, path
+            assert response.json()["error"]["code"] == "file_not_found"
+            # Exactly what an id that does not exist gets: ids leak nothing.
+            missing = await stranger.get(path.replace(str(file_id), "987654"))
+            assert missing.status_code == 404
+            assert missing.json()["error"]["code"] == "file_not_found"
+    async with server.http() as anonymous:
+        assert (await anonymous.get(f"/api/v1/files/{file_id}")).status_code == 401
+    after = await stored(server)
+    assert after.rows == before.rows
+    await runtime(server.ctx).settled()
+
+
+async def test_features_grant_reading_through_file_access_checks(
+        make_server: MakeServer) -> None:
+    shared: set[tuple[int, int]] = set()
+
+    async def attached_for(ctx: Context, principal: Principal, file_id: int) -> bool:
+        return (principal.id, file_id) in shared
+
+    agenda = Feature(name="agenda-test", file_access_checks=[attached_for])
+    server = await make_server(features=[files_feature(), agenda])
+    owner_token = await seeded_token(server, "delegate001")
+    from tests.conftest import DEMO_PASSWORD
+    reader_token = await server.login("delegate002", DEMO_PASSWORD)
+    async with server.http(owner_token) as owner, server.http(reader_token) as reader:
+        file_id = await _upload_pdf(owner, pages=1)
+        reader_id = (await reader.get("/api/v1/me")).json()["id"]
+        assert (await reader.get(f"/api/v1/files/{file_id}/meta")).status_code == 404
+        shared.add((reader_id, file_id))
+        assert (await reader.get(f"/api/v1/files/{file_id}/meta")).status_code == 200
+        page = await reader.get(f"/api/v1/files/{file_id}/pages/1.png?width=200")
+        assert page.status_code == 200
+        copy = await reader.get(f"/api/v1/files/{file_id}")
+        assert copy.status_code == 200
+        me = (await reader.get("/api/v1/me")).json()
+        assert me["display_name"] in PdfReader(io.BytesIO(copy.content)).pages[0].extract_text()
+    await runtime(server.ctx).settled()
+
+
+async def test_require_attachable(server: RunningServer, tokens: dict[str, str]) -> None:
+    async with server.http(tokens["delegate001"]) as owner:
+        mine = [await _upload_pdf(owner, pages=1) for _ in range(2)]
+    async with server.http(tokens["delegate002"]) as other:
+        theirs = await _upload_pdf(other, pages=1)
+        other_id = (await other.get("/api/v1/me")).json()["id"]
+    async with server.http(tokens["delegate001"]) as owner:
+        me = (await owner.get("/api/v1/me")).json()
+    ctx = server.ctx
+    async with ctx.read() as session:
+        from server.org.models import User
+
+        user = await session.get(User, me["id"])
+        assert user is not None
+        principal = Principal.of(user)
+        got = await require_attachable(ctx, session, principal, [mine[1], mine[0]])
+        assert [f.id for f in got] == [mine[1], mine[0]]
+        assert await require_attachable(ctx, session, principal, []) == []
+        for ids, offending in (([mine[0], 424242], 424242), ([theirs], theirs),
+                               ([mine[0], mine[1], mine[0]], mine[0])):
+            try:
+                await require_attachable(ctx, session, principal, ids)
+            except Unprocessable as exc:
+                assert exc.code == "unknown_attachment"
+                assert str(offending) in exc.message
+                assert exc.details["file_id"] == offending
+            else:
+                raise AssertionError(f"{ids} were accepted")
+    assert await may_read_file(ctx, principal, mine[0])
+    assert not await may_read_file(ctx, principal, theirs)
+    assert not await may_read_file(ctx, principal, 424242)
+    assert other_id != principal.id
+    await runtime(server.ctx).settled()
