@@ -202,6 +202,11 @@ class Settings:
     # The closer looks at the database at least this often, to catch polls opened on
     # another node (whose wake-up it never hears) or left open by a node that stopped.
     poll_closer_recheck_secs: float = 30.0
+    # Ballots written per transaction at most (group commit: one transaction and one
+    # audit-chain lock for all the ballots that arrived while the previous batch was written).
+    poll_ballot_batch: int = 250
+    # Ballots waiting to be written on one node before new ones get 429 (bounded queue).
+    poll_ballot_queue: int = 5_000
 
     # --- operations -----------------------------------------------------------
     log_level: str = "INFO"

@@ -26,10 +26,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from meeting.models import MEMBER_ROLES, OFFICER_ROLES, AgendaItem
+from meeting.models import (
+    MEMBER_ROLES,
+    OFFICER_ROLES,
+    AgendaItem,
+    Attendance,
+    Meeting,
+    Participant,
+)
 from meeting.polls.models import (
     MAX_OPTION_CHARS,
     RECEIPT_CHARS,
@@ -41,7 +48,6 @@ from meeting.polls.models import (
 from meeting.polls.rules import ChoiceError, PollKind, Rule, canonical_choice, decide
 from meeting.service import (
     get_participant,
-    is_present,
     meeting_topic,
     member_ids,
     present_member_ids,
@@ -51,10 +57,18 @@ from meeting.service import (
     require_role,
     require_visible,
 )
+from server.audit import AuditHead, AuditRecord, record_hash
 from server.auth.principal import Principal
 from server.clock import utc_iso
-from server.context import Context
-from server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from server.context import Context, Write
+from server.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+)
 from server.org.models import User
 
 log = logging.getLogger("dienhong.polls")
@@ -76,6 +90,8 @@ class PollRuntime:
     """Per-node state: wake-up of the closer, polls whose progress must be published."""
 
     deadlines_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # The queue of ballots waiting for the writer; None while no writer runs.
+    ballots: asyncio.Queue[PendingBallot] | None = None
     progress_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     progress_pending: set[int] = field(default_factory=set)
 
@@ -443,6 +459,14 @@ async def _rewrite_secret_rows(session: AsyncSession, poll_id: int) -> None:
 
 
 # --- ballots ------------------------------------------------------------------------------
+#
+# Ballots are written in batches (group commit). A request puts its ballot in this node's
+# bounded queue and waits; one writer task takes everything that queued up while the
+# previous batch was written and writes it in one transaction: one lock of the poll, one
+# read of the voters' seats, one insert of roll entries and ballots, one lock of the
+# audit chain. Each ballot in a batch is judged on its own (a refusal refuses only that
+# ballot); the answers go out after the commit. A batch that loses a race with another
+# node (a unique key) is written again ballot by ballot.
 
 
 @dataclass(frozen=True)
@@ -452,66 +476,253 @@ class CastOutcome:
     replay: bool
 
 
+@dataclass
+class PendingBallot:
+    actor: Principal
+    poll_id: int
+    raw_choice: str | list[str]
+    idempotency_key: str
+    future: asyncio.Future[CastOutcome] | None = None
+
+
+class ShuttingDown(ApiError):
+    status = 503
+    code = "shutting_down"
+
+
 async def cast_ballot(ctx: Context, actor: Principal, poll_id: int,
                       raw_choice: str | list[str], idempotency_key: str) -> CastOutcome:
     """A checked-in member votes once; the same key again gets the same receipt."""
+    item = PendingBallot(actor, poll_id, raw_choice, idempotency_key)
+    rt = runtime(ctx)
+    if rt.ballots is None:
+        # No writer task on this context (a script calling the service): write it alone.
+        return await _settle_alone(ctx, item)
+    item.future = asyncio.get_running_loop().create_future()
+    try:
+        rt.ballots.put_nowait(item)
+    except asyncio.QueueFull:
+        raise TooManyRequests("Too many ballots are waiting to be written; retry with the "
+                              "same idempotency key.", code="ballots_queue_full",
+                              details={"retry_after": 1}) from None
+    return await item.future
+
+
+async def run_ballot_box(ctx: Context) -> None:
+    """This node's ballot writer: batches of queued ballots, one transaction each."""
+    rt = runtime(ctx)
+    queue: asyncio.Queue[PendingBallot] = asyncio.Queue(maxsize=ctx.settings.poll_ballot_queue)
+    rt.ballots = queue
+    batch: list[PendingBallot] = []
+    try:
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < ctx.settings.poll_ballot_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            await _settle_batch(ctx, batch)
+            batch = []
+    finally:
+        rt.ballots = None
+        stopping = ShuttingDown("The server is restarting; retry with the same key.")
+        while not queue.empty():
+            batch.append(queue.get_nowait())
+        for item in batch:
+            _answer(item, stopping)
+
+
+def _answer(item: PendingBallot, result: CastOutcome | BaseException) -> None:
+    future = item.future
+    if future is None or future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+async def _settle_batch(ctx: Context, batch: list[PendingBallot]) -> None:
+    try:
+        results = await _write_batch(ctx, batch)
+    except DBAPIError:
+        # A unique key taken by another node, or a deadlock: one by one, each retried.
+        log.warning("a batch of %d ballots lost a race; writing them one by one", len(batch))
+        for item in batch:
+            try:
+                _answer(item, await _settle_alone(ctx, item))
+            except Exception as exc:
+                _answer(item, exc)
+        return
+    except Exception as exc:
+        # Not a refusal of one ballot but a failure of the write: every waiter gets it
+        # (a 500), nothing of the batch was stored.
+        log.exception("writing a batch of %d ballots failed", len(batch))
+        for item in batch:
+            _answer(item, exc)
+        return
+    for item, result in zip(batch, results, strict=True):
+        _answer(item, result)
+
+
+async def _settle_alone(ctx: Context, item: PendingBallot) -> CastOutcome:
     for attempt in range(1, CAST_ATTEMPTS + 1):
         try:
-            return await _cast_once(ctx, actor, poll_id, raw_choice, idempotency_key)
+            [result] = await _write_batch(ctx, [item])
         except IntegrityError:
             # Another transaction stored this voter's ballot (or this receipt) between our
             # check and our insert; the next attempt sees it and answers from it.
             if attempt == CAST_ATTEMPTS:
                 raise
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        return result
     raise AssertionError("unreachable")
 
 
-async def _cast_once(ctx: Context, actor: Principal, poll_id: int,
-                     raw_choice: str | list[str], idempotency_key: str) -> CastOutcome:
+@dataclass
+class _Seat:
+    role: str
+    present: bool
+
+
+def _judge(poll: Poll, meeting: Meeting, now: datetime, item: PendingBallot,
+           seat: _Seat | None, retry_check: str | None,
+           receipt_taken: bool) -> tuple[list[str], str, str] | CastOutcome | ApiError:
+    """One ballot against the poll: a refusal, a replay, or (choice, receipt, check) to store.
+
+    ``retry_check`` is the stored check of this voter's ballot if they have voted.
+    """
+    try:
+        choice = canonical_choice(poll.poll_kind, poll.options, poll.max_choices,
+                                  item.raw_choice)
+    except ChoiceError as exc:
+        return Unprocessable(exc.message, code=exc.code)
+    receipt = receipt_for(poll.id, item.idempotency_key)
+    check = retry_check_for(poll.id, item.actor.id, item.idempotency_key, choice)
+    if retry_check is not None:
+        if hmac.compare_digest(retry_check, check):
+            return CastOutcome(receipt, replay=True)
+        return Conflict("You have already voted in this poll; a ballot is final.",
+                        code="already_voted")
+    if poll.lifecycle is PollState.DRAFT:
+        return Conflict(f"Poll {poll.id} has not been opened.", code="poll_not_open")
+    if poll.lifecycle is PollState.CLOSED or (
+            poll.closes_at is not None and now >= poll.closes_at):
+        return Conflict(f"Poll {poll.id} is closed.", code="poll_closed")
+    if seat is None:
+        return Forbidden(f"You do not take part in meeting {meeting.id}.",
+                         code="not_a_participant")
+    if seat.role not in {role.value for role in MEMBER_ROLES}:
+        return Forbidden("Only the delegates of the meeting vote.", code="no_vote")
+    try:
+        require_in_session(meeting)
+    except Conflict as exc:
+        return exc
+    if not seat.present:
+        return Conflict("Check in to the meeting before voting.", code="not_checked_in")
+    if receipt_taken:
+        return Conflict("This idempotency key was used for another ballot; send a new random "
+                        "key.", code="idempotency_key_reused")
+    return choice, receipt, check
+
+
+async def _write_batch(ctx: Context,
+                       batch: Sequence[PendingBallot]) -> list[CastOutcome | ApiError]:
+    results: list[CastOutcome | ApiError | None] = [None] * len(batch)
+    by_poll: dict[int, list[int]] = {}
+    for index, item in enumerate(batch):
+        by_poll.setdefault(item.poll_id, []).append(index)
     async with ctx.write() as w:
         session = w.session
-        poll = await lock_poll(session, poll_id, exclusive=False)
-        try:
-            choice = canonical_choice(poll.poll_kind, poll.options, poll.max_choices, raw_choice)
-        except ChoiceError as exc:
-            raise Unprocessable(exc.message, code=exc.code) from None
-        receipt = receipt_for(poll.id, idempotency_key)
-        check = retry_check_for(poll.id, actor.id, idempotency_key, choice)
-        voted = await session.get(PollVoter, (poll.id, actor.id))
-        if voted is not None:
-            if hmac.compare_digest(voted.retry_check, check):
-                return CastOutcome(receipt, replay=True)
-            raise Conflict("You have already voted in this poll; a ballot is final.",
-                           code="already_voted")
-        if poll.lifecycle is PollState.DRAFT:
-            raise Conflict(f"Poll {poll.id} has not been opened.", code="poll_not_open")
-        if poll.lifecycle is PollState.CLOSED or (
-                poll.closes_at is not None and w.now >= poll.closes_at):
-            raise Conflict(f"Poll {poll.id} is closed.", code="poll_closed")
-        meeting = await require_meeting(session, poll.meeting_id)
-        participant = await get_participant(session, meeting.id, actor.id)
-        if participant is None:
-            raise Forbidden(f"You do not take part in meeting {meeting.id}.",
-                            code="not_a_participant")
-        if participant.participant_role not in MEMBER_ROLES:
-            raise Forbidden("Only the delegates of the meeting vote.", code="no_vote")
-        require_in_session(meeting)
-        if not await is_present(session, meeting.id, actor.id):
-            raise Conflict("Check in to the meeting before voting.", code="not_checked_in")
-        if await session.get(Ballot, (poll.id, receipt)) is not None:
-            raise Conflict("This idempotency key was used for another ballot; send a new "
-                           "random key.", code="idempotency_key_reused")
-        named = not poll.secret
-        session.add(PollVoter(poll_id=poll.id, user_id=actor.id, retry_check=check,
-                              choice=choice if named else None,
-                              receipt=receipt if named else None, voted_at=w.now))
-        session.add(Ballot(poll_id=poll.id, receipt=receipt, choice=choice))
-        await session.flush()
-        # The roll entry is of legal weight; the choice only where the vote is named.
-        details: dict[str, Any] = {"choice": choice, "receipt": receipt} if named else {}
-        await w.audit(actor.id, "poll.vote", f"poll:{poll.id}", details)
-        w.after_commit(lambda: runtime(ctx).touch_progress(poll_id))
-    return CastOutcome(receipt, replay=False)
+        votes: list[tuple[int, int, dict[str, Any]]] = []
+        for poll_id, indices in sorted(by_poll.items()):
+            poll = (await session.execute(
+                select(Poll).where(Poll.id == poll_id).with_for_update(read=True)
+            )).scalar_one_or_none()
+            if poll is None:
+                for index in indices:
+                    results[index] = NotFound(f"Poll {poll_id} does not exist.",
+                                              code="poll_not_found")
+                continue
+            meeting = await require_meeting(session, poll.meeting_id)
+            users = sorted({batch[i].actor.id for i in indices})
+            checks: dict[int, str] = dict((await session.execute(
+                select(PollVoter.user_id, PollVoter.retry_check)
+                .where(PollVoter.poll_id == poll.id, PollVoter.user_id.in_(users))
+            )).tuples().all())
+            seats = {uid: _Seat(role, bool(present)) for uid, role, present in (
+                await session.execute(
+                    select(Participant.user_id, Participant.role, Attendance.present)
+                    .outerjoin(Attendance, (Attendance.meeting_id == Participant.meeting_id)
+                               & (Attendance.user_id == Participant.user_id))
+                    .where(Participant.meeting_id == poll.meeting_id,
+                           Participant.user_id.in_(users)))).tuples().all()}
+            wanted = sorted({receipt_for(poll.id, batch[i].idempotency_key) for i in indices})
+            taken = set((await session.execute(
+                select(Ballot.receipt).where(Ballot.poll_id == poll.id,
+                                             Ballot.receipt.in_(wanted)))).scalars())
+            named = not poll.secret
+            roll: dict[int, dict[str, Any]] = {}
+            box: dict[str, list[str]] = {}
+            for index in indices:
+                item = batch[index]
+                uid = item.actor.id
+                verdict = _judge(poll, meeting, w.now, item, seats.get(uid), checks.get(uid),
+                                 receipt_for(poll.id, item.idempotency_key) in taken)
+                if not isinstance(verdict, tuple):
+                    results[index] = verdict
+                    continue
+                choice, receipt, check = verdict
+                checks[uid] = check
+                taken.add(receipt)
+                roll[uid] = {"poll_id": poll.id, "user_id": uid, "retry_check": check,
+                             "choice": choice if named else None,
+                             "receipt": receipt if named else None, "voted_at": w.now}
+                box[receipt] = choice
+                results[index] = CastOutcome(receipt, replay=False)
+                # The roll entry is of legal weight; the choice only where the vote is named.
+                votes.append((uid, poll.id, {"choice": choice, "receipt": receipt}
+                              if named else {}))
+            if roll:
+                # Sorted, so even within a batch the order of rows says nothing.
+                await session.execute(insert(PollVoter), [roll[u] for u in sorted(roll)])
+                await session.execute(insert(Ballot), [
+                    {"poll_id": poll.id, "receipt": r, "choice": box[r]} for r in sorted(box)])
+                touched = poll.id
+                w.after_commit(lambda touched=touched: runtime(ctx).touch_progress(touched))
+        votes.sort(key=lambda vote: (vote[1], vote[0]))
+        await _audit_votes(w, votes)
+    return [r for r in results if r is not None]
+
+
+async def _audit_votes(w: Write, votes: Sequence[tuple[int, int, dict[str, Any]]]) -> None:
+    """One ``poll.vote`` record per new roll entry, chained in one go.
+
+    The first goes through the core's ``append_audit`` (which takes, or creates, and locks
+    the chain head); the rest continue the chain from that head in one insert.
+    """
+    if not votes:
+        return
+    (first_uid, first_poll, first_details), rest = votes[0], votes[1:]
+    await w.audit(first_uid, "poll.vote", f"poll:{first_poll}", first_details)
+    if not rest:
+        return
+    head = (await w.session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one()
+    seq, prev = head.seq, head.hash
+    rows = []
+    for uid, poll_id, details in rest:
+        seq += 1
+        details = json.loads(json.dumps(details, ensure_ascii=False))
+        digest = record_hash(seq, w.now, uid, "poll.vote", f"poll:{poll_id}", details, prev)
+        rows.append({"seq": seq, "at": w.now, "actor_id": uid, "action": "poll.vote",
+                     "subject": f"poll:{poll_id}", "details": details, "prev_hash": prev,
+                     "hash": digest})
+        prev = digest
+    await w.session.execute(insert(AuditRecord), rows)
+    head.seq = seq
+    head.hash = prev
+    await w.session.flush()
 
 
 # --- background tasks ----------------------------------------------------------------------

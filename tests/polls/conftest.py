@@ -7,9 +7,8 @@ are issued by the server's own token service, so no Argon2 hashing is needed.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -45,45 +44,52 @@ class Assembly:
     guest: Member
     outsider: Member
     other_meeting_id: int
-    _clients: list[httpx.AsyncClient] = field(default_factory=list)
+    _shared: httpx.AsyncClient | None = None
 
-    def client(self, member: Member) -> httpx.AsyncClient:
-        client = self.server.http(member.token)
-        self._clients.append(client)
-        return client
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """One client for every member (the token goes per request): building an httpx
+        client loads the CA bundle, far slower than a ballot."""
+        if self._shared is None or self._shared.base_url != httpx.URL(self.server.url):
+            self._shared = httpx.AsyncClient(
+                base_url=self.server.url, verify=False, timeout=60,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000))
+        return self._shared
+
+    async def call(self, member: Member, method: str, path: str,
+                   json: Any = None) -> httpx.Response:
+        return await self.http.request(method, path, json=json,
+                                       headers={"Authorization": f"Bearer {member.token}"})
 
     async def close(self) -> None:
-        await asyncio.gather(*(c.aclose() for c in self._clients))
+        if self._shared is not None:
+            await self._shared.aclose()
 
     async def create_poll(self, **body: Any) -> dict[str, Any]:
         body.setdefault("title", "Thông qua Nghị quyết về ngân sách năm 2027")
-        async with self.server.http(self.chair.token) as chair:
-            response = await chair.post(f"/api/v1/meetings/{self.meeting_id}/polls", json=body)
-            assert response.status_code == 201, response.text
-            return dict(response.json())
+        response = await self.call(self.chair, "POST", f"/api/v1/meetings/{self.meeting_id}/polls",
+                                   body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
 
     async def open_poll(self, **body: Any) -> dict[str, Any]:
         poll = await self.create_poll(**body)
-        async with self.server.http(self.chair.token) as chair:
-            response = await chair.post(f"/api/v1/polls/{poll['id']}/open")
-            assert response.status_code == 200, response.text
-            return dict(response.json())
+        response = await self.call(self.chair, "POST", f"/api/v1/polls/{poll['id']}/open")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
 
     async def vote(self, member: Member, poll_id: int, choice: Any,
                    key: str | None = None) -> httpx.Response:
-        async with self.server.http(member.token) as client:
-            return await client.post(f"/api/v1/polls/{poll_id}/ballots", json={
-                "choice": choice, "idempotency_key": key or uuid.uuid4().hex})
+        return await self.call(member, "POST", f"/api/v1/polls/{poll_id}/ballots", {
+            "choice": choice, "idempotency_key": key or uuid.uuid4().hex})
 
     async def close_poll(self, poll_id: int) -> httpx.Response:
-        async with self.server.http(self.chair.token) as chair:
-            return await chair.post(f"/api/v1/polls/{poll_id}/close")
+        return await self.call(self.chair, "POST", f"/api/v1/polls/{poll_id}/close")
 
     async def view(self, poll_id: int, member: Member | None = None) -> dict[str, Any]:
-        async with self.server.http((member or self.chair).token) as client:
-            response = await client.get(f"/api/v1/polls/{poll_id}")
-            assert response.status_code == 200, response.text
-            return dict(response.json())
+        response = await self.call(member or self.chair, "GET", f"/api/v1/polls/{poll_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
 
 
 async def build_assembly(server: RunningServer, *, delegates: int = 9, absent: int = 2,
