@@ -32,9 +32,12 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription
 from av import AudioFrame, VideoFrame
 
 from meeting.media.addresses import announce_addresses, forget_addresses
@@ -111,6 +114,49 @@ class RoomClosed:
 
 
 Notice = PeerGone | RoomClosed
+
+
+# What the floor is encoded in: every listener must accept it.
+FLOOR_CODECS = {"audio": "audio/opus", "video": "video/vp8"}
+# What aiortc's SDP parsing raises on malformed input.
+SDP_ERRORS = (ValueError, AssertionError, IndexError, KeyError, TypeError, InternalError,
+              InvalidAccessError, InvalidStateError, OperationError)
+
+
+def check_offer(sdp: str) -> frozenset[str]:
+    """The kinds the offer may receive the floor in; ``InvalidOffer`` if it is unusable.
+
+    An offer needs an audio section that accepts Opus, with ICE credentials and a DTLS
+    fingerprint. Video is sent only if the offer accepts VP8 (otherwise its camera is still
+    received, but it is sent no video).
+    """
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidOffer("The SDP offer must start with 'v=0'.")
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except SDP_ERRORS as exc:
+        raise InvalidOffer(f"The SDP offer cannot be parsed: {exc or type(exc).__name__}."
+                           ) from exc
+    kinds = set()
+    for media in parsed.media:
+        if media.kind not in FLOOR_CODECS:
+            continue
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidOffer(f"The {media.kind} section has no ICE username and password.")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise InvalidOffer(f"The {media.kind} section has no DTLS fingerprint.")
+        if any(c.mimeType.lower() == FLOOR_CODECS[media.kind] for c in media.rtp.codecs):
+            kinds.add(media.kind)
+    if not any(media.kind == "audio" for media in parsed.media):
+        raise InvalidOffer("The SDP offer has no audio section.")
+    if "audio" not in kinds:
+        raise InvalidOffer("The SDP offer's audio does not accept Opus.")
+    return frozenset(kinds)
+
+
+def floor_codecs(kind: str) -> list[Any]:
+    capabilities = RTCRtpSender.getCapabilities(kind)
+    return [c for c in capabilities.codecs if c.mimeType.lower() == FLOOR_CODECS[kind]]
 
 
 def ice_server(url: str) -> RTCIceServer:
@@ -287,14 +333,18 @@ class MediaEngine:
         remote_tracks: list[MediaStreamTrack] = []
         pc.on("track", remote_tracks.append)
         try:
+            kinds = check_offer(sdp)
+            # Transceivers made before the offer is applied take its first section of their
+            # kind, with only the floor's codec allowed: the packets we hand them are Opus
+            # (and VP8), so nothing else may be negotiated.
+            for kind in sorted(kinds):
+                pc.addTransceiver(kind, direction="sendrecv").setCodecPreferences(
+                    floor_codecs(kind))
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
+            except SDP_ERRORS as exc:
                 raise InvalidOffer(f"The SDP offer cannot be used: {exc or type(exc).__name__}."
                                    ) from exc
-            kinds = {t.kind for t in pc.getTransceivers()}
-            if "audio" not in kinds:
-                raise InvalidOffer("The SDP offer has no audio section.")
             pc.addTrack(listener)
             video_sender = None
             if "video" in kinds:

@@ -162,8 +162,6 @@ async def do_join(ctx: Context, principal: Principal, meeting_id: int,
         if meeting.lifecycle is MeetingState.CLOSED:
             raise Conflict(f"Meeting {meeting_id} is closed.", code="meeting_closed")
         floor = await current_floor(session, meeting_id)
-    if "m=audio" not in sdp:
-        raise BadRequest("The SDP offer has no audio section.", code="invalid_sdp")
     state = runtime(ctx)
     try:
         joined: Joined = await state.engine.join(meeting_id, principal.id, sdp, floor)

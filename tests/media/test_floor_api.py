@@ -131,6 +131,16 @@ async def test_refusals_change_nothing(hall: Hall) -> None:
         client.pc.addTrack(client.tone)  # type: ignore[arg-type]
         await client.pc.setLocalDescription(await client.pc.createOffer())
         offer = client.pc.localDescription.sdp
+        lines = offer.split("\r\n")
+        for broken, message in (
+            ("\r\n".join(line for line in lines if "fingerprint" not in line), "fingerprint"),
+            ("\r\n".join(line for line in lines if "ice-pwd" not in line), "ICE"),
+            (offer.replace("opus/48000/2", "speex/8000"), "Opus"),
+        ):
+            refused = await hall.join(hall.delegates[0], broken)
+            assert refused.status_code == 400, message
+            assert refused.json()["error"]["code"] == "invalid_sdp"
+            assert message in refused.json()["error"]["message"]
         # Someone who does not take part in the meeting.
         outsider = await hall.join(hall.outsider, offer)
         assert outsider.status_code == 403
