@@ -178,7 +178,7 @@ function renderAttendance(state) {
   fill(document.getElementById("attendance"), (state.participants || []).filter((p) => p.role !== "secretary").map((p) =>
     h("li", { dataset: { user: p.user_id, present: p.present ? "1" : "0" } },
       h("span", { class: `presence-dot ${p.present ? "presence-online" : ""}`, "aria-hidden": "true" }),
-      h("span", { class: "grow" }, p.display_name, p.role === "guest" ? " (khách)" : "",
+      h("span", { class: "grow" }, p.display_name, p.role === "guest" ? ` (${t("guest")})` : "",
         p.checked_in_at ? h("span", { class: "small muted" }, ` ${formatTime(p.checked_in_at, false)}`) : null,
         !p.present && p.absent_reason ? h("span", { class: "small muted" }, ` — ${p.absent_reason}`) : null),
       p.present

@@ -205,6 +205,7 @@ const vi = {
   state_open: "Đang mở",
   projector_waiting: "Chờ trình chiếu",
   reason_prompt: "Lý do vắng mặt",
+  guest: "khách mời",
 };
 
 const en = {
@@ -403,6 +404,7 @@ const en = {
   state_open: "Open",
   projector_waiting: "Waiting for the presentation",
   reason_prompt: "Reason for absence",
+  guest: "guest",
 };
 
 const dictionaries = { vi, en };

@@ -152,6 +152,13 @@ export function connectRealtime({ onEvent, onReset, onSignal, onResumed } = {}) 
     if (window.dhEvents.length > 2000) window.dhEvents.shift();
   });
   realtime.start();
+  // Presence: away while the page is hidden, online when it is back (and on every reconnect).
+  const sendPresence = () => realtime.signal(`user:${user.id}`, "presence",
+    { state: document.visibilityState === "hidden" ? "away" : "online" });
+  document.addEventListener("visibilitychange", sendPresence);
+  realtime.addEventListener("status", (e) => {
+    if (e.detail === "online" && document.visibilityState === "hidden") sendPresence();
+  });
   window.dhRealtime = realtime; // for debugging and the browser tests
   return realtime;
 }
