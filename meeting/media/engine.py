@@ -101,7 +101,8 @@ class Joined:
 
 @dataclass(frozen=True)
 class PeerGone:
-    """The worker dropped a peer by itself (``failed``, ``silent``, ``closed``)."""
+    """The worker dropped a peer by itself (``failed``, ``silent``, ``closed`` by the peer,
+    ``shutdown`` of the server)."""
 
     peer: PeerInfo
     reason: str
@@ -496,4 +497,4 @@ class MediaEngine:
         for room in list(self._rooms.values()):
             for peer in list(room.peers.values()):
                 if not peer.closing:
-                    await self._drop(peer, "closed")
+                    await self._drop(peer, "shutdown")

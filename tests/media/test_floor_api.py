@@ -242,3 +242,23 @@ async def test_everyone_sees_the_speaker(hall: Hall) -> None:
     finally:
         for client in (a, b, c):
             await client.close()
+
+
+async def test_closing_the_meeting_ends_its_media(hall: Hall) -> None:
+    client = Client(A_HZ)
+    sessions: dict[str, str] = {}
+    async with hall.server.socket(hall.chair) as ws:
+        await ws.subscribe({hall.topic: 0})
+        try:
+            await client.join(signal_through(hall, hall.delegates[0], sessions, "a"))
+            await ws.next_event("media.joined")
+            closed = await hall.post(hall.chair, "/close")
+            assert closed.status_code == 200, closed.text
+            left = await ws.next_event("media.left", timeout=10)
+            assert left["data"] == {"session_id": sessions["a"],
+                                    "user_id": hall.delegate_ids[0],
+                                    "reason": "meeting_closed"}
+        finally:
+            await client.close()
+    engine = hall.server.ctx.extensions["media"].engine
+    assert await engine.peers(hall.meeting_id) == []
