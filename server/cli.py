@@ -8,8 +8,12 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from server.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from server.context import Context
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
@@ -17,6 +21,7 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
     return {
         "ws": "websockets-sansio",
         "ws_max_size": settings.ws_max_frame_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_ping_interval": settings.ws_ping_interval_secs,
         "ws_ping_timeout": settings.ws_ping_timeout_secs,
         "lifespan": "on",
@@ -70,18 +75,31 @@ async def _with_context(settings: Settings, job: object) -> int:
 
 def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     from server.migrate import migrate
-    from server.org.models import Confidentiality, Role
-    from server.org.service import create_user
+    from server.org.models import Confidentiality, Role, UnitKind
+    from server.org.service import create_unit, create_user, list_units
 
     password = args.password or os.environ.get("DIENHONG_NEW_PASSWORD")
     if password is None:
         password = getpass.getpass(f"password for {args.username}: ")
 
-    async def job(ctx: object) -> int:
+    async def job(ctx: Context) -> int:
+        unit_id = args.unit_id
+        if unit_id is None:
+            # A fresh installation has no unit yet: the first account (the administrator
+            # who then builds the tree over the API) comes with the root unit.
+            async with ctx.read() as session:
+                if await list_units(session):
+                    print("error: give --unit-id (the organisation already has units)",
+                          file=sys.stderr)
+                    return 2
+            root = await create_unit(ctx, None, name=args.root_unit_name,
+                                     kind=UnitKind.STANDING_COMMITTEE, parent_id=None)
+            print(f"created root unit {root.name} (id {root.id})")
+            unit_id = root.id
         user = await create_user(
-            ctx,  # type: ignore[arg-type]
-            None, username=args.username, display_name=args.display_name or args.username,
-            unit_id=args.unit_id, roles=[Role(r) for r in args.role],
+            ctx, None, username=args.username,
+            display_name=args.display_name or args.username,
+            unit_id=unit_id, roles=[Role(r) for r in args.role],
             clearance=Confidentiality(args.clearance), password=password,
         )
         print(f"created user {user.username} (id {user.id})")
@@ -141,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     user = commands.add_parser("create-user", help="create an account")
     user.add_argument("--username", required=True)
     user.add_argument("--display-name", default="")
-    user.add_argument("--unit-id", type=int, required=True)
+    user.add_argument("--unit-id", type=int, default=None,
+                      help="the user's unit; omitted on an empty organisation: a root unit "
+                           "is created")
+    user.add_argument("--root-unit-name", default="Thường trực HĐND",
+                      help="name of the root unit created for the first user")
     user.add_argument("--role", action="append", default=[],
                       choices=["admin", "standing", "chair", "secretary", "delegate", "staff"])
     user.add_argument("--clearance", default="none",

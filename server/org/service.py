@@ -63,10 +63,11 @@ async def get_unit(session: AsyncSession, unit_id: int) -> Unit:
     return unit
 
 
-async def create_unit(ctx: Context, actor: Principal, *, name: str, kind: UnitKind,
+async def create_unit(ctx: Context, actor: Principal | None, *, name: str, kind: UnitKind,
                       parent_id: int | None) -> Unit:
-    """Add a unit to the tree (admin)."""
-    require_admin(actor)
+    """Add a unit to the tree (admin, or the command line when ``actor`` is None)."""
+    if actor is not None:
+        require_admin(actor)
     async with ctx.write() as w:
         if parent_id is not None:
             await get_unit(w.session, parent_id)
@@ -76,7 +77,8 @@ async def create_unit(ctx: Context, actor: Principal, *, name: str, kind: UnitKi
         unit = Unit(name=name, kind=kind.value, parent_id=parent_id, created_at=w.now)
         w.session.add(unit)
         await w.session.flush()
-        await w.audit(actor.id, "unit.create", f"unit:{unit.id}", unit_json(unit))
+        await w.audit(actor.id if actor else None, "unit.create", f"unit:{unit.id}",
+                      unit_json(unit))
     return unit
 
 

@@ -10,4 +10,8 @@ async def test_login_and_socket(server: RunningServer, city: DemoCity) -> None:
     async with server.socket(token) as client:
         assert client.ready["user_id"] == city.ward_user_ids[0]
         await client.send(op="ping")
-        assert (await client.recv())["op"] == "pong"
+        # Features may send signals (presence) meanwhile; the pong still comes.
+        ops = []
+        while not ops or ops[-1] != "pong":
+            ops.append((await client.recv())["op"])
+        assert set(ops) <= {"signal", "event", "pong"}
