@@ -8,10 +8,16 @@ from server.features import Feature
 def feature() -> Feature:
     from meeting.minutes import routes as minutes_routes
     from meeting.polls.routes import routes
-    from meeting.polls.service import run_ballot_box, run_closer, run_progress
+    from meeting.polls.service import (
+        keep_ballots_out_of_logs,
+        run_ballot_box,
+        run_closer,
+        run_progress,
+    )
 
     return Feature(
         name="polls",
         routes=[*routes, *minutes_routes],
         background=[run_ballot_box, run_closer, run_progress],
+        startup=[keep_ballots_out_of_logs],
     )

@@ -72,7 +72,7 @@ class Poll(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     closed_by: Mapped[int | None] = mapped_column(Integer, default=None)
     # Fixed at close: rule, tally, passed, numbers, threshold (elected for CHOICE polls).
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # sha256 over the published ballot list, also written to the audit chain at close.
     ballots_digest: Mapped[str | None] = mapped_column(String(64), default=None)
 
@@ -105,7 +105,7 @@ class PollVoter(Base):
     # without storing the key, the receipt or (for a secret poll) the choice.
     retry_check: Mapped[str] = mapped_column(String(64))
     # Open (named) polls only; always NULL for a secret poll.
-    choice: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    choice: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
     receipt: Mapped[str | None] = mapped_column(String(RECEIPT_CHARS), default=None)
     voted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
