@@ -48,7 +48,7 @@ export class Realtime extends EventTarget {
     this.lastFrameAt = 0;
     this.stopped = false;
     this.everOnline = false;
-    this.userTopics = [];
+    this.resyncing = new Set();
     window.addEventListener("online", () => this._reconnectSoon(0));
     window.addEventListener("offline", () => this._drop("browser offline"));
   }
@@ -229,6 +229,7 @@ export class Realtime extends EventTarget {
         this.dispatchEvent(new CustomEvent("error", { detail: frame }));
         return;
       case "subscribed":
+        this.resyncing.delete(frame.topic);
         // Confirm what we hold on this socket (a confirmation lost in a drop is resent).
         if (this.seq(frame.topic) > 0) this._queueReceived(frame.topic, this.seq(frame.topic));
         return;
@@ -239,6 +240,7 @@ export class Realtime extends EventTarget {
 
   _ready(frame) {
     this.attempt = 0;
+    this.resyncing.clear();
     this.userId = frame.user_id;
     this._startHeartbeat();
     // The server subscribed user: and unit: from their current seq. Resume them from ours
@@ -268,8 +270,12 @@ export class Realtime extends EventTarget {
     const last = this.seq(frame.topic);
     if (frame.seq <= last) return; // already have it
     if (frame.seq > last + 1) {
-      // A gap: ask again from what we hold; the log fills it in order.
-      this._send({ op: "subscribe", topics: { [frame.topic]: last } });
+      // A gap: ask again from what we hold (once until the server answers `subscribed`);
+      // the log fills it in order.
+      if (!this.resyncing.has(frame.topic)) {
+        this.resyncing.add(frame.topic);
+        this._send({ op: "subscribe", topics: { [frame.topic]: last } });
+      }
       return;
     }
     this.last.set(frame.topic, frame.seq);
