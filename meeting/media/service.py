@@ -60,6 +60,7 @@ class MediaRuntime:
 
 
 def engine_config(settings: Settings) -> EngineConfig:
+    """The media worker's configuration from the ``media_*`` settings."""
     return EngineConfig(
         ice_servers=settings.media_ice_servers,
         addresses=settings.media_addresses,
@@ -71,6 +72,7 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 def runtime(ctx: Context) -> MediaRuntime:
+    """The running media feature of this node."""
     found = ctx.extensions.get(EXTENSION)
     if not isinstance(found, MediaRuntime):
         raise RuntimeError("the media feature is not started")
@@ -241,6 +243,7 @@ def _relative(ctx: Context, path: Path) -> str:
 
 
 def recording_json(recording: MediaRecording) -> dict[str, Any]:
+    """A recording as the API and the minutes show it (the file's path stays private)."""
     return {
         "id": recording.id,
         "meeting_id": recording.meeting_id,
@@ -280,6 +283,7 @@ async def recording_file(ctx: Context, principal: Principal, meeting_id: int,
 
 async def require_listing_access(ctx: Context, principal: Principal,
                                  meeting_id: int) -> list[dict[str, Any]]:
+    """The meeting's recordings for a participant (or an administrator); 403 otherwise."""
     async with ctx.read() as session:
         await require_meeting(session, meeting_id)
         if (await get_participant(session, meeting_id, principal.id) is None

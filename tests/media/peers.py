@@ -123,6 +123,7 @@ class Client:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                assert isinstance(frame, AudioFrame)
                 samples = frame.to_ndarray().reshape(-1).astype(np.float64)
                 if frame.layout.name == "stereo":
                     samples = samples.reshape(-1, 2).mean(axis=1)
@@ -133,6 +134,7 @@ class Client:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                assert isinstance(frame, VideoFrame)
                 image = frame.to_ndarray(format="rgb24")
                 mean = image.reshape(-1, 3).mean(axis=0)
                 self.seen_color = (int(mean[0]), int(mean[1]), int(mean[2]))

@@ -65,11 +65,11 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
             await a.wait_hearing(C_HZ, absent=(A_HZ,))
 
             # B leaves: media.left, and its session is gone.
-            async with hall.server.http(hall.delegates[1]) as client:
-                left = await client.delete(
+            async with hall.server.http(hall.delegates[1]) as http:
+                left = await http.delete(
                     f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['b']}")
                 assert left.status_code == 204, left.text
-                again = await client.delete(
+                again = await http.delete(
                     f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['b']}")
                 assert again.status_code == 404
                 assert again.json()["error"]["code"] == "media_session_not_found"
@@ -86,20 +86,20 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
 
     recordings: list[dict[str, object]] = []
     for _ in range(100):
-        async with hall.server.http(hall.delegates[3]) as client:
-            listed = await client.get(f"/api/v1/meetings/{hall.meeting_id}/recordings")
+        async with hall.server.http(hall.delegates[3]) as http:
+            listed = await http.get(f"/api/v1/meetings/{hall.meeting_id}/recordings")
         assert listed.status_code == 200, listed.text
         recordings = listed.json()["recordings"]
         if recordings and recordings[0]["ended_at"]:
             break
         await asyncio.sleep(0.1)
     assert len(recordings) == 1 and recordings[0]["ended_at"]
-    async with hall.server.http(hall.delegates[3]) as client:
-        ogg = await client.get(str(recordings[0]["url"]))
+    async with hall.server.http(hall.delegates[3]) as http:
+        ogg = await http.get(str(recordings[0]["url"]))
     assert ogg.status_code == 200
     assert ogg.headers["content-type"] == "audio/ogg"
     # The recording holds the floor: both tones, each in its turn.
-    with av.open(io.BytesIO(ogg.content)) as container:
+    with av.open(io.BytesIO(ogg.content), "r") as container:
         # Decoded as planar float: row 0 is the left channel.
         samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
     spectrum = np.abs(np.fft.rfft(samples))

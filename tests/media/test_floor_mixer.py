@@ -74,7 +74,8 @@ def test_a_source_buffer_and_a_listener_queue_are_bounded() -> None:
         track.offer(av.Packet(bytes([index])))
     assert track.dropped == 3
     assert len(track._items) == LISTENER_BUFFER_PACKETS
-    assert bytes(track._items[0]) == bytes([3])  # the oldest went first
+    oldest = track._items[0]
+    assert isinstance(oldest, av.Packet) and bytes(oldest) == bytes([3])  # the oldest went first
 
 
 def test_encode_once_hands_the_same_packet_to_every_listener() -> None:
@@ -106,7 +107,7 @@ def test_the_recorder_writes_a_playable_ogg(tmp_path: Path) -> None:
     summary = recorder.close()
     assert summary.packets == mixer.packets and summary.dropped == 0
     assert summary.size_bytes > 0 and 0.9 < summary.duration_secs < 1.1
-    with av.open(str(summary.path)) as container:
+    with av.open(str(summary.path), "r") as container:
         samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
     assert abs(peak_hz(samples.astype(np.float64)) - 440) < 5
 
