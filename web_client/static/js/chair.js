@@ -148,12 +148,21 @@ function renderPresentation(state) {
   const preview = h("img", { alt: t("page_of", { page: selection.page, pages }), style: "width: 100%; max-height: 40vh; object-fit: contain; background: #fff; border: 1px solid var(--line)" });
   pageImage(doc.id, selection.page, 800).then((url) => (preview.src = url)).catch(() => {});
   const thumbs = h("div", { class: "thumbs", role: "listbox", "aria-label": doc.title || doc.name });
-  for (let n = 1; n <= Math.min(pages, 200); n++) {
-    const img = h("img", { alt: "", loading: "lazy" });
+  // Thumbnails are fetched as they scroll into view: a 300-page budget is not loaded at once.
+  const seen = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      seen.unobserve(entry.target);
+      const img = entry.target.querySelector("img");
+      pageImage(doc.id, Number(entry.target.dataset.page), 120).then((url) => (img.src = url)).catch(() => {});
+    }
+  }, { root: thumbs, rootMargin: "0px 400px" });
+  for (let n = 1; n <= pages; n++) {
+    const img = h("img", { alt: "" });
     const button = h("button", { type: "button", role: "option", "aria-selected": n === selection.page ? "true" : "false", "aria-current": n === live ? "true" : "false",
       "aria-label": t("page_of", { page: n, pages }), dataset: { page: n }, onclick: () => { selection.page = n; renderPresentation(meeting.state); } }, img, h("span", { class: "small" }, n));
     thumbs.append(button);
-    pageImage(doc.id, n, 120).then((url) => (img.src = url)).catch(() => {});
+    seen.observe(button);
   }
   fill(box,
     h("p", { class: "small" }, h("strong", {}, doc.title || doc.name), " — ", t("page_of", { page: selection.page, pages }),

@@ -116,6 +116,13 @@ export function showConnection(status) {
   text.dataset.i18n = `status_${status}`;
   text.textContent = t(`status_${status}`);
   document.body.classList.toggle("is-offline", status === "offline");
+  let banner = document.getElementById("offline-banner");
+  if (status === "offline" && !banner) {
+    banner = h("div", { id: "offline-banner", class: "offline-banner", "data-i18n": "status_offline" }, t("status_offline"));
+    (document.getElementById("app-header") || document.body.firstChild)?.after(banner);
+  } else if (status !== "offline" && banner) {
+    banner.remove();
+  }
 }
 
 /** Start the shared real-time client with the header's indicator wired in. */
