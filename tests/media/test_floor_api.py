@@ -262,3 +262,25 @@ async def test_closing_the_meeting_ends_its_media(hall: Hall) -> None:
             await client.close()
     engine = hall.server.ctx.extensions["media"].engine
     assert await engine.peers(hall.meeting_id) == []
+
+
+async def test_the_chair_is_always_heard_with_the_speaker(hall: Hall) -> None:
+    chair_hz = 700.0
+    chair, a, b = Client(chair_hz), Client(A_HZ), Client(None)
+    sessions: dict[str, str] = {}
+    try:
+        for name, client, token in (("chair", chair, hall.chair), ("a", a, hall.delegates[0]),
+                                    ("b", b, hall.delegates[1])):
+            await client.join(signal_through(hall, token, sessions, name))
+        # Nobody has been given the floor: the chair alone.
+        await b.wait_hearing(chair_hz, absent=(A_HZ,))
+        await hall.give_floor(hall.delegates[0])
+        # Both the chair and the speaker, mixed.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not (b.level_at(A_HZ) > 0.3 and b.level_at(chair_hz) > 0.3):
+            assert loop.time() < deadline, (b.level_at(A_HZ), b.level_at(chair_hz))
+            await asyncio.sleep(0.05)
+    finally:
+        for client in (chair, a, b):
+            await client.close()
