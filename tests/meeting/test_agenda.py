@@ -106,7 +106,7 @@ async def test_bad_agenda_changes_change_nothing(room: Room, who: str, path: str
     client = {"delegate": room.delegates[0], "guest": room.guest, "chair": room.chair}[who]
     before = await room.state()
     response = await client.post(room.base + path, json=body)
-    assert response.status_code == status, response.text
+    assert response.status_code == status, response.text[:300]
     assert response.json()["error"]["code"] == code
     assert await room.state() == before
 
@@ -171,7 +171,7 @@ async def test_bad_presentations_change_nothing(room: Room, who: str, change: di
               "chair": room.chair}[who]
     before = await room.state()
     response = await client.post(room.base + "/presentation", json=body)
-    assert response.status_code == status, response.text
+    assert response.status_code == status, response.text[:300]
     assert response.json()["error"]["code"] == code
     assert await room.state() == before
 

@@ -1,0 +1,171 @@
+"""The convergence test: the state at any point plus the events after its seq == the end state.
+
+A scripted session (start, agenda changes, presentation, check-ins, speakers with their
+timer, adjournment) runs while another task keeps fetching the state. Every state fetched,
+at a quiet moment or racing a change, replayed forward with the events after its ``seq``
+exactly as a tablet does it, must equal the state fetched at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from server.clock import ManualClock
+from server.demo import seed_demo
+from tests.conftest import DEMO_PASSWORD, MakeServer
+from tests.meeting.conftest import Room, apply_event, make_room, store_pdf
+
+
+async def ok(response: Awaitable[httpx.Response]) -> dict[str, Any]:
+    result = await response
+    assert result.is_success, result.text
+    return result.json() if result.content else {}
+
+
+async def script(room: Room, clock: ManualClock,
+                 checkpoint: Callable[[], Awaitable[None]]) -> None:
+    base, chair, d = room.base, room.chair, room.delegates
+    docs = [await store_pdf(room.server, room.city.chair_id, f"Tài liệu {n}", pages=4)
+            for n in (1, 2)]
+    steps: list[Callable[[], Awaitable[Any]]] = []
+
+    async def add(title: str, **extra: Any) -> dict[str, Any]:
+        return await ok(chair.post(base + "/agenda", json={"title": title, **extra}))
+
+    items: list[dict[str, Any]] = []
+    speakers: list[dict[str, Any]] = []
+
+    async def s_agenda() -> None:
+        items.append(await add("Khai mạc", planned_minutes=10))
+        items.append(await add("Báo cáo", document_ids=[docs[0]], planned_minutes=40))
+        items.append(await add("Thẩm tra", parent_id=items[1]["id"], document_ids=[docs[1]]))
+        items.append(await add("Bế mạc"))
+
+    async def s_reorder() -> None:
+        await ok(room.secretary.post(base + "/agenda/reorder", json={
+            "item_ids": [items[1]["id"], items[0]["id"], items[3]["id"]]}))
+        await ok(chair.post(base + "/agenda/current", json={"agenda_item_id": items[1]["id"]}))
+
+    async def s_present() -> None:
+        for page in (1, 2, 3):
+            await ok(chair.post(base + "/presentation", json={
+                "agenda_item_id": items[1]["id"], "document_id": docs[0], "page": page}))
+
+    async def s_attendance() -> None:
+        for client in d[:3]:
+            await ok(client.post(base + "/attendance", json={"present": True}))
+        await ok(room.secretary.post(base + "/attendance", json={
+            "present": False, "user_id": room.delegate_ids[3], "reason": "Ốm"}))
+        await ok(room.guest.post(base + "/attendance", json={"present": True}))
+
+    async def s_speakers() -> None:
+        speakers.append(await ok(d[0].post(base + "/speakers", json={"kind": "speech"})))
+        speakers.append(await ok(d[1].post(base + "/speakers", json={"kind": "question"})))
+        speakers.append(await ok(d[2].post(base + "/speakers", json={"kind": "point_of_order"})))
+        await ok(chair.post(base + f"/speakers/{speakers[2]['id']}/grant"))
+
+    async def until_current(flag: str) -> None:
+        # The timer writes in the background once the clock moved: wait for its result.
+        for _ in range(500):
+            current = (await room.state())["speakers"]["current"]
+            if current and current[flag]:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the timer never set {flag}")
+
+    async def s_timer() -> None:
+        await clock.advance(65)
+        await until_current("warned")
+
+    async def s_more_speakers() -> None:
+        await ok(chair.post(base + f"/speakers/{speakers[2]['id']}/finish"))
+        await ok(chair.post(base + "/speakers/reorder", json={
+            "speaker_ids": [speakers[1]["id"], speakers[0]["id"]]}))
+        await ok(d[1].delete(base + f"/speakers/{speakers[1]['id']}"))
+        await ok(chair.post(base + f"/speakers/{speakers[0]['id']}/grant"))
+
+    async def s_time_up() -> None:
+        await clock.advance(91)
+        await until_current("time_up")
+
+    async def s_adjourn() -> None:
+        await ok(chair.post(base + "/adjourn"))
+        await ok(chair.patch(base, json={"place": "Hội trường B", "quorum": {
+            "numerator": 1, "denominator": 2}}))
+        await ok(chair.post(base + "/start"))
+
+    async def s_edit() -> None:
+        await ok(chair.patch(base + f"/agenda/{items[0]['id']}", json={
+            "title": "Khai mạc kỳ họp", "document_ids": [docs[1]]}))
+        await ok(chair.post(base + "/presenter", json={"user_id": room.delegate_ids[0]}))
+        await ok(d[0].post(base + "/presentation", json={
+            "agenda_item_id": items[0]["id"], "document_id": docs[1], "page": 4}))
+        await ok(chair.delete(base + f"/agenda/{items[1]['id']}"))
+        await ok(d[0].post(base + "/attendance", json={"present": False}))
+
+    steps = [s_agenda, s_reorder, s_present, s_attendance, s_speakers, s_timer,
+             s_more_speakers, s_time_up, s_adjourn, s_edit]
+    await checkpoint()
+    await ok(chair.post(base + "/start"))
+    for step in steps:
+        await checkpoint()
+        await step()
+    await checkpoint()
+
+
+async def events_after(room: Room, seq: int) -> list[dict[str, Any]]:
+    async with room.server.socket(room.tokens["delegate001"]) as ws:
+        frames = await ws.subscribe({f"meeting:{room.meeting_id}": seq})
+    return [f for f in frames if f["op"] == "event"]
+
+
+async def test_state_plus_events_converges(make_server: MakeServer) -> None:
+    clock = ManualClock()
+    server = await make_server(clock=clock)
+    city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2, delegates=6)
+    rooms = make_room(server, city, speech_limit_secs=90)
+    room = await rooms.__anext__()
+    viewer = room.delegates[4] if len(room.delegates) > 4 else room.delegates[3]
+    snapshots: list[dict[str, Any]] = []
+    done = asyncio.Event()
+
+    async def checkpoint() -> None:
+        snapshots.append(await room.state(viewer))
+
+    async def racing_reader() -> None:
+        # States fetched while changes are being written.
+        while not done.is_set():
+            snapshots.append(await room.state(viewer))
+            await asyncio.sleep(0.005)
+
+    try:
+        reader = asyncio.create_task(racing_reader())
+        await script(room, clock, checkpoint)
+        done.set()
+        await reader
+        final = await room.state(viewer)
+        assert final["speakers"]["totals"] and final["presentation"]["page"] == 4
+        seqs = sorted({s["seq"] for s in snapshots})
+        assert len(seqs) > 10, "the script should give many different points to start from"
+        for snapshot in snapshots:
+            state = copy.deepcopy(snapshot)
+            for event in await events_after(room, snapshot["seq"]):
+                apply_event(state, event)
+            assert state == final, f"diverged from the state at seq {snapshot['seq']}"
+        # A tablet that followed live from the first state ends in the same place too.
+        live = copy.deepcopy(snapshots[0])
+        for event in await events_after(room, live["seq"]):
+            apply_event(live, event)
+        assert live == final
+        types = {e["type"] for e in await events_after(room, 0)}
+        assert {"speaker.warning", "speaker.time_up", "speaker.started", "speaker.finished",
+                "speakers.reordered", "speaker.withdrawn", "meeting.updated",
+                "presenter.changed", "agenda.current_changed"} <= types
+    finally:
+        done.set()
+        await rooms.aclose()
