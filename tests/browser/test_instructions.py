@@ -108,6 +108,11 @@ async def test_direct_messages_typing_edit_retract(server: RunningServer, city: 
     await two.wait_for_selector(badge, state="detached")
     await two.type("#message-input", "Đã nhận")
     await one.wait_for_selector("#typing:not(:empty)")
+    # A message arriving while writing leaves the text being written alone.
+    await one.fill("#message-input", "Thêm: họp giao ban lúc 14 giờ.")
+    await one.press("#message-input", "Enter")
+    await two.wait_for_selector("#message-list .message:has-text('giao ban')")
+    assert await two.input_value("#message-input") == "Đã nhận"
     await two.press("#message-input", "Enter")
     await one.wait_for_selector("#message-list .message:not(.mine):has-text('Đã nhận')")
     # Edit, then retract: the other side sees both live.

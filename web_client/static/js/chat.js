@@ -1,9 +1,9 @@
 // The chat client: urgent-instruction inbox (with acknowledgement and replies), compose and
 // the live acknowledgement board for senders, unit/group/direct channels, search.
 
-import { api, blobUrl, download, listOf, randomId, session, uploadFile } from "./api.js";
+import { api, blobUrl, download, listOf, randomId, uploadFile } from "./api.js";
 import { formatTime, t } from "./i18n.js";
-import { announce, connectRealtime, dialog, fill, h, showError, startPage, toast } from "./shell.js";
+import { announce, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
 
 const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
 // Typing: send at most one signal per TYPING_SEND_MS; show a typist for TYPING_SHOW_MS.
@@ -514,7 +514,7 @@ function messageItem(channelId, m) {
     h("div", { class: "text" }, retracted ? t("retracted") : m.body),
     retracted ? null : attachmentLinks(m.attachments || m.attachment_ids),
     retracted ? null : h("div", { class: "message-actions" },
-      h("button", { type: "button", class: "btn btn-small", onclick: () => { state.replyTo = m; renderView(); } }, t("reply")),
+      h("button", { type: "button", class: "btn btn-small", onclick: () => { state.replyTo = m; renderReplyBar(); document.getElementById("message-input")?.focus(); } }, t("reply")),
       mine ? h("button", { type: "button", class: "btn btn-small", onclick: () => editMessage(channelId, m) }, t("edit")) : null,
       mine ? h("button", { type: "button", class: "btn btn-small", onclick: () => retractMessage(channelId, m) }, t("retract")) : null));
 }
@@ -525,7 +525,7 @@ async function editMessage(channelId, m) {
   try {
     const updated = await api(`channels/${channelId}/messages/${m.id}`, { method: "PATCH", body: { body: values.body.trim() } });
     upsertMessage(channelId, updated || { id: m.id, body: values.body.trim() });
-    renderView();
+    renderMessages(channelId);
   } catch (err) {
     showError(err);
   }
@@ -535,7 +535,7 @@ async function retractMessage(channelId, m) {
   try {
     await api(`channels/${channelId}/messages/${m.id}`, { method: "DELETE" });
     upsertMessage(channelId, { id: m.id, state: "retracted", retracted_at: new Date().toISOString() });
-    renderView();
+    renderMessages(channelId);
   } catch (err) {
     showError(err);
   }
@@ -566,8 +566,6 @@ async function renderChannel(view, id) {
     }
     if (state.route.view !== "channel" || state.route.id !== id) return;
   }
-  const msgs = [...messagesOf(id).values()].sort((a, b) => (a.seq || a.id) - (b.seq || b.id));
-  const list = h("ul", { class: "messages", id: "message-list", "aria-label": channelLabel(channel) }, msgs.map((m) => messageItem(id, m)));
   const counts = channel.unit_id ? unitOnline(channel.unit_id) : null;
   const textarea = h("textarea", { id: "message-input", name: "body", rows: 2, "aria-label": t("message_label"), placeholder: t("message_placeholder"),
     oninput: () => {
@@ -585,17 +583,35 @@ async function renderChannel(view, id) {
   fill(view,
     h("div", { class: "row" }, h("h2", { class: "grow" }, channelLabel(channel)),
       counts ? h("span", { class: "small muted", id: "online-count" }, t("online_count", counts)) : null),
-    list,
+    h("ul", { class: "messages", id: "message-list", dataset: { channel: id }, "aria-label": channelLabel(channel) }),
     h("div", { class: "typing", id: "typing", "aria-live": "polite" }, typingText(id)),
-    state.replyTo ? h("div", { class: "quote row" }, t("replying_to", { name: userName(state.replyTo.author_id) }),
-      h("button", { type: "button", class: "btn btn-small", onclick: () => { state.replyTo = null; renderView(); } }, t("cancel"))) : null,
+    h("div", { id: "reply-bar" }),
     h("form", { class: "composer", id: "composer", onsubmit: (e) => postMessage(e, id) },
       h("label", { class: "btn btn-small", title: t("attach") }, h("span", { "aria-hidden": "true" }, "+"), h("span", { class: "visually-hidden" }, t("attach")),
         h("input", { type: "file", id: "message-file", class: "visually-hidden", multiple: true })),
       textarea,
       h("button", { type: "submit", class: "btn btn-primary send" }, t("send"))));
-  list.scrollTop = list.scrollHeight;
-  markRead(channel);
+  renderMessages(id, true);
+  renderReplyBar();
+}
+
+/** Fill the message list only: the composer (and what is being typed) stays as it is. */
+function renderMessages(id, toBottom = false) {
+  const list = document.getElementById("message-list");
+  if (!list || list.dataset.channel !== String(id)) return;
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const msgs = [...messagesOf(id).values()].sort((a, b) => (a.seq || a.id) - (b.seq || b.id));
+  fill(list, msgs.map((m) => messageItem(id, m)));
+  if (toBottom || nearBottom) list.scrollTop = list.scrollHeight;
+  const channel = state.channels.get(id);
+  if (channel) markRead(channel);
+}
+
+function renderReplyBar() {
+  const bar = document.getElementById("reply-bar");
+  if (!bar) return;
+  fill(bar, state.replyTo ? h("div", { class: "quote row" }, t("replying_to", { name: userName(state.replyTo.author_id) }),
+    h("button", { type: "button", class: "btn btn-small", onclick: () => { state.replyTo = null; renderReplyBar(); } }, t("cancel"))) : null);
 }
 
 async function postMessage(event, channelId) {
@@ -604,17 +620,20 @@ async function postMessage(event, channelId) {
   const text = form.body.value.trim();
   const files = document.getElementById("message-file");
   if (!text && !files.files.length) return;
-  const body = { body: text, client_msg_id: randomId() };
+  // Kept until the server answers: a resend after a lost answer is the same message.
+  form.dataset.clientMsgId ||= randomId();
+  const body = { body: text, client_msg_id: form.dataset.clientMsgId };
   if (state.replyTo) body.reply_to = state.replyTo.id;
   try {
     const attachment_ids = await uploadAll(files);
     if (attachment_ids.length) body.attachment_ids = attachment_ids;
-    // The same client_msg_id on a retry gives the same message: safe to resend.
     const posted = await api(`channels/${channelId}/messages`, { method: "POST", body });
     if (posted && posted.id) upsertMessage(channelId, posted);
+    delete form.dataset.clientMsgId;
     state.replyTo = null;
     form.reset();
-    renderView();
+    renderMessages(channelId, true);
+    renderReplyBar();
     document.getElementById("message-input")?.focus();
   } catch (err) {
     showError(err);
@@ -718,13 +737,12 @@ function renderView() {
   }
 }
 
+/** After a change of the lists: the banner, the navigation, and the views that list them
+ *  (never a view with a form being filled in). */
 function refresh() {
   renderBanner();
   renderNav();
-  // Do not rebuild a form the user is typing in.
-  if (["compose", "search"].includes(state.route.view)) return;
-  if (state.route.view === "directive" && document.activeElement?.closest("form")) return;
-  renderView();
+  if (["inbox", "sent"].includes(state.route.view)) renderView();
 }
 
 window.addEventListener("hashchange", () => {
@@ -736,14 +754,11 @@ window.addEventListener("hashchange", () => {
 });
 window.addEventListener("langchange", () => {
   startPage("chat_title");
-  dhRealtime && showConnectionAgain();
-  refresh();
-  if (["compose", "search"].includes(state.route.view)) renderView();
+  showConnection(dhRealtime.status);
+  renderBanner();
+  renderNav();
+  renderView();
 });
-
-function showConnectionAgain() {
-  import("./shell.js").then(({ showConnection }) => showConnection(dhRealtime.status));
-}
 
 // --- real-time events ---------------------------------------------------------------------------
 const boardTimers = new Map();
@@ -824,7 +839,7 @@ function onChannelEvent(channelId, type, data) {
     upsertMessage(channelId, type === "message.retracted" ? { ...message, state: "retracted" } : message);
   }
   renderNav();
-  if (state.route.view === "channel" && state.route.id === channelId) renderView();
+  if (state.route.view === "channel" && state.route.id === channelId) renderMessages(channelId);
 }
 
 function onSignal(frame) {
