@@ -15,7 +15,13 @@ from typing import Any
 
 from server.context import Context
 from server.files.storage import ContentStore
-from server.files.worker import JobRejected, WorkerCrashed, WorkerPool, WorkerTimeout
+from server.files.worker import (
+    JobRejected,
+    WorkerCrashed,
+    WorkerPool,
+    WorkerTimeout,
+    start_fork_server,
+)
 
 log = logging.getLogger("dienhong.files")
 
@@ -154,8 +160,12 @@ def runtime(ctx: Context) -> FilesRuntime:
 
 
 async def run_until_shutdown(ctx: Context) -> None:
-    """Background task of the feature: closes the worker pools when the app stops."""
+    """Background task of the feature: warms the fork server, closes the pools at the end."""
     try:
+        try:
+            await asyncio.to_thread(start_fork_server)
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("could not start the PDF fork server ahead of time: %s", exc)
         await asyncio.Event().wait()
     finally:
         current = ctx.extensions.pop(EXTENSION_KEY, None)

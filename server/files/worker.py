@@ -21,6 +21,7 @@ import asyncio
 import logging
 import math
 import multiprocessing
+import multiprocessing.context
 import os
 import resource
 import signal
@@ -124,6 +125,22 @@ def worker_main(conn: Connection, memory_mb: int) -> None:
 # --- in the server -----------------------------------------------------------------------
 
 
+def fork_server_context() -> multiprocessing.context.ForkServerContext:
+    """The multiprocessing context workers come from, with the libraries preloaded."""
+    context = multiprocessing.get_context("forkserver")
+    assert isinstance(context, multiprocessing.context.ForkServerContext)
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def start_fork_server() -> None:
+    """Start the fork server now (blocking, some seconds), so the first upload need not."""
+    fork_server_context()
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
 class _Worker:
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
@@ -158,8 +175,7 @@ class WorkerPool:
         self.memory_mb = memory_mb
         self.max_jobs = max(1, max_jobs)
         self.queue_limit = queue_limit
-        self._mp = multiprocessing.get_context("forkserver")
-        self._mp.set_forkserver_preload(PRELOAD)
+        self._mp = fork_server_context()
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()

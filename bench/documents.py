@@ -1,0 +1,238 @@
+"""Benchmark: a 200-page meeting document on 95 tablets.
+
+    python -m bench.documents [--pages 200] [--tablets 95] [--rounds 5]
+
+A real server (the ``dienhong`` app under uvicorn, in its own process, SQLite in a
+temporary data dir) on loopback. One delegate uploads a ``--pages`` page PDF (Vietnamese
+text, generated with fpdf2); then:
+
+* upload: the response time of ``POST /api/v1/files`` (checked by pypdf in a worker);
+* time to first page: from the start of the upload until page 1 arrives as a PNG at the
+  default width (the server renders the first pages ahead after upload);
+* time to all pages: from the start of the upload until every page has arrived, fetched
+  by 8 concurrent readers;
+* cold page fetch: ``--tablets`` clients ask for the same page at once, at a width not yet
+  rendered (one render, everyone waits for it), ``--rounds`` times on different pages;
+* warm page fetch: the same, for pages already in the disk cache;
+* 304: the same, with ``If-None-Match`` (what a tablet's cache sends);
+* baseline in the same run: ``--tablets`` clients fetching ``GET /api/v1/me`` at once.
+
+Latencies are per request, p50 and p99 over every request of every round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PASSWORD = "bench-password-1"
+DEFAULT_WIDTH = 1024
+COLD_WIDTH = 1280
+ALL_PAGES_READERS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def settings_for(data_dir: Path) -> Any:
+    from server.settings import Settings
+
+    return Settings(data_dir=data_dir, log_json=False, log_level="WARNING",
+                    serve_web_client=False, render_default_width=DEFAULT_WIDTH)
+
+
+def make_document(pages: int) -> bytes:
+    from fpdf import FPDF
+
+    from server.files.fonts import FONT_BOLD, FONT_REGULAR
+
+    pdf = FPDF()
+    pdf.add_font("DejaVu", "", str(FONT_REGULAR))
+    pdf.add_font("DejaVu", "B", str(FONT_BOLD))
+    pdf.set_title("Báo cáo kinh tế - xã hội năm 2026")
+    line = ("Hội đồng nhân dân thành phố thảo luận báo cáo tình hình kinh tế - xã hội, "
+            "thu chi ngân sách và kế hoạch đầu tư công trung hạn. ")
+    for number in range(1, pages + 1):
+        pdf.add_page()
+        pdf.set_font("DejaVu", "B", 16)
+        pdf.cell(0, 10, f"Phần {number}", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("DejaVu", size=11)
+        pdf.multi_cell(0, 6, line * 12)
+    return bytes(pdf.output())
+
+
+async def prepare(data_dir: Path) -> str:
+    """Migrate, seed a small demo city, return a delegate's token."""
+    from server.app import create_app
+    from server.demo import seed_demo
+    from server.migrate import migrate
+
+    settings = settings_for(data_dir)
+    await migrate(settings)
+    app = create_app(settings)
+    ctx = app.state.ctx
+    try:
+        city, _ = await seed_demo(ctx, password=PASSWORD, communes=2, delegates=3)
+        return str(ctx.tokens.issue(city.delegate_ids[0], datetime.now(UTC))[0])
+    finally:
+        await ctx.db.dispose()
+
+
+def serve(data_dir: str, port: int) -> None:
+    """The server process."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.cli import uvicorn_options
+    from server.logs import configure_logging
+
+    settings = settings_for(Path(data_dir))
+    configure_logging(settings.log_level, as_json=False)
+    options = uvicorn_options(settings) | {"log_level": "warning", "backlog": 4096,
+                                           "timeout_keep_alive": 300}
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
+
+
+async def timed_get(client: httpx.AsyncClient, path: str,
+                    headers: dict[str, str] | None = None, expect: int = 200) -> float:
+    started = time.perf_counter()
+    response = await client.get(path, headers=headers)
+    elapsed = time.perf_counter() - started
+    if response.status_code != expect:
+        raise RuntimeError(f"GET {path}: {response.status_code} {response.text[:200]}")
+    return elapsed
+
+
+async def stampede(client: httpx.AsyncClient, tablets: int, path: str,
+                   headers: dict[str, str] | None = None, expect: int = 200) -> list[float]:
+    """``tablets`` requests for the same thing, all at once."""
+    return list(await asyncio.gather(*(timed_get(client, path, headers, expect)
+                                       for _ in range(tablets))))
+
+
+def show(label: str, values: list[float]) -> None:
+    print(f"  {label:<44} p50 {percentile(values, 0.5) * 1000:8.1f} ms   "
+          f"p99 {percentile(values, 0.99) * 1000:8.1f} ms   (n={len(values)})")
+
+
+async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> None:
+    document = make_document(pages)
+    print(f"document: {pages} pages, {len(document) / 1024:.0f} KiB; {tablets} tablets, "
+          f"{rounds} rounds")
+    limits = httpx.Limits(max_connections=tablets + 5, max_keepalive_connections=tablets + 5)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        await stampede(client, tablets, "/api/v1/me")  # open the connections
+        baseline = []
+        for _ in range(rounds):
+            baseline += await stampede(client, tablets, "/api/v1/me")
+
+        started = time.perf_counter()
+        response = await client.post("/api/v1/files",
+                                     files={"file": ("bao-cao.pdf", document, "application/pdf")})
+        uploaded = time.perf_counter() - started
+        if response.status_code != 201:
+            raise RuntimeError(response.text)
+        file_id = response.json()["id"]
+        await timed_get(client, f"/api/v1/files/{file_id}/pages/1.png")
+        first_page = time.perf_counter() - started
+
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=pages)
+        for page in range(1, pages + 1):
+            queue.put_nowait(page)
+
+        async def reader() -> None:
+            while not queue.empty():
+                page = queue.get_nowait()
+                await timed_get(client, f"/api/v1/files/{file_id}/pages/{page}.png")
+
+        await asyncio.gather(*(reader() for _ in range(ALL_PAGES_READERS)))
+        all_pages = time.perf_counter() - started
+
+        cold: list[float] = []
+        warm: list[float] = []
+        not_modified: list[float] = []
+        for round_ in range(rounds):
+            page = 1 + (round_ * 37) % pages
+            path = f"/api/v1/files/{file_id}/pages/{page}.png?width={COLD_WIDTH}"
+            cold += await stampede(client, tablets, path)
+            warm_path = f"/api/v1/files/{file_id}/pages/{page}.png"
+            warm += await stampede(client, tablets, warm_path)
+            etag = (await client.get(warm_path)).headers["etag"]
+            not_modified += await stampede(client, tablets, warm_path,
+                                           {"If-None-Match": etag}, expect=304)
+        png = await client.get(f"/api/v1/files/{file_id}/pages/1.png")
+
+    print(f"  upload (checked in a worker)                 {uploaded * 1000:8.1f} ms")
+    print(f"  time to first page (from upload start)       {first_page * 1000:8.1f} ms")
+    print(f"  time to all {pages} pages ({ALL_PAGES_READERS} readers)            "
+          f"{all_pages * 1000:8.1f} ms  ({pages / (all_pages - uploaded):.1f} pages/s "
+          "after upload)")
+    print(f"  page PNG at {DEFAULT_WIDTH} px: {len(png.content) / 1024:.0f} KiB")
+    show(f"cold page, {tablets} tablets at once (1 render)", cold)
+    show(f"warm page, {tablets} tablets at once", warm)
+    show(f"304 revalidation, {tablets} tablets at once", not_modified)
+    show(f"baseline GET /api/v1/me, {tablets} at once", baseline)
+    print(f"  mean cold {statistics.mean(cold) * 1000:.1f} ms, warm "
+          f"{statistics.mean(warm) * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=200)
+    parser.add_argument("--tablets", type=int, default=95)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-docs-"))
+    server = None
+    try:
+        token = asyncio.run(prepare(data_dir))
+        port = free_port()
+        server = multiprocessing.get_context("spawn").Process(
+            target=serve, args=(str(data_dir), port))
+        server.start()
+        base = f"http://127.0.0.1:{port}"
+
+        async def wait_ready() -> None:
+            async with httpx.AsyncClient() as probe:
+                for _ in range(600):
+                    try:
+                        if (await probe.get(f"{base}/healthz")).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.05)
+            raise RuntimeError("the server did not start")
+
+        asyncio.run(wait_ready())
+        asyncio.run(run(base, token, args.pages, args.tablets, args.rounds))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.join(timeout=15)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
