@@ -178,6 +178,8 @@ class Peer:
     listener: ListenerTrack
     last_media_at: float
     video_listener: ListenerTrack | None = None
+    # Receivers of the peer's camera: enabled only while the peer is the floor's video.
+    video_receivers: list[Any] = field(default_factory=list)
     sends_audio: bool = False
     sends_video: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -381,6 +383,7 @@ class MediaEngine:
             # so the request goes to the floor's one encoder. A newcomer needs one anyway.
             video_sender._send_keyframe = room.video.request_keyframe  # type: ignore[method-assign]
             room.video.request_keyframe()
+        peer.video_receivers = [t.receiver for t in pc.getTransceivers() if t.kind == "video"]
         loop = asyncio.get_running_loop()
         for track in remote_tracks:
             if track.kind == "audio":
@@ -422,9 +425,15 @@ class MediaEngine:
         room.mixer.set_sources(
             key for key, peer in room.peers.items() if peer.info.user_id in room.floor.audio
         )
-        room.video.set_source(next(
-            (key for key, peer in room.peers.items()
-             if peer.sends_video and peer.info.user_id == room.floor.video), None))
+        source = next((key for key, peer in room.peers.items()
+                       if peer.sends_video and peer.info.user_id == room.floor.video), None)
+        room.video.set_source(source)
+        # A camera off the floor is dropped as its packets arrive, before the jitter buffer
+        # and the decoder (aiortc's receiver skips RTP while disabled). Enabled again, the
+        # receiver sees the gap in sequence numbers and asks the tablet for a keyframe.
+        for key, peer in room.peers.items():
+            for receiver in peer.video_receivers:
+                receiver._enabled = key == source
 
     async def _set_floor(self, meeting_id: int, floor: Floor) -> None:
         room = self._rooms.get(meeting_id)

@@ -225,6 +225,10 @@ async def test_everyone_sees_the_speaker(hall: Hall) -> None:
         speaker_a = await hall.give_floor(hall.delegates[0])
         await b.wait_seeing(RED)
         await c.wait_seeing(RED)
+        # C's camera is off the floor: its packets are dropped before any decoding.
+        engine = hall.server.ctx.extensions["media"].engine
+        assert [r._enabled for r in engine._peers[sessions["c"]].video_receivers] == [False]
+        assert [r._enabled for r in engine._peers[sessions["a"]].video_receivers] == [True]
         finished = await hall.post(hall.chair, f"/speakers/{speaker_a}/finish")
         assert finished.status_code in (200, 204), finished.text
         await hall.give_floor(hall.delegates[2])
