@@ -51,6 +51,7 @@ async def test_login_reload_logout(server: RunningServer, city: DemoCity,
     # English switch, and back.
     await page.click("#lang-switch")
     await page.wait_for_selector("#logout:text('Sign out')")
+    await shot(page, "chat-english-tablet")
     await page.click("#lang-switch")
     await page.wait_for_selector("#logout:text('Đăng xuất')")
     await page.click("#logout")

@@ -264,6 +264,11 @@ function choiceLabel(poll, choice) {
 
 const pollUi = { pollId: null, pending: null, selected: [] };
 
+/** While a poll is at the front, the page behind it takes no focus or clicks. */
+function setBehindInert(inert) {
+  for (const el of document.querySelectorAll("#meeting-bar, .meeting-layout, #app-header")) el.inert = inert;
+}
+
 function renderPolls(state) {
   const layer = document.getElementById("poll-layer");
   const mine = participant(state, me.id);
@@ -276,6 +281,7 @@ function renderPolls(state) {
   const poll = open || closed;
   if (!poll) {
     fill(layer);
+    setBehindInert(false);
     return;
   }
   if (pollUi.pollId !== poll.id) Object.assign(pollUi, { pollId: poll.id, pending: null, selected: [] });
@@ -312,10 +318,11 @@ function renderPolls(state) {
         onclick: () => { pollUi.pending = poll.kind === "choice" ? [value] : value; renderPolls(meeting.state); } }, label)));
   }
   const closeButton = poll.state === "closed" || mineBallot?.receipt
-    ? h("button", { type: "button", class: "btn", id: "poll-dismiss", onclick: () => { dismissedResults.add(poll.id); if (poll.state === "open") pollUi.hidden = poll.id; fill(layer); } }, t("close"))
+    ? h("button", { type: "button", class: "btn", id: "poll-dismiss", onclick: () => { dismissedResults.add(poll.id); if (poll.state === "open") pollUi.hidden = poll.id; fill(layer); setBehindInert(false); } }, t("close"))
     : null;
   if (poll.state === "open" && pollUi.hidden === poll.id && mineBallot?.receipt) {
     fill(layer);
+    setBehindInert(false);
     return;
   }
   const heading = h("h2", { id: "poll-title" }, poll.state === "open" ? t("poll_open", { title: poll.title }) : `${t("vote_closed")}: ${poll.title}`);
@@ -323,6 +330,7 @@ function renderPolls(state) {
     heading, body, closeButton ? h("div", { class: "row end" }, closeButton) : null);
   const had = layer.querySelector(`.poll-card[data-poll="${poll.id}"][data-state="${poll.state}"]`);
   fill(layer, h("div", { class: "poll-overlay" }, card));
+  setBehindInert(true);
   if (!had) {
     announce(heading.textContent, { assertive: true });
     card.querySelector("button")?.focus();
