@@ -115,9 +115,10 @@ class Settings:
     render_ahead_pages: int = 8
     render_default_width: int = 1024
     render_max_width: int = 2400
-    # Worker processes that check uploads and stamp downloads / that render pages.
+    # Worker processes that check uploads / render pages / stamp readers' copies.
     pdf_parse_workers: int = 1
     pdf_render_workers: int = 2
+    pdf_stamp_workers: int = 2
     # A worker is replaced after this many jobs, so leaks in the PDF libraries stay bounded.
     pdf_worker_max_jobs: int = 500
     # Jobs waiting for a worker before new ones are refused with 429.
