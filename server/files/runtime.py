@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ class FilesRuntime:
         self.render_pool = WorkerPool(
             "render", settings.pdf_render_workers, memory_mb=settings.pdf_worker_memory_mb,
             max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
+        # Stamping has its own workers: a room of delegates downloading the session's
+        # papers at once must not hold up uploads or page images.
+        self.stamp_pool = WorkerPool(
+            "stamp", settings.pdf_stamp_workers, memory_mb=settings.pdf_worker_memory_mb,
+            max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
         self._inflight: dict[tuple[str, int, int], asyncio.Task[Path]] = {}
         self._ahead: set[asyncio.Task[None]] = set()
         self.renders_done = 0
@@ -67,7 +73,7 @@ class FilesRuntime:
         """A stamped copy in the temporary directory; the caller removes it."""
         out = self.store.temp_path(".pdf")
         try:
-            await self.parse_pool.run(
+            await self.stamp_pool.run(
                 "stamp",
                 {"path": str(self.store.blob_path(sha256)), "out": str(out),
                  "footer": footer, "mark": mark, "metadata": metadata},
@@ -146,8 +152,8 @@ class FilesRuntime:
         for task in [*self._ahead, *self._inflight.values()]:
             with contextlib.suppress(BaseException):
                 await task
-        self.parse_pool.close()
-        self.render_pool.close()
+        for pool in (self.parse_pool, self.render_pool, self.stamp_pool):
+            pool.close()
 
 
 def runtime(ctx: Context) -> FilesRuntime:
@@ -160,12 +166,18 @@ def runtime(ctx: Context) -> FilesRuntime:
 
 
 async def run_until_shutdown(ctx: Context) -> None:
-    """Background task of the feature: warms the fork server, closes the pools at the end."""
+    """Background task of the feature: warms the fork server, clears temporary files left
+    by a previous run, and closes the worker pools when the app stops."""
     try:
         try:
             await asyncio.to_thread(start_fork_server)
         except (OSError, RuntimeError, ValueError) as exc:
             log.warning("could not start the PDF fork server ahead of time: %s", exc)
+        # File times are the file system's wall clock, not the app's (injected) clock.
+        removed = await asyncio.to_thread(
+            ContentStore(ctx.settings.data_dir).sweep_tmp, time.time())
+        if removed:
+            log.info("removed %d stale temporary files", removed)
         await asyncio.Event().wait()
     finally:
         current = ctx.extensions.pop(EXTENSION_KEY, None)

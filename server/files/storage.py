@@ -21,6 +21,9 @@ import uuid
 from pathlib import Path
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+# A temporary file this old belongs to no request in progress (uploads and stamped copies
+# live seconds); several nodes may share the data dir, so only old ones are removed.
+STALE_TMP_SECS = 6 * 3600
 
 
 class ContentStore:
@@ -44,6 +47,16 @@ class ContentStore:
 
     def temp_path(self, suffix: str = "") -> Path:
         return self.tmp / f"{uuid.uuid4().hex}{suffix}"
+
+    def sweep_tmp(self, now: float, older_than_secs: float = STALE_TMP_SECS) -> int:
+        """Remove temporary files older than ``older_than_secs`` (left by a crash)."""
+        removed = 0
+        for entry in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file() and now - entry.stat().st_mtime > older_than_secs:
+                    entry.unlink()
+                    removed += 1
+        return removed
 
     def keep(self, temp: Path, sha256: str) -> Path:
         """Move a verified temporary file to its content address (or drop it if present)."""
