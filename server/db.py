@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with foreign keys on and a busy timeout. Writers open their
 transaction with ``BEGIN IMMEDIATE`` so two writers never both read and then fail to
 upgrade their lock; inside one process an ``asyncio.Lock`` queues writers so no thread sits
-in SQLite's busy loop. Readers use a second engine with plain deferred transactions and
+in SQLite's busy loop. On PostgreSQL writers take one advisory lock (see
+PG_WRITE_LOCK_KEY). SQLite readers use a second engine with plain deferred transactions and
 never wait for the writer (WAL).
 """
 
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,6 +36,15 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Writers on PostgreSQL take this transaction-scoped advisory lock first, on every node.
+# A write transaction locks topic rows (seq allocation) and the audit head in whatever
+# order its service emits and audits; two such transactions running side by side would
+# deadlock (A holds meeting:1 and wants the audit head, B the reverse). One writer at a
+# time, as on SQLite, keeps every order safe; the transactions are short.
+PG_WRITE_LOCK_KEY = 0x4469656E486F6E67  # "DienHong"
+_PG_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 class Base(DeclarativeBase):
@@ -106,7 +116,7 @@ class Database:
             self.read_engine = self.write_engine
         self._writes = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reads = async_sessionmaker(self.read_engine, expire_on_commit=False)
-        # One SQLite writer at a time per process; PostgreSQL uses row locks instead.
+        # One SQLite writer at a time per process; PostgreSQL takes an advisory lock.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
@@ -127,6 +137,8 @@ class Database:
             await lock.acquire()
         try:
             async with self._writes() as session, session.begin():
+                if lock is None:
+                    await session.execute(_PG_WRITE_LOCK, {"key": PG_WRITE_LOCK_KEY})
                 yield session
         finally:
             if lock is not None:
