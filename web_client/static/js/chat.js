@@ -426,7 +426,8 @@ function renderSent(view) {
     list.length ? h("ul", { class: "card-list" }, list.map((d) => h("li", { class: `panel directive urg-${d.urgency}-card` },
       h("span", { class: `tag urg-${d.urgency}` }, urgencyLabel(d.urgency)), " ",
       h("a", { href: `#board/${d.id}` }, d.title),
-      h("div", { class: "small muted" }, formatTime(d.issued_at)))))
+      h("div", { class: "small muted" }, formatTime(d.issued_at),
+        d.progress?.recipients ? ` · ${t("acknowledged")}: ${d.progress.acknowledged}/${d.progress.recipients}` : ""))))
       : h("p", { class: "muted" }, t("inbox_empty")));
 }
 
@@ -778,6 +779,9 @@ function onEvent(event) {
       refresh();
       return;
     }
+    case "directive.escalated":
+      toast(t("escalated", { title: data.title || state.directives.get(data.directive_id)?.title || `#${data.directive_id}`, unit: unitName(data.unit_id) }), "urgent");
+      return;
     case "directive.reminder": {
       const d = state.directives.get(data.directive_id ?? data.id);
       toast(t("reminder", { title: d?.title || data.title || "" }), "urgent");
