@@ -208,6 +208,8 @@ class Settings:
     poll_ballot_batch: int = 250
     # Ballots waiting to be written on one node before new ones get 429 (bounded queue).
     poll_ballot_queue: int = 5_000
+    # The minutes print times in this offset from UTC (Vietnam: UTC+7, no summer time).
+    minutes_utc_offset_mins: int = 7 * 60
 
     # --- operations -----------------------------------------------------------
     log_level: str = "INFO"
