@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from server.files.runtime import runtime
 from tests.conftest import MakeServer
@@ -56,3 +59,28 @@ async def test_a_worker_out_of_memory_fails_only_its_job(make_server: MakeServer
         good = await upload(client, samples.text_pdf(1))
         assert good.status_code == 201, good.text
     assert rt.parse_pool.started == 2
+
+
+async def test_a_full_pool_refuses_new_jobs_instead_of_queueing_without_end(
+        tmp_path: Path) -> None:
+    from server.errors import TooManyRequests
+    from server.files.worker import WorkerPool, WorkerTimeout
+
+    slow = tmp_path / "slow.pdf"
+    slow.write_bytes(samples.slow_pdf())
+    job = {"path": str(slow), "max_pages": 100, "max_image_pixels": 10**8,
+           "max_text_chars": 100}
+    pool = WorkerPool("test", 1, memory_mb=512, max_jobs=10, queue_limit=1)
+    try:
+        running = asyncio.create_task(pool.run("inspect", job, 1.0))
+        await asyncio.sleep(0)  # let it take the only worker
+        waiting = asyncio.create_task(pool.run("inspect", job, 1.0))
+        await asyncio.sleep(0)
+        with pytest.raises(TooManyRequests):
+            await pool.run("inspect", job, 1.0)
+        for task in (running, waiting):
+            with pytest.raises(WorkerTimeout):
+                await task
+        assert pool.killed == 2
+    finally:
+        pool.close()

@@ -232,3 +232,19 @@ async def test_require_attachable(server: RunningServer, tokens: dict[str, str])
     assert not await may_read_file(ctx, principal, 424242)
     assert other_id != principal.id
     await runtime(server.ctx).settled()
+
+
+async def test_many_tablets_asking_for_one_new_page_cause_one_render(
+        server: RunningServer, tokens: dict[str, str]) -> None:
+    import asyncio
+
+    rt = runtime(server.ctx)
+    async with server.http(tokens["delegate001"]) as client:
+        file_id = await _upload_pdf(client, pages=2)
+        await rt.settled()
+        done = rt.renders_done
+        path = f"/api/v1/files/{file_id}/pages/2.png?width=777"
+        answers = await asyncio.gather(*(client.get(path) for _ in range(20)))
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.content for answer in answers}) == 1
+    assert rt.renders_done == done + 1
