@@ -145,7 +145,8 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
             select(StoredFile).where(StoredFile.id.in_(sorted(file_ids))))).scalars()}
         actor_ids = {r.actor_id for r in records if r.actor_id is not None}
         extra_names = dict((await session.execute(
-            select(User.id, User.display_name).where(User.id.in_(sorted(actor_ids))))).tuples().all())
+            select(User.id, User.display_name).where(User.id.in_(sorted(actor_ids)))
+        )).tuples().all())
         audit_seq, audit_hash = await head_hash(session)
     names = {**extra_names, **names}
     items = _flatten(agenda)
