@@ -134,3 +134,11 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> None:
     elif kind not in ("meeting.created", "annotation.shared", "annotation.removed"):
         raise AssertionError(f"the test client does not know {kind}")
     state["seq"] = event["seq"]
+
+
+async def next_on(ws: Any, topic: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The next event of ``topic`` (presence and unit events are skipped)."""
+    while True:
+        message: dict[str, Any] = await ws.recv(timeout)
+        if message.get("op") == "event" and message.get("topic") == topic:
+            return message

@@ -144,3 +144,17 @@ async def test_a_delegate_cannot_schedule_a_meeting(server: RunningServer,
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "not_organiser"
     assert await meeting_count(server) == before
+
+
+async def test_only_participants_follow_the_meeting(room: Room) -> None:
+    topic = f"meeting:{room.meeting_id}"
+    async with room.server.socket(room.tokens["outsider"]) as ws:
+        frames = await ws.subscribe({topic: 0})
+    assert frames[-1]["op"] == "error" and frames[-1]["code"] == "forbidden"
+    assert not [f for f in frames if f["op"] == "event" and f["topic"] == topic]
+    for name in ("guest", "secretary", "delegate001"):
+        async with room.server.socket(room.tokens[name]) as ws:
+            frames = await ws.subscribe({topic: 0})
+        assert frames[-1]["op"] == "subscribed", (name, frames[-1])
+        ours = [f for f in frames if f["op"] == "event" and f["topic"] == topic]
+        assert ours[0]["type"] == "meeting.created"

@@ -9,7 +9,7 @@ from meeting.speakers import speech_timers
 from server.clock import ManualClock
 from server.demo import seed_demo
 from tests.conftest import DEMO_PASSWORD, MakeServer
-from tests.meeting.conftest import Room, make_room
+from tests.meeting.conftest import Room, make_room, next_on
 
 
 async def room_on(make_server: MakeServer, clock: ManualClock) -> tuple[Any, Room]:
@@ -32,6 +32,7 @@ async def grant_first(room: Room) -> dict[str, Any]:
 async def test_warning_and_time_up(make_server: MakeServer) -> None:
     clock = ManualClock()
     rooms, room = await room_on(make_server, clock)
+    topic = f"meeting:{room.meeting_id}"
     try:
         async with room.server.socket(room.tokens["delegate002"]) as ws:
             await ws.subscribe({f"meeting:{room.meeting_id}": (await room.state())["seq"]})
@@ -42,14 +43,14 @@ async def test_warning_and_time_up(make_server: MakeServer) -> None:
             # Nothing is due yet: the next event is the one caused by the chair below.
             response = await room.chair.post(room.base + "/presenter", json={"user_id": None})
             assert response.status_code == 200
-            assert (await ws.next_event())["type"] == "presenter.changed"
+            assert (await next_on(ws, topic))["type"] == "presenter.changed"
             await clock.advance(1)
-            warning = await ws.next_event()
+            warning = await next_on(ws, topic)
             assert warning["type"] == "speaker.warning"
             assert warning["data"]["remaining_secs"] == 30
             assert warning["data"]["user_id"] == speaker["user_id"]
             await clock.advance(30)
-            time_up = await ws.next_event()
+            time_up = await next_on(ws, topic)
             assert time_up["type"] == "speaker.time_up"
             assert time_up["data"]["speakers"]["current"]["time_up"] is True
             # Time up does not take the floor away; the chair does, and the total counts.
@@ -67,6 +68,7 @@ async def test_warning_and_time_up(make_server: MakeServer) -> None:
 async def test_a_finished_speech_sends_no_warning(make_server: MakeServer) -> None:
     clock = ManualClock()
     rooms, room = await room_on(make_server, clock)
+    topic = f"meeting:{room.meeting_id}"
     try:
         speaker = await grant_first(room)
         response = await room.chair.post(room.base + f"/speakers/{speaker['id']}/finish")
@@ -77,7 +79,7 @@ async def test_a_finished_speech_sends_no_warning(make_server: MakeServer) -> No
             frames = await ws.subscribe({f"meeting:{room.meeting_id}": seq})
             # Prove the server is idle for this meeting: the next event is our own.
             response = await room.chair.post(room.base + "/presenter", json={"user_id": None})
-            event = await ws.next_event()
+            event = await next_on(ws, topic)
         assert [f for f in frames if f["op"] == "event"] == []
         assert event["type"] == "presenter.changed"
     finally:
@@ -87,6 +89,7 @@ async def test_a_finished_speech_sends_no_warning(make_server: MakeServer) -> No
 async def test_timer_survives_a_restart(make_server: MakeServer) -> None:
     clock = ManualClock()
     rooms, room = await room_on(make_server, clock)
+    topic = f"meeting:{room.meeting_id}"
     try:
         await grant_first(room)
         await clock.advance(10)
@@ -105,8 +108,8 @@ async def test_timer_survives_a_restart(make_server: MakeServer) -> None:
                 await asyncio.sleep(0.01)
             assert timers.tasks, "the new node did not pick up the running speech"
             await clock.advance(20)
-            assert (await ws.next_event())["type"] == "speaker.warning"
+            assert (await next_on(ws, topic))["type"] == "speaker.warning"
             await clock.advance(30)
-            assert (await ws.next_event())["type"] == "speaker.time_up"
+            assert (await next_on(ws, topic))["type"] == "speaker.time_up"
     finally:
         await rooms.aclose()
