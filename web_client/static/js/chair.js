@@ -55,7 +55,7 @@ function renderShell(id) {
           h("label", { for: "new-item", class: "visually-hidden" }, t("item_title")),
           h("input", { id: "new-item", name: "title", type: "text", required: true, placeholder: t("item_title"), style: "flex: 1 1 12rem; width: auto" }),
           h("button", { type: "submit", class: "btn btn-primary" }, t("add_item")))),
-      h("section", { class: "panel", "aria-labelledby": "present-h" }, h("h3", { id: "present-h" }, t("present_page")), h("div", { id: "presentation" })),
+      h("section", { class: "panel", "aria-labelledby": "present-h" }, h("h3", { id: "present-h" }, t("present_page")), h("div", { id: "presentation" }), h("div", { id: "presenter", class: "field" })),
       h("section", { class: "panel", "aria-labelledby": "att-h" }, h("h3", { id: "att-h" }, t("attendance")), h("div", { id: "quorum", class: "quorum-gauge" }), h("ul", { class: "attendance-list", id: "attendance" })),
       h("section", { class: "panel", "aria-labelledby": "sp-h" }, h("h3", { id: "sp-h" }, t("speakers")), h("div", { id: "speakers" })),
       h("section", { class: "panel", "aria-labelledby": "poll-h", style: "grid-column: 1 / -1" }, h("h3", { id: "poll-h" }, t("polls")), h("div", { id: "polls" }), pollForm())));
@@ -127,6 +127,17 @@ function selectDocument(itemId, documentId, page) {
   Object.assign(selection, { itemId, documentId, page });
   renderAgenda(meeting.state);
   renderPresentation(meeting.state);
+}
+
+/** The chair may let someone else drive the presentation. */
+function renderPresenter(state) {
+  const box = document.getElementById("presenter");
+  if (!box) return;
+  const people = (state.participants || []).filter((p) => p.role !== "chair");
+  fill(box, h("label", { for: "presenter-select" }, t("presenter")),
+    h("select", { id: "presenter-select", onchange: (e) => act(`meetings/${meeting.id}/presenter`, { user_id: e.target.value ? Number(e.target.value) : null }) },
+      h("option", { value: "" }, t("presenter_chair")),
+      people.map((p) => h("option", { value: p.user_id, selected: p.user_id === state.presenter_id }, p.display_name))));
 }
 
 function renderPresentation(state) {
@@ -306,6 +317,7 @@ function render(state, event) {
   renderLifecycle(state);
   if (!event || type.startsWith("agenda")) renderAgenda(state);
   if (!event || type.startsWith("agenda") || type === "presentation.changed") renderPresentation(state);
+  if (!event || type === "presenter.changed") renderPresenter(state);
   if (!event || type === "attendance.changed") renderAttendance(state);
   if (!event || type.startsWith("speaker")) renderSpeakers(state);
   if (type === "poll.progress") {

@@ -121,7 +121,8 @@ function renderMeetingShell(id) {
             },
           }, t(`tool_${tool}`))),
           h("label", { class: "inline" }, h("input", { type: "checkbox", id: "share-notes", onchange: (e) => (viewer.share = e.target.checked) }), t("share_notes")),
-          h("button", { type: "button", class: "btn btn-small", id: "download-annotated", onclick: downloadAnnotated }, t("download_annotated"))),
+          h("button", { type: "button", class: "btn btn-small", id: "download-annotated", onclick: downloadAnnotated }, t("download_annotated")),
+          h("button", { type: "button", class: "btn btn-small btn-primary hidden", id: "present-this", onclick: presentThis }, t("present_page"))),
         h("div", { id: "viewer" }))),
     h("div", { id: "poll-layer" }));
   viewer = new DocViewer(document.getElementById("viewer"), { annotate: true, meetingId: id });
@@ -235,6 +236,17 @@ async function requestFloor(kind) {
 async function withdraw(speakerId) {
   try {
     await api(`meetings/${meeting.id}/speakers/${speakerId}`, { method: "DELETE" });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+/** A delegate the chair named presenter turns the page for everyone. */
+async function presentThis() {
+  if (!openDoc) return;
+  const found = findDocument(meeting.state, openDoc.fileId);
+  try {
+    await api(`meetings/${meeting.id}/presentation`, { method: "POST", body: { agenda_item_id: found.item.id, document_id: openDoc.fileId, page: viewer.page } });
   } catch (err) {
     showError(err);
   }
@@ -382,6 +394,7 @@ function renderMeeting(state, event) {
   if (!event || type.startsWith("agenda") || type === "presentation.changed") renderAgenda(state);
   renderQuorum(state);
   renderCheckIn(state);
+  document.getElementById("present-this").classList.toggle("hidden", state.presenter_id !== me.id);
   if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || type === "attendance.changed") renderFloor(state);
   if (!event || type.startsWith("poll") || type === "attendance.changed") renderPolls(state);
   if ((!event || type === "presentation.changed") && follow) showPresentation();

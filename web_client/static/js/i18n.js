@@ -207,6 +207,8 @@ const vi = {
   projector_waiting: "Chờ trình chiếu",
   reason_prompt: "Lý do vắng mặt",
   guest: "khách mời",
+  presenter: "Người trình bày",
+  presenter_chair: "Chủ tọa",
 };
 
 const en = {
@@ -407,6 +409,8 @@ const en = {
   projector_waiting: "Waiting for the presentation",
   reason_prompt: "Reason for absence",
   guest: "guest",
+  presenter: "Presenter",
+  presenter_chair: "The chair",
 };
 
 const dictionaries = { vi, en };
