@@ -4,6 +4,7 @@ projector; check-in and quorum, presentation sync, the floor, a poll with receip
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,6 +140,11 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
     for page in delegates:
         await page.wait_for_selector("#poll-result")
     await shot(delegates[0], "delegate-result-tablet")
+    # The minutes, from the chair's panel.
+    async with chair.expect_download() as download_info:
+        await chair.click("#minutes")
+    minutes = Path(await (await download_info.value).path()).read_bytes()
+    assert minutes.startswith(b"%PDF")
     errors = [e for page in [chair, projector, *delegates] for e in page.js_errors]
     assert errors == []
     await asyncio.gather(*(page.context.close() for page in [chair, projector, *delegates]))
