@@ -4,8 +4,8 @@ Private by default; a shared annotation is visible to the participants of the me
 shared with (a meeting whose agenda carries the document). Coordinates are fractions of the
 page (0..1) with the origin at the top left, as a tablet sees the page, so they do not
 depend on the width a page was rendered at. ``annotated_pdf`` writes a reader's annotations
-into a copy of the document as real PDF annotations (``/Ink``, ``/Highlight``, ``/Text``),
-off the event loop.
+into their stamped copy of the document as real PDF annotations (``/Ink``, ``/Highlight``,
+``/Text``), off the event loop.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from server.clock import utc_iso
 from server.context import Context
 from server.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from server.files.models import StoredFile
-from server.files.service import readable_file
-from server.files.storage import ContentStore
+from server.files.service import readable_file, stamped_copy
+from server.files.storage import discard
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
@@ -219,8 +219,12 @@ async def annotated_pdf(ctx: Context, actor: Principal, file_id: int, *,
         raise Unprocessable(f"File {file_id} is not a paged document.", code="not_a_document")
     rows = await visible_annotations(ctx, actor, file_id, include_shared=include_shared)
     marks = [(row.page, row.kind, row.data, row.id, row.user_id) for row in rows]
-    source = ContentStore(ctx.settings.data_dir).blob_path(f.sha256)
-    pdf = await asyncio.to_thread(write_annotations, source, marks, actor.display_name)
+    # The reader's copy: stamped with their name like every download (and audited so).
+    source = await stamped_copy(ctx, actor, f)
+    try:
+        pdf = await asyncio.to_thread(write_annotations, source, marks, actor.display_name)
+    finally:
+        discard(source)
     return pdf, f
 
 

@@ -69,6 +69,10 @@ async def test_annotated_pdf_has_real_annotations(room: Room) -> None:
     assert response.headers["content-type"] == "application/pdf"
     reader = PdfReader(io.BytesIO(response.content))
     assert len(reader.pages) == 3
+    # It is the reader's stamped copy.
+    name = next(p["display_name"] for p in (await room.state())["participants"]
+                if p["user_id"] == room.delegate_ids[0])
+    assert name in reader.pages[0].extract_text()
 
     def annots(page: int) -> list[Any]:
         raw = reader.pages[page - 1].get("/Annots")
