@@ -12,6 +12,7 @@ import pytest
 
 from server.demo import DemoCity
 from tests.browser.conftest import PHONE, TABLET_PORTRAIT, shot, signed_in, wait_online
+from tests.browser.documents import council_pdf
 from tests.harness import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -115,6 +116,13 @@ async def test_direct_messages_typing_edit_retract(server: RunningServer, city: 
     assert await two.input_value("#message-input") == "Đã nhận"
     await two.press("#message-input", "Enter")
     await one.wait_for_selector("#message-list .message:not(.mine):has-text('Đã nhận')")
+    # An attachment: uploaded with the message, opened by name on the other side.
+    await one.set_input_files("#message-file", files=[{
+        "name": "cong-van-12.pdf", "mimeType": "application/pdf", "buffer": council_pdf(1)}])
+    await one.fill("#message-input", "Công văn kèm theo")
+    await one.press("#message-input", "Enter")
+    await two.wait_for_selector(
+        "#message-list .message button[data-file]:has-text('cong-van-12.pdf')")
     # Edit, then retract: the other side sees both live.
     first = one.locator("#message-list .message.mine").first
     await first.locator("button", has_text="Sửa").click()

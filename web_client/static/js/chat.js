@@ -212,13 +212,24 @@ function renderInbox(view) {
       : h("p", { class: "muted" }, t("inbox_empty")));
 }
 
+const fileNames = new Map(); // file id -> Promise of its name
+
+function fileName(id) {
+  if (!fileNames.has(id)) {
+    fileNames.set(id, api(`files/${id}/meta`).then((meta) => meta.title || meta.name || `#${id}`).catch(() => `#${id}`));
+  }
+  return fileNames.get(id);
+}
+
 function attachmentLinks(ids) {
   if (!ids || !ids.length) return null;
   return h("div", { class: "row small" }, h("span", {}, t("attachments"), ":"),
     ids.map((a) => {
       const id = typeof a === "object" ? a.id : a;
-      const name = typeof a === "object" ? a.filename || a.name || `#${id}` : `#${id}`;
-      return h("button", { type: "button", class: "btn btn-small", onclick: () => openFile(id) }, name);
+      const known = typeof a === "object" ? a.title || a.name : null;
+      const button = h("button", { type: "button", class: "btn btn-small", dataset: { file: id }, onclick: () => openFile(id) }, known || `#${id}`);
+      if (!known) fileName(id).then((name) => (button.textContent = name));
+      return button;
     }));
 }
 

@@ -301,6 +301,8 @@ function renderPolls(state) {
   let body;
   if (poll.state === "closed") {
     body = resultView(poll, mineBallot);
+  } else if (mineBallot?.already && !mineBallot.receipt) {
+    body = h("p", { class: "verdict passed", id: "already-voted" }, "✓ ", t("already_voted"));
   } else if (mineBallot?.receipt) {
     body = h("div", {},
       h("p", { class: "verdict passed" }, "✓ ", t("vote_done")),
@@ -329,10 +331,10 @@ function renderPolls(state) {
       h("button", { type: "button", class: `btn ${cls}`, dataset: { choice: value },
         onclick: () => { pollUi.pending = poll.kind === "choice" ? [value] : value; renderPolls(meeting.state); } }, label)));
   }
-  const closeButton = poll.state === "closed" || mineBallot?.receipt
+  const closeButton = poll.state === "closed" || mineBallot?.receipt || mineBallot?.already
     ? h("button", { type: "button", class: "btn", id: "poll-dismiss", onclick: () => { dismissedResults.add(poll.id); if (poll.state === "open") pollUi.hidden = poll.id; fill(layer); setBehindInert(false); } }, t("close"))
     : null;
-  if (poll.state === "open" && pollUi.hidden === poll.id && mineBallot?.receipt) {
+  if (poll.state === "open" && pollUi.hidden === poll.id && (mineBallot?.receipt || mineBallot?.already)) {
     fill(layer);
     setBehindInert(false);
     return;
@@ -377,7 +379,15 @@ async function castBallot(poll) {
     pollUi.pending = null;
     announce(`${t("vote_done")} ${answer.receipt}`, { assertive: true });
   } catch (err) {
-    if (err.code !== "already_voted") saveBallot(poll.id, { idempotency_key: undefined });
+    if (err.code === "already_voted") {
+      // Voted from another device (or before this tablet kept the key): nothing to redo.
+      saveBallot(poll.id, { already: true });
+      pollUi.pending = null;
+    } else if (err.status >= 400 && err.status < 500) {
+      // Refused for good (poll closed, not checked in): a new try is a new ballot.
+      saveBallot(poll.id, { idempotency_key: undefined });
+    }
+    // A lost answer (no status) keeps the key: the retry gets the first answer back.
     showError(err);
     if (button) button.disabled = false;
   }
