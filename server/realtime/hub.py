@@ -302,7 +302,10 @@ class Hub:
     def fan_signal(self, signal: Signal) -> None:
         text = signal.frame
         for subscription in list(self._subscribers.get(signal.topic, ())):
-            subscription.connection.push(text)
+            # A socket still starting (no ``ready`` yet) or catching up skips ephemeral
+            # signals, so nothing ever comes before ``ready`` or between replayed events.
+            if not subscription.catching_up:
+                subscription.connection.push(text)
 
     async def sweep(self) -> None:
         """Compare every local topic with the log and fan out what the broker lost."""
