@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -119,9 +119,19 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 class RequestMetrics:
     """Times every HTTP request by route template, and logs it."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics,
+                 routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = list(routes)
+
+    def route_template(self, scope: Scope) -> str:
+        """The matched route's path template: a bounded label, never the raw path."""
+        for route in self.routes:
+            match, _child = route.matches(scope)
+            if match is Match.FULL:
+                return str(getattr(route, "path", "unmatched"))
+        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,8 +150,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = self.route_template(scope)
             self.metrics.request_latency.labels(scope["method"], template, str(status)).observe(
                 elapsed
             )
@@ -250,5 +259,5 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.gateway = gateway
-    app.add_middleware(RequestMetrics, metrics=metrics_)
+    app.add_middleware(RequestMetrics, metrics=metrics_, routes=routes)
     return app
