@@ -3,7 +3,8 @@
 The page is served by the test itself on the API's origin (Playwright answers one path of
 it), so this test touches none of the web client's files: it signs in, takes the fake
 microphone, offers with ICE gathered, posts the offer to ``/api/v1/meetings/{id}/media`` and
-measures the loudest frequency of what it receives with WebAudio. Only its 127.0.0.1
+measures the loudest frequency of what it receives with WebAudio; given the floor, its fake
+microphone is heard by an aiortc listener. Only its 127.0.0.1
 candidate is offered to the server, and the test checks that the server's peer never
 learned any other address.
 """
@@ -104,7 +105,7 @@ async def test_chromium_joins_and_hears_the_floor(hall: Hall, chromium: Any) -> 
     context = await chromium.new_context()
     try:
         await speaker.join(signal)
-        await hall.give_floor(hall.delegates[0])
+        speaker_id = await hall.give_floor(hall.delegates[0])
         page = await context.new_page()
         await page.route(f"{hall.server.url}{PAGE}",
                          lambda route: route.fulfill(body=PAGE_HTML, content_type="text/html"))
@@ -143,6 +144,28 @@ async def test_chromium_joins_and_hears_the_floor(hall: Hall, chromium: Any) -> 
                 break
             await asyncio.sleep(0.1)
         assert "pair" in stats and any(isinstance(n, int) and n > 50 for n in stats), stats
+
+        # Given the floor, the browser's (fake) microphone is heard by an aiortc listener.
+        listener = Client(None)
+        try:
+            async def listener_signal(sdp: str) -> str:
+                answer = await hall.join(hall.delegates[2], sdp)
+                assert answer.status_code == 201, answer.text
+                return str(answer.json()["sdp"])
+
+            await listener.join(listener_signal)
+            finished = await hall.post(hall.chair, f"/speakers/{speaker_id}/finish")
+            assert finished.status_code in (200, 204), finished.text
+            await hall.give_floor(hall.delegates[1])
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            loudest = 0.0
+            while loudest < 200:
+                assert loop.time() < deadline, f"the browser is not heard (rms {loudest:.0f})"
+                await asyncio.sleep(0.1)
+                loudest = max(loudest, listener.rms(0.2))
+        finally:
+            await listener.close()
 
         # Every address the server's peer knows of the browser is loopback.
         engine = hall.server.ctx.extensions["media"].engine

@@ -149,6 +149,12 @@ async def test_refusals_change_nothing(hall: Hall) -> None:
             missing = await http.post("/api/v1/meetings/999999/media",
                                       json={"sdp": offer, "type": "offer"})
         assert missing.status_code == 404
+        # Nor may they list or fetch the meeting's recordings.
+        async with hall.server.http(hall.outsider) as http:
+            listing = await http.get(f"/api/v1/meetings/{hall.meeting_id}/recordings")
+            fetch = await http.get(f"/api/v1/meetings/{hall.meeting_id}/recordings/1")
+        assert listing.status_code == 403 and fetch.status_code == 403
+        assert listing.json()["error"]["code"] == "not_a_participant"
         # Someone else's session cannot be ended.
         async with hall.server.http(hall.delegates[0]) as http:
             nobody = await http.delete(f"/api/v1/meetings/{hall.meeting_id}/media/nope")
