@@ -121,6 +121,7 @@ function renderMeetingShell(id) {
             },
           }, t(`tool_${tool}`))),
           h("label", { class: "inline" }, h("input", { type: "checkbox", id: "share-notes", onchange: (e) => (viewer.share = e.target.checked) }), t("share_notes")),
+          h("button", { type: "button", class: "btn btn-small", id: "undo-note", onclick: () => viewer.undo(me.id) }, t("undo")),
           h("button", { type: "button", class: "btn btn-small", id: "download-annotated", onclick: downloadAnnotated }, t("download_annotated")),
           h("button", { type: "button", class: "btn btn-small btn-primary hidden", id: "present-this", onclick: presentThis }, t("present_page"))),
         h("div", { id: "viewer" }))),
@@ -255,7 +256,9 @@ async function presentThis() {
 async function downloadAnnotated() {
   if (!openDoc) return;
   try {
-    await download(`/api/v1/files/${openDoc.fileId}/annotated.pdf`, `annotated-${openDoc.fileId}.pdf`);
+    const found = findDocument(meeting.state, openDoc.fileId);
+    const stem = (found?.doc?.name || `tai-lieu-${openDoc.fileId}`).replace(/\.pdf$/i, "");
+    await download(`/api/v1/files/${openDoc.fileId}/annotated.pdf`, `${stem}-ghi-chu.pdf`);
   } catch (err) {
     showError(err);
   }
@@ -412,6 +415,8 @@ function renderMeeting(state, event) {
     const first = [...agendaItems(state.agenda)].flatMap((i) => i.documents || [])[0];
     if (first) openDocument(first.id, 1);
   }
+  if (type === "annotation.shared" && event.data.annotation?.user_id !== me.id) viewer.addShared(event.data.annotation);
+  if (type === "annotation.removed") viewer.removeShared(event.data.annotation_id);
   if (type === "speaker.granted" && event.data.user_id === me.id) toast(t("speaking_now", { name: me.display_name }));
   if (type === "poll.closed") announce(t("vote_closed"));
 }

@@ -12,8 +12,11 @@ const ZOOM_MIN = 1;
 const ZOOM_MAX = 4;
 // A horizontal swipe longer than this (CSS px) and mostly sideways turns the page.
 const SWIPE_MIN_PX = 60;
-const PEN = { color: "#1f4fd1", width: 0.003 };
-const HIGHLIGHTER = { color: "#ffd400", opacity: 0.35 };
+// Ink width is in PDF points (the server writes it into the PDF); an A4 page is 595 pt wide.
+const PEN = { color: "#1f4fd1", width: 2 };
+const PAGE_WIDTH_PT = 595;
+const HIGHLIGHTER = { color: "#ffeb3b", opacity: 0.4 };
+const NOTE_COLOR = "#1976d2";
 
 export class DocViewer extends EventTarget {
   /**
@@ -128,19 +131,20 @@ export class DocViewer extends EventTarget {
     this.notes.replaceChildren();
     for (const mark of marks) {
       const data = mark.data || {};
-      if (mark.kind === "ink" && data.points?.length) {
+      if (mark.kind === "ink" && data.strokes?.length) {
         ctx.strokeStyle = data.color || PEN.color;
-        ctx.lineWidth = Math.max(1, (data.width || PEN.width) * w);
+        ctx.lineWidth = Math.max(1, ((data.width || PEN.width) / PAGE_WIDTH_PT) * w);
         ctx.lineJoin = "round";
         ctx.lineCap = "round";
-        ctx.beginPath();
-        data.points.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * hgt) : ctx.moveTo(x * w, y * hgt)));
-        ctx.stroke();
-      } else if (mark.kind === "highlight" && data.rect) {
-        const [x, y, rw, rh] = data.rect;
-        ctx.globalAlpha = data.opacity || HIGHLIGHTER.opacity;
+        for (const stroke of data.strokes) {
+          ctx.beginPath();
+          stroke.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * hgt) : ctx.moveTo(x * w, y * hgt)));
+          ctx.stroke();
+        }
+      } else if (mark.kind === "highlight" && data.rects?.length) {
+        ctx.globalAlpha = HIGHLIGHTER.opacity;
         ctx.fillStyle = data.color || HIGHLIGHTER.color;
-        ctx.fillRect(x * w, y * hgt, rw * w, rh * hgt);
+        for (const [x0, y0, x1, y1] of data.rects) ctx.fillRect(x0 * w, y0 * hgt, (x1 - x0) * w, (y1 - y0) * hgt);
         ctx.globalAlpha = 1;
       } else if (mark.kind === "note" && data.text) {
         const pin = h("div", { class: "note-pin", role: "note" }, data.text);
@@ -148,6 +152,31 @@ export class DocViewer extends EventTarget {
         pin.style.top = `${(data.y || 0) * 100}%`;
         this.notes.append(pin);
       }
+    }
+  }
+
+  /** A shared annotation arrived (or was removed) live. */
+  addShared(annotation) {
+    if (annotation.file_id !== this.fileId || this.annotations.some((a) => a.id === annotation.id)) return;
+    this.annotations.push(annotation);
+    this._draw();
+  }
+
+  removeShared(annotationId) {
+    this.annotations = this.annotations.filter((a) => a.id !== annotationId);
+    this._draw();
+  }
+
+  /** Remove my latest annotation on this page. */
+  async undo(myUserId) {
+    const mine = this._pageAnnotations().filter((a) => a.user_id === undefined || a.user_id === myUserId);
+    const last = mine[mine.length - 1];
+    if (!last || typeof last.id !== "number") return;
+    try {
+      await api(`files/${this.fileId}/annotations/${last.id}`, { method: "DELETE" });
+      this.removeShared(last.id);
+    } catch (err) {
+      showError(err);
     }
   }
 
@@ -188,8 +217,8 @@ export class DocViewer extends EventTarget {
       if (this.tool === "none" || !this.annotate) return;
       el.setPointerCapture(event.pointerId);
       const p = this._point(event);
-      if (this.tool === "pen") this.drawing = { kind: "ink", page: this.page, data: { points: [p], color: PEN.color, width: PEN.width } };
-      if (this.tool === "highlighter") this.drawing = { kind: "highlight", page: this.page, data: { start: p, rect: [p[0], p[1], 0, 0], color: HIGHLIGHTER.color } };
+      if (this.tool === "pen") this.drawing = { kind: "ink", page: this.page, data: { strokes: [[p]], color: PEN.color, width: PEN.width } };
+      if (this.tool === "highlighter") this.drawing = { kind: "highlight", page: this.page, start: p, data: { rects: [[p[0], p[1], p[0], p[1]]], color: HIGHLIGHTER.color } };
       if (this.tool === "note") this._addNote(p);
       event.preventDefault();
     });
@@ -203,10 +232,10 @@ export class DocViewer extends EventTarget {
       }
       if (!this.drawing) return;
       const p = this._point(event);
-      if (this.drawing.kind === "ink") this.drawing.data.points.push(p);
+      if (this.drawing.kind === "ink") this.drawing.data.strokes[0].push(p);
       else {
-        const [sx, sy] = this.drawing.data.start;
-        this.drawing.data.rect = [Math.min(sx, p[0]), Math.min(sy, p[1]), Math.abs(p[0] - sx), Math.abs(p[1] - sy)];
+        const [sx, sy] = this.drawing.start;
+        this.drawing.data.rects = [[Math.min(sx, p[0]), Math.min(sy, p[1]), Math.max(sx, p[0]), Math.max(sy, p[1])]];
       }
       this._draw();
     });
@@ -220,12 +249,13 @@ export class DocViewer extends EventTarget {
       if (this.drawing) {
         const mark = this.drawing;
         this.drawing = null;
-        if (mark.kind === "ink" && mark.data.points.length > 1) {
-          mark.data.points = mark.data.points.map(([x, y]) => [Math.round(x * 10000) / 10000, Math.round(y * 10000) / 10000]);
+        const [x0, y0, x1, y1] = mark.kind === "highlight" ? mark.data.rects[0] : [0, 0, 0, 0];
+        if (mark.kind === "ink" && mark.data.strokes[0].length > 1) {
+          const round = (v) => Math.round(v * 10000) / 10000;
+          mark.data.strokes = [mark.data.strokes[0].map(([x, y]) => [round(x), round(y)])];
           this._save("ink", mark.data);
-        } else if (mark.kind === "highlight" && mark.data.rect[2] > 0.005 && mark.data.rect[3] > 0.003) {
-          const { start, ...data } = mark.data;
-          this._save("highlight", data);
+        } else if (mark.kind === "highlight" && x1 - x0 > 0.005 && y1 - y0 > 0.003) {
+          this._save("highlight", mark.data);
         } else {
           this._draw();
         }
@@ -259,6 +289,6 @@ export class DocViewer extends EventTarget {
     const values = await dialog(t("tool_note"), h("div", {},
       h("label", { for: "note-text" }, t("note_prompt")),
       h("textarea", { id: "note-text", name: "text", required: true, rows: 3 })));
-    if (values && values.text.trim()) this._save("note", { x: p[0], y: p[1], text: values.text.trim() });
+    if (values && values.text.trim()) this._save("note", { x: p[0], y: p[1], text: values.text.trim(), color: NOTE_COLOR });
   }
 }

@@ -208,6 +208,7 @@ const vi = {
   reason_prompt: "Lý do vắng mặt",
   guest: "khách mời",
   presenter: "Người trình bày",
+  undo: "Hoàn tác",
   already_voted: "Bạn đã bỏ phiếu cho nội dung này.",
   presenter_chair: "Chủ tọa",
 };
@@ -411,6 +412,7 @@ const en = {
   reason_prompt: "Reason for absence",
   guest: "guest",
   presenter: "Presenter",
+  undo: "Undo",
   already_voted: "You have already voted on this.",
   presenter_chair: "The chair",
 };

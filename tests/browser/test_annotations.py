@@ -1,0 +1,82 @@
+"""Annotations on the delegate tablet: pen, highlighter and text note saved as they are
+made, shown again after a reload, shared live with another delegate, and written into the
+reader's annotated PDF."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.demo import DemoCity
+from tests.browser.conftest import shot, signed_in, wait_online
+from tests.browser.test_session import prepare_meeting
+from tests.conftest import DEMO_PASSWORD
+from tests.harness import RunningServer
+
+pytestmark = pytest.mark.browser
+
+
+async def drag(page: Any, points: list[tuple[float, float]]) -> None:
+    """Press, move through the points (fractions of the page image), release."""
+    box = await page.locator("#viewer .page-wrap").bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    await page.mouse.move(*xy[0])
+    await page.mouse.down()
+    for x, y in xy[1:]:
+        await page.mouse.move(x, y, steps=4)
+    await page.mouse.up()
+
+
+async def my_annotations(server: RunningServer, username: str, file_id: int) -> list[Any]:
+    token = await server.login(username, DEMO_PASSWORD)
+    async with server.http(token) as api:
+        response = await api.get(f"/api/v1/files/{file_id}/annotations")
+    assert response.status_code == 200, response.text
+    rows: list[Any] = response.json()["annotations"]
+    return rows
+
+
+async def test_pen_highlighter_note_share_and_annotated_copy(
+        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    meeting_id, file_id, _ = await prepare_meeting(server, city)
+    _, reader = await signed_in(server, browser, "delegate001")
+    _, other = await signed_in(server, browser, "delegate002")
+    for page in (reader, other):
+        await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
+        await wait_online(page)
+        await page.wait_for_selector(f"#viewer[data-file='{file_id}'][data-shown-page='1']")
+
+    await reader.click(".tool[data-tool=pen]")
+    await drag(reader, [(0.2, 0.5), (0.4, 0.55), (0.6, 0.5)])
+    await reader.click(".tool[data-tool=highlighter]")
+    await drag(reader, [(0.1, 0.05), (0.7, 0.09)])
+    # A shared note: the other tablet sees it appear.
+    await reader.check("#share-notes")
+    await reader.click(".tool[data-tool=note]")
+    await drag(reader, [(0.5, 0.8), (0.5, 0.8)])
+    await reader.fill("dialog textarea", "Đề nghị làm rõ khoản chi đầu tư công")
+    await reader.click("dialog button[type=submit]")
+    await other.wait_for_selector(".note-pin:has-text('đầu tư công')")
+
+    for _ in range(100):
+        rows = await my_annotations(server, "delegate001", file_id)
+        if len(rows) == 3:
+            break
+        await reader.wait_for_timeout(100)
+    assert sorted(row["kind"] for row in rows) == ["highlight", "ink", "note"]
+    assert [row["shared"] for row in rows if row["kind"] == "note"] == [True]
+    await shot(reader, "delegate-annotations-tablet")
+
+    # Shown again after a reload.
+    await reader.reload()
+    await reader.wait_for_selector(".note-pin:has-text('đầu tư công')")
+    # The annotated copy carries them as real PDF annotations.
+    async with reader.expect_download() as download_info:
+        await reader.click("#download-annotated")
+    pdf = Path(await (await download_info.value).path()).read_bytes()
+    assert pdf.startswith(b"%PDF") and b"/Ink" in pdf and b"/Highlight" in pdf
+    assert reader.js_errors == [] and other.js_errors == []
+    await asyncio.gather(reader.context.close(), other.context.close())
