@@ -53,11 +53,18 @@ def load_or_create_signing_key(settings: Settings) -> Ed25519PrivateKey:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-    os.replace(tmp, path)
+    try:
+        # link() refuses to replace: of nodes starting together on one data dir, the
+        # first key written wins and every node signs with it.
+        os.link(tmp, path)
+    except FileExistsError:
+        return load_or_create_signing_key(settings)
+    finally:
+        tmp.unlink()
     return key
 
 

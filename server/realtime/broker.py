@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -90,8 +91,11 @@ class RedisBroker:
         # The subscription has its own client without a socket timeout: an idle channel
         # is normal, and a read timeout there would drop and resubscribe every few seconds.
         # Dead connections are found by the health-check PING sent between polls.
-        self._subscriber = aioredis.from_url(url, socket_connect_timeout=2,
-                                             health_check_interval=REDIS_HEALTH_CHECK_SECS)
+        self._subscriber = aioredis.from_url(
+            url, socket_connect_timeout=2, health_check_interval=REDIS_HEALTH_CHECK_SECS,
+            # Named, so an operator (or a test) can tell the nodes' subscriptions apart.
+            client_name=f"dienhong-{os.getpid()}-events",
+        )
         self._deliver: Deliver | None = None
         self._deliver_signal: DeliverSignal | None = None
         self._resync: Resync | None = None
