@@ -56,7 +56,7 @@ def stamp_pdf(path: str, out: str, footer: str, mark: str,
               metadata: dict[str, str]) -> dict[str, Any]:
     """Write to ``out`` a copy of ``path`` with the stamp on every page."""
     from pypdf import PdfReader, PdfWriter
-    from pypdf.generic import NameObject, TextStringObject
+    from pypdf.generic import TextStringObject
 
     reader = PdfReader(path, strict=False)
     if reader.is_encrypted:
@@ -74,8 +74,7 @@ def stamp_pdf(path: str, out: str, footer: str, mark: str,
             overlay = overlays[key] = _overlay(width, height, footer, mark)
         page.merge_translated_page(overlay, float(box.left), float(box.bottom), over=True)
         page.compress_content_streams()
-    info = {NameObject(f"/{key}"): TextStringObject(value) for key, value in metadata.items()}
-    writer.add_metadata(info)
+    writer.add_metadata({f"/{key}": TextStringObject(value) for key, value in metadata.items()})
     target = Path(out)
     with target.open("wb") as f:
         writer.write(f)
