@@ -152,8 +152,9 @@ class FilesRuntime:
         for task in [*self._ahead, *self._inflight.values()]:
             with contextlib.suppress(BaseException):
                 await task
-        for pool in (self.parse_pool, self.render_pool, self.stamp_pool):
-            pool.close()
+        # Stopping a worker waits (briefly) for its process: not on the event loop.
+        await asyncio.gather(*(asyncio.to_thread(pool.close)
+                               for pool in (self.parse_pool, self.render_pool, self.stamp_pool)))
 
 
 def runtime(ctx: Context) -> FilesRuntime:
