@@ -218,15 +218,14 @@ async def issue_directive(
         first_reminder = None
         if ack_required:
             first_reminder = w.now + reminder_interval(ctx, urgency.value)
-        rows: list[dict[str, Any]] = []
-        with session.no_autoflush:
-            for user in cleared:
-                event = await w.emit(f"user:{user.id}", "directive.issued", payload)
-                rows.append({
-                    "directive_id": directive.id, "user_id": user.id, "unit_id": user.unit_id,
-                    "event_seq": event.seq, "next_reminder_at": first_reminder,
-                    "reminders_sent": 0,
-                })
+        events = await w.emit_many([f"user:{user.id}" for user in cleared],
+                                   "directive.issued", payload)
+        rows = [
+            {"directive_id": directive.id, "user_id": user.id, "unit_id": user.unit_id,
+             "event_seq": events[f"user:{user.id}"].seq, "next_reminder_at": first_reminder,
+             "reminders_sent": 0}
+            for user in cleared
+        ]
         await session.execute(insert(DirectiveRecipient), rows)
         await index_document(session, SearchKind.DIRECTIVE, directive.id,
                              f"{title}\n{body}", w.now)

@@ -1,0 +1,404 @@
+"""Benchmark: one ``express`` directive to a whole city of online users.
+
+    python -m bench.directives [--users 3200] [--processes 4] [--database-url URL]
+
+A real server (``dienhong`` app under uvicorn, in its own process) on loopback over the
+demo city (126 communes/wards) scaled with extra staff accounts so that ``--users``
+recipients exist; one WebSocket per recipient, spread over client processes (each an
+asyncio loop with many sockets). Every client answers ``received`` as soon as
+``directive.issued`` reaches it, which is what the server records as *delivered*.
+
+Figures printed:
+
+* the issuing request's response time;
+* time from that response until 50 %, 99 % and 100 % of recipients are recorded as
+  delivered by the server (``delivered_at`` in the database), and the same seen by clients;
+* then every client acknowledges (spread over ``--ack-spread`` seconds, over HTTP); the
+  time until the sender's coalesced ``directive.receipts`` roll-up shows 100 %;
+* baseline in the same run: the time until every socket has answered one ``ping`` sent to
+  all at once — the floor any fan-out on this machine sits on.
+
+Target (issue 4): 99 % delivered within 1 s of the issuing request's response.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import resource
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from sqlalchemy import select
+
+PASSWORD = "bench-password-1"
+
+
+def raise_open_files() -> int:
+    """Sockets are files: raise the soft limit to the hard limit (inherited by children)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+# --- preparing the city -------------------------------------------------------------------
+def settings_for(data_dir: Path, database_url: str) -> Any:
+    from server.settings import Settings
+
+    return Settings(data_dir=data_dir, database_url=database_url, log_json=False,
+                    log_level="WARNING", serve_web_client=False,
+                    # One token bucket per user: the bench's clients send few frames.
+                    ws_rate_per_sec=50.0)
+
+
+async def prepare(data_dir: Path, database_url: str, users: int) -> tuple[list[tuple[int, str]],
+                                                                          str, int]:
+    """Migrate, seed the demo city, add staff until ``users`` recipients exist, mint tokens."""
+    from server.app import create_app
+    from server.demo import seed_demo
+    from server.migrate import migrate
+    from server.org.models import Role, User
+
+    settings = settings_for(data_dir, database_url)
+    await migrate(settings)
+    app = create_app(settings)
+    ctx = app.state.ctx
+    try:
+        city, _ = await seed_demo(ctx, password=PASSWORD, communes=126, delegates=95)
+        async with ctx.write() as w:
+            session = w.session
+            existing = (await session.execute(select(User))).scalars().all()
+            shared_hash = next(u.password_hash for u in existing if u.username == "ward001")
+            missing = users - (len(existing) - 1)  # every user but the sender receives
+            for index in range(max(0, missing)):
+                unit_id = city.commune_unit_ids[index % len(city.commune_unit_ids)]
+                session.add(User(username=f"staff{index + 1:05d}",
+                                 display_name=f"Cán bộ {index + 1:05d}", unit_id=unit_id,
+                                 roles=[Role.STAFF.value], clearance="none",
+                                 is_unit_head=False, password_hash=shared_hash, active=True,
+                                 created_at=w.now))
+        async with ctx.read() as session:
+            everyone = (await session.execute(
+                select(User.id).where(User.active.is_(True)).order_by(User.id)
+            )).scalars().all()
+        now = datetime.now(UTC)
+        tokens = [(uid, ctx.tokens.issue(uid, now)[0]) for uid in everyone
+                  if uid != city.standing_id]
+        sender_token = ctx.tokens.issue(city.standing_id, now)[0]
+        return tokens, sender_token, city.root_unit_id
+    finally:
+        await ctx.db.dispose()
+
+
+def serve(data_dir: str, database_url: str, port: int) -> None:
+    """The server process."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.cli import uvicorn_options
+    from server.logs import configure_logging
+
+    raise_open_files()
+    settings = settings_for(Path(data_dir), database_url)
+    configure_logging(settings.log_level, as_json=False)
+    options = uvicorn_options(settings) | {"log_level": "warning", "backlog": 4096}
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
+
+
+# --- the client processes ------------------------------------------------------------------
+@dataclass
+class ClientResult:
+    connected: int
+    received: list[float]
+    ping_done: float
+    acked: int
+    ack_errors: int
+
+
+async def _clients(pipe: Connection, ws_url: str, http_url: str,
+                   specs: list[tuple[int, str]], ack_spread: float) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def ask() -> Any:
+        return await loop.run_in_executor(None, pipe.recv)
+
+    gate = asyncio.Semaphore(50)
+    sockets: dict[int, Any] = {}
+
+    async def connect(user_id: int, token: str) -> None:
+        async with gate:
+            ws = await websockets.connect(ws_url, max_size=None, ping_interval=None,
+                                          open_timeout=120, close_timeout=2)
+            await ws.send(json.dumps({"op": "auth", "token": token}))
+            ready = json.loads(await ws.recv())
+            if ready.get("op") != "ready":
+                raise RuntimeError(f"no ready for {user_id}: {ready}")
+            sockets[user_id] = ws
+
+    await asyncio.gather(*(connect(uid, tok) for uid, tok in specs))
+    pipe.send(("connected", len(sockets)))
+
+    # Baseline: one ping on every socket at once, until every pong is back.
+    assert await ask() == "ping"
+    started = time.monotonic()
+
+    async def ping(ws: Any) -> None:
+        await ws.send('{"op":"ping"}')
+        while json.loads(await ws.recv()).get("op") != "pong":
+            pass
+
+    await asyncio.gather(*(ping(ws) for ws in sockets.values()))
+    pipe.send(("pinged", time.monotonic() - started))
+
+    received: dict[int, float] = {}
+    directive_ids: dict[int, int] = {}
+
+    async def wait_directive(user_id: int, ws: Any) -> None:
+        while True:
+            message = json.loads(await ws.recv())
+            if message.get("op") == "event" and message.get("type") == "directive.issued":
+                received[user_id] = time.time()
+                await ws.send(json.dumps({"op": "received", "topic": message["topic"],
+                                          "seq": message["seq"]}))
+                directive_ids[user_id] = message["data"]["directive"]["id"]
+                return
+
+    await asyncio.wait_for(asyncio.gather(*(wait_directive(uid, ws)
+                                            for uid, ws in sockets.items())), 120)
+    pipe.send(("received", list(received.values())))
+
+    assert await ask() == "ack"
+    tokens = dict(specs)
+    errors = 0
+    posted = 0
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=120) as http:
+        async def ack(user_id: int) -> None:
+            nonlocal errors, posted
+            await asyncio.sleep(random.uniform(0, ack_spread))
+            response = await http.post(
+                f"/api/v1/directives/{directive_ids[user_id]}/ack", json={},
+                headers={"Authorization": f"Bearer {tokens[user_id]}"})
+            if response.status_code == 200:
+                posted += 1
+            else:
+                errors += 1
+
+        await asyncio.gather(*(ack(uid) for uid in directive_ids))
+    pipe.send(("acked", posted, errors))
+    assert await ask() == "close"
+    await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
+    pipe.send(("closed",))
+
+
+def client_process(pipe: Connection, ws_url: str, http_url: str,
+                   specs: list[tuple[int, str]], ack_spread: float) -> None:
+    raise_open_files()
+    asyncio.run(_clients(pipe, ws_url, http_url, specs, ack_spread))
+
+
+# --- the run --------------------------------------------------------------------------------
+async def gather_from(pipes: list[Connection], label: str, timeout: float) -> list[Any]:
+    loop = asyncio.get_running_loop()
+
+    def recv(pipe: Connection) -> Any:
+        if not pipe.poll(timeout):
+            raise TimeoutError(f"a client process did not report {label!r} in {timeout}s")
+        return pipe.recv()
+
+    answers = await asyncio.gather(*(loop.run_in_executor(None, recv, p) for p in pipes))
+    for answer in answers:
+        if answer[0] != label:
+            raise RuntimeError(f"expected {label}, got {answer}")
+    return list(answers)
+
+
+async def delivered_times(data_dir: Path, database_url: str, directive_id: int) -> list[datetime]:
+    from messaging.models import DirectiveRecipient
+    from server.db import Database
+
+    db = Database(settings_for(data_dir, database_url))
+    try:
+        async with db.read_session() as session:
+            rows = (await session.execute(
+                select(DirectiveRecipient.delivered_at)
+                .where(DirectiveRecipient.directive_id == directive_id))).scalars().all()
+        return [r for r in rows if r is not None]
+    finally:
+        await db.dispose()
+
+
+async def run(args: argparse.Namespace) -> None:
+    limit = raise_open_files()
+    needed = args.users + 200
+    if limit < needed:
+        print(f"warning: open-files limit {limit} is below {needed}", file=sys.stderr)
+    data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-"))
+    try:
+        t = time.perf_counter()
+        tokens, sender_token, root_unit = await prepare(data_dir, args.database_url, args.users)
+        print(f"prepared {len(tokens)} recipients in {time.perf_counter() - t:.1f}s "
+              f"(open-files limit {limit})")
+        port = free_port()
+        ctx_mp = multiprocessing.get_context("spawn")
+        server = ctx_mp.Process(target=serve, args=(str(data_dir), args.database_url, port),
+                                daemon=True)
+        server.start()
+        http_url = f"http://127.0.0.1:{port}"
+        ws_url = f"ws://127.0.0.1:{port}/ws"
+        for _ in range(600):
+            try:
+                async with httpx.AsyncClient() as probe:
+                    if (await probe.get(f"{http_url}/healthz")).status_code == 200:
+                        break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start")
+        await run_clients(args, tokens, sender_token, root_unit, http_url, ws_url, data_dir)
+        server.terminate()
+        server.join(10)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
+                      sender_token: str, root_unit: int, http_url: str, ws_url: str,
+                      data_dir: Path) -> None:
+    ctx_mp = multiprocessing.get_context("spawn")
+    parts = [tokens[i::args.processes] for i in range(args.processes)]
+    pipes: list[Connection] = []
+    procs = []
+    for part in parts:
+        ours, theirs = ctx_mp.Pipe()
+        proc = ctx_mp.Process(target=client_process,
+                              args=(theirs, ws_url, http_url, part, args.ack_spread),
+                              daemon=True)
+        proc.start()
+        pipes.append(ours)
+        procs.append(proc)
+    t = time.perf_counter()
+    connected = sum(a[1] for a in await gather_from(pipes, "connected", 600))
+    print(f"connected {connected} sockets in {time.perf_counter() - t:.1f}s "
+          f"over {args.processes} client processes")
+
+    for pipe in pipes:
+        pipe.send("ping")
+    baseline = max(a[1] for a in await gather_from(pipes, "pinged", 120))
+
+    async with websockets.connect(ws_url, max_size=None) as sender:
+        await sender.send(json.dumps({"op": "auth", "token": sender_token}))
+        json.loads(await sender.recv())
+        body = {"title": "Hỏa tốc: triển khai phương án phòng chống bão",
+                "body": "Yêu cầu các đơn vị triển khai ngay phương án sơ tán dân. " * 5,
+                "urgency": "express",
+                "targets": {"unit_ids": [root_unit], "include_descendants": True},
+                "ack_required": True}
+        async with httpx.AsyncClient(base_url=http_url, timeout=120) as http:
+            requested = time.time()
+            response = await http.post("/api/v1/directives", json=body,
+                                       headers={"Authorization": f"Bearer {sender_token}"})
+            answered = time.time()
+        response.raise_for_status()
+        issued = response.json()
+        directive_id = issued["id"]
+        received = [s for a in await gather_from(pipes, "received", 180) for s in a[1]]
+        # The server records delivery in batches: wait until it has all of them.
+        deadline = time.time() + 60
+        stamps: list[datetime] = []
+        while time.time() < deadline:
+            stamps = await delivered_times(data_dir, args.database_url, directive_id)
+            if len(stamps) >= issued["recipient_count"]:
+                break
+            await asyncio.sleep(0.2)
+        delivered = [s.timestamp() - answered for s in stamps]
+        seen = [s - answered for s in received]
+
+        for pipe in pipes:
+            pipe.send("ack")
+        ack_started = time.time()
+        full_at = None
+        updates = 0
+        while full_at is None:
+            message = json.loads(await asyncio.wait_for(sender.recv(), 300))
+            if message.get("op") == "event" and message["type"] == "directive.receipts":
+                updates += 1
+                summary = message["data"]["summary"]
+                if summary["acknowledged"] >= summary["recipients"]:
+                    full_at = time.time()
+        acked = await gather_from(pipes, "acked", 300)
+
+    recipients = issued["recipient_count"]
+    print()
+    print(f"recipients {recipients} (left out {len(issued['left_out'])}), "
+          f"sockets {connected}, client processes {args.processes}")
+    print(f"baseline: ping round trip on every socket at once  {baseline * 1000:8.0f} ms")
+    print(f"issue request (POST /directives) response time     "
+          f"{(answered - requested) * 1000:8.0f} ms")
+    print("after the response, delivered as recorded by the server:")
+    for label, fraction in (("50%", 0.5), ("99%", 0.99), ("100%", 1.0)):
+        print(f"  {label:>5}: {percentile(delivered, fraction) * 1000:8.0f} ms   "
+              f"(clients saw it at {percentile(seen, fraction) * 1000:6.0f} ms)")
+    print(f"  recorded {len(delivered)}/{recipients}; median client latency "
+          f"{statistics.median(seen) * 1000:.0f} ms")
+    ok = sum(a[1] for a in acked)
+    errors = sum(a[2] for a in acked)
+    print(f"acknowledgements: {ok} ok, {errors} failed, spread over {args.ack_spread:.1f}s")
+    print(f"  sender's roll-up at 100% acknowledged after       "
+          f"{(full_at - ack_started) * 1000:8.0f} ms "
+          f"({updates} coalesced directive.receipts events)")
+    target = percentile(delivered, 0.99) <= 1.0
+    print(f"target 99% delivered within 1 s of the response: {'met' if target else 'MISSED'}")
+
+    for pipe in pipes:
+        pipe.send("close")
+    await gather_from(pipes, "closed", 60)
+    for proc in procs:
+        proc.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=3200, help="online recipients")
+    parser.add_argument("--processes", type=int, default=4,
+                        help="client processes")
+    parser.add_argument("--ack-spread", type=float, default=3.0,
+                        help="seconds over which clients acknowledge")
+    parser.add_argument("--database-url", default="",
+                        help="empty: SQLite in a temporary directory")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
