@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import DEMO_PASSWORD
-from tests.harness import IN_CI, RunningServer
+from tests.harness import IN_CI, RunningServer, backends
 
 CHROMIUM = os.environ.get("DIENHONG_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -29,6 +29,14 @@ TABLET_PORTRAIT = {"width": 768, "height": 1024}
 PHONE = {"width": 390, "height": 844}
 # Generous: CI runs on 2 shared cores.
 WAIT_MS = 15_000
+
+
+@pytest.fixture(params=backends()[-1:])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Browser tests drive the pages, not the storage: they run once, against PostgreSQL
+    with Redis when configured (the several-node set-up), else SQLite. The server's own
+    tests cover both backends."""
+    return str(request.param)
 
 
 @pytest.fixture

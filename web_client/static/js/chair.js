@@ -201,9 +201,9 @@ function renderAttendance(state) {
       h("span", { class: "grow" }, p.display_name, p.role === "guest" ? ` (${t("guest")})` : "",
         p.checked_in_at ? h("span", { class: "small muted" }, ` ${formatTime(p.checked_in_at, false)}`) : null,
         !p.present && p.absent_reason ? h("span", { class: "small muted" }, ` — ${p.absent_reason}`) : null),
-      p.present
-        ? h("button", { type: "button", class: "btn btn-small", onclick: () => markAbsent(p) }, t("absent"))
-        : h("button", { type: "button", class: "btn btn-small btn-ok", onclick: () => act(`meetings/${meeting.id}/attendance`, { present: true, user_id: p.user_id }) }, t("present")))));
+      p.present ? null : h("button", { type: "button", class: "btn btn-small btn-ok", dataset: { action: "present" }, "aria-label": `${t("present")}: ${p.display_name}`,
+        onclick: () => act(`meetings/${meeting.id}/attendance`, { present: true, user_id: p.user_id }) }, t("present")),
+      h("button", { type: "button", class: "btn btn-small", dataset: { action: "absent" }, "aria-label": `${t("absent")}: ${p.display_name}`, onclick: () => markAbsent(p) }, t("absent")))));
 }
 
 async function markAbsent(p) {
