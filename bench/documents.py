@@ -15,7 +15,8 @@ text, generated with fpdf2); then:
   rendered (one render, everyone waits for it), ``--rounds`` times on different pages;
 * warm page fetch: the same, for pages already in the disk cache;
 * 304: the same, with ``If-None-Match`` (what a tablet's cache sends);
-* baseline in the same run: ``--tablets`` clients fetching ``GET /api/v1/me`` at once.
+* baseline in the same run: ``--tablets`` clients fetching ``GET /api/v1/me`` at once;
+  and one client alone fetching a warm page, then ``/api/v1/me``, 100 times each.
 
 Latencies are per request, p50 and p99 over every request of every round.
 """
@@ -40,6 +41,8 @@ PASSWORD = "bench-password-1"
 DEFAULT_WIDTH = 1024
 COLD_WIDTH = 1280
 ALL_PAGES_READERS = 8
+# Requests one after another, for the cost of one request without contention.
+SEQUENTIAL = 100
 
 
 def free_port() -> int:
@@ -183,6 +186,9 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> N
             not_modified += await stampede(client, tablets, warm_path,
                                            {"If-None-Match": etag}, expect=304)
         png = await client.get(f"/api/v1/files/{file_id}/pages/1.png")
+        single_page = [await timed_get(client, f"/api/v1/files/{file_id}/pages/1.png")
+                       for _ in range(SEQUENTIAL)]
+        single_me = [await timed_get(client, "/api/v1/me") for _ in range(SEQUENTIAL)]
 
     print(f"  upload (checked in a worker)                 {uploaded * 1000:8.1f} ms")
     print(f"  time to first page (from upload start)       {first_page * 1000:8.1f} ms")
@@ -194,6 +200,8 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> N
     show(f"warm page, {tablets} tablets at once", warm)
     show(f"304 revalidation, {tablets} tablets at once", not_modified)
     show(f"baseline GET /api/v1/me, {tablets} at once", baseline)
+    show("warm page, one tablet alone", single_page)
+    show("baseline GET /api/v1/me, one tablet alone", single_me)
     print(f"  mean cold {statistics.mean(cold) * 1000:.1f} ms, warm "
           f"{statistics.mean(warm) * 1000:.1f} ms")
 
