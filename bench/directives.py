@@ -78,7 +78,10 @@ def settings_for(data_dir: Path, database_url: str) -> Any:
     return Settings(data_dir=data_dir, database_url=database_url, log_json=False,
                     log_level="WARNING", serve_web_client=False,
                     # One token bucket per user: the bench's clients send few frames.
-                    ws_rate_per_sec=50.0)
+                    ws_rate_per_sec=50.0,
+                    # Connecting thousands of sockets on a busy machine can starve the
+                    # clients' pong replies; keep-alive is not what this bench measures.
+                    ws_ping_interval_secs=600.0, ws_ping_timeout_secs=600.0)
 
 
 async def prepare(data_dir: Path, database_url: str, users: int) -> tuple[list[tuple[int, str]],

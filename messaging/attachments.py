@@ -7,7 +7,8 @@ unit), and the members of a channel (unless the message was retracted).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from messaging.models import (
     Channel,
@@ -27,14 +28,17 @@ from server.context import Context
 from server.org.models import Confidentiality, Role
 
 
-def _directive_party(principal: Principal, unit_of_thread: object = None) -> object:
+def _directive_party(principal: Principal,
+                     unit_of_thread: InstrumentedAttribute[int] | None = None,
+                     ) -> ColumnElement[bool]:
     """SQL: ``principal`` is on the sender side of ``Directive`` or one of its recipients
     (of the thread's unit, when given)."""
-    recipient = [DirectiveRecipient.directive_id == Directive.id,
+    recipient: list[ColumnElement[bool]] = [DirectiveRecipient.directive_id == Directive.id,
                  DirectiveRecipient.user_id == principal.id]
     if unit_of_thread is not None:
         recipient.append(DirectiveRecipient.unit_id == unit_of_thread)
-    sides = [Directive.sender_id == principal.id, exists().where(*recipient)]
+    sides: list[ColumnElement[bool]] = [Directive.sender_id == principal.id,
+                                        exists().where(*recipient)]
     if principal.has_role(Role.STANDING):
         sides.append(Directive.sender_unit_id == principal.unit_id)
     cleared = [level.value for level in Confidentiality if principal.clearance.permits(level)]

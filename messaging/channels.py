@@ -202,14 +202,19 @@ async def list_channels(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
             .order_by(Channel.id)
         )).scalars().all()
         ids = [c.id for c in channels]
-        reads = dict((await session.execute(
-            select(ChannelMember.channel_id, ChannelMember.read_seq)
-            .where(ChannelMember.user_id == actor.id, ChannelMember.channel_id.in_(ids))
-        )).all()) if ids else {}
-        last = dict((await session.execute(
-            select(Message.channel_id, func.max(Message.seq))
-            .where(Message.channel_id.in_(ids)).group_by(Message.channel_id)
-        )).all()) if ids else {}
+        reads: dict[int, int] = {}
+        last: dict[int, int] = {}
+        if ids:
+            for channel_id, read_seq in (await session.execute(
+                select(ChannelMember.channel_id, ChannelMember.read_seq)
+                .where(ChannelMember.user_id == actor.id, ChannelMember.channel_id.in_(ids))
+            )).all():
+                reads[channel_id] = int(read_seq)
+            for channel_id, seq in (await session.execute(
+                select(Message.channel_id, func.max(Message.seq))
+                .where(Message.channel_id.in_(ids)).group_by(Message.channel_id)
+            )).all():
+                last[channel_id] = int(seq or 0)
         result = []
         for channel in channels:
             read_seq = int(reads.get(channel.id, 0))

@@ -263,21 +263,18 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
                    before_id: int | None) -> list[dict[str, Any]]:
     """``inbox``: directives the actor received; ``sent``: those it issued."""
     limit = max(1, min(limit, MAX_PAGE))
+    if box not in ("inbox", "sent"):
+        raise BadRequest("box is inbox or sent.", code="invalid_box")
+    newest_first = Directive.id < before_id if before_id is not None else Directive.id > 0
+    result: list[dict[str, Any]] = []
     async with ctx.read() as session:
         if box == "inbox":
-            stmt = (select(Directive, DirectiveRecipient)
-                    .join(DirectiveRecipient, DirectiveRecipient.directive_id == Directive.id)
-                    .where(DirectiveRecipient.user_id == actor.id))
-        elif box == "sent":
-            stmt = select(Directive).where(Directive.sender_id == actor.id)
-        else:
-            raise BadRequest("box is inbox or sent.", code="invalid_box")
-        if before_id is not None:
-            stmt = stmt.where(Directive.id < before_id)
-        stmt = stmt.order_by(Directive.id.desc()).limit(limit)
-        result: list[dict[str, Any]] = []
-        if box == "inbox":
-            for directive, receipt in (await session.execute(stmt)).all():
+            received = await session.execute(
+                select(Directive, DirectiveRecipient)
+                .join(DirectiveRecipient, DirectiveRecipient.directive_id == Directive.id)
+                .where(DirectiveRecipient.user_id == actor.id, newest_first)
+                .order_by(Directive.id.desc()).limit(limit))
+            for directive, receipt in received.tuples().all():
                 entry = summary_json(directive)
                 if not actor.clearance.permits(Confidentiality(directive.confidentiality)):
                     # Clearance lowered since: keep the entry, hide what it says.
@@ -286,7 +283,9 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
                 entry["receipt"] = receipt_json(receipt)
                 result.append(entry)
             return result
-        directives = (await session.execute(stmt)).scalars().all()
+        directives = (await session.execute(
+            select(Directive).where(Directive.sender_id == actor.id, newest_first)
+            .order_by(Directive.id.desc()).limit(limit))).scalars().all()
         counts = await rollup_counts(session, [d.id for d in directives])
         for directive in directives:
             result.append(summary_json(directive) | {"progress": counts.get(directive.id, {})})
