@@ -55,11 +55,12 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _with_context(settings: Settings, job: object) -> int:
+async def _with_context(settings: Settings, job: object, *, load_features: bool = True) -> int:
     from server.app import create_app
     from server.errors import ApiError
 
-    app = create_app(settings)
+    # Commands that need no feature's routes skip importing them (a faster start).
+    app = create_app(settings, features=None if load_features else [])
     ctx = app.state.ctx
     try:
         result: int = await job(ctx)  # type: ignore[operator]
@@ -106,7 +107,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     asyncio.run(migrate(settings))
-    return asyncio.run(_with_context(settings, job))
+    return asyncio.run(_with_context(settings, job, load_features=False))
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
