@@ -8,6 +8,7 @@ file does not exist (404), so ids leak nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -26,6 +27,8 @@ from server.files.storage import discard
 from server.files.upload import ReceivedFile
 from server.files.worker import JobRejected, WorkerCrashed, WorkerTimeout
 from server.org.models import Unit
+
+log = logging.getLogger("dienhong.files")
 
 # Stamps show the time as the council reads it (Vietnam has no daylight saving).
 STAMP_TIMEZONE = timezone(timedelta(hours=7))
@@ -181,6 +184,9 @@ async def page_image(ctx: Context, f: StoredFile, page: int, width: int) -> Path
     """The rendered PNG of a page the caller may read (404 ``page_not_found``)."""
     if f.pages is None or not 1 <= page <= f.pages:
         raise NotFound(f"File {f.id} has no page {page}.", code="page_not_found")
+    rendered = runtime(ctx).store.render_path(f.sha256, page, width)
+    if not rendered.is_file():
+        content_path(ctx, f)
     try:
         return await runtime(ctx).page_png(f.sha256, page, width)
     except RenderFailed as exc:
@@ -189,8 +195,14 @@ async def page_image(ctx: Context, f: StoredFile, page: int, width: int) -> Path
 
 
 def content_path(ctx: Context, f: StoredFile) -> Path:
-    """Where the bytes of ``f`` are."""
-    return runtime(ctx).store.blob_path(f.sha256)
+    """Where the bytes of ``f`` are; 404 ``content_missing`` if they are not on this node
+    (a data dir restored without its files, or not shared between nodes)."""
+    path = runtime(ctx).store.blob_path(f.sha256)
+    if not path.is_file():
+        log.error("the content of file %d (%s) is missing from %s", f.id, f.sha256, path)
+        raise NotFound(f"The content of file {f.id} is missing on this server.",
+                       code="content_missing")
+    return path
 
 
 async def stamped_copy(ctx: Context, principal: Principal, f: StoredFile) -> Path:
@@ -201,6 +213,7 @@ async def stamped_copy(ctx: Context, principal: Principal, f: StoredFile) -> Pat
     async with ctx.read() as session:
         unit = await session.get(Unit, principal.unit_id)
     unit_name = unit.name if unit is not None else ""
+    content_path(ctx, f)
     at = ctx.clock.now()
     when = at.astimezone(STAMP_TIMEZONE).strftime("%d/%m/%Y %H:%M") + " (UTC+7)"
     footer = f"Bản của {principal.display_name} · {unit_name} · tải lúc {when} · Diên Hồng"

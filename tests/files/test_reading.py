@@ -248,3 +248,17 @@ async def test_many_tablets_asking_for_one_new_page_cause_one_render(
     assert {answer.status_code for answer in answers} == {200}
     assert len({answer.content for answer in answers}) == 1
     assert rt.renders_done == done + 1
+
+
+async def test_missing_content_is_a_clear_404(server: RunningServer,
+                                              tokens: dict[str, str]) -> None:
+    rt = runtime(server.ctx)
+    async with server.http(tokens["delegate001"]) as client:
+        response = await upload(client, samples.text_pdf(2, "Bản dự thảo"))
+        await rt.settled()
+        rt.store.blob_path(response.json()["sha256"]).unlink()
+        file_id = response.json()["id"]
+        for path in (f"/api/v1/files/{file_id}", f"/api/v1/files/{file_id}/pages/2.png?width=99"):
+            missing = await client.get(path)
+            assert missing.status_code == 404, path
+            assert missing.json()["error"]["code"] == "content_missing"
