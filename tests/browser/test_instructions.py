@@ -32,8 +32,12 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     await sender.fill("#d-title", "Hỏa tốc: ứng phó bão số 9, sơ tán dân vùng trũng")
     await sender.fill("#d-body", "Các phường khẩn trương tổ chức sơ tán, báo cáo trước 17 giờ.")
     await sender.select_option("#urgency", "express")
-    for unit_id in city.commune_unit_ids[:2]:
-        await sender.check(f".unit-tree input[value='{unit_id}']")
+    # The unit filter ignores diacritics: "xa 002" finds "Xã 002".
+    await sender.fill("#unit-filter", "xa 002")
+    assert await sender.is_hidden(f".unit-tree input[value='{city.commune_unit_ids[0]}']")
+    await sender.check(f".unit-tree input[value='{city.commune_unit_ids[1]}']")
+    await sender.fill("#unit-filter", "")
+    await sender.check(f".unit-tree input[value='{city.commune_unit_ids[0]}']")
     await shot(sender, "chat-compose-tablet")
     await sender.click("#issue-button")
     await sender.wait_for_url("**#board/*")

@@ -375,6 +375,28 @@ function unitTree() {
   return h("div", { class: "unit-tree", role: "group", "aria-label": t("targets") }, branch(null));
 }
 
+/** Without diacritics and case: "Phường" matches "phuong". */
+function fold(text) {
+  return text.normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/đ/g, "d").replace(/Đ/g, "D").toLowerCase();
+}
+
+function filterUnits(query) {
+  const wanted = fold(query.trim());
+  for (const label of document.querySelectorAll(".unit-tree label")) {
+    const name = label.querySelector("input").dataset.unitName || "";
+    label.parentElement.classList.toggle("filtered-out", !!wanted && !fold(name).includes(wanted));
+  }
+}
+
+/** Tick (or untick) every commune and ward: the usual target of an instruction. */
+function pickLocal(on) {
+  const local = new Set(state.units.filter((u) => ["commune", "ward"].includes(u.kind)).map((u) => String(u.id)));
+  for (const box of document.querySelectorAll(".unit-tree input[name=unit]")) {
+    if (!on) box.checked = false;
+    else if (local.has(box.value)) box.checked = true;
+  }
+}
+
 function renderCompose(view) {
   const select = (name, values, labeler) => h("select", { id: name, name }, values.map((v) => h("option", { value: v }, labeler(v))));
   fill(view,
@@ -386,7 +408,13 @@ function renderCompose(view) {
         h("div", { class: "field grow" }, h("label", { for: "urgency" }, t("urgency")), select("urgency", ["normal", "urgent", "very_urgent", "express"], urgencyLabel)),
         h("div", { class: "field grow" }, h("label", { for: "confidentiality" }, t("confidentiality")), select("confidentiality", ["none", "confidential", "secret", "top_secret"], confLabel)),
         h("div", { class: "field grow" }, h("label", { for: "due_at" }, t("due_at")), h("input", { id: "due_at", name: "due_at", type: "datetime-local" }))),
-      h("fieldset", { class: "field" }, h("legend", {}, t("targets")), unitTree(),
+      h("fieldset", { class: "field" }, h("legend", {}, t("targets")),
+        h("div", { class: "row", style: "margin-bottom: .4rem" },
+          h("input", { type: "search", id: "unit-filter", class: "grow", style: "flex: 1 1 12rem; width: auto", "aria-label": t("filter_units"), placeholder: t("filter_units"),
+            oninput: (e) => filterUnits(e.target.value) }),
+          h("button", { type: "button", class: "btn btn-small", id: "pick-local", onclick: () => pickLocal(true) }, t("pick_all_local")),
+          h("button", { type: "button", class: "btn btn-small", onclick: () => pickLocal(false) }, t("pick_none"))),
+        unitTree(),
         h("label", { class: "inline" }, h("input", { type: "checkbox", name: "include_descendants", id: "include-descendants" }), t("include_descendants"))),
       h("div", { class: "field" }, h("label", { class: "inline" }, h("input", { type: "checkbox", name: "ack_required", checked: true }), t("ack_required"))),
       h("div", { class: "field" }, h("label", { for: "d-files" }, t("attachments")), h("input", { id: "d-files", type: "file", multiple: true })),
