@@ -209,13 +209,20 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
         async def ack(user_id: int) -> None:
             nonlocal errors, posted
             await asyncio.sleep(random.uniform(0, ack_spread))
-            response = await http.post(
-                f"/api/v1/directives/{directive_ids[user_id]}/ack", json={},
-                headers={"Authorization": f"Bearer {tokens[user_id]}"})
-            if response.status_code == 200:
-                posted += 1
-            else:
-                errors += 1
+            for _attempt in range(3):
+                try:
+                    response = await http.post(
+                        f"/api/v1/directives/{directive_ids[user_id]}/ack", json={},
+                        headers={"Authorization": f"Bearer {tokens[user_id]}"})
+                except httpx.TransportError:
+                    # A kept-alive connection the server closed meanwhile: try again
+                    # (acknowledging twice changes nothing).
+                    continue
+                if response.status_code == 200:
+                    posted += 1
+                    return
+                break
+            errors += 1
 
         await asyncio.gather(*(ack(uid) for uid in directive_ids))
     pipe.send(("acked", posted, errors))
@@ -346,6 +353,19 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
             await asyncio.sleep(0.2)
         delivered = [s.timestamp() - answered for s in stamps]
         seen = [s - answered for s in received]
+        recipients = issued["recipient_count"]
+        print()
+        print(f"recipients {recipients} (left out {len(issued['left_out'])}), "
+              f"sockets {connected}, client processes {args.processes}")
+        print(f"baseline: ping round trip on every socket at once  {baseline * 1000:8.0f} ms")
+        print(f"issue request (POST /directives) response time     "
+              f"{(answered - requested) * 1000:8.0f} ms")
+        print("after the response, delivered as recorded by the server:")
+        for label, fraction in (("50%", 0.5), ("99%", 0.99), ("100%", 1.0)):
+            print(f"  {label:>5}: {percentile(delivered, fraction) * 1000:8.0f} ms   "
+                  f"(clients saw it at {percentile(seen, fraction) * 1000:6.0f} ms)")
+        print(f"  recorded {len(delivered)}/{recipients}; median client latency "
+              f"{statistics.median(seen) * 1000:.0f} ms", flush=True)
 
         for pipe in pipes:
             pipe.send("ack")
@@ -361,19 +381,6 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
                     full_at = time.time()
         acked = await gather_from(pipes, "acked", 300)
 
-    recipients = issued["recipient_count"]
-    print()
-    print(f"recipients {recipients} (left out {len(issued['left_out'])}), "
-          f"sockets {connected}, client processes {args.processes}")
-    print(f"baseline: ping round trip on every socket at once  {baseline * 1000:8.0f} ms")
-    print(f"issue request (POST /directives) response time     "
-          f"{(answered - requested) * 1000:8.0f} ms")
-    print("after the response, delivered as recorded by the server:")
-    for label, fraction in (("50%", 0.5), ("99%", 0.99), ("100%", 1.0)):
-        print(f"  {label:>5}: {percentile(delivered, fraction) * 1000:8.0f} ms   "
-              f"(clients saw it at {percentile(seen, fraction) * 1000:6.0f} ms)")
-    print(f"  recorded {len(delivered)}/{recipients}; median client latency "
-          f"{statistics.median(seen) * 1000:.0f} ms")
     ok = sum(a[1] for a in acked)
     errors = sum(a[2] for a in acked)
     print(f"acknowledgements: {ok} ok, {errors} failed, spread over {args.ack_spread:.1f}s")
