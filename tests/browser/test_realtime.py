@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from server.demo import DemoCity
+from server.realtime.log import prune_events
 from tests.browser.conftest import WAIT_MS, shot, signed_in, wait_online
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import RunningServer
@@ -40,8 +42,11 @@ async def test_login_reload_logout(server: RunningServer, city: DemoCity,
     await page.wait_for_selector("#login-error:not(:empty)")
     await shot(page, "login-error")
     assert "Sai tên đăng nhập" in await page.inner_text("#login-error")
-    await page.fill("#password", DEMO_PASSWORD)
-    await page.click("#login-submit")
+    # With the keyboard only: Tab to the password, Enter to sign in.
+    await page.focus("#username")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(DEMO_PASSWORD)
+    await page.keyboard.press("Enter")
     await page.wait_for_url("**/app/chat/")
     await wait_online(page)
     # The session survives a reload.
@@ -121,5 +126,16 @@ async def test_offline_then_catch_up_exactly_once(server: RunningServer, city: D
     await page.wait_for_function(
         "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length >= 1", arg=topic)
     assert await seen(page, topic) == [f"{topic}#8"]
+
+    # History pruned while offline: the server says reset, the page reloads over REST.
+    await context.set_offline(True)
+    await page.wait_for_selector("#conn-status[data-status=offline]")
+    fourth = await issue(server, standing, unit_id, "Chỉ đạo thứ tư")
+    async with server.ctx.db.write_session() as session:
+        await prune_events(session, server.ctx.clock.now() + timedelta(days=1))
+    await context.set_offline(False)
+    await wait_online(page)
+    await page.wait_for_selector(f"#inbox-list li[data-directive='{fourth}']")
+    assert await page.locator("#inbox-list li").count() == 4
     assert page.js_errors == []
     await context.close()
