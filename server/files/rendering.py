@@ -34,6 +34,9 @@ def render_page(path: str, page_index: int, width: int, out: str,
             if page_width <= 0 or page_height <= 0:
                 raise JobRejected("the page has no area")
             scale = width / page_width
+            # pdfium sizes the bitmap with ceil(): keep float error from adding a pixel.
+            while math.ceil(page_width * scale) > width:
+                scale = math.nextafter(scale, 0)
             if width * page_height * scale > max_pixels:
                 scale = math.sqrt(max_pixels / (page_width * page_height))
             bitmap = page.render(scale=scale, may_draw_forms=True)

@@ -66,7 +66,8 @@ def stamp_pdf(path: str, out: str, footer: str, mark: str,
     for page in writer.pages:
         if page.rotation:
             page.transfer_rotation_to_content()
-        box = page.mediabox
+        # The crop box is what viewers show (it defaults to the media box).
+        box = page.cropbox
         width, height = float(box.width), float(box.height)
         key = (round(width, 2), round(height, 2))
         overlay = overlays.get(key)

@@ -126,6 +126,20 @@ def _stream(data: bytes, extra: bytes = b"") -> bytes:
     return b"<< /Length %d %s >>\nstream\n" % (len(data), extra) + data + b"\nendstream"
 
 
+def cropped_pdf() -> bytes:
+    """A landscape page shown through a crop box smaller than its media box, rotated."""
+    from pypdf import PdfWriter
+    from pypdf.generic import RectangleObject
+
+    writer = PdfWriter(clone_from=io.BytesIO(text_pdf(2)))
+    for page in writer.pages:
+        page.cropbox = RectangleObject([30, 40, 560, 800])
+    writer.pages[1].rotate(90)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def cyclic_pdf() -> bytes:
     """The page tree lists itself among its own kids."""
     return raw_pdf([
@@ -186,12 +200,13 @@ def slow_pdf(pages: int = 40, operators: int = 50_000) -> bytes:
     return raw_pdf(objects)
 
 
-def encrypted_pdf() -> bytes:
-    """A PDF that opens only with a user password."""
+def encrypted_pdf(user_password: str = "mat-khau") -> bytes:
+    """A PDF encrypted with AES; with an empty user password anyone may open it (only
+    the owner's permissions are restricted, as many official documents are)."""
     from pypdf import PdfWriter
 
     writer = PdfWriter(clone_from=io.BytesIO(text_pdf(1)))
-    writer.encrypt(user_password="mat-khau", owner_password="chu-so-huu",
+    writer.encrypt(user_password=user_password, owner_password="chu-so-huu",
                    algorithm="AES-128")
     out = io.BytesIO()
     writer.write(out)

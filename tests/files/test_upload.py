@@ -23,6 +23,8 @@ SHAPES = {
     "vietnamese": lambda: samples.text_pdf(2, samples.VIETNAMESE, title="Tờ trình số 12"),
     "images": samples.image_pdf,
     "form": samples.form_pdf,
+    "owner_password_only": lambda: samples.encrypted_pdf(user_password=""),
+    "cropped_and_rotated": samples.cropped_pdf,
 }
 
 
