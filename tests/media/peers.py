@@ -153,6 +153,14 @@ class Client:
                                      f"{self.video_frames} frames")
             await asyncio.sleep(0.05)
 
+    async def wait_frames(self, count: int, timeout: float = 10.0) -> None:
+        """Until this client has received ``count`` audio frames (it is connected)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.frames < count:
+            assert loop.time() < deadline, f"only {self.frames} frames received"
+            await asyncio.sleep(0.02)
+
     def clear(self) -> None:
         self.heard.clear()
 
