@@ -187,7 +187,7 @@ class Client:
             return 0.0
         return float(np.sqrt(np.mean(np.concatenate(frames) ** 2)))
 
-    async def wait_hearing(self, frequency: float, timeout: float = 5.0,
+    async def wait_hearing(self, frequency: float, timeout: float = 10.0,
                            absent: tuple[float, ...] = ()) -> None:
         """Until ``frequency`` dominates what was heard in the last 0.5 s (and none of
         ``absent`` is there)."""

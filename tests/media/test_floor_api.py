@@ -287,7 +287,7 @@ async def test_the_chair_is_always_heard_with_the_speaker(hall: Hall) -> None:
         await hall.give_floor(hall.delegates[0])
         # Both the chair and the speaker, mixed.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
+        deadline = loop.time() + 10
         while not (b.level_at(A_HZ) > 0.3 and b.level_at(chair_hz) > 0.3):
             assert loop.time() < deadline, (b.level_at(A_HZ), b.level_at(chair_hz))
             await asyncio.sleep(0.05)
