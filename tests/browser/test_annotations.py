@@ -78,5 +78,10 @@ async def test_pen_highlighter_note_share_and_annotated_copy(
         await reader.click("#download-annotated")
     pdf = Path(await (await download_info.value).path()).read_bytes()
     assert pdf.startswith(b"%PDF") and b"/Ink" in pdf and b"/Highlight" in pdf
+    # A swipe to the left turns to the next page (and leaves follow mode).
+    await reader.click(".tool[data-tool=none]")
+    await drag(reader, [(0.8, 0.5), (0.5, 0.51), (0.2, 0.52)])
+    await reader.wait_for_selector(f"#viewer[data-file='{file_id}'][data-shown-page='2']")
+    assert not await reader.is_checked("#follow")
     assert reader.js_errors == [] and other.js_errors == []
     await asyncio.gather(reader.context.close(), other.context.close())
