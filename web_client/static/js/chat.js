@@ -934,6 +934,7 @@ const dhRealtime = connectRealtime({
 async function start() {
   state.route = parseRoute();
   fill(document.getElementById("view"), h("p", {}, t("loading")));
+  await dhRealtime.whenReady();
   const results = await Promise.allSettled([loadUnits(), loadInbox(), loadSent(), loadChannels()]);
   for (const r of results) if (r.status === "rejected") console.warn(r.reason);
   for (const channel of state.channels.values()) {

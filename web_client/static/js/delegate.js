@@ -448,5 +448,5 @@ window.addEventListener("langchange", () => {
   showConnection(realtime.status);
   route();
 });
-loadDirectives();
+realtime.whenReady().then(loadDirectives);
 route();

@@ -49,6 +49,9 @@ export class Realtime extends EventTarget {
     this.stopped = false;
     this.everOnline = false;
     this.resyncing = new Set();
+    // Resolves at the first `ready`: a page that loads its user:/unit: state after this
+    // cannot miss an event between its REST read and the stream's starting point.
+    this.firstReady = new Promise((resolve) => (this._resolveReady = resolve));
     window.addEventListener("online", () => this._reconnectSoon(0));
     window.addEventListener("offline", () => this._drop("browser offline"));
   }
@@ -101,6 +104,11 @@ export class Realtime extends EventTarget {
   start() {
     this.stopped = false;
     this._connect();
+  }
+
+  /** Wait for the first `ready`, at most `ms` (then go on: the page works offline too). */
+  whenReady(ms = 5000) {
+    return Promise.race([this.firstReady, new Promise((resolve) => setTimeout(resolve, ms))]);
   }
 
   stop() {
@@ -262,6 +270,7 @@ export class Realtime extends EventTarget {
     if (Object.keys(topics).length) this._send({ op: "subscribe", topics });
     const back = this.everOnline;
     this.everOnline = true;
+    this._resolveReady();
     this._setStatus("online");
     if (back) this.dispatchEvent(new CustomEvent("resumed"));
   }
