@@ -61,10 +61,11 @@ class HttpConnection:
         parts = urlsplit(base)
         return cls(*await asyncio.open_connection(parts.hostname, parts.port))
 
-    async def post(self, path: str, token: str, body: dict[str, Any]) -> tuple[int, Any]:
-        payload = json.dumps(body).encode()
+    async def request(self, method: str, path: str, token: str,
+                      body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        payload = b"" if body is None else json.dumps(body).encode()
         self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
             .encode() + payload)
         await self.writer.drain()
@@ -109,11 +110,16 @@ async def _follow(ws_url: str, tablet: Tablet, topic: str, seq: int, subscribed:
 
 
 async def _vote(tablet: Tablet, poll_id: int, choice: str, at: float) -> tuple[int, float, str]:
+    """One ballot at ``at`` (poll_id 0: the baseline, ``GET /api/v1/me`` instead)."""
     await asyncio.sleep(max(0.0, at - time.monotonic()))
     assert tablet.http is not None
     sent = time.monotonic()
-    status, body = await tablet.http.post(f"/api/v1/polls/{poll_id}/ballots", tablet.token,
-                                          {"choice": choice, "idempotency_key": uuid.uuid4().hex})
+    if poll_id == 0:
+        status, body = await tablet.http.request("GET", "/api/v1/me", tablet.token)
+        return status, (time.monotonic() - sent) * 1000, ""
+    status, body = await tablet.http.request(
+        "POST", f"/api/v1/polls/{poll_id}/ballots", tablet.token,
+        {"choice": choice, "idempotency_key": uuid.uuid4().hex})
     answered = time.monotonic()
     code = body.get("receipt", "") if status == 201 else body["error"]["code"]
     return status, (answered - sent) * 1000, code
@@ -295,7 +301,18 @@ async def one_round(chair: httpx.AsyncClient, pipes: Sequence[Connection], meeti
     }
 
 
-def report(rounds: Sequence[dict[str, Any]], tablets: int) -> None:
+async def baseline_round(pipes: Sequence[Connection], spread: float) -> dict[str, Any]:
+    """The same tablets and connections, ``GET /api/v1/me`` (authentication, no write)."""
+    start = time.monotonic() + 1.5
+    answers = [r for part in await ask_all(pipes, ("vote", 0, start, spread)) for r in part]
+    latencies = [ms for _, ms, _ in answers]
+    return {"label": "baseline: GET /me, 1 s", "sent": len(answers),
+            "ok": sum(1 for status, _, _ in answers if status == 200),
+            "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+            "max": max(latencies)}
+
+
+def report(rounds: Sequence[dict[str, Any]], tablets: int, baseline: dict[str, Any]) -> None:
     print()
     print(f"voting, {tablets} checked-in tablets (WebSocket + keep-alive HTTP each), "
           f"SQLite + in-process broker, {os.cpu_count()} cores")
@@ -304,6 +321,10 @@ def report(rounds: Sequence[dict[str, Any]], tablets: int) -> None:
     for r in rounds:
         print(f"{r['label']:<22}{r['accepted']:>6}/{r['sent']:<3}{r['ballots_per_sec']:>11.0f}"
               f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}{r['closed_all_ms']:>28.1f}")
+    print(f"{baseline['label']:<22}{baseline['ok']:>6}/{baseline['sent']:<3}{'':>11}"
+          f"{baseline['p50']:>9.1f}{baseline['p99']:>9.1f}{baseline['max']:>9.1f}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine load average (1, 5, 15 min) at the end: {load}")
     spread = [r for r in rounds if not r["label"].startswith("burst")]
     all_in = all(r["accepted"] == r["sent"] == r["tally_cast"] and not r["missing"]
                  for r in rounds)
@@ -357,8 +378,9 @@ async def run(args: argparse.Namespace) -> int:
             rounds.append(await one_round(chair, pipes, meeting_id, secret=secret,
                                           spread=spread, label=label))
             await asyncio.sleep(ROUND_GAP_SECS)
+        baseline = await baseline_round(pipes, args.spread)
         await chair.aclose()
-        report(rounds, connected)
+        report(rounds, connected, baseline)
         await ask_all(pipes, ("stop",))
         return 0
     finally:

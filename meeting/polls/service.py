@@ -707,8 +707,9 @@ async def _audit_votes(w: Write, votes: Sequence[tuple[int, int, dict[str, Any]]
     await w.audit(first_uid, "poll.vote", f"poll:{first_poll}", first_details)
     if not rest:
         return
-    head = (await w.session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one()
+    # append_audit just locked and loaded the head: take it from the session, no query.
+    head = await w.session.get(AuditHead, 1)
+    assert head is not None
     seq, prev = head.seq, head.hash
     rows = []
     for uid, poll_id, details in rest:

@@ -10,7 +10,7 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from meeting.polls.models import Ballot, PollVoter
-from server.audit import AuditRecord
+from server.audit import AuditRecord, verify_chain
 from server.realtime.models import EventRecord
 from tests.conftest import MakeServer
 from tests.harness import RunningServer
@@ -57,6 +57,10 @@ async def test_500_delegates_vote_at_once(server: RunningServer) -> None:
         progress = (await session.execute(select(func.count()).select_from(EventRecord).where(
             EventRecord.type == "poll.progress"))).scalar()
     assert audits == 500
+    # The batched poll.vote records continue the hash chain exactly.
+    async with server.ctx.read() as session:
+        chain = await verify_chain(session)
+    assert chain.ok, chain.problem
     # Coalesced: far fewer progress events than ballots.
     assert progress is not None and 1 <= progress < 100
     await a.close()
