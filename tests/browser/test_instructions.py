@@ -80,6 +80,17 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     # Search, insensitive to diacritics.
     await wards[0].goto(f"{server.url}/app/chat/#search?q=so%20tan")
     await wards[0].wait_for_selector(f"#search-results a[href='#directive/{directive_id}']")
+    # Presence in the sender's unit channel: "1 of 2 online", then the chair comes online.
+    channel = sender.locator("#channel-list a").first
+    await channel.click()
+    await sender.wait_for_selector("#online-count")
+    assert "1/2" in await sender.inner_text("#online-count")
+    _, chair = await signed_in(server, browser, "chair")
+    await chair.goto(f"{server.url}/app/chat/")
+    await wait_online(chair)
+    await sender.wait_for_function(
+        "() => document.querySelector('#online-count').textContent.includes('2/2')")
+    await chair.context.close()
     await wards[0].set_viewport_size(PHONE)
     await shot(wards[0], "chat-directive-phone")
     errors = [e for page in [sender, *wards] for e in page.js_errors]
