@@ -13,6 +13,7 @@ from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.org.models import Confidentiality, Role, Unit, UnitKind, User
+from server.realtime.hub import CLOSE_AUTH
 
 
 def require_admin(actor: Principal) -> None:
@@ -177,7 +178,16 @@ async def update_user(
         await w.audit(actor.id, "user.update", f"user:{user.id}", details)
         # The user's own clients learn of new roles, unit or clearance at once.
         await w.emit(f"user:{user.id}", "user.updated", user_json(user))
+        if active is False:
+            w.after_commit(lambda: disconnect_user(ctx, user_id))
     return user
+
+
+def disconnect_user(ctx: Context, user_id: int) -> None:
+    """Close a disabled user's sockets on this node with 4401 (its token no longer
+    authenticates, so it cannot come back)."""
+    for connection in ctx.hub.user_connections(user_id):
+        connection.close(CLOSE_AUTH)
 
 
 async def unit_members(ctx: Context, actor: Principal, unit_id: int) -> Sequence[User]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import websockets
 from sqlalchemy import func, select
 
 from server.demo import DemoCity
@@ -169,3 +171,19 @@ async def test_renaming_a_unit_and_changing_a_user_emit_events(
     assert user_event["topic"] == f"user:{city.ward_user_ids[0]}"
     assert user_event["data"]["clearance"] == "secret"
     assert "password_hash" not in user_event["data"]
+
+
+async def test_disabling_a_user_closes_its_sockets(server: RunningServer,
+                                                   city: DemoCity) -> None:
+    admin = await server.login("admin", DEMO_PASSWORD)
+    token = await server.login("ward005", DEMO_PASSWORD)
+    async with server.socket(token) as ws:
+        async with server.http(admin) as client:
+            response = await client.patch(f"/api/v1/users/{city.ward_user_ids[4]}",
+                                          json={"active": False})
+            assert response.status_code == 200
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await ws.recv(timeout=10)
+    assert ws.ws.close_code == 4401
+    assert server.ctx.hub.user_connections(city.ward_user_ids[4]) == []
