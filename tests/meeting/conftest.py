@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from meeting.models import Meeting
 from server.demo import DemoCity
-from tests.conftest import DEMO_PASSWORD
+from server.org.models import User
 from tests.harness import RunningServer
 
 
@@ -45,19 +45,28 @@ class Room:
 
 
 async def login(server: RunningServer, username: str) -> str:
-    return await server.login(username, DEMO_PASSWORD)
+    """A token for ``username``, minted by the server's token service.
+
+    Signing in is tested with the core; here it would only cost an Argon2 check per user.
+    """
+    async with server.ctx.read() as session:
+        user_id = (await session.execute(select(User.id).where(User.username == username))
+                   ).scalar_one()
+    token, _ttl = server.ctx.tokens.issue(user_id, server.ctx.clock.now())
+    return token
 
 
 async def make_room(server: RunningServer, city: DemoCity, *, delegates: int = 4,
                     **extra: Any) -> AsyncIterator[Room]:
-    chair_token = await login(server, "chair")
     names = [f"delegate{i:03d}" for i in range(1, delegates + 1)]
-    tokens = {"chair": chair_token, "secretary": await login(server, "secretary")}
+    tokens = {"chair": await login(server, "chair"),
+              "secretary": await login(server, "secretary")}
     for name in names:
         tokens[name] = await login(server, name)
     tokens["guest"] = await login(server, "standing")
     # Every demo delegate sits in the demo meeting; a ward's staff member sits in none.
     tokens["outsider"] = await login(server, "ward001")
+    chair_token = tokens["chair"]
     chair = server.http(chair_token)
     body = {
         "title": "Kỳ họp thứ 12 HĐND thành phố", "starts_at": "2026-11-23T08:00:00+07:00",
@@ -142,3 +151,18 @@ async def next_on(ws: Any, topic: str, timeout: float = 5.0) -> dict[str, Any]:
         message: dict[str, Any] = await ws.recv(timeout)
         if message.get("op") == "event" and message.get("topic") == topic:
             return message
+
+
+async def refused(room: Room, client: httpx.AsyncClient, method: str, path: str,
+                  body: dict[str, Any] | None, status: int, code: str) -> None:
+    """The request gets ``status`` with ``code`` and the meeting's state is unchanged."""
+    before = await room.state()
+    if method == "delete":
+        response = await client.delete(room.base + path)
+    elif method == "patch":
+        response = await client.patch(room.base + path, json=body or {})
+    else:
+        response = await client.post(room.base + path, json=body or {})
+    assert response.status_code == status, (method, path, body, response.text[:300])
+    assert response.json()["error"]["code"] == code, (method, path, body, response.text[:300])
+    assert await room.state() == before, (method, path, body)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from tests.meeting.conftest import Room
+from tests.meeting.conftest import Room, refused
 
 
 async def ask(room: Room, index: int, kind: str = "speech") -> dict[str, Any]:
@@ -72,64 +70,36 @@ async def test_adjourning_ends_the_speech(room: Room) -> None:
     assert speakers["current"] is None and speakers["totals"][0]["user_id"] == speaker["user_id"]
 
 
-@pytest.mark.parametrize(("case", "status", "code"), [
-    ("grant_twice", 409, "floor_taken"),
-    ("grant_granted", 409, "speaker_not_waiting"),
-    ("delegate_grants", 403, "not_chair"),
-    ("secretary_grants", 403, "not_chair"),
-    ("grant_adjourned", 409, "meeting_not_in_session"),
-    ("finish_waiting", 409, "speaker_not_speaking"),
-    ("delegate_finishes_other", 403, "not_chair"),
-    ("withdraw_other", 403, "not_chair"),
-    ("withdraw_speaking", 409, "speaker_not_waiting"),
-    ("ask_twice", 409, "already_requested"),
-    ("secretary_asks", 403, "not_allowed"),
-    ("outsider_asks", 404, "meeting_not_found"),
-    ("reorder_partial", 422, "queue_mismatch"),
-    ("delegate_reorders", 403, "not_chair"),
-    ("unknown_speaker", 404, "speaker_not_found"),
-    ("bad_kind", 400, "invalid_request"),
-    ("closed", 409, "meeting_closed"),
-])
-async def test_bad_speaker_requests_change_nothing(room: Room, case: str, status: int,
-                                                   code: str) -> None:
+async def test_bad_speaker_requests_change_nothing(room: Room) -> None:
     assert (await room.chair.post(room.base + "/start")).status_code == 200
     a = await ask(room, 0)
     b = await ask(room, 1)
     assert (await room.chair.post(room.base + f"/speakers/{a['id']}/grant")).is_success
-    base = room.base
-    if case == "grant_adjourned":
-        await room.chair.post(base + f"/speakers/{a['id']}/finish")
-        await room.chair.post(base + "/adjourn")
-    if case == "closed":
-        await room.chair.post(base + "/close")
-    requests = {
-        "grant_twice": (room.chair, "post", f"/speakers/{b['id']}/grant", None),
-        "grant_granted": (room.chair, "post", f"/speakers/{a['id']}/grant", None),
-        "delegate_grants": (room.delegates[1], "post", f"/speakers/{b['id']}/grant", None),
-        "secretary_grants": (room.secretary, "post", f"/speakers/{b['id']}/grant", None),
-        "grant_adjourned": (room.chair, "post", f"/speakers/{b['id']}/grant", None),
-        "finish_waiting": (room.chair, "post", f"/speakers/{b['id']}/finish", None),
-        "delegate_finishes_other": (room.delegates[1], "post", f"/speakers/{a['id']}/finish",
-                                    None),
-        "withdraw_other": (room.delegates[0], "delete", f"/speakers/{b['id']}", None),
-        "withdraw_speaking": (room.delegates[0], "delete", f"/speakers/{a['id']}", None),
-        "ask_twice": (room.delegates[1], "post", "/speakers", {"kind": "speech"}),
-        "secretary_asks": (room.secretary, "post", "/speakers", {"kind": "speech"}),
-        "outsider_asks": (room.outsider, "post", "/speakers", {"kind": "speech"}),
-        "reorder_partial": (room.chair, "post", "/speakers/reorder", {"speaker_ids": []}),
-        "delegate_reorders": (room.delegates[1], "post", "/speakers/reorder",
-                              {"speaker_ids": [b["id"]]}),
-        "unknown_speaker": (room.chair, "post", "/speakers/999999/grant", None),
-        "bad_kind": (room.delegates[2], "post", "/speakers", {"kind": "filibuster"}),
-        "closed": (room.delegates[2], "post", "/speakers", {"kind": "speech"}),
-    }
-    client, method, path, body = requests[case]
-    before = await room.state()
-    if method == "post":
-        response = await client.post(base + path, json=body or {})
-    else:
-        response = await client.delete(base + path)
-    assert response.status_code == status, response.text[:300]
-    assert response.json()["error"]["code"] == code
-    assert await room.state() == before
+    d = room.delegates
+    speech = {"kind": "speech"}
+    for client, method, path, body, status, code in [
+        (room.chair, "post", f"/speakers/{b['id']}/grant", None, 409, "floor_taken"),
+        (room.chair, "post", f"/speakers/{a['id']}/grant", None, 409, "speaker_not_waiting"),
+        (d[1], "post", f"/speakers/{b['id']}/grant", None, 403, "not_chair"),
+        (room.secretary, "post", f"/speakers/{b['id']}/grant", None, 403, "not_chair"),
+        (room.chair, "post", f"/speakers/{b['id']}/finish", None, 409,
+         "speaker_not_speaking"),
+        (d[1], "post", f"/speakers/{a['id']}/finish", None, 403, "not_chair"),
+        (d[0], "delete", f"/speakers/{b['id']}", None, 403, "not_chair"),
+        (d[0], "delete", f"/speakers/{a['id']}", None, 409, "speaker_not_waiting"),
+        (d[1], "post", "/speakers", speech, 409, "already_requested"),
+        (room.secretary, "post", "/speakers", speech, 403, "not_allowed"),
+        (room.outsider, "post", "/speakers", speech, 404, "meeting_not_found"),
+        (room.chair, "post", "/speakers/reorder", {"speaker_ids": []}, 422, "queue_mismatch"),
+        (d[1], "post", "/speakers/reorder", {"speaker_ids": [b["id"]]}, 403, "not_chair"),
+        (room.chair, "post", "/speakers/999999/grant", None, 404, "speaker_not_found"),
+        (d[2], "post", "/speakers", {"kind": "filibuster"}, 400, "invalid_request"),
+    ]:
+        await refused(room, client, method, path, body, status, code)
+    await room.chair.post(room.base + f"/speakers/{a['id']}/finish")
+    assert (await room.chair.post(room.base + "/adjourn")).status_code == 200
+    await refused(room, room.chair, "post", f"/speakers/{b['id']}/grant", None, 409,
+                  "meeting_not_in_session")
+    assert (await room.chair.post(room.base + "/close")).status_code == 200
+    await refused(room, d[2], "post", "/speakers", speech, 409, "meeting_closed")
+    await refused(room, d[1], "delete", f"/speakers/{b['id']}", None, 409, "meeting_closed")

@@ -9,7 +9,7 @@ from meeting.speakers import speech_timers
 from server.clock import ManualClock
 from server.demo import seed_demo
 from tests.conftest import DEMO_PASSWORD, MakeServer
-from tests.meeting.conftest import Room, make_room, next_on
+from tests.meeting.conftest import Room, login, make_room, next_on
 
 
 async def room_on(make_server: MakeServer, clock: ManualClock) -> tuple[Any, Room]:
@@ -96,7 +96,7 @@ async def test_timer_survives_a_restart(make_server: MakeServer) -> None:
         await room.server.stop()
         # A new node over the same database rebuilds the timer from the running speech.
         second = await make_server(clock=clock)
-        token = await second.login("delegate002", DEMO_PASSWORD)
+        token = await login(second, "delegate002")
         async with second.socket(token) as ws:
             async with second.http(room.tokens["chair"]) as chair:
                 seq = (await chair.get(room.base)).json()["seq"]
