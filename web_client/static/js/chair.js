@@ -4,7 +4,7 @@
 
 import { api, download, uploadFile } from "./api.js";
 import { formatTime, t } from "./i18n.js";
-import { clockText, connectRealtime, dialog, fill, h, showConnection, showError, startPage } from "./shell.js";
+import { clockText, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
 import { MeetingSession, findItem, myMeetings, pageImage, secondsLeft } from "./meeting-state.js";
 
 startPage("chair_title");
@@ -320,6 +320,7 @@ function render(state, event) {
   if (!event || type === "presenter.changed") renderPresenter(state);
   if (!event || type === "attendance.changed") renderAttendance(state);
   if (!event || type.startsWith("speaker")) renderSpeakers(state);
+  if (type === "speaker.time_up") toast(t("time_up"), "urgent");
   if (type === "poll.progress") {
     const poll = state.polls.find((p) => p.id === event.data.poll_id);
     if (poll) refreshPollDetail(poll);

@@ -312,6 +312,10 @@ function renderPolls(state) {
       h("p", { class: "receipt", id: "receipt" }, mineBallot.receipt),
       h("p", {}, choiceLabel(poll, mineBallot.choice)),
       poll.cast !== undefined ? h("p", { class: "muted" }, t("cast", { cast: poll.cast, eligible: poll.eligible ?? state.quorum?.present ?? "?" })) : null);
+  } else if (poll.state === "open" && !mine.present) {
+    body = h("div", { id: "need-check-in" },
+      h("p", { class: "verdict" }, t("check_in_first")),
+      state.state === "in_session" ? h("button", { type: "button", class: "btn btn-ok", onclick: checkIn }, t("check_in")) : null);
   } else if (pollUi.pending !== null) {
     body = h("div", {},
       h("p", { class: "verdict", id: "confirm-text" }, t("confirm_vote", { choice: choiceLabel(poll, pollUi.pending) })),
@@ -419,6 +423,8 @@ function renderMeeting(state, event) {
   if (type === "annotation.removed") viewer.removeShared(event.data.annotation_id);
   if (type === "speaker.granted" && event.data.user_id === me.id) toast(t("speaking_now", { name: me.display_name }));
   if (type === "poll.closed") announce(t("vote_closed"));
+  if (type === "speaker.warning") announce(t("thirty_seconds"), { assertive: event.data.user_id === me.id });
+  if (type === "speaker.time_up") toast(t("time_up"), event.data.user_id === me.id ? "urgent" : "info");
 }
 
 async function openMeeting(id) {
