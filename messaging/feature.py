@@ -12,10 +12,12 @@ from server.features import Feature
 async def _start(ctx: Context) -> None:
     from messaging.channels import ensure_unit_channels
     from messaging.presence import PresenceTracker
+    from messaging.receipt_writer import ReceiptWriter
     from messaging.receipts import ReceiptsNotifier
     from messaging.reminders import ReminderScheduler
 
     ctx.extensions["messaging.receipts"] = ReceiptsNotifier(ctx)
+    ctx.extensions["messaging.receipt_writer"] = ReceiptWriter(ctx)
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
     ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
     await ensure_unit_channels(ctx)
@@ -34,6 +36,7 @@ def feature() -> Feature:
     from messaging.channels import may_follow_channel
     from messaging.directive_routes import routes as directive_routes
     from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
+    from messaging.receipt_writer import run_receipt_writer
     from messaging.receipts import record_deliveries, run_receipts_notifier
     from messaging.reminders import run_reminders
 
@@ -44,7 +47,7 @@ def feature() -> Feature:
         received_handlers=[record_deliveries],
         signal_handlers={"typing": typing_signal, "presence": presence_signal},
         connection_hooks=[on_connection],
-        background=[run_receipts_notifier, run_reminders, run_presence],
+        background=[run_receipts_notifier, run_receipt_writer, run_reminders, run_presence],
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],

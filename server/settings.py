@@ -159,6 +159,10 @@ class Settings:
     reminder_batch: int = 500
     # Members of a group channel, creator included.
     max_channel_members: int = 500
+    # Reads/acknowledgements applied per group-commit transaction, and how many may wait
+    # for one before new ones are refused with 429.
+    receipt_batch: int = 500
+    receipt_queue_limit: int = 20_000
     # A node's presence entries in Redis expire unless refreshed (a dead node's users go
     # offline by themselves).
     presence_ttl_secs: int = 60

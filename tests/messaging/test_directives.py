@@ -179,3 +179,30 @@ async def test_receipts_roll_up_events_reach_full(server: RunningServer,
             if progress["data"]["summary"]["acknowledged"] == 2:
                 break
     assert progress["data"]["summary"]["recipients"] == 2
+
+
+async def test_simultaneous_acks_share_a_transaction_but_not_their_answers(
+        server: RunningServer, city: DemoCity) -> None:
+    import asyncio
+
+    standing = await token(server, "standing")
+    issued = await issue(server, standing, directive_body(city.commune_unit_ids))
+    directive_id = issued["id"]
+    names = [f"ward00{i}" for i in range(1, 7)]
+    tokens = {name: await token(server, name) for name in [*names, "delegate001"]}
+
+    async def ack(name: str) -> tuple[int, dict[str, object]]:
+        async with server.http(tokens[name]) as http:
+            response = await http.post(f"/api/v1/directives/{directive_id}/ack",
+                                       json={"note": name})
+        return response.status_code, response.json()
+
+    answers = await asyncio.gather(*(ack(n) for n in [*names, "ward001", "delegate001"]))
+    assert [status for status, _ in answers] == [200] * 7 + [403]
+    assert answers[-1][1]["error"]["code"] == "not_a_recipient"  # type: ignore[index]
+    assert [body["note"] for _, body in answers[:6]] == names
+    assert answers[6][1] == answers[0][1]  # the same receipt, acknowledged once
+    assert len(await audit_actions(server, "directive.ack")) == 6
+    async with server.http(standing) as http:
+        report = (await http.get(f"/api/v1/directives/{directive_id}/receipts")).json()
+    assert report["summary"]["acknowledged"] == 6
