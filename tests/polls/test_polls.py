@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from meeting.polls.service import receipt_for
 from tests.harness import RunningServer
 from tests.polls.conftest import build_assembly, stored
@@ -139,4 +141,61 @@ async def test_bad_poll_definitions_are_refused(server: RunningServer) -> None:
                 extra, response.text)
         listing = await chair.get(f"/api/v1/meetings/{a.meeting_id}/polls")
     assert listing.json() == {"polls": []}
+    await a.close()
+
+
+def _apply(polls: list[dict[str, Any]], event: dict[str, Any]) -> None:
+    """What a tablet does with the poll events of ``meeting:{id}``."""
+    data = event["data"]
+    if event["type"] in ("poll.created", "poll.opened"):
+        polls[:] = [p for p in polls if p["id"] != data["poll"]["id"]] + [data["poll"]]
+        polls.sort(key=lambda p: p["id"])
+        return
+    for poll in polls:
+        if poll["id"] != data.get("poll_id"):
+            continue
+        if event["type"] == "poll.progress":
+            poll["cast"] = data["cast"]
+        elif event["type"] == "poll.closed":
+            poll.update(state=data["state"], closed_at=data["closed_at"],
+                        result=data["result"], cast=data["result"]["numbers"]["cast"])
+
+
+async def test_meeting_state_plus_poll_events_equals_a_fresh_state(
+        server: RunningServer) -> None:
+    a = await build_assembly(server, delegates=4, absent=0)
+    first = await a.open_poll(secret=True)
+    assert (await a.vote(a.delegates[0], first["id"], "yes")).status_code == 201
+    async with server.http(a.delegates[1].token) as client:
+        loaded = (await client.get(f"/api/v1/meetings/{a.meeting_id}")).json()
+    topic = f"meeting:{a.meeting_id}"
+    events: list[dict[str, Any]] = []
+    async with server.socket(a.delegates[1].token) as tablet:
+
+        async def collect_until(done: Any) -> None:
+            while True:
+                event = await tablet.next_event()
+                events.append(event)
+                if done(event):
+                    return
+
+        await tablet.subscribe({topic: loaded["seq"]})
+        for member, choice in zip(a.delegates[1:], ["no", "yes", "abstain", "yes"],
+                                  strict=True):
+            assert (await a.vote(member, first["id"], choice)).status_code == 201
+        second = await a.open_poll(kind="choice", options=["An", "Bình"], duration_secs=600)
+        assert (await a.vote(a.delegates[2], second["id"], ["Bình"])).status_code == 201
+        assert (await a.close_poll(first["id"])).status_code == 200
+        await collect_until(lambda e: e["type"] == "poll.closed")
+        # The coalesced progress of the second poll comes a moment later.
+        await collect_until(lambda e: e["data"] == {"poll_id": second["id"], "cast": 1})
+        async with server.http(a.delegates[1].token) as client:
+            fresh = (await client.get(f"/api/v1/meetings/{a.meeting_id}")).json()
+        if events[-1]["seq"] < fresh["seq"]:
+            await collect_until(lambda e: e["seq"] >= fresh["seq"])
+    polls = loaded["polls"]
+    for event in events:
+        if event["type"].startswith("poll."):
+            _apply(polls, event)
+    assert polls == fresh["polls"]
     await a.close()
