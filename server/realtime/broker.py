@@ -120,7 +120,9 @@ class RedisBroker:
             return
         if self._deliver is not None:
             await self._deliver(events)
-        payload = json.dumps({"e": [event.to_wire() for event in events]}, ensure_ascii=False)
+        # Each event travels as its already encoded frame ("f"), so no node encodes it again.
+        payload = json.dumps({"f": [event.to_packed() for event in events]},
+                             ensure_ascii=False)
         try:
             await self._redis.publish(self._channel, payload)
         except Exception as exc:
@@ -177,8 +179,9 @@ class RedisBroker:
         """One message from the channel; a malformed one is logged, never fatal."""
         try:
             body = json.loads(raw)
-            if "e" in body:
-                events = [Event.from_wire(item) for item in body["e"]]
+            if "f" in body or "e" in body:
+                events = ([Event.from_packed(item) for item in body["f"]] if "f" in body
+                          else [Event.from_wire(item) for item in body["e"]])
                 if self._deliver is not None:
                     await self._deliver(events)
             elif "s" in body and self._deliver_signal is not None:

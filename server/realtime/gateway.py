@@ -209,8 +209,14 @@ class Gateway:
         connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
         connection.start()
         for subscription in subscriptions:
-            # Picks up anything committed between reading the seqs and now.
-            hub.start_catch_up(subscription, announce=False)
+            if subscription.dirty:
+                # An event came while the seqs were read: catch up from the log.
+                hub.start_catch_up(subscription, announce=False)
+            else:
+                # Registered before the seqs were read, nothing came since: every later
+                # event reaches this subscription live, so go live without a query (a
+                # reconnect storm of thousands of sockets must not cost 4 queries each).
+                subscription.catching_up = False
 
     async def _read_loop(self, websocket: WebSocket, connection: Connection,
                          principal: Principal, bucket: TokenBucket) -> None:

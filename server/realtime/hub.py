@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,16 @@ class Signal:
 
 
 class Connection:
-    """One authenticated socket: its queue, its sender task and its subscriptions."""
+    """One authenticated socket: its bounded queue, its sender and its subscriptions.
+
+    Frames wait in a bounded queue; one sender task per socket writes them in order, so a
+    slow socket only ever delays itself. The sender runs while there is something to write
+    and ends when the queue is empty (the next frame starts a new one): thousands of idle
+    sockets hold no task and no queue machinery, just an empty deque.
+    """
+
+    __slots__ = ("_close", "_closing", "_limit", "_queue", "_room", "_send", "_sender",
+                 "_started", "closed", "hub", "subscriptions", "unit_id", "user_id")
 
     def __init__(self, hub: Hub, user_id: int, unit_id: int, send: Sender, close: Closer,
                  queue_size: int) -> None:
@@ -71,42 +81,69 @@ class Connection:
         self.unit_id = unit_id
         self._send = send
         self._close = close
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._queue: deque[str] = deque()
+        self._limit = queue_size
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
+        self._started = False
         self._sender: asyncio.Task[None] | None = None
+        # Resolved when the sender takes a frame: catch-up waiting for room goes on.
+        self._room: asyncio.Future[None] | None = None
         self._closing: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._sender = asyncio.create_task(self._run_sender(), name=f"ws-sender-{self.user_id}")
+        """Begin writing; frames pushed before (``ready``) go first."""
+        self._started = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._started and self._sender is None and self._queue and not self.closed:
+            self._sender = asyncio.create_task(self._run_sender())
 
     async def _run_sender(self) -> None:
+        queue = self._queue
         try:
-            while True:
-                text = await self._queue.get()
+            while queue and not self.closed:
+                text = queue.popleft()
+                self._wake_room()
                 await self._send(text)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.debug("send failed for user %s", self.user_id, exc_info=True)
             self.closed = True
+        finally:
+            if self._sender is asyncio.current_task():
+                self._sender = None
+
+    def _wake_room(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            if not room.done():
+                room.set_result(None)
 
     def push(self, text: str) -> bool:
         """Queue a frame without waiting; a full queue cuts the socket off with 4408."""
         if self.closed:
             return False
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self._queue) >= self._limit:
             self.hub.metrics.queue_overflows.inc()
             self.close(CLOSE_TOO_SLOW)
             return False
+        self._queue.append(text)
+        self._kick()
         return True
 
     async def push_wait(self, text: str) -> None:
         """Queue a frame, waiting for room: catch-up is paced by the client's reading."""
+        while not self.closed and len(self._queue) >= self._limit:
+            if self._room is None:
+                self._room = asyncio.get_running_loop().create_future()
+            await self._room
         if not self.closed:
-            await self._queue.put(text)
+            self._queue.append(text)
+            self._kick()
 
     def close(self, code: int) -> None:
         """Cut the socket off now and send it the close frame ``code``.
@@ -127,8 +164,8 @@ class Connection:
         for subscription in list(self.subscriptions.values()):
             self.hub.remove(subscription)
         self.subscriptions.clear()
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._queue.clear()
+        self._wake_room()
         self.hub.detach(self)
 
     async def _close_now(self, code: int) -> None:
@@ -152,6 +189,8 @@ class Connection:
 
 
 class Subscription:
+    __slots__ = ("catching_up", "connection", "dirty", "last_seq", "task", "topic")
+
     def __init__(self, connection: Connection, topic: str, last_seq: int) -> None:
         self.connection = connection
         self.topic = topic

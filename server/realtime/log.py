@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -28,10 +29,16 @@ class Event:
     topic: str
     seq: int
     type: str
-    data: dict[str, Any]
     at: datetime
-    # The wire frame is encoded once and shared by every socket that gets this event.
-    frame: str = field(default="", compare=False, repr=False)
+    # The wire frame is encoded once and shared by every socket that gets this event;
+    # events from another node arrive as frames and are never encoded again.
+    frame: str = field(compare=False, repr=False)
+
+    @cached_property
+    def data(self) -> dict[str, Any]:
+        """The payload; decoded from the frame only if someone asks (the hub never does)."""
+        decoded: dict[str, Any] = json.loads(self.frame)["data"]
+        return decoded
 
     @classmethod
     def create(cls, topic: str, seq: int, type: str, data: dict[str, Any], at: datetime) -> Event:
@@ -41,7 +48,9 @@ class Event:
             ensure_ascii=False,
             separators=(",", ":"),
         )
-        return cls(topic, seq, type, data, at, frame)
+        event = cls(topic, seq, type, at, frame)
+        event.__dict__["data"] = data
+        return event
 
     def to_wire(self) -> dict[str, Any]:
         return {"topic": self.topic, "seq": self.seq, "type": self.type, "data": self.data,
@@ -51,6 +60,17 @@ class Event:
     def from_wire(cls, raw: dict[str, Any]) -> Event:
         return cls.create(raw["topic"], int(raw["seq"]), raw["type"], raw["data"],
                           datetime.fromisoformat(raw["at"]))
+
+    def to_packed(self) -> list[Any]:
+        """What a broker carries between nodes: the header and the encoded frame."""
+        return [self.topic, self.seq, self.type, utc_iso(self.at), self.frame]
+
+    @classmethod
+    def from_packed(cls, packed: list[Any]) -> Event:
+        topic, seq, type, at, frame = packed
+        if not isinstance(topic, str) or not isinstance(type, str) or not isinstance(frame, str):
+            raise TypeError("a packed event is [topic, seq, type, at, frame]")
+        return cls(topic, int(seq), type, datetime.fromisoformat(at), frame)
 
     @classmethod
     def from_record(cls, row: EventRecord) -> Event:
