@@ -369,7 +369,7 @@ function resultView(poll, mineBallot) {
     h("ul", { class: "result-bars" }, Object.entries(tally).map(([choice, n]) =>
       h("li", { dataset: { choice } }, h("span", {}, choiceLabel(poll, choice)),
         h("span", { class: "bar" }, h("span", { style: `width:${(100 * n) / total}%` })), h("strong", { class: "count" }, n)))),
-    result.numbers ? h("p", { class: "small muted" }, `${t("cast", { cast: result.numbers.cast, eligible: result.numbers.members })}`) : null,
+    result.numbers ? h("p", { class: "small muted" }, `${t("cast", { cast: result.numbers.cast, eligible: result.numbers.members })} · ${t(`rule_${result.rule || poll.rule}`)}`) : null,
     mineBallot?.receipt ? h("p", { class: "small" }, t("vote_done"), " ", h("span", { class: "receipt" }, mineBallot.receipt)) : null);
 }
 

@@ -65,7 +65,7 @@ function showResult(poll) {
     h("h2", {}, `${t("vote_closed")}: ${poll.title}`),
     h("ul", { class: "result-bars" }, Object.entries(tally).map(([choice, n]) => h("li", { dataset: { choice } },
       h("span", {}, label(choice)), h("span", { class: "bar" }, h("span", { style: `width:${(100 * n) / cast}%` })), h("strong", { class: "count" }, n)))),
-    result.numbers ? h("p", {}, t("cast", { cast: result.numbers.cast, eligible: result.numbers.members })) : null,
+    result.numbers ? h("p", {}, `${t("cast", { cast: result.numbers.cast, eligible: result.numbers.members })} · ${t(`rule_${result.rule || poll.rule}`)}`) : null,
     h("p", { class: `verdict ${result.passed ? "passed" : "rejected"}`, style: "font-size: 3rem" }, result.passed ? t("passed") : t("rejected"))));
   clearTimeout(resultTimer);
   resultTimer = setTimeout(() => fill(box), RESULT_SECS * 1000);
