@@ -148,5 +148,13 @@ async def test_direct_messages_typing_edit_retract(server: RunningServer, city: 
         "button", has_text="Thu hồi").click()
     await two.wait_for_selector("#message-list .message.retracted")
     await shot(two, "chat-direct-portrait")
+    # A group: picked from another unit in the dialog; it appears live on the other side.
+    await one.click("#nav button:has-text('Nhóm mới')")
+    await one.fill("#g-name", "Tổ công tác bão số 9")
+    await one.select_option("#people-unit", str(city.commune_unit_ids[1]))
+    await one.check(f"#people input[value='{city.ward_user_ids[1]}']")
+    await one.click("dialog button[type=submit]")
+    await one.wait_for_url("**#channel/*")
+    await two.wait_for_selector("#channel-list a:has-text('Tổ công tác bão số 9')")
     assert one.js_errors == [] and two.js_errors == []
     await asyncio.gather(one.context.close(), two.context.close())
