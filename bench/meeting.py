@@ -280,9 +280,10 @@ async def run(args: argparse.Namespace) -> int:
             ping_ms.extend(r * 1000 for r in rtts if r is not None)
             await asyncio.sleep(ROUND_GAP_SECS)
         print()
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"presentation sync, {connected} tablets, {args.rounds} rounds "
               f"(+{WARMUP_ROUNDS} warm-up), SQLite + in-process broker, "
-              f"{os.cpu_count()} cores")
+              f"{os.cpu_count()} cores, load average {load}")
         print(line("chair's POST /presentation answered", request_ms))
         print(line("page turn -> one tablet has it", tablet_ms))
         print(line("page turn -> every tablet has it (per round)", round_ms))
