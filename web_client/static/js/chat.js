@@ -197,7 +197,7 @@ function directiveCard(d) {
     d.confidentiality && d.confidentiality !== "none" ? h("span", { class: "tag urg-very_urgent" }, confLabel(d.confidentiality)) : null,
     isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)" }, t("acknowledged")) : null,
     overdue ? h("span", { class: "tag urg-express" }, t("overdue")) : null),
-  h("h3", {}, h("a", { href: `#directive/${d.id}` }, d.title)),
+  h("h3", {}, h("a", { href: `#directive/${d.id}` }, d.title ?? t("restricted"))),
   h("div", { class: "small muted row" },
     senderName(d) ? h("span", {}, t("from", { name: senderName(d) })) : null,
     h("span", {}, formatTime(d.issued_at)),
