@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meeting import agenda, annotations, attendance, meetings, presentation, speakers
+from meeting import agenda, attendance, meetings, presentation, speakers
+from meeting import annotations as page_marks
 from meeting.models import (
     MAX_PLACE_CHARS,
     MAX_REASON_CHARS,
@@ -299,7 +300,7 @@ class AnnotationBody(BaseModel):
 async def add_annotation(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AnnotationBody)
-    result = await annotations.add_annotation(
+    result = await page_marks.add_annotation(
         context(request), actor, path_int(request, "fid"), page=body.page, kind=body.kind,
         data=body.data, shared=body.shared, meeting_id=body.meeting_id,
     )
@@ -308,13 +309,13 @@ async def add_annotation(request: Request) -> Response:
 
 async def list_annotations(request: Request) -> Response:
     actor = await current_user(request)
-    rows = await annotations.list_annotations(context(request), actor, path_int(request, "fid"))
+    rows = await page_marks.list_annotations(context(request), actor, path_int(request, "fid"))
     return JSON({"annotations": rows})
 
 
 async def delete_annotation(request: Request) -> Response:
     actor = await current_user(request)
-    await annotations.delete_annotation(context(request), actor, path_int(request, "fid"),
+    await page_marks.delete_annotation(context(request), actor, path_int(request, "fid"),
                                         path_int(request, "aid"))
     return Response(status_code=204)
 
@@ -324,7 +325,7 @@ async def annotated_pdf(request: Request) -> Response:
     flag = request.query_params.get("shared", "0").lower()
     if flag not in ("0", "1", "true", "false"):
         raise BadRequest("shared is 0/1 or true/false.", code="invalid_request")
-    pdf, f = await annotations.annotated_pdf(context(request), actor,
+    pdf, f = await page_marks.annotated_pdf(context(request), actor,
                                              path_int(request, "fid"),
                                              include_shared=flag in ("1", "true"))
     stem = (f.name.rsplit(".", 1)[0] if f.name else f"file-{f.id}") or f"file-{f.id}"
