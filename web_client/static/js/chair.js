@@ -273,13 +273,20 @@ async function createPoll(event) {
 }
 
 function refreshPollDetail(poll) {
-  // At most one GET per poll in flight; progress events are coalesced by the server anyway.
-  if (pollFetch.get(poll.id)) return;
-  pollFetch.set(poll.id, true);
+  // At most one GET per poll in flight; a change meanwhile asks once more after it.
+  if (pollFetch.has(poll.id)) {
+    pollFetch.set(poll.id, "again");
+    return;
+  }
+  pollFetch.set(poll.id, "busy");
   api(`polls/${poll.id}`).then((detail) => {
     pollDetails.set(poll.id, detail);
-    renderPolls(meeting.state);
-  }).catch(() => {}).finally(() => pollFetch.delete(poll.id));
+    if (meeting) renderPolls(meeting.state);
+  }).catch(() => {}).finally(() => {
+    const again = pollFetch.get(poll.id) === "again";
+    pollFetch.delete(poll.id);
+    if (again) refreshPollDetail(poll);
+  });
 }
 
 function renderPolls(state) {
