@@ -201,7 +201,8 @@ function renderFloor(state) {
   const mineIndex = sp.queue.findIndex((s) => s.user_id === me.id);
   const mine = mineIndex >= 0 ? sp.queue[mineIndex] : null;
   const current = sp.current;
-  const canRequest = state.state === "in_session" && !mine && current?.user_id !== me.id;
+  const role = participant(state, me.id)?.role;
+  const canRequest = state.state === "in_session" && !mine && current?.user_id !== me.id && !!role && role !== "secretary";
   fill(document.getElementById("floor-body"),
     h("div", { id: "current-speaker" }, current ? t("speaking_now", { name: current.display_name }) : t("no_speaker")),
     current ? h("div", { class: "timer", id: "speaker-timer", role: "timer", "aria-live": "off" }) : null,
