@@ -151,3 +151,39 @@ async def test_only_participants_follow_the_meeting(room: Room) -> None:
         assert frames[-1]["op"] == "subscribed", (name, frames[-1])
         ours = [f for f in frames if f["op"] == "event" and f["topic"] == topic]
         assert ours[0]["type"] == "meeting.created"
+
+
+async def test_what_has_legal_weight_is_audited(room: Room) -> None:
+    from sqlalchemy import select
+
+    from server.audit import AuditRecord, verify_chain
+    from tests.meeting.conftest import store_pdf
+
+    doc = await store_pdf(room.server, room.city.chair_id, "Tờ trình", pages=2)
+    item = (await room.chair.post(room.base + "/agenda", json={
+        "title": "Tờ trình", "document_ids": [doc]})).json()
+    assert (await room.chair.post(room.base + "/start")).status_code == 200
+    assert (await room.delegates[0].post(room.base + "/attendance",
+                                         json={"present": True})).status_code == 200
+    assert (await room.chair.post(room.base + "/presentation", json={
+        "agenda_item_id": item["id"], "document_id": doc, "page": 2})).status_code == 200
+    speaker = (await room.delegates[0].post(room.base + "/speakers", json={})).json()
+    assert (await room.chair.post(room.base + f"/speakers/{speaker['id']}/grant")).is_success
+    assert (await room.chair.post(room.base + f"/speakers/{speaker['id']}/finish")).is_success
+    async with room.server.ctx.read() as session:
+        rows = (await session.execute(
+            select(AuditRecord).where(AuditRecord.subject == f"meeting:{room.meeting_id}")
+            .order_by(AuditRecord.seq))).scalars().all()
+        report = await verify_chain(session)
+    assert report.ok
+    by_action = {row.action: row for row in rows}
+    assert by_action["meeting.attendance"].actor_id == room.delegate_ids[0]
+    assert by_action["meeting.attendance"].details["present"] is True
+    assert by_action["meeting.present"].details == {
+        "agenda_item_id": item["id"], "document_id": doc, "page": 2}
+    assert by_action["meeting.present"].actor_id == room.city.chair_id
+    finish = by_action["meeting.speaker.finish"].details
+    assert finish["user_id"] == room.delegate_ids[0]
+    assert finish["granted_at"] and finish["finished_at"] and finish["duration_secs"] >= 0
+    assert {"meeting.create", "meeting.agenda.add", "meeting.in_session",
+            "meeting.speaker.request", "meeting.speaker.grant"} <= set(by_action)
