@@ -9,6 +9,7 @@ from server.clock import ManualClock
 from tests.conftest import MakeServer
 from tests.harness import RunningServer
 from tests.polls.conftest import build_assembly, stored
+from tests.polls.wire import Tablet
 
 
 async def test_retry_with_the_same_key_gets_the_same_answer(server: RunningServer) -> None:
@@ -149,4 +150,31 @@ async def test_deadline_survives_a_restart(make_server: MakeServer) -> None:
         await asyncio.sleep(0.02)
     assert view["state"] == "closed"
     assert view["result"]["tally"]["yes"] == 1
+    await a.close()
+
+
+async def test_a_full_ballot_queue_refuses_with_429_and_stores_nothing(
+        make_server: MakeServer) -> None:
+    server = await make_server(poll_ballot_queue=1, poll_ballot_batch=1)
+    a = await build_assembly(server, delegates=39, absent=0)
+    poll = await a.open_poll()
+    keys = [uuid.uuid4().hex for _ in a.delegates]
+    tablets = await asyncio.gather(*(Tablet.connect(server.url, m.token) for m in a.delegates))
+
+    async def vote(i: int) -> tuple[int, str]:
+        status, body = await tablets[i].request("POST", f"/api/v1/polls/{poll['id']}/ballots",
+                                                {"choice": "yes", "idempotency_key": keys[i]})
+        return status, body.get("receipt") or body["error"]["code"]
+
+    answers = await asyncio.gather(*(vote(i) for i in range(40)))
+    assert {(s, r) for s, r in answers if s != 201} <= {(429, "ballots_queue_full")}
+    assert (429, "ballots_queue_full") in answers
+    counted = sum(1 for s, _ in answers if s == 201)
+    assert len((await stored(server, poll["id"]))["ballots"]) == counted
+    # The refused tablets retry with the same key, one after the other: all counted.
+    for i, (status, _) in enumerate(answers):
+        if status == 429:
+            assert (await vote(i))[0] == 201
+    assert len((await stored(server, poll["id"]))["ballots"]) == 40
+    await asyncio.gather(*(t.close() for t in tablets))
     await a.close()

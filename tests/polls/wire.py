@@ -21,11 +21,15 @@ class Tablet:
         self.writer = writer
         self.token = token
 
+    base_url = ""
+
     @classmethod
     async def connect(cls, base_url: str, token: str) -> Tablet:
         parts = urlsplit(base_url)
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-        return cls(reader, writer, token)
+        tablet = cls(reader, writer, token)
+        tablet.base_url = base_url
+        return tablet
 
     async def request(self, method: str, path: str,
                       body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -36,6 +40,13 @@ class Tablet:
         self.writer.write(head.encode() + payload)
         await self.writer.drain()
         status_line = await self.reader.readline()
+        if not status_line:
+            # The server closed the idle keep-alive connection first (its keep-alive
+            # timeout): reconnect and send again, as a tablet's HTTP stack does.
+            await self.close()
+            fresh = await Tablet.connect(self.base_url, self.token)
+            self.reader, self.writer = fresh.reader, fresh.writer
+            return await self.request(method, path, body)
         status = int(status_line.split()[1])
         length = 0
         while True:
