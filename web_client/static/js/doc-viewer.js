@@ -88,6 +88,7 @@ export class DocViewer extends EventTarget {
 
   setZoom(zoom) {
     this.zoom = Math.min(ZOOM_MAX, Math.max(ZOOM_MIN, zoom));
+    this.root.dataset.zoom = this.zoom.toFixed(2);
     this._layout();
   }
 
