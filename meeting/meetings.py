@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meeting.agenda import agenda_json
@@ -36,11 +36,11 @@ from meeting.participants import (
     require_visible,
 )
 from meeting.presentation import presentation_json
-from meeting.speakers import finish_running_speech, speakers_json
+from meeting.speakers import finish_running_speech, floor_holder, speakers_json
 from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context
-from server.errors import Conflict, Forbidden, Unprocessable
+from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.org.models import Role, User
 from server.realtime.models import Topic
 
@@ -209,6 +209,62 @@ async def change_state(ctx: Context, actor: Principal, meeting_id: int,
                 "closed_at": utc_iso(meeting.closed_at) if meeting.closed_at else None}
         await w.emit(meeting_topic(meeting_id), "meeting.state_changed", data)
     return data
+
+
+async def set_participant(ctx: Context, actor: Principal, meeting_id: int, user_id: int,
+                          role: ParticipantRole | None) -> None:
+    """Add a participant, change their role, or (``role=None``) remove them; officers only.
+
+    422 ``unknown_user``, ``chair_required`` (the last chair cannot go), 404
+    ``participant_not_found`` when removing someone who is not there; 409 ``floor_taken``
+    when the person holds the floor.
+    """
+    async with ctx.write() as w:
+        meeting = await require_visible(w.session, meeting_id, actor, lock=True)
+        await require_role(w.session, meeting, actor, OFFICER_ROLES, "change the participants")
+        require_open(meeting)
+        user = await w.session.get(User, user_id)
+        if user is None or not user.active:
+            raise Unprocessable(f"There is no active user {user_id}.", code="unknown_user")
+        current = await get_participant(w.session, meeting_id, user_id)
+        if role is None and current is None:
+            raise NotFound(f"User {user_id} does not take part in meeting {meeting_id}.",
+                           code="participant_not_found")
+        if current is not None and current.participant_role is ParticipantRole.CHAIR and (
+            role is not ParticipantRole.CHAIR
+        ):
+            chairs = (await w.session.execute(
+                select(func.count()).select_from(Participant).where(
+                    Participant.meeting_id == meeting_id,
+                    Participant.role == ParticipantRole.CHAIR.value))).scalar_one()
+            if chairs <= 1:
+                raise Unprocessable("A meeting needs a chair.", code="chair_required")
+        if role is None and await floor_holder(w.session, meeting_id) == user_id:
+            raise Conflict(f"User {user_id} has the floor.", code="floor_taken")
+        total = (await w.session.execute(
+            select(func.count()).select_from(Participant)
+            .where(Participant.meeting_id == meeting_id))).scalar_one()
+        if current is None and total >= ctx.settings.meeting_max_participants:
+            raise Unprocessable(
+                f"A meeting has at most {ctx.settings.meeting_max_participants} participants.",
+                code="too_many_participants")
+        previous = current.role if current is not None else None
+        if role is None:
+            assert current is not None
+            await w.session.delete(current)
+        elif current is None:
+            w.session.add(Participant(meeting_id=meeting_id, user_id=user_id, role=role.value))
+        else:
+            current.role = role.value
+        await w.session.flush()
+        await w.audit(actor.id, "meeting.participant", meeting_subject(meeting_id), {
+            "user_id": user_id, "role": role.value if role else None, "previous": previous,
+        })
+        await w.emit(meeting_topic(meeting_id), "participants.changed", {
+            "user_id": user_id,
+            "participants": await participants_json(w.session, meeting_id),
+            "quorum": await quorum(w.session, meeting),
+        })
 
 
 async def my_meetings(ctx: Context, actor: Principal) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from meeting.models import (
     MAX_TITLE_CHARS,
     AnnotationKind,
     MeetingState,
+    ParticipantRole,
     SpeakerKind,
 )
 from server.errors import BadRequest
@@ -287,6 +288,28 @@ async def reorder_speakers(request: Request) -> Response:
     return JSON(result)
 
 
+class ParticipantBody(Strict):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    role: ParticipantRole
+
+
+async def put_participant(request: Request) -> Response:
+    actor = await current_user(request)
+    body = await read_json(request, ParticipantBody)
+    ctx = context(request)
+    mid = path_int(request, "mid")
+    await meetings.set_participant(ctx, actor, mid, path_int(request, "uid"), body.role)
+    return JSON(await meetings.meeting_state(ctx, mid, actor))
+
+
+async def delete_participant(request: Request) -> Response:
+    actor = await current_user(request)
+    await meetings.set_participant(context(request), actor, path_int(request, "mid"),
+                                   path_int(request, "uid"), None)
+    return Response(status_code=204)
+
+
 class AnnotationBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
@@ -347,6 +370,8 @@ routes = [
     Route(BASE + "/{mid}/start", _transition(MeetingState.IN_SESSION), methods=["POST"]),
     Route(BASE + "/{mid}/adjourn", _transition(MeetingState.ADJOURNED), methods=["POST"]),
     Route(BASE + "/{mid}/close", _transition(MeetingState.CLOSED), methods=["POST"]),
+    Route(BASE + "/{mid}/participants/{uid}", put_participant, methods=["PUT"]),
+    Route(BASE + "/{mid}/participants/{uid}", delete_participant, methods=["DELETE"]),
     Route(BASE + "/{mid}/agenda", add_agenda_item, methods=["POST"]),
     Route(BASE + "/{mid}/agenda/reorder", reorder_agenda, methods=["POST"]),
     Route(BASE + "/{mid}/agenda/current", current_agenda_item, methods=["POST"]),

@@ -138,6 +138,12 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> None:
         state["participants"] = [data["participant"] if p["user_id"] == data["user_id"] else p
                                  for p in state["participants"]]
         state["quorum"] = data["quorum"]
+    elif kind == "participants.changed":
+        state["participants"] = data["participants"]
+        state["quorum"] = data["quorum"]
+        if data["user_id"] == state["you"]["user_id"]:
+            mine = [p for p in data["participants"] if p["user_id"] == data["user_id"]]
+            state["you"]["role"] = mine[0]["role"] if mine else None
     elif kind.startswith("speaker"):
         state["speakers"] = data["speakers"]
     elif kind not in ("meeting.created", "annotation.shared", "annotation.removed"):

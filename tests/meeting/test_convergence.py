@@ -107,6 +107,11 @@ async def script(room: Room, clock: ManualClock,
             "agenda_item_id": items[0]["id"], "document_id": docs[1], "page": 4}))
         await ok(chair.delete(base + f"/agenda/{items[1]['id']}"))
         await ok(d[0].post(base + "/attendance", json={"present": False}))
+        await ok(room.secretary.put(base + f"/participants/{room.outsider_id}",
+                                    json={"role": "guest"}))
+        await ok(chair.put(base + f"/participants/{room.delegate_ids[2]}",
+                           json={"role": "guest"}))
+        await ok(chair.delete(base + f"/participants/{room.outsider_id}"))
 
     steps = [s_agenda, s_reorder, s_present, s_attendance, s_speakers, s_timer,
              s_more_speakers, s_time_up, s_adjourn, s_edit]

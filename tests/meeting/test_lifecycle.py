@@ -187,3 +187,35 @@ async def test_what_has_legal_weight_is_audited(room: Room) -> None:
     assert finish["granted_at"] and finish["finished_at"] and finish["duration_secs"] >= 0
     assert {"meeting.create", "meeting.agenda.add", "meeting.in_session",
             "meeting.speaker.request", "meeting.speaker.grant"} <= set(by_action)
+
+
+async def test_participants_change(room: Room) -> None:
+    path = f"{room.base}/participants/{room.outsider_id}"
+    response = await room.secretary.put(path, json={"role": "delegate"})
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["quorum"]["members"] == 6
+    # The newcomer now sees the meeting; a delegate demoted to guest no longer counts.
+    assert (await room.outsider.get(room.base)).status_code == 200
+    response = await room.chair.put(path, json={"role": "guest"})
+    assert response.json()["quorum"]["members"] == 5
+    assert (await room.chair.delete(path)).status_code == 204
+    assert (await room.outsider.get(room.base)).status_code == 404
+    chair_path = f"/participants/{room.city.chair_id}"
+    for client, method, where, body, status, code in [
+        (room.delegates[0], "put", f"/participants/{room.outsider_id}", {"role": "guest"},
+         403, "not_officer"),
+        (room.chair, "put", "/participants/987654", {"role": "guest"}, 422, "unknown_user"),
+        (room.chair, "put", f"/participants/{room.outsider_id}", {"role": "boss"}, 400,
+         "invalid_request"),
+        (room.chair, "delete", f"/participants/{room.outsider_id}", None, 404,
+         "participant_not_found"),
+        (room.secretary, "delete", chair_path, None, 422, "chair_required"),
+        (room.secretary, "put", chair_path, {"role": "delegate"}, 422, "chair_required"),
+    ]:
+        before = await room.state()
+        url = room.base + where
+        response = await (client.put(url, json=body) if method == "put"
+                          else client.delete(url))
+        assert response.status_code == status, (where, response.text[:300])
+        assert response.json()["error"]["code"] == code
+        assert await room.state() == before
