@@ -244,7 +244,8 @@ export class DocViewer extends EventTarget {
       const pointer = this.pointers.get(event.pointerId);
       this.pointers.delete(event.pointerId);
       if (this.pinch) {
-        if (this.pointers.size < 2) this.pinch = null;
+        // The rest of a pinch is no swipe: wait until every finger is up.
+        if (this.pointers.size === 0) this.pinch = null;
         return;
       }
       if (this.drawing) {
