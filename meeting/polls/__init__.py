@@ -13,11 +13,12 @@ def feature() -> Feature:
         run_ballot_box,
         run_closer,
         run_progress,
+        run_scrubber,
     )
 
     return Feature(
         name="polls",
         routes=[*routes, *minutes_routes],
-        background=[run_ballot_box, run_closer, run_progress],
+        background=[run_ballot_box, run_closer, run_progress, run_scrubber],
         startup=[keep_ballots_out_of_logs],
     )

@@ -94,6 +94,8 @@ class PollRuntime:
     ballots: asyncio.Queue[PendingBallot] | None = None
     progress_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     progress_pending: set[int] = field(default_factory=set)
+    # A secret poll closed: the dead row versions its rewrite left should be vacuumed.
+    scrub_wanted: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch_progress(self, poll_id: int) -> None:
         self.progress_pending.add(poll_id)
@@ -418,6 +420,7 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
         digest = ballots_digest(poll.id, box)
         if poll.secret:
             await _rewrite_secret_rows(session, poll.id)
+            w.after_commit(runtime(ctx).scrub_wanted.set)
         poll.state = PollState.CLOSED.value
         poll.closed_at = w.now
         poll.closed_by = actor.id if actor else None
@@ -724,6 +727,37 @@ async def _audit_votes(w: Write, votes: Sequence[tuple[int, int, dict[str, Any]]
     head.seq = seq
     head.hash = prev
     await w.session.flush()
+
+
+# --- scrubbing after a secret poll -----------------------------------------------------
+
+# The tables a secret poll's close rewrites; VACUUM removes the row versions left behind.
+SECRET_TABLES = ("poll_ballots", "poll_voters")
+
+
+async def scrub_secret_rows(ctx: Context) -> None:
+    """PostgreSQL: VACUUM the roll and the box, so the row versions from before the close
+    rewrite (with their telling ``xmin``) do not linger on disk until autovacuum.
+
+    Best effort and outside any transaction (VACUUM cannot run in one). SQLite keeps no
+    old row versions in the tables (see README, "Secret ballots", for its WAL file)."""
+    if ctx.db.is_sqlite:
+        return
+    async with ctx.db.write_engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.exec_driver_sql(f"VACUUM {', '.join(SECRET_TABLES)}")
+
+
+async def run_scrubber(ctx: Context) -> None:
+    """Scrub after each close of a secret poll (several closes at once: one scrub)."""
+    rt = runtime(ctx)
+    while True:
+        await rt.scrub_wanted.wait()
+        rt.scrub_wanted.clear()
+        try:
+            await scrub_secret_rows(ctx)
+        except Exception:
+            log.exception("vacuuming the ballot tables after a secret poll failed")
 
 
 # --- logs ---------------------------------------------------------------------------------
