@@ -7,7 +7,7 @@ shared metadata.
 from __future__ import annotations
 
 import meeting.media.models
-import meeting.models  # noqa: F401  (registers the tables)
+import meeting.models
 import meeting.polls.models  # noqa: F401  (registers the tables)
 import messaging.models  # noqa: F401  (registers the tables)
 import server.audit
