@@ -14,10 +14,12 @@ others' messages after it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.directives import iso, utf8_len
@@ -37,6 +39,8 @@ from server.context import Context, Write
 from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from server.files.service import require_attachable
 from server.org.models import Unit, User
+
+log = logging.getLogger("dienhong.messaging.channels")
 
 # Messages per page of history.
 MAX_PAGE = 200
@@ -85,14 +89,21 @@ async def ensure_unit_channels(ctx: Context) -> int:
     if not missing:
         return 0
     made = 0
-    async with ctx.write() as w:
-        for unit_id in missing:
-            exists = (await w.session.execute(
-                select(Channel.id).where(Channel.unit_id == unit_id))).first()
-            unit = await w.session.get(Unit, unit_id)
-            if exists is None and unit is not None:
+    try:
+        async with ctx.write() as w:
+            for unit_id in missing:
+                exists = (await w.session.execute(
+                    select(Channel.id).where(Channel.unit_id == unit_id))).first()
+                unit = await w.session.get(Unit, unit_id)
+                if exists is not None or unit is None:
+                    continue
                 await _create_unit_channel(w, unit)
                 made += 1
+    except IntegrityError:
+        # Another node (or request) created some of them at the same moment; whatever is
+        # still missing is created on the next call.
+        log.info("unit channels were being created elsewhere at the same time")
+        return 0
     return made
 
 
