@@ -121,9 +121,13 @@ async function loadUnitMembers(unitId) {
 }
 
 // --- the express banner: impossible to miss --------------------------------------------
+const BASE_TITLE = document.title;
+
 function renderBanner() {
   const box = document.getElementById("express-banner");
   const open = [...state.directives.values()].filter((d) => d.urgency === "express" && !isAcked(d));
+  // Seen from another tab too: the window title carries the count.
+  document.title = open.length ? `(${open.length}) ${t("urgency_express").toUpperCase()} — ${BASE_TITLE}` : BASE_TITLE;
   if (!open.length) {
     fill(box);
     return;
