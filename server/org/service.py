@@ -152,6 +152,11 @@ async def update_user(
 ) -> User:
     """Change an account (admin): roles, clearance, unit, password, active."""
     require_admin(actor)
+    if user_id == actor.id and (active is False or (
+            roles is not None and Role.ADMIN not in set(roles))):
+        # The last administrator could otherwise lock everyone out of the organisation.
+        raise Unprocessable("An administrator cannot disable or demote itself.",
+                            code="self_lockout")
     if password is not None:
         _check_password(password)
     password_hash = await hash_password(password) if password is not None else None

@@ -134,6 +134,9 @@ async def test_bad_unit_and_user_input_stores_nothing(server: RunningServer,
          422, "weak_password"),
         ("PATCH", f"/api/v1/users/{city.ward_user_ids[0]}", {"username": "renamed"},
          400, "invalid_request"),
+        ("PATCH", f"/api/v1/users/{city.admin_id}", {"active": False}, 422, "self_lockout"),
+        ("PATCH", f"/api/v1/users/{city.admin_id}", {"roles": ["staff"]},
+         422, "self_lockout"),
     ]
     async with server.http(admin) as client:
         for method, path, body, status, code in cases:
