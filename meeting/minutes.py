@@ -165,7 +165,9 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
         f"{now_quorum['required']} ({now_quorum['rule']['numerator']}/"
         f"{now_quorum['rule']['denominator']} tổng số đại biểu): "
         + ("đủ túc số." if now_quorum["reached"] else "không đủ túc số."))
-    timeline, taken_up, presented = [], {}, []
+    timeline: list[list[str]] = []
+    taken_up: dict[int, list[str]] = {}
+    presented: list[list[str]] = []
     for record in records:
         if record.action in STATE_CHANGES:
             timeline.append([at(record.at), STATE_CHANGES[record.action],
@@ -187,7 +189,8 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
                     f"{item['planned_minutes']} phút" if item["planned_minutes"] else "",
                     ", ".join(taken_up.get(item["id"], [])) or "chưa xem xét"]
                    for label, item in items]
-    speech_rows, totals = [], {}
+    speech_rows: list[list[str]] = []
+    totals: dict[int, tuple[int, float]] = {}
     for speaker in speeches:
         speech_rows.append([
             names.get(speaker.user_id, str(speaker.user_id)),

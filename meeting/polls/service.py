@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -691,8 +692,7 @@ async def _write_batch(ctx: Context,
                 await session.execute(insert(PollVoter), [roll[u] for u in sorted(roll)])
                 await session.execute(insert(Ballot), [
                     {"poll_id": poll.id, "receipt": r, "choice": box[r]} for r in sorted(box)])
-                touched = poll.id
-                w.after_commit(lambda touched=touched: runtime(ctx).touch_progress(touched))
+                w.after_commit(functools.partial(runtime(ctx).touch_progress, poll.id))
         votes.sort(key=lambda vote: (vote[1], vote[0]))
         await _audit_votes(w, votes)
     return [r for r in results if r is not None]

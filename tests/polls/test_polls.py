@@ -121,7 +121,7 @@ async def test_only_officers_run_polls(server: RunningServer) -> None:
 
 async def test_bad_poll_definitions_are_refused(server: RunningServer) -> None:
     a = await build_assembly(server, delegates=1, absent=0)
-    bad = [
+    bad: list[tuple[dict[str, Any], int, str]] = [
         ({"kind": "choice", "options": ["A"]}, 422, "invalid_options"),
         ({"kind": "choice", "options": ["A", "A"]}, 422, "duplicate_options"),
         ({"kind": "choice", "options": ["A", "B"], "max_choices": 3}, 422,

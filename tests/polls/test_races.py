@@ -99,9 +99,9 @@ async def _race_ballots_with_close(a: Assembly, tablets: list[Tablet], *,
         await first_answers.wait()
         return (await a.close_poll(pid)).status_code
 
-    *answers, closed = await asyncio.gather(*(vote(i) for i in range(len(a.delegates))),
-                                            close_soon())
-    assert closed == 200
+    closing = asyncio.create_task(close_soon())
+    answers = await asyncio.gather(*(vote(i) for i in range(len(a.delegates))))
+    assert await closing == 200
     counted = {i: r for i, (s, r) in enumerate(answers) if s == 201}
     refused = [r for s, r in answers if s != 201]
     assert set(refused) <= {"poll_closed"}, refused
