@@ -88,7 +88,8 @@ CAST_ATTEMPTS = 3
 
 @dataclass
 class PollRuntime:
-    """Per-node state: wake-up of the closer, polls whose progress must be published."""
+    """Per-node state: the ballot queue, wake-ups of the closer, the progress publisher
+    and the scrubber."""
 
     deadlines_changed: asyncio.Event = field(default_factory=asyncio.Event)
     # The queue of ballots waiting for the writer; None while no writer runs.
@@ -104,6 +105,7 @@ class PollRuntime:
 
 
 def runtime(ctx: Context) -> PollRuntime:
+    """This node's poll runtime, kept in ``ctx.extensions``."""
     rt = ctx.extensions.get(EXTENSION)
     if rt is None:
         rt = ctx.extensions[EXTENSION] = PollRuntime()
@@ -149,6 +151,7 @@ async def lock_poll(session: AsyncSession, poll_id: int, *, exclusive: bool) -> 
 
 
 async def get_poll(session: AsyncSession, poll_id: int) -> Poll:
+    """The poll, unlocked; 404 ``poll_not_found``."""
     poll = await session.get(Poll, poll_id)
     if poll is None:
         raise NotFound(f"Poll {poll_id} does not exist.", code="poll_not_found")
