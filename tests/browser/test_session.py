@@ -112,13 +112,24 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
     await chair.click("#create-poll")
     await chair.click("#poll-list button[data-action=open]")
     await chair.wait_for_selector("#poll-list li[data-state=open]")
-    choices = ["yes", "yes", "no"]
-    for page, choice in zip(delegates, choices, strict=True):
+    for page in delegates[:2]:
         await page.wait_for_selector(".poll-card[data-state=open]")
-        await page.click(f".vote-buttons button[data-choice={choice}]")
+        await page.click(".vote-buttons button[data-choice=yes]")
         await page.wait_for_selector("#vote-confirm")
         await page.click("#vote-confirm")
         await page.wait_for_selector("#receipt")
+    # The third votes with the keyboard: the poll takes the focus; Tab to "no", Enter; the
+    # confirmation's question has the focus; Tab past "choose again" to confirm, Enter.
+    keyboard = delegates[2]
+    await keyboard.wait_for_selector(".poll-card[data-state=open] button[data-choice=yes]:focus")
+    await keyboard.keyboard.press("Tab")
+    await keyboard.keyboard.press("Enter")
+    await keyboard.wait_for_selector("#confirm-text:focus")
+    await keyboard.keyboard.press("Tab")
+    await keyboard.keyboard.press("Tab")
+    await keyboard.wait_for_selector("#vote-confirm:focus")
+    await keyboard.keyboard.press("Enter")
+    await keyboard.wait_for_selector("#receipt:focus")
     await shot(delegates[0], "delegate-receipt-tablet")
     await shot(delegates[2], "delegate-receipt-phone")
     await chair.wait_for_function(

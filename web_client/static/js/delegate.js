@@ -310,7 +310,7 @@ function renderPolls(state) {
   } else if (mineBallot?.receipt) {
     body = h("div", {},
       h("p", { class: "verdict passed" }, "✓ ", t("vote_done")),
-      h("p", { class: "receipt", id: "receipt" }, mineBallot.receipt),
+      h("p", { class: "receipt", id: "receipt", tabindex: "-1" }, mineBallot.receipt),
       h("p", {}, choiceLabel(poll, mineBallot.choice)),
       poll.cast !== undefined ? h("p", { class: "muted" }, t("cast", { cast: poll.cast, eligible: poll.eligible ?? state.quorum?.present ?? "?" })) : null);
   } else if (poll.state === "open" && !mine.present) {
@@ -319,7 +319,7 @@ function renderPolls(state) {
       state.state === "in_session" ? h("button", { type: "button", class: "btn btn-ok", onclick: checkIn }, t("check_in")) : null);
   } else if (pollUi.pending !== null) {
     body = h("div", {},
-      h("p", { class: "verdict", id: "confirm-text" }, t("confirm_vote", { choice: choiceLabel(poll, pollUi.pending) })),
+      h("p", { class: "verdict", id: "confirm-text", tabindex: "-1" }, t("confirm_vote", { choice: choiceLabel(poll, pollUi.pending) })),
       h("div", { class: "vote-buttons" },
         h("button", { type: "button", class: "btn", id: "vote-back", onclick: () => { pollUi.pending = null; renderPolls(meeting.state); } }, t("change_choice")),
         h("button", { type: "button", class: "btn btn-ok", id: "vote-confirm", onclick: () => castBallot(poll) }, t("confirm"))));
@@ -357,7 +357,9 @@ function renderPolls(state) {
     announce(heading.textContent, { assertive: true });
     card.querySelector("button")?.focus();
   } else {
-    card.querySelector("#vote-confirm, #poll-dismiss, button")?.focus({ preventScroll: true });
+    // The question of the confirmation step is read first (a second Enter confirms nothing).
+    (card.querySelector("#confirm-text") || card.querySelector("#receipt, #poll-dismiss") || card.querySelector("button"))
+      ?.focus({ preventScroll: true });
   }
 }
 
