@@ -144,14 +144,11 @@ class Gateway:
         settings = self.ctx.settings
         hub = self.ctx.hub
 
-        async def send(text: str) -> None:
-            await websocket.send_text(text)
-
         async def close(code: int) -> None:
             if websocket.application_state != WebSocketState.DISCONNECTED:
                 await websocket.close(code=code)
 
-        connection = Connection(hub, principal.id, principal.unit_id, send, close,
+        connection = Connection(hub, principal.id, principal.unit_id, websocket.send_text, close,
                                 settings.ws_send_queue_frames)
         bucket = self._buckets.setdefault(
             principal.id, TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)

@@ -201,18 +201,20 @@ class Subscription:
         self.dirty = False
         self.task: asyncio.Task[None] | None = None
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: Event) -> bool:
+        """Take a live event; True when it was queued for the socket."""
         if self.catching_up:
             self.dirty = True
-            return
+            return False
         if event.seq <= self.last_seq:
-            return
+            return False
         if event.seq == self.last_seq + 1:
             if self.connection.push(event.frame):
                 self.last_seq = event.seq
-                self.connection.hub.metrics.events_delivered.inc()
-            return
+                return True
+            return False
         self.connection.hub.start_catch_up(self, announce=False)
+        return False
 
 
 class Hub:
@@ -334,8 +336,13 @@ class Hub:
         self._fan(event)
 
     def _fan(self, event: Event) -> None:
+        delivered = 0
         for subscription in list(self._subscribers.get(event.topic, ())):
-            subscription.offer(event)
+            if subscription.offer(event):
+                delivered += 1
+        if delivered:
+            # One (locked) counter update per event, not per socket.
+            self.metrics.events_delivered.inc(delivered)
         self._fanned[event.topic] = event.seq
 
     def fan_signal(self, signal: Signal) -> None:
