@@ -420,6 +420,8 @@ async def main(args: argparse.Namespace) -> int:
             round_base += args.rounds + 1
         project.stop()
         bare.stop()
+        if modes:
+            report(args, modes, results, [])
 
         if args.idle:
             idle_ids = all_ids[: args.idle]
@@ -453,6 +455,12 @@ async def main(args: argparse.Namespace) -> int:
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
 
+    report(args, modes, results, memory)
+    return 0
+
+
+def report(args: argparse.Namespace, modes: list[str], results: list[Result],
+           memory: list[tuple[str, int, int, int]]) -> None:
     print()
     print(f"Fan-out of one ~{len(json.dumps(payload(1), ensure_ascii=False).encode())}-byte "
           f"event, {args.rounds} rounds after a warm-up, {args.procs} client processes; "
@@ -473,8 +481,8 @@ async def main(args: argparse.Namespace) -> int:
         per = (after - before) / live if live else float("nan")
         target = "  (target <= 40)" if label == "dienhong" else ""
         print(f"idle memory {label}: {live} sockets, RSS {before / 1024:.1f} -> "
-              f"{after / 1024:.1f} MiB = {per:.1f} KiB per connection{target}")
-    return 0
+              f"{after / 1024:.1f} MiB = {per:.1f} KiB per connection{target}",
+              flush=True)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -188,11 +188,10 @@ class _Worker:
         return sum(1 for c in self.clients if c.live)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        commands: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
-        loop.add_reader(self.pipe.fileno(), lambda: commands.put_nowait(self.pipe.recv()))
         while True:
-            command = await commands.get()
+            # A blocking read in a thread: the pipe must stay blocking, or a large command
+            # (thousands of tokens) is read in pieces and the stream breaks.
+            command = await asyncio.to_thread(self.pipe.recv)
             name = command[0]
             if name == "connect":
                 self.pipe.send(await self._connect(command[1]))
