@@ -59,6 +59,8 @@ async def record_deliveries(ctx: Context, batch: Sequence[Received]) -> None:
             confirmed[item.user_id] = max(item.seq, confirmed.get(item.user_id, 0))
     if not confirmed:
         return
+    # Delivered when the confirmations reached this node, not when our write got its turn.
+    confirmed_at = ctx.clock.now()
     covered: list[int] = []
     async with ctx.read() as session:
         for users in _chunks(sorted(confirmed)):
@@ -78,7 +80,7 @@ async def record_deliveries(ctx: Context, batch: Sequence[Received]) -> None:
             result = await w.session.execute(
                 update(DirectiveRecipient)
                 .where(DirectiveRecipient.id.in_(ids), DirectiveRecipient.delivered_at.is_(None))
-                .values(delivered_at=w.now)
+                .values(delivered_at=confirmed_at)
                 .returning(DirectiveRecipient.directive_id)
             )
             changed.update(result.scalars().all())
