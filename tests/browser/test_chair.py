@@ -93,6 +93,11 @@ async def test_agenda_attendance_queue_and_choice_poll(server: RunningServer, ci
         "(lis) => Object.fromEntries(lis.map((li) => [li.dataset.choice, "
         "Number(li.querySelector('strong').textContent)]))")
     assert counts == {"Nguyễn Văn An": 1, "Trần Thị Bình": 0, "Lê Hoàng Cường": 1}
+    # Removing an agenda item (after a confirmation) takes it off every tablet.
+    await chair.click("#agenda > ol > li:nth-child(1) button[aria-label^='Xóa']")
+    await chair.click("dialog button[type=submit]")
+    await one.wait_for_function(
+        "() => document.querySelectorAll('#agenda > ol > li').length === 1")
     errors = [e for page in (chair, one, two) for e in page.js_errors]
     assert errors == []
     await asyncio.gather(*(page.context.close() for page in (chair, one, two)))

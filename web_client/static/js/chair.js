@@ -82,6 +82,7 @@ function renderAgenda(state) {
         h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_up")}: ${item.title}`, disabled: index === 0, onclick: () => reorder(items, parentId, index, -1) }, "↑"),
         h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_down")}: ${item.title}`, disabled: index === items.length - 1, onclick: () => reorder(items, parentId, index, 1) }, "↓"),
         h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("edit")}: ${item.title}`, onclick: () => editItem(item) }, "✎"),
+        h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("delete")}: ${item.title}`, onclick: () => removeItem(item) }, "✕"),
         item.id === current ? null : h("button", { type: "button", class: "btn btn-small", dataset: { action: "current" }, onclick: () => act(`meetings/${meeting.id}/agenda/current`, { agenda_item_id: item.id }) }, t("set_current")),
         h("label", { class: "btn btn-small" }, h("span", { "aria-hidden": "true" }, "+ PDF"), h("span", { class: "visually-hidden" }, `${t("attach_document")}: ${item.title}`),
           h("input", { type: "file", accept: "application/pdf", class: "visually-hidden", onchange: (e) => attach(item, e.target) }))),
@@ -102,6 +103,11 @@ async function editItem(item) {
   const values = await dialog(t("edit"), h("div", {}, h("label", { for: "edit-title" }, t("item_title")),
     h("input", { id: "edit-title", name: "title", type: "text", value: item.title, required: true })));
   if (values?.title?.trim()) await act(`meetings/${meeting.id}/agenda/${item.id}`, { title: values.title.trim() }, "PATCH");
+}
+
+async function removeItem(item) {
+  const sure = await dialog(`${t("delete")}: ${item.title}?`, h("p", {}, item.title), { okText: t("delete") });
+  if (sure) await act(`meetings/${meeting.id}/agenda/${item.id}`, {}, "DELETE");
 }
 
 async function reorder(items, parentId, index, delta) {
