@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from meeting.agenda import agenda_json
+from meeting.media.service import list_recordings
 from meeting.models import Meeting, ParticipantRole, Speaker, SpeakerState
 from meeting.participants import participants_json
 from meeting.polls.models import Poll, PollState, PollVoter
@@ -83,6 +84,7 @@ class MinutesData:
     speeches: list[list[str]]
     speech_totals: list[list[str]]
     polls: list[dict[str, Any]]
+    recordings: list[list[str]]
     audit_seq: int
     audit_hash: str
     notes: list[str] = field(default_factory=list)
@@ -147,6 +149,7 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
         extra_names = dict((await session.execute(
             select(User.id, User.display_name).where(User.id.in_(sorted(actor_ids)))
         )).tuples().all())
+        recordings = await list_recordings(session, meeting.id)
         audit_seq, audit_hash = await head_hash(session)
     names = {**extra_names, **names}
     items = _flatten(agenda)
@@ -214,6 +217,10 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
         attendance=attendance, quorum_line=quorum_line, timeline=timeline,
         agenda=agenda_rows, presented=presented, speeches=speech_rows,
         speech_totals=total_rows, polls=poll_blocks, audit_seq=audit_seq,
+        recordings=[[
+            at(r["started_at"]), at(r["ended_at"]) if r["ended_at"] else "đang ghi",
+            _duration(r.get("duration_secs")), str(r.get("format", "")), str(r.get("url", "")),
+        ] for r in recordings],
         audit_hash=audit_hash,
     )
 
@@ -351,7 +358,14 @@ def render_minutes(data: MinutesData) -> bytes:
             text("Biểu quyết của từng đại biểu:", 9.5, bold=True)
             table(["Đại biểu", "Biểu quyết"], block["votes"], (60, 40))
 
-    heading("VI. XÁC THỰC")
+    heading("VI. BẢN GHI ÂM PHIÊN HỌP TRỰC TUYẾN")
+    if not data.recordings:
+        text("(không có)")
+    else:
+        table(["Bắt đầu", "Kết thúc", "Thời lượng", "Định dạng", "Đường dẫn"],
+              data.recordings, (22, 22, 14, 12, 30))
+
+    heading("VII. XÁC THỰC")
     text(f"Biên bản in lúc {data.printed_at}.")
     text(f"Nhật ký kiểm toán tại thời điểm in: bản ghi số {data.audit_seq}, mã băm đầu chuỗi:")
     text(data.audit_hash, 9)

@@ -10,6 +10,7 @@ import io
 import av
 import numpy as np
 import pytest
+from pypdf import PdfReader
 
 from tests.conftest import MakeServer
 from tests.media.conftest import Hall, open_hall
@@ -106,6 +107,13 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
     for tone in (A_HZ, C_HZ):
         band = (freqs > tone - 10) & (freqs < tone + 10)
         assert spectrum[band].max() > 0.1 * spectrum.max(), tone
+    # The minutes list the recording of the sitting.
+    async with hall.server.http(hall.chair) as http:
+        minutes = await http.get(f"/api/v1/meetings/{hall.meeting_id}/minutes.pdf")
+    assert minutes.status_code == 200, minutes.text
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(minutes.content)).pages)
+    assert "BẢN GHI ÂM PHIÊN HỌP TRỰC TUYẾN" in text
+    assert str(recordings[0]["url"]) in text.replace("\n", "")
 
 
 async def test_refusals_change_nothing(hall: Hall) -> None:
