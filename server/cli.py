@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import os
 import sys
@@ -43,6 +44,10 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     if before != after:
         print(f"migrated database from {before or 'empty'} to {after}", file=sys.stderr)
     app = create_app(settings)
+    # Everything loaded so far (modules, the app) lives as long as the process: keep it out
+    # of the cyclic collector, whose full passes otherwise walk it all and stall fan-out.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, **uvicorn_options(settings))  # type: ignore[arg-type]
     return 0
 
