@@ -176,3 +176,107 @@ async def test_chromium_joins_and_hears_the_floor(hall: Hall, chromium: Any) -> 
     finally:
         await context.close()
         await speaker.close()
+
+
+async def loopback_offers(page: Any, meeting_id: int, hosts: set[str]) -> None:
+    """Pass the delegate app's offers on with their 127.0.0.1 candidates only (the app
+    offers every address it gathered; the test machine's other addresses stay unused)."""
+
+    async def rewrite(route: Any) -> None:
+        body = json.loads(route.request.post_data or "{}")
+        lines = str(body.get("sdp", "")).split("\r\n")
+        hosts.update(line.split()[4] for line in lines if line.startswith("a=candidate"))
+        body["sdp"] = "\r\n".join(line for line in lines if not line.startswith("a=candidate")
+                                  or " 127.0.0.1 " in line)
+        await route.continue_(post_data=json.dumps(body))
+
+    await page.route(f"**/api/v1/meetings/{meeting_id}/media", rewrite)
+
+
+async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
+                                                                chromium: Any) -> None:
+    from tests.browser.conftest import PHONE, TABLET, shot, signed_in, wait_online
+
+    speaker = Client(TONE_HZ)
+
+    async def signal(sdp: str) -> str:
+        answer = await hall.join(hall.delegates[0], sdp)
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["sdp"])
+
+    pages: list[Any] = []
+    try:
+        await speaker.join(signal)
+        await hall.give_floor(hall.delegates[0])
+        _, page = await signed_in(hall.server, chromium, "delegate002", viewport=TABLET)
+        pages.append(page)
+        offered: set[str] = set()
+        await loopback_offers(page, hall.meeting_id, offered)
+        await page.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
+        await wait_online(page)
+        await page.wait_for_selector("#remote[data-state=idle] #remote-join:not([disabled])")
+        async with hall.server.socket(hall.chair) as ws:
+            await ws.subscribe({hall.topic: 0})
+            await page.click("#remote-join")
+            await page.wait_for_selector("#remote[data-state=listening]")
+            joined = await ws.next_event("media.joined")
+            while joined["data"]["user_id"] != hall.delegate_ids[1]:
+                joined = await ws.next_event("media.joined")
+            session_id = joined["data"]["session_id"]
+            assert offered, "the app sent its offer before gathering any candidate"
+
+            # Listening: the state says so and names who holds the floor.
+            assert "đang nghe" in (await page.inner_text("#remote-status")).lower()
+            speaker_name = (await page.inner_text("#current-speaker")).split(":")[-1].strip()
+            assert speaker_name and speaker_name in await page.inner_text("#remote-floor")
+            # The floor's tone arrives: packets keep coming, and they are not silence.
+            await page.wait_for_function(
+                "() => Number(document.querySelector('#remote-level').dataset.packets) > 50"
+                " && Number(document.querySelector('#remote-level').dataset.level) > 0.01")
+            packets = int(await page.get_attribute("#remote-level", "data-packets") or 0)
+            await page.wait_for_function(
+                "(n) => Number(document.querySelector('#remote-level').dataset.packets) > n",
+                arg=packets + 25)
+            audio = await page.evaluate(
+                "() => { const a = document.getElementById('floor-audio');"
+                " return {paused: a.paused, tracks: a.srcObject?.getAudioTracks().length}; }")
+            assert audio == {"paused": False, "tracks": 1}, audio
+            await shot(page, "delegate-remote-listening-tablet")
+
+            # Mute with a click, unmute with the keyboard.
+            await page.click("#remote-mute")
+            await page.wait_for_selector("#remote-mute[aria-pressed=true]")
+            await page.focus("#remote-mute")
+            await page.keyboard.press("Enter")
+            await page.wait_for_selector("#remote-mute[aria-pressed=false]")
+
+            # Leave: the session ends on the server, the join button has the focus again.
+            await page.click("#remote-leave")
+            left = await ws.next_event("media.left")
+            while left["data"]["session_id"] != session_id:
+                left = await ws.next_event("media.left")
+            assert left["data"]["reason"] == "left"
+            await page.wait_for_selector("#remote[data-state=idle] #remote-join:focus")
+            assert await page.evaluate(
+                "() => document.getElementById('floor-audio').srcObject") is None
+
+        # Someone who takes no part in the meeting is told so, and nothing is stored.
+        before = await hall.stored()
+        _, outsider = await signed_in(hall.server, chromium, "delegate009", viewport=PHONE)
+        pages.append(outsider)
+        await loopback_offers(outsider, hall.meeting_id, set())
+        await outsider.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
+        await wait_online(outsider)
+        await outsider.click("#remote-join")
+        await outsider.wait_for_selector("#remote[data-state=error] #remote-error:visible")
+        assert "không phải thành viên" in await outsider.inner_text("#remote-error")
+        await shot(outsider, "delegate-remote-refused-phone")
+        assert await hall.stored() == before
+        engine = hall.server.ctx.extensions["media"].engine
+        assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [
+            hall.delegate_ids[0]]
+        assert [e for p in pages for e in p.js_errors] == []
+    finally:
+        for opened in pages:
+            await opened.context.close()
+        await speaker.close()

@@ -1,11 +1,13 @@
 // The delegate tablet app: my meetings → a meeting: agenda, documents page by page (follow
-// the chair), annotations, check-in, the floor, polls at the front, urgent instructions.
+// the chair), annotations, check-in, the floor, polls at the front, urgent instructions,
+// remote attendance (hear the floor over WebRTC, be heard when given the floor).
 
 import { api, download, listOf, randomId } from "./api.js";
 import { formatTime, t } from "./i18n.js";
 import { announce, clockText, connectRealtime, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
 import { DocViewer } from "./doc-viewer.js";
 import { MeetingSession, agendaItems, findDocument, myMeetings, participant, secondsLeft } from "./meeting-state.js";
+import { RemoteAttendance } from "./remote.js";
 
 const me = startPage("app_delegate");
 const RECEIPTS_KEY = `dh.ballots.${me.id}`;
@@ -19,6 +21,12 @@ const directives = new Map();
 const dismissedResults = new Set();
 // Polls this page saw open: their result comes to the front when they close.
 const seenOpen = new Set();
+// Remote attendance of the open meeting (kept across re-renders of the same meeting).
+let remote = null;
+// The floor plays here; outside #main so that re-rendering the page never stops it.
+const floorAudio = h("audio", { id: "floor-audio", autoplay: true });
+document.body.append(floorAudio);
+const REMOTE_ERRORS = ["not_a_participant", "meeting_closed", "media_full", "mic_denied", "mic_missing", "connection_failed"];
 
 // Ballots I cast: poll id -> {idempotency_key, choice, receipt}; kept so that a retry after
 // a lost answer uses the same key, and the receipt is shown again after a reload.
@@ -98,6 +106,7 @@ function renderMeetingShell(id) {
       h("span", { id: "meeting-state", class: "tag" }),
       h("div", { id: "quorum", class: "quorum-gauge", style: "min-width: 10rem" }),
       h("button", { type: "button", class: "btn btn-ok", id: "check-in", onclick: checkIn }, t("check_in"))),
+    remotePanel(),
     h("div", { class: "meeting-layout", style: "margin-top: .8rem" },
       h("aside", { class: "stack" },
         h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" })),
@@ -265,6 +274,99 @@ async function downloadAnnotated() {
   }
 }
 
+// --- remote attendance ------------------------------------------------------------------------
+function remotePanel() {
+  return h("section", { class: "panel", id: "remote", "aria-labelledby": "remote-h", style: "margin-top: .8rem" },
+    h("div", { class: "row" },
+      h("h3", { id: "remote-h", style: "margin:0" }, t("remote_title")),
+      h("span", { id: "remote-status", class: "tag", role: "status", "aria-live": "polite" }),
+      h("span", { id: "remote-floor", class: "grow small" }),
+      h("div", { id: "remote-level", class: "progress", role: "meter", "aria-label": t("remote_level"), "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": 0, style: "min-width: 6rem" },
+        h("span", { style: "width: 0%" })),
+      h("label", { class: "inline", id: "remote-video-label" }, h("input", { type: "checkbox", id: "remote-video" }), t("remote_video")),
+      h("button", { type: "button", class: "btn btn-primary", id: "remote-join", onclick: joinRemote }, t("remote_join")),
+      h("button", { type: "button", class: "btn", id: "remote-mute", "aria-pressed": "false", onclick: () => remote?.setMuted(!remote.muted) }, t("remote_mute")),
+      h("button", { type: "button", class: "btn btn-danger", id: "remote-leave", onclick: leaveRemote }, t("remote_leave"))),
+    h("p", { id: "remote-error", class: "verdict rejected small hidden", role: "alert" }));
+}
+
+function remoteFor(id) {
+  if (remote?.meetingId === id) return remote;
+  remote = new RemoteAttendance(id, floorAudio);
+  remote.addEventListener("change", () => renderRemote());
+  remote.addEventListener("level", () => renderRemoteLevel());
+  return remote;
+}
+
+async function joinRemote() {
+  if (!meeting) return;
+  const session = remoteFor(meeting.id);
+  await session.join({ video: document.getElementById("remote-video")?.checked });
+  if (session.state === "error") toast(remoteErrorText(session.errorCode), "error");
+}
+
+async function leaveRemote() {
+  await remote?.leave();
+  document.getElementById("remote-join")?.focus();
+}
+
+function remoteErrorText(code) {
+  return REMOTE_ERRORS.includes(code) ? t(`remote_error_${code}`) : t("remote_error_other", { code });
+}
+
+function renderRemoteLevel() {
+  const meter = document.getElementById("remote-level");
+  if (!meter || !remote) return;
+  const percent = Math.round(Math.min(1, remote.level * 4) * 100);
+  meter.setAttribute("aria-valuenow", String(percent));
+  meter.dataset.packets = String(remote.packets);
+  meter.dataset.level = String(remote.level);
+  meter.firstChild.style.width = `${percent}%`;
+}
+
+/** Floor holder text: the delegate given the floor, else the chair. */
+function floorText(state) {
+  const current = state?.speakers?.current;
+  if (current) return t("speaking_now", { name: current.display_name });
+  const chair = (state?.participants || []).find((p) => p.role === "chair");
+  return chair ? t("remote_floor_chair", { name: chair.display_name }) : t("no_speaker");
+}
+
+function renderRemote() {
+  const panel = document.getElementById("remote");
+  if (!panel) return;
+  const session = remote?.meetingId === meeting?.id ? remote : null;
+  const state = session?.state || "idle";
+  const active = !!session?.active;
+  const hadFocus = panel.contains(document.activeElement) ? document.activeElement.id : null;
+  panel.dataset.state = state;
+  const status = document.getElementById("remote-status");
+  status.dataset.state = state;
+  status.textContent = state === "error" ? t("remote_error")
+    : session?.muted && state === "listening" ? `${t("remote_listening")} · ${t("remote_muted")}` : t(`remote_${state}`);
+  const floor = document.getElementById("remote-floor");
+  floor.textContent = state === "listening" ? floorText(meeting?.state) : "";
+  document.getElementById("remote-level").classList.toggle("hidden", state !== "listening");
+  document.getElementById("remote-video-label").classList.toggle("hidden", active);
+  const join = document.getElementById("remote-join");
+  join.classList.toggle("hidden", active);
+  join.disabled = meeting?.state?.state === "closed";
+  const mute = document.getElementById("remote-mute");
+  mute.classList.toggle("hidden", !active);
+  mute.disabled = state !== "listening";
+  mute.setAttribute("aria-pressed", session?.muted ? "true" : "false");
+  mute.textContent = session?.muted ? t("remote_unmute") : t("remote_mute");
+  document.getElementById("remote-leave").classList.toggle("hidden", !active);
+  const error = document.getElementById("remote-error");
+  error.classList.toggle("hidden", state !== "error");
+  error.textContent = state === "error" ? remoteErrorText(session.errorCode) : "";
+  // The button that had the focus may be hidden now: keep the focus in the panel.
+  if (hadFocus && document.getElementById(hadFocus)?.classList.contains("hidden")) {
+    (active ? (mute.disabled ? document.getElementById("remote-leave") : mute) : join).focus();
+  }
+  renderRemoteLevel();
+}
+
 // --- polls at the front ----------------------------------------------------------------------------
 function choicesOf(poll) {
   if (poll.kind === "yes_no_abstain") {
@@ -426,6 +528,10 @@ function renderMeeting(state, event) {
   if (type === "annotation.removed") viewer.removeShared(event.data.annotation_id);
   if (type === "speaker.granted" && event.data.user_id === me.id) toast(t("speaking_now", { name: me.display_name }));
   if (type === "poll.closed") announce(t("vote_closed"));
+  if (type === "media.left" && remote?.sessionId && event.data.session_id === remote.sessionId) {
+    remote.drop(event.data.reason === "meeting_closed" ? "meeting_closed" : "connection_failed");
+  }
+  renderRemote();
   if (type === "speaker.warning") announce(t("thirty_seconds"), { assertive: event.data.user_id === me.id });
   if (type === "speaker.time_up") toast(t("time_up"), event.data.user_id === me.id ? "urgent" : "info");
 }
@@ -444,10 +550,15 @@ async function openMeeting(id) {
 
 function route() {
   const match = location.hash.match(/^#meeting\/(\d+)/);
+  // Leaving the meeting's screen ends its remote attendance.
+  if (remote?.active && (!match || Number(match[1]) !== remote.meetingId)) remote.leave();
   if (meeting) realtime.unfollow(meeting.topic);
   meeting = null;
   clearInterval(timerHandle);
-  if (match) openMeeting(Number(match[1]));
+  if (match) {
+    openMeeting(Number(match[1]));
+    renderRemote();
+  }
   else renderList().catch(showError);
 }
 
