@@ -7,6 +7,11 @@ measures the loudest frequency of what it receives with WebAudio; given the floo
 microphone is heard by an aiortc listener. Only its 127.0.0.1
 candidate is offered to the server, and the test checks that the server's peer never
 learned any other address.
+
+The second test goes through the delegate app itself: its "join remotely" button takes the
+fake microphone, joins, and the page's level meter shows the floor's audio arriving; mute,
+leave (``media.left`` with reason ``left``) and a refusal shown to an outsider. The app's
+offers pass through a Playwright route that keeps their 127.0.0.1 candidates only.
 """
 
 from __future__ import annotations
@@ -18,7 +23,16 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PHONE,
+    TABLET,
+    TABLET_PORTRAIT,
+    shot,
+    signed_in,
+    wait_online,
+)
 from tests.harness import IN_CI
 from tests.media.conftest import Hall
 from tests.media.peers import Client
@@ -195,8 +209,6 @@ async def loopback_offers(page: Any, meeting_id: int, hosts: set[str]) -> None:
 
 async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
                                                                 chromium: Any) -> None:
-    from tests.browser.conftest import PHONE, TABLET, shot, signed_in, wait_online
-
     speaker = Client(TONE_HZ)
 
     async def signal(sdp: str) -> str:
@@ -259,6 +271,15 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
             await page.wait_for_selector("#remote[data-state=idle] #remote-join:focus")
             assert await page.evaluate(
                 "() => document.getElementById('floor-audio').srcObject") is None
+
+        # The panel fits tablet portrait and phone screens (no sideways scrolling).
+        for viewport in (TABLET_PORTRAIT, PHONE):
+            await page.set_viewport_size(viewport)
+            await page.locator("#remote-join").scroll_into_view_if_needed()
+            box = await page.locator("#remote").bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
+            assert await page.evaluate(
+                "() => document.documentElement.scrollWidth") <= viewport["width"]
 
         # Someone who takes no part in the meeting is told so, and nothing is stored.
         before = await hall.stored()

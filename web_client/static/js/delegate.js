@@ -106,11 +106,11 @@ function renderMeetingShell(id) {
       h("span", { id: "meeting-state", class: "tag" }),
       h("div", { id: "quorum", class: "quorum-gauge", style: "min-width: 10rem" }),
       h("button", { type: "button", class: "btn btn-ok", id: "check-in", onclick: checkIn }, t("check_in"))),
-    remotePanel(),
     h("div", { class: "meeting-layout", style: "margin-top: .8rem" },
       h("aside", { class: "stack" },
         h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" })),
         h("section", { class: "panel", id: "floor", "aria-labelledby": "floor-h" }, h("h3", { id: "floor-h" }, t("speakers")), h("div", { id: "floor-body" })),
+        remotePanel(),
         directivePanel()),
       h("section", { class: "panel", "aria-labelledby": "doc-h" },
         h("div", { class: "viewer-bar" },
@@ -276,18 +276,19 @@ async function downloadAnnotated() {
 
 // --- remote attendance ------------------------------------------------------------------------
 function remotePanel() {
-  return h("section", { class: "panel", id: "remote", "aria-labelledby": "remote-h", style: "margin-top: .8rem" },
+  return h("section", { class: "panel stack", id: "remote", "aria-labelledby": "remote-h" },
     h("div", { class: "row" },
-      h("h3", { id: "remote-h", style: "margin:0" }, t("remote_title")),
-      h("span", { id: "remote-status", class: "tag", role: "status", "aria-live": "polite" }),
-      h("span", { id: "remote-floor", class: "grow small" }),
-      h("div", { id: "remote-level", class: "progress", role: "meter", "aria-label": t("remote_level"), "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": 0, style: "min-width: 6rem" },
-        h("span", { style: "width: 0%" })),
-      h("label", { class: "inline", id: "remote-video-label" }, h("input", { type: "checkbox", id: "remote-video" }), t("remote_video")),
+      h("h3", { id: "remote-h", class: "grow", style: "margin:0" }, t("remote_title")),
+      h("span", { id: "remote-status", class: "tag", role: "status", "aria-live": "polite" })),
+    h("div", { id: "remote-floor", class: "small" }),
+    h("div", { id: "remote-level", class: "progress", role: "meter", "aria-label": t("remote_level"), "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": 0 },
+      h("span", { style: "width: 0%" })),
+    h("label", { class: "inline", id: "remote-video-label" }, h("input", { type: "checkbox", id: "remote-video" }), t("remote_video")),
+    h("div", { class: "row" },
       h("button", { type: "button", class: "btn btn-primary", id: "remote-join", onclick: joinRemote }, t("remote_join")),
       h("button", { type: "button", class: "btn", id: "remote-mute", "aria-pressed": "false", onclick: () => remote?.setMuted(!remote.muted) }, t("remote_mute")),
       h("button", { type: "button", class: "btn btn-danger", id: "remote-leave", onclick: leaveRemote }, t("remote_leave"))),
-    h("p", { id: "remote-error", class: "verdict rejected small hidden", role: "alert" }));
+    h("p", { id: "remote-error", class: "hidden", role: "alert", style: "margin:0; font-weight:700; color: var(--danger)" }));
 }
 
 function remoteFor(id) {
