@@ -120,9 +120,14 @@ class Database:
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
+        # Writers take turns (one at a time), so one connection serves them all. Readers
+        # share a fixed pool and wait for a free connection rather than opening and
+        # closing overflow connections (each one a thread) under load.
         engine = create_async_engine(
             self.url,
             connect_args={"timeout": self.settings.sqlite_busy_timeout_ms / 1000},
+            pool_size=1 if immediate else self.settings.db_pool_size,
+            max_overflow=0,
         )
         on_connect, on_begin = _sqlite_pragmas(self.settings, immediate=immediate)
         event.listen(engine.sync_engine, "connect", on_connect)
