@@ -293,6 +293,21 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
         assert "không phải thành viên" in await outsider.inner_text("#remote-error")
         await shot(outsider, "delegate-remote-refused-phone")
         assert await hall.stored() == before
+
+        # A tablet whose microphone permission is refused says so, and joins nothing.
+        context, denied = await signed_in(hall.server, chromium, "delegate003",
+                                          viewport=TABLET_PORTRAIT)
+        pages.append(denied)
+        await context.add_init_script(
+            "navigator.mediaDevices.getUserMedia = () => Promise.reject("
+            "new DOMException('denied', 'NotAllowedError'));")
+        await denied.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
+        await wait_online(denied)
+        await denied.click("#remote-join")
+        await denied.wait_for_selector("#remote[data-state=error] #remote-error:visible")
+        assert "cho phép micrô" in await denied.inner_text("#remote-error")
+        assert await denied.is_visible("#remote-join")
+        assert await hall.stored() == before
         engine = hall.server.ctx.extensions["media"].engine
         assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [
             hall.delegate_ids[0]]
