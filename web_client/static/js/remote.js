@@ -151,7 +151,10 @@ export class RemoteAttendance extends EventTarget {
 
   /** The server or the network ended the session: close here and say why. */
   drop(reason) {
+    const sessionId = this.sessionId;
     this._cleanup();
+    // A failed connection may still hold a session on the server (a 404 if it is gone).
+    if (sessionId && reason === "connection_failed") this._delete(sessionId, false);
     this._set("error", reason);
   }
 
