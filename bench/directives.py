@@ -28,9 +28,7 @@ import asyncio
 import json
 import multiprocessing
 import random
-import resource
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -45,30 +43,9 @@ import httpx
 import websockets
 from sqlalchemy import select
 
+from bench.common import free_port, percentile, raise_open_files
+
 PASSWORD = "bench-password-1"
-
-
-def raise_open_files() -> int:
-    """Sockets are files: raise the soft limit to the hard limit (inherited by children)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return ordered[index]
 
 
 # --- preparing the city -------------------------------------------------------------------

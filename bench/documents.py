@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import multiprocessing
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -37,25 +36,14 @@ from typing import Any
 
 import httpx
 
+from bench.common import free_port, percentile
+
 PASSWORD = "bench-password-1"
 DEFAULT_WIDTH = 1024
 COLD_WIDTH = 1280
 ALL_PAGES_READERS = 8
 # Requests one after another, for the cost of one request without contention.
 SEQUENTIAL = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return ordered[index]
 
 
 def settings_for(data_dir: Path) -> Any:

@@ -25,9 +25,7 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.common import ask_all, free_port, percentile, start_server, wait_healthy
 
 PASSWORD = "bench-password-1"
 # Rounds whose figures are thrown away (connections and caches warming up).
@@ -136,12 +136,6 @@ async def _client_loop(pipe: Connection, url: str, tokens: list[str], topic: str
 
 # --- the server ------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
     """Demo city with ``delegates`` delegates; tokens of the delegates, the chair's, meeting id."""
     from sqlalchemy import select
@@ -170,45 +164,11 @@ async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
     return tokens, chair, int(meeting_id)
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DIENHONG_DATA_DIR=str(data_dir), DIENHONG_LOG_LEVEL="WARNING",
-               DIENHONG_LOG_JSON="false")
-    return subprocess.Popen(
-        [sys.executable, "-c", "from server.cli import main; raise SystemExit(main())",
-         "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
-
-
-async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise RuntimeError("the server exited")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("the server did not come up")
-
-
 # --- figures -----------------------------------------------------------------------------
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
 
 def line(label: str, values_ms: Sequence[float]) -> str:
     return (f"{label:<44} p50 {percentile(values_ms, 0.5):7.1f} ms   "
             f"p99 {percentile(values_ms, 0.99):7.1f} ms   max {max(values_ms):7.1f} ms")
-
-
-async def ask_all(pipes: Sequence[Connection], command: Any) -> list[Any]:
-    for pipe in pipes:
-        pipe.send(command)
-    return list(await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in pipes)))
 
 
 async def run(args: argparse.Namespace) -> int:

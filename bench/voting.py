@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -38,6 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from bench.common import ask_all, free_port, percentile, start_server, wait_healthy
 
 PASSWORD = "bench-password-1"
 COLLECT_TIMEOUT_SECS = 30.0
@@ -222,49 +223,7 @@ async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
     return tokens, chair, int(meeting_id)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DIENHONG_DATA_DIR=str(data_dir), DIENHONG_LOG_LEVEL="WARNING",
-               DIENHONG_LOG_JSON="false")
-    return subprocess.Popen(
-        [sys.executable, "-c", "from server.cli import main; raise SystemExit(main())",
-         "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
-
-
-async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise RuntimeError("the server exited")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("the server did not come up")
-
-
 # --- figures -----------------------------------------------------------------------------
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
-async def ask_all(pipes: Sequence[Connection], command: Any) -> list[Any]:
-    for pipe in pipes:
-        pipe.send(command)
-    return list(await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in pipes)))
-
 
 async def one_round(chair: httpx.AsyncClient, pipes: Sequence[Connection], meeting_id: int,
                     *, secret: bool, spread: float, label: str) -> dict[str, Any]:
