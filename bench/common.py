@@ -71,3 +71,50 @@ async def ask_all(pipes: Sequence[Connection], command: Any) -> list[Any]:
     for pipe in pipes:
         pipe.send(command)
     return list(await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in pipes)))
+
+
+async def seed_demo_meeting(data_dir: Path, delegates: int, password: str, *,
+                            in_session: bool = False) -> tuple[list[str], str, int]:
+    """A demo city with ``delegates`` delegates and its meeting, seeded through the services.
+
+    With ``in_session`` the chair starts the meeting and every member is checked in.
+    Returns the delegates' tokens, the chair's token and the meeting id.
+    """
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from meeting.meetings import change_state
+    from meeting.models import Attendance, Meeting, MeetingState
+    from server.app import create_app
+    from server.auth.principal import Principal
+    from server.demo import seed_demo
+    from server.migrate import migrate
+    from server.org.models import User
+    from server.settings import Settings
+
+    settings = Settings(data_dir=data_dir, log_json=False)
+    await migrate(settings)
+    ctx = create_app(settings).state.ctx
+    try:
+        city, _summary = await seed_demo(ctx, password=password, communes=2,
+                                         delegates=delegates)
+        async with ctx.read() as session:
+            meeting_id = int((await session.execute(
+                select(Meeting.id).order_by(Meeting.id).limit(1))).scalar_one())
+            chair_user = await session.get(User, city.chair_id)
+        if in_session:
+            assert chair_user is not None
+            await change_state(ctx, Principal.of(chair_user), meeting_id,
+                               MeetingState.IN_SESSION)
+            async with ctx.write() as w:
+                for uid in [city.chair_id, *city.delegate_ids]:
+                    w.session.add(Attendance(meeting_id=meeting_id, user_id=uid, present=True,
+                                             checked_in_at=w.now, absent_reason="",
+                                             marked_by=uid, updated_at=w.now))
+        now = datetime.now(UTC)
+        tokens = [ctx.tokens.issue(uid, now)[0] for uid in city.delegate_ids]
+        chair = ctx.tokens.issue(city.chair_id, now)[0]
+    finally:
+        await ctx.db.dispose()
+    return tokens, chair, meeting_id

@@ -29,14 +29,20 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import ask_all, free_port, percentile, start_server, wait_healthy
+from bench.common import (
+    ask_all,
+    free_port,
+    percentile,
+    seed_demo_meeting,
+    start_server,
+    wait_healthy,
+)
 
 PASSWORD = "bench-password-1"
 # Rounds whose figures are thrown away (connections and caches warming up).
@@ -138,30 +144,7 @@ async def _client_loop(pipe: Connection, url: str, tokens: list[str], topic: str
 
 async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
     """Demo city with ``delegates`` delegates; tokens of the delegates, the chair's, meeting id."""
-    from sqlalchemy import select
-
-    from meeting.models import Meeting
-    from server.app import create_app
-    from server.demo import seed_demo
-    from server.migrate import migrate
-    from server.settings import Settings
-
-    settings = Settings(data_dir=data_dir, log_json=False)
-    await migrate(settings)
-    app = create_app(settings)
-    ctx = app.state.ctx
-    try:
-        city, _summary = await seed_demo(ctx, password=PASSWORD, communes=2,
-                                         delegates=delegates)
-        async with ctx.read() as session:
-            meeting_id = (await session.execute(select(Meeting.id).order_by(Meeting.id)
-                                                .limit(1))).scalar_one()
-        now = datetime.now(UTC)
-        tokens = [ctx.tokens.issue(uid, now)[0] for uid in city.delegate_ids]
-        chair = ctx.tokens.issue(city.chair_id, now)[0]
-    finally:
-        await ctx.db.dispose()
-    return tokens, chair, int(meeting_id)
+    return await seed_demo_meeting(data_dir, delegates, PASSWORD)
 
 
 # --- figures -----------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.common import ask_all, free_port, percentile, start_server, wait_healthy
+from bench.common import (
+    ask_all,
+    free_port,
+    percentile,
+    seed_demo_meeting,
+    start_server,
+    wait_healthy,
+)
 
 PASSWORD = "bench-password-1"
 COLLECT_TIMEOUT_SECS = 30.0
@@ -186,41 +192,7 @@ async def _client_loop(pipe: Connection, base: str, tokens: list[str], topic: st
 
 async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
     """Demo city, its meeting started and every delegate checked in; tokens, chair, id."""
-    from sqlalchemy import select
-
-    from meeting.meetings import change_state
-    from meeting.models import Attendance, Meeting, MeetingState
-    from server.app import create_app
-    from server.auth.principal import Principal
-    from server.demo import seed_demo
-    from server.migrate import migrate
-    from server.org.models import User
-    from server.settings import Settings
-
-    settings = Settings(data_dir=data_dir, log_json=False)
-    await migrate(settings)
-    app = create_app(settings)
-    ctx = app.state.ctx
-    try:
-        city, _summary = await seed_demo(ctx, password=PASSWORD, communes=2,
-                                         delegates=delegates)
-        async with ctx.read() as session:
-            meeting_id = (await session.execute(select(Meeting.id).order_by(Meeting.id)
-                                                .limit(1))).scalar_one()
-            chair_user = await session.get(User, city.chair_id)
-            assert chair_user is not None
-        await change_state(ctx, Principal.of(chair_user), meeting_id, MeetingState.IN_SESSION)
-        async with ctx.write() as w:
-            for uid in [city.chair_id, *city.delegate_ids]:
-                w.session.add(Attendance(meeting_id=meeting_id, user_id=uid, present=True,
-                                         checked_in_at=w.now, absent_reason="",
-                                         marked_by=uid, updated_at=w.now))
-        now = datetime.now(UTC)
-        tokens = [ctx.tokens.issue(uid, now)[0] for uid in city.delegate_ids]
-        chair = ctx.tokens.issue(city.chair_id, now)[0]
-    finally:
-        await ctx.db.dispose()
-    return tokens, chair, int(meeting_id)
+    return await seed_demo_meeting(data_dir, delegates, PASSWORD, in_session=True)
 
 
 # --- figures -----------------------------------------------------------------------------
