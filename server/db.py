@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import DateTime, Executable, MetaData, Row, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from server.settings import Settings
+from server.sqlite_driver import one_hop_dbapi
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -45,6 +46,12 @@ NAMING = {
 # time, as on SQLite, keeps every order safe; the transactions are short.
 PG_WRITE_LOCK_KEY = 0x4469656E486F6E67  # "DienHong"
 _PG_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+# Execution option of SQLite connections that run each statement in its own implicit
+# transaction (no BEGIN, nothing to roll back): for reads of a single statement, which see
+# one consistent snapshot by themselves.
+NO_BEGIN = "dienhong_no_begin"
 
 
 class Base(DeclarativeBase):
@@ -92,6 +99,8 @@ def _sqlite_pragmas(settings: Settings, *, immediate: bool) -> Any:
         cursor.close()
 
     def on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(NO_BEGIN):
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return on_connect, on_begin
@@ -114,6 +123,11 @@ class Database:
                 pool_pre_ping=True,
             )
             self.read_engine = self.write_engine
+        # Single statements need no transaction of their own: no BEGIN and no ROLLBACK
+        # on SQLite (two trips to the connection's thread), none on PostgreSQL (two round
+        # trips to the server).
+        self._single_reads = self.read_engine.execution_options(
+            **({NO_BEGIN: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))
         self._writes = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reads = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # One SQLite writer at a time per process; PostgreSQL takes an advisory lock.
@@ -128,6 +142,7 @@ class Database:
             connect_args={"timeout": self.settings.sqlite_busy_timeout_ms / 1000},
             pool_size=1 if immediate else self.settings.db_pool_size,
             max_overflow=0,
+            module=one_hop_dbapi(),
         )
         on_connect, on_begin = _sqlite_pragmas(self.settings, immediate=immediate)
         event.listen(engine.sync_engine, "connect", on_connect)
@@ -153,6 +168,21 @@ class Database:
     async def read_session(self) -> AsyncIterator[AsyncSession]:
         async with self._reads() as session:
             yield session
+
+    async def read_row(self, statement: Executable,
+                       params: Mapping[str, Any] | None = None) -> Row[Any] | None:
+        """The first row of one read statement (Core: no session, no ORM objects).
+
+        A statement built once at import with ``bindparam`` and given ``params`` here
+        skips building the SQL expression and its cache key on every call."""
+        async with self._single_reads.connect() as conn:
+            return (await conn.execute(statement, params)).first()
+
+    async def read_rows(self, statement: Executable,
+                        params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """Every row of one read statement; see ``read_row``."""
+        async with self._single_reads.connect() as conn:
+            return (await conn.execute(statement, params)).all()
 
     async def ping(self) -> None:
         async with self.read_engine.connect() as conn:

@@ -1,0 +1,116 @@
+"""SQLAlchemy's aiosqlite adapter with one trip to the connection's thread per statement.
+
+aiosqlite runs every call on the connection in that connection's own thread, and each
+call is a round trip: queue the call, wake the thread, wake the event loop with the
+result. The stock adapter makes four of them per statement (create a cursor, execute,
+fetch the rows, close the cursor), and one more to roll back a connection that holds no
+transaction. Under load each trip costs the event loop tens of microseconds of system
+calls and waits for the thread to get the GIL. Here a statement is one trip (the four steps
+run together in the thread), and a rollback with no transaction open is skipped: SQLite
+would do nothing for it either.
+
+Given to ``create_async_engine(..., module=one_hop_dbapi())``: the dialect is the stock
+one, only the DB-API module it wraps is this one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+
+
+def _run(connection: aiosqlite.Connection, operation: str, parameters: Any,
+         many: bool) -> tuple[Any, list[Any] | None, int, int, bool]:
+    """In the connection's thread: execute, fetch every row, close the cursor."""
+    raw: sqlite3.Connection = connection._conn
+    cursor = raw.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else None
+        return description, rows, cursor.lastrowid or 0, cursor.rowcount, raw.in_transaction
+    finally:
+        cursor.close()
+
+
+class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """Buffers every row, as the stock cursor does, in one trip to the thread."""
+
+    __slots__ = ()
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        self._trip(operation, parameters, many=False)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        self._trip(operation, seq_of_parameters, many=True)
+
+    def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        adapted = self._adapt_connection
+        assert isinstance(adapted, OneHopConnection)
+        try:
+            description, rows, lastrowid, rowcount, in_transaction = self.await_(
+                self._connection._execute(_run, self._connection, operation, parameters,
+                                          many))
+        except Exception as error:
+            # Whether the failed statement left a transaction open is not known: the next
+            # rollback must really run.
+            adapted.in_transaction = True
+            adapted._handle_exception(error)
+        adapted.in_transaction = in_transaction
+        if description:
+            self.description = description
+            self.lastrowid = self.rowcount = -1
+            self._rows.clear()
+            self._rows.extend(rows or ())
+        else:
+            self.description = None
+            self.lastrowid = lastrowid
+            self.rowcount = rowcount
+
+
+class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ("in_transaction",)
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        # Whether SQLite holds a transaction open on this connection, as of the last
+        # statement (reported from the thread). Connections start in autocommit mode.
+        self.in_transaction = False
+
+    def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
+        if server_side:
+            return super().cursor(server_side=True)
+        return OneHopCursor(self)
+
+    def rollback(self) -> None:
+        if not self.in_transaction:
+            return
+        super().rollback()
+        self.in_transaction = False
+
+    def commit(self) -> None:
+        super().commit()
+        self.in_transaction = False
+
+
+class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        stock = super().connect(*arg, **kw)
+        return OneHopConnection(self, stock._connection)
+
+
+def one_hop_dbapi() -> OneHopDBAPI:
+    """The DB-API module for ``create_async_engine(module=...)`` on SQLite."""
+    return OneHopDBAPI(aiosqlite, sqlite3)
