@@ -28,10 +28,11 @@ from server.features import Feature
 from server.http import JSON, context
 from server.metrics import Metrics
 from server.org.routes import routes as org_routes
+from server.org.service import forget_changed_users
 from server.realtime.broker import create_broker
 from server.realtime.gateway import Gateway
 from server.realtime.hub import CLOSE_RESTART
-from server.realtime.log import prune_events
+from server.realtime.log import Event, prune_events
 from server.settings import Settings
 
 log = logging.getLogger("dienhong.app")
@@ -223,7 +224,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await broker.start(ctx.hub.dispatch, ctx.hub.fan_signal, ctx.hub.sweep)
+        async def deliver(events: Sequence[Event]) -> None:
+            forget_changed_users(ctx, events)
+            await ctx.hub.dispatch(events)
+
+        await broker.start(deliver, ctx.hub.fan_signal, ctx.hub.sweep)
         for feature in chosen:
             for startup in feature.startup:
                 await startup(ctx)

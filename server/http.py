@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
-from server.auth.principal import Principal
+from server.auth.principal import PRINCIPAL_COLUMNS, Principal
 from server.context import Context
 from server.errors import BadRequest, PayloadTooLarge, Unauthorized
 from server.org.models import User
@@ -80,19 +80,35 @@ def bearer_token(conn: HTTPConnection) -> str:
     return token.strip()
 
 
+_PRINCIPAL_BY_ID = select(*PRINCIPAL_COLUMNS).where(User.id == bindparam("user_id"))
+_PRINCIPAL_BY_USERNAME = select(*PRINCIPAL_COLUMNS).where(
+    User.username == bindparam("username"))
+
+
 async def principal_for_token(ctx: Context, token: str) -> Principal:
-    """The active user a valid token names (ours by id, the SSO issuer's by username)."""
+    """The active user a valid token names (ours by id, the SSO issuer's by username).
+
+    Recently seen users come from ``ctx.principals`` (see ``PrincipalCache`` for how long a
+    change can take to show); the others are read with one statement.
+    """
     verified = await ctx.tokens.verify(token, ctx.clock.now())
-    async with ctx.read() as session:
-        stmt = select(User)
-        if verified.user_id is not None:
-            stmt = stmt.where(User.id == verified.user_id)
-        else:
-            stmt = stmt.where(User.username == verified.username)
-        user = (await session.execute(stmt)).scalar_one_or_none()
-    if user is None or not user.active:
+    cache = ctx.principals
+    if verified.user_id is not None:
+        cached = cache.get(verified.user_id)
+    else:
+        cached = cache.get_by_username(verified.username or "")
+    if cached is not None:
+        return cached
+    ticket = cache.ticket()
+    if verified.user_id is not None:
+        row = await ctx.db.read_row(_PRINCIPAL_BY_ID, {"user_id": verified.user_id})
+    else:
+        row = await ctx.db.read_row(_PRINCIPAL_BY_USERNAME, {"username": verified.username})
+    if row is None or not row.active:
         raise Unauthorized("The token names no active user.", code="invalid_token")
-    return Principal.of(user)
+    principal = Principal.of_row(row)
+    cache.put(principal, ticket)
+    return principal
 
 
 async def current_user(request: HTTPConnection) -> Principal:

@@ -81,6 +81,15 @@ class Settings:
     sso_algorithms: tuple[str, ...] = ("RS256",)
     sso_username_claim: str = "preferred_username"
 
+    # Verified access tokens of this server remembered per node (a repeat skips the
+    # signature check; expiry is still checked on every request). 0 turns it off.
+    token_cache_size: int = 10_000
+    # A node uses an authenticated user's roles, unit and active flag for at most this
+    # long before reading them again (changes made on the node, or announced by the
+    # broker, apply at once; this bounds a node that missed the announcement). 0: off.
+    principal_cache_secs: float = 30.0
+    principal_cache_size: int = 10_000
+
     # --- login protection -----------------------------------------------------
     login_max_failures: int = 5
     login_lockout_secs: int = 15 * 60

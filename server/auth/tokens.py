@@ -83,6 +83,9 @@ class TokenService:
         self._key = load_or_create_signing_key(settings)
         self.public_key = self._key.public_key()
         self._jwks: jwt.PyJWKClient | None = None
+        # Our own tokens whose signature and claims checked out, by their text: a tablet
+        # sends the same token with every request. Only the times are checked again.
+        self._verified: dict[str, VerifiedToken] = {}
         if settings.sso_enabled and settings.sso_jwks_url:
             self._jwks = jwt.PyJWKClient(settings.sso_jwks_url, cache_keys=True, lifespan=300)
         bad = HMAC_ALGORITHMS.intersection(settings.sso_algorithms) | (
@@ -105,6 +108,14 @@ class TokenService:
 
     async def verify(self, token: str, now: datetime) -> VerifiedToken:
         """Check signature, algorithm and claims; raise ``Unauthorized`` otherwise."""
+        known = self._verified.get(token)
+        if known is not None:
+            try:
+                self._check_times(known.claims, now, leeway=0)
+            except Unauthorized:
+                del self._verified[token]
+                raise
+            return known
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
@@ -125,7 +136,23 @@ class TokenService:
             user_id = int(claims["sub"])
         except (TypeError, ValueError) as exc:
             raise Unauthorized("The token's subject is not a user.", code="invalid_token") from exc
-        return VerifiedToken(user_id=user_id, username=None, claims=claims)
+        verified = VerifiedToken(user_id=user_id, username=None, claims=claims)
+        self._remember(token, verified)
+        return verified
+
+    @property
+    def remembered(self) -> int:
+        """How many verified tokens this service remembers (at most token_cache_size)."""
+        return len(self._verified)
+
+    def _remember(self, token: str, verified: VerifiedToken) -> None:
+        limit = self.settings.token_cache_size
+        if limit <= 0:
+            return
+        while len(self._verified) >= limit:
+            # The token remembered longest ago goes first (expired ones among them).
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = verified
 
     async def _verify_sso(self, token: str, now: datetime) -> VerifiedToken:
         settings = self.settings

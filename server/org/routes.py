@@ -69,13 +69,11 @@ async def login_route(request: Request) -> Response:
 
 async def me(request: Request) -> Response:
     principal = await current_user(request)
-    ctx = context(request)
-    async with ctx.read() as session:
-        unit = await service.get_unit(session, principal.unit_id)
+    unit = await service.read_unit_json(context(request), principal.unit_id)
     return JSON({
         "id": principal.id, "username": principal.username,
         "display_name": principal.display_name, "unit_id": principal.unit_id,
-        "unit": service.unit_json(unit), "roles": sorted(principal.roles),
+        "unit": unit, "roles": sorted(principal.roles),
         "clearance": principal.clearance.value,
     })
 

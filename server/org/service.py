@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,10 @@ from server.context import Context
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.org.models import Confidentiality, Role, Unit, UnitKind, User
 from server.realtime.hub import CLOSE_AUTH
+from server.realtime.log import Event
+
+# The event that tells a user's clients, and every node's principal cache, of a change.
+USER_UPDATED = "user.updated"
 
 
 def require_admin(actor: Principal) -> None:
@@ -55,6 +59,18 @@ def descendants(units: Iterable[Unit], root_ids: Iterable[int]) -> set[int]:
 
 async def unit_subtree(session: AsyncSession, root_ids: Iterable[int]) -> set[int]:
     return descendants(await list_units(session), root_ids)
+
+
+_UNIT_BY_ID = select(Unit.id, Unit.name, Unit.kind, Unit.parent_id).where(
+    Unit.id == bindparam("unit_id"))
+
+
+async def read_unit_json(ctx: Context, unit_id: int) -> dict[str, object]:
+    """``unit_json`` of one unit in a single statement (no session); 404 when unknown."""
+    row = await ctx.db.read_row(_UNIT_BY_ID, {"unit_id": unit_id})
+    if row is None:
+        raise NotFound(f"Unit {unit_id} does not exist.", code="unit_not_found")
+    return {"id": row.id, "name": row.name, "kind": row.kind, "parent_id": row.parent_id}
 
 
 async def get_unit(session: AsyncSession, unit_id: int) -> Unit:
@@ -182,10 +198,21 @@ async def update_user(
         details = user_json(user) | {"password_changed": password is not None}
         await w.audit(actor.id, "user.update", f"user:{user.id}", details)
         # The user's own clients learn of new roles, unit or clearance at once.
-        await w.emit(f"user:{user.id}", "user.updated", user_json(user))
+        await w.emit(f"user:{user.id}", USER_UPDATED, user_json(user))
+        # This node authenticates the user from the row again at once; other nodes when
+        # the event reaches them (see ``forget_changed_users``).
+        w.after_commit(lambda: ctx.principals.forget(user_id))
         if active is False:
             w.after_commit(lambda: disconnect_user(ctx, user_id))
     return user
+
+
+def forget_changed_users(ctx: Context, events: Sequence[Event]) -> None:
+    """Drop the cached principal of every user a ``user.updated`` event names (events from
+    any node: this is how a change made elsewhere reaches this node's cache)."""
+    for event in events:
+        if event.type == USER_UPDATED and event.topic.startswith("user:"):
+            ctx.principals.forget(int(event.topic[len("user:"):]))
 
 
 def disconnect_user(ctx: Context, user_id: int) -> None:
