@@ -125,9 +125,20 @@ class RequestMetrics:
         self.app = app
         self.metrics = metrics
         self.routes = list(routes)
+        # The router leaves the matched endpoint in the scope; an endpoint served by one
+        # route names its template without trying every route's pattern.
+        by_endpoint: dict[object, list[BaseRoute]] = {}
+        for route in self.routes:
+            if isinstance(route, Route):
+                by_endpoint.setdefault(route.endpoint, []).append(route)
+        self.route_of_endpoint = {endpoint: found[0] for endpoint, found in by_endpoint.items()
+                                  if len(found) == 1}
 
     def route_template(self, scope: Scope) -> str:
         """The matched route's path template: a bounded label, never the raw path."""
+        known = self.route_of_endpoint.get(scope.get("endpoint"))
+        if known is not None and known.matches(scope)[0] is Match.FULL:
+            return str(getattr(known, "path", "unmatched"))
         for route in self.routes:
             match, _child = route.matches(scope)
             if match is Match.FULL:
@@ -155,9 +166,11 @@ class RequestMetrics:
             self.metrics.request_latency.labels(scope["method"], template, str(status)).observe(
                 elapsed
             )
-            log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
-                     extra={"method": scope["method"], "path": scope["path"],
-                            "status": status, "ms": round(elapsed * 1000, 1)})
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s %s %.1fms", scope["method"], scope["path"], status,
+                         elapsed * 1000,
+                         extra={"method": scope["method"], "path": scope["path"],
+                                "status": status, "ms": round(elapsed * 1000, 1)})
 
 
 def web_client_routes() -> list[BaseRoute]:

@@ -85,6 +85,22 @@ async def test_metrics_in_prometheus_text(server: RunningServer, city: DemoCity)
     assert 'route="/api/v1/auth/login",status="200"' in text
 
 
+async def test_request_metrics_are_labelled_by_route_template(
+    server: RunningServer, city: DemoCity
+) -> None:
+    token = await server.login("ward001", DEMO_PASSWORD)
+    unit_id = city.commune_unit_ids[0]
+    async with server.http(token) as client:
+        assert (await client.get(f"/api/v1/units/{unit_id}/members")).status_code == 200
+        assert (await client.get("/api/v1/no-such-thing")).status_code == 404
+        assert (await client.delete("/api/v1/me")).status_code == 405
+        text = (await client.get("/metrics")).text
+    assert ('route="/api/v1/units/{unit_id}/members",status="200"' in text)
+    assert 'route="unmatched",status="404"' in text
+    assert 'method="DELETE",route="unmatched",status="405"' in text
+    assert f"/api/v1/units/{unit_id}/members" not in text
+
+
 async def test_graceful_shutdown_closes_sockets_with_1012(make_server: MakeServer) -> None:
     server = await make_server(features=[])
     await small_city(server)
