@@ -14,6 +14,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from server.clock import utc_iso
 from server.realtime.hub import Signal
 from server.realtime.log import Event
 
@@ -30,6 +31,10 @@ REDIS_RETRY_MAX_SECS = 5.0
 REDIS_POLL_SECS = 1.0
 # An idle subscription is PINGed this often, so a silently dead connection is noticed.
 REDIS_HEALTH_CHECK_SECS = 5
+# Events per published message: a large write is split so other nodes can start early.
+REDIS_EVENTS_PER_MESSAGE = 200
+# The first characters of a message of packed events (``pack_events``).
+PACKED_EVENTS = "E1"
 
 
 class Broker(Protocol):
@@ -120,11 +125,13 @@ class RedisBroker:
             return
         if self._deliver is not None:
             await self._deliver(events)
-        # Each event travels as its already encoded frame ("f"), so no node encodes it again.
-        payload = json.dumps({"f": [event.to_packed() for event in events]},
-                             ensure_ascii=False)
+        # A large write (an instruction to thousands of people) goes out in several
+        # messages, so other nodes start writing to their sockets while the rest of it is
+        # still being encoded and carried.
         try:
-            await self._redis.publish(self._channel, payload)
+            for start in range(0, len(events), REDIS_EVENTS_PER_MESSAGE):
+                await self._redis.publish(
+                    self._channel, pack_events(events[start:start + REDIS_EVENTS_PER_MESSAGE]))
         except Exception as exc:
             log.warning("publish to redis failed, other nodes will recover from the log: %s", exc)
 
@@ -178,7 +185,12 @@ class RedisBroker:
     async def _handle(self, raw: bytes | str) -> None:
         """One message from the channel; a malformed one is logged, never fatal."""
         try:
-            body = json.loads(raw)
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            if text.startswith(PACKED_EVENTS):
+                if self._deliver is not None:
+                    await self._deliver(unpack_events(text))
+                return
+            body = json.loads(text)
             if "f" in body or "e" in body:
                 events = ([Event.from_packed(item) for item in body["f"]] if "f" in body
                           else [Event.from_wire(item) for item in body["e"]])
@@ -198,6 +210,26 @@ class RedisBroker:
                 pass
         await self._subscriber.aclose()
         await self._redis.aclose()
+
+
+def pack_events(events: Sequence[Event]) -> str:
+    """Events as one broker message: a marker, a JSON line of headers, then each frame.
+
+    Every event travels as its already encoded frame, so no node encodes it again, and
+    the frames are not wrapped in JSON strings, so no node escapes or parses them: a frame
+    is compact JSON, which never holds a line break.
+    """
+    headers = json.dumps([[e.topic, e.seq, e.type, utc_iso(e.at)] for e in events],
+                         ensure_ascii=False)
+    return "\n".join([PACKED_EVENTS + headers, *(event.frame for event in events)])
+
+
+def unpack_events(text: str) -> list[Event]:
+    lines = text.split("\n")
+    headers = json.loads(lines[0][len(PACKED_EVENTS):])
+    if not isinstance(headers, list) or len(headers) != len(lines) - 1:
+        raise ValueError("a packed message has one frame per header")
+    return [Event.from_packed([*header, frame]) for header, frame in zip(headers, lines[1:])]
 
 
 def create_broker(url: str, channel: str) -> Broker:

@@ -40,6 +40,7 @@ from server.realtime.hub import (
     frame,
 )
 from server.realtime.log import current_seqs
+from server.realtime.transport import direct_socket
 
 log = logging.getLogger("dienhong.gateway")
 
@@ -149,7 +150,7 @@ class Gateway:
                 await websocket.close(code=code)
 
         connection = Connection(hub, principal.id, principal.unit_id, websocket.send_text, close,
-                                settings.ws_send_queue_frames)
+                                settings.ws_send_queue_frames, direct_socket(websocket.scope))
         bucket = self._buckets.setdefault(
             principal.id, TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)
         )

@@ -25,6 +25,7 @@ from typing import Any
 from server.db import Database
 from server.metrics import Metrics
 from server.realtime.log import Event, current_seqs, read_events, topic_position
+from server.realtime.transport import DirectSocket
 
 log = logging.getLogger("dienhong.hub")
 
@@ -65,21 +66,26 @@ class Signal:
 class Connection:
     """One authenticated socket: its bounded queue, its sender and its subscriptions.
 
-    Frames wait in a bounded queue; one sender task per socket writes them in order, so a
-    slow socket only ever delays itself. The sender runs while there is something to write
-    and ends when the queue is empty (the next frame starts a new one): thousands of idle
-    sockets hold no task and no queue machinery, just an empty deque.
+    A frame goes straight into the socket's transport when the server offers a direct
+    write path (``server.realtime.transport``), nothing of this socket waits and its write
+    buffer has room: a broadcast to thousands of sockets costs no task and no ASGI layer
+    per socket. Otherwise frames wait in a bounded queue and one sender task per socket
+    writes them in order, so a slow socket only ever delays itself. The sender runs while
+    there is something to write and ends when the queue is empty (the next frame starts a
+    new one): thousands of idle sockets hold no task and no queue machinery.
     """
 
-    __slots__ = ("_close", "_closing", "_limit", "_queue", "_room", "_send", "_sender",
-                 "_started", "closed", "hub", "subscriptions", "unit_id", "user_id")
+    __slots__ = ("_close", "_closing", "_direct", "_limit", "_queue", "_room", "_send",
+                 "_sender", "_started", "closed", "hub", "subscriptions", "unit_id",
+                 "user_id")
 
     def __init__(self, hub: Hub, user_id: int, unit_id: int, send: Sender, close: Closer,
-                 queue_size: int) -> None:
+                 queue_size: int, direct: DirectSocket | None = None) -> None:
         self.hub = hub
         self.user_id = user_id
         self.unit_id = unit_id
         self._send = send
+        self._direct = direct
         self._close = close
         self._queue: deque[str] = deque()
         self._limit = queue_size
@@ -123,15 +129,27 @@ class Connection:
             if not room.done():
                 room.set_result(None)
 
-    def push(self, text: str) -> bool:
-        """Queue a frame without waiting; a full queue cuts the socket off with 4408."""
+    def push(self, text: str, encoded: bytes | None = None) -> bool:
+        """Send or queue a frame without waiting; a full queue cuts the socket off with 4408.
+
+        ``encoded`` is ``text`` in UTF-8 when the caller has it (an event shared by many
+        sockets is encoded once).
+        """
         if self.closed:
             return False
-        if len(self._queue) >= self._limit:
+        queue = self._queue
+        if not queue and self._sender is None and self._started and self._direct is not None:
+            # Nothing of this socket waits: write now, below ASGI, if its buffer has room.
+            try:
+                if self._direct.try_send_text(text, encoded):
+                    return True
+            except Exception:
+                log.debug("direct send failed for user %s", self.user_id, exc_info=True)
+        if len(queue) >= self._limit:
             self.hub.metrics.queue_overflows.inc()
             self.close(CLOSE_TOO_SLOW)
             return False
-        self._queue.append(text)
+        queue.append(text)
         self._kick()
         return True
 
@@ -209,7 +227,7 @@ class Subscription:
         if event.seq <= self.last_seq:
             return False
         if event.seq == self.last_seq + 1:
-            if self.connection.push(event.frame):
+            if self.connection.push(event.frame, event.encoded):
                 self.last_seq = event.seq
                 return True
             return False
@@ -225,6 +243,8 @@ class Hub:
         self.connections: set[Connection] = set()
         self._subscribers: dict[str, set[Subscription]] = {}
         self._fanned: dict[str, int] = {}
+        # Topics the last sweep found behind the log, with the log's seq then.
+        self._behind: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
     # --- sockets ----------------------------------------------------------------
@@ -310,40 +330,48 @@ class Hub:
 
     # --- live events ---------------------------------------------------------------
     async def dispatch(self, events: Sequence[Event]) -> None:
-        """Fan committed events out to local subscribers, filling gaps from the log."""
+        """Fan committed events out to local subscribers, filling gaps from the log.
+
+        Events come in the order they were written, so each topic's seqs ascend; one that
+        does not fit (a gap, or one already fanned out) is handled by the gap check. The
+        common case - the next seq of a topic - costs no await and no query.
+        """
+        delivered = 0
         async with self._lock:
-            for event in sorted(events, key=lambda e: (e.topic, e.seq)):
-                await self._dispatch_one(event)
+            subscribers_of = self._subscribers
+            fanned = self._fanned
+            for event in events:
+                subscribers = subscribers_of.get(event.topic)
+                if not subscribers:
+                    continue
+                floor = fanned.get(event.topic)
+                if floor is None:
+                    live = [s.last_seq for s in subscribers if not s.catching_up]
+                    floor = min(live) if live else event.seq - 1
+                if event.seq <= floor:
+                    continue
+                if event.seq > floor + 1:
+                    delivered += await self._fill_gap(event.topic, floor, event.seq)
+                delivered += self._fan(event)
+        if delivered:
+            # One (locked) counter update per batch, not per socket or event.
+            self.metrics.events_delivered.inc(delivered)
 
-    async def _dispatch_one(self, event: Event) -> None:
-        subscribers = self._subscribers.get(event.topic)
-        if not subscribers:
-            return
-        floor = self._fanned.get(event.topic)
-        if floor is None:
-            live = [s.last_seq for s in subscribers if not s.catching_up]
-            floor = min(live) if live else event.seq - 1
-        if event.seq <= floor:
-            return
-        if event.seq > floor + 1:
-            async with self.db.read_session() as session:
-                missing = await read_events(
-                    session, event.topic, floor, event.seq - floor - 1, up_to=event.seq - 1
-                )
-            self.metrics.events_recovered.inc(len(missing))
-            for earlier in missing:
-                self._fan(earlier)
-        self._fan(event)
+    async def _fill_gap(self, topic: str, floor: int, seq: int) -> int:
+        """Fan out, from the log, the events of ``topic`` between ``floor`` and ``seq``."""
+        async with self.db.read_session() as session:
+            missing = await read_events(session, topic, floor, seq - floor - 1, up_to=seq - 1)
+        self.metrics.events_recovered.inc(len(missing))
+        return sum(self._fan(earlier) for earlier in missing)
 
-    def _fan(self, event: Event) -> None:
+    def _fan(self, event: Event) -> int:
+        """Offer ``event`` to every local subscriber of its topic; how many took it."""
         delivered = 0
         for subscription in list(self._subscribers.get(event.topic, ())):
             if subscription.offer(event):
                 delivered += 1
-        if delivered:
-            # One (locked) counter update per event, not per socket.
-            self.metrics.events_delivered.inc(delivered)
         self._fanned[event.topic] = event.seq
+        return delivered
 
     def fan_signal(self, signal: Signal) -> None:
         text = signal.frame
@@ -354,35 +382,55 @@ class Hub:
                 subscription.connection.push(text)
 
     async def sweep(self) -> None:
-        """Compare every local topic with the log and fan out what the broker lost."""
+        """Recover at once every local topic that is behind the log (the broker was away)."""
+        await self._sweep(patient=False)
+
+    async def _sweep(self, *, patient: bool) -> None:
+        """Compare every local topic with the log and fan out what the broker lost.
+
+        A patient sweep (the periodic one) recovers a topic only when it was already
+        behind, at least as far, at the previous sweep: an event whose broker message is
+        still on its way gets a whole interval to arrive, so a sweep that runs while a
+        round of thousands of events is in flight does not read them all again.
+        """
         topics = list(self._subscribers)
-        if not topics:
-            return
-        async with self.db.read_session() as session:
-            newest = await current_seqs(session, topics)
-        behind: list[Event] = []
-        for topic, seq in newest.items():
-            subscribers = self._subscribers.get(topic)
-            if not subscribers:
-                continue
-            floor = self._fanned.get(topic)
-            if floor is None:
-                live = [s.last_seq for s in subscribers if not s.catching_up]
-                if not live:
-                    continue
-                floor = min(live)
-            if seq > floor:
-                async with self.db.read_session() as session:
-                    behind.extend(await read_events(session, topic, floor, self.resume_batch))
-        if behind:
-            self.metrics.events_recovered.inc(len(behind))
-            await self.dispatch(behind)
+        behind_now: dict[str, int] = {}
+        recovered: list[Event] = []
+        if topics:
+            async with self.db.read_session() as session:
+                newest = await current_seqs(session, topics)
+                for topic, seq in newest.items():
+                    floor = self._floor(topic)
+                    if floor is None or seq <= floor:
+                        continue
+                    behind_now[topic] = seq
+                    seen = self._behind.get(topic)
+                    if not patient or (seen is not None and floor < seen):
+                        recovered.extend(
+                            await read_events(session, topic, floor, self.resume_batch))
+        self._behind = behind_now
+        if recovered:
+            self.metrics.events_recovered.inc(len(recovered))
+            await self.dispatch(recovered)
+
+    def _floor(self, topic: str) -> int | None:
+        """The highest seq fanned out on ``topic``, or None if nobody here follows it live."""
+        subscribers = self._subscribers.get(topic)
+        if not subscribers:
+            return None
+        floor = self._fanned.get(topic)
+        if floor is None:
+            live = [s.last_seq for s in subscribers if not s.catching_up]
+            if not live:
+                return None
+            floor = min(live)
+        return floor
 
     async def run_sweeper(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.sweep()
+                await self._sweep(patient=True)
             except Exception:
                 log.exception("log sweep failed")
 

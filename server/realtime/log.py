@@ -40,6 +40,11 @@ class Event:
         decoded: dict[str, Any] = json.loads(self.frame)["data"]
         return decoded
 
+    @cached_property
+    def encoded(self) -> bytes:
+        """The frame in UTF-8, encoded once for every socket it is written to."""
+        return self.frame.encode()
+
     @classmethod
     def create(cls, topic: str, seq: int, type: str, data: dict[str, Any], at: datetime) -> Event:
         frame = json.dumps(
@@ -61,12 +66,9 @@ class Event:
         return cls.create(raw["topic"], int(raw["seq"]), raw["type"], raw["data"],
                           datetime.fromisoformat(raw["at"]))
 
-    def to_packed(self) -> list[Any]:
-        """What a broker carries between nodes: the header and the encoded frame."""
-        return [self.topic, self.seq, self.type, utc_iso(self.at), self.frame]
-
     @classmethod
     def from_packed(cls, packed: list[Any]) -> Event:
+        """[topic, seq, type, at, frame], as a broker carries an event between nodes."""
         topic, seq, type, at, frame = packed
         if not isinstance(topic, str) or not isinstance(type, str) or not isinstance(frame, str):
             raise TypeError("a packed event is [topic, seq, type, at, frame]")
