@@ -235,6 +235,17 @@ async def may_watch_unit(session: AsyncSession, actor: Principal, unit_id: int) 
     """A user follows its own unit; admins, the Standing Committee and chairs the units below."""
     if unit_id == actor.unit_id:
         return True
-    if not actor.has_role(Role.ADMIN, Role.STANDING, Role.CHAIR):
+    if actor.is_admin:
+        return True
+    if not actor.has_role(Role.STANDING, Role.CHAIR):
         return False
-    return unit_id in await unit_subtree(session, [actor.unit_id]) or actor.is_admin
+    return await is_below(session, unit_id, actor.unit_id)
+
+
+async def is_below(session: AsyncSession, unit_id: int, root_id: int) -> bool:
+    """Whether ``unit_id`` is ``root_id`` or below it: a walk up its few ancestors."""
+    up = (select(Unit.id, Unit.parent_id).where(Unit.id == unit_id)
+          .cte("ancestors", recursive=True))
+    up = up.union(select(Unit.id, Unit.parent_id).where(Unit.id == up.c.parent_id))
+    found = await session.execute(select(up.c.id).where(up.c.id == root_id).limit(1))
+    return found.first() is not None

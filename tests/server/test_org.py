@@ -190,3 +190,15 @@ async def test_disabling_a_user_closes_its_sockets(server: RunningServer,
                 await ws.recv(timeout=10)
     assert ws.ws.close_code == 4401
     assert server.ctx.hub.user_connections(city.ward_user_ids[4]) == []
+
+
+async def test_units_below_a_unit(server: RunningServer, city: DemoCity) -> None:
+    from server.org.service import is_below
+
+    root, commune = city.root_unit_id, city.commune_unit_ids[0]
+    async with server.ctx.read() as session:
+        assert await is_below(session, commune, root)
+        assert await is_below(session, commune, commune)
+        assert not await is_below(session, root, commune)
+        assert not await is_below(session, commune, city.commune_unit_ids[1])
+        assert not await is_below(session, 999_999, root)
