@@ -185,7 +185,7 @@ class Database:
             return (await conn.execute(statement, params)).all()
 
     async def ping(self) -> None:
-        async with self.read_engine.connect() as conn:
+        async with self._single_reads.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
