@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,19 +83,30 @@ def _upsert(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+# The counter upsert of ``append_event``, built once per dialect: building it per event
+# cost more than running it, and left reference cycles for the collector every time.
+_NEXT_SEQ: dict[str, Any] = {}
+
+
+def _next_seq_statement(dialect: str) -> Any:
+    stmt = _NEXT_SEQ.get(dialect)
+    if stmt is None:
+        stmt = (
+            _upsert(dialect)(Topic)
+            .values(name=bindparam("topic"), seq=1, pruned_through=0)
+            .on_conflict_do_update(index_elements=[Topic.name], set_={"seq": Topic.seq + 1})
+            .returning(Topic.seq)
+        )
+        _NEXT_SEQ[dialect] = stmt
+    return stmt
+
+
 async def append_event(
     session: AsyncSession, topic: str, type: str, data: dict[str, Any], at: datetime
 ) -> Event:
     """Allocate the topic's next seq and store the event, inside the caller's transaction."""
-    dialect = session.get_bind().dialect.name
-    insert = _upsert(dialect)
-    stmt = (
-        insert(Topic)
-        .values(name=topic, seq=1, pruned_through=0)
-        .on_conflict_do_update(index_elements=[Topic.name], set_={"seq": Topic.seq + 1})
-        .returning(Topic.seq)
-    )
-    seq = int((await session.execute(stmt)).scalar_one())
+    stmt = _next_seq_statement(session.get_bind().dialect.name)
+    seq = int((await session.execute(stmt, {"topic": topic})).scalar_one())
     # Round-trip through JSON so the stored and published payloads are identical.
     data = json.loads(json.dumps(data, ensure_ascii=False))
     session.add(EventRecord(topic=topic, seq=seq, type=type, data=data, at=at))
