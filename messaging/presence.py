@@ -70,14 +70,21 @@ class PresenceTracker:
         state = self.local_state(principal.id)
         if self._redis is not None:
             try:
-                if state is PresenceState.OFFLINE:
-                    await self._redis.hdel(self._key, str(principal.id))
-                else:
-                    await self._redis.hset(self._key, str(principal.id), state.value)
-                    await self._redis.expire(self._key, self.ctx.settings.presence_ttl_secs)
+                # One round trip: a storm of thousands of sockets connecting at once must
+                # not cost several each.
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    if state is PresenceState.OFFLINE:
+                        pipe.hdel(self._key, str(principal.id))
+                    else:
+                        pipe.hset(self._key, str(principal.id), state.value)
+                        pipe.expire(self._key, self.ctx.settings.presence_ttl_secs)
+                    await pipe.execute()
             except Exception as exc:
                 log.warning("presence not mirrored to redis: %s", exc)
-            state = (await self.states([principal.id])).get(principal.id, state)
+            if state is not PresenceState.ONLINE:
+                # Online here is the best state there is; otherwise another node may
+                # still have the user online or away.
+                state = (await self.states([principal.id])).get(principal.id, state)
         await self.ctx.signal(f"unit:{principal.unit_id}", "presence.changed",
                               {"user_id": principal.id, "unit_id": principal.unit_id,
                                "state": state.value})

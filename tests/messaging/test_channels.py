@@ -3,7 +3,10 @@ typing and presence (ephemeral, never logged)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+import pytest
 
 from messaging.models import Message
 from server.demo import DemoCity
@@ -253,3 +256,41 @@ async def test_unit_channel_created_for_a_new_unit(server: RunningServer,
                                 EventRecord.topic == f"channel:{channel['id']}") == 1
 
     await eventually(one_channel)
+
+
+async def test_presence_is_the_best_state_over_nodes(make_server: Any) -> None:
+    from tests.server.support import small_city
+
+    node_a = await make_server()
+    if not node_a.settings.redis_url:
+        pytest.skip("nodes share presence through Redis: the PostgreSQL + Redis backend")
+    node_b = await make_server()
+    city = await small_city(node_a)
+    unit_id, d1 = city.committee_unit_ids[0], city.delegate_ids[0]
+    watcher_token = await token(node_a, "delegate005")
+    d1_token = await token(node_a, "delegate001")
+    async with node_a.socket(watcher_token) as watcher, contextlib.AsyncExitStack() as stack:
+
+        async def state_of_d1() -> str:
+            while True:
+                seen = await _signal(watcher, "presence.changed")
+                if seen["data"]["user_id"] == d1:
+                    return str(seen["data"]["state"])
+
+        on_a = contextlib.AsyncExitStack()
+        await on_a.enter_async_context(node_a.socket(d1_token))
+        assert await state_of_d1() == "online"
+        async with node_b.socket(d1_token):
+            assert await state_of_d1() == "online"
+        # Gone from node B, still on node A: online.
+        assert await state_of_d1() == "online"
+        await stack.enter_async_context(node_b.socket(d1_token))
+        assert await state_of_d1() == "online"
+        # Gone from node A (the watcher's node), still on node B: online, not offline.
+        await on_a.aclose()
+        assert await state_of_d1() == "online"
+        async with node_a.http(watcher_token) as http:
+            presence = (await http.get(f"/api/v1/units/{unit_id}/presence")).json()
+        assert presence["online"] == 2
+        await stack.aclose()
+        assert await state_of_d1() == "offline"
