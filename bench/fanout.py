@@ -307,8 +307,9 @@ async def bench_project(ctx: Context, broker: TimedBroker, ws_url: str, mode: st
             if mode == "shared":
                 await w.emit(topic, "directive.issued", data)
             else:
-                for uid in user_ids:
-                    await w.emit(f"user:{uid}", "directive.issued", data)
+                # As a directive to N recipients is written: one event per recipient.
+                await w.emit_many([f"user:{uid}" for uid in user_ids], "directive.issued",
+                                  data)
         return broker.handed_at
 
     try:
