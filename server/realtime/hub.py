@@ -25,7 +25,7 @@ from typing import Any
 from server.db import Database
 from server.metrics import Metrics
 from server.realtime.log import Event, current_seqs, read_events, topic_position
-from server.realtime.transport import DirectSocket
+from server.realtime.transport import DirectSocket, PreparedFrame
 
 log = logging.getLogger("dienhong.hub")
 
@@ -129,11 +129,11 @@ class Connection:
             if not room.done():
                 room.set_result(None)
 
-    def push(self, text: str, encoded: bytes | None = None) -> bool:
+    def push(self, text: str, prepared: PreparedFrame | None = None) -> bool:
         """Send or queue a frame without waiting; a full queue cuts the socket off with 4408.
 
-        ``encoded`` is ``text`` in UTF-8 when the caller has it (an event shared by many
-        sockets is encoded once).
+        ``prepared`` is ``text`` ready for the wire when the caller has it (an event shared
+        by many sockets is encoded and framed once).
         """
         if self.closed:
             return False
@@ -141,7 +141,7 @@ class Connection:
         if not queue and self._sender is None and self._started and self._direct is not None:
             # Nothing of this socket waits: write now, below ASGI, if its buffer has room.
             try:
-                if self._direct.try_send_text(text, encoded):
+                if self._direct.try_send(prepared or PreparedFrame(text)):
                     return True
             except Exception:
                 log.debug("direct send failed for user %s", self.user_id, exc_info=True)
@@ -227,7 +227,7 @@ class Subscription:
         if event.seq <= self.last_seq:
             return False
         if event.seq == self.last_seq + 1:
-            if self.connection.push(event.frame, event.encoded):
+            if self.connection.push(event.frame, event.prepared):
                 self.last_seq = event.seq
                 return True
             return False

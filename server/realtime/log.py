@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.clock import utc_iso
 from server.realtime.models import EventRecord, Topic
+from server.realtime.transport import PreparedFrame
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,9 @@ class Event:
         return decoded
 
     @cached_property
-    def encoded(self) -> bytes:
-        """The frame in UTF-8, encoded once for every socket it is written to."""
-        return self.frame.encode()
+    def prepared(self) -> PreparedFrame:
+        """The frame encoded and framed once for every socket it is written to."""
+        return PreparedFrame(self.frame)
 
     @classmethod
     def create(cls, topic: str, seq: int, type: str, data: dict[str, Any], at: datetime) -> Event:

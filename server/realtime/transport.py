@@ -10,22 +10,61 @@ the high-water mark and nothing of the socket waits in its queue). Anything else
 socket whose buffer is full, the handshake, closing - goes the ASGI way as before, so
 flow control and the bounded queues work unchanged.
 
-Under another ASGI server the extension is absent and every frame goes through ASGI.
+A frame for many sockets is prepared once (``PreparedFrame``): encoded to UTF-8 once and,
+for sockets without a compression extension, framed once, so a broadcast writes the same
+bytes to every socket (server frames are not masked). Under another ASGI server the
+extension is absent and every frame goes through ASGI.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+from websockets.protocol import State
 
 DIRECT_EXTENSION = "dienhong.direct"
+# FIN bit and the text opcode: a whole text message in one frame.
+_FIN_TEXT = 0x81
+
+
+class PreparedFrame:
+    """A text message encoded once, and framed once, for every socket it is written to."""
+
+    __slots__ = ("_encoded", "_wire", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._encoded: bytes | None = None
+        self._wire: bytes | None = None
+
+    @property
+    def encoded(self) -> bytes:
+        if self._encoded is None:
+            self._encoded = self.text.encode()
+        return self._encoded
+
+    @property
+    def wire(self) -> bytes:
+        """The whole unmasked frame (RFC 6455, 5.2), as a server sends it."""
+        if self._wire is None:
+            payload = self.encoded
+            size = len(payload)
+            if size < 126:
+                header = struct.pack("!BB", _FIN_TEXT, size)
+            elif size < 65_536:
+                header = struct.pack("!BBH", _FIN_TEXT, 126, size)
+            else:
+                header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
+            self._wire = header + payload
+        return self._wire
 
 
 class DirectSocket(Protocol):
-    def try_send_text(self, text: str, encoded: bytes | None = None) -> bool: ...
+    def try_send(self, frame: PreparedFrame) -> bool: ...
 
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -39,23 +78,31 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None and not self.close_sent:
             scope.setdefault("extensions", {})[DIRECT_EXTENSION] = self
 
-    def try_send_text(self, text: str, encoded: bytes | None = None) -> bool:
+    def try_send(self, frame: PreparedFrame) -> bool:
         """Write one text frame now if the socket takes it without waiting.
 
-        ``encoded`` is ``text`` already in UTF-8, when the caller has it.
         False when it cannot (handshake not done, closing, or the transport's buffer is
         over its high-water mark); the caller then queues the frame for the ASGI path.
         """
+        conn = self.conn
         if (not self.handshake_complete or self.close_sent or self.disconnected
                 or self.initial_response is not None or not self.writable.is_set()
-                or self.transport.is_closing()):
+                or conn.state is not State.OPEN or self.transport.is_closing()):
             return False
-        try:
-            self.conn.send_text(text.encode() if encoded is None else encoded)
-        except InvalidState:
-            return False
-        for chunk in self.conn.data_to_send():
+        if conn.extensions:
+            # Compression is per socket: let the protocol frame it.
+            try:
+                conn.send_text(frame.encoded)
+            except InvalidState:
+                return False
+            for chunk in conn.data_to_send():
+                self.transport.write(chunk)
+            return True
+        # uvicorn writes out the protocol's output after every call; should anything be
+        # left (a pong), it goes first, so frames stay in order.
+        for chunk in conn.data_to_send():
             self.transport.write(chunk)
+        self.transport.write(frame.wire)
         return True
 
 
@@ -63,4 +110,4 @@ def direct_socket(scope: dict[str, Any]) -> DirectSocket | None:
     """The direct write path of a WebSocket scope, when the server offers one."""
     extensions = scope.get("extensions") or {}
     direct = extensions.get(DIRECT_EXTENSION)
-    return direct if hasattr(direct, "try_send_text") else None
+    return direct if hasattr(direct, "try_send") else None

@@ -13,6 +13,7 @@ import pytest
 from server.realtime.broker import RedisBroker, pack_events, unpack_events
 from server.realtime.hub import Signal
 from server.realtime.log import Event
+from server.realtime.transport import PreparedFrame
 from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.harness import RunningServer
 from tests.server.support import small_city
@@ -39,13 +40,13 @@ async def test_live_events_are_written_below_asgi(make_server: MakeServer) -> No
         direct = connection._direct
         assert direct is not None, "uvicorn runs the protocol with the direct write path"
         results: list[bool] = []
-        original = direct.try_send_text
+        original = direct.try_send
 
-        def counting(text: str, encoded: bytes | None = None) -> bool:
-            results.append(original(text, encoded))
+        def counting(frame: PreparedFrame) -> bool:
+            results.append(original(frame))
             return results[-1]
 
-        direct.try_send_text = counting  # type: ignore[method-assign]
+        direct.try_send = counting  # type: ignore[method-assign]
         seqs = await emit(server, unit, 3, n=1)
         assert await events_until(ws, unit, seqs[-1]) == seqs
         assert results == [True, True, True]
@@ -138,3 +139,26 @@ async def test_patient_sweep_leaves_events_in_flight_one_interval(
         await hub.sweep()
         assert await events_until(ws, unit, lost[-1]) == lost
         await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 70_000])
+def test_prepared_frames_are_what_websockets_would_send(size: int) -> None:
+    from websockets.frames import OP_TEXT, Frame
+
+    text = ("đ" * size)[:size] if size % 2 else "a" * size
+    prepared = PreparedFrame(text)
+    expected = Frame(OP_TEXT, text.encode()).serialize(mask=False, extensions=[])
+    assert prepared.wire == expected
+    assert prepared.encoded == text.encode()
+
+
+async def test_compressed_sockets_are_framed_per_socket(make_server: MakeServer) -> None:
+    server = await make_server(features=[], ws_per_message_deflate=True)
+    city = await small_city(server)
+    unit = f"unit:{city.commune_unit_ids[0]}"
+    token = await server.login("ward001", DEMO_PASSWORD)
+    async with server.socket(token, compression="deflate") as ws:
+        [connection] = server.ctx.hub.connections
+        assert connection._direct is not None and connection._direct.conn.extensions
+        seqs = await emit(server, unit, 2, text="Khẩn " * 200)
+        assert await events_until(ws, unit, seqs[-1]) == seqs
