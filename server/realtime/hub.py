@@ -241,7 +241,9 @@ class Hub:
         self.metrics = metrics
         self.resume_batch = resume_batch
         self.connections: set[Connection] = set()
-        self._subscribers: dict[str, set[Subscription]] = {}
+        # Per topic, its local subscriptions in the order they were made (a dict used as an
+        # ordered set): fan-out goes to sockets in a stable order, oldest first.
+        self._subscribers: dict[str, dict[Subscription, None]] = {}
         self._fanned: dict[str, int] = {}
         # Topics the last sweep found behind the log, with the log's seq then.
         self._behind: dict[str, int] = {}
@@ -263,7 +265,7 @@ class Hub:
             self.remove(old)
         subscription = Subscription(connection, topic, after_seq)
         connection.subscriptions[topic] = subscription
-        self._subscribers.setdefault(topic, set()).add(subscription)
+        self._subscribers.setdefault(topic, {})[subscription] = None
         return subscription
 
     def remove(self, subscription: Subscription) -> None:
@@ -272,7 +274,7 @@ class Hub:
         subscription.connection.subscriptions.pop(subscription.topic, None)
         subscribers = self._subscribers.get(subscription.topic)
         if subscribers is not None:
-            subscribers.discard(subscription)
+            subscribers.pop(subscription, None)
             if not subscribers:
                 del self._subscribers[subscription.topic]
                 self._fanned.pop(subscription.topic, None)
