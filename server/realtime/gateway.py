@@ -39,7 +39,7 @@ from server.realtime.hub import (
     Connection,
     frame,
 )
-from server.realtime.log import current_seqs
+from server.realtime.log import read_current_seqs
 from server.realtime.transport import direct_socket
 
 log = logging.getLogger("dienhong.gateway")
@@ -200,8 +200,7 @@ class Gateway:
         hub = self.ctx.hub
         topics = [f"user:{principal.id}", f"unit:{principal.unit_id}"]
         subscriptions = [hub.subscribe(connection, topic, 0) for topic in topics]
-        async with self.ctx.read() as session:
-            seqs = await current_seqs(session, topics)
+        seqs = await read_current_seqs(self.ctx.db, topics)
         for subscription in subscriptions:
             subscription.last_seq = seqs[subscription.topic]
         connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
