@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
-from bench.swarm import raise_nofile
+from bench.common import raise_open_files
 
 
 class Bare:
@@ -84,7 +84,7 @@ if __name__ == "__main__":
     parser.add_argument("--deflate", action="store_true",
                         help="negotiate permessage-deflate like uvicorn does by default")
     args = parser.parse_args()
-    raise_nofile()
+    raise_open_files()
     try:
         import uvloop
 

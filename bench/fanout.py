@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,8 @@ import httpx
 from sqlalchemy import insert, select, update
 from websockets.asyncio.client import connect
 
-from bench.swarm import ClientSpec, Swarm, raise_nofile
+from bench.common import free_port, percentile, raise_open_files
+from bench.swarm import ClientSpec, Swarm
 from server.app import create_app
 from server.cli import uvicorn_options
 from server.context import Context
@@ -81,12 +81,6 @@ def payload(round_id: int) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -110,13 +104,6 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
 @dataclass
 class Result:
     mode: str
@@ -135,7 +122,7 @@ class Result:
 
     @property
     def p99(self) -> float:
-        return percentile(sorted(self.latencies_ms), 0.99)
+        return percentile(self.latencies_ms, 0.99)
 
 
 class TimedBroker:
@@ -228,7 +215,7 @@ class ServerProcess:
     def launch(self) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log,
-                                         preexec_fn=raise_nofile)
+                                         preexec_fn=raise_open_files)
 
     async def start(self, health_url: str) -> None:
         self.launch()
@@ -275,7 +262,7 @@ async def run_rounds(result: Result, swarm: Swarm, rounds: int,
         got = [(t - handed_at) * 1000 for t in stamps.values() if t is not None]
         result.expected += len(stamps)
         result.latencies_ms.extend(got)
-        result.round_p99_ms.append(percentile(sorted(got), 0.99))
+        result.round_p99_ms.append(percentile(got, 0.99))
         await asyncio.sleep(PAUSE_BETWEEN_ROUNDS_SECS)
 
 
@@ -365,7 +352,7 @@ async def idle_memory(start: Any, pid_of: Any, ws_url: str, specs: list[ClientSp
 
 
 async def main(args: argparse.Namespace) -> int:
-    raise_nofile()
+    raise_open_files()
     print(f"machine: {machine()}")
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-"))
     channel = f"dienhong:bench:{uuid.uuid4().hex[:8]}"

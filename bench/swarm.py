@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,18 +35,12 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from bench.common import raise_open_files
+
 # Handshakes in flight per client process (the server's accept backlog is the limit).
 CONNECT_CONCURRENCY = 100
 # Largest frame a client accepts.
 CLIENT_MAX_FRAME = 4 * 1024 * 1024
-
-
-def raise_nofile() -> int:
-    """Raise this process's open-file limit to its hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 @dataclass(frozen=True)
@@ -254,7 +247,7 @@ class _Worker:
 
 
 def _worker_main(pipe: Connection, url: str, deflate: bool, local_host: str) -> None:
-    raise_nofile()
+    raise_open_files()
     try:
         import uvloop
 
