@@ -8,7 +8,7 @@ long-running background tasks. Nothing is registered at import time.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ SignalHandler = Callable[
 # (ctx, principal, connected?) when a user's socket opens or closes.
 ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
 # A long-running task started with the app and cancelled at shutdown.
-BackgroundTask = Callable[["Context"], Awaitable[None]]
+BackgroundTask = Callable[["Context"], Coroutine[Any, Any, None]]
 # (ctx, principal, file id) -> does an object this feature owns let the user read the file?
 FileAccessCheck = Callable[["Context", "Principal", int], Awaitable[bool]]
 # Adds a feature's part to the demo city; returns lines for the summary.

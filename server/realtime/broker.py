@@ -191,9 +191,9 @@ class RedisBroker:
                     await self._deliver(unpack_events(text))
                 return
             body = json.loads(text)
-            if "f" in body or "e" in body:
-                events = ([Event.from_packed(item) for item in body["f"]] if "f" in body
-                          else [Event.from_wire(item) for item in body["e"]])
+            if "f" in body:
+                # JSON-wrapped frames, as nodes of the previous release publish them.
+                events = [Event.from_packed(item) for item in body["f"]]
                 if self._deliver is not None:
                     await self._deliver(events)
             elif "s" in body and self._deliver_signal is not None:
@@ -229,7 +229,8 @@ def unpack_events(text: str) -> list[Event]:
     headers = json.loads(lines[0][len(PACKED_EVENTS):])
     if not isinstance(headers, list) or len(headers) != len(lines) - 1:
         raise ValueError("a packed message has one frame per header")
-    return [Event.from_packed([*header, frame]) for header, frame in zip(headers, lines[1:])]
+    return [Event.from_packed([*header, frame])
+            for header, frame in zip(headers, lines[1:], strict=True)]
 
 
 def create_broker(url: str, channel: str) -> Broker:

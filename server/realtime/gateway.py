@@ -258,6 +258,7 @@ class Gateway:
         elif op == "received":
             topic, seq = message.get("topic"), message.get("seq")
             parse_topic(topic)
+            assert isinstance(topic, str)  # parse_topic refuses anything else
             if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
                 raise ProtocolError("received needs an integer seq")
             subscription = connection.subscriptions.get(topic)

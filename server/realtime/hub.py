@@ -343,13 +343,14 @@ class Hub:
             subscribers_of = self._subscribers
             fanned = self._fanned
             for event in events:
-                subscribers = subscribers_of.get(event.topic)
-                if not subscribers:
+                if event.topic not in subscribers_of:
                     continue
                 floor = fanned.get(event.topic)
                 if floor is None:
-                    live = [s.last_seq for s in subscribers if not s.catching_up]
-                    floor = min(live) if live else event.seq - 1
+                    # Nobody here follows it live yet: this event is the first to fan out.
+                    floor = self._floor(event.topic)
+                    if floor is None:
+                        floor = event.seq - 1
                 if event.seq <= floor:
                     continue
                 if event.seq > floor + 1:

@@ -61,15 +61,6 @@ class Event:
         event.__dict__["data"] = data
         return event
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"topic": self.topic, "seq": self.seq, "type": self.type, "data": self.data,
-                "at": utc_iso(self.at)}
-
-    @classmethod
-    def from_wire(cls, raw: dict[str, Any]) -> Event:
-        return cls.create(raw["topic"], int(raw["seq"]), raw["type"], raw["data"],
-                          datetime.fromisoformat(raw["at"]))
-
     @classmethod
     def from_packed(cls, packed: list[Any]) -> Event:
         """[topic, seq, type, at, frame], as a broker carries an event between nodes."""
@@ -117,20 +108,19 @@ async def append_event(
     return Event.create(topic, seq, type, data, at)
 
 
+_SEQS_OF = select(Topic.name, Topic.seq).where(
+    Topic.name.in_(bindparam("names", expanding=True)))
+
+
 async def current_seqs(session: AsyncSession, topics: Iterable[str]) -> dict[str, int]:
     """The newest seq of each topic (0 for a topic that never had an event)."""
     names = list(topics)
     result = dict.fromkeys(names, 0)
     for start in range(0, len(names), 500):
-        chunk = names[start : start + 500]
-        rows = await session.execute(select(Topic.name, Topic.seq).where(Topic.name.in_(chunk)))
+        rows = await session.execute(_SEQS_OF, {"names": names[start : start + 500]})
         for name, seq in rows:
             result[name] = int(seq)
     return result
-
-
-_SEQS_OF = select(Topic.name, Topic.seq).where(
-    Topic.name.in_(bindparam("names", expanding=True)))
 
 
 async def read_current_seqs(db: Database, topics: Sequence[str]) -> dict[str, int]:

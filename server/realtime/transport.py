@@ -19,6 +19,7 @@ extension is absent and every frame goes through ASGI.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -106,7 +107,7 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         return True
 
 
-def direct_socket(scope: dict[str, Any]) -> DirectSocket | None:
+def direct_socket(scope: Mapping[str, Any]) -> DirectSocket | None:
     """The direct write path of a WebSocket scope, when the server offers one."""
     extensions = scope.get("extensions") or {}
     direct = extensions.get(DIRECT_EXTENSION)
