@@ -163,18 +163,24 @@ class _Worker:
         self.local_host = local_host
         self.clients: list[_Client] = []
         self.counts: dict[int, int] = {}
-        self.waiting: dict[int, asyncio.Event] = {}
+        # Per round being collected: its waiter and how many arrivals complete it. The
+        # target is counted once per round, not per arrival: a count per arrival would
+        # make each event cost the client process O(clients), and only while a collect
+        # waits - so a server whose trigger returns early would be charged for it.
+        self.waiting: dict[int, tuple[asyncio.Event, int]] = {}
 
     def arrived(self, round_id: int) -> None:
         count = self.counts.get(round_id, 0) + 1
         self.counts[round_id] = count
-        waiter = self.waiting.get(round_id)
-        if waiter is not None and count >= self._live_count():
-            waiter.set()
+        waiting = self.waiting.get(round_id)
+        if waiting is not None and count >= waiting[1]:
+            waiting[0].set()
 
     def lost(self, client: _Client) -> None:
-        for round_id, waiter in self.waiting.items():
-            if self.counts.get(round_id, 0) >= self._live_count():
+        live = self._live_count()
+        for round_id, (waiter, _) in list(self.waiting.items()):
+            self.waiting[round_id] = (waiter, live)
+            if self.counts.get(round_id, 0) >= live:
                 waiter.set()
 
     def _live_count(self) -> int:
@@ -230,8 +236,10 @@ class _Worker:
         return ok, errors[:5], time.monotonic() - started
 
     async def _collect(self, round_id: int, timeout: float) -> list[tuple[int, float | None]]:
-        if self.counts.get(round_id, 0) < self._live_count():
-            waiter = self.waiting.setdefault(round_id, asyncio.Event())
+        live = self._live_count()
+        if self.counts.get(round_id, 0) < live:
+            waiter = asyncio.Event()
+            self.waiting[round_id] = (waiter, live)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), timeout)
             self.waiting.pop(round_id, None)
