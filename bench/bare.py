@@ -7,7 +7,7 @@ writes one event frame to every client (``shared``: one frame text for all, thro
 ``websockets.broadcast``; ``user``: a frame per client on its ``user:`` topic). No queue,
 no task per client, no log: the cheapest fan-out the library allows.
 
-    python -m bench.bare --port 9001 [--deflate]
+    python -m bench.bare --port 9001 [--deflate] [--ping-interval 20]
 """
 
 from __future__ import annotations
@@ -68,13 +68,14 @@ class Bare:
                 await ws.send(json.dumps({"op": "done", "clients": len(self.clients)}))
 
 
-async def main(port: int, deflate: bool) -> None:
+async def main(port: int, deflate: bool, ping_interval: float) -> None:
     bare = Bare()
     extensions = [ServerPerMessageDeflateFactory(
         server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5},
     )] if deflate else None
     async with serve(bare.handler, "127.0.0.1", port, compression=None, extensions=extensions,
-                     max_size=65_536, ping_interval=20, ping_timeout=20, backlog=4096):
+                     max_size=65_536, ping_interval=ping_interval, ping_timeout=20,
+                     backlog=4096):
         await asyncio.Future()
 
 
@@ -83,6 +84,8 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--deflate", action="store_true",
                         help="negotiate permessage-deflate like uvicorn does by default")
+    parser.add_argument("--ping-interval", type=float, default=20.0,
+                        help="keepalive ping interval per socket, in seconds")
     args = parser.parse_args()
     raise_open_files()
     try:
@@ -91,4 +94,4 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(args.port, args.deflate))
+    asyncio.run(main(args.port, args.deflate, args.ping_interval))

@@ -16,11 +16,16 @@ What it does, all on loopback, and stops by itself:
    were handed to the broker, on the machine's shared monotonic clock.
 4. The same swarm drives ``bench/bare.py``, a bare ``websockets`` server that only
    broadcasts the same frame, triggered over a control socket; the table prints the ratio.
-5. Memory: a fresh server process, RSS from /proc before and with ``--idle`` authenticated
+5. Keepalive pings: both servers ping every ``--ping-interval`` seconds (default 300, past
+   the measured rounds). With the usual 20 s, pings start 20 s after each socket opened:
+   the faster-connecting server would still be silent during the rounds while the other
+   answers pings, and the two would not be measured under the same load.
+6. Memory: a fresh server process, RSS from /proc before and with ``--idle`` authenticated
    idle sockets; the difference divided by the count (and the same for the bare server).
 
     python -m bench.fanout [--clients 3200] [--rounds 10] [--mode both|user|shared]
-                           [--idle 8000] [--procs 4] [--redis-url redis://127.0.0.1:6379/0]
+                           [--idle 8000] [--procs 4] [--ping-interval 300]
+                           [--redis-url redis://127.0.0.1:6379/0]
 """
 
 from __future__ import annotations
@@ -148,13 +153,15 @@ def dienhong_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "server.cli"]
 
 
-def server_env(data_dir: Path, redis_url: str, channel: str) -> dict[str, str]:
+def server_env(data_dir: Path, redis_url: str, channel: str,
+               ping_interval: float) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIENHONG_")}
     env.update({
         "DIENHONG_DATA_DIR": str(data_dir),
         "DIENHONG_REDIS_URL": redis_url,
         "DIENHONG_REDIS_CHANNEL": channel,
         "DIENHONG_LOG_LEVEL": "WARNING",
+        "DIENHONG_WS_PING_INTERVAL_SECS": str(ping_interval),
     })
     return env
 
@@ -203,6 +210,14 @@ async def let_follow_cluster(ctx: Context, user_ids: list[int]) -> None:
     async with ctx.write() as w:
         await w.session.execute(update(User).where(User.id.in_(user_ids))
                                 .values(roles=[Role.ADMIN.value, Role.STAFF.value]))
+
+
+def bare_command(port: int, deflate: bool, ping_interval: float) -> list[str]:
+    command = [sys.executable, "-m", "bench.bare", "--port", str(port),
+               "--ping-interval", str(ping_interval)]
+    if deflate:
+        command.append("--deflate")
+    return command
 
 
 class ServerProcess:
@@ -356,7 +371,7 @@ async def main(args: argparse.Namespace) -> int:
     print(f"machine: {machine()}")
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-"))
     channel = f"dienhong:bench:{uuid.uuid4().hex[:8]}"
-    env = server_env(data_dir, args.redis_url, channel)
+    env = server_env(data_dir, args.redis_url, channel, args.ping_interval)
     settings = Settings.from_env(env)
     deflate = bool(uvicorn_options(settings).get("ws_per_message_deflate", True))
     modes = {"both": ["user", "shared"], "none": []}.get(args.mode, [args.mode])
@@ -391,9 +406,7 @@ async def main(args: argparse.Namespace) -> int:
                                 data_dir / "server.log")
         await project.start(f"http://127.0.0.1:{port}/healthz")
         bare_port = free_port()
-        bare_cmd = [sys.executable, "-m", "bench.bare", "--port", str(bare_port)]
-        if deflate:
-            bare_cmd.append("--deflate")
+        bare_cmd = bare_command(bare_port, deflate, args.ping_interval)
         bare = ServerProcess(bare_cmd, env, data_dir / "bare.log")
         await bare.start(f"http://127.0.0.1:{bare_port}/")
 
@@ -424,9 +437,7 @@ async def main(args: argparse.Namespace) -> int:
                 "dienhong")))
             project.stop()
             bare_port = free_port()
-            bare_cmd = [sys.executable, "-m", "bench.bare", "--port", str(bare_port)]
-            if deflate:
-                bare_cmd.append("--deflate")
+            bare_cmd = bare_command(bare_port, deflate, args.ping_interval)
             bare = ServerProcess(bare_cmd, env, data_dir / "bare-idle.log")
             bare_ = bare
             memory.append(("bare", *await idle_memory(
@@ -451,7 +462,8 @@ def report(args: argparse.Namespace, modes: list[str], results: list[Result],
            memory: list[tuple[str, int, int, int]]) -> None:
     print()
     print(f"Fan-out of one ~{len(json.dumps(payload(1), ensure_ascii=False).encode())}-byte "
-          f"event, {args.rounds} rounds after a warm-up, {args.procs} client processes; "
+          f"event, {args.rounds} rounds after a warm-up, {args.procs} client processes, "
+          f"keepalive pings every {args.ping_interval:g} s; "
           "latency from hand-off to broker (dienhong) or control frame (bare) to client "
           "receipt.")
     print(f"{'mode':<7}{'server':<10}{'clients':>8}{'delivered':>17}"
@@ -483,6 +495,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=8000,
                         help="idle sockets for the memory figure (0 skips it)")
     parser.add_argument("--procs", type=int, default=4, help="client processes")
+    parser.add_argument("--ping-interval", type=float, default=300.0,
+                        help="keepalive ping interval of both servers, in seconds")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     return parser.parse_args(argv)
