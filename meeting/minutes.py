@@ -39,7 +39,7 @@ from server.context import Context
 from server.files.fonts import FONT_BOLD, FONT_REGULAR
 from server.files.models import StoredFile
 from server.http import context, current_user, path_int
-from server.org.models import User
+from server.org.service import display_names
 
 FONT = "DejaVu"
 
@@ -146,9 +146,7 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
         files = {f.id: f for f in (await session.execute(
             select(StoredFile).where(StoredFile.id.in_(sorted(file_ids))))).scalars()}
         actor_ids = {r.actor_id for r in records if r.actor_id is not None}
-        extra_names = dict((await session.execute(
-            select(User.id, User.display_name).where(User.id.in_(sorted(actor_ids)))
-        )).tuples().all())
+        extra_names = await display_names(session, actor_ids)
         recordings = await list_recordings(session, meeting.id)
         audit_seq, audit_hash = await head_hash(session)
     names = {**extra_names, **names}

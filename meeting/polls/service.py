@@ -71,6 +71,7 @@ from server.errors import (
     Unprocessable,
 )
 from server.org.models import User
+from server.org.service import display_names
 
 log = logging.getLogger("dienhong.polls")
 
@@ -193,18 +194,6 @@ async def _voter_ids(session: AsyncSession, poll_id: int) -> list[int]:
     return [int(uid) for uid in (await session.execute(stmt)).scalars()]
 
 
-async def _names(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, str]:
-    if not user_ids:
-        return {}
-    names: dict[int, str] = {}
-    ids = list(user_ids)
-    for start in range(0, len(ids), 500):
-        rows = await session.execute(
-            select(User.id, User.display_name).where(User.id.in_(ids[start:start + 500])))
-        names.update({int(uid): str(name) for uid, name in rows})
-    return names
-
-
 async def meeting_polls(session: AsyncSession, meeting_id: int) -> list[dict[str, Any]]:
     """Every poll of a meeting with its cast count, oldest first (for the meeting state)."""
     polls = (await session.execute(
@@ -255,7 +244,7 @@ async def poll_view(ctx: Context, actor: Principal, poll_id: int) -> dict[str, A
                 voted = set(voters)
                 members = await member_ids(session, poll.meeting_id)
                 waiting = [uid for uid in members if uid not in voted]
-                names = await _names(session, waiting)
+                names = await display_names(session, waiting)
                 present_set = set(present)
                 body["not_voted"] = [
                     {"user_id": uid, "display_name": names.get(uid, ""),

@@ -37,6 +37,17 @@ def user_json(user: User) -> dict[str, object]:
     }
 
 
+async def display_names(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, str]:
+    """Display names of the given users, by id (unknown ids are left out)."""
+    ids = sorted(set(user_ids))
+    names: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(User.id, User.display_name).where(User.id.in_(ids[start:start + 500])))
+        names.update({int(uid): str(name) for uid, name in rows})
+    return names
+
+
 async def list_units(session: AsyncSession) -> Sequence[Unit]:
     return (await session.execute(select(Unit).order_by(Unit.id))).scalars().all()
 

@@ -68,6 +68,11 @@ async def test_messages_are_idempotent_and_keep_history(server: RunningServer,
         posted = await watcher.next_event("message.posted")
         assert posted["seq"] == first.json()["seq"]
         assert posted["data"]["message"]["body"] == "Họp lúc 14 giờ"
+        # Messages name their author, for members who do not know each other.
+        async with server.http(d1) as http:
+            author_name = (await http.get("/api/v1/me")).json()["display_name"]
+        assert posted["data"]["message"]["author_name"] == author_name
+        assert first.json()["author_name"] == again.json()["author_name"] == author_name
     assert await count_rows(server, Message) == 1
     message_id = first.json()["id"]
 
@@ -156,9 +161,17 @@ async def test_direct_and_group_channels(server: RunningServer, city: DemoCity) 
         posted = await http.post(f"/api/v1/channels/{direct.json()['id']}/messages",
                                  json={"body": "chào", "client_msg_id": "d1"})
         assert posted.status_code == 201
+        in_group = await http.post(f"/api/v1/channels/{group.json()['id']}/messages",
+                                   json={"body": "Phường 2 báo cáo", "client_msg_id": "g1"})
+        assert in_group.status_code == 201
+        w2_name = (await http.get("/api/v1/me")).json()["display_name"]
     async with server.http(w3) as http:
         listed = {c["id"] for c in (await http.get("/api/v1/channels")).json()["channels"]}
         assert group.json()["id"] in listed and direct.json()["id"] not in listed
+        # A member of another unit reads who wrote, not only an id.
+        history = (await http.get(f"/api/v1/channels/{group.json()['id']}/messages")).json()
+        assert [(m["author_id"], m["author_name"]) for m in history["messages"]] == [
+            (u2, w2_name)]
         refused = await http.get(f"/api/v1/channels/{direct.json()['id']}/messages")
         assert refused.status_code == 403
         assert "chào" not in refused.text

@@ -44,9 +44,13 @@ async def test_ward_cannot_read_another_wards_reply(server: RunningServer,
         wrong = await http.post(f"/api/v1/directives/{directive_id}/replies",
                                 json={"body": "x", "unit_id": city.commune_unit_ids[0]})
         assert wrong.status_code == 403
+    async with server.http(w1) as http:
+        ward_name = (await http.get("/api/v1/me")).json()["display_name"]
     async with server.http(standing) as http:
         everything = (await http.get(f"/api/v1/directives/{directive_id}/replies")).json()
         assert len(everything["replies"]) == 1
+        # The sender side reads who in the ward wrote, not only an id.
+        assert everything["replies"][0]["author_name"] == ward_name
         answer = await http.post(f"/api/v1/directives/{directive_id}/replies",
                                  json={"body": "Đồng ý", "unit_id": city.commune_unit_ids[0]})
         assert answer.status_code == 201

@@ -524,6 +524,10 @@ function messagesOf(channelId) {
 }
 
 function upsertMessage(channelId, message) {
+  // Messages name their author: remember it for quotes, typing and announcements.
+  if (message.author_name && message.author_id && !state.users.has(message.author_id)) {
+    state.users.set(message.author_id, { id: message.author_id, display_name: message.author_name });
+  }
   const map = messagesOf(channelId);
   map.set(message.id, { ...(map.get(message.id) || {}), ...message });
 }
