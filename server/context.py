@@ -41,7 +41,7 @@ from server.features import (
 from server.metrics import Metrics
 from server.realtime.broker import Broker
 from server.realtime.hub import Hub, Signal
-from server.realtime.log import Event, append_event
+from server.realtime.log import Event, append_event, frame_tail
 from server.realtime.models import EventRecord, Topic
 from server.settings import Settings
 
@@ -120,7 +120,8 @@ async def append_event_to_topics(
             {"topic": name, "seq": seqs[name], "type": type, "data": data, "at": at}
             for name in names
         ])
-    return {name: Event.create(name, seqs[name], type, data, at) for name in names}
+    tail = frame_tail(type, data, at)
+    return {name: Event.create(name, seqs[name], type, data, at, tail) for name in names}
 
 
 class Context:

@@ -12,7 +12,7 @@ import pytest
 
 from server.realtime.broker import RedisBroker, pack_events, unpack_events
 from server.realtime.hub import Signal
-from server.realtime.log import Event
+from server.realtime.log import Event, frame_tail
 from server.realtime.transport import PreparedFrame
 from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.harness import RunningServer
@@ -63,6 +63,12 @@ def make_events(count: int) -> list[Event]:
             for n in range(count)]
 
 
+def packed_frames(events: Sequence[Event]) -> str:
+    """A message as nodes of the previous release publish it: every whole frame."""
+    headers = [[e.topic, e.seq, e.type, e.at.isoformat()] for e in events]
+    return "\n".join(["E1" + json.dumps(headers), *(e.frame for e in events)])
+
+
 def test_packed_events_round_trip() -> None:
     events = make_events(5)
     text = pack_events(events)
@@ -72,6 +78,32 @@ def test_packed_events_round_trip() -> None:
     assert back[0].data == events[0].data
     # A line break inside the data is escaped in the frame, never a raw one.
     assert text.count("\n") == len(events)
+    # Messages of the previous release still read the same.
+    old = unpack_events(packed_frames(events))
+    assert [(e.topic, e.seq, e.frame) for e in old] == [(e.topic, e.seq, e.frame) for e in events]
+
+
+def test_one_write_to_many_topics_carries_its_payload_once() -> None:
+    at = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    data = {"title": "Khẩn: sơ tán dân", "body": "Nội dung " * 100, "urgent": True}
+    tail = frame_tail("directive.issued", data, at)
+    events = [Event.create(f"user:{n}", n % 7 + 1, "directive.issued", data, at, tail)
+              for n in range(1000)]
+    # Each frame is exactly the compact JSON of the event, as every client parses it.
+    for event in events[:3]:
+        assert event.frame == json.dumps(
+            {"op": "event", "topic": event.topic, "seq": event.seq, "type": event.type,
+             "data": data, "at": "2026-11-23T08:00:00+00:00"},
+            ensure_ascii=False, separators=(",", ":"))
+    text = pack_events(events)
+    assert text.count("Nội dung") == 100  # the payload once, not once per recipient
+    assert len(text) < len(events[0].frame) + 40 * len(events)
+    back = unpack_events(text)
+    assert [(e.topic, e.seq, e.type, e.at, e.frame) for e in back] == [
+        (e.topic, e.seq, e.type, e.at, e.frame) for e in events]
+    # Events of several writes in one message keep their own tails.
+    mixed = [*events[:2], *make_events(2), events[2]]
+    assert [e.frame for e in unpack_events(pack_events(mixed))] == [e.frame for e in mixed]
 
 
 @pytest.mark.parametrize("text", [
@@ -79,9 +111,18 @@ def test_packed_events_round_trip() -> None:
     'E1[["user:1", 1, "t", "2026-11-23T08:00:00+00:00"]]',  # a header without its frame
     "E1not json\n{}",
     'E1[["user:1", "x", "t", "2026-11-23T08:00:00+00:00"]]\n{}',
+    'E2{"t":[],"e":[]}\n,"x":1}',                 # a tail without its [type, at]
+    'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,1]]}\n}',  # no tail 1
+    'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,-1]]}\n}',
+    'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1","1",0]]}\n}',
+    'E2{"t":[[1,"2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,0]]}\n}',
+    'E2{"t":[["t","yesterday"]],"e":[["user:1",1,0]]}\n}',
+    'E2{"e":[]}',
+    "E2[]",
+    "E3{}",
 ])
 def test_malformed_packed_messages_are_refused(text: str) -> None:
-    with pytest.raises((ValueError, TypeError)):
+    with pytest.raises((ValueError, TypeError, KeyError, IndexError)):
         unpack_events(text)
 
 
@@ -95,12 +136,14 @@ async def test_broker_reads_packed_legacy_and_malformed_messages() -> None:
     broker._deliver = deliver
     events = make_events(3)
     await broker._handle(pack_events(events).encode())
+    await broker._handle(packed_frames(events).encode())
     legacy: dict[str, Any] = {"f": [[e.topic, e.seq, e.type, e.at.isoformat(), e.frame]
                                     for e in events]}
     await broker._handle(json.dumps(legacy).encode())
     await broker._handle(b"E1[]\n{}")
+    await broker._handle(b'E2{"t":[],"e":[["user:1",1,0]]}')
     await broker._handle(b"\xff\xfe")
-    assert [[e.seq for e in batch] for batch in got] == [[1, 2, 3], [1, 2, 3]]
+    assert [[e.seq for e in batch] for batch in got] == [[1, 2, 3]] * 3
     await broker._redis.aclose()
     await broker._subscriber.aclose()
 
