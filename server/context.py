@@ -43,6 +43,7 @@ from server.realtime.broker import Broker
 from server.realtime.hub import Hub, Signal
 from server.realtime.log import Event, append_event, frame_tail
 from server.realtime.models import EventRecord, Topic
+from server.realtime.transport import FrameTail
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ async def append_event_to_topics(
             {"topic": name, "seq": seqs[name], "type": type, "data": data, "at": at}
             for name in names
         ])
-    tail = frame_tail(type, data, at)
+    tail = FrameTail(frame_tail(type, data, at))
     return {name: Event.create(name, seqs[name], type, data, at, tail) for name in names}
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from server.clock import utc_iso
 from server.realtime.hub import Signal
 from server.realtime.log import Event, frame_head
+from server.realtime.transport import FrameTail
 
 log = logging.getLogger("dienhong.broker")
 
@@ -235,7 +236,7 @@ def pack_events(events: Sequence[Event]) -> str:
     kinds: list[list[str]] = []
     rows: list[list[Any]] = []
     for event in events:
-        tail = event.tail or _tail_of(event)
+        tail = event.tail.text if event.tail is not None else _tail_of(event)
         index = tails.get(tail)
         if index is None:
             index = tails[tail] = len(kinds)
@@ -266,19 +267,19 @@ def unpack_events(text: str) -> list[Event]:
     kinds, rows, tails = body["t"], body["e"], lines[1:]
     if not isinstance(kinds, list) or not isinstance(rows, list) or len(kinds) != len(tails):
         raise ValueError("a packed message has one tail per [type, at]")
-    parsed: list[tuple[str, datetime]] = []
-    for kind, at in kinds:
+    parsed: list[tuple[str, datetime, FrameTail]] = []
+    for (kind, at), tail in zip(kinds, tails, strict=True):
         if not isinstance(kind, str):
             raise TypeError("an event type is a string")
-        parsed.append((kind, datetime.fromisoformat(at)))
+        parsed.append((kind, datetime.fromisoformat(at), FrameTail(tail)))
     events = []
     for topic, seq, index in rows:
         if not isinstance(topic, str) or not isinstance(seq, int) or not isinstance(index, int):
             raise TypeError("a packed event is [topic, seq, tail index]")
         if not 0 <= index < len(tails):
             raise IndexError(f"no tail {index} in the message")
-        kind, at = parsed[index]
-        events.append(Event.from_tail(topic, seq, kind, at, tails[index]))
+        kind, at, shared = parsed[index]
+        events.append(Event(topic, seq, kind, at, tail=shared))
     return events
 
 

@@ -129,10 +129,10 @@ class Connection:
             if not room.done():
                 room.set_result(None)
 
-    def push(self, text: str, prepared: PreparedFrame | None = None) -> bool:
+    def push(self, message: str | PreparedFrame) -> bool:
         """Send or queue a frame without waiting; a full queue cuts the socket off with 4408.
 
-        ``prepared`` is ``text`` ready for the wire when the caller has it (an event shared
+        ``message`` is the frame's text, or the frame ready for the wire (an event shared
         by many sockets is encoded and framed once).
         """
         if self.closed:
@@ -141,7 +141,8 @@ class Connection:
         if not queue and self._sender is None and self._started and self._direct is not None:
             # Nothing of this socket waits: write now, below ASGI, if its buffer has room.
             try:
-                if self._direct.try_send(prepared or PreparedFrame(text)):
+                prepared = message if isinstance(message, PreparedFrame) else PreparedFrame(message)
+                if self._direct.try_send(prepared):
                     return True
             except Exception:
                 log.debug("direct send failed for user %s", self.user_id, exc_info=True)
@@ -149,7 +150,7 @@ class Connection:
             self.hub.metrics.queue_overflows.inc()
             self.close(CLOSE_TOO_SLOW)
             return False
-        queue.append(text)
+        queue.append(message.text if isinstance(message, PreparedFrame) else message)
         self._kick()
         return True
 
@@ -227,7 +228,7 @@ class Subscription:
         if event.seq <= self.last_seq:
             return False
         if event.seq == self.last_seq + 1:
-            if self.connection.push(event.frame, event.prepared):
+            if self.connection.push(event.prepared):
                 self.last_seq = event.seq
                 return True
             return False

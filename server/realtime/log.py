@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -22,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.clock import utc_iso
 from server.realtime.models import EventRecord, Topic
-from server.realtime.transport import PreparedFrame
+from server.realtime.transport import FrameTail, PreparedFrame
 
 if TYPE_CHECKING:
     from server.db import Database
@@ -45,45 +44,78 @@ def frame_tail(type: str, data: dict[str, Any], at: datetime) -> str:
             + ',"at":' + json.dumps(utc_iso(at)) + "}")
 
 
-@dataclass(frozen=True)
 class Event:
-    topic: str
-    seq: int
-    type: str
-    at: datetime
-    # The wire frame is encoded once and shared by every socket that gets this event;
-    # events from another node arrive as frames and are never encoded again.
-    frame: str = field(compare=False, repr=False)
-    # The frame after its seq (``frame_tail``), shared by the events of one write: the
-    # broker carries it once for all of them. Empty when the frame was not built here.
-    tail: str = field(default="", compare=False, repr=False)
+    """A committed event: its place in the log and its wire frame.
 
-    @cached_property
+    The frame is encoded once and shared by every socket that gets this event; events
+    from another node arrive as frames (or a head and a shared tail) and are never
+    encoded again. Two events are equal when topic, seq, type and time are.
+    """
+
+    __slots__ = ("_data", "_frame", "_prepared", "at", "seq", "tail", "topic", "type")
+
+    def __init__(self, topic: str, seq: int, type: str, at: datetime,
+                 frame: str | None = None, tail: FrameTail | None = None) -> None:
+        if frame is None and tail is None:
+            raise ValueError("an event needs its frame or a frame tail")
+        self.topic = topic
+        self.seq = seq
+        self.type = type
+        self.at = at
+        self._frame = frame
+        # The frame after its seq (``frame_tail``), shared by the events of one write: the
+        # broker carries it once for all of them. None when the frame came whole.
+        self.tail = tail
+        self._data: dict[str, Any] | None = None
+        self._prepared: PreparedFrame | None = None
+
+    @property
+    def frame(self) -> str:
+        if self._frame is None:
+            assert self.tail is not None
+            self._frame = frame_head(self.topic, self.seq) + self.tail.text
+        return self._frame
+
+    @property
     def data(self) -> dict[str, Any]:
         """The payload; decoded from the frame only if someone asks (the hub never does)."""
-        decoded: dict[str, Any] = json.loads(self.frame)["data"]
-        return decoded
+        if self._data is None:
+            self._data = json.loads(self.frame)["data"]
+        return self._data
 
-    @cached_property
+    @property
     def prepared(self) -> PreparedFrame:
         """The frame encoded and framed once for every socket it is written to."""
-        return PreparedFrame(self.frame)
+        if self._prepared is None:
+            if self._frame is None and self.tail is not None:
+                self._prepared = PreparedFrame(head=frame_head(self.topic, self.seq),
+                                               tail=self.tail)
+            else:
+                self._prepared = PreparedFrame(self.frame)
+        return self._prepared
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return ((self.topic, self.seq, self.type, self.at)
+                == (other.topic, other.seq, other.type, other.at))
+
+    def __hash__(self) -> int:
+        return hash((self.topic, self.seq, self.type, self.at))
+
+    def __repr__(self) -> str:
+        return f"Event({self.topic!r}, {self.seq}, {self.type!r}, {self.at.isoformat()})"
 
     @classmethod
     def create(cls, topic: str, seq: int, type: str, data: dict[str, Any], at: datetime,
-               tail: str | None = None) -> Event:
-        """An event and its frame; ``tail`` is ``frame_tail(type, data, at)`` when the
-        caller already has it (the same event on many topics)."""
+               tail: FrameTail | None = None) -> Event:
+        """An event and its frame; ``tail`` is ``FrameTail(frame_tail(type, data, at))``
+        when the caller already has it (the same event on many topics)."""
         if tail is None:
-            tail = frame_tail(type, data, at)
-        event = cls(topic, seq, type, at, frame_head(topic, seq) + tail, tail)
-        event.__dict__["data"] = data
+            tail = FrameTail(frame_tail(type, data, at))
+        event = cls(topic, seq, type, at, frame_head(topic, seq) + tail.text, tail)
+        event._data = data
         return event
-
-    @classmethod
-    def from_tail(cls, topic: str, seq: int, type: str, at: datetime, tail: str) -> Event:
-        """An event rebuilt from its topic, seq and shared frame tail (another node's)."""
-        return cls(topic, seq, type, at, frame_head(topic, seq) + tail, tail)
 
     @classmethod
     def from_packed(cls, packed: list[Any]) -> Event:

@@ -13,7 +13,7 @@ import pytest
 from server.realtime.broker import RedisBroker, pack_events, unpack_events
 from server.realtime.hub import Signal
 from server.realtime.log import Event, frame_tail
-from server.realtime.transport import PreparedFrame
+from server.realtime.transport import FrameTail, PreparedFrame
 from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.harness import RunningServer
 from tests.server.support import small_city
@@ -86,7 +86,7 @@ def test_packed_events_round_trip() -> None:
 def test_one_write_to_many_topics_carries_its_payload_once() -> None:
     at = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     data = {"title": "Khẩn: sơ tán dân", "body": "Nội dung " * 100, "urgent": True}
-    tail = frame_tail("directive.issued", data, at)
+    tail = FrameTail(frame_tail("directive.issued", data, at))
     events = [Event.create(f"user:{n}", n % 7 + 1, "directive.issued", data, at, tail)
               for n in range(1000)]
     # Each frame is exactly the compact JSON of the event, as every client parses it.
@@ -101,6 +101,8 @@ def test_one_write_to_many_topics_carries_its_payload_once() -> None:
     back = unpack_events(text)
     assert [(e.topic, e.seq, e.type, e.at, e.frame) for e in back] == [
         (e.topic, e.seq, e.type, e.at, e.frame) for e in events]
+    assert [e.prepared.wire for e in back[:5]] == [e.prepared.wire for e in events[:5]]
+    assert back[3].data == data
     # Events of several writes in one message keep their own tails.
     mixed = [*events[:2], *make_events(2), events[2]]
     assert [e.frame for e in unpack_events(pack_events(mixed))] == [e.frame for e in mixed]
@@ -193,6 +195,13 @@ def test_prepared_frames_are_what_websockets_would_send(size: int) -> None:
     expected = Frame(OP_TEXT, text.encode()).serialize(mask=False, extensions=[])
     assert prepared.wire == expected
     assert prepared.encoded == text.encode()
+    # Made from a head and a shared tail (another node's event): the same bytes, and the
+    # same text, whichever is asked for first.
+    cut = size // 3
+    for first in ("wire", "encoded", "text"):
+        parts = PreparedFrame(head=text[:cut], tail=FrameTail(text[cut:]))
+        getattr(parts, first)
+        assert (parts.wire, parts.encoded, parts.text) == (expected, text.encode(), text)
 
 
 async def test_compressed_sockets_are_framed_per_socket(make_server: MakeServer) -> None:
