@@ -122,6 +122,12 @@ class Settings:
     # Address-space limit of each PDF worker process (RLIMIT_AS).
     pdf_worker_memory_mb: int = 512
     render_ahead_pages: int = 8
+    # Rendered pages kept on disk at most (0: no limit); the least recently used go first.
+    render_cache_max_bytes: int = 2 * 1024 * 1024 * 1024
+    # How often the render cache is checked against its limit.
+    render_cache_trim_interval_secs: float = 600.0
+    # A page used this recently is never trimmed, whatever the limit.
+    render_cache_keep_secs: float = 600.0
     render_default_width: int = 1024
     render_max_width: int = 2400
     # Worker processes that check uploads / render pages / stamp readers' copies.

@@ -88,7 +88,8 @@ class FilesRuntime:
     async def page_png(self, sha256: str, page: int, width: int) -> Path:
         """The cached PNG of ``page`` (1-based) at ``width``, rendering it if needed."""
         path = self.store.render_path(sha256, page, width)
-        if path.exists():
+        # File times are the file system's wall clock, not the app's (injected) clock.
+        if self.store.touch_render(path, time.time()):
             return path
         key = (sha256, page, width)
         task = self._inflight.get(key)
@@ -157,6 +158,25 @@ class FilesRuntime:
                                for pool in (self.parse_pool, self.render_pool, self.stamp_pool)))
 
 
+async def trim_renders_forever(ctx: Context) -> None:
+    """Keep the render cache under ``render_cache_max_bytes``: every interval, the least
+    recently used pages go (they are rendered again if asked for)."""
+    settings = ctx.settings
+    store = ContentStore(settings.data_dir)
+    while True:
+        if settings.render_cache_max_bytes > 0:
+            try:
+                removed, left = await asyncio.to_thread(
+                    store.trim_renders, settings.render_cache_max_bytes, time.time(),
+                    settings.render_cache_keep_secs)
+            except OSError as exc:
+                log.warning("trimming the render cache failed: %s", exc)
+            else:
+                if removed:
+                    log.info("render cache: removed %d pages, %d bytes left", removed, left)
+        await asyncio.sleep(max(1.0, settings.render_cache_trim_interval_secs))
+
+
 def runtime(ctx: Context) -> FilesRuntime:
     """This node's files runtime, created on first use."""
     current = ctx.extensions.get(EXTENSION_KEY)
@@ -179,7 +199,7 @@ async def run_until_shutdown(ctx: Context) -> None:
             ContentStore(ctx.settings.data_dir).sweep_tmp, time.time())
         if removed:
             log.info("removed %d stale temporary files", removed)
-        await asyncio.Event().wait()
+        await trim_renders_forever(ctx)
     finally:
         current = ctx.extensions.pop(EXTENSION_KEY, None)
         if isinstance(current, FilesRuntime):

@@ -24,6 +24,11 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 # A temporary file this old belongs to no request in progress (uploads and stamped copies
 # live seconds); several nodes may share the data dir, so only old ones are removed.
 STALE_TMP_SECS = 6 * 3600
+# A page read again refreshes its time at most this often: its place in the trim order
+# costs one utime per page per interval, not one per read.
+RENDER_TOUCH_SECS = 600
+# A trim stops at this share of the limit, so it does not run again at the next page.
+RENDER_TRIM_TO = 0.9
 
 
 class ContentStore:
@@ -57,6 +62,42 @@ class ContentStore:
                     entry.unlink()
                     removed += 1
         return removed
+
+    def touch_render(self, path: Path, now: float) -> bool:
+        """Note that a cached page was used (its time orders the trim); False if gone."""
+        try:
+            if now - path.stat().st_mtime > RENDER_TOUCH_SECS:
+                os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def trim_renders(self, max_bytes: int, now: float, keep_secs: float) -> tuple[int, int]:
+        """Remove the least recently used rendered pages while the cache is over
+        ``max_bytes``, down to 90% of it; pages used in the last ``keep_secs`` stay (a
+        reader may be on its way to them). Returns (pages removed, bytes left)."""
+        pages: list[tuple[float, int, Path]] = []
+        total = 0
+        for path in self.renders.glob("*/*/*.png"):
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                pages.append((stat.st_mtime, stat.st_size, path))
+                total += stat.st_size
+        if total <= max_bytes:
+            return 0, total
+        target = max_bytes * RENDER_TRIM_TO
+        removed = 0
+        for mtime, size, path in sorted(pages):
+            if total <= target or now - mtime < keep_secs:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+            total -= size
+            # The document's directory goes with its last page (rmdir refuses a full one).
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        return removed, total
 
     def keep(self, temp: Path, sha256: str) -> Path:
         """Move a verified temporary file to its content address (or drop it if present)."""
