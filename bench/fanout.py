@@ -16,11 +16,15 @@ What it does, all on loopback, and stops by itself:
    were handed to the broker, on the machine's shared monotonic clock.
 4. The same swarm drives ``bench/bare.py``, a bare ``websockets`` server that only
    broadcasts the same frame, triggered over a control socket; the table prints the ratio.
-5. Keepalive pings: both servers ping every ``--ping-interval`` seconds (default 300, past
+5. The client processes connect their shares in turn, so both servers hold each
+   process's sockets together and write to them in the same pattern. Connecting all at
+   once, the server that connects more slowly interleaves the processes finely, and every
+   write then wakes another client process on the same two cores.
+6. Keepalive pings: both servers ping every ``--ping-interval`` seconds (default 300, past
    the measured rounds). With the usual 20 s, pings start 20 s after each socket opened:
    the faster-connecting server would still be silent during the rounds while the other
    answers pings, and the two would not be measured under the same load.
-6. Memory: a fresh server process, RSS from /proc before and with ``--idle`` authenticated
+7. Memory: a fresh server process, RSS from /proc before and with ``--idle`` authenticated
    idle sockets; the difference divided by the count (and the same for the bare server).
 
     python -m bench.fanout [--clients 3200] [--rounds 10] [--mode both|user|shared]
@@ -57,6 +61,7 @@ from server.app import create_app
 from server.cli import uvicorn_options
 from server.context import Context
 from server.org.models import Confidentiality, Role, Unit, UnitKind, User
+from server.org.service import USER_UPDATED
 from server.realtime.log import Event, current_seqs
 from server.settings import Settings
 
@@ -206,10 +211,13 @@ async def seed_accounts(ctx: Context, count: int) -> tuple[list[int], int]:
 
 async def let_follow_cluster(ctx: Context, user_ids: list[int]) -> None:
     """Shared mode: the clients follow the cluster unit, which only admins may watch from
-    a ward; the bench accounts get that role for it (only topic permissions change)."""
+    a ward; the bench accounts get that role for it (only topic permissions change). The
+    ``user.updated`` events make the server drop the accounts it has cached, as an
+    admin's change does."""
+    roles = [Role.ADMIN.value, Role.STAFF.value]
     async with ctx.write() as w:
-        await w.session.execute(update(User).where(User.id.in_(user_ids))
-                                .values(roles=[Role.ADMIN.value, Role.STAFF.value]))
+        await w.session.execute(update(User).where(User.id.in_(user_ids)).values(roles=roles))
+        await w.emit_many([f"user:{uid}" for uid in user_ids], USER_UPDATED, {"roles": roles})
 
 
 def bare_command(port: int, deflate: bool, ping_interval: float) -> list[str]:
@@ -284,7 +292,7 @@ async def run_rounds(result: Result, swarm: Swarm, rounds: int,
 async def connect_swarm(url: str, specs: list[ClientSpec], procs: int, deflate: bool,
                         label: str) -> Swarm:
     swarm = Swarm(url, processes=procs, deflate=deflate)
-    ok, errors, secs = await swarm.connect(specs)
+    ok, errors, secs = await swarm.connect(specs, in_turn=True)
     print(f"  {label}: {ok}/{len(specs)} clients connected in {secs:.1f}s"
           + (f"; first errors: {errors[:3]}" if errors else ""), flush=True)
     return swarm

@@ -295,13 +295,28 @@ class Swarm:
             pipe.send(command)
         return await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in self._pipes))
 
-    async def connect(self, specs: Sequence[ClientSpec]) -> tuple[int, list[str], float]:
-        """Connect every client (round-robin over processes); returns (ok, errors, secs)."""
-        shares: list[list[ClientSpec]] = [[] for _ in self._pipes]
-        for index, spec in enumerate(specs):
-            shares[index % len(shares)].append(spec)
+    async def connect(self, specs: Sequence[ClientSpec], *,
+                      in_turn: bool = False) -> tuple[int, list[str], float]:
+        """Connect every client, each process a contiguous share of ``specs``; returns
+        (ok, errors, secs).
+
+        ``in_turn``: the processes connect their shares one after the other, so every
+        server sees the sockets of one process together, whatever its connect speed. A
+        server orders its sockets as they connect; when all processes connect at once,
+        a slower server interleaves them finely and each write then wakes another client
+        process - client work that lands on the same cores as the server under test.
+        """
+        count = len(self._pipes)
+        size = -(-len(specs) // count)
+        shares = [list(specs[i * size:(i + 1) * size]) for i in range(count)]
         started = time.monotonic()
-        answers = await self._ask_all([("connect", share) for share in shares])
+        if in_turn:
+            answers = []
+            for pipe, share in zip(self._pipes, shares, strict=True):
+                pipe.send(("connect", share))
+                answers.append(await asyncio.to_thread(pipe.recv))
+        else:
+            answers = await self._ask_all([("connect", share) for share in shares])
         ok = sum(a[0] for a in answers)
         errors = [e for a in answers for e in a[1]]
         return ok, errors, time.monotonic() - started
