@@ -35,6 +35,15 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
     }
 
 
+def gc_thresholds(settings: Settings) -> tuple[int, int, int]:
+    """The collector's thresholds from the settings (see ``gc_young_objects``)."""
+    young, full = settings.gc_young_objects, settings.gc_full_after
+    if young < 1 or full < 1:
+        raise SettingsError("DIENHONG_GC_YOUNG_OBJECTS and DIENHONG_GC_FULL_AFTER must be "
+                            "at least 1 (0 would turn the collector off)")
+    return young, gc.get_threshold()[1], full
+
+
 def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
@@ -42,6 +51,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     from server.logs import configure_logging
     from server.migrate import migrate
 
+    thresholds = gc_thresholds(settings)
     configure_logging(settings.log_level, as_json=settings.log_json)
     before, after = asyncio.run(migrate(settings))
     if before != after:
@@ -51,6 +61,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     # of the cyclic collector, whose full passes otherwise walk it all and stall fan-out.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*thresholds)
     uvicorn.run(app, host=host, port=port, **uvicorn_options(settings))  # type: ignore[arg-type]
     return 0
 
@@ -191,7 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return _serve(settings, args.host or settings.host, args.port or settings.port)
+        try:
+            return _serve(settings, args.host or settings.host, args.port or settings.port)
+        except SettingsError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "demo":

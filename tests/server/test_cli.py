@@ -15,11 +15,12 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import make_url
 
 from server.audit import AuditRecord, ChainReport, verify_chain
-from server.cli import build_parser
+from server.cli import build_parser, gc_thresholds
 from server.demo import seed_demo
 from server.errors import Unprocessable
 from server.migrate import head_revisions
 from server.org.models import Unit, User
+from server.settings import Settings, SettingsError
 from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.harness import PG_URL, RunningServer, _pg_execute, drop_database
 from tests.server.support import small_city
@@ -230,3 +231,27 @@ async def test_verify_audit_names_the_changed_or_removed_record(
     await tamper(delete(AuditRecord).where(AuditRecord.seq == 4))
     middle = await on(server, "verify-audit")
     assert middle.code == 1 and "record 4 " in middle.err and "missing" in middle.err
+
+
+def test_collector_thresholds_come_from_the_settings() -> None:
+    settings = Settings.from_env({"DIENHONG_GC_YOUNG_OBJECTS": "5000",
+                                  "DIENHONG_GC_FULL_AFTER": "50"})
+    young, middle, full = gc_thresholds(settings)
+    assert (young, full) == (5000, 50) and middle >= 1
+    for name in ("DIENHONG_GC_YOUNG_OBJECTS", "DIENHONG_GC_FULL_AFTER"):
+        with pytest.raises(SettingsError, match="at least 1"):
+            gc_thresholds(Settings.from_env({name: "0"}))
+
+
+async def test_serve_refuses_a_collector_turned_off_before_touching_the_database(
+        tmp_path: Path) -> None:
+    data_dir = tmp_path / "refused"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
+    env |= {"DIENHONG_DATA_DIR": str(data_dir), "DIENHONG_GC_YOUNG_OBJECTS": "0"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli", "serve", "--port", "1", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert "configuration error" in err.decode() and "DIENHONG_GC_YOUNG_OBJECTS" in err.decode()
+    assert not (data_dir / "dienhong.sqlite3").exists()
