@@ -158,11 +158,10 @@ class FilesRuntime:
                                for pool in (self.parse_pool, self.render_pool, self.stamp_pool)))
 
 
-async def trim_renders_forever(ctx: Context) -> None:
+async def trim_renders_forever(ctx: Context, store: ContentStore) -> None:
     """Keep the render cache under ``render_cache_max_bytes``: every interval, the least
     recently used pages go (they are rendered again if asked for)."""
     settings = ctx.settings
-    store = ContentStore(settings.data_dir)
     while True:
         if settings.render_cache_max_bytes > 0:
             try:
@@ -195,11 +194,11 @@ async def run_until_shutdown(ctx: Context) -> None:
         except (OSError, RuntimeError, ValueError) as exc:
             log.warning("could not start the PDF fork server ahead of time: %s", exc)
         # File times are the file system's wall clock, not the app's (injected) clock.
-        removed = await asyncio.to_thread(
-            ContentStore(ctx.settings.data_dir).sweep_tmp, time.time())
+        store = ContentStore(ctx.settings.data_dir)
+        removed = await asyncio.to_thread(store.sweep_tmp, time.time())
         if removed:
             log.info("removed %d stale temporary files", removed)
-        await trim_renders_forever(ctx)
+        await trim_renders_forever(ctx, store)
     finally:
         current = ctx.extensions.pop(EXTENSION_KEY, None)
         if isinstance(current, FilesRuntime):

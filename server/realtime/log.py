@@ -71,10 +71,7 @@ class Event:
 
     @property
     def frame(self) -> str:
-        if self._frame is None:
-            assert self.tail is not None
-            self._frame = frame_head(self.topic, self.seq) + self.tail.text
-        return self._frame
+        return self._frame if self._frame is not None else self.prepared.text
 
     @property
     def data(self) -> dict[str, Any]:
@@ -87,11 +84,11 @@ class Event:
     def prepared(self) -> PreparedFrame:
         """The frame encoded and framed once for every socket it is written to."""
         if self._prepared is None:
-            if self._frame is None and self.tail is not None:
+            if self.tail is not None:
                 self._prepared = PreparedFrame(head=frame_head(self.topic, self.seq),
                                                tail=self.tail)
             else:
-                self._prepared = PreparedFrame(self.frame)
+                self._prepared = PreparedFrame(self._frame)
         return self._prepared
 
     def __eq__(self, other: object) -> bool:
@@ -113,7 +110,7 @@ class Event:
         when the caller already has it (the same event on many topics)."""
         if tail is None:
             tail = FrameTail(frame_tail(type, data, at))
-        event = cls(topic, seq, type, at, frame_head(topic, seq) + tail.text, tail)
+        event = cls(topic, seq, type, at, tail=tail)
         event._data = data
         return event
 

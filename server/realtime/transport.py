@@ -78,7 +78,8 @@ class PreparedFrame:
     @property
     def encoded(self) -> bytes:
         if self._encoded is None:
-            if self._text is None and self._tail is not None:
+            if self._tail is not None and self._text is None:
+                # Only the short head is encoded here; the tail's bytes are shared.
                 self._encoded = self._head.encode() + self._tail.encoded
             else:
                 self._encoded = self.text.encode()
@@ -88,18 +89,15 @@ class PreparedFrame:
     def wire(self) -> bytes:
         """The whole unmasked frame (RFC 6455, 5.2), as a server sends it."""
         if self._wire is None:
-            if self._encoded is None and self._text is None and self._tail is not None:
-                parts = [self._head.encode(), self._tail.encoded]
-            else:
-                parts = [self.encoded]
-            size = len(parts[0]) + (len(parts[1]) if len(parts) > 1 else 0)
+            payload = self.encoded
+            size = len(payload)
             if size < 126:
                 header = struct.pack("!BB", _FIN_TEXT, size)
             elif size < 65_536:
                 header = struct.pack("!BBH", _FIN_TEXT, 126, size)
             else:
                 header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
-            self._wire = b"".join([header, *parts])
+            self._wire = header + payload
         return self._wire
 
 
