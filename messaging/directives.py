@@ -31,6 +31,7 @@ from messaging.models import (
     Urgency,
 )
 from messaging.search import index_document
+from messaging.senders import sender_card, sender_cards, unknown_card
 from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context, Write
@@ -120,12 +121,13 @@ def _left_out(directive: Directive, user_id: int) -> bool:
     return any(entry.get("user_id") == user_id for entry in directive.left_out or ())
 
 
-def summary_json(directive: Directive) -> dict[str, Any]:
-    """What a box lists: no body."""
+def summary_json(directive: Directive, sender: dict[str, Any]) -> dict[str, Any]:
+    """What a box lists: no body. ``sender`` is the sender's card (messaging.senders)."""
     return {
         "id": directive.id, "title": directive.title, "urgency": directive.urgency,
         "confidentiality": directive.confidentiality, "ack_required": directive.ack_required,
-        "sender_id": directive.sender_id, "issued_at": iso(directive.issued_at),
+        "sender_id": directive.sender_id, "sender": sender,
+        "issued_at": iso(directive.issued_at),
         "due_at": iso(directive.due_at), "recipient_count": directive.recipient_count,
     }
 
@@ -148,10 +150,10 @@ def receipt_json(row: DirectiveRecipient) -> dict[str, Any]:
     }
 
 
-def _issued_payload(directive: Directive, attachments: list[dict[str, Any]],
-                    body_chars: int) -> dict[str, Any]:
+def _issued_payload(directive: Directive, sender: dict[str, Any],
+                    attachments: list[dict[str, Any]], body_chars: int) -> dict[str, Any]:
     truncated = len(directive.body) > body_chars
-    return {"directive": summary_json(directive) | {
+    return {"directive": summary_json(directive, sender) | {
         "body": directive.body[:body_chars], "body_truncated": truncated,
         "attachments": attachments,
     }}
@@ -213,7 +215,8 @@ async def issue_directive(
         for position, f in enumerate(files):
             session.add(DirectiveAttachment(directive_id=directive.id, file_id=f.id,
                                             position=position))
-        payload = _issued_payload(directive, [file_json(f) for f in files],
+        payload = _issued_payload(directive, await sender_card(session, actor.id),
+                                  [file_json(f) for f in files],
                                   settings.directive_event_body_chars)
         first_reminder = None
         if ack_required:
@@ -247,7 +250,7 @@ async def get_directive(ctx: Context, actor: Principal, directive_id: int) -> di
     async with ctx.read() as session:
         access = await require_access(session, actor, directive_id)
         directive = access.directive
-        result = summary_json(directive) | {
+        result = summary_json(directive, await sender_card(session, directive.sender_id)) | {
             "body": directive.body,
             "targets": directive.targets,
             "attachments": await attachments_json(session, directive.id),
@@ -274,8 +277,11 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
                 .join(DirectiveRecipient, DirectiveRecipient.directive_id == Directive.id)
                 .where(DirectiveRecipient.user_id == actor.id, newest_first)
                 .order_by(Directive.id.desc()).limit(limit))
-            for directive, receipt in received.tuples().all():
-                entry = summary_json(directive)
+            pairs = received.tuples().all()
+            cards = await sender_cards(session, (d.sender_id for d, _ in pairs))
+            for directive, receipt in pairs:
+                entry = summary_json(directive, cards.get(directive.sender_id)
+                                     or unknown_card(directive.sender_id))
                 if not actor.clearance.permits(Confidentiality(directive.confidentiality)):
                     # Clearance lowered since: keep the entry, hide what it says.
                     entry["title"] = None
@@ -287,8 +293,10 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
             select(Directive).where(Directive.sender_id == actor.id, newest_first)
             .order_by(Directive.id.desc()).limit(limit))).scalars().all()
         counts = await rollup_counts(session, [d.id for d in directives])
+        card = await sender_card(session, actor.id)
         for directive in directives:
-            result.append(summary_json(directive) | {"progress": counts.get(directive.id, {})})
+            result.append(summary_json(directive, card)
+                          | {"progress": counts.get(directive.id, {})})
         return result
 
 
