@@ -4,6 +4,7 @@
 import { api, blobUrl, download, listOf, randomId, uploadFile } from "./api.js";
 import { formatTime, t } from "./i18n.js";
 import { announce, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
+import { alertDirective, alertNotice, renderPermission, ringUntilOpened, startAlerts, stopRinging } from "../chat/alerts.js";
 
 const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
 // Typing: send at most one signal per TYPING_SEND_MS; show a typist for TYPING_SHOW_MS.
@@ -35,6 +36,23 @@ const receiptOf = (d) => d.receipt || d.my_receipt || d;
 const isAcked = (d) => !!receiptOf(d).acknowledged_at;
 const isRead = (d) => !!receiptOf(d).read_at;
 const senderName = (d) => d.sender?.display_name || d.sender_name || state.users.get(d.sender_id)?.display_name || "";
+/** The sender as a recipient reads it: "Name — Title, Unit". */
+function senderText(d) {
+  const s = d.sender || {};
+  const name = senderName(d);
+  if (!name) return "";
+  const title = s.title ? roleLabel(s.title) : "";
+  const extra = [title, s.unit_name].filter(Boolean).filter((v, i, all) => all.indexOf(v) === i);
+  return extra.length ? `${name} — ${extra.join(", ")}` : name;
+}
+/** A person's card (messaging/senders.py) as one line. */
+const cardText = (card) => (card ? senderText({ sender: card }) : null);
+/** A role key as a title; a free-text title as it is. */
+function roleLabel(title) {
+  const key = `role_${title}`;
+  const label = t(key);
+  return label === key ? title : label;
+}
 function userName(id) {
   if (id === undefined || id === null) return "";
   return state.users.get(id)?.display_name || `#${id}`;
@@ -203,7 +221,7 @@ function directiveCard(d) {
     overdue ? h("span", { class: "tag urg-express" }, t("overdue")) : null),
   h("h3", {}, h("a", { href: `#directive/${d.id}` }, d.title ?? t("restricted"))),
   h("div", { class: "small muted row" },
-    senderName(d) ? h("span", {}, t("from", { name: senderName(d) })) : null,
+    senderName(d) ? h("span", { class: "sender" }, t("from", { name: senderText(d) })) : null,
     h("span", {}, formatTime(d.issued_at)),
     d.due_at ? h("span", {}, t("due", { time: formatTime(d.due_at) })) : null));
 }
@@ -258,6 +276,8 @@ async function renderDirective(view, id) {
       return;
     }
   }
+  // Opened: Hỏa tốc stops ringing.
+  if (state.directives.has(id)) stopRinging(id);
   if (state.directives.has(id) && !isRead(d)) {
     api(`directives/${id}/read`, { method: "POST", body: {} }).then(() => {
       const r = receiptOf(d);
@@ -286,7 +306,7 @@ async function renderDirective(view, id) {
         h("span", { class: "tag" }, confLabel(d.confidentiality)),
         isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)", id: "acked-tag" }, t("acknowledged")) : null),
       h("h2", {}, d.title),
-      h("p", { class: "small muted" }, [senderName(d) ? t("from", { name: senderName(d) }) : "", formatTime(d.issued_at),
+      h("p", { class: "small muted sender" }, [senderName(d) ? t("from", { name: senderText(d) }) : "", formatTime(d.issued_at),
         d.due_at ? t("due", { time: formatTime(d.due_at) }) : ""].filter(Boolean).join(" · ")),
       h("div", { style: "white-space: pre-wrap" }, d.body || ""),
       attachmentLinks(d.attachments || d.attachment_ids)),
@@ -317,7 +337,7 @@ async function renderReplies(id) {
   if (!list || state.route.view !== "directive" || state.route.id !== id) return;
   fill(list, replies.map((r) =>
     h("li", { class: "message", dataset: { reply: r.id } },
-      h("div", { class: "meta" }, h("strong", {}, r.author?.display_name || r.author_name || userName(r.author_id)),
+      h("div", { class: "meta" }, h("strong", { title: cardText(r.sender) }, r.sender?.display_name || r.author_name || userName(r.author_id)),
         r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
       h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids))));
 }
@@ -556,7 +576,8 @@ function messageItem(channelId, m) {
   const retracted = m.state === "retracted" || m.retracted_at;
   const quoted = m.reply_to ? messagesOf(channelId).get(m.reply_to) : null;
   return h("li", { class: `message${mine ? " mine" : ""}${retracted ? " retracted" : ""}`, dataset: { message: m.id } },
-    h("div", { class: "meta" }, h("strong", {}, m.author?.display_name || m.author_name || userName(m.author_id)),
+    h("div", { class: "meta" }, h("strong", { title: cardText(m.sender) }, m.sender?.display_name || m.author_name || userName(m.author_id)),
+      m.sender?.unit_name && m.sender.unit_id !== me.unit_id ? h("span", {}, m.sender.unit_name) : null,
       h("span", {}, formatTime(m.created_at)), m.edited_at && !retracted ? h("span", {}, t("edited")) : null),
     quoted ? h("div", { class: "quote" }, `${userName(quoted.author_id)}: ${(quoted.body || "").slice(0, 120)}`) : null,
     h("div", { class: "text" }, retracted ? t("retracted") : m.body),
@@ -803,6 +824,7 @@ window.addEventListener("hashchange", () => {
 window.addEventListener("langchange", () => {
   startPage("chat_title");
   showConnection(dhRealtime.status);
+  renderPermission(document.getElementById("alert-setup"));
   renderBanner();
   renderNav();
   renderView();
@@ -822,6 +844,8 @@ function onEvent(event) {
       if (!existing) {
         const text = d.urgency === "express" ? t("express_banner", { title: d.title }) : t("new_directive", { title: d.title });
         toast(text, d.urgency === "express" || d.urgency === "very_urgent" ? "urgent" : "info");
+        const viewing = state.route.view === "directive" && state.route.id === d.id && document.visibilityState === "visible";
+        if (!viewing) alertDirective(d, senderText(d));
       }
       refresh();
       return;
@@ -830,8 +854,11 @@ function onEvent(event) {
       toast(t("escalated", { title: data.title || state.directives.get(data.directive_id)?.title || `#${data.directive_id}`, unit: unitName(data.unit_id) }), "urgent");
       return;
     case "directive.reminder": {
-      const d = state.directives.get(data.directive_id ?? data.id);
-      toast(t("reminder", { title: d?.title || data.title || "" }), "urgent");
+      const id = data.directive_id ?? data.id;
+      const d = state.directives.get(id);
+      const text = t("reminder", { title: d?.title || data.title || "" });
+      toast(text, "urgent");
+      alertNotice({ id, urgency: d?.urgency || data.urgency, title: d?.title ?? data.title }, text);
       return;
     }
     case "directive.receipts":
@@ -952,6 +979,14 @@ async function start() {
   renderBanner();
   renderNav();
   renderView();
+  // Signed in and loaded: the moment to ask for notifications (the question is a button).
+  renderPermission(document.getElementById("alert-setup"));
+  // Hỏa tốc not yet opened rings from the start too (sound once the page has had a gesture).
+  for (const d of state.directives.values()) {
+    const open = state.route.view === "directive" && state.route.id === d.id;
+    if (d.urgency === "express" && !isRead(d) && !isAcked(d) && !open) ringUntilOpened(d.id);
+  }
 }
 
+startAlerts({ onOpen: (id) => (location.hash = `#directive/${id}`) }).catch((err) => console.warn(err));
 start().catch(showError);
