@@ -4,6 +4,7 @@
 import { api, blobUrl, download, listOf, randomId, uploadFile } from "./api.js";
 import { formatTime, t } from "./i18n.js";
 import { announce, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
+import { createBoard } from "../chat/board.js";
 import { alertDirective, alertNotice, renderPermission, ringUntilOpened, startAlerts, stopRinging } from "../chat/alerts.js";
 
 const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
@@ -60,6 +61,7 @@ function userName(id) {
 function unitName(id) {
   return state.units.find((u) => u.id === id)?.name || `#${id}`;
 }
+const isOverdue = (d) => !isAcked(d) && d.ack_required !== false && (d.overdue || (!!d.due_at && Date.parse(d.due_at) < Date.now()));
 const urgencyLabel = (u) => t(`urgency_${u || "normal"}`);
 const confLabel = (c) => t(`conf_${c || "none"}`);
 
@@ -209,7 +211,7 @@ function renderNav() {
 // --- inbox and one directive ---------------------------------------------------------------
 function directiveCard(d) {
   const urgency = d.urgency || "normal";
-  const overdue = d.due_at && !isAcked(d) && Date.parse(d.due_at) < Date.now();
+  const overdue = isOverdue(d);
   return h("li", {
     class: `panel directive urg-${urgency}-card${isAcked(d) ? "" : " unacked"}`,
     dataset: { directive: d.id, urgency },
@@ -218,7 +220,7 @@ function directiveCard(d) {
     h("span", { class: `tag urg-${urgency}` }, urgencyLabel(urgency)),
     d.confidentiality && d.confidentiality !== "none" ? h("span", { class: "tag urg-very_urgent" }, confLabel(d.confidentiality)) : null,
     isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)" }, t("acknowledged")) : null,
-    overdue ? h("span", { class: "tag urg-express" }, t("overdue")) : null),
+    overdue ? h("span", { class: "tag urg-express overdue-tag" }, t("overdue")) : null),
   h("h3", {}, h("a", { href: `#directive/${d.id}` }, d.title ?? t("restricted"))),
   h("div", { class: "small muted row" },
     senderName(d) ? h("span", { class: "sender" }, t("from", { name: senderText(d) })) : null,
@@ -284,7 +286,7 @@ async function renderDirective(view, id) {
       r.read_at = r.read_at || new Date().toISOString();
     }).catch(() => {});
   }
-  // The sender side answers in one unit's thread: the recipient units come from the roll-up.
+  // The sender side answers a unit in that unit's own thread: its units come from the roll-up.
   let threadUnits = [];
   if (!state.directives.has(id)) {
     try {
@@ -293,6 +295,7 @@ async function renderDirective(view, id) {
       threadUnits = [];
     }
   }
+  if (state.route.view !== "directive" || state.route.id !== id) return;
   const urgency = d.urgency || "normal";
   const inbox = state.directives.has(id);
   const ackForm = inbox && !isAcked(d) && d.ack_required !== false ? h("form", { class: "panel stack", id: "ack-form", onsubmit: (e) => acknowledge(e, id) },
@@ -304,7 +307,8 @@ async function renderDirective(view, id) {
       h("div", { class: "row" },
         h("span", { class: `tag urg-${urgency}` }, urgencyLabel(urgency)),
         h("span", { class: "tag" }, confLabel(d.confidentiality)),
-        isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)", id: "acked-tag" }, t("acknowledged")) : null),
+        isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)", id: "acked-tag" }, t("acknowledged")) : null,
+        isOverdue(d) ? h("span", { class: "tag urg-express overdue-tag" }, t("overdue")) : null),
       h("h2", {}, d.title),
       h("p", { class: "small muted sender" }, [senderName(d) ? t("from", { name: senderText(d) }) : "", formatTime(d.issued_at),
         d.due_at ? t("due", { time: formatTime(d.due_at) }) : ""].filter(Boolean).join(" · ")),
@@ -312,34 +316,103 @@ async function renderDirective(view, id) {
       attachmentLinks(d.attachments || d.attachment_ids)),
     ackForm,
     !inbox ? h("p", {}, h("a", { class: "btn", href: `#board/${id}` }, t("board"))) : null,
-    h("section", { class: "panel", "aria-labelledby": "replies-h" },
-      h("h3", { id: "replies-h" }, t("replies")),
-      h("ul", { class: "card-list", id: "reply-list" }),
-      h("form", { class: "stack", onsubmit: (e) => sendReply(e, id, d) },
-        h("label", { for: "reply-body" }, t("report_back")),
-        h("textarea", { id: "reply-body", name: "body", rows: 2, required: true }),
-        !inbox ? h("div", {}, h("label", { for: "reply-unit" }, t("unit")),
-          h("select", { id: "reply-unit", name: "unit_id" }, threadUnits.map((u) => h("option", { value: u.unit_id }, u.name || unitName(u.unit_id))))) : null,
-        h("input", { type: "file", id: "reply-file", "aria-label": t("attach"), multiple: true }),
-        h("button", { type: "submit", class: "btn btn-primary" }, t("send")))));
+    inbox
+      ? h("section", { class: "panel", "aria-labelledby": "replies-h" },
+        h("h3", { id: "replies-h" }, t("replies")),
+        h("ul", { class: "card-list", id: "reply-list" }),
+        replyForm(id, null))
+      : h("section", { class: "panel", "aria-labelledby": "replies-h" },
+        h("h3", { id: "replies-h" }, t("threads")),
+        unitPicker(id, threadUnits),
+        h("div", { id: "thread-list" })));
   await renderReplies(id);
 }
 
-/** Fill the thread of a directive (without touching a reply being written). */
+/** The sender side picks a recipient unit by typing its name: no list to scroll, no default. */
+function unitPicker(id, units) {
+  const results = h("ul", { class: "unit-picker-results", id: "thread-unit-results" });
+  const show = (query) => {
+    const wanted = fold(query.trim());
+    if (!wanted) return fill(results);
+    const found = units.filter((u) => fold(u.name || unitName(u.unit_id)).includes(wanted)).slice(0, 12);
+    fill(results, found.length
+      ? found.map((u) => h("li", {}, h("a", { class: "btn btn-small", href: `#thread/${id}/${u.unit_id}` }, t("answer_unit", { unit: u.name || unitName(u.unit_id) }))))
+      : h("li", { class: "muted" }, t("unit_not_recipient")));
+  };
+  return h("div", { class: "unit-picker" },
+    h("input", { type: "search", id: "thread-unit-search", "aria-label": t("pick_unit"), placeholder: t("pick_unit"), autocomplete: "off",
+      oninput: (e) => show(e.target.value) }),
+    results);
+}
+
+/** Where a reply is written: a recipient writes in its unit's thread; the sender side in the
+ *  thread of the unit it answers (`unitId`), named above the box. */
+function replyForm(id, unitId) {
+  return h("form", { class: "stack", id: "reply-form", dataset: unitId ? { unit: unitId } : {}, onsubmit: (e) => sendReply(e, id, unitId) },
+    h("label", { for: "reply-body" }, unitId ? t("answer_to", { unit: unitName(unitId) }) : t("report_back")),
+    h("textarea", { id: "reply-body", name: "body", rows: 2, required: true }),
+    h("input", { type: "file", id: "reply-file", "aria-label": t("attach"), multiple: true }),
+    h("button", { type: "submit", class: "btn btn-primary", id: "reply-send" }, t("send")));
+}
+
+/** One unit's thread, for the sender side: its replies and the answer box for that unit. */
+async function renderThread(view, id, unitId) {
+  let d = state.sent.get(id);
+  try {
+    d = d || await api(`directives/${id}`);
+    if (!state.units.length) await loadUnits();
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  if (state.route.view !== "thread" || state.route.id !== id) return;
+  fill(view,
+    h("p", { class: "row" }, h("a", { class: "btn btn-small", href: `#directive/${id}` }, "← ", d.title || `#${id}`),
+      h("a", { class: "btn btn-small", href: `#board/${id}` }, t("board"))),
+    h("section", { class: "panel", "aria-labelledby": "thread-h", dataset: { unit: unitId } },
+      h("h2", { id: "thread-h" }, unitName(unitId)),
+      h("ul", { class: "card-list", id: "reply-list" }),
+      replyForm(id, unitId)));
+  await renderReplies(id);
+}
+
+function replyItem(r) {
+  return h("li", { class: "message", dataset: { reply: r.id, unit: r.unit_id } },
+    h("div", { class: "meta" }, h("strong", { title: cardText(r.sender) }, r.sender?.display_name || r.author_name || userName(r.author_id)),
+      r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
+    h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids));
+}
+
+/** Fill the thread(s) of a directive on screen (without touching a reply being written). */
 async function renderReplies(id) {
+  const route = state.route;
+  if (route.id !== id || !["directive", "thread"].includes(route.view)) return;
+  const unitId = route.view === "thread" ? route.unit : null;
   let replies = [];
   try {
-    replies = listOf(await api(`directives/${id}/replies`), "replies");
+    replies = listOf(await api(`directives/${id}/replies${unitId ? `?unit_id=${unitId}` : ""}`), "replies");
   } catch (err) {
     showError(err);
   }
+  if (state.route !== route) return;
   const list = document.getElementById("reply-list");
-  if (!list || state.route.view !== "directive" || state.route.id !== id) return;
-  fill(list, replies.map((r) =>
-    h("li", { class: "message", dataset: { reply: r.id } },
-      h("div", { class: "meta" }, h("strong", { title: cardText(r.sender) }, r.sender?.display_name || r.author_name || userName(r.author_id)),
-        r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
-      h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids))));
+  if (list) {
+    fill(list, replies.length ? replies.map(replyItem) : h("li", { class: "muted" }, t("no_replies")));
+    return;
+  }
+  const threads = document.getElementById("thread-list");
+  if (!threads) return;
+  const byUnit = new Map();
+  for (const r of replies) {
+    if (!byUnit.has(r.unit_id)) byUnit.set(r.unit_id, []);
+    byUnit.get(r.unit_id).push(r);
+  }
+  fill(threads, byUnit.size ? [...byUnit.entries()].map(([uid, rs]) =>
+    h("div", { class: "thread", dataset: { unit: uid } },
+      h("h4", {}, unitName(uid)),
+      h("ul", { class: "card-list" }, rs.map(replyItem)),
+      h("a", { class: "btn btn-small btn-primary answer-unit", href: `#thread/${id}/${uid}` }, t("answer_unit", { unit: unitName(uid) }))))
+    : h("p", { class: "muted" }, t("no_replies")));
 }
 
 async function acknowledge(event, id) {
@@ -365,14 +438,14 @@ async function uploadAll(input) {
   return ids;
 }
 
-async function sendReply(event, id) {
+async function sendReply(event, id, unitId) {
   event.preventDefault();
   const form = event.target;
   try {
     const attachment_ids = await uploadAll(form.querySelector("input[type=file]"));
     const body = { body: form.body.value.trim() };
     if (attachment_ids.length) body.attachment_ids = attachment_ids;
-    if (form.unit_id) body.unit_id = Number(form.unit_id.value);
+    if (unitId) body.unit_id = unitId;
     await api(`directives/${id}/replies`, { method: "POST", body });
     form.reset();
     renderReplies(id);
@@ -483,58 +556,67 @@ async function issue(event) {
   }
 }
 
+function progressLine(d) {
+  const p = d.progress || {};
+  const total = p.recipients || d.recipient_count || 0;
+  const acked = p.acknowledged || 0;
+  return h("div", { class: "sent-progress", dataset: { directive: d.id } },
+    h("div", { class: "progress", role: "progressbar", "aria-label": t("acknowledged"), "aria-valuemin": 0, "aria-valuemax": total, "aria-valuenow": acked },
+      h("span", { style: `width: ${total ? (100 * acked) / total : 0}%` })),
+    h("div", { class: "small muted" },
+      [`${t("delivered")} ${p.delivered ?? 0}/${total}`, `${t("read")} ${p.read ?? 0}/${total}`,
+        `${t("acknowledged")} ${acked}/${total}`, p.overdue ? `${t("overdue")} ${p.overdue}` : ""].filter(Boolean).join(" · ")));
+}
+
 function renderSent(view) {
   const list = [...state.sent.values()].sort((a, b) => Date.parse(b.issued_at || 0) - Date.parse(a.issued_at || 0));
   fill(view, h("h2", {}, t("nav_sent")),
-    list.length ? h("ul", { class: "card-list" }, list.map((d) => h("li", { class: `panel directive urg-${d.urgency}-card` },
-      h("span", { class: `tag urg-${d.urgency}` }, urgencyLabel(d.urgency)), " ",
-      h("a", { href: `#board/${d.id}` }, d.title),
-      h("div", { class: "small muted" }, formatTime(d.issued_at),
-        d.progress?.recipients ? ` · ${t("acknowledged")}: ${d.progress.acknowledged}/${d.progress.recipients}` : ""))))
+    list.length ? h("ul", { class: "card-list", id: "sent-list" }, list.map((d) => h("li", { class: `panel directive urg-${d.urgency}-card`, dataset: { directive: d.id } },
+      h("div", { class: "row" }, h("span", { class: `tag urg-${d.urgency}` }, urgencyLabel(d.urgency)),
+        h("a", { href: `#board/${d.id}`, class: "grow" }, d.title),
+        h("span", { class: "small muted" }, formatTime(d.issued_at))),
+      progressLine(d))))
       : h("p", { class: "muted" }, t("inbox_empty")));
 }
 
 // --- the acknowledgement board ---------------------------------------------------------------
+let currentBoard = null; // {id, update} of the board on screen
+
 async function loadReceipts(id) {
   const receipts = await api(`directives/${id}/receipts`);
   state.receipts.set(id, receipts);
   return receipts;
 }
 
-function renderBoard(view, id) {
-  const receipts = state.receipts.get(id);
-  const d = state.sent.get(id) || {};
-  if (!receipts) {
-    fill(view, h("p", {}, t("loading")));
-    loadReceipts(id).then(() => state.route.view === "board" && renderView()).catch(showError);
+async function renderBoard(view, id) {
+  currentBoard = null;
+  fill(view, h("p", {}, t("loading")));
+  let receipts;
+  let d = state.sent.get(id);
+  try {
+    [receipts, d] = await Promise.all([loadReceipts(id), d ? d : api(`directives/${id}`)]);
+  } catch (err) {
+    showError(err);
     return;
   }
-  const units = receipts.units || [];
-  const unitDone = (u) => u.recipients > 0 && u.acknowledged >= u.recipients;
-  const done = units.filter(unitDone).length;
-  const missing = units.filter((u) => !unitDone(u));
-  const s = receipts.summary || {};
-  fill(view,
-    h("h2", {}, t("board"), ": ", d.title || `#${id}`),
-    h("p", { id: "board-summary", class: "verdict", "aria-live": "polite" }, t("board_summary", { ack: done, total: units.length })),
-    h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": units.length, "aria-valuenow": done },
-      h("span", { style: `width: ${units.length ? (100 * done) / units.length : 0}%` })),
-    h("p", { class: "small muted" },
-      `${t("recipients")}: ${s.recipients ?? "?"} · ${t("delivered")}: ${s.delivered ?? "?"} · ${t("read")}: ${s.read ?? "?"} · ${t("acknowledged")}: ${s.acknowledged ?? "?"}`,
-      s.overdue ? ` · ${t("overdue")}: ${s.overdue}` : ""),
-    h("div", { class: "row" },
-      h("button", { type: "button", class: "btn", id: "export-csv", onclick: () => download(`/api/v1/directives/${id}/receipts.csv`, `receipts-${id}.csv`).catch(showError) }, t("export_csv")),
-      h("a", { class: "btn", href: `#directive/${id}` }, t("replies"))),
-    h("h3", {}, t("not_acknowledged")),
-    missing.length ? h("ul", { id: "missing-units" }, missing.map((u) => h("li", {}, u.name || unitName(u.unit_id))))
-      : h("p", { id: "missing-units" }, t("all_acknowledged")),
-    h("table", { class: "board-table", id: "board-table" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("unit")), h("th", { scope: "col" }, t("recipients")),
-        h("th", { scope: "col" }, t("delivered")), h("th", { scope: "col" }, t("read")), h("th", { scope: "col" }, t("acknowledged")))),
-      h("tbody", {}, units.map((u) => h("tr", { dataset: { unit: u.unit_id } },
-        h("th", { scope: "row" }, u.name || unitName(u.unit_id)),
-        h("td", { class: "num" }, u.recipients), h("td", { class: "num" }, u.delivered),
-        h("td", { class: "num" }, u.read), h("td", { class: "num" }, u.acknowledged))))));
+  if (state.route.view !== "board" || state.route.id !== id) return;
+  const board = createBoard({
+    id, directive: d, receipts, units: state.units,
+    threadHref: (unitId) => `#thread/${id}/${unitId}`,
+    onExport: () => download(`/api/v1/directives/${id}/receipts.csv`, `receipts-${id}.csv`).catch(showError),
+  });
+  currentBoard = { id, update: board.update };
+  fill(view, board.root);
+}
+
+/** Receipts changed: the board on screen moves in place; the sent list shows the counts. */
+async function refreshReceipts(id, summary) {
+  const sent = state.sent.get(id);
+  if (sent && summary) sent.progress = { ...(sent.progress || {}), ...summary };
+  if (state.route.view === "sent") renderView();
+  if (!currentBoard || currentBoard.id !== id || state.route.view !== "board") return;
+  const receipts = await loadReceipts(id);
+  if (currentBoard && currentBoard.id === id) currentBoard.update(receipts);
 }
 
 // --- channels --------------------------------------------------------------------------------
@@ -788,8 +870,8 @@ function renderSearch(view, query) {
 function parseRoute() {
   const hash = location.hash.slice(1);
   const [path, query] = hash.split("?");
-  const [view, id] = path.split("/");
-  return { view: view || "inbox", id: id ? Number(id) : null, q: new URLSearchParams(query || "").get("q") };
+  const [view, id, unit] = path.split("/");
+  return { view: view || "inbox", id: id ? Number(id) : null, unit: unit ? Number(unit) : null, q: new URLSearchParams(query || "").get("q") };
 }
 
 function renderView() {
@@ -800,6 +882,7 @@ function renderView() {
     case "compose": return renderCompose(view);
     case "sent": return renderSent(view);
     case "board": return renderBoard(view, route.id);
+    case "thread": return renderThread(view, route.id, route.unit);
     case "channel": return renderChannel(view, route.id);
     case "search": return renderSearch(view, route.q);
     default: return renderInbox(view);
@@ -832,6 +915,7 @@ window.addEventListener("langchange", () => {
 
 // --- real-time events ---------------------------------------------------------------------------
 const boardTimers = new Map();
+const latestSummary = new Map(); // directive id -> the newest counts from an event
 
 function onEvent(event) {
   const { topic, type, data } = event;
@@ -864,29 +948,23 @@ function onEvent(event) {
     case "directive.receipts":
     case "directive.overdue": {
       const id = data.directive_id ?? data.id;
-      if (type === "directive.overdue") toast(`${t("overdue")}: ${state.sent.get(id)?.title || id}`, "urgent");
-      if (data.units && data.summary) {
-        state.receipts.set(id, { ...(state.receipts.get(id) || {}), ...data });
-        if (state.route.view === "board" && state.route.id === id) renderView();
-        return;
+      if (type === "directive.overdue") {
+        if (state.directives.has(id)) return onOverdue(id, data);
+        toast(`${t("overdue")}: ${state.sent.get(id)?.title || id}`, "urgent");
       }
-      // Only a nudge: fetch the roll-up (at most a few times a second).
+      // A nudge with the new counts: fetch the board's details at most a few times a second.
       if (!boardTimers.has(id)) {
-        boardTimers.set(id, setTimeout(async () => {
+        boardTimers.set(id, setTimeout(() => {
           boardTimers.delete(id);
-          try {
-            await loadReceipts(id);
-            if (state.route.view === "board" && state.route.id === id) renderView();
-          } catch (err) {
-            showError(err);
-          }
+          refreshReceipts(id, latestSummary.get(id)).catch(showError);
         }, 200));
       }
+      if (data.summary) latestSummary.set(id, data.summary);
       return;
     }
     case "directive.reply": {
       const id = data.directive_id;
-      if (state.route.view === "directive" && state.route.id === id) renderReplies(id);
+      if (["directive", "thread"].includes(state.route.view) && state.route.id === id) renderReplies(id);
       else if (data.reply?.author_id !== me.id) toast(`${t("replies")}: ${state.directives.get(id)?.title || state.sent.get(id)?.title || ""}`);
       return;
     }
@@ -899,6 +977,19 @@ function onEvent(event) {
     default:
       return;
   }
+}
+
+/** The recipient's instruction went past its due time unacknowledged: it says so at once. */
+function onOverdue(id, data) {
+  const d = state.directives.get(id);
+  if (isAcked(d)) return;
+  d.overdue = true;
+  const text = t("overdue_notice", { title: d.title ?? data.title ?? "" });
+  toast(text, "urgent");
+  alertNotice(d, text);
+  refresh();
+  const head = document.querySelector(`article.directive[data-directive="${id}"] .row`);
+  if (head && !head.querySelector(".overdue-tag")) head.append(h("span", { class: "tag urg-express overdue-tag" }, t("overdue")));
 }
 
 function onChannelEvent(channelId, type, data) {
