@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from messaging import directives, receipts, replies
+from messaging import directives, receipts, receipts_export, replies
 from messaging.models import Urgency
 from server.errors import BadRequest
 from server.http import JSON, context, current_user, path_int, read_json
@@ -113,8 +113,8 @@ async def receipts_json(request: Request) -> Response:
 async def receipts_csv(request: Request) -> Response:
     actor = await current_user(request)
     directive_id = path_int(request, "directive_id")
-    text = await receipts.receipts_csv(context(request), actor, directive_id)
-    return Response(text, media_type="text/csv; charset=utf-8", headers={
+    data = await receipts_export.receipts_csv(context(request), actor, directive_id)
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="directive-{directive_id}-receipts.csv"'})
 
 

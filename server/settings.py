@@ -187,6 +187,8 @@ class Settings:
     # A node's presence entries in Redis expire unless refreshed (a dead node's users go
     # offline by themselves).
     presence_ttl_secs: int = 60
+    # The city's time zone (IANA name): receipts.csv writes times in it, for people.
+    city_timezone: str = "Asia/Ho_Chi_Minh"
 
     # --- meetings and media ---------------------------------------------------
     default_speech_limit_secs: int = 300

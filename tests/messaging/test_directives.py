@@ -105,10 +105,11 @@ async def test_rollup_after_reads_and_acks(server: RunningServer, city: DemoCity
         response = await http.get(f"/api/v1/directives/{directive_id}/receipts.csv")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert len(rows) == 6
-    assert {r["username"] for r in rows} == {f"ward00{i}" for i in range(1, 7)}
-    assert [r["note"] for r in rows if r["username"] == "ward002"] == ["Đã triển khai"]
+    assert {r["Tên đăng nhập"] for r in rows} == {f"ward00{i}" for i in range(1, 7)}
+    assert [r["Ghi chú xác nhận"] for r in rows
+            if r["Tên đăng nhập"] == "ward002"] == ["Đã triển khai"]
 
     async with server.http(w1) as http:
         inbox = (await http.get("/api/v1/directives", params={"box": "inbox"})).json()
