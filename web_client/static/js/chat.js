@@ -12,6 +12,9 @@ const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
 const TYPING_SEND_MS = 3000;
 const TYPING_SHOW_MS = 5000;
 const MESSAGE_PAGE = 100;
+// The dots of people in other units are asked for this often (their changes reach no topic
+// this page follows); people of one's own unit change live.
+const CONTACTS_PRESENCE_MS = 30_000;
 
 const me = startPage("chat_title");
 const isSender = (me.roles || []).includes("standing");
@@ -114,6 +117,19 @@ async function loadPresence(unitId) {
     const answer = await api(`units/${unitId}/presence`);
     for (const u of answer.users || []) state.presence.set(u.user_id, u.state);
     state.unitPresence.set(unitId, new Set((answer.users || []).map((u) => u.user_id)));
+  } catch {
+    /* presence is a nicety */
+  }
+}
+
+/** Presence of the other person of each direct conversation (any unit): the dots. */
+async function loadContactsPresence() {
+  const ids = [...new Set([...state.channels.values()].filter((c) => c.kind === "direct").map(otherMember).filter(Boolean))];
+  if (!ids.length || document.visibilityState !== "visible") return;
+  try {
+    const answer = await api(`presence?user_ids=${ids.join(",")}`);
+    for (const u of answer.users || []) state.presence.set(u.user_id, u.state);
+    renderNav();
   } catch {
     /* presence is a nicety */
   }
@@ -639,17 +655,24 @@ async function loadMessages(channelId) {
   for (const m of listOf(answer, "messages")) upsertMessage(channelId, m);
 }
 
+/** What is on screen has been read: the badge goes, and the server's read position moves up
+ *  to the newest message shown (also when no badge was counted while looking). */
 async function markRead(channel) {
+  if (document.visibilityState !== "visible") return;
   const msgs = [...messagesOf(channel.id).values()];
   const top = Math.max(0, ...msgs.map((m) => m.seq || 0));
-  if (!top || unreadOf(channel) === 0) return;
-  channel.unread = 0;
-  channel.unread_count = 0;
-  renderNav();
+  if (unreadOf(channel) !== 0) {
+    channel.unread = 0;
+    channel.unread_count = 0;
+    renderNav();
+  }
+  if (!top || top <= (channel.read_seq || 0)) return;
+  channel.read_seq = top;
   try {
-    await api(`channels/${channel.id}/read`, { method: "POST", body: { seq: top } });
+    const answer = await api(`channels/${channel.id}/read`, { method: "POST", body: { seq: top } });
+    if (answer && answer.read_seq > channel.read_seq) channel.read_seq = answer.read_seq;
   } catch {
-    /* the read position is advisory */
+    channel.read_seq = 0; // try again with the next message
   }
 }
 
@@ -854,16 +877,70 @@ function renderSearch(view, query) {
   api(`search?q=${encodeURIComponent(query)}`).then((answer) => {
     const hits = listOf(answer, "results");
     fill(results, h("p", { class: "muted" }, t("search_results", { n: hits.length })),
-      h("ul", { class: "card-list" }, hits.map((hit) => {
-        const kind = hit.kind || hit.type;
-        let href = "#inbox";
-        if (kind === "directive") href = `#directive/${hit.directive_id ?? hit.id}`;
-        else if (kind === "reply") href = `#directive/${hit.directive_id}`;
-        else if (kind === "message") href = `#channel/${hit.channel_id}`;
-        return h("li", { class: "panel" }, h("a", { href }, hit.title || hit.snippet || hit.body || kind),
-          hit.snippet && hit.title ? h("div", { class: "small muted" }, hit.snippet) : null);
-      })));
+      h("ul", { class: "card-list", id: "search-list" }, hits.map((hit) => searchHit(hit, query))));
   }).catch(showError);
+}
+
+function hitHref(hit, kind) {
+  if (kind === "directive") return `#directive/${hit.directive_id ?? hit.id}`;
+  if (kind === "reply") return `#directive/${hit.directive_id}`;
+  if (kind === "message") return `#channel/${hit.channel_id}`;
+  if (hit.directive_id) return `#directive/${hit.directive_id}`;
+  if (hit.channel_id) return `#channel/${hit.channel_id}`;
+  return null;
+}
+
+/** One result: its kind, author and date, then the text with the match marked. */
+function searchHit(hit, query) {
+  const kind = hit.kind || hit.type || "";
+  const href = hitHref(hit, kind);
+  const heading = hit.title || (kind === "attachment" ? hit.name : null) || (kind === "reply" && hit.unit_id ? unitName(hit.unit_id) : null);
+  const kindLabel = kind ? t(`kind_${kind}`) : "";
+  return h("li", { class: "panel search-hit", dataset: { kind } },
+    h("div", { class: "meta" },
+      kindLabel && kindLabel !== `kind_${kind}` ? h("span", { class: "tag" }, kindLabel) : null,
+      hit.author_name ? h("strong", { class: "hit-author" }, hit.author_name) : null,
+      hit.at ? h("span", { class: "hit-at" }, formatTime(hit.at)) : null),
+    heading ? h("div", {}, href ? h("a", { href }, marked(heading, null, query)) : h("strong", {}, marked(heading, null, query))) : null,
+    hit.snippet ? h("div", { class: "snippet" }, href && !heading ? h("a", { href }, marked(hit.snippet, hit.highlights, query)) : marked(hit.snippet, hit.highlights, query)) : null,
+    kind === "attachment" && hit.file_id ? h("button", { type: "button", class: "btn btn-small", dataset: { file: hit.file_id }, onclick: () => openFile(hit.file_id) }, hit.name || t("attachments")) : null,
+    !heading && !hit.snippet && href ? h("a", { href }, kindLabel || t("open")) : null);
+}
+
+/** The snippet with each match in a <mark>: the server's ranges (character offsets) when it
+ *  sends them, else the query's words found without diacritics or case. */
+function marked(snippet, highlights, query) {
+  const chars = Array.from(snippet);
+  let ranges = Array.isArray(highlights) ? highlights.filter((r) => Array.isArray(r) && r.length === 2) : null;
+  if (!ranges) ranges = findWords(chars, query);
+  ranges = ranges.map(([a, b]) => [Math.max(0, a), Math.min(chars.length, b)]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
+  const parts = [];
+  let at = 0;
+  for (const [a, b] of ranges) {
+    if (a < at) continue;
+    if (a > at) parts.push(chars.slice(at, a).join(""));
+    parts.push(h("mark", {}, chars.slice(a, b).join("")));
+    at = b;
+  }
+  if (at < chars.length) parts.push(chars.slice(at).join(""));
+  return parts;
+}
+
+function findWords(chars, query) {
+  // One folded character per character, so positions in the folded text are positions in
+  // the snippet.
+  const folded = chars.map((c) => fold(c).charAt(0) || c).join("");
+  const ranges = [];
+  for (const word of fold(query || "").split(/\s+/).filter(Boolean)) {
+    let from = 0;
+    for (;;) {
+      const found = folded.indexOf(word, from);
+      if (found < 0) break;
+      ranges.push([found, found + word.length]);
+      from = found + word.length;
+    }
+  }
+  return ranges;
 }
 
 // --- routing ---------------------------------------------------------------------------------
@@ -904,6 +981,12 @@ window.addEventListener("hashchange", () => {
   renderView();
   document.getElementById("view").focus({ preventScroll: true });
 });
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible") return;
+  const channel = state.route.view === "channel" ? state.channels.get(state.route.id) : null;
+  if (channel?.loaded) markRead(channel);
+  loadContactsPresence();
+});
 window.addEventListener("langchange", () => {
   startPage("chat_title");
   showConnection(dhRealtime.status);
@@ -919,7 +1002,7 @@ const latestSummary = new Map(); // directive id -> the newest counts from an ev
 
 function onEvent(event) {
   const { topic, type, data } = event;
-  if (topic.startsWith("channel:")) return onChannelEvent(Number(topic.split(":")[1]), type, data);
+  if (topic.startsWith("channel:")) return onChannelEvent(Number(topic.split(":")[1]), type, data, event.seq);
   switch (type) {
     case "directive.issued": {
       const d = data.directive || data;
@@ -971,6 +1054,7 @@ function onEvent(event) {
     case "channel.added":
       loadChannels().then((added) => {
         for (const c of added) dhRealtime.follow(`channel:${c.id}`, c.last_seq);
+        if (added.some((c) => c.kind === "direct")) loadContactsPresence();
         refresh();
       }).catch(showError);
       return;
@@ -992,9 +1076,10 @@ function onOverdue(id, data) {
   if (head && !head.querySelector(".overdue-tag")) head.append(h("span", { class: "tag urg-express overdue-tag" }, t("overdue")));
 }
 
-function onChannelEvent(channelId, type, data) {
+function onChannelEvent(channelId, type, data, seq) {
   const channel = state.channels.get(channelId);
-  const message = data.message || data;
+  // A new message's seq is the seq of its event (the payload carries none).
+  const message = type === "message.posted" ? { seq, ...(data.message || data) } : data.message || data;
   if (type === "message.posted") {
     upsertMessage(channelId, message);
     state.typing.get(channelId)?.delete(message.author_id);
@@ -1067,6 +1152,9 @@ async function start() {
     // Follow every channel so unread counts move live; history loads when opened.
     dhRealtime.follow(`channel:${channel.id}`, channel.last_seq);
   }
+  // Presence of people in other units reaches no topic of ours: ask now and then.
+  loadContactsPresence();
+  setInterval(loadContactsPresence, CONTACTS_PRESENCE_MS);
   renderBanner();
   renderNav();
   renderView();
