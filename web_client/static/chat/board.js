@@ -11,6 +11,13 @@ const STATES = ["pending", "delivered", "read", "acknowledged"];
 const SORTS = ["order", "delivered", "read", "acknowledged"];
 const TIME_KEYS = { delivered: "delivered_at", read: "read_at", acknowledged: "acknowledged_at" };
 
+/** A progress bar; its width is set through the CSSOM, which a strict style policy allows. */
+export function progressBar(value, total, label) {
+  const fillEl = h("span");
+  fillEl.style.width = `${total ? (100 * (value || 0)) / total : 0}%`;
+  return h("div", { class: "progress", role: "progressbar", "aria-label": label, "aria-valuemin": 0, "aria-valuemax": total, "aria-valuenow": value || 0 }, fillEl);
+}
+
 /** Each recipient unit with its state, worked out from the per-user receipts. */
 export function unitRows(receipts, units, directive, now = Date.now()) {
   const byUnit = new Map();
@@ -146,8 +153,7 @@ export function createBoard(options) {
     summaryLine.textContent = t("board_summary", { ack: unitsDone, total: all.length });
     const stat = (key, value, bad = false) => h("div", { class: `board-stat stat-${key}${bad ? " bad" : ""}` },
       h("div", { class: "stat-head" }, h("span", {}, t(`state_${key}`)), h("strong", {}, t("progress_of", { n: value ?? 0, total }))),
-      h("div", { class: "progress", role: "progressbar", "aria-label": t(`state_${key}`), "aria-valuemin": 0, "aria-valuemax": total, "aria-valuenow": value ?? 0 },
-        h("span", { style: `width: ${total ? (100 * (value || 0)) / total : 0}%` })));
+      progressBar(value, total, t(`state_${key}`)));
     fill(stats,
       stat("delivered", s.delivered), stat("read", s.read), stat("acknowledged", s.acknowledged),
       stat("overdue", s.overdue, (s.overdue || 0) > 0));

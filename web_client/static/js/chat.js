@@ -4,7 +4,7 @@
 import { api, blobUrl, download, listOf, randomId, uploadFile } from "./api.js";
 import { formatTime, t } from "./i18n.js";
 import { announce, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
-import { createBoard } from "../chat/board.js";
+import { createBoard, progressBar } from "../chat/board.js";
 import { alertDirective, alertNotice, renderPermission, ringUntilOpened, startAlerts, stopRinging } from "../chat/alerts.js";
 
 const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
@@ -577,8 +577,7 @@ function progressLine(d) {
   const total = p.recipients || d.recipient_count || 0;
   const acked = p.acknowledged || 0;
   return h("div", { class: "sent-progress", dataset: { directive: d.id } },
-    h("div", { class: "progress", role: "progressbar", "aria-label": t("acknowledged"), "aria-valuemin": 0, "aria-valuemax": total, "aria-valuenow": acked },
-      h("span", { style: `width: ${total ? (100 * acked) / total : 0}%` })),
+    progressBar(acked, total, t("acknowledged")),
     h("div", { class: "small muted" },
       [`${t("delivered")} ${p.delivered ?? 0}/${total}`, `${t("read")} ${p.read ?? 0}/${total}`,
         `${t("acknowledged")} ${acked}/${total}`, p.overdue ? `${t("overdue")} ${p.overdue}` : ""].filter(Boolean).join(" · ")));
