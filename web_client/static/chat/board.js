@@ -230,5 +230,11 @@ export function createBoard(options) {
     if (moved) resort.hidden = false;
   }
 
-  return { root, update };
+  /** New counts from an event: the bars move before the details arrive. */
+  function updateSummary(summary) {
+    receipts = { ...receipts, summary: { ...(receipts.summary || {}), ...summary } };
+    renderStats();
+  }
+
+  return { root, update, updateSummary };
 }

@@ -15,6 +15,9 @@ const MESSAGE_PAGE = 100;
 // The dots of people in other units are asked for this often (their changes reach no topic
 // this page follows); people of one's own unit change live.
 const CONTACTS_PRESENCE_MS = 30_000;
+// The board's details (every recipient's times) are fetched at most this often while
+// acknowledgements pour in; the counts in the events are shown as they come.
+const BOARD_REFRESH_MS = 500;
 
 const me = startPage("chat_title");
 const isSender = (me.roles || []).includes("standing");
@@ -620,7 +623,7 @@ async function renderBoard(view, id) {
     threadHref: (unitId) => `#thread/${id}/${unitId}`,
     onExport: () => download(`/api/v1/directives/${id}/receipts.csv`, `receipts-${id}.csv`).catch(showError),
   });
-  currentBoard = { id, update: board.update };
+  currentBoard = { id, update: board.update, updateSummary: board.updateSummary };
   fill(view, board.root);
 }
 
@@ -1039,9 +1042,12 @@ function onEvent(event) {
         boardTimers.set(id, setTimeout(() => {
           boardTimers.delete(id);
           refreshReceipts(id, latestSummary.get(id)).catch(showError);
-        }, 200));
+        }, BOARD_REFRESH_MS));
       }
-      if (data.summary) latestSummary.set(id, data.summary);
+      if (data.summary) {
+        latestSummary.set(id, data.summary);
+        if (currentBoard?.id === id && state.route.view === "board") currentBoard.updateSummary(data.summary);
+      }
       return;
     }
     case "directive.reply": {
