@@ -17,6 +17,7 @@ const LOUD = new Set(["very_urgent", "express"]);
 
 let registration = null;
 let audio = null;
+let setupBox = null; // where the questions are shown (re-drawn when sound gets unlocked)
 const ringing = new Map(); // directive id -> interval timer
 // What the page played and showed, for the browser tests (bounded).
 const record = { sounds: [], notifications: [] };
@@ -36,6 +37,9 @@ export async function startAlerts({ onOpen }) {
     soundContext();
     document.removeEventListener("pointerdown", unlock, true);
     document.removeEventListener("keydown", unlock, true);
+    // Only the sound question goes away, and after the click that answered it has landed
+    // (re-drawing the notification question under a pressed button would swallow its click).
+    if (setupBox?.querySelector("#sound-setup-panel")) setTimeout(() => renderPermission(setupBox), 400);
   };
   document.addEventListener("pointerdown", unlock, true);
   document.addEventListener("keydown", unlock, true);
@@ -82,10 +86,29 @@ export function permissionPanel(onDone) {
       h("button", { type: "button", class: "btn", onclick: later }, t("alerts_later"))));
 }
 
-/** Show (or hide) the question in `box`. */
+// A browser plays sound only after the page has had a click or a key press: until then (a
+// tab reopened in the morning) say so, with a button that is that click.
+const soundBlocked = () => !!navigator.userActivation && !navigator.userActivation.hasBeenActive
+  && !(audio && audio.state === "running");
+
+function soundPanel(onDone) {
+  if (!soundBlocked() || sessionStorage.getItem(LATER_KEY)) return null;
+  const enable = () => {
+    soundContext();
+    chime();
+    onDone();
+  };
+  return h("div", { class: "alert-setup panel", id: "sound-setup-panel", role: "region", "aria-label": t("sound_title") },
+    h("p", {}, h("strong", {}, t("sound_title")), " ", t("sound_explain")),
+    h("div", { class: "row" }, h("button", { type: "button", class: "btn btn-primary", id: "enable-sound", onclick: enable }, t("sound_enable"))));
+}
+
+/** Show (or hide) the questions in `box`: notifications first, then sound. */
 export function renderPermission(box) {
   if (!box) return;
-  fill(box, permissionPanel(() => renderPermission(box)));
+  setupBox = box;
+  const again = () => renderPermission(box);
+  fill(box, permissionPanel(again) || soundPanel(again));
 }
 
 // --- system notifications ------------------------------------------------------------------
