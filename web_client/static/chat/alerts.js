@@ -130,7 +130,10 @@ function directiveUrl(id) {
 /** A new instruction: a notification with urgency, sender and title; sound when urgent. */
 export function alertDirective(d, senderText) {
   const urgency = d.urgency || "normal";
-  const title = `${t(`urgency_${urgency}`)}: ${d.title ?? t("restricted")}`;
+  const label = t(`urgency_${urgency}`);
+  const text = d.title ?? t("restricted");
+  // Titles often begin with their urgency already ("Hỏa tốc: …"): say it once.
+  const title = text.toLocaleLowerCase().startsWith(label.toLocaleLowerCase()) ? text : `${label}: ${text}`;
   const lines = [senderText ? t("from", { name: senderText }) : "", d.due_at ? t("due", { time: new Date(d.due_at).toLocaleString("vi-VN") }) : ""];
   show(title, {
     body: lines.filter(Boolean).join("\n"),

@@ -49,11 +49,18 @@ function senderText(d) {
   const name = senderName(d);
   if (!name) return "";
   const title = s.title ? roleLabel(s.title) : "";
-  const extra = [title, s.unit_name].filter(Boolean).filter((v, i, all) => all.indexOf(v) === i);
+  // "Thường trực HĐND" of the unit "Thường trực HĐND thành phố" is said once.
+  const sameAsUnit = title && s.unit_name && fold(s.unit_name).includes(fold(title));
+  const extra = [sameAsUnit ? "" : title, s.unit_name].filter(Boolean);
   return extra.length ? `${name} — ${extra.join(", ")}` : name;
 }
 /** A person's card (messaging/senders.py) as one line. */
 const cardText = (card) => (card ? senderText({ sender: card }) : null);
+/** "HỎA TỐC: title", unless the title already begins with its urgency. */
+function expressText(d) {
+  const title = d.title ?? t("restricted");
+  return fold(title).startsWith(fold(t("urgency_express"))) ? title : t("express_banner", { title });
+}
 /** A role key as a title; a free-text title as it is. */
 function roleLabel(title) {
   const key = `role_${title}`;
@@ -173,7 +180,7 @@ function renderBanner() {
   }
   fill(box, open.slice(0, 3).map((d) =>
     h("div", { class: "express-banner", role: "alert", dataset: { directive: d.id } },
-      h("span", {}, t("express_banner", { title: d.title })),
+      h("span", {}, expressText(d)),
       d.due_at ? h("span", {}, t("due", { time: formatTime(d.due_at) })) : null,
       h("a", { class: "btn btn-small", href: `#directive/${d.id}` }, t("open")))));
 }
@@ -1011,7 +1018,7 @@ function onEvent(event) {
       const existing = state.directives.get(d.id);
       state.directives.set(d.id, { ...(existing || {}), ...d });
       if (!existing) {
-        const text = d.urgency === "express" ? t("express_banner", { title: d.title }) : t("new_directive", { title: d.title });
+        const text = d.urgency === "express" ? expressText(d) : t("new_directive", { title: d.title });
         toast(text, d.urgency === "express" || d.urgency === "very_urgent" ? "urgent" : "info");
         const viewing = state.route.view === "directive" && state.route.id === d.id && document.visibilityState === "visible";
         if (!viewing) alertDirective(d, senderText(d));
