@@ -106,3 +106,28 @@ async def test_permission_is_asked_with_an_explanation_and_a_button(
     assert await clerk.evaluate("Notification.permission") == "denied"
     assert clerk.js_errors == []
     await context.close()
+
+
+async def test_a_click_on_the_notification_opens_the_instruction(
+        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    context, clerk = await signed_in(server, browser, "ward003", viewport=CLERK_DESKTOP)
+    await context.grant_permissions(["notifications"], origin=server.url)
+    await clerk.goto(f"{server.url}/app/chat/#search")
+    await wait_online(clerk)
+    await clerk.evaluate("navigator.serviceWorker.ready")
+    issued = await issue(server, await token(server, "standing"), directive_body(
+        [city.commune_unit_ids[2]], urgency="very_urgent", title="Rà soát hộ nghèo"))
+    await clerk.wait_for_function(
+        f"{NOTIFICATIONS}.then((list) => list.length > 0)", timeout=WAIT_MS, polling=200)
+    worker = context.service_workers[0]
+    # The worker's own click handler, given the notification it shows.
+    await worker.evaluate("""async () => {
+      const [shown] = await self.registration.getNotifications();
+      self.dispatchEvent(new NotificationEvent("notificationclick", {notification: shown}));
+    }""")
+    await clerk.wait_for_url(f"**/app/chat/#directive/{issued['id']}")
+    await clerk.wait_for_selector(f"article.directive[data-directive='{issued['id']}']")
+    await clerk.wait_for_function(f"{NOTIFICATIONS}.then((list) => list.length === 0)",
+                                  timeout=WAIT_MS, polling=200)
+    assert clerk.js_errors == []
+    await context.close()

@@ -25,8 +25,9 @@ async function openInChat(url, directiveId) {
   const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
   const chat = windows.find((client) => new URL(client.url).pathname.startsWith("/app/chat/"));
   if (chat) {
-    await chat.focus();
+    // Open it first: bringing the window forward is the browser's to allow.
     chat.postMessage({ type: "open-directive", directive_id: directiveId });
+    await chat.focus();
     return;
   }
   await self.clients.openWindow(url);
@@ -38,5 +39,6 @@ self.addEventListener("notificationclick", (event) => {
   const url = new URL(data.url || "/app/chat/", self.location.origin);
   // Only ever this app's own pages.
   const target = url.origin === self.location.origin ? url.href : new URL("/app/chat/", self.location.origin).href;
-  event.waitUntil(openInChat(target, data.directive_id ?? null));
+  const opening = openInChat(target, data.directive_id ?? null).catch((err) => console.warn("notification click", err));
+  if (event.isTrusted) event.waitUntil(opening);
 });
