@@ -573,7 +573,7 @@ async function issue(event) {
     toast(t("issued", { n: answer.recipient_count }));
     const leftOut = answer.left_out?.length ?? answer.left_out_count ?? 0;
     if (leftOut) toast(t("left_out", { n: leftOut }), "error");
-    state.sent.set(answer.id, { id: answer.id, ...body, issued_at: new Date().toISOString() });
+    state.sent.set(answer.id, { id: answer.id, ...body, recipient_count: answer.recipient_count, issued_at: new Date().toISOString() });
     location.hash = `#board/${answer.id}`;
   } catch (err) {
     error.textContent = err.message;
