@@ -17,6 +17,8 @@ from server.http import JSON, context, current_user, path_int, read_json
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ClientMsgId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Ids are 64-bit in the database: a larger number is no id at all.
+MAX_ID = 2**63 - 1
 
 
 class Strict(BaseModel):
@@ -119,6 +121,8 @@ async def people_presence(request: Request) -> Response:
     except ValueError as exc:
         raise BadRequest("user_ids is a comma-separated list of integers.",
                          code="invalid_request") from exc
+    if any(not 0 < uid <= MAX_ID for uid in user_ids):
+        raise BadRequest("user_ids are positive 64-bit integers.", code="invalid_request")
     return JSON(await presence.contacts_presence(context(request), actor, user_ids))
 
 

@@ -62,7 +62,8 @@ async def test_presence_of_the_people_one_talks_to(server: RunningServer,
         assert stranger.status_code == 403
         assert stranger.json()["error"]["code"] == "not_a_contact"
         assert stranger.json()["error"]["details"] == {"user_ids": [city.ward_user_ids[4]]}
-        malformed = await http.get("/api/v1/presence?user_ids=1,abc")
-        assert malformed.status_code == 400
-        assert malformed.json()["error"]["code"] == "invalid_request"
+        for bad in ("1,abc", "0", "-3", str(2**63), "9" * 5000):
+            malformed = await http.get(f"/api/v1/presence?user_ids={bad}")
+            assert malformed.status_code == 400, bad
+            assert malformed.json()["error"]["code"] == "invalid_request"
         assert (await http.get("/api/v1/presence")).json() == {"users": []}
