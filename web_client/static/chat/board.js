@@ -70,7 +70,7 @@ function sameDay(iso) {
 
 const shortTime = (iso) => formatTime(iso, !sameDay(iso));
 
-function tileContent(row) {
+function tileContent(row, href) {
   const times = ["delivered", "read", "acknowledged"]
     .filter((key) => row[TIME_KEYS[key]])
     .map((key) => t(`time_${key}`, { time: shortTime(row[TIME_KEYS[key]]) }));
@@ -78,7 +78,8 @@ function tileContent(row) {
     ? ` (${t("acknowledged")} ${row.counts.acknowledged}/${row.total})` : "";
   return [
     h("div", { class: "unit-head" },
-      h("span", { class: "unit-name" }, row.name),
+      // The unit's name leads to its thread: where the sender answers that unit.
+      h("a", { class: "unit-name", href, title: t("open_thread") }, row.name),
       row.overdue ? h("span", { class: "unit-flag" }, t("state_overdue")) : null),
     h("div", { class: "unit-state" }, t(`state_${row.state}`), partial),
     times.length ? h("div", { class: "unit-times" }, times.join(" · ")) : null,
@@ -161,8 +162,7 @@ export function createBoard(options) {
 
   function renderTile(row) {
     let tile = tiles.get(row.unit_id);
-    const content = [...tileContent(row),
-      h("a", { class: "unit-thread", href: threadHref(row.unit_id), "aria-label": `${t("open_thread")}: ${row.name}` }, t("open_thread"))];
+    const content = tileContent(row, threadHref(row.unit_id));
     if (!tile) {
       tile = h("li", { dataset: { unit: row.unit_id } });
       tiles.set(row.unit_id, tile);
