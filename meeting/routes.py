@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,7 +22,7 @@ from meeting.models import (
     SpeakerKind,
 )
 from server.errors import BadRequest
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                          max_length=MAX_TITLE_CHARS)]
@@ -34,7 +34,7 @@ Ids = Annotated[list[Id], Field(max_length=5000)]
 MAX_SPEECH_LIMIT_SECS = 7200
 
 
-class Strict(BaseModel):
+class Strict(Body):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
@@ -310,7 +310,7 @@ async def delete_participant(request: Request) -> Response:
     return Response(status_code=204)
 
 
-class AnnotationBody(BaseModel):
+class AnnotationBody(Body):
     model_config = ConfigDict(extra="forbid", strict=False)
 
     page: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]

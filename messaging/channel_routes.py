@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from messaging import channels, presence, search
-from messaging.directive_routes import query_int
 from messaging.models import ChannelKind
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, query_int, read_json
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ClientMsgId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class Strict(BaseModel):
+class Strict(Body):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -66,6 +66,8 @@ class Settings:
     # Origins allowed to open /ws from a browser. Empty: only same-origin pages.
     allowed_origins: tuple[str, ...] = ()
     max_json_body_bytes: int = 1_048_576
+    # Deepest nesting of objects and arrays a JSON body may have (no route needs more than 4).
+    max_json_depth: int = 32
 
     # --- tokens ---------------------------------------------------------------
     jwt_issuer: str = "dienhong"

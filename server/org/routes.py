@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server.auth.service import login
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 from server.org import service
 from server.org.models import Confidentiality, Role, UnitKind
 
@@ -21,7 +21,7 @@ Username = Annotated[
 ]
 
 
-class Strict(BaseModel):
+class Strict(Body):
     model_config = ConfigDict(extra="forbid")
 
 
