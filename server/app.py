@@ -25,7 +25,7 @@ from server.context import Context
 from server.db import Database
 from server.errors import ApiError, Forbidden
 from server.features import Feature
-from server.http import JSON, context
+from server.http import JSON, SecurityHeaders, context
 from server.metrics import Metrics
 from server.org.routes import routes as org_routes
 from server.org.service import forget_changed_users
@@ -278,4 +278,5 @@ def create_app(
     app.state.ctx = ctx
     app.state.gateway = gateway
     app.add_middleware(RequestMetrics, metrics=metrics_, routes=routes)
+    app.add_middleware(SecurityHeaders)
     return app
