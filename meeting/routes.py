@@ -6,8 +6,9 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from meeting import agenda, attendance, meetings, presentation, speakers
@@ -22,6 +23,7 @@ from meeting.models import (
     SpeakerKind,
 )
 from server.errors import BadRequest
+from server.files.storage import discard
 from server.http import JSON, Body, context, current_user, path_int, read_json
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
@@ -353,10 +355,10 @@ async def annotated_pdf(request: Request) -> Response:
                                              include_shared=flag in ("1", "true"))
     stem = (f.name.rsplit(".", 1)[0] if f.name else f"file-{f.id}") or f"file-{f.id}"
     filename = quote(f"{stem}-annotated.pdf")
-    return Response(pdf, media_type="application/pdf", headers={
+    return FileResponse(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
         "Cache-Control": "private, no-store",
-    })
+    }, background=BackgroundTask(discard, pdf))
 
 
 BASE = "/api/v1/meetings"

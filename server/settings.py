@@ -203,8 +203,12 @@ class Settings:
     speech_warning_secs: int = 30
     # How often a node looks for speeches granted elsewhere to time them too.
     speech_timer_rescan_secs: float = 5.0
-    # Annotations: size of one annotation's data, and per reader and file.
-    annotation_max_bytes: int = 65_536
+    # Annotations: the data one reader keeps on one document, all annotations together
+    # (bounds the work of writing their annotated.pdf), and the size of one annotation.
+    annotation_max_bytes: int = 1_048_576
+    annotation_max_data_bytes: int = 65_536
+    # Points one ink stroke may have (a tablet samples a long stroke at a few hundred).
+    annotation_max_points_per_stroke: int = 2_000
     annotation_max_per_file: int = 2_000
     # Remote (WebRTC) participants of one meeting on one node at most.
     media_max_participants: int = 200
