@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -23,9 +25,9 @@ from server.auth.tokens import TokenService
 from server.clock import Clock, SystemClock
 from server.context import Context
 from server.db import Database
-from server.errors import ApiError, Forbidden
+from server.errors import ApiError, Forbidden, NotFound
 from server.features import Feature
-from server.http import JSON, SecurityHeaders, context
+from server.http import JSON, SecurityHeaders, context, route_path
 from server.metrics import Metrics
 from server.org.routes import routes as org_routes
 from server.org.service import forget_changed_users
@@ -75,7 +77,30 @@ async def healthz(request: Request) -> Response:
                 status_code=200 if healthy else 503)
 
 
+def may_read_metrics(request: Request) -> bool:
+    """An allow-listed client address, or the metrics token as a bearer token."""
+    settings = context(request).settings
+    if settings.metrics_token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode(), settings.metrics_token.encode()):
+            return True
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for allowed in settings.metrics_allowed_addresses:
+        with contextlib.suppress(ValueError):
+            if address in ipaddress.ip_network(allowed, strict=False):
+                return True
+    return False
+
+
 async def metrics(request: Request) -> Response:
+    if not may_read_metrics(request):
+        # As if absent: the figures tell an outsider who is online and how busy it is.
+        raise NotFound("Not Found", code="not_found")
     return PlainTextResponse(context(request).metrics.render(),
                              media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -93,7 +118,7 @@ async def api_error(request: Request, exc: Exception) -> Response:
         try:
             async with ctx.write() as w:
                 await w.audit(principal.id if principal else None, "access.refused",
-                              f"{request.method} {request.url.path}",
+                              f"{request.method} {route_path(request)}",
                               {"code": exc.code, "message": exc.message})
         except Exception:
             log.exception("could not audit a refusal")
@@ -112,7 +137,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s %s", request.method, route_path(request),
+                  exc_info=exc)
     return JSON({"error": {"code": "internal_error", "message": "Internal server error."}},
                 status_code=500)
 
@@ -167,9 +193,10 @@ class RequestMetrics:
                 elapsed
             )
             if log.isEnabledFor(logging.INFO):
-                log.info("%s %s %s %.1fms", scope["method"], scope["path"], status,
+                # The template, never the path: paths carry ballot receipts and ids.
+                log.info("%s %s %s %.1fms", scope["method"], template, status,
                          elapsed * 1000,
-                         extra={"method": scope["method"], "path": scope["path"],
+                         extra={"method": scope["method"], "route": template,
                                 "status": status, "ms": round(elapsed * 1000, 1)})
 
 

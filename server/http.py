@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from sqlalchemy import bindparam, select
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from server.auth.principal import PRINCIPAL_COLUMNS, Principal
 from server.context import Context
@@ -310,3 +311,15 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def route_path(conn: HTTPConnection) -> str:
+    """The path template of the route that answers ``conn`` ("unmatched" if none).
+
+    Logs and audit records name the template: a path can carry a ballot receipt.
+    """
+    for route in conn.app.router.routes:
+        match, _child = route.matches(conn.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"

@@ -68,6 +68,10 @@ class Settings:
     max_json_body_bytes: int = 1_048_576
     # Deepest nesting of objects and arrays a JSON body may have (no route needs more than 4).
     max_json_depth: int = 32
+    # Who may read /metrics: client addresses or networks (after a trusted proxy's
+    # X-Forwarded-For), or anyone sending "Authorization: Bearer <metrics_token>".
+    metrics_allowed_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
+    metrics_token: str = ""
 
     # --- tokens ---------------------------------------------------------------
     jwt_issuer: str = "dienhong"
