@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server.audit_anchor import NodeKeySigner, checkpoint_forever, checkpoint_now
 from server.auth.tokens import TokenService
 from server.clock import Clock, SystemClock
 from server.context import Context
@@ -280,6 +281,10 @@ def create_app(
         for feature in chosen:
             for job in feature.background:
                 tasks.append(asyncio.create_task(job(ctx), name=f"{feature.name}-{job.__name__}"))
+        signer = NodeKeySigner.for_node(settings)
+        if settings.audit_checkpoint_interval_secs > 0:
+            tasks.append(asyncio.create_task(checkpoint_forever(ctx, signer),
+                                             name="audit-checkpoints"))
         try:
             yield
         finally:
@@ -290,6 +295,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await gateway.flush_received()
+            if settings.audit_checkpoint_interval_secs > 0:
+                await checkpoint_now(ctx, signer)
             await broker.stop()
             await db.dispose()
 

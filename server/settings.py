@@ -73,6 +73,12 @@ class Settings:
     metrics_allowed_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str = ""
 
+    # --- audit anchoring ------------------------------------------------------------
+    # How often the node signs a checkpoint of the audit chain's head (0: never).
+    audit_checkpoint_interval_secs: float = 300.0
+    # The append-only file of checkpoints; empty: audit-checkpoints.jsonl in data_dir.
+    audit_checkpoint_path: str = ""
+
     # --- tokens ---------------------------------------------------------------
     jwt_issuer: str = "dienhong"
     jwt_audience: str = "dienhong"
