@@ -129,10 +129,13 @@ async def api_error(request: Request, exc: Exception) -> Response:
     return JSON(exc.body(), status_code=exc.status, headers=headers)
 
 
+# Codes of the errors Starlette raises itself (unknown path, wrong method; 0: any other).
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 0: "http_error"}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    code = codes.get(exc.status_code, "http_error")
+    code = HTTP_ERROR_CODES.get(exc.status_code, HTTP_ERROR_CODES[0])
     return JSON({"error": {"code": code, "message": str(exc.detail)}},
                 status_code=exc.status_code)
 
