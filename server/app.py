@@ -30,6 +30,7 @@ from server.errors import ApiError, Forbidden, NotFound
 from server.features import Feature
 from server.http import JSON, SecurityHeaders, context, route_path
 from server.metrics import Metrics
+from server.openapi import openapi_document
 from server.org.routes import routes as org_routes
 from server.org.service import forget_changed_users
 from server.realtime.broker import create_broker
@@ -252,6 +253,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/api/v1/openapi.json", openapi_document, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
         *org_routes,
     ]
