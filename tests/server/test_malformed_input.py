@@ -221,3 +221,19 @@ async def test_generated_requests_never_answer_500(server: RunningServer,
                  for (endpoint, url, query, body), drawn_token in drawn if drawn_token == token]
         async with server.http(token) as client:
             await send_all(client, batch)
+
+
+async def test_every_route_that_reads_a_body_reads_a_strict_body_model(
+    server: RunningServer,
+) -> None:
+    """One strict base class for every route: an endpoint that calls read_json reads a
+    model derived from ``Body`` (unknown fields refused, values that fit the columns)."""
+    readers = []
+    for route in server.app.routes:
+        endpoint = getattr(route, "endpoint", None)
+        code = getattr(endpoint, "__code__", None)
+        if code is not None and "read_json" in code.co_names:
+            readers.append(route.path)
+            assert body_model(endpoint) is not None, route.path
+            assert body_model(endpoint).model_config.get("extra") == "forbid", route.path
+    assert len(readers) > 25
