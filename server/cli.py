@@ -171,6 +171,11 @@ def _verify_audit(settings: Settings) -> int:
         if report.ok:
             print(f"audit chain holds: {report.records} records, head {report.head_hash}, "
                   f"{len(checkpoints)} signed checkpoints agree")
+            if report.records and not checkpoints:
+                # A server writes one when it starts: none at all means the file is gone,
+                # or only command-line tools ever wrote to this database.
+                print(f"warning: no audit checkpoints in {checkpoint_path(settings)}; the "
+                      "chain is not anchored outside the database", file=sys.stderr)
             return 0
         print(f"audit chain broken at record {report.first_bad_seq}: {report.problem}",
               file=sys.stderr)

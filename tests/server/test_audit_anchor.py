@@ -120,3 +120,11 @@ async def test_a_forged_checkpoint_is_refused(make_server: MakeServer) -> None:
     path.write_text(path.read_text() + "not json\n")
     unreadable = await on(server, "verify-audit")
     assert unreadable.code == 1 and "not a checkpoint" in unreadable.err
+
+
+async def test_no_checkpoints_at_all_is_reported(make_server: MakeServer) -> None:
+    server = await anchored_server(make_server)
+    checkpoint_path(server.settings).unlink(missing_ok=True)
+    unanchored = await on(server, "verify-audit")
+    assert unanchored.code == 0 and "0 signed checkpoints" in unanchored.out
+    assert "not anchored" in unanchored.err
