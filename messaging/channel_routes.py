@@ -4,24 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from messaging import channels, presence, search
-from messaging.directive_routes import query_int
 from messaging.models import ChannelKind
 from server.errors import BadRequest
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import (
+    JSON,
+    MAX_ID,
+    Body,
+    context,
+    current_user,
+    path_int,
+    query_int,
+    read_json,
+)
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ClientMsgId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-# Ids are 64-bit in the database: a larger number is no id at all.
-MAX_ID = 2**63 - 1
 
 
-class Strict(BaseModel):
+class Strict(Body):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -122,7 +128,7 @@ async def people_presence(request: Request) -> Response:
         raise BadRequest("user_ids is a comma-separated list of integers.",
                          code="invalid_request") from exc
     if any(not 0 < uid <= MAX_ID for uid in user_ids):
-        raise BadRequest("user_ids are positive 64-bit integers.", code="invalid_request")
+        raise BadRequest(f"user_ids are positive integers up to {MAX_ID}.", code="invalid_request")
     return JSON(await presence.contacts_presence(context(request), actor, user_ids))
 
 

@@ -84,10 +84,14 @@ def utf8_len(value: str) -> int:
     return len(value.encode("utf-8"))
 
 
+def directive_not_found(directive_id: int) -> NotFound:
+    return NotFound(f"Directive {directive_id} does not exist.", code="directive_not_found")
+
+
 async def load_directive(session: AsyncSession, directive_id: int) -> Directive:
     directive = await session.get(Directive, directive_id)
     if directive is None:
-        raise NotFound(f"Directive {directive_id} does not exist.", code="directive_not_found")
+        raise directive_not_found(directive_id)
     return directive
 
 
@@ -113,7 +117,8 @@ async def require_access(session: AsyncSession, principal: Principal,
         raise Forbidden("Your clearance does not permit this directive.",
                         code="insufficient_clearance")
     if recipient is None:
-        raise Forbidden("You are not a recipient of this directive.", code="not_a_recipient")
+        # Exactly as for a directive that does not exist: no oracle of other units' ids.
+        raise directive_not_found(directive_id)
     return DirectiveAccess(directive, recipient, False)
 
 
@@ -322,7 +327,7 @@ async def _own_receipt(session: AsyncSession, actor: Principal,
                        directive_id: int) -> tuple[Directive, DirectiveRecipient]:
     access = await require_access(session, actor, directive_id)
     if access.recipient is None:
-        raise Forbidden("You are not a recipient of this directive.", code="not_a_recipient")
+        raise directive_not_found(directive_id)
     return access.directive, access.recipient
 
 

@@ -66,6 +66,18 @@ class Settings:
     # Origins allowed to open /ws from a browser. Empty: only same-origin pages.
     allowed_origins: tuple[str, ...] = ()
     max_json_body_bytes: int = 1_048_576
+    # Deepest nesting of objects and arrays a JSON body may have (no route needs more than 4).
+    max_json_depth: int = 32
+    # Who may read /metrics: client addresses or networks (after a trusted proxy's
+    # X-Forwarded-For), or anyone sending "Authorization: Bearer <metrics_token>".
+    metrics_allowed_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
+    metrics_token: str = ""
+
+    # --- audit anchoring ------------------------------------------------------------
+    # How often the node signs a checkpoint of the audit chain's head (0: never).
+    audit_checkpoint_interval_secs: float = 300.0
+    # The append-only file of checkpoints; empty: audit-checkpoints.jsonl in data_dir.
+    audit_checkpoint_path: str = ""
 
     # --- tokens ---------------------------------------------------------------
     jwt_issuer: str = "dienhong"
@@ -203,8 +215,12 @@ class Settings:
     speech_warning_secs: int = 30
     # How often a node looks for speeches granted elsewhere to time them too.
     speech_timer_rescan_secs: float = 5.0
-    # Annotations: size of one annotation's data, and per reader and file.
-    annotation_max_bytes: int = 65_536
+    # Annotations: the data one reader keeps on one document, all annotations together
+    # (bounds the work of writing their annotated.pdf), and the size of one annotation.
+    annotation_max_bytes: int = 1_048_576
+    annotation_max_data_bytes: int = 65_536
+    # Points one ink stroke may have (a tablet samples a long stroke at a few hundred).
+    annotation_max_points_per_stroke: int = 2_000
     annotation_max_per_file: int = 2_000
     # Remote (WebRTC) participants of one meeting on one node at most.
     media_max_participants: int = 200
