@@ -61,9 +61,14 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
         assert script.headers["cache-control"] == "max-age=300"
         again = await client.get("/app/js/shell.js")
         assert again.headers["x-cache-status"] == "HIT" and again.content == script.content
-        # An error of the API comes through in its shape.
+        # An error of the API comes through in its shape, and so do nginx's own.
         missing = await client.get("/api/v1/me")
         assert missing.status_code == 401 and "code" in missing.json()["error"]
+        big = size_bytes(directive("client_max_body_size")) + 1
+        too_large = await client.post("/api/v1/files", content=b"\0" * big, headers={
+            "Authorization": f"Bearer {admin}", "Content-Type": "application/octet-stream"})
+        assert too_large.status_code == 413
+        assert too_large.json()["error"]["code"] == "too_large"
 
     ward = await login(cluster.nodes[0], "ward001")
     topic = f"unit:{cluster.city.commune_unit_ids[0]}"
