@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -134,6 +135,9 @@ class RedisBroker:
         self._publisher: asyncio.Task[None] | None = None
         # (message, loop time it was queued): the second measures the broker's lag.
         self._outbound: collections.deque[tuple[str, float]] = collections.deque()
+        # This node's signal messages begin with this text: JSON that nodes of the previous
+        # release read as before (they ignore the node).
+        self._own_signal = f'{{"n":"{uuid.uuid4().hex}","s":'
         self._queued = asyncio.Event()
         self.connected = asyncio.Event()
 
@@ -165,11 +169,15 @@ class RedisBroker:
             self._enqueue(pack_events(events[start:start + size]))
 
     async def publish_signal(self, signal: Signal) -> None:
-        # Signals are ephemeral: a lost one is simply lost, so they go only over Redis.
-        self._enqueue(json.dumps(
-            {"s": {"topic": signal.topic, "type": signal.type, "data": signal.data}},
-            ensure_ascii=False,
-        ))
+        # Signals are ephemeral: a lost one is simply lost. This node's sockets get the
+        # signal at once (typing and presence work here while Redis does not answer), the
+        # others through Redis; the copy that comes back is known by its first characters
+        # and skipped without parsing it.
+        if self._deliver_signal is not None:
+            self._deliver_signal(signal)
+        body = json.dumps({"topic": signal.topic, "type": signal.type, "data": signal.data},
+                          ensure_ascii=False)
+        self._enqueue(f'{self._own_signal}{body}}}')
 
     @property
     def queue_depth(self) -> int:
@@ -299,6 +307,8 @@ class RedisBroker:
         """One message from the channel; a malformed one is logged, never fatal."""
         try:
             text = raw.decode() if isinstance(raw, bytes) else raw
+            if text.startswith(self._own_signal):
+                return  # delivered here when it was published
             if text.startswith((SHARED_TAILS, PACKED_FRAMES)):
                 if self._deliver is not None:
                     await self._deliver(unpack_events(text))

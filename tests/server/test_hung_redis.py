@@ -10,11 +10,13 @@ node. When Redis answers again the nodes are back on it, and nothing was lost or
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -92,6 +94,7 @@ async def test_a_paused_redis_holds_up_no_request_and_no_socket(
 
     received: list[int] = []
     closes: list[object] = []
+    signals: list[dict[str, Any]] = []
 
     async def follow(ws: WsClient) -> None:
         """Collect the unit's events; a close by the node would end the loop."""
@@ -102,6 +105,8 @@ async def test_a_paused_redis_holds_up_no_request_and_no_socket(
                     received.append(message["seq"])
                 elif message.get("op") == "pong":
                     pongs.put_nowait(message)
+                elif message.get("op") == "signal":
+                    signals.append(message)
         except Exception as exc:
             closes.append(exc)
 
@@ -138,6 +143,10 @@ async def test_a_paused_redis_holds_up_no_request_and_no_socket(
             await asyncio.wait_for(
                 until(lambda: _has(received, start + 1 + WRITES_DURING_PAUSE),
                       "events from the log during the pause"), PAUSE_SECS)
+            # The node's own sockets hear its signals without Redis: the user is away.
+            await asyncio.wait_for(
+                until(lambda: _away(signals), "presence.changed while Redis is paused"),
+                PAUSE_SECS)
             assert redis_process.returncode is None
             # Stay paused long enough for the subscription to notice.
             await until(lambda: _not(broker_connected(node_b)), "node B noticing the hang")
@@ -181,9 +190,39 @@ async def test_the_outbound_queue_is_bounded_and_drops_the_oldest() -> None:
         text = metrics.render().decode()
         assert "dienhong_broker_queue_depth 2.0" in text
         assert "dienhong_broker_dropped_total 1.0" in text
-        assert [message for message, _at in broker._outbound] == [
-            '{"s": {"topic": "unit:1", "type": "typing", "data": {"n": 1}}}',
-            '{"s": {"topic": "unit:1", "type": "typing", "data": {"n": 2}}}']
+        assert [json.loads(message)["s"]["data"] for message, _at in broker._outbound] == [
+            {"n": 1}, {"n": 2}]
     finally:
         await broker._redis.aclose()
         await broker._subscriber.aclose()
+
+
+async def test_signals_reach_this_nodes_sockets_without_redis() -> None:
+    from server.realtime.broker import RedisBroker
+    from server.realtime.hub import Signal
+
+    broker = RedisBroker("redis://127.0.0.1:1/0", "test")
+    here: list[Signal] = []
+    broker._deliver_signal = here.append
+    try:
+        typing = Signal("channel:3", "typing", {"user_id": 7})
+        await broker.publish_signal(typing)
+        assert here == [typing]
+        # The copy that comes back from Redis is not delivered twice.
+        own = broker._outbound[0][0]
+        await broker._handle(own.encode())
+        assert here == [typing]
+        # Another node's signal is, and so is one from a node of the previous release.
+        other = {"topic": "channel:3", "type": "typing", "data": {"user_id": 8}}
+        await broker._handle(json.dumps({"n": "another-node", "s": other}).encode())
+        await broker._handle(json.dumps({"s": other}).encode())
+        assert here == [typing, Signal(**other), Signal(**other)]
+    finally:
+        await broker._redis.aclose()
+        await broker._subscriber.aclose()
+
+
+
+async def _away(signals: list[dict[str, Any]]) -> bool:
+    return any(s["type"] == "presence.changed" and s["data"]["state"] == "away"
+               for s in signals)
