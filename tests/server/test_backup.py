@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,11 +20,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from server.backup import KEY_PART, MANIFEST, pg_target
-from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests import harness
+from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.harness import PG_URL, RunningServer, _pg_execute, drop_database
 from tests.server.support import small_city
-from tests.server.test_cli import Run, dienhong
+from tests.server.test_cli import ROOT, Run, dienhong
 
 NOTE = "Biên bản kỳ họp thứ 12 — bản lưu.\n".encode()
 
@@ -197,3 +198,28 @@ async def pg_tables(url: str) -> int:
             "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"))
     finally:
         await conn.close()
+
+
+async def test_a_failing_pg_dump_fails_the_backup(make_server: MakeServer, tmp_path: Path,
+                                                  backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("pg_dump backs up PostgreSQL only")
+    server = await make_server(features=[])
+    # A pg_dump that fails as a real one does when the server refuses it.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake = fake_bin / "pg_dump"
+    fake.write_text("#!/bin/sh\necho 'pg_dump: error: connection refused' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    dest = tmp_path / "backup"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
+    env |= {"DIENHONG_DATA_DIR": str(server.settings.data_dir),
+            "DIENHONG_DATABASE_URL": server.settings.database_url,
+            "PATH": f"{fake_bin}:{os.environ.get('PATH', '')}"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli", "backup", str(dest), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 1
+    assert "pg_dump failed with exit status 1: pg_dump: error: connection refused" in err.decode()
+    assert not (dest / MANIFEST).exists()
