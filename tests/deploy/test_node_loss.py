@@ -212,12 +212,16 @@ async def test_sigkill_tablets_resume_on_the_other_node(cluster: Cluster) -> Non
             assert tablet.applied[topic] == list(range(start + 1, final + 1))
         # Every write that was answered 200 is among the events (renames are all distinct).
         assert final - start >= len(writer.confirmed)
-        assert await open_sockets(node_b) == len(tablets)
+        await until(lambda: _sockets_on(node_b, len(tablets)), "every tablet on node B")
         # The killed node's presence expires by itself.
         await until(lambda: _online(node_b, admin, lonely_unit, 0), "ward002 offline")
     finally:
         for tablet in tablets:
             await tablet.stop()
+
+
+async def _sockets_on(node: Node, count: int) -> bool:
+    return await open_sockets(node) == count
 
 
 async def _online(node: Node, token: str, unit_id: int, expected: int) -> bool:
