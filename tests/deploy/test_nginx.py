@@ -70,6 +70,18 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
         assert too_large.status_code == 413
         assert too_large.json()["error"]["code"] == "too_large"
 
+    # A rendered page: kept by the reader's browser for good, never by nginx.
+    chair = await login(cluster.nodes[0], "chair")
+    async with nginx.http(chair) as client:
+        listing = (await client.get("/api/v1/meetings")).json()
+        meeting = (listing["meetings"] if isinstance(listing, dict) else listing)[0]["id"]
+        state = (await client.get(f"/api/v1/meetings/{meeting}")).json()
+        document = next(d for item in state["agenda"] for d in item["document_ids"])
+        page = await client.get(f"/api/v1/files/{document}/pages/1.png?width=200")
+        assert page.status_code == 200 and page.headers["content-type"] == "image/png"
+        assert page.headers["cache-control"] == "private, max-age=31536000, immutable"
+        assert "x-cache-status" not in page.headers
+
     ward = await login(cluster.nodes[0], "ward001")
     topic = f"unit:{cluster.city.commune_unit_ids[0]}"
     # Sockets through nginx until each node holds one (least_conn alternates them).
