@@ -1,5 +1,4 @@
-"""The ``dienhong`` command: serve, migrate, demo, create-user, verify-audit, backup,
-restore."""
+"""The ``dienhong`` command: serve, migrate, demo, create-user, verify-audit."""
 
 from __future__ import annotations
 
