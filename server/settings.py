@@ -126,6 +126,12 @@ class Settings:
     log_sweep_interval_secs: float = 2.0
     # Events sent per query when a socket resumes.
     resume_batch: int = 500
+    # Messages (events of a write, signals) waiting to go to Redis before the oldest is
+    # dropped (other nodes recover dropped events from the log), and the deadline of one
+    # round trip to Redis from the fast path (publishing, the subscription's liveness,
+    # presence): a Redis that stops answering never holds up a request or a socket longer.
+    broker_queue_messages: int = 10_000
+    broker_timeout_secs: float = 2.0
     # The cyclic garbage collector: container objects allocated between young passes, and
     # middle passes before a full pass is considered (Python's defaults: 700 and 10). A
     # full pass walks every socket's objects (about 140 each: 0.8 s at 8,000 sockets), and
