@@ -87,6 +87,7 @@ async def test_agenda_attendance_queue_and_choice_poll(server: RunningServer, ci
         "#poll-list li[data-state=open] details:has-text('Chưa bỏ phiếu')")
     await shot(chair, "chair-portrait")
     await chair.click("#poll-list button[data-action=close]")
+    await chair.click("dialog button[type=submit]")
     await chair.wait_for_selector("#poll-list li[data-state=closed] .result-bars")
     counts = await chair.eval_on_selector_all(
         "#poll-list li[data-state=closed] .result-bars li",

@@ -136,6 +136,7 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
         "() => document.querySelector('#poll-list li[data-state=open] .verdict')"
         "?.textContent.includes('3/')")
     await chair.click("#poll-list button[data-action=close]")
+    await chair.click("dialog button[type=submit]")
     await projector.wait_for_selector(".proj-result")
     await shot(projector, "projector-result")
 

@@ -5,9 +5,15 @@
 import { api, download, uploadFile } from "./api.js";
 import { formatTime, t } from "./i18n.js";
 import { clockText, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
-import { MeetingSession, findItem, myMeetings, pageImage, secondsLeft } from "./meeting-state.js";
+import { MeetingSession, findItem, myMeetings, pageImage, participant, secondsLeft } from "./meeting-state.js";
+import { BallotBook, sendBallot } from "./ballot.js";
+import { choiceText, progressLine, resultBlock, secrecyTag } from "./poll-view.js";
 
-startPage("chair_title");
+const me = startPage("chair_title");
+const book = new BallotBook(me.id);
+// The chair's own ballot being chosen: poll id and the choice awaiting confirmation.
+const myVote = { pollId: null, pending: null, selected: [] };
+const ballotWake = new EventTarget();
 let meeting = null;
 let timerHandle = null;
 const pollDetails = new Map(); // poll id -> GET /polls/{id}
@@ -17,6 +23,9 @@ const selection = { itemId: null, documentId: null, page: 1 };
 const realtime = connectRealtime({
   onEvent: (event) => meeting?.apply(event),
   onReset: () => meeting?.reload(),
+});
+realtime.addEventListener("status", (e) => {
+  if (e.detail === "online") ballotWake.dispatchEvent(new Event("wake"));
 });
 
 async function act(path, body = {}, method = "POST") {
@@ -61,15 +70,30 @@ function renderShell(id) {
       h("section", { class: "panel", "aria-labelledby": "poll-h", style: "grid-column: 1 / -1" }, h("h3", { id: "poll-h" }, t("polls")), h("div", { id: "polls" }), pollForm())));
 }
 
+// The lifecycle acts the chair is offered in each state. Closing (bế mạc) ends a session
+// that has run; it is offered apart from the others and only after a confirmation.
+const LIFECYCLE = {
+  scheduled: [["start", "start", "btn-ok"]],
+  in_session: [["adjourn", "adjourn", ""], ["close", "close_meeting", "btn-danger"]],
+  adjourned: [["start", "resume", "btn-ok"], ["close", "close_meeting", "btn-danger"]],
+  closed: [],
+};
+
+async function lifecycleAct(action) {
+  if (action === "close") {
+    const sure = await dialog(t("confirm_close_meeting_title"),
+      h("p", { id: "confirm-consequence" }, t("confirm_close_meeting_body")),
+      { okText: t("close_meeting"), danger: true });
+    if (!sure) return;
+  }
+  await act(`meetings/${meeting.id}/${action}`);
+}
+
 function renderLifecycle(state) {
-  const s = state.state;
-  const buttons = [];
-  if (s === "scheduled") buttons.push(["start", t("start"), "btn-ok"]);
-  if (s === "adjourned") buttons.push(["start", t("resume"), "btn-ok"]);
-  if (s === "in_session") buttons.push(["adjourn", t("adjourn"), ""]);
-  if (s !== "closed") buttons.push(["close", t("close_meeting"), "btn-danger"]);
+  const buttons = LIFECYCLE[state.state] || [];
   fill(document.getElementById("lifecycle"), buttons.map(([action, label, cls]) =>
-    h("button", { type: "button", class: `btn ${cls}`, id: `meeting-${action}`, onclick: () => act(`meetings/${meeting.id}/${action}`) }, label)));
+    h("button", { type: "button", class: `btn ${cls}`, id: `meeting-${action}`, style: action === "close" ? "margin-left: 1.5rem" : null,
+      onclick: () => lifecycleAct(action) }, t(label))));
 }
 
 // --- agenda --------------------------------------------------------------------------------------
@@ -295,27 +319,80 @@ function refreshPollDetail(poll) {
   });
 }
 
+/** Figures an open poll's count is read against. */
+function pollFigures(state, poll) {
+  const detail = pollDetails.get(poll.id) || {};
+  return { cast: poll.cast ?? detail.cast ?? 0, present: state.quorum?.present ?? 0, members: state.quorum?.members ?? 0 };
+}
+
+async function closePoll(poll) {
+  const sure = await dialog(t("confirm_close_poll_title", { title: poll.title }),
+    h("p", { id: "confirm-consequence" }, t("confirm_close_poll_body", { progress: progressLine(poll, pollFigures(meeting.state, poll)) })),
+    { okText: t("close_poll"), danger: true });
+  if (sure) await act(`polls/${poll.id}/close`);
+}
+
+/** The chair is a member of the body: their own ballot, from the panel. */
+function chairBallot(state, poll) {
+  const mine = participant(state, me.id);
+  if (!mine || mine.role !== "chair") return null;
+  if (myVote.pollId !== poll.id) Object.assign(myVote, { pollId: poll.id, pending: null, selected: [] });
+  const entry = book.get(poll.id);
+  const box = (...children) => h("div", { class: "chair-ballot", id: "chair-ballot", role: "group", "aria-labelledby": "chair-ballot-h" },
+    h("strong", { id: "chair-ballot-h" }, t("chair_your_vote")), " ", ...children);
+  if (entry?.receipt) return box(h("span", { id: "chair-receipt" }, "✓ ", t("vote_done"), " ", h("span", { class: "receipt" }, entry.receipt)));
+  if (entry?.status === "already") return box(h("span", {}, "✓ ", t("already_voted")));
+  if (entry?.status === "sending") return box(h("span", { role: "status" }, t("ballot_sending")));
+  if (entry?.status === "unknown") return box(h("span", { role: "alert" }, t("ballot_unknown")));
+  if (!mine.present) return box(h("span", {}, t("check_in_first")), " ",
+    h("button", { type: "button", class: "btn btn-small btn-ok", id: "chair-check-in", onclick: () => act(`meetings/${meeting.id}/attendance`, { present: true }) }, t("check_in")));
+  const refused = entry?.status === "refused" ? h("span", { role: "alert" }, t("ballot_refused", { code: entry.code }), " ") : null;
+  const options = poll.kind === "yes_no_abstain" ? ["yes", "no", "abstain"] : poll.options || [];
+  if (myVote.pending !== null) {
+    const label = Array.isArray(myVote.pending) ? myVote.pending.map((c) => choiceText(poll, c)).join(", ") : choiceText(poll, myVote.pending);
+    return box(h("span", { id: "chair-confirm-text" }, t("confirm_vote", { choice: label })), " ",
+      h("button", { type: "button", class: "btn btn-small", onclick: () => { myVote.pending = null; renderPolls(meeting.state); } }, t("change_choice")), " ",
+      h("button", { type: "button", class: "btn btn-small btn-ok", id: "chair-vote-confirm", onclick: () => chairCast(poll) }, t("confirm")));
+  }
+  const multi = poll.kind === "choice" && (poll.max_choices || 1) > 1;
+  return box(refused, options.map((value) => h("button", {
+    type: "button", class: "btn btn-small", dataset: { choice: value }, "aria-pressed": multi ? String(myVote.selected.includes(value)) : null,
+    onclick: () => {
+      if (!multi) myVote.pending = poll.kind === "choice" ? [value] : value;
+      else if (myVote.selected.includes(value)) myVote.selected.splice(myVote.selected.indexOf(value), 1);
+      else if (myVote.selected.length < poll.max_choices) myVote.selected.push(value);
+      renderPolls(meeting.state);
+    } }, choiceText(poll, value))),
+  multi ? h("button", { type: "button", class: "btn btn-small btn-primary", disabled: !myVote.selected.length, onclick: () => { myVote.pending = [...myVote.selected]; renderPolls(meeting.state); } }, t("confirm")) : null);
+}
+
+async function chairCast(poll) {
+  const choice = myVote.pending;
+  myVote.pending = null;
+  await sendBallot(book, poll, choice, { wake: ballotWake, onChange: () => meeting && renderPolls(meeting.state) });
+  if (meeting) renderPolls(meeting.state);
+}
+
 function renderPolls(state) {
   const box = document.getElementById("polls");
   const polls = [...(state.polls || [])].reverse();
   fill(box, polls.length ? h("ul", { class: "card-list", id: "poll-list" }, polls.map((p) => {
     const detail = pollDetails.get(p.id) || {};
-    const cast = p.cast ?? detail.cast ?? 0;
-    const eligible = detail.eligible ?? state.quorum?.present ?? "?";
+    const figures = pollFigures(state, p);
     const result = p.result || detail.result;
+    // Who has not voted, against the same base as the count beside it.
+    const waiting = (detail.not_voted || []).filter((v) => p.rule !== "majority_of_cast" || v.present);
     return h("li", { class: "panel", dataset: { poll: p.id, state: p.state } },
-      h("div", { class: "row" }, h("strong", { class: "grow" }, p.title), h("span", { class: "tag" }, t(`state_${p.state}`)),
-        p.secret ? h("span", { class: "tag" }, t("secret")) : null, h("span", { class: "small muted" }, t(`rule_${p.rule}`))),
+      h("div", { class: "row" }, h("strong", { class: "grow" }, p.title), h("span", { class: "tag poll-state" }, t(`poll_state_${p.state}`)),
+        secrecyTag(p), h("span", { class: "small muted" }, t(`rule_${p.rule}`))),
       p.state === "draft" ? h("button", { type: "button", class: "btn btn-ok", dataset: { action: "open" }, onclick: () => act(`polls/${p.id}/open`) }, t("open_poll")) : null,
       p.state === "open" ? h("div", {},
-        h("p", { class: "verdict", id: `poll-cast-${p.id}`, "aria-live": "polite" }, t("cast", { cast, eligible })),
-        h("button", { type: "button", class: "btn btn-danger", dataset: { action: "close" }, onclick: () => act(`polls/${p.id}/close`) }, t("close_poll")),
-        detail.not_voted?.length ? h("details", {}, h("summary", {}, `${t("not_voted")} (${detail.not_voted.length})`),
-          h("ul", { class: "small" }, detail.not_voted.map((v) => h("li", {}, v.display_name, v.present ? "" : ` (${t("absent")})`)))) : null) : null,
-      p.state === "closed" && result ? h("div", { class: "poll-result" },
-        h("p", { class: `verdict ${result.passed ? "passed" : "rejected"}` }, result.passed ? t("passed") : t("rejected")),
-        h("ul", { class: "result-bars" }, Object.entries(result.tally || {}).map(([choice, n]) => h("li", { dataset: { choice } },
-          h("span", {}, p.kind === "yes_no_abstain" ? t(`choice_${choice}`) : choice), h("span", { class: "bar" }, h("span", { style: `width: ${result.numbers?.cast ? (100 * n) / result.numbers.cast : 0}%` })), h("strong", {}, n))))) : null);
+        h("p", { class: "verdict", id: `poll-cast-${p.id}`, "aria-live": "polite" }, progressLine(p, figures)),
+        chairBallot(state, p),
+        h("button", { type: "button", class: "btn btn-danger", dataset: { action: "close" }, onclick: () => closePoll(p) }, t("close_poll")),
+        waiting.length ? h("details", {}, h("summary", {}, `${t("not_voted")} (${waiting.length})`),
+          h("ul", { class: "small" }, waiting.map((v) => h("li", {}, v.display_name, v.present ? "" : ` (${t("absent")})`)))) : null) : null,
+      p.state === "closed" && result ? resultBlock(p, result) : null);
   })) : h("p", { class: "muted" }, "—"));
   for (const p of state.polls || []) if (p.state === "open" && !pollDetails.has(p.id)) refreshPollDetail(p);
 }

@@ -4,6 +4,7 @@
 import { logout, requireLogin, session, toLogin } from "./api.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
+import { forgetUserData } from "./ballot.js";
 
 /** Build an element: h("button", {class: "x", onclick: fn}, "text", child). */
 export function h(tag, attrs = {}, ...children) {
@@ -99,11 +100,17 @@ export function startPage(titleKey, { extra = [], requireUser = true } = {}) {
           "data-i18n": "lang_switch", "data-i18n-label": "lang_switch_label",
           onclick: () => setLang(lang() === "vi" ? "en" : "vi"),
         }, t("lang_switch")),
-        user ? h("button", { type: "button", class: "btn btn-ghost", id: "logout", "data-i18n": "logout", onclick: logout }, t("logout")) : null,
+        user ? h("button", { type: "button", class: "btn btn-ghost", id: "logout", "data-i18n": "logout", onclick: signOut }, t("logout")) : null,
       ));
   }
   applyI18n(document);
   return user;
+}
+
+/** Sign out: nothing of the user stays on a shared tablet (ballots, positions, drafts). */
+export function signOut() {
+  forgetUserData();
+  logout();
 }
 
 /** Show the connection state in the header. */
@@ -177,14 +184,14 @@ export function clockText(seconds) {
 }
 
 /** A simple modal dialog using <dialog>; resolves with the form values or null. */
-export function dialog(titleText, body, { okText = t("confirm"), cancelText = t("cancel") } = {}) {
+export function dialog(titleText, body, { okText = t("confirm"), cancelText = t("cancel"), danger = false } = {}) {
   return new Promise((resolve) => {
     const form = h("form", { method: "dialog", class: "dialog-form" },
       h("h2", {}, titleText),
       body,
       h("div", { class: "row end" },
         h("button", { type: "button", class: "btn", value: "cancel", onclick: () => { dlg.close(); } }, cancelText),
-        h("button", { type: "submit", class: "btn btn-primary", value: "ok" }, okText)));
+        h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}`, value: "ok" }, okText)));
     const dlg = h("dialog", { class: "modal" }, form);
     let result = null;
     form.addEventListener("submit", (event) => {
