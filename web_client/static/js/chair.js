@@ -407,15 +407,16 @@ function render(state, event) {
   renderLifecycle(state);
   if (!event || type.startsWith("agenda")) renderAgenda(state);
   if (!event || type.startsWith("agenda") || type === "presentation.changed") renderPresentation(state);
-  if (!event || type === "presenter.changed") renderPresenter(state);
-  if (!event || type === "attendance.changed") renderAttendance(state);
+  const people = type === "attendance.changed" || type === "participants.changed";
+  if (!event || type === "presenter.changed" || type === "participants.changed") renderPresenter(state);
+  if (!event || people) renderAttendance(state);
   if (!event || type.startsWith("speaker")) renderSpeakers(state);
   if (type === "speaker.time_up") toast(t("time_up"), "urgent");
   if (type === "poll.progress") {
     const poll = state.polls.find((p) => p.id === event.data.poll_id);
     if (poll) refreshPollDetail(poll);
   }
-  if (!event || type.startsWith("poll") || type === "attendance.changed") renderPolls(state);
+  if (!event || type.startsWith("poll") || people) renderPolls(state);
 }
 
 async function openMeeting(id) {

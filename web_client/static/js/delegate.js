@@ -516,8 +516,9 @@ function renderMeeting(state, event) {
   renderQuorum(state);
   renderCheckIn(state);
   document.getElementById("present-this").classList.toggle("hidden", state.presenter_id !== me.id);
-  if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || type === "attendance.changed") renderFloor(state);
-  if (!event || type.startsWith("poll") || type === "attendance.changed") renderPolls(state);
+  const people = type === "attendance.changed" || type === "participants.changed";
+  if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || people) renderFloor(state);
+  if (!event || type.startsWith("poll") || people) renderPolls(state);
   if ((!event || type === "presentation.changed") && follow) showPresentation();
   if (!event && !openDoc && !state.presentation) {
     const first = [...agendaItems(state.agenda)].flatMap((i) => i.documents || [])[0];

@@ -122,14 +122,17 @@ export function showConnection(status) {
   const text = el.querySelector(".conn-text");
   text.dataset.i18n = `status_${status}`;
   text.textContent = t(`status_${status}`);
-  document.body.classList.toggle("is-offline", status === "offline");
   let banner = document.getElementById("offline-banner");
+  // Once the link is lost the banner stays through the reconnection attempts, until the
+  // page is online again (a small "connecting" pill alone is easily missed).
   if (status === "offline" && !banner) {
-    banner = h("div", { id: "offline-banner", class: "offline-banner", "data-i18n": "status_offline" }, t("status_offline"));
+    banner = h("div", { id: "offline-banner", class: "offline-banner", role: "alert", "data-i18n": "status_offline" }, t("status_offline"));
     (document.getElementById("app-header") || document.body.firstChild)?.after(banner);
-  } else if (status !== "offline" && banner) {
+  } else if (status === "online" && banner) {
     banner.remove();
+    banner = null;
   }
+  document.body.classList.toggle("is-offline", !!banner);
 }
 
 /** Start the shared real-time client with the header's indicator wired in. */
