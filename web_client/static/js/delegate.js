@@ -99,7 +99,6 @@ function renderMeetingShell(id) {
     h("div", { class: "meeting-layout", style: "margin-top: .8rem" },
       h("aside", { class: "stack" },
         h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" })),
-        h("section", { class: "panel", id: "floor", "aria-labelledby": "floor-h" }, h("h3", { id: "floor-h" }, t("speakers")), h("div", { id: "floor-body" })),
         remotePanel(),
         directivePanel()),
       h("section", { class: "panel", "aria-labelledby": "doc-h" },
@@ -123,12 +122,17 @@ function renderMeetingShell(id) {
           h("button", { type: "button", class: "btn btn-small", id: "undo-note", onclick: () => viewer.undo(me.id) }, t("undo")),
           h("button", { type: "button", class: "btn btn-small", id: "download-annotated", onclick: downloadAnnotated }, t("download_annotated")),
           h("button", { type: "button", class: "btn btn-small btn-primary hidden", id: "present-this", onclick: presentThis }, t("present_page"))),
+        h("div", { id: "follow-hint", class: "follow-hint hidden", role: "status" }),
         h("div", { id: "viewer" }))),
+    // The floor is always within reach: a bar fixed at the bottom of the screen.
+    h("section", { class: "action-bar", id: "floor", "aria-labelledby": "floor-h" },
+      h("h3", { id: "floor-h", class: "visually-hidden" }, t("speakers")), h("div", { id: "floor-body", class: "floor-body" })),
     h("div", { id: "poll-layer" }));
   viewer = new DocViewer(document.getElementById("viewer"), { annotate: true, meetingId: id });
   viewer.addEventListener("userturn", () => setFollow(false));
   viewer.addEventListener("pagechange", (e) => {
     document.getElementById("page-label").textContent = t("page_of", { page: e.detail.page, pages: viewer.pages });
+    renderFollowHint();
   });
 }
 
@@ -138,6 +142,25 @@ function setFollow(on) {
   if (box) box.checked = on;
   // Turned on again: snap back to what the chair presents.
   if (on && meeting?.state) showPresentation();
+  renderFollowHint();
+}
+
+/** Browsing on one's own while the chair presents something else: say so, one tap back. */
+function renderFollowHint() {
+  const box = document.getElementById("follow-hint");
+  const p = meeting?.state?.presentation;
+  if (!box) return;
+  const away = !follow && p?.document_id && (openDoc?.fileId !== p.document_id || viewer.page !== p.page);
+  box.classList.toggle("hidden", !away);
+  if (!away) {
+    box.replaceChildren();
+    return;
+  }
+  const found = findDocument(meeting.state, p.document_id);
+  const sameDoc = openDoc?.fileId === p.document_id;
+  fill(box, h("span", { class: "grow" }, sameDoc ? t("follow_hint_page", { page: p.page })
+    : t("follow_hint_doc", { page: p.page, title: found?.doc?.title || found?.doc?.name || "" })),
+  h("button", { type: "button", class: "btn btn-small btn-primary", id: "follow-back", onclick: () => setFollow(true) }, t("follow_back")));
 }
 
 function openDocument(fileId, page = 1, source = "user") {
@@ -520,6 +543,7 @@ function renderMeeting(state, event) {
   if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || people) renderFloor(state);
   if (!event || type.startsWith("poll") || people) renderPolls(state);
   if ((!event || type === "presentation.changed") && follow) showPresentation();
+  if (type === "presentation.changed") renderFollowHint();
   if (!event && !openDoc && !state.presentation) {
     const first = [...agendaItems(state.agenda)].flatMap((i) => i.documents || [])[0];
     if (first) openDocument(first.id, 1);

@@ -292,6 +292,9 @@ const vi = {
   console_projector: "Màn chiếu",
   console_minutes: "Biên bản",
   console_prepare_short: "Chuẩn bị",
+  follow_hint_page: "Chủ tọa đang trình chiếu trang {page}",
+  follow_hint_doc: "Chủ tọa đang trình chiếu trang {page} của {title}",
+  follow_back: "Theo dõi",
 };
 
 const en = {
@@ -576,6 +579,9 @@ const en = {
   console_projector: "Projector",
   console_minutes: "Minutes",
   console_prepare_short: "Prepare",
+  follow_hint_page: "The chair is presenting page {page}",
+  follow_hint_doc: "The chair is presenting page {page} of {title}",
+  follow_back: "Follow",
 };
 
 const dictionaries = { vi, en };
