@@ -201,6 +201,8 @@ class Settings:
     speech_warning_secs: int = 30
     # How often a node looks for speeches granted elsewhere to time them too.
     speech_timer_rescan_secs: float = 5.0
+    # The hall's projector shows a closed vote's result this long, then the speaker again.
+    projector_result_secs: int = 60
     # Annotations: size of one annotation's data, and per reader and file.
     annotation_max_bytes: int = 65_536
     annotation_max_per_file: int = 2_000

@@ -110,7 +110,7 @@ async def test_dead_link_and_restart(server: RunningServer, city: DemoCity,
 
         # The link stops passing data: no close, no `offline` event.
         relay.flowing.clear()
-        await page.clock.pause_at(await fake_now(page) + 10)
+        await page.clock.pause_at((await fake_now(page) + 10) / 1000)  # seconds
         await run_for(page, 5_000)
         assert await page.locator("#offline-banner").count() == 1
         assert await page.get_attribute("#conn-status", "data-status") != "online"

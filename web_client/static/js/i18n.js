@@ -295,6 +295,8 @@ const vi = {
   follow_hint_page: "Chủ tọa đang trình chiếu trang {page}",
   follow_hint_doc: "Chủ tọa đang trình chiếu trang {page} của {title}",
   follow_back: "Theo dõi",
+  projector_not_started: "Phiên họp chưa bắt đầu — dự kiến {time}",
+  projector_voting: "ĐANG BIỂU QUYẾT",
 };
 
 const en = {
@@ -582,6 +584,8 @@ const en = {
   follow_hint_page: "The chair is presenting page {page}",
   follow_hint_doc: "The chair is presenting page {page} of {title}",
   follow_back: "Follow",
+  projector_not_started: "The session has not started — planned for {time}",
+  projector_voting: "VOTING IN PROGRESS",
 };
 
 const dictionaries = { vi, en };
