@@ -237,6 +237,11 @@ class Settings:
     poll_ballot_queue: int = 5_000
     # The minutes print times in this offset from UTC (Vietnam: UTC+7, no summer time).
     minutes_utc_offset_mins: int = 7 * 60
+    # The minutes' heading: the issuing body (top left), the symbol after the number field
+    # ("Số: …/BB-HĐND") and the locality of the place and date line ("Hà Nội, ngày …").
+    minutes_issuer: str = "HỘI ĐỒNG NHÂN DÂN THÀNH PHỐ"
+    minutes_doc_symbol: str = "BB-HĐND"
+    minutes_locality: str = ""
 
     # --- operations -----------------------------------------------------------
     log_level: str = "INFO"
