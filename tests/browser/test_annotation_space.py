@@ -1,5 +1,5 @@
 """Annotations are stored in page space: a mark drawn at a point of the page lands on that
-point of the PDF page in ``annotated.pdf``, whatever the tablet's viewport and scroll, the
+point of the PDF page in ``annotated.pdf``, whatever the tablet's viewport, zoom and scroll, the
 lower half of a tall page can be marked, and a shared note shows at the same point of the
 page on a tablet of another shape."""
 
@@ -50,9 +50,10 @@ async def page_point(page: Any, fx: float, fy: float) -> tuple[float, float]:
 
 
 async def draw(page: Any, points: list[tuple[float, float]]) -> None:
+    # The view is scrolled to the stroke's first point; the others are in view with it.
     await page_point(page, *points[0])
-    xy = [await page_point(page, fx, fy) for fx, fy in points]
-    # All points of one stroke fit the view at once: the scroll moved only to the first.
+    box = await page.locator("#viewer .page-wrap img").bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
     await page.mouse.move(*xy[0])
     await page.mouse.down()
     for x, y in xy[1:]:
@@ -92,6 +93,12 @@ async def test_marks_land_where_drawn_at_every_viewport(
         await page.wait_for_selector(f"#viewer[data-file='{file_id}'][data-shown-page='1']")
         pages[username] = page
 
+    # One reader draws zoomed in (the page wider than the screen, scrolled both ways).
+    zoomed = pages["delegate003"]
+    for _ in range(2):
+        await zoomed.click("button[aria-label='Phóng to']")
+    await zoomed.wait_for_function(
+        "() => Number(document.querySelector('#viewer').dataset.zoom) > 1.5")
     for username, page in pages.items():
         await page.click(".tool[data-tool=pen]")
         for stroke in STROKES:

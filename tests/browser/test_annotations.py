@@ -23,7 +23,8 @@ pytestmark = pytest.mark.browser
 async def drag(page: Any, points: list[tuple[float, float]]) -> None:
     """Press, move through the points (fractions of the page image), release."""
     await page_point(page, *points[0])
-    xy = [await page_point(page, fx, fy) for fx, fy in points]
+    box = await page.locator("#viewer .page-wrap img").bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
     await page.mouse.move(*xy[0])
     await page.mouse.down()
     for x, y in xy[1:]:

@@ -383,6 +383,18 @@ function chime(kind) {
   }
 }
 
+// Browsers start sound only after a gesture: the chair's first click or key unlocks it.
+function unlockAudio() {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume();
+  } catch {
+    /* no audio device */
+  }
+}
+document.addEventListener("pointerdown", unlockAudio, { once: true });
+document.addEventListener("keydown", unlockAudio, { once: true });
+
 function floorAlert(data) {
   const who = meeting.state.speakers?.queue?.find((s) => s.id === data.speaker_id)?.display_name
     || participant(meeting.state, data.user_id)?.display_name || "";

@@ -157,6 +157,8 @@ export function connectRealtime({ onEvent, onReset, onSignal, onResumed } = {}) 
       }
     },
     onAuthFailed: () => {
+      // The session is over: nothing of this user stays on the device.
+      forgetUserData();
       session.clear();
       toLogin();
     },
