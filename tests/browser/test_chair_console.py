@@ -108,6 +108,8 @@ async def test_live_console_for_a_full_hall(server: RunningServer, browser: Any)
             await chair.keyboard.press("n")
             await chair.wait_for_selector("#speaker-timer")
             await one.wait_for_selector("#speaker-timer")
+            # Granted: the alert has done its work.
+            await chair.wait_for_selector("#floor-alert", state="hidden")
             await chair.keyboard.press("ArrowLeft")
             await one.wait_for_selector("#viewer[data-shown-page='1']")
             # A prepared vote opens with one click.

@@ -403,6 +403,7 @@ function floorAlert(data) {
   const box = document.getElementById("floor-alert");
   box.className = `floor-alert ${order ? "floor-alert-order" : ""}`;
   box.dataset.kind = data.kind;
+  box.dataset.speaker = String(data.speaker_id);
   fill(box, h("span", { class: "grow" }, text),
     h("button", { type: "button", class: "btn btn-small", id: "floor-alert-close", onclick: () => box.classList.add("hidden") }, t("close")));
   chime(data.kind);
@@ -565,6 +566,12 @@ function render(state, event) {
   if (!event || people || type === "meeting.updated") renderAttendance(state);
   if (!event || type.startsWith("speaker")) renderSpeakers(state);
   if (type === "speaker.requested") floorAlert(event.data);
+  else if (type.startsWith("speaker")) {
+    // The request was granted or withdrawn: its alert has done its work.
+    const box = document.getElementById("floor-alert");
+    const waiting = (state.speakers?.queue || []).some((s) => String(s.id) === box.dataset.speaker);
+    if (!waiting) box.classList.add("hidden");
+  }
   if (type === "speaker.time_up") toast(t("time_up"), "urgent");
   if (type === "poll.progress") {
     const poll = state.polls.find((p) => p.id === event.data.poll_id);
