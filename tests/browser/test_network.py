@@ -88,11 +88,23 @@ async def fake_now(page: Any) -> int:
     return now
 
 
-async def run_for(page: Any, ms: int, step: int = 100) -> None:
-    """Move the page's clock forward in steps, letting real network events in between."""
+CONNECTING = "() => window.dhRealtime?.ws?.readyState === 0"
+
+
+async def run_for(page: Any, ms: int, step: int = 100, settle: bool = False) -> None:
+    """Move the page's clock forward in steps, letting real network events in between.
+
+    With ``settle``, the clock waits while a socket is still connecting (on a loaded
+    machine a refused connection can take a while to be reported), so the page's own time
+    between tries does not depend on how busy the machine is.
+    """
     for _ in range(ms // step):
         await page.clock.run_for(step)
         await asyncio.sleep(0.02)
+        for _ in range(250 if settle else 0):
+            if not await page.evaluate(CONNECTING):
+                break
+            await asyncio.sleep(0.02)
 
 
 async def test_dead_link_and_restart(server: RunningServer, city: DemoCity,
@@ -130,7 +142,7 @@ async def test_dead_link_and_restart(server: RunningServer, city: DemoCity,
         cut_at = await fake_now(page)
         relay.refusing = True
         relay.cut()
-        await run_for(page, 10_000)
+        await run_for(page, 10_000, settle=True)
         opened = (await page.evaluate("window.__wsOpenedAt"))[before:]
         assert opened, "the page never tried again"
         assert opened[0] - cut_at <= 600, opened[0] - cut_at
@@ -138,7 +150,7 @@ async def test_dead_link_and_restart(server: RunningServer, city: DemoCity,
         assert gaps and max(gaps) <= 2_500, gaps
         # Back: online again within one short wait.
         relay.refusing = False
-        await run_for(page, 2_500)
+        await run_for(page, 2_500, settle=True)
         await wait_online(page)
         assert page.js_errors == []
     finally:
