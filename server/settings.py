@@ -221,6 +221,8 @@ class Settings:
     speech_warning_secs: int = 30
     # How often a node looks for speeches granted elsewhere to time them too.
     speech_timer_rescan_secs: float = 5.0
+    # The hall's projector shows a closed vote's result this long, then the speaker again.
+    projector_result_secs: int = 60
     # Annotations: the data one reader keeps on one document, all annotations together
     # (bounds the work of writing their annotated.pdf), and the size of one annotation.
     annotation_max_bytes: int = 1_048_576
@@ -259,6 +261,11 @@ class Settings:
     poll_ballot_queue: int = 5_000
     # The minutes print times in this offset from UTC (Vietnam: UTC+7, no summer time).
     minutes_utc_offset_mins: int = 7 * 60
+    # The minutes' heading: the issuing body (top left), the symbol after the number field
+    # ("Số: …/BB-HĐND") and the locality of the place and date line ("Hà Nội, ngày …").
+    minutes_issuer: str = "HỘI ĐỒNG NHÂN DÂN THÀNH PHỐ"
+    minutes_doc_symbol: str = "BB-HĐND"
+    minutes_locality: str = ""
 
     # --- operations -----------------------------------------------------------
     log_level: str = "INFO"
