@@ -18,12 +18,16 @@ from tests.server.support import audit_actions
 HEADER = "type,username,display_name,title,unit,parent,unit_kind,roles,clearance,password\n"
 
 
+INITIAL_PASSWORD = "Tre-xanh-khoi-dau"
+
+
 def accounts_csv(count: int, *, bad_rows: dict[int, str] | None = None) -> bytes:
-    """A new ward and ``count`` staff accounts in it; ``bad_rows`` replaces some lines."""
+    """A new ward and ``count`` staff accounts in it, all with one initial password (to be
+    changed at first sign-in); ``bad_rows`` replaces some lines."""
     lines = [HEADER, "unit,,,,Phường Thử Nghiệm,#1,ward,,,\n"]
     for i in range(1, count + 1):
         line = (f"user,import{i:03d},Cán bộ {i:03d},Chuyên viên,Phường Thử Nghiệm,,,"
-                f"staff,none,Tre-xanh-{i:03d}-la\n")
+                f"staff,none,{INITIAL_PASSWORD}\n")
         lines.append((bad_rows or {}).get(i, line))
     return "".join(lines).encode()
 
@@ -70,7 +74,7 @@ async def test_import_dry_run_lists_every_problem_and_writes_nothing(
     assert ("org.import", "org") in actions
     async with server.http() as client:
         signed = await client.post("/api/v1/auth/login", json={
-            "username": "import007", "password": "Tre-xanh-007-la"})
+            "username": "import007", "password": INITIAL_PASSWORD})
     assert signed.status_code == 200 and signed.json()["must_change_password"] is True
 
 
