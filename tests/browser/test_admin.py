@@ -146,3 +146,19 @@ async def test_admin_page_refuses_delegates_and_clerks(
 def test_artifacts_dir_is_ignored() -> None:
     ignored = (ARTIFACTS.parent / ".gitignore").read_text()
     assert "test-artifacts" in ignored
+
+
+async def test_signed_out_pages_go_to_sign_in_without_an_error(
+    server: RunningServer, browser: Any,
+) -> None:
+    context = await browser.new_context(viewport=DESKTOP, locale="vi-VN")
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    for path in ("chat/", "admin/", "delegate/", "chair/", "projector/"):
+        await page.goto(f"{server.url}/app/{path}")
+        await page.wait_for_selector("#login-form:visible")
+        assert "next=" in page.url, path
+    assert problems == []

@@ -51,11 +51,22 @@ export function logout() {
   location.replace("/app/");
 }
 
+/** Thrown to stop a page's script when nobody is signed in (the sign-in page is loading). */
+export class SignedOut extends Error {}
+
+// Stopping a page on its way to the sign-in page is not an error worth reporting.
+window.addEventListener("error", (event) => {
+  if (event.error instanceof SignedOut) event.preventDefault();
+});
+window.addEventListener("unhandledrejection", (event) => {
+  if (event.reason instanceof SignedOut) event.preventDefault();
+});
+
 /** Make sure someone is signed in; returns the user or redirects to the login page. */
 export function requireLogin() {
   if (!session.token || !session.user) {
     toLogin();
-    throw new Error("not signed in");
+    throw new SignedOut("not signed in");
   }
   return session.user;
 }
