@@ -268,8 +268,13 @@ function showUser(user) {
 
 function renderUnits() {
   const options = unitOptions();
-  const list = h("ul", { class: "tree-list", id: "unit-tree" }, options.map(([id, , unit, depth]) => h("li", {
-    dataset: { unitId: id }, style: `padding-left:${depth * 1.2}rem`,
+  const indent = (li, depth) => {
+    // Through the CSSOM: the Content-Security-Policy refuses style attributes.
+    li.style.paddingLeft = `${depth * 1.2}rem`;
+    return li;
+  };
+  const list = h("ul", { class: "tree-list", id: "unit-tree" }, options.map(([id, , unit, depth]) => indent(h("li", {
+    dataset: { unitId: id },
   },
   h("span", { class: "unit-name" }, unit.name, " ", h("span", { class: "muted small" }, t(`kind_${unit.kind}`))),
   h("button", { type: "button", class: "btn btn-small", onclick: () => editUnit(unit) }, t("edit")),
@@ -277,7 +282,7 @@ function renderUnits() {
     Object.assign(state.users, { unit_id: String(unit.id), q: "", role: "", active: "", page: 1 });
     state.tab = "users";
     render();
-  } }, t("admin_members")))));
+  } }, t("admin_members"))), depth)));
   const name = h("input", { type: "text", name: "name", required: true });
   const kind = select("kind", KINDS.map((k) => [k, t(`kind_${k}`)]), "ward");
   const parent = select("parent_id", options.map(([id, text]) => [id, text]), options[0]?.[0] ?? "");
