@@ -97,6 +97,10 @@ async def principal_for_token(ctx: Context, token: str) -> Principal:
         cached = cache.get(verified.user_id)
     else:
         cached = cache.get_by_username(verified.username or "")
+    newer = verified.claims.get("ver", 0)
+    if cached is not None and isinstance(newer, int) and newer > cached.token_version:
+        # A token issued after the cached read (a new password): read the user again.
+        cached = None
     if cached is not None:
         return _of_current_version(cached, verified.user_id, verified.claims)
     ticket = cache.ticket()

@@ -115,5 +115,7 @@ async def change_own_password(ctx: Context, actor: Principal, current: str,
         row.must_change_password = False
         await end_sessions(w, row, reason="password_changed")
         await w.audit(actor.id, "auth.password_changed", f"user:{row.id}", {})
+        # The fresh token must find the new version on this node at once.
+        w.after_commit(lambda: ctx.principals.forget(actor.id))
         user = row
     return session_answer(ctx, user, ctx.clock.now())

@@ -19,6 +19,9 @@ from server.realtime.log import Event
 
 # The event that tells a user's clients, and every node's principal cache, of a change.
 USER_UPDATED = "user.updated"
+# Every token of the user was revoked: each node forgets the user and closes its sockets
+# with 4401 (a type of its own: pages that refresh on ``user.updated`` need not try).
+SESSIONS_ENDED = "user.sessions_ended"
 
 
 def require_admin(actor: Principal) -> None:
@@ -141,11 +144,11 @@ def check_password(ctx: Context, password: str, username: str = "") -> None:
 async def end_sessions(w: Write, user: User, *, reason: str) -> None:
     """Make every token of ``user`` stop working at once, on every node.
 
-    The version in the tokens no longer matches; the ``user.updated`` event makes every
-    node drop its cached principal and close the user's sockets with 4401.
+    The version in the tokens no longer matches; the ``user.sessions_ended`` event makes
+    every node drop its cached principal and close the user's sockets with 4401.
     """
     user.token_version += 1
-    await w.emit(f"user:{user.id}", USER_UPDATED, user_json(user) | {"sessions_ended": reason})
+    await w.emit(f"user:{user.id}", SESSIONS_ENDED, user_json(user) | {"reason": reason})
 
 
 
@@ -270,10 +273,10 @@ def forget_changed_users(ctx: Context, events: Sequence[Event]) -> None:
     """Drop the cached principal of every user a ``user.updated`` event names (events from
     any node: this is how a change made elsewhere reaches this node's cache)."""
     for event in events:
-        if event.type == USER_UPDATED and event.topic.startswith("user:"):
+        if event.type in (USER_UPDATED, SESSIONS_ENDED) and event.topic.startswith("user:"):
             user_id = int(event.topic[len("user:"):])
             ctx.principals.forget(user_id)
-            if event.data.get("sessions_ended"):
+            if event.type == SESSIONS_ENDED:
                 disconnect_user(ctx, user_id)
 
 

@@ -104,7 +104,48 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
         signed = await client.post("/api/v1/auth/login", json={
             "username": "chair", "password": "Dat-lai-cho-chu-toa"})
     assert signed.status_code == 200 and signed.json()["must_change_password"] is True
+
+    # The audit log: the chain holds, and the filter finds the reset.
+    await page.click("#tab-audit")
+    await page.wait_for_selector("#chain-status.chain-ok")
+    await page.select_option("#f-action", "user.update")
+    await page.click("#view form.filters button[type=submit]")
+    await page.wait_for_function(
+        "[...document.querySelectorAll('#audit-table tbody tr td:nth-child(4)')]"
+        ".every((td) => td.textContent === 'user.update')")
+    actions = await page.eval_on_selector_all("#audit-table tbody tr td:nth-child(4)",
+                                              "(tds) => tds.map((td) => td.textContent)")
+    assert actions and set(actions) == {"user.update"}
+    await shot(page, "admin-audit")
     assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("where", ["chat", "delegate", "chair"])
+async def test_own_password_change_from_the_header_of_a_page(
+    server: RunningServer, city: DemoCity, browser: Any, where: str,
+) -> None:
+    who = {"chat": "ward002", "delegate": "delegate002", "chair": "chair"}[where]
+    # Signed in through the page (not a stored session put back on every load).
+    context = await browser.new_context(viewport=DESKTOP, locale="vi-VN")
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    await page.goto(f"{server.url}/app/?next=/app/{where}/")
+    await page.fill("#username", who)
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("#login-submit")
+    await page.wait_for_url(f"**/app/{where}/")
+    await page.click("#account-menu")
+    await page.fill("#account-current", DEMO_PASSWORD)
+    await page.fill("#account-new", "Mua-thu-Ha-Noi-2026")
+    await page.fill("#account-repeat", "Mua-thu-Ha-Noi-2026")
+    await page.click("#account-submit")
+    # The page reloads with its new token and stays signed in; its socket is back.
+    await page.wait_for_selector(".toast:has-text('Đã đổi mật khẩu')")
+    if where == "chat":
+        await page.wait_for_function(
+            "document.getElementById('conn-status')?.dataset.status === 'online'", polling=250)
+    assert page.url.endswith(f"/app/{where}/")
+    await server.login(who, "Mua-thu-Ha-Noi-2026")
 
 
 async def test_reset_user_must_choose_a_new_password_at_sign_in(

@@ -37,15 +37,23 @@ export function changePassword({ forced = false } = {}) {
         error.textContent = t("account_mismatch");
         return;
       }
+      // Every session of the user ends, this page's socket too: the page must not take
+      // that for a sign-out (see shell.js), and reconnects with the new token.
+      sessionStorage.setItem("dh.password-change", "1");
       try {
         const answer = await api("me/password", {
           method: "POST", body: { current_password: values.current, new_password: values.new },
         });
         session.save(answer.access_token, answer.user);
         changed = true;
-        toast(t("account_changed"));
+        sessionStorage.setItem("dh.password-changed", "1");
         dlg.close();
+        // The flag stays until the next page has loaded: the old socket's 4401 may still
+        // arrive before this page is gone.
+        if (!forced) location.reload();
+        else sessionStorage.removeItem("dh.password-change");
       } catch (err) {
+        sessionStorage.removeItem("dh.password-change");
         error.textContent = err.message;
       }
     });
@@ -66,6 +74,13 @@ function addMenu() {
   const logout = document.getElementById("logout");
   if (logout) logout.before(button);
   else tools.append(button);
+}
+
+// Said after the reload that follows a change.
+sessionStorage.removeItem("dh.password-change");
+if (sessionStorage.getItem("dh.password-changed")) {
+  sessionStorage.removeItem("dh.password-changed");
+  setTimeout(() => toast(t("account_changed")), 0);
 }
 
 // The header is redrawn on a language switch; the button follows it.

@@ -104,8 +104,11 @@ export async function api(path, { method = "GET", body, raw = false, signal } = 
   const url = path.startsWith("/") ? path : `/api/v1/${path}`;
   const response = await fetch(url, { method, headers, body: payload, signal });
   if (response.status === 401 && token) {
-    session.clear();
-    toLogin();
+    // While the user changes its password (js/account.js) the old token ends first.
+    if (!sessionStorage.getItem("dh.password-change")) {
+      session.clear();
+      toLogin();
+    }
     throw new ApiError(401, "unauthorized", "Session expired");
   }
   if (!response.ok) throw await errorOf(response);

@@ -147,6 +147,8 @@ export function connectRealtime({ onEvent, onReset, onSignal, onResumed } = {}) 
       }
     },
     onAuthFailed: () => {
+      // The user is changing its password (js/account.js): the page reloads with the new token.
+      if (sessionStorage.getItem("dh.password-change")) return;
       session.clear();
       toLogin();
     },
