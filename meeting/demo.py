@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fpdf import FPDF
 
@@ -83,6 +83,26 @@ async def store_document(ctx: Context, uploader: Principal, data: bytes, name: s
     return row
 
 
+# File names of the generated documents stay under this many characters.
+FILE_TITLE_MAX = 60
+
+
+def short_title(title: str, limit: int = FILE_TITLE_MAX) -> str:
+    """``title`` cut at the last whole word within ``limit`` characters."""
+    if len(title) <= limit:
+        return title
+    head = title[:limit + 1]
+    if " " not in head:
+        return title[:limit]
+    return head.rsplit(" ", 1)[0].rstrip(" ,;:-") or title[:limit]
+
+
+def demo_start(now: datetime) -> datetime:
+    """The demo session starts within the hour, today (or now, late in the evening)."""
+    start = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    return start if start.date() == now.date() else now
+
+
 async def seed_demo_meeting(ctx: Context, city: DemoCity) -> list[str]:
     """Add the demo council session to the demo city; returns lines for the summary."""
     async with ctx.read() as session:
@@ -91,14 +111,14 @@ async def seed_demo_meeting(ctx: Context, city: DemoCity) -> list[str]:
     chair = Principal.of(chair_user)
     meeting = await create_meeting(
         ctx, chair, title=DEMO_MEETING_TITLE,
-        starts_at=ctx.clock.now() + timedelta(days=1), place="Hội trường Thành ủy",
+        starts_at=demo_start(ctx.clock.now()), place="Hội trường Thành ủy",
         chair_ids=[city.chair_id], secretary_ids=[city.secretary_id],
         delegate_ids=city.delegate_ids,
     )
     documents = 0
     for title, minutes, pages, subitems in DEMO_AGENDA:
         data, page_count = await asyncio.to_thread(document_pdf, title, pages)
-        stored = await store_document(ctx, chair, data, f"{title[:60]}.pdf", page_count)
+        stored = await store_document(ctx, chair, data, f"{short_title(title)}.pdf", page_count)
         documents += 1
         item = await add_item(ctx, chair, meeting.id, title=title, document_ids=[stored.id],
                               planned_minutes=minutes)

@@ -1,4 +1,8 @@
-"""The ``dienhong`` command: serve, migrate, demo, create-user, verify-audit."""
+"""The ``dienhong`` command: serve, migrate, demo, create-user, unlock, verify-audit, backup,
+restore.
+
+Every command acts on the data directory DIENHONG_DATA_DIR (default ./dienhong-data) or on
+the database DIENHONG_DATABASE_URL; serve and demo print which one they use."""
 
 from __future__ import annotations
 
@@ -45,6 +49,46 @@ def gc_thresholds(settings: Settings) -> tuple[int, int, int]:
     return young, gc.get_threshold()[1], full
 
 
+def storage_lines(settings: Settings) -> list[str]:
+    """Where this process keeps its data, as absolute paths (and the database without its
+    password), so that a demo seeded into one place and a server started on another show
+    it at once."""
+    lines = [f"data directory: {settings.data_dir.resolve()}"]
+    if settings.database_url:
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        lines.append(f"database: {shown}")
+    else:
+        lines.append(f"database: {(settings.data_dir / 'dienhong.sqlite3').resolve()}")
+    return lines
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """One sentence when ``host:port`` cannot be listened on (taken, or not ours)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return f"The address {host!r} is not known on this machine; check --host."
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"Port {port} on {host} is already in use (is another server "
+                        "running?); stop it or choose another port with --port.")
+            if exc.errno == errno.EACCES:
+                return (f"Port {port} on {host} needs privileges this user lacks; choose a "
+                        "port above 1023 with --port.")
+            return f"Cannot listen on {host}:{port}: {exc.strerror}."
+    return None
+
+
 def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
@@ -53,7 +97,14 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     from server.migrate import migrate
 
     thresholds = gc_thresholds(settings)
-    configure_logging(settings.log_level, as_json=settings.log_json)
+    configure_logging(settings.log_level, log_format=settings.log_format,
+                      as_json=settings.log_json)
+    for line in storage_lines(settings):
+        print(line, file=sys.stderr)
+    problem = port_problem(host, port)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
     before, after = asyncio.run(migrate(settings))
     if before != after:
         print(f"migrated database from {before or 'empty'} to {after}", file=sys.stderr)
@@ -141,8 +192,22 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
             print(line)
         return 0
 
+    for line in storage_lines(settings):
+        print(line)
+
     asyncio.run(migrate(settings))
     return asyncio.run(_with_context(settings, job))
+
+
+def _unlock(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth.throttle import lift_throttle_of
+
+    async def job(ctx: Context) -> int:
+        lifted = await lift_throttle_of(ctx, None, args.username)
+        print(f"lifted {lifted} sign-in throttle(s) of {args.username}")
+        return 0
+
+    return asyncio.run(_with_context(settings, job, load_features=False))
 
 
 def _verify_audit(settings: Settings) -> int:
@@ -214,36 +279,80 @@ def _restore(settings: Settings, source: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dienhong", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="apply migrations, then serve")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    commands.add_parser("migrate", help="apply pending database migrations")
-    demo = commands.add_parser("demo", help="seed the demo city")
-    demo.add_argument("--password", required=True)
-    demo.add_argument("--communes", type=int, default=126)
-    demo.add_argument("--delegates", type=int, default=95)
-    user = commands.add_parser("create-user", help="create an account")
-    user.add_argument("--username", required=True)
-    user.add_argument("--display-name", default="")
+    parser = argparse.ArgumentParser(
+        prog="dienhong", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Settings come from DIENHONG_* environment variables (see the README's "
+               "Configuration table). 'dienhong COMMAND --help' explains each command.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve", help="apply pending migrations, then serve the API and the web pages",
+        description="Apply pending database migrations, then serve the API, the /ws socket "
+                    "and the web pages until stopped (Ctrl+C). Prints the data directory "
+                    "and database it uses.")
+    serve.add_argument("--host", default=None,
+                       help="address to listen on (default DIENHONG_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None,
+                       help="port to listen on (default DIENHONG_PORT, 8000)")
+    commands.add_parser(
+        "migrate", help="apply pending database migrations and exit",
+        description="Bring the database up to date with this version and exit.")
+    demo = commands.add_parser(
+        "demo", help="seed a demo city (units, accounts, a meeting) into the database",
+        description="Seed a demo city into the data directory's database: the Standing "
+                    "Committee, committees, communes and wards, the accounts admin, "
+                    "standing, chair, secretary, delegate001... and ward001..., all with "
+                    "one password, and a meeting of the delegates today. Run it before "
+                    "'dienhong serve', with the same DIENHONG_DATA_DIR.")
+    demo.add_argument("--password", required=True,
+                      help="the password of every demo account (at least 8 characters)")
+    demo.add_argument("--communes", type=int, default=126,
+                      help="how many communes and wards, each with one staff account "
+                           "(default 126)")
+    demo.add_argument("--delegates", type=int, default=95,
+                      help="how many delegates of the city council (default 95)")
+    user = commands.add_parser(
+        "create-user", help="create an account (the first administrator, for instance)",
+        description="Create an account. On an empty database the first account comes with "
+                    "the root unit of the organisation.")
+    user.add_argument("--username", required=True, help="the sign-in name")
+    user.add_argument("--display-name", default="",
+                      help="the name shown to others (default: the username)")
     user.add_argument("--unit-id", type=int, default=None,
                       help="the user's unit; omitted on an empty organisation: a root unit "
                            "is created")
     user.add_argument("--root-unit-name", default="Thường trực HĐND",
                       help="name of the root unit created for the first user")
     user.add_argument("--role", action="append", default=[],
-                      choices=["admin", "standing", "chair", "secretary", "delegate", "staff"])
+                      choices=["admin", "standing", "chair", "secretary", "delegate", "staff",
+                               "auditor"],
+                      help="a role of the account; repeat for several")
     user.add_argument("--clearance", default="none",
-                      choices=["none", "confidential", "secret", "top_secret"])
+                      choices=["none", "confidential", "secret", "top_secret"],
+                      help="the highest confidentiality the user may read (default none)")
     user.add_argument("--password", default=None,
                       help="or DIENHONG_NEW_PASSWORD, or asked for on the terminal")
-    commands.add_parser("verify-audit", help="recompute the audit chain")
-    backup = commands.add_parser("backup", help="write a consistent backup while the server "
-                                                "runs")
+    unlock = commands.add_parser(
+        "unlock", help="lift the sign-in throttle of a username",
+        description="Let a username sign in again at once from every address, after too "
+                    "many failed attempts held it back.")
+    unlock.add_argument("username", help="the username to let sign in again")
+    commands.add_parser(
+        "verify-audit", help="recompute the audit chain; exit 1 at the first bad record",
+        description="Recompute the hash chain of the audit log. Exit 0 when it holds; "
+                    "otherwise print the first record that was changed or removed and "
+                    "exit 1.")
+    backup = commands.add_parser(
+        "backup", help="write a consistent backup while the server runs",
+        description="Write a consistent snapshot of the database, the uploaded files and the "
+                    "signing key into DEST, with a manifest of SHA-256 sums that 'dienhong "
+                    "restore' checks first.")
     backup.add_argument("dest", help="a new (or empty) directory")
-    restore = commands.add_parser("restore", help="restore a backup into an empty data "
-                                                  "directory (and empty database)")
+    restore = commands.add_parser(
+        "restore", help="restore a backup into an empty data directory (and empty database)",
+        description="Check a backup against its manifest, refuse a damaged or partial one, "
+                    "then restore it into an empty data directory (and empty database) and "
+                    "check the audit chain and every file.")
     restore.add_argument("source", help="a directory written by 'dienhong backup'")
     return parser
 
@@ -267,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(settings, args)
     if args.command == "create-user":
         return _create_user(settings, args)
+    if args.command == "unlock":
+        return _unlock(settings, args)
     if args.command == "verify-audit":
         return _verify_audit(settings)
     if args.command == "backup":

@@ -32,10 +32,19 @@ GIVEN = ["An", "Bình", "Cường", "Dũng", "Giang", "Hà", "Hải", "Hằng", 
          "Quân", "Quyên", "Sơn", "Tâm", "Thảo", "Thắng", "Trang", "Tuấn", "Tùng", "Vân", "Yến"]
 
 
+# Names are drawn by a step coprime with the number of combinations: every index below
+# that number gets its own name, and neighbours differ in surname and given name alike.
+_NAME_COMBINATIONS = len(SURNAMES) * len(MIDDLE) * len(GIVEN)
+_NAME_STEP = 1_237
+
+
 def person_name(index: int) -> str:
-    """A Vietnamese full name, deterministic for an index."""
-    return (f"{SURNAMES[index % len(SURNAMES)]} {MIDDLE[(index // 3) % len(MIDDLE)]} "
-            f"{GIVEN[(index * 7) % len(GIVEN)]}")
+    """A Vietnamese full name, deterministic for an index; distinct for the first
+    5,120 indexes (no namesakes among the demo's delegates and staff)."""
+    combination = (index * _NAME_STEP) % _NAME_COMBINATIONS
+    surname = SURNAMES[combination % len(SURNAMES)]
+    rest = combination // len(SURNAMES)
+    return f"{surname} {MIDDLE[rest % len(MIDDLE)]} {GIVEN[rest // len(MIDDLE)]}"
 
 
 @dataclass

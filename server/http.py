@@ -210,8 +210,12 @@ async def principal_for_token(ctx: Context, token: str) -> Principal:
         cached = cache.get(verified.user_id)
     else:
         cached = cache.get_by_username(verified.username or "")
+    newer = verified.claims.get("ver", 0)
+    if cached is not None and isinstance(newer, int) and newer > cached.token_version:
+        # A token issued after the cached read (a new password): read the user again.
+        cached = None
     if cached is not None:
-        return cached
+        return _of_current_version(cached, verified.user_id, verified.claims)
     ticket = cache.ticket()
     if verified.user_id is not None:
         row = await ctx.db.read_row(_PRINCIPAL_BY_ID, {"user_id": verified.user_id})
@@ -221,6 +225,14 @@ async def principal_for_token(ctx: Context, token: str) -> Principal:
         raise Unauthorized("The token names no active user.", code="invalid_token")
     principal = Principal.of_row(row)
     cache.put(principal, ticket)
+    return _of_current_version(principal, verified.user_id, verified.claims)
+
+
+def _of_current_version(principal: Principal, user_id: int | None,
+                        claims: dict[str, Any]) -> Principal:
+    # Our tokens end when the user's token version moves on (see server/auth/service.py).
+    if user_id is not None and not principal.accepts(claims):
+        raise Unauthorized("The token was revoked; sign in again.", code="token_revoked")
     return principal
 
 

@@ -103,8 +103,20 @@ class Settings:
     principal_cache_size: int = 10_000
 
     # --- login protection -----------------------------------------------------
+    # Failed sign-ins of one username from one client address that cost no waiting.
     login_max_failures: int = 5
+    # The longest wait a throttled (username, client address) is given.
     login_lockout_secs: int = 15 * 60
+    # The first wait after the free failures; each further failure doubles it.
+    login_delay_base_secs: float = 2.0
+    # A throttle with no failure for this long is forgotten (the rows are deleted).
+    login_throttle_forget_secs: int = 24 * 3600
+    # Shortest password accepted when a password is set or changed.
+    password_min_length: int = 10
+    # Rows at most in one bulk import of accounts and units.
+    import_max_rows: int = 10_000
+    # Largest CSV or XLSX file a bulk import accepts.
+    import_max_bytes: int = 5 * 1024 * 1024
 
     # --- real time ------------------------------------------------------------
     # Frames a slow socket may have waiting before it is cut off with 4408.
@@ -270,6 +282,9 @@ class Settings:
     # --- operations -----------------------------------------------------------
     log_level: str = "INFO"
     log_json: bool = True
+    # "auto": readable lines when standard error is a terminal, JSON lines otherwise;
+    # "json" or "text" force one (DIENHONG_LOG_JSON=false also forces text).
+    log_format: str = "auto"
     # Serve the OpenAPI-free static web client from this process.
     serve_web_client: bool = True
 

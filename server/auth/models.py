@@ -1,4 +1,4 @@
-"""Login failure counters, kept per username whether or not the account exists."""
+"""Sign-in throttles, kept per (username, client address) whether or not the account exists."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ from server.db import Base, UTCDateTime
 
 
 class LoginThrottle(Base):
-    __tablename__ = "login_throttle"
+    """Failed sign-ins of one username from one client address.
+
+    Keyed by both so that someone guessing from one place slows only their own attempts,
+    never the real user signing in from another place.
+    """
+
+    __tablename__ = "login_throttles"
 
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -11,6 +14,46 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
+
+
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
+# Letters people write as digits or signs; undone before looking a password up.
+_UNLEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
+                         "@": "a", "$": "s", "!": "i"})
+_DECORATION = re.compile(r"^[\W\d_]+|[\W\d_]+$")
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of passwords and stems too common to accept."""
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def password_problem(password: str, *, min_length: int, username: str = "") -> str | None:
+    """Why ``password`` is too weak to accept, or None when it is acceptable.
+
+    Too short, too long, one repeated character, the username, or a common password
+    (also once digits and signs around it are removed and digit-for-letter swaps undone:
+    "Matkhau@2024" is "matkhau").
+    """
+    if len(password) < min_length:
+        return f"A password needs at least {min_length} characters."
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"A password has at most {MAX_PASSWORD_LENGTH} characters."
+    lowered = password.lower()
+    if len(set(lowered)) <= 2:
+        return "A password must not repeat one or two characters."
+    if username and username.lower() in lowered:
+        return "A password must not contain the username."
+    common = common_passwords()
+    stem = _DECORATION.sub("", lowered)
+    candidates = {lowered, stem, lowered.translate(_UNLEET), stem.translate(_UNLEET),
+                  _DECORATION.sub("", lowered.translate(_UNLEET))}
+    candidates |= {c.replace(" ", "").replace("-", "").replace("_", "") for c in candidates}
+    if any(c in common for c in candidates) or not stem:
+        return "This password is too common; choose a longer, less usual one."
+    return None
 
 
 def hash_password_sync(password: str) -> str:

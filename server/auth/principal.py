@@ -19,6 +19,8 @@ class Principal:
     unit_id: int
     roles: frozenset[str]
     clearance: Confidentiality
+    # The user's token version when read: a token of another version is refused.
+    token_version: int = 0
 
     @classmethod
     def of(cls, user: User) -> Principal:
@@ -29,6 +31,7 @@ class Principal:
             unit_id=user.unit_id,
             roles=frozenset(user.roles),
             clearance=Confidentiality(user.clearance),
+            token_version=int(user.token_version or 0),
         )
 
     @classmethod
@@ -41,6 +44,7 @@ class Principal:
             unit_id=int(row.unit_id),
             roles=frozenset(row.roles or ()),
             clearance=Confidentiality(row.clearance),
+            token_version=int(row.token_version or 0),
         )
 
     def has_role(self, *roles: Role) -> bool:
@@ -50,10 +54,17 @@ class Principal:
     def is_admin(self) -> bool:
         return Role.ADMIN.value in self.roles
 
+    def accepts(self, claims: dict[str, Any]) -> bool:
+        """Whether one of our tokens with these claims is of the user's current version
+        (a token without ``ver`` is of version 0)."""
+        version = claims.get("ver", 0)
+        return (isinstance(version, int) and not isinstance(version, bool)
+                and version == self.token_version)
+
 
 # What authenticating a request reads of a user: the principal and whether it is active.
 PRINCIPAL_COLUMNS = (User.id, User.username, User.display_name, User.unit_id, User.roles,
-                     User.clearance, User.active)
+                     User.clearance, User.active, User.token_version)
 
 
 class PrincipalCache:

@@ -28,6 +28,8 @@ class Role(enum.StrEnum):
     SECRETARY = "secretary"
     DELEGATE = "delegate"
     STAFF = "staff"
+    # Reads the audit log and nothing else of the administration.
+    AUDITOR = "auditor"
 
 
 class Confidentiality(enum.StrEnum):
@@ -76,6 +78,13 @@ class User(Base):
     # Null for accounts that only sign in through the external SSO issuer.
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Chức danh, shown beside the name (e.g. "Chủ tịch UBND phường").
+    title: Mapped[str] = mapped_column(String(200), default="")
+    # Raised whenever every token of the user must stop working (password change, reset,
+    # disabling, "sign out everywhere"); tokens carry the version they were issued with.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by an administrator's reset: the user chooses a new password at next sign-in.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     def has_role(self, *roles: Role) -> bool:

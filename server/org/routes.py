@@ -12,6 +12,7 @@ from starlette.routing import Route
 from server.auth.service import login
 from server.http import JSON, Body, context, current_user, path_int, read_json
 from server.org import service
+from server.org.admin_routes import routes as admin_routes
 from server.org.models import Confidentiality, Role, UnitKind
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -48,6 +49,7 @@ class UnitPatch(Strict):
 class UserBody(Strict):
     username: Username
     display_name: Name
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
     unit_id: int
     roles: list[Role] = Field(default_factory=list, max_length=6)
     clearance: Confidentiality = Confidentiality.NONE
@@ -57,6 +59,7 @@ class UserBody(Strict):
 
 class UserPatch(Strict):
     display_name: Name | None = None
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     unit_id: int | None = None
     roles: list[Role] | None = Field(default=None, max_length=6)
     clearance: Confidentiality | None = None
@@ -123,7 +126,7 @@ async def create_user(request: Request) -> Response:
     user = await service.create_user(
         context(request), actor, username=body.username, display_name=body.display_name,
         unit_id=body.unit_id, roles=body.roles, clearance=body.clearance,
-        password=body.password, is_unit_head=body.is_unit_head,
+        password=body.password, is_unit_head=body.is_unit_head, title=body.title,
     )
     return JSON(service.user_json(user), status_code=201)
 
@@ -135,7 +138,7 @@ async def update_user(request: Request) -> Response:
         context(request), actor, path_int(request, "user_id"),
         display_name=body.display_name, unit_id=body.unit_id, roles=body.roles,
         clearance=body.clearance, password=body.password, active=body.active,
-        is_unit_head=body.is_unit_head,
+        is_unit_head=body.is_unit_head, title=body.title,
     )
     return JSON(service.user_json(user))
 
@@ -150,3 +153,5 @@ routes = [
     Route("/api/v1/users", create_user, methods=["POST"]),
     Route("/api/v1/users/{user_id}", update_user, methods=["PATCH"]),
 ]
+
+routes.extend(admin_routes)

@@ -8,9 +8,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
+from server.auth.passwords import hash_password, password_problem
 from server.auth.principal import Principal
-from server.context import Context
+from server.auth.throttle import lift_throttle
+from server.context import Context, Write
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
 from server.org.models import Confidentiality, Role, Unit, UnitKind, User
 from server.realtime.hub import CLOSE_AUTH
@@ -18,6 +19,9 @@ from server.realtime.log import Event
 
 # The event that tells a user's clients, and every node's principal cache, of a change.
 USER_UPDATED = "user.updated"
+# Every token of the user was revoked: each node forgets the user and closes its sockets
+# with 4401 (a type of its own: pages that refresh on ``user.updated`` need not try).
+SESSIONS_ENDED = "user.sessions_ended"
 
 
 def require_admin(actor: Principal) -> None:
@@ -33,7 +37,7 @@ def user_json(user: User) -> dict[str, object]:
     return {
         "id": user.id, "username": user.username, "display_name": user.display_name,
         "unit_id": user.unit_id, "roles": list(user.roles), "clearance": user.clearance,
-        "is_unit_head": user.is_unit_head, "active": user.active,
+        "is_unit_head": user.is_unit_head, "active": user.active, "title": user.title or "",
     }
 
 
@@ -129,24 +133,36 @@ async def update_unit(ctx: Context, actor: Principal, unit_id: int, *, name: str
     return unit
 
 
-def _check_password(password: str) -> None:
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise Unprocessable(
-            f"A password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
-            code="weak_password",
-        )
+def check_password(ctx: Context, password: str, username: str = "") -> None:
+    """Refuse a password that is too weak (422 ``weak_password``, saying why)."""
+    problem = password_problem(password, min_length=ctx.settings.password_min_length,
+                               username=username)
+    if problem is not None:
+        raise Unprocessable(problem, code="weak_password")
+
+
+async def end_sessions(w: Write, user: User, *, reason: str) -> None:
+    """Make every token of ``user`` stop working at once, on every node.
+
+    The version in the tokens no longer matches; the ``user.sessions_ended`` event makes
+    every node drop its cached principal and close the user's sockets with 4401.
+    """
+    user.token_version += 1
+    await w.emit(f"user:{user.id}", SESSIONS_ENDED, user_json(user) | {"reason": reason})
+
+
 
 
 async def create_user(
     ctx: Context, actor: Principal | None, *, username: str, display_name: str, unit_id: int,
     roles: Iterable[Role], clearance: Confidentiality, password: str | None,
-    is_unit_head: bool = False,
+    is_unit_head: bool = False, title: str = "",
 ) -> User:
     """Create an account (admin, or the command line when ``actor`` is None)."""
     if actor is not None:
         require_admin(actor)
     if password is not None:
-        _check_password(password)
+        check_password(ctx, password, username)
     password_hash = await hash_password(password) if password is not None else None
     async with ctx.write() as w:
         await get_unit(w.session, unit_id)
@@ -157,7 +173,7 @@ async def create_user(
             username=username, display_name=display_name, unit_id=unit_id,
             roles=sorted({role.value for role in roles}), clearance=clearance.value,
             is_unit_head=is_unit_head, password_hash=password_hash, active=True,
-            created_at=w.now,
+            created_at=w.now, title=title, token_version=0, must_change_password=False,
         )
         w.session.add(user)
         try:
@@ -175,9 +191,13 @@ async def update_user(
     ctx: Context, actor: Principal, user_id: int, *, display_name: str | None = None,
     unit_id: int | None = None, roles: Iterable[Role] | None = None,
     clearance: Confidentiality | None = None, password: str | None = None,
-    active: bool | None = None, is_unit_head: bool | None = None,
+    active: bool | None = None, is_unit_head: bool | None = None, title: str | None = None,
 ) -> User:
-    """Change an account (admin): roles, clearance, unit, password, active."""
+    """Change an account (admin): roles, clearance, unit, password, active, title.
+
+    A password set here is a reset: the user must choose another at next sign-in, its
+    sign-in throttles are lifted and its sessions end. Disabling ends its sessions too.
+    """
     require_admin(actor)
     if user_id == actor.id and (active is False or (
             roles is not None and Role.ADMIN not in set(roles))):
@@ -185,7 +205,7 @@ async def update_user(
         raise Unprocessable("An administrator cannot disable or demote itself.",
                             code="self_lockout")
     if password is not None:
-        _check_password(password)
+        check_password(ctx, password)
     password_hash = await hash_password(password) if password is not None else None
     async with ctx.write() as w:
         user = await w.session.get(User, user_id)
@@ -204,31 +224,65 @@ async def update_user(
             user.active = active
         if is_unit_head is not None:
             user.is_unit_head = is_unit_head
+        if title is not None:
+            user.title = title
         if password_hash is not None:
             user.password_hash = password_hash
+            user.must_change_password = True
+            await lift_throttle(w, actor.id, user.username)
         details = user_json(user) | {"password_changed": password is not None}
         await w.audit(actor.id, "user.update", f"user:{user.id}", details)
-        # The user's own clients learn of new roles, unit or clearance at once.
-        await w.emit(f"user:{user.id}", USER_UPDATED, user_json(user))
+        if active is False:
+            await end_sessions(w, user, reason="disabled")
+        elif password_hash is not None:
+            await end_sessions(w, user, reason="password_reset")
+        else:
+            # The user's own clients learn of new roles, unit or clearance at once.
+            await w.emit(f"user:{user.id}", USER_UPDATED, user_json(user))
         # This node authenticates the user from the row again at once; other nodes when
         # the event reaches them (see ``forget_changed_users``).
         w.after_commit(lambda: ctx.principals.forget(user_id))
-        if active is False:
-            w.after_commit(lambda: disconnect_user(ctx, user_id))
     return user
+
+
+async def sign_out_everywhere(ctx: Context, actor: Principal, user_id: int) -> User:
+    """End every session of a user at once (admin, or the user itself)."""
+    if actor.id != user_id:
+        require_admin(actor)
+    async with ctx.write() as w:
+        user = await w.session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"User {user_id} does not exist.", code="user_not_found")
+        await end_sessions(w, user, reason="signed_out")
+        await w.audit(actor.id, "user.sign_out_everywhere", f"user:{user.id}", {})
+        w.after_commit(lambda: ctx.principals.forget(user_id))
+    return user
+
+
+async def lift_sign_in_throttle(ctx: Context, actor: Principal, user_id: int) -> int:
+    """Let a user sign in again at once from everywhere (admin); how many throttles went."""
+    require_admin(actor)
+    async with ctx.write() as w:
+        user = await w.session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"User {user_id} does not exist.", code="user_not_found")
+        return await lift_throttle(w, actor.id, user.username)
 
 
 def forget_changed_users(ctx: Context, events: Sequence[Event]) -> None:
     """Drop the cached principal of every user a ``user.updated`` event names (events from
     any node: this is how a change made elsewhere reaches this node's cache)."""
     for event in events:
-        if event.type == USER_UPDATED and event.topic.startswith("user:"):
-            ctx.principals.forget(int(event.topic[len("user:"):]))
+        if event.type in (USER_UPDATED, SESSIONS_ENDED) and event.topic.startswith("user:"):
+            user_id = int(event.topic[len("user:"):])
+            ctx.principals.forget(user_id)
+            if event.type == SESSIONS_ENDED:
+                disconnect_user(ctx, user_id)
 
 
 def disconnect_user(ctx: Context, user_id: int) -> None:
-    """Close a disabled user's sockets on this node with 4401 (its token no longer
-    authenticates, so it cannot come back)."""
+    """Close a user's sockets on this node with 4401 once its tokens were revoked (they no
+    longer authenticate, so the sockets cannot come back with them)."""
     for connection in ctx.hub.user_connections(user_id):
         connection.close(CLOSE_AUTH)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,9 +18,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import make_url
 
 from server.audit import AuditRecord, ChainReport, verify_chain
-from server.cli import build_parser, gc_thresholds
+from server.cli import build_parser, gc_thresholds, storage_lines
 from server.demo import seed_demo
 from server.errors import Unprocessable
+from server.logs import wants_json
 from server.migrate import head_revisions
 from server.org.models import Unit, User
 from server.settings import Settings, SettingsError
@@ -255,3 +259,89 @@ async def test_serve_refuses_a_collector_turned_off_before_touching_the_database
     assert process.returncode == 2
     assert "configuration error" in err.decode() and "DIENHONG_GC_YOUNG_OBJECTS" in err.decode()
     assert not (data_dir / "dienhong.sqlite3").exists()
+
+
+def test_every_command_and_option_explains_itself() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions
+                      if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in subparsers._choices_actions}
+    assert set(helps) == set(subparsers.choices)
+    for name, command in subparsers.choices.items():
+        assert helps[name] and len(helps[name]) > 20, name
+        assert command.description, name
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and len(action.help) > 10, (name, action.dest)
+
+
+async def test_demo_help_explains_the_options(tmp_path: Path) -> None:
+    run = await dienhong(tmp_path, "", "demo", "--help")
+    assert run.code == 0
+    for words in ("--password", "every demo account", "--communes", "--delegates",
+                  "DIENHONG_DATA_DIR"):
+        assert words in " ".join(run.out.split()), words
+
+
+async def test_demo_and_serve_say_where_their_data_is(tmp_path: Path) -> None:
+    seeded = tmp_path / "here"
+    run = await dienhong(seeded, "", "demo", "--password", DEMO_PASSWORD,
+                         "--communes", "2", "--delegates", "2")
+    assert run.code == 0, run.err
+    assert f"data directory: {seeded.resolve()}" in run.out.splitlines()
+    assert f"database: {(seeded / 'dienhong.sqlite3').resolve()}" in run.out.splitlines()
+    # A server started on another directory says so before anything else; here its port is
+    # taken, which it says in one sentence and stops.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        elsewhere = tmp_path / "there"
+        served = await dienhong(elsewhere, "", "serve", "--port", str(port))
+    assert served.code == 1
+    lines = served.err.strip().splitlines()
+    assert lines == [
+        f"data directory: {elsewhere.resolve()}",
+        f"database: {(elsewhere / 'dienhong.sqlite3').resolve()}",
+        f"Port {port} on 127.0.0.1 is already in use (is another server running?); stop it "
+        "or choose another port with --port.",
+    ]
+
+
+def test_database_url_is_shown_without_its_password(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path,
+                        database_url="postgresql+asyncpg://dh:s3cret@db.example:5432/city")
+    lines = storage_lines(settings)
+    assert lines[1] == "database: postgresql+asyncpg://dh:***@db.example:5432/city"
+    assert not any("s3cret" in line for line in lines)
+
+
+def test_logs_are_readable_at_a_terminal_and_json_otherwise() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert wants_json("auto", stream=io.StringIO()) is True
+    assert wants_json("auto", stream=Terminal()) is False
+    assert wants_json("json", stream=Terminal()) is True
+    assert wants_json("text", stream=io.StringIO()) is False
+    assert wants_json("auto", as_json=False, stream=io.StringIO()) is False
+    with pytest.raises(ValueError):
+        wants_json("yaml")
+
+
+async def test_unlock_lifts_a_sign_in_throttle(make_server: MakeServer) -> None:
+    server = await make_server(login_max_failures=1)
+    await small_city(server)
+    async with server.http() as client:
+        for _ in range(2):
+            await client.post("/api/v1/auth/login",
+                              json={"username": "chair", "password": "not-the-password"})
+        held = await client.post("/api/v1/auth/login",
+                                 json={"username": "chair", "password": DEMO_PASSWORD})
+    assert held.status_code == 429
+    run = await on(server, "unlock", "chair")
+    assert run.code == 0, run.err
+    assert "lifted 1 sign-in throttle(s) of chair" in run.out
+    await server.login("chair", DEMO_PASSWORD)

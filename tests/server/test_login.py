@@ -1,4 +1,4 @@
-"""Signing in: good and bad passwords, unknown and disabled users, lock-out."""
+"""Signing in: good and bad passwords, unknown and disabled users, the sign-in throttle."""
 
 from __future__ import annotations
 
@@ -63,44 +63,58 @@ async def test_malformed_login_bodies(server: RunningServer, city: DemoCity) -> 
         assert response.json()["error"]["code"] == "invalid_request"
     # Nothing was counted against the account.
     async with server.ctx.read() as session:
-        assert (await session.get(LoginThrottle, "ward001")) is None
+        assert (await session.execute(select(LoginThrottle))).first() is None
 
 
-async def test_lock_out_after_repeated_failures_then_release(make_server: MakeServer) -> None:
+async def test_growing_delays_after_repeated_failures_then_release(
+    make_server: MakeServer,
+) -> None:
     clock = ManualClock()
-    server = await make_server(clock=clock, login_max_failures=3, login_lockout_secs=600)
+    server = await make_server(clock=clock, login_max_failures=3, login_delay_base_secs=2,
+                               login_lockout_secs=600)
     await small_city(server)
     async with server.http() as client:
         for _ in range(3):
             response = await client.post(LOGIN, json={"username": "ward002",
                                                       "password": "wrong-password"})
             assert response.status_code == 401
-        # Locked: even the right password is refused, with the time to wait.
+        # Held back: even the right password is refused, with the time to wait.
         locked = await client.post(LOGIN, json={"username": "ward002",
                                                 "password": DEMO_PASSWORD})
         assert locked.status_code == 429
         assert locked.json()["error"]["code"] == "locked_out"
-        assert int(locked.headers["retry-after"]) == 601
+        assert int(locked.headers["retry-after"]) == 3
         # Another account is not affected.
         other = await client.post(LOGIN, json={"username": "ward003",
                                                "password": DEMO_PASSWORD})
         assert other.status_code == 200
+        # Each further failure doubles the wait: 4 s, then 8 s, ... never over the cap.
+        waits = []
+        for _ in range(10):
+            await clock.advance(600)
+            wrong = await client.post(LOGIN, json={"username": "ward002",
+                                                   "password": "wrong-password"})
+            assert wrong.status_code == 401
+            held = await client.post(LOGIN, json={"username": "ward002",
+                                                  "password": DEMO_PASSWORD})
+            waits.append(int(held.headers["retry-after"]))
+        assert waits == [5, 9, 17, 33, 65, 129, 257, 513, 601, 601]
         await clock.advance(599)
         still = await client.post(LOGIN, json={"username": "ward002",
                                                "password": DEMO_PASSWORD})
         assert still.status_code == 429
         await clock.advance(2)
         again = await client.post(LOGIN, json={"username": "ward002",
-                                               "password": DEMO_PASSWORD})
+                                                "password": DEMO_PASSWORD})
         assert again.status_code == 200, again.text
     # Success forgets the failures.
     async with server.ctx.read() as session:
-        assert (await session.get(LoginThrottle, "ward002")) is None
+        assert (await session.execute(select(LoginThrottle))).first() is None
     failed = [a for a in await audit_actions(server) if a == ("auth.login_failed", "user:ward002")]
-    assert len(failed) == 3
+    assert len(failed) == 13
 
 
-async def test_unknown_usernames_are_locked_out_too(make_server: MakeServer) -> None:
+async def test_unknown_usernames_are_throttled_too(make_server: MakeServer) -> None:
     server = await make_server(clock=ManualClock(), login_max_failures=2)
     await small_city(server)
     async with server.http() as client:
@@ -112,7 +126,7 @@ async def test_unknown_usernames_are_locked_out_too(make_server: MakeServer) -> 
     async with server.ctx.read() as session:
         row = (await session.execute(
             select(LoginThrottle).where(LoginThrottle.username == "ghost"))).scalar_one()
-    assert row.failures == 2
+    assert row.failures == 2 and row.client == "127.0.0.1"
 
 
 async def test_disabled_user_cannot_sign_in_and_its_tokens_stop(

@@ -60,11 +60,22 @@ export function logout() {
   location.replace("/app/");
 }
 
+/** Thrown to stop a page's script when nobody is signed in (the sign-in page is loading). */
+export class SignedOut extends Error {}
+
+// Stopping a page on its way to the sign-in page is not an error worth reporting.
+window.addEventListener("error", (event) => {
+  if (event.error instanceof SignedOut) event.preventDefault();
+});
+window.addEventListener("unhandledrejection", (event) => {
+  if (event.reason instanceof SignedOut) event.preventDefault();
+});
+
 /** Make sure someone is signed in; returns the user or redirects to the login page. */
 export function requireLogin() {
   if (!session.token || !session.user) {
     toLogin();
-    throw new Error("not signed in");
+    throw new SignedOut("not signed in");
   }
   return session.user;
 }
@@ -108,8 +119,11 @@ export async function api(path, { method = "GET", body, raw = false, signal } = 
     throw new ApiError(0, "network_error", String(err && err.message));
   }
   if (response.status === 401 && token) {
-    session.clear();
-    toLogin();
+    // While the user changes its password (js/account.js) the old token ends first.
+    if (!sessionStorage.getItem("dh.password-change")) {
+      session.clear();
+      toLogin();
+    }
     throw new ApiError(401, "token_expired", "Session expired");
   }
   if (!response.ok) throw await errorOf(response);

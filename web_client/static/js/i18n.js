@@ -690,6 +690,15 @@ const en = {
 
 const dictionaries = { vi, en };
 
+/** Add a page's own texts ({vi: {...}, en: {...}}); existing keys are kept. */
+export function addMessages(more) {
+  for (const [code, texts] of Object.entries(more)) {
+    for (const [key, text] of Object.entries(texts)) {
+      if (!(key in dictionaries[code])) dictionaries[code][key] = text;
+    }
+  }
+}
+
 export function lang() {
   const chosen = localStorage.getItem(LANG_KEY);
   return chosen === "en" ? "en" : "vi";

@@ -1,6 +1,8 @@
 // The login page: sign in, keep the token, then go where the user was going (or offer the
 // applications that fit the user's roles).
 
+import { changePassword } from "./account.js";
+import "./admin-i18n.js";
 import { api, ApiError, session } from "./api.js";
 import { t } from "./i18n.js";
 import { fill, h, startPage } from "./shell.js";
@@ -10,6 +12,9 @@ const APPS = [
   { path: "/app/chair/", key: "app_chair", roles: ["chair", "secretary"] },
   { path: "/app/projector/", key: "app_projector", roles: ["chair", "secretary"] },
   { path: "/app/chat/", key: "app_chat", roles: ["standing", "staff", "admin", "chair", "secretary", "delegate"] },
+  { path: "/app/prepare/", key: "app_prepare", roles: ["chair", "secretary"] },
+  { path: "/app/admin/", key: "app_admin", roles: ["admin"] },
+  { path: "/app/admin/#audit", key: "app_audit", roles: ["auditor"] },
 ];
 
 function nextUrl() {
@@ -52,6 +57,11 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
       body: { username: form.username.value.trim(), password: form.password.value },
     });
     session.save(answer.access_token, answer.user);
+    // After an administrator's reset, a new password comes before anything else.
+    if (answer.must_change_password && !(await changePassword({ forced: true }))) {
+      session.clear();
+      return;
+    }
     const next = nextUrl();
     if (next) {
       location.replace(next);

@@ -160,6 +160,8 @@ export function connectRealtime({ onEvent, onReset, onSignal, onResumed } = {}) 
       }
     },
     onAuthFailed: () => {
+      // The user is changing its password (js/account.js): the page reloads with the new token.
+      if (sessionStorage.getItem("dh.password-change")) return;
       // The session is over: nothing of this user stays on the device.
       forgetUserData();
       session.clear();
