@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import AwareDatetime, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,12 +12,11 @@ from starlette.routing import Route
 from meeting import preparation
 from meeting.meetings import meeting_state
 from server.errors import BadRequest
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 from server.org.models import Role
 
 
-class CopyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CopyBody(Body):
 
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                             max_length=300)]

@@ -134,6 +134,8 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "http_error": ErrorCode((400,), "The request could not be handled."),
     "idempotency_key_reused": ErrorCode((409,), "This ballot key was already used; try again."),
     "illegal_transition": ErrorCode((409,), "The meeting cannot change to that state now."),
+    "import_invalid": ErrorCode((422,), "The import file has problems; nothing was written."),
+    "import_too_large": ErrorCode((413, 422), "The import file is too large."),
     "insufficient_clearance": ErrorCode((403,), "Your security clearance does not permit this."),
     "internal_error": ErrorCode((500,), "The server ran into an error; try again."),
     "invalid_box": ErrorCode((400,), "Unknown mailbox."),
@@ -141,6 +143,7 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "invalid_demo_size": ErrorCode((422,), "The demo size is out of range."),
     "invalid_duration": ErrorCode((422,), "The duration is out of range."),
     "invalid_id": ErrorCode((400,), "The address names no valid item."),
+    "invalid_import_file": ErrorCode((400,), "The import file cannot be read as CSV or XLSX."),
     "invalid_json": ErrorCode((400,), "The request data is malformed."),
     "invalid_kind": ErrorCode((422,), "This kind of conversation cannot be made here."),
     "invalid_max_choices": ErrorCode(
@@ -149,6 +152,7 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "invalid_multipart": ErrorCode((400,), "The upload is malformed; choose the file again."),
     "invalid_options": ErrorCode((422,), "The options of the poll are not valid."),
     "invalid_pdf": ErrorCode((422,), "This PDF cannot be accepted."),
+    "invalid_query": ErrorCode((400,), "A filter of the query is not valid."),
     "invalid_quorum": ErrorCode((422,), "The quorum rule is not valid."),
     "invalid_request": ErrorCode((400,), "Some of the data entered is not valid."),
     "invalid_sdp": ErrorCode((400,), "The audio/video connection could not be set up."),
@@ -210,6 +214,7 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "stamp_failed": ErrorCode((422,), "The document copy could not be prepared."),
     "stroke_too_long": ErrorCode((422,), "The stroke is too long; draw it in parts."),
     "token_expired": ErrorCode((401,), "Your session has expired; please sign in again."),
+    "token_revoked": ErrorCode((401,), "The session was ended; sign in again."),
     "too_large": ErrorCode((413,), "Too large."),
     "too_many_annotations": ErrorCode((422,), "You have too many annotations on this document."),
     "too_many_documents": ErrorCode((422,), "The agenda item has too many documents."),
@@ -232,4 +237,5 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "user_not_found": ErrorCode((404,), "This user does not exist."),
     "username_taken": ErrorCode((409,), "This username is taken."),
     "weak_password": ErrorCode((422,), "The password is too short or too long."),
+    "wrong_password": ErrorCode((422,), "The current password is wrong."),
 }

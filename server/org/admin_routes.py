@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from server.auth.service import change_own_password
 from server.errors import BadRequest, PayloadTooLarge
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 from server.org import admin, audit_log, service
 from server.org.models import Role
 
@@ -23,8 +23,8 @@ MAX_PER_PAGE = 200
 MAX_PAGE = 1_000_000
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(Body):
+    pass
 
 
 class PasswordChange(Strict):

@@ -780,6 +780,8 @@ const errorsVi = {
   http_error: "Không xử lý được yêu cầu.",
   idempotency_key_reused: "Mã phiếu này đã được dùng; vui lòng thử lại.",
   illegal_transition: "Phiên họp không thể chuyển sang trạng thái đó lúc này.",
+  import_invalid: "Tệp nhập có lỗi; chưa có gì được ghi.",
+  import_too_large: "Tệp nhập quá lớn.",
   insufficient_clearance: "Mức độ mật được phép của bạn không cho phép thao tác này.",
   internal_error: "Máy chủ gặp lỗi; vui lòng thử lại.",
   invalid_box: "Hộp thư không hợp lệ.",
@@ -787,6 +789,7 @@ const errorsVi = {
   invalid_demo_size: "Quy mô dữ liệu mẫu không hợp lệ.",
   invalid_duration: "Thời lượng không hợp lệ.",
   invalid_id: "Mã đối tượng không hợp lệ.",
+  invalid_import_file: "Không đọc được tệp nhập (CSV hoặc XLSX).",
   invalid_json: "Dữ liệu gửi lên không hợp lệ.",
   invalid_kind: "Không thể tạo loại cuộc trò chuyện này.",
   invalid_max_choices: "Số lựa chọn phải từ 1 đến số phương án.",
@@ -794,6 +797,7 @@ const errorsVi = {
   invalid_multipart: "Dữ liệu tải lên không hợp lệ; hãy chọn lại tệp.",
   invalid_options: "Các phương án biểu quyết không hợp lệ.",
   invalid_pdf: "Không chấp nhận được tệp PDF này.",
+  invalid_query: "Điều kiện lọc không hợp lệ.",
   invalid_quorum: "Quy định về số đại biểu tối thiểu không hợp lệ.",
   invalid_request: "Một số thông tin nhập vào không hợp lệ.",
   invalid_sdp: "Không thiết lập được kết nối âm thanh/hình ảnh.",
@@ -855,6 +859,7 @@ const errorsVi = {
   stamp_failed: "Không chuẩn bị được bản sao tài liệu.",
   stroke_too_long: "Nét vẽ quá dài; hãy vẽ thành nhiều nét.",
   token_expired: "Phiên đăng nhập đã hết hạn; vui lòng đăng nhập lại.",
+  token_revoked: "Phiên đăng nhập đã bị kết thúc; vui lòng đăng nhập lại.",
   too_large: "Dữ liệu quá lớn.",
   too_many_annotations: "Bạn đã có quá nhiều ghi chú trên tài liệu này.",
   too_many_documents: "Mục chương trình có quá nhiều tài liệu.",
@@ -878,6 +883,7 @@ const errorsVi = {
   user_not_found: "Không tìm thấy người dùng.",
   username_taken: "Tên đăng nhập đã được dùng.",
   weak_password: "Mật khẩu quá ngắn hoặc quá dài.",
+  wrong_password: "Mật khẩu hiện tại không đúng.",
 };
 
 const errorsEn = {
@@ -916,6 +922,8 @@ const errorsEn = {
   http_error: "The request could not be handled.",
   idempotency_key_reused: "This ballot key was already used; try again.",
   illegal_transition: "The meeting cannot change to that state now.",
+  import_invalid: "The import file has problems; nothing was written.",
+  import_too_large: "The import file is too large.",
   insufficient_clearance: "Your security clearance does not permit this.",
   internal_error: "The server ran into an error; try again.",
   invalid_box: "Unknown mailbox.",
@@ -923,6 +931,7 @@ const errorsEn = {
   invalid_demo_size: "The demo size is out of range.",
   invalid_duration: "The duration is out of range.",
   invalid_id: "The address names no valid item.",
+  invalid_import_file: "The import file cannot be read as CSV or XLSX.",
   invalid_json: "The request data is malformed.",
   invalid_kind: "This kind of conversation cannot be made here.",
   invalid_max_choices: "The number of choices must be between 1 and the number of options.",
@@ -930,6 +939,7 @@ const errorsEn = {
   invalid_multipart: "The upload is malformed; choose the file again.",
   invalid_options: "The options of the poll are not valid.",
   invalid_pdf: "This PDF cannot be accepted.",
+  invalid_query: "A filter of the query is not valid.",
   invalid_quorum: "The quorum rule is not valid.",
   invalid_request: "Some of the data entered is not valid.",
   invalid_sdp: "The audio/video connection could not be set up.",
@@ -991,6 +1001,7 @@ const errorsEn = {
   stamp_failed: "The document copy could not be prepared.",
   stroke_too_long: "The stroke is too long; draw it in parts.",
   token_expired: "Your session has expired; please sign in again.",
+  token_revoked: "The session was ended; sign in again.",
   too_large: "Too large.",
   too_many_annotations: "You have too many annotations on this document.",
   too_many_documents: "The agenda item has too many documents.",
@@ -1014,6 +1025,7 @@ const errorsEn = {
   user_not_found: "This user does not exist.",
   username_taken: "This username is taken.",
   weak_password: "The password is too short or too long.",
+  wrong_password: "The current password is wrong.",
 };
 
 // For a code this client does not know yet (a newer server): by the status's kind.
