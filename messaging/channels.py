@@ -34,6 +34,7 @@ from messaging.models import (
     SearchKind,
 )
 from messaging.search import index_document, remove_document
+from messaging.visibility import channel_member_sql, is_member
 from server.auth.principal import Principal
 from server.context import Context, Write
 from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
@@ -113,13 +114,6 @@ async def ensure_unit_channels(ctx: Context) -> int:
 
 
 # --- membership --------------------------------------------------------------------------
-async def is_member(session: AsyncSession, principal: Principal, channel: Channel) -> bool:
-    if channel.kind == ChannelKind.UNIT.value:
-        return channel.unit_id == principal.unit_id
-    row = await session.get(ChannelMember, (channel.id, principal.id))
-    return row is not None and row.member
-
-
 async def may_follow_channel(ctx: Context, principal: Principal, channel_id: int) -> bool:
     """Topic authorizer for ``channel:{id}``: members only."""
     async with ctx.read() as session:
@@ -211,11 +205,7 @@ async def list_channels(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
         await ensure_unit_channels(ctx)
     async with ctx.read() as session:
         channels = (await session.execute(
-            select(Channel).where(
-                (Channel.unit_id == actor.unit_id)
-                | Channel.id.in_(select(ChannelMember.channel_id).where(
-                    ChannelMember.user_id == actor.id, ChannelMember.member.is_(True))))
-            .order_by(Channel.id)
+            select(Channel).where(channel_member_sql(actor)).order_by(Channel.id)
         )).scalars().all()
         ids = [c.id for c in channels]
         reads: dict[int, int] = {}

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messaging import visibility
 from messaging.models import (
     Directive,
     DirectiveAttachment,
@@ -31,6 +32,7 @@ from messaging.models import (
     Urgency,
 )
 from messaging.search import index_document
+from messaging.visibility import is_sender_side
 from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context, Write
@@ -58,14 +60,6 @@ class DirectiveAccess:
     directive: Directive
     recipient: DirectiveRecipient | None
     sender_side: bool
-
-
-def is_sender_side(principal: Principal, directive: Directive) -> bool:
-    if not principal.clearance.permits(Confidentiality(directive.confidentiality)):
-        return False
-    if principal.id == directive.sender_id:
-        return True
-    return principal.has_role(Role.STANDING) and principal.unit_id == directive.sender_unit_id
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -100,20 +94,18 @@ async def recipient_row(session: AsyncSession, directive_id: int,
 
 async def require_access(session: AsyncSession, principal: Principal,
                          directive_id: int) -> DirectiveAccess:
-    """The directive if ``principal`` may read its content; 404 or 403 otherwise."""
+    """The directive if ``principal`` may read its content (``may_read_directive``);
+    404 or 403 otherwise."""
     directive = await load_directive(session, directive_id)
     recipient = await recipient_row(session, directive_id, principal.id)
-    cleared = principal.clearance.permits(Confidentiality(directive.confidentiality))
-    sender_side = is_sender_side(principal, directive)
-    if sender_side:
-        return DirectiveAccess(directive, recipient, True)
-    if not cleared and (recipient is not None or principal.id == directive.sender_id
-                        or _left_out(directive, principal.id)):
+    if visibility.may_read_directive(principal, directive, recipient):
+        return DirectiveAccess(directive, recipient, is_sender_side(principal, directive))
+    if not visibility.cleared(principal, directive.confidentiality) and (
+            recipient is not None or principal.id == directive.sender_id
+            or _left_out(directive, principal.id)):
         raise Forbidden("Your clearance does not permit this directive.",
                         code="insufficient_clearance")
-    if recipient is None:
-        raise Forbidden("You are not a recipient of this directive.", code="not_a_recipient")
-    return DirectiveAccess(directive, recipient, False)
+    raise Forbidden("You are not a recipient of this directive.", code="not_a_recipient")
 
 
 def _left_out(directive: Directive, user_id: int) -> bool:
@@ -276,7 +268,7 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
                 .order_by(Directive.id.desc()).limit(limit))
             for directive, receipt in received.tuples().all():
                 entry = summary_json(directive)
-                if not actor.clearance.permits(Confidentiality(directive.confidentiality)):
+                if not visibility.cleared(actor, directive.confidentiality):
                     # Clearance lowered since: keep the entry, hide what it says.
                     entry["title"] = None
                     entry["restricted"] = True

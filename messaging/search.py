@@ -19,21 +19,16 @@ from sqlalchemy import Integer, and_, column, delete, exists, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
-    Channel,
-    ChannelKind,
-    ChannelMember,
     Directive,
-    DirectiveRecipient,
     DirectiveReply,
     Message,
-    MessageState,
     SearchDocument,
     SearchKind,
 )
+from messaging.visibility import directive_readable_sql, message_readable_sql, reply_readable_sql
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import BadRequest
-from server.org.models import Confidentiality
 
 # Longest query accepted, and most tokens used from it.
 MAX_QUERY_CHARS = 200
@@ -93,38 +88,12 @@ def _match_clause(dialect: str, tokens: list[str]) -> Any:
 
 def _visible_clause(principal: Principal) -> Any:
     """What ``principal`` may see, as one SQL condition over ``search_documents``."""
-    cleared = [level.value for level in Confidentiality if principal.clearance.permits(level)]
-    directive_seen = exists().where(
-        Directive.id == SearchDocument.object_id,
-        Directive.confidentiality.in_(cleared),
-        or_(
-            Directive.sender_id == principal.id,
-            exists().where(DirectiveRecipient.directive_id == Directive.id,
-                           DirectiveRecipient.user_id == principal.id),
-        ),
-    )
-    reply_seen = exists().where(
-        DirectiveReply.id == SearchDocument.object_id,
-        Directive.id == DirectiveReply.directive_id,
-        Directive.confidentiality.in_(cleared),
-        or_(
-            Directive.sender_id == principal.id,
-            exists().where(DirectiveRecipient.directive_id == Directive.id,
-                           DirectiveRecipient.user_id == principal.id,
-                           DirectiveRecipient.unit_id == DirectiveReply.unit_id),
-        ),
-    )
-    message_seen = exists().where(
-        Message.id == SearchDocument.object_id,
-        Message.state != MessageState.RETRACTED.value,
-        Channel.id == Message.channel_id,
-        or_(
-            and_(Channel.kind == ChannelKind.UNIT.value, Channel.unit_id == principal.unit_id),
-            exists().where(ChannelMember.channel_id == Channel.id,
-                           ChannelMember.user_id == principal.id,
-                           ChannelMember.member.is_(True)),
-        ),
-    )
+    directive_seen = exists().where(Directive.id == SearchDocument.object_id,
+                                    directive_readable_sql(principal))
+    reply_seen = exists().where(DirectiveReply.id == SearchDocument.object_id,
+                                reply_readable_sql(principal))
+    message_seen = exists().where(Message.id == SearchDocument.object_id,
+                                  message_readable_sql(principal))
     return or_(
         and_(SearchDocument.kind == SearchKind.DIRECTIVE.value, directive_seen),
         and_(SearchDocument.kind == SearchKind.REPLY.value, reply_seen),

@@ -1,0 +1,154 @@
+"""Who may see what in messaging: each rule once, in its Python and SQL forms side by side.
+
+The Python form judges one object already loaded (REST, attachments, the replay of
+events); the SQL form is a condition over the object's table, for queries that must
+never return, nor count, what the reader may not see (search, attachment checks, lists).
+``tests/messaging/test_visibility.py`` checks that both forms agree for every role,
+clearance and membership of a seeded city.
+
+The rules:
+
+* **clearance** — content at a confidentiality level is readable only by a holder of a
+  clearance at or above it. Every other rule of a directive includes this one.
+* **directive** — the *sender side* (the sender, and Standing Committee members of the
+  sender's unit) and the directive's recipients may read it.
+* **reply thread** — the sender side reads every unit's thread; a recipient reads the
+  thread of the unit it was counted in.
+* **channel membership** — a unit channel's members are the users of its unit; group
+  and direct channels list theirs (``channel_members.member``).
+* **message** — a member of its channel may read a message that was not retracted (the
+  tombstone of a retracted one shows no text).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, exists, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from messaging.models import (
+    Channel,
+    ChannelKind,
+    ChannelMember,
+    Directive,
+    DirectiveRecipient,
+    DirectiveReply,
+    Message,
+    MessageState,
+)
+from server.auth.principal import Principal
+from server.org.models import Confidentiality, Role
+
+# --- clearance -----------------------------------------------------------------------------
+
+
+def cleared(principal: Principal, level: str | Confidentiality) -> bool:
+    """Python: ``principal``'s clearance permits content at ``level``."""
+    return principal.clearance.permits(Confidentiality(level))
+
+
+def cleared_levels(principal: Principal) -> list[str]:
+    """The levels ``principal`` may read, for ``column.in_(...)``."""
+    return [level.value for level in Confidentiality if principal.clearance.permits(level)]
+
+
+def cleared_sql(principal: Principal, level_column: ColumnElement[str]) -> ColumnElement[bool]:
+    """SQL: ``principal``'s clearance permits the level in ``level_column``."""
+    return level_column.in_(cleared_levels(principal))
+
+
+# --- directives ----------------------------------------------------------------------------
+
+
+def is_sender_side(principal: Principal, directive: Directive) -> bool:
+    """Python: the sender, or a cleared Standing Committee member of the sender's unit."""
+    if not cleared(principal, directive.confidentiality):
+        return False
+    if principal.id == directive.sender_id:
+        return True
+    return principal.has_role(Role.STANDING) and principal.unit_id == directive.sender_unit_id
+
+
+def sender_side_sql(principal: Principal) -> ColumnElement[bool]:
+    """SQL over ``directives``: the form of ``is_sender_side``."""
+    sides: list[ColumnElement[bool]] = [Directive.sender_id == principal.id]
+    if principal.has_role(Role.STANDING):
+        sides.append(Directive.sender_unit_id == principal.unit_id)
+    return and_(cleared_sql(principal, Directive.confidentiality), or_(*sides))
+
+
+def may_read_directive(principal: Principal, directive: Directive,
+                       recipient: DirectiveRecipient | None) -> bool:
+    """Python: ``recipient`` is the principal's recipient row of ``directive`` (or None)."""
+    if is_sender_side(principal, directive):
+        return True
+    return recipient is not None and cleared(principal, directive.confidentiality)
+
+
+def directive_readable_sql(principal: Principal) -> ColumnElement[bool]:
+    """SQL over ``directives``: the form of ``may_read_directive``."""
+    is_recipient = exists().where(DirectiveRecipient.directive_id == Directive.id,
+                                  DirectiveRecipient.user_id == principal.id)
+    return or_(sender_side_sql(principal),
+               and_(cleared_sql(principal, Directive.confidentiality), is_recipient))
+
+
+def may_read_thread(principal: Principal, directive: Directive,
+                    recipient: DirectiveRecipient | None, thread_unit_id: int) -> bool:
+    """Python: may ``principal`` read the reply thread of unit ``thread_unit_id``?"""
+    if is_sender_side(principal, directive):
+        return True
+    return (recipient is not None and recipient.unit_id == thread_unit_id
+            and cleared(principal, directive.confidentiality))
+
+
+def reply_readable_sql(principal: Principal) -> ColumnElement[bool]:
+    """SQL over ``directive_replies`` joined to their ``directives``: ``may_read_thread``."""
+    own_thread = exists().where(DirectiveRecipient.directive_id == Directive.id,
+                                DirectiveRecipient.user_id == principal.id,
+                                DirectiveRecipient.unit_id == DirectiveReply.unit_id)
+    return and_(Directive.id == DirectiveReply.directive_id,
+                or_(sender_side_sql(principal),
+                    and_(cleared_sql(principal, Directive.confidentiality), own_thread)))
+
+
+# --- channels and messages -----------------------------------------------------------------
+
+
+def is_channel_member(principal: Principal, channel: Channel,
+                      member_row: ChannelMember | None) -> bool:
+    """Python: ``member_row`` is the principal's row of ``channel`` in channel_members."""
+    if channel.kind == ChannelKind.UNIT.value:
+        return channel.unit_id == principal.unit_id
+    return member_row is not None and bool(member_row.member)
+
+
+async def is_member(session: AsyncSession, principal: Principal, channel: Channel) -> bool:
+    """``is_channel_member`` with the principal's row read from the database."""
+    if channel.kind == ChannelKind.UNIT.value:
+        return is_channel_member(principal, channel, None)
+    row = await session.get(ChannelMember, (channel.id, principal.id))
+    return is_channel_member(principal, channel, row)
+
+
+def channel_member_sql(principal: Principal) -> ColumnElement[bool]:
+    """SQL over ``channels``: the form of ``is_channel_member``."""
+    return or_(
+        and_(Channel.kind == ChannelKind.UNIT.value, Channel.unit_id == principal.unit_id),
+        and_(Channel.kind != ChannelKind.UNIT.value,
+             exists().where(ChannelMember.channel_id == Channel.id,
+                            ChannelMember.user_id == principal.id,
+                            ChannelMember.member.is_(True))),
+    )
+
+
+def may_read_message(principal: Principal, channel: Channel, member_row: ChannelMember | None,
+                     message: Message) -> bool:
+    """Python: a member reads a message's text unless it was retracted."""
+    return (message.state != MessageState.RETRACTED.value
+            and is_channel_member(principal, channel, member_row))
+
+
+def message_readable_sql(principal: Principal) -> ColumnElement[bool]:
+    """SQL over ``messages`` (joined to their ``channels``): ``may_read_message``."""
+    return and_(Message.state != MessageState.RETRACTED.value,
+                Channel.id == Message.channel_id, channel_member_sql(principal))
