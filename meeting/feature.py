@@ -9,12 +9,20 @@ from meeting.participants import get_participant
 from server.auth.principal import Principal
 from server.context import Context
 from server.features import Feature
+from server.realtime.log import Event
 
 
 async def may_follow_meeting(ctx: Context, principal: Principal, meeting_id: int) -> bool:
     """Only the meeting's participants (chairs, secretaries, delegates, guests) follow it."""
     async with ctx.read() as session:
         return await get_participant(session, meeting_id, principal.id) is not None
+
+
+def participation_changed(event: Event) -> list[tuple[int, str | None]]:
+    """``participants.changed`` names the user whose participation changed: its sockets
+    check their ``meeting:`` subscriptions again (a removed participant is dropped)."""
+    user_id = event.data.get("user_id")
+    return [(int(user_id), "participation_changed")] if isinstance(user_id, int) else []
 
 
 async def may_read_agenda_document(ctx: Context, principal: Principal, file_id: int) -> bool:
@@ -38,6 +46,7 @@ def feature() -> Feature:
         name="meeting",
         routes=list(routes),
         topic_authorizers={"meeting": may_follow_meeting},
+        access_changes={"participants.changed": participation_changed},
         background=[run_speech_timers],
         demo=[seed_demo_meeting],
         file_access_checks=[may_read_agenda_document],

@@ -231,6 +231,7 @@ def create_app(
         ctx.signal_handlers.update(feature.signal_handlers)
         ctx.connection_hooks.extend(feature.connection_hooks)
         ctx.file_access_checks.extend(feature.file_access_checks)
+        ctx.access_changes.update(feature.access_changes)
     if settings.serve_web_client:
         routes.extend(web_client_routes())
     gateway = Gateway(ctx)

@@ -32,6 +32,7 @@ from server.auth.principal import PrincipalCache
 from server.clock import Clock
 from server.db import Database
 from server.features import (
+    AccessChange,
     ConnectionHook,
     FileAccessCheck,
     ReceivedHandler,
@@ -144,6 +145,7 @@ class Context:
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.connection_hooks: list[ConnectionHook] = []
         self.file_access_checks: list[FileAccessCheck] = []
+        self.access_changes: dict[str, AccessChange] = {}
         # Per-feature state (schedulers, caches) keyed by feature name.
         self.extensions: dict[str, Any] = {}
 

@@ -22,24 +22,27 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import bindparam, select
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from server.auth.principal import Principal
+from server.auth.principal import PRINCIPAL_COLUMNS, Principal
 from server.context import Context
 from server.errors import ApiError
 from server.features import Received
 from server.http import principal_for_token
-from server.org.service import may_watch_unit
+from server.org.models import User
+from server.org.service import USER_UPDATED, may_watch_unit
 from server.realtime.hub import (
     CLOSE_AUTH,
     CLOSE_FORBIDDEN,
     CLOSE_INTERNAL,
     CLOSE_MALFORMED,
     CLOSE_RATE_LIMITED,
+    CLOSE_RESTART,
     Connection,
     frame,
 )
-from server.realtime.log import read_current_seqs
+from server.realtime.log import Event, read_current_seqs
 from server.realtime.transport import direct_socket
 
 log = logging.getLogger("dienhong.gateway")
@@ -50,6 +53,27 @@ MAX_TOPICS_PER_SOCKET = 256
 RECEIVED_FLUSH_SECS = 0.1
 # Confirmations waiting for a flush before new ones are merged into them per topic.
 RECEIVED_BUFFER = 100_000
+
+
+_PRINCIPAL_NOW = select(*PRINCIPAL_COLUMNS).where(User.id == bindparam("user_id"))
+
+
+def _user_changed(event: Event) -> list[tuple[int, str | None]]:
+    """``user.updated`` on ``user:{id}``: roles, unit or clearance may have changed."""
+    return [(int(event.topic.partition(":")[2]), None)]
+
+
+def what_changed(before: Principal | None, after: Principal) -> str:
+    """The reason an ``unsubscribed`` frame gives after a change to the user."""
+    if before is None:
+        return "access_changed"
+    if before.unit_id != after.unit_id:
+        return "unit_changed"
+    if before.roles != after.roles:
+        return "role_changed"
+    if before.clearance != after.clearance:
+        return "clearance_changed"
+    return "access_changed"
 
 
 class ProtocolError(Exception):
@@ -90,6 +114,68 @@ class Gateway:
         # (user, topic) -> highest seq confirmed since the last flush.
         self._received: dict[tuple[int, str], int] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # Sockets whose access is being checked again -> the reason of a change that came
+        # meanwhile (the check runs once more), or None.
+        self._rechecking: dict[Connection, list[str | None] | None] = {}
+        self._recheck_tasks: set[asyncio.Task[None]] = set()
+        changes = {USER_UPDATED: _user_changed, **ctx.access_changes}
+        for type_, concerned in changes.items():
+            ctx.hub.access_watch[type_] = self._watcher(concerned)
+
+    # --- access that changed while sockets are open -------------------------------------
+    def _watcher(self, concerned: Any) -> Any:
+        def watch(event: Event) -> None:
+            for user_id, reason in concerned(event):
+                self.access_changed(int(user_id), reason)
+        return watch
+
+    def access_changed(self, user_id: int, reason: str | None) -> None:
+        """Hold the user's subscriptions on this node now and check each one again."""
+        for connection in self.ctx.hub.hold_user(user_id):
+            if connection in self._rechecking:
+                pending = self._rechecking[connection] or []
+                pending.append(reason)
+                self._rechecking[connection] = pending
+                continue
+            self._rechecking[connection] = None
+            task = asyncio.create_task(self._recheck(connection, reason))
+            self._recheck_tasks.add(task)
+            task.add_done_callback(self._recheck_tasks.discard)
+
+    async def _recheck(self, connection: Connection, reason: str | None) -> None:
+        hub = self.ctx.hub
+        try:
+            while not connection.closed:
+                row = await self.ctx.db.read_row(_PRINCIPAL_NOW, {"user_id": connection.user_id})
+                if row is None or not row.active:
+                    connection.close(CLOSE_AUTH)
+                    return
+                principal = Principal.of_row(row)
+                before, connection.principal = connection.principal, principal
+                why = reason or what_changed(before, principal)
+                allowed = []
+                for subscription in list(connection.subscriptions.values()):
+                    if await self.may_subscribe(principal, subscription.topic):
+                        allowed.append(subscription)
+                    else:
+                        hub.revoke(subscription, why)
+                pending = self._rechecking.get(connection)
+                if pending:
+                    # Changed again meanwhile: check again before anything is released.
+                    self._rechecking[connection] = None
+                    reason = next((r for r in pending if r is not None), None)
+                    continue
+                for subscription in allowed:
+                    hub.release(subscription)
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("checking the access of user %s again failed", connection.user_id)
+            connection.close(CLOSE_RESTART)
+        finally:
+            self._rechecking.pop(connection, None)
+
 
     # --- received confirmations, in batches --------------------------------------
     def _note_received(self, user_id: int, topic: str, seq: int) -> None:
@@ -151,6 +237,7 @@ class Gateway:
 
         connection = Connection(hub, principal.id, principal.unit_id, websocket.send_text, close,
                                 settings.ws_send_queue_frames, direct_socket(websocket.scope))
+        connection.principal = principal
         bucket = self._buckets.setdefault(
             principal.id, TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)
         )
@@ -235,6 +322,8 @@ class Gateway:
                 return
 
     async def _handle(self, connection: Connection, principal: Principal, text: str) -> None:
+        # As of the last access check: roles, unit or clearance may have changed since auth.
+        principal = connection.principal or principal
         try:
             message = json.loads(text)
         except json.JSONDecodeError as exc:
