@@ -22,6 +22,8 @@ The rules:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, exists, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,6 +111,27 @@ def reply_readable_sql(principal: Principal) -> ColumnElement[bool]:
     return and_(Directive.id == DirectiveReply.directive_id,
                 or_(sender_side_sql(principal),
                     and_(cleared_sql(principal, Directive.confidentiality), own_thread)))
+
+
+# The event a recipient gets on its ``user:`` topic when a directive is issued.
+DIRECTIVE_ISSUED = "directive.issued"
+# What of a directive a recipient no longer cleared for it still sees (as its inbox shows).
+_RESTRICTED_FIELDS = ("id", "urgency", "confidentiality", "ack_required", "sender_id",
+                      "issued_at", "due_at", "recipient_count")
+
+
+def issued_directive_as_seen(principal: Principal,
+                             data: dict[str, Any]) -> dict[str, Any] | None:
+    """``directive.issued`` as ``principal`` may see it now (replayed from the log after
+    its clearance was lowered): the inbox entry without title, body or attachments.
+    None when the payload may be sent as it is."""
+    directive = data.get("directive")
+    if not isinstance(directive, dict):
+        return None
+    if cleared(principal, str(directive.get("confidentiality", Confidentiality.NONE.value))):
+        return None
+    restricted = {key: directive.get(key) for key in _RESTRICTED_FIELDS}
+    return {"directive": restricted | {"title": None, "restricted": True}}
 
 
 # --- channels and messages -----------------------------------------------------------------

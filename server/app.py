@@ -232,6 +232,7 @@ def create_app(
         ctx.connection_hooks.extend(feature.connection_hooks)
         ctx.file_access_checks.extend(feature.file_access_checks)
         ctx.access_changes.update(feature.access_changes)
+        ctx.event_views.update(feature.event_views)
     if settings.serve_web_client:
         routes.extend(web_client_routes())
     gateway = Gateway(ctx)

@@ -34,6 +34,7 @@ from server.db import Database
 from server.features import (
     AccessChange,
     ConnectionHook,
+    EventView,
     FileAccessCheck,
     ReceivedHandler,
     SignalHandler,
@@ -146,6 +147,7 @@ class Context:
         self.connection_hooks: list[ConnectionHook] = []
         self.file_access_checks: list[FileAccessCheck] = []
         self.access_changes: dict[str, AccessChange] = {}
+        self.event_views: dict[str, EventView] = {}
         # Per-feature state (schedulers, caches) keyed by feature name.
         self.extensions: dict[str, Any] = {}
 

@@ -47,6 +47,9 @@ FileAccessCheck = Callable[["Context", "Principal", int], Awaitable[bool]]
 # An event type that changes who may follow what -> the users it concerns, each with the
 # reason an ``unsubscribed`` frame gives (None: the gateway says what changed).
 AccessChange = Callable[["Event"], Iterable[tuple[int, str | None]]]
+# An event's payload as one reader may see it when it is sent to that reader (replayed
+# from the log or fanned out live): the payload to send instead, or None to send it as is.
+EventView = Callable[["Principal", dict[str, Any]], dict[str, Any] | None]
 # Adds a feature's part to the demo city; returns lines for the summary.
 DemoHook = Callable[["Context", "DemoCity"], Awaitable[list[str]]]
 
@@ -67,3 +70,5 @@ class Feature:
     file_access_checks: list[FileAccessCheck] = field(default_factory=list)
     # Events after which the subscriptions of the users they concern are checked again.
     access_changes: dict[str, AccessChange] = field(default_factory=dict)
+    # Per event type, what a reader may see of it by the visibility rules at reading time.
+    event_views: dict[str, EventView] = field(default_factory=dict)

@@ -118,6 +118,7 @@ class Gateway:
         # meanwhile (the check runs once more), or None.
         self._rechecking: dict[Connection, list[str | None] | None] = {}
         self._recheck_tasks: set[asyncio.Task[None]] = set()
+        ctx.hub.event_views.update(ctx.event_views)
         changes = {USER_UPDATED: _user_changed, **ctx.access_changes}
         for type_, concerned in changes.items():
             ctx.hub.access_watch[type_] = self._watcher(concerned)

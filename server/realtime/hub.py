@@ -265,6 +265,10 @@ class Hub:
         # Event type -> what to do when an event of it is fanned out here: events that
         # change someone's access (the gateway holds and re-checks their subscriptions).
         self.access_watch: dict[str, Callable[[Event], None]] = {}
+        # Event type -> its payload as a socket's principal may see it (None: as it is),
+        # applied when events are replayed from the log: what was allowed when an event
+        # was written (live events go only to those allowed then) may not be any more.
+        self.event_views: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any] | None]] = {}
 
     # --- sockets ----------------------------------------------------------------
     def attach(self, connection: Connection) -> None:
@@ -325,6 +329,17 @@ class Hub:
         self.remove(subscription)
         connection.push(frame(op="unsubscribed", topic=subscription.topic, reason=reason))
 
+    def seen_by(self, connection: Connection, event: Event) -> Event:
+        """``event`` as the socket's principal may see it now."""
+        view = self.event_views.get(event.type)
+        if view is None or connection.principal is None:
+            return event
+        data = view(connection.principal, event.data)
+        if data is None:
+            return event
+        # Same topic, seq, type and time: the client's position in the log is kept.
+        return Event.create(event.topic, event.seq, event.type, data, event.at)
+
     def _watch(self, event: Event) -> None:
         watcher = self.access_watch.get(event.type)
         if watcher is not None:
@@ -367,7 +382,7 @@ class Hub:
                 for event in events:
                     if subscription.held:
                         break
-                    await connection.push_wait(event.frame)
+                    await connection.push_wait(self.seen_by(connection, event).frame)
                     subscription.last_seq = event.seq
                     self.metrics.events_delivered.inc()
                 if len(events) < self.resume_batch and not subscription.dirty:
