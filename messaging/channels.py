@@ -8,8 +8,11 @@ share one order.
 
 Posting is idempotent on ``(author, client_msg_id)``: the same message again answers the
 stored one. Editing keeps every earlier text (``message_versions``); retracting keeps a
-tombstone. Both are audited. Each member has a read position; unread counts are the
-others' messages after it.
+tombstone. Both are audited. Only the current text stays in the event log: an edit's event
+carries the new text and the message's earlier events are rewritten to it (seqs kept); a
+retraction rewrites them to the tombstone. Earlier texts are in REST's history.
+
+Each member has a read position; unread counts are the others' messages after it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unproc
 from server.files.service import require_attachable
 from server.org.models import Unit, User
 from server.org.service import display_names
+from server.realtime.log import rewrite_events
+from server.realtime.models import EventRecord
 
 log = logging.getLogger("dienhong.messaging.channels")
 
@@ -349,12 +354,31 @@ async def edit_message(ctx: Context, actor: Principal, channel_id: int, message_
         message.state = MessageState.EDITED.value
         message.edited_at = w.now
         await session.flush()
+        # The event carries the new text only; earlier texts stay in REST's history.
+        event_view = message_json(message, actor.display_name)
+        await _replace_earlier_events(session, channel.id, message, event_view)
+        await w.emit(f"channel:{channel.id}", "message.edited", {"message": event_view})
         result = message_json(message, actor.display_name, await _versions(session, message))
-        await w.emit(f"channel:{channel.id}", "message.edited", {"message": result})
         await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
         await w.audit(actor.id, "message.edit", f"channel:{channel.id}",
                       {"message_id": message.id, "version": message.version})
         return result
+
+
+async def _replace_earlier_events(session: AsyncSession, channel_id: int, message: Message,
+                                  view: dict[str, Any]) -> None:
+    """Make the message's earlier events (posted, edited) carry ``view`` instead of the
+    text they were written with, keeping their seqs."""
+    topic = f"channel:{channel_id}"
+    posted = {key: value for key, value in view.items() if key != "seq"}
+    await rewrite_events(session, topic, [message.seq], {"message": posted})
+    edited = (await session.execute(
+        select(EventRecord.seq).where(
+            EventRecord.topic == topic, EventRecord.seq > message.seq,
+            EventRecord.type == "message.edited",
+            EventRecord.data["message"]["id"].as_integer() == message.id)
+    )).scalars().all()
+    await rewrite_events(session, topic, edited, {"message": view})
 
 
 async def retract_message(ctx: Context, actor: Principal, channel_id: int,
@@ -372,6 +396,8 @@ async def retract_message(ctx: Context, actor: Principal, channel_id: int,
         message.retracted_at = w.now
         await session.flush()
         result = message_json(message, actor.display_name)
+        # A replay shows the tombstone: the text leaves the log.
+        await _replace_earlier_events(session, channel.id, message, result)
         await w.emit(f"channel:{channel.id}", "message.retracted", {"message": result})
         await remove_document(session, SearchKind.MESSAGE, message.id)
         await w.audit(actor.id, "message.retract", f"channel:{channel.id}",

@@ -237,7 +237,8 @@ class Gateway:
                 await websocket.close(code=code)
 
         connection = Connection(hub, principal.id, principal.unit_id, websocket.send_text, close,
-                                settings.ws_send_queue_frames, direct_socket(websocket.scope))
+                                settings.ws_send_queue_frames, direct_socket(websocket.scope),
+                                queue_bytes=settings.ws_send_queue_bytes)
         connection.principal = principal
         bucket = self._buckets.setdefault(
             principal.id, TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)

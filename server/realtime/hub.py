@@ -75,12 +75,14 @@ class Connection:
     new one): thousands of idle sockets hold no task and no queue machinery.
     """
 
-    __slots__ = ("_close", "_closing", "_direct", "_limit", "_queue", "_room", "_send",
+    __slots__ = ("_byte_limit", "_bytes", "_close", "_closing", "_direct", "_limit", "_queue",
+                 "_room", "_send",
                  "_sender", "_started", "closed", "hub", "principal", "subscriptions",
                  "unit_id", "user_id")
 
     def __init__(self, hub: Hub, user_id: int, unit_id: int, send: Sender, close: Closer,
-                 queue_size: int, direct: DirectSocket | None = None) -> None:
+                 queue_size: int, direct: DirectSocket | None = None,
+                 queue_bytes: int = 0) -> None:
         self.hub = hub
         self.user_id = user_id
         self.unit_id = unit_id
@@ -89,8 +91,11 @@ class Connection:
         self._send = send
         self._direct = direct
         self._close = close
-        self._queue: deque[str] = deque()
+        # Each waiting frame with its size in UTF-8 bytes: the queue is bounded by both.
+        self._queue: deque[tuple[str, int]] = deque()
         self._limit = queue_size
+        self._byte_limit = queue_bytes if queue_bytes > 0 else None
+        self._bytes = 0
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
         self._started = False
@@ -112,7 +117,8 @@ class Connection:
         queue = self._queue
         try:
             while queue and not self.closed:
-                text = queue.popleft()
+                text, size = queue.popleft()
+                self._bytes -= size
                 self._wake_room()
                 await self._send(text)
         except asyncio.CancelledError:
@@ -148,22 +154,35 @@ class Connection:
                     return True
             except Exception:
                 log.debug("direct send failed for user %s", self.user_id, exc_info=True)
-        if len(queue) >= self._limit:
+        if isinstance(message, PreparedFrame):
+            text, size = message.text, len(message.encoded)
+        else:
+            text, size = message, len(message.encode())
+        if len(queue) >= self._limit or self._over_bytes(size):
             self.hub.metrics.queue_overflows.inc()
             self.close(CLOSE_TOO_SLOW)
             return False
-        queue.append(message.text if isinstance(message, PreparedFrame) else message)
+        queue.append((text, size))
+        self._bytes += size
         self._kick()
         return True
 
+    def _over_bytes(self, size: int) -> bool:
+        """Would a frame of ``size`` bytes take the queue over its byte bound? A frame
+        alone in the queue always fits (one frame is bounded by the frame limits)."""
+        limit = self._byte_limit
+        return limit is not None and bool(self._queue) and self._bytes + size > limit
+
     async def push_wait(self, text: str) -> None:
         """Queue a frame, waiting for room: catch-up is paced by the client's reading."""
-        while not self.closed and len(self._queue) >= self._limit:
+        size = len(text.encode())
+        while not self.closed and (len(self._queue) >= self._limit or self._over_bytes(size)):
             if self._room is None:
                 self._room = asyncio.get_running_loop().create_future()
             await self._room
         if not self.closed:
-            self._queue.append(text)
+            self._queue.append((text, size))
+            self._bytes += size
             self._kick()
 
     def close(self, code: int) -> None:
@@ -186,6 +205,7 @@ class Connection:
             self.hub.remove(subscription)
         self.subscriptions.clear()
         self._queue.clear()
+        self._bytes = 0
         self._wake_room()
         self.hub.detach(self)
 

@@ -67,3 +67,48 @@ async def test_replay_of_a_directive_obeys_the_clearance_now(server: RunningServ
     stored = await events_of(server, topic, "directive.issued")
     assert stored[0].data["directive"]["title"] == "Phương án nhân sự"
     assert await count_rows(server, EventRecord, EventRecord.topic == topic) >= 2
+
+
+async def test_edited_and_retracted_text_leaves_the_log(server: RunningServer,
+                                                        city: DemoCity) -> None:
+    author = await token(server, "delegate001")
+    async with server.http(author) as http:
+        channels = (await http.get("/api/v1/channels")).json()["channels"]
+        cid = next(c["id"] for c in channels if c["kind"] == "unit")
+        base = f"/api/v1/channels/{cid}/messages"
+        kept = (await http.post(base, json={"body": "Bản 0 " + "a" * 4000,
+                                            "client_msg_id": "k"})).json()
+        gone = (await http.post(base, json={"body": "Nói nhầm bí mật",
+                                            "client_msg_id": "g"})).json()
+        for version in range(1, 13):
+            edited = await http.patch(f"{base}/{kept['id']}",
+                                      json={"body": f"Bản {version} " + "a" * 4000})
+            assert edited.status_code == 200, edited.text
+        retracted = await http.delete(f"{base}/{gone['id']}")
+        assert retracted.status_code == 200, retracted.text
+        history = (await http.get(base)).json()["messages"]
+    topic = f"channel:{cid}"
+    stored = await events_of(server, topic)
+    texts = " ".join(str(e.data) for e in stored)
+    # Only the current text of the edited message is in the log; none of the retracted one.
+    assert "Nói nhầm" not in texts
+    assert all(f"Bản {v} " not in texts for v in range(12)) and "Bản 12 " in texts
+    edits = [e for e in stored if e.type == "message.edited"]
+    assert len(edits) == 12
+    # Each edit carries one text, not every earlier one (60 edits of 16 KB made 30 MB).
+    assert all(len(str(e.data)) < 2 * 4000 for e in edits)
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    # A replay from 0 shows the tombstone at the retracted message's seq.
+    async with server.socket(author) as client:
+        frames = await client.subscribe({topic: 0})
+    posted = {f["data"]["message"]["id"]: f for f in frames
+              if f.get("type") == "message.posted"}
+    assert posted[gone["id"]]["seq"] == gone["seq"]
+    assert posted[gone["id"]]["data"]["message"]["state"] == "retracted"
+    assert posted[gone["id"]]["data"]["message"]["body"] is None
+    assert posted[kept["id"]]["data"]["message"]["body"].startswith("Bản 12 ")
+    # REST keeps the history of the edited message for the channel's members.
+    by_id = {m["id"]: m for m in history}
+    assert [v["body"][:6] for v in by_id[kept["id"]]["versions"]] == [
+        f"Bản {v} "[:6] for v in range(12)]
+    assert await count_rows(server, MessageVersion) == 13

@@ -295,3 +295,27 @@ async def test_slow_client_is_cut_off_without_delaying_others(
         assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < sent
     finally:
         await slow.aclose()
+
+
+async def test_slow_client_is_cut_off_by_bytes_as_well_as_frames(
+    make_server: MakeServer,
+) -> None:
+    # So many frames are allowed that only the byte bound can cut the socket off.
+    server = await make_server(features=[], ws_send_queue_frames=100_000,
+                               ws_send_queue_bytes=256 * 1024)
+    city = await small_city(server)
+    unit = f"unit:{city.commune_unit_ids[0]}"
+    slow = await RawSocket.connect(server.ws_url, rcvbuf=4096)
+    try:
+        await slow.send(op="auth", token=await server.login("ward001", DEMO_PASSWORD))
+        assert (await slow.next_text())["op"] == "ready"
+        blob = "đ" * 30_000  # 60 KB of UTF-8 per event
+        sent = 0
+        while metric(server, "dienhong_socket_queue_overflows_total") == 0:
+            # Kernel and transport buffers take a few MB; 256 KB of queue a few frames more.
+            assert sent < 400, "the slow socket was never cut off"
+            sent = (await emit(server, unit, blob=blob))[0]
+        await slow.read_until_closed()
+        assert slow.close_code == 4408
+    finally:
+        await slow.aclose()
