@@ -184,4 +184,5 @@ async def test_a_standing_colleague_finds_what_it_may_open(server: RunningServer
         found = await http.get("/api/v1/search", params={"q": "lut bao"})
     assert opened.status_code == 200, opened.text
     assert found.status_code == 200, found.text
-    assert [(hit["kind"], hit["id"]) for hit in found.json()["results"]] == [("directive", sent["id"])]
+    hits = [(hit["kind"], hit["id"]) for hit in found.json()["results"]]
+    assert hits == [("directive", sent["id"])]
