@@ -80,7 +80,19 @@ class ProtocolError(Exception):
     """A frame that breaks the protocol: the socket is closed with 4400."""
 
 
+# Largest id or seq a frame may name: the databases store them as signed 64-bit integers.
+MAX_INT64 = 2**63 - 1
+# Refused topics named in the one audit record of a subscribe frame (the count is whole).
+AUDITED_REFUSALS = 20
+
+
 class TokenBucket:
+    """One user's frame budget, shared by all its sockets on this node.
+
+    It outlives the user's last socket until it has filled up again, so reconnecting
+    does not buy a new burst.
+    """
+
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = float(burst)
@@ -88,23 +100,40 @@ class TokenBucket:
         self.stamp = time.monotonic()
         self.sockets = 0
 
-    def take(self) -> bool:
+    def _refill(self) -> None:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def take(self) -> bool:
+        self._refill()
         if self.tokens < 1:
             return False
         self.tokens -= 1
         return True
+
+    def secs_until_full(self) -> float:
+        """0 when the bucket is full: forgetting it then loses nothing."""
+        self._refill()
+        missing = self.burst - self.tokens
+        if missing <= 0:
+            return 0.0
+        return missing / self.rate if self.rate > 0 else float("inf")
 
 
 def parse_topic(topic: Any) -> tuple[str, int]:
     if not isinstance(topic, str) or len(topic) > 100:
         raise ProtocolError("topic must be a string")
     kind, sep, ident = topic.partition(":")
-    if not sep or not ident.isdigit():
+    if not sep or not ident.isascii() or not ident.isdigit() or int(ident) > MAX_INT64:
         raise ProtocolError(f"malformed topic {topic!r}")
     return kind, int(ident)
+
+
+def parse_seq(seq: Any, what: str) -> int:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_INT64:
+        raise ProtocolError(f"{what} must be a non-negative 64-bit integer")
+    return seq
 
 
 class Gateway:
@@ -240,9 +269,10 @@ class Gateway:
                                 settings.ws_send_queue_frames, direct_socket(websocket.scope),
                                 queue_bytes=settings.ws_send_queue_bytes)
         connection.principal = principal
-        bucket = self._buckets.setdefault(
-            principal.id, TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)
-        )
+        bucket = self._buckets.get(principal.id)
+        if bucket is None:
+            bucket = TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)
+            self._buckets[principal.id] = bucket
         bucket.sockets += 1
         hub.attach(connection)
         try:
@@ -259,13 +289,23 @@ class Gateway:
             await connection.finish()
             hub.detach(connection)
             bucket.sockets -= 1
-            if bucket.sockets <= 0:
-                self._buckets.pop(principal.id, None)
+            self._forget_bucket_when_full(principal.id, bucket)
             for hook in self.ctx.connection_hooks:
                 try:
                     await hook(self.ctx, principal, False)
                 except Exception:
                     log.exception("disconnect hook failed")
+
+    def _forget_bucket_when_full(self, user_id: int, bucket: TokenBucket) -> None:
+        """Drop a user's bucket once no socket uses it and it has filled up again."""
+        if bucket.sockets > 0 or self._buckets.get(user_id) is not bucket:
+            return
+        wait = bucket.secs_until_full()
+        if wait <= 0:
+            del self._buckets[user_id]
+        elif wait != float("inf"):
+            asyncio.get_running_loop().call_later(
+                wait, self._forget_bucket_when_full, user_id, bucket)
 
     async def _authenticate(self, websocket: WebSocket) -> Principal | None:
         try:
@@ -328,8 +368,9 @@ class Gateway:
         principal = connection.principal or principal
         try:
             message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError("not JSON") from exc
+        except (ValueError, RecursionError) as exc:
+            # Not JSON, nested too deep, or a number too long to read: the client's fault.
+            raise ProtocolError("not JSON the protocol can read") from exc
         if not isinstance(message, dict):
             raise ProtocolError("a frame is a JSON object")
         op = message.get("op")
@@ -350,8 +391,7 @@ class Gateway:
             topic, seq = message.get("topic"), message.get("seq")
             parse_topic(topic)
             assert isinstance(topic, str)  # parse_topic refuses anything else
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-                raise ProtocolError("received needs an integer seq")
+            seq = parse_seq(seq, "the seq of received")
             subscription = connection.subscriptions.get(topic)
             # Only what this socket was actually sent can be confirmed.
             if subscription is not None and seq <= subscription.last_seq:
@@ -365,12 +405,14 @@ class Gateway:
                          topics: Any) -> None:
         if not isinstance(topics, dict) or not topics:
             raise ProtocolError("subscribe needs an object of topic: seq")
+        most = self.ctx.settings.ws_max_topics_per_frame
+        if len(topics) > most:
+            raise ProtocolError(f"a subscribe frame names at most {most} topics")
         requested: list[tuple[str, int]] = []
         for name, seq in topics.items():
             parse_topic(name)
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-                raise ProtocolError(f"seq of {name} must be a non-negative integer")
-            requested.append((name, seq))
+            requested.append((name, parse_seq(seq, f"seq of {name}")))
+        refused: list[str] = []
         for name, seq in requested:
             if name not in connection.subscriptions and (
                 len(connection.subscriptions) >= MAX_TOPICS_PER_SOCKET
@@ -381,12 +423,16 @@ class Gateway:
             if not await self.may_subscribe(principal, name):
                 connection.push(frame(op="error", code="forbidden", topic=name,
                                       message=f"You may not follow {name}."))
-                async with self.ctx.write() as w:
-                    await w.audit(principal.id, "access.refused", name,
-                                  {"op": "subscribe"})
+                refused.append(name)
                 continue
             subscription = self.ctx.hub.subscribe(connection, name, seq)
             self.ctx.hub.start_catch_up(subscription, announce=True)
+        if refused:
+            # One record per frame, however many topics it was refused.
+            async with self.ctx.write() as w:
+                await w.audit(principal.id, "access.refused", refused[0], {
+                    "op": "subscribe", "count": len(refused),
+                    "topics": refused[:AUDITED_REFUSALS]})
 
     async def may_subscribe(self, principal: Principal, topic: str) -> bool:
         kind, ident = parse_topic(topic)
