@@ -2,13 +2,23 @@
 
 ``file_access_checks`` entry: whoever may read a directive, a reply thread or a message
 (``messaging.visibility``) may read the files it attaches.
+
+A file carries the confidentiality of the directives that attach it, so it can be attached
+only where every reader is cleared for that: a confidential directive's attachment does
+not go into a direct message with an uncleared user, nor into a directive of a lower level.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
+    Channel,
+    ChannelKind,
+    ChannelMember,
     Directive,
     DirectiveAttachment,
     DirectiveReply,
@@ -19,6 +29,9 @@ from messaging.models import (
 from messaging.visibility import directive_readable_sql, message_readable_sql, reply_readable_sql
 from server.auth.principal import Principal
 from server.context import Context
+from server.errors import Unprocessable
+from server.files.models import StoredFile
+from server.org.models import Confidentiality, User
 
 
 async def may_read_attachment(ctx: Context, principal: Principal, file_id: int) -> bool:
@@ -41,3 +54,53 @@ async def may_read_attachment(ctx: Context, principal: Principal, file_id: int) 
     async with ctx.read() as session:
         found = await session.execute(select(or_(via_directive, via_reply, via_message)))
         return bool(found.scalar())
+
+
+async def attachment_levels(session: AsyncSession,
+                            file_ids: Sequence[int]) -> dict[int, Confidentiality]:
+    """The confidentiality each file carries: the highest level of a directive that
+    attaches it, itself or through a reply (``none`` for a file no directive carries)."""
+    levels = dict.fromkeys(file_ids, Confidentiality.NONE)
+    if not file_ids:
+        return levels
+    ids = list(levels)
+    via_directive = (select(DirectiveAttachment.file_id, Directive.confidentiality)
+                     .join(Directive, Directive.id == DirectiveAttachment.directive_id)
+                     .where(DirectiveAttachment.file_id.in_(ids)))
+    via_reply = (select(ReplyAttachment.file_id, Directive.confidentiality)
+                 .join(DirectiveReply, DirectiveReply.id == ReplyAttachment.reply_id)
+                 .join(Directive, Directive.id == DirectiveReply.directive_id)
+                 .where(ReplyAttachment.file_id.in_(ids)))
+    for stmt in (via_directive, via_reply):
+        for file_id, level in (await session.execute(stmt)).all():
+            found = Confidentiality(level)
+            if found.rank > levels[file_id].rank:
+                levels[file_id] = found
+    return levels
+
+
+async def channel_clearance(session: AsyncSession, channel: Channel) -> Confidentiality:
+    """The lowest clearance among the channel's readers: what every one of them may read."""
+    if channel.kind == ChannelKind.UNIT.value:
+        stmt = select(User.clearance).where(User.unit_id == channel.unit_id,
+                                            User.active.is_(True))
+    else:
+        stmt = (select(User.clearance)
+                .join(ChannelMember, ChannelMember.user_id == User.id)
+                .where(ChannelMember.channel_id == channel.id, ChannelMember.member.is_(True)))
+    clearances = [Confidentiality(level) for level in (await session.execute(stmt)).scalars()]
+    return min(clearances, key=lambda level: level.rank, default=Confidentiality.TOP_SECRET)
+
+
+async def require_readers_cleared(session: AsyncSession, files: Sequence[StoredFile],
+                                  readers_clearance: Confidentiality, place: str) -> None:
+    """Refuse (422 ``attachment_too_confidential``) to attach a file to a place some of
+    whose readers are not cleared for the confidentiality the file carries."""
+    levels = await attachment_levels(session, [f.id for f in files])
+    for f in files:
+        level = levels[f.id]
+        if not readers_clearance.permits(level):
+            raise Unprocessable(
+                f"File {f.id} is {level.value}; not every reader of this {place} may read it.",
+                code="attachment_too_confidential",
+                details={"file_id": f.id, "confidentiality": level.value})

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messaging.attachments import channel_clearance, require_readers_cleared
 from messaging.directives import iso, utf8_len
 from messaging.models import (
     Channel,
@@ -295,6 +296,8 @@ async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body:
                 raise Unprocessable(f"No message {reply_to} in this channel.",
                                     code="unknown_reply_to")
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
+        await require_readers_cleared(session, files, await channel_clearance(session, channel),
+                                      "channel")
         message = Message(channel_id=channel.id, seq=0, author_id=actor.id,
                           client_msg_id=client_msg_id, body=body, reply_to=reply_to,
                           attachment_ids=[f.id for f in files],

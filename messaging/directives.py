@@ -24,6 +24,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging import visibility
+from messaging.attachments import require_readers_cleared
 from messaging.models import (
     Directive,
     DirectiveAttachment,
@@ -194,6 +195,7 @@ async def issue_directive(
             raise Unprocessable("No user of the targeted units may receive this directive.",
                                 code="no_recipients", details={"left_out": left_out})
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
+        await require_readers_cleared(session, files, confidentiality, "directive")
         directive = Directive(
             sender_id=actor.id, sender_unit_id=actor.unit_id, title=title, body=body,
             urgency=urgency.value, confidentiality=confidentiality.value,

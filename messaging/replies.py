@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from messaging.attachments import require_readers_cleared
 from messaging.directives import iso, require_access, utf8_len
 from messaging.models import DirectiveRecipient, DirectiveReply, ReplyAttachment, SearchKind
 from messaging.search import index_document
@@ -19,6 +20,7 @@ from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden, PayloadTooLarge, Unprocessable
 from server.files.service import require_attachable
+from server.org.models import Confidentiality
 from server.org.service import display_names
 
 # Replies per page of a thread.
@@ -62,6 +64,8 @@ async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body:
             raise Unprocessable(f"Unit {thread_unit} is not a recipient of this directive.",
                                 code="unknown_thread")
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
+        await require_readers_cleared(session, files,
+                                      Confidentiality(directive.confidentiality), "thread")
         reply = DirectiveReply(directive_id=directive.id, unit_id=thread_unit,
                                author_id=actor.id, body=body,
                                attachment_ids=[f.id for f in files], created_at=w.now)
