@@ -11,8 +11,9 @@ not go into a direct message with an uncleared user, nor into a directive of a l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
@@ -22,11 +23,13 @@ from messaging.models import (
     Directive,
     DirectiveAttachment,
     DirectiveReply,
-    Message,
     MessageAttachment,
     ReplyAttachment,
+    SearchDocument,
+    SearchKind,
 )
-from messaging.visibility import directive_readable_sql, message_readable_sql, reply_readable_sql
+from messaging.search import index_document
+from messaging.visibility import attachment_readable_sql
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Unprocessable
@@ -36,24 +39,16 @@ from server.org.models import Confidentiality, User
 
 async def may_read_attachment(ctx: Context, principal: Principal, file_id: int) -> bool:
     """True when something of messaging the user may see attaches the file."""
-    via_directive = exists().where(
-        DirectiveAttachment.file_id == file_id,
-        Directive.id == DirectiveAttachment.directive_id,
-        directive_readable_sql(principal),
-    )
-    via_reply = exists().where(
-        ReplyAttachment.file_id == file_id,
-        DirectiveReply.id == ReplyAttachment.reply_id,
-        reply_readable_sql(principal),
-    )
-    via_message = exists().where(
-        MessageAttachment.file_id == file_id,
-        Message.id == MessageAttachment.message_id,
-        message_readable_sql(principal),
-    )
     async with ctx.read() as session:
-        found = await session.execute(select(or_(via_directive, via_reply, via_message)))
+        found = await session.execute(select(attachment_readable_sql(principal, file_id)))
         return bool(found.scalar())
+
+
+async def index_attachments(session: AsyncSession, files: Sequence[StoredFile],
+                            at: datetime) -> None:
+    """Make the text of attached files searchable (by whoever may see where they are)."""
+    for f in files:
+        await index_document(session, SearchKind.ATTACHMENT, f.id, f"{f.name}\n{f.text}", at)
 
 
 async def attachment_levels(session: AsyncSession,
@@ -104,3 +99,28 @@ async def require_readers_cleared(session: AsyncSession, files: Sequence[StoredF
                 f"File {f.id} is {level.value}; not every reader of this {place} may read it.",
                 code="attachment_too_confidential",
                 details={"file_id": f.id, "confidentiality": level.value})
+
+
+# Files indexed per transaction when attachments of an earlier release are made searchable.
+INDEX_BATCH = 200
+
+
+async def index_earlier_attachments(ctx: Context) -> int:
+    """Make attachments that were attached before their text was searchable (an earlier
+    release) searchable; returns how many were indexed. Runs at start-up."""
+    attached = union(select(DirectiveAttachment.file_id), select(ReplyAttachment.file_id),
+                     select(MessageAttachment.file_id))
+    indexed = select(SearchDocument.object_id).where(
+        SearchDocument.kind == SearchKind.ATTACHMENT.value)
+    missing = (select(StoredFile).where(StoredFile.id.in_(attached),
+                                        StoredFile.id.not_in(indexed))
+               .order_by(StoredFile.id).limit(INDEX_BATCH))
+    done = 0
+    while True:
+        async with ctx.read() as session:
+            if (await session.execute(missing)).first() is None:
+                return done
+        async with ctx.write() as w:
+            files = (await w.session.execute(missing)).scalars().all()
+            await index_attachments(w.session, files, w.now)
+        done += len(files)

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messaging.attachments import channel_clearance, require_readers_cleared
+from messaging.attachments import channel_clearance, index_attachments, require_readers_cleared
 from messaging.directives import iso, utf8_len
 from messaging.models import (
     Channel,
@@ -298,6 +298,7 @@ async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body:
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
         await require_readers_cleared(session, files, await channel_clearance(session, channel),
                                       "channel")
+        await index_attachments(session, files, w.now)
         message = Message(channel_id=channel.id, seq=0, author_id=actor.id,
                           client_msg_id=client_msg_id, body=body, reply_to=reply_to,
                           attachment_ids=[f.id for f in files],

@@ -24,7 +24,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging import visibility
-from messaging.attachments import require_readers_cleared
+from messaging.attachments import index_attachments, require_readers_cleared
 from messaging.models import (
     Directive,
     DirectiveAttachment,
@@ -196,6 +196,7 @@ async def issue_directive(
                                 code="no_recipients", details={"left_out": left_out})
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
         await require_readers_cleared(session, files, confidentiality, "directive")
+        await index_attachments(session, files, w.now)
         directive = Directive(
             sender_id=actor.id, sender_unit_id=actor.unit_id, title=title, body=body,
             urgency=urgency.value, confidentiality=confidentiality.value,

@@ -10,6 +10,7 @@ from server.features import Feature
 
 
 async def _start(ctx: Context) -> None:
+    from messaging.attachments import index_earlier_attachments
     from messaging.channels import ensure_unit_channels
     from messaging.presence import PresenceTracker
     from messaging.receipt_writer import ReceiptWriter
@@ -21,6 +22,7 @@ async def _start(ctx: Context) -> None:
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
     ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
     await ensure_unit_channels(ctx)
+    await index_earlier_attachments(ctx)
 
 
 async def _demo(ctx: Context, city: DemoCity) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from messaging.attachments import require_readers_cleared
+from messaging.attachments import index_attachments, require_readers_cleared
 from messaging.directives import iso, require_access, utf8_len
 from messaging.models import DirectiveRecipient, DirectiveReply, ReplyAttachment, SearchKind
 from messaging.search import index_document
@@ -66,6 +66,7 @@ async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body:
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
         await require_readers_cleared(session, files,
                                       Confidentiality(directive.confidentiality), "thread")
+        await index_attachments(session, files, w.now)
         reply = DirectiveReply(directive_id=directive.id, unit_id=thread_unit,
                                author_id=actor.id, body=body,
                                attachment_ids=[f.id for f in files], created_at=w.now)

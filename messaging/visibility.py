@@ -18,6 +18,8 @@ The rules:
   and direct channels list theirs (``channel_members.member``).
 * **message** — a member of its channel may read a message that was not retracted (the
   tombstone of a retracted one shows no text).
+* **attachment** — a file attached to a directive, a reply or a message is readable by
+  whoever may read one of them (SQL only: files are checked by id).
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from messaging.models import (
     ChannelKind,
     ChannelMember,
     Directive,
+    DirectiveAttachment,
     DirectiveRecipient,
     DirectiveReply,
     Message,
+    MessageAttachment,
     MessageState,
+    ReplyAttachment,
 )
 from server.auth.principal import Principal
 from server.org.models import Confidentiality, Role
@@ -175,3 +180,31 @@ def message_readable_sql(principal: Principal) -> ColumnElement[bool]:
     """SQL over ``messages`` (joined to their ``channels``): ``may_read_message``."""
     return and_(Message.state != MessageState.RETRACTED.value,
                 Channel.id == Message.channel_id, channel_member_sql(principal))
+
+
+# --- attachments ---------------------------------------------------------------------------
+
+
+def _via_directive(principal: Principal, file_id: Any) -> Any:
+    return exists().where(DirectiveAttachment.file_id == file_id,
+                          Directive.id == DirectiveAttachment.directive_id,
+                          directive_readable_sql(principal))
+
+
+def _via_reply(principal: Principal, file_id: Any) -> Any:
+    return exists().where(ReplyAttachment.file_id == file_id,
+                          DirectiveReply.id == ReplyAttachment.reply_id,
+                          reply_readable_sql(principal))
+
+
+def _via_message(principal: Principal, file_id: Any) -> Any:
+    return exists().where(MessageAttachment.file_id == file_id,
+                          Message.id == MessageAttachment.message_id,
+                          message_readable_sql(principal))
+
+
+def attachment_readable_sql(principal: Principal, file_id: Any) -> ColumnElement[bool]:
+    """SQL: something of messaging ``principal`` may see attaches the file ``file_id`` (a
+    value or a column, e.g. of ``search_documents``)."""
+    return or_(_via_directive(principal, file_id), _via_reply(principal, file_id),
+               _via_message(principal, file_id))
