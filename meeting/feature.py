@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from meeting.models import AgendaDocument, Participant
 from meeting.participants import get_participant
+from meeting.visibility import agenda_document_readable_sql, takes_part
 from server.auth.principal import Principal
 from server.context import Context
 from server.features import Feature
@@ -15,7 +15,7 @@ from server.realtime.log import Event
 async def may_follow_meeting(ctx: Context, principal: Principal, meeting_id: int) -> bool:
     """Only the meeting's participants (chairs, secretaries, delegates, guests) follow it."""
     async with ctx.read() as session:
-        return await get_participant(session, meeting_id, principal.id) is not None
+        return takes_part(principal, await get_participant(session, meeting_id, principal.id))
 
 
 def participation_changed(event: Event) -> list[tuple[int, str | None]]:
@@ -28,13 +28,8 @@ def participation_changed(event: Event) -> list[tuple[int, str | None]]:
 async def may_read_agenda_document(ctx: Context, principal: Principal, file_id: int) -> bool:
     """A participant may read every document on the agenda of their meeting."""
     async with ctx.read() as session:
-        row = (await session.execute(
-            select(AgendaDocument.id)
-            .join(Participant, Participant.meeting_id == AgendaDocument.meeting_id)
-            .where(AgendaDocument.file_id == file_id, Participant.user_id == principal.id)
-            .limit(1)
-        )).first()
-    return row is not None
+        found = await session.execute(select(agenda_document_readable_sql(principal, file_id)))
+        return bool(found.scalar())
 
 
 def feature() -> Feature:
