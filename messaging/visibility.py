@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, or_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from messaging.models import (
     Channel,
@@ -58,7 +59,9 @@ def cleared_levels(principal: Principal) -> list[str]:
     return [level.value for level in Confidentiality if principal.clearance.permits(level)]
 
 
-def cleared_sql(principal: Principal, level_column: ColumnElement[str]) -> ColumnElement[bool]:
+def cleared_sql(principal: Principal,
+                level_column: ColumnElement[str] | InstrumentedAttribute[str],
+                ) -> ColumnElement[bool]:
     """SQL: ``principal``'s clearance permits the level in ``level_column``."""
     return level_column.in_(cleared_levels(principal))
 

@@ -35,7 +35,7 @@ async def _until(client: WsClient, op: str, topic: str, timeout: float = 10.0) -
 
 async def _frames_until_pong(client: WsClient) -> list[dict[str, Any]]:
     await client.send(op="ping")
-    frames = []
+    frames: list[dict[str, Any]] = []
     while True:
         message = await client.recv()
         if message.get("op") == "pong":
@@ -127,7 +127,7 @@ async def test_a_user_moved_to_another_unit_stops_getting_the_old_unit(
         async with node_a.http(admin) as http:
             changed = await http.patch(f"/api/v1/users/{mover}", json={"unit_id": new_unit})
             assert changed.status_code == 200, changed.text
-        dropped = {}
+        dropped: dict[str, str] = {}
         while len(dropped) < 2:
             message = await moved.recv(10)
             if message.get("op") == "unsubscribed":
