@@ -41,7 +41,12 @@ def feature() -> Feature:
     from messaging.receipt_writer import run_receipt_writer
     from messaging.receipts import record_deliveries, run_receipts_notifier
     from messaging.reminders import run_reminders
-    from messaging.visibility import DIRECTIVE_ISSUED, issued_directive_as_seen
+    from messaging.visibility import (
+        DIRECTIVE_ISSUED,
+        DIRECTIVE_NEWS,
+        directive_news_as_seen,
+        issued_directive_as_seen,
+    )
 
     return Feature(
         name="messaging",
@@ -54,5 +59,6 @@ def feature() -> Feature:
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],
-        event_views={DIRECTIVE_ISSUED: issued_directive_as_seen},
+        event_views={DIRECTIVE_ISSUED: issued_directive_as_seen,
+                     **dict.fromkeys(DIRECTIVE_NEWS, directive_news_as_seen)},
     )

@@ -74,7 +74,8 @@ async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body:
         await session.flush()
         for f in files:
             session.add(ReplyAttachment(reply_id=reply.id, file_id=f.id))
-        payload = {"directive_id": directive.id, "reply": reply_json(reply, actor.display_name)}
+        payload = {"directive_id": directive.id, "confidentiality": directive.confidentiality,
+                   "reply": reply_json(reply, actor.display_name)}
         for user_id in sorted({directive.sender_id, *members}):
             await w.emit(f"user:{user_id}", "directive.reply", payload)
         await index_document(session, SearchKind.REPLY, reply.id, body, w.now)

@@ -142,6 +142,29 @@ def issued_directive_as_seen(principal: Principal,
     return {"directive": restricted | {"title": None, "restricted": True}}
 
 
+# Events about a directive that name its level (``confidentiality``) and show its title or
+# a reply's text: replayed to a reader no longer cleared, they show neither.
+DIRECTIVE_NEWS = ("directive.reply", "directive.reminder", "directive.escalated",
+                  "directive.overdue")
+
+
+def directive_news_as_seen(principal: Principal,
+                           data: dict[str, Any]) -> dict[str, Any] | None:
+    """A directive's reply, reminder, escalation or overdue notice as ``principal`` may see
+    it now: without title or reply text when its clearance no longer permits the level.
+    None when the payload may be sent as it is."""
+    level = data.get("confidentiality")
+    if not isinstance(level, str) or cleared(principal, level):
+        return None
+    shown = dict(data) | {"restricted": True}
+    if "title" in shown:
+        shown["title"] = None
+    reply = shown.get("reply")
+    if isinstance(reply, dict):
+        shown["reply"] = reply | {"body": None, "attachment_ids": []}
+    return shown
+
+
 # --- channels and messages -----------------------------------------------------------------
 
 

@@ -33,6 +33,12 @@ async def test_replay_of_a_directive_obeys_the_clearance_now(server: RunningServ
         confidentiality="confidential"))
     reader = await token(server, "delegate001")
     topic = f"user:{reader_id}"
+    async with server.http(reader) as http:
+        replied = await http.post(f"/api/v1/directives/{sent['id']}/replies",
+                                  json={"body": "Báo cáo mật của ban"})
+        assert replied.status_code == 201, replied.text
+    assert [e["data"]["reply"]["body"] for e in await _replayed(
+        server, reader, topic, "directive.reply")] == ["Báo cáo mật của ban"]
     before = await _replayed(server, reader, topic, "directive.issued")
     assert [e["data"]["directive"]["title"] for e in before] == ["Phương án nhân sự"]
     seq = before[0]["seq"]
@@ -47,6 +53,10 @@ async def test_replay_of_a_directive_obeys_the_clearance_now(server: RunningServ
     again = [f for f in frames if f.get("type") == "directive.issued"]
     # ...and so does a new one.
     after = await _replayed(server, reader, topic, "directive.issued")
+    replies = await _replayed(server, reader, topic, "directive.reply")
+    assert [(e["data"]["reply"]["body"], e["data"]["restricted"]) for e in replies] == [
+        (None, True)]
+    assert "Báo cáo mật" not in str(replies)
     for replayed in (again, after):
         assert [e["seq"] for e in replayed] == [seq]
         shown = replayed[0]["data"]["directive"]
