@@ -174,6 +174,8 @@ class Gateway:
 
     async def _recheck(self, connection: Connection, reason: str | None) -> None:
         hub = self.ctx.hub
+        # Reasons compare with the user as the socket knew it before this check.
+        before = connection.principal
         try:
             while not connection.closed:
                 row = await self.ctx.db.read_row(_PRINCIPAL_NOW, {"user_id": connection.user_id})
@@ -181,7 +183,7 @@ class Gateway:
                     connection.close(CLOSE_AUTH)
                     return
                 principal = Principal.of_row(row)
-                before, connection.principal = connection.principal, principal
+                connection.principal = principal
                 why = reason or what_changed(before, principal)
                 allowed = []
                 for subscription in list(connection.subscriptions.values()):
@@ -205,7 +207,6 @@ class Gateway:
             connection.close(CLOSE_RESTART)
         finally:
             self._rechecking.pop(connection, None)
-
 
     # --- received confirmations, in batches --------------------------------------
     def _note_received(self, user_id: int, topic: str, seq: int) -> None:
