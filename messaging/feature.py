@@ -37,6 +37,7 @@ def feature() -> Feature:
     from messaging.channel_routes import routes as channel_routes
     from messaging.channels import may_follow_channel
     from messaging.directive_routes import routes as directive_routes
+    from messaging.events import EVENT_TYPES
     from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
     from messaging.receipt_writer import run_receipt_writer
     from messaging.receipts import record_deliveries, run_receipts_notifier
@@ -61,4 +62,5 @@ def feature() -> Feature:
         file_access_checks=[may_read_attachment],
         event_views={DIRECTIVE_ISSUED: issued_directive_as_seen,
                      **dict.fromkeys(DIRECTIVE_NEWS, directive_news_as_seen)},
+        event_types=list(EVENT_TYPES),
     )

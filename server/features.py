@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from server.auth.principal import Principal
     from server.context import Context
     from server.demo import DemoCity
+    from server.realtime.contract import EventType
     from server.realtime.log import Event
 
 
@@ -72,3 +73,5 @@ class Feature:
     access_changes: dict[str, AccessChange] = field(default_factory=dict)
     # Per event type, what a reader may see of it by the visibility rules at reading time.
     event_views: dict[str, EventView] = field(default_factory=dict)
+    # The event types this feature emits, with their payload fields (a contract).
+    event_types: list[EventType] = field(default_factory=list)
