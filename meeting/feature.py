@@ -34,6 +34,7 @@ async def may_read_agenda_document(ctx: Context, principal: Principal, file_id: 
 
 def feature() -> Feature:
     from meeting.demo import seed_demo_meeting
+    from meeting.events import EVENT_TYPES
     from meeting.routes import routes
     from meeting.speakers import run_speech_timers
 
@@ -42,6 +43,7 @@ def feature() -> Feature:
         routes=list(routes),
         topic_authorizers={"meeting": may_follow_meeting},
         access_changes={"participants.changed": participation_changed},
+        event_types=list(EVENT_TYPES),
         background=[run_speech_timers],
         demo=[seed_demo_meeting],
         file_access_checks=[may_read_agenda_document],
