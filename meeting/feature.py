@@ -4,34 +4,38 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from meeting.models import AgendaDocument, Participant
 from meeting.participants import get_participant
+from meeting.visibility import agenda_document_readable_sql, takes_part
 from server.auth.principal import Principal
 from server.context import Context
 from server.features import Feature
+from server.realtime.log import Event
 
 
 async def may_follow_meeting(ctx: Context, principal: Principal, meeting_id: int) -> bool:
     """Only the meeting's participants (chairs, secretaries, delegates, guests) follow it."""
     async with ctx.read() as session:
-        return await get_participant(session, meeting_id, principal.id) is not None
+        return takes_part(principal, await get_participant(session, meeting_id, principal.id))
+
+
+def participation_changed(event: Event) -> list[tuple[int, str | None]]:
+    """``participants.changed`` names the user whose participation changed: its sockets
+    check their ``meeting:`` subscriptions again (a removed participant is dropped)."""
+    user_id = event.data.get("user_id")
+    return [(int(user_id), "participation_changed")] if isinstance(user_id, int) else []
 
 
 async def may_read_agenda_document(ctx: Context, principal: Principal, file_id: int) -> bool:
     """A participant may read every document on the agenda of their meeting."""
     async with ctx.read() as session:
-        row = (await session.execute(
-            select(AgendaDocument.id)
-            .join(Participant, Participant.meeting_id == AgendaDocument.meeting_id)
-            .where(AgendaDocument.file_id == file_id, Participant.user_id == principal.id)
-            .limit(1)
-        )).first()
-    return row is not None
+        found = await session.execute(select(agenda_document_readable_sql(principal, file_id)))
+        return bool(found.scalar())
 
 
 def feature() -> Feature:
     from meeting.demo import seed_demo_meeting
     from meeting.display import routes as display_routes
+    from meeting.events import EVENT_TYPES
     from meeting.preparation_routes import routes as preparation_routes
     from meeting.routes import routes
     from meeting.speakers import run_speech_timers
@@ -40,6 +44,8 @@ def feature() -> Feature:
         name="meeting",
         routes=[*routes, *display_routes, *preparation_routes],
         topic_authorizers={"meeting": may_follow_meeting},
+        access_changes={"participants.changed": participation_changed},
+        event_types=list(EVENT_TYPES),
         background=[run_speech_timers],
         demo=[seed_demo_meeting],
         file_access_checks=[may_read_agenda_document],

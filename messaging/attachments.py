@@ -1,14 +1,20 @@
 """Who may read a file because a directive, a reply or a message attaches it.
 
-``file_access_checks`` entry: recipients of a directive cleared for its level (and the
-sender side), the parties of a reply thread (the sender side and the recipients of that
-unit), and the members of a channel (unless the message was retracted).
+``file_access_checks`` entry: whoever may read a directive, a reply thread or a message
+(``messaging.visibility``) may read the files it attaches.
+
+A file carries the confidentiality of the directives that attach it, so it can be attached
+only where every reader is cleared for that: a confidential directive's attachment does
+not go into a direct message with an uncleared user, nor into a directive of a lower level.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
-from sqlalchemy.orm import InstrumentedAttribute
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, union
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
     Channel,
@@ -16,60 +22,105 @@ from messaging.models import (
     ChannelMember,
     Directive,
     DirectiveAttachment,
-    DirectiveRecipient,
     DirectiveReply,
-    Message,
     MessageAttachment,
-    MessageState,
     ReplyAttachment,
+    SearchDocument,
+    SearchKind,
 )
+from messaging.search import index_document
+from messaging.visibility import attachment_readable_sql
 from server.auth.principal import Principal
 from server.context import Context
-from server.org.models import Confidentiality, Role
-
-
-def _directive_party(principal: Principal,
-                     unit_of_thread: InstrumentedAttribute[int] | None = None,
-                     ) -> ColumnElement[bool]:
-    """SQL: ``principal`` is on the sender side of ``Directive`` or one of its recipients
-    (of the thread's unit, when given)."""
-    recipient: list[ColumnElement[bool]] = [DirectiveRecipient.directive_id == Directive.id,
-                 DirectiveRecipient.user_id == principal.id]
-    if unit_of_thread is not None:
-        recipient.append(DirectiveRecipient.unit_id == unit_of_thread)
-    sides: list[ColumnElement[bool]] = [Directive.sender_id == principal.id,
-                                        exists().where(*recipient)]
-    if principal.has_role(Role.STANDING):
-        sides.append(Directive.sender_unit_id == principal.unit_id)
-    cleared = [level.value for level in Confidentiality if principal.clearance.permits(level)]
-    return and_(Directive.confidentiality.in_(cleared), or_(*sides))
+from server.errors import Unprocessable
+from server.files.models import StoredFile
+from server.org.models import Confidentiality, User
 
 
 async def may_read_attachment(ctx: Context, principal: Principal, file_id: int) -> bool:
     """True when something of messaging the user may see attaches the file."""
-    via_directive = exists().where(
-        DirectiveAttachment.file_id == file_id,
-        Directive.id == DirectiveAttachment.directive_id,
-        _directive_party(principal),
-    )
-    via_reply = exists().where(
-        ReplyAttachment.file_id == file_id,
-        DirectiveReply.id == ReplyAttachment.reply_id,
-        Directive.id == DirectiveReply.directive_id,
-        _directive_party(principal, DirectiveReply.unit_id),
-    )
-    via_message = exists().where(
-        MessageAttachment.file_id == file_id,
-        Message.id == MessageAttachment.message_id,
-        Message.state != MessageState.RETRACTED.value,
-        Channel.id == Message.channel_id,
-        or_(
-            and_(Channel.kind == ChannelKind.UNIT.value, Channel.unit_id == principal.unit_id),
-            exists().where(ChannelMember.channel_id == Channel.id,
-                           ChannelMember.user_id == principal.id,
-                           ChannelMember.member.is_(True)),
-        ),
-    )
     async with ctx.read() as session:
-        found = await session.execute(select(or_(via_directive, via_reply, via_message)))
+        found = await session.execute(select(attachment_readable_sql(principal, file_id)))
         return bool(found.scalar())
+
+
+async def index_attachments(session: AsyncSession, files: Sequence[StoredFile],
+                            at: datetime) -> None:
+    """Make the text of attached files searchable (by whoever may see where they are)."""
+    for f in files:
+        await index_document(session, SearchKind.ATTACHMENT, f.id, f"{f.name}\n{f.text}", at)
+
+
+async def attachment_levels(session: AsyncSession,
+                            file_ids: Sequence[int]) -> dict[int, Confidentiality]:
+    """The confidentiality each file carries: the highest level of a directive that
+    attaches it, itself or through a reply (``none`` for a file no directive carries)."""
+    levels = dict.fromkeys(file_ids, Confidentiality.NONE)
+    if not file_ids:
+        return levels
+    ids = list(levels)
+    via_directive = (select(DirectiveAttachment.file_id, Directive.confidentiality)
+                     .join(Directive, Directive.id == DirectiveAttachment.directive_id)
+                     .where(DirectiveAttachment.file_id.in_(ids)))
+    via_reply = (select(ReplyAttachment.file_id, Directive.confidentiality)
+                 .join(DirectiveReply, DirectiveReply.id == ReplyAttachment.reply_id)
+                 .join(Directive, Directive.id == DirectiveReply.directive_id)
+                 .where(ReplyAttachment.file_id.in_(ids)))
+    for stmt in (via_directive, via_reply):
+        for file_id, level in (await session.execute(stmt)).all():
+            found = Confidentiality(level)
+            if found.rank > levels[file_id].rank:
+                levels[file_id] = found
+    return levels
+
+
+async def channel_clearance(session: AsyncSession, channel: Channel) -> Confidentiality:
+    """The lowest clearance among the channel's readers: what every one of them may read."""
+    if channel.kind == ChannelKind.UNIT.value:
+        stmt = select(User.clearance).where(User.unit_id == channel.unit_id,
+                                            User.active.is_(True))
+    else:
+        stmt = (select(User.clearance)
+                .join(ChannelMember, ChannelMember.user_id == User.id)
+                .where(ChannelMember.channel_id == channel.id, ChannelMember.member.is_(True)))
+    clearances = [Confidentiality(level) for level in (await session.execute(stmt)).scalars()]
+    return min(clearances, key=lambda level: level.rank, default=Confidentiality.TOP_SECRET)
+
+
+async def require_readers_cleared(session: AsyncSession, files: Sequence[StoredFile],
+                                  readers_clearance: Confidentiality, place: str) -> None:
+    """Refuse (422 ``attachment_too_confidential``) to attach a file to a place some of
+    whose readers are not cleared for the confidentiality the file carries."""
+    levels = await attachment_levels(session, [f.id for f in files])
+    for f in files:
+        level = levels[f.id]
+        if not readers_clearance.permits(level):
+            raise Unprocessable(
+                f"File {f.id} is {level.value}; not every reader of this {place} may read it.",
+                code="attachment_too_confidential",
+                details={"file_id": f.id, "confidentiality": level.value})
+
+
+# Files indexed per transaction when attachments of an earlier release are made searchable.
+INDEX_BATCH = 200
+
+
+async def index_earlier_attachments(ctx: Context) -> int:
+    """Make attachments that were attached before their text was searchable (an earlier
+    release) searchable; returns how many were indexed. Runs at start-up."""
+    attached = union(select(DirectiveAttachment.file_id), select(ReplyAttachment.file_id),
+                     select(MessageAttachment.file_id))
+    indexed = select(SearchDocument.object_id).where(
+        SearchDocument.kind == SearchKind.ATTACHMENT.value)
+    missing = (select(StoredFile).where(StoredFile.id.in_(attached),
+                                        StoredFile.id.not_in(indexed))
+               .order_by(StoredFile.id).limit(INDEX_BATCH))
+    done = 0
+    while True:
+        async with ctx.read() as session:
+            if (await session.execute(missing)).first() is None:
+                return done
+        async with ctx.write() as w:
+            files = (await w.session.execute(missing)).scalars().all()
+            await index_attachments(w.session, files, w.now)
+        done += len(files)

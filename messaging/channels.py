@@ -8,8 +8,11 @@ share one order.
 
 Posting is idempotent on ``(author, client_msg_id)``: the same message again answers the
 stored one. Editing keeps every earlier text (``message_versions``); retracting keeps a
-tombstone. Both are audited. Each member has a read position; unread counts are the
-others' messages after it.
+tombstone. Both are audited. Only the current text stays in the event log: an edit's event
+carries the new text and the message's earlier events are rewritten to it (seqs kept); a
+retraction rewrites them to the tombstone. Earlier texts are in REST's history.
+
+Each member has a read position; unread counts are the others' messages after it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messaging.attachments import channel_clearance, index_attachments, require_readers_cleared
 from messaging.directives import iso, utf8_len
 from messaging.models import (
     Channel,
@@ -35,11 +39,14 @@ from messaging.models import (
 )
 from messaging.search import index_document, remove_document
 from messaging.senders import sender_card, sender_cards, unknown_card
+from messaging.visibility import channel_member_sql, is_member
 from server.auth.principal import Principal
 from server.context import Context, Write
 from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from server.files.service import require_attachable
 from server.org.models import Unit, User
+from server.realtime.log import rewrite_events
+from server.realtime.models import EventRecord
 
 log = logging.getLogger("dienhong.messaging.channels")
 
@@ -114,13 +121,6 @@ async def ensure_unit_channels(ctx: Context) -> int:
 
 
 # --- membership --------------------------------------------------------------------------
-async def is_member(session: AsyncSession, principal: Principal, channel: Channel) -> bool:
-    if channel.kind == ChannelKind.UNIT.value:
-        return channel.unit_id == principal.unit_id
-    row = await session.get(ChannelMember, (channel.id, principal.id))
-    return row is not None and row.member
-
-
 async def may_follow_channel(ctx: Context, principal: Principal, channel_id: int) -> bool:
     """Topic authorizer for ``channel:{id}``: members only."""
     async with ctx.read() as session:
@@ -212,11 +212,7 @@ async def list_channels(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
         await ensure_unit_channels(ctx)
     async with ctx.read() as session:
         channels = (await session.execute(
-            select(Channel).where(
-                (Channel.unit_id == actor.unit_id)
-                | Channel.id.in_(select(ChannelMember.channel_id).where(
-                    ChannelMember.user_id == actor.id, ChannelMember.member.is_(True))))
-            .order_by(Channel.id)
+            select(Channel).where(channel_member_sql(actor)).order_by(Channel.id)
         )).scalars().all()
         ids = [c.id for c in channels]
         reads: dict[int, int] = {}
@@ -301,6 +297,9 @@ async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body:
                 raise Unprocessable(f"No message {reply_to} in this channel.",
                                     code="unknown_reply_to")
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
+        await require_readers_cleared(session, files, await channel_clearance(session, channel),
+                                      "channel")
+        await index_attachments(session, files, w.now)
         message = Message(channel_id=channel.id, seq=0, author_id=actor.id,
                           client_msg_id=client_msg_id, body=body, reply_to=reply_to,
                           attachment_ids=[f.id for f in files],
@@ -361,13 +360,32 @@ async def edit_message(ctx: Context, actor: Principal, channel_id: int, message_
         message.state = MessageState.EDITED.value
         message.edited_at = w.now
         await session.flush()
-        result = message_json(message, await sender_card(session, actor.id),
-                              await _versions(session, message))
-        await w.emit(f"channel:{channel.id}", "message.edited", {"message": result})
+        # The event carries the new text only; earlier texts stay in REST's history.
+        card = await sender_card(session, actor.id)
+        event_view = message_json(message, card)
+        await _replace_earlier_events(session, channel.id, message, event_view)
+        await w.emit(f"channel:{channel.id}", "message.edited", {"message": event_view})
+        result = message_json(message, card, await _versions(session, message))
         await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
         await w.audit(actor.id, "message.edit", f"channel:{channel.id}",
                       {"message_id": message.id, "version": message.version})
         return result
+
+
+async def _replace_earlier_events(session: AsyncSession, channel_id: int, message: Message,
+                                  view: dict[str, Any]) -> None:
+    """Make the message's earlier events (posted, edited) carry ``view`` instead of the
+    text they were written with, keeping their seqs."""
+    topic = f"channel:{channel_id}"
+    posted = {key: value for key, value in view.items() if key != "seq"}
+    await rewrite_events(session, topic, [message.seq], {"message": posted})
+    edited = (await session.execute(
+        select(EventRecord.seq).where(
+            EventRecord.topic == topic, EventRecord.seq > message.seq,
+            EventRecord.type == "message.edited",
+            EventRecord.data["message"]["id"].as_integer() == message.id)
+    )).scalars().all()
+    await rewrite_events(session, topic, edited, {"message": view})
 
 
 async def retract_message(ctx: Context, actor: Principal, channel_id: int,
@@ -385,6 +403,8 @@ async def retract_message(ctx: Context, actor: Principal, channel_id: int,
         message.retracted_at = w.now
         await session.flush()
         result = message_json(message, await sender_card(session, actor.id))
+        # A replay shows the tombstone: the text leaves the log.
+        await _replace_earlier_events(session, channel.id, message, result)
         await w.emit(f"channel:{channel.id}", "message.retracted", {"message": result})
         await remove_document(session, SearchKind.MESSAGE, message.id)
         await w.audit(actor.id, "message.retract", f"channel:{channel.id}",

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messaging import visibility
+from messaging.attachments import index_attachments, require_readers_cleared
 from messaging.models import (
     Directive,
     DirectiveAttachment,
@@ -32,6 +34,7 @@ from messaging.models import (
 )
 from messaging.search import index_document
 from messaging.senders import sender_card, sender_cards, unknown_card
+from messaging.visibility import is_sender_side
 from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context, Write
@@ -59,14 +62,6 @@ class DirectiveAccess:
     directive: Directive
     recipient: DirectiveRecipient | None
     sender_side: bool
-
-
-def is_sender_side(principal: Principal, directive: Directive) -> bool:
-    if not principal.clearance.permits(Confidentiality(directive.confidentiality)):
-        return False
-    if principal.id == directive.sender_id:
-        return True
-    return principal.has_role(Role.STANDING) and principal.unit_id == directive.sender_unit_id
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -105,21 +100,19 @@ async def recipient_row(session: AsyncSession, directive_id: int,
 
 async def require_access(session: AsyncSession, principal: Principal,
                          directive_id: int) -> DirectiveAccess:
-    """The directive if ``principal`` may read its content; 404 or 403 otherwise."""
+    """The directive if ``principal`` may read its content (``may_read_directive``);
+    404 or 403 otherwise."""
     directive = await load_directive(session, directive_id)
     recipient = await recipient_row(session, directive_id, principal.id)
-    cleared = principal.clearance.permits(Confidentiality(directive.confidentiality))
-    sender_side = is_sender_side(principal, directive)
-    if sender_side:
-        return DirectiveAccess(directive, recipient, True)
-    if not cleared and (recipient is not None or principal.id == directive.sender_id
-                        or _left_out(directive, principal.id)):
+    if visibility.may_read_directive(principal, directive, recipient):
+        return DirectiveAccess(directive, recipient, is_sender_side(principal, directive))
+    if not visibility.cleared(principal, directive.confidentiality) and (
+            recipient is not None or principal.id == directive.sender_id
+            or _left_out(directive, principal.id)):
         raise Forbidden("Your clearance does not permit this directive.",
                         code="insufficient_clearance")
-    if recipient is None:
-        # Exactly as for a directive that does not exist: no oracle of other units' ids.
-        raise directive_not_found(directive_id)
-    return DirectiveAccess(directive, recipient, False)
+    # Exactly as for a directive that does not exist: no oracle of other units' ids.
+    raise directive_not_found(directive_id)
 
 
 def _left_out(directive: Directive, user_id: int) -> bool:
@@ -209,6 +202,8 @@ async def issue_directive(
             raise Unprocessable("No user of the targeted units may receive this directive.",
                                 code="no_recipients", details={"left_out": left_out})
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
+        await require_readers_cleared(session, files, confidentiality, "directive")
+        await index_attachments(session, files, w.now)
         directive = Directive(
             sender_id=actor.id, sender_unit_id=actor.unit_id, title=title, body=body,
             urgency=urgency.value, confidentiality=confidentiality.value,
@@ -287,7 +282,7 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
             for directive, receipt in pairs:
                 entry = summary_json(directive, cards.get(directive.sender_id)
                                      or unknown_card(directive.sender_id))
-                if not actor.clearance.permits(Confidentiality(directive.confidentiality)):
+                if not visibility.cleared(actor, directive.confidentiality):
                     # Clearance lowered since: keep the entry, hide what it says.
                     entry["title"] = None
                     entry["restricted"] = True

@@ -10,6 +10,7 @@ from server.features import Feature
 
 
 async def _start(ctx: Context) -> None:
+    from messaging.attachments import index_earlier_attachments
     from messaging.channels import ensure_unit_channels
     from messaging.presence import PresenceTracker
     from messaging.receipt_writer import ReceiptWriter
@@ -23,6 +24,7 @@ async def _start(ctx: Context) -> None:
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
     ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
     await ensure_unit_channels(ctx)
+    await index_earlier_attachments(ctx)
 
 
 async def _demo(ctx: Context, city: DemoCity) -> list[str]:
@@ -37,10 +39,17 @@ def feature() -> Feature:
     from messaging.channel_routes import routes as channel_routes
     from messaging.channels import may_follow_channel
     from messaging.directive_routes import routes as directive_routes
+    from messaging.events import EVENT_TYPES
     from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
     from messaging.receipt_writer import run_receipt_writer
     from messaging.receipts import record_deliveries, run_receipts_notifier
     from messaging.reminders import run_reminders
+    from messaging.visibility import (
+        DIRECTIVE_ISSUED,
+        DIRECTIVE_NEWS,
+        directive_news_as_seen,
+        issued_directive_as_seen,
+    )
 
     return Feature(
         name="messaging",
@@ -53,4 +62,7 @@ def feature() -> Feature:
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],
+        event_views={DIRECTIVE_ISSUED: issued_directive_as_seen,
+                     **dict.fromkeys(DIRECTIVE_NEWS, directive_news_as_seen)},
+        event_types=list(EVENT_TYPES),
     )

@@ -81,6 +81,8 @@ class SearchKind(enum.StrEnum):
     DIRECTIVE = "directive"
     REPLY = "reply"
     MESSAGE = "message"
+    # The text of a file attached to a directive, a reply or a message (one per file).
+    ATTACHMENT = "attachment"
 
 
 class Directive(Base):

@@ -127,6 +127,7 @@ class ReminderScheduler:
                 row.next_reminder_at = now + reminder_interval(self.ctx, directive.urgency)
                 await w.emit(f"user:{row.user_id}", "directive.reminder", {
                     "directive_id": directive.id, "title": directive.title,
+                    "confidentiality": directive.confidentiality,
                     "urgency": directive.urgency, "reminder": row.reminders_sent,
                     "due_at": iso(directive.due_at),
                 })
@@ -164,6 +165,7 @@ class ReminderScheduler:
         told = []
         for head in heads:
             data: dict[str, Any] = {"directive_id": directive.id, "unit_id": unit_id,
+                                    "confidentiality": directive.confidentiality,
                                     "late_user_ids": sorted(late),
                                     "reminders": max(r.reminders_sent for r in rows)}
             if Confidentiality(head.clearance).permits(level):
@@ -199,6 +201,7 @@ class ReminderScheduler:
                 names = await unit_names(session, [unit_id for unit_id, _ in rows])
                 await w.emit(f"user:{directive.sender_id}", "directive.overdue", {
                     "directive_id": directive.id, "title": directive.title,
+                    "confidentiality": directive.confidentiality,
                     "due_at": iso(directive.due_at),
                     "late": sum(count for _, count in rows),
                     "late_units": [{"unit_id": unit_id, "name": names.get(unit_id, ""),

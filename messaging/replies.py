@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from messaging.attachments import index_attachments, require_readers_cleared
 from messaging.directives import iso, require_access, utf8_len
 from messaging.models import DirectiveRecipient, DirectiveReply, ReplyAttachment, SearchKind
 from messaging.search import index_document
@@ -20,6 +21,7 @@ from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden, PayloadTooLarge, Unprocessable
 from server.files.service import require_attachable
+from server.org.models import Confidentiality
 
 # Replies per page of a thread.
 MAX_PAGE = 500
@@ -64,6 +66,9 @@ async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body:
             raise Unprocessable(f"Unit {thread_unit} is not a recipient of this directive.",
                                 code="unknown_thread")
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
+        await require_readers_cleared(session, files,
+                                      Confidentiality(directive.confidentiality), "thread")
+        await index_attachments(session, files, w.now)
         reply = DirectiveReply(directive_id=directive.id, unit_id=thread_unit,
                                author_id=actor.id, body=body,
                                attachment_ids=[f.id for f in files], created_at=w.now)
@@ -72,7 +77,8 @@ async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body:
         for f in files:
             session.add(ReplyAttachment(reply_id=reply.id, file_id=f.id))
         author = await sender_card(session, actor.id)
-        payload = {"directive_id": directive.id, "reply": reply_json(reply, author)}
+        payload = {"directive_id": directive.id, "confidentiality": directive.confidentiality,
+                   "reply": reply_json(reply, author)}
         for user_id in sorted({directive.sender_id, *members}):
             await w.emit(f"user:{user_id}", "directive.reply", payload)
         await index_document(session, SearchKind.REPLY, reply.id, body, w.now)

@@ -1,4 +1,4 @@
-"""Search over the directives, replies and messages a user may see.
+"""Search over the directives, replies, messages and attached files a user may see.
 
 Searchable text is stored folded — without diacritics, lower-case, ``đ`` as ``d`` — so that
 ``khan cap`` finds ``khẩn cấp``. SQLite matches it with FTS5 (the ``search_fts`` table,
@@ -6,6 +6,12 @@ kept in step with ``search_documents`` by triggers); PostgreSQL with full-text s
 ``to_tsvector('simple', folded)``. Every query token is a prefix, on both backends.
 Access is checked in the same SQL statement, so a result page never shows, nor counts,
 what the user may not see.
+
+Each result has ``kind`` (directive, reply, message or attachment), ``at``, ``author_name``,
+a ``snippet`` around the first match and ``highlights``: ``[start, end]`` character offsets
+of the matched words within the snippet. An attachment (the text extracted from a file
+attached to something the reader may see) also has ``file_id``, ``name`` and where the
+reader sees it attached (``channel_id`` or ``directive_id``).
 """
 
 from __future__ import annotations
@@ -19,21 +25,27 @@ from sqlalchemy import Integer, and_, column, delete, exists, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
-    Channel,
-    ChannelKind,
-    ChannelMember,
     Directive,
-    DirectiveRecipient,
+    DirectiveAttachment,
     DirectiveReply,
     Message,
-    MessageState,
+    MessageAttachment,
+    ReplyAttachment,
     SearchDocument,
     SearchKind,
 )
+from messaging.visibility import (
+    attachment_readable_sql,
+    directive_readable_sql,
+    message_readable_sql,
+    reply_readable_sql,
+)
 from server.auth.principal import Principal
+from server.clock import utc_iso
 from server.context import Context
 from server.errors import BadRequest
-from server.org.models import Confidentiality
+from server.files.models import StoredFile
+from server.org.service import display_names
 
 # Longest query accepted, and most tokens used from it.
 MAX_QUERY_CHARS = 200
@@ -93,48 +105,25 @@ def _match_clause(dialect: str, tokens: list[str]) -> Any:
 
 def _visible_clause(principal: Principal) -> Any:
     """What ``principal`` may see, as one SQL condition over ``search_documents``."""
-    cleared = [level.value for level in Confidentiality if principal.clearance.permits(level)]
-    directive_seen = exists().where(
-        Directive.id == SearchDocument.object_id,
-        Directive.confidentiality.in_(cleared),
-        or_(
-            Directive.sender_id == principal.id,
-            exists().where(DirectiveRecipient.directive_id == Directive.id,
-                           DirectiveRecipient.user_id == principal.id),
-        ),
-    )
-    reply_seen = exists().where(
-        DirectiveReply.id == SearchDocument.object_id,
-        Directive.id == DirectiveReply.directive_id,
-        Directive.confidentiality.in_(cleared),
-        or_(
-            Directive.sender_id == principal.id,
-            exists().where(DirectiveRecipient.directive_id == Directive.id,
-                           DirectiveRecipient.user_id == principal.id,
-                           DirectiveRecipient.unit_id == DirectiveReply.unit_id),
-        ),
-    )
-    message_seen = exists().where(
-        Message.id == SearchDocument.object_id,
-        Message.state != MessageState.RETRACTED.value,
-        Channel.id == Message.channel_id,
-        or_(
-            and_(Channel.kind == ChannelKind.UNIT.value, Channel.unit_id == principal.unit_id),
-            exists().where(ChannelMember.channel_id == Channel.id,
-                           ChannelMember.user_id == principal.id,
-                           ChannelMember.member.is_(True)),
-        ),
-    )
+    directive_seen = exists().where(Directive.id == SearchDocument.object_id,
+                                    directive_readable_sql(principal))
+    reply_seen = exists().where(DirectiveReply.id == SearchDocument.object_id,
+                                reply_readable_sql(principal))
+    message_seen = exists().where(Message.id == SearchDocument.object_id,
+                                  message_readable_sql(principal))
     return or_(
         and_(SearchDocument.kind == SearchKind.DIRECTIVE.value, directive_seen),
         and_(SearchDocument.kind == SearchKind.REPLY.value, reply_seen),
         and_(SearchDocument.kind == SearchKind.MESSAGE.value, message_seen),
+        and_(SearchDocument.kind == SearchKind.ATTACHMENT.value,
+             attachment_readable_sql(principal, SearchDocument.object_id)),
     )
 
 
 async def search(ctx: Context, principal: Principal, query: str,
                  limit: int = MAX_RESULTS) -> list[dict[str, Any]]:
-    """The newest matches of ``query`` among what ``principal`` may see."""
+    """The newest matches of ``query`` among what ``principal`` may see, each with its
+    kind, time, author, a snippet around the first match and the matched words in it."""
     if len(query) > MAX_QUERY_CHARS:
         raise BadRequest(f"A query has at most {MAX_QUERY_CHARS} characters.",
                          code="query_too_long")
@@ -150,24 +139,108 @@ async def search(ctx: Context, principal: Principal, query: str,
             .order_by(SearchDocument.at.desc(), SearchDocument.id.desc())
             .limit(limit)
         )).scalars().all()
-        return [await _result_json(session, row) for row in rows]
+        found = [await _result_json(session, principal, row) for row in rows]
+        names = await display_names(session, {r["_author"] for r in found
+                                              if r["_author"] is not None})
+    results = []
+    for result in found:
+        author = result.pop("_author", None)
+        result["author_name"] = names.get(author, "") if author is not None else ""
+        text_ = result.pop("_text", "")
+        result["snippet"], result["highlights"] = snippet(text_, tokens)
+        results.append(result)
+    return results
 
 
-async def _result_json(session: AsyncSession, doc: SearchDocument) -> dict[str, Any]:
-    result: dict[str, Any] = {"kind": doc.kind, "id": doc.object_id, "at": doc.at}
+async def _result_json(session: AsyncSession, principal: Principal,
+                       doc: SearchDocument) -> dict[str, Any]:
+    result: dict[str, Any] = {"kind": doc.kind, "id": doc.object_id, "at": utc_iso(doc.at)}
+    author: int | None = None
+    text_ = ""
     if doc.kind == SearchKind.DIRECTIVE.value:
         directive = await session.get(Directive, doc.object_id)
         if directive is not None:
-            result |= {"directive_id": directive.id, "title": directive.title,
-                       "snippet": directive.body[:SNIPPET_CHARS]}
+            result |= {"directive_id": directive.id, "title": directive.title}
+            author, text_ = directive.sender_id, f"{directive.title}\n{directive.body}"
     elif doc.kind == SearchKind.REPLY.value:
         reply = await session.get(DirectiveReply, doc.object_id)
         if reply is not None:
-            result |= {"directive_id": reply.directive_id, "unit_id": reply.unit_id,
-                       "snippet": reply.body[:SNIPPET_CHARS]}
+            result |= {"directive_id": reply.directive_id, "unit_id": reply.unit_id}
+            author, text_ = reply.author_id, reply.body
+    elif doc.kind == SearchKind.ATTACHMENT.value:
+        stored = await session.get(StoredFile, doc.object_id)
+        if stored is not None:
+            result |= {"file_id": stored.id, "name": stored.name}
+            result |= await where_attached(session, principal, stored.id)
+            author, text_ = stored.uploader_id, f"{stored.name}\n{stored.text}"
     else:
         message = await session.get(Message, doc.object_id)
         if message is not None:
-            result |= {"channel_id": message.channel_id, "seq": message.seq,
-                       "snippet": message.body[:SNIPPET_CHARS]}
+            result |= {"channel_id": message.channel_id, "seq": message.seq}
+            author, text_ = message.author_id, message.body
+    # Taken out again by ``search``: the author's name is read once for the page.
+    result["_author"] = author
+    result["_text"] = text_
     return result
+
+
+def _folded_with_positions(value: str) -> tuple[str, list[int]]:
+    """``fold(value)`` and, for each of its characters, the index in ``value`` it came from
+    (folding may change lengths, so offsets are mapped back character by character)."""
+    pieces: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(value):
+        folded = fold(char)
+        pieces.append(folded)
+        origin.extend([index] * len(folded))
+    return "".join(pieces), origin
+
+
+def snippet(value: str, tokens: list[str],
+            width: int = SNIPPET_CHARS) -> tuple[str, list[list[int]]]:
+    """About ``width`` characters of ``value`` around the first word matching a query
+    token (as a prefix, accents and case aside), and the ``[start, end]`` character
+    offsets within it of every matched word."""
+    folded, origin = _folded_with_positions(value)
+    pattern = re.compile(r"(?<![^\W_])(?:" + "|".join(re.escape(t) for t in tokens)
+                         + r")[^\W_]*")
+    spans = []
+    for match in pattern.finditer(folded):
+        if match.end() > match.start():
+            spans.append((origin[match.start()], origin[match.end() - 1] + 1))
+    first = spans[0][0] if spans else 0
+    start = max(0, first - width // 4)
+    if start > 0:
+        # Begin at a word: after the nearest space before the window.
+        space = value.rfind(" ", 0, start)
+        start = space + 1 if space >= 0 and first - space <= width // 2 else start
+    end = min(len(value), start + width)
+    text_ = value[start:end].replace("\n", " ").replace("\f", " ")
+    highlights = [[s - start, min(e, end) - start] for s, e in spans if start <= s < end]
+    return text_, highlights
+
+
+async def where_attached(session: AsyncSession, principal: Principal,
+                         file_id: int) -> dict[str, int]:
+    """Where ``principal`` sees the file attached: ``channel_id`` of a message, or
+    ``directive_id`` of a directive or a reply (the newest such place)."""
+    channel = (await session.execute(
+        select(Message.channel_id)
+        .join(MessageAttachment, MessageAttachment.message_id == Message.id)
+        .where(MessageAttachment.file_id == file_id, message_readable_sql(principal))
+        .order_by(Message.id.desc()).limit(1))).scalar_one_or_none()
+    if channel is not None:
+        return {"channel_id": int(channel)}
+    directive = (await session.execute(
+        select(Directive.id)
+        .join(DirectiveAttachment, DirectiveAttachment.directive_id == Directive.id)
+        .where(DirectiveAttachment.file_id == file_id, directive_readable_sql(principal))
+        .order_by(Directive.id.desc()).limit(1))).scalar_one_or_none()
+    if directive is None:
+        directive = (await session.execute(
+            select(DirectiveReply.directive_id)
+            .join(ReplyAttachment, ReplyAttachment.reply_id == DirectiveReply.id)
+            .join(Directive, Directive.id == DirectiveReply.directive_id)
+            .where(ReplyAttachment.file_id == file_id, reply_readable_sql(principal))
+            .order_by(DirectiveReply.id.desc()).limit(1))).scalar_one_or_none()
+    return {"directive_id": int(directive)} if directive is not None else {}

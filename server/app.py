@@ -64,6 +64,11 @@ def default_features() -> list[Feature]:
     return features
 
 
+async def ws_events(request: Request) -> Response:
+    """The event types of ``/ws`` with their payload schemas, from the registry."""
+    return JSON(context(request).event_types.describe())
+
+
 async def healthz(request: Request) -> Response:
     ctx = context(request)
     checks: dict[str, str] = {}
@@ -257,6 +262,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/v1/openapi.json", openapi_document, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
+        Route("/api/v1/ws/events.json", ws_events, methods=["GET"]),
         *org_routes,
     ]
     for feature in chosen:
@@ -266,6 +272,10 @@ def create_app(
         ctx.signal_handlers.update(feature.signal_handlers)
         ctx.connection_hooks.extend(feature.connection_hooks)
         ctx.file_access_checks.extend(feature.file_access_checks)
+        ctx.access_changes.update(feature.access_changes)
+        ctx.event_views.update(feature.event_views)
+        for event_type in feature.event_types:
+            ctx.event_types.add(event_type)
     if settings.serve_web_client:
         routes.extend(web_client_routes())
     gateway = Gateway(ctx)

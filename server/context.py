@@ -32,7 +32,9 @@ from server.auth.principal import PrincipalCache
 from server.clock import Clock
 from server.db import Database
 from server.features import (
+    AccessChange,
     ConnectionHook,
+    EventView,
     FileAccessCheck,
     ReceivedHandler,
     SignalHandler,
@@ -40,6 +42,7 @@ from server.features import (
 )
 from server.metrics import Metrics
 from server.realtime.broker import Broker
+from server.realtime.contract import CORE_EVENT_TYPES, EventRegistry
 from server.realtime.hub import Hub, Signal
 from server.realtime.log import Event, append_event, frame_tail
 from server.realtime.models import EventRecord, Topic
@@ -60,9 +63,13 @@ class Write:
     now: datetime
     events: list[Event] = field(default_factory=list)
     _after_commit: list[Callable[[], Any]] = field(default_factory=list)
+    # Declared event types: an event of one that breaks its contract is refused.
+    contract: EventRegistry | None = None
 
     async def emit(self, topic: str, type: str, data: dict[str, Any]) -> Event:
         """Store an event in this transaction; it is published after commit."""
+        if self.contract is not None:
+            self.contract.check(topic, type, data)
         event = await append_event(self.session, topic, type, data, self.now)
         self.events.append(event)
         return event
@@ -71,6 +78,9 @@ class Write:
                         data: dict[str, Any]) -> dict[str, Event]:
         """Store the same event on many topics (e.g. one per recipient's inbox) in a few
         statements instead of one round trip per topic; returns each topic's event."""
+        if self.contract is not None:
+            for topic in topics[:1]:
+                self.contract.check(topic, type, data)
         events = await append_event_to_topics(self.session, topics, type, data, self.now)
         self.events.extend(events.values())
         return events
@@ -144,6 +154,9 @@ class Context:
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.connection_hooks: list[ConnectionHook] = []
         self.file_access_checks: list[FileAccessCheck] = []
+        self.access_changes: dict[str, AccessChange] = {}
+        self.event_views: dict[str, EventView] = {}
+        self.event_types = EventRegistry(CORE_EVENT_TYPES)
         # Per-feature state (schedulers, caches) keyed by feature name.
         self.extensions: dict[str, Any] = {}
 
@@ -151,7 +164,7 @@ class Context:
     async def write(self) -> AsyncIterator[Write]:
         """Open the one write path: transaction, events and audit, publish after commit."""
         async with self.db.write_session() as session:
-            pending = Write(session=session, now=self.clock.now())
+            pending = Write(session=session, now=self.clock.now(), contract=self.event_types)
             yield pending
         # Committed. From here on failures must not undo what the client was told.
         if pending.events:

@@ -8,7 +8,7 @@ long-running background tasks. Nothing is registered at import time.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from server.auth.principal import Principal
     from server.context import Context
     from server.demo import DemoCity
+    from server.realtime.contract import EventType
+    from server.realtime.log import Event
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,12 @@ ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
 BackgroundTask = Callable[["Context"], Coroutine[Any, Any, None]]
 # (ctx, principal, file id) -> does an object this feature owns let the user read the file?
 FileAccessCheck = Callable[["Context", "Principal", int], Awaitable[bool]]
+# An event type that changes who may follow what -> the users it concerns, each with the
+# reason an ``unsubscribed`` frame gives (None: the gateway says what changed).
+AccessChange = Callable[["Event"], Iterable[tuple[int, str | None]]]
+# An event's payload as one reader may see it when it is sent to that reader (replayed
+# from the log or fanned out live): the payload to send instead, or None to send it as is.
+EventView = Callable[["Principal", dict[str, Any]], dict[str, Any] | None]
 # Adds a feature's part to the demo city; returns lines for the summary.
 DemoHook = Callable[["Context", "DemoCity"], Awaitable[list[str]]]
 
@@ -61,3 +69,9 @@ class Feature:
     demo: list[DemoHook] = field(default_factory=list)
     # A file is readable by its uploader and by whoever one of these checks lets through.
     file_access_checks: list[FileAccessCheck] = field(default_factory=list)
+    # Events after which the subscriptions of the users they concern are checked again.
+    access_changes: dict[str, AccessChange] = field(default_factory=dict)
+    # Per event type, what a reader may see of it by the visibility rules at reading time.
+    event_views: dict[str, EventView] = field(default_factory=dict)
+    # The event types this feature emits, with their payload fields (a contract).
+    event_types: list[EventType] = field(default_factory=list)

@@ -132,6 +132,12 @@ class Settings:
     # permessage-deflate keeps a zlib context per socket (~50 KiB each) and compresses every
     # frame once per socket; off by default, on for thin links where bytes cost more.
     ws_per_message_deflate: bool = False
+    # UTF-8 bytes a slow socket may have waiting before it is cut off with 4408 (0: no
+    # bound but the frame count): a few sockets that never read must not grow the server.
+    ws_send_queue_bytes: int = 4 * 1024 * 1024
+    # Topics one subscribe frame may name; more closes the socket with 4400. As many as a
+    # socket may follow: a client resubscribes everything it follows in one frame.
+    ws_max_topics_per_frame: int = 256
     # Events older than this are pruned from the log; resuming before them gives reset.
     event_retention_secs: int = 30 * 24 * 3600
     # How often each node compares its topics with the log, to recover dropped messages.

@@ -22,24 +22,27 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import bindparam, select
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from server.auth.principal import Principal
+from server.auth.principal import PRINCIPAL_COLUMNS, Principal
 from server.context import Context
 from server.errors import ApiError
 from server.features import Received
 from server.http import principal_for_token
-from server.org.service import may_watch_unit
+from server.org.models import User
+from server.org.service import USER_UPDATED, may_watch_unit
 from server.realtime.hub import (
     CLOSE_AUTH,
     CLOSE_FORBIDDEN,
     CLOSE_INTERNAL,
     CLOSE_MALFORMED,
     CLOSE_RATE_LIMITED,
+    CLOSE_RESTART,
     Connection,
     frame,
 )
-from server.realtime.log import read_current_seqs
+from server.realtime.log import Event, read_current_seqs
 from server.realtime.transport import direct_socket
 
 log = logging.getLogger("dienhong.gateway")
@@ -52,11 +55,44 @@ RECEIVED_FLUSH_SECS = 0.1
 RECEIVED_BUFFER = 100_000
 
 
+_PRINCIPAL_NOW = select(*PRINCIPAL_COLUMNS).where(User.id == bindparam("user_id"))
+
+
+def _user_changed(event: Event) -> list[tuple[int, str | None]]:
+    """``user.updated`` on ``user:{id}``: roles, unit or clearance may have changed."""
+    return [(int(event.topic.partition(":")[2]), None)]
+
+
+def what_changed(before: Principal | None, after: Principal) -> str:
+    """The reason an ``unsubscribed`` frame gives after a change to the user."""
+    if before is None:
+        return "access_changed"
+    if before.unit_id != after.unit_id:
+        return "unit_changed"
+    if before.roles != after.roles:
+        return "role_changed"
+    if before.clearance != after.clearance:
+        return "clearance_changed"
+    return "access_changed"
+
+
 class ProtocolError(Exception):
     """A frame that breaks the protocol: the socket is closed with 4400."""
 
 
+# Largest id or seq a frame may name: the databases store them as signed 64-bit integers.
+MAX_INT64 = 2**63 - 1
+# Refused topics named in the one audit record of a subscribe frame (the count is whole).
+AUDITED_REFUSALS = 20
+
+
 class TokenBucket:
+    """One user's frame budget, shared by all its sockets on this node.
+
+    It outlives the user's last socket until it has filled up again, so reconnecting
+    does not buy a new burst.
+    """
+
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = float(burst)
@@ -64,23 +100,40 @@ class TokenBucket:
         self.stamp = time.monotonic()
         self.sockets = 0
 
-    def take(self) -> bool:
+    def _refill(self) -> None:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def take(self) -> bool:
+        self._refill()
         if self.tokens < 1:
             return False
         self.tokens -= 1
         return True
+
+    def secs_until_full(self) -> float:
+        """0 when the bucket is full: forgetting it then loses nothing."""
+        self._refill()
+        missing = self.burst - self.tokens
+        if missing <= 0:
+            return 0.0
+        return missing / self.rate if self.rate > 0 else float("inf")
 
 
 def parse_topic(topic: Any) -> tuple[str, int]:
     if not isinstance(topic, str) or len(topic) > 100:
         raise ProtocolError("topic must be a string")
     kind, sep, ident = topic.partition(":")
-    if not sep or not ident.isdigit():
+    if not sep or not ident.isascii() or not ident.isdigit() or int(ident) > MAX_INT64:
         raise ProtocolError(f"malformed topic {topic!r}")
     return kind, int(ident)
+
+
+def parse_seq(seq: Any, what: str) -> int:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_INT64:
+        raise ProtocolError(f"{what} must be a non-negative 64-bit integer")
+    return seq
 
 
 class Gateway:
@@ -90,6 +143,70 @@ class Gateway:
         # (user, topic) -> highest seq confirmed since the last flush.
         self._received: dict[tuple[int, str], int] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # Sockets whose access is being checked again -> the reason of a change that came
+        # meanwhile (the check runs once more), or None.
+        self._rechecking: dict[Connection, list[str | None] | None] = {}
+        self._recheck_tasks: set[asyncio.Task[None]] = set()
+        ctx.hub.event_views.update(ctx.event_views)
+        changes = {USER_UPDATED: _user_changed, **ctx.access_changes}
+        for type_, concerned in changes.items():
+            ctx.hub.access_watch[type_] = self._watcher(concerned)
+
+    # --- access that changed while sockets are open -------------------------------------
+    def _watcher(self, concerned: Any) -> Any:
+        def watch(event: Event) -> None:
+            for user_id, reason in concerned(event):
+                self.access_changed(int(user_id), reason)
+        return watch
+
+    def access_changed(self, user_id: int, reason: str | None) -> None:
+        """Hold the user's subscriptions on this node now and check each one again."""
+        for connection in self.ctx.hub.hold_user(user_id):
+            if connection in self._rechecking:
+                pending = self._rechecking[connection] or []
+                pending.append(reason)
+                self._rechecking[connection] = pending
+                continue
+            self._rechecking[connection] = None
+            task = asyncio.create_task(self._recheck(connection, reason))
+            self._recheck_tasks.add(task)
+            task.add_done_callback(self._recheck_tasks.discard)
+
+    async def _recheck(self, connection: Connection, reason: str | None) -> None:
+        hub = self.ctx.hub
+        # Reasons compare with the user as the socket knew it before this check.
+        before = connection.principal
+        try:
+            while not connection.closed:
+                row = await self.ctx.db.read_row(_PRINCIPAL_NOW, {"user_id": connection.user_id})
+                if row is None or not row.active:
+                    connection.close(CLOSE_AUTH)
+                    return
+                principal = Principal.of_row(row)
+                connection.principal = principal
+                why = reason or what_changed(before, principal)
+                allowed = []
+                for subscription in list(connection.subscriptions.values()):
+                    if await self.may_subscribe(principal, subscription.topic):
+                        allowed.append(subscription)
+                    else:
+                        hub.revoke(subscription, why)
+                pending = self._rechecking.get(connection)
+                if pending:
+                    # Changed again meanwhile: check again before anything is released.
+                    self._rechecking[connection] = None
+                    reason = next((r for r in pending if r is not None), None)
+                    continue
+                for subscription in allowed:
+                    hub.release(subscription)
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("checking the access of user %s again failed", connection.user_id)
+            connection.close(CLOSE_RESTART)
+        finally:
+            self._rechecking.pop(connection, None)
 
     # --- received confirmations, in batches --------------------------------------
     def _note_received(self, user_id: int, topic: str, seq: int) -> None:
@@ -150,10 +267,13 @@ class Gateway:
                 await websocket.close(code=code)
 
         connection = Connection(hub, principal.id, principal.unit_id, websocket.send_text, close,
-                                settings.ws_send_queue_frames, direct_socket(websocket.scope))
-        bucket = self._buckets.setdefault(
-            principal.id, TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)
-        )
+                                settings.ws_send_queue_frames, direct_socket(websocket.scope),
+                                queue_bytes=settings.ws_send_queue_bytes)
+        connection.principal = principal
+        bucket = self._buckets.get(principal.id)
+        if bucket is None:
+            bucket = TokenBucket(settings.ws_rate_per_sec, settings.ws_rate_burst)
+            self._buckets[principal.id] = bucket
         bucket.sockets += 1
         hub.attach(connection)
         try:
@@ -170,13 +290,23 @@ class Gateway:
             await connection.finish()
             hub.detach(connection)
             bucket.sockets -= 1
-            if bucket.sockets <= 0:
-                self._buckets.pop(principal.id, None)
+            self._forget_bucket_when_full(principal.id, bucket)
             for hook in self.ctx.connection_hooks:
                 try:
                     await hook(self.ctx, principal, False)
                 except Exception:
                     log.exception("disconnect hook failed")
+
+    def _forget_bucket_when_full(self, user_id: int, bucket: TokenBucket) -> None:
+        """Drop a user's bucket once no socket uses it and it has filled up again."""
+        if bucket.sockets > 0 or self._buckets.get(user_id) is not bucket:
+            return
+        wait = bucket.secs_until_full()
+        if wait <= 0:
+            del self._buckets[user_id]
+        elif wait != float("inf"):
+            asyncio.get_running_loop().call_later(
+                wait, self._forget_bucket_when_full, user_id, bucket)
 
     async def _authenticate(self, websocket: WebSocket) -> Principal | None:
         try:
@@ -235,10 +365,13 @@ class Gateway:
                 return
 
     async def _handle(self, connection: Connection, principal: Principal, text: str) -> None:
+        # As of the last access check: roles, unit or clearance may have changed since auth.
+        principal = connection.principal or principal
         try:
             message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError("not JSON") from exc
+        except (ValueError, RecursionError) as exc:
+            # Not JSON, nested too deep, or a number too long to read: the client's fault.
+            raise ProtocolError("not JSON the protocol can read") from exc
         if not isinstance(message, dict):
             raise ProtocolError("a frame is a JSON object")
         op = message.get("op")
@@ -259,8 +392,7 @@ class Gateway:
             topic, seq = message.get("topic"), message.get("seq")
             parse_topic(topic)
             assert isinstance(topic, str)  # parse_topic refuses anything else
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-                raise ProtocolError("received needs an integer seq")
+            seq = parse_seq(seq, "the seq of received")
             subscription = connection.subscriptions.get(topic)
             # Only what this socket was actually sent can be confirmed.
             if subscription is not None and seq <= subscription.last_seq:
@@ -274,12 +406,14 @@ class Gateway:
                          topics: Any) -> None:
         if not isinstance(topics, dict) or not topics:
             raise ProtocolError("subscribe needs an object of topic: seq")
+        most = self.ctx.settings.ws_max_topics_per_frame
+        if len(topics) > most:
+            raise ProtocolError(f"a subscribe frame names at most {most} topics")
         requested: list[tuple[str, int]] = []
         for name, seq in topics.items():
             parse_topic(name)
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-                raise ProtocolError(f"seq of {name} must be a non-negative integer")
-            requested.append((name, seq))
+            requested.append((name, parse_seq(seq, f"seq of {name}")))
+        refused: list[str] = []
         for name, seq in requested:
             if name not in connection.subscriptions and (
                 len(connection.subscriptions) >= MAX_TOPICS_PER_SOCKET
@@ -290,12 +424,16 @@ class Gateway:
             if not await self.may_subscribe(principal, name):
                 connection.push(frame(op="error", code="forbidden", topic=name,
                                       message=f"You may not follow {name}."))
-                async with self.ctx.write() as w:
-                    await w.audit(principal.id, "access.refused", name,
-                                  {"op": "subscribe"})
+                refused.append(name)
                 continue
             subscription = self.ctx.hub.subscribe(connection, name, seq)
             self.ctx.hub.start_catch_up(subscription, announce=True)
+        if refused:
+            # One record per frame, however many topics it was refused.
+            async with self.ctx.write() as w:
+                await w.audit(principal.id, "access.refused", refused[0], {
+                    "op": "subscribe", "count": len(refused),
+                    "topics": refused[:AUDITED_REFUSALS]})
 
     async def may_subscribe(self, principal: Principal, topic: str) -> bool:
         kind, ident = parse_topic(topic)

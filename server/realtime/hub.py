@@ -75,20 +75,27 @@ class Connection:
     new one): thousands of idle sockets hold no task and no queue machinery.
     """
 
-    __slots__ = ("_close", "_closing", "_direct", "_limit", "_queue", "_room", "_send",
-                 "_sender", "_started", "closed", "hub", "subscriptions", "unit_id",
-                 "user_id")
+    __slots__ = ("_byte_limit", "_bytes", "_close", "_closing", "_direct", "_limit", "_queue",
+                 "_room", "_send",
+                 "_sender", "_started", "closed", "hub", "principal", "subscriptions",
+                 "unit_id", "user_id")
 
     def __init__(self, hub: Hub, user_id: int, unit_id: int, send: Sender, close: Closer,
-                 queue_size: int, direct: DirectSocket | None = None) -> None:
+                 queue_size: int, direct: DirectSocket | None = None,
+                 queue_bytes: int = 0) -> None:
         self.hub = hub
         self.user_id = user_id
         self.unit_id = unit_id
+        # Who the socket acts for, as of its last access check (the gateway keeps it).
+        self.principal: Any = None
         self._send = send
         self._direct = direct
         self._close = close
-        self._queue: deque[str] = deque()
+        # Each waiting frame with its size in UTF-8 bytes: the queue is bounded by both.
+        self._queue: deque[tuple[str, int]] = deque()
         self._limit = queue_size
+        self._byte_limit = queue_bytes if queue_bytes > 0 else None
+        self._bytes = 0
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
         self._started = False
@@ -110,7 +117,8 @@ class Connection:
         queue = self._queue
         try:
             while queue and not self.closed:
-                text = queue.popleft()
+                text, size = queue.popleft()
+                self._bytes -= size
                 self._wake_room()
                 await self._send(text)
         except asyncio.CancelledError:
@@ -146,22 +154,35 @@ class Connection:
                     return True
             except Exception:
                 log.debug("direct send failed for user %s", self.user_id, exc_info=True)
-        if len(queue) >= self._limit:
+        if isinstance(message, PreparedFrame):
+            text, size = message.text, len(message.encoded)
+        else:
+            text, size = message, len(message.encode())
+        if len(queue) >= self._limit or self._over_bytes(size):
             self.hub.metrics.queue_overflows.inc()
             self.close(CLOSE_TOO_SLOW)
             return False
-        queue.append(message.text if isinstance(message, PreparedFrame) else message)
+        queue.append((text, size))
+        self._bytes += size
         self._kick()
         return True
 
+    def _over_bytes(self, size: int) -> bool:
+        """Would a frame of ``size`` bytes take the queue over its byte bound? A frame
+        alone in the queue always fits (one frame is bounded by the frame limits)."""
+        limit = self._byte_limit
+        return limit is not None and bool(self._queue) and self._bytes + size > limit
+
     async def push_wait(self, text: str) -> None:
         """Queue a frame, waiting for room: catch-up is paced by the client's reading."""
-        while not self.closed and len(self._queue) >= self._limit:
+        size = len(text.encode())
+        while not self.closed and (len(self._queue) >= self._limit or self._over_bytes(size)):
             if self._room is None:
                 self._room = asyncio.get_running_loop().create_future()
             await self._room
         if not self.closed:
-            self._queue.append(text)
+            self._queue.append((text, size))
+            self._bytes += size
             self._kick()
 
     def close(self, code: int) -> None:
@@ -184,6 +205,7 @@ class Connection:
             self.hub.remove(subscription)
         self.subscriptions.clear()
         self._queue.clear()
+        self._bytes = 0
         self._wake_room()
         self.hub.detach(self)
 
@@ -208,7 +230,15 @@ class Connection:
 
 
 class Subscription:
-    __slots__ = ("catching_up", "connection", "dirty", "last_seq", "task", "topic")
+    """One socket's interest in one topic.
+
+    A *held* subscription takes no event (live ones only mark it dirty, a catch-up stops)
+    until its access was checked again: the user's participation, roles, unit or
+    clearance changed. Released, it catches up from the log; refused, it is dropped.
+    """
+
+    __slots__ = ("announce_pending", "catching_up", "connection", "dirty", "held",
+                 "last_seq", "task", "topic")
 
     def __init__(self, connection: Connection, topic: str, last_seq: int) -> None:
         self.connection = connection
@@ -218,11 +248,14 @@ class Subscription:
         # the catch-up loop reads again; so nothing slips between the log and live events.
         self.catching_up = True
         self.dirty = False
+        self.held = False
+        # A catch-up stopped by a hold owes the client its ``subscribed`` frame.
+        self.announce_pending = False
         self.task: asyncio.Task[None] | None = None
 
     def offer(self, event: Event) -> bool:
         """Take a live event; True when it was queued for the socket."""
-        if self.catching_up:
+        if self.catching_up or self.held:
             self.dirty = True
             return False
         if event.seq <= self.last_seq:
@@ -249,6 +282,13 @@ class Hub:
         # Topics the last sweep found behind the log, with the log's seq then.
         self._behind: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        # Event type -> what to do when an event of it is fanned out here: events that
+        # change someone's access (the gateway holds and re-checks their subscriptions).
+        self.access_watch: dict[str, Callable[[Event], None]] = {}
+        # Event type -> its payload as a socket's principal may see it (None: as it is),
+        # applied when events are replayed from the log: what was allowed when an event
+        # was written (live events go only to those allowed then) may not be any more.
+        self.event_views: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any] | None]] = {}
 
     # --- sockets ----------------------------------------------------------------
     def attach(self, connection: Connection) -> None:
@@ -283,6 +323,51 @@ class Hub:
     def user_connections(self, user_id: int) -> list[Connection]:
         return [c for c in self.connections if c.user_id == user_id and not c.closed]
 
+    # --- access that changed ------------------------------------------------------------
+    def hold_user(self, user_id: int) -> list[Connection]:
+        """Hold every subscription of the user's sockets here until it is checked again."""
+        connections = self.user_connections(user_id)
+        for connection in connections:
+            for subscription in connection.subscriptions.values():
+                subscription.held = True
+        return connections
+
+    def release(self, subscription: Subscription) -> None:
+        """Access still holds: resume from the log where the subscription stopped."""
+        if not subscription.held:
+            return
+        subscription.held = False
+        announce, subscription.announce_pending = subscription.announce_pending, False
+        if subscription.connection.subscriptions.get(subscription.topic) is subscription:
+            self.start_catch_up(subscription, announce=announce)
+
+    def revoke(self, subscription: Subscription, reason: str) -> None:
+        """Access ended: drop the subscription and tell the socket why."""
+        connection = subscription.connection
+        if connection.subscriptions.get(subscription.topic) is not subscription:
+            return
+        self.remove(subscription)
+        connection.push(frame(op="unsubscribed", topic=subscription.topic, reason=reason))
+
+    def seen_by(self, connection: Connection, event: Event) -> Event:
+        """``event`` as the socket's principal may see it now."""
+        view = self.event_views.get(event.type)
+        if view is None or connection.principal is None:
+            return event
+        data = view(connection.principal, event.data)
+        if data is None:
+            return event
+        # Same topic, seq, type and time: the client's position in the log is kept.
+        return Event.create(event.topic, event.seq, event.type, data, event.at)
+
+    def _watch(self, event: Event) -> None:
+        watcher = self.access_watch.get(event.type)
+        if watcher is not None:
+            try:
+                watcher(event)
+            except Exception:
+                log.exception("access check after %s failed", event.type)
+
     # --- catch-up from the log ----------------------------------------------------
     def start_catch_up(self, subscription: Subscription, *, announce: bool) -> None:
         if subscription.task is not None and not subscription.task.done():
@@ -297,7 +382,7 @@ class Hub:
         topic = subscription.topic
         subscription.catching_up = True
         try:
-            while not connection.closed:
+            while not connection.closed and not subscription.held:
                 subscription.dirty = False
                 async with self.db.read_session() as session:
                     position = await topic_position(session, topic)
@@ -315,7 +400,9 @@ class Hub:
                     subscription.last_seq = position.seq
                     continue
                 for event in events:
-                    await connection.push_wait(event.frame)
+                    if subscription.held:
+                        break
+                    await connection.push_wait(self.seen_by(connection, event).frame)
                     subscription.last_seq = event.seq
                     self.metrics.events_delivered.inc()
                 if len(events) < self.resume_batch and not subscription.dirty:
@@ -328,6 +415,10 @@ class Hub:
             return
         finally:
             subscription.catching_up = False
+        if subscription.held:
+            # Access is being checked again: the release resumes (and announces).
+            subscription.announce_pending = subscription.announce_pending or announce
+            return
         if announce:
             connection.push(frame(op="subscribed", topic=topic, seq=subscription.last_seq))
 
@@ -343,8 +434,11 @@ class Hub:
         async with self._lock:
             subscribers_of = self._subscribers
             fanned = self._fanned
+            watched = self.access_watch
             for event in events:
                 if event.topic not in subscribers_of:
+                    if event.type in watched:
+                        self._watch(event)
                     continue
                 floor = fanned.get(event.topic)
                 if floor is None:
@@ -375,6 +469,9 @@ class Hub:
             if subscription.offer(event):
                 delivered += 1
         self._fanned[event.topic] = event.seq
+        if event.type in self.access_watch:
+            # After the event itself: a removed participant still learns of its removal.
+            self._watch(event)
         return delivered
 
     def fan_signal(self, signal: Signal) -> None:
@@ -382,7 +479,7 @@ class Hub:
         for subscription in list(self._subscribers.get(signal.topic, ())):
             # A socket still starting (no ``ready`` yet) or catching up skips ephemeral
             # signals, so nothing ever comes before ``ready`` or between replayed events.
-            if not subscription.catching_up:
+            if not subscription.catching_up and not subscription.held:
                 subscription.connection.push(text)
 
     async def sweep(self) -> None:
@@ -424,7 +521,7 @@ class Hub:
             return None
         floor = self._fanned.get(topic)
         if floor is None:
-            live = [s.last_seq for s in subscribers if not s.catching_up]
+            live = [s.last_seq for s in subscribers if not s.catching_up and not s.held]
             if not live:
                 return None
             floor = min(live)

@@ -216,6 +216,23 @@ async def read_events(
     return [Event.from_record(row) for row in rows]
 
 
+async def rewrite_events(session: AsyncSession, topic: str, seqs: Sequence[int],
+                         data: dict[str, Any]) -> None:
+    """Replace the payload of some of ``topic``'s events, inside the caller's transaction.
+
+    Seqs, types and times stay: a client's position in the log holds, and a replay from
+    before them gets the new payload (text that was retracted or replaced leaves the log).
+    """
+    if not seqs:
+        return
+    data = json.loads(json.dumps(data, ensure_ascii=False))
+    await session.execute(
+        update(EventRecord)
+        .where(EventRecord.topic == topic, EventRecord.seq.in_(list(seqs)))
+        .values(data=data)
+    )
+
+
 async def prune_events(session: AsyncSession, older_than: datetime) -> int:
     """Delete events older than the retention window and remember where each topic was cut."""
     cuts = await session.execute(

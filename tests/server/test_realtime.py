@@ -13,6 +13,7 @@ import websockets
 from sqlalchemy import select
 
 from server.app import prune_event_log
+from server.audit import AuditRecord
 from server.clock import ManualClock
 from server.demo import DemoCity
 from server.features import Feature, Received
@@ -141,7 +142,8 @@ async def test_forbidden_topics(core: RunningServer, core_city: DemoCity) -> Non
         await ws.send(op="ping")
         assert (await ws.recv())["op"] == "pong"
     refusals = [s for a, s in await audit_actions(server) if a == "access.refused"]
-    assert sorted(refusals) == sorted(forbidden)
+    # One record for the frame, naming the first refused topic (its details the count).
+    assert refusals == [next(iter(forbidden))]
     # The standing committee may follow the units below its own.
     standing = await server.login("standing", DEMO_PASSWORD)
     async with server.socket(standing) as ws:
@@ -295,3 +297,81 @@ async def test_slow_client_is_cut_off_without_delaying_others(
         assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < sent
     finally:
         await slow.aclose()
+
+
+async def test_slow_client_is_cut_off_by_bytes_as_well_as_frames(
+    make_server: MakeServer,
+) -> None:
+    # So many frames are allowed that only the byte bound can cut the socket off.
+    server = await make_server(features=[], ws_send_queue_frames=100_000,
+                               ws_send_queue_bytes=256 * 1024)
+    city = await small_city(server)
+    unit = f"unit:{city.commune_unit_ids[0]}"
+    slow = await RawSocket.connect(server.ws_url, rcvbuf=4096)
+    try:
+        await slow.send(op="auth", token=await server.login("ward001", DEMO_PASSWORD))
+        assert (await slow.next_text())["op"] == "ready"
+        blob = "đ" * 30_000  # 60 KB of UTF-8 per event
+        sent = 0
+        while metric(server, "dienhong_socket_queue_overflows_total") == 0:
+            # Kernel and transport buffers take a few MB; 256 KB of queue a few frames more.
+            assert sent < 400, "the slow socket was never cut off"
+            sent = (await emit(server, unit, blob=blob))[0]
+        await slow.read_until_closed()
+        assert slow.close_code == 4408
+    finally:
+        await slow.aclose()
+
+
+async def test_abusive_frames_close_with_4400_and_refusals_are_audited_once(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(features=[], ws_max_topics_per_frame=50)
+    city = await small_city(server)
+    token = await server.login("ward001", DEMO_PASSWORD)
+    big = 2**63
+    cases: list[Any] = [
+        "[" * 3000,  # nested too deep to parse
+        '{"op": "subscribe", "topics": ' + '{"a":' * 3000 + "}",
+        '{"op": "received", "topic": "unit:1", "seq": ' + "9" * 5000 + "}",  # too long
+        {"op": "subscribe", "topics": {f"unit:{big}": 0}},
+        {"op": "subscribe", "topics": {f"unit:{city.commune_unit_ids[0]}": big}},
+        {"op": "subscribe", "topics": {"meeting:" + "9" * 90: 0}},
+        {"op": "received", "topic": f"unit:{city.commune_unit_ids[0]}", "seq": big},
+        # More topics than one frame may name.
+        {"op": "subscribe", "topics": {f"user:{n}": 0 for n in range(1, 52)}},
+    ]
+    for frame_ in cases:
+        assert await close_code_after(server, token, frame_) == 4400, str(frame_)[:80]
+    assert not [a for a, _ in await audit_actions(server) if a == "access.refused"]
+    # A storm of forbidden topics within the cap: each refused, one audit record.
+    forbidden = {f"user:{n}": 0 for n in range(10_000, 10_050)}
+    async with server.socket(token) as ws:
+        frames = await ws.subscribe(forbidden)
+        assert len(frames) == 50 and {f["code"] for f in frames} == {"forbidden"}
+    async with server.ctx.read() as session:
+        rows = (await session.execute(select(AuditRecord).where(
+            AuditRecord.action == "access.refused"))).scalars().all()
+    assert len(rows) == 1
+    assert rows[0].details["count"] == 50 and len(rows[0].details["topics"]) == 20
+
+
+async def test_the_rate_limit_is_per_user_and_survives_reconnects(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(features=[], ws_rate_burst=6, ws_rate_per_sec=0.01)
+    await small_city(server)
+    token = await server.login("ward001", DEMO_PASSWORD)
+    # Two sockets of one user share one budget.
+    async with server.socket(token) as first, server.socket(token) as second:
+        for ws in (first, second, first, second):
+            await ws.send(op="ping")
+            assert (await ws.recv())["op"] == "pong"
+    # Reconnecting does not buy a new burst: 2 frames left, the third closes with 4429.
+    assert await close_code_after(server, token, *[{"op": "ping"}] * 3) == 4429
+    assert await close_code_after(server, token, {"op": "ping"}) == 4429
+    # Another user has a budget of its own.
+    other = await server.login("ward002", DEMO_PASSWORD)
+    async with server.socket(other) as ws:
+        await ws.send(op="ping")
+        assert (await ws.recv())["op"] == "pong"

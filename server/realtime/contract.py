@@ -1,0 +1,146 @@
+"""Events as a contract: each declared event type with its topic and payload fields.
+
+A feature declares its event types (``Feature.event_types``); the registry checks every
+event a service emits of a declared type (``Write.emit``): its topic kind and its payload's
+required fields and their JSON types. A payload may carry more fields than declared, so a
+client can rely on the declared ones and ignore the rest. The registry is published as a
+machine-readable description of ``/ws`` (one JSON Schema per event type) at
+``GET /api/v1/ws/events.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# JSON types a payload field may have, as JSON Schema names them.
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+class EventContractError(ValueError):
+    """A service emitted an event that breaks its declared contract (a server bug)."""
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One event type: on which topic kind it goes, what its payload holds, and why.
+
+    ``fields`` maps each required payload field to its JSON type (``"string"``) or types
+    (``"string|null"``); ``optional`` lists fields that may be absent.
+    """
+
+    name: str
+    topic: str
+    description: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    optional: Mapping[str, str] = field(default_factory=dict)
+
+    def check(self, topic: str, data: Mapping[str, Any]) -> None:
+        kind = topic.partition(":")[0]
+        if kind != self.topic:
+            raise EventContractError(f"{self.name} goes on {self.topic}: topics, not {topic}")
+        for name, types in self.fields.items():
+            if name not in data:
+                raise EventContractError(f"{self.name} needs the field {name!r}")
+            _check_type(self.name, name, types, data[name])
+        for name, types in self.optional.items():
+            if name in data:
+                _check_type(self.name, name, types, data[name])
+
+    def schema(self) -> dict[str, Any]:
+        """The payload as JSON Schema (2020-12)."""
+        properties = {name: _schema_of(types) for name, types in
+                      {**self.fields, **self.optional}.items()}
+        return {"type": "object", "description": self.description,
+                "properties": properties, "required": sorted(self.fields)}
+
+
+def _names(types: str) -> list[str]:
+    names = types.split("|")
+    unknown = [name for name in names if name not in JSON_TYPES]
+    if unknown:
+        raise ValueError(f"unknown JSON types {unknown} in {types!r}")
+    return names
+
+
+def _check_type(event: str, name: str, types: str, value: Any) -> None:
+    for type_name in _names(types):
+        allowed = JSON_TYPES[type_name]
+        # JSON has no booleans among its numbers: True is not an integer here.
+        if isinstance(value, bool) and bool not in allowed:
+            continue
+        if isinstance(value, allowed):
+            return
+    raise EventContractError(f"{event}: field {name!r} must be {types}, "
+                             f"not {type(value).__name__}")
+
+
+def _schema_of(types: str) -> dict[str, Any]:
+    names = _names(types)
+    return {"type": names[0] if len(names) == 1 else names}
+
+
+class EventRegistry:
+    """Every declared event type, by name; a type is declared once."""
+
+    def __init__(self, types: Iterable[EventType] = ()) -> None:
+        self._types: dict[str, EventType] = {}
+        for event_type in types:
+            self.add(event_type)
+
+    def add(self, event_type: EventType) -> None:
+        if event_type.name in self._types:
+            raise ValueError(f"event type {event_type.name} is declared twice")
+        _ = [_names(types) for types in (*event_type.fields.values(),
+                                         *event_type.optional.values())]
+        self._types[event_type.name] = event_type
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Any:
+        return iter(sorted(self._types.values(), key=lambda t: t.name))
+
+    def check(self, topic: str, type: str, data: Mapping[str, Any]) -> None:
+        """Refuse an event of a declared type that breaks its contract."""
+        declared = self._types.get(type)
+        if declared is not None:
+            declared.check(topic, data)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``/ws`` events as a JSON document: per type its topic and payload schema."""
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Diên Hồng /ws events",
+            "description": ("Each event reaches a socket as {op: event, topic, seq, type, "
+                            "data, at}; data follows the schema of its type. Payloads may "
+                            "hold fields beyond those listed."),
+            "events": {
+                t.name: {"topic": f"{t.topic}:{{id}}", "data": t.schema()} for t in self
+            },
+        }
+
+
+# The core's own events (organisation changes announced to the users and units concerned).
+CORE_EVENT_TYPES = (
+    EventType("user.updated", "user",
+              "An account changed (roles, unit, clearance, name, active); its clients "
+              "refresh what they show of it, every node checks its sockets' access again.",
+              {"id": "integer", "username": "string", "display_name": "string",
+               "unit_id": "integer", "roles": "array", "clearance": "string",
+               "active": "boolean"},
+              {"is_unit_head": "boolean"}),
+    EventType("unit.updated", "unit",
+              "A unit was renamed or moved in the tree.",
+              {"id": "integer", "name": "string", "kind": "string",
+               "parent_id": "integer|null"}),
+)
