@@ -106,6 +106,8 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "annotation_not_found": ErrorCode((404,), "That annotation does not exist."),
     "annotations_too_large": ErrorCode(
         (413,), "You have too many annotations on this document; remove some first."),
+    "attachment_too_confidential": ErrorCode(
+        (422,), "Some readers of that place may not read this attachment."),
     "bad_request": ErrorCode((400,), "The request is malformed."),
     "ballots_queue_full": ErrorCode(
         (429,), "Too many ballots at once; your vote is being retried."),
