@@ -28,10 +28,12 @@ DIRECTIVE_EVENTS = (
               {"title": "string|null", "confidentiality": "string",
                "restricted": "boolean"}),
     EventType("directive.overdue", "user",
-              "A directive is past due without every acknowledgement (to its sender).",
-              {"directive_id": "integer", "title": "string|null", "due_at": "string|null",
-               "late": "integer", "late_units": "array"},
-              {"confidentiality": "string", "restricted": "boolean"}),
+              "A directive is past due without every acknowledgement: to its sender with the "
+              "late units (late, late_units), and to each recipient who has not acknowledged "
+              "(urgency; the title only while cleared for it).",
+              {"directive_id": "integer", "due_at": "string|null"},
+              {"title": "string|null", "late": "integer", "late_units": "array",
+               "urgency": "string", "confidentiality": "string", "restricted": "boolean"}),
 )
 
 CHANNEL_EVENTS = (

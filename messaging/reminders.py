@@ -221,7 +221,8 @@ class ReminderScheduler:
             .order_by(DirectiveRecipient.user_id)
         )).all()
         data: dict[str, Any] = {"directive_id": directive.id, "urgency": directive.urgency,
-                                "due_at": iso(directive.due_at)}
+                                "due_at": iso(directive.due_at),
+                                "confidentiality": directive.confidentiality}
         cleared = [f"user:{uid}" for uid, c in late if Confidentiality(c).permits(level)]
         others = [f"user:{uid}" for uid, c in late if not Confidentiality(c).permits(level)]
         # One insert per group, not one per clerk: a city-wide instruction may have thousands.

@@ -34,7 +34,8 @@ async def test_late_recipients_get_an_overdue_notice(make_server: MakeServer) ->
         live = await client.next_event("directive.overdue")
     assert live["topic"] == f"user:{late[0]}"
     assert live["data"] == {"directive_id": issued["id"], "urgency": "express",
-                            "due_at": live["data"]["due_at"], "title": "Báo cáo số hộ đã sơ tán"}
+                            "due_at": live["data"]["due_at"], "title": "Báo cáo số hộ đã sơ tán",
+                            "confidentiality": "none"}
     for user_id in late:
         assert len(await events_of(server, f"user:{user_id}", "directive.overdue")) == 1
     # Whoever acknowledged in time is not told.
