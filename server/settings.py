@@ -120,6 +120,10 @@ class Settings:
     # with the defaults a storm of reconnecting tablets set off one after every few hundred.
     gc_young_objects: int = 7000
     gc_full_after: int = 100
+    # The hub writes a frame straight into a socket's transport when it can take it at
+    # once (uvicorn's protocol extended in server/compat/uvicorn_ws.py); off: every frame
+    # goes through ASGI, with uvicorn's stock protocol (slower fan-out, no private internals).
+    direct_socket_writes: bool = True
 
     # --- files ----------------------------------------------------------------
     max_upload_bytes: int = 50 * 1024 * 1024
