@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 import uvicorn
@@ -46,10 +46,18 @@ EVENTUALLY_TIMEOUT_SECS = 10.0
 EVENTUALLY_INTERVAL_SECS = 0.02
 
 
-async def eventually(condition: Callable[[], T | Awaitable[T]], what: str, *,
+@overload
+async def eventually(condition: Callable[[], Awaitable[T]], what: str, *,
+                     timeout: float = ..., interval: float = ...,
+                     ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
+@overload
+async def eventually(condition: Callable[[], T], what: str, *,
+                     timeout: float = ..., interval: float = ...,
+                     ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
+async def eventually(condition: Callable[[], Any], what: str, *,
                      timeout: float = EVENTUALLY_TIMEOUT_SECS,
                      interval: float = EVENTUALLY_INTERVAL_SECS,
-                     ignoring: tuple[type[BaseException], ...] = ()) -> T:
+                     ignoring: tuple[type[BaseException], ...] = ()) -> Any:
     """Ask ``condition`` (a function, sync or async) until it returns something true, and
     return that; fail after ``timeout`` seconds with a message naming ``what`` was awaited.
 
@@ -66,7 +74,7 @@ async def eventually(condition: Callable[[], T | Awaitable[T]], what: str, *,
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
             last = result
         except ignoring as exc:
             last = exc
