@@ -5,12 +5,12 @@ shared with (a meeting whose agenda carries the document). Coordinates are fract
 page (0..1) with the origin at the top left, as a tablet sees the page, so they do not
 depend on the width a page was rendered at. ``annotated_pdf`` writes a reader's annotations
 into their stamped copy of the document as real PDF annotations (``/Ink``, ``/Highlight``,
-``/Text``), off the event loop.
+``/Text``), in the files feature's worker processes (with their memory and time limits),
+never in the server process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from collections.abc import Sequence
@@ -29,7 +29,7 @@ from pypdf.generic import (
     NumberObject,
     TextStringObject,
 )
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from meeting.models import AgendaDocument, Annotation, AnnotationKind, Participant
 from meeting.participants import meeting_subject, meeting_topic
@@ -38,8 +38,10 @@ from server.clock import utc_iso
 from server.context import Context
 from server.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from server.files.models import StoredFile
+from server.files.runtime import runtime
 from server.files.service import readable_file, stamped_copy
 from server.files.storage import discard
+from server.files.worker import JobRejected, WorkerCrashed, WorkerTimeout
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
@@ -133,11 +135,17 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
     if not 1 <= page <= f.pages:
         raise Unprocessable(f"File {file_id} has pages 1 to {f.pages}.",
                             code="page_out_of_range", details={"pages": f.pages})
-    if len(json.dumps(data)) > ctx.settings.annotation_max_bytes:
+    settings = ctx.settings
+    if len(json.dumps(data)) > settings.annotation_max_data_bytes:
         raise PayloadTooLarge(
-            f"An annotation's data has at most {ctx.settings.annotation_max_bytes} bytes.",
+            f"An annotation's data has at most {settings.annotation_max_data_bytes} bytes.",
             code="too_large")
     clean = parse_data(kind, data)
+    longest = max((len(stroke) for stroke in clean.get("strokes", ())), default=0)
+    if longest > settings.annotation_max_points_per_stroke:
+        raise Unprocessable(f"A stroke has at most {settings.annotation_max_points_per_stroke} "
+                            "points.", code="stroke_too_long")
+    size = len(json.dumps(clean))
     target: int | None = None
     if shared or meeting_id is not None:
         candidates = await _meetings_sharing(ctx, actor.id, file_id)
@@ -149,13 +157,17 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
                                 "part in.", code="not_shared_in_meeting")
         target = meeting_id if meeting_id is not None else candidates[0]
     async with ctx.write() as w:
-        count = (await w.session.execute(
-            select(func.count()).select_from(Annotation)
-            .where(Annotation.file_id == file_id, Annotation.user_id == actor.id))).scalar_one()
-        if count >= ctx.settings.annotation_max_per_file:
+        kept = (await w.session.execute(
+            select(Annotation.data)
+            .where(Annotation.file_id == file_id, Annotation.user_id == actor.id))).scalars().all()
+        if len(kept) >= settings.annotation_max_per_file:
             raise Unprocessable(
-                f"A reader keeps at most {ctx.settings.annotation_max_per_file} annotations "
+                f"A reader keeps at most {settings.annotation_max_per_file} annotations "
                 "per document.", code="too_many_annotations")
+        if size + sum(len(json.dumps(old)) for old in kept) > settings.annotation_max_bytes:
+            raise PayloadTooLarge(
+                f"A reader keeps at most {settings.annotation_max_bytes} bytes of annotations "
+                "per document.", code="annotations_too_large")
         row = Annotation(file_id=file_id, user_id=actor.id, page=page, kind=kind.value,
                          data=clean, text=str(clean.get("text", "")), shared=shared,
                          meeting_id=target, created_at=w.now)
@@ -212,8 +224,12 @@ async def delete_annotation(ctx: Context, actor: Principal, file_id: int,
 
 
 async def annotated_pdf(ctx: Context, actor: Principal, file_id: int, *,
-                        include_shared: bool = False) -> tuple[bytes, StoredFile]:
-    """The document with the reader's annotations written in as PDF annotations."""
+                        include_shared: bool = False) -> tuple[Path, StoredFile]:
+    """The document with the reader's annotations written in as PDF annotations.
+
+    Built by a worker process into a temporary file, which the caller sends and removes.
+    422 ``annotation_failed`` when the worker refuses, runs out of time or memory.
+    """
     f = await readable_file(ctx, actor, file_id)
     if not f.pages:
         raise Unprocessable(f"File {file_id} is not a paged document.", code="not_a_document")
@@ -222,7 +238,12 @@ async def annotated_pdf(ctx: Context, actor: Principal, file_id: int, *,
     # The reader's copy: stamped with their name like every download (and audited so).
     source = await stamped_copy(ctx, actor, f)
     try:
-        pdf = await asyncio.to_thread(write_annotations, source, marks, actor.display_name)
+        pdf = await runtime(ctx).derived_pdf(
+            "meeting.annotations:write_annotations_file",
+            {"source": str(source), "marks": marks, "author": actor.display_name})
+    except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
+        raise Unprocessable(f"The annotated copy could not be made: {exc}.",
+                            code="annotation_failed") from exc
     finally:
         discard(source)
     return pdf, f
@@ -302,3 +323,12 @@ def write_annotations(source: Path, marks: Sequence[tuple[int, str, dict[str, An
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def write_annotations_file(source: str, out: str,
+                           marks: Sequence[tuple[int, str, dict[str, Any], int, int]],
+                           author: str) -> int:
+    """``write_annotations`` into the file ``out``, as a worker job; answers its size."""
+    pdf = write_annotations(Path(source), marks, author)
+    Path(out).write_bytes(pdf)
+    return len(pdf)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from meeting import agenda, attendance, meetings, presentation, speakers
@@ -22,7 +23,8 @@ from meeting.models import (
     SpeakerKind,
 )
 from server.errors import BadRequest
-from server.http import JSON, context, current_user, path_int, read_json
+from server.files.storage import discard
+from server.http import JSON, Body, context, current_user, path_int, read_json
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                          max_length=MAX_TITLE_CHARS)]
@@ -34,7 +36,7 @@ Ids = Annotated[list[Id], Field(max_length=5000)]
 MAX_SPEECH_LIMIT_SECS = 7200
 
 
-class Strict(BaseModel):
+class Strict(Body):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
@@ -310,7 +312,7 @@ async def delete_participant(request: Request) -> Response:
     return Response(status_code=204)
 
 
-class AnnotationBody(BaseModel):
+class AnnotationBody(Body):
     model_config = ConfigDict(extra="forbid", strict=False)
 
     page: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
@@ -353,10 +355,10 @@ async def annotated_pdf(request: Request) -> Response:
                                              include_shared=flag in ("1", "true"))
     stem = (f.name.rsplit(".", 1)[0] if f.name else f"file-{f.id}") or f"file-{f.id}"
     filename = quote(f"{stem}-annotated.pdf")
-    return Response(pdf, media_type="application/pdf", headers={
+    return FileResponse(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
         "Cache-Control": "private, no-store",
-    })
+    }, background=BackgroundTask(discard, pdf))
 
 
 BASE = "/api/v1/meetings"

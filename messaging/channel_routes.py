@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from messaging import channels, presence, search
-from messaging.directive_routes import query_int
 from messaging.models import ChannelKind
-from server.http import JSON, context, current_user, path_int, read_json
+from server.errors import BadRequest
+from server.http import (
+    JSON,
+    MAX_ID,
+    Body,
+    context,
+    current_user,
+    path_int,
+    query_int,
+    read_json,
+)
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ClientMsgId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class Strict(BaseModel):
+class Strict(Body):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -110,6 +119,19 @@ async def unit_presence(request: Request) -> Response:
                                              path_int(request, "unit_id")))
 
 
+async def people_presence(request: Request) -> Response:
+    actor = await current_user(request)
+    raw = request.query_params.get("user_ids", "")
+    try:
+        user_ids = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError as exc:
+        raise BadRequest("user_ids is a comma-separated list of integers.",
+                         code="invalid_request") from exc
+    if any(not 0 < uid <= MAX_ID for uid in user_ids):
+        raise BadRequest(f"user_ids are positive integers up to {MAX_ID}.", code="invalid_request")
+    return JSON(await presence.contacts_presence(context(request), actor, user_ids))
+
+
 async def search_route(request: Request) -> Response:
     actor = await current_user(request)
     results = await search.search(context(request), actor, request.query_params.get("q", ""),
@@ -132,5 +154,6 @@ routes = [
           methods=["POST"]),
     Route("/api/v1/channels/{channel_id}/read", mark_read, methods=["POST"]),
     Route("/api/v1/units/{unit_id}/presence", unit_presence, methods=["GET"]),
+    Route("/api/v1/presence", people_presence, methods=["GET"]),
     Route("/api/v1/search", search_route, methods=["GET"]),
 ]

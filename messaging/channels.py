@@ -34,12 +34,12 @@ from messaging.models import (
     SearchKind,
 )
 from messaging.search import index_document, remove_document
+from messaging.senders import sender_card, sender_cards, unknown_card
 from server.auth.principal import Principal
 from server.context import Context, Write
 from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from server.files.service import require_attachable
 from server.org.models import Unit, User
-from server.org.service import display_names
 
 log = logging.getLogger("dienhong.messaging.channels")
 
@@ -52,14 +52,15 @@ def channel_json(channel: Channel) -> dict[str, Any]:
             "unit_id": channel.unit_id, "created_at": iso(channel.created_at)}
 
 
-def message_json(message: Message, author_name: str,
+def message_json(message: Message, author: dict[str, Any],
                  versions: Sequence[MessageVersion] = ()) -> dict[str, Any]:
-    """A message as the API and its events show it; ``author_name`` is the author's
-    display name now (a member from another unit is named, not only numbered)."""
+    """A message as the API and its events show it; ``author`` is the author's card now
+    (messaging.senders: a member from another unit is named, not only numbered)."""
     retracted = message.state == MessageState.RETRACTED.value
     return {
         "id": message.id, "channel_id": message.channel_id, "seq": message.seq,
-        "author_id": message.author_id, "author_name": author_name,
+        "author_id": message.author_id, "author_name": author["display_name"],
+        "sender": author,
         "client_msg_id": message.client_msg_id,
         "body": None if retracted else message.body, "reply_to": message.reply_to,
         "attachment_ids": [] if retracted else list(message.attachment_ids or []),
@@ -293,7 +294,7 @@ async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body:
                     or sorted(existing.attachment_ids or []) != sorted(attachment_ids)):
                 raise Conflict("This client_msg_id was used for another message.",
                                code="client_msg_id_reused")
-            return message_json(existing, actor.display_name, versions), False
+            return message_json(existing, await sender_card(session, actor.id), versions), False
         if reply_to is not None:
             target = await session.get(Message, reply_to)
             if target is None or target.channel_id != channel.id:
@@ -308,7 +309,8 @@ async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body:
         await session.flush()
         for f in files:
             session.add(MessageAttachment(message_id=message.id, file_id=f.id))
-        draft = message_json(message, actor.display_name)
+        author = await sender_card(session, actor.id)
+        draft = message_json(message, author)
         del draft["seq"]  # the message's seq is the seq of this event
         event = await w.emit(f"channel:{channel.id}", "message.posted", {"message": draft})
         message.seq = event.seq
@@ -316,7 +318,7 @@ async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body:
                                   member=channel.kind != ChannelKind.UNIT.value)
         if body.strip():
             await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
-        return message_json(message, actor.display_name), True
+        return message_json(message, author), True
 
 
 async def _versions(session: AsyncSession, message: Message) -> Sequence[MessageVersion]:
@@ -359,7 +361,8 @@ async def edit_message(ctx: Context, actor: Principal, channel_id: int, message_
         message.state = MessageState.EDITED.value
         message.edited_at = w.now
         await session.flush()
-        result = message_json(message, actor.display_name, await _versions(session, message))
+        result = message_json(message, await sender_card(session, actor.id),
+                              await _versions(session, message))
         await w.emit(f"channel:{channel.id}", "message.edited", {"message": result})
         await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
         await w.audit(actor.id, "message.edit", f"channel:{channel.id}",
@@ -381,7 +384,7 @@ async def retract_message(ctx: Context, actor: Principal, channel_id: int,
         message.state = MessageState.RETRACTED.value
         message.retracted_at = w.now
         await session.flush()
-        result = message_json(message, actor.display_name)
+        result = message_json(message, await sender_card(session, actor.id))
         await w.emit(f"channel:{channel.id}", "message.retracted", {"message": result})
         await remove_document(session, SearchKind.MESSAGE, message.id)
         await w.audit(actor.id, "message.retract", f"channel:{channel.id}",
@@ -412,8 +415,9 @@ async def history(ctx: Context, actor: Principal, channel_id: int, *,
                 .order_by(MessageVersion.version)
             )).scalars().all():
                 versions.setdefault(version.message_id, []).append(version)
-        names = await display_names(session, (m.author_id for m in rows))
-        return [message_json(m, names.get(m.author_id, ""), versions.get(m.id, ()))
+        cards = await sender_cards(session, (m.author_id for m in rows))
+        return [message_json(m, cards.get(m.author_id) or unknown_card(m.author_id),
+                             versions.get(m.id, ()))
                 for m in rows]
 
 

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from messaging import directives, receipts, replies
+from messaging import directives, receipts, receipts_export, replies
 from messaging.models import Urgency
-from server.errors import BadRequest
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, query_int, read_json
 from server.org.models import Confidentiality
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 FileIds = Annotated[list[int], Field(default_factory=list, max_length=50)]
 
 
-class Strict(BaseModel):
+class Strict(Body):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -50,16 +49,6 @@ class ReplyBody(Strict):
     attachment_ids: FileIds
     # The sender side says which unit's thread it answers in.
     unit_id: int | None = None
-
-
-def query_int(request: Request, name: str, default: int | None = None) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be an integer.", code="invalid_request") from exc
 
 
 async def issue(request: Request) -> Response:
@@ -113,8 +102,8 @@ async def receipts_json(request: Request) -> Response:
 async def receipts_csv(request: Request) -> Response:
     actor = await current_user(request)
     directive_id = path_int(request, "directive_id")
-    text = await receipts.receipts_csv(context(request), actor, directive_id)
-    return Response(text, media_type="text/csv; charset=utf-8", headers={
+    data = await receipts_export.receipts_csv(context(request), actor, directive_id)
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="directive-{directive_id}-receipts.csv"'})
 
 

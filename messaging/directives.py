@@ -31,6 +31,7 @@ from messaging.models import (
     Urgency,
 )
 from messaging.search import index_document
+from messaging.senders import sender_card, sender_cards, unknown_card
 from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context, Write
@@ -83,10 +84,14 @@ def utf8_len(value: str) -> int:
     return len(value.encode("utf-8"))
 
 
+def directive_not_found(directive_id: int) -> NotFound:
+    return NotFound(f"Directive {directive_id} does not exist.", code="directive_not_found")
+
+
 async def load_directive(session: AsyncSession, directive_id: int) -> Directive:
     directive = await session.get(Directive, directive_id)
     if directive is None:
-        raise NotFound(f"Directive {directive_id} does not exist.", code="directive_not_found")
+        raise directive_not_found(directive_id)
     return directive
 
 
@@ -112,7 +117,8 @@ async def require_access(session: AsyncSession, principal: Principal,
         raise Forbidden("Your clearance does not permit this directive.",
                         code="insufficient_clearance")
     if recipient is None:
-        raise Forbidden("You are not a recipient of this directive.", code="not_a_recipient")
+        # Exactly as for a directive that does not exist: no oracle of other units' ids.
+        raise directive_not_found(directive_id)
     return DirectiveAccess(directive, recipient, False)
 
 
@@ -120,12 +126,13 @@ def _left_out(directive: Directive, user_id: int) -> bool:
     return any(entry.get("user_id") == user_id for entry in directive.left_out or ())
 
 
-def summary_json(directive: Directive) -> dict[str, Any]:
-    """What a box lists: no body."""
+def summary_json(directive: Directive, sender: dict[str, Any]) -> dict[str, Any]:
+    """What a box lists: no body. ``sender`` is the sender's card (messaging.senders)."""
     return {
         "id": directive.id, "title": directive.title, "urgency": directive.urgency,
         "confidentiality": directive.confidentiality, "ack_required": directive.ack_required,
-        "sender_id": directive.sender_id, "issued_at": iso(directive.issued_at),
+        "sender_id": directive.sender_id, "sender": sender,
+        "issued_at": iso(directive.issued_at),
         "due_at": iso(directive.due_at), "recipient_count": directive.recipient_count,
     }
 
@@ -148,10 +155,10 @@ def receipt_json(row: DirectiveRecipient) -> dict[str, Any]:
     }
 
 
-def _issued_payload(directive: Directive, attachments: list[dict[str, Any]],
-                    body_chars: int) -> dict[str, Any]:
+def _issued_payload(directive: Directive, sender: dict[str, Any],
+                    attachments: list[dict[str, Any]], body_chars: int) -> dict[str, Any]:
     truncated = len(directive.body) > body_chars
-    return {"directive": summary_json(directive) | {
+    return {"directive": summary_json(directive, sender) | {
         "body": directive.body[:body_chars], "body_truncated": truncated,
         "attachments": attachments,
     }}
@@ -213,7 +220,8 @@ async def issue_directive(
         for position, f in enumerate(files):
             session.add(DirectiveAttachment(directive_id=directive.id, file_id=f.id,
                                             position=position))
-        payload = _issued_payload(directive, [file_json(f) for f in files],
+        payload = _issued_payload(directive, await sender_card(session, actor.id),
+                                  [file_json(f) for f in files],
                                   settings.directive_event_body_chars)
         first_reminder = None
         if ack_required:
@@ -247,7 +255,7 @@ async def get_directive(ctx: Context, actor: Principal, directive_id: int) -> di
     async with ctx.read() as session:
         access = await require_access(session, actor, directive_id)
         directive = access.directive
-        result = summary_json(directive) | {
+        result = summary_json(directive, await sender_card(session, directive.sender_id)) | {
             "body": directive.body,
             "targets": directive.targets,
             "attachments": await attachments_json(session, directive.id),
@@ -274,8 +282,11 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
                 .join(DirectiveRecipient, DirectiveRecipient.directive_id == Directive.id)
                 .where(DirectiveRecipient.user_id == actor.id, newest_first)
                 .order_by(Directive.id.desc()).limit(limit))
-            for directive, receipt in received.tuples().all():
-                entry = summary_json(directive)
+            pairs = received.tuples().all()
+            cards = await sender_cards(session, (d.sender_id for d, _ in pairs))
+            for directive, receipt in pairs:
+                entry = summary_json(directive, cards.get(directive.sender_id)
+                                     or unknown_card(directive.sender_id))
                 if not actor.clearance.permits(Confidentiality(directive.confidentiality)):
                     # Clearance lowered since: keep the entry, hide what it says.
                     entry["title"] = None
@@ -287,8 +298,10 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
             select(Directive).where(Directive.sender_id == actor.id, newest_first)
             .order_by(Directive.id.desc()).limit(limit))).scalars().all()
         counts = await rollup_counts(session, [d.id for d in directives])
+        card = await sender_card(session, actor.id)
         for directive in directives:
-            result.append(summary_json(directive) | {"progress": counts.get(directive.id, {})})
+            result.append(summary_json(directive, card)
+                          | {"progress": counts.get(directive.id, {})})
         return result
 
 
@@ -314,7 +327,7 @@ async def _own_receipt(session: AsyncSession, actor: Principal,
                        directive_id: int) -> tuple[Directive, DirectiveRecipient]:
     access = await require_access(session, actor, directive_id)
     if access.recipient is None:
-        raise Forbidden("You are not a recipient of this directive.", code="not_a_recipient")
+        raise directive_not_found(directive_id)
     return access.directive, access.recipient
 
 

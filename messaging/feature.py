@@ -14,8 +14,10 @@ async def _start(ctx: Context) -> None:
     from messaging.presence import PresenceTracker
     from messaging.receipt_writer import ReceiptWriter
     from messaging.receipts import ReceiptsNotifier
+    from messaging.receipts_export import city_zone
     from messaging.reminders import ReminderScheduler
 
+    city_zone(ctx.settings.city_timezone)  # a misspelt zone stops the server here, not later
     ctx.extensions["messaging.receipts"] = ReceiptsNotifier(ctx)
     ctx.extensions["messaging.receipt_writer"] = ReceiptWriter(ctx)
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)

@@ -20,10 +20,12 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
+from messaging.models import ChannelMember
 from server.auth.principal import Principal
 from server.context import Context
-from server.errors import Forbidden
+from server.errors import Forbidden, Unprocessable
 from server.org.models import User
 from server.org.service import get_unit, may_watch_unit
 
@@ -206,6 +208,36 @@ async def unit_presence(ctx: Context, actor: Principal, unit_id: int) -> dict[st
         "away": counts[PresenceState.AWAY], "offline": counts[PresenceState.OFFLINE],
         "users": [{"user_id": uid, "state": states[uid].value} for uid in users],
     }
+
+
+async def contacts_presence(ctx: Context, actor: Principal,
+                            user_ids: list[int]) -> dict[str, Any]:
+    """The presence of people the actor talks to: members of a direct or group channel the
+    actor is in, or of the actor's own unit (the dots next to direct conversations)."""
+    wanted = sorted(set(user_ids))
+    if len(wanted) > ctx.settings.max_channel_members:
+        raise Unprocessable(f"Ask for at most {ctx.settings.max_channel_members} people.",
+                            code="too_many_users")
+    if not wanted:
+        return {"users": []}
+    async with ctx.read() as session:
+        mine = aliased(ChannelMember)
+        theirs = aliased(ChannelMember)
+        shared = set((await session.execute(
+            select(theirs.user_id)
+            .join(mine, mine.channel_id == theirs.channel_id)
+            .where(mine.user_id == actor.id, mine.member.is_(True),
+                   theirs.member.is_(True), theirs.user_id.in_(wanted))
+        )).scalars().all())
+        colleagues = set((await session.execute(
+            select(User.id).where(User.id.in_(wanted), User.unit_id == actor.unit_id)
+        )).scalars().all())
+    strangers = [uid for uid in wanted if uid not in shared | colleagues]
+    if strangers:
+        raise Forbidden("You share no conversation with some of these people.",
+                        code="not_a_contact", details={"user_ids": strangers})
+    states = await tracker(ctx).states(wanted)
+    return {"users": [{"user_id": uid, "state": states[uid].value} for uid in wanted]}
 
 
 async def run_presence(ctx: Context) -> None:

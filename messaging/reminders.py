@@ -1,5 +1,5 @@
 """Chasing: reminders to recipients who have not acknowledged, overdue notices to the
-sender, escalation to the head of a late unit.
+sender and to each late recipient, escalation to the head of a late unit.
 
 All state is in the database — ``next_reminder_at`` and ``reminders_sent`` per recipient,
 ``overdue_notified_at`` per directive — so the schedule survives restarts. Every node runs
@@ -195,6 +195,7 @@ class ReminderScheduler:
                 )).all()
                 if not rows:
                     continue
+                await self._tell_late_recipients(w, directive)
                 names = await unit_names(session, [unit_id for unit_id, _ in rows])
                 await w.emit(f"user:{directive.sender_id}", "directive.overdue", {
                     "directive_id": directive.id, "title": directive.title,
@@ -204,6 +205,27 @@ class ReminderScheduler:
                                     "missing": count} for unit_id, count in rows],
                 })
             return len(due)
+
+    async def _tell_late_recipients(self, w: Any, directive: Directive) -> None:
+        """``directive.overdue`` to every recipient who has not acknowledged, so the clerk's
+        card says "Quá hạn" at once; the title only to those still cleared for it."""
+        level = Confidentiality(directive.confidentiality)
+        late = (await w.session.execute(
+            select(DirectiveRecipient.user_id, User.clearance)
+            .join(User, User.id == DirectiveRecipient.user_id)
+            .where(DirectiveRecipient.directive_id == directive.id,
+                   DirectiveRecipient.acknowledged_at.is_(None))
+            .order_by(DirectiveRecipient.user_id)
+        )).all()
+        data: dict[str, Any] = {"directive_id": directive.id, "urgency": directive.urgency,
+                                "due_at": iso(directive.due_at)}
+        cleared = [f"user:{uid}" for uid, c in late if Confidentiality(c).permits(level)]
+        others = [f"user:{uid}" for uid, c in late if not Confidentiality(c).permits(level)]
+        # One insert per group, not one per clerk: a city-wide instruction may have thousands.
+        if cleared:
+            await w.emit_many(cleared, "directive.overdue", data | {"title": directive.title})
+        if others:
+            await w.emit_many(others, "directive.overdue", data)
 
 
 async def run_reminders(ctx: Context) -> None:

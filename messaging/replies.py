@@ -15,20 +15,22 @@ from sqlalchemy import select
 from messaging.directives import iso, require_access, utf8_len
 from messaging.models import DirectiveRecipient, DirectiveReply, ReplyAttachment, SearchKind
 from messaging.search import index_document
+from messaging.senders import sender_card, sender_cards, unknown_card
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden, PayloadTooLarge, Unprocessable
 from server.files.service import require_attachable
-from server.org.service import display_names
 
 # Replies per page of a thread.
 MAX_PAGE = 500
 
 
-def reply_json(reply: DirectiveReply, author_name: str) -> dict[str, Any]:
+def reply_json(reply: DirectiveReply, author: dict[str, Any]) -> dict[str, Any]:
+    """A reply as the API and its events show it; ``author`` is the author's card."""
     return {
         "id": reply.id, "directive_id": reply.directive_id, "unit_id": reply.unit_id,
-        "author_id": reply.author_id, "author_name": author_name, "body": reply.body,
+        "author_id": reply.author_id, "author_name": author["display_name"],
+        "sender": author, "body": reply.body,
         "attachment_ids": list(reply.attachment_ids or []), "created_at": iso(reply.created_at),
     }
 
@@ -69,14 +71,15 @@ async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body:
         await session.flush()
         for f in files:
             session.add(ReplyAttachment(reply_id=reply.id, file_id=f.id))
-        payload = {"directive_id": directive.id, "reply": reply_json(reply, actor.display_name)}
+        author = await sender_card(session, actor.id)
+        payload = {"directive_id": directive.id, "reply": reply_json(reply, author)}
         for user_id in sorted({directive.sender_id, *members}):
             await w.emit(f"user:{user_id}", "directive.reply", payload)
         await index_document(session, SearchKind.REPLY, reply.id, body, w.now)
         await w.audit(actor.id, "directive.reply", f"directive:{directive.id}",
                       {"reply_id": reply.id, "unit_id": thread_unit,
                        "attachments": [f.id for f in files]})
-        return reply_json(reply, actor.display_name)
+        return reply_json(reply, author)
 
 
 async def list_replies(ctx: Context, actor: Principal, directive_id: int, *,
@@ -96,5 +99,6 @@ async def list_replies(ctx: Context, actor: Principal, directive_id: int, *,
             stmt = stmt.where(DirectiveReply.unit_id == unit_id)
         rows = (await session.execute(
             stmt.order_by(DirectiveReply.id).limit(MAX_PAGE))).scalars().all()
-        names = await display_names(session, (row.author_id for row in rows))
-        return [reply_json(row, names.get(row.author_id, "")) for row in rows]
+        cards = await sender_cards(session, (row.author_id for row in rows))
+        return [reply_json(row, cards.get(row.author_id) or unknown_card(row.author_id))
+                for row in rows]

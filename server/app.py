@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -19,14 +21,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server.audit_anchor import NodeKeySigner, checkpoint_forever, checkpoint_now
 from server.auth.tokens import TokenService
 from server.clock import Clock, SystemClock
 from server.context import Context
 from server.db import Database
-from server.errors import ApiError, Forbidden
+from server.errors import ApiError, Forbidden, NotFound
 from server.features import Feature
-from server.http import JSON, context
+from server.http import JSON, SecurityHeaders, context, route_path
 from server.metrics import Metrics
+from server.openapi import openapi_document
 from server.org.routes import routes as org_routes
 from server.org.service import forget_changed_users
 from server.realtime.broker import create_broker
@@ -75,7 +79,30 @@ async def healthz(request: Request) -> Response:
                 status_code=200 if healthy else 503)
 
 
+def may_read_metrics(request: Request) -> bool:
+    """An allow-listed client address, or the metrics token as a bearer token."""
+    settings = context(request).settings
+    if settings.metrics_token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode(), settings.metrics_token.encode()):
+            return True
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for allowed in settings.metrics_allowed_addresses:
+        with contextlib.suppress(ValueError):
+            if address in ipaddress.ip_network(allowed, strict=False):
+                return True
+    return False
+
+
 async def metrics(request: Request) -> Response:
+    if not may_read_metrics(request):
+        # As if absent: the figures tell an outsider who is online and how busy it is.
+        raise NotFound("Not Found", code="not_found")
     return PlainTextResponse(context(request).metrics.render(),
                              media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -93,7 +120,7 @@ async def api_error(request: Request, exc: Exception) -> Response:
         try:
             async with ctx.write() as w:
                 await w.audit(principal.id if principal else None, "access.refused",
-                              f"{request.method} {request.url.path}",
+                              f"{request.method} {route_path(request)}",
                               {"code": exc.code, "message": exc.message})
         except Exception:
             log.exception("could not audit a refusal")
@@ -103,16 +130,20 @@ async def api_error(request: Request, exc: Exception) -> Response:
     return JSON(exc.body(), status_code=exc.status, headers=headers)
 
 
+# Codes of the errors Starlette raises itself (unknown path, wrong method; 0: any other).
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 0: "http_error"}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    code = codes.get(exc.status_code, "http_error")
+    code = HTTP_ERROR_CODES.get(exc.status_code, HTTP_ERROR_CODES[0])
     return JSON({"error": {"code": code, "message": str(exc.detail)}},
                 status_code=exc.status_code)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s %s", request.method, route_path(request),
+                  exc_info=exc)
     return JSON({"error": {"code": "internal_error", "message": "Internal server error."}},
                 status_code=500)
 
@@ -167,9 +198,10 @@ class RequestMetrics:
                 elapsed
             )
             if log.isEnabledFor(logging.INFO):
-                log.info("%s %s %s %.1fms", scope["method"], scope["path"], status,
+                # The template, never the path: paths carry ballot receipts and ids.
+                log.info("%s %s %s %.1fms", scope["method"], template, status,
                          elapsed * 1000,
-                         extra={"method": scope["method"], "path": scope["path"],
+                         extra={"method": scope["method"], "route": template,
                                 "status": status, "ms": round(elapsed * 1000, 1)})
 
 
@@ -221,6 +253,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/api/v1/openapi.json", openapi_document, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
         *org_routes,
     ]
@@ -253,6 +286,10 @@ def create_app(
         for feature in chosen:
             for job in feature.background:
                 tasks.append(asyncio.create_task(job(ctx), name=f"{feature.name}-{job.__name__}"))
+        signer = NodeKeySigner.for_node(settings)
+        if settings.audit_checkpoint_interval_secs > 0:
+            tasks.append(asyncio.create_task(checkpoint_forever(ctx, signer),
+                                             name="audit-checkpoints"))
         try:
             yield
         finally:
@@ -263,6 +300,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await gateway.flush_received()
+            if settings.audit_checkpoint_interval_secs > 0:
+                await checkpoint_now(ctx, signer)
             await broker.stop()
             await db.dispose()
 
@@ -278,4 +317,5 @@ def create_app(
     app.state.ctx = ctx
     app.state.gateway = gateway
     app.add_middleware(RequestMetrics, metrics=metrics_, routes=routes)
+    app.add_middleware(SecurityHeaders)
     return app

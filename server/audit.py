@@ -159,6 +159,9 @@ async def verify_chain(session: AsyncSession, *, batch: int = 2000) -> ChainRepo
             last_seq = row.seq
             expected_seq += 1
     head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one_or_none()
+    if head is None and last_seq > 0:
+        return ChainReport(False, last_seq, prev, last_seq + 1,
+                           "the chain's head row is missing (removed with records at the end?)")
     if head is not None and (head.seq != last_seq or head.hash != prev):
         return ChainReport(False, last_seq, prev, last_seq + 1,
                            f"the chain ends at record {last_seq} but its head says {head.seq} "

@@ -145,18 +145,37 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _verify_audit(settings: Settings) -> int:
-    from server.audit import verify_chain
+    from server.audit_anchor import (
+        CheckpointFileError,
+        NodeKeySigner,
+        checkpoint_path,
+        read_checkpoints,
+        verify_anchored,
+    )
     from server.db import Database
 
     async def run() -> int:
+        signer = NodeKeySigner.for_node(settings)
+        try:
+            checkpoints = read_checkpoints(checkpoint_path(settings))
+        except CheckpointFileError as exc:
+            print(f"audit checkpoints unreadable: {exc}", file=sys.stderr)
+            return 1
         db = Database(settings)
         try:
             async with db.read_session() as session:
-                report = await verify_chain(session)
+                report = await verify_anchored(session, checkpoints,
+                                               {signer.key_id: signer.verifier()})
         finally:
             await db.dispose()
         if report.ok:
-            print(f"audit chain holds: {report.records} records, head {report.head_hash}")
+            print(f"audit chain holds: {report.records} records, head {report.head_hash}, "
+                  f"{len(checkpoints)} signed checkpoints agree")
+            if report.records and not checkpoints:
+                # A server writes one when it starts: none at all means the file is gone,
+                # or only command-line tools ever wrote to this database.
+                print(f"warning: no audit checkpoints in {checkpoint_path(settings)}; the "
+                      "chain is not anchored outside the database", file=sys.stderr)
             return 0
         print(f"audit chain broken at record {report.first_bad_seq}: {report.problem}",
               file=sys.stderr)

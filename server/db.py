@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Executable, MetaData, Row, event, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from server.compat.aiosqlite_dbapi import one_hop_dbapi
+from server.private_paths import private_dir, private_sqlite
 from server.settings import Settings
 
 NAMING = {
@@ -114,7 +116,10 @@ class Database:
         self.url = settings.effective_database_url
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(settings.data_dir)
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                private_sqlite(Path(database))
             self.write_engine = self._sqlite_engine(immediate=True)
             self.read_engine = self._sqlite_engine(immediate=False)
         else:

@@ -79,6 +79,22 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     # Largest JSON request body; larger ones get 413.
     max_json_body_bytes: int = 1_048_576
+    # Deepest nesting of objects and arrays in a JSON body; deeper ones get 400 `invalid_json`.
+    max_json_depth: int = 32
+    # Client addresses or networks (`10.0.0.0/8`) that may read `/metrics`; others get 404.
+    # Empty: only with the token.
+    metrics_allowed_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
+    # A secret that opens `/metrics` from anywhere as `Authorization: Bearer <token>`. Empty: no
+    # token opens it.
+    metrics_token: str = ""
+
+    # --- audit anchoring ------------------------------------------------------------
+    # How often the node signs a checkpoint of the audit chain's head (and once at shutdown); 0:
+    # never.
+    audit_checkpoint_interval_secs: float = 300.0
+    # The append-only JSON-lines file of signed checkpoints; empty: `audit-checkpoints.jsonl` in
+    # the data directory. Keep a copy off the machine.
+    audit_checkpoint_path: str = ""
 
     # --- tokens ---------------------------------------------------------------
     # `iss` of the tokens this server issues and accepts.
@@ -237,6 +253,9 @@ class Settings:
     # A node's presence entries in Redis expire unless refreshed (a dead node's users go
     # offline by themselves).
     presence_ttl_secs: int = 60
+    # The city's time zone (IANA name): `receipts.csv` writes its times in it. An unknown name
+    # stops the server at start.
+    city_timezone: str = "Asia/Ho_Chi_Minh"
 
     # --- meetings and media ---------------------------------------------------
     # Speaking time of a new meeting unless it sets its own.
@@ -255,8 +274,13 @@ class Settings:
     speech_warning_secs: int = 30
     # How often a node looks for speeches granted elsewhere to time them too.
     speech_timer_rescan_secs: float = 5.0
-    # Size of one annotation's data at most.
-    annotation_max_bytes: int = 65_536
+    # The data one reader keeps on one document, all annotations together (bounds
+    # the work of building their `annotated.pdf`); past it 413 `annotations_too_large`.
+    annotation_max_bytes: int = 1_048_576
+    # Size of one annotation's data; larger ones get 413 `too_large`.
+    annotation_max_data_bytes: int = 65_536
+    # Points one ink stroke may have; longer strokes get 422 `stroke_too_long`.
+    annotation_max_points_per_stroke: int = 2_000
     # Annotations one reader may keep on one document.
     annotation_max_per_file: int = 2_000
     # Remote (WebRTC) participants of one meeting on one node at most.

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from meeting.media import service
 from server.errors import NotFound
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 
 # An SDP offer of a browser with audio and video is a few kilobytes.
 MAX_SDP_CHARS = 64_000
 
 
-class Offer(BaseModel):
+class Offer(Body):
     model_config = ConfigDict(extra="forbid")
 
     sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -10,7 +10,7 @@ from starlette.routing import Route
 from meeting.polls import service
 from meeting.polls.models import MAX_POLL_TITLE_CHARS
 from meeting.polls.rules import PollKind, Rule
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 
 # A ballot's idempotency key is the tablet's secret for this ballot (a random UUID): the
 # receipt is derived from it, so it must be long enough not to be guessed.
@@ -18,7 +18,7 @@ MIN_KEY_CHARS = 16
 MAX_KEY_CHARS = 200
 
 
-class PollIn(BaseModel):
+class PollIn(Body):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=MAX_POLL_TITLE_CHARS)
@@ -31,7 +31,7 @@ class PollIn(BaseModel):
     duration_secs: int | None = None
 
 
-class BallotIn(BaseModel):
+class BallotIn(Body):
     model_config = ConfigDict(extra="forbid")
 
     choice: str | list[str]

@@ -85,6 +85,19 @@ class FilesRuntime:
             raise
         return out
 
+    async def derived_pdf(self, job: str, kwargs: dict[str, Any]) -> Path:
+        """Run a feature's ``module:function`` job that writes a PDF to ``out``, in the
+        stamping workers (with their memory and time limits); the caller removes the file."""
+        out = self.store.temp_path(".pdf")
+        try:
+            await self.stamp_pool.run(job, {**kwargs, "out": str(out)},
+                                      self.settings.pdf_stamp_timeout_secs)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                out.unlink()
+            raise
+        return out
+
     async def page_png(self, sha256: str, page: int, width: int) -> Path:
         """The cached PNG of ``page`` (1-based) at ``width``, rendering it if needed."""
         path = self.store.render_path(sha256, page, width)

@@ -20,6 +20,8 @@ import re
 import uuid
 from pathlib import Path
 
+from server.private_paths import PRIVATE_FILE_MODE, private_dir
+
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 # A temporary file this old belongs to no request in progress (uploads and stamped copies
 # live seconds); several nodes may share the data dir, so only old ones are removed.
@@ -37,8 +39,10 @@ class ContentStore:
         self.blobs = self.root / "blobs"
         self.renders = self.root / "renders"
         self.tmp = self.root / "tmp"
-        for directory in (self.blobs, self.renders, self.tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+        # Uploaded documents are for the server's user only (0700 down to every file).
+        private_dir(data_dir)
+        for directory in (self.root, self.blobs, self.renders, self.tmp):
+            private_dir(directory)
 
     def blob_path(self, sha256: str) -> Path:
         if not _SHA_RE.match(sha256):
@@ -105,7 +109,9 @@ class ContentStore:
         if final.exists():
             discard(temp)
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(final.parent)
+        # Whoever wrote the temporary file, the kept document is the server's alone.
+        os.chmod(temp, PRIVATE_FILE_MODE)
         os.replace(temp, final)
         return final
 

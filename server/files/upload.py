@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from server.errors import BadRequest, PayloadTooLarge, Unprocessable
 from server.files.models import MAX_NAME_CHARS
 from server.files.storage import ContentStore, discard
+from server.private_paths import open_private
 
 FILE_FIELD = "file"
 # Room for the multipart framing and small extra fields around the file itself.
@@ -32,7 +34,9 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 HEAD_BYTES = 4096
 # Parts in one upload at most (the file plus a few fields a form may add).
 MAX_PARTS = 16
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+# Control characters, path separators, and the bidirectional controls (embeddings,
+# overrides, isolates, marks) that make "hồ-sơ\u202efdp.exe" read as "hồ-sơexe.pdf".
+_UNSAFE_NAME = re.compile("[\x00-\x1f\x7f/\\\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass
@@ -154,7 +158,7 @@ class _Sink:
             return
         if self.handle is None:
             self.temp = self.store.temp_path(".upload")
-            self.handle = self.temp.open("wb")
+            self.handle = os.fdopen(open_private(self.temp), "wb")
         for chunk in self.pending:
             self.digest.update(chunk)
             self.handle.write(chunk)

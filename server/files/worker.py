@@ -18,6 +18,7 @@ per worker, so the event loop never blocks and never competes for the default ex
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import math
 import multiprocessing
@@ -78,6 +79,13 @@ def _jobs() -> dict[str, Callable[..., Any]]:
     }
 
 
+def _feature_job(name: str) -> Callable[..., Any]:
+    """A feature's job named ``module:function`` (only the server writes to this pipe)."""
+    module, _sep, function = name.partition(":")
+    found: Callable[..., Any] = getattr(importlib.import_module(module), function)
+    return found
+
+
 def _limit_cpu(seconds: float) -> None:
     """Let this process use at most ``seconds`` more CPU time (SIGXCPU ends it after)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -109,7 +117,8 @@ def worker_main(conn: Connection, memory_mb: int) -> None:
         name, kwargs, timeout = message
         _limit_cpu(timeout)
         try:
-            conn.send(("ok", jobs[name](**kwargs)))
+            job = jobs.get(name) or _feature_job(name)
+            conn.send(("ok", job(**kwargs)))
         except JobRejected as exc:
             conn.send(("rejected", str(exc)))
         except MemoryError:
@@ -185,6 +194,8 @@ class WorkerPool:
         self._closed = False
         self.started = 0
         self.killed = 0
+        # Jobs answered by a worker, by job name (whatever the answer).
+        self.completed: dict[str, int] = {}
 
     async def run(self, job: str, kwargs: dict[str, Any], timeout: float) -> Any:
         """Run ``job`` in a worker; raises JobRejected, WorkerTimeout or WorkerCrashed."""
@@ -275,6 +286,8 @@ class WorkerPool:
             raise WorkerCrashed(f"the PDF worker died during the {job} job") from exc
         else:
             worker.jobs += 1
+            with self._lock:
+                self.completed[job] = self.completed.get(job, 0) + 1
             healthy = status != "rejected_fatal"
             if status == "ok":
                 return value

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from server.auth.service import login
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 from server.org import service
 from server.org.models import Confidentiality, Role, UnitKind
 
@@ -21,7 +21,11 @@ Username = Annotated[
 ]
 
 
-class Strict(BaseModel):
+# What anyone signed in sees of another member of a unit.
+PUBLIC_MEMBER_FIELDS = frozenset({"id", "username", "display_name", "unit_id"})
+
+
+class Strict(Body):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -104,8 +108,11 @@ async def update_unit(request: Request) -> Response:
 async def members(request: Request) -> Response:
     actor = await current_user(request)
     rows = await service.unit_members(context(request), actor, path_int(request, "unit_id"))
+    # Roles and clearance say who may read what: only an admin and the user see them.
     return JSON({"members": [
-        {key: value for key, value in service.user_json(user).items() if key != "active"}
+        {key: value for key, value in service.user_json(user).items()
+         if key in PUBLIC_MEMBER_FIELDS
+         or (key != "active" and (actor.is_admin or user.id == actor.id))}
         for user in rows
     ]})
 

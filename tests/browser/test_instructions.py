@@ -57,8 +57,10 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     await wards[0].wait_for_selector("#acked-tag")
     await sender.wait_for_function(
         "() => document.querySelector('#board-summary').textContent.includes('1/2')")
-    missing = await sender.inner_text("#missing-units")
-    assert "Xã 002" in missing and "Phường 001" not in missing
+    first, second = city.commune_unit_ids[:2]
+    await sender.wait_for_selector(f"#board-grid [data-unit='{first}'][data-state=acknowledged]")
+    assert await sender.get_attribute(f"#board-grid [data-unit='{second}']",
+                                      "data-state") != "acknowledged"
     await shot(sender, "chat-board-tablet")
     # The second ward's banner stays until it acknowledges.
     assert await wards[1].locator(".express-banner").count() == 1
@@ -66,17 +68,17 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     async with sender.expect_download() as download_info:
         await sender.click("#export-csv")
     download = await download_info.value
-    csv_text = Path(await download.path()).read_text(encoding="utf-8")
+    csv_text = Path(await download.path()).read_text(encoding="utf-8-sig")
     assert "Phường 001" in csv_text and "Xã 002" in csv_text
 
     # A ward reports back; the sender side sees the thread live.
     directive_id = int(sender.url.rsplit("/", 1)[1])
     await sender.goto(f"{server.url}/app/chat/#directive/{directive_id}")
-    await sender.wait_for_selector("#reply-unit")
+    await sender.wait_for_selector("#thread-list")
     await wards[1].click(".express-banner a")
     await wards[1].fill("#reply-body", "Xin ý kiến: có cần sơ tán cả trường học không?")
-    await wards[1].click("#reply-body ~ button[type=submit]")
-    await sender.wait_for_selector("#reply-list .message:has-text('trường học')")
+    await wards[1].click("#reply-send")
+    await sender.wait_for_selector("#thread-list .message:has-text('trường học')")
     # Search, insensitive to diacritics.
     await wards[0].goto(f"{server.url}/app/chat/#search?q=so%20tan")
     await wards[0].wait_for_selector(f"#search-results a[href='#directive/{directive_id}']")

@@ -21,6 +21,9 @@ from tests.files import samples
     ("...", "file"),
     ("To\u0300 tri\u0300nh.pdf", "Tò trình.pdf"),  # decomposed marks are composed (NFC)
     ("x" * 300 + ".pdf", "x" * 251 + ".pdf"),
+    # Bidirectional controls would show "hồ-sơ\u202efdp.exe" as "hồ-sơexe.pdf".
+    ("hồ-sơ\u202efdp.exe", "hồ-sơfdp.exe"),
+    ("\u2067a\u2069b\u200e\u200f\u061c\u202a\u202bc\u202c\u202d.pdf", "abc.pdf"),
 ])
 def test_clean_filename(raw: str, clean: str) -> None:
     assert clean_filename(raw) == clean

@@ -105,10 +105,11 @@ async def test_rollup_after_reads_and_acks(server: RunningServer, city: DemoCity
         response = await http.get(f"/api/v1/directives/{directive_id}/receipts.csv")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert len(rows) == 6
-    assert {r["username"] for r in rows} == {f"ward00{i}" for i in range(1, 7)}
-    assert [r["note"] for r in rows if r["username"] == "ward002"] == ["Đã triển khai"]
+    assert {r["Tên đăng nhập"] for r in rows} == {f"ward00{i}" for i in range(1, 7)}
+    assert [r["Ghi chú xác nhận"] for r in rows
+            if r["Tên đăng nhập"] == "ward002"] == ["Đã triển khai"]
 
     async with server.http(w1) as http:
         inbox = (await http.get("/api/v1/directives", params={"box": "inbox"})).json()
@@ -198,8 +199,8 @@ async def test_simultaneous_acks_share_a_transaction_but_not_their_answers(
         return response.status_code, response.json()
 
     answers = await asyncio.gather(*(ack(n) for n in [*names, "ward001", "delegate001"]))
-    assert [status for status, _ in answers] == [200] * 7 + [403]
-    assert answers[-1][1]["error"]["code"] == "not_a_recipient"  # type: ignore[index]
+    assert [status for status, _ in answers] == [200] * 7 + [404]
+    assert answers[-1][1]["error"]["code"] == "directive_not_found"  # type: ignore[index]
     assert [body["note"] for _, body in answers[:6]] == names
     assert answers[6][1] == answers[0][1]  # the same receipt, acknowledged once
     assert len(await audit_actions(server, "directive.ack")) == 6

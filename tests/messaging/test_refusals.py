@@ -72,12 +72,19 @@ async def test_acknowledging_for_someone_else_is_refused(server: RunningServer,
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "not_your_receipt"
     async with server.http(await token(server, "ward003")) as http:  # not a recipient
+        # Answered as for a directive that does not exist: no existence oracle.
         response = await http.post(f"/api/v1/directives/{directive_id}/ack", json={})
-        assert response.status_code == 403
-        assert response.json()["error"]["code"] == "not_a_recipient"
+        missing = await http.post("/api/v1/directives/999999/ack", json={})
+        assert response.status_code == missing.status_code == 404
+        assert response.json()["error"]["code"] == "directive_not_found"
+        assert (response.json()["error"]["message"].replace(str(directive_id), "N")
+                == missing.json()["error"]["message"].replace("999999", "N"))
         shown = await http.get(f"/api/v1/directives/{directive_id}")
-        assert shown.status_code == 403
+        assert shown.status_code == 404
         assert "sơ tán" not in shown.text
+        for path in ("", "/read", "/replies"):
+            method = http.get if path != "/read" else http.post
+            assert (await method(f"/api/v1/directives/{directive_id}{path}")).status_code == 404
     async with server.http(standing) as http:
         report = (await http.get(f"/api/v1/directives/{directive_id}/receipts")).json()
     assert report["summary"]["acknowledged"] == 0

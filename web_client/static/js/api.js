@@ -1,13 +1,22 @@
 // The session (token and user kept in localStorage) and a small fetch wrapper for /api/v1.
 
+import { errorMessage } from "./i18n.js";
+
 const TOKEN_KEY = "dh.token";
 const USER_KEY = "dh.user";
 
+/**
+ * A refused or failed call. `message` is in the user's language (from the code);
+ * `serverMessage` keeps the server's English text for logs. A call that never reached
+ * the server has status 0, code "network_error" and `network` set.
+ */
 export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message || code);
+  constructor(status, code, serverMessage = "") {
+    super(errorMessage(code, status));
     this.status = status;
     this.code = code;
+    this.serverMessage = serverMessage;
+    this.network = code === "network_error";
   }
 }
 
@@ -91,11 +100,17 @@ export async function api(path, { method = "GET", body, raw = false, signal } = 
     payload = JSON.stringify(body);
   }
   const url = path.startsWith("/") ? path : `/api/v1/${path}`;
-  const response = await fetch(url, { method, headers, body: payload, signal });
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body: payload, signal });
+  } catch (err) {
+    if (err && err.name === "AbortError") throw err;
+    throw new ApiError(0, "network_error", String(err && err.message));
+  }
   if (response.status === 401 && token) {
     session.clear();
     toLogin();
-    throw new ApiError(401, "unauthorized", "Session expired");
+    throw new ApiError(401, "token_expired", "Session expired");
   }
   if (!response.ok) throw await errorOf(response);
   if (raw) return response;

@@ -4,12 +4,20 @@
 import { api, blobUrl, download, listOf, randomId, uploadFile } from "./api.js";
 import { formatTime, t } from "./i18n.js";
 import { announce, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
+import { createBoard, progressBar } from "../chat/board.js";
+import { alertDirective, alertNotice, renderPermission, ringUntilOpened, startAlerts, stopRinging } from "../chat/alerts.js";
 
 const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
 // Typing: send at most one signal per TYPING_SEND_MS; show a typist for TYPING_SHOW_MS.
 const TYPING_SEND_MS = 3000;
 const TYPING_SHOW_MS = 5000;
 const MESSAGE_PAGE = 100;
+// The dots of people in other units are asked for this often (their changes reach no topic
+// this page follows); people of one's own unit change live.
+const CONTACTS_PRESENCE_MS = 30_000;
+// The board's details (every recipient's times) are fetched at most this often while
+// acknowledgements pour in; the counts in the events are shown as they come.
+const BOARD_REFRESH_MS = 500;
 
 const me = startPage("chat_title");
 const isSender = (me.roles || []).includes("standing");
@@ -35,6 +43,30 @@ const receiptOf = (d) => d.receipt || d.my_receipt || d;
 const isAcked = (d) => !!receiptOf(d).acknowledged_at;
 const isRead = (d) => !!receiptOf(d).read_at;
 const senderName = (d) => d.sender?.display_name || d.sender_name || state.users.get(d.sender_id)?.display_name || "";
+/** The sender as a recipient reads it: "Name — Title, Unit". */
+function senderText(d) {
+  const s = d.sender || {};
+  const name = senderName(d);
+  if (!name) return "";
+  const title = s.title ? roleLabel(s.title) : "";
+  // "Thường trực HĐND" of the unit "Thường trực HĐND thành phố" is said once.
+  const sameAsUnit = title && s.unit_name && fold(s.unit_name).includes(fold(title));
+  const extra = [sameAsUnit ? "" : title, s.unit_name].filter(Boolean);
+  return extra.length ? `${name} — ${extra.join(", ")}` : name;
+}
+/** A person's card (messaging/senders.py) as one line. */
+const cardText = (card) => (card ? senderText({ sender: card }) : null);
+/** "HỎA TỐC: title", unless the title already begins with its urgency. */
+function expressText(d) {
+  const title = d.title ?? t("restricted");
+  return fold(title).startsWith(fold(t("urgency_express"))) ? title : t("express_banner", { title });
+}
+/** A role key as a title; a free-text title as it is. */
+function roleLabel(title) {
+  const key = `role_${title}`;
+  const label = t(key);
+  return label === key ? title : label;
+}
 function userName(id) {
   if (id === undefined || id === null) return "";
   return state.users.get(id)?.display_name || `#${id}`;
@@ -42,6 +74,7 @@ function userName(id) {
 function unitName(id) {
   return state.units.find((u) => u.id === id)?.name || `#${id}`;
 }
+const isOverdue = (d) => !isAcked(d) && d.ack_required !== false && (d.overdue || (!!d.due_at && Date.parse(d.due_at) < Date.now()));
 const urgencyLabel = (u) => t(`urgency_${u || "normal"}`);
 const confLabel = (c) => t(`conf_${c || "none"}`);
 
@@ -99,6 +132,19 @@ async function loadPresence(unitId) {
   }
 }
 
+/** Presence of the other person of each direct conversation (any unit): the dots. */
+async function loadContactsPresence() {
+  const ids = [...new Set([...state.channels.values()].filter((c) => c.kind === "direct").map(otherMember).filter(Boolean))];
+  if (!ids.length || document.visibilityState !== "visible") return;
+  try {
+    const answer = await api(`presence?user_ids=${ids.join(",")}`);
+    for (const u of answer.users || []) state.presence.set(u.user_id, u.state);
+    renderNav();
+  } catch {
+    /* presence is a nicety */
+  }
+}
+
 function unitOnline(unitId) {
   const members = state.unitPresence.get(unitId);
   if (!members) return null;
@@ -134,7 +180,7 @@ function renderBanner() {
   }
   fill(box, open.slice(0, 3).map((d) =>
     h("div", { class: "express-banner", role: "alert", dataset: { directive: d.id } },
-      h("span", {}, t("express_banner", { title: d.title })),
+      h("span", {}, expressText(d)),
       d.due_at ? h("span", {}, t("due", { time: formatTime(d.due_at) })) : null,
       h("a", { class: "btn btn-small", href: `#directive/${d.id}` }, t("open")))));
 }
@@ -191,7 +237,7 @@ function renderNav() {
 // --- inbox and one directive ---------------------------------------------------------------
 function directiveCard(d) {
   const urgency = d.urgency || "normal";
-  const overdue = d.due_at && !isAcked(d) && Date.parse(d.due_at) < Date.now();
+  const overdue = isOverdue(d);
   return h("li", {
     class: `panel directive urg-${urgency}-card${isAcked(d) ? "" : " unacked"}`,
     dataset: { directive: d.id, urgency },
@@ -200,10 +246,10 @@ function directiveCard(d) {
     h("span", { class: `tag urg-${urgency}` }, urgencyLabel(urgency)),
     d.confidentiality && d.confidentiality !== "none" ? h("span", { class: "tag urg-very_urgent" }, confLabel(d.confidentiality)) : null,
     isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)" }, t("acknowledged")) : null,
-    overdue ? h("span", { class: "tag urg-express" }, t("overdue")) : null),
+    overdue ? h("span", { class: "tag urg-express overdue-tag" }, t("overdue")) : null),
   h("h3", {}, h("a", { href: `#directive/${d.id}` }, d.title ?? t("restricted"))),
   h("div", { class: "small muted row" },
-    senderName(d) ? h("span", {}, t("from", { name: senderName(d) })) : null,
+    senderName(d) ? h("span", { class: "sender" }, t("from", { name: senderText(d) })) : null,
     h("span", {}, formatTime(d.issued_at)),
     d.due_at ? h("span", {}, t("due", { time: formatTime(d.due_at) })) : null));
 }
@@ -258,13 +304,15 @@ async function renderDirective(view, id) {
       return;
     }
   }
+  // Opened: Hỏa tốc stops ringing.
+  if (state.directives.has(id)) stopRinging(id);
   if (state.directives.has(id) && !isRead(d)) {
     api(`directives/${id}/read`, { method: "POST", body: {} }).then(() => {
       const r = receiptOf(d);
       r.read_at = r.read_at || new Date().toISOString();
     }).catch(() => {});
   }
-  // The sender side answers in one unit's thread: the recipient units come from the roll-up.
+  // The sender side answers a unit in that unit's own thread: its units come from the roll-up.
   let threadUnits = [];
   if (!state.directives.has(id)) {
     try {
@@ -273,6 +321,7 @@ async function renderDirective(view, id) {
       threadUnits = [];
     }
   }
+  if (state.route.view !== "directive" || state.route.id !== id) return;
   const urgency = d.urgency || "normal";
   const inbox = state.directives.has(id);
   const ackForm = inbox && !isAcked(d) && d.ack_required !== false ? h("form", { class: "panel stack", id: "ack-form", onsubmit: (e) => acknowledge(e, id) },
@@ -284,42 +333,112 @@ async function renderDirective(view, id) {
       h("div", { class: "row" },
         h("span", { class: `tag urg-${urgency}` }, urgencyLabel(urgency)),
         h("span", { class: "tag" }, confLabel(d.confidentiality)),
-        isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)", id: "acked-tag" }, t("acknowledged")) : null),
+        isAcked(d) ? h("span", { class: "tag", style: "color: var(--ok)", id: "acked-tag" }, t("acknowledged")) : null,
+        isOverdue(d) ? h("span", { class: "tag urg-express overdue-tag" }, t("overdue")) : null),
       h("h2", {}, d.title),
-      h("p", { class: "small muted" }, [senderName(d) ? t("from", { name: senderName(d) }) : "", formatTime(d.issued_at),
+      h("p", { class: "small muted sender" }, [senderName(d) ? t("from", { name: senderText(d) }) : "", formatTime(d.issued_at),
         d.due_at ? t("due", { time: formatTime(d.due_at) }) : ""].filter(Boolean).join(" · ")),
       h("div", { style: "white-space: pre-wrap" }, d.body || ""),
       attachmentLinks(d.attachments || d.attachment_ids)),
     ackForm,
     !inbox ? h("p", {}, h("a", { class: "btn", href: `#board/${id}` }, t("board"))) : null,
-    h("section", { class: "panel", "aria-labelledby": "replies-h" },
-      h("h3", { id: "replies-h" }, t("replies")),
-      h("ul", { class: "card-list", id: "reply-list" }),
-      h("form", { class: "stack", onsubmit: (e) => sendReply(e, id, d) },
-        h("label", { for: "reply-body" }, t("report_back")),
-        h("textarea", { id: "reply-body", name: "body", rows: 2, required: true }),
-        !inbox ? h("div", {}, h("label", { for: "reply-unit" }, t("unit")),
-          h("select", { id: "reply-unit", name: "unit_id" }, threadUnits.map((u) => h("option", { value: u.unit_id }, u.name || unitName(u.unit_id))))) : null,
-        h("input", { type: "file", id: "reply-file", "aria-label": t("attach"), multiple: true }),
-        h("button", { type: "submit", class: "btn btn-primary" }, t("send")))));
+    inbox
+      ? h("section", { class: "panel", "aria-labelledby": "replies-h" },
+        h("h3", { id: "replies-h" }, t("replies")),
+        h("ul", { class: "card-list", id: "reply-list" }),
+        replyForm(id, null))
+      : h("section", { class: "panel", "aria-labelledby": "replies-h" },
+        h("h3", { id: "replies-h" }, t("threads")),
+        unitPicker(id, threadUnits),
+        h("div", { id: "thread-list" })));
   await renderReplies(id);
 }
 
-/** Fill the thread of a directive (without touching a reply being written). */
+/** The sender side picks a recipient unit by typing its name: no list to scroll, no default. */
+function unitPicker(id, units) {
+  const results = h("ul", { class: "unit-picker-results", id: "thread-unit-results" });
+  const show = (query) => {
+    const wanted = fold(query.trim());
+    if (!wanted) return fill(results);
+    const found = units.filter((u) => fold(u.name || unitName(u.unit_id)).includes(wanted)).slice(0, 12);
+    fill(results, found.length
+      ? found.map((u) => h("li", {}, h("a", { class: "btn btn-small", href: `#thread/${id}/${u.unit_id}` }, t("answer_unit", { unit: u.name || unitName(u.unit_id) }))))
+      : h("li", { class: "muted" }, t("unit_not_recipient")));
+  };
+  return h("div", { class: "unit-picker" },
+    h("input", { type: "search", id: "thread-unit-search", "aria-label": t("pick_unit"), placeholder: t("pick_unit"), autocomplete: "off",
+      oninput: (e) => show(e.target.value) }),
+    results);
+}
+
+/** Where a reply is written: a recipient writes in its unit's thread; the sender side in the
+ *  thread of the unit it answers (`unitId`), named above the box. */
+function replyForm(id, unitId) {
+  return h("form", { class: "stack", id: "reply-form", dataset: unitId ? { unit: unitId } : {}, onsubmit: (e) => sendReply(e, id, unitId) },
+    h("label", { for: "reply-body" }, unitId ? t("answer_to", { unit: unitName(unitId) }) : t("report_back")),
+    h("textarea", { id: "reply-body", name: "body", rows: 2, required: true }),
+    h("input", { type: "file", id: "reply-file", "aria-label": t("attach"), multiple: true }),
+    h("button", { type: "submit", class: "btn btn-primary", id: "reply-send" }, t("send")));
+}
+
+/** One unit's thread, for the sender side: its replies and the answer box for that unit. */
+async function renderThread(view, id, unitId) {
+  let d = state.sent.get(id);
+  try {
+    d = d || await api(`directives/${id}`);
+    if (!state.units.length) await loadUnits();
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  if (state.route.view !== "thread" || state.route.id !== id) return;
+  fill(view,
+    h("p", { class: "row" }, h("a", { class: "btn btn-small", href: `#directive/${id}` }, "← ", d.title || `#${id}`),
+      h("a", { class: "btn btn-small", href: `#board/${id}` }, t("board"))),
+    h("section", { class: "panel", "aria-labelledby": "thread-h", dataset: { unit: unitId } },
+      h("h2", { id: "thread-h" }, unitName(unitId)),
+      h("ul", { class: "card-list", id: "reply-list" }),
+      replyForm(id, unitId)));
+  await renderReplies(id);
+}
+
+function replyItem(r) {
+  return h("li", { class: "message", dataset: { reply: r.id, unit: r.unit_id } },
+    h("div", { class: "meta" }, h("strong", { title: cardText(r.sender) }, r.sender?.display_name || r.author_name || userName(r.author_id)),
+      r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
+    h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids));
+}
+
+/** Fill the thread(s) of a directive on screen (without touching a reply being written). */
 async function renderReplies(id) {
+  const route = state.route;
+  if (route.id !== id || !["directive", "thread"].includes(route.view)) return;
+  const unitId = route.view === "thread" ? route.unit : null;
   let replies = [];
   try {
-    replies = listOf(await api(`directives/${id}/replies`), "replies");
+    replies = listOf(await api(`directives/${id}/replies${unitId ? `?unit_id=${unitId}` : ""}`), "replies");
   } catch (err) {
     showError(err);
   }
+  if (state.route !== route) return;
   const list = document.getElementById("reply-list");
-  if (!list || state.route.view !== "directive" || state.route.id !== id) return;
-  fill(list, replies.map((r) =>
-    h("li", { class: "message", dataset: { reply: r.id } },
-      h("div", { class: "meta" }, h("strong", {}, r.author?.display_name || r.author_name || userName(r.author_id)),
-        r.unit_id ? h("span", {}, unitName(r.unit_id)) : null, h("span", {}, formatTime(r.created_at))),
-      h("div", { class: "text" }, r.body), attachmentLinks(r.attachments || r.attachment_ids))));
+  if (list) {
+    fill(list, replies.length ? replies.map(replyItem) : h("li", { class: "muted" }, t("no_replies")));
+    return;
+  }
+  const threads = document.getElementById("thread-list");
+  if (!threads) return;
+  const byUnit = new Map();
+  for (const r of replies) {
+    if (!byUnit.has(r.unit_id)) byUnit.set(r.unit_id, []);
+    byUnit.get(r.unit_id).push(r);
+  }
+  fill(threads, byUnit.size ? [...byUnit.entries()].map(([uid, rs]) =>
+    h("div", { class: "thread", dataset: { unit: uid } },
+      h("h4", {}, unitName(uid)),
+      h("ul", { class: "card-list" }, rs.map(replyItem)),
+      h("a", { class: "btn btn-small btn-primary answer-unit", href: `#thread/${id}/${uid}` }, t("answer_unit", { unit: unitName(uid) }))))
+    : h("p", { class: "muted" }, t("no_replies")));
 }
 
 async function acknowledge(event, id) {
@@ -345,14 +464,14 @@ async function uploadAll(input) {
   return ids;
 }
 
-async function sendReply(event, id) {
+async function sendReply(event, id, unitId) {
   event.preventDefault();
   const form = event.target;
   try {
     const attachment_ids = await uploadAll(form.querySelector("input[type=file]"));
     const body = { body: form.body.value.trim() };
     if (attachment_ids.length) body.attachment_ids = attachment_ids;
-    if (form.unit_id) body.unit_id = Number(form.unit_id.value);
+    if (unitId) body.unit_id = unitId;
     await api(`directives/${id}/replies`, { method: "POST", body });
     form.reset();
     renderReplies(id);
@@ -454,7 +573,7 @@ async function issue(event) {
     toast(t("issued", { n: answer.recipient_count }));
     const leftOut = answer.left_out?.length ?? answer.left_out_count ?? 0;
     if (leftOut) toast(t("left_out", { n: leftOut }), "error");
-    state.sent.set(answer.id, { id: answer.id, ...body, issued_at: new Date().toISOString() });
+    state.sent.set(answer.id, { id: answer.id, ...body, recipient_count: answer.recipient_count, issued_at: new Date().toISOString() });
     location.hash = `#board/${answer.id}`;
   } catch (err) {
     error.textContent = err.message;
@@ -463,58 +582,66 @@ async function issue(event) {
   }
 }
 
+function progressLine(d) {
+  const p = d.progress || {};
+  const total = p.recipients || d.recipient_count || 0;
+  const acked = p.acknowledged || 0;
+  return h("div", { class: "sent-progress", dataset: { directive: d.id } },
+    progressBar(acked, total, t("acknowledged")),
+    h("div", { class: "small muted" },
+      [`${t("delivered")} ${p.delivered ?? 0}/${total}`, `${t("read")} ${p.read ?? 0}/${total}`,
+        `${t("acknowledged")} ${acked}/${total}`, p.overdue ? `${t("overdue")} ${p.overdue}` : ""].filter(Boolean).join(" · ")));
+}
+
 function renderSent(view) {
   const list = [...state.sent.values()].sort((a, b) => Date.parse(b.issued_at || 0) - Date.parse(a.issued_at || 0));
   fill(view, h("h2", {}, t("nav_sent")),
-    list.length ? h("ul", { class: "card-list" }, list.map((d) => h("li", { class: `panel directive urg-${d.urgency}-card` },
-      h("span", { class: `tag urg-${d.urgency}` }, urgencyLabel(d.urgency)), " ",
-      h("a", { href: `#board/${d.id}` }, d.title),
-      h("div", { class: "small muted" }, formatTime(d.issued_at),
-        d.progress?.recipients ? ` · ${t("acknowledged")}: ${d.progress.acknowledged}/${d.progress.recipients}` : ""))))
+    list.length ? h("ul", { class: "card-list", id: "sent-list" }, list.map((d) => h("li", { class: `panel directive urg-${d.urgency}-card`, dataset: { directive: d.id } },
+      h("div", { class: "row" }, h("span", { class: `tag urg-${d.urgency}` }, urgencyLabel(d.urgency)),
+        h("a", { href: `#board/${d.id}`, class: "grow" }, d.title),
+        h("span", { class: "small muted" }, formatTime(d.issued_at))),
+      progressLine(d))))
       : h("p", { class: "muted" }, t("inbox_empty")));
 }
 
 // --- the acknowledgement board ---------------------------------------------------------------
+let currentBoard = null; // {id, update} of the board on screen
+
 async function loadReceipts(id) {
   const receipts = await api(`directives/${id}/receipts`);
   state.receipts.set(id, receipts);
   return receipts;
 }
 
-function renderBoard(view, id) {
-  const receipts = state.receipts.get(id);
-  const d = state.sent.get(id) || {};
-  if (!receipts) {
-    fill(view, h("p", {}, t("loading")));
-    loadReceipts(id).then(() => state.route.view === "board" && renderView()).catch(showError);
+async function renderBoard(view, id) {
+  currentBoard = null;
+  fill(view, h("p", {}, t("loading")));
+  let receipts;
+  let d = state.sent.get(id);
+  try {
+    [receipts, d] = await Promise.all([loadReceipts(id), d ? d : api(`directives/${id}`)]);
+  } catch (err) {
+    showError(err);
     return;
   }
-  const units = receipts.units || [];
-  const unitDone = (u) => u.recipients > 0 && u.acknowledged >= u.recipients;
-  const done = units.filter(unitDone).length;
-  const missing = units.filter((u) => !unitDone(u));
-  const s = receipts.summary || {};
-  fill(view,
-    h("h2", {}, t("board"), ": ", d.title || `#${id}`),
-    h("p", { id: "board-summary", class: "verdict", "aria-live": "polite" }, t("board_summary", { ack: done, total: units.length })),
-    h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": units.length, "aria-valuenow": done },
-      h("span", { style: `width: ${units.length ? (100 * done) / units.length : 0}%` })),
-    h("p", { class: "small muted" },
-      `${t("recipients")}: ${s.recipients ?? "?"} · ${t("delivered")}: ${s.delivered ?? "?"} · ${t("read")}: ${s.read ?? "?"} · ${t("acknowledged")}: ${s.acknowledged ?? "?"}`,
-      s.overdue ? ` · ${t("overdue")}: ${s.overdue}` : ""),
-    h("div", { class: "row" },
-      h("button", { type: "button", class: "btn", id: "export-csv", onclick: () => download(`/api/v1/directives/${id}/receipts.csv`, `receipts-${id}.csv`).catch(showError) }, t("export_csv")),
-      h("a", { class: "btn", href: `#directive/${id}` }, t("replies"))),
-    h("h3", {}, t("not_acknowledged")),
-    missing.length ? h("ul", { id: "missing-units" }, missing.map((u) => h("li", {}, u.name || unitName(u.unit_id))))
-      : h("p", { id: "missing-units" }, t("all_acknowledged")),
-    h("table", { class: "board-table", id: "board-table" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("unit")), h("th", { scope: "col" }, t("recipients")),
-        h("th", { scope: "col" }, t("delivered")), h("th", { scope: "col" }, t("read")), h("th", { scope: "col" }, t("acknowledged")))),
-      h("tbody", {}, units.map((u) => h("tr", { dataset: { unit: u.unit_id } },
-        h("th", { scope: "row" }, u.name || unitName(u.unit_id)),
-        h("td", { class: "num" }, u.recipients), h("td", { class: "num" }, u.delivered),
-        h("td", { class: "num" }, u.read), h("td", { class: "num" }, u.acknowledged))))));
+  if (state.route.view !== "board" || state.route.id !== id) return;
+  const board = createBoard({
+    id, directive: d, receipts, units: state.units,
+    threadHref: (unitId) => `#thread/${id}/${unitId}`,
+    onExport: () => download(`/api/v1/directives/${id}/receipts.csv`, `receipts-${id}.csv`).catch(showError),
+  });
+  currentBoard = { id, update: board.update, updateSummary: board.updateSummary };
+  fill(view, board.root);
+}
+
+/** Receipts changed: the board on screen moves in place; the sent list shows the counts. */
+async function refreshReceipts(id, summary) {
+  const sent = state.sent.get(id);
+  if (sent && summary) sent.progress = { ...(sent.progress || {}), ...summary };
+  if (state.route.view === "sent") renderView();
+  if (!currentBoard || currentBoard.id !== id || state.route.view !== "board") return;
+  const receipts = await loadReceipts(id);
+  if (currentBoard && currentBoard.id === id) currentBoard.update(receipts);
 }
 
 // --- channels --------------------------------------------------------------------------------
@@ -537,17 +664,24 @@ async function loadMessages(channelId) {
   for (const m of listOf(answer, "messages")) upsertMessage(channelId, m);
 }
 
+/** What is on screen has been read: the badge goes, and the server's read position moves up
+ *  to the newest message shown (also when no badge was counted while looking). */
 async function markRead(channel) {
+  if (document.visibilityState !== "visible") return;
   const msgs = [...messagesOf(channel.id).values()];
   const top = Math.max(0, ...msgs.map((m) => m.seq || 0));
-  if (!top || unreadOf(channel) === 0) return;
-  channel.unread = 0;
-  channel.unread_count = 0;
-  renderNav();
+  if (unreadOf(channel) !== 0) {
+    channel.unread = 0;
+    channel.unread_count = 0;
+    renderNav();
+  }
+  if (!top || top <= (channel.read_seq || 0)) return;
+  channel.read_seq = top;
   try {
-    await api(`channels/${channel.id}/read`, { method: "POST", body: { seq: top } });
+    const answer = await api(`channels/${channel.id}/read`, { method: "POST", body: { seq: top } });
+    if (answer && answer.read_seq > channel.read_seq) channel.read_seq = answer.read_seq;
   } catch {
-    /* the read position is advisory */
+    channel.read_seq = 0; // try again with the next message
   }
 }
 
@@ -556,7 +690,8 @@ function messageItem(channelId, m) {
   const retracted = m.state === "retracted" || m.retracted_at;
   const quoted = m.reply_to ? messagesOf(channelId).get(m.reply_to) : null;
   return h("li", { class: `message${mine ? " mine" : ""}${retracted ? " retracted" : ""}`, dataset: { message: m.id } },
-    h("div", { class: "meta" }, h("strong", {}, m.author?.display_name || m.author_name || userName(m.author_id)),
+    h("div", { class: "meta" }, h("strong", { title: cardText(m.sender) }, m.sender?.display_name || m.author_name || userName(m.author_id)),
+      m.sender?.unit_name && m.sender.unit_id !== me.unit_id ? h("span", {}, m.sender.unit_name) : null,
       h("span", {}, formatTime(m.created_at)), m.edited_at && !retracted ? h("span", {}, t("edited")) : null),
     quoted ? h("div", { class: "quote" }, `${userName(quoted.author_id)}: ${(quoted.body || "").slice(0, 120)}`) : null,
     h("div", { class: "text" }, retracted ? t("retracted") : m.body),
@@ -751,24 +886,78 @@ function renderSearch(view, query) {
   api(`search?q=${encodeURIComponent(query)}`).then((answer) => {
     const hits = listOf(answer, "results");
     fill(results, h("p", { class: "muted" }, t("search_results", { n: hits.length })),
-      h("ul", { class: "card-list" }, hits.map((hit) => {
-        const kind = hit.kind || hit.type;
-        let href = "#inbox";
-        if (kind === "directive") href = `#directive/${hit.directive_id ?? hit.id}`;
-        else if (kind === "reply") href = `#directive/${hit.directive_id}`;
-        else if (kind === "message") href = `#channel/${hit.channel_id}`;
-        return h("li", { class: "panel" }, h("a", { href }, hit.title || hit.snippet || hit.body || kind),
-          hit.snippet && hit.title ? h("div", { class: "small muted" }, hit.snippet) : null);
-      })));
+      h("ul", { class: "card-list", id: "search-list" }, hits.map((hit) => searchHit(hit, query))));
   }).catch(showError);
+}
+
+function hitHref(hit, kind) {
+  if (kind === "directive") return `#directive/${hit.directive_id ?? hit.id}`;
+  if (kind === "reply") return `#directive/${hit.directive_id}`;
+  if (kind === "message") return `#channel/${hit.channel_id}`;
+  if (hit.directive_id) return `#directive/${hit.directive_id}`;
+  if (hit.channel_id) return `#channel/${hit.channel_id}`;
+  return null;
+}
+
+/** One result: its kind, author and date, then the text with the match marked. */
+function searchHit(hit, query) {
+  const kind = hit.kind || hit.type || "";
+  const href = hitHref(hit, kind);
+  const heading = hit.title || (kind === "attachment" ? hit.name : null) || (kind === "reply" && hit.unit_id ? unitName(hit.unit_id) : null);
+  const kindLabel = kind ? t(`kind_${kind}`) : "";
+  return h("li", { class: "panel search-hit", dataset: { kind } },
+    h("div", { class: "meta" },
+      kindLabel && kindLabel !== `kind_${kind}` ? h("span", { class: "tag" }, kindLabel) : null,
+      hit.author_name ? h("strong", { class: "hit-author" }, hit.author_name) : null,
+      hit.at ? h("span", { class: "hit-at" }, formatTime(hit.at)) : null),
+    heading ? h("div", {}, href ? h("a", { href }, marked(heading, null, query)) : h("strong", {}, marked(heading, null, query))) : null,
+    hit.snippet ? h("div", { class: "snippet" }, href && !heading ? h("a", { href }, marked(hit.snippet, hit.highlights, query)) : marked(hit.snippet, hit.highlights, query)) : null,
+    kind === "attachment" && hit.file_id ? h("button", { type: "button", class: "btn btn-small", dataset: { file: hit.file_id }, onclick: () => openFile(hit.file_id) }, hit.name || t("attachments")) : null,
+    !heading && !hit.snippet && href ? h("a", { href }, kindLabel || t("open")) : null);
+}
+
+/** The snippet with each match in a <mark>: the server's ranges (character offsets) when it
+ *  sends them, else the query's words found without diacritics or case. */
+function marked(snippet, highlights, query) {
+  const chars = Array.from(snippet);
+  let ranges = Array.isArray(highlights) ? highlights.filter((r) => Array.isArray(r) && r.length === 2) : null;
+  if (!ranges) ranges = findWords(chars, query);
+  ranges = ranges.map(([a, b]) => [Math.max(0, a), Math.min(chars.length, b)]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
+  const parts = [];
+  let at = 0;
+  for (const [a, b] of ranges) {
+    if (a < at) continue;
+    if (a > at) parts.push(chars.slice(at, a).join(""));
+    parts.push(h("mark", {}, chars.slice(a, b).join("")));
+    at = b;
+  }
+  if (at < chars.length) parts.push(chars.slice(at).join(""));
+  return parts;
+}
+
+function findWords(chars, query) {
+  // One folded character per character, so positions in the folded text are positions in
+  // the snippet.
+  const folded = chars.map((c) => fold(c).charAt(0) || c).join("");
+  const ranges = [];
+  for (const word of fold(query || "").split(/\s+/).filter(Boolean)) {
+    let from = 0;
+    for (;;) {
+      const found = folded.indexOf(word, from);
+      if (found < 0) break;
+      ranges.push([found, found + word.length]);
+      from = found + word.length;
+    }
+  }
+  return ranges;
 }
 
 // --- routing ---------------------------------------------------------------------------------
 function parseRoute() {
   const hash = location.hash.slice(1);
   const [path, query] = hash.split("?");
-  const [view, id] = path.split("/");
-  return { view: view || "inbox", id: id ? Number(id) : null, q: new URLSearchParams(query || "").get("q") };
+  const [view, id, unit] = path.split("/");
+  return { view: view || "inbox", id: id ? Number(id) : null, unit: unit ? Number(unit) : null, q: new URLSearchParams(query || "").get("q") };
 }
 
 function renderView() {
@@ -779,6 +968,7 @@ function renderView() {
     case "compose": return renderCompose(view);
     case "sent": return renderSent(view);
     case "board": return renderBoard(view, route.id);
+    case "thread": return renderThread(view, route.id, route.unit);
     case "channel": return renderChannel(view, route.id);
     case "search": return renderSearch(view, route.q);
     default: return renderInbox(view);
@@ -800,9 +990,16 @@ window.addEventListener("hashchange", () => {
   renderView();
   document.getElementById("view").focus({ preventScroll: true });
 });
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState !== "visible") return;
+  const channel = state.route.view === "channel" ? state.channels.get(state.route.id) : null;
+  if (channel?.loaded) markRead(channel);
+  loadContactsPresence();
+});
 window.addEventListener("langchange", () => {
   startPage("chat_title");
   showConnection(dhRealtime.status);
+  renderPermission(document.getElementById("alert-setup"));
   renderBanner();
   renderNav();
   renderView();
@@ -810,18 +1007,21 @@ window.addEventListener("langchange", () => {
 
 // --- real-time events ---------------------------------------------------------------------------
 const boardTimers = new Map();
+const latestSummary = new Map(); // directive id -> the newest counts from an event
 
 function onEvent(event) {
   const { topic, type, data } = event;
-  if (topic.startsWith("channel:")) return onChannelEvent(Number(topic.split(":")[1]), type, data);
+  if (topic.startsWith("channel:")) return onChannelEvent(Number(topic.split(":")[1]), type, data, event.seq);
   switch (type) {
     case "directive.issued": {
       const d = data.directive || data;
       const existing = state.directives.get(d.id);
       state.directives.set(d.id, { ...(existing || {}), ...d });
       if (!existing) {
-        const text = d.urgency === "express" ? t("express_banner", { title: d.title }) : t("new_directive", { title: d.title });
+        const text = d.urgency === "express" ? expressText(d) : t("new_directive", { title: d.title });
         toast(text, d.urgency === "express" || d.urgency === "very_urgent" ? "urgent" : "info");
+        const viewing = state.route.view === "directive" && state.route.id === d.id && document.visibilityState === "visible";
+        if (!viewing) alertDirective(d, senderText(d));
       }
       refresh();
       return;
@@ -830,42 +1030,43 @@ function onEvent(event) {
       toast(t("escalated", { title: data.title || state.directives.get(data.directive_id)?.title || `#${data.directive_id}`, unit: unitName(data.unit_id) }), "urgent");
       return;
     case "directive.reminder": {
-      const d = state.directives.get(data.directive_id ?? data.id);
-      toast(t("reminder", { title: d?.title || data.title || "" }), "urgent");
+      const id = data.directive_id ?? data.id;
+      const d = state.directives.get(id);
+      const text = t("reminder", { title: d?.title || data.title || "" });
+      toast(text, "urgent");
+      alertNotice({ id, urgency: d?.urgency || data.urgency, title: d?.title ?? data.title }, text);
       return;
     }
     case "directive.receipts":
     case "directive.overdue": {
       const id = data.directive_id ?? data.id;
-      if (type === "directive.overdue") toast(`${t("overdue")}: ${state.sent.get(id)?.title || id}`, "urgent");
-      if (data.units && data.summary) {
-        state.receipts.set(id, { ...(state.receipts.get(id) || {}), ...data });
-        if (state.route.view === "board" && state.route.id === id) renderView();
-        return;
+      if (type === "directive.overdue") {
+        if (state.directives.has(id)) return onOverdue(id, data);
+        toast(`${t("overdue")}: ${state.sent.get(id)?.title || id}`, "urgent");
       }
-      // Only a nudge: fetch the roll-up (at most a few times a second).
+      // A nudge with the new counts: fetch the board's details at most a few times a second.
       if (!boardTimers.has(id)) {
-        boardTimers.set(id, setTimeout(async () => {
+        boardTimers.set(id, setTimeout(() => {
           boardTimers.delete(id);
-          try {
-            await loadReceipts(id);
-            if (state.route.view === "board" && state.route.id === id) renderView();
-          } catch (err) {
-            showError(err);
-          }
-        }, 200));
+          refreshReceipts(id, latestSummary.get(id)).catch(showError);
+        }, BOARD_REFRESH_MS));
+      }
+      if (data.summary) {
+        latestSummary.set(id, data.summary);
+        if (currentBoard?.id === id && state.route.view === "board") currentBoard.updateSummary(data.summary);
       }
       return;
     }
     case "directive.reply": {
       const id = data.directive_id;
-      if (state.route.view === "directive" && state.route.id === id) renderReplies(id);
+      if (["directive", "thread"].includes(state.route.view) && state.route.id === id) renderReplies(id);
       else if (data.reply?.author_id !== me.id) toast(`${t("replies")}: ${state.directives.get(id)?.title || state.sent.get(id)?.title || ""}`);
       return;
     }
     case "channel.added":
       loadChannels().then((added) => {
         for (const c of added) dhRealtime.follow(`channel:${c.id}`, c.last_seq);
+        if (added.some((c) => c.kind === "direct")) loadContactsPresence();
         refresh();
       }).catch(showError);
       return;
@@ -874,9 +1075,23 @@ function onEvent(event) {
   }
 }
 
-function onChannelEvent(channelId, type, data) {
+/** The recipient's instruction went past its due time unacknowledged: it says so at once. */
+function onOverdue(id, data) {
+  const d = state.directives.get(id);
+  if (isAcked(d)) return;
+  d.overdue = true;
+  const text = t("overdue_notice", { title: d.title ?? data.title ?? "" });
+  toast(text, "urgent");
+  alertNotice(d, text);
+  refresh();
+  const head = document.querySelector(`article.directive[data-directive="${id}"] .row`);
+  if (head && !head.querySelector(".overdue-tag")) head.append(h("span", { class: "tag urg-express overdue-tag" }, t("overdue")));
+}
+
+function onChannelEvent(channelId, type, data, seq) {
   const channel = state.channels.get(channelId);
-  const message = data.message || data;
+  // A new message's seq is the seq of its event (the payload carries none).
+  const message = type === "message.posted" ? { seq, ...(data.message || data) } : data.message || data;
   if (type === "message.posted") {
     upsertMessage(channelId, message);
     state.typing.get(channelId)?.delete(message.author_id);
@@ -949,9 +1164,20 @@ async function start() {
     // Follow every channel so unread counts move live; history loads when opened.
     dhRealtime.follow(`channel:${channel.id}`, channel.last_seq);
   }
+  // Presence of people in other units reaches no topic of ours: ask now and then.
+  loadContactsPresence();
+  setInterval(loadContactsPresence, CONTACTS_PRESENCE_MS);
   renderBanner();
   renderNav();
   renderView();
+  // Signed in and loaded: the moment to ask for notifications (the question is a button).
+  renderPermission(document.getElementById("alert-setup"));
+  // Hỏa tốc not yet opened rings from the start too (sound once the page has had a gesture).
+  for (const d of state.directives.values()) {
+    const open = state.route.view === "directive" && state.route.id === d.id;
+    if (d.urgency === "express" && !isRead(d) && !isAcked(d) && !open) ringUntilOpened(d.id);
+  }
 }
 
+startAlerts({ onOpen: (id) => (location.hash = `#directive/${id}`) }).catch((err) => console.warn(err));
 start().catch(showError);

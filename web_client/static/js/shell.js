@@ -18,6 +18,9 @@ export function h(tag, attrs = {}, ...children) {
       Object.assign(el.dataset, value);
     } else if (key === "text") {
       el.textContent = value;
+    } else if (key === "style") {
+      // Through the CSSOM: the Content-Security-Policy refuses style attributes in markup.
+      el.style.cssText = String(value);
     } else if (value === true) {
       el.setAttribute(key, "");
     } else {
