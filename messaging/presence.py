@@ -14,6 +14,7 @@ and its users fall back to offline when the key expires, without anyone cleaning
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import uuid
@@ -49,6 +50,9 @@ class PresenceTracker:
         self._away: set[int] = set()
         self._units: dict[int, int] = {}
         self._redis: Any = None
+        self._pending: dict[int, Principal] = {}
+        self._pending_wake = asyncio.Event()
+        self._mirror: asyncio.Task[None] | None = None
         if ctx.settings.redis_url:
             import redis.asyncio as aioredis
 
@@ -69,24 +73,55 @@ class PresenceTracker:
         return PresenceState.AWAY if user_id in self._away else PresenceState.ONLINE
 
     async def _publish(self, principal: Principal) -> None:
-        state = self.local_state(principal.id)
-        if self._redis is not None:
-            try:
-                # One round trip: a storm of thousands of sockets connecting at once must
-                # not cost several each.
+        if self._redis is None:
+            await self._announce(principal, self.local_state(principal.id))
+            return
+        # Redis is mirrored off the socket's path: a connecting socket (or a reconnect
+        # storm of thousands) never waits for Redis, and a Redis that hangs only delays
+        # the presence dots. One task mirrors every change made meanwhile in one round trip.
+        self._pending[principal.id] = principal
+        self._pending_wake.set()
+        if self._mirror is None or self._mirror.done():
+            self._mirror = asyncio.create_task(self._mirror_forever(), name="presence-mirror")
+
+    async def _mirror_forever(self) -> None:
+        while True:
+            await self._pending_wake.wait()
+            self._pending_wake.clear()
+            while self._pending:
+                principals, self._pending = list(self._pending.values()), {}
+                try:
+                    await self._mirror_round(principals)
+                except Exception:
+                    log.exception("mirroring presence failed")
+
+    async def _mirror_round(self, principals: list[Principal]) -> None:
+        assert self._redis is not None
+        try:
+            # One round trip: a storm of thousands of sockets connecting at once must
+            # not cost several each.
+            async with asyncio.timeout(self.ctx.settings.broker_timeout_secs):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    if state is PresenceState.OFFLINE:
-                        pipe.hdel(self._key, str(principal.id))
-                    else:
-                        pipe.hset(self._key, str(principal.id), state.value)
-                        pipe.expire(self._key, self.ctx.settings.presence_ttl_secs)
+                    for principal in principals:
+                        state = self.local_state(principal.id)
+                        if state is PresenceState.OFFLINE:
+                            pipe.hdel(self._key, str(principal.id))
+                        else:
+                            pipe.hset(self._key, str(principal.id), state.value)
+                            pipe.expire(self._key, self.ctx.settings.presence_ttl_secs)
                     await pipe.execute()
-            except Exception as exc:
-                log.warning("presence not mirrored to redis: %s", exc)
-            if state is not PresenceState.ONLINE:
-                # Online here is the best state there is; otherwise another node may
-                # still have the user online or away.
-                state = (await self.states([principal.id])).get(principal.id, state)
+        except Exception as exc:
+            log.warning("presence not mirrored to redis: %s", str(exc) or type(exc).__name__)
+        # Online here is the best state there is; otherwise another node may still have
+        # the user online or away.
+        elsewhere = [p.id for p in principals
+                     if self.local_state(p.id) is not PresenceState.ONLINE]
+        merged = await self.states(elsewhere) if elsewhere else {}
+        for principal in principals:
+            await self._announce(principal,
+                                 merged.get(principal.id, self.local_state(principal.id)))
+
+    async def _announce(self, principal: Principal, state: PresenceState) -> None:
         await self.ctx.signal(f"unit:{principal.unit_id}", "presence.changed",
                               {"user_id": principal.id, "unit_id": principal.unit_id,
                                "state": state.value})
@@ -123,14 +158,17 @@ class PresenceTracker:
             return result
         try:
             fields = [str(uid) for uid in user_ids]
-            async for key in self._redis.scan_iter(match=self._prefix + "*", count=100):
-                values = await self._redis.hmget(key, fields)
-                for uid, value in zip(user_ids, values, strict=True):
-                    if value is None:
-                        continue
-                    state = PresenceState(value.decode() if isinstance(value, bytes) else value)
-                    if _RANK[state] > _RANK[result[uid]]:
-                        result[uid] = state
+            # Bounded: a Redis that hangs leaves this node's view, not a waiting request.
+            async with asyncio.timeout(self.ctx.settings.broker_timeout_secs):
+                async for key in self._redis.scan_iter(match=self._prefix + "*", count=100):
+                    values = await self._redis.hmget(key, fields)
+                    for uid, value in zip(user_ids, values, strict=True):
+                        if value is None:
+                            continue
+                        state = PresenceState(value.decode() if isinstance(value, bytes)
+                                              else value)
+                        if _RANK[state] > _RANK[result[uid]]:
+                            result[uid] = state
         except Exception as exc:
             log.warning("presence from redis unavailable, this node's view only: %s", exc)
         return result
@@ -147,13 +185,19 @@ class PresenceTracker:
                     if self._sockets:
                         mapping = {str(uid): self.local_state(uid).value
                                    for uid in self._sockets}
-                        await self._redis.hset(self._key, mapping=mapping)
-                        await self._redis.expire(self._key, ttl)
+                        async with asyncio.timeout(self.ctx.settings.broker_timeout_secs):
+                            await self._redis.hset(self._key, mapping=mapping)
+                            await self._redis.expire(self._key, ttl)
                 except Exception as exc:
                     log.warning("presence refresh failed: %s", exc)
         finally:
+            if self._mirror is not None:
+                self._mirror.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._mirror
             try:
-                await self._redis.delete(self._key)
+                async with asyncio.timeout(self.ctx.settings.broker_timeout_secs):
+                    await self._redis.delete(self._key)
             except Exception as exc:
                 log.info("presence key not removed at shutdown: %s", exc)
             await self._redis.aclose()

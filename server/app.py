@@ -247,7 +247,9 @@ def create_app(
     """Build the application; connections open in the lifespan, not here."""
     metrics_ = Metrics()
     db = Database(settings)
-    broker = create_broker(settings.redis_url, settings.redis_channel)
+    broker = create_broker(settings.redis_url, settings.redis_channel,
+                           queue_messages=settings.broker_queue_messages,
+                           timeout_secs=settings.broker_timeout_secs, metrics=metrics_)
     ctx = Context(settings, db, broker, clock or SystemClock(), metrics_, TokenService(settings))
     chosen = list(default_features() if features is None else features)
     routes: list[BaseRoute] = [

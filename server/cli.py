@@ -9,6 +9,7 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from server.settings import Settings, SettingsError
@@ -184,6 +185,34 @@ def _verify_audit(settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _backup(settings: Settings, dest: str) -> int:
+    from server.backup import BackupError, backup
+
+    try:
+        manifest = asyncio.run(backup(settings, Path(dest)))
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    head = manifest["audit_head"]
+    print(f"backup written to {dest}: {len(manifest['parts'])} parts, "
+          f"{len(manifest['files'])} uploaded files, audit chain at record {head['seq']}")
+    return 0
+
+
+def _restore(settings: Settings, source: str) -> int:
+    from server.backup import BackupError, restore
+
+    try:
+        manifest = asyncio.run(restore(settings, Path(source)))
+    except BackupError as exc:
+        print(f"restore refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored the backup of {manifest['created_at']} (version {manifest['version']}): "
+          f"audit chain holds up to record {manifest['audit_head']['seq']}, "
+          f"{len(manifest['files'])} uploaded files read back")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dienhong", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--password", default=None,
                       help="or DIENHONG_NEW_PASSWORD, or asked for on the terminal")
     commands.add_parser("verify-audit", help="recompute the audit chain")
+    backup = commands.add_parser("backup", help="write a consistent backup while the server "
+                                                "runs")
+    backup.add_argument("dest", help="a new (or empty) directory")
+    restore = commands.add_parser("restore", help="restore a backup into an empty data "
+                                                  "directory (and empty database)")
+    restore.add_argument("source", help="a directory written by 'dienhong backup'")
     return parser
 
 
@@ -234,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _create_user(settings, args)
     if args.command == "verify-audit":
         return _verify_audit(settings)
+    if args.command == "backup":
+        return _backup(settings, args.dest)
+    if args.command == "restore":
+        return _restore(settings, args.source)
     return 2
 
 

@@ -36,5 +36,28 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
+        self.broker_queue_depth = Gauge(
+            "dienhong_broker_queue_depth",
+            "Messages waiting to be published to Redis (the outbound queue)",
+            registry=self.registry,
+        )
+        self.broker_dropped = Counter(
+            "dienhong_broker_dropped_total",
+            "Messages dropped instead of published (Redis slow or not answering); other "
+            "nodes recover their events from the log",
+            registry=self.registry,
+        )
+        self.broker_publish_lag = Histogram(
+            "dienhong_broker_publish_lag_seconds",
+            "Time from a committed write (or a signal) to its message reaching Redis",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.broker_connected = Gauge(
+            "dienhong_broker_connected",
+            "1 while this node's Redis subscription is up (0: serving from the log only)",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

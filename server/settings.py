@@ -163,6 +163,13 @@ class Settings:
     log_sweep_interval_secs: float = 2.0
     # Events sent per query when a socket resumes.
     resume_batch: int = 500
+    # Messages (events of a write, signals) waiting to go to Redis before the oldest is dropped
+    # (other nodes recover dropped events from the log).
+    broker_queue_messages: int = 10_000
+    # Deadline of one round trip to Redis from the fast path (publishing, the subscription's
+    # liveness PING, presence): a Redis that stops answering never holds up a request or a
+    # socket longer.
+    broker_timeout_secs: float = 2.0
     # Container objects allocated between the garbage collector's young passes (Python's
     # default: 700).
     gc_young_objects: int = 7000

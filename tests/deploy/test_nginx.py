@@ -1,0 +1,123 @@
+"""deploy/nginx/dienhong.conf in front of two nodes on PostgreSQL and Redis.
+
+Signing in, the web client's files and sockets all go through nginx; an event written on
+one node reaches a socket that nginx gave to the other.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import websockets
+
+from server.settings import Settings
+from tests.conftest import DEMO_PASSWORD
+from tests.deploy.cluster import NGINX_CONF, Cluster, open_sockets
+from tests.harness import WsClient
+from tests.server.test_nodes import Node, login
+
+SOCKETS_TRIED = 8
+
+
+def directive(name: str) -> str:
+    match = re.search(rf"^\s*{name}\s+([^;]+);", NGINX_CONF.read_text(), re.MULTILINE)
+    assert match, f"no {name} in deploy/nginx/dienhong.conf"
+    return match.group(1)
+
+
+def size_bytes(value: str) -> int:
+    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    return int(value[:-1]) * units[value[-1].lower()] if value[-1].isalpha() else int(value)
+
+
+def test_limits_match_the_server_defaults() -> None:
+    defaults = Settings()
+    body = size_bytes(directive("client_max_body_size"))
+    # Room for the multipart envelope around one file at the server's limit, no more.
+    assert defaults.max_upload_bytes < body <= defaults.max_upload_bytes + 2 * 1024 ** 2
+    socket_block = NGINX_CONF.read_text().split("location = /ws {", 1)[1].split("}", 1)[0]
+    read = re.search(r"proxy_read_timeout\s+(\d+)s;", socket_block)
+    assert read and int(read.group(1)) > defaults.ws_ping_interval_secs
+
+
+async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
+    nginx = cluster.nginx
+    async with nginx.http() as client:
+        # Plain HTTP is sent to HTTPS.
+        plain = await client.get(f"http://127.0.0.1:{nginx.http_port}/app/",
+                                 follow_redirects=False)
+        assert plain.status_code == 301
+        assert plain.headers["location"].startswith("https://")
+        signed_in = await client.post("/api/v1/auth/login",
+                                      json={"username": "admin", "password": DEMO_PASSWORD})
+        assert signed_in.status_code == 200, signed_in.text
+        admin = signed_in.json()["access_token"]
+        # The web client: pages revalidated, scripts kept a short while, fonts a week.
+        page = await client.get("/app/")
+        assert page.status_code == 200 and "no-cache" in page.headers["cache-control"]
+        script = await client.get("/app/js/shell.js")
+        assert script.status_code == 200
+        assert script.headers["cache-control"] == "max-age=300"
+        again = await client.get("/app/js/shell.js")
+        assert again.headers["x-cache-status"] == "HIT" and again.content == script.content
+        # An error of the API comes through in its shape, and so do nginx's own.
+        missing = await client.get("/api/v1/me")
+        assert missing.status_code == 401 and "code" in missing.json()["error"]
+        big = size_bytes(directive("client_max_body_size")) + 1
+        too_large = await client.post("/api/v1/files", content=b"\0" * big, headers={
+            "Authorization": f"Bearer {admin}", "Content-Type": "application/octet-stream"})
+        assert too_large.status_code == 413
+        assert too_large.json()["error"]["code"] == "too_large"
+
+    # A rendered page: kept by the reader's browser for good, never by nginx.
+    chair = await login(cluster.nodes[0], "chair")
+    async with nginx.http(chair) as client:
+        listing = (await client.get("/api/v1/meetings")).json()
+        meeting = (listing["meetings"] if isinstance(listing, dict) else listing)[0]["id"]
+        state = (await client.get(f"/api/v1/meetings/{meeting}")).json()
+        document = next(d for item in state["agenda"] for d in item["document_ids"])
+        page = await client.get(f"/api/v1/files/{document}/pages/1.png?width=200")
+        assert page.status_code == 200 and page.headers["content-type"] == "image/png"
+        assert page.headers["cache-control"] == "private, max-age=31536000, immutable"
+        assert "x-cache-status" not in page.headers
+
+    ward = await login(cluster.nodes[0], "ward001")
+    topic = f"unit:{cluster.city.commune_unit_ids[0]}"
+    # Sockets through nginx until each node holds one (least_conn alternates them).
+    held: dict[int, WsClient] = {}
+    opened = []
+    try:
+        for _ in range(SOCKETS_TRIED):
+            before = [await open_sockets(node) for node in cluster.nodes]
+            raw = await websockets.connect(nginx.ws_url, ssl=nginx.ca, max_size=None)
+            opened.append(raw)
+            ws = WsClient(raw)
+            await ws.auth(ward)
+            after = [await open_sockets(node) for node in cluster.nodes]
+            index = next(i for i in range(2) if after[i] > before[i])
+            held.setdefault(index, ws)
+            if len(held) == 2:
+                break
+        assert len(held) == 2, "nginx gave every socket to the same node"
+
+        async def rename(node: Node, name: str) -> None:
+            async with httpx.AsyncClient(base_url=node.url, timeout=30,
+                                         headers={"Authorization": f"Bearer {admin}"}) as direct:
+                response = await direct.patch(
+                    f"/api/v1/units/{cluster.city.commune_unit_ids[0]}", json={"name": name})
+            assert response.status_code == 200, response.text
+
+        # Written on node A, heard on the socket node B holds; and the other way round.
+        for writer in (0, 1):
+            name = f"Phường viết ở nút {writer}"
+            await rename(cluster.nodes[writer], name)
+            for ws in held.values():
+                event = await ws.next_event("unit.updated", timeout=15)
+                assert event["topic"] == topic and event["data"]["name"] == name
+        await held[0].send(op="ping")
+        while (await held[0].recv())["op"] != "pong":
+            pass
+    finally:
+        for raw in opened:
+            await raw.close()
