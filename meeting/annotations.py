@@ -105,6 +105,7 @@ def annotation_json(row: Annotation) -> dict[str, Any]:
         "id": row.id, "file_id": row.file_id, "user_id": row.user_id, "page": row.page,
         "kind": row.kind, "data": row.data, "shared": row.shared,
         "meeting_id": row.meeting_id, "created_at": utc_iso(row.created_at),
+        "space": row.space,
     }
 
 
@@ -170,7 +171,7 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
                 "per document.", code="annotations_too_large")
         row = Annotation(file_id=file_id, user_id=actor.id, page=page, kind=kind.value,
                          data=clean, text=str(clean.get("text", "")), shared=shared,
-                         meeting_id=target, created_at=w.now)
+                         meeting_id=target, created_at=w.now, space="page")
         w.session.add(row)
         await w.session.flush()
         result = annotation_json(row)

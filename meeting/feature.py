@@ -31,12 +31,13 @@ async def may_read_agenda_document(ctx: Context, principal: Principal, file_id: 
 
 def feature() -> Feature:
     from meeting.demo import seed_demo_meeting
+    from meeting.display import routes as display_routes
     from meeting.routes import routes
     from meeting.speakers import run_speech_timers
 
     return Feature(
         name="meeting",
-        routes=list(routes),
+        routes=[*routes, *display_routes],
         topic_authorizers={"meeting": may_follow_meeting},
         background=[run_speech_timers],
         demo=[seed_demo_meeting],

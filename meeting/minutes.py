@@ -1,11 +1,17 @@
-"""The minutes of a session (biên bản kỳ họp) as a PDF.
+"""The minutes of a session (biên bản kỳ họp) as a PDF, in the layout of a Vietnamese
+administrative record: the issuing body and the document number field on the left, the
+national name and motto with the place and date line on the right, the title, the body,
+and a signature block for the secretary and the chair.
 
-``GET /api/v1/meetings/{id}/minutes.pdf``: meeting data, attendance with check-in times and
-absences with their reasons, the quorum, the agenda as it was dealt with (when each item
-became current), what was presented (from the audit log), the speakers with their times,
+``GET /api/v1/meetings/{id}/minutes.pdf``: meeting data with the actual opening and closing
+times, attendance with check-in times and absences with their reasons, the quorum, the
+agenda as it was dealt with (when each item became current), what was presented summarised
+per document (pages shown, turns, first and last time), the speakers with their times,
 every poll with its rule, numbers and result (and, for named polls, each delegate's vote),
 and the head of the audit chain at the time of printing, so a printed copy can be checked
-against the chain later (``dienhong verify-audit``).
+against the chain later (``dienhong verify-audit``). ``build_minutes_pdf`` gives the bytes
+without recording the printing (for a caller that records what it does with them, such as
+signing).
 
 The data is read on the event loop; the PDF is laid out in a worker thread (fpdf2 is
 CPU work). Printing is itself audited, with the sha256 of the document handed out.
@@ -72,7 +78,12 @@ class MinutesData:
     title: str
     place: str
     starts_at: str
+    started_at: str
+    closed_at: str
     state: str
+    issuer: str
+    doc_symbol: str
+    place_date: str
     printed_at: str
     chairs: list[str]
     secretaries: list[str]
@@ -101,6 +112,27 @@ def _duration(seconds: float | None) -> str:
         return ""
     whole = round(seconds)
     return f"{whole // 60} phút {whole % 60:02d} giây"
+
+
+def place_date_line(locality: str, moment: datetime) -> str:
+    """"Hà Nội, ngày 23 tháng 11 năm 2026": day and month under 10 written with a leading
+    zero only for 1 and 2 (ngày 01, 02; tháng 01, 02), as the rules for official documents
+    ask."""
+    day = f"{moment.day:02d}" if moment.day < 3 else str(moment.day)
+    month = f"{moment.month:02d}" if moment.month < 3 else str(moment.month)
+    line = f"ngày {day} tháng {month} năm {moment.year}"
+    return f"{locality}, {line}" if locality else line.capitalize()
+
+
+def _page_ranges(pages: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> "1–3, 5, 7–8"."""
+    spans: list[list[int]] = []
+    for page in sorted(set(pages)):
+        if spans and page == spans[-1][1] + 1:
+            spans[-1][1] = page
+        else:
+            spans.append([page, page])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
 
 
 def _flatten(items: list[dict[str, Any]], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -169,6 +201,8 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
     timeline: list[list[str]] = []
     taken_up: dict[int, list[str]] = {}
     presented: list[list[str]] = []
+    # Page turns, summarised per (agenda item, document): one line each, not one per turn.
+    turns: dict[tuple[int, int], dict[str, Any]] = {}
     for record in records:
         if record.action in STATE_CHANGES:
             timeline.append([at(record.at), STATE_CHANGES[record.action],
@@ -178,14 +212,26 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
             if item_id is not None:
                 taken_up.setdefault(int(item_id), []).append(at(record.at))
         elif record.action == "meeting.present":
-            document = files.get(int(record.details.get("document_id", 0)))
-            presented.append([
-                at(record.at),
-                item_labels.get(int(record.details.get("agenda_item_id", 0)), ""),
-                (document.title or document.name) if document else "",
-                str(record.details.get("page", "")),
-                names.get(record.actor_id or 0, ""),
-            ])
+            key = (int(record.details.get("agenda_item_id", 0)),
+                   int(record.details.get("document_id", 0)))
+            turn = turns.setdefault(key, {"first": record.at, "last": record.at, "pages": [],
+                                          "count": 0, "by": []})
+            turn["last"] = record.at
+            turn["count"] += 1
+            page = record.details.get("page")
+            if isinstance(page, int):
+                turn["pages"].append(page)
+            who = names.get(record.actor_id or 0, "")
+            if who and who not in turn["by"]:
+                turn["by"].append(who)
+    for (item_id, document_id), turn in turns.items():
+        document = files.get(document_id)
+        presented.append([
+            item_labels.get(item_id, ""),
+            (document.title or document.name) if document else "",
+            _page_ranges(turn["pages"]), str(turn["count"]),
+            f"{at(turn['first'])} – {at(turn['last'])}", ", ".join(turn["by"]),
+        ])
     agenda_rows = [[label, item["title"],
                     f"{item['planned_minutes']} phút" if item["planned_minutes"] else "",
                     ", ".join(taken_up.get(item["id"], [])) or "chưa xem xét"]
@@ -206,8 +252,13 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
     total_rows = [[names.get(uid, str(uid)), str(count), _duration(secs)]
                   for uid, (count, secs) in sorted(totals.items())]
     poll_blocks = [_poll_block(poll, names, named_votes.get(poll.id), at) for poll in polls]
+    settings = ctx.settings
+    dated = (meeting.closed_at or meeting.started_at or meeting.starts_at).astimezone(offset)
     return MinutesData(
         title=meeting.title, place=meeting.place, starts_at=at(meeting.starts_at),
+        started_at=at(meeting.started_at), closed_at=at(meeting.closed_at),
+        issuer=settings.minutes_issuer, doc_symbol=settings.minutes_doc_symbol,
+        place_date=place_date_line(settings.minutes_locality, dated),
         state=STATE_NAMES.get(meeting.state, meeting.state), printed_at=at(ctx.clock.now()),
         chairs=[p["display_name"] for p in people if p["role"] == ParticipantRole.CHAIR],
         secretaries=[p["display_name"] for p in people
@@ -307,13 +358,42 @@ def render_minutes(data: MinutesData) -> bytes:
                 for cell in row:
                     line.cell(cell)
 
-    text("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 11, bold=True, align="C")
-    text("Độc lập - Tự do - Hạnh phúc", 11, bold=True, align="C")
-    pdf.ln(4)
+    # The heading of an administrative record: the issuing body and the number field on the
+    # left, the national name and motto and the place and date on the right.
+    left_w, gap = 70.0, 6.0
+    right_w = pdf.epw - left_w - gap
+    top = pdf.get_y()
+    pdf.set_font(FONT, "B", 11)
+    pdf.multi_cell(left_w, 5.5, data.issuer, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    rule_y = pdf.get_y() + 0.8
+    pdf.line(pdf.l_margin + left_w / 2 - 12, rule_y, pdf.l_margin + left_w / 2 + 12, rule_y)
+    pdf.set_y(rule_y + 2)
+    pdf.set_font(FONT, "", 11)
+    pdf.multi_cell(left_w, 5.5, f"Số: ........../{data.doc_symbol}", align="C",
+                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    left_bottom = pdf.get_y()
+    right_x = pdf.l_margin + left_w + gap
+    pdf.set_xy(right_x, top)
+    pdf.set_font(FONT, "B", 11)
+    pdf.multi_cell(right_w, 5.5, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", align="C",
+                   new_x=XPos.LEFT, new_y=YPos.NEXT)
+    pdf.set_font(FONT, "B", 12)
+    pdf.multi_cell(right_w, 5.5, "Độc lập - Tự do - Hạnh phúc", align="C",
+                   new_x=XPos.LEFT, new_y=YPos.NEXT)
+    motto_w = pdf.get_string_width("Độc lập - Tự do - Hạnh phúc")
+    rule_y = pdf.get_y() + 0.8
+    pdf.line(right_x + (right_w - motto_w) / 2, rule_y, right_x + (right_w + motto_w) / 2, rule_y)
+    pdf.set_xy(right_x, rule_y + 3)
+    pdf.set_font(FONT, "", 11)
+    pdf.multi_cell(right_w, 5.5, data.place_date, align="C", new_x=XPos.LMARGIN,
+                   new_y=YPos.NEXT)
+    pdf.set_y(max(left_bottom, pdf.get_y()) + 6)
     text("BIÊN BẢN KỲ HỌP", 16, bold=True, align="C")
     text(data.title, 12, bold=True, align="C")
     pdf.ln(3)
-    text(f"Thời gian: {data.starts_at}")
+    text(f"Thời gian dự kiến: {data.starts_at}")
+    text(f"Khai mạc lúc: {data.started_at or 'chưa khai mạc'}")
+    text(f"Bế mạc lúc: {data.closed_at or 'chưa bế mạc'}")
     text(f"Địa điểm: {data.place or '—'}")
     text(f"Tình trạng: {data.state}")
     text(f"Chủ tọa: {', '.join(data.chairs) or '—'}")
@@ -331,8 +411,8 @@ def render_minutes(data: MinutesData) -> bytes:
     table(["Mục", "Nội dung", "Dự kiến", "Bắt đầu xem xét"], data.agenda, (10, 50, 14, 26))
 
     heading("III. TÀI LIỆU ĐÃ TRÌNH CHIẾU")
-    table(["Thời điểm", "Mục chương trình", "Tài liệu", "Trang", "Người trình chiếu"],
-          data.presented, (22, 30, 24, 8, 22))
+    table(["Mục chương trình", "Tài liệu", "Các trang", "Số lần chuyển trang", "Thời gian",
+           "Người trình chiếu"], data.presented, (22, 20, 12, 10, 24, 14))
 
     heading("IV. PHÁT BIỂU")
     table(["Đại biểu", "Hình thức", "Bắt đầu", "Kết thúc", "Thời lượng"], data.speeches,
@@ -367,13 +447,40 @@ def render_minutes(data: MinutesData) -> bytes:
     text(f"Biên bản in lúc {data.printed_at}.")
     text(f"Nhật ký kiểm toán tại thời điểm in: bản ghi số {data.audit_seq}, mã băm đầu chuỗi:")
     text(data.audit_hash, 9)
+
+    # Signatures: the secretary on the left, the chair on the right; kept on one page.
+    if pdf.get_y() > pdf.h - 70:
+        pdf.add_page()
+    pdf.ln(8)
+    column = pdf.epw / 2
+    top = pdf.get_y()
+    for index, (role, people) in enumerate((("THƯ KÝ", data.secretaries),
+                                            ("CHỦ TỌA", data.chairs))):
+        x = pdf.l_margin + index * column
+        pdf.set_xy(x, top)
+        pdf.set_font(FONT, "B", 11)
+        pdf.multi_cell(column, 5.5, role, align="C", new_x=XPos.LEFT, new_y=YPos.NEXT)
+        pdf.set_font(FONT, "", 9.5)
+        pdf.multi_cell(column, 5, "(Ký, ghi rõ họ tên)", align="C", new_x=XPos.LEFT,
+                       new_y=YPos.NEXT)
+        pdf.set_xy(x, top + 34)
+        pdf.set_font(FONT, "B", 11)
+        pdf.multi_cell(column, 5.5, ", ".join(people) or "", align="C", new_x=XPos.LEFT,
+                       new_y=YPos.NEXT)
     return bytes(pdf.output())
+
+
+async def build_minutes_pdf(ctx: Context, actor: Principal,
+                            meeting_id: int) -> tuple[bytes, MinutesData]:
+    """The minutes as PDF bytes, with the data printed in them; nothing is recorded (the
+    caller audits what it does with the document)."""
+    data = await gather_minutes(ctx, actor, meeting_id)
+    return await asyncio.to_thread(render_minutes, data), data
 
 
 async def minutes_pdf(ctx: Context, actor: Principal, meeting_id: int) -> bytes:
     """The minutes as PDF bytes; printing is audited with the document's sha256."""
-    data = await gather_minutes(ctx, actor, meeting_id)
-    document = await asyncio.to_thread(render_minutes, data)
+    document, data = await build_minutes_pdf(ctx, actor, meeting_id)
     async with ctx.write() as w:
         await w.audit(actor.id, "meeting.minutes", meeting_subject(meeting_id), {
             "sha256": hashlib.sha256(document).hexdigest(),

@@ -257,3 +257,6 @@ class Annotation(Base):
         ForeignKey("meetings.id", ondelete="CASCADE"), default=None, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What the coordinates are fractions of: "page" (the PDF page, the only space written
+    # now) or "frame" (the viewer's clipped frame, rows written before page space).
+    space: Mapped[str] = mapped_column(String(8), default="page", server_default="frame")

@@ -218,7 +218,6 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "too_many_topics": ErrorCode((), "Too many subscriptions at once."),
     "too_many_users": ErrorCode((422,), "Too many people asked for at once."),
     "unauthorized": ErrorCode((401,), "Please sign in."),
-    "unavailable": ErrorCode((503,), "No server node is answering; try again shortly."),
     "unit_cycle": ErrorCode((422,), "A unit cannot be moved below itself."),
     "unit_not_found": ErrorCode((404,), "This unit does not exist."),
     "unit_required": ErrorCode((422,), "Choose which unit's thread to answer in."),

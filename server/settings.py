@@ -281,6 +281,9 @@ class Settings:
     speech_warning_secs: int = 30
     # How often a node looks for speeches granted elsewhere to time them too.
     speech_timer_rescan_secs: float = 5.0
+    # The hall's projector shows a closed vote's result this long, then the speaker and timer
+    # again (served to the page by `GET /api/v1/display`).
+    projector_result_secs: int = 60
     # The data one reader keeps on one document, all annotations together (bounds
     # the work of building their `annotated.pdf`); past it 413 `annotations_too_large`.
     annotation_max_bytes: int = 1_048_576
@@ -321,6 +324,13 @@ class Settings:
     poll_ballot_queue: int = 5_000
     # The minutes print times in this offset from UTC (Vietnam: UTC+7, no summer time).
     minutes_utc_offset_mins: int = 7 * 60
+    # The issuing body at the top left of the minutes.
+    minutes_issuer: str = "HỘI ĐỒNG NHÂN DÂN THÀNH PHỐ"
+    # The symbol after the minutes' number field ("Số: …/BB-HĐND").
+    minutes_doc_symbol: str = "BB-HĐND"
+    # The locality of the minutes' place and date line ("Hà Nội, ngày 23 tháng 11 năm 2026");
+    # empty: the date alone.
+    minutes_locality: str = ""
 
     # --- operations -----------------------------------------------------------
     # Log level (DEBUG, INFO, WARNING…).

@@ -12,6 +12,7 @@ import pytest
 
 from server.demo import DemoCity
 from tests.browser.conftest import shot, signed_in, wait_online
+from tests.browser.test_annotation_space import page_point
 from tests.browser.test_session import prepare_meeting
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import RunningServer
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.browser
 
 async def drag(page: Any, points: list[tuple[float, float]]) -> None:
     """Press, move through the points (fractions of the page image), release."""
-    box = await page.locator("#viewer .page-wrap").bounding_box()
+    await page_point(page, *points[0])
+    box = await page.locator("#viewer .page-wrap img").bounding_box()
     xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
     await page.mouse.move(*xy[0])
     await page.mouse.down()

@@ -64,7 +64,8 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
     assert "3/3" in await chair.inner_text("#quorum-text")
 
     # The chair presents page 3: every tablet in follow mode turns to it.
-    await chair.click(f"#agenda button[data-doc='{file_id}']")
+    await chair.select_option("#current-select", label="Tờ trình về dự toán ngân sách năm 2027")
+    await chair.click(f"#item-documents button[data-doc='{file_id}']")
     await chair.click("#presentation .thumbs button[data-page='3']")
     await chair.click("#present")
     await chair.wait_for_selector("#live-page")
@@ -136,6 +137,7 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
         "() => document.querySelector('#poll-list li[data-state=open] .verdict')"
         "?.textContent.includes('3/')")
     await chair.click("#poll-list button[data-action=close]")
+    await chair.click("dialog button[type=submit]")
     await projector.wait_for_selector(".proj-result")
     await shot(projector, "projector-result")
 

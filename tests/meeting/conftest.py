@@ -116,41 +116,6 @@ async def store_pdf(server: RunningServer, uploader_id: int, title: str = "Tài 
     return stored.id
 
 
-def apply_event(state: dict[str, Any], event: dict[str, Any]) -> None:
-    """What a tablet does with an event of ``meeting:{id}`` (the convergence test's client)."""
-    kind, data = event["type"], event["data"]
-    if kind == "meeting.state_changed":
-        state["state"] = data["state"]
-        state["started_at"] = data["started_at"]
-        state["closed_at"] = data["closed_at"]
-    elif kind == "meeting.updated":
-        for key in ("title", "starts_at", "place", "speech_limit_secs", "quorum"):
-            state[key] = data[key]
-    elif kind == "agenda.changed":
-        state["agenda"] = data["agenda"]
-    elif kind == "agenda.current_changed":
-        state["current_agenda_item_id"] = data["agenda_item_id"]
-    elif kind == "presentation.changed":
-        state["presentation"] = data["presentation"]
-    elif kind == "presenter.changed":
-        state["presenter_id"] = data["presenter_id"]
-    elif kind == "attendance.changed":
-        state["participants"] = [data["participant"] if p["user_id"] == data["user_id"] else p
-                                 for p in state["participants"]]
-        state["quorum"] = data["quorum"]
-    elif kind == "participants.changed":
-        state["participants"] = data["participants"]
-        state["quorum"] = data["quorum"]
-        if data["user_id"] == state["you"]["user_id"]:
-            mine = [p for p in data["participants"] if p["user_id"] == data["user_id"]]
-            state["you"]["role"] = mine[0]["role"] if mine else None
-    elif kind.startswith("speaker"):
-        state["speakers"] = data["speakers"]
-    elif kind not in ("meeting.created", "annotation.shared", "annotation.removed"):
-        raise AssertionError(f"the test client does not know {kind}")
-    state["seq"] = event["seq"]
-
-
 async def next_on(ws: Any, topic: str, timeout: float = 5.0) -> dict[str, Any]:
     """The next event of ``topic`` (presence and unit events are skipped)."""
     while True:

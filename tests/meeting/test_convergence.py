@@ -1,24 +1,40 @@
 """The convergence test: the state at any point plus the events after its seq == the end state.
 
-A scripted session (start, agenda changes, presentation, check-ins, speakers with their
-timer, adjournment) runs while another task keeps fetching the state. Every state fetched,
-at a quiet moment or racing a change, replayed forward with the events after its ``seq``
-exactly as a tablet does it, must equal the state fetched at the end.
+A scripted session (start, agenda changes, presentation, check-ins, a vote, speakers with
+their timer, adjournment, participants added and removed) runs while another task keeps
+fetching the state. Every state fetched, at a quiet moment or racing a change, replayed
+forward with the events after its ``seq`` by the reducer the pages ship
+(``web_client/static/js/meeting-state.js``, run in Chromium), must equal the state fetched
+at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from server.clock import ManualClock
 from server.demo import seed_demo
+from tests.browser.conftest import WAIT_MS, browser  # noqa: F401 (the fixture)
 from tests.conftest import DEMO_PASSWORD, MakeServer
-from tests.meeting.conftest import Room, apply_event, make_room, store_pdf
+from tests.meeting.conftest import Room, make_room, store_pdf
+
+pytestmark = pytest.mark.browser
+
+# Runs in the page: the shipped reducer applied to each (state, events after its seq).
+REPLAY_JS = """async (runs) => {
+  const { MeetingSession, initialState } = await import("/app/js/meeting-state.js");
+  return runs.map(([state, events]) => {
+    const session = new MeetingSession(state.id, { realtime: { follow() {} } });
+    session.state = initialState(state);
+    for (const event of events) session.apply(event);
+    return session.state;
+  });
+}"""
 
 
 async def ok(response: Awaitable[httpx.Response]) -> dict[str, Any]:
@@ -93,6 +109,18 @@ async def script(room: Room, clock: ManualClock,
         await clock.advance(91)
         await until_current("time_up")
 
+    async def s_vote() -> None:
+        created = await ok(chair.post(base + "/polls", json={
+            "title": "Thông qua chương trình", "kind": "yes_no_abstain", "secret": True,
+            "rule": "majority_of_members"}))
+        poll = f"/api/v1/polls/{created['id']}"
+        await ok(chair.post(poll + "/open"))
+        for n, client in enumerate(d[:3]):
+            await ok(client.post(poll + "/ballots", json={
+                "choice": ["yes", "no", "yes"][n],
+                "idempotency_key": f"convergence-ballot-{n:04d}"}))
+        await ok(chair.post(poll + "/close"))
+
     async def s_adjourn() -> None:
         await ok(chair.post(base + "/adjourn"))
         await ok(chair.patch(base, json={"place": "Hội trường B", "quorum": {
@@ -113,7 +141,7 @@ async def script(room: Room, clock: ManualClock,
                            json={"role": "guest"}))
         await ok(chair.delete(base + f"/participants/{room.outsider_id}"))
 
-    steps = [s_agenda, s_reorder, s_present, s_attendance, s_speakers, s_timer,
+    steps = [s_agenda, s_reorder, s_present, s_attendance, s_vote, s_speakers, s_timer,
              s_more_speakers, s_time_up, s_adjourn, s_edit]
     await checkpoint()
     await ok(chair.post(base + "/start"))
@@ -129,7 +157,25 @@ async def events_after(room: Room, seq: int) -> list[dict[str, Any]]:
     return [f for f in frames if f["op"] == "event"]
 
 
-async def test_state_plus_events_converges(make_server: MakeServer) -> None:
+async def replay(server_url: str, browser: Any,  # noqa: F811 (the fixture's value)
+                 runs: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[Any]:
+    """Each state with its events through the page's reducer, in Chromium."""
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(server_url + "/app/")
+        states: list[Any] = await page.evaluate(REPLAY_JS, runs)
+        assert errors == []
+        return states
+    finally:
+        await context.close()
+
+
+async def test_state_plus_events_converges(make_server: MakeServer,
+                                           browser: Any) -> None:  # noqa: F811
     clock = ManualClock()
     server = await make_server(clock=clock)
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2, delegates=6)
@@ -157,20 +203,20 @@ async def test_state_plus_events_converges(make_server: MakeServer) -> None:
         assert final["speakers"]["totals"] and final["presentation"]["page"] == 4
         seqs = sorted({s["seq"] for s in snapshots})
         assert len(seqs) > 10, "the script should give many different points to start from"
-        for snapshot in snapshots:
-            state = copy.deepcopy(snapshot)
-            for event in await events_after(room, snapshot["seq"]):
-                apply_event(state, event)
-            assert state == final, f"diverged from the state at seq {snapshot['seq']}"
-        # A tablet that followed live from the first state ends in the same place too.
-        live = copy.deepcopy(snapshots[0])
-        for event in await events_after(room, live["seq"]):
-            apply_event(live, event)
-        assert live == final
+        runs = [(snapshot, await events_after(room, snapshot["seq"]))
+                for snapshot in snapshots]
+        # The reducer keeps the state's shape: the end state as the page holds it.
+        [expected] = await replay(server.url, browser, [(final, [])])
+        for snapshot, state in zip(snapshots, await replay(server.url, browser, runs),
+                                   strict=True):
+            assert state == expected, f"diverged from the state at seq {snapshot['seq']}"
+        # The script went through every kind of event a tablet must follow.
         types = {e["type"] for e in await events_after(room, 0)}
         assert {"speaker.warning", "speaker.time_up", "speaker.started", "speaker.finished",
                 "speakers.reordered", "speaker.withdrawn", "meeting.updated",
-                "presenter.changed", "agenda.current_changed"} <= types
+                "presenter.changed", "agenda.current_changed", "participants.changed",
+                "attendance.changed", "poll.created", "poll.opened", "poll.progress",
+                "poll.closed"} <= types
     finally:
         done.set()
         await rooms.aclose()

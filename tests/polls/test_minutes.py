@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime, timedelta, timezone
 
 from fpdf import FPDF
 from pypdf import PdfReader
 
 from meeting.agenda import add_item, set_current_item
+from meeting.minutes import place_date_line
 from meeting.models import SpeakerKind
 from meeting.speakers import finish, grant, request_floor
 from server.audit import head_hash
@@ -106,3 +108,74 @@ async def test_minutes_only_for_those_who_may_see_the_meeting(make_server: MakeS
         response = await client.get(f"/api/v1/meetings/{a.meeting_id}/minutes.pdf")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "meeting_not_found")
     await a.close()
+
+
+async def test_minutes_layout_times_page_turns_and_signatures(make_server: MakeServer) -> None:
+    clock = ManualClock()
+    server = await make_server(clock=clock, minutes_locality="Hà Nội")
+    a = await build_assembly(server, delegates=2, absent=0)
+    chair = a.chair.principal
+    async with server.http(a.chair.token) as client:
+        upload = await client.post("/api/v1/files", files={
+            "file": ("to-trinh-ngan-sach.pdf", small_pdf(6), "application/pdf")})
+        document_id = upload.json()["id"]
+    item = await add_item(server.ctx, chair, a.meeting_id, title="Tờ trình ngân sách",
+                          document_ids=[document_id])
+    # Eight page turns: one line in the minutes, with the pages shown and the count.
+    async with server.http(a.chair.token) as client:
+        for page in (1, 2, 3, 2, 3, 5, 6, 5):
+            await clock.advance(30)
+            response = await client.post(f"/api/v1/meetings/{a.meeting_id}/presentation",
+                                         json={"agenda_item_id": item["id"],
+                                               "document_id": document_id, "page": page})
+            assert response.status_code == 200, response.text
+        await clock.advance(3600)
+        closed = await client.post(f"/api/v1/meetings/{a.meeting_id}/close")
+        assert closed.status_code == 200, closed.text
+        state = (await client.get(f"/api/v1/meetings/{a.meeting_id}")).json()
+        response = await client.get(f"/api/v1/meetings/{a.meeting_id}/minutes.pdf")
+    assert response.status_code == 200
+    reader = PdfReader(io.BytesIO(response.content))
+    text = re.sub(r"\s+", " ", " ".join(page.extract_text() for page in reader.pages))
+    started = datetime.fromisoformat(state["started_at"]).astimezone(HANOI)
+    ended = datetime.fromisoformat(state["closed_at"]).astimezone(HANOI)
+    for expected in [
+        "HỘI ĐỒNG NHÂN DÂN THÀNH PHỐ", "Số: ........../BB-HĐND",
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập - Tự do - Hạnh phúc",
+        f"Hà Nội, ngày {place_day(ended)}",
+        f"Khai mạc lúc: {started:%H:%M:%S %d/%m/%Y}", f"Bế mạc lúc: {ended:%H:%M:%S %d/%m/%Y}",
+        "1–3, 5–6", "THƯ KÝ", "CHỦ TỌA", "(Ký, ghi rõ họ tên)",
+    ]:
+        assert expected in text, expected
+    # The actual opening is printed apart from the planned start.
+    assert "Thời gian dự kiến" in text
+    # One line for the document, not one per page turn.
+    assert text.count("to-trinh-ngan-sach") == 1
+    # The national name sits at the right of the page, the issuing body at the left.
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(response.content)
+    first = document[0]
+    width = first.get_width()
+    textpage = first.get_textpage()
+
+    def left_of(words: str) -> float:
+        searcher = textpage.search(words)
+        found = searcher.get_next()
+        assert found is not None, words
+        box = textpage.get_charbox(found[0])
+        return float(box[0]) / width
+
+    assert left_of("CỘNG HÒA") > 0.4
+    assert left_of("HỘI ĐỒNG NHÂN DÂN") < 0.3
+    # The signature names sit under their roles.
+    assert text.index("THƯ KÝ") < text.rindex("Trần Thị Thư Ký")
+    assert text.index("CHỦ TỌA") < text.rindex("Nguyễn Văn Chủ Tọa")
+    await a.close()
+
+
+HANOI = timezone(timedelta(hours=7))
+
+
+def place_day(moment: datetime) -> str:
+    return place_date_line("", moment)[len("Ngày "):]

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("server", "meeting", "messaging")
 I18N = ROOT / "web_client" / "static" / "js" / "i18n.js"
 # Codes the client alone produces.
-CLIENT_ONLY = {"network_error"}
+# Codes the client meets that no Python code raises: a failed fetch, and the reverse
+# proxy's own answer when no node answers (deploy/nginx/dienhong.conf).
+CLIENT_ONLY = {"network_error", "unavailable"}
 
 
 def _error_classes() -> dict[str, ApiError]:

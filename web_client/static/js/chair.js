@@ -1,13 +1,22 @@
-// The chair's control panel: lifecycle, agenda (edit, reorder, documents, current item),
-// presentation with thumbnails, attendance and quorum, speakers with the timer, polls with
-// the live count and who has not voted, minutes.
+// The chair's live console: what is being discussed and presented (page controls), the
+// speakers' queue with the running timer, quorum, and the live vote, on one screen without
+// scrolling (1440×900, 1280×800); attendance of the whole body in a compact table. Agenda
+// editing lives in the preparation view (/app/prepare/). Floor requests, above all points
+// of order, are announced visibly and audibly. Keys: ←/→ or PageUp/PageDown turn the
+// presented page, N gives the floor to the next speaker.
 
-import { api, download, uploadFile } from "./api.js";
+import { api, download } from "./api.js";
 import { formatTime, t } from "./i18n.js";
-import { clockText, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
-import { MeetingSession, findItem, myMeetings, pageImage, secondsLeft } from "./meeting-state.js";
+import { announce, clockText, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
+import { MeetingSession, agendaItems, findItem, myMeetings, pageImage, participant, secondsLeft } from "./meeting-state.js";
+import { BallotBook, sendBallot } from "./ballot.js";
+import { choiceText, progressLine, resultBlock, secrecyTag } from "./poll-view.js";
 
-startPage("chair_title");
+const me = startPage("chair_title");
+const book = new BallotBook(me.id);
+// The chair's own ballot being chosen: poll id and the choice awaiting confirmation.
+const myVote = { pollId: null, pending: null, selected: [] };
+const ballotWake = new EventTarget();
 let meeting = null;
 let timerHandle = null;
 const pollDetails = new Map(); // poll id -> GET /polls/{id}
@@ -17,6 +26,9 @@ const selection = { itemId: null, documentId: null, page: 1 };
 const realtime = connectRealtime({
   onEvent: (event) => meeting?.apply(event),
   onReset: () => meeting?.reload(),
+});
+realtime.addEventListener("status", (e) => {
+  if (e.detail === "online") ballotWake.dispatchEvent(new Event("wake"));
 });
 
 async function act(path, body = {}, method = "POST") {
@@ -39,99 +51,89 @@ async function renderList() {
       : h("p", { class: "muted" }, t("no_meetings"))));
 }
 
-// --- the panel -------------------------------------------------------------------------------------
+// --- the console -----------------------------------------------------------------------------------
 function renderShell(id) {
+  const tab = (name, label) => h("button", { type: "button", role: "tab", class: "btn btn-small tab", id: `tab-${name}`,
+    "aria-controls": `view-${name}`, "aria-selected": name === "live" ? "true" : "false", onclick: () => showView(name) }, label);
   fill(document.getElementById("main"),
-    h("div", { class: "row", style: "margin-bottom: .8rem" },
-      h("a", { href: "#", class: "btn btn-small" }, "← ", t("meetings")),
-      h("h2", { id: "meeting-title", class: "grow", style: "margin: 0" }),
+    h("div", { class: "console-bar" },
+      h("a", { href: "#", class: "btn btn-small", "aria-label": t("meetings"), title: t("meetings") }, "←"),
+      h("h2", { id: "meeting-title", class: "grow" }),
       h("span", { id: "meeting-state", class: "tag" }),
-      h("div", { class: "row", id: "lifecycle" }),
-      h("a", { class: "btn", href: `/app/projector/#meeting/${id}`, target: "_blank", rel: "noopener" }, t("app_projector")),
-      h("button", { type: "button", class: "btn", id: "minutes", onclick: () => download(`/api/v1/meetings/${id}/minutes.pdf`, `bien-ban-${id}.pdf`).catch(showError) }, t("minutes"))),
-    h("div", { class: "chair-grid" },
-      h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" }),
-        h("form", { class: "row", id: "add-item", onsubmit: addItem },
-          h("label", { for: "new-item", class: "visually-hidden" }, t("item_title")),
-          h("input", { id: "new-item", name: "title", type: "text", required: true, placeholder: t("item_title"), style: "flex: 1 1 12rem; width: auto" }),
-          h("button", { type: "submit", class: "btn btn-primary" }, t("add_item")))),
-      h("section", { class: "panel", "aria-labelledby": "present-h" }, h("h3", { id: "present-h" }, t("present_page")), h("div", { id: "presentation" }), h("div", { id: "presenter", class: "field" })),
-      h("section", { class: "panel", "aria-labelledby": "att-h" }, h("h3", { id: "att-h" }, t("attendance")), h("div", { id: "quorum", class: "quorum-gauge" }), h("ul", { class: "attendance-list", id: "attendance" })),
-      h("section", { class: "panel", "aria-labelledby": "sp-h" }, h("h3", { id: "sp-h" }, t("speakers")), h("div", { id: "speakers" })),
-      h("section", { class: "panel", "aria-labelledby": "poll-h", style: "grid-column: 1 / -1" }, h("h3", { id: "poll-h" }, t("polls")), h("div", { id: "polls" }), pollForm())));
+      h("div", { id: "quorum", class: "quorum-gauge quorum-compact" }),
+      h("div", { role: "tablist", class: "row", "aria-label": t("chair_title") }, tab("live", t("console_live")), tab("attendance", t("attendance"))),
+      h("a", { class: "btn btn-small", id: "prepare-link", href: `/app/prepare/#meeting/${id}`, title: t("console_prepare") }, t("console_prepare_short")),
+      h("a", { class: "btn btn-small", href: `/app/projector/#meeting/${id}`, target: "_blank", rel: "noopener", title: t("app_projector") }, t("console_projector")),
+      h("button", { type: "button", class: "btn btn-small", id: "minutes", title: t("minutes"), onclick: () => download(`/api/v1/meetings/${id}/minutes.pdf`, `bien-ban-${id}.pdf`).catch(showError) }, t("console_minutes")),
+      h("div", { class: "row", id: "lifecycle" })),
+    h("div", { id: "floor-alert", class: "floor-alert hidden", role: "alert" }),
+    h("div", { class: "console", id: "view-live", role: "tabpanel", "aria-labelledby": "tab-live" },
+      h("section", { class: "panel console-present", "aria-labelledby": "present-h" },
+        h("div", { class: "row" }, h("h3", { id: "present-h", class: "grow" }, t("console_now")), h("div", { id: "presenter" })),
+        h("div", { id: "current-item" }),
+        h("div", { id: "presentation", class: "presentation" })),
+      h("section", { class: "panel console-speakers", "aria-labelledby": "sp-h" }, h("h3", { id: "sp-h" }, t("speakers")), h("div", { id: "speakers" })),
+      h("section", { class: "panel console-vote", "aria-labelledby": "poll-h" }, h("h3", { id: "poll-h" }, t("polls")), h("div", { id: "polls" }), pollForm())),
+    h("section", { class: "panel hidden", id: "view-attendance", role: "tabpanel", "aria-labelledby": "tab-attendance" },
+      h("div", { id: "attendance-tools", class: "row" }),
+      h("div", { id: "attendance", class: "attendance-grid-wrap" })));
+}
+
+function showView(name) {
+  for (const view of ["live", "attendance"]) {
+    document.getElementById(`view-${view}`).classList.toggle("hidden", view !== name);
+    document.getElementById(`tab-${view}`).setAttribute("aria-selected", view === name ? "true" : "false");
+  }
+  if (name === "attendance") document.getElementById("attendance-search")?.focus();
+}
+
+// The lifecycle acts the chair is offered in each state. Closing (bế mạc) ends a session
+// that has run; it is offered apart from the others and only after a confirmation.
+const LIFECYCLE = {
+  scheduled: [["start", "start", "btn-ok"]],
+  in_session: [["adjourn", "adjourn", ""], ["close", "close_meeting", "btn-danger"]],
+  adjourned: [["start", "resume", "btn-ok"], ["close", "close_meeting", "btn-danger"]],
+  closed: [],
+};
+
+async function lifecycleAct(action) {
+  if (action === "close") {
+    const sure = await dialog(t("confirm_close_meeting_title"),
+      h("p", { id: "confirm-consequence" }, t("confirm_close_meeting_body")),
+      { okText: t("close_meeting"), danger: true });
+    if (!sure) return;
+  }
+  await act(`meetings/${meeting.id}/${action}`);
 }
 
 function renderLifecycle(state) {
-  const s = state.state;
-  const buttons = [];
-  if (s === "scheduled") buttons.push(["start", t("start"), "btn-ok"]);
-  if (s === "adjourned") buttons.push(["start", t("resume"), "btn-ok"]);
-  if (s === "in_session") buttons.push(["adjourn", t("adjourn"), ""]);
-  if (s !== "closed") buttons.push(["close", t("close_meeting"), "btn-danger"]);
+  const buttons = LIFECYCLE[state.state] || [];
   fill(document.getElementById("lifecycle"), buttons.map(([action, label, cls]) =>
-    h("button", { type: "button", class: `btn ${cls}`, id: `meeting-${action}`, onclick: () => act(`meetings/${meeting.id}/${action}`) }, label)));
+    h("button", { type: "button", class: `btn btn-small ${cls}`, id: `meeting-${action}`, style: action === "close" ? "margin-left: 1rem" : null,
+      onclick: () => lifecycleAct(action) }, t(label))));
 }
 
-// --- agenda --------------------------------------------------------------------------------------
-function renderAgenda(state) {
+// --- the current item -----------------------------------------------------------------------------
+function renderCurrentItem(state) {
   const current = state.current_agenda_item_id;
-  const list = (items, parentId) => h("ol", { class: "agenda" }, items.map((item, index) =>
-    h("li", { class: item.id === current ? "current" : "", dataset: { item: item.id } },
-      h("div", { class: "row" },
-        h("span", { class: "grow" }, item.title),
-        h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_up")}: ${item.title}`, disabled: index === 0, onclick: () => reorder(items, parentId, index, -1) }, "↑"),
-        h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_down")}: ${item.title}`, disabled: index === items.length - 1, onclick: () => reorder(items, parentId, index, 1) }, "↓"),
-        h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("edit")}: ${item.title}`, onclick: () => editItem(item) }, "✎"),
-        h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("delete")}: ${item.title}`, onclick: () => removeItem(item) }, "✕"),
-        item.id === current ? null : h("button", { type: "button", class: "btn btn-small", dataset: { action: "current" }, onclick: () => act(`meetings/${meeting.id}/agenda/current`, { agenda_item_id: item.id }) }, t("set_current")),
-        h("label", { class: "btn btn-small" }, h("span", { "aria-hidden": "true" }, "+ PDF"), h("span", { class: "visually-hidden" }, `${t("attach_document")}: ${item.title}`),
-          h("input", { type: "file", accept: "application/pdf", class: "visually-hidden", onchange: (e) => attach(item, e.target) }))),
-      (item.documents || []).length ? h("div", { class: "row" }, item.documents.map((doc) =>
-        h("button", { type: "button", class: "btn btn-small", dataset: { doc: doc.id }, "aria-pressed": selection.documentId === doc.id ? "true" : "false",
-          onclick: () => selectDocument(item.id, doc.id, 1) }, "▤ ", doc.title || doc.name, ` (${doc.pages || "?"})`))) : null,
-      item.children?.length ? list(item.children, item.id) : null)));
-  fill(document.getElementById("agenda"), list(state.agenda || [], null));
-}
-
-async function addItem(event) {
-  event.preventDefault();
-  const form = event.target;
-  if (await act(`meetings/${meeting.id}/agenda`, { title: form.title.value.trim() })) form.reset();
-}
-
-async function editItem(item) {
-  const values = await dialog(t("edit"), h("div", {}, h("label", { for: "edit-title" }, t("item_title")),
-    h("input", { id: "edit-title", name: "title", type: "text", value: item.title, required: true })));
-  if (values?.title?.trim()) await act(`meetings/${meeting.id}/agenda/${item.id}`, { title: values.title.trim() }, "PATCH");
-}
-
-async function removeItem(item) {
-  const sure = await dialog(`${t("delete")}: ${item.title}?`, h("p", {}, item.title), { okText: t("delete") });
-  if (sure) await act(`meetings/${meeting.id}/agenda/${item.id}`, {}, "DELETE");
-}
-
-async function reorder(items, parentId, index, delta) {
-  const ids = items.map((i) => i.id);
-  const [moved] = ids.splice(index, 1);
-  ids.splice(index + delta, 0, moved);
-  await act(`meetings/${meeting.id}/agenda/reorder`, { parent_id: parentId, item_ids: ids });
-}
-
-async function attach(item, input) {
-  const file = input.files?.[0];
-  if (!file) return;
-  try {
-    const uploaded = await uploadFile(file);
-    await api(`meetings/${meeting.id}/agenda/${item.id}`, { method: "PATCH", body: { document_ids: [...(item.document_ids || []), uploaded.id] } });
-  } catch (err) {
-    showError(err);
-  }
+  const items = [...agendaItems(state.agenda)];
+  const item = findItem(state, current);
+  fill(document.getElementById("current-item"),
+    h("div", { class: "row" },
+      h("label", { for: "current-select", class: "visually-hidden" }, t("current_item")),
+      h("select", { id: "current-select", class: "grow", style: "width: auto",
+        onchange: (e) => e.target.value && act(`meetings/${meeting.id}/agenda/current`, { agenda_item_id: Number(e.target.value) }) },
+        h("option", { value: "", selected: !current }, `— ${t("current_item")} —`),
+        items.map((i) => h("option", { value: i.id, selected: i.id === current }, i.title)))),
+    item && (item.documents || []).length ? h("div", { class: "row", id: "item-documents" }, item.documents.map((doc) =>
+      h("button", { type: "button", class: "btn btn-small", dataset: { doc: doc.id }, "aria-pressed": selection.documentId === doc.id ? "true" : "false",
+        onclick: () => selectDocument(item.id, doc.id, 1) }, "▤ ", doc.title || doc.name, ` (${doc.pages || "?"})`))) : null);
 }
 
 // --- presentation ----------------------------------------------------------------------------------
 function selectDocument(itemId, documentId, page) {
   Object.assign(selection, { itemId, documentId, page });
-  renderAgenda(meeting.state);
+  renderCurrentItem(meeting.state);
   renderPresentation(meeting.state);
 }
 
@@ -140,8 +142,8 @@ function renderPresenter(state) {
   const box = document.getElementById("presenter");
   if (!box) return;
   const people = (state.participants || []).filter((p) => p.role !== "chair");
-  fill(box, h("label", { for: "presenter-select" }, t("presenter")),
-    h("select", { id: "presenter-select", onchange: (e) => act(`meetings/${meeting.id}/presenter`, { user_id: e.target.value ? Number(e.target.value) : null }) },
+  fill(box, h("label", { for: "presenter-select", class: "inline small" }, t("presenter")),
+    h("select", { id: "presenter-select", class: "select-compact", onchange: (e) => act(`meetings/${meeting.id}/presenter`, { user_id: e.target.value ? Number(e.target.value) : null }) },
       h("option", { value: "" }, t("presenter_chair")),
       people.map((p) => h("option", { value: p.user_id, selected: p.user_id === state.presenter_id }, p.display_name))));
 }
@@ -158,11 +160,7 @@ function renderPresentation(state) {
   }
   const pages = doc.pages || 1;
   const live = p && p.document_id === doc.id ? p.page : null;
-  const present = (page) => {
-    selection.page = page;
-    act(`meetings/${meeting.id}/presentation`, { agenda_item_id: item.id, document_id: doc.id, page });
-  };
-  const preview = h("img", { alt: t("page_of", { page: selection.page, pages }), style: "width: 100%; max-height: 40vh; object-fit: contain; background: #fff; border: 1px solid var(--line)" });
+  const preview = h("img", { class: "present-preview", alt: t("page_of", { page: selection.page, pages }) });
   pageImage(doc.id, selection.page, 800).then((url) => (preview.src = url)).catch(() => {});
   const thumbs = h("div", { class: "thumbs", role: "listbox", "aria-label": doc.title || doc.name });
   // Thumbnails are fetched as they scroll into view: a 300-page budget is not loaded at once.
@@ -182,18 +180,53 @@ function renderPresentation(state) {
     seen.observe(button);
   }
   fill(box,
-    h("p", { class: "small" }, h("strong", {}, doc.title || doc.name), " — ", t("page_of", { page: selection.page, pages }),
-      live ? h("span", { class: "tag", style: "margin-left: .5rem; color: var(--ok)", id: "live-page" }, `▶ ${live}`) : null),
+    h("p", { class: "small present-caption" }, h("strong", {}, doc.title || doc.name), " — ", t("page_of", { page: selection.page, pages }),
+      live ? h("span", { class: "tag live-tag", id: "live-page" }, `▶ ${t("console_live_page", { page: live })}`) : null),
     preview,
-    h("div", { class: "row" },
-      h("button", { type: "button", class: "btn", "aria-label": t("prev_page"), disabled: selection.page <= 1, onclick: () => present(selection.page - 1) }, "◀ ", t("prev_page")),
-      h("button", { type: "button", class: "btn btn-primary", id: "present", onclick: () => present(selection.page) }, t("present_page"), ` ${selection.page}`),
-      h("button", { type: "button", class: "btn", "aria-label": t("next_page"), disabled: selection.page >= pages, onclick: () => present(selection.page + 1) }, t("next_page"), " ▶")),
+    h("div", { class: "row page-controls" },
+      h("button", { type: "button", class: "btn", id: "present-prev", "aria-keyshortcuts": "ArrowLeft PageUp", disabled: selection.page <= 1, onclick: () => presentPage(selection.page - 1) }, "◀ ", t("prev_page")),
+      h("button", { type: "button", class: "btn btn-primary grow", id: "present", onclick: () => presentPage(selection.page) }, t("present_page"), ` ${selection.page}`),
+      h("button", { type: "button", class: "btn", id: "present-next", "aria-keyshortcuts": "ArrowRight PageDown", disabled: selection.page >= pages, onclick: () => presentPage(selection.page + 1) }, t("next_page"), " ▶")),
     thumbs);
+  thumbs.querySelector("[aria-selected=true]")?.scrollIntoView({ block: "nearest", inline: "center" });
 }
 
-// --- attendance ---------------------------------------------------------------------------------------
-function renderAttendance(state) {
+/** Present a page of the selected document (the page controls and the arrow keys). */
+function presentPage(page) {
+  const item = findItem(meeting?.state, selection.itemId);
+  const doc = item?.documents?.find((d) => d.id === selection.documentId);
+  if (!doc) return;
+  const target = Math.min(Math.max(1, page), doc.pages || 1);
+  selection.page = target;
+  renderPresentation(meeting.state);
+  act(`meetings/${meeting.id}/presentation`, { agenda_item_id: item.id, document_id: doc.id, page: target });
+}
+
+// --- attendance ----------------------------------------------------------------------------------------
+const attendanceUi = { query: "" };
+const unitNames = new Map();
+
+async function loadUnitNames() {
+  if (unitNames.size) return;
+  try {
+    const answer = await api("units");
+    for (const unit of Array.isArray(answer) ? answer : answer.units || []) unitNames.set(unit.id, unit.name);
+  } catch {
+    /* names only: the seat number still tells namesakes apart */
+  }
+}
+
+/** The members in seat order (the order of the meeting's list), with their seat number. */
+function seated(state) {
+  return (state.participants || []).filter((p) => p.role !== "secretary").map((p, index) => ({ ...p, seat: index + 1 }));
+}
+
+function statusOf(p) {
+  if (p.present) return "present";
+  return p.absent_reason || p.marked_by ? "absent" : "unknown";
+}
+
+function renderQuorum(state) {
   const q = state.quorum || {};
   const gauge = document.getElementById("quorum");
   gauge.classList.toggle("reached", !!q.reached);
@@ -201,15 +234,55 @@ function renderAttendance(state) {
     h("strong", { id: "quorum-text" }, t("quorum", { present: q.present ?? 0, required: q.required ?? 0 }), " — ", q.reached ? t("quorum_reached") : t("quorum_not_reached")),
     h("div", { class: "progress", role: "progressbar", "aria-label": t("attendance"), "aria-valuemin": 0, "aria-valuemax": q.members || 0, "aria-valuenow": q.present || 0 },
       h("span", { style: `width: ${q.members ? (100 * q.present) / q.members : 0}%` })));
-  fill(document.getElementById("attendance"), (state.participants || []).filter((p) => p.role !== "secretary").map((p) =>
-    h("li", { dataset: { user: p.user_id, present: p.present ? "1" : "0" } },
-      h("span", { class: `presence-dot ${p.present ? "presence-online" : ""}`, "aria-hidden": "true" }),
-      h("span", { class: "grow" }, p.display_name, p.role === "guest" ? ` (${t("guest")})` : "",
-        p.checked_in_at ? h("span", { class: "small muted" }, ` ${formatTime(p.checked_in_at, false)}`) : null,
-        !p.present && p.absent_reason ? h("span", { class: "small muted" }, ` — ${p.absent_reason}`) : null),
-      p.present ? null : h("button", { type: "button", class: "btn btn-small btn-ok", dataset: { action: "present" }, "aria-label": `${t("present")}: ${p.display_name}`,
-        onclick: () => act(`meetings/${meeting.id}/attendance`, { present: true, user_id: p.user_id }) }, t("present")),
-      h("button", { type: "button", class: "btn btn-small", dataset: { action: "absent" }, "aria-label": `${t("absent")}: ${p.display_name}`, onclick: () => markAbsent(p) }, t("absent")))));
+}
+
+function renderAttendance(state) {
+  renderQuorum(state);
+  const people = seated(state);
+  const names = new Map();
+  for (const p of people) names.set(p.display_name, (names.get(p.display_name) || 0) + 1);
+  const query = attendanceUi.query.trim().toLowerCase();
+  const shown = people.filter((p) => !query || p.display_name.toLowerCase().includes(query) || String(p.seat) === query
+    || (unitNames.get(p.unit_id) || "").toLowerCase().includes(query));
+  const counts = { present: 0, absent: 0, unknown: 0 };
+  for (const p of people) counts[statusOf(p)] += 1;
+  const tools = document.getElementById("attendance-tools");
+  if (!tools.childElementCount) {
+    fill(tools,
+      h("label", { for: "attendance-search", class: "visually-hidden" }, t("attendance_search")),
+      h("input", { id: "attendance-search", type: "search", placeholder: t("attendance_search"), style: "max-width: 22rem",
+        oninput: (e) => { attendanceUi.query = e.target.value; renderAttendance(meeting.state); } }),
+      h("span", { id: "attendance-counts", class: "grow small" }),
+      h("button", { type: "button", class: "btn btn-small", id: "mark-rest-absent", onclick: markRestAbsent }, t("attendance_rest_absent")));
+  }
+  document.getElementById("attendance-counts").textContent = t("attendance_counts", counts);
+  document.getElementById("mark-rest-absent").disabled = counts.unknown === 0;
+  const row = (p) => {
+    const status = statusOf(p);
+    const unit = unitNames.get(p.unit_id);
+    return h("tr", { dataset: { user: p.user_id, present: p.present ? "1" : "0", status } },
+      h("td", { class: "num" }, p.seat),
+      h("th", { scope: "row" }, p.display_name,
+        p.role === "chair" ? h("span", { class: "small muted" }, ` (${t("role_chair")})`) : null,
+        p.role === "guest" ? h("span", { class: "small muted" }, ` (${t("guest")})`) : null,
+        names.get(p.display_name) > 1 ? h("span", { class: "small namesake" }, ` — ${unit || t("attendance_seat", { seat: p.seat })}`) : null),
+      h("td", { class: "small" }, unit || ""),
+      h("td", {}, h("span", { class: `status status-${status}` }, t(`attendance_status_${status}`)),
+        p.checked_in_at && p.present ? h("span", { class: "small muted" }, ` ${formatTime(p.checked_in_at, false)}`) : null,
+        !p.present && p.absent_reason ? h("span", { class: "small" }, ` — ${p.absent_reason}`) : null),
+      h("td", { class: "actions" },
+        p.present ? null : h("button", { type: "button", class: "btn btn-small", dataset: { action: "present" }, "aria-label": `${t("attendance_mark_present")}: ${p.seat}. ${p.display_name}`,
+          onclick: () => act(`meetings/${meeting.id}/attendance`, { present: true, user_id: p.user_id }) }, t("attendance_mark_present")),
+        status === "absent" ? null : h("button", { type: "button", class: "btn btn-small", dataset: { action: "absent" }, "aria-label": `${t("attendance_mark_absent")}: ${p.seat}. ${p.display_name}`, onclick: () => markAbsent(p) }, t("attendance_mark_absent"))));
+  };
+  fill(document.getElementById("attendance"),
+    h("table", { class: "attendance-table", id: "attendance-table" },
+      h("caption", { class: "visually-hidden" }, t("attendance")),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, t("attendance_seat_col")), h("th", { scope: "col" }, t("attendance_name_col")),
+        h("th", { scope: "col" }, t("attendance_unit_col")), h("th", { scope: "col" }, t("attendance_status_col")),
+        h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, t("attendance_actions_col"))))),
+      h("tbody", {}, shown.map(row))));
 }
 
 async function markAbsent(p) {
@@ -218,7 +291,35 @@ async function markAbsent(p) {
   if (values) await act(`meetings/${meeting.id}/attendance`, { present: false, user_id: p.user_id, reason: values.reason || "" });
 }
 
+// Marking the rest absent sends this many requests at a time.
+const BULK_PARALLEL = 4;
+
+async function markRestAbsent() {
+  const rest = seated(meeting.state).filter((p) => statusOf(p) === "unknown");
+  if (!rest.length) return;
+  const values = await dialog(t("attendance_rest_absent"), h("div", {},
+    h("p", {}, t("attendance_rest_absent_body", { n: rest.length })),
+    h("label", { for: "rest-reason" }, t("absent_reason")),
+    h("input", { id: "rest-reason", name: "reason", type: "text", required: true })), { okText: t("attendance_rest_absent") });
+  if (!values) return;
+  const queue = [...rest];
+  const worker = async () => {
+    while (queue.length) {
+      const p = queue.shift();
+      await act(`meetings/${meeting.id}/attendance`, { present: false, user_id: p.user_id, reason: values.reason.trim() });
+    }
+  };
+  await Promise.all(Array.from({ length: BULK_PARALLEL }, worker));
+  announce(t("attendance_rest_absent_done", { n: rest.length }));
+}
+
 // --- speakers ---------------------------------------------------------------------------------------------
+function grantNext() {
+  const next = meeting?.state?.speakers?.queue?.[0];
+  if (!next || meeting.state.speakers.current) return;
+  act(`meetings/${meeting.id}/speakers/${next.id}/grant`);
+}
+
 function renderSpeakers(state) {
   const sp = state.speakers || { queue: [] };
   const current = sp.current;
@@ -230,14 +331,18 @@ function renderSpeakers(state) {
     act(`meetings/${meeting.id}/speakers/reorder`, { speaker_ids: order });
   };
   fill(document.getElementById("speakers"),
-    h("div", { id: "current-speaker" }, current ? t("speaking_now", { name: current.display_name }) : t("no_speaker")),
-    current ? h("div", { class: "row" }, h("span", { class: "timer", id: "speaker-timer", role: "timer" }),
-      h("button", { type: "button", class: "btn btn-danger", id: "finish-speaker", onclick: () => act(`meetings/${meeting.id}/speakers/${current.id}/finish`) }, t("finish"))) : null,
-    h("ol", { class: "attendance-list", id: "speaker-queue" }, sp.queue.map((s, index) => h("li", { dataset: { speaker: s.id, user: s.user_id } },
-      h("span", { class: "grow" }, `${s.display_name} `, h("span", { class: `tag ${s.kind === "point_of_order" ? "urg-express" : ""}` }, t(`kind_${s.kind}`))),
+    h("div", { class: "speaker-now" },
+      h("div", { id: "current-speaker", class: "grow" }, current ? t("speaking_now", { name: current.display_name }) : t("no_speaker")),
+      current ? h("span", { class: "timer", id: "speaker-timer", role: "timer", "aria-live": "off" }) : null),
+    h("div", { class: "row" },
+      current ? h("button", { type: "button", class: "btn btn-danger", id: "finish-speaker", onclick: () => act(`meetings/${meeting.id}/speakers/${current.id}/finish`) }, t("finish")) : null,
+      h("button", { type: "button", class: "btn btn-ok", id: "grant-next", "aria-keyshortcuts": "N", disabled: !!current || !sp.queue.length, onclick: grantNext },
+        t("console_next_speaker"), h("kbd", { class: "kbd", "aria-hidden": "true" }, "N"))),
+    h("ol", { class: "speaker-queue", id: "speaker-queue", "aria-label": t("console_queue") }, sp.queue.map((s, index) => h("li", { dataset: { speaker: s.id, user: s.user_id, kind: s.kind } },
+      h("span", { class: "grow" }, `${s.display_name} `, h("span", { class: `tag ${s.kind === "point_of_order" ? "tag-order" : ""}` }, t(`kind_${s.kind}`))),
       h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_up")}: ${s.display_name}`, disabled: index === 0, onclick: () => move(index, -1) }, "↑"),
       h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_down")}: ${s.display_name}`, disabled: index === ids.length - 1, onclick: () => move(index, 1) }, "↓"),
-      h("button", { type: "button", class: "btn btn-small btn-ok", dataset: { action: "grant" }, disabled: !!current, onclick: () => act(`meetings/${meeting.id}/speakers/${s.id}/grant`) }, t("grant")),
+      h("button", { type: "button", class: "btn btn-small btn-ok", dataset: { action: "grant" }, "aria-label": `${t("grant")}: ${s.display_name}`, disabled: !!current, onclick: () => act(`meetings/${meeting.id}/speakers/${s.id}/grant`) }, t("grant")),
       h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("delete")}: ${s.display_name}`, onclick: () => act(`meetings/${meeting.id}/speakers/${s.id}`, {}, "DELETE") }, "✕")))));
   clearInterval(timerHandle);
   const tick = () => {
@@ -250,6 +355,75 @@ function renderSpeakers(state) {
   tick();
   if (current) timerHandle = setInterval(tick, 500);
 }
+
+// --- floor requests: seen and heard ------------------------------------------------------------------
+let audio = null;
+// A point of order sounds twice as urgent: two higher tones; a request, one soft tone.
+const TONES = { point_of_order: [[880, 0], [1175, 0.22]], speech: [[660, 0]], question: [[660, 0]] };
+
+function chime(kind) {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume();
+    for (const [freq, at] of TONES[kind] || TONES.speech) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = freq;
+      const start = audio.currentTime + at;
+      gain.gain.setValueAtTime(0.0001, start);
+      gain.gain.exponentialRampToValueAtTime(0.3, start + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, start + 0.2);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(start);
+      osc.stop(start + 0.22);
+    }
+    window.dhChimes = (window.dhChimes || 0) + 1;
+  } catch {
+    /* no audio device: the visible alert remains */
+  }
+}
+
+// Browsers start sound only after a gesture: the chair's first click or key unlocks it.
+function unlockAudio() {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume();
+  } catch {
+    /* no audio device */
+  }
+}
+document.addEventListener("pointerdown", unlockAudio, { once: true });
+document.addEventListener("keydown", unlockAudio, { once: true });
+
+function floorAlert(data) {
+  const who = meeting.state.speakers?.queue?.find((s) => s.id === data.speaker_id)?.display_name
+    || participant(meeting.state, data.user_id)?.display_name || "";
+  const order = data.kind === "point_of_order";
+  const text = order ? t("console_point_of_order", { name: who }) : t("console_floor_request", { name: who, kind: t(`kind_${data.kind}`) });
+  const box = document.getElementById("floor-alert");
+  box.className = `floor-alert ${order ? "floor-alert-order" : ""}`;
+  box.dataset.kind = data.kind;
+  box.dataset.speaker = String(data.speaker_id);
+  fill(box, h("span", { class: "grow" }, text),
+    h("button", { type: "button", class: "btn btn-small", id: "floor-alert-close", onclick: () => box.classList.add("hidden") }, t("close")));
+  chime(data.kind);
+  clearTimeout(floorAlert.timer);
+  // A point of order stays until the chair acts on it; a request fades after a while.
+  if (!order) floorAlert.timer = setTimeout(() => box.classList.add("hidden"), 8000);
+}
+
+// Keys: arrows / PageUp / PageDown turn the presented page, N gives the floor to the next.
+document.addEventListener("keydown", (event) => {
+  if (!meeting || event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target.closest?.("input, textarea, select, dialog, [role=listbox], [role=tablist]")) return;
+  if (document.getElementById("view-live")?.classList.contains("hidden")) return;
+  if (event.key === "ArrowRight" || event.key === "PageDown") presentPage(selection.page + 1);
+  else if (event.key === "ArrowLeft" || event.key === "PageUp") presentPage(selection.page - 1);
+  else if (event.key === "n" || event.key === "N") grantNext();
+  else return;
+  event.preventDefault();
+});
 
 // --- polls -------------------------------------------------------------------------------------------------
 function pollForm() {
@@ -295,27 +469,82 @@ function refreshPollDetail(poll) {
   });
 }
 
+/** Figures an open poll's count is read against. */
+function pollFigures(state, poll) {
+  const detail = pollDetails.get(poll.id) || {};
+  return { cast: poll.cast ?? detail.cast ?? 0, present: state.quorum?.present ?? 0, members: state.quorum?.members ?? 0 };
+}
+
+async function closePoll(poll) {
+  const sure = await dialog(t("confirm_close_poll_title", { title: poll.title }),
+    h("p", { id: "confirm-consequence" }, t("confirm_close_poll_body", { progress: progressLine(poll, pollFigures(meeting.state, poll)) })),
+    { okText: t("close_poll"), danger: true });
+  if (sure) await act(`polls/${poll.id}/close`);
+}
+
+/** The chair is a member of the body: their own ballot, from the panel. */
+function chairBallot(state, poll) {
+  const mine = participant(state, me.id);
+  if (!mine || mine.role !== "chair") return null;
+  if (myVote.pollId !== poll.id) Object.assign(myVote, { pollId: poll.id, pending: null, selected: [] });
+  const entry = book.get(poll.id);
+  const box = (...children) => h("div", { class: "chair-ballot", id: "chair-ballot", role: "group", "aria-labelledby": "chair-ballot-h" },
+    h("strong", { id: "chair-ballot-h" }, t("chair_your_vote")), " ", ...children);
+  if (entry?.receipt) return box(h("span", { id: "chair-receipt" }, "✓ ", t("vote_done"), " ", h("span", { class: "receipt" }, entry.receipt)));
+  if (entry?.status === "already") return box(h("span", {}, "✓ ", t("already_voted")));
+  if (entry?.status === "sending") return box(h("span", { role: "status" }, t("ballot_sending")));
+  if (entry?.status === "unknown") return box(h("span", { role: "alert" }, t("ballot_unknown")));
+  if (!mine.present) return box(h("span", {}, t("check_in_first")), " ",
+    h("button", { type: "button", class: "btn btn-small btn-ok", id: "chair-check-in", onclick: () => act(`meetings/${meeting.id}/attendance`, { present: true }) }, t("check_in")));
+  const refused = entry?.status === "refused" ? h("span", { role: "alert" }, t("ballot_refused", { code: entry.code }), " ") : null;
+  const options = poll.kind === "yes_no_abstain" ? ["yes", "no", "abstain"] : poll.options || [];
+  if (myVote.pending !== null) {
+    const label = Array.isArray(myVote.pending) ? myVote.pending.map((c) => choiceText(poll, c)).join(", ") : choiceText(poll, myVote.pending);
+    return box(h("span", { id: "chair-confirm-text" }, t("confirm_vote", { choice: label })), " ",
+      h("button", { type: "button", class: "btn btn-small", onclick: () => { myVote.pending = null; renderPolls(meeting.state); } }, t("change_choice")), " ",
+      h("button", { type: "button", class: "btn btn-small btn-ok", id: "chair-vote-confirm", onclick: () => chairCast(poll) }, t("confirm")));
+  }
+  const multi = poll.kind === "choice" && (poll.max_choices || 1) > 1;
+  return box(refused, options.map((value) => h("button", {
+    type: "button", class: "btn btn-small", dataset: { choice: value }, "aria-pressed": multi ? String(myVote.selected.includes(value)) : null,
+    onclick: () => {
+      if (!multi) myVote.pending = poll.kind === "choice" ? [value] : value;
+      else if (myVote.selected.includes(value)) myVote.selected.splice(myVote.selected.indexOf(value), 1);
+      else if (myVote.selected.length < poll.max_choices) myVote.selected.push(value);
+      renderPolls(meeting.state);
+    } }, choiceText(poll, value))),
+  multi ? h("button", { type: "button", class: "btn btn-small btn-primary", disabled: !myVote.selected.length, onclick: () => { myVote.pending = [...myVote.selected]; renderPolls(meeting.state); } }, t("confirm")) : null);
+}
+
+async function chairCast(poll) {
+  const choice = myVote.pending;
+  myVote.pending = null;
+  await sendBallot(book, poll, choice, { wake: ballotWake, onChange: () => meeting && renderPolls(meeting.state) });
+  if (meeting) renderPolls(meeting.state);
+}
+
 function renderPolls(state) {
   const box = document.getElementById("polls");
-  const polls = [...(state.polls || [])].reverse();
+  // The open vote first, then the prepared ones (one click opens them), then results.
+  const rank = { open: 0, draft: 1, closed: 2 };
+  const polls = [...(state.polls || [])].sort((a, b) => (rank[a.state] - rank[b.state]) || (b.id - a.id));
   fill(box, polls.length ? h("ul", { class: "card-list", id: "poll-list" }, polls.map((p) => {
     const detail = pollDetails.get(p.id) || {};
-    const cast = p.cast ?? detail.cast ?? 0;
-    const eligible = detail.eligible ?? state.quorum?.present ?? "?";
+    const figures = pollFigures(state, p);
     const result = p.result || detail.result;
+    // Who has not voted, against the same base as the count beside it.
+    const waiting = (detail.not_voted || []).filter((v) => p.rule !== "majority_of_cast" || v.present);
     return h("li", { class: "panel", dataset: { poll: p.id, state: p.state } },
-      h("div", { class: "row" }, h("strong", { class: "grow" }, p.title), h("span", { class: "tag" }, t(`state_${p.state}`)),
-        p.secret ? h("span", { class: "tag" }, t("secret")) : null, h("span", { class: "small muted" }, t(`rule_${p.rule}`))),
+      h("div", { class: "row" }, h("strong", { class: "grow" }, p.title), h("span", { class: "tag poll-state" }, t(`poll_state_${p.state}`)),
+        secrecyTag(p), h("span", { class: "small muted" }, t(`rule_${p.rule}`))),
       p.state === "draft" ? h("button", { type: "button", class: "btn btn-ok", dataset: { action: "open" }, onclick: () => act(`polls/${p.id}/open`) }, t("open_poll")) : null,
       p.state === "open" ? h("div", {},
-        h("p", { class: "verdict", id: `poll-cast-${p.id}`, "aria-live": "polite" }, t("cast", { cast, eligible })),
-        h("button", { type: "button", class: "btn btn-danger", dataset: { action: "close" }, onclick: () => act(`polls/${p.id}/close`) }, t("close_poll")),
-        detail.not_voted?.length ? h("details", {}, h("summary", {}, `${t("not_voted")} (${detail.not_voted.length})`),
-          h("ul", { class: "small" }, detail.not_voted.map((v) => h("li", {}, v.display_name, v.present ? "" : ` (${t("absent")})`)))) : null) : null,
-      p.state === "closed" && result ? h("div", { class: "poll-result" },
-        h("p", { class: `verdict ${result.passed ? "passed" : "rejected"}` }, result.passed ? t("passed") : t("rejected")),
-        h("ul", { class: "result-bars" }, Object.entries(result.tally || {}).map(([choice, n]) => h("li", { dataset: { choice } },
-          h("span", {}, p.kind === "yes_no_abstain" ? t(`choice_${choice}`) : choice), h("span", { class: "bar" }, h("span", { style: `width: ${result.numbers?.cast ? (100 * n) / result.numbers.cast : 0}%` })), h("strong", {}, n))))) : null);
+        h("p", { class: "verdict", id: `poll-cast-${p.id}`, "aria-live": "polite" }, progressLine(p, figures)),
+        chairBallot(state, p),
+        h("button", { type: "button", class: "btn btn-danger", dataset: { action: "close" }, onclick: () => closePoll(p) }, t("close_poll")),
+        waiting.length ? h("details", {}, h("summary", {}, `${t("not_voted")} (${waiting.length})`),
+          h("ul", { class: "small" }, waiting.map((v) => h("li", {}, v.display_name, v.present ? "" : ` (${t("absent")})`)))) : null) : null,
+      p.state === "closed" && result ? resultBlock(p, result) : null);
   })) : h("p", { class: "muted" }, "—"));
   for (const p of state.polls || []) if (p.state === "open" && !pollDetails.has(p.id)) refreshPollDetail(p);
 }
@@ -328,17 +557,27 @@ function render(state, event) {
   tag.dataset.state = state.state;
   const type = event?.type || "";
   renderLifecycle(state);
-  if (!event || type.startsWith("agenda")) renderAgenda(state);
-  if (!event || type.startsWith("agenda") || type === "presentation.changed") renderPresentation(state);
-  if (!event || type === "presenter.changed") renderPresenter(state);
-  if (!event || type === "attendance.changed") renderAttendance(state);
+  if (!event || type.startsWith("agenda") || type === "presentation.changed") {
+    renderCurrentItem(state);
+    renderPresentation(state);
+  }
+  const people = type === "attendance.changed" || type === "participants.changed";
+  if (!event || type === "presenter.changed" || type === "participants.changed") renderPresenter(state);
+  if (!event || people || type === "meeting.updated") renderAttendance(state);
   if (!event || type.startsWith("speaker")) renderSpeakers(state);
+  if (type === "speaker.requested") floorAlert(event.data);
+  else if (type.startsWith("speaker")) {
+    // The request was granted or withdrawn: its alert has done its work.
+    const box = document.getElementById("floor-alert");
+    const waiting = (state.speakers?.queue || []).some((s) => String(s.id) === box.dataset.speaker);
+    if (!waiting) box.classList.add("hidden");
+  }
   if (type === "speaker.time_up") toast(t("time_up"), "urgent");
   if (type === "poll.progress") {
     const poll = state.polls.find((p) => p.id === event.data.poll_id);
     if (poll) refreshPollDetail(poll);
   }
-  if (!event || type.startsWith("poll") || type === "attendance.changed") renderPolls(state);
+  if (!event || type.startsWith("poll") || people) renderPolls(state);
 }
 
 async function openMeeting(id) {
@@ -346,6 +585,7 @@ async function openMeeting(id) {
   Object.assign(selection, { itemId: null, documentId: null, page: 1 });
   pollDetails.clear();
   meeting = new MeetingSession(id, { realtime, onChange: render });
+  loadUnitNames().then(() => meeting?.state && renderAttendance(meeting.state));
   try {
     await meeting.start();
   } catch (err) {

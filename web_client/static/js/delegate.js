@@ -2,7 +2,9 @@
 // the chair), annotations, check-in, the floor, polls at the front, urgent instructions,
 // remote attendance (hear the floor over WebRTC, be heard when given the floor).
 
-import { api, download, listOf, randomId } from "./api.js";
+import { api, download, listOf } from "./api.js";
+import { BallotBook, sendBallot } from "./ballot.js";
+import { progressLine, resultBlock, secrecyTag } from "./poll-view.js";
 import { formatTime, t } from "./i18n.js";
 import { announce, clockText, connectRealtime, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
 import { DocViewer } from "./doc-viewer.js";
@@ -10,7 +12,7 @@ import { MeetingSession, agendaItems, findDocument, myMeetings, participant, sec
 import { RemoteAttendance } from "./remote.js";
 
 const me = startPage("app_delegate");
-const RECEIPTS_KEY = `dh.ballots.${me.id}`;
+const book = new BallotBook(me.id);
 
 let meeting = null; // MeetingSession
 let viewer = null;
@@ -18,7 +20,10 @@ let follow = true;
 let openDoc = null; // {fileId, pages}
 let timerHandle = null;
 const directives = new Map();
+// Results the delegate closed, and polls whose receipt card was closed while still open:
+// two different things (closing a receipt never hides the result that follows).
 const dismissedResults = new Set();
+const dismissedReceipts = new Set();
 // Polls this page saw open: their result comes to the front when they close.
 const seenOpen = new Set();
 // Remote attendance of the open meeting (kept across re-renders of the same meeting).
@@ -27,21 +32,6 @@ let remote = null;
 const floorAudio = h("audio", { id: "floor-audio", autoplay: true });
 document.body.append(floorAudio);
 const REMOTE_ERRORS = ["not_a_participant", "meeting_closed", "media_full", "mic_denied", "mic_missing", "connection_failed"];
-
-// Ballots I cast: poll id -> {idempotency_key, choice, receipt}; kept so that a retry after
-// a lost answer uses the same key, and the receipt is shown again after a reload.
-function ballots() {
-  try {
-    return JSON.parse(localStorage.getItem(RECEIPTS_KEY) || "{}");
-  } catch {
-    return {};
-  }
-}
-function saveBallot(pollId, entry) {
-  const all = ballots();
-  all[pollId] = { ...(all[pollId] || {}), ...entry };
-  localStorage.setItem(RECEIPTS_KEY, JSON.stringify(all));
-}
 
 const realtime = connectRealtime({
   onEvent: (event) => (meeting ? meeting.apply(event) : onOtherEvent(event)),
@@ -109,7 +99,6 @@ function renderMeetingShell(id) {
     h("div", { class: "meeting-layout", style: "margin-top: .8rem" },
       h("aside", { class: "stack" },
         h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" })),
-        h("section", { class: "panel", id: "floor", "aria-labelledby": "floor-h" }, h("h3", { id: "floor-h" }, t("speakers")), h("div", { id: "floor-body" })),
         remotePanel(),
         directivePanel()),
       h("section", { class: "panel", "aria-labelledby": "doc-h" },
@@ -133,12 +122,17 @@ function renderMeetingShell(id) {
           h("button", { type: "button", class: "btn btn-small", id: "undo-note", onclick: () => viewer.undo(me.id) }, t("undo")),
           h("button", { type: "button", class: "btn btn-small", id: "download-annotated", onclick: downloadAnnotated }, t("download_annotated")),
           h("button", { type: "button", class: "btn btn-small btn-primary hidden", id: "present-this", onclick: presentThis }, t("present_page"))),
+        h("div", { id: "follow-hint", class: "follow-hint hidden", role: "status" }),
         h("div", { id: "viewer" }))),
+    // The floor is always within reach: a bar fixed at the bottom of the screen.
+    h("section", { class: "action-bar", id: "floor", "aria-labelledby": "floor-h" },
+      h("h3", { id: "floor-h", class: "visually-hidden" }, t("speakers")), h("div", { id: "floor-body", class: "floor-body" })),
     h("div", { id: "poll-layer" }));
   viewer = new DocViewer(document.getElementById("viewer"), { annotate: true, meetingId: id });
   viewer.addEventListener("userturn", () => setFollow(false));
   viewer.addEventListener("pagechange", (e) => {
     document.getElementById("page-label").textContent = t("page_of", { page: e.detail.page, pages: viewer.pages });
+    renderFollowHint();
   });
 }
 
@@ -148,6 +142,25 @@ function setFollow(on) {
   if (box) box.checked = on;
   // Turned on again: snap back to what the chair presents.
   if (on && meeting?.state) showPresentation();
+  renderFollowHint();
+}
+
+/** Browsing on one's own while the chair presents something else: say so, one tap back. */
+function renderFollowHint() {
+  const box = document.getElementById("follow-hint");
+  const p = meeting?.state?.presentation;
+  if (!box) return;
+  const away = !follow && p?.document_id && (openDoc?.fileId !== p.document_id || viewer.page !== p.page);
+  box.classList.toggle("hidden", !away);
+  if (!away) {
+    box.replaceChildren();
+    return;
+  }
+  const found = findDocument(meeting.state, p.document_id);
+  const sameDoc = openDoc?.fileId === p.document_id;
+  fill(box, h("span", { class: "grow" }, sameDoc ? t("follow_hint_page", { page: p.page })
+    : t("follow_hint_doc", { page: p.page, title: found?.doc?.title || found?.doc?.name || "" })),
+  h("button", { type: "button", class: "btn btn-small btn-primary", id: "follow-back", onclick: () => setFollow(true) }, t("follow_back")));
 }
 
 function openDocument(fileId, page = 1, source = "user") {
@@ -388,15 +401,28 @@ function setBehindInert(inert) {
   for (const el of document.querySelectorAll("#meeting-bar, .meeting-layout, #app-header")) el.inert = inert;
 }
 
+/** What the tablet says of a ballot whose answer is pending, lost or refused. */
+function ballotStatus(entry) {
+  if (!entry) return null;
+  if (entry.status === "sending") return h("p", { class: "ballot-status", id: "ballot-status", role: "status", dataset: { status: "sending" } }, t("ballot_sending"));
+  if (entry.status === "unknown") return h("p", { class: "ballot-status ballot-unknown", id: "ballot-status", role: "alert", dataset: { status: "unknown" } }, t("ballot_unknown"));
+  if (entry.status === "refused") {
+    const key = ["poll_closed", "not_checked_in"].includes(entry.code) ? `ballot_refused_${entry.code}` : "ballot_refused";
+    return h("p", { class: "ballot-status ballot-refused", id: "ballot-status", role: "alert", dataset: { status: "refused", code: entry.code } }, t(key, { code: entry.code }));
+  }
+  return null;
+}
+
 function renderPolls(state) {
   const layer = document.getElementById("poll-layer");
   const mine = participant(state, me.id);
   const voter = mine && ["delegate", "chair"].includes(mine.role);
-  const cast = ballots();
   const open = state.polls.find((p) => p.state === "open" && voter);
   if (open) seenOpen.add(open.id);
+  // A closed poll's result comes to the front for a voter who saw it open or voted in it,
+  // until they close the result itself (closing the receipt card earlier does not count).
   const closed = [...state.polls].reverse().find((p) => p.state === "closed" && p.result && !dismissedResults.has(p.id)
-    && (cast[p.id]?.receipt || seenOpen.has(p.id)));
+    && (book.get(p.id) || seenOpen.has(p.id)));
   const poll = open || closed;
   if (!poll) {
     fill(layer);
@@ -404,18 +430,25 @@ function renderPolls(state) {
     return;
   }
   if (pollUi.pollId !== poll.id) Object.assign(pollUi, { pollId: poll.id, pending: null, selected: [] });
-  const mineBallot = cast[poll.id];
+  const mineBallot = book.get(poll.id);
+  const figures = { cast: poll.cast ?? 0, present: state.quorum?.present ?? 0, members: state.quorum?.members ?? 0 };
+  const sending = ["sending", "unknown"].includes(mineBallot?.status);
   let body;
   if (poll.state === "closed") {
-    body = resultView(poll, mineBallot);
-  } else if (mineBallot?.already && !mineBallot.receipt) {
+    body = h("div", {}, resultBlock(poll, poll.result, { id: "poll-result" }),
+      mineBallot?.receipt ? h("p", { class: "small" }, t("vote_done"), " ", h("span", { class: "receipt" }, mineBallot.receipt)) : null,
+      ["unknown", "refused"].includes(mineBallot?.status) ? ballotStatus(mineBallot) : null);
+  } else if (mineBallot?.status === "already" && !mineBallot.receipt) {
     body = h("p", { class: "verdict passed", id: "already-voted" }, "✓ ", t("already_voted"));
   } else if (mineBallot?.receipt) {
     body = h("div", {},
       h("p", { class: "verdict passed" }, "✓ ", t("vote_done")),
       h("p", { class: "receipt", id: "receipt", tabindex: "-1" }, mineBallot.receipt),
-      h("p", {}, choiceLabel(poll, mineBallot.choice)),
-      poll.cast !== undefined ? h("p", { class: "muted" }, t("cast", { cast: poll.cast, eligible: poll.eligible ?? state.quorum?.present ?? "?" })) : null);
+      mineBallot.choice !== undefined ? h("p", {}, choiceLabel(poll, mineBallot.choice)) : null,
+      h("p", { class: "muted", id: "poll-progress" }, progressLine(poll, figures)));
+  } else if (sending) {
+    body = h("div", {}, ballotStatus(mineBallot),
+      mineBallot.choice !== undefined ? h("p", {}, choiceLabel(poll, mineBallot.choice)) : null);
   } else if (poll.state === "open" && !mine.present) {
     body = h("div", { id: "need-check-in" },
       h("p", { class: "verdict" }, t("check_in_first")),
@@ -427,7 +460,7 @@ function renderPolls(state) {
         h("button", { type: "button", class: "btn", id: "vote-back", onclick: () => { pollUi.pending = null; renderPolls(meeting.state); } }, t("change_choice")),
         h("button", { type: "button", class: "btn btn-ok", id: "vote-confirm", onclick: () => castBallot(poll) }, t("confirm"))));
   } else if (poll.kind === "choice" && (poll.max_choices || 1) > 1) {
-    body = h("div", {},
+    body = h("div", {}, ballotStatus(mineBallot),
       h("div", { class: "vote-buttons", role: "group" }, choicesOf(poll).map(([value, label]) =>
         h("button", { type: "button", class: "btn", "aria-pressed": pollUi.selected.includes(value) ? "true" : "false",
           onclick: () => {
@@ -438,26 +471,35 @@ function renderPolls(state) {
           } }, label))),
       h("button", { type: "button", class: "btn btn-primary", disabled: !pollUi.selected.length, onclick: () => { pollUi.pending = [...pollUi.selected]; renderPolls(meeting.state); } }, t("confirm")));
   } else {
-    body = h("div", { class: "vote-buttons", role: "group", "aria-label": poll.title }, choicesOf(poll).map(([value, label, cls]) =>
-      h("button", { type: "button", class: `btn ${cls}`, dataset: { choice: value },
-        onclick: () => { pollUi.pending = poll.kind === "choice" ? [value] : value; renderPolls(meeting.state); } }, label)));
+    body = h("div", {}, ballotStatus(mineBallot),
+      h("div", { class: "vote-buttons", role: "group", "aria-label": poll.title }, choicesOf(poll).map(([value, label, cls]) =>
+        h("button", { type: "button", class: `btn ${cls}`, dataset: { choice: value },
+          onclick: () => { pollUi.pending = poll.kind === "choice" ? [value] : value; renderPolls(meeting.state); } }, label))));
   }
-  const closeButton = poll.state === "closed" || mineBallot?.receipt || mineBallot?.already
-    ? h("button", { type: "button", class: "btn", id: "poll-dismiss", onclick: () => { dismissedResults.add(poll.id); if (poll.state === "open") pollUi.hidden = poll.id; fill(layer); setBehindInert(false); } }, t("close"))
+  const done = mineBallot?.receipt || mineBallot?.status === "already";
+  const closeButton = poll.state === "closed" || done
+    ? h("button", { type: "button", class: "btn", id: "poll-dismiss", onclick: () => {
+      if (poll.state === "open") dismissedReceipts.add(poll.id);
+      else dismissedResults.add(poll.id);
+      fill(layer);
+      setBehindInert(false);
+    } }, t("close"))
     : null;
-  if (poll.state === "open" && pollUi.hidden === poll.id && (mineBallot?.receipt || mineBallot?.already)) {
+  if (poll.state === "open" && dismissedReceipts.has(poll.id) && done) {
     fill(layer);
     setBehindInert(false);
     return;
   }
   const heading = h("h2", { id: "poll-title" }, poll.state === "open" ? t("poll_open", { title: poll.title }) : `${t("vote_closed")}: ${poll.title}`);
-  const card = h("div", { class: "poll-card", role: "dialog", "aria-modal": "true", "aria-labelledby": "poll-title", dataset: { poll: poll.id, state: poll.state } },
-    heading, body, closeButton ? h("div", { class: "row end" }, closeButton) : null);
+  const card = h("div", { class: "poll-card", role: "dialog", "aria-modal": "true", "aria-labelledby": "poll-title", "aria-describedby": "poll-secrecy", dataset: { poll: poll.id, state: poll.state } },
+    heading,
+    h("p", { class: "poll-meta" }, secrecyTag(poll, { id: "poll-secrecy" }), " ", h("span", { class: "small" }, t(`rule_${poll.rule}`))),
+    body, closeButton ? h("div", { class: "row end" }, closeButton) : null);
   const had = layer.querySelector(`.poll-card[data-poll="${poll.id}"][data-state="${poll.state}"]`);
   fill(layer, h("div", { class: "poll-overlay" }, card));
   setBehindInert(true);
   if (!had) {
-    announce(heading.textContent, { assertive: true });
+    announce(`${heading.textContent}. ${t(poll.secret ? "poll_secret_label" : "poll_named_label")}`, { assertive: true });
     card.querySelector("button")?.focus();
   } else {
     // The question of the confirmation step is read first (a second Enter confirms nothing).
@@ -466,45 +508,24 @@ function renderPolls(state) {
   }
 }
 
-function resultView(poll, mineBallot) {
-  const result = poll.result || {};
-  const tally = result.tally || {};
-  const total = Object.values(tally).reduce((a, b) => a + b, 0) || 1;
-  return h("div", { id: "poll-result" },
-    h("p", { class: `verdict ${result.passed ? "passed" : "rejected"}` }, result.passed ? t("passed") : t("rejected")),
-    h("ul", { class: "result-bars" }, Object.entries(tally).map(([choice, n]) =>
-      h("li", { dataset: { choice } }, h("span", {}, choiceLabel(poll, choice)),
-        h("span", { class: "bar" }, h("span", { style: `width:${(100 * n) / total}%` })), h("strong", { class: "count" }, n)))),
-    result.numbers ? h("p", { class: "small muted" }, `${t("cast", { cast: result.numbers.cast, eligible: result.numbers.members })} · ${t(`rule_${result.rule || poll.rule}`)}`) : null,
-    mineBallot?.receipt ? h("p", { class: "small" }, t("vote_done"), " ", h("span", { class: "receipt" }, mineBallot.receipt)) : null);
-}
+// Wakes a ballot's retries at once when the socket is back.
+const ballotWake = new EventTarget();
+realtime.addEventListener("status", (e) => {
+  if (e.detail === "online") ballotWake.dispatchEvent(new Event("wake"));
+});
 
 async function castBallot(poll) {
   const choice = pollUi.pending;
-  const existing = ballots()[poll.id];
-  const key = existing?.idempotency_key || randomId();
-  saveBallot(poll.id, { idempotency_key: key, choice });
-  const button = document.getElementById("vote-confirm");
-  if (button) button.disabled = true;
-  try {
-    const answer = await api(`polls/${poll.id}/ballots`, { method: "POST", body: { choice, idempotency_key: key } });
-    saveBallot(poll.id, { receipt: answer.receipt, choice });
-    pollUi.pending = null;
-    announce(`${t("vote_done")} ${answer.receipt}`, { assertive: true });
-  } catch (err) {
-    if (err.code === "already_voted") {
-      // Voted from another device (or before this tablet kept the key): nothing to redo.
-      saveBallot(poll.id, { already: true });
-      pollUi.pending = null;
-    } else if (err.status >= 400 && err.status < 500) {
-      // Refused for good (poll closed, not checked in): a new try is a new ballot.
-      saveBallot(poll.id, { idempotency_key: undefined });
-    }
-    // A lost answer (no status) keeps the key: the retry gets the first answer back.
-    showError(err);
-    if (button) button.disabled = false;
-  }
-  renderPolls(meeting.state);
+  pollUi.pending = null;
+  const entry = await sendBallot(book, poll, choice, {
+    wake: ballotWake,
+    onChange: (step) => {
+      if (step.status === "unknown") announce(t("ballot_unknown"), { assertive: true });
+      if (meeting) renderPolls(meeting.state);
+    },
+  });
+  if (entry.status === "counted") announce(`${t("vote_done")} ${entry.receipt}`, { assertive: true });
+  if (meeting) renderPolls(meeting.state);
 }
 
 // --- wiring --------------------------------------------------------------------------------------------
@@ -518,9 +539,11 @@ function renderMeeting(state, event) {
   renderQuorum(state);
   renderCheckIn(state);
   document.getElementById("present-this").classList.toggle("hidden", state.presenter_id !== me.id);
-  if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || type === "attendance.changed") renderFloor(state);
-  if (!event || type.startsWith("poll") || type === "attendance.changed") renderPolls(state);
+  const people = type === "attendance.changed" || type === "participants.changed";
+  if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || people) renderFloor(state);
+  if (!event || type.startsWith("poll") || people) renderPolls(state);
   if ((!event || type === "presentation.changed") && follow) showPresentation();
+  if (type === "presentation.changed") renderFollowHint();
   if (!event && !openDoc && !state.presentation) {
     const first = [...agendaItems(state.agenda)].flatMap((i) => i.documents || [])[0];
     if (first) openDocument(first.id, 1);

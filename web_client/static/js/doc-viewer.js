@@ -1,7 +1,8 @@
 // A document page viewer: the rendered page image, pinch/zoom and swipe, and an
-// annotation layer (pen, highlighter, text note) drawn in page coordinates (0..1), so the
-// same marks fit any width. Used by the delegate app (with annotations) and the chair's
-// presentation preview (without).
+// annotation layer (pen, highlighter, text note) drawn in page coordinates: fractions (0..1)
+// of the PDF page, origin at its top left, measured against the page image itself (never
+// the scroll box around it), so the same marks fit any viewport, zoom or scroll position.
+// Used by the delegate app (with annotations) and the chair's presentation preview (without).
 
 import { api, listOf } from "./api.js";
 import { t } from "./i18n.js";
@@ -44,6 +45,8 @@ export class DocViewer extends EventTarget {
     this.scroll = h("div", { class: "viewer-scroll", tabindex: "0", role: "region", "aria-label": "" }, this.wrap);
     this.root.replaceChildren(this.scroll);
     this.root.classList.add("viewer");
+    // The canvas follows the image's size once it is known (a new width or page ratio).
+    this.img.addEventListener("load", () => this._layout());
     this._bind();
     new ResizeObserver(() => this._layout()).observe(this.scroll);
   }
@@ -100,7 +103,7 @@ export class DocViewer extends EventTarget {
   _layout() {
     const available = this.scroll.clientWidth || 800;
     this.wrap.style.width = `${Math.round(available * this.zoom - 16)}px`;
-    const rect = this.wrap.getBoundingClientRect();
+    const rect = this._pageRect();
     const ratio = window.devicePixelRatio || 1;
     this.canvas.width = Math.max(1, Math.round(rect.width * ratio));
     this.canvas.height = Math.max(1, Math.round(rect.height * ratio));
@@ -198,8 +201,13 @@ export class DocViewer extends EventTarget {
     }
   }
 
+  /** The page image's box on screen: the whole page, also the part scrolled out of view. */
+  _pageRect() {
+    return this.img.getBoundingClientRect();
+  }
+
   _point(event) {
-    const rect = this.wrap.getBoundingClientRect();
+    const rect = this._pageRect();
     const clamp = (v) => Math.min(1, Math.max(0, v));
     return [clamp((event.clientX - rect.left) / rect.width), clamp((event.clientY - rect.top) / rect.height)];
   }

@@ -1,6 +1,7 @@
 // One meeting's state, kept current: loaded from GET /api/v1/meetings/{id} (with its seq on
 // meeting:{id}), then changed by every event after that seq. Shared by the delegate app,
-// the chair panel and the projector.
+// the chair panel and the projector. The convergence test runs this very reducer in a
+// browser: a state plus the events after its seq must equal the state fetched at the end.
 
 import { api, blobUrl, listOf } from "./api.js";
 import { connectRealtime } from "./shell.js";
@@ -35,6 +36,12 @@ export function secondsLeft(speaker) {
   return (Date.parse(speaker.ends_at) - Date.now()) / 1000;
 }
 
+/** A state as loaded over REST, in the shape the reducer keeps it. */
+export function initialState(state) {
+  state.polls = state.polls || [];
+  return state;
+}
+
 export class MeetingSession extends EventTarget {
   /**
    * @param {number} meetingId
@@ -51,8 +58,7 @@ export class MeetingSession extends EventTarget {
   }
 
   async load() {
-    const state = await api(`meetings/${this.id}`);
-    state.polls = state.polls || [];
+    const state = initialState(await api(`meetings/${this.id}`));
     this.state = state;
     this.onChange(state, null);
     return state;
@@ -87,8 +93,8 @@ export class MeetingSession extends EventTarget {
     switch (event.type) {
       case "meeting.state_changed":
         s.state = d.state;
-        if ("started_at" in d) s.started_at = d.started_at;
-        if ("closed_at" in d) s.closed_at = d.closed_at;
+        s.started_at = d.started_at;
+        s.closed_at = d.closed_at;
         break;
       case "meeting.updated":
         for (const key of ["title", "starts_at", "place", "speech_limit_secs"]) if (key in d) s[key] = d[key];
@@ -115,23 +121,31 @@ export class MeetingSession extends EventTarget {
         if (d.quorum) s.quorum = d.quorum;
         break;
       }
-      case "poll.created":
-      case "poll.opened":
-      case "poll.updated": {
-        const poll = d.poll || d;
-        this._upsertPoll(poll);
+      case "participants.changed":
+        // Someone joined, left or changed role: the list, the quorum and maybe my own role.
+        s.participants = d.participants;
+        s.quorum = d.quorum;
+        if (s.you && d.user_id === s.you.user_id) s.you.role = participant(s, d.user_id)?.role ?? null;
         break;
-      }
+      case "poll.created":
+        this._upsertPoll({ cast: 0, ...d.poll });
+        break;
+      case "poll.opened":
+        this._upsertPoll(d.poll);
+        break;
       case "poll.progress":
         this._upsertPoll({ id: d.poll_id, cast: d.cast });
         break;
       case "poll.closed":
-        this._upsertPoll({ id: d.poll_id, state: d.state || "closed", closed_at: d.closed_at, result: d.result });
+        // Progress is coalesced: the count at close is the result's.
+        this._upsertPoll({ id: d.poll_id, state: d.state || "closed", closed_at: d.closed_at, result: d.result,
+          ...(d.result?.numbers ? { cast: d.result.numbers.cast } : {}) });
         break;
       default:
         if (event.type.startsWith("speaker") && d.speakers) s.speakers = d.speakers;
         break;
     }
+    s.seq = event.seq;
     this.onEventHook(event);
     this.onChange(s, event);
   }

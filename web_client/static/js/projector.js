@@ -1,25 +1,35 @@
-// The hall's big screen: what is presented, the current speaker and timer, and the result
-// of a poll when it closes. No controls. /app/projector/#meeting/ID (or the meeting in
-// session among the user's meetings).
+// The hall's big screen: what is presented, the current speaker and timer; while a vote is
+// open its question, rule and the running count of ballots cast (never a choice); when it
+// closes the result, for the time the server's settings say, then the speaker again. No
+// controls. /app/projector/#meeting/ID (or the meeting in session among the user's).
 
-import { t } from "./i18n.js";
+import { api } from "./api.js";
+import { formatTime, t } from "./i18n.js";
 import { clockText, fill, h, showError, startPage } from "./shell.js";
 import { MeetingSession, findDocument, findItem, myMeetings, pageImage, pageWidthFor, secondsLeft } from "./meeting-state.js";
+import { progressLine, resultBlock, secrecyTag } from "./poll-view.js";
 
 startPage("app_projector");
-// The result stays on screen this long after a poll closes (or until something else is shown).
-const RESULT_SECS = 120;
+// The result stays on screen this long after a poll closes (the server's setting; this is
+// only the value used until it has been read).
+let resultSecs = 60;
 let meeting = null;
 let timer = null;
 let resultTimer = null;
 let shownPage = null;
+// The poll whose result is on screen, until its time is up.
+let resultPoll = null;
 
 function renderPage(state) {
   const box = document.getElementById("proj-page");
   const p = state.presentation;
   if (!p || !p.document_id) {
     shownPage = null;
-    fill(box, h("p", { class: "proj-title muted" }, t("projector_waiting")));
+    delete box.dataset.page;
+    fill(box, h("div", { class: "proj-waiting" },
+      h("p", { class: "proj-big" }, state.title),
+      h("p", { class: "proj-title" }, state.state === "scheduled" ? t("projector_not_started", { time: formatTime(state.starts_at) }) : t("projector_waiting")),
+      state.place ? h("p", { class: "proj-title" }, state.place) : null));
     return;
   }
   const key = `${p.document_id}/${p.page}`;
@@ -42,6 +52,7 @@ function renderSide(state) {
   document.getElementById("proj-item").textContent = item ? `${t("current_item")}: ${item.title}` : "";
   const current = state.speakers?.current;
   document.getElementById("proj-speaker").textContent = current ? t("speaking_now", { name: current.display_name }) : t("no_speaker");
+  document.body.dataset.speaking = current ? "1" : "0";
   const q = state.quorum || {};
   document.getElementById("proj-quorum").textContent = `${t("quorum", { present: q.present ?? 0, required: q.required ?? 0 })} · ${q.reached ? t("quorum_reached") : t("quorum_not_reached")}`;
   clearInterval(timer);
@@ -55,33 +66,55 @@ function renderSide(state) {
   if (current) timer = setInterval(tick, 500);
 }
 
-function showResult(poll) {
+/** Over everything: the open vote (question, rule, count), or a result in its time. */
+function renderOverlay(state) {
   const box = document.getElementById("proj-result");
-  const result = poll.result || {};
-  const tally = result.tally || {};
-  const cast = result.numbers?.cast || Object.values(tally).reduce((a, b) => a + b, 0) || 1;
-  const label = (c) => (poll.kind === "yes_no_abstain" ? t(`choice_${c}`) : c);
-  fill(box, h("div", { class: "proj-result", dataset: { poll: poll.id } },
-    h("h2", {}, `${t("vote_closed")}: ${poll.title}`),
-    h("ul", { class: "result-bars" }, Object.entries(tally).map(([choice, n]) => h("li", { dataset: { choice } },
-      h("span", {}, label(choice)), h("span", { class: "bar" }, h("span", { style: `width:${(100 * n) / cast}%` })), h("strong", { class: "count" }, n)))),
-    result.numbers ? h("p", {}, `${t("cast", { cast: result.numbers.cast, eligible: result.numbers.members })} · ${t(`rule_${result.rule || poll.rule}`)}`) : null,
-    h("p", { class: `verdict ${result.passed ? "passed" : "rejected"}`, style: "font-size: 3rem" }, result.passed ? t("passed") : t("rejected"))));
-  clearTimeout(resultTimer);
-  resultTimer = setTimeout(() => fill(box), RESULT_SECS * 1000);
+  const open = state.polls.find((p) => p.state === "open");
+  if (open) {
+    const figures = { cast: open.cast ?? 0, present: state.quorum?.present ?? 0, members: state.quorum?.members ?? 0 };
+    document.body.dataset.view = "vote";
+    fill(box, h("div", { class: "proj-overlay proj-vote", dataset: { poll: open.id } },
+      h("p", { class: "proj-kicker" }, t("projector_voting")),
+      h("h2", {}, open.title),
+      h("p", { class: "proj-meta" }, secrecyTag(open), " ", t(`rule_${open.rule}`)),
+      h("p", { class: "proj-count", id: "proj-count" }, progressLine(open, figures))));
+    return;
+  }
+  const poll = resultPoll && state.polls.find((p) => p.id === resultPoll && p.state === "closed" && p.result);
+  if (poll) {
+    document.body.dataset.view = "result";
+    fill(box, h("div", { class: "proj-overlay proj-result", dataset: { poll: poll.id } },
+      h("h2", {}, `${t("vote_closed")}: ${poll.title}`),
+      h("p", { class: "proj-meta" }, secrecyTag(poll)),
+      resultBlock(poll, poll.result)));
+    return;
+  }
+  document.body.dataset.view = state.speakers?.current ? "speaker" : state.presentation?.document_id ? "presenting" : state.state === "scheduled" ? "waiting" : "presenting";
+  fill(box);
 }
 
 function render(state, event) {
   renderPage(state);
   renderSide(state);
   if (event?.type === "poll.closed") {
-    const poll = state.polls.find((p) => p.id === event.data.poll_id);
-    if (poll) showResult(poll);
+    resultPoll = event.data.poll_id;
+    clearTimeout(resultTimer);
+    resultTimer = setTimeout(() => {
+      resultPoll = null;
+      if (meeting?.state) renderOverlay(meeting.state);
+    }, resultSecs * 1000);
   }
-  if (event?.type === "poll.opened" || event?.type === "presentation.changed") fill(document.getElementById("proj-result"));
+  if (event?.type === "poll.opened") resultPoll = null;
+  renderOverlay(state);
 }
 
 async function start() {
+  try {
+    resultSecs = (await api("display")).projector_result_secs ?? resultSecs;
+  } catch {
+    /* an older server: keep the default */
+  }
+  document.body.dataset.resultSecs = String(resultSecs);
   let id = Number((location.hash.match(/^#meeting\/(\d+)/) || [])[1]);
   if (!id) {
     const list = await myMeetings();

@@ -5,19 +5,30 @@
 // - hands each event to the page once: an event with seq <= the last one is ignored, a gap
 //   makes it ask the server again from the last seq;
 // - confirms what it holds with cumulative, debounced `received` frames;
-// - reconnects after a drop with exponential back-off and jitter, and at once when the
-//   browser says it is back online; a heartbeat notices sockets that died silently;
+// - reconnects after a drop with short exponential back-off and jitter (the first try
+//   within half a second: a restarted server is back in a moment), and at once when the
+//   browser says it is back online;
+// - pings a quiet socket and drops it when nothing answers in time: a link that stops
+//   passing data gives neither a close nor an `offline` event;
 // - on `reset` (history pruned) asks the page to reload its state over REST.
 
 // Back-off after a drop: from BACKOFF_MIN_MS doubling up to BACKOFF_MAX_MS, each wait
 // drawn between half and all of it so that a hall of tablets does not reconnect in step.
+// The cap is short: a server restart takes seconds, and a tablet must not sit out the
+// start of a vote behind a long wait (a hall of 100 tablets at one try per 1–2 s is light).
 const BACKOFF_MIN_MS = 500;
-const BACKOFF_MAX_MS = 15_000;
+const BACKOFF_MAX_MS = 2_000;
 // `received` is sent at most this often per topic (it is cumulative).
 const RECEIVED_DEBOUNCE_MS = 150;
-// A ping every HEARTBEAT_MS; no answer of any kind within HEARTBEAT_TIMEOUT_MS: dead socket.
-const HEARTBEAT_MS = 10_000;
-const HEARTBEAT_TIMEOUT_MS = 8_000;
+// A socket quiet for PING_IDLE_MS gets a ping; no frame of any kind within
+// PONG_DEADLINE_MS of that ping: the socket is dead. Checked every HEARTBEAT_TICK_MS, so a
+// dead link shows as offline at most 1 + 2 + 2 × 0.5 = 4 s after its last frame.
+const PING_IDLE_MS = 1_000;
+const PONG_DEADLINE_MS = 2_000;
+const HEARTBEAT_TICK_MS = 500;
+// A socket not ready (opened and authenticated) within this long is given up and retried:
+// a half-open link can leave it connecting for minutes.
+const CONNECT_DEADLINE_MS = 5_000;
 
 const CLOSE_AUTH = 4401;
 
@@ -150,6 +161,10 @@ export class Realtime extends EventTarget {
       return;
     }
     this.ws = ws;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (ws === this.ws && this.status !== "online") this._drop("not ready in time");
+    }, CONNECT_DEADLINE_MS);
     ws.onopen = () => ws.send(JSON.stringify({ op: "auth", token }));
     ws.onmessage = (message) => {
       if (ws !== this.ws) return;
@@ -209,13 +224,20 @@ export class Realtime extends EventTarget {
 
   _startHeartbeat() {
     this._stopHeartbeat();
+    this.pingSentAt = 0;
+    this.lastFrameAt = Date.now();
     this.heartbeat = setInterval(() => {
-      if (Date.now() - this.lastFrameAt > HEARTBEAT_MS + HEARTBEAT_TIMEOUT_MS) {
-        this._drop("heartbeat timeout");
+      const now = Date.now();
+      const waiting = this.pingSentAt > this.lastFrameAt;
+      if (waiting && now - this.pingSentAt >= PONG_DEADLINE_MS) {
+        this._drop("no answer to ping");
         return;
       }
-      this._send({ op: "ping" });
-    }, HEARTBEAT_MS);
+      if (!waiting && now - this.lastFrameAt >= PING_IDLE_MS) {
+        this.pingSentAt = now;
+        this._send({ op: "ping" });
+      }
+    }, HEARTBEAT_TICK_MS);
   }
 
   _stopHeartbeat() {

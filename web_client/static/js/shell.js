@@ -4,6 +4,7 @@
 import { logout, requireLogin, session, toLogin } from "./api.js";
 import { applyI18n, lang, setLang, t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
+import { forgetUserData } from "./ballot.js";
 
 /** Build an element: h("button", {class: "x", onclick: fn}, "text", child). */
 export function h(tag, attrs = {}, ...children) {
@@ -102,11 +103,17 @@ export function startPage(titleKey, { extra = [], requireUser = true } = {}) {
           "data-i18n": "lang_switch", "data-i18n-label": "lang_switch_label",
           onclick: () => setLang(lang() === "vi" ? "en" : "vi"),
         }, t("lang_switch")),
-        user ? h("button", { type: "button", class: "btn btn-ghost", id: "logout", "data-i18n": "logout", onclick: logout }, t("logout")) : null,
+        user ? h("button", { type: "button", class: "btn btn-ghost", id: "logout", "data-i18n": "logout", onclick: signOut }, t("logout")) : null,
       ));
   }
   applyI18n(document);
   return user;
+}
+
+/** Sign out: nothing of the user stays on a shared tablet (ballots, positions, drafts). */
+export function signOut() {
+  forgetUserData();
+  logout();
 }
 
 /** Show the connection state in the header. */
@@ -118,14 +125,17 @@ export function showConnection(status) {
   const text = el.querySelector(".conn-text");
   text.dataset.i18n = `status_${status}`;
   text.textContent = t(`status_${status}`);
-  document.body.classList.toggle("is-offline", status === "offline");
   let banner = document.getElementById("offline-banner");
+  // Once the link is lost the banner stays through the reconnection attempts, until the
+  // page is online again (a small "connecting" pill alone is easily missed).
   if (status === "offline" && !banner) {
-    banner = h("div", { id: "offline-banner", class: "offline-banner", "data-i18n": "status_offline" }, t("status_offline"));
+    banner = h("div", { id: "offline-banner", class: "offline-banner", role: "alert", "data-i18n": "status_offline" }, t("status_offline"));
     (document.getElementById("app-header") || document.body.firstChild)?.after(banner);
-  } else if (status !== "offline" && banner) {
+  } else if (status === "online" && banner) {
     banner.remove();
+    banner = null;
   }
+  document.body.classList.toggle("is-offline", !!banner);
 }
 
 /** Start the shared real-time client with the header's indicator wired in. */
@@ -150,6 +160,8 @@ export function connectRealtime({ onEvent, onReset, onSignal, onResumed } = {}) 
       }
     },
     onAuthFailed: () => {
+      // The session is over: nothing of this user stays on the device.
+      forgetUserData();
       session.clear();
       toLogin();
     },
@@ -180,14 +192,14 @@ export function clockText(seconds) {
 }
 
 /** A simple modal dialog using <dialog>; resolves with the form values or null. */
-export function dialog(titleText, body, { okText = t("confirm"), cancelText = t("cancel") } = {}) {
+export function dialog(titleText, body, { okText = t("confirm"), cancelText = t("cancel"), danger = false } = {}) {
   return new Promise((resolve) => {
     const form = h("form", { method: "dialog", class: "dialog-form" },
       h("h2", {}, titleText),
       body,
       h("div", { class: "row end" },
         h("button", { type: "button", class: "btn", value: "cancel", onclick: () => { dlg.close(); } }, cancelText),
-        h("button", { type: "submit", class: "btn btn-primary", value: "ok" }, okText)));
+        h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}`, value: "ok" }, okText)));
     const dlg = h("dialog", { class: "modal" }, form);
     let result = null;
     form.addEventListener("submit", (event) => {
