@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from meeting.media.addresses import announce_addresses
 from meeting.media.engine import EngineConfig, Floor, MediaEngine
+from server.compat.aioice_addresses import announce_addresses
 
 MEETING = 1
 SPEAKER_USER = 1

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     """Server options shared by ``serve``, the tests and the benchmarks."""
-    from server.realtime.transport import DirectWebSocketProtocol
+    from server.compat.uvicorn_ws import websocket_protocol
 
     return {
         # uvicorn's sans-I/O websockets protocol, plus a direct write path for the hub.
-        "ws": DirectWebSocketProtocol,
+        "ws": websocket_protocol(settings.direct_socket_writes),
         "ws_max_size": settings.ws_max_frame_bytes,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_ping_interval": settings.ws_ping_interval_secs,

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from server.compat.aiosqlite_dbapi import one_hop_dbapi
 from server.private_paths import private_dir, private_sqlite
 from server.settings import Settings
-from server.sqlite_driver import one_hop_dbapi
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -8,6 +8,7 @@ only place that reads the environment; everything else receives a ``Settings``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 from collections.abc import Mapping
@@ -16,6 +17,12 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 ENV_PREFIX = "DIENHONG_"
+# Variables of the test harness share the prefix and are not settings.
+TEST_PREFIX = "DIENHONG_TEST_"
+# Variables with the prefix that other parts read, not ``Settings``: they are not unknown.
+OTHER_VARIABLES = frozenset({
+    "DIENHONG_NEW_PASSWORD",  # dienhong create-user
+})
 
 
 class SettingsError(ValueError):
@@ -49,6 +56,8 @@ def _parse_int_map(raw: str) -> dict[str, int]:
 @dataclass(frozen=True)
 class Settings:
     # --- storage -------------------------------------------------------------
+    # Where this node keeps the SQLite database, uploaded files, rendered pages and the signing
+    # key.
     data_dir: Path = Path("./dienhong-data")
     # Empty means SQLite at <data_dir>/dienhong.sqlite3 (the embedded default).
     database_url: str = ""
@@ -56,50 +65,69 @@ class Settings:
     redis_url: str = ""
     # Redis channel that carries committed events between nodes.
     redis_channel: str = "dienhong:events"
+    # PostgreSQL connections per node (and as many again on overflow).
     db_pool_size: int = 10
     # How long a SQLite writer waits for the write lock before failing.
     sqlite_busy_timeout_ms: int = 10_000
 
     # --- HTTP -----------------------------------------------------------------
+    # Address `dienhong serve` listens on (`--host` overrides).
     host: str = "127.0.0.1"
+    # Port `dienhong serve` listens on (`--port` overrides).
     port: int = 8000
     # Origins allowed to open /ws from a browser. Empty: only same-origin pages.
     allowed_origins: tuple[str, ...] = ()
+    # Largest JSON request body; larger ones get 413.
     max_json_body_bytes: int = 1_048_576
-    # Deepest nesting of objects and arrays a JSON body may have (no route needs more than 4).
+    # Deepest nesting of objects and arrays in a JSON body; deeper ones get 400 `invalid_json`.
     max_json_depth: int = 32
-    # Who may read /metrics: client addresses or networks (after a trusted proxy's
-    # X-Forwarded-For), or anyone sending "Authorization: Bearer <metrics_token>".
+    # Client addresses or networks (`10.0.0.0/8`) that may read `/metrics`; others get 404.
+    # Empty: only with the token.
     metrics_allowed_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
+    # A secret that opens `/metrics` from anywhere as `Authorization: Bearer <token>`. Empty: no
+    # token opens it.
     metrics_token: str = ""
 
     # --- audit anchoring ------------------------------------------------------------
-    # How often the node signs a checkpoint of the audit chain's head (0: never).
+    # How often the node signs a checkpoint of the audit chain's head (and once at shutdown); 0:
+    # never.
     audit_checkpoint_interval_secs: float = 300.0
-    # The append-only file of checkpoints; empty: audit-checkpoints.jsonl in data_dir.
+    # The append-only JSON-lines file of signed checkpoints; empty: `audit-checkpoints.jsonl` in
+    # the data directory. Keep a copy off the machine.
     audit_checkpoint_path: str = ""
 
     # --- tokens ---------------------------------------------------------------
+    # `iss` of the tokens this server issues and accepts.
     jwt_issuer: str = "dienhong"
+    # `aud` of the tokens this server issues and accepts.
     jwt_audience: str = "dienhong"
     # PEM of the Ed25519 signing key; empty: generated once under data_dir/keys.
     jwt_private_key: str = ""
+    # Lifetime of an access token.
     access_token_ttl_secs: int = 8 * 3600
     # External SSO issuer. Enabled when sso_issuer and a key source are set.
     sso_issuer: str = ""
+    # `aud` required on SSO tokens (default: `DIENHONG_JWT_AUDIENCE`).
     sso_audience: str = ""
+    # JWKS URL of the SSO issuer's signing keys.
     sso_jwks_url: str = ""
+    # PEM public key of the SSO issuer (instead of a JWKS URL).
     sso_public_key: str = ""
+    # Algorithms accepted on SSO tokens (asymmetric only; comma-separated).
     sso_algorithms: tuple[str, ...] = ("RS256",)
+    # Claim of an SSO token that names the user (matched to `username`).
     sso_username_claim: str = "preferred_username"
 
-    # Verified access tokens of this server remembered per node (a repeat skips the
-    # signature check; expiry is still checked on every request). 0 turns it off.
+    # Verified access tokens of this server remembered per node: a repeat skips the signature
+    # check (expiry is still checked on every request). `0` turns it off.
     token_cache_size: int = 10_000
-    # A node uses an authenticated user's roles, unit and active flag for at most this
-    # long before reading them again (changes made on the node, or announced by the
-    # broker, apply at once; this bounds a node that missed the announcement). 0: off.
+    # How long a node uses an authenticated user's roles, unit, clearance and active flag before
+    # reading them again. A change through `PATCH /api/v1/users/{id}` applies at once on the
+    # node that made it and on every node the `user.updated` event reaches; this bounds a node
+    # that missed the event (a broker outage): a disabled account is refused everywhere within
+    # this time. `0` turns the cache off.
     principal_cache_secs: float = 30.0
+    # Users kept in that cache per node at most (the one cached longest ago goes first).
     principal_cache_size: int = 10_000
 
     # --- login protection -----------------------------------------------------
@@ -119,15 +147,20 @@ class Settings:
     import_max_bytes: int = 5 * 1024 * 1024
 
     # --- real time ------------------------------------------------------------
-    # Frames a slow socket may have waiting before it is cut off with 4408.
+    # Frames a slow socket may have waiting before it is cut off with 4408 (a frame waits only
+    # when the socket's kernel and transport buffers are full; otherwise it is written at once).
     ws_send_queue_frames: int = 2_000
+    # Largest WebSocket frame a client may send (close 1009 beyond).
     ws_max_frame_bytes: int = 65_536
     # Client frames per user per second (token bucket refill) and burst size.
     ws_rate_per_sec: float = 20.0
+    # Burst of client frames allowed above the steady rate.
     ws_rate_burst: int = 60
+    # Time a new socket has to send its auth frame (close 4401 after).
     ws_auth_timeout_secs: float = 10.0
     # Protocol-level pings keep NAT mappings open and detect dead tablets.
     ws_ping_interval_secs: float = 20.0
+    # A socket that does not answer a ping within this is closed.
     ws_ping_timeout_secs: float = 20.0
     # permessage-deflate keeps a zlib context per socket (~50 KiB each) and compresses every
     # frame once per socket; off by default, on for thin links where bytes cost more.
@@ -140,47 +173,64 @@ class Settings:
     ws_max_topics_per_frame: int = 256
     # Events older than this are pruned from the log; resuming before them gives reset.
     event_retention_secs: int = 30 * 24 * 3600
-    # How often each node compares its topics with the log, to recover dropped messages.
+    # How often each node compares its topics with the log, to recover dropped messages. An
+    # event is recovered when it is still missing at the next sweep (so within two intervals);
+    # after Redis comes back, at once.
     log_sweep_interval_secs: float = 2.0
     # Events sent per query when a socket resumes.
     resume_batch: int = 500
-    # Messages (events of a write, signals) waiting to go to Redis before the oldest is
-    # dropped (other nodes recover dropped events from the log), and the deadline of one
-    # round trip to Redis from the fast path (publishing, the subscription's liveness,
-    # presence): a Redis that stops answering never holds up a request or a socket longer.
+    # Messages (events of a write, signals) waiting to go to Redis before the oldest is dropped
+    # (other nodes recover dropped events from the log).
     broker_queue_messages: int = 10_000
+    # Deadline of one round trip to Redis from the fast path (publishing, the subscription's
+    # liveness PING, presence): a Redis that stops answering never holds up a request or a
+    # socket longer.
     broker_timeout_secs: float = 2.0
-    # The cyclic garbage collector: container objects allocated between young passes, and
-    # middle passes before a full pass is considered (Python's defaults: 700 and 10). A
-    # full pass walks every socket's objects (about 140 each: 0.8 s at 8,000 sockets), and
-    # with the defaults a storm of reconnecting tablets set off one after every few hundred.
+    # Container objects allocated between the garbage collector's young passes (Python's
+    # default: 700).
     gc_young_objects: int = 7000
+    # Middle passes before a full pass is considered (Python's default: 10). A full pass walks
+    # every socket's objects (about 0.8 s at 8,000 sockets); with the defaults a reconnect storm
+    # set off one after every few hundred sockets.
     gc_full_after: int = 100
+    # The hub writes a frame straight into a socket's transport when it can take it at
+    # once (uvicorn's protocol extended in server/compat/uvicorn_ws.py); off: every frame
+    # goes through ASGI, with uvicorn's stock protocol (slower fan-out, no private internals).
+    direct_socket_writes: bool = True
 
     # --- files ----------------------------------------------------------------
+    # Largest upload (413 beyond, checked while streaming).
     max_upload_bytes: int = 50 * 1024 * 1024
     # Checking an uploaded PDF (pypdf, in a worker process) may take this long.
     pdf_worker_timeout_secs: float = 20.0
     # Address-space limit of each PDF worker process (RLIMIT_AS).
     pdf_worker_memory_mb: int = 512
+    # Pages of a new PDF rendered ahead right after upload.
     render_ahead_pages: int = 8
-    # Rendered pages kept on disk at most (0: no limit); the least recently used go first.
+    # Rendered pages kept on disk at most (0: no limit); the least recently used go first and
+    # are rendered again when asked for.
     render_cache_max_bytes: int = 2 * 1024 * 1024 * 1024
     # How often the render cache is checked against its limit.
     render_cache_trim_interval_secs: float = 600.0
     # A page used this recently is never trimmed, whatever the limit.
     render_cache_keep_secs: float = 600.0
+    # Page image width when the client asks for none.
     render_default_width: int = 1024
+    # Largest page image width a client may ask for.
     render_max_width: int = 2400
-    # Worker processes that check uploads / render pages / stamp readers' copies.
+    # Worker processes that check uploaded PDFs.
     pdf_parse_workers: int = 1
+    # Worker processes that render pages.
     pdf_render_workers: int = 2
+    # Worker processes that stamp downloads with the reader's name.
     pdf_stamp_workers: int = 2
     # A worker is replaced after this many jobs, so leaks in the PDF libraries stay bounded.
     pdf_worker_max_jobs: int = 500
     # Jobs waiting for a worker before new ones are refused with 429.
     pdf_queue_limit: int = 256
+    # Time limit of one page render (the worker is replaced after).
     pdf_render_timeout_secs: float = 30.0
+    # Time limit of stamping one document.
     pdf_stamp_timeout_secs: float = 120.0
     # Bigger documents are refused at upload (422 invalid_pdf).
     pdf_max_pages: int = 5_000
@@ -192,7 +242,9 @@ class Settings:
     max_extracted_text_chars: int = 1_000_000
 
     # --- messaging ------------------------------------------------------------
+    # Largest channel message body.
     max_message_bytes: int = 16_384
+    # Largest instruction body.
     max_directive_body_bytes: int = 200_000
     # Seconds between reminders per urgency, for recipients who have not acknowledged.
     reminder_intervals: Mapping[str, int] = field(
@@ -219,19 +271,25 @@ class Settings:
     # Reads/acknowledgements applied per group-commit transaction, and how many may wait
     # for one before new ones are refused with 429.
     receipt_batch: int = 500
+    # Delivery confirmations waiting to be written, per node.
     receipt_queue_limit: int = 20_000
     # A node's presence entries in Redis expire unless refreshed (a dead node's users go
     # offline by themselves).
     presence_ttl_secs: int = 60
-    # The city's time zone (IANA name): receipts.csv writes times in it, for people.
+    # The city's time zone (IANA name): `receipts.csv` writes its times in it. An unknown name
+    # stops the server at start.
     city_timezone: str = "Asia/Ho_Chi_Minh"
 
     # --- meetings and media ---------------------------------------------------
+    # Speaking time of a new meeting unless it sets its own.
     default_speech_limit_secs: int = 300
-    # Meetings: people in one meeting, agenda size and depth, documents per item.
+    # People in one meeting at most.
     meeting_max_participants: int = 1_000
+    # Agenda items per meeting.
     meeting_max_agenda_items: int = 300
+    # Nesting depth of agenda sub-items.
     meeting_agenda_max_depth: int = 3
+    # Documents attached to one agenda item.
     meeting_max_documents_per_item: int = 20
     # Waiting requests for the floor in one meeting (each delegate has at most one per kind).
     meeting_max_waiting_speakers: int = 1_000
@@ -239,14 +297,17 @@ class Settings:
     speech_warning_secs: int = 30
     # How often a node looks for speeches granted elsewhere to time them too.
     speech_timer_rescan_secs: float = 5.0
-    # The hall's projector shows a closed vote's result this long, then the speaker again.
+    # The hall's projector shows a closed vote's result this long, then the speaker and timer
+    # again (served to the page by `GET /api/v1/display`).
     projector_result_secs: int = 60
-    # Annotations: the data one reader keeps on one document, all annotations together
-    # (bounds the work of writing their annotated.pdf), and the size of one annotation.
+    # The data one reader keeps on one document, all annotations together (bounds
+    # the work of building their `annotated.pdf`); past it 413 `annotations_too_large`.
     annotation_max_bytes: int = 1_048_576
+    # Size of one annotation's data; larger ones get 413 `too_large`.
     annotation_max_data_bytes: int = 65_536
-    # Points one ink stroke may have (a tablet samples a long stroke at a few hundred).
+    # Points one ink stroke may have; longer strokes get 422 `stroke_too_long`.
     annotation_max_points_per_stroke: int = 2_000
+    # Annotations one reader may keep on one document.
     annotation_max_per_file: int = 2_000
     # Remote (WebRTC) participants of one meeting on one node at most.
     media_max_participants: int = 200
@@ -279,14 +340,18 @@ class Settings:
     poll_ballot_queue: int = 5_000
     # The minutes print times in this offset from UTC (Vietnam: UTC+7, no summer time).
     minutes_utc_offset_mins: int = 7 * 60
-    # The minutes' heading: the issuing body (top left), the symbol after the number field
-    # ("Số: …/BB-HĐND") and the locality of the place and date line ("Hà Nội, ngày …").
+    # The issuing body at the top left of the minutes.
     minutes_issuer: str = "HỘI ĐỒNG NHÂN DÂN THÀNH PHỐ"
+    # The symbol after the minutes' number field ("Số: …/BB-HĐND").
     minutes_doc_symbol: str = "BB-HĐND"
+    # The locality of the minutes' place and date line ("Hà Nội, ngày 23 tháng 11 năm 2026");
+    # empty: the date alone.
     minutes_locality: str = ""
 
     # --- operations -----------------------------------------------------------
+    # Log level (DEBUG, INFO, WARNING…).
     log_level: str = "INFO"
+    # Logs as one JSON object per line (else plain text).
     log_json: bool = True
     # "auto": readable lines when standard error is a terminal, JSON lines otherwise;
     # "json" or "text" force one (DIENHONG_LOG_JSON=false also forces text).
@@ -310,22 +375,29 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read every ``DIENHONG_<FIELD>`` variable; unknown or malformed ones are errors."""
+        """Read every ``DIENHONG_<FIELD>`` variable; unknown or malformed ones are errors.
+
+        An unknown variable is most often a misspelt setting that would otherwise be
+        ignored in silence; the error names the closest valid one."""
         env = os.environ if environ is None else environ
         hints = get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
+        unknown: list[str] = []
         for key, raw in env.items():
             if not key.startswith(ENV_PREFIX):
                 continue
             name = key[len(ENV_PREFIX) :].lower()
             if name not in names:
-                # Variables of the test harness and the CLI share the prefix.
+                if key not in OTHER_VARIABLES and not key.startswith(TEST_PREFIX):
+                    unknown.append(key)
                 continue
             try:
                 values[name] = _convert(hints[name], raw)
             except (TypeError, ValueError) as exc:
                 raise SettingsError(f"{key}: {exc}") from exc
+        if unknown:
+            raise SettingsError("; ".join(unknown_variable(key) for key in sorted(unknown)))
         values.update(overrides)
         return cls(**values)
 
@@ -357,3 +429,14 @@ def _convert(hint: Any, raw: str) -> Any:
 def setting_names() -> list[str]:
     """Every environment variable the server reads, for documentation and checks."""
     return [ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)]
+
+
+def unknown_variable(key: str) -> str:
+    """The message for a ``DIENHONG_*`` variable that names no setting: the closest that do."""
+    # Compared without the prefix, which every name shares and which would make any two
+    # names look alike.
+    valid = [name[len(ENV_PREFIX):] for name in setting_names() + sorted(OTHER_VARIABLES)]
+    close = difflib.get_close_matches(key[len(ENV_PREFIX):], valid, n=1, cutoff=0.6)
+    if close:
+        return f"unknown variable {key}; did you mean {ENV_PREFIX}{close[0]}?"
+    return f"unknown variable {key}; no setting has a similar name (see README's settings table)"

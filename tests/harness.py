@@ -10,17 +10,18 @@ Backends come from the environment, as in CI:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import httpx
 import uvicorn
@@ -39,6 +40,48 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("DIENHONG_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("DIENHONG_TEST_REDIS_URL", "")
 _counter = itertools.count(1)
+T = TypeVar("T")
+# How long ``eventually`` waits unless told, and how often it asks again.
+EVENTUALLY_TIMEOUT_SECS = 10.0
+EVENTUALLY_INTERVAL_SECS = 0.02
+
+
+@overload
+async def eventually(condition: Callable[[], Awaitable[T]], what: str, *,
+                     timeout: float = ..., interval: float = ...,
+                     ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
+@overload
+async def eventually(condition: Callable[[], T], what: str, *,
+                     timeout: float = ..., interval: float = ...,
+                     ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
+async def eventually(condition: Callable[[], Any], what: str, *,
+                     timeout: float = EVENTUALLY_TIMEOUT_SECS,
+                     interval: float = EVENTUALLY_INTERVAL_SECS,
+                     ignoring: tuple[type[BaseException], ...] = ()) -> Any:
+    """Ask ``condition`` (a function, sync or async) until it returns something true, and
+    return that; fail after ``timeout`` seconds with a message naming ``what`` was awaited.
+
+    For things that happen in their own time (another task, process or node); a deadline
+    of the server's own is never waited for: tests move the injected clock instead.
+    Exceptions of the ``ignoring`` types count as "not yet"; any other one is raised.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: object = None
+    while True:
+        try:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+            last = result
+        except ignoring as exc:
+            last = exc
+        if loop.time() >= deadline:
+            raise AssertionError(f"still waiting for {what} after {timeout:g} s "
+                                 f"(last answer: {last!r})")
+        await asyncio.sleep(interval)
 
 
 def backends() -> list[str]:
@@ -141,14 +184,14 @@ class RunningServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        for _ in range(500):
-            if self._server.started:
-                return
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        raise RuntimeError("server did not start")
+        task = self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+
+        def started() -> bool:
+            if task.done():
+                task.result()  # raises what stopped it
+            return bool(self._server.started)
+
+        await eventually(started, "the server to start", interval=0.01)
 
     async def stop(self) -> None:
         self._server.should_exit = True

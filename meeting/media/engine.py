@@ -40,9 +40,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 from av import AudioFrame, VideoFrame
 
-from meeting.media.addresses import announce_addresses, forget_addresses
 from meeting.media.floor import FloorMixer, ListenerTrack, Mode, VideoFloor
 from meeting.media.recorder import Recorder, RecordingSummary
+from server.compat.aioice_addresses import announce_addresses, forget_addresses
 
 log = logging.getLogger("dienhong.media.engine")
 

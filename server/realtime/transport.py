@@ -3,10 +3,11 @@
 Through ASGI every frame a socket is sent costs a task step and several layers of
 ``send`` wrappers (Starlette's exception handlers, the server's own ``send``). For a
 broadcast to thousands of sockets that overhead is most of the work. So the server runs
-uvicorn's sans-I/O ``websockets`` protocol with one addition: it puts itself in the ASGI
-scope under ``extensions["dienhong.direct"]``, and the hub writes a frame straight into
-the protocol's transport when the socket can take it at once (its write buffer is below
-the high-water mark and nothing of the socket waits in its queue). Anything else - a
+uvicorn's sans-I/O ``websockets`` protocol with one addition (``server.compat.uvicorn_ws``;
+off with ``DIENHONG_DIRECT_SOCKET_WRITES=false``): it puts itself in the ASGI scope under
+``extensions["dienhong.direct"]``, and the hub writes a frame straight into the
+protocol's transport when the socket can take it at once (its write buffer is below the
+high-water mark and nothing of the socket waits in its queue). Anything else - a
 socket whose buffer is full, the handshake, closing - goes the ASGI way as before, so
 flow control and the bounded queues work unchanged.
 
@@ -21,11 +22,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from typing import Any, Protocol
-
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
-from websockets.http11 import Request
-from websockets.protocol import State
 
 DIRECT_EXTENSION = "dienhong.direct"
 # FIN bit and the text opcode: a whole text message in one frame.
@@ -103,45 +99,6 @@ class PreparedFrame:
 
 class DirectSocket(Protocol):
     def try_send(self, frame: PreparedFrame) -> bool: ...
-
-
-class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O protocol that can also be written to without ASGI."""
-
-    def handle_connect(self, event: Request) -> None:
-        super().handle_connect(event)
-        # The scope exists only when the handshake goes on to the application; its task
-        # is created but has not run yet, so the extension is there before it starts.
-        scope: dict[str, Any] | None = getattr(self, "scope", None)
-        if scope is not None and not self.close_sent:
-            scope.setdefault("extensions", {})[DIRECT_EXTENSION] = self
-
-    def try_send(self, frame: PreparedFrame) -> bool:
-        """Write one text frame now if the socket takes it without waiting.
-
-        False when it cannot (handshake not done, closing, or the transport's buffer is
-        over its high-water mark); the caller then queues the frame for the ASGI path.
-        """
-        conn = self.conn
-        if (not self.handshake_complete or self.close_sent or self.disconnected
-                or self.initial_response is not None or not self.writable.is_set()
-                or conn.state is not State.OPEN or self.transport.is_closing()):
-            return False
-        if conn.extensions:
-            # Compression is per socket: let the protocol frame it.
-            try:
-                conn.send_text(frame.encoded)
-            except InvalidState:
-                return False
-            for chunk in conn.data_to_send():
-                self.transport.write(chunk)
-            return True
-        # uvicorn writes out the protocol's output after every call; should anything be
-        # left (a pong), it goes first, so frames stay in order.
-        for chunk in conn.data_to_send():
-            self.transport.write(chunk)
-        self.transport.write(frame.wire)
-        return True
 
 
 def direct_socket(scope: Mapping[str, Any]) -> DirectSocket | None:

@@ -13,7 +13,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 from av import AudioFrame, VideoFrame
 
-from meeting.media.addresses import announce_addresses
+from server.compat.aioice_addresses import announce_addresses
 
 RATE = 48_000
 SAMPLES = 960

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.conftest import DEMO_PASSWORD, MakeServer
-from tests.harness import IN_CI, RunningServer, WsClient, free_socket
+from tests.harness import IN_CI, RunningServer, WsClient, eventually, free_socket
 from tests.server.support import small_city
 
 # Long enough for several deadlines (DIENHONG_BROKER_TIMEOUT_SECS, 2 s by default) and the
@@ -51,13 +51,13 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Pr
     url = f"redis://127.0.0.1:{port}/0"
     client = aioredis.from_url(url)
     try:
-        for _ in range(200):
-            try:
-                await client.ping()
-                break
-            except (OSError, RedisConnectionError):
-                assert process.returncode is None, "redis-server did not start"
-                await asyncio.sleep(0.05)
+
+        async def answers() -> bool:
+            assert process.returncode is None, "redis-server did not start"
+            return bool(await client.ping())
+
+        await eventually(answers, "redis-server to answer",
+                         ignoring=(OSError, RedisConnectionError))
         yield process, url
     finally:
         await client.aclose()
@@ -71,14 +71,6 @@ async def broker_connected(server: RunningServer) -> bool:
     return server.ctx.broker.connected.is_set()  # type: ignore[attr-defined, no-any-return]
 
 
-async def until(check: object, what: str) -> None:
-    for _ in range(PATIENCE_SECS * 20):
-        if await check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {PATIENCE_SECS} s: {what}")
-
-
 async def test_a_paused_redis_holds_up_no_request_and_no_socket(
     make_server: MakeServer, own_redis: tuple[asyncio.subprocess.Process, str],
 ) -> None:
@@ -90,7 +82,7 @@ async def test_a_paused_redis_holds_up_no_request_and_no_socket(
     topic = f"unit:{unit_id}"
     admin = await node_a.login("admin", DEMO_PASSWORD)
     ward = await node_b.login("ward001", DEMO_PASSWORD)
-    await until(lambda: broker_connected(node_b), "node B subscribed")
+    await eventually(lambda: broker_connected(node_b), "node B subscribed", timeout=PATIENCE_SECS)
 
     received: list[int] = []
     closes: list[object] = []
@@ -120,7 +112,8 @@ async def test_a_paused_redis_holds_up_no_request_and_no_socket(
             assert response.status_code == 200, response.text
 
         await rename(0)
-        await until(lambda: _has(received, start + 1), "the first event over Redis")
+        await eventually(lambda: _has(received, start + 1), "the first event over Redis",
+                         timeout=PATIENCE_SECS)
 
         os.kill(redis_process.pid, signal.SIGSTOP)
         try:
@@ -140,24 +133,26 @@ async def test_a_paused_redis_holds_up_no_request_and_no_socket(
 
             await asyncio.wait_for(during_pause(), PAUSE_SECS)
             # Written on A, carried to B by its log sweep while Redis is still paused.
-            await asyncio.wait_for(
-                until(lambda: _has(received, start + 1 + WRITES_DURING_PAUSE),
-                      "events from the log during the pause"), PAUSE_SECS)
+            await eventually(lambda: _has(received, start + 1 + WRITES_DURING_PAUSE),
+                             "events from the log during the pause", timeout=PAUSE_SECS)
             # The node's own sockets hear its signals without Redis: the user is away.
-            await asyncio.wait_for(
-                until(lambda: _away(signals), "presence.changed while Redis is paused"),
-                PAUSE_SECS)
+            await eventually(lambda: _away(signals), "presence.changed while Redis is paused",
+                             timeout=PAUSE_SECS)
             assert redis_process.returncode is None
             # Stay paused long enough for the subscription to notice.
-            await until(lambda: _not(broker_connected(node_b)), "node B noticing the hang")
+            await eventually(lambda: _not(broker_connected(node_b)), "node B noticing the hang",
+                             timeout=PATIENCE_SECS)
         finally:
             os.kill(redis_process.pid, signal.SIGCONT)
 
-        await until(lambda: broker_connected(node_b), "node B subscribed again")
-        await until(lambda: broker_connected(node_a), "node A subscribed again")
+        await eventually(lambda: broker_connected(node_b), "node B subscribed again",
+                         timeout=PATIENCE_SECS)
+        await eventually(lambda: broker_connected(node_a), "node A subscribed again",
+                         timeout=PATIENCE_SECS)
         await rename(WRITES_DURING_PAUSE + 1)
         final = start + 2 + WRITES_DURING_PAUSE
-        await until(lambda: _has(received, final), "the event after the pause")
+        await eventually(lambda: _has(received, final), "the event after the pause",
+                         timeout=PATIENCE_SECS)
         await held.send(op="ping")
         await asyncio.wait_for(pongs.get(), PATIENCE_SECS)
         assert not closes, f"the node closed the socket: {closes}"

@@ -24,7 +24,15 @@ import redis.asyncio as aioredis
 from server.app import create_app
 from server.demo import DemoCity, seed_demo
 from tests.conftest import DEMO_PASSWORD
-from tests.harness import PG_URL, REDIS_URL, Templates, WsClient, drop_database, fresh_database
+from tests.harness import (
+    PG_URL,
+    REDIS_URL,
+    Templates,
+    WsClient,
+    drop_database,
+    eventually,
+    fresh_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECS = 90
@@ -56,16 +64,19 @@ async def start_node(env: dict[str, str], log: Path) -> Node:
         )
     node = Node(process, f"http://127.0.0.1:{port}")
     async with httpx.AsyncClient(base_url=node.url, timeout=5) as client:
-        for _ in range(STARTUP_SECS * 10):
+
+        async def healthy() -> bool:
             if process.returncode is not None:
                 raise RuntimeError(f"node exited: {log.read_text()[-2000:]}")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return node
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"node did not start: {log.read_text()[-2000:]}")
+            return (await client.get("/healthz")).status_code == 200
+
+        try:
+            await eventually(healthy, f"the node on port {port} to answer /healthz",
+                             timeout=STARTUP_SECS, interval=0.1,
+                             ignoring=(httpx.TransportError,))
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}: {log.read_text()[-2000:]}") from None
+    return node
 
 
 async def stop_node(node: Node) -> None:
@@ -183,12 +194,8 @@ async def test_events_cross_nodes_and_survive_lost_redis_messages(
         count = 1
         for round_ in range(8):
             # Once B has subscribed again (it retries within a fraction of a second).
-            for _ in range(100):
-                if await kill_subscription(node_b):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("node B never subscribed again")
+            await eventually(lambda: kill_subscription(node_b),
+                             "node B to subscribe again", interval=0.05)
             for _ in range(3):
                 await rename(count)
                 count += 1

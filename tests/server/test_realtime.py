@@ -19,7 +19,7 @@ from server.demo import DemoCity
 from server.features import Feature, Received
 from server.realtime.models import EventRecord
 from tests.conftest import DEMO_PASSWORD, MakeServer
-from tests.harness import RunningServer
+from tests.harness import RunningServer, eventually
 from tests.server.support import RawSocket, audit_actions, metric, small_city
 
 
@@ -240,10 +240,7 @@ async def test_received_only_for_what_the_socket_was_sent(make_server: MakeServe
         await ws.send(op="ping")
         while (await ws.recv())["op"] != "pong":
             pass
-        for _ in range(100):
-            if batches:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: batches, "the received handler to be called")
     assert batches == [[Received(city.ward_user_ids[0], inbox, 2)]]
 
 

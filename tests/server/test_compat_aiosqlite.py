@@ -1,11 +1,16 @@
-"""The SQLite driver (one trip per statement): transactions still begin and end where
-SQLAlchemy says, reads of a session see one snapshot, single-statement reads hold none."""
+"""server.compat.aiosqlite_dbapi, the SQLite driver (one trip per statement): the
+internals of SQLAlchemy's adapter and of aiosqlite it relies on are still there;
+transactions still begin and end where SQLAlchemy says, reads of a session see one
+snapshot, single-statement reads hold none."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
 from sqlalchemy import (
     Column,
@@ -18,11 +23,15 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+)
 from sqlalchemy.exc import IntegrityError
 
+from server.compat.aiosqlite_dbapi import OneHopConnection, OneHopCursor
 from server.db import Database
 from server.settings import Settings
-from server.sqlite_driver import OneHopConnection
 
 # A table of this test's own, outside the application's metadata.
 Note = Table("driver_notes", MetaData(), Column("id", Integer, primary_key=True),
@@ -90,3 +99,22 @@ async def test_many_rows_and_executemany_go_through(db: Database) -> None:
         await session.execute(insert(Note), [{"text": f"n{i:03d}"} for i in range(300)])
     rows = await db.read_rows(select(Note.c.text).order_by(Note.c.text))
     assert len(rows) == 300 and rows[0].text == "n000" and rows[-1].text == "n299"
+
+
+async def test_the_adapter_internals_the_driver_uses_are_still_there(db: Database) -> None:
+    # The cursor's slots the one-trip cursor fills in itself.
+    for name in ("_adapt_connection", "_connection", "await_", "_rows", "description",
+                 "lastrowid", "rowcount"):
+        assert name in AsyncAdapt_aiosqlite_cursor.__slots__, f"SQLAlchemy lost {name!r}"
+    assert callable(AsyncAdapt_aiosqlite_connection._handle_exception)
+    assert callable(aiosqlite.Connection._execute)
+    async with db.write_engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).dbapi_connection
+        assert isinstance(raw, OneHopConnection)
+        # aiosqlite's connection, and the sqlite3 connection it runs in its thread.
+        assert isinstance(raw._connection, aiosqlite.Connection)
+        assert isinstance(raw._connection._conn, sqlite3.Connection)
+        cursor = raw.cursor()
+        assert isinstance(cursor, OneHopCursor)
+        assert cursor._adapt_connection is raw and cursor._connection is raw._connection
+        assert isinstance(cursor._rows, deque)
