@@ -139,7 +139,9 @@ class Settings:
     login_delay_base_secs: float = 2.0
     # A throttle with no failure for this long is forgotten (the rows are deleted).
     login_throttle_forget_secs: int = 24 * 3600
-    # Shortest password accepted when a password is set or changed.
+    # Shortest password accepted when a password is set or changed; common passwords (the
+    # list in server/auth/common_passwords.txt), the username and one repeated character are
+    # refused too (422 `weak_password`).
     password_min_length: int = 10
     # Rows at most in one bulk import of accounts and units.
     import_max_rows: int = 10_000
@@ -351,7 +353,7 @@ class Settings:
     # --- operations -----------------------------------------------------------
     # Log level (DEBUG, INFO, WARNING…).
     log_level: str = "INFO"
-    # Logs as one JSON object per line (else plain text).
+    # `false` forces plain text logs (else DIENHONG_LOG_FORMAT decides).
     log_json: bool = True
     # "auto": readable lines when standard error is a terminal, JSON lines otherwise;
     # "json" or "text" force one (DIENHONG_LOG_JSON=false also forces text).
