@@ -55,6 +55,8 @@ class Signed:
     pdf: bytes
     fingerprint: str
     subject: str
+    # The certificate's common name (the person or the organisation).
+    subject_name: str
     field_name: str
     signed_at: datetime
 
@@ -136,5 +138,7 @@ def sign_pdf(data: bytes, key: SigningKey, secret: str, policy: SigningPolicy, *
             raise CertificateRefused(f"The document could not be signed: {exc}.") from exc
     assert isinstance(out, io.BytesIO)
     return Signed(pdf=out.getvalue(), fingerprint=fingerprint(cert),
-                  subject=cert.subject.human_friendly, field_name=field_name,
+                  subject=cert.subject.human_friendly,
+                  subject_name=str(cert.subject.native.get("common_name") or ""),
+                  field_name=field_name,
                   signed_at=datetime.now().astimezone())
