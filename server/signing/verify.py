@@ -134,3 +134,15 @@ def verify_pdf(data: bytes, policy: VerifyPolicy) -> list[dict[str, Any]]:
             continue
         result.append(_summary(sig.field_name, status))
     return result
+
+
+def verify_file(path: str, trust_roots_der: list[bytes], fetch: bool,
+                network_timeout_secs: float, max_signatures: int) -> list[dict[str, Any]]:
+    """``verify_pdf`` of a file, with plain arguments: a job of the PDF worker processes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    policy = VerifyPolicy(trust_roots=tuple(x509.Certificate.load(der)
+                                            for der in trust_roots_der),
+                          fetch=fetch, network_timeout_secs=network_timeout_secs,
+                          max_signatures=max_signatures)
+    return verify_pdf(data, policy)
