@@ -221,7 +221,72 @@ def _stamp_signed(path: str, out: str, footer: str, mark: str,
                 generic.NameObject("/N"): appearance}),
         }))
         writer.register_annotation(page_ref, annotation)
+    _update_info(writer, metadata)
     with target.open("wb") as f:
         writer.write(f)
     return {"pages": count, "size": target.stat().st_size, "active_content_removed": 0,
             "incremental": True}
+
+
+def _update_info(writer: Any, metadata: dict[str, str]) -> None:
+    """A new document information dictionary: the old entries plus ``metadata``."""
+    from pyhanko.pdf_utils import generic
+
+    info = generic.DictionaryObject()
+    try:
+        old = writer.trailer_view["/Info"]
+    except KeyError:
+        old = None
+    if isinstance(old, generic.DictionaryObject):
+        for key in old:
+            value = old[key]
+            if isinstance(value, (generic.TextStringObject, generic.ByteStringObject,
+                                  generic.NameObject)):
+                info[generic.NameObject(key)] = value
+    for key, value in metadata.items():
+        info[generic.NameObject(f"/{key}")] = generic.TextStringObject(value)
+    writer.set_info(info)
+
+
+def _to_pyhanko(value: Any) -> Any:
+    """A direct pypdf object as the same pyhanko object."""
+    from pyhanko.pdf_utils import generic as ph
+    from pypdf import generic as pp
+
+    if isinstance(value, pp.DictionaryObject):
+        return ph.DictionaryObject({ph.NameObject(str(k)): _to_pyhanko(v)
+                                    for k, v in value.items()})
+    if isinstance(value, pp.ArrayObject):
+        return ph.ArrayObject(_to_pyhanko(v) for v in value)
+    if isinstance(value, pp.NameObject):
+        return ph.NameObject(str(value))
+    if isinstance(value, pp.BooleanObject):
+        return ph.BooleanObject(bool(value))
+    if isinstance(value, pp.NumberObject):
+        return ph.NumberObject(int(value))
+    if isinstance(value, pp.FloatObject):
+        return ph.FloatObject(float(value))
+    if isinstance(value, pp.TextStringObject):
+        return ph.TextStringObject(str(value))
+    if isinstance(value, pp.ByteStringObject):
+        return ph.ByteStringObject(bytes(value))
+    if isinstance(value, pp.NullObject):
+        return ph.NullObject()
+    raise ValueError(f"cannot carry {type(value).__name__} into an incremental update")
+
+
+def append_annotations(path: str, annotations: list[tuple[int, Any]]) -> bytes:
+    """The PDF at ``path`` with ``(page index, pypdf annotation dictionary)`` added by an
+    incremental update: how annotations go onto a signed document."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    with open(path, "rb") as source:
+        writer = IncrementalPdfFileWriter(io.BytesIO(source.read()), strict=False)
+    for index, annotation in annotations:
+        page_ref, _resources = writer.find_page_for_modification(index)
+        converted = _to_pyhanko(annotation)
+        converted["/P"] = page_ref
+        writer.register_annotation(page_ref, writer.add_object(converted))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -23,6 +23,7 @@ from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.requests_fetchers import RequestsFetcherBackend
 
+from server.signing.diff import DIFF_POLICY
 from server.signing.keys import fingerprint
 
 # What changed in the file after a signature, from least to most serious.
@@ -120,7 +121,8 @@ def verify_pdf(data: bytes, policy: VerifyPolicy) -> list[dict[str, Any]]:
     for sig in signatures[: policy.max_signatures]:
         try:
             status = validate_pdf_signature(sig, signer_validation_context=_context(policy,
-                                                                                    reader))
+                                                                                    reader),
+                                            diff_policy=DIFF_POLICY)
         except (SignatureValidationError, PdfReadError, ValueError, KeyError,
                 TypeError) as exc:
             result.append({
