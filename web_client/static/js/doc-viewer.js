@@ -42,7 +42,9 @@ export class DocViewer extends EventTarget {
     this.notes = h("div", { class: "notes-layer" });
     this.wrap = h("div", { class: "page-wrap" }, this.img, this.canvas, this.notes);
     this.scroll = h("div", { class: "viewer-scroll", tabindex: "0", role: "region", "aria-label": "" }, this.wrap);
-    this.root.replaceChildren(this.scroll);
+    // What the document's digital signatures say (hidden for an unsigned document).
+    this.badge = h("p", { class: "signature-badge", role: "status", hidden: true });
+    this.root.replaceChildren(this.badge, this.scroll);
     this.root.classList.add("viewer");
     this._bind();
     new ResizeObserver(() => this._layout()).observe(this.scroll);
@@ -70,6 +72,7 @@ export class DocViewer extends EventTarget {
     } catch (err) {
       showError(err);
     }
+    if (changedFile) this.loadSignatures(fileId);
     if (this.annotate && changedFile) await this.loadAnnotations();
     this._layout();
     this.dispatchEvent(new CustomEvent("pagechange", { detail: { fileId, page: this.page, source } }));
@@ -105,6 +108,29 @@ export class DocViewer extends EventTarget {
     this.canvas.width = Math.max(1, Math.round(rect.width * ratio));
     this.canvas.height = Math.max(1, Math.round(rect.height * ratio));
     this._draw();
+  }
+
+  /** Show the badge of the file's digital signatures, from its metadata. */
+  async loadSignatures(fileId) {
+    let signatures = [];
+    try {
+      signatures = (await api(`files/${fileId}/meta`)).signatures || [];
+    } catch {
+      signatures = [];
+    }
+    if (fileId !== this.fileId) return;
+    this.badge.hidden = signatures.length === 0;
+    if (!signatures.length) return;
+    const signers = signatures.map((s) => s.signer_common_name || s.signer).join(", ");
+    const valid = signatures.every((s) => s.valid);
+    const reasons = [...new Set(signatures.flatMap((s) => s.problems || []))]
+      .map((p) => t(`sig_problem_${p}`)).join("; ");
+    const annotated = signatures.some((s) => s.changes_after_signing === "annotations");
+    const text = valid ? t("sig_valid", { signers }) : t("sig_invalid", { signers, reasons });
+    this.badge.textContent = annotated && valid ? `${text} (${t("sig_annotations_added")})` : text;
+    this.badge.dataset.valid = String(valid);
+    this.badge.style.cssText = "margin:0 0 4px;padding:4px 10px;border-radius:6px;font-weight:600;" +
+      (valid ? "background:#e3f4e6;color:#1b5e20;" : "background:#fdecea;color:#b71c1c;");
   }
 
   // --- annotations ------------------------------------------------------------------------

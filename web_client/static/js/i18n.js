@@ -239,6 +239,16 @@ const vi = {
   remote_error_mic_missing: "Không tìm thấy micrô trên thiết bị này.",
   remote_error_connection_failed: "Mất kết nối âm thanh với hội trường. Hãy thử tham dự lại.",
   remote_error_other: "Không tham dự trực tuyến được ({code}).",
+  // digital signatures of a document
+  sig_valid: "Đã ký số: {signers} — hợp lệ",
+  sig_invalid: "Đã ký số: {signers} — không hợp lệ: {reasons}",
+  sig_problem_corrupt: "chữ ký bị hỏng",
+  sig_problem_revoked: "chứng thư số đã bị thu hồi",
+  sig_problem_untrusted: "chứng thư số không do tổ chức tin cậy cấp",
+  sig_problem_timestamp_invalid: "dấu thời gian không hợp lệ",
+  sig_problem_changed: "tài liệu bị sửa nội dung sau khi ký",
+  sig_problem_not_checked: "chưa kiểm tra được chữ ký",
+  sig_annotations_added: "có thêm ghi chú sau khi ký",
 };
 
 const en = {
@@ -470,6 +480,15 @@ const en = {
   remote_error_mic_missing: "No microphone was found on this device.",
   remote_error_connection_failed: "The audio connection to the hall was lost. Try joining again.",
   remote_error_other: "Could not join remotely ({code}).",
+  sig_valid: "Digitally signed: {signers} — valid",
+  sig_invalid: "Digitally signed: {signers} — not valid: {reasons}",
+  sig_problem_corrupt: "the signature is damaged",
+  sig_problem_revoked: "the certificate was revoked",
+  sig_problem_untrusted: "the certificate is not from a trusted authority",
+  sig_problem_timestamp_invalid: "the timestamp is not valid",
+  sig_problem_changed: "the content was changed after signing",
+  sig_problem_not_checked: "the signature could not be checked",
+  sig_annotations_added: "annotations were added after signing",
 };
 
 const dictionaries = { vi, en };
