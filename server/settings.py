@@ -260,8 +260,10 @@ class Settings:
     signing_fetch_revocation: bool = True
     # Time limit of one request to a TSA, OCSP responder or CRL server.
     signing_network_timeout_secs: float = 10.0
-    # Signatures of one PDF checked at most (more are reported as not checked).
+    # Signatures of one PDF checked at most.
     signing_max_signatures: int = 20
+    # The place printed before the date on official documents ("Hà Nội, ngày …").
+    signing_document_place: str = "Hà Nội"
 
     # --- operations -----------------------------------------------------------
     log_level: str = "INFO"

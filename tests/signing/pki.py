@@ -32,6 +32,7 @@ TOKEN_SIGNERS = {
     "org": ("HĐND Thành phố", "3333"),
     "revoked": ("Lê Văn Thu Hồi", "4444"),
     "expired": ("Phạm Văn Hết Hạn", "6666"),
+    "standing": ("Hoàng Văn Thường Trực", "8888"),
     # A token the tests take away, as if it were unplugged.
     "spare": ("Đỗ Văn Dự Phòng", "7777"),
 }
@@ -115,6 +116,7 @@ def _config(key_dir: Path, url: str) -> dict[str, Any]:
         "chair": _signer_cert("root"),
         "org": _signer_cert("root"),
         "spare": _signer_cert("root"),
+        "standing": _signer_cert("root"),
         "p12signer": _signer_cert("root"),
         "revoked": _signer_cert("root", revocation={
             "revoked-since": "2021-01-01T00:00:00+0000", "reason": "key_compromise"}),
