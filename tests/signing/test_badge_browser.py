@@ -67,3 +67,25 @@ async def test_delegate_sees_the_signature_badge(make_server: MakeServer, pki: L
             "Đã ký số: Nguyễn Thị Thư Ký — không hợp lệ: tài liệu bị sửa nội dung sau khi ký")
         await shot(page, "delegate-signature-invalid")
     assert page.js_errors == []
+
+
+async def test_ward_receives_a_signed_instruction_shown_as_valid(
+        make_server: MakeServer, pki: LoopbackPki, browser: Any) -> None:
+    server = await make_server(**signing_settings(pki))
+    city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2, delegates=1)
+    standing = await server.login("standing", DEMO_PASSWORD)
+    async with server.http(standing) as api:
+        response = await api.post("/api/v1/directives/official", json={
+            "title": "Về việc ứng phó bão số 3", "number": "12/CĐ-HĐND",
+            "body": "Triển khai ngay phương án sơ tán dân.", "urgency": "urgent",
+            "targets": {"unit_ids": city.commune_unit_ids}, "pin": pki.pin("standing")})
+        assert response.status_code == 201, response.text
+    issued = response.json()
+    _, page = await signed_in(server, browser, "ward001", viewport=TABLET)
+    await page.goto(f"{server.url}/app/chat/#directive/{issued['id']}")
+    await wait_online(page)
+    badge = page.locator(f".signature-badge[data-file='{issued['file_id']}'][data-valid=true]")
+    await badge.wait_for()
+    assert await badge.inner_text() == "Đã ký số: Hoàng Văn Thường Trực — hợp lệ"
+    await shot(page, "ward-signed-instruction")
+    assert page.js_errors == []

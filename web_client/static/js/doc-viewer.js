@@ -6,6 +6,7 @@
 import { api, listOf } from "./api.js";
 import { t } from "./i18n.js";
 import { dialog, h, showError } from "./shell.js";
+import { paintBadge, signatureBadge } from "./signatures.js";
 import { pageImage, pageWidthFor } from "./meeting-state.js";
 
 const ZOOM_MIN = 1;
@@ -119,18 +120,7 @@ export class DocViewer extends EventTarget {
       signatures = [];
     }
     if (fileId !== this.fileId) return;
-    this.badge.hidden = signatures.length === 0;
-    if (!signatures.length) return;
-    const signers = signatures.map((s) => s.signer_common_name || s.signer).join(", ");
-    const valid = signatures.every((s) => s.valid);
-    const reasons = [...new Set(signatures.flatMap((s) => s.problems || []))]
-      .map((p) => t(`sig_problem_${p}`)).join("; ");
-    const annotated = signatures.some((s) => s.changes_after_signing === "annotations");
-    const text = valid ? t("sig_valid", { signers }) : t("sig_invalid", { signers, reasons });
-    this.badge.textContent = annotated && valid ? `${text} (${t("sig_annotations_added")})` : text;
-    this.badge.dataset.valid = String(valid);
-    this.badge.style.cssText = "margin:0 0 4px;padding:4px 10px;border-radius:6px;font-weight:600;" +
-      (valid ? "background:#e3f4e6;color:#1b5e20;" : "background:#fdecea;color:#b71c1c;");
+    paintBadge(this.badge, signatureBadge(signatures));
   }
 
   // --- annotations ------------------------------------------------------------------------
