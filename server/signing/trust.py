@@ -13,12 +13,18 @@ class TrustRootsError(ValueError):
     """The configured trust roots cannot be read."""
 
 
+def _parsed(der: bytes) -> x509.Certificate:
+    cert = x509.Certificate.load(der)
+    cert.native  # noqa: B018 - asn1crypto parses lazily: fail here, not while signing
+    return cert
+
+
 def _read(path: Path) -> list[x509.Certificate]:
     data = path.read_bytes()
     if pem.detect(data):
-        return [x509.Certificate.load(der) for kind, _h, der in pem.unarmor(data, multiple=True)
+        return [_parsed(der) for kind, _h, der in pem.unarmor(data, multiple=True)
                 if kind == "CERTIFICATE"]
-    return [x509.Certificate.load(data)]
+    return [_parsed(data)]
 
 
 def load_trust_roots(location: str) -> list[x509.Certificate]:
