@@ -103,3 +103,28 @@ async def test_minutes_of_an_open_meeting_are_not_signed(make_server: MakeServer
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "meeting_not_closed"
     assert await signing_audit(server) == []
+
+
+async def test_an_absent_seal_leaves_the_minutes_waiting(make_server: MakeServer,
+                                                         pki: LoopbackPki) -> None:
+    server = await make_server(**signing_settings(pki, signing_org_token_label="no-such-seal"))
+    _city, meeting_id = await closed_meeting(server)
+    base = f"/api/v1/meetings/{meeting_id}"
+    secretary = await server.login("secretary", DEMO_PASSWORD)
+    chair = await server.login("chair", DEMO_PASSWORD)
+    async with server.http(secretary) as client:
+        first = await client.post(f"{base}/minutes/signatures",
+                                  json={"pin": pki.pin("secretary")})
+        assert first.status_code == 201, first.text
+    async with server.http(chair) as client:
+        second = await client.post(f"{base}/minutes/signatures", json={"pin": pki.pin("chair")})
+        assert second.status_code == 201, second.text
+        assert second.json()["state"] == "signing"
+        assert second.json()["next_step"] == "organisation"
+        stored = (await client.get(f"{base}/minutes.pdf")).content
+        retry = await client.post(f"{base}/minutes/signatures", json={})
+        assert retry.status_code == 409 and retry.json()["error"]["code"] == "token_absent"
+        assert (await client.get(f"{base}/minutes.pdf")).content == stored
+        status = (await client.get(f"{base}/minutes/signatures")).json()
+    assert [s["step"] for s in status["signatures"]] == ["secretary", "chair"]
+    assert [r.details["step"] for r in await signing_audit(server)] == ["secretary", "chair"]
