@@ -37,6 +37,7 @@ from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context
 from server.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
+from server.files import stamping
 from server.files.models import StoredFile
 from server.files.runtime import runtime
 from server.files.service import readable_file, stamped_copy
@@ -309,9 +310,12 @@ def pdf_annotation(kind: str, data: dict[str, Any], frame: PageFrame) -> Diction
 
 def write_annotations(source: Path, marks: Sequence[tuple[int, str, dict[str, Any], int, int]],
                       author: str) -> bytes:
-    """Copy the PDF at ``source`` and add each mark as a PDF annotation (runs in a thread)."""
+    """Copy the PDF at ``source`` and add each mark as a PDF annotation (runs in a thread).
+
+    A signed PDF gets them by an incremental update, so its signatures stay valid."""
     reader = PdfReader(source)
     writer = PdfWriter(clone_from=reader)
+    added: list[tuple[int, DictionaryObject]] = []
     for page_number, kind, data, annotation_id, _user_id in marks:
         if not 1 <= page_number <= len(writer.pages):
             continue
@@ -320,7 +324,11 @@ def write_annotations(source: Path, marks: Sequence[tuple[int, str, dict[str, An
         annotation = pdf_annotation(kind, data, frame)
         annotation[NameObject("/T")] = TextStringObject(author)
         annotation[NameObject("/NM")] = TextStringObject(f"dienhong-annotation-{annotation_id}")
-        writer.add_annotation(page_number - 1, annotation)
+        added.append((page_number - 1, annotation))
+    if stamping.is_signed(str(source)):
+        return stamping.append_annotations(str(source), added)
+    for index, annotation in added:
+        writer.add_annotation(index, annotation)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

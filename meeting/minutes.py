@@ -492,7 +492,11 @@ async def minutes_pdf(ctx: Context, actor: Principal, meeting_id: int) -> bytes:
 async def get_minutes(request: Request) -> Response:
     actor = await current_user(request)
     meeting_id = path_int(request, "meeting_id")
-    document = await minutes_pdf(context(request), actor, meeting_id)
+    # Once signed, the stored signed minutes are the record (server.signing.minutes).
+    from server.signing.minutes import signed_minutes
+
+    document = await signed_minutes(context(request), actor, meeting_id) \
+        or await minutes_pdf(context(request), actor, meeting_id)
     return Response(document, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="bien-ban-ky-hop-{meeting_id}.pdf"'})
 

@@ -61,6 +61,8 @@ def default_features() -> list[Feature]:
     features.append(media_feature())
     from messaging.feature import feature as messaging_feature
     features.append(messaging_feature())
+    from server.signing.feature import feature as signing_feature
+    features.append(signing_feature())
     return features
 
 

@@ -15,6 +15,7 @@ import server.auth.models
 import server.files.models
 import server.org.models
 import server.realtime.models
+import server.signing.models
 from server.db import Base
 
 metadata = Base.metadata

@@ -350,6 +350,37 @@ class Settings:
     # empty: the date alone.
     minutes_locality: str = ""
 
+    # --- digital signatures -----------------------------------------------------
+    # PKCS#11 module of the signing tokens or HSM (e.g. /usr/lib/softhsm/libsofthsm2.so,
+    # or the token vendor's library); empty: no tokens.
+    signing_pkcs11_module: str = ""
+    # Label of a person's own token; "{username}" stands for their username.
+    signing_person_token_label: str = "{username}"
+    # Label of the key and of its certificate on every token.
+    signing_key_label: str = "signing"
+    # The organisation's seal: the label of its token on the server's PKCS#11 module...
+    signing_org_token_label: str = ""
+    # ...and that token's PIN (a secret: no default).
+    signing_org_pin: str = ""
+    # Or, for small installations, the seal in a PKCS#12 file...
+    signing_org_pkcs12: str = ""
+    # ...and its passphrase (a secret: no default).
+    signing_org_pkcs12_passphrase: str = ""
+    # RFC 3161 timestamp authority; every signature is timestamped (PAdES B-LT).
+    signing_tsa_url: str = ""
+    # CA certificates trusted for signing and for checking uploads: a PEM/DER file
+    # (a bundle) or a directory of them, e.g. the national government CA certificates.
+    signing_trust_roots: str = ""
+    # Checking an upload may fetch OCSP responses and CRLs from the URLs its
+    # certificates name (off: only what the file embeds is used).
+    signing_fetch_revocation: bool = True
+    # Time limit of one request to a TSA, OCSP responder or CRL server.
+    signing_network_timeout_secs: float = 10.0
+    # Signatures of one PDF checked at most.
+    signing_max_signatures: int = 20
+    # The place printed before the date on official documents ("Hà Nội, ngày …").
+    signing_document_place: str = "Hà Nội"
+
     # --- operations -----------------------------------------------------------
     # Log level (DEBUG, INFO, WARNING…).
     log_level: str = "INFO"

@@ -72,6 +72,7 @@ from server.errors import (
 )
 from server.org.models import User
 from server.org.service import display_names
+from server.signing.results import result_closed
 
 log = logging.getLogger("dienhong.polls")
 
@@ -425,6 +426,8 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
         await w.audit(actor.id if actor else None, "poll.close", f"poll:{poll.id}",
                       {"result": result, "ballots_digest": digest,
                        "by": "chair" if actor else "deadline"})
+        # The organisation seals the result sheet once this has committed.
+        w.after_commit(functools.partial(result_closed, ctx, poll.id))
         summary = poll_summary(poll, len(box))
     return summary
 

@@ -16,6 +16,7 @@ from server.files.runtime import runtime
 from server.files.storage import discard
 from server.files.upload import receive_file
 from server.http import JSON, context, current_user, path_int
+from server.signing.uploads import signatures_of_file
 
 # Rendered pages never change for a given (content, page, width), but they are only for
 # readers of the file: private caches only.
@@ -35,14 +36,18 @@ async def upload(request: Request) -> Response:
     ctx = context(request)
     received = await receive_file(request, runtime(ctx).store, ctx.settings.max_upload_bytes)
     row = await service.upload_file(ctx, principal, received)
-    return JSON(service.file_json(row) | {"title": row.title}, status_code=201)
+    signatures = await signatures_of_file(ctx, row.id)
+    return JSON(service.file_json(row) | {"title": row.title, "signatures": signatures},
+                status_code=201)
 
 
 async def metadata(request: Request) -> Response:
     principal = await current_user(request)
-    f = await service.readable_file(context(request), principal, path_int(request, "file_id"))
+    ctx = context(request)
+    f = await service.readable_file(ctx, principal, path_int(request, "file_id"))
     return JSON(service.file_json(f) | {"title": f.title, "created_at": f.created_at,
-                                        "uploader_id": f.uploader_id})
+                                        "uploader_id": f.uploader_id,
+                                        "signatures": await signatures_of_file(ctx, f.id)})
 
 
 async def download(request: Request) -> Response:

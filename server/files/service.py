@@ -27,6 +27,7 @@ from server.files.storage import discard
 from server.files.upload import ReceivedFile
 from server.files.worker import JobRejected, WorkerCrashed, WorkerTimeout
 from server.org.models import Unit
+from server.signing import uploads as signed_uploads
 
 log = logging.getLogger("dienhong.files")
 
@@ -132,9 +133,11 @@ async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile
         pages: int | None = None
         title = ""
         text = ""
+        signatures = None
         if kind.content_type == content_types.PDF:
             info = await _inspect(rt, received.temp)
             pages, title, text = info["pages"], info["title"], info["text"]
+            signatures = await signed_uploads.check_upload(ctx, received.temp)
         elif kind.content_type.startswith("text/"):
             text = await asyncio.to_thread(_read_text, received.temp,
                                            ctx.settings.max_extracted_text_chars)
@@ -150,6 +153,7 @@ async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile
         )
         w.session.add(row)
         await w.session.flush()
+        signed_uploads.record(w, row.id, signatures)
         await w.audit(principal.id, "file.upload", f"file:{row.id}", {
             "file_id": row.id, "sha256": row.sha256, "size": row.size,
             "content_type": row.content_type, "name": row.name, "pages": row.pages,

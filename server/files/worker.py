@@ -44,7 +44,8 @@ MIB = 1024 * 1024
 # a worker (and replacing a killed one) takes milliseconds, not the seconds an import of
 # pypdf, pdfium, fpdf2 and Pillow costs. The fork server itself runs no PDF code.
 PRELOAD = ["server.files.worker", "server.files.pdf_check", "server.files.rendering",
-           "server.files.stamping", "pypdf", "pypdfium2", "fpdf", "PIL.Image"]
+           "server.files.stamping", "server.signing.verify", "pypdf", "pypdfium2", "fpdf",
+           "PIL.Image"]
 
 
 class JobRejected(Exception):
@@ -71,11 +72,13 @@ def _jobs() -> dict[str, Callable[..., Any]]:
     import pypdfium2  # noqa: F401
 
     from server.files import pdf_check, rendering, stamping
+    from server.signing import verify
 
     return {
         "inspect": pdf_check.inspect_pdf,
         "render": rendering.render_page,
         "stamp": stamping.stamp_pdf,
+        "verify_signatures": verify.verify_file,
     }
 
 

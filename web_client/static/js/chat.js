@@ -6,6 +6,7 @@ import { formatTime, t } from "./i18n.js";
 import { announce, connectRealtime, dialog, fill, h, showConnection, showError, startPage, toast } from "./shell.js";
 import { createBoard, progressBar } from "../chat/board.js";
 import { alertDirective, alertNotice, renderPermission, ringUntilOpened, startAlerts, stopRinging } from "../chat/alerts.js";
+import { paintBadge, signatureBadge } from "./signatures.js";
 
 const URGENCY_RANK = { express: 0, very_urgent: 1, urgent: 2, normal: 3 };
 // Typing: send at most one signal per TYPING_SEND_MS; show a typist for TYPING_SHOW_MS.
@@ -262,24 +263,31 @@ function renderInbox(view) {
       : h("p", { class: "muted" }, t("inbox_empty")));
 }
 
-const fileNames = new Map(); // file id -> Promise of its name
+const fileNames = new Map(); // file id -> Promise of its metadata
 
-function fileName(id) {
+function fileMeta(id) {
   if (!fileNames.has(id)) {
-    fileNames.set(id, api(`files/${id}/meta`).then((meta) => meta.title || meta.name || `#${id}`).catch(() => `#${id}`));
+    fileNames.set(id, api(`files/${id}/meta`).catch(() => ({})));
   }
   return fileNames.get(id);
+}
+
+function fileName(id) {
+  return fileMeta(id).then((meta) => meta.title || meta.name || `#${id}`);
 }
 
 function attachmentLinks(ids) {
   if (!ids || !ids.length) return null;
   return h("div", { class: "row small" }, h("span", {}, t("attachments"), ":"),
-    ids.map((a) => {
+    ids.flatMap((a) => {
       const id = typeof a === "object" ? a.id : a;
       const known = typeof a === "object" ? a.title || a.name : null;
       const button = h("button", { type: "button", class: "btn btn-small", dataset: { file: id }, onclick: () => openFile(id) }, known || `#${id}`);
       if (!known) fileName(id).then((name) => (button.textContent = name));
-      return button;
+      // A signed attachment says whether its signatures hold.
+      const badge = h("span", { class: "signature-badge", dataset: { file: id }, hidden: true });
+      fileMeta(id).then((meta) => paintBadge(badge, signatureBadge(meta.signatures)));
+      return [button, badge];
     }));
 }
 

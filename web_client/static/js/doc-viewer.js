@@ -7,6 +7,7 @@
 import { api, listOf } from "./api.js";
 import { t } from "./i18n.js";
 import { dialog, h, showError } from "./shell.js";
+import { paintBadge, signatureBadge } from "./signatures.js";
 import { pageImage, pageWidthFor } from "./meeting-state.js";
 
 const ZOOM_MIN = 1;
@@ -43,7 +44,9 @@ export class DocViewer extends EventTarget {
     this.notes = h("div", { class: "notes-layer" });
     this.wrap = h("div", { class: "page-wrap" }, this.img, this.canvas, this.notes);
     this.scroll = h("div", { class: "viewer-scroll", tabindex: "0", role: "region", "aria-label": "" }, this.wrap);
-    this.root.replaceChildren(this.scroll);
+    // What the document's digital signatures say (hidden for an unsigned document).
+    this.badge = h("p", { class: "signature-badge", role: "status", hidden: true });
+    this.root.replaceChildren(this.badge, this.scroll);
     this.root.classList.add("viewer");
     // The canvas follows the image's size once it is known (a new width or page ratio).
     this.img.addEventListener("load", () => this._layout());
@@ -73,6 +76,7 @@ export class DocViewer extends EventTarget {
     } catch (err) {
       showError(err);
     }
+    if (changedFile) this.loadSignatures(fileId);
     if (this.annotate && changedFile) await this.loadAnnotations();
     this._layout();
     this.dispatchEvent(new CustomEvent("pagechange", { detail: { fileId, page: this.page, source } }));
@@ -108,6 +112,18 @@ export class DocViewer extends EventTarget {
     this.canvas.width = Math.max(1, Math.round(rect.width * ratio));
     this.canvas.height = Math.max(1, Math.round(rect.height * ratio));
     this._draw();
+  }
+
+  /** Show the badge of the file's digital signatures, from its metadata. */
+  async loadSignatures(fileId) {
+    let signatures = [];
+    try {
+      signatures = (await api(`files/${fileId}/meta`)).signatures || [];
+    } catch {
+      signatures = [];
+    }
+    if (fileId !== this.fileId) return;
+    paintBadge(this.badge, signatureBadge(signatures));
   }
 
   // --- annotations ------------------------------------------------------------------------

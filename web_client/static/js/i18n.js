@@ -347,6 +347,16 @@ const vi = {
   follow_back: "Theo dõi",
   projector_not_started: "Phiên họp chưa bắt đầu — dự kiến {time}",
   projector_voting: "ĐANG BIỂU QUYẾT",
+  // digital signatures of a document
+  sig_valid: "Đã ký số: {signers} — hợp lệ",
+  sig_invalid: "Đã ký số: {signers} — không hợp lệ: {reasons}",
+  sig_problem_corrupt: "chữ ký bị hỏng",
+  sig_problem_revoked: "chứng thư số đã bị thu hồi",
+  sig_problem_untrusted: "chứng thư số không do tổ chức tin cậy cấp",
+  sig_problem_timestamp_invalid: "dấu thời gian không hợp lệ",
+  sig_problem_changed: "tài liệu bị sửa nội dung sau khi ký",
+  sig_problem_not_checked: "chưa kiểm tra được chữ ký",
+  sig_annotations_added: "có thêm ghi chú sau khi ký",
 };
 
 const en = {
@@ -686,6 +696,15 @@ const en = {
   follow_back: "Follow",
   projector_not_started: "The session has not started — planned for {time}",
   projector_voting: "VOTING IN PROGRESS",
+  sig_valid: "Digitally signed: {signers} — valid",
+  sig_invalid: "Digitally signed: {signers} — not valid: {reasons}",
+  sig_problem_corrupt: "the signature is damaged",
+  sig_problem_revoked: "the certificate was revoked",
+  sig_problem_untrusted: "the certificate is not from a trusted authority",
+  sig_problem_timestamp_invalid: "the timestamp is not valid",
+  sig_problem_changed: "the content was changed after signing",
+  sig_problem_not_checked: "the signature could not be checked",
+  sig_annotations_added: "annotations were added after signing",
 };
 
 const dictionaries = { vi, en };
