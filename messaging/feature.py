@@ -12,12 +12,11 @@ from server.features import Feature
 async def _start(ctx: Context) -> None:
     from messaging.channels import ensure_unit_channels
     from messaging.presence import PresenceTracker
-    from messaging.receipt_writer import ReceiptWriter
-    from messaging.receipts import ReceiptsNotifier
+    from messaging.receipts import ReceiptsNotifier, ReceiptWriter
     from messaging.reminders import ReminderScheduler
+    from messaging.runtime import MessagingRuntime, install
 
-    ctx.extensions["messaging.receipts"] = ReceiptsNotifier(ctx)
-    ctx.extensions["messaging.receipt_writer"] = ReceiptWriter(ctx)
+    install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx)))
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
     ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
     await ensure_unit_channels(ctx)
@@ -36,8 +35,7 @@ def feature() -> Feature:
     from messaging.channels import may_follow_channel
     from messaging.directive_routes import routes as directive_routes
     from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
-    from messaging.receipt_writer import run_receipt_writer
-    from messaging.receipts import record_deliveries, run_receipts_notifier
+    from messaging.receipts import record_deliveries, run_receipt_writer, run_receipts_notifier
     from messaging.reminders import run_reminders
 
     return Feature(

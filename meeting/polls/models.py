@@ -75,6 +75,11 @@ class Poll(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # sha256 over the published ballot list, also written to the audit chain at close.
     ballots_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The members entitled to vote (user ids, sorted), fixed when the poll opens: changing
+    # the participants while it is open changes neither the base nor who may vote. None
+    # for a draft (and for polls opened before it was recorded: the current members).
+    electorate: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True),
+                                                         default=None)
 
     @property
     def lifecycle(self) -> PollState:
