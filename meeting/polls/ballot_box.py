@@ -24,10 +24,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from meeting.models import MEMBER_ROLES, Attendance, Meeting, Participant
-from meeting.polls.models import Ballot, Poll, PollState, PollVoter
+from meeting.polls.models import Ballot, Poll, PollState, PollVoter, SealedBallot
 from meeting.polls.receipts import receipt_for, retry_check_for
 from meeting.polls.rules import ChoiceError, canonical_choice
 from meeting.polls.runtime import poll_runtime
+from meeting.polls.sealing import seal_bound
 from meeting.service import require_in_session, require_meeting
 from server.audit import AuditEntry
 from server.auth.principal import Principal
@@ -111,9 +112,17 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
                 .where(Attendance.meeting_id == poll.meeting_id,
                        Attendance.user_id.in_(users)))).tuples().all()}
             wanted = sorted({receipt_for(poll.id, item.idempotency_key) for item in mine})
-            taken = set((await session.execute(
-                select(Ballot.receipt).where(Ballot.poll_id == poll.id,
-                                             Ballot.receipt.in_(wanted)))).scalars())
+            if poll.secret:
+                seal = poll_runtime(self.ctx).seal
+                slots = {seal.slot(poll.id, receipt): receipt for receipt in wanted}
+                taken = {slots[slot] for slot in (await session.execute(
+                    select(SealedBallot.slot).where(SealedBallot.poll_id == poll.id,
+                                                    SealedBallot.slot.in_(sorted(slots)))
+                )).scalars()}
+            else:
+                taken = set((await session.execute(
+                    select(Ballot.receipt).where(Ballot.poll_id == poll.id,
+                                                 Ballot.receipt.in_(wanted)))).scalars())
             prepared[poll_id] = _PollBatch(poll, meeting, roles, present, checks, taken)
         return prepared
 
@@ -133,8 +142,16 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
             "poll_id": poll.id, "user_id": uid, "retry_check": check,
             "choice": choice if named else None, "receipt": receipt if named else None,
             "voted_at": w.now}])
-        await w.session.execute(insert(Ballot), [
-            {"poll_id": poll.id, "receipt": receipt, "choice": choice}])
+        if named:
+            await w.session.execute(insert(Ballot), [
+                {"poll_id": poll.id, "receipt": receipt, "choice": choice}])
+        else:
+            # Sealed until the close: the log of this commit must not show the ballot.
+            seal = poll_runtime(self.ctx).seal
+            await w.session.execute(insert(SealedBallot), [{
+                "poll_id": poll.id, "slot": seal.slot(poll.id, receipt),
+                "sealed": seal.seal(poll.id, seal_bound(poll.poll_kind, poll.options),
+                                    receipt, choice)}])
         # Written: later ballots of the batch see this one.
         shared.checks[uid] = check
         shared.taken.add(receipt)

@@ -21,10 +21,12 @@ from meeting.polls.models import (
     Poll,
     PollState,
     PollVoter,
+    SealedBallot,
 )
 from meeting.polls.receipts import ballots_digest
 from meeting.polls.rules import PollKind, Rule, decide
 from meeting.polls.runtime import poll_runtime
+from meeting.polls.sealing import BallotSeal
 from meeting.polls.views import get_poll, lock_poll, poll_summary, voter_ids
 from meeting.service import (
     meeting_topic,
@@ -166,6 +168,8 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
         elif poll.lifecycle is not PollState.OPEN:
             return None
         _transition(poll, PollState.CLOSED)
+        if poll.secret:
+            await _unseal_box(session, poll, poll_runtime(ctx).seal)
         box = [(str(r), list(c)) for r, c in (await session.execute(
             select(Ballot.receipt, Ballot.choice).where(Ballot.poll_id == poll.id)
             .order_by(Ballot.receipt))).all()]
@@ -196,6 +200,20 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
                        "by": "chair" if actor else "deadline"})
         summary = poll_summary(poll, len(box))
     return summary
+
+
+async def _unseal_box(session: AsyncSession, poll: Poll, seal: BallotSeal) -> None:
+    """A secret poll's sealed ballots become its plain box, in the closing transaction
+    (``meeting.polls.sealing``); the seals are deleted."""
+    sealed = (await session.execute(
+        select(SealedBallot.sealed).where(SealedBallot.poll_id == poll.id))).scalars().all()
+    if not sealed:
+        return
+    ballots = sorted(seal.unseal(poll.id, bytes(blob)) for blob in sealed)
+    await session.execute(delete(SealedBallot).where(SealedBallot.poll_id == poll.id))
+    await session.execute(insert(Ballot), [
+        {"poll_id": poll.id, "receipt": receipt, "choice": choice}
+        for receipt, choice in ballots])
 
 
 async def _rewrite_secret_rows(session: AsyncSession, poll_id: int) -> None:

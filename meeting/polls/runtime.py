@@ -11,6 +11,7 @@ from server.context import Context
 
 if TYPE_CHECKING:
     from meeting.polls.ballot_box import BallotBox
+    from meeting.polls.sealing import BallotSeal
 
 EXTENSION = "polls"
 
@@ -21,6 +22,8 @@ class PollRuntime:
 
     # The group-commit writer of ballots.
     box: BallotBox
+    # Seals the ballots of open secret polls (keys derived from the node's signing key).
+    seal: BallotSeal
     deadlines_changed: asyncio.Event = field(default_factory=asyncio.Event)
     progress_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     progress_pending: set[int] = field(default_factory=set)
@@ -37,7 +40,9 @@ def poll_runtime(ctx: Context) -> PollRuntime:
     runtime = ctx.extensions.get(EXTENSION)
     if runtime is None:
         from meeting.polls.ballot_box import BallotBox
+        from meeting.polls.sealing import BallotSeal
 
-        runtime = ctx.extensions[EXTENSION] = PollRuntime(box=BallotBox(ctx))
+        runtime = ctx.extensions[EXTENSION] = PollRuntime(
+            box=BallotBox(ctx), seal=BallotSeal.for_settings(ctx.settings))
     assert isinstance(runtime, PollRuntime)
     return runtime
