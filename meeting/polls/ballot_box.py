@@ -112,17 +112,18 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
                 .where(Attendance.meeting_id == poll.meeting_id,
                        Attendance.user_id.in_(users)))).tuples().all()}
             wanted = sorted({receipt_for(poll.id, item.idempotency_key) for item in mine})
+            # Plain ballots: a named poll's (and a secret poll's opened before ballots
+            # were sealed); sealed ones are found by their slot.
+            taken = set((await session.execute(
+                select(Ballot.receipt).where(Ballot.poll_id == poll.id,
+                                             Ballot.receipt.in_(wanted)))).scalars())
             if poll.secret:
                 seal = poll_runtime(self.ctx).seal
                 slots = {seal.slot(poll.id, receipt): receipt for receipt in wanted}
-                taken = {slots[slot] for slot in (await session.execute(
+                taken |= {slots[slot] for slot in (await session.execute(
                     select(SealedBallot.slot).where(SealedBallot.poll_id == poll.id,
                                                     SealedBallot.slot.in_(sorted(slots)))
                 )).scalars()}
-            else:
-                taken = set((await session.execute(
-                    select(Ballot.receipt).where(Ballot.poll_id == poll.id,
-                                                 Ballot.receipt.in_(wanted)))).scalars())
             prepared[poll_id] = _PollBatch(poll, meeting, roles, present, checks, taken)
         return prepared
 
