@@ -104,6 +104,13 @@ async def require_access(session: AsyncSession, principal: Principal,
     """The directive if ``principal`` may read its content; 404 or 403 otherwise."""
     directive = await load_directive(session, directive_id)
     recipient = await recipient_row(session, directive_id, principal.id)
+    return access_of(principal, directive, recipient)
+
+
+def access_of(principal: Principal, directive: Directive,
+              recipient: DirectiveRecipient | None) -> DirectiveAccess:
+    """``require_access`` once the directive and the principal's recipient row (or None)
+    are loaded: the rule alone, for callers that load many at once."""
     cleared = principal.clearance.permits(Confidentiality(directive.confidentiality))
     sender_side = is_sender_side(principal, directive)
     if sender_side:
