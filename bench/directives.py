@@ -17,6 +17,9 @@ Figures printed:
   time until the sender's coalesced ``directive.receipts`` roll-up shows 100 %;
 * baseline in the same run: the time until every socket has answered one ``ping`` sent to
   all at once — the floor any fan-out on this machine sits on.
+* acknowledgements per second, next to a baseline in the same run: every user asking
+  ``GET /api/v1/me`` at once over the same HTTP connections (an authenticated request
+  that writes nothing).
 
 Target (issue 4): 99 % delivered within 1 s of the issuing request's response.
 """
@@ -44,6 +47,7 @@ import websockets
 from sqlalchemy import select
 
 from bench.common import free_port, percentile, raise_open_files
+from bench.voting import HttpConnection
 
 PASSWORD = "bench-password-1"
 
@@ -177,32 +181,63 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
                                             for uid, ws in sockets.items())), 120)
     pipe.send(("received", list(received.values())))
 
-    assert await ask() == "ack"
     tokens = dict(specs)
     errors = 0
     posted = 0
-    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=120) as http:
-        async def ack(user_id: int) -> None:
-            nonlocal errors, posted
-            await asyncio.sleep(random.uniform(0, ack_spread))
-            for _attempt in range(3):
-                try:
-                    response = await http.post(
-                        f"/api/v1/directives/{directive_ids[user_id]}/ack", json={},
-                        headers={"Authorization": f"Bearer {tokens[user_id]}"})
-                except httpx.TransportError:
-                    # A kept-alive connection the server closed meanwhile: try again
-                    # (acknowledging twice changes nothing).
-                    continue
-                if response.status_code == 200:
-                    posted += 1
-                    return
-                break
+    last_answer = 0.0
+    # Each user has its own keep-alive connection, as each clerk's browser does (a shared
+    # client pool would queue the requests of a whole process behind a few connections).
+    connections: dict[int, HttpConnection] = {}
+
+    async def open_connection(user_id: int) -> None:
+        async with gate:
+            connections[user_id] = await HttpConnection.open(http_url)
+
+    await asyncio.gather(*(open_connection(uid) for uid in directive_ids))
+
+    # Baseline in the same run: every user asks GET /api/v1/me at once (an authenticated
+    # request that writes nothing), on the connections the acknowledgements then use.
+    assert await ask() == "me"
+    started = time.monotonic()
+
+    async def call(user_id: int, method: str, path: str,
+                   body: dict[str, Any] | None = None) -> int:
+        for _attempt in range(3):
+            try:
+                status, _ = await connections[user_id].request(method, path, tokens[user_id],
+                                                               body)
+                return status
+            except (ConnectionError, IndexError):
+                # The server closed the idle keep-alive connection first (its keep-alive
+                # timeout): open another and send again, as a browser does (acknowledging
+                # twice changes nothing).
+                connections[user_id].writer.close()
+                connections[user_id] = await HttpConnection.open(http_url)
+        return 0
+
+    async def me(user_id: int) -> int:
+        return await call(user_id, "GET", "/api/v1/me")
+
+    answers = await asyncio.gather(*(me(uid) for uid in directive_ids))
+    pipe.send(("me", sum(1 for code in answers if code == 200), time.monotonic() - started))
+
+    assert await ask() == "ack"
+
+    async def ack(user_id: int) -> None:
+        nonlocal errors, posted, last_answer
+        await asyncio.sleep(random.uniform(0, ack_spread))
+        status = await call(user_id, "POST",
+                            f"/api/v1/directives/{directive_ids[user_id]}/ack", {})
+        if status == 200:
+            posted += 1
+            last_answer = max(last_answer, time.time())
+        else:
             errors += 1
 
-        await asyncio.gather(*(ack(uid) for uid in directive_ids))
-    pipe.send(("acked", posted, errors))
+    await asyncio.gather(*(ack(uid) for uid in directive_ids))
+    for connection in connections.values():
+        connection.writer.close()
+    pipe.send(("acked", posted, errors, last_answer))
     assert await ask() == "close"
     await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
     pipe.send(("closed",))
@@ -345,6 +380,12 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
               f"{statistics.median(seen) * 1000:.0f} ms", flush=True)
 
         for pipe in pipes:
+            pipe.send("me")
+        baseline = await gather_from(pipes, "me", 300)
+        me_ok = sum(b[1] for b in baseline)
+        me_secs = max(b[2] for b in baseline)
+
+        for pipe in pipes:
             pipe.send("ack")
         ack_started = time.time()
         full_at = None
@@ -361,6 +402,11 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
     ok = sum(a[1] for a in acked)
     errors = sum(a[2] for a in acked)
     print(f"acknowledgements: {ok} ok, {errors} failed, spread over {args.ack_spread:.1f}s")
+    ack_secs = max(a[3] for a in acked) - ack_started
+    print(f"  baseline GET /api/v1/me, all {me_ok} at once: {me_secs * 1000:8.0f} ms "
+          f"= {me_ok / me_secs:7.0f} requests/s")
+    print(f"  acknowledgements answered over                   {ack_secs * 1000:8.0f} ms "
+          f"= {ok / ack_secs:7.0f} acks/s")
     print(f"  sender's roll-up at 100% acknowledged after       "
           f"{(full_at - ack_started) * 1000:8.0f} ms "
           f"({updates} coalesced directive.receipts events)")

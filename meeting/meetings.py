@@ -330,7 +330,7 @@ async def meeting_state(ctx: Context, meeting_id: int, principal: Principal) -> 
         # The voting feature adds its part here, read in the same snapshot:
         # state["polls"] = ...
         from meeting.media.service import list_recordings
-        from meeting.polls.service import meeting_polls
+        from meeting.polls.views import meeting_polls
 
         state["polls"] = await meeting_polls(session, meeting.id)
         state["recordings"] = await list_recordings(session, meeting.id)

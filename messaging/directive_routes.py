@@ -81,14 +81,14 @@ async def show(request: Request) -> Response:
 
 async def read(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await directives.mark_read(context(request), actor,
+    return JSON(await receipts.mark_read(context(request), actor,
                                            path_int(request, "directive_id")))
 
 
 async def ack(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AckBody)
-    return JSON(await directives.acknowledge(context(request), actor,
+    return JSON(await receipts.acknowledge(context(request), actor,
                                              path_int(request, "directive_id"),
                                              note=body.note, user_id=body.user_id))
 

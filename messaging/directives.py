@@ -1,4 +1,5 @@
-"""Directives (urgent instructions): issuing, reading, acknowledging, listing.
+"""Directives (urgent instructions): issuing, showing, listing (reads and acknowledgements
+are in ``messaging.receipts``).
 
 Recipients are resolved to users when the directive is issued and stored, each with the
 seq of its ``directive.issued`` event on its ``user:`` topic. A user of a targeted unit
@@ -37,7 +38,7 @@ from messaging.senders import sender_card, sender_cards, unknown_card
 from messaging.visibility import is_sender_side
 from server.auth.principal import Principal
 from server.clock import utc_iso
-from server.context import Context, Write
+from server.context import Context
 from server.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from server.files.models import StoredFile
 from server.files.service import file_json, require_attachable
@@ -104,6 +105,13 @@ async def require_access(session: AsyncSession, principal: Principal,
     404 or 403 otherwise."""
     directive = await load_directive(session, directive_id)
     recipient = await recipient_row(session, directive_id, principal.id)
+    return access_of(principal, directive, recipient)
+
+
+def access_of(principal: Principal, directive: Directive,
+              recipient: DirectiveRecipient | None) -> DirectiveAccess:
+    """``require_access`` once the directive and the principal's recipient row (or None)
+    are loaded: the rule alone (``may_read_directive``), for callers that load many at once."""
     if visibility.may_read_directive(principal, directive, recipient):
         return DirectiveAccess(directive, recipient, is_sender_side(principal, directive))
     if not visibility.cleared(principal, directive.confidentiality) and (
@@ -112,7 +120,7 @@ async def require_access(session: AsyncSession, principal: Principal,
         raise Forbidden("Your clearance does not permit this directive.",
                         code="insufficient_clearance")
     # Exactly as for a directive that does not exist: no oracle of other units' ids.
-    raise directive_not_found(directive_id)
+    raise directive_not_found(directive.id)
 
 
 def _left_out(directive: Directive, user_id: int) -> bool:
@@ -316,75 +324,6 @@ async def rollup_counts(session: AsyncSession,
                        "acknowledged": acked}
         for directive_id, total, delivered, read, acked in rows.all()
     }
-
-
-async def _own_receipt(session: AsyncSession, actor: Principal,
-                       directive_id: int) -> tuple[Directive, DirectiveRecipient]:
-    access = await require_access(session, actor, directive_id)
-    if access.recipient is None:
-        raise directive_not_found(directive_id)
-    return access.directive, access.recipient
-
-
-def _notify_receipts(ctx: Context, directive_id: int) -> Any:
-    def mark() -> None:
-        notifier = ctx.extensions.get("messaging.receipts")
-        if notifier is not None:
-            notifier.mark([directive_id])
-    return mark
-
-
-async def _write_receipt(ctx: Context, apply: Any) -> dict[str, Any]:
-    """Through the node's group-commit writer when it runs, else in a transaction alone."""
-    writer = ctx.extensions.get("messaging.receipt_writer")
-    if writer is not None and writer.running:
-        answer: dict[str, Any] = await writer.submit(apply)
-        return answer
-    async with ctx.write() as w:
-        answer, directive_id = await apply(w)
-        if directive_id is not None:
-            w.after_commit(_notify_receipts(ctx, directive_id))
-    return answer
-
-
-async def mark_read(ctx: Context, actor: Principal, directive_id: int) -> dict[str, Any]:
-    """Record that the actor read the directive (once; repeating changes nothing)."""
-
-    async def apply(w: Write) -> tuple[dict[str, Any], int | None]:
-        directive, row = await _own_receipt(w.session, actor, directive_id)
-        if row.read_at is not None:
-            return receipt_json(row), None
-        row.read_at = w.now
-        if row.delivered_at is None:
-            row.delivered_at = w.now
-        await w.audit(actor.id, "directive.read", f"directive:{directive.id}", {})
-        return receipt_json(row), directive.id
-
-    return await _write_receipt(ctx, apply)
-
-
-async def acknowledge(ctx: Context, actor: Principal, directive_id: int, *,
-                      note: str | None, user_id: int | None = None) -> dict[str, Any]:
-    """Record the actor's acknowledgement (once; repeating changes nothing)."""
-    if user_id is not None and user_id != actor.id:
-        raise Forbidden("You can only acknowledge for yourself.", code="not_your_receipt")
-    if note is not None and utf8_len(note) > ctx.settings.max_message_bytes:
-        raise PayloadTooLarge(f"The note is over {ctx.settings.max_message_bytes} bytes.",
-                              code="note_too_large")
-
-    async def apply(w: Write) -> tuple[dict[str, Any], int | None]:
-        directive, row = await _own_receipt(w.session, actor, directive_id)
-        if row.acknowledged_at is not None:
-            return receipt_json(row), None
-        row.acknowledged_at = w.now
-        row.ack_note = note
-        row.read_at = row.read_at or w.now
-        row.delivered_at = row.delivered_at or w.now
-        row.next_reminder_at = None
-        await w.audit(actor.id, "directive.ack", f"directive:{directive.id}", {"note": note})
-        return receipt_json(row), directive.id
-
-    return await _write_receipt(ctx, apply)
 
 
 async def unit_names(session: AsyncSession, unit_ids: Sequence[int]) -> dict[int, str]:

@@ -13,14 +13,13 @@ async def _start(ctx: Context) -> None:
     from messaging.attachments import index_earlier_attachments
     from messaging.channels import ensure_unit_channels
     from messaging.presence import PresenceTracker
-    from messaging.receipt_writer import ReceiptWriter
-    from messaging.receipts import ReceiptsNotifier
+    from messaging.receipts import ReceiptsNotifier, ReceiptWriter
     from messaging.receipts_export import city_zone
     from messaging.reminders import ReminderScheduler
+    from messaging.runtime import MessagingRuntime, install
 
     city_zone(ctx.settings.city_timezone)  # a misspelt zone stops the server here, not later
-    ctx.extensions["messaging.receipts"] = ReceiptsNotifier(ctx)
-    ctx.extensions["messaging.receipt_writer"] = ReceiptWriter(ctx)
+    install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx)))
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
     ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
     await ensure_unit_channels(ctx)
@@ -41,8 +40,7 @@ def feature() -> Feature:
     from messaging.directive_routes import routes as directive_routes
     from messaging.events import EVENT_TYPES
     from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
-    from messaging.receipt_writer import run_receipt_writer
-    from messaging.receipts import record_deliveries, run_receipts_notifier
+    from messaging.receipts import record_deliveries, run_receipt_writer, run_receipts_notifier
     from messaging.reminders import run_reminders
     from messaging.visibility import (
         DIRECTIVE_ISSUED,

@@ -98,6 +98,9 @@ def _sqlite_pragmas(settings: Settings, *, immediate: bool) -> Any:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Deleted rows are overwritten with zeros, not left in free space: what a secret
+        # poll's close removes (its sealed ballots) must not stay readable in the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     def on_begin(conn: Any) -> None:
@@ -188,6 +191,19 @@ class Database:
         """Every row of one read statement; see ``read_row``."""
         async with self._single_reads.connect() as conn:
             return (await conn.execute(statement, params)).all()
+
+    async def checkpoint_wal(self) -> bool:
+        """SQLite: copy the write-ahead log into the database and truncate it to zero
+        bytes, between two writes. False when a reader on an old snapshot kept it from
+        finishing (try again later); True on PostgreSQL, which has no such file."""
+        if self._write_lock is None:
+            return True
+        async with self._write_lock:
+            engine = self.write_engine.execution_options(**{NO_BEGIN: True})
+            async with engine.connect() as conn:
+                busy, _frames, _copied = (await conn.exec_driver_sql(
+                    "PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        return int(busy) == 0
 
     async def ping(self) -> None:
         async with self._single_reads.connect() as conn:

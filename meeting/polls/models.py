@@ -14,7 +14,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from meeting.polls.rules import PollKind, Rule
@@ -75,6 +75,11 @@ class Poll(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # sha256 over the published ballot list, also written to the audit chain at close.
     ballots_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The members entitled to vote (user ids, sorted), fixed when the poll opens: changing
+    # the participants while it is open changes neither the base nor who may vote. None
+    # for a draft (and for polls opened before it was recorded: the current members).
+    electorate: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True),
+                                                         default=None)
 
     @property
     def lifecycle(self) -> PollState:
@@ -122,3 +127,18 @@ class Ballot(Base):
     # sha256(poll, idempotency key), truncated: the voter's tablet can recompute it.
     receipt: Mapped[str] = mapped_column(String(RECEIPT_CHARS), primary_key=True)
     choice: Mapped[list[str]] = mapped_column(JSON)
+
+
+class SealedBallot(Base):
+    """A ballot of an open secret poll, sealed until the close (``meeting.polls.sealing``):
+    a keyed hash of its receipt and the encrypted receipt and choice. Unsealed into
+    ``Ballot`` rows by the close, which deletes these."""
+
+    __tablename__ = "poll_sealed_ballots"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    poll_id: Mapped[int] = mapped_column(
+        ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    slot: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meeting.polls import service
+from meeting.polls import ballot_box, lifecycle, views
 from meeting.polls.models import MAX_POLL_TITLE_CHARS
 from meeting.polls.rules import PollKind, Rule
 from server.http import JSON, Body, context, current_user, path_int, read_json
@@ -41,41 +41,41 @@ class BallotIn(Body):
 async def create_poll(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PollIn)
-    spec = service.PollSpec(
+    spec = lifecycle.PollSpec(
         title=body.title, kind=body.kind, rule=body.rule, secret=body.secret,
         options=list(body.options or []), max_choices=body.max_choices or 1,
         agenda_item_id=body.agenda_item_id, duration_secs=body.duration_secs,
     )
-    poll = await service.create_poll(context(request), actor, path_int(request, "meeting_id"),
+    poll = await lifecycle.create_poll(context(request), actor, path_int(request, "meeting_id"),
                                      spec)
     return JSON(poll, status_code=201)
 
 
 async def list_polls(request: Request) -> Response:
     actor = await current_user(request)
-    polls = await service.list_polls(context(request), actor, path_int(request, "meeting_id"))
+    polls = await views.list_polls(context(request), actor, path_int(request, "meeting_id"))
     return JSON({"polls": polls})
 
 
 async def get_poll(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await service.poll_view(context(request), actor, path_int(request, "poll_id")))
+    return JSON(await views.poll_view(context(request), actor, path_int(request, "poll_id")))
 
 
 async def open_poll(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await service.open_poll(context(request), actor, path_int(request, "poll_id")))
+    return JSON(await lifecycle.open_poll(context(request), actor, path_int(request, "poll_id")))
 
 
 async def close_poll(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await service.close_poll(context(request), actor, path_int(request, "poll_id")))
+    return JSON(await lifecycle.close_poll(context(request), actor, path_int(request, "poll_id")))
 
 
 async def cast_ballot(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, BallotIn)
-    outcome = await service.cast_ballot(context(request), actor, path_int(request, "poll_id"),
+    outcome = await ballot_box.cast_ballot(context(request), actor, path_int(request, "poll_id"),
                                         body.choice, body.idempotency_key)
     # A retry gets exactly the first answer: same status, same receipt.
     return JSON({"receipt": outcome.receipt}, status_code=201)
@@ -84,7 +84,7 @@ async def cast_ballot(request: Request) -> Response:
 async def check_receipt(request: Request) -> Response:
     actor = await current_user(request)
     receipt = str(request.path_params["receipt"])
-    return JSON(await service.check_receipt(context(request), actor,
+    return JSON(await views.check_receipt(context(request), actor,
                                             path_int(request, "poll_id"), receipt))
 
 

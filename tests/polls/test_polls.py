@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meeting.polls.service import receipt_for
+from meeting.polls.receipts import receipt_for
 from tests.harness import RunningServer
 from tests.polls.conftest import build_assembly, stored
 

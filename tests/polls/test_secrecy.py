@@ -130,3 +130,21 @@ async def test_a_voter_can_verify_its_receipt_but_others_learn_nothing(
     assert view["ballots"] == [{"receipt": receipt, "choice": "no"}]
     assert len(view["ballots_digest"]) == 64
     await a.close()
+
+
+async def test_receipts_are_checked_only_after_the_close(server: RunningServer) -> None:
+    a = await build_assembly(server, delegates=3, absent=0)
+    poll = await a.open_poll(secret=True)
+    receipt = (await a.vote(a.delegates[1], poll["id"], "yes")).json()["receipt"]
+    async with server.http(a.delegates[1].token) as voter:
+        # While the vote runs, a receipt proves nothing to anyone (no coercion).
+        early = await voter.get(f"/api/v1/polls/{poll['id']}/receipts/{receipt}")
+        assert early.status_code == 409, early.text
+        assert early.json()["error"]["code"] == "poll_not_closed"
+        assert "yes" not in early.text
+        unknown = await voter.get(f"/api/v1/polls/{poll['id']}/receipts/{'0' * 32}")
+        assert unknown.status_code == 409
+        assert (await a.close_poll(poll["id"])).status_code == 200
+        late = await voter.get(f"/api/v1/polls/{poll['id']}/receipts/{receipt}")
+    assert late.json() == {"receipt": receipt, "counted": True, "choice": "yes"}
+    await a.close()
