@@ -154,6 +154,9 @@ class Settings:
     render_cache_keep_secs: float = 600.0
     render_default_width: int = 1024
     render_max_width: int = 2400
+    # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
+    # 0 turns compression off (a proxy in front that compresses itself).
+    compress_min_bytes: int = 1024
     # Worker processes that check uploads / render pages / stamp readers' copies.
     pdf_parse_workers: int = 1
     pdf_render_workers: int = 2
