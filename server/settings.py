@@ -154,6 +154,16 @@ class Settings:
     render_cache_keep_secs: float = 600.0
     render_default_width: int = 1024
     render_max_width: int = 2400
+    # Widths a WebP page image is rendered at: an asked width is rounded up to the next
+    # step (the largest at most), so tablets of one model share cached renders.
+    render_width_steps: tuple[str, ...] = ("640", "800", "1024", "1280", "1600", "1920",
+                                           "2400")
+    # Quality of WebP page images (0-100); 80 keeps small text sharp at a fraction of PNG.
+    render_webp_quality: int = 80
+    # When a reverse proxy that honours X-Accel-Redirect is in front (nginx), the URL
+    # prefix of its internal location for the data directory's renders/ (e.g.
+    # "/_dienhong_renders/"); empty: the server sends page images itself.
+    accel_redirect_prefix: str = ""
     # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
     # 0 turns compression off (a proxy in front that compresses itself).
     compress_min_bytes: int = 1024

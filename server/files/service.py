@@ -180,15 +180,16 @@ def _read_text(path: Path, limit: int) -> str:
 # --- reading ---------------------------------------------------------------------------
 
 
-async def page_image(ctx: Context, f: StoredFile, page: int, width: int) -> Path:
-    """The rendered PNG of a page the caller may read (404 ``page_not_found``)."""
+async def page_image(ctx: Context, f: StoredFile, page: int, width: int,
+                     fmt: str = "png") -> Path:
+    """The rendered PNG or WebP of a page the caller may read (404 ``page_not_found``)."""
     if f.pages is None or not 1 <= page <= f.pages:
         raise NotFound(f"File {f.id} has no page {page}.", code="page_not_found")
-    rendered = runtime(ctx).store.render_path(f.sha256, page, width)
+    rendered = runtime(ctx).store.render_path(f.sha256, page, width, fmt)
     if not rendered.is_file():
         content_path(ctx, f)
     try:
-        return await runtime(ctx).page_png(f.sha256, page, width)
+        return await runtime(ctx).page_image(f.sha256, page, width, fmt)
     except RenderFailed as exc:
         raise Unprocessable(f"Page {page} could not be rendered: {exc}.",
                             code="render_failed") from exc
