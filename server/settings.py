@@ -158,7 +158,8 @@ class Settings:
     # step (the largest at most), so tablets of one model share cached renders.
     render_width_steps: tuple[str, ...] = ("640", "800", "1024", "1280", "1600", "1920",
                                            "2400")
-    # Quality of WebP page images (0-100); 80 keeps small text sharp at a fraction of PNG.
+    # Quality (0-100) of lossy WebP page images: scans and photographs (text pages are
+    # encoded losslessly, which is smaller for them).
     render_webp_quality: int = 80
     # When a reverse proxy that honours X-Accel-Redirect is in front (nginx), the URL
     # prefix of its internal location for the data directory's renders/ (e.g.
@@ -167,6 +168,9 @@ class Settings:
     # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
     # 0 turns compression off (a proxy in front that compresses itself).
     compress_min_bytes: int = 1024
+    # Memory for the most recently asked page images of this node (0: none); a burst of
+    # tablets on the presented page is then answered from memory.
+    render_memory_cache_bytes: int = 64 * 1024 * 1024
     # Worker processes that check uploads / render pages / stamp readers' copies.
     pdf_parse_workers: int = 1
     pdf_render_workers: int = 2

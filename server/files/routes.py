@@ -112,16 +112,17 @@ async def _page(request: Request, fmt: str, file_id: int, number: int) -> Respon
                "X-Content-Type-Options": "nosniff", "X-Page-Width": str(width)}
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = await service.page_image(ctx, f, number, width, fmt)
     media_type = PAGE_MEDIA_TYPES[fmt]
     prefix = settings.accel_redirect_prefix
-    if prefix:
-        # The proxy sends the cached image from its internal location; this answer only
-        # says which one, after the reader was authorised above.
-        relative = path.relative_to(runtime(ctx).store.renders).as_posix()
-        headers["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + relative
-        return Response(status_code=200, headers=headers, media_type=media_type)
-    return FileResponse(path, media_type=media_type, headers=headers)
+    if not prefix:
+        data = await service.page_bytes(ctx, f, number, width, fmt)
+        return Response(data, media_type=media_type, headers=headers)
+    # The proxy sends the cached image from its internal location; this answer only says
+    # which one, after the reader was authorised above.
+    path = await service.page_image(ctx, f, number, width, fmt)
+    relative = path.relative_to(runtime(ctx).store.renders).as_posix()
+    headers["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + relative
+    return Response(status_code=200, headers=headers, media_type=media_type)
 
 
 async def page(request: Request) -> Response:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,31 @@ class FilesRuntime:
         self._inflight: dict[tuple[str, int, int, str], asyncio.Task[Path]] = {}
         self._ahead: set[asyncio.Task[None]] = set()
         self.renders_done = 0
+        # Warm pages in memory, least recently used first: a burst of tablets asking for
+        # the presented page is answered without a file read (a thread hop) per request.
+        self._memory: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
+        self._memory_bytes = 0
+
+    def remembered_page(self, sha256: str, page: int, width: int, fmt: str) -> bytes | None:
+        """The image of a page kept in memory, or None."""
+        key = (sha256, page, width, fmt)
+        data = self._memory.get(key)
+        if data is not None:
+            self._memory.move_to_end(key)
+        return data
+
+    def remember_page(self, sha256: str, page: int, width: int, fmt: str,
+                      data: bytes) -> None:
+        """Keep a page image in memory, within ``render_memory_cache_bytes``."""
+        limit = self.settings.render_memory_cache_bytes
+        key = (sha256, page, width, fmt)
+        if len(data) > limit // 8 or key in self._memory:
+            return
+        self._memory[key] = data
+        self._memory_bytes += len(data)
+        while self._memory_bytes > limit:
+            _old, dropped = self._memory.popitem(last=False)
+            self._memory_bytes -= len(dropped)
 
     async def inspect_pdf(self, path: Path) -> dict[str, Any]:
         """Pages, title and text of an uploaded PDF (JobRejected, WorkerTimeout...)."""

@@ -195,6 +195,18 @@ async def page_image(ctx: Context, f: StoredFile, page: int, width: int,
                             code="render_failed") from exc
 
 
+async def page_bytes(ctx: Context, f: StoredFile, page: int, width: int,
+                     fmt: str = "png") -> bytes:
+    """The rendered image of a page as bytes, from memory when it was asked for lately."""
+    rt = runtime(ctx)
+    data = rt.remembered_page(f.sha256, page, width, fmt)
+    if data is None:
+        path = await page_image(ctx, f, page, width, fmt)
+        data = await asyncio.to_thread(path.read_bytes)
+        rt.remember_page(f.sha256, page, width, fmt, data)
+    return data
+
+
 def content_path(ctx: Context, f: StoredFile) -> Path:
     """Where the bytes of ``f`` are; 404 ``content_missing`` if they are not on this node
     (a data dir restored without its files, or not shared between nodes)."""

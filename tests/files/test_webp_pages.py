@@ -103,3 +103,51 @@ async def test_behind_a_proxy_the_answer_names_the_cached_image(
         assert refused.status_code == 404
         assert "x-accel-redirect" not in refused.headers
     await runtime(server.ctx).settled()
+
+
+async def test_a_warm_page_is_answered_from_memory(make_server: MakeServer) -> None:
+    server = await make_server(render_memory_cache_bytes=8 * 1024 * 1024)
+    token = await seeded_token(server, "delegate001")
+    async with server.http(token) as client:
+        file_id = await _upload_pdf(client)
+        path = f"/api/v1/files/{file_id}/pages/2.webp?width=800"
+        first = await client.get(path)
+        assert first.status_code == 200
+        rt = runtime(server.ctx)
+        await rt.settled()
+        renders = rt.renders_done
+        # The render cache on disk is only a cache: gone, the page still comes from memory.
+        for image in rt.store.renders.glob("*/*/2-800.webp"):
+            image.unlink()
+        again = await client.get(path)
+        assert again.status_code == 200 and again.content == first.content
+        assert rt.renders_done == renders
+        # Without memory for pages, the same loss means a new render.
+        other = await make_server(render_memory_cache_bytes=0)
+    async with other.http(token) as client:
+        for image in rt.store.renders.glob("*/*/2-800.webp"):
+            image.unlink()
+        fresh = await client.get(path)
+        assert fresh.status_code == 200
+        assert runtime(other.ctx).renders_done == 1
+    await runtime(other.ctx).settled()
+
+
+def test_text_pages_are_lossless_and_photographs_lossy() -> None:
+    import random
+
+    from server.files.rendering import webp_bytes
+
+    text = Image.new("RGB", (400, 300), "white")
+    for y in range(20, 280, 14):
+        for x in range(20, 380, 7):
+            text.putpixel((x, y), (0, 0, 0))
+    with Image.open(io.BytesIO(webp_bytes(text, 80))) as decoded:
+        assert decoded.convert("RGB").tobytes() == text.tobytes()
+    noise = random.Random(19)
+    photo = Image.frombytes("RGB", (400, 300), bytes(noise.randrange(256)
+                                                      for _ in range(400 * 300 * 3)))
+    lossy = webp_bytes(photo, 80)
+    with Image.open(io.BytesIO(lossy)) as decoded:
+        assert decoded.convert("RGB").tobytes() != photo.tobytes()
+    assert len(lossy) * 8 < 400 * 300 * 24
