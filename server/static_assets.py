@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs
 
@@ -73,8 +74,7 @@ class AssetCatalogue:
         # CSS names fonts and images only, so its hash follows from theirs.
         for name, data in raw.items():
             if name.endswith(".css"):
-                body = self._rewrite(_CSS_REFERENCE, data,
-                                     lambda ref, base=name: self._relative(base, ref))
+                body = self._rewrite(_CSS_REFERENCE, data, partial(self._relative, name))
                 self.assets[name] = Asset(_digest(body), body)
             elif name.endswith(".js"):
                 body = _JS_IMPORT.sub(
