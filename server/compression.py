@@ -126,6 +126,10 @@ class Compression:
                 start = message
                 return
             if message["type"] != "http.response.body" or passthrough:
+                if start is not None and compressor is None:
+                    # The server sends the file itself (the pathsend extension): as it is.
+                    passthrough = True
+                    await send(start)
                 await send(message)
                 return
             body: bytes = message.get("body", b"")

@@ -139,3 +139,26 @@ async def test_hashed_asset_urls_resolve_and_are_cached_for_a_year(
 async def test_unknown_assets_are_404(server: RunningServer, path: str) -> None:
     async with server.http() as client:
         assert (await client.get(path)).status_code == 404
+
+
+async def test_a_file_the_server_sends_itself_goes_as_it_is() -> None:
+    from server.compression import Compression
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
+                    "headers": [(b"content-type", b"text/css")]})
+        await send({"type": "http.response.pathsend", "path": "/x.css"})  # type: ignore[operator]
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.request"}
+
+    scope = {"type": "http", "method": "GET", "path": "/app/x.css",
+             "headers": [(b"accept-encoding", b"gzip")]}
+    await Compression(app, minimum_size=10)(scope, receive, send)  # type: ignore[arg-type]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
+    assert b"content-encoding" not in dict(sent[0]["headers"])
