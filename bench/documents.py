@@ -16,7 +16,13 @@ text, generated with fpdf2); then:
 * warm page fetch: the same, for pages already in the disk cache;
 * 304: the same, with ``If-None-Match`` (what a tablet's cache sends);
 * baseline in the same run: ``--tablets`` clients fetching ``GET /api/v1/me`` at once;
-  and one client alone fetching a warm page, then ``/api/v1/me``, 100 times each.
+  and one client alone fetching a warm page, then ``/api/v1/me``, 100 times each;
+* the 95-tablet burst: one client per tablet, each on a fresh connection (as tablets are
+  after reading longer than the keep-alive), asking at once for a warm WebP page at
+  1280 px, next to the same burst of ``GET /api/v1/me``; directly from a node, and
+  through nginx running ``deploy/nginx/dienhong.conf`` (TLS, the page sent by nginx
+  through ``X-Accel-Redirect`` from a second node process on the same data directory).
+  Without nginx installed the proxied rows are left out (``--no-proxy`` too).
 
 Latencies are per request, p50 and p99 over every request of every round.
 """
@@ -42,15 +48,18 @@ PASSWORD = "bench-password-1"
 DEFAULT_WIDTH = 1024
 COLD_WIDTH = 1280
 ALL_PAGES_READERS = 8
+BURST_WIDTH = 1280
+ACCEL_PREFIX = "/_dienhong_renders/"
 # Requests one after another, for the cost of one request without contention.
 SEQUENTIAL = 100
 
 
-def settings_for(data_dir: Path) -> Any:
+def settings_for(data_dir: Path, accel_redirect_prefix: str = "") -> Any:
     from server.settings import Settings
 
     return Settings(data_dir=data_dir, log_json=False, log_level="WARNING",
-                    serve_web_client=False, render_default_width=DEFAULT_WIDTH)
+                    serve_web_client=False, render_default_width=DEFAULT_WIDTH,
+                    accel_redirect_prefix=accel_redirect_prefix)
 
 
 def make_document(pages: int) -> bytes:
@@ -90,7 +99,7 @@ async def prepare(data_dir: Path) -> str:
         await ctx.db.dispose()
 
 
-def serve(data_dir: str, port: int) -> None:
+def serve(data_dir: str, port: int, accel_redirect_prefix: str = "") -> None:
     """The server process."""
     import uvicorn
 
@@ -98,7 +107,7 @@ def serve(data_dir: str, port: int) -> None:
     from server.cli import uvicorn_options
     from server.logs import configure_logging
 
-    settings = settings_for(Path(data_dir))
+    settings = settings_for(Path(data_dir), accel_redirect_prefix)
     configure_logging(settings.log_level, as_json=False)
     options = uvicorn_options(settings) | {"log_level": "warning", "backlog": 4096,
                                            "timeout_keep_alive": 300}
@@ -127,7 +136,32 @@ def show(label: str, values: list[float]) -> None:
           f"p99 {percentile(values, 0.99) * 1000:8.1f} ms   (n={len(values)})")
 
 
-async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> None:
+async def fresh_burst(base: str, token: str, tablets: int, path: str,
+                      verify: Any = True) -> list[float]:
+    """``tablets`` clients, one request each on a new connection, all at once."""
+
+    async def tablet() -> float:
+        async with httpx.AsyncClient(base_url=base, timeout=120, verify=verify,
+                                     headers={"Authorization": f"Bearer {token}"}) as own:
+            return await timed_get(own, path)
+
+    return list(await asyncio.gather(*(tablet() for _ in range(tablets))))
+
+
+async def burst_rows(label: str, base: str, token: str, tablets: int, rounds: int,
+                     page_path: str, verify: Any = True) -> None:
+    """The warm-page burst and the /api/v1/me burst, alternating round by round."""
+    await fresh_burst(base, token, 1, page_path, verify)  # rendered and cached
+    pages: list[float] = []
+    me: list[float] = []
+    for _ in range(rounds):
+        pages += await fresh_burst(base, token, tablets, page_path, verify)
+        me += await fresh_burst(base, token, tablets, "/api/v1/me", verify)
+    show(f"{label}: warm WebP page, {tablets} fresh tablets", pages)
+    show(f"{label}: GET /api/v1/me, {tablets} fresh tablets", me)
+
+
+async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> int:
     document = make_document(pages)
     print(f"document: {pages} pages, {len(document) / 1024:.0f} KiB; {tablets} tablets, "
           f"{rounds} rounds")
@@ -192,6 +226,29 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> N
     show("baseline GET /api/v1/me, one tablet alone", single_me)
     print(f"  mean cold {statistics.mean(cold) * 1000:.1f} ms, warm "
           f"{statistics.mean(warm) * 1000:.1f} ms")
+    async with httpx.AsyncClient(base_url=base, timeout=120,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        webp = await client.get(f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}")
+    print(f"  page WebP at {BURST_WIDTH} px: {len(webp.content) / 1024:.0f} KiB")
+    await burst_rows("direct", base, token, tablets, rounds,
+                     f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}")
+    return int(file_id)
+
+
+async def proxied_burst(data_dir: Path, proxied_port: int, token: str, tablets: int,
+                        rounds: int, file_id: int) -> None:
+    """The burst through nginx in front of the node that answers with X-Accel-Redirect."""
+    from tests.deploy.cluster import start_nginx, stop_nginx
+
+    prefix = data_dir.parent / f"{data_dir.name}-nginx"
+    nginx = await start_nginx(prefix, [proxied_port, proxied_port], data_dir)
+    try:
+        await burst_rows("nginx", nginx.url, token, tablets, rounds,
+                         f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
+                         verify=nginx.ca)
+    finally:
+        await stop_nginx(nginx)
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 def main() -> None:
@@ -199,32 +256,45 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--tablets", type=int, default=95)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-proxy", action="store_true",
+                        help="leave out the burst through nginx")
     args = parser.parse_args()
+    with_proxy = not args.no_proxy and shutil.which("nginx") is not None
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-docs-"))
-    server = None
+    servers: list[multiprocessing.process.BaseProcess] = []
     try:
         token = asyncio.run(prepare(data_dir))
-        port = free_port()
-        server = multiprocessing.get_context("spawn").Process(
-            target=serve, args=(str(data_dir), port))
-        server.start()
+        port, proxied_port = free_port(), free_port()
+        spawn = multiprocessing.get_context("spawn")
+        servers.append(spawn.Process(target=serve, args=(str(data_dir), port)))
+        if with_proxy:
+            servers.append(spawn.Process(target=serve,
+                                         args=(str(data_dir), proxied_port, ACCEL_PREFIX)))
+        for server in servers:
+            server.start()
         base = f"http://127.0.0.1:{port}"
 
-        async def wait_ready() -> None:
+        async def wait_ready(url: str) -> None:
             async with httpx.AsyncClient() as probe:
                 for _ in range(600):
                     try:
-                        if (await probe.get(f"{base}/healthz")).status_code == 200:
+                        if (await probe.get(f"{url}/healthz")).status_code == 200:
                             return
                     except httpx.TransportError:
                         pass
                     await asyncio.sleep(0.05)
             raise RuntimeError("the server did not start")
 
-        asyncio.run(wait_ready())
-        asyncio.run(run(base, token, args.pages, args.tablets, args.rounds))
+        asyncio.run(wait_ready(base))
+        file_id = asyncio.run(run(base, token, args.pages, args.tablets, args.rounds))
+        if with_proxy:
+            asyncio.run(wait_ready(f"http://127.0.0.1:{proxied_port}"))
+            asyncio.run(proxied_burst(data_dir, proxied_port, token, args.tablets,
+                                      args.rounds, file_id))
+        else:
+            print("  (no nginx: the burst through the proxy is left out)")
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
             server.join(timeout=15)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -17,13 +17,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from server.audit_anchor import NodeKeySigner, checkpoint_forever, checkpoint_now
 from server.auth.tokens import TokenService
 from server.clock import Clock, SystemClock
+from server.compression import Compression
 from server.context import Context
 from server.db import Database
 from server.errors import ApiError, Forbidden, NotFound
@@ -38,6 +38,7 @@ from server.realtime.gateway import Gateway
 from server.realtime.hub import CLOSE_RESTART
 from server.realtime.log import Event, prune_events
 from server.settings import Settings
+from server.static_assets import HashedStaticFiles
 
 log = logging.getLogger("dienhong.app")
 
@@ -222,7 +223,7 @@ def web_client_routes() -> list[BaseRoute]:
 
     return [
         Route("/", home, methods=["GET"]),
-        Mount("/app", app=StaticFiles(directory=static, html=True), name="web_client"),
+        Mount("/app", app=HashedStaticFiles(directory=static, mount="/app"), name="web_client"),
     ]
 
 
@@ -332,4 +333,5 @@ def create_app(
     app.state.gateway = gateway
     app.add_middleware(RequestMetrics, metrics=metrics_, routes=routes)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Compression, minimum_size=settings.compress_min_bytes)
     return app

@@ -220,6 +220,23 @@ class Settings:
     render_default_width: int = 1024
     # Largest page image width a client may ask for.
     render_max_width: int = 2400
+    # Widths a WebP page image is rendered at: an asked width is rounded up to the next
+    # step (the largest at most), so tablets of one model share cached renders.
+    render_width_steps: tuple[str, ...] = ("640", "800", "1024", "1280", "1600", "1920",
+                                           "2400")
+    # Quality (0-100) of lossy WebP page images: scans and photographs (text pages are
+    # encoded losslessly, which is smaller for them).
+    render_webp_quality: int = 80
+    # When a reverse proxy that honours X-Accel-Redirect is in front (nginx), the URL
+    # prefix of its internal location for the data directory's renders/ (e.g.
+    # "/_dienhong_renders/"); empty: the server sends page images itself.
+    accel_redirect_prefix: str = ""
+    # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
+    # 0 turns compression off (a proxy in front that compresses itself).
+    compress_min_bytes: int = 1024
+    # Memory for the most recently asked page images of this node (0: none); a burst of
+    # tablets on the presented page is then answered from memory.
+    render_memory_cache_bytes: int = 64 * 1024 * 1024
     # Worker processes that check uploaded PDFs.
     pdf_parse_workers: int = 1
     # Worker processes that render pages.

@@ -17,6 +17,7 @@ from server.files.storage import discard
 from server.files.upload import receive_file
 from server.http import JSON, context, current_user, path_int
 from server.signing.uploads import signatures_of_file
+from server.settings import Settings
 
 # Rendered pages never change for a given (content, page, width), but they are only for
 # readers of the file: private caches only.
@@ -24,6 +25,7 @@ PAGE_CACHE_CONTROL = "private, max-age=31536000, immutable"
 # Bumped when rendering changes, so clients drop pages cached under old ETags.
 RENDER_VERSION = 1
 MIN_RENDER_WIDTH = 16
+PAGE_MEDIA_TYPES = {"png": "image/png", "webp": "image/webp"}
 
 
 def _disposition(f: StoredFile, kind: str = "attachment") -> str:
@@ -86,22 +88,56 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-async def page(request: Request) -> Response:
+def width_steps(settings: Settings) -> list[int]:
+    """The widths WebP pages are rendered at, ascending (the setting, checked)."""
+    steps = sorted({int(step) for step in settings.render_width_steps
+                    if step.strip().isdigit()
+                    and MIN_RENDER_WIDTH <= int(step) <= settings.render_max_width})
+    return steps or [settings.render_default_width]
+
+
+def snapped_width(width: int, steps: list[int]) -> int:
+    """The first step at least ``width`` wide (the largest step for wider requests)."""
+    return next((step for step in steps if step >= width), steps[-1])
+
+
+async def _page(request: Request, fmt: str, file_id: int, number: int) -> Response:
     principal = await current_user(request)
     ctx = context(request)
     settings = ctx.settings
-    f = await service.readable_file(ctx, principal, path_int(request, "file_id"))
-    number = path_int(request, "page")
+    f = await service.readable_file(ctx, principal, file_id)
     width = _width(request, settings.render_default_width, settings.render_max_width)
+    if fmt == "webp":
+        width = snapped_width(width, width_steps(settings))
     if f.pages is None or not 1 <= number <= f.pages:
         raise NotFound(f"File {f.id} has no page {number}.", code="page_not_found")
-    etag = f'"{f.sha256[:24]}-{number}-{width}-r{RENDER_VERSION}"'
+    suffix = "" if fmt == "png" else f"-{fmt}"
+    etag = f'"{f.sha256[:24]}-{number}-{width}-r{RENDER_VERSION}{suffix}"'
     headers = {"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL,
-               "X-Content-Type-Options": "nosniff"}
+               "X-Content-Type-Options": "nosniff", "X-Page-Width": str(width)}
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = await service.page_image(ctx, f, number, width)
-    return FileResponse(path, media_type="image/png", headers=headers)
+    media_type = PAGE_MEDIA_TYPES[fmt]
+    prefix = settings.accel_redirect_prefix
+    if not prefix:
+        data = await service.page_bytes(ctx, f, number, width, fmt)
+        return Response(data, media_type=media_type, headers=headers)
+    # The proxy sends the cached image from its internal location; this answer only says
+    # which one, after the reader was authorised above.
+    path = await service.page_image(ctx, f, number, width, fmt)
+    relative = path.relative_to(runtime(ctx).store.renders).as_posix()
+    headers["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + relative
+    return Response(status_code=200, headers=headers, media_type=media_type)
+
+
+async def page(request: Request) -> Response:
+    return await _page(request, "png", path_int(request, "file_id"),
+                       path_int(request, "page"))
+
+
+async def page_webp(request: Request) -> Response:
+    return await _page(request, "webp", path_int(request, "file_id"),
+                       path_int(request, "page"))
 
 
 routes: list[BaseRoute] = [
@@ -109,4 +145,5 @@ routes: list[BaseRoute] = [
     Route("/api/v1/files/{file_id}", download, methods=["GET"]),
     Route("/api/v1/files/{file_id}/meta", metadata, methods=["GET"]),
     Route("/api/v1/files/{file_id}/pages/{page}.png", page, methods=["GET"]),
+    Route("/api/v1/files/{file_id}/pages/{page}.webp", page_webp, methods=["GET"]),
 ]

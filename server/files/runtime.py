@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,34 @@ class FilesRuntime:
         self.stamp_pool = WorkerPool(
             "stamp", settings.pdf_stamp_workers, memory_mb=settings.pdf_worker_memory_mb,
             max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
-        self._inflight: dict[tuple[str, int, int], asyncio.Task[Path]] = {}
+        self._inflight: dict[tuple[str, int, int, str], asyncio.Task[Path]] = {}
         self._ahead: set[asyncio.Task[None]] = set()
         self.renders_done = 0
+        # Warm pages in memory, least recently used first: a burst of tablets asking for
+        # the presented page is answered without a file read (a thread hop) per request.
+        self._memory: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
+        self._memory_bytes = 0
+
+    def remembered_page(self, sha256: str, page: int, width: int, fmt: str) -> bytes | None:
+        """The image of a page kept in memory, or None."""
+        key = (sha256, page, width, fmt)
+        data = self._memory.get(key)
+        if data is not None:
+            self._memory.move_to_end(key)
+        return data
+
+    def remember_page(self, sha256: str, page: int, width: int, fmt: str,
+                      data: bytes) -> None:
+        """Keep a page image in memory, within ``render_memory_cache_bytes``."""
+        limit = self.settings.render_memory_cache_bytes
+        key = (sha256, page, width, fmt)
+        if len(data) > limit // 8 or key in self._memory:
+            return
+        self._memory[key] = data
+        self._memory_bytes += len(data)
+        while self._memory_bytes > limit:
+            _old, dropped = self._memory.popitem(last=False)
+            self._memory_bytes -= len(dropped)
 
     async def inspect_pdf(self, path: Path) -> dict[str, Any]:
         """Pages, title and text of an uploaded PDF (JobRejected, WorkerTimeout...)."""
@@ -100,32 +126,39 @@ class FilesRuntime:
 
     async def page_png(self, sha256: str, page: int, width: int) -> Path:
         """The cached PNG of ``page`` (1-based) at ``width``, rendering it if needed."""
-        path = self.store.render_path(sha256, page, width)
+        return await self.page_image(sha256, page, width, "png")
+
+    async def page_image(self, sha256: str, page: int, width: int, fmt: str) -> Path:
+        """The cached image (``png`` or ``webp``) of ``page`` at ``width``, rendering it
+        if needed."""
+        path = self.store.render_path(sha256, page, width, fmt)
         # File times are the file system's wall clock, not the app's (injected) clock.
         if self.store.touch_render(path, time.time()):
             return path
-        key = (sha256, page, width)
+        key = (sha256, page, width, fmt)
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._render(sha256, page, width, path),
-                                       name=f"render-{sha256[:8]}-{page}-{width}")
+            task = asyncio.create_task(self._render(sha256, page, width, path, fmt),
+                                       name=f"render-{sha256[:8]}-{page}-{width}-{fmt}")
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._render_done(key, done))
         return await asyncio.shield(task)
 
-    def _render_done(self, key: tuple[str, int, int], task: asyncio.Task[Path]) -> None:
+    def _render_done(self, key: tuple[str, int, int, str], task: asyncio.Task[Path]) -> None:
         self._inflight.pop(key, None)
         if not task.cancelled() and task.exception() is not None:
             log.info("rendering %s page %d at %d failed: %s", key[0][:12], key[1], key[2],
                      task.exception())
 
-    async def _render(self, sha256: str, page: int, width: int, path: Path) -> Path:
+    async def _render(self, sha256: str, page: int, width: int, path: Path,
+                      fmt: str = "png") -> Path:
         try:
             await self.render_pool.run(
                 "render",
                 {"path": str(self.store.blob_path(sha256)), "page_index": page - 1,
                  "width": width, "out": str(path),
-                 "max_pixels": self.settings.render_max_pixels},
+                 "max_pixels": self.settings.render_max_pixels, "fmt": fmt,
+                 "quality": self.settings.render_webp_quality},
                 self.settings.pdf_render_timeout_secs,
             )
         except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:

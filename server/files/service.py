@@ -184,18 +184,31 @@ def _read_text(path: Path, limit: int) -> str:
 # --- reading ---------------------------------------------------------------------------
 
 
-async def page_image(ctx: Context, f: StoredFile, page: int, width: int) -> Path:
-    """The rendered PNG of a page the caller may read (404 ``page_not_found``)."""
+async def page_image(ctx: Context, f: StoredFile, page: int, width: int,
+                     fmt: str = "png") -> Path:
+    """The rendered PNG or WebP of a page the caller may read (404 ``page_not_found``)."""
     if f.pages is None or not 1 <= page <= f.pages:
         raise NotFound(f"File {f.id} has no page {page}.", code="page_not_found")
-    rendered = runtime(ctx).store.render_path(f.sha256, page, width)
+    rendered = runtime(ctx).store.render_path(f.sha256, page, width, fmt)
     if not rendered.is_file():
         content_path(ctx, f)
     try:
-        return await runtime(ctx).page_png(f.sha256, page, width)
+        return await runtime(ctx).page_image(f.sha256, page, width, fmt)
     except RenderFailed as exc:
         raise Unprocessable(f"Page {page} could not be rendered: {exc}.",
                             code="render_failed") from exc
+
+
+async def page_bytes(ctx: Context, f: StoredFile, page: int, width: int,
+                     fmt: str = "png") -> bytes:
+    """The rendered image of a page as bytes, from memory when it was asked for lately."""
+    rt = runtime(ctx)
+    data = rt.remembered_page(f.sha256, page, width, fmt)
+    if data is None:
+        path = await page_image(ctx, f, page, width, fmt)
+        data = await asyncio.to_thread(path.read_bytes)
+        rt.remember_page(f.sha256, page, width, fmt, data)
+    return data
 
 
 def content_path(ctx: Context, f: StoredFile) -> Path:

@@ -3,7 +3,8 @@
 Layout under ``<data_dir>/files``::
 
     blobs/<sha[:2]>/<sha>                 the uploaded bytes, once per distinct content
-    renders/<sha[:2]>/<sha>/<page>-<width>.png   rendered pages (a cache: safe to delete)
+    renders/<sha[:2]>/<sha>/<page>-<width>.png   rendered pages (a cache: safe to delete;
+                                                 .webp for WebP renders)
     tmp/                                  uploads in progress and stamped copies on their way out
 
 Everything reaches its final name by ``os.replace`` from ``tmp/`` (same file system), so a
@@ -33,6 +34,9 @@ RENDER_TOUCH_SECS = 600
 RENDER_TRIM_TO = 0.9
 
 
+# Image formats of rendered pages: PNG for every client, WebP for those that take it.
+RENDER_FORMATS = ("png", "webp")
+
 class ContentStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = (data_dir / "files").resolve()
@@ -49,10 +53,12 @@ class ContentStore:
             raise ValueError(f"not a SHA-256: {sha256!r}")
         return self.blobs / sha256[:2] / sha256
 
-    def render_path(self, sha256: str, page: int, width: int) -> Path:
+    def render_path(self, sha256: str, page: int, width: int, fmt: str = "png") -> Path:
         if not _SHA_RE.match(sha256):
             raise ValueError(f"not a SHA-256: {sha256!r}")
-        return self.renders / sha256[:2] / sha256 / f"{page}-{width}.png"
+        if fmt not in RENDER_FORMATS:
+            raise ValueError(f"not a render format: {fmt!r}")
+        return self.renders / sha256[:2] / sha256 / f"{page}-{width}.{fmt}"
 
     def temp_path(self, suffix: str = "") -> Path:
         return self.tmp / f"{uuid.uuid4().hex}{suffix}"
@@ -82,7 +88,9 @@ class ContentStore:
         reader may be on its way to them). Returns (pages removed, bytes left)."""
         pages: list[tuple[float, int, Path]] = []
         total = 0
-        for path in self.renders.glob("*/*/*.png"):
+        for path in self.renders.glob("*/*/*.*"):
+            if path.suffix[1:] not in RENDER_FORMATS:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 stat = path.stat()
                 pages.append((stat.st_mtime, stat.st_size, path))

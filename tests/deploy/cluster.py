@@ -79,7 +79,7 @@ def replace_once(text: str, old: str, new: str) -> str:
 
 
 def render_conf(node_ports: list[int], http_port: int, https_port: int, cert: Path,
-                key: Path, cache: Path) -> str:
+                key: Path, cache: Path, renders: Path) -> str:
     """The deploy configuration with only its addresses, ports and paths replaced."""
     text = NGINX_CONF.read_text()
     text = replace_once(text, "server 127.0.0.1:8001 ", f"server 127.0.0.1:{node_ports[0]} ")
@@ -90,6 +90,7 @@ def render_conf(node_ports: list[int], http_port: int, https_port: int, cert: Pa
     text = replace_once(text, "    listen [::]:443 ssl;\n", "")
     text = replace_once(text, "/etc/dienhong/tls/fullchain.pem", str(cert))
     text = replace_once(text, "/etc/dienhong/tls/privkey.pem", str(key))
+    text = replace_once(text, "/var/lib/dienhong/files/renders/", f"{renders}/")
     return replace_once(text, "/var/cache/nginx/dienhong", str(cache))
 
 
@@ -133,14 +134,14 @@ class Nginx:
         return path.read_text()[-3000:] if path.exists() else ""
 
 
-async def start_nginx(prefix: Path, node_ports: list[int]) -> Nginx:
+async def start_nginx(prefix: Path, node_ports: list[int], data_dir: Path) -> Nginx:
     binary = nginx_binary()
     prefix.mkdir(parents=True, exist_ok=True)
     cert, key = self_signed(prefix)
     http_port, https_port = free_port(), free_port()
     site = prefix / "dienhong.conf"
     site.write_text(render_conf(node_ports, http_port, https_port, cert, key,
-                                prefix / "cache"))
+                                prefix / "cache", data_dir / "files" / "renders"))
     conf = prefix / "nginx.conf"
     conf.write_text(main_conf(prefix, site))
     check = await asyncio.create_subprocess_exec(
@@ -232,7 +233,7 @@ async def running_cluster(templates: Templates, tmp_path: Path,
             if isinstance(outcome, BaseException):
                 raise outcome
         ports = [int(node.url.rsplit(":", 1)[1]) for node in nodes]
-        nginx = await start_nginx(tmp_path / "nginx", ports)
+        nginx = await start_nginx(tmp_path / "nginx", ports, data_dir)
         yield Cluster(nodes, nginx, city, env, tmp_path)
     finally:
         if nginx is not None:

@@ -6,10 +6,13 @@ one node reaches a socket that nginx gave to the other.
 
 from __future__ import annotations
 
+import io
 import re
 
 import httpx
+import pytest
 import websockets
+from PIL import Image
 
 from server.settings import Settings
 from tests.conftest import DEMO_PASSWORD
@@ -18,6 +21,13 @@ from tests.harness import WsClient
 from tests.server.test_nodes import Node, login
 
 SOCKETS_TRIED = 8
+# The prefix deploy/dienhong.env.example sets: nginx's internal location for page images.
+ACCEL_PREFIX = "/_dienhong_renders/"
+
+
+@pytest.fixture
+def node_settings() -> dict[str, str]:
+    return {"DIENHONG_ACCEL_REDIRECT_PREFIX": ACCEL_PREFIX}
 
 
 def directive(name: str) -> str:
@@ -53,14 +63,20 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
                                       json={"username": "admin", "password": DEMO_PASSWORD})
         assert signed_in.status_code == 200, signed_in.text
         admin = signed_in.json()["access_token"]
-        # The web client: pages revalidated, scripts kept a short while, fonts a week.
-        page = await client.get("/app/")
+        # The web client: pages revalidated, files under hashed URLs kept for a year (and
+        # by nginx), compressed as the node compressed them.
+        page = await client.get("/app/", headers={"Accept-Encoding": "gzip"})
         assert page.status_code == 200 and "no-cache" in page.headers["cache-control"]
-        script = await client.get("/app/js/shell.js")
+        assert page.headers["content-encoding"] == "gzip"
+        hashed = re.search(r'src="(/app/js/[\w.-]+\.js\?v=[0-9a-f]+)"', page.text)
+        assert hashed, page.text
+        script = await client.get(hashed.group(1))
         assert script.status_code == 200
-        assert script.headers["cache-control"] == "max-age=300"
-        again = await client.get("/app/js/shell.js")
+        assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+        again = await client.get(hashed.group(1))
         assert again.headers["x-cache-status"] == "HIT" and again.content == script.content
+        unhashed = await client.get("/app/js/shell.js")
+        assert unhashed.headers["cache-control"] == "no-cache"
         # An error of the API comes through in its shape, and so do nginx's own.
         missing = await client.get("/api/v1/me")
         assert missing.status_code == 401 and "code" in missing.json()["error"]
@@ -81,6 +97,25 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
         assert page.status_code == 200 and page.headers["content-type"] == "image/png"
         assert page.headers["cache-control"] == "private, max-age=31536000, immutable"
         assert "x-cache-status" not in page.headers
+        # The node authorised the reader and named the cached image; nginx sent it.
+        webp = await client.get(f"/api/v1/files/{document}/pages/1.webp?width=640")
+        assert webp.status_code == 200 and webp.headers["content-type"] == "image/webp"
+        assert "x-accel-redirect" not in webp.headers
+        assert webp.headers["cache-control"] == "private, max-age=31536000, immutable"
+        with Image.open(io.BytesIO(webp.content)) as image:
+            assert image.format == "WEBP" and image.width == 640
+        assert page.content.startswith(b"\x89PNG")
+        # Asked of nginx directly, the internal location does not exist.
+        hidden = await client.get(f"{ACCEL_PREFIX}{document}/1-640.webp")
+        assert hidden.status_code == 404
+    async with httpx.AsyncClient(base_url=cluster.nodes[0].url, timeout=30,
+                                 headers={"Authorization": f"Bearer {chair}"}) as direct:
+        named = await direct.get(f"/api/v1/files/{document}/pages/1.webp?width=640")
+        assert named.status_code == 200 and named.content == b""
+        assert named.headers["x-accel-redirect"].startswith(ACCEL_PREFIX)
+    async with nginx.http() as client:
+        refused = await client.get(f"/api/v1/files/{document}/pages/1.webp?width=640")
+        assert refused.status_code == 401 and refused.content.startswith(b"{")
 
     ward = await login(cluster.nodes[0], "ward001")
     topic = f"unit:{cluster.city.commune_unit_ids[0]}"

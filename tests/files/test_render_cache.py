@@ -61,7 +61,8 @@ async def test_the_server_trims_its_cache_and_renders_trimmed_pages_again(
     make_server: MakeServer,
 ) -> None:
     server = await make_server(render_cache_max_bytes=1, render_cache_keep_secs=0,
-                               render_cache_trim_interval_secs=1, render_ahead_pages=0)
+                               render_cache_trim_interval_secs=1, render_ahead_pages=0,
+                               render_memory_cache_bytes=0)
     token = await seeded_token(server, "delegate001")
     renders = Path(server.settings.data_dir) / "files" / "renders"
     async with server.http(token) as client:
