@@ -14,7 +14,7 @@ from meeting.models import OFFICER_ROLES, Meeting, Participant, ParticipantRole
 from meeting.participants import meeting_subject, meeting_topic, require_role, require_visible
 from meeting.polls.models import Poll
 from meeting.polls.rules import PollKind, Rule
-from meeting.polls.service import PollSpec, create_poll
+from meeting.polls.lifecycle import PollSpec, create_poll
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden
