@@ -73,6 +73,12 @@ def resign_by_node(server: RunningServer, line: dict[str, Any]) -> None:
     line["signature"] = base64.b64encode(node.sign(Checkpoint(**fields).payload())).decode()
 
 
+def signed_bytes(line: str) -> bytes:
+    """The signed bytes of a checkpoint line the way the README shows (jq)."""
+    return subprocess.run(["jq", "-jcS", "{algorithm, at, hash, key_id, seq}"],
+                          input=line.encode(), capture_output=True, check=True).stdout
+
+
 async def verify(server: RunningServer, pki: LoopbackPki, *roots: str) -> Any:
     bundle = pki.trust_bundle(*(roots or ("root",)))
     return await on(server, "verify-audit", "--trust-roots", str(bundle))
@@ -100,6 +106,10 @@ async def test_checkpoints_carry_the_organisations_signature_and_verify(
         pytest.skip("openssl is not installed")
     payload = tmp_path / "checkpoint.json"
     payload.write_bytes(second.payload())
+    if shutil.which("jq") is not None:
+        # The README's way to the signed bytes from a line of the file gives the same bytes.
+        line = checkpoint_path(server.settings).read_text().splitlines()[-1]
+        assert signed_bytes(line) == second.payload()
     signature = tmp_path / "checkpoint.p7s"
     signature.write_bytes(base64.b64decode(second.org_signature))
 
