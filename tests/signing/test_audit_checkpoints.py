@@ -126,6 +126,18 @@ async def test_checkpoints_carry_the_organisations_signature_and_verify(
     assert openssl(pki.trust_bundle("root"), altered).returncode != 0
 
 
+async def test_the_server_seals_its_checkpoints(make_server: MakeServer,
+                                               pki: LoopbackPki) -> None:
+    # The periodic job runs once at start (an empty chain then) and once at shutdown.
+    server = await make_server(**signing_settings(pki, audit_checkpoint_interval_secs=3600))
+    await closed_meeting(server)
+    await server.stop()
+    last = read_checkpoints(checkpoint_path(server.settings))[-1]
+    assert last.org_signature
+    held = await verify(server, pki)
+    assert held.code == 0 and "also signed by the organisation" in held.out, held.err
+
+
 async def test_a_rewritten_chain_resigned_with_the_node_key_is_caught(
     make_server: MakeServer, pki: LoopbackPki,
 ) -> None:
