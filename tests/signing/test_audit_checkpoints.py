@@ -246,7 +246,9 @@ async def test_the_minutes_print_the_last_checkpoint(
     server = await make_server(**signing_settings(pki, audit_checkpoint_interval_secs=0))
     city, meeting_id = await closed_meeting(server)
     async with server.ctx.read() as session:
-        chair = Principal.of(await session.get(User, city.chair_id))
+        user = await session.get(User, city.chair_id)
+    assert user is not None
+    chair = Principal.of(user)
     unanchored, _data = await build_minutes_pdf(server.ctx, chair, meeting_id)
     assert "Chưa có điểm neo nào của nhật ký kiểm toán." in pdf_text(unanchored)
 
