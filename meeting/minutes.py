@@ -8,10 +8,11 @@ times, attendance with check-in times and absences with their reasons, the quoru
 agenda as it was dealt with (when each item became current), what was presented summarised
 per document (pages shown, turns, first and last time), the speakers with their times,
 every poll with its rule, numbers and result (and, for named polls, each delegate's vote),
-and the head of the audit chain at the time of printing, so a printed copy can be checked
-against the chain later (``dienhong verify-audit``). ``build_minutes_pdf`` gives the bytes
-without recording the printing (for a caller that records what it does with them, such as
-signing).
+the head of the audit chain at the time of printing and the last signed checkpoint of the
+chain (its record, hash, time and signers), so that a printed or signed copy anchors the
+chain and can be checked against it later (``dienhong verify-audit``).
+``build_minutes_pdf`` gives the bytes without recording the printing (for a caller that
+records what it does with them, such as signing).
 
 The data is read on the event loop; the PDF is laid out in a worker thread (fpdf2 is
 CPU work). Printing is itself audited, with the sha256 of the document handed out.
@@ -40,6 +41,7 @@ from meeting.polls.models import Poll, PollState, PollVoter
 from meeting.polls.rules import PollKind, Rule
 from meeting.service import meeting_subject, quorum, require_visible
 from server.audit import AuditRecord, head_hash
+from server.audit_anchor import CheckpointFileError, last_checkpoint
 from server.auth.principal import Principal
 from server.context import Context
 from server.files.fonts import FONT_BOLD, FONT_REGULAR
@@ -99,6 +101,8 @@ class MinutesData:
     audit_seq: int
     audit_hash: str
     notes: list[str] = field(default_factory=list)
+    # The last signed checkpoint of the audit chain: lines to print under the heading.
+    checkpoint: list[str] = field(default_factory=list)
 
 
 def _local(moment: datetime | None, offset: timezone) -> str:
@@ -142,6 +146,30 @@ def _flatten(items: list[dict[str, Any]], prefix: str = "") -> list[tuple[str, d
         rows.append((label, item))
         rows.extend(_flatten(item["children"], label))
     return rows
+
+
+def _checkpoint_lines(ctx: Context, offset: timezone) -> list[str]:
+    """The last checkpoint of the audit chain as the minutes print it (reads a file)."""
+    from server.signing.checkpoints import organisation_signer
+
+    try:
+        found = last_checkpoint(ctx.settings)
+    except CheckpointFileError:
+        return ["Tệp điểm neo của nhật ký kiểm toán không đọc được."]
+    if found is None:
+        return ["Chưa có điểm neo nào của nhật ký kiểm toán."]
+    try:
+        signed_at = _local(datetime.fromisoformat(found.at), offset)
+    except ValueError:
+        signed_at = found.at
+    organisation = organisation_signer(found)
+    lines = [f"Điểm neo cuối của nhật ký kiểm toán: bản ghi số {found.seq}, "
+             f"lập lúc {signed_at}, mã băm:", found.hash]
+    if organisation is not None:
+        name, print_ = organisation
+        lines.append(f"Ký bởi tổ chức: {name} (dấu vân tay chứng thư SHA-256 {print_})")
+    lines.append(f"Ký bởi khóa của máy chủ: {found.key_id} ({found.algorithm})")
+    return lines
 
 
 async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> MinutesData:
@@ -271,6 +299,7 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
             _duration(r.get("duration_secs")), str(r.get("format", "")), str(r.get("url", "")),
         ] for r in recordings],
         audit_hash=audit_hash,
+        checkpoint=await asyncio.to_thread(_checkpoint_lines, ctx, offset),
     )
 
 
@@ -447,6 +476,8 @@ def render_minutes(data: MinutesData) -> bytes:
     text(f"Biên bản in lúc {data.printed_at}.")
     text(f"Nhật ký kiểm toán tại thời điểm in: bản ghi số {data.audit_seq}, mã băm đầu chuỗi:")
     text(data.audit_hash, 9)
+    for number, line in enumerate(data.checkpoint):
+        text(line, 9 if number else 10)
 
     # Signatures: the secretary on the left, the chair on the right; kept on one page.
     if pdf.get_y() > pdf.h - 70:

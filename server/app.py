@@ -20,7 +20,12 @@ from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server.audit_anchor import NodeKeySigner, checkpoint_forever, checkpoint_now
+from server.audit_anchor import (
+    Countersigner,
+    NodeKeySigner,
+    checkpoint_forever,
+    checkpoint_now,
+)
 from server.auth.tokens import TokenService
 from server.clock import Clock, SystemClock
 from server.compression import Compression
@@ -44,6 +49,15 @@ log = logging.getLogger("dienhong.app")
 
 # How often old events are pruned from the log.
 PRUNE_INTERVAL_SECS = 3600
+
+
+def _organisation_countersigner(settings: Settings) -> Countersigner | None:
+    """The organisation's seal signs audit checkpoints too, when one is configured."""
+    if not (settings.signing_org_token_label or settings.signing_org_pkcs12):
+        return None
+    from server.signing.checkpoints import organisation_countersigner
+
+    return organisation_countersigner(settings)
 
 
 def default_features() -> list[Feature]:
@@ -302,8 +316,9 @@ def create_app(
             for job in feature.background:
                 tasks.append(asyncio.create_task(job(ctx), name=f"{feature.name}-{job.__name__}"))
         signer = NodeKeySigner.for_node(settings)
+        countersigner = _organisation_countersigner(settings)
         if settings.audit_checkpoint_interval_secs > 0:
-            tasks.append(asyncio.create_task(checkpoint_forever(ctx, signer),
+            tasks.append(asyncio.create_task(checkpoint_forever(ctx, signer, countersigner),
                                              name="audit-checkpoints"))
         try:
             yield
@@ -316,7 +331,7 @@ def create_app(
                     await task
             await gateway.flush_received()
             if settings.audit_checkpoint_interval_secs > 0:
-                await checkpoint_now(ctx, signer)
+                await checkpoint_now(ctx, signer, countersigner)
             await broker.stop()
             await db.dispose()
 

@@ -8,9 +8,12 @@ signed with its key to an append-only JSON-lines file outside the database. ``ve
 then checks that every checkpoint's record is still there with the same hash; the minutes
 carry the last checkpoint, so a printed record anchors the chain too.
 
-Signers are pluggable (``CheckpointSigner``): the node's Ed25519 key by default; an
-organisation's PKCS#11 key can sign checkpoints as well, and ``verify_anchored`` accepts a
-checkpoint signed by any key it is given a verifier for.
+Signers are pluggable (``CheckpointSigner``): the node's Ed25519 key by default, and
+``verify_anchored`` accepts a checkpoint signed by any key it is given a verifier for. When
+the organisation's seal is configured, each checkpoint is also signed by it (a
+``Countersigner``: a detached CMS signature of the same canonical bytes, see
+``server.signing.checkpoints``), so that rewriting the file needs the organisation's key
+and not only the node's, which lives on the server's disk.
 """
 
 from __future__ import annotations
@@ -56,6 +59,16 @@ class CheckpointSigner(Protocol):
     def sign(self, payload: bytes) -> bytes: ...
 
     def verifier(self) -> Verifier: ...
+
+
+class Countersigner(Protocol):
+    """A second signature of a checkpoint's payload (DER bytes; blocking)."""
+
+    def countersign(self, payload: bytes) -> bytes: ...
+
+
+# Answers why a checkpoint's countersignature fails, or None when it holds (blocking).
+CountersignatureCheck = Callable[["Checkpoint"], "str | None"]
 
 
 def ed25519_key_id(public: Ed25519PublicKey) -> str:
@@ -104,6 +117,8 @@ class Checkpoint:
     key_id: str
     algorithm: str
     signature: str = ""
+    # The organisation's detached CMS signature of ``payload()``, base64 DER ("" if none).
+    org_signature: str = ""
 
     def payload(self) -> bytes:
         """The signed bytes: everything but the signature, canonical JSON."""
@@ -138,7 +153,8 @@ def read_checkpoints(path: Path) -> list[Checkpoint]:
             found.append(Checkpoint(seq=int(raw["seq"]), hash=str(raw["hash"]),
                                     at=str(raw["at"]), key_id=str(raw["key_id"]),
                                     algorithm=str(raw["algorithm"]),
-                                    signature=str(raw["signature"])))
+                                    signature=str(raw["signature"]),
+                                    org_signature=str(raw.get("org_signature", ""))))
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointFileError(f"{path} line {number} is not a checkpoint") from exc
     return found
@@ -161,8 +177,13 @@ def _append_line(path: Path, line: str) -> None:
 
 
 async def write_checkpoint(session: AsyncSession, settings: Settings, signer: CheckpointSigner,
-                           at_iso: str) -> Checkpoint | None:
-    """Append a signed checkpoint of the current head, unless the last one already is it."""
+                           at_iso: str,
+                           countersigner: Countersigner | None = None) -> Checkpoint | None:
+    """Append a signed checkpoint of the current head, unless the last one already is it.
+
+    With a ``countersigner`` the checkpoint is written only with both signatures: when the
+    organisation's key cannot sign (token absent), nothing is written and this raises.
+    """
     seq, digest = await head_hash(session)
     if seq == 0:
         return None
@@ -173,17 +194,27 @@ async def write_checkpoint(session: AsyncSession, settings: Settings, signer: Ch
     unsigned = Checkpoint(seq=seq, hash=digest, at=at_iso, key_id=signer.key_id,
                           algorithm=signer.algorithm)
     signature = base64.b64encode(signer.sign(unsigned.payload())).decode()
-    checkpoint = Checkpoint(**{**asdict(unsigned), "signature": signature})
-    line = json.dumps(asdict(checkpoint), sort_keys=True, separators=(",", ":")) + "\n"
+    org_signature = ""
+    if countersigner is not None:
+        org_der = await asyncio.to_thread(countersigner.countersign, unsigned.payload())
+        org_signature = base64.b64encode(org_der).decode()
+    checkpoint = Checkpoint(**{**asdict(unsigned), "signature": signature,
+                               "org_signature": org_signature})
+    fields = asdict(checkpoint)
+    if not org_signature:
+        del fields["org_signature"]
+    line = json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
     await asyncio.to_thread(_append_line, path, line)
     return checkpoint
 
 
 async def verify_anchored(session: AsyncSession, checkpoints: Sequence[Checkpoint],
-                          verifiers: Mapping[str, Verifier]) -> ChainReport:
+                          verifiers: Mapping[str, Verifier],
+                          countersigned: CountersignatureCheck | None = None) -> ChainReport:
     """The chain recomputed, then held against every checkpoint.
 
-    Fails when a checkpoint's signature is not that of a known key, when a checkpointed
+    Fails when a checkpoint's signature is not that of a known key, when ``countersigned``
+    finds fault with its organisation's signature, when a checkpointed
     record is gone (the tail was cut, head row and all), or when its hash differs (a
     record was rewritten and the chain recomputed after it).
     """
@@ -200,6 +231,12 @@ async def verify_anchored(session: AsyncSession, checkpoints: Sequence[Checkpoin
             return ChainReport(False, report.records, report.head_hash, checkpoint.seq,
                                f"the checkpoint of record {checkpoint.seq} at {checkpoint.at} "
                                "is not signed by a known key")
+        if countersigned is not None:
+            problem = await asyncio.to_thread(countersigned, checkpoint)
+            if problem is not None:
+                return ChainReport(False, report.records, report.head_hash, checkpoint.seq,
+                                   f"the checkpoint of record {checkpoint.seq} at "
+                                   f"{checkpoint.at}: {problem}")
         if checkpoint.seq > report.records:
             return ChainReport(False, report.records, report.head_hash, report.records + 1,
                                f"the chain ends at record {report.records} but was checkpointed "
@@ -214,19 +251,21 @@ async def verify_anchored(session: AsyncSession, checkpoints: Sequence[Checkpoin
     return report
 
 
-async def checkpoint_now(ctx: Context, signer: CheckpointSigner) -> Checkpoint | None:
+async def checkpoint_now(ctx: Context, signer: CheckpointSigner,
+                         countersigner: Countersigner | None = None) -> Checkpoint | None:
     """One checkpoint of the current head; a failure is logged, never raised."""
     try:
         async with ctx.read() as session:
             return await write_checkpoint(session, ctx.settings, signer,
-                                          utc_iso(ctx.clock.now()))
+                                          utc_iso(ctx.clock.now()), countersigner)
     except Exception:
         log.exception("could not write an audit checkpoint")
         return None
 
 
-async def checkpoint_forever(ctx: Context, signer: CheckpointSigner) -> None:
+async def checkpoint_forever(ctx: Context, signer: CheckpointSigner,
+                             countersigner: Countersigner | None = None) -> None:
     """Write a checkpoint every ``audit_checkpoint_interval_secs`` (a background job)."""
     while True:
-        await checkpoint_now(ctx, signer)
+        await checkpoint_now(ctx, signer, countersigner)
         await asyncio.sleep(ctx.settings.audit_checkpoint_interval_secs)

@@ -210,7 +210,7 @@ def _unlock(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_context(settings, job, load_features=False))
 
 
-def _verify_audit(settings: Settings) -> int:
+def _verify_audit(settings: Settings, trust_roots: str | None = None) -> int:
     from server.audit_anchor import (
         CheckpointFileError,
         NodeKeySigner,
@@ -219,6 +219,17 @@ def _verify_audit(settings: Settings) -> int:
         verify_anchored,
     )
     from server.db import Database
+    from server.signing.checkpoints import OrganisationCheck
+    from server.signing.trust import TrustRootsError, load_trust_roots
+
+    try:
+        roots = load_trust_roots(settings.signing_trust_roots if trust_roots is None
+                                 else trust_roots)
+    except (TrustRootsError, OSError) as exc:
+        print(f"trust roots unreadable: {exc}", file=sys.stderr)
+        return 1
+    organisation = OrganisationCheck(tuple(roots), fetch=settings.signing_fetch_revocation,
+                                     network_timeout_secs=settings.signing_network_timeout_secs)
 
     async def run() -> int:
         signer = NodeKeySigner.for_node(settings)
@@ -231,12 +242,19 @@ def _verify_audit(settings: Settings) -> int:
         try:
             async with db.read_session() as session:
                 report = await verify_anchored(session, checkpoints,
-                                               {signer.key_id: signer.verifier()})
+                                               {signer.key_id: signer.verifier()},
+                                               organisation)
         finally:
             await db.dispose()
         if report.ok:
             print(f"audit chain holds: {report.records} records, head {report.head_hash}, "
                   f"{len(checkpoints)} signed checkpoints agree")
+            if organisation.countersigned:
+                last = max(c.seq for c in checkpoints if c.org_signature)
+                names = "; ".join(f"{name} (certificate SHA-256 {print_})"
+                                  for print_, name in sorted(organisation.signers.items()))
+                print(f"{organisation.countersigned} checkpoints also signed by the "
+                      f"organisation, up to record {last}: {names}")
             if report.records and not checkpoints:
                 # A server writes one when it starts: none at all means the file is gone,
                 # or only command-line tools ever wrote to this database.
@@ -337,11 +355,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Let a username sign in again at once from every address, after too "
                     "many failed attempts held it back.")
     unlock.add_argument("username", help="the username to let sign in again")
-    commands.add_parser(
+    verify = commands.add_parser(
         "verify-audit", help="recompute the audit chain; exit 1 at the first bad record",
-        description="Recompute the hash chain of the audit log. Exit 0 when it holds; "
-                    "otherwise print the first record that was changed or removed and "
-                    "exit 1.")
+        description="Recompute the hash chain of the audit log and hold it against the "
+                    "signed checkpoints; check the organisation's signature of each "
+                    "checkpoint against the trust roots and name its signer. Exit 0 when "
+                    "all holds; otherwise print the first record or checkpoint at fault "
+                    "and exit 1.")
+    verify.add_argument("--trust-roots", default=None,
+                        help="CA certificates (a PEM/DER file or a directory) to check the "
+                             "organisation's signatures against; default "
+                             "DIENHONG_SIGNING_TRUST_ROOTS")
     backup = commands.add_parser(
         "backup", help="write a consistent backup while the server runs",
         description="Write a consistent snapshot of the database, the uploaded files and the "
@@ -379,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "unlock":
         return _unlock(settings, args)
     if args.command == "verify-audit":
-        return _verify_audit(settings)
+        return _verify_audit(settings, args.trust_roots)
     if args.command == "backup":
         return _backup(settings, args.dest)
     if args.command == "restore":
