@@ -16,8 +16,8 @@ from server.files.runtime import runtime
 from server.files.storage import discard
 from server.files.upload import receive_file
 from server.http import JSON, context, current_user, path_int
-from server.signing.uploads import signatures_of_file
 from server.settings import Settings
+from server.signing.uploads import signatures_of_file
 
 # Rendered pages never change for a given (content, page, width), but they are only for
 # readers of the file: private caches only.
