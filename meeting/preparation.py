@@ -12,9 +12,9 @@ from meeting.agenda import add_item, agenda_json
 from meeting.meetings import ORGANISER_ROLES, QuorumRule, create_meeting
 from meeting.models import OFFICER_ROLES, Meeting, Participant, ParticipantRole
 from meeting.participants import meeting_subject, meeting_topic, require_role, require_visible
+from meeting.polls.lifecycle import PollSpec, create_poll
 from meeting.polls.models import Poll
 from meeting.polls.rules import PollKind, Rule
-from meeting.polls.service import PollSpec, create_poll
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden
