@@ -1,0 +1,218 @@
+"""Signing in through an OpenID provider (authorization code + PKCE) running on loopback:
+the sign-in, and every refusal (bad state, replayed code, wrong nonce, unknown or disabled
+account, a provider grant revoked)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from server.auth.oidc import check_sessions
+from server.demo import DemoCity
+from server.org.models import User
+from tests.conftest import MakeServer
+from tests.harness import RunningServer
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
+from tests.server.support import audit_actions, small_city
+
+CITY_PASSWORD = "city-sso-password"
+# The provider's tokens last 10 minutes, much less than ours.
+PROVIDER_TTL_SECS = 600
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[Provider]:
+    running = Provider(access_token_ttl_secs=PROVIDER_TTL_SECS)
+    await running.start()
+    for username in ("ward001", "ward002", "stranger"):
+        running.add_user(username, CITY_PASSWORD)
+    yield running
+    await running.stop()
+
+
+async def sso_server(make_server: MakeServer, provider: Provider) -> RunningServer:
+    server = await make_server(oidc_issuer=provider.url, oidc_client_id=CLIENT_ID,
+                               oidc_client_secret=CLIENT_SECRET,
+                               oidc_redirect_url="http://127.0.0.1:9/")
+    # The server's address is known once it is made: its callback is registered then.
+    callback = f"{server.url}/api/v1/auth/oidc/callback"
+    server.ctx.settings = server.settings.with_overrides(oidc_redirect_url=callback)
+    provider.redirect_uri = callback
+    return server
+
+
+@pytest.fixture
+async def sso(make_server: MakeServer, provider: Provider) -> RunningServer:
+    return await sso_server(make_server, provider)
+
+
+@pytest.fixture
+async def city(sso: RunningServer) -> DemoCity:
+    return await small_city(sso)
+
+
+def fragment(location: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(location).fragment).items()}
+
+
+async def start(server: RunningServer) -> str:
+    """The provider's authorization URL a click on the SSO button leads to."""
+    async with server.http() as client:
+        response = await client.get("/api/v1/auth/oidc/start")
+    assert response.status_code == 303, response.text
+    return response.headers["location"]
+
+
+async def at_provider(authorize_url: str, username: str) -> str:
+    """Sign in at the provider's form; answer the callback URL it redirects to."""
+    async with httpx.AsyncClient() as client:
+        form = await client.get(authorize_url)
+        assert form.status_code == 200, form.text
+        answer = await client.post(authorize_url, data={"username": username,
+                                                        "password": CITY_PASSWORD})
+    assert answer.status_code == 302, answer.text
+    return answer.headers["location"]
+
+
+async def callback(server: RunningServer, url: str) -> dict[str, str]:
+    """Follow the provider's redirect to our callback; answer the sign-in page's fragment."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(url)
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.startswith("/app/#")
+    # Nothing of the sign-in travels in the query of the page's URL.
+    assert "?" not in location
+    return fragment(location)
+
+
+async def exchange(server: RunningServer, code: str) -> httpx.Response:
+    async with server.http() as client:
+        return await client.post("/api/v1/auth/oidc/exchange", json={"code": code})
+
+
+async def sign_in(server: RunningServer, username: str) -> dict[str, str]:
+    return await callback(server, await at_provider(await start(server), username))
+
+
+async def test_status_tells_the_page_whether_sso_is_on(
+    make_server: MakeServer, sso: RunningServer
+) -> None:
+    plain = await make_server()
+    async with plain.http() as client:
+        off = await client.get("/api/v1/auth/oidc")
+        refused = await client.get("/api/v1/auth/oidc/start")
+    async with sso.http() as client:
+        on = await client.get("/api/v1/auth/oidc")
+    assert off.json() == {"enabled": False}
+    assert on.json() == {"enabled": True}
+    assert refused.status_code == 303
+    assert fragment(refused.headers["location"]) == {"sso_error": "oidc_not_configured"}
+
+
+async def test_sign_in_matches_the_account_and_caps_the_token(
+    sso: RunningServer, city: DemoCity, provider: Provider
+) -> None:
+    authorize = await start(sso)
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["code_challenge_method"] == ["S256"] and query["code_challenge"]
+    assert query["nonce"] and query["state"] and query["client_id"] == [CLIENT_ID]
+    outcome = await callback(sso, await at_provider(authorize, "ward001"))
+    assert set(outcome) == {"sso"}
+    answer = await exchange(sso, outcome["sso"])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["user"]["username"] == "ward001"
+    # Our token ends no later than the provider's.
+    assert 0 < body["expires_in"] <= PROVIDER_TTL_SECS
+    async with sso.http(body["access_token"]) as client:
+        me = await client.get("/api/v1/me")
+    assert me.status_code == 200 and me.json()["id"] == city.ward_user_ids[0]
+    assert ("auth.login", "user:ward001") in await audit_actions(sso)
+    # The one-time code works once.
+    again = await exchange(sso, outcome["sso"])
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "oidc_code_invalid"
+
+
+async def test_bad_and_replayed_state_are_refused(
+    sso: RunningServer, city: DemoCity
+) -> None:
+    authorize = await start(sso)
+    back = await at_provider(authorize, "ward001")
+    forged = back.replace("state=", "state=x")
+    assert await callback(sso, forged) == {"sso_error": "oidc_state_invalid"}
+    first = await callback(sso, back)
+    assert "sso" in first
+    # The same answer of the provider, sent again.
+    assert await callback(sso, back) == {"sso_error": "oidc_state_invalid"}
+    assert ("auth.oidc_refused", "oidc") in await audit_actions(sso)
+
+
+async def test_a_replayed_code_is_refused(sso: RunningServer, city: DemoCity) -> None:
+    back = await at_provider(await start(sso), "ward001")
+    assert "sso" in await callback(sso, back)
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    # A new sign-in's state with the code already used.
+    state = parse_qs(urlsplit(await start(sso)).query)["state"][0]
+    replay = f"{sso.url}/api/v1/auth/oidc/callback?code={code}&state={state}"
+    assert await callback(sso, replay) == {"sso_error": "oidc_provider_error"}
+
+
+async def test_a_wrong_nonce_is_refused(
+    sso: RunningServer, city: DemoCity, provider: Provider
+) -> None:
+    provider.forged_nonce = "not-the-nonce-we-sent"
+    assert await sign_in(sso, "ward001") == {"sso_error": "oidc_id_token_invalid"}
+    actions = await audit_actions(sso)
+    assert ("auth.login", "user:ward001") not in actions
+
+
+async def test_an_unknown_user_is_refused_and_nothing_is_created(
+    sso: RunningServer, city: DemoCity
+) -> None:
+    async with sso.ctx.read() as session:
+        before = (await session.execute(select(func.count()).select_from(User))).scalar_one()
+    assert await sign_in(sso, "stranger") == {"sso_error": "oidc_no_account"}
+    async with sso.ctx.read() as session:
+        after = (await session.execute(select(func.count()).select_from(User))).scalar_one()
+    assert after == before
+
+
+async def test_a_disabled_account_is_refused(sso: RunningServer, city: DemoCity) -> None:
+    async with sso.ctx.write() as w:
+        await w.session.execute(update(User).where(User.username == "ward002")
+                                .values(active=False))
+    assert await sign_in(sso, "ward002") == {"sso_error": "oidc_account_disabled"}
+
+
+async def test_a_revoked_provider_grant_ends_the_session(
+    sso: RunningServer, city: DemoCity, provider: Provider
+) -> None:
+    outcome = await sign_in(sso, "ward001")
+    token = (await exchange(sso, outcome["sso"])).json()["access_token"]
+    # Still granted: nothing ends.
+    assert await check_sessions(sso.ctx) == 0
+    async with sso.http(token) as client:
+        assert (await client.get("/api/v1/me")).status_code == 200
+    provider.revoke("ward001")
+    assert await check_sessions(sso.ctx) == 1
+    async with sso.http(token) as client:
+        ended = await client.get("/api/v1/me")
+    assert ended.status_code == 401
+    assert ("auth.oidc_session_ended", f"user:{city.ward_user_ids[0]}") in (
+        await audit_actions(sso))
+
+
+async def test_malformed_exchange_bodies(sso: RunningServer) -> None:
+    async with sso.http() as client:
+        missing = await client.post("/api/v1/auth/oidc/exchange", json={})
+        extra = await client.post("/api/v1/auth/oidc/exchange",
+                                  json={"code": "x", "user": "admin"})
+    for response in (missing, extra):
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_request"
