@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 import uvicorn
@@ -36,10 +36,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from tests.harness import eventually, free_socket
+from tests.harness import RunningServer, eventually, free_socket
+
+if TYPE_CHECKING:
+    from tests.conftest import MakeServer
 
 CLIENT_ID = "dienhong"
 CLIENT_SECRET = "dienhong-secret"
+# The password of every account at the provider.
+CITY_PASSWORD = "city-sso-password"
 
 
 @dataclass
@@ -372,3 +377,15 @@ def build_app(provider: Provider) -> Starlette:
         Route("/token", token, methods=["POST"]),
         Route("/introspect", introspect, methods=["POST"]),
     ])
+
+
+async def sso_server(make_server: MakeServer, provider: Provider) -> RunningServer:
+    """A server that signs in through ``provider``."""
+    server = await make_server(oidc_issuer=provider.url, oidc_client_id=CLIENT_ID,
+                               oidc_client_secret=CLIENT_SECRET,
+                               oidc_redirect_url="http://127.0.0.1:9/")
+    # The server's address is known once it is made: its callback is registered then.
+    callback = f"{server.url}/api/v1/auth/oidc/callback"
+    server.ctx.settings = server.settings.with_overrides(oidc_redirect_url=callback)
+    provider.redirect_uri = callback
+    return server

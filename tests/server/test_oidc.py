@@ -16,10 +16,9 @@ from server.demo import DemoCity
 from server.org.models import User
 from tests.conftest import MakeServer
 from tests.harness import RunningServer
-from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
+from tests.oidc_provider import CITY_PASSWORD, CLIENT_ID, Provider, sso_server
 from tests.server.support import audit_actions, small_city
 
-CITY_PASSWORD = "city-sso-password"
 # The provider's tokens last 10 minutes, much less than ours.
 PROVIDER_TTL_SECS = 600
 
@@ -32,17 +31,6 @@ async def provider() -> AsyncIterator[Provider]:
         running.add_user(username, CITY_PASSWORD)
     yield running
     await running.stop()
-
-
-async def sso_server(make_server: MakeServer, provider: Provider) -> RunningServer:
-    server = await make_server(oidc_issuer=provider.url, oidc_client_id=CLIENT_ID,
-                               oidc_client_secret=CLIENT_SECRET,
-                               oidc_redirect_url="http://127.0.0.1:9/")
-    # The server's address is known once it is made: its callback is registered then.
-    callback = f"{server.url}/api/v1/auth/oidc/callback"
-    server.ctx.settings = server.settings.with_overrides(oidc_redirect_url=callback)
-    provider.redirect_uri = callback
-    return server
 
 
 @pytest.fixture
