@@ -81,7 +81,8 @@ class OidcClient:
         return AsyncOAuth2Client(
             client_id=settings.oidc_client_id,
             client_secret=settings.oidc_client_secret or None,
-            scope=" ".join(settings.oidc_scopes),
+            # OpenID Connect needs `openid`, whatever else is configured.
+            scope=" ".join(dict.fromkeys(("openid", *settings.oidc_scopes))),
             redirect_uri=settings.oidc_redirect_url,
             code_challenge_method="S256",
             token_endpoint_auth_method=(

@@ -11,7 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from server.auth.models import OidcLogin
 from server.auth.oidc import check_sessions
+from server.clock import ManualClock
 from server.demo import DemoCity
 from server.org.models import User
 from tests.conftest import MakeServer
@@ -204,3 +206,21 @@ async def test_malformed_exchange_bodies(sso: RunningServer) -> None:
     for response in (missing, extra):
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_started_sign_ins_are_bounded(make_server: MakeServer,
+                                            provider: Provider) -> None:
+    clock = ManualClock()
+    server = await make_server(clock=clock, oidc_issuer=provider.url,
+                               oidc_client_id=CLIENT_ID,
+                               oidc_redirect_url="http://127.0.0.1:9/", oidc_pending_max=2)
+    states = []
+    for _ in range(3):
+        states.append(parse_qs(urlsplit(await start(server)).query)["state"][0])
+        await clock.advance(1)
+    async with server.ctx.read() as session:
+        kept = set((await session.execute(select(OidcLogin.state))).scalars())
+    # The oldest started sign-in made room for the newest.
+    assert kept == set(states[1:])
+    replay = f"{server.url}/api/v1/auth/oidc/callback?code=x&state={states[0]}"
+    assert await callback(server, replay) == {"sso_error": "oidc_state_invalid"}
