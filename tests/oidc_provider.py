@@ -379,9 +379,10 @@ def build_app(provider: Provider) -> Starlette:
     ])
 
 
-async def sso_server(make_server: MakeServer, provider: Provider) -> RunningServer:
+async def sso_server(make_server: MakeServer, provider: Provider,
+                     clock: Any = None) -> RunningServer:
     """A server that signs in through ``provider``."""
-    server = await make_server(oidc_issuer=provider.url, oidc_client_id=CLIENT_ID,
+    server = await make_server(clock=clock, oidc_issuer=provider.url, oidc_client_id=CLIENT_ID,
                                oidc_client_secret=CLIENT_SECRET,
                                oidc_redirect_url="http://127.0.0.1:9/")
     # The server's address is known once it is made: its callback is registered then.

@@ -361,7 +361,8 @@ async def _grant_active(oidc: OidcClient,
 
 async def check_forever(ctx: Context) -> None:
     while True:
-        await asyncio.sleep(ctx.settings.oidc_check_interval_secs)
+        await ctx.clock.sleep_until(
+            ctx.clock.now() + timedelta(seconds=ctx.settings.oidc_check_interval_secs))
         try:
             await check_sessions(ctx)
         except Exception:

@@ -5,6 +5,7 @@ account, a provider grant revoked)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -17,7 +18,7 @@ from server.clock import ManualClock
 from server.demo import DemoCity
 from server.org.models import User
 from tests.conftest import MakeServer
-from tests.harness import RunningServer
+from tests.harness import RunningServer, eventually
 from tests.oidc_provider import CITY_PASSWORD, CLIENT_ID, Provider, sso_server
 from tests.server.support import audit_actions, small_city
 
@@ -224,3 +225,50 @@ async def test_started_sign_ins_are_bounded(make_server: MakeServer,
     assert kept == set(states[1:])
     replay = f"{server.url}/api/v1/auth/oidc/callback?code=x&state={states[0]}"
     assert await callback(server, replay) == {"sso_error": "oidc_state_invalid"}
+
+
+async def clocked_sso(make_server: MakeServer, provider: Provider) -> tuple[RunningServer,
+                                                                           ManualClock]:
+    # The provider stamps its ID tokens with the real time: this clock starts there.
+    clock = ManualClock(datetime.now(UTC))
+    server = await sso_server(make_server, provider, clock=clock)
+    await small_city(server)
+    return server, clock
+
+
+async def me_status(server: RunningServer, token: str) -> int:
+    async with server.http(token) as client:
+        return (await client.get("/api/v1/me")).status_code
+
+
+async def test_the_periodic_check_ends_a_revoked_grant(
+    make_server: MakeServer, provider: Provider
+) -> None:
+    server, clock = await clocked_sso(make_server, provider)
+    token = (await exchange(server, (await sign_in(server, "ward001"))["sso"])).json()[
+        "access_token"]
+    await clock.advance(server.settings.oidc_check_interval_secs)
+    assert await me_status(server, token) == 200
+    provider.revoke("ward001")
+    await clock.advance(server.settings.oidc_check_interval_secs)
+
+    async def refused() -> bool:
+        return await me_status(server, token) == 401
+
+    await eventually(refused, "the revoked grant's session to end")
+
+
+async def test_the_session_ends_with_the_provider_grant(
+    make_server: MakeServer, provider: Provider
+) -> None:
+    server, clock = await clocked_sso(make_server, provider)
+    token = (await exchange(server, (await sign_in(server, "ward001"))["sso"])).json()[
+        "access_token"]
+    assert await me_status(server, token) == 200
+    await clock.advance(PROVIDER_TTL_SECS + 1)
+    # Our token expired with the provider's, long before our own lifetime.
+    assert PROVIDER_TTL_SECS < server.settings.access_token_ttl_secs
+    assert await me_status(server, token) == 401
+    assert await check_sessions(server.ctx) == 0
+    async with server.ctx.read() as session:
+        assert (await session.execute(select(OidcLogin))).first() is None
