@@ -31,7 +31,7 @@ async def status(request: Request) -> Response:
 async def start(request: Request) -> Response:
     ctx = context(request)
     try:
-        url = await oidc.start(ctx)
+        url = await oidc.start(ctx, request.query_params.get("next"))
     except ApiError as exc:
         return RedirectResponse(f"{oidc.LOGIN_PAGE}#sso_error={exc.code}", status_code=303)
     return RedirectResponse(url, status_code=303)

@@ -41,6 +41,8 @@ class OidcLogin(Base):
     nonce: Mapped[str] = mapped_column(String(64))
     code_verifier: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # The page of this application the user was going to, if any.
+    next_path: Mapped[str | None] = mapped_column(String(300), default=None)
     # Set when the provider answered (the state can be used once).
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     user_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)

@@ -23,6 +23,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from joserfc import jwt
@@ -55,6 +56,8 @@ LEEWAY_SECS = 30
 HTTP_TIMEOUT_SECS = 10
 # Where the sign-in page lives; the outcome goes in its fragment.
 LOGIN_PAGE = "/app/"
+# Longest page address kept to go on to after signing in.
+NEXT_MAX = 300
 
 
 def provider_error(message: str) -> ApiError:
@@ -129,7 +132,16 @@ def _hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
-async def start(ctx: Context) -> str:
+def next_path(value: str | None) -> str | None:
+    """A page of this application to go on to after signing in; never an outside address."""
+    if not value or len(value) > NEXT_MAX or not value.startswith("/app/"):
+        return None
+    if value.startswith("//") or "\\" in value or any(ord(c) < 0x21 for c in value):
+        return None
+    return value
+
+
+async def start(ctx: Context, next_page: str | None = None) -> str:
     """Remember a new sign-in and answer the provider's authorization URL."""
     oidc = oidc_client(ctx)
     provider = await oidc.provider()
@@ -153,7 +165,7 @@ async def start(ctx: Context) -> str:
                 OidcLogin.created_at).limit(excess)
             await w.session.execute(delete(OidcLogin).where(OidcLogin.state.in_(oldest)))
         w.session.add(OidcLogin(state=state, nonce=nonce, code_verifier=verifier,
-                                created_at=now))
+                                created_at=now, next_path=next_path(next_page)))
     async with oidc.client() as client:
         url, _ = client.create_authorization_url(
             provider.metadata["authorization_endpoint"], state=state, nonce=nonce,
@@ -165,16 +177,18 @@ async def callback(ctx: Context, params: dict[str, str]) -> str:
     """Finish a sign-in; answer where the browser goes next (the sign-in page, with the
     one-time code or the refusal's code in the fragment)."""
     try:
-        handoff = await _finish(ctx, params)
+        handoff, going_to = await _finish(ctx, params)
     except ApiError as exc:
         async with ctx.write() as w:
             await w.audit(None, "auth.oidc_refused", "oidc",
                           {"code": exc.code, "message": exc.message[:500]})
         return f"{LOGIN_PAGE}#sso_error={exc.code}"
-    return f"{LOGIN_PAGE}#sso={handoff}"
+    # The page to go on to is no secret; the one-time code stays out of the query.
+    query = f"?{urlencode({'next': going_to})}" if going_to else ""
+    return f"{LOGIN_PAGE}{query}#sso={handoff}"
 
 
-async def _finish(ctx: Context, params: dict[str, str]) -> str:
+async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None]:
     oidc = oidc_client(ctx)
     settings = ctx.settings
     now = ctx.clock.now()
@@ -188,7 +202,7 @@ async def _finish(ctx: Context, params: dict[str, str]) -> str:
                              code="oidc_state_invalid")
         # The state is used once, whatever the provider answers.
         row.completed_at = now
-        nonce, verifier = row.nonce, row.code_verifier
+        nonce, verifier, going_to = row.nonce, row.code_verifier, row.next_path
     if params.get("error"):
         raise Unauthorized(f"The provider refused the sign-in: {params['error'][:100]}.",
                            code="oidc_denied")
@@ -228,7 +242,7 @@ async def _finish(ctx: Context, params: dict[str, str]) -> str:
         row.refresh_token = str(token.get("refresh_token") or "") or None
         row.provider_expires_at = expires_at
         await w.audit(user.id, "auth.login", f"user:{username}", {"method": "oidc"})
-    return handoff
+    return handoff, going_to
 
 
 def _provider_expiry(token: dict[str, Any], claims: dict[str, Any]) -> datetime | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -50,10 +50,10 @@ def fragment(location: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(location).fragment).items()}
 
 
-async def start(server: RunningServer) -> str:
+async def start(server: RunningServer, query: str = "") -> str:
     """The provider's authorization URL a click on the SSO button leads to."""
     async with server.http() as client:
-        response = await client.get("/api/v1/auth/oidc/start")
+        response = await client.get(f"/api/v1/auth/oidc/start{query}")
     assert response.status_code == 303, response.text
     return response.headers["location"]
 
@@ -75,9 +75,9 @@ async def callback(server: RunningServer, url: str) -> dict[str, str]:
         response = await client.get(url)
     assert response.status_code == 303, response.text
     location = response.headers["location"]
-    assert location.startswith("/app/#")
+    assert location.startswith("/app/")
     # Nothing of the sign-in travels in the query of the page's URL.
-    assert "?" not in location
+    assert set(parse_qs(urlsplit(location).query)) <= {"next"}
     return fragment(location)
 
 
@@ -272,3 +272,20 @@ async def test_the_session_ends_with_the_provider_grant(
     assert await check_sessions(server.ctx) == 0
     async with server.ctx.read() as session:
         assert (await session.execute(select(OidcLogin))).first() is None
+
+
+@pytest.mark.parametrize(("asked", "kept"), [
+    ("/app/chair/?meeting=3", "/app/chair/?meeting=3"),
+    ("https://elsewhere.example/app/", None),
+    ("//elsewhere.example/app/", None),
+    ("/api/v1/me", None),
+])
+async def test_the_page_the_user_was_going_to_survives_the_provider(
+    sso: RunningServer, city: DemoCity, asked: str, kept: str | None
+) -> None:
+    authorize = await start(sso, "?" + urlencode({"next": asked}))
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(await at_provider(authorize, "ward001"))
+    location = urlsplit(answer.headers["location"])
+    assert parse_qs(location.query).get("next") == ([kept] if kept else None)
+    assert "sso=" in location.fragment

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('nonce', sa.String(length=64), nullable=False),
         sa.Column('code_verifier', sa.String(length=128), nullable=False),
         sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('next_path', sa.String(length=300), nullable=True),
         sa.Column('completed_at', server.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column('user_id', sa.Integer(), nullable=True),
         sa.Column('handoff_hash', sa.String(length=64), nullable=True),

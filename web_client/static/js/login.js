@@ -66,6 +66,10 @@ async function signedIn(answer) {
 async function offerSso() {
   try {
     const status = await api("auth/oidc");
+    const next = nextUrl();
+    // After the provider, the page the user was going to.
+    document.getElementById("sso-button").href =
+      `/api/v1/auth/oidc/start${next ? `?next=${encodeURIComponent(next)}` : ""}`;
     document.getElementById("sso-box").classList.toggle("hidden", !status.enabled);
   } catch {
     // Without an answer the password form alone is offered.
