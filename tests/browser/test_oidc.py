@@ -10,6 +10,7 @@ import pytest
 
 from server.demo import DemoCity
 from tests.browser.conftest import TABLET, WAIT_MS, shot
+from tests.browser.test_accessibility import violations
 from tests.conftest import MakeServer
 from tests.harness import RunningServer
 from tests.oidc_provider import CITY_PASSWORD, Provider, sso_server
@@ -79,6 +80,7 @@ async def test_unknown_account_is_refused_on_the_sign_in_page(
     assert await page.evaluate("localStorage.getItem('dh.token')") is None
     # The fragment is gone from the address once read.
     assert "#" not in page.url
+    assert await violations(page, "sign-in page with SSO") == []
     for name, size in SIZES.items():
         await page.set_viewport_size(size)
         await shot(page, f"login-sso-refused-{name}")
