@@ -172,6 +172,8 @@ class Provider:
     access_token_ttl_secs: int = 3600
     # The next ID tokens carry this nonce instead of the one asked for.
     forged_nonce: str | None = None
+    # Whether the discovery document offers token introspection (else clients refresh).
+    introspection: bool = True
     key: RSAKey = field(
         default_factory=lambda: RSAKey.generate_key(2048, private=True, auto_kid=True))
     url: str = ""
@@ -276,6 +278,23 @@ def build_server(provider: Provider) -> AuthorizationServer:
                 info["nonce"] = provider.forged_nonce
             return info
 
+    class RefreshGrant(grants.RefreshTokenGrant):
+        TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
+        # Every refresh rotates the refresh token: the old one stops working.
+        INCLUDE_NEW_REFRESH_TOKEN = True
+
+        def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+            for token in provider.tokens.values():
+                if token.refresh_token == refresh_token and not token.revoked:
+                    return token
+            return None
+
+        def authenticate_user(self, refresh_token: Token) -> User | None:
+            return provider.users.get(refresh_token.username)
+
+        def revoke_old_credential(self, refresh_token: Token) -> None:
+            refresh_token.revoked = True
+
     class Introspection(IntrospectionEndpoint):
         CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
 
@@ -302,6 +321,7 @@ def build_server(provider: Provider) -> AuthorizationServer:
     server.register_token_generator("default", generate_token)
     server.register_grant(CodeGrant, [CodeChallenge(required=True),
                                       OpenIDCode(require_nonce=True)])
+    server.register_grant(RefreshGrant)
     server.register_endpoint(Introspection)
     return server
 
@@ -323,13 +343,13 @@ def build_app(provider: Provider) -> Starlette:
             "issuer": base,
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
-            "introspection_endpoint": f"{base}/introspect",
             "jwks_uri": f"{base}/jwks",
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "code_challenge_methods_supported": ["S256"],
-        })
+        } | ({"introspection_endpoint": f"{base}/introspect"} if provider.introspection
+             else {}))
 
     async def jwks(request: Request) -> Response:
         return JSONResponse({"keys": [provider.key.as_dict(private=False)]})

@@ -289,3 +289,18 @@ async def test_the_page_the_user_was_going_to_survives_the_provider(
     location = urlsplit(answer.headers["location"])
     assert parse_qs(location.query).get("next") == ([kept] if kept else None)
     assert "sso=" in location.fragment
+
+
+async def test_without_introspection_a_refused_refresh_ends_the_session(
+    sso: RunningServer, city: DemoCity, provider: Provider
+) -> None:
+    provider.introspection = False
+    token = (await exchange(sso, (await sign_in(sso, "ward001"))["sso"])).json()[
+        "access_token"]
+    # Each check refreshes (the provider rotates the refresh token): still granted.
+    assert await check_sessions(sso.ctx) == 0
+    assert await check_sessions(sso.ctx) == 0
+    assert await me_status(sso, token) == 200
+    provider.revoke("ward001")
+    assert await check_sessions(sso.ctx) == 1
+    assert await me_status(sso, token) == 401
