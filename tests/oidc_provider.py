@@ -172,6 +172,8 @@ class Provider:
     access_token_ttl_secs: int = 3600
     # The next ID tokens carry this nonce instead of the one asked for.
     forged_nonce: str | None = None
+    # Signs the next ID tokens instead of the published key (same key id).
+    forged_key: RSAKey | None = None
     # Whether the discovery document offers token introspection (else clients refresh).
     introspection: bool = True
     key: RSAKey = field(
@@ -263,7 +265,7 @@ def build_server(provider: Provider) -> AuthorizationServer:
             return any(code.nonce == nonce for code in provider.codes.values())
 
         def resolve_client_private_key(self, client: ClientMixin) -> RSAKey:
-            return provider.key
+            return provider.forged_key or provider.key
 
         def get_client_claims(self, client: ClientMixin) -> dict[str, Any]:
             return {"iss": provider.url, "aud": [client.get_client_id()],

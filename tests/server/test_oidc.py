@@ -5,11 +5,12 @@ account, a provider grant revoked)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+from joserfc.jwk import RSAKey
 from sqlalchemy import func, select, update
 
 from server.auth.models import OidcLogin
@@ -161,6 +162,22 @@ async def test_a_wrong_nonce_is_refused(
     assert await sign_in(sso, "ward001") == {"sso_error": "oidc_id_token_invalid"}
     actions = await audit_actions(sso)
     assert ("auth.login", "user:ward001") not in actions
+
+
+async def test_an_id_token_not_signed_by_the_published_keys_is_refused(
+    sso: RunningServer, city: DemoCity, provider: Provider
+) -> None:
+    provider.forged_key = RSAKey.generate_key(2048, private=True)
+    assert await sign_in(sso, "ward001") == {"sso_error": "oidc_id_token_invalid"}
+
+
+async def test_an_expired_id_token_is_refused(make_server: MakeServer,
+                                              provider: Provider) -> None:
+    # This server's clock is past the end of every ID token the provider signs now.
+    clock = ManualClock(datetime.now(UTC) + timedelta(seconds=PROVIDER_TTL_SECS + 3600))
+    server = await sso_server(make_server, provider, clock=clock)
+    await small_city(server)
+    assert await sign_in(server, "ward001") == {"sso_error": "oidc_id_token_invalid"}
 
 
 async def test_an_unknown_user_is_refused_and_nothing_is_created(
