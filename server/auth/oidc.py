@@ -194,7 +194,7 @@ async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None
     now = ctx.clock.now()
     state = params.get("state", "")
     async with ctx.write() as w:
-        row = await w.session.get(OidcLogin, state[:64]) if state else None
+        row = await w.session.get(OidcLogin, state) if 0 < len(state) <= 64 else None
         fresh = row is not None and row.completed_at is None and (
             row.created_at >= now - timedelta(seconds=settings.oidc_pending_ttl_secs))
         if row is None or not fresh:
@@ -222,7 +222,7 @@ async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None
     if not isinstance(username, str) or not username:
         raise Unauthorized(f"The ID token has no {settings.oidc_username_claim!r} claim.",
                            code="oidc_id_token_invalid")
-    expires_at = _provider_expiry(token, claims)
+    expires_at = _provider_expiry(token, claims, now)
     handoff = secrets.token_urlsafe(32)
     async with ctx.read() as session:
         user = (await session.execute(
@@ -245,10 +245,12 @@ async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None
     return handoff, going_to
 
 
-def _provider_expiry(token: dict[str, Any], claims: dict[str, Any]) -> datetime | None:
-    expires_at = token.get("expires_at")
-    if isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
-        return datetime.fromtimestamp(expires_at, tz=UTC)
+def _provider_expiry(token: dict[str, Any], claims: dict[str, Any],
+                     now: datetime) -> datetime | None:
+    """When the provider's access token ends (else its ID token), by this server's clock."""
+    expires_in = token.get("expires_in")
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        return now + timedelta(seconds=expires_in)
     exp = claims.get("exp")
     if isinstance(exp, int) and not isinstance(exp, bool):
         return datetime.fromtimestamp(exp, tz=UTC)
