@@ -78,6 +78,8 @@ def default_features() -> list[Feature]:
     features.append(messaging_feature())
     from server.signing.feature import feature as signing_feature
     features.append(signing_feature())
+    from server.auth.feature import feature as oidc_feature
+    features.append(oidc_feature())
     return features
 
 

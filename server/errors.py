@@ -202,6 +202,16 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "not_your_receipt": ErrorCode((403,), "You can only acknowledge for yourself."),
     "not_your_thread": ErrorCode((403,), "You may only use your own unit's thread."),
     "note_too_large": ErrorCode((413,), "The note is too long."),
+    "oidc_account_disabled": ErrorCode((403,), "The SSO account matches a disabled account here."),
+    "oidc_code_invalid": ErrorCode((401,), "The SSO sign-in code is unknown, used or expired."),
+    "oidc_denied": ErrorCode((401,), "The OpenID provider refused or cancelled the sign-in."),
+    "oidc_id_token_invalid": ErrorCode((401,), "The OpenID provider's ID token was refused."),
+    "oidc_no_account": ErrorCode(
+        (403,), "No account here has the SSO username; nothing was created."),
+    "oidc_not_configured": ErrorCode((404,), "Single sign-on is not configured."),
+    "oidc_provider_error": ErrorCode(
+        (502,), "The OpenID provider could not be reached or did not answer as expected."),
+    "oidc_state_invalid": ErrorCode((400,), "The SSO sign-in is unknown, expired or already used."),
     "page_not_found": ErrorCode((404,), "This page does not exist."),
     "page_out_of_range": ErrorCode((422,), "The document has no such page."),
     "participant_not_found": ErrorCode((404,), "That person does not take part in the meeting."),

@@ -24,7 +24,9 @@ OPENAPI_VERSION = "3.1.0"
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?}")
 _PATH_INT = re.compile(r"path_int\(\s*request\s*,\s*\"(\w+)\"")
 # Endpoints that need no token.
-PUBLIC = {("POST", "/api/v1/auth/login"), ("GET", "/api/v1/openapi.json")}
+PUBLIC = {("POST", "/api/v1/auth/login"), ("GET", "/api/v1/openapi.json"),
+          ("GET", "/api/v1/auth/oidc"), ("GET", "/api/v1/auth/oidc/start"),
+          ("GET", "/api/v1/auth/oidc/callback"), ("POST", "/api/v1/auth/oidc/exchange")}
 # Bodies that are not JSON.
 MULTIPART_FILE = {("POST", "/api/v1/files")}
 

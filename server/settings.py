@@ -117,6 +117,25 @@ class Settings:
     sso_algorithms: tuple[str, ...] = ("RS256",)
     # Claim of an SSO token that names the user (matched to `username`).
     sso_username_claim: str = "preferred_username"
+    # OpenID Connect sign-in: the provider's issuer URL (discovery at
+    # `<issuer>/.well-known/openid-configuration`); empty: no SSO button.
+    oidc_issuer: str = ""
+    # Client id of this server at the OpenID provider.
+    oidc_client_id: str = ""
+    # Client secret of this server at the OpenID provider (empty: a public client, PKCE only).
+    oidc_client_secret: str = ""
+    # Redirect URL registered at the provider: this server's `/api/v1/auth/oidc/callback`.
+    oidc_redirect_url: str = ""
+    # Scopes asked of the OpenID provider (comma-separated; must include `openid`).
+    oidc_scopes: tuple[str, ...] = ("openid", "profile")
+    # Claim of the provider's ID token that names the account (matched to `username`).
+    oidc_username_claim: str = "preferred_username"
+    # How long a sign-in started at the provider (and its one-time code) stays usable.
+    oidc_pending_ttl_secs: int = 600
+    # Most sign-ins started and not finished kept at once; beyond, the oldest are dropped.
+    oidc_pending_max: int = 1000
+    # How often the provider is asked whether the grants of SSO sessions are still active.
+    oidc_check_interval_secs: int = 300
 
     # Verified access tokens of this server remembered per node: a repeat skips the signature
     # check (expiry is still checked on every request). `0` turns it off.
@@ -422,6 +441,10 @@ class Settings:
     @property
     def sso_enabled(self) -> bool:
         return bool(self.sso_issuer and (self.sso_jwks_url or self.sso_public_key))
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -65,9 +65,11 @@ async def login(ctx: Context, username: str, password: str, client: str) -> dict
     return session_answer(ctx, user, now)
 
 
-def session_answer(ctx: Context, user: User, now: datetime) -> dict[str, Any]:
-    """The answer of a sign-in: a token of the user's current version, and who it is."""
-    token, ttl = ctx.tokens.issue(user.id, now, ver=user.token_version)
+def session_answer(ctx: Context, user: User, now: datetime,
+                   ttl: int | None = None) -> dict[str, Any]:
+    """The answer of a sign-in: a token of the user's current version (of ``ttl`` seconds
+    at most), and who it is."""
+    token, ttl = ctx.tokens.issue(user.id, now, ttl=ttl, ver=user.token_version)
     public = user_json(user)
     return {
         "access_token": token,

@@ -94,8 +94,11 @@ class TokenService:
         if settings.sso_enabled and bad:
             raise ValueError(f"SSO algorithms must be asymmetric, not {sorted(bad)}")
 
-    def issue(self, user_id: int, now: datetime, **extra: Any) -> tuple[str, int]:
-        ttl = self.settings.access_token_ttl_secs
+    def issue(self, user_id: int, now: datetime, *, ttl: int | None = None,
+              **extra: Any) -> tuple[str, int]:
+        """A token of ``ttl`` seconds (at most, and by default, the configured lifetime)."""
+        ttl = min(ttl, self.settings.access_token_ttl_secs) if ttl is not None else (
+            self.settings.access_token_ttl_secs)
         claims = {
             "iss": self.settings.jwt_issuer,
             "aud": self.settings.jwt_audience,

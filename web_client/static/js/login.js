@@ -4,7 +4,7 @@
 import { changePassword } from "./account.js";
 import "./admin-i18n.js";
 import { api, ApiError, session } from "./api.js";
-import { t } from "./i18n.js";
+import { errorMessage, t } from "./i18n.js";
 import { fill, h, startPage } from "./shell.js";
 
 const APPS = [
@@ -44,6 +44,57 @@ function render() {
   if (session.token && session.user) renderApps();
 }
 
+// Keep the session of a sign-in and go on to where the user was going.
+async function signedIn(answer) {
+  session.save(answer.access_token, answer.user);
+  // After an administrator's reset, a new password comes before anything else.
+  if (answer.must_change_password && !(await changePassword({ forced: true }))) {
+    session.clear();
+    return;
+  }
+  const next = nextUrl();
+  if (next) {
+    location.replace(next);
+    return;
+  }
+  const apps = appsFor(answer.user);
+  if (apps.length === 1) location.replace(apps[0].path);
+  else render();
+}
+
+// The SSO button, when the server has a provider configured.
+async function offerSso() {
+  try {
+    const status = await api("auth/oidc");
+    const next = nextUrl();
+    // After the provider, the page the user was going to.
+    document.getElementById("sso-button").href =
+      `/api/v1/auth/oidc/start${next ? `?next=${encodeURIComponent(next)}` : ""}`;
+    document.getElementById("sso-box").classList.toggle("hidden", !status.enabled);
+  } catch {
+    // Without an answer the password form alone is offered.
+  }
+}
+
+// Back from the provider: a one-time code to exchange, or why the sign-in was refused.
+async function finishSso() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const code = params.get("sso");
+  const refused = params.get("sso_error");
+  if (!code && !refused) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  const error = document.getElementById("login-error");
+  if (refused) {
+    error.textContent = errorMessage(refused);
+    return;
+  }
+  try {
+    await signedIn(await api("auth/oidc/exchange", { method: "POST", body: { code } }));
+  } catch (err) {
+    error.textContent = err instanceof ApiError ? err.message : t("error_generic", { message: err.message });
+  }
+}
+
 document.getElementById("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.target;
@@ -52,24 +103,10 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
   const button = document.getElementById("login-submit");
   button.disabled = true;
   try {
-    const answer = await api("auth/login", {
+    await signedIn(await api("auth/login", {
       method: "POST",
       body: { username: form.username.value.trim(), password: form.password.value },
-    });
-    session.save(answer.access_token, answer.user);
-    // After an administrator's reset, a new password comes before anything else.
-    if (answer.must_change_password && !(await changePassword({ forced: true }))) {
-      session.clear();
-      return;
-    }
-    const next = nextUrl();
-    if (next) {
-      location.replace(next);
-      return;
-    }
-    const apps = appsFor(answer.user);
-    if (apps.length === 1) location.replace(apps[0].path);
-    else render();
+    }));
   } catch (err) {
     error.textContent = err instanceof ApiError && (err.status === 401 || err.status === 400)
       ? t("login_failed") : t("error_generic", { message: err.message });
@@ -81,3 +118,5 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
 
 window.addEventListener("langchange", render);
 render();
+offerSso();
+finishSso();
