@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from messaging import official
 from messaging.directive_routes import DirectiveBody
-from server.http import JSON, context, current_user, path_int, read_json
+from server.http import JSON, Body, context, current_user, path_int, read_json
 from server.signing import minutes, results
 
 # Token PINs are short; a longer value is a mistake, never a PIN.
@@ -27,9 +27,7 @@ class OfficialBody(DirectiveBody):
     pin: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PIN_CHARS)]
 
 
-class SignBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SignBody(Body):
     pin: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PIN_CHARS)] | None = None
 
 
