@@ -39,11 +39,6 @@ EVENT_TYPES = (
              {"agenda": "array", "published_at": "string"}),
     _meeting("agenda.current_changed", "The item under discussion.",
              {"agenda_item_id": "integer|null"}),
-    _meeting("document.signed", "A document of the meeting (minutes, a result sheet) "
-             "received a signature.",
-             {"subject": "string", "kind": "string", "step": "string", "signer": "string",
-              "certificate_sha256": "string", "sha256": "string",
-              "next_step": "string|null"}),
     _meeting("presentation.changed", "The document page everyone follows (or none).",
              {"presentation": "object|null"}),
     _meeting("presenter.changed", "Who drives the presentation.",
@@ -189,16 +184,6 @@ async def emit_annotation_removed(w: Write, meeting_id: int, *, annotation_id: i
                                   file_id: int) -> Event:
     return await w.emit(_topic(meeting_id), "annotation.removed",
                         payload(annotation_id=annotation_id, file_id=file_id))
-
-
-@builds("document.signed")
-async def emit_document_signed(w: Write, topic: str, *, subject: str, kind: str, step: str,
-                               signer: str, certificate_sha256: str, sha256: str,
-                               next_step: str | None) -> Event:
-    """``topic`` is the meeting's the signed document belongs to."""
-    return await w.emit(topic, "document.signed", payload(
-        subject=subject, kind=kind, step=step, signer=signer,
-        certificate_sha256=certificate_sha256, sha256=sha256, next_step=next_step))
 
 
 async def _speaker(w: Write, type: str, meeting_id: int, speakers: dict[str, Any],
