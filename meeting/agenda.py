@@ -13,10 +13,14 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from meeting.events import (
+    emit_agenda_changed,
+    emit_agenda_current_changed,
+    emit_presentation_changed,
+)
 from meeting.models import OFFICER_ROLES, AgendaDocument, AgendaItem, Meeting
 from meeting.participants import (
     meeting_subject,
-    meeting_topic,
     require_open,
     require_role,
     require_visible,
@@ -124,7 +128,7 @@ async def _set_documents(ctx: Context, w: Write, actor: Principal, meeting: Meet
 async def _changed(w: Write, meeting_id: int) -> list[dict[str, Any]]:
     await w.session.flush()
     agenda = await agenda_json(w.session, meeting_id)
-    await w.emit(meeting_topic(meeting_id), "agenda.changed", {"agenda": agenda})
+    await emit_agenda_changed(w, meeting_id, agenda=agenda)
     return agenda
 
 
@@ -222,20 +226,19 @@ async def remove_item(ctx: Context, actor: Principal, meeting_id: int, item_id: 
         await w.session.execute(delete(AgendaItem).where(AgendaItem.id.in_(removed)))
         for index, sibling in enumerate(await _siblings(w.session, meeting_id, parent_id)):
             sibling.position = index
-        topic = meeting_topic(meeting_id)
         await w.audit(actor.id, "meeting.agenda.remove", meeting_subject(meeting_id),
                       {"item_id": item_id, "removed": sorted(removed)})
         await _changed(w, meeting_id)
         if meeting.current_agenda_item_id in removed:
             meeting.current_agenda_item_id = None
-            await w.emit(topic, "agenda.current_changed", {"agenda_item_id": None})
+            await emit_agenda_current_changed(w, meeting_id, agenda_item_id=None)
         if meeting.presented_item_id in removed:
             meeting.presented_item_id = None
             meeting.presented_document_id = None
             meeting.presented_page = None
             meeting.presented_by = actor.id
             meeting.presented_at = w.now
-            await w.emit(topic, "presentation.changed", {"presentation": None})
+            await emit_presentation_changed(w, meeting_id, presentation=None)
 
 
 async def reorder_items(ctx: Context, actor: Principal, meeting_id: int, *,
@@ -272,5 +275,4 @@ async def set_current_item(ctx: Context, actor: Principal, meeting_id: int,
         meeting.current_agenda_item_id = item_id
         await w.audit(actor.id, "meeting.agenda.current", meeting_subject(meeting_id),
                       {"item_id": item_id})
-        await w.emit(meeting_topic(meeting_id), "agenda.current_changed",
-                     {"agenda_item_id": item_id})
+        await emit_agenda_current_changed(w, meeting_id, agenda_item_id=item_id)

@@ -31,8 +31,9 @@ from pypdf.generic import (
 )
 from sqlalchemy import or_, select
 
+from meeting.events import emit_annotation_removed, emit_annotation_shared
 from meeting.models import AgendaDocument, Annotation, AnnotationKind, Participant
-from meeting.participants import meeting_subject, meeting_topic
+from meeting.participants import meeting_subject
 from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context
@@ -180,7 +181,7 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
             await w.audit(actor.id, "meeting.annotation.share", meeting_subject(target),
                           {"annotation_id": row.id, "file_id": file_id, "page": page,
                            "kind": kind.value})
-            await w.emit(meeting_topic(target), "annotation.shared", {"annotation": result})
+            await emit_annotation_shared(w, target, annotation=result)
     return result
 
 
@@ -220,8 +221,8 @@ async def delete_annotation(ctx: Context, actor: Principal, file_id: int,
         if row.shared and row.meeting_id is not None:
             await w.audit(actor.id, "meeting.annotation.unshare", meeting_subject(row.meeting_id),
                           {"annotation_id": row.id, "file_id": file_id})
-            await w.emit(meeting_topic(row.meeting_id), "annotation.removed",
-                         {"annotation_id": row.id, "file_id": file_id})
+            await emit_annotation_removed(w, row.meeting_id, annotation_id=row.id,
+                                          file_id=file_id)
         await w.session.delete(row)
 
 

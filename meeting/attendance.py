@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from meeting.events import emit_attendance_changed
 from meeting.models import OFFICER_ROLES, Attendance, ParticipantRole
 from meeting.participants import (
     get_participant,
     meeting_subject,
-    meeting_topic,
     participants_json,
     quorum,
     require_in_session,
@@ -82,6 +82,6 @@ async def record_attendance(ctx: Context, actor: Principal, meeting_id: int, *,
             "self": self_service, "counts": target.participant_role != ParticipantRole.GUEST,
             "quorum_present": now_quorum["present"], "quorum_reached": now_quorum["reached"],
         })
-        await w.emit(meeting_topic(meeting_id), "attendance.changed",
-                     {"user_id": target_id, "participant": entry, "quorum": now_quorum})
+        await emit_attendance_changed(w, meeting_id, user_id=target_id, participant=entry,
+                                      quorum=now_quorum)
     return {"participant": entry, "quorum": now_quorum}

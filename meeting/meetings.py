@@ -17,6 +17,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meeting.agenda import agenda_json
+from meeting.events import (
+    emit_meeting_created,
+    emit_meeting_state_changed,
+    emit_meeting_updated,
+    emit_participants_changed,
+)
 from meeting.models import (
     CHAIR_ROLES,
     OFFICER_ROLES,
@@ -136,8 +142,7 @@ async def create_meeting(
             "speech_limit_secs": meeting.speech_limit_secs,
         })
         # Opens the topic, so its seq exists from the start.
-        await w.emit(meeting_topic(meeting.id), "meeting.created",
-                     meeting_summary(meeting))
+        await emit_meeting_created(w, meeting.id, meeting_summary(meeting))
     return meeting
 
 
@@ -166,8 +171,8 @@ async def update_meeting(
             meeting.quorum_denominator = quorum_rule.denominator
         details = _settings_json(meeting)
         await w.audit(actor.id, "meeting.update", meeting_subject(meeting_id), details)
-        details["quorum"] = await quorum(w.session, meeting)
-        await w.emit(meeting_topic(meeting_id), "meeting.updated", details)
+        await emit_meeting_updated(w, meeting_id, **details,
+                                   quorum=await quorum(w.session, meeting))
 
 
 def _settings_json(meeting: Meeting) -> dict[str, Any]:
@@ -204,10 +209,10 @@ async def change_state(ctx: Context, actor: Principal, meeting_id: int,
             "previous": previous.value, "state": target.value,
             "quorum_present": now_quorum["present"], "quorum_reached": now_quorum["reached"],
         })
-        data = {"state": target.value, "previous": previous.value, "at": utc_iso(w.now),
-                "started_at": utc_iso(meeting.started_at) if meeting.started_at else None,
-                "closed_at": utc_iso(meeting.closed_at) if meeting.closed_at else None}
-        await w.emit(meeting_topic(meeting_id), "meeting.state_changed", data)
+        data = await emit_meeting_state_changed(
+            w, meeting_id, state=target.value, previous=previous.value, at=utc_iso(w.now),
+            started_at=utc_iso(meeting.started_at) if meeting.started_at else None,
+            closed_at=utc_iso(meeting.closed_at) if meeting.closed_at else None)
     return data
 
 
@@ -260,11 +265,10 @@ async def set_participant(ctx: Context, actor: Principal, meeting_id: int, user_
         await w.audit(actor.id, "meeting.participant", meeting_subject(meeting_id), {
             "user_id": user_id, "role": role.value if role else None, "previous": previous,
         })
-        await w.emit(meeting_topic(meeting_id), "participants.changed", {
-            "user_id": user_id,
-            "participants": await participants_json(w.session, meeting_id),
-            "quorum": await quorum(w.session, meeting),
-        })
+        await emit_participants_changed(
+            w, meeting_id, user_id=user_id,
+            participants=await participants_json(w.session, meeting_id),
+            quorum=await quorum(w.session, meeting))
 
 
 async def my_meetings(ctx: Context, actor: Principal) -> list[dict[str, Any]]:

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import String, cast, func, or_, select
 
 from meeting.agenda import add_item, agenda_json
+from meeting.events import emit_agenda_published, emit_meeting_agenda_published
 from meeting.meetings import ORGANISER_ROLES, QuorumRule, create_meeting
 from meeting.models import OFFICER_ROLES, Meeting, Participant, ParticipantRole
-from meeting.participants import meeting_subject, meeting_topic, require_role, require_visible
+from meeting.participants import meeting_subject, require_role, require_visible
 from meeting.polls.lifecycle import PollSpec, create_poll
 from meeting.polls.models import Poll
 from meeting.polls.rules import PollKind, Rule
@@ -75,9 +76,9 @@ async def publish_agenda(ctx: Context, actor: Principal, meeting_id: int) -> dic
         notice = {"meeting_id": meeting.id, "title": meeting.title,
                   "starts_at": meeting.starts_at.isoformat(), "place": meeting.place,
                   "items": items, "published_by": actor.display_name}
-        await w.emit(meeting_topic(meeting_id), "agenda.published",
-                     {"agenda": agenda, "published_at": w.now.isoformat()})
-        await w.emit_many([f"user:{uid}" for uid in user_ids], AGENDA_PUBLISHED, notice)
+        await emit_agenda_published(w, meeting_id, agenda=agenda,
+                                    published_at=w.now.isoformat())
+        await emit_meeting_agenda_published(w, user_ids, **notice)
         await w.audit(actor.id, "meeting.agenda.publish", meeting_subject(meeting_id),
                       {"items": items, "participants": len(user_ids)})
         published_at = w.now

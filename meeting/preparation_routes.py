@@ -44,20 +44,20 @@ async def list_candidates(request: Request) -> Response:
 async def publish(request: Request) -> Response:
     actor = await current_user(request)
     return JSON(await preparation.publish_agenda(context(request), actor,
-                                                 path_int(request, "mid")))
+                                                 path_int(request, "meeting_id")))
 
 
 async def copy(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, CopyBody)
     ctx = context(request)
-    made = await preparation.copy_meeting(ctx, actor, path_int(request, "mid"),
+    made = await preparation.copy_meeting(ctx, actor, path_int(request, "meeting_id"),
                                           title=body.title, starts_at=body.starts_at)
     return JSON(await meeting_state(ctx, made.id, actor), status_code=201)
 
 
 routes = [
     Route("/api/v1/meeting-candidates", list_candidates, methods=["GET"]),
-    Route("/api/v1/meetings/{mid}/publish", publish, methods=["POST"]),
-    Route("/api/v1/meetings/{mid}/copy", copy, methods=["POST"]),
+    Route("/api/v1/meetings/{meeting_id}/publish", publish, methods=["POST"]),
+    Route("/api/v1/meetings/{meeting_id}/copy", copy, methods=["POST"]),
 ]

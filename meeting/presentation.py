@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from meeting.agenda import item_document_ids, require_item
+from meeting.events import emit_presentation_changed, emit_presenter_changed
 from meeting.models import CHAIR_ROLES, Meeting, ParticipantRole
 from meeting.participants import (
     get_participant,
     meeting_subject,
-    meeting_topic,
     require_open,
     require_role,
     require_visible,
@@ -73,7 +73,7 @@ async def present(ctx: Context, actor: Principal, meeting_id: int, *, agenda_ite
         await w.audit(actor.id, "meeting.present", meeting_subject(meeting_id), {
             "agenda_item_id": agenda_item_id, "document_id": document_id, "page": page,
         })
-        await w.emit(meeting_topic(meeting_id), "presentation.changed", {"presentation": shown})
+        await emit_presentation_changed(w, meeting_id, presentation=shown)
     assert shown is not None
     return shown
 
@@ -91,4 +91,4 @@ async def name_presenter(ctx: Context, actor: Principal, meeting_id: int,
         meeting.presenter_id = user_id
         await w.audit(actor.id, "meeting.presenter", meeting_subject(meeting_id),
                       {"user_id": user_id})
-        await w.emit(meeting_topic(meeting_id), "presenter.changed", {"presenter_id": user_id})
+        await emit_presenter_changed(w, meeting_id, presenter_id=user_id)

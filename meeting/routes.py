@@ -154,18 +154,20 @@ async def list_meetings(request: Request) -> Response:
 
 async def get_meeting(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await meetings.meeting_state(context(request), path_int(request, "mid"), actor))
+    return JSON(await meetings.meeting_state(context(request), path_int(request, "meeting_id"),
+                                             actor))
 
 
 async def patch_meeting(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, MeetingPatch)
     ctx = context(request)
-    mid = path_int(request, "mid")
-    await meetings.update_meeting(ctx, actor, mid, title=body.title, starts_at=body.starts_at,
-                                  place=body.place, speech_limit_secs=body.speech_limit_secs,
+    meeting_id = path_int(request, "meeting_id")
+    await meetings.update_meeting(ctx, actor, meeting_id, title=body.title,
+                                  starts_at=body.starts_at, place=body.place,
+                                  speech_limit_secs=body.speech_limit_secs,
                                   quorum_rule=_rule(body.quorum))
-    return JSON(await meetings.meeting_state(ctx, mid, actor))
+    return JSON(await meetings.meeting_state(ctx, meeting_id, actor))
 
 
 def _transition(target: MeetingState) -> Any:
@@ -173,7 +175,7 @@ def _transition(target: MeetingState) -> Any:
         actor = await current_user(request)
         await read_json(request, Strict)
         result = await meetings.change_state(context(request), actor,
-                                             path_int(request, "mid"), target)
+                                             path_int(request, "meeting_id"), target)
         return JSON(result)
 
     endpoint.__name__ = f"meeting_{target.value}"
@@ -184,7 +186,7 @@ async def add_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AgendaBody)
     item = await agenda.add_item(
-        context(request), actor, path_int(request, "mid"), title=body.title,
+        context(request), actor, path_int(request, "meeting_id"), title=body.title,
         document_ids=body.document_ids, parent_id=body.parent_id,
         planned_minutes=body.planned_minutes, position=body.position,
     )
@@ -195,7 +197,7 @@ async def patch_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AgendaPatch)
     item = await agenda.update_item(
-        context(request), actor, path_int(request, "mid"), path_int(request, "iid"),
+        context(request), actor, path_int(request, "meeting_id"), path_int(request, "item_id"),
         title=body.title, document_ids=body.document_ids, planned_minutes=body.planned_minutes,
     )
     return JSON(item)
@@ -203,15 +205,15 @@ async def patch_agenda_item(request: Request) -> Response:
 
 async def delete_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
-    await agenda.remove_item(context(request), actor, path_int(request, "mid"),
-                             path_int(request, "iid"))
+    await agenda.remove_item(context(request), actor, path_int(request, "meeting_id"),
+                             path_int(request, "item_id"))
     return Response(status_code=204)
 
 
 async def reorder_agenda(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ReorderAgendaBody)
-    tree = await agenda.reorder_items(context(request), actor, path_int(request, "mid"),
+    tree = await agenda.reorder_items(context(request), actor, path_int(request, "meeting_id"),
                                       parent_id=body.parent_id, item_ids=body.item_ids)
     return JSON({"agenda": tree})
 
@@ -219,7 +221,7 @@ async def reorder_agenda(request: Request) -> Response:
 async def current_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, CurrentItemBody)
-    await agenda.set_current_item(context(request), actor, path_int(request, "mid"),
+    await agenda.set_current_item(context(request), actor, path_int(request, "meeting_id"),
                                   body.agenda_item_id)
     return JSON({"agenda_item_id": body.agenda_item_id})
 
@@ -227,7 +229,7 @@ async def current_agenda_item(request: Request) -> Response:
 async def present(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PresentationBody)
-    shown = await presentation.present(context(request), actor, path_int(request, "mid"),
+    shown = await presentation.present(context(request), actor, path_int(request, "meeting_id"),
                                        agenda_item_id=body.agenda_item_id,
                                        document_id=body.document_id, page=body.page)
     return JSON(shown)
@@ -236,7 +238,7 @@ async def present(request: Request) -> Response:
 async def name_presenter(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PresenterBody)
-    await presentation.name_presenter(context(request), actor, path_int(request, "mid"),
+    await presentation.name_presenter(context(request), actor, path_int(request, "meeting_id"),
                                       body.user_id)
     return JSON({"presenter_id": body.user_id})
 
@@ -245,7 +247,7 @@ async def record_attendance(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AttendanceBody)
     result = await attendance.record_attendance(
-        context(request), actor, path_int(request, "mid"), present=body.present,
+        context(request), actor, path_int(request, "meeting_id"), present=body.present,
         user_id=body.user_id, reason=body.reason,
     )
     return JSON(result)
@@ -254,38 +256,38 @@ async def record_attendance(request: Request) -> Response:
 async def request_floor(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, SpeakerBody)
-    entry = await speakers.request_floor(context(request), actor, path_int(request, "mid"),
+    entry = await speakers.request_floor(context(request), actor, path_int(request, "meeting_id"),
                                          body.kind)
     return JSON(entry, status_code=201)
 
 
 async def withdraw_request(request: Request) -> Response:
     actor = await current_user(request)
-    await speakers.withdraw(context(request), actor, path_int(request, "mid"),
-                            path_int(request, "sid"))
+    await speakers.withdraw(context(request), actor, path_int(request, "meeting_id"),
+                            path_int(request, "speaker_id"))
     return Response(status_code=204)
 
 
 async def grant_floor(request: Request) -> Response:
     actor = await current_user(request)
     await read_json(request, Strict)
-    entry = await speakers.grant(context(request), actor, path_int(request, "mid"),
-                                 path_int(request, "sid"))
+    entry = await speakers.grant(context(request), actor, path_int(request, "meeting_id"),
+                                 path_int(request, "speaker_id"))
     return JSON(entry)
 
 
 async def finish_speech(request: Request) -> Response:
     actor = await current_user(request)
     await read_json(request, Strict)
-    await speakers.finish(context(request), actor, path_int(request, "mid"),
-                          path_int(request, "sid"))
+    await speakers.finish(context(request), actor, path_int(request, "meeting_id"),
+                          path_int(request, "speaker_id"))
     return Response(status_code=204)
 
 
 async def reorder_speakers(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ReorderSpeakersBody)
-    result = await speakers.reorder(context(request), actor, path_int(request, "mid"),
+    result = await speakers.reorder(context(request), actor, path_int(request, "meeting_id"),
                                     body.speaker_ids)
     return JSON(result)
 
@@ -300,15 +302,16 @@ async def put_participant(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ParticipantBody)
     ctx = context(request)
-    mid = path_int(request, "mid")
-    await meetings.set_participant(ctx, actor, mid, path_int(request, "uid"), body.role)
-    return JSON(await meetings.meeting_state(ctx, mid, actor))
+    meeting_id = path_int(request, "meeting_id")
+    await meetings.set_participant(ctx, actor, meeting_id, path_int(request, "user_id"),
+                                   body.role)
+    return JSON(await meetings.meeting_state(ctx, meeting_id, actor))
 
 
 async def delete_participant(request: Request) -> Response:
     actor = await current_user(request)
-    await meetings.set_participant(context(request), actor, path_int(request, "mid"),
-                                   path_int(request, "uid"), None)
+    await meetings.set_participant(context(request), actor, path_int(request, "meeting_id"),
+                                   path_int(request, "user_id"), None)
     return Response(status_code=204)
 
 
@@ -326,7 +329,7 @@ async def add_annotation(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AnnotationBody)
     result = await page_marks.add_annotation(
-        context(request), actor, path_int(request, "fid"), page=body.page, kind=body.kind,
+        context(request), actor, path_int(request, "file_id"), page=body.page, kind=body.kind,
         data=body.data, shared=body.shared, meeting_id=body.meeting_id,
     )
     return JSON(result, status_code=201)
@@ -334,14 +337,14 @@ async def add_annotation(request: Request) -> Response:
 
 async def list_annotations(request: Request) -> Response:
     actor = await current_user(request)
-    rows = await page_marks.list_annotations(context(request), actor, path_int(request, "fid"))
+    rows = await page_marks.list_annotations(context(request), actor, path_int(request, "file_id"))
     return JSON({"annotations": rows})
 
 
 async def delete_annotation(request: Request) -> Response:
     actor = await current_user(request)
-    await page_marks.delete_annotation(context(request), actor, path_int(request, "fid"),
-                                        path_int(request, "aid"))
+    await page_marks.delete_annotation(context(request), actor, path_int(request, "file_id"),
+                                        path_int(request, "annotation_id"))
     return Response(status_code=204)
 
 
@@ -351,7 +354,7 @@ async def annotated_pdf(request: Request) -> Response:
     if flag not in ("0", "1", "true", "false"):
         raise BadRequest("shared is 0/1 or true/false.", code="invalid_request")
     pdf, f = await page_marks.annotated_pdf(context(request), actor,
-                                             path_int(request, "fid"),
+                                             path_int(request, "file_id"),
                                              include_shared=flag in ("1", "true"))
     stem = (f.name.rsplit(".", 1)[0] if f.name else f"file-{f.id}") or f"file-{f.id}"
     filename = quote(f"{stem}-annotated.pdf")
@@ -367,28 +370,28 @@ FILES = "/api/v1/files"
 routes = [
     Route(BASE, create_meeting, methods=["POST"]),
     Route(BASE, list_meetings, methods=["GET"]),
-    Route(BASE + "/{mid}", get_meeting, methods=["GET"]),
-    Route(BASE + "/{mid}", patch_meeting, methods=["PATCH"]),
-    Route(BASE + "/{mid}/start", _transition(MeetingState.IN_SESSION), methods=["POST"]),
-    Route(BASE + "/{mid}/adjourn", _transition(MeetingState.ADJOURNED), methods=["POST"]),
-    Route(BASE + "/{mid}/close", _transition(MeetingState.CLOSED), methods=["POST"]),
-    Route(BASE + "/{mid}/participants/{uid}", put_participant, methods=["PUT"]),
-    Route(BASE + "/{mid}/participants/{uid}", delete_participant, methods=["DELETE"]),
-    Route(BASE + "/{mid}/agenda", add_agenda_item, methods=["POST"]),
-    Route(BASE + "/{mid}/agenda/reorder", reorder_agenda, methods=["POST"]),
-    Route(BASE + "/{mid}/agenda/current", current_agenda_item, methods=["POST"]),
-    Route(BASE + "/{mid}/agenda/{iid}", patch_agenda_item, methods=["PATCH"]),
-    Route(BASE + "/{mid}/agenda/{iid}", delete_agenda_item, methods=["DELETE"]),
-    Route(BASE + "/{mid}/presentation", present, methods=["POST"]),
-    Route(BASE + "/{mid}/presenter", name_presenter, methods=["POST"]),
-    Route(BASE + "/{mid}/attendance", record_attendance, methods=["POST"]),
-    Route(BASE + "/{mid}/speakers", request_floor, methods=["POST"]),
-    Route(BASE + "/{mid}/speakers/reorder", reorder_speakers, methods=["POST"]),
-    Route(BASE + "/{mid}/speakers/{sid}/grant", grant_floor, methods=["POST"]),
-    Route(BASE + "/{mid}/speakers/{sid}/finish", finish_speech, methods=["POST"]),
-    Route(BASE + "/{mid}/speakers/{sid}", withdraw_request, methods=["DELETE"]),
-    Route(FILES + "/{fid}/annotations", add_annotation, methods=["POST"]),
-    Route(FILES + "/{fid}/annotations", list_annotations, methods=["GET"]),
-    Route(FILES + "/{fid}/annotations/{aid}", delete_annotation, methods=["DELETE"]),
-    Route(FILES + "/{fid}/annotated.pdf", annotated_pdf, methods=["GET"]),
+    Route(BASE + "/{meeting_id}", get_meeting, methods=["GET"]),
+    Route(BASE + "/{meeting_id}", patch_meeting, methods=["PATCH"]),
+    Route(BASE + "/{meeting_id}/start", _transition(MeetingState.IN_SESSION), methods=["POST"]),
+    Route(BASE + "/{meeting_id}/adjourn", _transition(MeetingState.ADJOURNED), methods=["POST"]),
+    Route(BASE + "/{meeting_id}/close", _transition(MeetingState.CLOSED), methods=["POST"]),
+    Route(BASE + "/{meeting_id}/participants/{user_id}", put_participant, methods=["PUT"]),
+    Route(BASE + "/{meeting_id}/participants/{user_id}", delete_participant, methods=["DELETE"]),
+    Route(BASE + "/{meeting_id}/agenda", add_agenda_item, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/agenda/reorder", reorder_agenda, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/agenda/current", current_agenda_item, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/agenda/{item_id}", patch_agenda_item, methods=["PATCH"]),
+    Route(BASE + "/{meeting_id}/agenda/{item_id}", delete_agenda_item, methods=["DELETE"]),
+    Route(BASE + "/{meeting_id}/presentation", present, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/presenter", name_presenter, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/attendance", record_attendance, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/speakers", request_floor, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/speakers/reorder", reorder_speakers, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/speakers/{speaker_id}/grant", grant_floor, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/speakers/{speaker_id}/finish", finish_speech, methods=["POST"]),
+    Route(BASE + "/{meeting_id}/speakers/{speaker_id}", withdraw_request, methods=["DELETE"]),
+    Route(FILES + "/{file_id}/annotations", add_annotation, methods=["POST"]),
+    Route(FILES + "/{file_id}/annotations", list_annotations, methods=["GET"]),
+    Route(FILES + "/{file_id}/annotations/{annotation_id}", delete_annotation, methods=["DELETE"]),
+    Route(FILES + "/{file_id}/annotated.pdf", annotated_pdf, methods=["GET"]),
 ]

@@ -17,13 +17,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from meeting.events import (
+    emit_speaker_finished,
+    emit_speaker_granted,
+    emit_speaker_requested,
+    emit_speaker_started,
+    emit_speaker_time_up,
+    emit_speaker_warning,
+    emit_speaker_withdrawn,
+    emit_speakers_reordered,
+)
 from meeting.models import (
     CHAIR_ROLES,
     Meeting,
@@ -34,7 +44,6 @@ from meeting.models import (
 )
 from meeting.participants import (
     meeting_subject,
-    meeting_topic,
     require_in_session,
     require_open,
     require_role,
@@ -132,15 +141,14 @@ async def _require_speaker(session: AsyncSession, meeting_id: int,
     return speaker
 
 
-async def _emit(w: Write, meeting_id: int, type: str, speaker: Speaker | None,
-                **extra: Any) -> None:
+async def _emit(w: Write, meeting_id: int, builder: Callable[..., Awaitable[Any]],
+                speaker: Speaker | None, **extra: Any) -> None:
+    """Emit a speaker event through its builder, with the queue as it is now."""
     await w.session.flush()
-    data: dict[str, Any] = {}
+    speakers = await speakers_json(w.session, meeting_id)
     if speaker is not None:
-        data.update(speaker_id=speaker.id, user_id=speaker.user_id, kind=speaker.kind)
-    data.update(extra)
-    data["speakers"] = await speakers_json(w.session, meeting_id)
-    await w.emit(meeting_topic(meeting_id), type, data)
+        extra.update(speaker_id=speaker.id, user_id=speaker.user_id, kind=speaker.kind)
+    await builder(w, meeting_id, speakers=speakers, **extra)
 
 
 async def request_floor(ctx: Context, actor: Principal, meeting_id: int,
@@ -174,7 +182,7 @@ async def request_floor(ctx: Context, actor: Principal, meeting_id: int,
         await w.session.flush()
         await w.audit(actor.id, "meeting.speaker.request", meeting_subject(meeting_id),
                       {"speaker_id": speaker.id, "kind": kind.value})
-        await _emit(w, meeting_id, "speaker.requested", speaker)
+        await _emit(w, meeting_id, emit_speaker_requested, speaker)
         result = speaker_json(speaker, actor.display_name)
     return result
 
@@ -197,7 +205,7 @@ async def withdraw(ctx: Context, actor: Principal, meeting_id: int, speaker_id: 
         _renumber(await _waiting(w.session, meeting_id))
         await w.audit(actor.id, "meeting.speaker.withdraw", meeting_subject(meeting_id),
                       {"speaker_id": speaker.id, "user_id": speaker.user_id})
-        await _emit(w, meeting_id, "speaker.withdrawn", speaker)
+        await _emit(w, meeting_id, emit_speaker_withdrawn, speaker)
 
 
 async def grant(ctx: Context, actor: Principal, meeting_id: int,
@@ -231,8 +239,8 @@ async def grant(ctx: Context, actor: Principal, meeting_id: int,
             "speaker_id": speaker.id, "user_id": speaker.user_id, "kind": speaker.kind,
             "limit_secs": speaker.limit_secs,
         })
-        await _emit(w, meeting_id, "speaker.granted", speaker)
-        await _emit(w, meeting_id, "speaker.started", speaker,
+        await _emit(w, meeting_id, emit_speaker_granted, speaker)
+        await _emit(w, meeting_id, emit_speaker_started, speaker,
                     started_at=utc_iso(w.now), ends_at=utc_iso(end),
                     limit_secs=speaker.limit_secs)
         timers = speech_timers(ctx)
@@ -256,7 +264,7 @@ async def end_speech(w: Write, meeting: Meeting, speaker: Speaker,
         "granted_at": utc_iso(speaker.granted_at), "finished_at": utc_iso(w.now),
         "duration_secs": speaker.duration_secs,
     })
-    await _emit(w, meeting.id, "speaker.finished", speaker,
+    await _emit(w, meeting.id, emit_speaker_finished, speaker,
                 duration_secs=speaker.duration_secs)
 
 
@@ -302,7 +310,7 @@ async def reorder(ctx: Context, actor: Principal, meeting_id: int,
         _renumber([by_id[sid] for sid in speaker_ids])
         await w.audit(actor.id, "meeting.speaker.reorder", meeting_subject(meeting_id),
                       {"speaker_ids": list(speaker_ids)})
-        await _emit(w, meeting_id, "speakers.reordered", None)
+        await _emit(w, meeting_id, emit_speakers_reordered, None)
         result = await speakers_json(w.session, meeting_id)
     return result
 
@@ -327,7 +335,7 @@ async def _mark(ctx: Context, speaker_id: int, what: str) -> None:
                 return
             speaker.warned_at = w.now
             remaining = max(0.0, (end - w.now).total_seconds())
-            await _emit(w, meeting.id, "speaker.warning", speaker,
+            await _emit(w, meeting.id, emit_speaker_warning, speaker,
                         remaining_secs=round(remaining, 3), ends_at=utc_iso(end))
         else:
             if speaker.time_up_at is not None:
@@ -337,7 +345,7 @@ async def _mark(ctx: Context, speaker_id: int, what: str) -> None:
                 "speaker_id": speaker.id, "user_id": speaker.user_id,
                 "limit_secs": speaker.limit_secs,
             })
-            await _emit(w, meeting.id, "speaker.time_up", speaker, ends_at=utc_iso(end))
+            await _emit(w, meeting.id, emit_speaker_time_up, speaker, ends_at=utc_iso(end))
 
 
 class SpeechTimers:

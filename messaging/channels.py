@@ -27,6 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.attachments import channel_clearance, index_attachments, require_readers_cleared
 from messaging.directives import iso, utf8_len
+from messaging.events import (
+    emit_channel_added,
+    emit_channel_created,
+    emit_message_edited,
+    emit_message_posted,
+    emit_message_retracted,
+)
 from messaging.models import (
     Channel,
     ChannelKind,
@@ -88,7 +95,7 @@ async def _create_unit_channel(w: Write, unit: Unit) -> Channel:
                       created_at=w.now)
     w.session.add(channel)
     await w.session.flush()
-    await w.emit(f"channel:{channel.id}", "channel.created", {"channel": channel_json(channel)})
+    await emit_channel_created(w, channel.id, channel=channel_json(channel))
     return channel
 
 
@@ -195,9 +202,9 @@ async def create_channel(ctx: Context, actor: Principal, *, name: str | None, ki
             session.add(ChannelMember(channel_id=channel.id, user_id=user_id, member=True,
                                       read_seq=0, joined_at=w.now))
         data = {"channel": channel_json(channel) | {"member_ids": wanted}}
-        await w.emit(f"channel:{channel.id}", "channel.created", data)
+        await emit_channel_created(w, channel.id, **data)
         for user_id in wanted:
-            await w.emit(f"user:{user_id}", "channel.added", data)
+            await emit_channel_added(w, user_id, **data)
         await w.audit(actor.id, "channel.create", f"channel:{channel.id}",
                       {"kind": kind.value, "member_ids": wanted})
         return data["channel"], True
@@ -311,7 +318,7 @@ async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body:
         author = await sender_card(session, actor.id)
         draft = message_json(message, author)
         del draft["seq"]  # the message's seq is the seq of this event
-        event = await w.emit(f"channel:{channel.id}", "message.posted", {"message": draft})
+        event = await emit_message_posted(w, channel.id, message=draft)
         message.seq = event.seq
         await _move_read_position(session, channel.id, actor.id, event.seq, w.now,
                                   member=channel.kind != ChannelKind.UNIT.value)
@@ -364,7 +371,7 @@ async def edit_message(ctx: Context, actor: Principal, channel_id: int, message_
         card = await sender_card(session, actor.id)
         event_view = message_json(message, card)
         await _replace_earlier_events(session, channel.id, message, event_view)
-        await w.emit(f"channel:{channel.id}", "message.edited", {"message": event_view})
+        await emit_message_edited(w, channel.id, message=event_view)
         result = message_json(message, card, await _versions(session, message))
         await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
         await w.audit(actor.id, "message.edit", f"channel:{channel.id}",
@@ -405,7 +412,7 @@ async def retract_message(ctx: Context, actor: Principal, channel_id: int,
         result = message_json(message, await sender_card(session, actor.id))
         # A replay shows the tombstone: the text leaves the log.
         await _replace_earlier_events(session, channel.id, message, result)
-        await w.emit(f"channel:{channel.id}", "message.retracted", {"message": result})
+        await emit_message_retracted(w, channel.id, message=result)
         await remove_document(session, SearchKind.MESSAGE, message.id)
         await w.audit(actor.id, "message.retract", f"channel:{channel.id}",
                       {"message_id": message.id, "version": message.version})

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging import visibility
 from messaging.attachments import index_attachments, require_readers_cleared
+from messaging.events import emit_directive_issued
 from messaging.models import (
     Directive,
     DirectiveAttachment,
@@ -229,8 +230,7 @@ async def issue_directive(
         first_reminder = None
         if ack_required:
             first_reminder = w.now + reminder_interval(ctx, urgency.value)
-        events = await w.emit_many([f"user:{user.id}" for user in cleared],
-                                   "directive.issued", payload)
+        events = await emit_directive_issued(w, [user.id for user in cleared], **payload)
         rows = [
             {"directive_id": directive.id, "user_id": user.id, "unit_id": user.unit_id,
              "event_seq": events[f"user:{user.id}"].seq, "next_reminder_at": first_reminder,

@@ -40,6 +40,7 @@ from messaging.directives import (
     unit_names,
     utf8_len,
 )
+from messaging.events import emit_directive_receipts
 from messaging.models import Directive, DirectiveRecipient
 from messaging.runtime import messaging_runtime
 from server.audit import AuditEntry
@@ -219,8 +220,8 @@ class ReceiptsNotifier:
                 if directive is None:
                     continue
                 counts = await summary(w.session, directive, w.now)
-                await w.emit(f"user:{directive.sender_id}", "directive.receipts",
-                             {"directive_id": directive.id, "summary": counts})
+                await emit_directive_receipts(w, directive.sender_id,
+                                              directive_id=directive.id, summary=counts)
 
 
 async def run_receipts_notifier(ctx: Context) -> None:

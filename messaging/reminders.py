@@ -23,6 +23,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from messaging.directives import iso, reminder_interval, unit_names
+from messaging.events import (
+    emit_directive_escalated,
+    emit_directive_overdue,
+    emit_directive_reminder,
+)
 from messaging.models import Directive, DirectiveRecipient
 from server.context import Context
 from server.org.models import Confidentiality, User
@@ -125,12 +130,10 @@ class ReminderScheduler:
                 directive = directives[row.directive_id]
                 row.reminders_sent += 1
                 row.next_reminder_at = now + reminder_interval(self.ctx, directive.urgency)
-                await w.emit(f"user:{row.user_id}", "directive.reminder", {
-                    "directive_id": directive.id, "title": directive.title,
-                    "confidentiality": directive.confidentiality,
-                    "urgency": directive.urgency, "reminder": row.reminders_sent,
-                    "due_at": iso(directive.due_at),
-                })
+                await emit_directive_reminder(
+                    w, row.user_id, directive_id=directive.id, title=directive.title,
+                    confidentiality=directive.confidentiality, urgency=directive.urgency,
+                    reminder=row.reminders_sent, due_at=iso(directive.due_at))
                 if (threshold > 0 and row.reminders_sent >= threshold
                         and row.escalated_at is None):
                     to_escalate[(directive.id, row.unit_id)].append(row)
@@ -170,7 +173,7 @@ class ReminderScheduler:
                                     "reminders": max(r.reminders_sent for r in rows)}
             if Confidentiality(head.clearance).permits(level):
                 data["title"] = directive.title
-            await w.emit(f"user:{head.id}", "directive.escalated", data)
+            await emit_directive_escalated(w, head.id, **data)
             told.append(head.id)
         await w.audit(None, "directive.escalate", f"directive:{directive.id}",
                       {"unit_id": unit_id, "heads": told, "late_user_ids": sorted(late)})
@@ -199,14 +202,12 @@ class ReminderScheduler:
                     continue
                 await self._tell_late_recipients(w, directive)
                 names = await unit_names(session, [unit_id for unit_id, _ in rows])
-                await w.emit(f"user:{directive.sender_id}", "directive.overdue", {
-                    "directive_id": directive.id, "title": directive.title,
-                    "confidentiality": directive.confidentiality,
-                    "due_at": iso(directive.due_at),
-                    "late": sum(count for _, count in rows),
-                    "late_units": [{"unit_id": unit_id, "name": names.get(unit_id, ""),
-                                    "missing": count} for unit_id, count in rows],
-                })
+                await emit_directive_overdue(
+                    w, [directive.sender_id], directive_id=directive.id, title=directive.title,
+                    confidentiality=directive.confidentiality, due_at=iso(directive.due_at),
+                    late=sum(count for _, count in rows),
+                    late_units=[{"unit_id": unit_id, "name": names.get(unit_id, ""),
+                                 "missing": count} for unit_id, count in rows])
             return len(due)
 
     async def _tell_late_recipients(self, w: Any, directive: Directive) -> None:
@@ -223,13 +224,13 @@ class ReminderScheduler:
         data: dict[str, Any] = {"directive_id": directive.id, "urgency": directive.urgency,
                                 "due_at": iso(directive.due_at),
                                 "confidentiality": directive.confidentiality}
-        cleared = [f"user:{uid}" for uid, c in late if Confidentiality(c).permits(level)]
-        others = [f"user:{uid}" for uid, c in late if not Confidentiality(c).permits(level)]
+        cleared = [uid for uid, c in late if Confidentiality(c).permits(level)]
+        others = [uid for uid, c in late if not Confidentiality(c).permits(level)]
         # One insert per group, not one per clerk: a city-wide instruction may have thousands.
         if cleared:
-            await w.emit_many(cleared, "directive.overdue", data | {"title": directive.title})
+            await emit_directive_overdue(w, cleared, **data, title=directive.title)
         if others:
-            await w.emit_many(others, "directive.overdue", data)
+            await emit_directive_overdue(w, others, **data)
 
 
 async def run_reminders(ctx: Context) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from messaging.attachments import index_attachments, require_readers_cleared
 from messaging.directives import iso, require_access, utf8_len
+from messaging.events import emit_directive_reply
 from messaging.models import DirectiveRecipient, DirectiveReply, ReplyAttachment, SearchKind
 from messaging.search import index_document
 from messaging.senders import sender_card, sender_cards, unknown_card
@@ -80,7 +81,7 @@ async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body:
         payload = {"directive_id": directive.id, "confidentiality": directive.confidentiality,
                    "reply": reply_json(reply, author)}
         for user_id in sorted({directive.sender_id, *members}):
-            await w.emit(f"user:{user_id}", "directive.reply", payload)
+            await emit_directive_reply(w, user_id, **payload)
         await index_document(session, SearchKind.REPLY, reply.id, body, w.now)
         await w.audit(actor.id, "directive.reply", f"directive:{directive.id}",
                       {"reply_id": reply.id, "unit_id": thread_unit,

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from meeting.events import emit_media_joined, emit_media_left
 from meeting.media.engine import (
     EngineConfig,
     Floor,
@@ -180,9 +181,8 @@ async def do_join(ctx: Context, principal: Principal, meeting_id: int,
                     meeting_id=meeting_id, path=_relative(ctx, joined.recording_path),
                     started_by=principal.id, started_at=w.now, dropped_packets=0,
                 ))
-            await w.emit(meeting_topic(meeting_id), "media.joined",
-                         {"session_id": session_id, "user_id": principal.id,
-                          "role": participant.role})
+            await emit_media_joined(w, meeting_id, session_id=session_id,
+                                    user_id=principal.id, role=participant.role)
             await w.audit(principal.id, "media.join", meeting_topic(meeting_id),
                           {"session_id": session_id})
     except BaseException:
@@ -207,9 +207,8 @@ async def do_leave(ctx: Context, principal: Principal, meeting_id: int,
 
 async def _left(ctx: Context, peer: PeerInfo, reason: str, *, actor_id: int | None) -> None:
     async with ctx.write() as w:
-        await w.emit(meeting_topic(peer.meeting_id), "media.left",
-                     {"session_id": peer.session_id, "user_id": peer.user_id,
-                      "reason": reason})
+        await emit_media_left(w, peer.meeting_id, session_id=peer.session_id,
+                              user_id=peer.user_id, reason=reason)
         await w.audit(actor_id, "media.leave", meeting_topic(peer.meeting_id),
                       {"session_id": peer.session_id, "user_id": peer.user_id,
                        "reason": reason})

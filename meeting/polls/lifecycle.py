@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from meeting.events import emit_poll_closed, emit_poll_created, emit_poll_opened
 from meeting.models import (
     OFFICER_ROLES,
     AgendaItem,
@@ -30,7 +31,6 @@ from meeting.polls.runtime import poll_runtime
 from meeting.polls.sealing import BallotSeal
 from meeting.polls.views import get_poll, lock_poll, poll_summary, voter_ids
 from meeting.service import (
-    meeting_topic,
     member_ids,
     require_in_session,
     require_meeting,
@@ -112,7 +112,7 @@ async def create_poll(ctx: Context, actor: Principal, meeting_id: int,
         w.session.add(poll)
         await w.session.flush()
         summary = poll_summary(poll, 0)
-        await w.emit(meeting_topic(meeting.id), "poll.created", {"poll": summary})
+        await emit_poll_created(w, meeting.id, poll=summary)
         await w.audit(actor.id, "poll.create", f"poll:{poll.id}",
                       {k: summary[k] for k in ("meeting_id", "agenda_item_id", "title", "kind",
                                                "options", "max_choices", "secret", "rule",
@@ -136,7 +136,7 @@ async def open_poll(ctx: Context, actor: Principal, poll_id: int) -> dict[str, A
         if poll.duration_secs is not None:
             poll.closes_at = w.now + timedelta(seconds=poll.duration_secs)
         summary = poll_summary(poll, 0)
-        await w.emit(meeting_topic(meeting.id), "poll.opened", {"poll": summary})
+        await emit_poll_opened(w, meeting.id, poll=summary)
         await w.audit(actor.id, "poll.open", f"poll:{poll.id}",
                       {"closes_at": summary["closes_at"]})
         w.after_commit(poll_runtime(ctx).deadlines_changed.set)
@@ -194,9 +194,8 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
         poll.closed_by = actor.id if actor else None
         poll.result = result
         poll.ballots_digest = digest
-        await w.emit(meeting_topic(meeting.id), "poll.closed",
-                     {"poll_id": poll.id, "state": poll.state,
-                      "closed_at": utc_iso(w.now), "result": result})
+        await emit_poll_closed(w, meeting.id, poll_id=poll.id, state=poll.state,
+                               closed_at=utc_iso(w.now), result=result)
         await w.audit(actor.id if actor else None, "poll.close", f"poll:{poll.id}",
                       {"result": result, "ballots_digest": digest,
                        "by": "chair" if actor else "deadline"})

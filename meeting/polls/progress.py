@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from meeting.events import emit_poll_progress
 from meeting.polls.models import (
     PollState,
 )
 from meeting.polls.runtime import poll_runtime
 from meeting.polls.views import cast_count, lock_poll
-from meeting.service import (
-    meeting_topic,
-)
 from server.context import Context
 
 log = logging.getLogger("dienhong.polls")
@@ -24,8 +22,7 @@ async def publish_progress(ctx: Context, poll_id: int) -> None:
         if poll.lifecycle is not PollState.OPEN:
             return
         cast = await cast_count(w.session, poll.id)
-        await w.emit(meeting_topic(poll.meeting_id), "poll.progress",
-                     {"poll_id": poll.id, "cast": cast})
+        await emit_poll_progress(w, poll.meeting_id, poll_id=poll.id, cast=cast)
 
 
 async def run_progress(ctx: Context) -> None:

@@ -13,6 +13,7 @@ from server.auth.principal import Principal
 from server.auth.throttle import lift_throttle
 from server.context import Context, Write
 from server.errors import Conflict, Forbidden, NotFound, Unprocessable
+from server.events import emit_unit_updated, emit_user_sessions_ended, emit_user_updated
 from server.org.models import Confidentiality, Role, Unit, UnitKind, User
 from server.realtime.hub import CLOSE_AUTH
 from server.realtime.log import Event
@@ -129,7 +130,7 @@ async def update_unit(ctx: Context, actor: Principal, unit_id: int, *, name: str
             unit.name = name
         await w.audit(actor.id, "unit.update", f"unit:{unit.id}", unit_json(unit))
         # Clients showing the unit (its members, the tree) refresh it from this event.
-        await w.emit(f"unit:{unit.id}", "unit.updated", unit_json(unit))
+        await emit_unit_updated(w, **unit_json(unit))
     return unit
 
 
@@ -148,7 +149,7 @@ async def end_sessions(w: Write, user: User, *, reason: str) -> None:
     every node drop its cached principal and close the user's sockets with 4401.
     """
     user.token_version += 1
-    await w.emit(f"user:{user.id}", SESSIONS_ENDED, user_json(user) | {"reason": reason})
+    await emit_user_sessions_ended(w, **user_json(user), reason=reason)
 
 
 
@@ -238,7 +239,7 @@ async def update_user(
             await end_sessions(w, user, reason="password_reset")
         else:
             # The user's own clients learn of new roles, unit or clearance at once.
-            await w.emit(f"user:{user.id}", USER_UPDATED, user_json(user))
+            await emit_user_updated(w, **user_json(user))
         # This node authenticates the user from the row again at once; other nodes when
         # the event reaches them (see ``forget_changed_users``).
         w.after_commit(lambda: ctx.principals.forget(user_id))

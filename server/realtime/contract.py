@@ -10,9 +10,9 @@ machine-readable description of ``/ws`` (one JSON Schema per event type) at
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 # JSON types a payload field may have, as JSON Schema names them.
 JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -24,6 +24,32 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "null": (type(None),),
 }
+
+
+class _Omitted:
+    """The value of an optional payload field a builder leaves out."""
+
+    def __repr__(self) -> str:
+        return "OMIT"
+
+
+OMIT: Any = _Omitted()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def builds(name: str) -> Callable[[F], F]:
+    """Mark ``emit_<type>`` as the one builder of the event type ``name``: services emit an
+    event only through its builder, and tests find every builder by this mark."""
+    def mark(builder: F) -> F:
+        builder.event_type = name  # type: ignore[attr-defined]
+        return builder
+    return mark
+
+
+def payload(**fields: Any) -> dict[str, Any]:
+    """A payload of the given fields in their order, without those left out (``OMIT``)."""
+    return {name: value for name, value in fields.items() if value is not OMIT}
 
 
 class EventContractError(ValueError):
@@ -138,7 +164,19 @@ CORE_EVENT_TYPES = (
               {"id": "integer", "username": "string", "display_name": "string",
                "unit_id": "integer", "roles": "array", "clearance": "string",
                "active": "boolean"},
-              {"is_unit_head": "boolean"}),
+              {"is_unit_head": "boolean", "title": "string"}),
+    EventType("user.sessions_ended", "user",
+              "Every token of the account stopped working (signed out everywhere, password "
+              "changed, deactivated): nodes drop its cached principal and close its sockets.",
+              {"id": "integer", "username": "string", "display_name": "string",
+               "unit_id": "integer", "roles": "array", "clearance": "string",
+               "active": "boolean", "reason": "string"},
+              {"is_unit_head": "boolean", "title": "string"}),
+    EventType("document.signed", "meeting",
+              "A document of the meeting (minutes, a result sheet) received a signature.",
+              {"subject": "string", "kind": "string", "step": "string", "signer": "string",
+               "certificate_sha256": "string", "sha256": "string",
+               "next_step": "string|null"}),
     EventType("unit.updated", "unit",
               "A unit was renamed or moved in the tree.",
               {"id": "integer", "name": "string", "kind": "string",

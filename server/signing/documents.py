@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.context import Context
 from server.errors import Conflict, NotFound
+from server.events import emit_document_signed
 from server.files.storage import ContentStore
 from server.settings import Settings
 from server.signing.config import signing_policy
@@ -135,7 +136,7 @@ async def add_signature(ctx: Context, kind: str, subject: str, unsigned: bytes |
                        "next_step": step.next_step}
             await w.audit(actor_id, "document.signed", subject, details)
             if topic is not None:
-                await w.emit(topic, "document.signed", {"subject": subject} | details)
+                await emit_document_signed(w, topic, subject=subject, **details)
     except IntegrityError as exc:
         raise Conflict(f"The {kind} of {subject} was signed by someone else meanwhile; "
                        "try again.", code="signature_conflict") from exc

@@ -65,7 +65,7 @@ async def test_bad_receipts_in_a_batch_fail_alone(server: RunningServer, city: D
     assert [r.status_code for r in answers] == [200] * len(good), [
         r.text for r in answers if r.status_code != 200]
     assert all(400 <= r.status_code < 500 for r in refused), [r.text for r in refused]
-    # An id no column can hold is refused where the path is read, before any batch.
+    # An id beyond 32 bits is refused before the batch, as every path id is.
     assert refused[0].json()["error"]["code"] == "invalid_id"
     assert refused[1].status_code == 400
     assert refused[2].json()["error"]["code"] == "not_a_recipient"

@@ -58,6 +58,7 @@ async def test_bad_ballots_in_a_batch_fail_alone(server: RunningServer) -> None:
         r.text for r in answers if r.status_code != 201]
     statuses = [r.status_code for r in refused]
     assert all(400 <= s < 500 for s in statuses), [r.text for r in refused]
+    # An id beyond 32 bits is refused before the batch, as every path id is.
     assert [r.json()["error"]["code"] for r in refused[:3]] == [
         "invalid_id", "not_a_participant", "no_vote"]
     assert refused[3].status_code == 400

@@ -52,7 +52,7 @@ async def test_the_description_is_valid_openapi_3_1_with_every_route(
     assert checked > 60
     assert sum(len(methods) for methods in paths.values()) == checked
     # Ids are integers; a receipt is text.
-    meeting = paths["/api/v1/meetings/{mid}"]["get"]["parameters"][0]
+    meeting = paths["/api/v1/meetings/{meeting_id}"]["get"]["parameters"][0]
     assert meeting["schema"]["type"] == "integer"
     receipt = paths["/api/v1/polls/{poll_id}/receipts/{receipt}"]["get"]["parameters"]
     assert [p["schema"]["type"] for p in receipt] == ["integer", "string"]
