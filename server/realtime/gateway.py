@@ -440,6 +440,10 @@ class Gateway:
         if kind == "user":
             return ident == principal.id
         if kind == "unit":
+            if ident == principal.unit_id:
+                # A user always follows its own unit: no read (a reconnect storm asks it
+                # of every socket).
+                return True
             async with self.ctx.read() as session:
                 return await may_watch_unit(session, principal, ident)
         authorizer = self.ctx.topic_authorizers.get(kind)
