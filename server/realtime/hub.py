@@ -294,6 +294,9 @@ class Hub:
         # Catch-up reads waiting for the next batched read: (topic, after seq) -> waiters.
         self._asked: dict[tuple[str, int], list[asyncio.Future[CatchUpRead]]] = {}
         self._batch_reader: asyncio.Task[None] | None = None
+        # New sockets waiting for the current seqs of their topics, read together.
+        self._seqs_asked: list[tuple[Sequence[str], asyncio.Future[dict[str, int]]]] = []
+        self._seqs_reader: asyncio.Task[None] | None = None
         # Event type -> what to do when an event of it is fanned out here: events that
         # change someone's access (the gateway holds and re-checks their subscriptions).
         self.access_watch: dict[str, Callable[[Event], None]] = {}
@@ -470,6 +473,41 @@ class Hub:
                 for waiter in waiters:
                     waiter.cancel()
             self._asked = {}
+
+    async def read_current_seqs(self, topics: Sequence[str]) -> dict[str, int]:
+        """The newest seq of each topic; sockets that ask in the same tick (or while a
+        read is under way) share one read."""
+        waiter: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._seqs_asked.append((topics, waiter))
+        if self._seqs_reader is None:
+            self._seqs_reader = asyncio.create_task(self._read_seqs_asked())
+        return await waiter
+
+    async def _read_seqs_asked(self) -> None:
+        try:
+            while self._seqs_asked:
+                asked, self._seqs_asked = self._seqs_asked, []
+                try:
+                    async with self.db.read_session() as session:
+                        seqs = await current_seqs(
+                            session, dict.fromkeys(t for topics, _ in asked for t in topics))
+                except Exception as exc:
+                    for _, waiter in asked:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                except BaseException:
+                    for _, waiter in asked:
+                        waiter.cancel()
+                    raise
+                for topics, waiter in asked:
+                    if not waiter.done():
+                        waiter.set_result({topic: seqs[topic] for topic in topics})
+        finally:
+            self._seqs_reader = None
+            for _, waiter in self._seqs_asked:
+                waiter.cancel()
+            self._seqs_asked = []
 
     async def _read_batch(
         self, asked: Sequence[tuple[str, int]]

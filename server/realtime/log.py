@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,9 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.clock import utc_iso
 from server.realtime.models import EventRecord, Topic
 from server.realtime.transport import FrameTail, PreparedFrame
-
-if TYPE_CHECKING:
-    from server.db import Database
 
 
 def frame_head(topic: str, seq: int) -> str:
@@ -173,15 +170,6 @@ async def current_seqs(session: AsyncSession, topics: Iterable[str]) -> dict[str
         rows = await session.execute(_SEQS_OF, {"names": names[start : start + 500]})
         for name, seq in rows:
             result[name] = int(seq)
-    return result
-
-
-async def read_current_seqs(db: Database, topics: Sequence[str]) -> dict[str, int]:
-    """``current_seqs`` of a few topics in one statement outside any session: what every
-    new socket asks, so a storm of thousands connecting costs one trip each."""
-    result = dict.fromkeys(topics, 0)
-    for name, seq in await db.read_rows(_SEQS_OF, {"names": list(topics)}):
-        result[name] = int(seq)
     return result
 
 

@@ -147,3 +147,20 @@ async def test_own_unit_needs_no_permission_read(
         frames = await ws.subscribe({f"unit:{other}": 0})
         assert [(f["op"], f.get("code")) for f in frames] == [("error", "forbidden")]
         assert checked == [other]
+
+
+async def test_sockets_starting_together_read_their_seqs_once(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await make_server(features=[])
+    await emit(server, "unit:1", 2)
+    await emit(server, "user:5", 3)
+    hub = server.ctx.hub
+    opened = count_read_sessions(server, monkeypatch)
+    answers = await asyncio.gather(
+        hub.read_current_seqs(["user:5", "unit:1"]),
+        hub.read_current_seqs(["user:6", "unit:1"]),
+        hub.read_current_seqs(["user:7", "unit:2"]))
+    assert opened[0] == 1
+    assert answers == [{"user:5": 3, "unit:1": 2}, {"user:6": 0, "unit:1": 2},
+                       {"user:7": 0, "unit:2": 0}]
