@@ -42,7 +42,7 @@ from server.realtime.hub import (
     Connection,
     frame,
 )
-from server.realtime.log import Event, read_current_seqs
+from server.realtime.log import Event
 from server.realtime.transport import direct_socket
 
 log = logging.getLogger("dienhong.gateway")
@@ -330,7 +330,7 @@ class Gateway:
         hub = self.ctx.hub
         topics = [f"user:{principal.id}", f"unit:{principal.unit_id}"]
         subscriptions = [hub.subscribe(connection, topic, 0) for topic in topics]
-        seqs = await read_current_seqs(self.ctx.db, topics)
+        seqs = await hub.read_current_seqs(topics)
         for subscription in subscriptions:
             subscription.last_seq = seqs[subscription.topic]
         connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
@@ -440,6 +440,10 @@ class Gateway:
         if kind == "user":
             return ident == principal.id
         if kind == "unit":
+            if ident == principal.unit_id:
+                # A user always follows its own unit: no read (a reconnect storm asks it
+                # of every socket).
+                return True
             async with self.ctx.read() as session:
                 return await may_watch_unit(session, principal, ident)
         authorizer = self.ctx.topic_authorizers.get(kind)

@@ -24,7 +24,14 @@ from typing import Any
 
 from server.db import Database
 from server.metrics import Metrics
-from server.realtime.log import Event, current_seqs, read_events, topic_position
+from server.realtime.log import (
+    Event,
+    TopicPosition,
+    current_seqs,
+    read_events,
+    read_events_of_many,
+    topic_positions,
+)
 from server.realtime.transport import DirectSocket, PreparedFrame
 
 log = logging.getLogger("dienhong.hub")
@@ -43,6 +50,8 @@ CLOSE_INTERNAL = 1011
 CLOSE_FRAME_WAIT_SECS = 2.0
 
 Sender = Callable[[str], Awaitable[None]]
+# A topic's position in the log and its next events after an asked seq.
+CatchUpRead = tuple[TopicPosition, Sequence[Event]]
 Closer = Callable[[int], Awaitable[None]]
 
 
@@ -282,6 +291,12 @@ class Hub:
         # Topics the last sweep found behind the log, with the log's seq then.
         self._behind: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        # Catch-up reads waiting for the next batched read: (topic, after seq) -> waiters.
+        self._asked: dict[tuple[str, int], list[asyncio.Future[CatchUpRead]]] = {}
+        self._batch_reader: asyncio.Task[None] | None = None
+        # New sockets waiting for the current seqs of their topics, read together.
+        self._seqs_asked: list[tuple[Sequence[str], asyncio.Future[dict[str, int]]]] = []
+        self._seqs_reader: asyncio.Task[None] | None = None
         # Event type -> what to do when an event of it is fanned out here: events that
         # change someone's access (the gateway holds and re-checks their subscriptions).
         self.access_watch: dict[str, Callable[[Event], None]] = {}
@@ -384,15 +399,9 @@ class Hub:
         try:
             while not connection.closed and not subscription.held:
                 subscription.dirty = False
-                async with self.db.read_session() as session:
-                    position = await topic_position(session, topic)
-                    gone = subscription.last_seq < position.pruned_through
-                    ahead = subscription.last_seq > position.seq
-                    events: Sequence[Event] = ()
-                    if not gone and not ahead:
-                        events = await read_events(
-                            session, topic, subscription.last_seq, self.resume_batch
-                        )
+                position, events = await self.read_for_catch_up(topic, subscription.last_seq)
+                gone = subscription.last_seq < position.pruned_through
+                ahead = subscription.last_seq > position.seq
                 if gone or ahead:
                     # History before this point was pruned (or the client's position is
                     # not from this log): it must reload the state over REST.
@@ -421,6 +430,96 @@ class Hub:
             return
         if announce:
             connection.push(frame(op="subscribed", topic=topic, seq=subscription.last_seq))
+
+    async def read_for_catch_up(self, topic: str, after_seq: int) -> CatchUpRead:
+        """The topic's position and its next logged events after ``after_seq``.
+
+        Every catch-up that asks in the same tick (or while a read is under way) is
+        answered by one read: one statement for the positions of all their topics and one
+        for the events past each asked seq. A reconnect storm of thousands of sockets
+        costs a few reads, not a session per topic of each socket.
+        """
+        waiter: asyncio.Future[CatchUpRead] = asyncio.get_running_loop().create_future()
+        self._asked.setdefault((topic, after_seq), []).append(waiter)
+        if self._batch_reader is None:
+            self._batch_reader = asyncio.create_task(self._read_asked())
+        return await waiter
+
+    async def _read_asked(self) -> None:
+        try:
+            while self._asked:
+                asked, self._asked = self._asked, {}
+                try:
+                    answers = await self._read_batch(list(asked))
+                except Exception as exc:
+                    for waiters in asked.values():
+                        for waiter in waiters:
+                            if not waiter.done():
+                                waiter.set_exception(exc)
+                    continue
+                except BaseException:
+                    for waiters in asked.values():
+                        for waiter in waiters:
+                            waiter.cancel()
+                    raise
+                for key, waiters in asked.items():
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(answers[key])
+        finally:
+            self._batch_reader = None
+            # Asked while being cancelled: nobody will answer them any more.
+            for waiters in self._asked.values():
+                for waiter in waiters:
+                    waiter.cancel()
+            self._asked = {}
+
+    async def read_current_seqs(self, topics: Sequence[str]) -> dict[str, int]:
+        """The newest seq of each topic; sockets that ask in the same tick (or while a
+        read is under way) share one read."""
+        waiter: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._seqs_asked.append((topics, waiter))
+        if self._seqs_reader is None:
+            self._seqs_reader = asyncio.create_task(self._read_seqs_asked())
+        return await waiter
+
+    async def _read_seqs_asked(self) -> None:
+        try:
+            while self._seqs_asked:
+                asked, self._seqs_asked = self._seqs_asked, []
+                try:
+                    async with self.db.read_session() as session:
+                        seqs = await current_seqs(
+                            session, dict.fromkeys(t for topics, _ in asked for t in topics))
+                except Exception as exc:
+                    for _, waiter in asked:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                except BaseException:
+                    for _, waiter in asked:
+                        waiter.cancel()
+                    raise
+                for topics, waiter in asked:
+                    if not waiter.done():
+                        waiter.set_result({topic: seqs[topic] for topic in topics})
+        finally:
+            self._seqs_reader = None
+            for _, waiter in self._seqs_asked:
+                waiter.cancel()
+            self._seqs_asked = []
+
+    async def _read_batch(
+        self, asked: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], CatchUpRead]:
+        async with self.db.read_session() as session:
+            positions = await topic_positions(session, (topic for topic, _ in asked))
+            # Only what can be replayed: not pruned, not ahead of the log, not current.
+            wanted = [(topic, after) for topic, after in asked
+                      if positions[topic].pruned_through <= after < positions[topic].seq]
+            events = (await read_events_of_many(session, wanted, self.resume_batch)
+                      if wanted else {})
+        return {key: (positions[key[0]], events.get(key, [])) for key in asked}
 
     # --- live events ---------------------------------------------------------------
     async def dispatch(self, events: Sequence[Event]) -> None:

@@ -13,18 +13,15 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.clock import utc_iso
 from server.realtime.models import EventRecord, Topic
 from server.realtime.transport import FrameTail, PreparedFrame
-
-if TYPE_CHECKING:
-    from server.db import Database
 
 
 def frame_head(topic: str, seq: int) -> str:
@@ -176,15 +173,6 @@ async def current_seqs(session: AsyncSession, topics: Iterable[str]) -> dict[str
     return result
 
 
-async def read_current_seqs(db: Database, topics: Sequence[str]) -> dict[str, int]:
-    """``current_seqs`` of a few topics in one statement outside any session: what every
-    new socket asks, so a storm of thousands connecting costs one trip each."""
-    result = dict.fromkeys(topics, 0)
-    for name, seq in await db.read_rows(_SEQS_OF, {"names": list(topics)}):
-        result[name] = int(seq)
-    return result
-
-
 @dataclass(frozen=True)
 class TopicPosition:
     seq: int
@@ -198,6 +186,57 @@ async def topic_position(session: AsyncSession, topic: str) -> TopicPosition:
     if row is None:
         return TopicPosition(0, 0)
     return TopicPosition(int(row[0]), int(row[1]))
+
+
+_POSITIONS_OF = select(Topic.name, Topic.seq, Topic.pruned_through).where(
+    Topic.name.in_(bindparam("names", expanding=True)))
+
+# Topics per positions statement and catch-ups per events statement: SQLite allows 500
+# parts in one compound SELECT (and a few thousand bound values in one statement).
+POSITIONS_CHUNK = 500
+EVENTS_CHUNK = 200
+
+
+async def topic_positions(session: AsyncSession,
+                          topics: Iterable[str]) -> dict[str, TopicPosition]:
+    """``topic_position`` of many topics, in one statement per 500 of them."""
+    names = list(dict.fromkeys(topics))
+    result = dict.fromkeys(names, TopicPosition(0, 0))
+    for start in range(0, len(names), POSITIONS_CHUNK):
+        rows = await session.execute(
+            _POSITIONS_OF, {"names": names[start : start + POSITIONS_CHUNK]})
+        for name, seq, pruned_through in rows:
+            result[name] = TopicPosition(int(seq), int(pruned_through))
+    return result
+
+
+async def read_events_of_many(
+    session: AsyncSession, asked: Sequence[tuple[str, int]], limit: int
+) -> dict[tuple[str, int], list[Event]]:
+    """``read_events(session, topic, after_seq, limit)`` for each ``(topic, after_seq)``
+    asked, in one statement per 200 of them: each gets exactly what that call would."""
+    keys = list(dict.fromkeys(asked))
+    result: dict[tuple[str, int], list[Event]] = {key: [] for key in keys}
+    for start in range(0, len(keys), EVENTS_CHUNK):
+        chunk = keys[start : start + EVENTS_CHUNK]
+        parts = []
+        for index, (topic, after_seq) in enumerate(chunk):
+            inner = (
+                select(literal(index).label("asked"), EventRecord.topic, EventRecord.seq,
+                       EventRecord.type, EventRecord.data, EventRecord.at)
+                .where(EventRecord.topic == topic, EventRecord.seq > after_seq)
+                .order_by(EventRecord.seq)
+                .limit(limit)
+                .subquery()
+            )
+            parts.append(select(inner))
+        stmt = parts[0] if len(parts) == 1 else union_all(*parts)
+        for row in await session.execute(stmt):
+            result[chunk[row[0]]].append(
+                Event.create(row[1], int(row[2]), row[3], row[4], row[5]))
+    for events in result.values():
+        events.sort(key=lambda event: event.seq)
+    return result
 
 
 async def read_events(
