@@ -111,7 +111,7 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
     await page.select_option("#f-action", "user.update")
     await page.click("#view form.filters button[type=submit]")
     await page.wait_for_function(
-        "[...document.querySelectorAll('#audit-table tbody tr td:nth-child(4)')]"
+        "() => [...document.querySelectorAll('#audit-table tbody tr td:nth-child(4)')]"
         ".every((td) => td.textContent === 'user.update')")
     actions = await page.eval_on_selector_all("#audit-table tbody tr td:nth-child(4)",
                                               "(tds) => tds.map((td) => td.textContent)")
@@ -143,7 +143,8 @@ async def test_own_password_change_from_the_header_of_a_page(
     await page.wait_for_selector(".toast:has-text('Đã đổi mật khẩu')")
     if where == "chat":
         await page.wait_for_function(
-            "document.getElementById('conn-status')?.dataset.status === 'online'", polling=250)
+            "() => document.getElementById('conn-status')?.dataset.status === 'online'",
+            polling=250)
     assert page.url.endswith(f"/app/{where}/")
     await server.login(who, "Mua-thu-Ha-Noi-2026")
 

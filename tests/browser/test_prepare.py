@@ -63,7 +63,7 @@ async def test_secretary_prepares_and_the_chair_opens_the_prepared_poll(
     third = page.locator("#agenda-edit > li").nth(2)
     await third.locator("button.up").click()
     await page.wait_for_function(
-        "document.querySelectorAll('#agenda-edit > li .item-title')[1]?.textContent"
+        "() => document.querySelectorAll('#agenda-edit > li .item-title')[1]?.textContent"
         " === 'Chất vấn'")
     assert await item_titles(page) == ["Khai mạc", "Chất vấn",
                                        "Tờ trình dự toán ngân sách năm 2027"]
@@ -75,7 +75,7 @@ async def test_secretary_prepares_and_the_chair_opens_the_prepared_poll(
     budget = page.locator("#agenda-edit > li").nth(2)
     await budget.locator("input.docs-input").set_input_files([str(one), str(two)])
     await page.wait_for_function(
-        "document.querySelectorAll('#agenda-edit > li')[2]?.querySelectorAll('.docs li')"
+        "() => document.querySelectorAll('#agenda-edit > li')[2]?.querySelectorAll('.docs li')"
         ".length === 2")
 
     # A secret poll on that item, prepared in advance; then publish.
