@@ -107,4 +107,8 @@ export function forgetUserData() {
       if (key.startsWith("dh.") && key !== "dh.lang") store.removeItem(key);
     }
   }
+  // The delegate tablet's offline copies (documents, meeting state: js/offline.js).
+  if ("caches" in window) {
+    caches.keys().then((names) => names.filter((n) => n.startsWith("dh-delegate-")).forEach((n) => caches.delete(n))).catch(() => {});
+  }
 }
