@@ -101,3 +101,32 @@ async def test_read_and_annotate_offline_then_follow_the_chair(
         assert shown.status_code in (200, 201, 204), shown.text
     await page.wait_for_selector(f"#viewer[data-file='{first_id}'][data-shown-page='4']")
     assert page.js_errors == []
+
+
+async def test_the_ballot_screen_says_voting_is_never_offline(
+        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    meeting_id, _, chair = await prepare_meeting(server, city)
+    context, page = await signed_in(server, browser, "delegate001", viewport=LANDSCAPE)
+    await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
+    await wait_online(page)
+    async with server.http(chair) as api:
+        started = await api.post(f"/api/v1/meetings/{meeting_id}/start")
+        assert started.status_code in (200, 204), started.text
+    await page.click("#check-in")
+    await page.wait_for_selector("#check-in[aria-pressed=true]")
+    async with server.http(chair) as api:
+        poll = await api.post(f"/api/v1/meetings/{meeting_id}/polls",
+                              json={"title": "Thông qua Nghị quyết"})
+        assert poll.status_code == 201, poll.text
+        opened = await api.post(f"/api/v1/polls/{poll.json()['id']}/open")
+        assert opened.status_code in (200, 204), opened.text
+    await page.wait_for_selector(".poll-card[data-state=open] button[data-choice=yes]")
+
+    await context.set_offline(True)
+    await page.wait_for_selector(".poll-card[data-state=offline] #vote-offline")
+    assert "ngoại tuyến" in await page.text_content("#vote-offline")
+    assert await page.locator(".vote-buttons button").count() == 0
+    await shot(page, "delegate-vote-offline")
+    await context.set_offline(False)
+    await wait_online(page)
+    await page.wait_for_selector(".poll-card[data-state=open] button[data-choice=yes]")

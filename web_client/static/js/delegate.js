@@ -435,8 +435,10 @@ function renderPolls(state) {
   if (pollUi.pollId !== poll.id) Object.assign(pollUi, { pollId: poll.id, pending: null, selected: [] });
   if (poll.state === "open" && !navigator.onLine) {
     // Voting is never offline: a ballot needs the server's receipt there and then.
-    fill(layer, h("section", { class: "poll-card", id: "poll-card", role: "dialog", "aria-modal": "true", "aria-labelledby": "poll-offline" },
-      h("h2", { id: "poll-offline" }, poll.title || t("poll")), h("p", { class: "verdict", id: "vote-offline" }, t("vote_offline"))));
+    fill(layer, h("div", { class: "poll-overlay" },
+      h("div", { class: "poll-card", role: "dialog", "aria-modal": "true", "aria-labelledby": "poll-title", dataset: { poll: poll.id, state: "offline" } },
+        h("h2", { id: "poll-title" }, t("poll_open", { title: poll.title })),
+        h("p", { class: "verdict", id: "vote-offline" }, t("vote_offline")))));
     setBehindInert(true);
     return;
   }
