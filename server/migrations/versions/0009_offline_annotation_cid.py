@@ -4,7 +4,7 @@ A tablet writes annotations while offline and sends them when the network return
 of the same annotation (the answer was lost) carries the same client id and gets the stored
 annotation back instead of a second copy. Unique per reader; empty for older rows.
 
-Revision ID: 0009_offline_annotation_client_id
+Revision ID: 0009_offline_annotation_cid
 Revises: 0007_session_annotation_space
 Create Date: 2026-11-30
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009_offline_annotation_client_id'
+revision = '0009_offline_annotation_cid'
 down_revision = '0007_session_annotation_space'
 branch_labels = None
 depends_on = None
