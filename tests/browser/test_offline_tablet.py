@@ -130,3 +130,20 @@ async def test_the_ballot_screen_says_voting_is_never_offline(
     await context.set_offline(False)
     await wait_online(page)
     await page.wait_for_selector(".poll-card[data-state=open] button[data-choice=yes]")
+
+
+async def test_sign_out_removes_the_offline_copies(
+        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    meeting_id, _, _ = await prepare_meeting(server, city)
+    _, page = await signed_in(server, browser, "delegate001", viewport=LANDSCAPE)
+    await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
+    await wait_online(page)
+    await page.wait_for_selector("#preload-status[data-done='1'][data-total='1']")
+    kept = "async () => (await caches.keys()).filter((n) => n.startsWith('dh-delegate-'))"
+    assert "dh-delegate-pages" in await page.evaluate(kept)
+    assert await page.evaluate("Object.keys(localStorage).some((k) => k.startsWith('dh.offline.'))")
+    await page.click("#logout")
+    await page.wait_for_url(f"{server.url}/app/")
+    assert await page.evaluate(kept) == []
+    assert not await page.evaluate(
+        "Object.keys(localStorage).some((k) => k.startsWith('dh.offline.'))")

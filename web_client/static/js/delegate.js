@@ -636,8 +636,9 @@ window.addEventListener("offline", () => {
   if (meeting?.state) renderPolls(meeting.state);
 });
 window.addEventListener("online", async () => {
-  // First what was written offline (each once: it carries its client id), then the
-  // live session again from the server.
+  // The ballot screen can vote again at once; then what was written offline is sent (each
+  // once: it carries its client id), then the live session comes again from the server.
+  if (meeting?.state) renderPolls(meeting.state);
   await flushAnnotations().catch(() => []);
   document.getElementById("offline-state")?.classList.add("hidden");
   if (meeting) {

@@ -31,7 +31,9 @@ const userKey = (name) => `dh.offline.${session.user?.id}.${name}`;
 // --- the meeting's last known state --------------------------------------------------------
 export function rememberState(meetingId, state) {
   try {
-    localStorage.setItem(userKey(`meeting.${meetingId}`), JSON.stringify({ at: new Date().toISOString(), state }));
+    // Without its polls: there is no voting offline, and nothing of a ballot stays here.
+    const kept = { ...state, polls: [] };
+    localStorage.setItem(userKey(`meeting.${meetingId}`), JSON.stringify({ at: new Date().toISOString(), state: kept }));
   } catch {
     /* storage full: the state is only a convenience offline */
   }
