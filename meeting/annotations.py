@@ -107,7 +107,7 @@ def annotation_json(row: Annotation) -> dict[str, Any]:
         "id": row.id, "file_id": row.file_id, "user_id": row.user_id, "page": row.page,
         "kind": row.kind, "data": row.data, "shared": row.shared,
         "meeting_id": row.meeting_id, "created_at": utc_iso(row.created_at),
-        "space": row.space,
+        "space": row.space, "client_id": row.client_id,
     }
 
 
@@ -125,8 +125,12 @@ async def _meetings_sharing(ctx: Context, user_id: int, file_id: int) -> list[in
 
 async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: int,
                          kind: AnnotationKind, data: dict[str, Any], shared: bool,
-                         meeting_id: int | None = None) -> dict[str, Any]:
-    """Annotate a page of a document the reader may read.
+                         meeting_id: int | None = None,
+                         client_id: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Annotate a page of a document the reader may read; the annotation and whether it is new.
+
+    With a ``client_id`` the call is idempotent: when the reader already stored an annotation
+    under that id (a queue resent after a lost answer), that annotation is answered unchanged.
 
     404 ``file_not_found``; 422 ``not_a_document`` (not a PDF), ``page_out_of_range``,
     ``not_shared_in_meeting`` (sharing needs a meeting of the reader whose agenda carries
@@ -160,6 +164,12 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
                                 "part in.", code="not_shared_in_meeting")
         target = meeting_id if meeting_id is not None else candidates[0]
     async with ctx.write() as w:
+        if client_id is not None:
+            earlier = (await w.session.execute(
+                select(Annotation).where(Annotation.user_id == actor.id,
+                                         Annotation.client_id == client_id))).scalar_one_or_none()
+            if earlier is not None:
+                return annotation_json(earlier), False
         kept = (await w.session.execute(
             select(Annotation.data)
             .where(Annotation.file_id == file_id, Annotation.user_id == actor.id))).scalars().all()
@@ -173,7 +183,8 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
                 "per document.", code="annotations_too_large")
         row = Annotation(file_id=file_id, user_id=actor.id, page=page, kind=kind.value,
                          data=clean, text=str(clean.get("text", "")), shared=shared,
-                         meeting_id=target, created_at=w.now, space="page")
+                         meeting_id=target, created_at=w.now, space="page",
+                         client_id=client_id)
         w.session.add(row)
         await w.session.flush()
         result = annotation_json(row)
@@ -182,7 +193,7 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
                           {"annotation_id": row.id, "file_id": file_id, "page": page,
                            "kind": kind.value})
             await emit_annotation_shared(w, target, annotation=result)
-    return result
+    return result, True
 
 
 async def visible_annotations(ctx: Context, actor: Principal, file_id: int, *,

@@ -1,7 +1,8 @@
 """What the session pages need to know of the server's settings (``GET /api/v1/display``).
 
 The pages have no build step and no settings of their own: the projector reads here how
-long a closed vote's result stays on the hall's screen.
+long a closed vote's result stays on the hall's screen, the delegate tablet how much of a
+meeting it downloads ahead of the session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from server.http import JSON, context, current_user
 
 def display_settings(settings: Any) -> dict[str, Any]:
     """The settings the session pages read."""
-    return {"projector_result_secs": settings.projector_result_secs}
+    return {"projector_result_secs": settings.projector_result_secs,
+            "preload_max_documents": settings.preload_max_documents,
+            "preload_max_bytes": settings.preload_max_bytes}
 
 
 async def get_display(request: Request) -> Response:

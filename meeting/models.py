@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -242,6 +243,7 @@ class Annotation(Base):
     """A reader's mark on one page of a document: private unless shared with a meeting."""
 
     __tablename__ = "annotations"
+    __table_args__ = (Index("ix_annotations_user_client", "user_id", "client_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
@@ -260,3 +262,6 @@ class Annotation(Base):
     # What the coordinates are fractions of: "page" (the PDF page, the only space written
     # now) or "frame" (the viewer's clipped frame, rows written before page space).
     space: Mapped[str] = mapped_column(String(8), default="page", server_default="frame")
+    # The writer's own id for the annotation (a tablet queueing it offline): a resend with
+    # the same id answers the stored annotation instead of adding a second one.
+    client_id: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -323,16 +323,19 @@ class AnnotationBody(Body):
     data: dict[str, Any]
     shared: Annotated[bool, Field(strict=True)] = False
     meeting_id: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)] | None = None
+    # The writer's own id (a tablet's offline queue): resending it answers the stored one.
+    client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", strict=True)] | None = None
 
 
 async def add_annotation(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AnnotationBody)
-    result = await page_marks.add_annotation(
+    result, created = await page_marks.add_annotation(
         context(request), actor, path_int(request, "file_id"), page=body.page, kind=body.kind,
         data=body.data, shared=body.shared, meeting_id=body.meeting_id,
+        client_id=body.client_id,
     )
-    return JSON(result, status_code=201)
+    return JSON(result, status_code=201 if created else 200)
 
 
 async def list_annotations(request: Request) -> Response:

@@ -338,6 +338,11 @@ class Settings:
     # The hall's projector shows a closed vote's result this long, then the speaker and timer
     # again (served to the page by `GET /api/v1/display`).
     projector_result_secs: int = 60
+    # A delegate tablet downloads at most this many of a meeting's documents ahead of the
+    # session into its offline cache (served to the page by `GET /api/v1/display`).
+    preload_max_documents: int = 40
+    # ... and at most this many bytes of page images in all; past it the rest loads on view.
+    preload_max_bytes: int = 300_000_000
     # The data one reader keeps on one document, all annotations together (bounds
     # the work of building their `annotated.pdf`); past it 413 `annotations_too_large`.
     annotation_max_bytes: int = 1_048_576

@@ -75,7 +75,7 @@ async def test_unknown_account_is_refused_on_the_sign_in_page(
     error = page.locator("#login-error")
     await error.wait_for(state="visible")
     await page.wait_for_function(
-        "document.getElementById('login-error').textContent.length > 0")
+        "() => document.getElementById('login-error').textContent.length > 0")
     assert "Không có tài khoản" in await error.inner_text()
     assert await page.evaluate("localStorage.getItem('dh.token')") is None
     # The fragment is gone from the address once read.

@@ -107,4 +107,10 @@ export function forgetUserData() {
       if (key.startsWith("dh.") && key !== "dh.lang") store.removeItem(key);
     }
   }
+  // The delegate tablet's offline copies (documents, meeting state: js/offline.js); the
+  // answer settles once they are gone.
+  if (!("caches" in window)) return Promise.resolve();
+  return caches.keys()
+    .then((names) => Promise.all(names.filter((n) => n.startsWith("dh-delegate-")).map((n) => caches.delete(n))))
+    .catch(() => {});
 }

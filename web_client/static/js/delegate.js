@@ -10,6 +10,7 @@ import { announce, clockText, connectRealtime, fill, h, showConnection, showErro
 import { DocViewer } from "./doc-viewer.js";
 import { MeetingSession, agendaItems, findDocument, myMeetings, participant, secondsLeft } from "./meeting-state.js";
 import { RemoteAttendance } from "./remote.js";
+import { flushAnnotations, lastKnownState, preloadMeeting, rememberState, startOfflineWorker } from "./offline.js";
 
 const me = startPage("app_delegate");
 const book = new BallotBook(me.id);
@@ -96,9 +97,11 @@ function renderMeetingShell(id) {
       h("span", { id: "meeting-state", class: "tag" }),
       h("div", { id: "quorum", class: "quorum-gauge", style: "min-width: 10rem" }),
       h("button", { type: "button", class: "btn btn-ok", id: "check-in", onclick: checkIn }, t("check_in"))),
+    h("p", { id: "offline-state", class: "offline-state hidden", role: "status" }),
     h("div", { class: "meeting-layout", style: "margin-top: .8rem" },
       h("aside", { class: "stack" },
-        h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" })),
+        h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" }),
+          h("p", { id: "preload-status", class: "small muted", role: "status", "aria-live": "polite" })),
         remotePanel(),
         directivePanel()),
       h("section", { class: "panel", "aria-labelledby": "doc-h" },
@@ -430,6 +433,15 @@ function renderPolls(state) {
     return;
   }
   if (pollUi.pollId !== poll.id) Object.assign(pollUi, { pollId: poll.id, pending: null, selected: [] });
+  if (poll.state === "open" && !navigator.onLine) {
+    // Voting is never offline: a ballot needs the server's receipt there and then.
+    fill(layer, h("div", { class: "poll-overlay" },
+      h("div", { class: "poll-card", role: "dialog", "aria-modal": "true", "aria-labelledby": "poll-title", dataset: { poll: poll.id, state: "offline" } },
+        h("h2", { id: "poll-title" }, t("poll_open", { title: poll.title })),
+        h("p", { class: "verdict", id: "vote-offline" }, t("vote_offline")))));
+    setBehindInert(true);
+    return;
+  }
   const mineBallot = book.get(poll.id);
   const figures = { cast: poll.cast ?? 0, present: state.quorum?.present ?? 0, members: state.quorum?.members ?? 0 };
   const sending = ["sending", "unknown"].includes(mineBallot?.status);
@@ -531,6 +543,13 @@ async function castBallot(poll) {
 // --- wiring --------------------------------------------------------------------------------------------
 function renderMeeting(state, event) {
   document.getElementById("meeting-title").textContent = state.title;
+  if (navigator.onLine) {
+    rememberState(state.id ?? meeting.id, state);
+    document.getElementById("offline-state").classList.add("hidden");
+  } else {
+    markOffline();
+  }
+  if (!event || event.type === "agenda.changed") preload(state);
   const stateTag = document.getElementById("meeting-state");
   stateTag.textContent = t(`state_${state.state}`);
   stateTag.dataset.state = state.state;
@@ -568,9 +587,65 @@ async function openMeeting(id) {
   try {
     await meeting.start();
   } catch (err) {
-    showError(err);
+    if (err.status !== 0 || !showLastKnown(id)) showError(err);
   }
 }
+
+/** Offline: the meeting as last seen, marked with the time it was seen. */
+function showLastKnown(id) {
+  const known = lastKnownState(id);
+  if (!known || !meeting || meeting.id !== id) return false;
+  meeting.state = known.state;
+  renderMeeting(known.state, { type: "offline" });
+  renderAgenda(known.state);
+  renderFloor(known.state);
+  renderPolls(known.state);
+  if (follow) showPresentation();
+  if (!openDoc) {
+    const first = [...agendaItems(known.state.agenda)].flatMap((i) => i.documents || [])[0];
+    if (first) openDocument(first.id, 1);
+  }
+  markOffline();
+  return true;
+}
+
+function markOffline() {
+  const tag = document.getElementById("offline-state");
+  if (!tag || !meeting) return;
+  const known = lastKnownState(meeting.id);
+  tag.textContent = t("offline_state", { time: known ? formatTime(known.at, false) : "—" });
+  tag.classList.remove("hidden");
+}
+
+let preloadFor = null;
+function preload(state) {
+  const id = meeting?.id;
+  if (!id || !navigator.onLine) return;
+  preloadFor = id;
+  const line = () => document.getElementById("preload-status");
+  preloadMeeting(state, (done, total) => {
+    if (preloadFor !== id || !line()) return;
+    line().textContent = total ? t("preload_progress", { done, total }) : "";
+    line().dataset.done = String(done);
+    line().dataset.total = String(total);
+  }).catch(() => {});
+}
+
+window.addEventListener("offline", () => {
+  markOffline();
+  if (meeting?.state) renderPolls(meeting.state);
+});
+window.addEventListener("online", async () => {
+  // The ballot screen can vote again at once; then what was written offline is sent (each
+  // once: it carries its client id), then the live session comes again from the server.
+  if (meeting?.state) renderPolls(meeting.state);
+  await flushAnnotations().catch(() => []);
+  document.getElementById("offline-state")?.classList.add("hidden");
+  if (meeting) {
+    await meeting.reload().catch(() => {});
+    if (openDoc) viewer.loadAnnotations();
+  }
+});
 
 function route() {
   const match = location.hash.match(/^#meeting\/(\d+)/);
@@ -594,3 +669,5 @@ window.addEventListener("langchange", () => {
 });
 realtime.whenReady().then(loadDirectives);
 route();
+startOfflineWorker();
+if (navigator.onLine) flushAnnotations().catch(() => {});

@@ -9,6 +9,7 @@ import { t } from "./i18n.js";
 import { dialog, h, showError } from "./shell.js";
 import { paintBadge, signatureBadge } from "./signatures.js";
 import { pageImage, pageWidthFor } from "./meeting-state.js";
+import { newClientId, queueAnnotation, queuedAnnotations } from "./offline.js";
 
 const ZOOM_MIN = 1;
 const ZOOM_MAX = 4;
@@ -62,6 +63,15 @@ export class DocViewer extends EventTarget {
     this.page = Math.min(Math.max(1, page), this.pages);
     this.root.dataset.file = String(fileId);
     this.root.dataset.page = String(this.page);
+    // A new document: its marks and signatures load at once, whatever page turns follow
+    // (a turn before its first page is drawn must not leave it without its annotations).
+    let marks = null;
+    if (changedFile) {
+      delete this.root.dataset.shownPage;
+      this.annotations = [];
+      this.loadSignatures(fileId);
+      if (this.annotate) marks = this.loadAnnotations();
+    }
     this.scroll.setAttribute("aria-label", t("page_of", { page: this.page, pages: this.pages }));
     const shown = `${fileId}/${this.page}`;
     this._shown = shown;
@@ -76,8 +86,7 @@ export class DocViewer extends EventTarget {
     } catch (err) {
       showError(err);
     }
-    if (changedFile) this.loadSignatures(fileId);
-    if (this.annotate && changedFile) await this.loadAnnotations();
+    if (marks) await marks;
     this._layout();
     this.dispatchEvent(new CustomEvent("pagechange", { detail: { fileId, page: this.page, source } }));
     // Warm the next page so turning is instant.
@@ -128,12 +137,20 @@ export class DocViewer extends EventTarget {
 
   // --- annotations ------------------------------------------------------------------------
   async loadAnnotations() {
-    if (!this.fileId) return;
+    const fileId = this.fileId;
+    if (!fileId) return;
+    let rows;
     try {
-      this.annotations = listOf(await api(`files/${this.fileId}/annotations`), "annotations");
+      rows = listOf(await api(`files/${fileId}/annotations`), "annotations");
     } catch {
-      this.annotations = [];
+      rows = [];
     }
+    // Another document opened meanwhile: these marks are not its own.
+    if (this.fileId !== fileId) return;
+    this.annotations = rows;
+    // Written offline and not yet sent: the reader's own all the same.
+    const stored = new Set(this.annotations.map((a) => a.client_id).filter(Boolean));
+    this.annotations.push(...queuedAnnotations(fileId).filter((a) => !stored.has(a.client_id)));
     this._draw();
   }
 
@@ -201,9 +218,11 @@ export class DocViewer extends EventTarget {
   }
 
   async _save(kind, data) {
-    const body = { page: this.page, kind, data, shared: this.share };
+    // A client id makes the call safe to repeat: sent again after a lost answer or from the
+    // offline queue, the server answers the annotation it stored the first time.
+    const body = { page: this.page, kind, data, shared: this.share, client_id: newClientId() };
     if (this.share && this.meetingId) body.meeting_id = this.meetingId;
-    const local = { ...body, id: `local-${Date.now()}` };
+    const local = { ...body, id: `local-${body.client_id}` };
     this.annotations.push(local);
     this._draw();
     try {
@@ -211,6 +230,12 @@ export class DocViewer extends EventTarget {
       Object.assign(local, saved || {});
       this.dispatchEvent(new CustomEvent("annotated", { detail: local }));
     } catch (err) {
+      if (err.status === 0 && !body.shared) {
+        // No network: a private annotation waits on the device and is sent on return.
+        queueAnnotation(this.fileId, body);
+        local.id = `queued-${body.client_id}`;
+        return;
+      }
       this.annotations = this.annotations.filter((a) => a !== local);
       this._draw();
       showError(err);

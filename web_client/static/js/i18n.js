@@ -358,6 +358,10 @@ const vi = {
   sig_problem_changed: "tài liệu bị sửa nội dung sau khi ký",
   sig_problem_not_checked: "chưa kiểm tra được chữ ký",
   sig_annotations_added: "có thêm ghi chú sau khi ký",
+  // The delegate tablet offline (js/offline.js).
+  offline_state: "Ngoại tuyến — trạng thái lúc {time}, không trực tiếp",
+  preload_progress: "Đã tải {done}/{total} tài liệu",
+  vote_offline: "Không thể biểu quyết khi ngoại tuyến. Hãy kết nối lại để bỏ phiếu.",
 };
 
 const en = {
@@ -707,6 +711,10 @@ const en = {
   sig_problem_changed: "the content was changed after signing",
   sig_problem_not_checked: "the signature could not be checked",
   sig_annotations_added: "annotations were added after signing",
+  // The delegate tablet offline (js/offline.js).
+  offline_state: "Offline — meeting state as of {time}, not live",
+  preload_progress: "Downloaded {done}/{total} documents",
+  vote_offline: "Voting is not possible offline. Reconnect to vote.",
 };
 
 const dictionaries = { vi, en };

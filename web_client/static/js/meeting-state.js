@@ -168,10 +168,28 @@ const pageCache = new Map();
 // Keep at most this many page images in memory (a 300-page budget is a lot of pixels).
 const PAGE_CACHE_MAX = 60;
 
+/** Whether this browser decodes WebP (every current one; a canvas tells without a request). */
+export const canWebp = (() => {
+  try {
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 1;
+    return canvas.toDataURL("image/webp").startsWith("data:image/webp");
+  } catch {
+    return false;
+  }
+})();
+
+/** The address of a page image at a width: WebP where the browser decodes it, else PNG
+ *  (and PNG for thumbnails narrower than the smallest WebP step, which would be larger). */
+export function pageImagePath(fileId, page, width) {
+  const format = canWebp && width >= WIDTH_STEPS[0] ? "webp" : "png";
+  return `/api/v1/files/${fileId}/pages/${page}.${format}?width=${width}`;
+}
+
 export function pageImage(fileId, page, width) {
   const key = `${fileId}/${page}/${width}`;
   if (!pageCache.has(key)) {
-    const promise = blobUrl(`/api/v1/files/${fileId}/pages/${page}.png?width=${width}`);
+    const promise = blobUrl(pageImagePath(fileId, page, width));
     promise.catch(() => pageCache.delete(key));
     pageCache.set(key, promise);
     if (pageCache.size > PAGE_CACHE_MAX) {
@@ -183,9 +201,11 @@ export function pageImage(fileId, page, width) {
   return pageCache.get(key);
 }
 
-/** A width for page images that fits the screen, in steps so the cache is reused. */
+/** A width for page images that fits the screen in device pixels (CSS width times the
+ *  pixel ratio), in steps so the caches are reused: the server's default WebP steps, which
+ *  it snaps to anyway (a pre-downloaded page and a viewed one then share one address). */
+const WIDTH_STEPS = [640, 800, 1024, 1280, 1600, 1920, 2400];
 export function pageWidthFor(cssWidth) {
-  const pixels = cssWidth * Math.min(2, window.devicePixelRatio || 1);
-  for (const step of [480, 800, 1200, 1600]) if (pixels <= step) return step;
-  return 2000;
+  const pixels = cssWidth * Math.min(3, window.devicePixelRatio || 1);
+  return WIDTH_STEPS.find((step) => pixels <= step) || WIDTH_STEPS[WIDTH_STEPS.length - 1];
 }

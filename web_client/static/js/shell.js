@@ -112,8 +112,8 @@ export function startPage(titleKey, { extra = [], requireUser = true } = {}) {
 
 /** Sign out: nothing of the user stays on a shared tablet (ballots, positions, drafts). */
 export function signOut() {
-  forgetUserData();
-  logout();
+  // The stored copies go before the page leaves (they are removed asynchronously).
+  forgetUserData().finally(logout);
 }
 
 /** Show the connection state in the header. */
