@@ -57,7 +57,6 @@ from server.org.models import User
 
 log = logging.getLogger("dienhong.meeting.speakers")
 
-TIMERS_EXTENSION = "meeting.speech_timers"
 # Who may ask for the floor: members of the body and invited guests, not secretaries.
 SPEAKING_ROLES = frozenset({ParticipantRole.CHAIR, ParticipantRole.DELEGATE,
                             ParticipantRole.GUEST})
@@ -405,12 +404,7 @@ class SpeechTimers:
 
 def speech_timers(ctx: Context) -> SpeechTimers:
     """This node's speech timers."""
-    timers = ctx.extensions.get(TIMERS_EXTENSION)
-    if timers is None:
-        timers = SpeechTimers(ctx)
-        ctx.extensions[TIMERS_EXTENSION] = timers
-    assert isinstance(timers, SpeechTimers)
-    return timers
+    return ctx.runtimes.setdefault(SpeechTimers, lambda: SpeechTimers(ctx))
 
 
 async def run_speech_timers(ctx: Context) -> None:

@@ -34,6 +34,7 @@ from messaging.models import (
     SearchKind,
     Urgency,
 )
+from messaging.runtime import messaging_runtime
 from messaging.search import index_document
 from messaging.senders import sender_card, sender_cards, unknown_card
 from messaging.visibility import is_sender_side
@@ -247,9 +248,9 @@ async def issue_directive(
             "attachments": [f.id for f in files],
             "due_at": due_at.isoformat() if due_at else None,
         })
-        scheduler = ctx.extensions.get("messaging.reminders")
-        if scheduler is not None:
-            w.after_commit(scheduler.wake)
+        runtime = messaging_runtime(ctx)
+        if runtime is not None:
+            w.after_commit(runtime.reminders.wake)
     return IssuedDirective(directive.id, len(cleared), left_out)
 
 

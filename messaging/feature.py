@@ -19,9 +19,8 @@ async def _start(ctx: Context) -> None:
     from messaging.runtime import MessagingRuntime, install
 
     city_zone(ctx.settings.city_timezone)  # a misspelt zone stops the server here, not later
-    install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx)))
-    ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
-    ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
+    install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx),
+                                  reminders=ReminderScheduler(ctx), presence=PresenceTracker(ctx)))
     await ensure_unit_channels(ctx)
     await index_earlier_attachments(ctx)
 

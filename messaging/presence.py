@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from messaging.models import ChannelMember
+from messaging.runtime import started_runtime
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden, Unprocessable
@@ -204,8 +205,7 @@ class PresenceTracker:
 
 
 def tracker(ctx: Context) -> PresenceTracker:
-    found: PresenceTracker = ctx.extensions["messaging.presence"]
-    return found
+    return started_runtime(ctx).presence
 
 
 async def on_connection(ctx: Context, principal: Principal, is_open: bool) -> None:

@@ -29,6 +29,7 @@ from messaging.events import (
     emit_directive_reminder,
 )
 from messaging.models import Directive, DirectiveRecipient
+from messaging.runtime import started_runtime
 from server.context import Context
 from server.org.models import Confidentiality, User
 
@@ -235,5 +236,4 @@ class ReminderScheduler:
 
 async def run_reminders(ctx: Context) -> None:
     """``Feature.background`` entry: this node's scheduler."""
-    scheduler: ReminderScheduler = ctx.extensions["messaging.reminders"]
-    await scheduler.run()
+    await started_runtime(ctx).reminders.run()

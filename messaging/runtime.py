@@ -1,4 +1,5 @@
-"""This node's messaging runtime: the receipt writer and the receipt progress notifier.
+"""This node's messaging runtime: the receipt writer, the receipt progress notifier, the
+reminder scheduler and the presence tracker.
 
 Created once at start-up (``messaging.feature``) and reached through ``messaging_runtime``;
 nothing else keeps messaging state on the context.
@@ -12,24 +13,32 @@ from typing import TYPE_CHECKING
 from server.context import Context
 
 if TYPE_CHECKING:
+    from messaging.presence import PresenceTracker
     from messaging.receipts import ReceiptsNotifier, ReceiptWriter
-
-EXTENSION = "messaging"
+    from messaging.reminders import ReminderScheduler
 
 
 @dataclass
 class MessagingRuntime:
     notifier: ReceiptsNotifier
     writer: ReceiptWriter
+    reminders: ReminderScheduler
+    presence: PresenceTracker
 
 
 def install(ctx: Context, runtime: MessagingRuntime) -> None:
     """Start-up: keep the node's runtime on the context."""
-    ctx.extensions[EXTENSION] = runtime
+    ctx.runtimes.put(runtime)
 
 
 def messaging_runtime(ctx: Context) -> MessagingRuntime | None:
     """The node's messaging runtime; None on a context without the messaging feature."""
-    runtime = ctx.extensions.get(EXTENSION)
-    assert runtime is None or isinstance(runtime, MessagingRuntime)
+    return ctx.runtimes.get(MessagingRuntime)
+
+
+def started_runtime(ctx: Context) -> MessagingRuntime:
+    """The node's messaging runtime, for code that runs only once the feature started."""
+    runtime = messaging_runtime(ctx)
+    if runtime is None:
+        raise RuntimeError("the messaging feature is not started")
     return runtime

@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -135,6 +135,43 @@ async def append_event_to_topics(
     return {name: Event.create(name, seqs[name], type, data, at, tail) for name in names}
 
 
+
+RuntimeT = TypeVar("RuntimeT")
+
+
+class Runtimes:
+    """A feature's runtime state on this node, one object per runtime type.
+
+    Each feature declares one runtime class and one accessor (``messaging_runtime(ctx)``,
+    ``poll_runtime(ctx)``…) that asks for it by type, so callers get the type without a
+    cast and no two features can collide on a name.
+    """
+
+    def __init__(self) -> None:
+        self._by_type: dict[type, object] = {}
+
+    def get(self, kind: type[RuntimeT]) -> RuntimeT | None:
+        found = self._by_type.get(kind)
+        assert found is None or isinstance(found, kind)
+        return found
+
+    def setdefault(self, kind: type[RuntimeT], make: Callable[[], RuntimeT]) -> RuntimeT:
+        """The runtime of that type, made by ``make`` on first use."""
+        found = self.get(kind)
+        if found is None:
+            found = make()
+            self._by_type[kind] = found
+        return found
+
+    def put(self, runtime: object) -> None:
+        self._by_type[type(runtime)] = runtime
+
+    def pop(self, kind: type[RuntimeT]) -> RuntimeT | None:
+        found = self._by_type.pop(kind, None)
+        assert found is None or isinstance(found, kind)
+        return found
+
+
 class Context:
     """Everything a service needs: settings, database, broker, hub, clock, metrics."""
 
@@ -157,8 +194,8 @@ class Context:
         self.access_changes: dict[str, AccessChange] = {}
         self.event_views: dict[str, EventView] = {}
         self.event_types = EventRegistry(CORE_EVENT_TYPES)
-        # Per-feature state (schedulers, caches) keyed by feature name.
-        self.extensions: dict[str, Any] = {}
+        # Per-feature state of this node (schedulers, caches, workers), one object per type.
+        self.runtimes = Runtimes()
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Write]:

@@ -44,14 +44,13 @@ from server.settings import Settings
 
 log = logging.getLogger("dienhong.media")
 
-EXTENSION = "media"
 # Recordings live under <data_dir>/RECORDINGS_DIR.
 RECORDINGS_DIR = "recordings"
 
 
 @dataclass
 class MediaRuntime:
-    """The feature's runtime state in ``ctx.extensions["media"]``."""
+    """The feature's runtime state on this node (``runtime(ctx)``)."""
 
     engine: MediaEngine
     # Floor last told to the worker, per meeting with a room.
@@ -74,8 +73,8 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def runtime(ctx: Context) -> MediaRuntime:
     """The running media feature of this node."""
-    found = ctx.extensions.get(EXTENSION)
-    if not isinstance(found, MediaRuntime):
+    found = ctx.runtimes.get(MediaRuntime)
+    if found is None:
         raise RuntimeError("the media feature is not started")
     return found
 
@@ -95,7 +94,7 @@ async def start_media(ctx: Context) -> None:
     engine = MediaEngine(engine_config(ctx.settings), notify)
     box.append(MediaRuntime(engine))
     engine.start()
-    ctx.extensions[EXTENSION] = box[0]
+    ctx.runtimes.put(box[0])
 
 
 def _schedule_notice(ctx: Context, state: MediaRuntime, notice: Notice) -> None:

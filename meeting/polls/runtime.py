@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from meeting.polls.ballot_box import BallotBox
     from meeting.polls.sealing import BallotSeal
 
-EXTENSION = "polls"
 
 
 @dataclass
@@ -37,12 +36,10 @@ class PollRuntime:
 
 def poll_runtime(ctx: Context) -> PollRuntime:
     """This node's poll runtime, created on first use."""
-    runtime = ctx.extensions.get(EXTENSION)
-    if runtime is None:
+    def make() -> PollRuntime:
         from meeting.polls.ballot_box import BallotBox
         from meeting.polls.sealing import BallotSeal
 
-        runtime = ctx.extensions[EXTENSION] = PollRuntime(
-            box=BallotBox(ctx), seal=BallotSeal.for_settings(ctx.settings))
-    assert isinstance(runtime, PollRuntime)
-    return runtime
+        return PollRuntime(box=BallotBox(ctx), seal=BallotSeal.for_settings(ctx.settings))
+
+    return ctx.runtimes.setdefault(PollRuntime, make)

@@ -1,6 +1,6 @@
 """The files feature's runtime state on one node: storage, worker pools, render cache.
 
-Held in ``ctx.extensions["files"]``, created on first use and closed when the app stops
+Held in ``ctx.runtimes``, created on first use and closed when the app stops
 (the feature's background task). Renders are shared: when 95 tablets ask for the same
 page at once, one worker renders it and all 95 get the cached PNG.
 """
@@ -27,7 +27,6 @@ from server.files.worker import (
 
 log = logging.getLogger("dienhong.files")
 
-EXTENSION_KEY = "files"
 # Render-ahead batches running at once per node; further ones are skipped (the pages
 # are still rendered when first asked for).
 MAX_RENDER_AHEAD_BATCHES = 16
@@ -224,11 +223,7 @@ async def trim_renders_forever(ctx: Context, store: ContentStore) -> None:
 
 def runtime(ctx: Context) -> FilesRuntime:
     """This node's files runtime, created on first use."""
-    current = ctx.extensions.get(EXTENSION_KEY)
-    if current is None:
-        current = ctx.extensions[EXTENSION_KEY] = FilesRuntime(ctx)
-    assert isinstance(current, FilesRuntime)
-    return current
+    return ctx.runtimes.setdefault(FilesRuntime, lambda: FilesRuntime(ctx))
 
 
 async def run_until_shutdown(ctx: Context) -> None:
@@ -246,6 +241,6 @@ async def run_until_shutdown(ctx: Context) -> None:
             log.info("removed %d stale temporary files", removed)
         await trim_renders_forever(ctx, store)
     finally:
-        current = ctx.extensions.pop(EXTENSION_KEY, None)
-        if isinstance(current, FilesRuntime):
+        current = ctx.runtimes.pop(FilesRuntime)
+        if current is not None:
             await current.close()

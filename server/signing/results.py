@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -32,7 +32,6 @@ from server.signing.documents import Step, add_signature, find_document, read_co
 log = logging.getLogger("dienhong.signing")
 
 KIND = "poll_result"
-EXTENSION_KEY = "signing.results"
 RULES = {
     "majority_of_members": "Quá nửa tổng số đại biểu",
     "two_thirds_of_members": "Ít nhất hai phần ba tổng số đại biểu",
@@ -129,11 +128,18 @@ async def seal_result(ctx: Context, poll_id: int) -> None:
         topic=meeting_topic(meeting_id))
 
 
+@dataclass
+class ResultSealing:
+    """Result sheets being sealed on this node; kept so their tasks are not collected."""
+
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
 def result_closed(ctx: Context, poll_id: int) -> None:
     """Called after a poll's closing commit: seal its result sheet in the background."""
     if organisation_key(ctx.settings) is None:
         return
-    tasks: set[asyncio.Task[None]] = ctx.extensions.setdefault(EXTENSION_KEY, set())
+    tasks = ctx.runtimes.setdefault(ResultSealing, ResultSealing).tasks
 
     async def run() -> None:
         try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from messaging.reminders import ReminderScheduler
+from messaging.runtime import started_runtime
 from server.clock import ManualClock
 from server.demo import DemoCity, seed_demo
 from tests.browser.conftest import shot, signed_in, wait_online
@@ -96,7 +96,7 @@ async def test_overdue_reaches_the_commune_live(make_server: MakeServer, browser
     await page.wait_for_selector(card)
     assert await page.locator(f"{card} .overdue-tag").count() == 0
     await clock.advance(3600)
-    scheduler: ReminderScheduler = server.ctx.extensions["messaging.reminders"]
+    scheduler = started_runtime(server.ctx).reminders
     await asyncio.wait_for(scheduler.wait_checked(clock.now()), 10)
     await page.wait_for_selector(f"{card} .overdue-tag")
     await page.wait_for_selector(".toast:has-text('Quá hạn')")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from meeting.media.service import runtime as media_runtime
 from tests.browser.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -182,7 +183,7 @@ async def test_chromium_joins_and_hears_the_floor(hall: Hall, chromium: Any) -> 
             await listener.close()
 
         # Every address the server's peer knows of the browser is loopback.
-        engine = hall.server.ctx.extensions["media"].engine
+        engine = media_runtime(hall.server.ctx).engine
         peer = engine._peers[result["session_id"]]
         remote = peer.pc.getTransceivers()[0].receiver.transport.transport
         hosts = {c.host for c in remote._connection._remote_candidates}
@@ -308,7 +309,7 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
         assert "cho phép micrô" in await denied.inner_text("#remote-error")
         assert await denied.is_visible("#remote-join")
         assert await hall.stored() == before
-        engine = hall.server.ctx.extensions["media"].engine
+        engine = media_runtime(hall.server.ctx).engine
         assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [
             hall.delegate_ids[0]]
         assert [e for p in pages for e in p.js_errors] == []

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from pypdf import PdfReader
 
+from meeting.media.service import runtime as media_runtime
 from tests.conftest import MakeServer
 from tests.media.conftest import Hall, open_hall
 from tests.media.peers import Client, Signal
@@ -240,7 +241,7 @@ async def test_everyone_sees_the_speaker(hall: Hall) -> None:
         await b.wait_seeing(RED)
         await c.wait_seeing(RED)
         # C's camera is off the floor: its packets are dropped before any decoding.
-        engine = hall.server.ctx.extensions["media"].engine
+        engine = media_runtime(hall.server.ctx).engine
         assert [r._enabled for r in engine._peers[sessions["c"]].video_receivers] == [False]
         assert [r._enabled for r in engine._peers[sessions["a"]].video_receivers] == [True]
         finished = await hall.post(hall.chair, f"/speakers/{speaker_a}/finish")
@@ -255,7 +256,7 @@ async def test_everyone_sees_the_speaker(hall: Hall) -> None:
             await late.wait_seeing(BLUE)
         finally:
             await late.close()
-        stats = await hall.server.ctx.extensions["media"].engine.room_stats(hall.meeting_id)
+        stats = await media_runtime(hall.server.ctx).engine.room_stats(hall.meeting_id)
         assert stats["keyframes"] >= 3  # first listener, new speaker, newcomer
     finally:
         for client in (a, b, c):
@@ -278,7 +279,7 @@ async def test_closing_the_meeting_ends_its_media(hall: Hall) -> None:
                                     "reason": "meeting_closed"}
         finally:
             await client.close()
-    engine = hall.server.ctx.extensions["media"].engine
+    engine = media_runtime(hall.server.ctx).engine
     assert await engine.peers(hall.meeting_id) == []
 
 

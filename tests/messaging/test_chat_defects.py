@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from messaging.reminders import ReminderScheduler
+from messaging.runtime import started_runtime
 from server.clock import ManualClock
 from server.demo import DemoCity, seed_demo
 from tests.conftest import DEMO_PASSWORD, MakeServer
@@ -29,7 +29,7 @@ async def test_late_recipients_get_an_overdue_notice(make_server: MakeServer) ->
     late = city.ward_user_ids[1:]
     async with server.socket(await token(server, "ward002")) as client:
         await clock.advance(600)
-        scheduler: ReminderScheduler = server.ctx.extensions["messaging.reminders"]
+        scheduler = started_runtime(server.ctx).reminders
         await asyncio.wait_for(scheduler.wait_checked(clock.now()), 10)
         live = await client.next_event("directive.overdue")
     assert live["topic"] == f"user:{late[0]}"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from messaging.reminders import ReminderScheduler
+from messaging.runtime import started_runtime
 from server.clock import ManualClock
 from server.demo import seed_demo
 from tests.conftest import DEMO_PASSWORD, MakeServer
@@ -17,7 +18,7 @@ INTERVALS = {"express": 300, "very_urgent": 900, "urgent": 3600, "normal": 86400
 
 
 def scheduler(server: RunningServer) -> ReminderScheduler:
-    found: ReminderScheduler = server.ctx.extensions["messaging.reminders"]
+    found = started_runtime(server.ctx).reminders
     return found
 
 
