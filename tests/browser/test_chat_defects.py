@@ -15,7 +15,7 @@ from server.clock import ManualClock
 from server.demo import DemoCity, seed_demo
 from tests.browser.conftest import shot, signed_in, wait_online
 from tests.conftest import DEMO_PASSWORD, MakeServer
-from tests.harness import RunningServer
+from tests.harness import RunningServer, eventually
 from tests.messaging.support import directive_body, issue, token
 
 pytestmark = pytest.mark.browser
@@ -48,11 +48,10 @@ async def test_unread_badge_is_zero_after_reading_and_reloading(
             channels = (await http.get("/api/v1/channels")).json()["channels"]
         return int(next(c["unread"] for c in channels if c["id"] == channel_id))
 
-    for _ in range(100):
-        if await unread_on_server() == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await unread_on_server() == 0
+    async def unread_on_server_is(count: int) -> bool:
+        return await unread_on_server() == count
+
+    await eventually(lambda: unread_on_server_is(0), "no unread on the server", timeout=5)
     await reader.goto(f"{server.url}/app/chat/#inbox")
     await reader.reload()
     await wait_online(reader)

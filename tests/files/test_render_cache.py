@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from server.files.storage import RENDER_TOUCH_SECS, ContentStore
 from tests.conftest import MakeServer
 from tests.files import samples
 from tests.files.conftest import seeded_token, upload
+from tests.harness import eventually
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -73,11 +73,7 @@ async def test_the_server_trims_its_cache_and_renders_trimmed_pages_again(
         assert first.status_code == 200
         done = runtime(server.ctx).renders_done
 
-        async def trimmed() -> None:
-            while any(renders.rglob("*.png")):  # noqa: ASYNC110 (files on disk)
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(trimmed(), 10)
+        await eventually(lambda: not any(renders.rglob("*.png")), "the renders trimmed")
         again = await client.get(f"/api/v1/files/{file_id}/pages/1.png?width=400")
         assert again.status_code == 200
         assert again.content == first.content

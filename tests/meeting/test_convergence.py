@@ -21,6 +21,7 @@ from server.clock import ManualClock
 from server.demo import seed_demo
 from tests.browser.conftest import WAIT_MS, browser  # noqa: F401 (the fixture)
 from tests.conftest import DEMO_PASSWORD, MakeServer
+from tests.harness import eventually
 from tests.meeting.conftest import Room, make_room, store_pdf
 
 pytestmark = pytest.mark.browser
@@ -87,12 +88,11 @@ async def script(room: Room, clock: ManualClock,
 
     async def until_current(flag: str) -> None:
         # The timer writes in the background once the clock moved: wait for its result.
-        for _ in range(500):
+        async def is_set() -> bool:
             current = (await room.state())["speakers"]["current"]
-            if current and current[flag]:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"the timer never set {flag}")
+            return bool(current and current[flag])
+
+        await eventually(is_set, f"the timer setting {flag}", timeout=5)
 
     async def s_timer() -> None:
         await clock.advance(65)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from meeting.speakers import speech_timers
 from server.clock import ManualClock
 from server.demo import seed_demo
 from tests.conftest import DEMO_PASSWORD, MakeServer
+from tests.harness import eventually
 from tests.meeting.conftest import Room, login, make_room, next_on
 
 
@@ -102,11 +102,8 @@ async def test_timer_survives_a_restart(make_server: MakeServer) -> None:
                 seq = (await chair.get(room.base)).json()["seq"]
             await ws.subscribe({f"meeting:{room.meeting_id}": seq})
             timers = speech_timers(second.ctx)
-            for _ in range(500):
-                if timers.tasks:
-                    break
-                await asyncio.sleep(0.01)
-            assert timers.tasks, "the new node did not pick up the running speech"
+            await eventually(lambda: timers.tasks, "the new node picking up the running speech",
+                             timeout=5)
             await clock.advance(20)
             assert (await next_on(ws, topic))["type"] == "speaker.warning"
             await clock.advance(30)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -69,11 +67,3 @@ async def stored_state(server: RunningServer) -> tuple[int, int, int, int]:
         await count_rows(server, Message),
     )
 
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Wait until ``check`` holds (work done by background tasks), or fail."""
-    async def loop() -> None:
-        while not await check():  # noqa: ASYNC110 (state lives in the database)
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(loop(), timeout)

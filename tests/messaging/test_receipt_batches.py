@@ -16,12 +16,8 @@ from sqlalchemy import select
 from messaging.models import DirectiveRecipient
 from messaging.runtime import messaging_runtime
 from server.demo import DemoCity
-from tests.harness import RunningServer
-from tests.messaging.support import audit_actions, directive_body, eventually, issue, token
-
-
-async def _true(value: bool) -> bool:
-    return value
+from tests.harness import RunningServer, eventually
+from tests.messaging.support import audit_actions, directive_body, issue, token
 
 
 async def test_bad_receipts_in_a_batch_fail_alone(server: RunningServer, city: DemoCity) -> None:
@@ -59,7 +55,7 @@ async def test_bad_receipts_in_a_batch_fail_alone(server: RunningServer, city: D
                 # An unknown directive.
                 asyncio.ensure_future(post(wards[14], f"/api/v1/directives/{2**31 - 1}/read", {})),
             ]
-            await eventually(lambda: _true(writer.waiting >= len(good) + 2))
+            await eventually(lambda: writer.waiting >= len(good) + 2, "every request queued")
         answers = await asyncio.gather(*good)
         refused = await asyncio.gather(*bad)
     assert [r.status_code for r in answers] == [200] * len(good), [
@@ -88,4 +84,4 @@ async def test_bad_receipts_in_a_batch_fail_alone(server: RunningServer, city: D
             summary = (await client.get(f"/api/v1/directives/{directive_id}/receipts")).json()
         return bool(summary["summary"]["acknowledged"] == 6 and summary["summary"]["read"] == 12)
 
-    await eventually(rolled_up)
+    await eventually(rolled_up, "the roll-up at 6 acknowledged and 12 read")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from server.clock import ManualClock
 from tests.conftest import MakeServer
-from tests.harness import RunningServer
-from tests.polls.conftest import build_assembly, stored
+from tests.harness import RunningServer, eventually
+from tests.polls.conftest import Assembly, build_assembly, stored
 from tests.polls.wire import Tablet
 
 
@@ -143,12 +144,8 @@ async def test_deadline_survives_a_restart(make_server: MakeServer) -> None:
     second = await make_server(clock=clock_after)
     a.server = second
     await clock_after.advance(121)
-    for _ in range(200):
-        view = await a.view(poll["id"])
-        if view["state"] == "closed":
-            break
-        await asyncio.sleep(0.02)
-    assert view["state"] == "closed"
+    view = await eventually(lambda: _closed_view(a, poll["id"]), "the poll closed by its deadline",
+                            timeout=4)
     assert view["result"]["tally"]["yes"] == 1
     await a.close()
 
@@ -178,3 +175,8 @@ async def test_a_full_ballot_queue_refuses_with_429_and_stores_nothing(
     assert len((await stored(server, poll["id"]))["ballots"]) == 40
     await asyncio.gather(*(t.close() for t in tablets))
     await a.close()
+
+
+async def _closed_view(a: Assembly, poll_id: int) -> dict[str, Any] | None:
+    view = await a.view(poll_id)
+    return view if view["state"] == "closed" else None

@@ -14,8 +14,7 @@ from collections import Counter
 import httpx
 
 from meeting.polls.runtime import poll_runtime
-from tests.harness import RunningServer
-from tests.messaging.support import eventually
+from tests.harness import RunningServer, eventually
 from tests.polls.conftest import build_assembly, stored
 
 
@@ -51,7 +50,7 @@ async def test_bad_ballots_in_a_batch_fail_alone(server: RunningServer) -> None:
             asyncio.ensure_future(ballot(a.secretary.token, pid,
                                          {"choice": "yes", "idempotency_key": "\ud800" * 20})),
         ]
-        await eventually(lambda: _true(box.waiting >= len(a.delegates) + 2))
+        await eventually(lambda: box.waiting >= len(a.delegates) + 2, "every ballot queued")
     answers = await asyncio.gather(*tasks)
     refused = await asyncio.gather(*bad)
     assert [r.status_code for r in answers] == [201] * len(a.delegates), [
@@ -72,6 +71,3 @@ async def test_bad_ballots_in_a_batch_fail_alone(server: RunningServer) -> None:
     assert len(after["voters"]) == len(after["ballots"]) == len(a.delegates)
     await a.close()
 
-
-async def _true(value: bool) -> bool:
-    return value

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from meeting.polls.runtime import poll_runtime
-from tests.harness import RunningServer
-from tests.messaging.support import eventually
+from tests.harness import RunningServer, eventually
 from tests.polls.conftest import build_assembly
 
 WAL_HEADER = 32
@@ -134,7 +133,7 @@ async def test_the_log_does_not_pair_voters_with_ballots(server: RunningServer,
         return not poll_runtime(server.ctx).scrub_wanted.is_set() and (
             not wal.exists() or wal.stat().st_size == 0)
 
-    await eventually(scrubbed)
+    await eventually(scrubbed, "the scrub after the secret close")
     after_scrub = copy_files(data, tmp_path / "after-scrub")
     # The log did hold the votes one commit each (the attack had its material)...
     assert seen_voters == set(truth)

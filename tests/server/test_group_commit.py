@@ -16,7 +16,7 @@ from server.errors import ApiError, Conflict
 from server.group_commit import Applied, GroupCommit, ShuttingDown
 from server.realtime.models import EventRecord
 from tests.conftest import MakeServer
-from tests.harness import RunningServer
+from tests.harness import RunningServer, eventually
 
 
 class Broken(RuntimeError):
@@ -61,8 +61,7 @@ async def test_a_fault_fails_its_item_alone(make_server: MakeServer) -> None:
             calls = [asyncio.ensure_future(notes.submit(n)) for n in range(1, 16)]
             with pytest.raises(ApiError):
                 await notes.submit(-1)
-            while notes.waiting < 15:  # noqa: ASYNC110 (the queue is the state)
-                await asyncio.sleep(0.01)
+            await eventually(lambda: notes.waiting >= 15, "15 notes queued")
         results = await asyncio.gather(*calls, return_exceptions=True)
     finally:
         runner.cancel()
@@ -92,8 +91,7 @@ async def test_overload_is_busy_and_a_stopped_writer_answers_503(make_server: Ma
     await asyncio.sleep(0)
     async with server.ctx.write():
         first = asyncio.ensure_future(notes.submit(1))
-        while not notes.waiting or notes.pending:  # noqa: ASYNC110 (until the writer has it)
-            await asyncio.sleep(0.01)
+        await eventually(lambda: notes.waiting and not notes.pending, "the writer holding it")
         queued = [asyncio.ensure_future(notes.submit(n)) for n in (2, 3)]
         await asyncio.sleep(0)
         with pytest.raises(ApiError) as full:

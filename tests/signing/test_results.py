@@ -6,12 +6,14 @@ import asyncio
 import io
 import re
 
+import httpx
 from pypdf import PdfReader
 from sqlalchemy import select
 
 from server.audit import AuditRecord
 from server.signing.verify import VerifyPolicy, verify_pdf
 from tests.conftest import MakeServer
+from tests.harness import eventually
 from tests.polls.conftest import build_assembly
 from tests.signing.conftest import signing_settings
 from tests.signing.pki import LoopbackPki
@@ -29,12 +31,8 @@ async def test_closed_poll_result_is_sealed(make_server: MakeServer, pki: Loopba
         await a.close()
     path = f"/api/v1/polls/{poll['id']}/result.pdf"
     async with server.http(a.delegates[1].token) as client:
-        for _attempt in range(200):  # sealing runs in the background after the close
-            response = await client.get(path)
-            if response.status_code == 200:
-                break
-            await asyncio.sleep(0.05)
-        assert response.status_code == 200, response.text
+        # Sealing runs in the background after the close.
+        response = await eventually(lambda: _sealed(client, path), "the sealed result sheet")
     sheet = response.content
     text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(
         io.BytesIO(sheet)).pages))
@@ -66,3 +64,8 @@ async def test_without_an_organisation_key_nothing_is_sealed(make_server: MakeSe
         response = await client.get(f"/api/v1/polls/{poll['id']}/result.pdf")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "result_not_sealed"
+
+
+async def _sealed(client: httpx.AsyncClient, path: str) -> httpx.Response | None:
+    response = await client.get(path)
+    return response if response.status_code == 200 else None
