@@ -69,7 +69,8 @@ async def seed_demo(ctx: Context, *, password: str, communes: int = 126,
 
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Unprocessable(f"The demo password needs {MIN_PASSWORD_LENGTH} characters.",
-                            code="weak_password")
+                            code="weak_password",
+                            details={"reason": "too_short", "min": MIN_PASSWORD_LENGTH})
     if communes < 1 or delegates < 1 or communes > 5000 or delegates > 1000:
         raise Unprocessable("Communes must be 1-5000 and delegates 1-1000.",
                             code="invalid_demo_size")

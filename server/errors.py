@@ -272,7 +272,9 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "unsupported_type": ErrorCode((422,), "This kind of file is not accepted."),
     "user_not_found": ErrorCode((404,), "This user does not exist."),
     "username_taken": ErrorCode((409,), "This username is taken."),
-    "weak_password": ErrorCode((422,), "The password is too short or too long."),
+    "weak_password": ErrorCode((422,), "The password is refused: too short or too long, one "
+                               "or two characters repeated, the username, too common, or "
+                               "unchanged; details.reason says which."),
     "wrong_password": ErrorCode((422,), "The current password is wrong."),
     "wrong_pin": ErrorCode((422,), "The PIN is wrong; nothing was signed."),
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -23,6 +25,19 @@ _UNLEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": 
 _DECORATION = re.compile(r"^[\W\d_]+|[\W\d_]+$")
 
 
+@dataclass(frozen=True)
+class PasswordProblem:
+    """Why a password is refused: a reason code the pages translate, with its figures, and
+    the English sentence for the API's ``message``."""
+
+    reason: str  # too_short | too_long | repeated | contains_username | common | unchanged
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def details(self) -> dict[str, Any]:
+        return {"reason": self.reason, **self.params}
+
+
 @functools.cache
 def common_passwords() -> frozenset[str]:
     """The shipped list of passwords and stems too common to accept."""
@@ -30,7 +45,8 @@ def common_passwords() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def password_problem(password: str, *, min_length: int, username: str = "") -> str | None:
+def password_problem(password: str, *, min_length: int,
+                     username: str = "") -> PasswordProblem | None:
     """Why ``password`` is too weak to accept, or None when it is acceptable.
 
     Too short, too long, one repeated character, the username, or a common password
@@ -38,21 +54,25 @@ def password_problem(password: str, *, min_length: int, username: str = "") -> s
     "Matkhau@2024" is "matkhau").
     """
     if len(password) < min_length:
-        return f"A password needs at least {min_length} characters."
+        return PasswordProblem("too_short", f"A password needs at least {min_length} characters.",
+                               {"min": min_length})
     if len(password) > MAX_PASSWORD_LENGTH:
-        return f"A password has at most {MAX_PASSWORD_LENGTH} characters."
+        return PasswordProblem("too_long",
+                               f"A password has at most {MAX_PASSWORD_LENGTH} characters.",
+                               {"max": MAX_PASSWORD_LENGTH})
     lowered = password.lower()
     if len(set(lowered)) <= 2:
-        return "A password must not repeat one or two characters."
+        return PasswordProblem("repeated", "A password must not repeat one or two characters.")
     if username and username.lower() in lowered:
-        return "A password must not contain the username."
+        return PasswordProblem("contains_username", "A password must not contain the username.")
     common = common_passwords()
     stem = _DECORATION.sub("", lowered)
     candidates = {lowered, stem, lowered.translate(_UNLEET), stem.translate(_UNLEET),
                   _DECORATION.sub("", lowered.translate(_UNLEET))}
     candidates |= {c.replace(" ", "").replace("-", "").replace("_", "") for c in candidates}
     if any(c in common for c in candidates) or not stem:
-        return "This password is too common; choose a longer, less usual one."
+        return PasswordProblem("common",
+                               "This password is too common; choose a longer, less usual one.")
     return None
 
 

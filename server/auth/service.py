@@ -9,7 +9,12 @@ from typing import Any
 from sqlalchemy import select
 
 from server.auth.models import LoginThrottle
-from server.auth.passwords import hash_password, password_problem, verify_password
+from server.auth.passwords import (
+    PasswordProblem,
+    hash_password,
+    password_problem,
+    verify_password,
+)
 from server.auth.principal import Principal
 from server.auth.throttle import CLIENT_MAX, forget_old_throttles, throttle_delay
 from server.context import Context
@@ -105,9 +110,9 @@ async def change_own_password(ctx: Context, actor: Principal, current: str,
     problem = password_problem(new, min_length=ctx.settings.password_min_length,
                                username=user.username)
     if problem is None and new == current:
-        problem = "The new password must differ from the current one."
+        problem = PasswordProblem("unchanged", "The new password must differ from the current one.")
     if problem is not None:
-        raise Unprocessable(problem, code="weak_password")
+        raise Unprocessable(problem.message, code="weak_password", details=problem.details())
     new_hash = await hash_password(new)
     async with ctx.write() as w:
         row = await w.session.get(User, actor.id)

@@ -90,8 +90,11 @@ class ImportPlan:
     users: list[dict[str, Any]] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
 
-    def problem(self, line: int, column: str, message: str) -> None:
-        self.problems.append({"row": line, "field": column, "message": message})
+    def problem(self, line: int, column: str, code: str, message: str, **params: Any) -> None:
+        """One problem of a row: ``code`` and ``params`` for the pages (which say it in the
+        reader's language), ``message`` in English for programs and logs."""
+        self.problems.append({"row": line, "field": column, "code": code, "params": params,
+                              "message": message})
 
 
 def read_table(raw: bytes, max_rows: int) -> list[ImportRow]:
@@ -164,12 +167,13 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
     def resolve(line: int, column: str, ref: str) -> dict[str, Any] | None:
         # A unit by "#id", by the name of an existing unit, or of a unit made earlier here.
         if not ref:
-            plan.problem(line, column, "A unit is required.")
+            plan.problem(line, column, "unit_required", "A unit is required.")
             return None
         if ref.startswith("#") and ref[1:].isdigit():
             if int(ref[1:]) in ids:
                 return {"id": int(ref[1:])}
-            plan.problem(line, column, f"No unit has the id {ref[1:]}.")
+            plan.problem(line, column, "unit_id_unknown", f"No unit has the id {ref[1:]}.",
+                         id=ref[1:])
             return None
         if ref in new_units:
             return {"new": new_units[ref]}
@@ -177,9 +181,11 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
         if len(found) == 1:
             return {"id": found[0]}
         if found:
-            plan.problem(line, column, f"Several units are named {ref!r}; write #id instead.")
+            plan.problem(line, column, "unit_name_ambiguous",
+                         f"Several units are named {ref!r}; write #id instead.", name=ref)
         else:
-            plan.problem(line, column, f"No unit is named {ref!r}.")
+            plan.problem(line, column, "unit_name_unknown", f"No unit is named {ref!r}.",
+                         name=ref)
         return None
 
     for row in rows:
@@ -188,16 +194,19 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
         if kind == "unit":
             name = v.get("unit", "")
             if not name or len(name) > NAME_MAX:
-                plan.problem(line, "unit", f"A unit name has 1 to {NAME_MAX} characters.")
+                plan.problem(line, "unit", "unit_name_length",
+                             f"A unit name has 1 to {NAME_MAX} characters.", max=NAME_MAX)
                 continue
             if name in new_units or name in by_name:
-                plan.problem(line, "unit", f"A unit named {name!r} exists already.")
+                plan.problem(line, "unit", "unit_exists", f"A unit named {name!r} exists already.",
+                             name=name)
                 continue
             try:
                 unit_kind = UnitKind(v.get("unit_kind", "").lower())
             except ValueError:
-                plan.problem(line, "unit_kind",
-                             f"unit_kind is one of {[k.value for k in UnitKind]}.")
+                kinds = [k.value for k in UnitKind]
+                plan.problem(line, "unit_kind", "unit_kind_invalid",
+                             f"unit_kind is one of {kinds}.", kinds=", ".join(kinds))
                 continue
             parent = resolve(line, "parent", v.get("parent", ""))
             if parent is None:
@@ -209,20 +218,23 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
             problems_before = len(plan.problems)
             username = v.get("username", "")
             if not USERNAME_PATTERN.match(username):
-                plan.problem(line, "username",
+                plan.problem(line, "username", "username_invalid",
                              "A username has 1 to 64 letters, digits or . _ @ -.")
             elif username in seen_usernames:
-                plan.problem(line, "username", f"{username!r} appears twice in the file.")
+                plan.problem(line, "username", "username_twice",
+                             f"{username!r} appears twice in the file.", username=username)
             elif username in taken:
-                plan.problem(line, "username", f"The username {username!r} is taken.")
+                plan.problem(line, "username", "username_taken",
+                             f"The username {username!r} is taken.", username=username)
             seen_usernames.add(username)
             display_name = v.get("display_name", "")
             if not display_name or len(display_name) > NAME_MAX:
-                plan.problem(line, "display_name",
-                             f"A display name has 1 to {NAME_MAX} characters.")
+                plan.problem(line, "display_name", "display_name_length",
+                             f"A display name has 1 to {NAME_MAX} characters.", max=NAME_MAX)
             title = v.get("title", "")
             if len(title) > NAME_MAX:
-                plan.problem(line, "title", f"A title has at most {NAME_MAX} characters.")
+                plan.problem(line, "title", "title_length",
+                             f"A title has at most {NAME_MAX} characters.", max=NAME_MAX)
             roles: list[str] = []
             for name in re.split(r"[;,\s]+", v.get("roles", "").lower()):
                 if not name:
@@ -230,19 +242,23 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
                 try:
                     roles.append(Role(name).value)
                 except ValueError:
-                    plan.problem(line, "roles", f"{name!r} is not a role; the roles are "
-                                 f"{[r.value for r in Role]}.")
+                    all_roles = [r.value for r in Role]
+                    plan.problem(line, "roles", "role_unknown",
+                                 f"{name!r} is not a role; the roles are {all_roles}.",
+                                 role=name, roles=", ".join(all_roles))
             try:
                 clearance = Confidentiality(v.get("clearance", "").lower() or "none")
             except ValueError:
-                plan.problem(line, "clearance",
-                             f"clearance is one of {[c.value for c in Confidentiality]}.")
+                levels = [c.value for c in Confidentiality]
+                plan.problem(line, "clearance", "clearance_invalid",
+                             f"clearance is one of {levels}.", levels=", ".join(levels))
                 clearance = Confidentiality.NONE
             password = v.get("password", "")
             if password:
                 weak = password_problem(password, min_length=min_length, username=username)
                 if weak:
-                    plan.problem(line, "password", weak)
+                    plan.problem(line, "password", f"password_{weak.reason}", weak.message,
+                                 **weak.params)
             unit = resolve(line, "unit", v.get("unit", ""))
             if len(plan.problems) == problems_before and unit is not None:
                 plan.users.append({
@@ -251,7 +267,8 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
                     "clearance": clearance.value, "password": password,
                 })
         else:
-            plan.problem(line, "type", "type is 'unit' or 'user' (or give a username).")
+            plan.problem(line, "type", "type_invalid",
+                         "type is 'unit' or 'user' (or give a username).")
     return plan
 
 

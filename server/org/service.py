@@ -139,7 +139,7 @@ def check_password(ctx: Context, password: str, username: str = "") -> None:
     problem = password_problem(password, min_length=ctx.settings.password_min_length,
                                username=username)
     if problem is not None:
-        raise Unprocessable(problem, code="weak_password")
+        raise Unprocessable(problem.message, code="weak_password", details=problem.details())
 
 
 async def end_sessions(w: Write, user: User, *, reason: str) -> None:

@@ -68,6 +68,11 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
     rows = await page.eval_on_selector_all("#import-problems tbody tr td:first-child",
                                            "(tds) => tds.map((td) => td.textContent)")
     assert rows == ["52", "122"]
+    # The problems are said in Vietnamese, naming what is wrong.
+    texts = await page.eval_on_selector_all("#import-problems tbody tr td:last-child",
+                                            "(tds) => tds.map((td) => td.textContent)")
+    assert texts == ["Tên đăng nhập “ward001” đã có người dùng.",
+                     "Không có đơn vị nào tên “Phường Không Có”."], texts
     assert await page.is_disabled("#import-run")
     await shot(page, "admin-import-dry-run")
     assert await user_count(server) == before

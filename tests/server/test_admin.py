@@ -55,8 +55,14 @@ async def test_import_dry_run_lists_every_problem_and_writes_nothing(
         assert dry.status_code == 200, dry.text
         body = dry.json()
         assert body["dry_run"] is True and body["rows"] == 21
-        problems = {(p["row"], p["field"]) for p in body["problems"]}
-        assert problems == {(6, "username"), (11, "unit"), (11, "roles"), (11, "password")}
+        problems = {(p["row"], p["field"], p["code"]) for p in body["problems"]}
+        assert problems == {(6, "username", "username_taken"), (11, "unit", "unit_name_unknown"),
+                            (11, "roles", "role_unknown"), (11, "password", "password_too_short")}
+        # Each problem carries what the pages need to say it in the reader's language.
+        by_code = {p["code"]: p for p in body["problems"]}
+        assert by_code["username_taken"]["params"] == {"username": "ward001"}
+        assert by_code["unit_name_unknown"]["params"] == {"name": "Không Có Phường"}
+        assert by_code["password_too_short"]["params"]["min"] >= 8
         assert await counts(server) == before
         # The real import of the same file is refused whole.
         refused = await client.post("/api/v1/admin/import", content=bad)

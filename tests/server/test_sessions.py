@@ -95,18 +95,20 @@ async def test_own_password_change_refuses_wrong_current_and_weak_passwords(
     token = await server.login("ward002", DEMO_PASSWORD)
     async with server.http(token) as client:
         cases = {
-            ("wrong-password", NEW_PASSWORD): "wrong_password",
-            (DEMO_PASSWORD, "short1!"): "weak_password",
-            (DEMO_PASSWORD, "Matkhau@2024"): "weak_password",
-            (DEMO_PASSWORD, "P@ssw0rd!!!!"): "weak_password",
-            (DEMO_PASSWORD, "ward002-secret"): "weak_password",
-            (DEMO_PASSWORD, DEMO_PASSWORD): "weak_password",
+            ("wrong-password", NEW_PASSWORD): ("wrong_password", None),
+            (DEMO_PASSWORD, "short1!"): ("weak_password", "too_short"),
+            (DEMO_PASSWORD, "Matkhau@2024"): ("weak_password", "common"),
+            (DEMO_PASSWORD, "P@ssw0rd!!!!"): ("weak_password", "common"),
+            (DEMO_PASSWORD, "ward002-secret"): ("weak_password", "contains_username"),
+            (DEMO_PASSWORD, DEMO_PASSWORD): ("weak_password", "unchanged"),
         }
-        for (current, new), code in cases.items():
+        for (current, new), (code, reason) in cases.items():
             answer = await client.post("/api/v1/me/password", json={
                 "current_password": current, "new_password": new})
             assert answer.status_code == 422, (new, answer.text)
-            assert answer.json()["error"]["code"] == code
+            error = answer.json()["error"]
+            assert error["code"] == code
+            assert (error.get("details") or {}).get("reason") == reason, (new, error)
     # Nothing changed: the old token and password still work.
     assert (await _me(server, token)).status_code == 200
     await server.login("ward002", DEMO_PASSWORD)

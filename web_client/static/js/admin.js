@@ -339,9 +339,8 @@ async function sendImport(dryRun) {
   });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const err = new ApiError(response.status, body?.error?.code || `http_${response.status}`, body?.error?.message);
-    err.details = body?.error?.details;
-    throw err;
+    throw new ApiError(response.status, body?.error?.code || `http_${response.status}`, body?.error?.message,
+      body?.error?.details ?? null);
   }
   return body;
 }
@@ -384,7 +383,14 @@ function showProblems(box, problems, message) {
   fill(box, h("p", { class: "chain chain-bad" }, message),
     problems.length ? h("div", { class: "problems" }, h("table", { class: "data-table", id: "import-problems" },
       h("thead", {}, h("tr", {}, ["col_row", "col_field", "col_problem"].map((k) => h("th", { scope: "col" }, t(k))))),
-      h("tbody", {}, problems.map((p) => h("tr", {}, h("td", {}, String(p.row)), h("td", {}, p.field), h("td", { class: "wrap" }, p.message)))))) : null);
+      h("tbody", {}, problems.map((p) => h("tr", {}, h("td", {}, String(p.row)), h("td", {}, p.field), h("td", { class: "wrap" }, problemText(p))))))) : null);
+}
+
+/** A row's problem in the reader's language (the server's English when the code is new). */
+function problemText(problem) {
+  const key = problem.code && (problem.code.startsWith("password_") ? problem.code : `import_${problem.code}`);
+  const text = key ? t(key, problem.params || {}) : "";
+  return text && text !== key ? text : problem.message;
 }
 
 // --- audit -----------------------------------------------------------------------------

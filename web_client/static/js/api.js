@@ -11,11 +11,12 @@ const USER_KEY = "dh.user";
  * the server has status 0, code "network_error" and `network` set.
  */
 export class ApiError extends Error {
-  constructor(status, code, serverMessage = "") {
-    super(errorMessage(code, status));
+  constructor(status, code, serverMessage = "", details = null) {
+    super(errorMessage(code, status, details));
     this.status = status;
     this.code = code;
     this.serverMessage = serverMessage;
+    this.details = details;
     this.network = code === "network_error";
   }
 }
@@ -83,16 +84,18 @@ export function requireLogin() {
 async function errorOf(response) {
   let code = "http_" + response.status;
   let message = response.statusText;
+  let details = null;
   try {
     const body = await response.json();
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
+      details = body.error.details ?? null;
     }
   } catch {
     /* not JSON: keep the status text */
   }
-  return new ApiError(response.status, code, message);
+  return new ApiError(response.status, code, message, details);
 }
 
 /**

@@ -717,6 +717,26 @@ const en = {
   vote_offline: "Voting is not possible offline. Reconnect to vote.",
 };
 
+// Why a password is refused (``details.reason`` of ``weak_password``, and import rows).
+const passwordReasonsVi = {
+  too_short: "Mật khẩu cần ít nhất {min} ký tự.",
+  too_long: "Mật khẩu dài tối đa {max} ký tự.",
+  repeated: "Mật khẩu không được chỉ lặp lại một hai ký tự.",
+  contains_username: "Mật khẩu không được chứa tên đăng nhập.",
+  common: "Mật khẩu này quá phổ biến; hãy chọn mật khẩu dài hơn, ít gặp hơn.",
+  unchanged: "Mật khẩu mới phải khác mật khẩu hiện tại.",
+};
+const passwordReasonsEn = {
+  too_short: "A password needs at least {min} characters.",
+  too_long: "A password has at most {max} characters.",
+  repeated: "A password must not repeat one or two characters.",
+  contains_username: "A password must not contain the username.",
+  common: "This password is too common; choose a longer, less usual one.",
+  unchanged: "The new password must differ from the current one.",
+};
+for (const [reason, text] of Object.entries(passwordReasonsVi)) vi[`password_${reason}`] = text;
+for (const [reason, text] of Object.entries(passwordReasonsEn)) en[`password_${reason}`] = text;
+
 const dictionaries = { vi, en };
 
 /** Add a page's own texts ({vi: {...}, en: {...}}); existing keys are kept. */
@@ -939,7 +959,7 @@ const errorsVi = {
   unsupported_type: "Không chấp nhận loại tệp này.",
   user_not_found: "Không tìm thấy người dùng.",
   username_taken: "Tên đăng nhập đã được dùng.",
-  weak_password: "Mật khẩu quá ngắn hoặc quá dài.",
+  weak_password: "Mật khẩu không đạt yêu cầu.",
   wrong_password: "Mật khẩu hiện tại không đúng.",
   wrong_pin: "Mã PIN không đúng; chưa ký gì.",
 };
@@ -1110,7 +1130,7 @@ const errorsEn = {
   unsupported_type: "This kind of file is not accepted.",
   user_not_found: "This user does not exist.",
   username_taken: "This username is taken.",
-  weak_password: "The password is too short or too long.",
+  weak_password: "The password does not meet the rules.",
   wrong_password: "The current password is wrong.",
   wrong_pin: "The PIN is wrong; nothing was signed.",
 };
@@ -1120,8 +1140,10 @@ const statusVi = { 400: "Yêu cầu không hợp lệ.", 401: "Vui lòng đăng 
 const statusEn = { 400: "The request is malformed.", 401: "Please sign in.", 403: "You are not allowed to do this.", 404: "Not found.", 409: "This is not possible in the current state.", 413: "Too large.", 422: "The request breaks a rule.", 429: "Too many requests; try again shortly.", 500: "The server ran into an error; try again." };
 
 /** The user's-language message for a server error code (or, unknown, its HTTP status). */
-export function errorMessage(code, status = 0) {
+export function errorMessage(code, status = 0, details = null) {
   const vi = lang() === "vi";
+  const reason = code === "weak_password" && details && details.reason;
+  if (reason && `password_${reason}` in dictionaries[lang()]) return t(`password_${reason}`, details);
   const known = (vi ? errorsVi : errorsEn)[code];
   if (known) return known;
   const byStatus = vi ? statusVi : statusEn;
