@@ -255,9 +255,10 @@ async def emit_speakers_reordered(w: Write, meeting_id: int, *,
 
 @builds("media.joined")
 async def emit_media_joined(w: Write, meeting_id: int, *, session_id: str, user_id: int,
-                            role: str) -> Event:
+                            role: str, kind: str = "participant") -> Event:
+    # kind: "participant" (attends remotely), "hall" (the sound desk), "viewer" (projector).
     return await w.emit(_topic(meeting_id), "media.joined", payload(
-        session_id=session_id, user_id=user_id, role=role))
+        session_id=session_id, user_id=user_id, role=role, kind=kind))
 
 
 @builds("media.left")

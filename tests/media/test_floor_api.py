@@ -55,8 +55,10 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
 
             speaker_a = await hall.give_floor(hall.delegates[0])
             await b.wait_hearing(A_HZ, absent=(C_HZ,))
-            # A hears itself too (the floor goes to every listener), C hears A.
+            # C hears A; A does not hear itself (mix-minus): with nobody else on the
+            # floor, silence.
             await c.wait_hearing(A_HZ, absent=(C_HZ,))
+            assert a.rms() < 50, a.rms()
 
             finished = await hall.post(hall.chair, f"/speakers/{speaker_a}/finish")
             assert finished.status_code in (200, 204), finished.text
