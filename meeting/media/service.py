@@ -162,15 +162,16 @@ def may_join_as(kind: JoinKind, participant: Participant | None,
     """Why ``principal`` may not join as ``kind`` (an error code), or None when it may.
 
     The hall desk carries the hall's sound into the floor: the meeting's officers (chair,
-    secretary) and administrators only. Anyone else joins as a participant of the meeting.
+    secretary) and administrators only. A viewer (the projector): a participant or an
+    administrator. A remote participant: a participant of the meeting.
     """
-    if kind == "hall":
-        if principal.is_admin:
-            return None
-        if participant is None:
-            return "not_a_participant"
-        return None if participant.participant_role in OFFICER_ROLES else "not_officer"
-    return None if participant is not None else "not_a_participant"
+    if kind != "participant" and principal.is_admin:
+        return None
+    if participant is None:
+        return "not_a_participant"
+    if kind == "hall" and participant.participant_role not in OFFICER_ROLES:
+        return "not_officer"
+    return None
 
 
 async def do_join(ctx: Context, principal: Principal, meeting_id: int,
