@@ -110,7 +110,8 @@ class PeerInfo:
 class Joined:
     peer: PeerInfo
     answer_sdp: str
-    # Set when this join opened the meeting's room and started recording its floor.
+    # Set when this join started recording the room's floor (the first join that is not a
+    # viewer: a projector alone records nothing).
     recording_path: Path | None
 
 
@@ -129,7 +130,16 @@ class RoomClosed:
     recording: RecordingSummary | None
 
 
-Notice = PeerGone | RoomClosed
+@dataclass(frozen=True)
+class RecordingEnded:
+    """The last peer that is not a viewer left: the recording ends, the room goes on (the
+    projector still watches)."""
+
+    meeting_id: int
+    recording: RecordingSummary
+
+
+Notice = PeerGone | RoomClosed | RecordingEnded
 
 
 # What the floor is encoded in: every listener must accept it.
@@ -313,26 +323,37 @@ class MediaEngine:
             self._active = frozenset(self._rooms)
 
     def _open_room(self, meeting_id: int, floor: Floor) -> Room:
-        recorder_box: list[Recorder] = []
+        room_box: list[Room] = []
 
         def record(packet: Any) -> None:
-            if recorder_box:
-                recorder_box[0].offer(packet)
+            recorder = room_box[0].recorder if room_box else None
+            if recorder is not None:
+                recorder.offer(packet)
 
         mixer = FloorMixer(self.config.mode,
                            on_packet=record if self.config.recordings_dir else None)
-        recorder = None
-        if self.config.recordings_dir is not None:
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            name = f"meeting-{meeting_id}/{stamp}-{secrets.token_hex(4)}.ogg"
-            recorder = Recorder(self.config.recordings_dir / name, mixer.extradata)
-            recorder_box.append(recorder)
         ticker = asyncio.get_running_loop().create_task(mixer.run(),
                                                         name=f"floor-{meeting_id}")
-        room = Room(meeting_id, mixer, ticker, recorder, floor)
+        room = Room(meeting_id, mixer, ticker, None, floor)
+        room_box.append(room)
         self._rooms[meeting_id] = room
         self._publish_active()
         return room
+
+    def _start_recording(self, room: Room) -> Path | None:
+        """Start recording the floor if it is not yet; the new file's path, else None."""
+        if self.config.recordings_dir is None or room.recorder is not None:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"meeting-{room.meeting_id}/{stamp}-{secrets.token_hex(4)}.ogg"
+        room.recorder = Recorder(self.config.recordings_dir / name, room.mixer.extradata)
+        return room.recorder.path
+
+    async def _end_recording(self, room: Room) -> RecordingSummary | None:
+        recorder, room.recorder = room.recorder, None
+        if recorder is None:
+            return None
+        return await asyncio.get_running_loop().run_in_executor(None, recorder.close)
 
     async def _close_room(self, room: Room) -> None:
         self._rooms.pop(room.meeting_id, None)
@@ -340,10 +361,7 @@ class MediaEngine:
         room.ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await room.ticker
-        summary = None
-        if room.recorder is not None:
-            summary = await asyncio.get_running_loop().run_in_executor(None, room.recorder.close)
-        self._notify(RoomClosed(room.meeting_id, summary))
+        self._notify(RoomClosed(room.meeting_id, await self._end_recording(room)))
 
     def _check_room(self, room: Room | None, kind: JoinKind) -> None:
         if room is None:
@@ -393,7 +411,6 @@ class MediaEngine:
             raise
         # Rooms may have changed while ICE was gathered.
         room = self._rooms.get(meeting_id)
-        opened = room is None
         try:
             self._check_room(room, kind)
         except (RoomFull, HallTaken):
@@ -430,8 +447,7 @@ class MediaEngine:
 
         self._apply_floor(room)
         local = pc.localDescription
-        return Joined(info, local.sdp,
-                      room.recorder.path if opened and room.recorder is not None else None)
+        return Joined(info, local.sdp, None if kind == "viewer" else self._start_recording(room))
 
     async def _consume(self, peer: Peer, track: MediaStreamTrack) -> None:
         """Read a peer's media as it arrives: the floor's audio goes to the mixer, the rest
@@ -495,7 +511,8 @@ class MediaEngine:
         await self._remove(peer, notice=PeerGone(peer.info, reason))
 
     async def _remove(self, peer: Peer, notice: PeerGone | None = None) -> None:
-        """Close the peer; the room closes (and its recording ends) with its last peer."""
+        """Close the peer; the room closes (and its recording ends) with its last peer; the
+        recording ends already when only viewers are left."""
         peer.closing = True
         self._peers.pop(peer.info.session_id, None)
         room = self._rooms.get(peer.info.meeting_id)
@@ -513,8 +530,14 @@ class MediaEngine:
         await peer.pc.close()
         if notice is not None:
             self._notify(notice)
-        if room is not None and not room.peers and self._rooms.get(room.meeting_id) is room:
+        if room is None or self._rooms.get(room.meeting_id) is not room:
+            return
+        if not room.peers:
             await self._close_room(room)
+        elif all(p.info.kind == "viewer" for p in room.peers.values()):
+            summary = await self._end_recording(room)
+            if summary is not None:
+                self._notify(RecordingEnded(room.meeting_id, summary))
 
     async def _close_meeting(self, meeting_id: int) -> list[PeerInfo]:
         room = self._rooms.get(meeting_id)

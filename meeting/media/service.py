@@ -35,6 +35,7 @@ from meeting.media.engine import (
     Notice,
     PeerGone,
     PeerInfo,
+    RecordingEnded,
     RoomClosed,
     RoomFull,
 )
@@ -248,7 +249,8 @@ async def handle_notice(ctx: Context, notice: Notice) -> None:
     try:
         if isinstance(notice, PeerGone):
             await _left(ctx, notice.peer, notice.reason, actor_id=None)
-        elif isinstance(notice, RoomClosed) and notice.recording is not None:
+        elif (isinstance(notice, RoomClosed | RecordingEnded)
+              and notice.recording is not None):
             summary = notice.recording
             async with ctx.write() as w:
                 await w.session.execute(

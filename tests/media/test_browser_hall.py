@@ -49,7 +49,8 @@ LISTEN_JS = """([selector, freqs]) => {
   const hz = ctx.sampleRate / analyser.fftSize;
   const at = (f) => {
     let best = -1000;
-    for (let i = Math.floor(f / hz) - 2; i <= Math.ceil(f / hz) + 2; i++) best = Math.max(best, bins[i]);
+    for (let i = Math.floor(f / hz) - 2; i <= Math.ceil(f / hz) + 2; i++)
+      best = Math.max(best, bins[i]);
     return best;
   };
   let peak = 1;
@@ -212,7 +213,8 @@ async def test_the_projector_plays_the_speakers_video(hall: Hall, playwright: An
             # Nobody with a camera holds the floor: no video shown.
             assert await projector.is_hidden("#floor-video-box")
             await hall.give_floor(hall.delegates[0])
-            await projector.wait_for_selector("#floor-video-area[data-video=live]", state="attached")
+            await projector.wait_for_selector("#floor-video-area[data-video=live]",
+                                              state="attached")
             assert await projector.is_visible("#floor-video")
             size = await projector.evaluate(
                 "() => { const v = document.getElementById('floor-video');"

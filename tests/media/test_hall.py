@@ -134,3 +134,40 @@ async def test_who_may_connect_the_hall(hall: Hall) -> None:
     finally:
         await desk.close()
         await other.close()
+
+
+async def test_a_projector_alone_records_nothing(hall: Hall) -> None:
+    projector, delegate = Client(None, watch=True), Client(A_HZ)
+    sessions: dict[str, str] = {}
+
+    async def recordings() -> list[dict[str, object]]:
+        async with hall.server.http(hall.chair) as http:
+            listed = await http.get(f"/api/v1/meetings/{hall.meeting_id}/recordings")
+        assert listed.status_code == 200, listed.text
+        return list(listed.json()["recordings"])
+
+    try:
+        await projector.join(join_as(hall, hall.chair, "viewer", sessions, "projector"))
+        await projector.wait_frames(10)
+        assert await recordings() == []
+        # A remote delegate joins: the sitting is recorded from now on...
+        await delegate.join(join_as(hall, hall.delegates[0], "participant", sessions, "a"))
+        await hall.give_floor(hall.delegates[0])
+        await projector.wait_hearing(A_HZ)
+        assert [r["ended_at"] for r in await recordings()] == [None]
+        # ...until the last one who is not a viewer leaves, the projector still watching.
+        async with hall.server.http(hall.delegates[0]) as http:
+            left = await http.delete(f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['a']}")
+        assert left.status_code == 204, left.text
+        for _ in range(100):
+            listed = await recordings()
+            if listed[0]["ended_at"]:
+                break
+            await asyncio.sleep(0.1)
+        assert len(listed) == 1 and listed[0]["ended_at"], listed
+        assert float(listed[0]["duration_secs"]) > 0.2  # type: ignore[arg-type]
+        engine = hall.server.ctx.extensions["media"].engine
+        assert [p.kind for p in await engine.peers(hall.meeting_id)] == ["viewer"]
+    finally:
+        await projector.close()
+        await delegate.close()
