@@ -409,6 +409,18 @@ def start_speaker(port: int, args: argparse.Namespace, kind: str, frequency: flo
     return proc
 
 
+def wait_video(port: int, timeout: float) -> None:
+    """Until the floor's video runs at two thirds of the camera's rate (the camera, the
+    decoder and the encoder have warmed up), so the idle figure includes it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = asyncio.run(signal(port, {"op": "stats"}))["video_frames"]
+        time.sleep(1)
+        after = asyncio.run(signal(port, {"op": "stats"}))["video_frames"]
+        if after - before >= CAMERA_FPS * 2 / 3:
+            return
+
+
 def run_design(case: Case, levels: list[int], args: argparse.Namespace) -> dict[str, Any]:
     name = case.name
     server = subprocess.Popen([sys.executable, __file__, "--serve", case.mode],
@@ -427,6 +439,7 @@ def run_design(case: Case, levels: list[int], args: argparse.Namespace) -> dict[
             # is part of the idle floor, so the slope is what each further viewer costs.
             listeners.add(1, args.per_process)
             wait_receiving(listeners, args.connect_timeout)
+            wait_video(port, args.connect_timeout)
         time.sleep(2)
         quiet = measure(server.pid, port, listeners if case.camera else None, args.window)
         # A starved machine makes the floor tick slower than 50 fps; costs are scaled to

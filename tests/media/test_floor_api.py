@@ -20,9 +20,12 @@ A_HZ = 440.0
 C_HZ = 1000.0
 
 
-def signal_through(hall: Hall, token: str, sessions: dict[str, str], name: str) -> Signal:
+def signal_through(hall: Hall, token: str, sessions: dict[str, str], name: str,
+                   kind: str | None = None) -> Signal:
+    """Posts the offer (as ``kind`` when given), checks the answer, keeps its session."""
     async def signal(sdp: str) -> str:
-        answer = await hall.join(token, sdp)
+        body = {"sdp": sdp, "type": "offer"} | ({"kind": kind} if kind else {})
+        answer = await hall.post(token, "/media", body)
         assert answer.status_code == 201, answer.text
         body = answer.json()
         assert body["type"] == "answer" and body["session_id"]

@@ -8,6 +8,7 @@ import asyncio
 from tests.conftest import DEMO_PASSWORD
 from tests.media.conftest import Hall
 from tests.media.peers import Client, Signal
+from tests.media.test_floor_api import signal_through
 
 HALL_HZ = 500.0
 A_HZ = 1200.0
@@ -17,12 +18,7 @@ RED = (220, 30, 30)
 
 
 def join_as(hall: Hall, token: str, kind: str, sessions: dict[str, str], name: str) -> Signal:
-    async def signal(sdp: str) -> str:
-        answer = await hall.post(token, "/media", {"sdp": sdp, "type": "offer", "kind": kind})
-        assert answer.status_code == 201, answer.text
-        sessions[name] = answer.json()["session_id"]
-        return str(answer.json()["sdp"])
-    return signal
+    return signal_through(hall, token, sessions, name, kind)
 
 
 async def test_the_hall_is_heard_and_nobody_hears_themself(hall: Hall) -> None:
