@@ -292,6 +292,8 @@ class Listeners:
         self.procs: list[subprocess.Popen[str]] = []
         # Per process: every (time, counters) sample printed so far.
         self.samples: dict[int, list[tuple[float, list[int]]]] = {}
+        # Per process: the start of a line not complete yet.
+        self.partial: dict[int, str] = {}
         self.count = 0
 
     def add(self, count: int, per_process: int) -> None:
@@ -312,6 +314,11 @@ class Listeners:
             while True:
                 line = proc.stdout.readline()
                 if not line:
+                    break
+                # A non-blocking read may stop inside a line: keep the piece for the next.
+                line = self.partial.pop(index, "") + line
+                if not line.endswith("\n"):
+                    self.partial[index] = line
                     break
                 sample = json.loads(line)
                 self.samples.setdefault(index, []).append((sample["t"], sample["c"]))

@@ -243,3 +243,43 @@ async def test_the_projector_plays_the_speakers_video(hall: Hall, playwright: An
             assert projector.js_errors == []
         finally:
             await speaker.close()
+
+
+async def test_tablets_show_the_speaker_and_their_own_camera(hall: Hall, playwright: Any,
+                                                             tmp_path: Path) -> None:
+    async with chromium_with_tone(playwright, write_tone(tmp_path / "t.wav", HALL_HZ)) as b:
+        tablets = []
+        for username in ("delegate001", "delegate002"):
+            _, tablet = await signed_in(hall.server, b, username, viewport=TABLET)
+            await loopback_offers(tablet, hall.meeting_id, set())
+            await tablet.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
+            await wait_online(tablet)
+            tablets.append(tablet)
+        speaker, watcher = tablets
+        # The speaker sends its (fake) camera: its own preview, sent but not yet shown.
+        await speaker.check("#remote-video")
+        await speaker.click("#remote-join")
+        await speaker.wait_for_selector("#remote[data-state=listening]")
+        await speaker.wait_for_selector("#own-video-state[data-camera=sending]")
+        assert await speaker.evaluate(
+            "() => document.getElementById('own-video').videoWidth") > 0
+        await watcher.click("#remote-join")
+        await watcher.wait_for_selector("#remote[data-state=listening]")
+        assert await watcher.is_hidden("#own-video-box")  # no camera, no preview
+
+        await hall.give_floor(hall.delegates[0])
+        await speaker.wait_for_selector("#own-video-state[data-camera=on_air]")
+        assert "mọi người đang thấy bạn" in await speaker.inner_text("#own-video-state")
+        await watcher.wait_for_selector("#floor-video-area[data-video=live]", state="attached")
+        assert await watcher.is_visible("#floor-video")
+        frames = int(await watcher.get_attribute("#floor-video", "data-frames") or 0)
+        await watcher.wait_for_function(
+            "(n) => Number(document.getElementById('floor-video').dataset.frames) > n",
+            arg=frames + 10)
+        assert await watcher.evaluate(
+            "() => document.getElementById('floor-video').videoWidth") > 0
+        # The speaker is not sent its own camera back: it has its preview.
+        assert await speaker.get_attribute("#floor-video-area", "data-video") != "live"
+        await shot(watcher, "delegate-remote-speaker-video")
+        await shot(speaker, "delegate-remote-own-camera-live")
+        assert speaker.js_errors == [] and watcher.js_errors == []
