@@ -364,6 +364,7 @@ def measure(server_pid: int, port: int, listeners: Listeners | None,
     # Frames the floor produced per second, and packets listeners' senders fell behind on.
     result["floor_fps"] = (stats1["ticks"] - stats0["ticks"]) / (t1 - t0)
     result["video_fps"] = (stats1["video_frames"] - stats0["video_frames"]) / (t1 - t0)
+    result["keyframes_per_sec"] = (stats1["keyframes"] - stats0["keyframes"]) / (t1 - t0)
     result["encodes_per_tick"] = ((stats1["encodes"] - stats0["encodes"])
                                   / max(stats1["ticks"] - stats0["ticks"], 1))
     result["sender_drops"] = stats1["dropped"] - stats0["dropped"]
@@ -478,7 +479,8 @@ def run_design(case: Case, levels: list[int], args: argparse.Namespace) -> dict[
             scaled = (f" and {CAMERA_FPS} video fps ({100 * row['per_raw']:.2f}% as measured)"
                       if case.camera else "")
             print(f"[{name}] N={level:4d}: server {100 * row['cpu']:5.1f}% of a core with the "
-                  f"floor at {row['floor_fps']:.1f} fps (video {row['video_fps']:.1f} fps); "
+                  f"floor at {row['floor_fps']:.1f} fps (video {row['video_fps']:.1f} fps, "
+                  f"{row['keyframes_per_sec']:.1f} keyframes/s); "
                   f"{100 * row['per_listener']:.2f}% per {case.unit} at 50 fps{scaled}; "
                   f"{case.unit}s get {row['fps_avg']:.1f} {what} fps avg / "
                   f"{row['fps_min']:.1f} min ({100 * row['delivered']:.0f}% of the floor's "
