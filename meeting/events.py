@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from server.realtime.contract import EventType, builds, payload
+from server.realtime.contract import OMIT, EventType, builds, payload
 
 if TYPE_CHECKING:
     from server.context import Write
@@ -59,7 +59,9 @@ EVENT_TYPES = (
              _ABOUT_SPEAKER),
     _meeting("speakers.reordered", "The chair reordered the queue.", _SPEAKER),
     _meeting("media.joined", "Someone joined the sitting remotely.",
-             {"session_id": "string", "user_id": "integer"}),
+             {"session_id": "string", "user_id": "integer"},
+             # participant (attends remotely), hall (the sound desk), viewer (projector).
+             {"kind": "string"}),
     _meeting("media.left", "A remote participant left.",
              {"session_id": "string", "user_id": "integer", "reason": "string"}),
     _meeting("poll.created", "A poll was prepared.", {"poll": "object"}),
@@ -255,9 +257,9 @@ async def emit_speakers_reordered(w: Write, meeting_id: int, *,
 
 @builds("media.joined")
 async def emit_media_joined(w: Write, meeting_id: int, *, session_id: str, user_id: int,
-                            role: str) -> Event:
+                            role: str, kind: str = OMIT) -> Event:
     return await w.emit(_topic(meeting_id), "media.joined", payload(
-        session_id=session_id, user_id=user_id, role=role))
+        session_id=session_id, user_id=user_id, role=role, kind=kind))
 
 
 @builds("media.left")

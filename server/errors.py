@@ -170,6 +170,7 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "invalid_width": ErrorCode((400,), "The image width is out of range."),
     "locked_out": ErrorCode((429,), "Too many failed sign-ins; wait a moment and try again."),
     "media_full": ErrorCode((409,), "The remote session is full."),
+    "media_hall_connected": ErrorCode((409,), "The hall's sound desk is already connected."),
     "media_session_not_found": ErrorCode((404,), "This audio/video connection no longer exists."),
     "meeting_closed": ErrorCode((409,), "The meeting is closed; nothing in it can change."),
     "meeting_not_closed": ErrorCode((409,), "The minutes are signed once the session is closed."),

@@ -10,7 +10,13 @@ the feature forwards it to the API loop with ``call_soon_threadsafe``.
 A room per meeting holds the peers of the meeting and one ``FloorMixer``: each peer's
 audio is decoded by aiortc and, when the peer holds the floor, fed to the mixer; otherwise
 the frame is dropped as soon as it arrives. Every peer listens through its own
-``ListenerTrack`` which the mixer fills with the floor's packets, encoded once.
+``ListenerTrack`` which the mixer fills with the floor's packets, encoded once per
+distinct mix (the floor minus the listener's own voice, see ``floor``).
+
+Peers join as one of ``JOIN_KINDS``: a ``participant`` (a remote delegate or chair, on the
+floor when the speakers' queue says so), the ``hall`` (the sound desk's bridge: always on
+the floor, at most one per room, its camera shown when the speaker sends none) or a
+``viewer`` (the projector: receives the floor, never on it).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
 from aiortc import (
@@ -62,6 +68,14 @@ class RoomFull(RuntimeError):
     """The meeting already has the maximum number of remote participants."""
 
 
+class HallTaken(RuntimeError):
+    """The meeting's hall desk is already connected (one hall source per room)."""
+
+
+JoinKind = Literal["participant", "hall", "viewer"]
+JOIN_KINDS: tuple[JoinKind, ...] = ("participant", "hall", "viewer")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     ice_servers: tuple[str, ...] = ()
@@ -89,13 +103,15 @@ class PeerInfo:
     session_id: str
     meeting_id: int
     user_id: int
+    kind: JoinKind = "participant"
 
 
 @dataclass(frozen=True)
 class Joined:
     peer: PeerInfo
     answer_sdp: str
-    # Set when this join opened the meeting's room and started recording its floor.
+    # Set when this join started recording the room's floor (the first join that is not a
+    # viewer: a projector alone records nothing).
     recording_path: Path | None
 
 
@@ -114,7 +130,16 @@ class RoomClosed:
     recording: RecordingSummary | None
 
 
-Notice = PeerGone | RoomClosed
+@dataclass(frozen=True)
+class RecordingEnded:
+    """The last peer that is not a viewer left: the recording ends, the room goes on (the
+    projector still watches)."""
+
+    meeting_id: int
+    recording: RecordingSummary
+
+
+Notice = PeerGone | RoomClosed | RecordingEnded
 
 
 # What the floor is encoded in: every listener must accept it.
@@ -196,6 +221,10 @@ class Room:
     video: VideoFloor = field(default_factory=VideoFloor)
     peers: dict[str, Peer] = field(default_factory=dict)
 
+    @property
+    def hall(self) -> Peer | None:
+        return next((p for p in self.peers.values() if p.info.kind == "hall"), None)
+
 
 class MediaEngine:
     def __init__(self, config: EngineConfig, notify: Callable[[Notice], None]) -> None:
@@ -250,9 +279,11 @@ class MediaEngine:
                                       WORKER_CALL_TIMEOUT_SECS)
 
     # --- the API side's calls ------------------------------------------------------------
-    async def join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor) -> Joined:
-        """Answer ``sdp`` (ICE gathered); raises ``InvalidOffer`` or ``RoomFull``."""
-        return await self._call(self._join(meeting_id, user_id, sdp, floor))
+    async def join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor,
+                   kind: JoinKind = "participant") -> Joined:
+        """Answer ``sdp`` (ICE gathered); raises ``InvalidOffer``, ``RoomFull`` or
+        ``HallTaken``."""
+        return await self._call(self._join(meeting_id, user_id, sdp, floor, kind))
 
     async def leave(self, session_id: str) -> PeerInfo | None:
         return await self._call(self._leave(session_id))
@@ -280,6 +311,7 @@ class MediaEngine:
             if room is None:
                 return {}
             return {"ticks": room.mixer.ticks, "packets": room.mixer.packets,
+                    "encodes": room.mixer.encodes, "mixes": 1 + len(room.mixer.mixes()),
                     "video_frames": room.video.frames, "keyframes": room.video.keyframes,
                     "listeners": len(room.mixer.listeners),
                     "dropped": sum(p.listener.dropped for p in room.peers.values())}
@@ -291,26 +323,37 @@ class MediaEngine:
             self._active = frozenset(self._rooms)
 
     def _open_room(self, meeting_id: int, floor: Floor) -> Room:
-        recorder_box: list[Recorder] = []
+        room_box: list[Room] = []
 
         def record(packet: Any) -> None:
-            if recorder_box:
-                recorder_box[0].offer(packet)
+            recorder = room_box[0].recorder if room_box else None
+            if recorder is not None:
+                recorder.offer(packet)
 
         mixer = FloorMixer(self.config.mode,
                            on_packet=record if self.config.recordings_dir else None)
-        recorder = None
-        if self.config.recordings_dir is not None:
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            name = f"meeting-{meeting_id}/{stamp}-{secrets.token_hex(4)}.ogg"
-            recorder = Recorder(self.config.recordings_dir / name, mixer.extradata)
-            recorder_box.append(recorder)
         ticker = asyncio.get_running_loop().create_task(mixer.run(),
                                                         name=f"floor-{meeting_id}")
-        room = Room(meeting_id, mixer, ticker, recorder, floor)
+        room = Room(meeting_id, mixer, ticker, None, floor)
+        room_box.append(room)
         self._rooms[meeting_id] = room
         self._publish_active()
         return room
+
+    def _start_recording(self, room: Room) -> Path | None:
+        """Start recording the floor if it is not yet; the new file's path, else None."""
+        if self.config.recordings_dir is None or room.recorder is not None:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"meeting-{room.meeting_id}/{stamp}-{secrets.token_hex(4)}.ogg"
+        room.recorder = Recorder(self.config.recordings_dir / name, room.mixer.extradata)
+        return room.recorder.path
+
+    async def _end_recording(self, room: Room) -> RecordingSummary | None:
+        recorder, room.recorder = room.recorder, None
+        if recorder is None:
+            return None
+        return await asyncio.get_running_loop().run_in_executor(None, recorder.close)
 
     async def _close_room(self, room: Room) -> None:
         self._rooms.pop(room.meeting_id, None)
@@ -318,19 +361,24 @@ class MediaEngine:
         room.ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await room.ticker
-        summary = None
-        if room.recorder is not None:
-            summary = await asyncio.get_running_loop().run_in_executor(None, room.recorder.close)
-        self._notify(RoomClosed(room.meeting_id, summary))
+        self._notify(RoomClosed(room.meeting_id, await self._end_recording(room)))
 
-    async def _join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor) -> Joined:
-        room = self._rooms.get(meeting_id)
-        if room is not None and len(room.peers) >= self.config.max_participants:
+    def _check_room(self, room: Room | None, kind: JoinKind) -> None:
+        if room is None:
+            return
+        if len(room.peers) >= self.config.max_participants:
             raise RoomFull(f"The meeting already has {self.config.max_participants} "
                            "remote participants.")
+        if kind == "hall" and room.hall is not None:
+            raise HallTaken(f"The hall desk of meeting {room.meeting_id} is already "
+                            "connected.")
+
+    async def _join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor,
+                    kind: JoinKind) -> Joined:
+        self._check_room(self._rooms.get(meeting_id), kind)
         pc = RTCPeerConnection(RTCConfiguration(
             iceServers=[ice_server(url) for url in self.config.ice_servers]))
-        info = PeerInfo(secrets.token_urlsafe(12), meeting_id, user_id)
+        info = PeerInfo(secrets.token_urlsafe(12), meeting_id, user_id, kind)
         listener = ListenerTrack()
         peer = Peer(info, pc, listener, last_media_at=asyncio.get_running_loop().time())
         remote_tracks: list[MediaStreamTrack] = []
@@ -340,9 +388,9 @@ class MediaEngine:
             # Transceivers made before the offer is applied take its first section of their
             # kind, with only the floor's codec allowed: the packets we hand them are Opus
             # (and VP8), so nothing else may be negotiated.
-            for kind in sorted(kinds):
-                pc.addTransceiver(kind, direction="sendrecv").setCodecPreferences(
-                    floor_codecs(kind))
+            for media_kind in sorted(kinds):
+                pc.addTransceiver(media_kind, direction="sendrecv").setCodecPreferences(
+                    floor_codecs(media_kind))
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except SDP_ERRORS as exc:
@@ -363,21 +411,21 @@ class MediaEngine:
             raise
         # Rooms may have changed while ICE was gathered.
         room = self._rooms.get(meeting_id)
-        opened = room is None
-        if room is None:
-            room = self._open_room(meeting_id, floor)
-        elif len(room.peers) >= self.config.max_participants:
+        try:
+            self._check_room(room, kind)
+        except (RoomFull, HallTaken):
             listener.stop()
             if peer.video_listener is not None:
                 peer.video_listener.stop()
             await pc.close()
-            raise RoomFull(f"The meeting already has {self.config.max_participants} "
-                           "remote participants.")
+            raise
+        if room is None:
+            room = self._open_room(meeting_id, floor)
         room.peers[info.session_id] = peer
         self._peers[info.session_id] = peer
-        room.mixer.listeners.add(listener)
+        room.mixer.add_listener(listener, own=info.session_id)
         if peer.video_listener is not None and video_sender is not None:
-            room.video.listeners.add(peer.video_listener)
+            room.video.add_listener(peer.video_listener, own=info.session_id)
             # aiortc's sender turns a listener's PLI into a request for the next frame it
             # encodes itself; it encodes nothing here (it packetises the floor's packets),
             # so the request goes to the floor's one encoder. A newcomer needs one anyway.
@@ -399,8 +447,7 @@ class MediaEngine:
 
         self._apply_floor(room)
         local = pc.localDescription
-        return Joined(info, local.sdp,
-                      room.recorder.path if opened and room.recorder is not None else None)
+        return Joined(info, local.sdp, None if kind == "viewer" else self._start_recording(room))
 
     async def _consume(self, peer: Peer, track: MediaStreamTrack) -> None:
         """Read a peer's media as it arrives: the floor's audio goes to the mixer, the rest
@@ -422,11 +469,21 @@ class MediaEngine:
             return
 
     def _apply_floor(self, room: Room) -> None:
+        # The hall is always on the floor; a viewer never is; a participant when the
+        # speakers' queue (or the chair's role) puts them there. Only peers that send
+        # audio are sources: a listen-only chair gets no mix-minus of its own.
         room.mixer.set_sources(
-            key for key, peer in room.peers.items() if peer.info.user_id in room.floor.audio
+            key for key, peer in room.peers.items() if peer.sends_audio and (
+                peer.info.kind == "hall" or (peer.info.kind == "participant"
+                                             and peer.info.user_id in room.floor.audio))
         )
-        source = next((key for key, peer in room.peers.items()
-                       if peer.sends_video and peer.info.user_id == room.floor.video), None)
+        # The speaker's camera, else the hall's camera (if the desk sends one).
+        cameras = [(key, peer) for key, peer in room.peers.items()
+                   if peer.sends_video and peer.info.kind != "viewer"]
+        source = next((key for key, peer in cameras if peer.info.kind == "participant"
+                       and peer.info.user_id == room.floor.video), None)
+        if source is None:
+            source = next((key for key, peer in cameras if peer.info.kind == "hall"), None)
         room.video.set_source(source)
         # A camera off the floor is dropped as its packets arrive, before the jitter buffer
         # and the decoder (aiortc's receiver skips RTP while disabled). Enabled again, the
@@ -454,15 +511,16 @@ class MediaEngine:
         await self._remove(peer, notice=PeerGone(peer.info, reason))
 
     async def _remove(self, peer: Peer, notice: PeerGone | None = None) -> None:
-        """Close the peer; the room closes (and its recording ends) with its last peer."""
+        """Close the peer; the room closes (and its recording ends) with its last peer; the
+        recording ends already when only viewers are left."""
         peer.closing = True
         self._peers.pop(peer.info.session_id, None)
         room = self._rooms.get(peer.info.meeting_id)
         if room is not None:
             room.peers.pop(peer.info.session_id, None)
-            room.mixer.listeners.discard(peer.listener)
+            room.mixer.remove_listener(peer.listener)
             if peer.video_listener is not None:
-                room.video.listeners.discard(peer.video_listener)
+                room.video.remove_listener(peer.video_listener)
             self._apply_floor(room)
         peer.listener.stop()
         if peer.video_listener is not None:
@@ -472,8 +530,14 @@ class MediaEngine:
         await peer.pc.close()
         if notice is not None:
             self._notify(notice)
-        if room is not None and not room.peers and self._rooms.get(room.meeting_id) is room:
+        if room is None or self._rooms.get(room.meeting_id) is not room:
+            return
+        if not room.peers:
             await self._close_room(room)
+        elif all(p.info.kind == "viewer" for p in room.peers.values()):
+            summary = await self._end_recording(room)
+            if summary is not None:
+                self._notify(RecordingEnded(room.meeting_id, summary))
 
     async def _close_meeting(self, meeting_id: int) -> list[PeerInfo]:
         room = self._rooms.get(meeting_id)

@@ -1,11 +1,17 @@
-"""The floor of a council hall: mix who holds it, encode once, hand the packets to all.
+"""The floor of a council hall: mix who holds it, encode once per mix, hand the packets out.
 
-Every 20 ms the ``FloorMixer`` takes one frame from each source on the floor (the chairs
-and the delegate granted the floor), sums them, encodes the sum ONCE with Opus and offers
-the same ``av.Packet`` to every listener's ``ListenerTrack``. aiortc's ``RTCRtpSender``
-recognises a packet (not a frame) coming out of its track and only packetises it
-(``OpusEncoder.pack``): no per-listener encoding. What is left per listener is RTP
-serialisation, SRTP and the UDP send, done by aiortc.
+Every 20 ms the ``FloorMixer`` takes one frame from each source on the floor (the hall's
+sound desk, the chairs and the delegate granted the floor), sums them, encodes the sum
+ONCE with Opus and offers the same ``av.Packet`` to every listener's ``ListenerTrack``.
+aiortc's ``RTCRtpSender`` recognises a packet (not a frame) coming out of its track and
+only packetises it (``OpusEncoder.pack``): no per-listener encoding. What is left per
+listener is RTP serialisation, SRTP and the UDP send, done by aiortc.
+
+Mix-minus: nobody hears themself. A listener registered with its own source key hears the
+floor minus that source; such a mix exists (with its own encoder) only for a source that
+is on the floor AND listens, so the hall desk and a remote speaker get one each while
+every other listener shares the full mix. Encodes per tick = 1 + contributing listeners,
+never one per listener.
 
 ``naive`` mode (for the benchmark's baseline only) offers the mixed *frame* instead, so
 every listener's sender encodes it again, as a plain aiortc relay would.
@@ -22,7 +28,7 @@ import asyncio
 import fractions
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Literal
 
 import av
@@ -54,6 +60,10 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 VIDEO_BITRATE = 600_000
 # A keyframe at least this often even if nobody asks (a lost one is also asked for, PLI).
 VIDEO_KEYFRAME_INTERVAL_FRAMES = 150
+# One thread for the floor's VP8 encoder: libvpx's automatic threading (one per core) costs
+# about 15x the CPU of a single thread at the floor's sizes (28 ms against 1.7 ms a 320x240
+# frame, measured on the 2-core test machine under load) and blocks the executor longer.
+VIDEO_ENCODER_THREADS = 1
 
 
 class ListenerTrack(MediaStreamTrack):
@@ -142,17 +152,52 @@ class FloorMixer:
     def __init__(self, mode: Mode = "encode_once",
                  on_packet: Callable[[av.Packet], None] | None = None) -> None:
         self.mode: Mode = mode
+        # The full floor's encoder (what the recording and every plain listener get).
         self.encoder = new_opus_encoder()
-        self.listeners: set[ListenerTrack] = set()
+        # Each listener and the source key it must not hear (None: hears the whole floor).
+        self._listeners: dict[ListenerTrack, Hashable | None] = {}
         self._sources: dict[Hashable, _Source] = {}
+        # Encoders of the floor-minus-X mixes, for X on the floor that listens.
+        self._minus: dict[Hashable, av.AudioCodecContext] = {}
         self._on_packet = on_packet
         self._pts = 0
         self.ticks = 0
         self.packets = 0
+        # Encoder calls: one per distinct mix per tick.
+        self.encodes = 0
 
     @property
     def extradata(self) -> bytes | None:
         return self.encoder.extradata
+
+    # --- listeners ---------------------------------------------------------------
+    @property
+    def listeners(self) -> Collection[ListenerTrack]:
+        return self._listeners.keys()
+
+    def add_listener(self, track: ListenerTrack, own: Hashable | None = None) -> None:
+        """``track`` hears the floor minus the source ``own`` (when that is on the floor)."""
+        self._listeners[track] = own
+        self._fit_minus()
+
+    def remove_listener(self, track: ListenerTrack) -> None:
+        self._listeners.pop(track, None)
+        self._fit_minus()
+
+    def mixes(self) -> frozenset[Hashable]:
+        """The sources that have a floor-minus mix of their own right now."""
+        return frozenset(self._minus)
+
+    def _fit_minus(self) -> None:
+        # A source's mix-minus needs its own encoder: Opus keeps state from frame to frame.
+        wanted = {own for own in self._listeners.values()
+                  if own is not None and own in self._sources}
+        for key in list(self._minus):
+            if key not in wanted:
+                del self._minus[key]
+        for key in wanted:
+            if key not in self._minus:
+                self._minus[key] = new_opus_encoder()
 
     # --- sources -----------------------------------------------------------------
     def set_sources(self, keys: Iterable[Hashable]) -> None:
@@ -163,6 +208,7 @@ class FloorMixer:
                 del self._sources[key]
         for key in wanted:
             self._sources.setdefault(key, _Source())
+        self._fit_minus()
 
     def on_floor(self, key: Hashable) -> bool:
         return key in self._sources
@@ -174,35 +220,58 @@ class FloorMixer:
             source.add(frame)
 
     # --- one tick ------------------------------------------------------------------
-    def mix(self) -> AudioFrame:
-        total = np.zeros(FRAME_SAMPLES * CHANNELS, dtype=np.int32)
-        for source in self._sources.values():
-            chunk = source.take()
-            if chunk is not None:
-                total += chunk
+    def _frame(self, total: np.ndarray, pts: int) -> AudioFrame:
         mixed = np.clip(total, -32768, 32767).astype(np.int16).reshape(1, -1)
         frame = AudioFrame.from_ndarray(mixed, format="s16", layout="stereo")
         frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = TIME_BASE
-        self._pts += FRAME_SAMPLES
         return frame
+
+    def mix_minus(self) -> tuple[AudioFrame, dict[Hashable, AudioFrame]]:
+        """One tick's full floor, and the floor minus each source that has its own mix."""
+        total = np.zeros(FRAME_SAMPLES * CHANNELS, dtype=np.int32)
+        chunks: dict[Hashable, np.ndarray] = {}
+        for key, source in self._sources.items():
+            chunk = source.take()
+            if chunk is not None:
+                total += chunk
+                chunks[key] = chunk
+        pts = self._pts
+        self._pts += FRAME_SAMPLES
+        minus = {}
+        for key in self._minus:
+            own = chunks.get(key)
+            minus[key] = self._frame(total - own if own is not None else total, pts)
+        return self._frame(total, pts), minus
+
+    def mix(self) -> AudioFrame:
+        return self.mix_minus()[0]
+
+    def _encode(self, encoder: av.AudioCodecContext, frame: AudioFrame) -> list[av.Packet]:
+        self.encodes += 1
+        return list(encoder.encode(frame))
 
     def tick(self) -> None:
         self.ticks += 1
-        frame = self.mix()
+        full, minus = self.mix_minus()
         if self.mode == "naive":
-            for listener in self.listeners:
-                listener.offer(frame)
+            for listener, own in self._listeners.items():
+                listener.offer(minus.get(own, full) if own is not None else full)
             if self._on_packet is None:
                 return
-        for packet in self.encoder.encode(frame):
+        packets = self._encode(self.encoder, full)
+        for packet in packets:
             self.packets += 1
-            if self.mode == "encode_once":
-                for listener in self.listeners:
-                    listener.offer(packet)
             if self._on_packet is not None:
                 self._on_packet(packet)
+        if self.mode != "encode_once":
+            return
+        own_packets = {key: self._encode(self._minus[key], frame)
+                       for key, frame in minus.items()}
+        for listener, own in self._listeners.items():
+            for packet in own_packets.get(own, packets) if own is not None else packets:
+                listener.offer(packet)
 
     async def run(self) -> None:
         """Tick every 20 ms on the running loop's clock until cancelled."""
@@ -227,11 +296,13 @@ class VideoFloor:
     Encoding runs in the default executor, one frame at a time: a frame that arrives while
     the previous one is still being encoded is dropped (the next one follows in 33 ms),
     so the media loop never waits for the encoder. A new listener, a listener's picture
-    loss indication (PLI) or a new holder makes the next frame a keyframe.
+    loss indication (PLI) or a new holder makes the next frame a keyframe. The holder's
+    own tablet is sent nothing: it shows its local preview.
     """
 
     def __init__(self) -> None:
-        self.listeners: set[ListenerTrack] = set()
+        # Each viewer and the source key whose camera it is (None: not a camera).
+        self._listeners: dict[ListenerTrack, Hashable | None] = {}
         self.source: Hashable | None = None
         self._encoder: av.VideoCodecContext | None = None
         self._busy = False
@@ -239,6 +310,17 @@ class VideoFloor:
         self._since_keyframe = 0
         self.frames = 0
         self.keyframes = 0
+
+    @property
+    def listeners(self) -> Collection[ListenerTrack]:
+        return self._listeners.keys()
+
+    def add_listener(self, track: ListenerTrack, own: Hashable | None = None) -> None:
+        self._listeners[track] = own
+        self._keyframe = True
+
+    def remove_listener(self, track: ListenerTrack) -> None:
+        self._listeners.pop(track, None)
 
     def set_source(self, key: Hashable | None) -> None:
         if key != self.source:
@@ -250,7 +332,8 @@ class VideoFloor:
 
     def feed(self, key: Hashable, frame: VideoFrame) -> None:
         """A source's decoded frame: encoded if it holds the floor and the encoder is free."""
-        if key != self.source or self._busy or not self.listeners:
+        if key != self.source or self._busy or not any(
+                own != key for own in self._listeners.values()):
             return
         self._busy = True
         loop = asyncio.get_running_loop()
@@ -270,6 +353,7 @@ class VideoFloor:
             assert isinstance(encoder, av.VideoCodecContext)
             encoder.width, encoder.height = frame.width, frame.height
             encoder.pix_fmt = "yuv420p"
+            encoder.thread_count = VIDEO_ENCODER_THREADS
             encoder.bit_rate = VIDEO_BITRATE
             encoder.time_base = VIDEO_TIME_BASE
             encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
@@ -300,5 +384,6 @@ class VideoFloor:
                 self._since_keyframe = 0
             else:
                 self._since_keyframe += 1
-            for listener in self.listeners:
-                listener.offer(packet)
+            for listener, own in self._listeners.items():
+                if own is None or own != self.source:
+                    listener.offer(packet)

@@ -10,6 +10,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from meeting.media import service
+from meeting.media.engine import JoinKind
 from server.errors import NotFound
 from server.http import JSON, Body, context, current_user, path_int, read_json
 
@@ -22,13 +23,16 @@ class Offer(Body):
 
     sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS)
     type: Literal["offer"]
+    # Who joins: a remote participant, the hall's sound desk, or a viewer (the projector).
+    kind: JoinKind = "participant"
 
 
 async def join_media(request: Request) -> Response:
     principal = await current_user(request)
     meeting_id = path_int(request, "meeting_id")
     offer = await read_json(request, Offer)
-    answer = await service.do_join(context(request), principal, meeting_id, offer.sdp)
+    answer = await service.do_join(context(request), principal, meeting_id, offer.sdp,
+                                   offer.kind)
     return JSON(answer, status_code=201)
 
 

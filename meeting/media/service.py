@@ -4,7 +4,9 @@ Runs on the API's event loop and only awaits the media worker (``MediaEngine``),
 aiortc work runs in its own thread. Every state change a meeting's tablets should see
 (``media.joined``, ``media.left``) goes through ``ctx.write()`` and is audited.
 
-The floor is the meeting's chairs plus the delegate the speakers' queue has given the
+The hall's sound desk joins as the ``hall`` (chairs, secretaries and administrators only,
+one per meeting) and is always on the floor; the projector joins as a ``viewer``. Beyond the
+hall, the floor is the meeting's chairs plus the delegate the speakers' queue has given the
 floor (``meeting.speakers.floor_holder``). ``follow_floor`` re-reads it for every meeting
 with a live room every ``media_floor_poll_secs`` and tells the worker when it changed, so a grant
 or a finish is heard everywhere well within a second, on whichever node wrote it.
@@ -25,17 +27,20 @@ from meeting.events import emit_media_joined, emit_media_left
 from meeting.media.engine import (
     EngineConfig,
     Floor,
+    HallTaken,
     InvalidOffer,
     Joined,
+    JoinKind,
     MediaEngine,
     Notice,
     PeerGone,
     PeerInfo,
+    RecordingEnded,
     RoomClosed,
     RoomFull,
 )
 from meeting.media.models import MediaRecording
-from meeting.models import MeetingState, Participant, ParticipantRole
+from meeting.models import OFFICER_ROLES, MeetingState, Participant, ParticipantRole
 from meeting.service import floor_holder, get_participant, meeting_topic, require_meeting
 from server.auth.principal import Principal
 from server.context import Context
@@ -152,25 +157,48 @@ async def follow_floor(ctx: Context) -> None:
 
 
 # --- joining and leaving ----------------------------------------------------------------
+def may_join_as(kind: JoinKind, participant: Participant | None,
+                principal: Principal) -> str | None:
+    """Why ``principal`` may not join as ``kind`` (an error code), or None when it may.
+
+    The hall desk carries the hall's sound into the floor: the meeting's officers (chair,
+    secretary) and administrators only. A viewer (the projector): a participant or an
+    administrator. A remote participant: a participant of the meeting.
+    """
+    if kind != "participant" and principal.is_admin:
+        return None
+    if participant is None:
+        return "not_a_participant"
+    if kind == "hall" and participant.participant_role not in OFFICER_ROLES:
+        return "not_officer"
+    return None
+
+
 async def do_join(ctx: Context, principal: Principal, meeting_id: int,
-                  sdp: str) -> dict[str, Any]:
-    """Answer a participant's SDP offer and announce ``media.joined`` on the meeting."""
+                  sdp: str, kind: JoinKind = "participant") -> dict[str, Any]:
+    """Answer an SDP offer of ``kind`` and announce ``media.joined`` on the meeting."""
     async with ctx.read() as session:
         meeting = await require_meeting(session, meeting_id)
         participant = await get_participant(session, meeting_id, principal.id)
-        if participant is None:
+        refused = may_join_as(kind, participant, principal)
+        if refused == "not_a_participant":
             raise Forbidden(f"You do not take part in meeting {meeting_id}.",
                             code="not_a_participant")
+        if refused is not None:
+            raise Forbidden("Only the meeting's chair or secretary (or an administrator) may "
+                            "connect the hall's sound desk.", code=refused)
         if meeting.lifecycle is MeetingState.CLOSED:
             raise Conflict(f"Meeting {meeting_id} is closed.", code="meeting_closed")
         floor = await current_floor(session, meeting_id)
     state = runtime(ctx)
     try:
-        joined: Joined = await state.engine.join(meeting_id, principal.id, sdp, floor)
+        joined: Joined = await state.engine.join(meeting_id, principal.id, sdp, floor, kind)
     except InvalidOffer as exc:
         raise BadRequest(str(exc), code="invalid_sdp") from exc
     except RoomFull as exc:
         raise Conflict(str(exc), code="media_full") from exc
+    except HallTaken as exc:
+        raise Conflict(str(exc), code="media_hall_connected") from exc
     state.floors.setdefault(meeting_id, floor)
     session_id = joined.peer.session_id
     try:
@@ -181,9 +209,11 @@ async def do_join(ctx: Context, principal: Principal, meeting_id: int,
                     started_by=principal.id, started_at=w.now, dropped_packets=0,
                 ))
             await emit_media_joined(w, meeting_id, session_id=session_id,
-                                    user_id=principal.id, role=participant.role)
+                                    user_id=principal.id,
+                                    role=participant.role if participant else "admin",
+                                    kind=kind)
             await w.audit(principal.id, "media.join", meeting_topic(meeting_id),
-                          {"session_id": session_id})
+                          {"session_id": session_id, "kind": kind})
     except BaseException:
         await state.engine.leave(session_id)
         raise
@@ -218,7 +248,8 @@ async def handle_notice(ctx: Context, notice: Notice) -> None:
     try:
         if isinstance(notice, PeerGone):
             await _left(ctx, notice.peer, notice.reason, actor_id=None)
-        elif isinstance(notice, RoomClosed) and notice.recording is not None:
+        elif (isinstance(notice, RoomClosed | RecordingEnded)
+              and notice.recording is not None):
             summary = notice.recording
             async with ctx.write() as w:
                 await w.session.execute(

@@ -21,9 +21,12 @@ A_HZ = 440.0
 C_HZ = 1000.0
 
 
-def signal_through(hall: Hall, token: str, sessions: dict[str, str], name: str) -> Signal:
+def signal_through(hall: Hall, token: str, sessions: dict[str, str], name: str,
+                   kind: str | None = None) -> Signal:
+    """Posts the offer (as ``kind`` when given), checks the answer, keeps its session."""
     async def signal(sdp: str) -> str:
-        answer = await hall.join(token, sdp)
+        body = {"sdp": sdp, "type": "offer"} | ({"kind": kind} if kind else {})
+        answer = await hall.post(token, "/media", body)
         assert answer.status_code == 201, answer.text
         body = answer.json()
         assert body["type"] == "answer" and body["session_id"]
@@ -56,8 +59,10 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
 
             speaker_a = await hall.give_floor(hall.delegates[0])
             await b.wait_hearing(A_HZ, absent=(C_HZ,))
-            # A hears itself too (the floor goes to every listener), C hears A.
+            # C hears A; A does not hear itself (mix-minus): with nobody else on the
+            # floor, silence.
             await c.wait_hearing(A_HZ, absent=(C_HZ,))
+            assert a.rms() < 50, a.rms()
 
             finished = await hall.post(hall.chair, f"/speakers/{speaker_a}/finish")
             assert finished.status_code in (200, 204), finished.text

@@ -82,7 +82,8 @@ def test_encode_once_hands_the_same_packet_to_every_listener() -> None:
     seen: list[av.Packet] = []
     mixer = FloorMixer(on_packet=seen.append)
     listeners = [ListenerTrack() for _ in range(3)]
-    mixer.listeners.update(listeners)
+    for listener in listeners:
+        mixer.add_listener(listener)
     for _ in range(5):
         mixer.tick()
     assert mixer.packets == len(seen) > 0
@@ -91,7 +92,7 @@ def test_encode_once_hands_the_same_packet_to_every_listener() -> None:
 
     naive = FloorMixer(mode="naive")
     listener = ListenerTrack()
-    naive.listeners.add(listener)
+    naive.add_listener(listener)
     naive.tick()
     assert isinstance(listener._items[0], AudioFrame) and naive.packets == 0
 
@@ -111,3 +112,91 @@ def test_the_recorder_writes_a_playable_ogg(tmp_path: Path) -> None:
         samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
     assert abs(peak_hz(samples.astype(np.float64)) - 440) < 5
 
+
+
+def goertzel(samples: np.ndarray, frequency: float) -> float:
+    """Power of ``samples`` at ``frequency`` (one DFT bin, Goertzel's recurrence)."""
+    coefficient = 2 * np.cos(2 * np.pi * frequency / SAMPLE_RATE)
+    s1 = s2 = 0.0
+    for sample in samples:
+        s1, s2 = sample + coefficient * s1 - s2, s1
+    return float(s1 * s1 + s2 * s2 - coefficient * s1 * s2)
+
+
+def decoded(packets: list[av.Packet]) -> np.ndarray:
+    """What a listener would play: the packets decoded, left channel."""
+    decoder = av.CodecContext.create("libopus", "r")
+    assert isinstance(decoder, av.AudioCodecContext)
+    decoder.sample_rate = SAMPLE_RATE
+    decoder.layout = "stereo"
+    rows = []
+    for packet in packets:
+        for frame in decoder.decode(packet):
+            data = frame.to_ndarray()
+            # Planar: one row per channel; packed: channels interleaved in one row.
+            rows.append(data[0] if frame.format.is_planar else data.reshape(-1, 2)[:, 0])
+    return np.concatenate(rows).astype(np.float64)
+
+
+HALL_HZ, SPEAKER_HZ = 500.0, 1200.0
+
+
+def test_mix_minus_nobody_hears_themself() -> None:
+    mixer = FloorMixer()
+    mixer.set_sources(["hall", "speaker"])
+    hall, speaker = ListenerTrack(), ListenerTrack()
+    others = [ListenerTrack() for _ in range(4)]
+    mixer.add_listener(hall, own="hall")
+    mixer.add_listener(speaker, own="speaker")
+    for listener in others:
+        mixer.add_listener(listener, own=f"listener-{id(listener)}")  # not on the floor
+    assert mixer.mixes() == {"hall", "speaker"}
+
+    heard: dict[ListenerTrack, list[av.Packet]] = {t: [] for t in (hall, speaker, *others)}
+    ticks = 50
+    for index in range(ticks):
+        mixer.feed("hall", tone(HALL_HZ, index * FRAME_SAMPLES))
+        mixer.feed("speaker", tone(SPEAKER_HZ, index * FRAME_SAMPLES, layout="mono"))
+        mixer.tick()
+        for track, packets in heard.items():
+            packets.extend(p for p in track._items if isinstance(p, av.Packet))
+            track._items.clear()
+    # Three distinct mixes (the floor, minus the hall, minus the speaker): three encodes a
+    # tick, however many listeners share the full floor.
+    assert mixer.encodes == 3 * ticks
+    # Every plain listener gets the very same packets.
+    assert len({tuple(id(p) for p in heard[t]) for t in others}) == 1
+
+    def levels(track: ListenerTrack) -> tuple[float, float]:
+        samples = decoded(heard[track])[FRAME_SAMPLES * 5:]  # past the decoder's warm-up
+        return goertzel(samples, HALL_HZ), goertzel(samples, SPEAKER_HZ)
+
+    hall_hz, speaker_hz = levels(hall)
+    assert speaker_hz > 1000 * hall_hz  # the desk hears the speaker, not the hall
+    hall_hz, speaker_hz = levels(speaker)
+    assert hall_hz > 1000 * speaker_hz  # the speaker hears the hall, not themself
+    hall_hz, speaker_hz = levels(others[0])
+    assert 0.1 < hall_hz / speaker_hz < 10  # everyone else hears both
+
+    # The speaker leaves the floor: its own mix (and encoder) goes, it hears the floor.
+    mixer.set_sources(["hall"])
+    assert mixer.mixes() == {"hall"}
+    mixer.remove_listener(hall)
+    assert mixer.mixes() == frozenset()
+    before = mixer.encodes
+    mixer.tick()
+    assert mixer.encodes == before + 1
+
+
+def test_naive_mode_offers_each_listener_its_mix_minus() -> None:
+    mixer = FloorMixer(mode="naive")
+    mixer.set_sources(["hall"])
+    hall, other = ListenerTrack(), ListenerTrack()
+    mixer.add_listener(hall, own="hall")
+    mixer.add_listener(other)
+    mixer.feed("hall", tone(HALL_HZ))
+    mixer.tick()
+    heard_by_hall, heard_by_other = hall._items[0], other._items[0]
+    assert isinstance(heard_by_hall, AudioFrame) and isinstance(heard_by_other, AudioFrame)
+    assert np.abs(heard_by_hall.to_ndarray()).max() == 0
+    assert np.abs(heard_by_other.to_ndarray()).max() > 0

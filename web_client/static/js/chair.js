@@ -64,6 +64,7 @@ function renderShell(id) {
       h("div", { role: "tablist", class: "row", "aria-label": t("chair_title") }, tab("live", t("console_live")), tab("attendance", t("attendance"))),
       h("a", { class: "btn btn-small", id: "prepare-link", href: `/app/prepare/#meeting/${id}`, title: t("console_prepare") }, t("console_prepare_short")),
       h("a", { class: "btn btn-small", href: `/app/projector/#meeting/${id}`, target: "_blank", rel: "noopener", title: t("app_projector") }, t("console_projector")),
+      h("a", { class: "btn btn-small", id: "desk-link", href: `/app/desk/#meeting/${id}`, target: "_blank", rel: "noopener", title: t("desk_title") }, t("console_desk")),
       h("button", { type: "button", class: "btn btn-small", id: "minutes", title: t("minutes"), onclick: () => download(`/api/v1/meetings/${id}/minutes.pdf`, `bien-ban-${id}.pdf`).catch(showError) }, t("console_minutes")),
       h("div", { class: "row", id: "lifecycle" })),
     h("div", { id: "floor-alert", class: "floor-alert hidden", role: "alert" }),

@@ -10,6 +10,7 @@ import { announce, clockText, connectRealtime, fill, h, showConnection, showErro
 import { DocViewer } from "./doc-viewer.js";
 import { MeetingSession, agendaItems, findDocument, myMeetings, participant, secondsLeft } from "./meeting-state.js";
 import { RemoteAttendance } from "./remote.js";
+import { FloorVideo, videoArea } from "./media-video.js";
 import { flushAnnotations, lastKnownState, preloadMeeting, rememberState, startOfflineWorker } from "./offline.js";
 
 const me = startPage("app_delegate");
@@ -304,12 +305,14 @@ function remotePanel() {
       h("button", { type: "button", class: "btn btn-primary", id: "remote-join", onclick: joinRemote }, t("remote_join")),
       h("button", { type: "button", class: "btn", id: "remote-mute", "aria-pressed": "false", onclick: () => remote?.setMuted(!remote.muted) }, t("remote_mute")),
       h("button", { type: "button", class: "btn btn-danger", id: "remote-leave", onclick: leaveRemote }, t("remote_leave"))),
-    h("p", { id: "remote-error", class: "hidden", role: "alert", style: "margin:0; font-weight:700; color: var(--danger)" }));
+    h("p", { id: "remote-error", class: "hidden", role: "alert", style: "margin:0; font-weight:700; color: var(--danger)" }),
+    videoArea());
 }
 
 function remoteFor(id) {
   if (remote?.meetingId === id) return remote;
   remote = new RemoteAttendance(id, floorAudio);
+  new FloorVideo(remote, { onAir: () => meeting?.state?.speakers?.current?.user_id === me.id });
   remote.addEventListener("change", () => renderRemote());
   remote.addEventListener("level", () => renderRemoteLevel());
   return remote;

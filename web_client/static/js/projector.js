@@ -8,6 +8,8 @@ import { formatTime, t } from "./i18n.js";
 import { clockText, fill, h, showError, startPage } from "./shell.js";
 import { MeetingSession, findDocument, findItem, myMeetings, pageImage, pageWidthFor, secondsLeft } from "./meeting-state.js";
 import { progressLine, resultBlock, secrecyTag } from "./poll-view.js";
+import { RemoteAttendance } from "./remote.js";
+import { FloorVideo, videoArea } from "./media-video.js";
 
 startPage("app_projector");
 // The result stays on screen this long after a poll closes (the server's setting; this is
@@ -93,9 +95,30 @@ function renderOverlay(state) {
   fill(box);
 }
 
+// The speaker's video (a remote delegate's camera, or the hall camera) while the sitting
+// runs: the projector joins the media as a viewer, receiving only; its sound stays muted
+// (the hall hears the floor through its own loudspeakers).
+let viewer = null;
+
+function followVideo(state) {
+  const box = document.getElementById("proj-video");
+  if (!viewer) {
+    const sound = h("audio", { id: "proj-audio", autoplay: true });
+    sound.muted = true;
+    document.body.append(sound);
+    viewer = new RemoteAttendance(state.id, sound);
+    fill(box, videoArea({ preview: false }));
+    new FloorVideo(viewer);
+    viewer.addEventListener("change", () => { box.dataset.state = viewer.state; });
+  }
+  if (state.state === "in_session" && viewer.state === "idle") viewer.join({ kind: "viewer" });
+  if (state.state !== "in_session" && viewer.active) viewer.leave();
+}
+
 function render(state, event) {
   renderPage(state);
   renderSide(state);
+  followVideo(state);
   if (event?.type === "poll.closed") {
     resultPoll = event.data.poll_id;
     clearTimeout(resultTimer);

@@ -59,14 +59,18 @@ export class RemoteAttendance extends EventTarget {
     this.dispatchEvent(new CustomEvent("change", { detail: this }));
   }
 
-  /** Join: getUserMedia, offer (ICE gathered), answer; `video` adds the camera. */
-  async join({ video = false } = {}) {
+  /**
+   * Join: getUserMedia, offer (ICE gathered), answer; `video` adds the camera (true or
+   * constraints), `audio` the microphone's constraints. `kind`: "participant", "hall"
+   * (the sound desk) or "viewer" (the projector: takes no microphone, only receives).
+   */
+  async join({ video = false, audio = true, kind = "participant" } = {}) {
     if (this.active) return;
-    this.video = video;
+    this.video = !!video;
     this.muted = false;
     this._set("connecting");
     try {
-      this.local = await navigator.mediaDevices.getUserMedia({ audio: true, video });
+      this.local = kind === "viewer" ? new MediaStream() : await navigator.mediaDevices.getUserMedia({ audio, video });
     } catch (err) {
       this._cleanup();
       const code = err?.name === "NotAllowedError" || err?.name === "SecurityError" ? "mic_denied" : "mic_missing";
@@ -76,10 +80,14 @@ export class RemoteAttendance extends EventTarget {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
-    // A camera-less tablet still receives the speaker's video; only audio is played here.
+    if (kind === "viewer") pc.addTransceiver("audio", { direction: "recvonly" });
+    // A camera-less tablet still receives the speaker's video (shown by media-video.js).
     if (!video) pc.addTransceiver("video", { direction: "recvonly" });
     pc.addEventListener("track", (ev) => {
-      if (ev.track.kind !== "audio") return;
+      if (ev.track.kind !== "audio") {
+        this.dispatchEvent(new CustomEvent("video", { detail: ev.track }));
+        return;
+      }
       this.audio.srcObject = ev.streams[0] || new MediaStream([ev.track]);
       this.audio.play().catch(() => {});
     });
@@ -93,7 +101,7 @@ export class RemoteAttendance extends EventTarget {
       await iceGathered(pc);
       if (pc !== this.pc) return; // left while gathering
       const answer = await api(`meetings/${this.meetingId}/media`, {
-        method: "POST", body: { sdp: pc.localDescription.sdp, type: "offer" },
+        method: "POST", body: { sdp: pc.localDescription.sdp, type: "offer", kind },
       });
       if (pc !== this.pc) {
         this._delete(answer.session_id, false);
