@@ -333,8 +333,10 @@ class Gateway:
         seqs = await hub.read_current_seqs(topics)
         for subscription in subscriptions:
             subscription.last_seq = seqs[subscription.topic]
-        connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
+        # Started first, so ``ready`` can go straight to the socket like any frame (the
+        # subscriptions are still catching up: nothing else can come before it).
         connection.start()
+        connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
         for subscription in subscriptions:
             if subscription.dirty:
                 # An event came while the seqs were read: catch up from the log.
