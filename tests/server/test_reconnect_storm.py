@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 import server.realtime.gateway as gateway_module
 from server.app import prune_event_log
+from server.auth.principal import Principal
 from server.batched_reads import BatchedReads
 from server.clock import ManualClock
 from server.demo import DemoCity
@@ -228,7 +229,8 @@ async def test_users_behind_tokens_asked_together_are_read_once_and_still_checke
                                    return_exceptions=True)
     assert len(statements) == 1
     assert sorted(statements[0]["user_ids"]) == sorted(ids.values())
-    codes = [result.code if isinstance(result, Unauthorized) else result.username
+    codes = [result.code if isinstance(result, Unauthorized)
+             else result.username if isinstance(result, Principal) else repr(result)
              for result in results]
     assert codes == ["ward001", "token_revoked", "invalid_token", "ward004", "ward005",
                      "ward006"]
