@@ -310,8 +310,9 @@ class Gateway:
 
     async def _authenticate(self, websocket: WebSocket) -> Principal | None:
         try:
-            text = await asyncio.wait_for(websocket.receive_text(),
-                                          self.ctx.settings.ws_auth_timeout_secs)
+            # A deadline on this task, not a task of its own per socket (``wait_for``).
+            async with asyncio.timeout(self.ctx.settings.ws_auth_timeout_secs):
+                text = await websocket.receive_text()
             message = json.loads(text)
             if not isinstance(message, dict) or message.get("op") != "auth":
                 raise ValueError("the first frame must be auth")
