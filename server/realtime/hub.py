@@ -460,8 +460,8 @@ class Hub:
         return await self._seqs_reads.get_many(topics)
 
     async def _read_seqs(self, topics: Sequence[str]) -> dict[str, int]:
-        async with self.db.read_session() as session:
-            return await current_seqs(session, topics)
+        # Single statements: no transaction around them (each chunk of topics stands alone).
+        return await current_seqs(self.db.read_rows, topics)
 
     async def _read_batch(
         self, asked: Sequence[tuple[str, int]]

@@ -10,7 +10,7 @@ is visible, every seq below N is too.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import TextualSelect
 
 from server.clock import utc_iso
@@ -172,12 +173,20 @@ _SEQS_OF = select(Topic.name, Topic.seq).where(
     Topic.name.in_(bindparam("names", expanding=True)))
 
 
-async def current_seqs(session: AsyncSession, topics: Iterable[str]) -> dict[str, int]:
-    """The newest seq of each topic (0 for a topic that never had an event)."""
+# Runs one read statement and gives its rows: ``Database.read_rows``, which needs no
+# transaction (no BEGIN and ROLLBACK around it).
+ReadRows = Callable[[Executable, Mapping[str, Any]], Awaitable[Iterable[Any]]]
+
+
+async def current_seqs(read: AsyncSession | ReadRows,
+                       topics: Iterable[str]) -> dict[str, int]:
+    """The newest seq of each topic (0 for a topic that never had an event), read in a
+    session or, one statement per 500 topics, by ``read``."""
+    execute = read.execute if isinstance(read, AsyncSession) else read
     names = list(topics)
     result = dict.fromkeys(names, 0)
     for start in range(0, len(names), 500):
-        rows = await session.execute(_SEQS_OF, {"names": names[start : start + 500]})
+        rows = await execute(_SEQS_OF, {"names": names[start : start + 500]})
         for name, seq in rows:
             result[name] = int(seq)
     return result

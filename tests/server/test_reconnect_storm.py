@@ -53,6 +53,20 @@ def count_read_sessions(server: RunningServer, monkeypatch: pytest.MonkeyPatch) 
     return opened
 
 
+def count_single_reads(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The parameters of every statement read without a transaction from now on."""
+    db = server.ctx.db
+    statements: list[Any] = []
+    original = db.read_rows
+
+    async def counted(statement: Any, params: Any = None) -> Any:
+        statements.append(params)
+        return await original(statement, params)
+
+    monkeypatch.setattr(db, "read_rows", counted)
+    return statements
+
+
 async def test_catch_ups_asked_together_are_one_read_and_exact(
     make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,11 +179,14 @@ async def test_sockets_starting_together_read_their_seqs_once(
     await emit(server, "user:5", 3)
     hub = server.ctx.hub
     opened = count_read_sessions(server, monkeypatch)
+    statements = count_single_reads(server, monkeypatch)
     answers = await asyncio.gather(
         hub.read_current_seqs(["user:5", "unit:1"]),
         hub.read_current_seqs(["user:6", "unit:1"]),
         hub.read_current_seqs(["user:7", "unit:2"]))
-    assert opened[0] == 1
+    # One statement, without a transaction around it.
+    assert (opened[0], len(statements)) == (0, 1)
+    assert sorted(statements[0]["names"]) == ["unit:1", "unit:2", "user:5", "user:6", "user:7"]
     assert answers == [{"user:5": 3, "unit:1": 2}, {"user:6": 0, "unit:1": 2},
                        {"user:7": 0, "unit:2": 0}]
 
@@ -217,14 +234,7 @@ async def test_users_behind_tokens_asked_together_are_read_once_and_still_checke
                                 .values(active=False))
     for user_id in ids.values():
         ctx.principals.forget(user_id)
-    statements: list[Any] = []
-    original = ctx.db.read_rows
-
-    async def counted(statement: Any, params: Any = None) -> Any:
-        statements.append(params)
-        return await original(statement, params)
-
-    monkeypatch.setattr(ctx.db, "read_rows", counted)
+    statements = count_single_reads(server, monkeypatch)
     results = await asyncio.gather(*(principal_for_token(ctx, token) for token in tokens),
                                    return_exceptions=True)
     assert len(statements) == 1
