@@ -528,12 +528,16 @@ class Hub:
         return delivered
 
     def fan_signal(self, signal: Signal) -> None:
-        text = signal.frame
-        for subscription in list(self._subscribers.get(signal.topic, ())):
+        subscribers = self._subscribers.get(signal.topic)
+        if not subscribers:
+            return
+        # Encoded and framed once for every socket (presence goes to a whole unit).
+        prepared = PreparedFrame(signal.frame)
+        for subscription in list(subscribers):
             # A socket still starting (no ``ready`` yet) or catching up skips ephemeral
             # signals, so nothing ever comes before ``ready`` or between replayed events.
             if not subscription.catching_up and not subscription.held:
-                subscription.connection.push(text)
+                subscription.connection.push(prepared)
 
     async def sweep(self) -> None:
         """Recover at once every local topic that is behind the log (the broker was away)."""
