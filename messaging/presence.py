@@ -102,14 +102,21 @@ class PresenceTracker:
             # One round trip: a storm of thousands of sockets connecting at once must
             # not cost several each.
             async with asyncio.timeout(self.ctx.settings.broker_timeout_secs):
+                gone: list[str] = []
+                states: dict[str, str] = {}
+                for principal in principals:
+                    state = self.local_state(principal.id)
+                    if state is PresenceState.OFFLINE:
+                        gone.append(str(principal.id))
+                    else:
+                        states[str(principal.id)] = state.value
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for principal in principals:
-                        state = self.local_state(principal.id)
-                        if state is PresenceState.OFFLINE:
-                            pipe.hdel(self._key, str(principal.id))
-                        else:
-                            pipe.hset(self._key, str(principal.id), state.value)
-                            pipe.expire(self._key, self.ctx.settings.presence_ttl_secs)
+                    # At most three commands, however many users changed.
+                    if gone:
+                        pipe.hdel(self._key, *gone)
+                    if states:
+                        pipe.hset(self._key, mapping=states)
+                        pipe.expire(self._key, self.ctx.settings.presence_ttl_secs)
                     await pipe.execute()
         except Exception as exc:
             log.warning("presence not mirrored to redis: %s", str(exc) or type(exc).__name__)

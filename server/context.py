@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit import append_audit
-from server.auth.principal import PrincipalCache
+from server.auth.principal import PrincipalCache, principal_rows
 from server.clock import Clock
 from server.db import Database
 from server.features import (
@@ -186,6 +186,7 @@ class Context:
         self.hub = Hub(db, metrics, resume_batch=settings.resume_batch)
         self.principals = PrincipalCache(clock, settings.principal_cache_secs,
                                          settings.principal_cache_size)
+        self.principal_rows = principal_rows(db)
         self.topic_authorizers: dict[str, TopicAuthorizer] = {}
         self.received_handlers: list[ReceivedHandler] = []
         self.signal_handlers: dict[str, SignalHandler] = {}

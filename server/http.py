@@ -193,7 +193,6 @@ def bearer_token(conn: HTTPConnection) -> str:
     return token.strip()
 
 
-_PRINCIPAL_BY_ID = select(*PRINCIPAL_COLUMNS).where(User.id == bindparam("user_id"))
 _PRINCIPAL_BY_USERNAME = select(*PRINCIPAL_COLUMNS).where(
     User.username == bindparam("username"))
 
@@ -202,7 +201,8 @@ async def principal_for_token(ctx: Context, token: str) -> Principal:
     """The active user a valid token names (ours by id, the SSO issuer's by username).
 
     Recently seen users come from ``ctx.principals`` (see ``PrincipalCache`` for how long a
-    change can take to show); the others are read with one statement.
+    change can take to show); the others are read with one statement (by id, shared by
+    everyone who asks at the same time).
     """
     verified = await ctx.tokens.verify(token, ctx.clock.now())
     cache = ctx.principals
@@ -218,7 +218,7 @@ async def principal_for_token(ctx: Context, token: str) -> Principal:
         return _of_current_version(cached, verified.user_id, verified.claims)
     ticket = cache.ticket()
     if verified.user_id is not None:
-        row = await ctx.db.read_row(_PRINCIPAL_BY_ID, {"user_id": verified.user_id})
+        row = await ctx.principal_rows.get(verified.user_id)
     else:
         row = await ctx.db.read_row(_PRINCIPAL_BY_USERNAME, {"username": verified.username})
     if row is None or not row.active:

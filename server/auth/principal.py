@@ -3,12 +3,19 @@ of recently authenticated principals so a request need not read its user row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, select
+
+from server.batched_reads import BatchedReads
 from server.clock import Clock
 from server.org.models import Confidentiality, Role, User
+
+if TYPE_CHECKING:
+    from server.db import Database
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,27 @@ class Principal:
 # What authenticating a request reads of a user: the principal and whether it is active.
 PRINCIPAL_COLUMNS = (User.id, User.username, User.display_name, User.unit_id, User.roles,
                      User.clearance, User.active, User.token_version)
+
+_PRINCIPALS_BY_ID = select(*PRINCIPAL_COLUMNS).where(
+    User.id.in_(bindparam("user_ids", expanding=True)))
+# Users per statement of ``principal_rows`` (bound values per statement stay well below
+# SQLite's limit).
+PRINCIPAL_ROWS_CHUNK = 500
+
+
+def principal_rows(db: Database) -> BatchedReads[int, Any]:
+    """The row (``PRINCIPAL_COLUMNS``) of a user by id, or None: users asked at the same
+    time are read with one statement (after a restart every socket and request asks)."""
+
+    async def read(user_ids: Sequence[int]) -> dict[int, Any]:
+        found: dict[int, Any] = dict.fromkeys(user_ids)
+        for start in range(0, len(user_ids), PRINCIPAL_ROWS_CHUNK):
+            chunk = list(user_ids[start : start + PRINCIPAL_ROWS_CHUNK])
+            for row in await db.read_rows(_PRINCIPALS_BY_ID, {"user_ids": chunk}):
+                found[int(row.id)] = row
+        return found
+
+    return BatchedReads(read)
 
 
 class PrincipalCache:

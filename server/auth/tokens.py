@@ -119,19 +119,25 @@ class TokenService:
                 del self._verified[token]
                 raise
             return known
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise Unauthorized("The token is malformed.", code="invalid_token") from exc
-        issuer = unverified.get("iss")
-        if self.settings.sso_enabled and issuer == self.settings.sso_issuer:
-            return await self._verify_sso(token, now)
+        if self.settings.sso_enabled:
+            # Whose token it is decides the key. Without SSO there is only ours, and the
+            # token is decoded once (after a restart every socket's token is new here).
+            try:
+                unverified = jwt.decode(token, options={"verify_signature": False})
+            except jwt.PyJWTError as exc:
+                raise Unauthorized("The token is malformed.", code="invalid_token") from exc
+            if unverified.get("iss") == self.settings.sso_issuer:
+                return await self._verify_sso(token, now)
         try:
             claims = jwt.decode(
                 token, self.public_key, algorithms=[ALGORITHM],
                 audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
                 options=_DECODE_OPTIONS,
             )
+        except jwt.InvalidSignatureError as exc:
+            raise Unauthorized(f"The token was refused: {exc}.", code="invalid_token") from exc
+        except jwt.DecodeError as exc:
+            raise Unauthorized("The token is malformed.", code="invalid_token") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"The token was refused: {exc}.", code="invalid_token") from exc
         self._check_times(claims, now, leeway=0)

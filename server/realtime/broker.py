@@ -209,16 +209,17 @@ class RedisBroker:
         """Send what is queued (a round at most); on failure drop the queue, not wait."""
         batch = [self._outbound.popleft()
                  for _ in range(min(len(self._outbound), REDIS_MESSAGES_PER_ROUND))]
+        messages = merge_signals([message for message, _queued_at in batch], self._own_signal)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._timeout):
                 # The first message goes at once; the rest follow in one pipeline, so the
                 # other nodes find each next message waiting instead of one round trip
                 # later.
-                await self._redis.publish(self._channel, batch[0][0])
-                if len(batch) > 1:
+                await self._redis.publish(self._channel, messages[0])
+                if len(messages) > 1:
                     async with self._redis.pipeline(transaction=False) as pipe:
-                        for message, _queued_at in batch[1:]:
+                        for message in messages[1:]:
                             pipe.publish(self._channel, message)
                         await pipe.execute()
         except asyncio.CancelledError:
@@ -320,7 +321,9 @@ class RedisBroker:
                 if self._deliver is not None:
                     await self._deliver(events)
             elif "s" in body and self._deliver_signal is not None:
-                self._deliver_signal(Signal(**body["s"]))
+                signals = [Signal(**body["s"]), *(Signal(**more) for more in body.get("m", ()))]
+                for signal in signals:
+                    self._deliver_signal(signal)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("ignoring a malformed broker message: %s", exc)
 
@@ -335,6 +338,37 @@ class RedisBroker:
             await self._publish_round()
         await self._subscriber.aclose()
         await self._redis.aclose()
+
+
+def merge_signals(messages: Sequence[str], own: str) -> list[str]:
+    """Each run of this node's signal messages (``own`` + signal + ``}``) as one message.
+
+    A reconnect storm makes a presence signal per socket; one Redis message each cost
+    this node more than the sockets' own frames (every node, this one too, reads each
+    message back). Merged, a run reads ``{"n": node, "s": first, "m": [the others]}``:
+    nodes of this release deliver every signal; nodes of the previous release deliver
+    the first one only (signals are ephemeral: during a rolling upgrade some presence
+    dots there catch up at the next change). Order is kept; other messages are untouched.
+    """
+    merged: list[str] = []
+    run: list[str] = []
+
+    def end_run() -> None:
+        if len(run) > 1:
+            rest = ",".join(message[len(own):-1] for message in run[1:])
+            merged.append(f'{run[0][:-1]},"m":[{rest}]}}')
+        else:
+            merged.extend(run)
+        run.clear()
+
+    for message in messages:
+        if message.startswith(own):
+            run.append(message)
+        else:
+            end_run()
+            merged.append(message)
+    end_run()
+    return merged
 
 
 def pack_events(events: Sequence[Event]) -> str:

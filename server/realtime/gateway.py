@@ -310,8 +310,9 @@ class Gateway:
 
     async def _authenticate(self, websocket: WebSocket) -> Principal | None:
         try:
-            text = await asyncio.wait_for(websocket.receive_text(),
-                                          self.ctx.settings.ws_auth_timeout_secs)
+            # A deadline on this task, not a task of its own per socket (``wait_for``).
+            async with asyncio.timeout(self.ctx.settings.ws_auth_timeout_secs):
+                text = await websocket.receive_text()
             message = json.loads(text)
             if not isinstance(message, dict) or message.get("op") != "auth":
                 raise ValueError("the first frame must be auth")
@@ -333,8 +334,10 @@ class Gateway:
         seqs = await hub.read_current_seqs(topics)
         for subscription in subscriptions:
             subscription.last_seq = seqs[subscription.topic]
-        connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
+        # Started first, so ``ready`` can go straight to the socket like any frame (the
+        # subscriptions are still catching up: nothing else can come before it).
         connection.start()
+        connection.push(frame(op="ready", user_id=principal.id, topics=seqs))
         for subscription in subscriptions:
             if subscription.dirty:
                 # An event came while the seqs were read: catch up from the log.

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from server.batched_reads import BatchedReads
 from server.db import Database
 from server.metrics import Metrics
 from server.realtime.log import (
@@ -154,15 +155,9 @@ class Connection:
         """
         if self.closed:
             return False
+        if self._send_direct(message):
+            return True
         queue = self._queue
-        if not queue and self._sender is None and self._started and self._direct is not None:
-            # Nothing of this socket waits: write now, below ASGI, if its buffer has room.
-            try:
-                prepared = message if isinstance(message, PreparedFrame) else PreparedFrame(message)
-                if self._direct.try_send(prepared):
-                    return True
-            except Exception:
-                log.debug("direct send failed for user %s", self.user_id, exc_info=True)
         if isinstance(message, PreparedFrame):
             text, size = message.text, len(message.encoded)
         else:
@@ -176,15 +171,32 @@ class Connection:
         self._kick()
         return True
 
+    def _send_direct(self, message: str | PreparedFrame) -> bool:
+        """Write now, below ASGI, when nothing of this socket waits and its buffer has room."""
+        if self._queue or self._sender is not None or not self._started or self._direct is None:
+            return False
+        try:
+            prepared = message if isinstance(message, PreparedFrame) else PreparedFrame(message)
+            return self._direct.try_send(prepared)
+        except Exception:
+            log.debug("direct send failed for user %s", self.user_id, exc_info=True)
+            return False
+
     def _over_bytes(self, size: int) -> bool:
         """Would a frame of ``size`` bytes take the queue over its byte bound? A frame
         alone in the queue always fits (one frame is bounded by the frame limits)."""
         limit = self._byte_limit
         return limit is not None and bool(self._queue) and self._bytes + size > limit
 
-    async def push_wait(self, text: str) -> None:
-        """Queue a frame, waiting for room: catch-up is paced by the client's reading."""
-        size = len(text.encode())
+    async def push_wait(self, message: str | PreparedFrame) -> None:
+        """Queue a frame, waiting for room: catch-up is paced by the client's reading
+        (a socket that takes it at once gets it at once, like ``push``)."""
+        if self.closed or self._send_direct(message):
+            return
+        if isinstance(message, PreparedFrame):
+            text, size = message.text, len(message.encoded)
+        else:
+            text, size = message, len(message.encode())
         while not self.closed and (len(self._queue) >= self._limit or self._over_bytes(size)):
             if self._room is None:
                 self._room = asyncio.get_running_loop().create_future()
@@ -291,12 +303,11 @@ class Hub:
         # Topics the last sweep found behind the log, with the log's seq then.
         self._behind: dict[str, int] = {}
         self._lock = asyncio.Lock()
-        # Catch-up reads waiting for the next batched read: (topic, after seq) -> waiters.
-        self._asked: dict[tuple[str, int], list[asyncio.Future[CatchUpRead]]] = {}
-        self._batch_reader: asyncio.Task[None] | None = None
-        # New sockets waiting for the current seqs of their topics, read together.
-        self._seqs_asked: list[tuple[Sequence[str], asyncio.Future[dict[str, int]]]] = []
-        self._seqs_reader: asyncio.Task[None] | None = None
+        # Catch-ups from the log, by (topic, after seq), and the current seqs new sockets
+        # ask for ``ready``: each asked together is read together.
+        self._catch_up_reads: BatchedReads[tuple[str, int], CatchUpRead] = BatchedReads(
+            self._read_batch)
+        self._seqs_reads: BatchedReads[str, int] = BatchedReads(self._read_seqs)
         # Event type -> what to do when an event of it is fanned out here: events that
         # change someone's access (the gateway holds and re-checks their subscriptions).
         self.access_watch: dict[str, Callable[[Event], None]] = {}
@@ -411,7 +422,9 @@ class Hub:
                 for event in events:
                     if subscription.held:
                         break
-                    await connection.push_wait(self.seen_by(connection, event).frame)
+                    # Sockets resuming a topic from the same seq share the events read,
+                    # so each frame is encoded once for all of them.
+                    await connection.push_wait(self.seen_by(connection, event).prepared)
                     subscription.last_seq = event.seq
                     self.metrics.events_delivered.inc()
                 if len(events) < self.resume_batch and not subscription.dirty:
@@ -439,75 +452,16 @@ class Hub:
         for the events past each asked seq. A reconnect storm of thousands of sockets
         costs a few reads, not a session per topic of each socket.
         """
-        waiter: asyncio.Future[CatchUpRead] = asyncio.get_running_loop().create_future()
-        self._asked.setdefault((topic, after_seq), []).append(waiter)
-        if self._batch_reader is None:
-            self._batch_reader = asyncio.create_task(self._read_asked())
-        return await waiter
-
-    async def _read_asked(self) -> None:
-        try:
-            while self._asked:
-                asked, self._asked = self._asked, {}
-                try:
-                    answers = await self._read_batch(list(asked))
-                except Exception as exc:
-                    for waiters in asked.values():
-                        for waiter in waiters:
-                            if not waiter.done():
-                                waiter.set_exception(exc)
-                    continue
-                except BaseException:
-                    for waiters in asked.values():
-                        for waiter in waiters:
-                            waiter.cancel()
-                    raise
-                for key, waiters in asked.items():
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(answers[key])
-        finally:
-            self._batch_reader = None
-            # Asked while being cancelled: nobody will answer them any more.
-            for waiters in self._asked.values():
-                for waiter in waiters:
-                    waiter.cancel()
-            self._asked = {}
+        return await self._catch_up_reads.get((topic, after_seq))
 
     async def read_current_seqs(self, topics: Sequence[str]) -> dict[str, int]:
         """The newest seq of each topic; sockets that ask in the same tick (or while a
         read is under way) share one read."""
-        waiter: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
-        self._seqs_asked.append((topics, waiter))
-        if self._seqs_reader is None:
-            self._seqs_reader = asyncio.create_task(self._read_seqs_asked())
-        return await waiter
+        return await self._seqs_reads.get_many(topics)
 
-    async def _read_seqs_asked(self) -> None:
-        try:
-            while self._seqs_asked:
-                asked, self._seqs_asked = self._seqs_asked, []
-                try:
-                    async with self.db.read_session() as session:
-                        seqs = await current_seqs(
-                            session, dict.fromkeys(t for topics, _ in asked for t in topics))
-                except Exception as exc:
-                    for _, waiter in asked:
-                        if not waiter.done():
-                            waiter.set_exception(exc)
-                    continue
-                except BaseException:
-                    for _, waiter in asked:
-                        waiter.cancel()
-                    raise
-                for topics, waiter in asked:
-                    if not waiter.done():
-                        waiter.set_result({topic: seqs[topic] for topic in topics})
-        finally:
-            self._seqs_reader = None
-            for _, waiter in self._seqs_asked:
-                waiter.cancel()
-            self._seqs_asked = []
+    async def _read_seqs(self, topics: Sequence[str]) -> dict[str, int]:
+        # Single statements: no transaction around them (each chunk of topics stands alone).
+        return await current_seqs(self.db.read_rows, topics)
 
     async def _read_batch(
         self, asked: Sequence[tuple[str, int]]
@@ -574,12 +528,16 @@ class Hub:
         return delivered
 
     def fan_signal(self, signal: Signal) -> None:
-        text = signal.frame
-        for subscription in list(self._subscribers.get(signal.topic, ())):
+        subscribers = self._subscribers.get(signal.topic)
+        if not subscribers:
+            return
+        # Encoded and framed once for every socket (presence goes to a whole unit).
+        prepared = PreparedFrame(signal.frame)
+        for subscription in list(subscribers):
             # A socket still starting (no ``ready`` yet) or catching up skips ephemeral
             # signals, so nothing ever comes before ``ready`` or between replayed events.
             if not subscription.catching_up and not subscription.held:
-                subscription.connection.push(text)
+                subscription.connection.push(prepared)
 
     async def sweep(self) -> None:
         """Recover at once every local topic that is behind the log (the broker was away)."""

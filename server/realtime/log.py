@@ -10,14 +10,25 @@ is visible, every seq below N is too.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal, select, union_all, update
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    column,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.selectable import TextualSelect
 
 from server.clock import utc_iso
 from server.realtime.models import EventRecord, Topic
@@ -162,12 +173,20 @@ _SEQS_OF = select(Topic.name, Topic.seq).where(
     Topic.name.in_(bindparam("names", expanding=True)))
 
 
-async def current_seqs(session: AsyncSession, topics: Iterable[str]) -> dict[str, int]:
-    """The newest seq of each topic (0 for a topic that never had an event)."""
+# Runs one read statement and gives its rows: ``Database.read_rows``, which needs no
+# transaction (no BEGIN and ROLLBACK around it).
+ReadRows = Callable[[Executable, Mapping[str, Any]], Awaitable[Iterable[Any]]]
+
+
+async def current_seqs(read: AsyncSession | ReadRows,
+                       topics: Iterable[str]) -> dict[str, int]:
+    """The newest seq of each topic (0 for a topic that never had an event), read in a
+    session or, one statement per 500 topics, by ``read``."""
+    execute = read.execute if isinstance(read, AsyncSession) else read
     names = list(topics)
     result = dict.fromkeys(names, 0)
     for start in range(0, len(names), 500):
-        rows = await session.execute(_SEQS_OF, {"names": names[start : start + 500]})
+        rows = await execute(_SEQS_OF, {"names": names[start : start + 500]})
         for name, seq in rows:
             result[name] = int(seq)
     return result
@@ -210,6 +229,33 @@ async def topic_positions(session: AsyncSession,
     return result
 
 
+def _events_after_statement(parts: int) -> TextualSelect:
+    """``parts`` reads of ``read_events`` in one ``UNION ALL``, the ``i``-th with the
+    parameters ``topic_i`` and ``after_i`` (and ``limit``, shared), tagged ``asked = i``.
+
+    Plain SQL built once per number of parts: a statement assembled from expressions is
+    compiled again on every call when its values differ (in a reconnect storm, compiling a
+    union of 200 parts cost more than running it). It reads the same as ``read_events``:
+    SQLite and PostgreSQL both take a sorted, limited subquery as each part.
+    """
+    stmt = _EVENTS_AFTER.get(parts)
+    if stmt is None:
+        table = EventRecord.__table__
+        columns = (table.c.topic, table.c.seq, table.c.type, table.c.data, table.c.at)
+        names = ", ".join(column.name for column in columns)
+        sql = " UNION ALL ".join(
+            f"SELECT * FROM (SELECT {index} AS asked, {names} FROM {EventRecord.__tablename__} "
+            f"WHERE topic = :topic_{index} AND seq > :after_{index} "
+            f"ORDER BY seq LIMIT :limit) AS part_{index}"
+            for index in range(parts))
+        stmt = text(sql).columns(column("asked", Integer), *columns)
+        _EVENTS_AFTER[parts] = stmt
+    return stmt
+
+
+_EVENTS_AFTER: dict[int, TextualSelect] = {}
+
+
 async def read_events_of_many(
     session: AsyncSession, asked: Sequence[tuple[str, int]], limit: int
 ) -> dict[tuple[str, int], list[Event]]:
@@ -217,21 +263,15 @@ async def read_events_of_many(
     asked, in one statement per 200 of them: each gets exactly what that call would."""
     keys = list(dict.fromkeys(asked))
     result: dict[tuple[str, int], list[Event]] = {key: [] for key in keys}
+    connection = await session.connection()
     for start in range(0, len(keys), EVENTS_CHUNK):
         chunk = keys[start : start + EVENTS_CHUNK]
-        parts = []
+        params: dict[str, Any] = {"limit": limit}
         for index, (topic, after_seq) in enumerate(chunk):
-            inner = (
-                select(literal(index).label("asked"), EventRecord.topic, EventRecord.seq,
-                       EventRecord.type, EventRecord.data, EventRecord.at)
-                .where(EventRecord.topic == topic, EventRecord.seq > after_seq)
-                .order_by(EventRecord.seq)
-                .limit(limit)
-                .subquery()
-            )
-            parts.append(select(inner))
-        stmt = parts[0] if len(parts) == 1 else union_all(*parts)
-        for row in await session.execute(stmt):
+            params[f"topic_{index}"] = topic
+            params[f"after_{index}"] = after_seq
+        rows = await connection.execute(_events_after_statement(len(chunk)), params)
+        for row in rows:
             result[chunk[row[0]]].append(
                 Event.create(row[1], int(row[2]), row[3], row[4], row[5]))
     for events in result.values():
