@@ -343,6 +343,9 @@ class Settings:
     preload_max_documents: int = 40
     # ... and at most this many bytes of page images in all; past it the rest loads on view.
     preload_max_bytes: int = 300_000_000
+    # Publishing a meeting's agenda (and changing it once published) tells every online
+    # delegate tablet to download the meeting's documents at once, without opening it.
+    preload_on_publish: bool = True
     # The data one reader keeps on one document, all annotations together (bounds
     # the work of building their `annotated.pdf`); past it 413 `annotations_too_large`.
     annotation_max_bytes: int = 1_048_576
