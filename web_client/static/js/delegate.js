@@ -50,8 +50,10 @@ async function renderList() {
         h("li", { class: "panel" },
           h("a", { href: `#meeting/${m.id}`, class: "btn btn-primary" }, m.title),
           h("div", { class: "small muted" }, formatTime(m.starts_at), m.place ? ` · ${m.place}` : "", " · ", t(`state_${m.state}`)))))
-        : h("p", { class: "muted" }, t("no_meetings"))),
+        : h("p", { class: "muted" }, t("no_meetings")),
+      h("p", { id: "preload-status", class: "small muted", role: "status", "aria-live": "polite" })),
     directivePanel());
+  renderPreloadStatus();
 }
 
 // --- urgent instructions -------------------------------------------------------------------------
@@ -77,6 +79,10 @@ function directivePanel() {
 }
 
 function onOtherEvent(event) {
+  if (event.type === "meeting.preload_requested") {
+    preloadAhead(event.data.meeting_id, event.data.reason);
+    return;
+  }
   if (event.type === "directive.issued") {
     const d = event.data.directive || event.data;
     directives.set(d.id, { ...(directives.get(d.id) || {}), ...d });
@@ -549,7 +555,7 @@ function renderMeeting(state, event) {
   } else {
     markOffline();
   }
-  if (!event || event.type === "agenda.changed") preload(state);
+  if (!event || event.type === "agenda.changed") preload(state.id ?? meeting.id, state);
   const stateTag = document.getElementById("meeting-state");
   stateTag.textContent = t(`state_${state.state}`);
   stateTag.dataset.state = state.state;
@@ -617,18 +623,45 @@ function markOffline() {
   tag.classList.remove("hidden");
 }
 
-let preloadFor = null;
-function preload(state) {
-  const id = meeting?.id;
+// The download in progress, whichever page shows: { id, title, done, total }.
+let preloading = null;
+function preload(id, state) {
   if (!id || !navigator.onLine) return;
-  preloadFor = id;
-  const line = () => document.getElementById("preload-status");
+  const mine = { id, title: state.title, done: 0, total: 0 };
+  preloading = mine;
   preloadMeeting(state, (done, total) => {
-    if (preloadFor !== id || !line()) return;
-    line().textContent = total ? t("preload_progress", { done, total }) : "";
-    line().dataset.done = String(done);
-    line().dataset.total = String(total);
+    if (preloading !== mine) return;
+    Object.assign(mine, { done, total });
+    renderPreloadStatus();
   }).catch(() => {});
+}
+
+/** The progress line: in the meeting it downloads for, or on the list of meetings. */
+function renderPreloadStatus() {
+  const line = document.getElementById("preload-status");
+  const p = preloading;
+  if (!line || !p || (meeting && meeting.id !== p.id)) return;
+  const progress = p.total ? t("preload_progress", { done: p.done, total: p.total }) : "";
+  line.textContent = meeting || !progress ? progress : `${p.title}: ${progress}`;
+  Object.assign(line.dataset, { meeting: String(p.id), done: String(p.done), total: String(p.total) });
+}
+
+/**
+ * The secretary published the agenda (or changed it since, or asked again): download the
+ * meeting's documents now, whatever this tablet shows. The open meeting already follows
+ * its own agenda changes.
+ */
+async function preloadAhead(id, reason) {
+  if (meeting?.id === id) {
+    if (reason !== "agenda_changed" && meeting.state) preload(id, meeting.state);
+    return;
+  }
+  try {
+    const state = await api(`meetings/${id}`);
+    if (meeting?.id !== id) preload(id, state);
+  } catch {
+    /* not readable now (offline, removed): the meeting downloads when it is opened */
+  }
 }
 
 window.addEventListener("offline", () => {
