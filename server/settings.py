@@ -250,6 +250,10 @@ class Settings:
     # prefix of its internal location for the data directory's renders/ (e.g.
     # "/_dienhong_renders/"); empty: the server sends page images itself.
     accel_redirect_prefix: str = ""
+    # The same for whole files (uploaded originals, attachments, stamped copies of PDFs):
+    # the URL prefix of the proxy's internal location for the data directory's files/
+    # (e.g. "/_dienhong_files/"); empty: the server sends whole files itself.
+    accel_redirect_files_prefix: str = ""
     # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
     # 0 turns compression off (a proxy in front that compresses itself).
     compress_min_bytes: int = 1024
