@@ -13,10 +13,10 @@ from meeting.events import emit_agenda_published, emit_meeting_agenda_published
 from meeting.meetings import ORGANISER_ROLES, QuorumRule, create_meeting
 from meeting.models import OFFICER_ROLES, Meeting, Participant, ParticipantRole
 from meeting.participants import meeting_subject, require_role, require_visible
-from meeting.preparation_preload import PUBLISHED, tell_tablets
 from meeting.polls.lifecycle import PollSpec, create_poll
 from meeting.polls.models import Poll
 from meeting.polls.rules import PollKind, Rule
+from meeting.preparation_preload import PUBLISHED, tell_tablets
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden

@@ -15,8 +15,10 @@ from tests.harness import RunningServer
 pytestmark = pytest.mark.browser
 
 SCRIPTS = """() => {
-  const asked = performance.getEntriesByType('resource').map((e) => e.name).filter((n) => new URL(n).pathname.endsWith('.js'));
-  const named = [...document.querySelectorAll('link[rel=modulepreload], script[type=module]')].map((e) => new URL(e.href || e.src, location.href).href);
+  const asked = performance.getEntriesByType('resource').map((e) => e.name)
+    .filter((n) => new URL(n).pathname.endsWith('.js'));
+  const named = [...document.querySelectorAll('link[rel=modulepreload], script[type=module]')]
+    .map((e) => new URL(e.href || e.src, location.href).href);
   return { asked, named };
 }"""
 
