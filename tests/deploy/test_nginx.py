@@ -60,6 +60,15 @@ def size_bytes(value: str) -> int:
     return int(value[:-1]) * units[value[-1].lower()] if value[-1].isalpha() else int(value)
 
 
+async def redirect_of(cluster: Cluster, token: str, path: str) -> str:
+    """Asked of a node directly: an empty answer naming where nginx finds the bytes."""
+    async with httpx.AsyncClient(base_url=cluster.nodes[0].url, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}) as direct:
+        named = await direct.get(path)
+    assert named.status_code == 200 and named.content == b""
+    return named.headers["x-accel-redirect"]
+
+
 def test_limits_match_the_server_defaults() -> None:
     defaults = Settings()
     body = size_bytes(directive("client_max_body_size"))
@@ -127,11 +136,8 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
         # Asked of nginx directly, the internal location does not exist.
         hidden = await client.get(f"{ACCEL_PREFIX}{document}/1-640.webp")
         assert hidden.status_code == 404
-    async with httpx.AsyncClient(base_url=cluster.nodes[0].url, timeout=30,
-                                 headers={"Authorization": f"Bearer {chair}"}) as direct:
-        named = await direct.get(f"/api/v1/files/{document}/pages/1.webp?width=640")
-        assert named.status_code == 200 and named.content == b""
-        assert named.headers["x-accel-redirect"].startswith(ACCEL_PREFIX)
+    named = await redirect_of(cluster, chair, f"/api/v1/files/{document}/pages/1.webp?width=640")
+    assert named.startswith(ACCEL_PREFIX)
     async with nginx.http() as client:
         refused = await client.get(f"/api/v1/files/{document}/pages/1.webp?width=640")
         assert refused.status_code == 401 and refused.content.startswith(b"{")
@@ -225,13 +231,10 @@ async def test_whole_files_through_nginx(cluster: Cluster) -> None:
         # Neither internal location answers a client directly.
         hidden = await client.get(f"{ACCEL_FILES_PREFIX}blobs/")
         assert hidden.status_code == 404
-    async with httpx.AsyncClient(base_url=cluster.nodes[0].url, timeout=30,
-                                 headers={"Authorization": f"Bearer {chair}"}) as direct:
-        named = await direct.get(f"/api/v1/files/{attachment}")
-        assert named.status_code == 200 and named.content == b""
-        assert named.headers["x-accel-redirect"].startswith(ACCEL_FILES_PREFIX + "blobs/")
-        stamped = await direct.get(f"/api/v1/files/{document}")
-        assert stamped.headers["x-accel-redirect"].startswith(ACCEL_FILES_PREFIX + "tmp/")
+    named = await redirect_of(cluster, chair, f"/api/v1/files/{attachment}")
+    assert named.startswith(ACCEL_FILES_PREFIX + "blobs/")
+    stamped = await redirect_of(cluster, chair, f"/api/v1/files/{document}")
+    assert stamped.startswith(ACCEL_FILES_PREFIX + "tmp/")
     async with nginx.http() as client:
         refused = await client.get(f"/api/v1/files/{attachment}")
         assert refused.status_code == 401 and refused.content.startswith(b"{")
