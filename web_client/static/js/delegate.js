@@ -17,6 +17,11 @@ const book = new BallotBook(me.id);
 
 let meeting = null; // MeetingSession
 let viewer = null;
+// Resolves once the open meeting's viewer has drawn its first page (or after a while): the
+// download of every document waits for it, so the page the chair presents is not sharing
+// the tablet's share of the hall's Wi-Fi with the pages nobody looks at yet.
+let firstPageShown = Promise.resolve();
+const FIRST_PAGE_WAIT_MS = 5000;
 let follow = true;
 let openDoc = null; // {fileId, pages}
 let timerHandle = null;
@@ -138,6 +143,10 @@ function renderMeetingShell(id) {
       h("h3", { id: "floor-h", class: "visually-hidden" }, t("speakers")), h("div", { id: "floor-body", class: "floor-body" })),
     h("div", { id: "poll-layer" }));
   viewer = new DocViewer(document.getElementById("viewer"), { annotate: true, meetingId: id });
+  firstPageShown = new Promise((resolve) => {
+    viewer.addEventListener("pagechange", resolve, { once: true });
+    setTimeout(resolve, FIRST_PAGE_WAIT_MS);
+  });
   viewer.addEventListener("userturn", () => setFollow(false));
   viewer.addEventListener("pagechange", (e) => {
     document.getElementById("page-label").textContent = t("page_of", { page: e.detail.page, pages: viewer.pages });
@@ -629,11 +638,11 @@ function preload(id, state) {
   if (!id || !navigator.onLine) return;
   const mine = { id, title: state.title, done: 0, total: 0 };
   preloading = mine;
-  preloadMeeting(state, (done, total) => {
+  firstPageShown.then(() => preloading === mine && preloadMeeting(state, (done, total) => {
     if (preloading !== mine) return;
     Object.assign(mine, { done, total });
     renderPreloadStatus();
-  }).catch(() => {});
+  })).catch(() => {});
 }
 
 /** The progress line: in the meeting it downloads for, or on the list of meetings. */
@@ -686,6 +695,7 @@ function route() {
   if (remote?.active && (!match || Number(match[1]) !== remote.meetingId)) remote.leave();
   if (meeting) realtime.unfollow(meeting.topic);
   meeting = null;
+  firstPageShown = Promise.resolve();
   clearInterval(timerHandle);
   if (match) {
     openMeeting(Number(match[1]));
