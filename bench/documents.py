@@ -22,7 +22,12 @@ text, generated with fpdf2); then:
   1280 px, next to the same burst of ``GET /api/v1/me``; directly from a node, and
   through nginx running ``deploy/nginx/dienhong.conf`` (TLS, the page sent by nginx
   through ``X-Accel-Redirect`` from a second node process on the same data directory).
-  Without nginx installed the proxied rows are left out (``--no-proxy`` too).
+  Without nginx installed the proxied rows are left out (``--no-proxy`` too);
+* the bytes of one presented page turn: the meeting (``--tablets`` delegates) in session,
+  every tablet on its socket; the chair turns the page; every frame each tablet gets and
+  sends (WebSocket frames, as js/realtime.js confirms them) is counted. A tablet that
+  pre-downloaded shows the page from its cache: that is all. Without pre-download each
+  tablet also fetches the page image at 1280 px (request, headers and body counted).
 
 Latencies are per request, p50 and p99 over every request of every round.
 """
@@ -31,11 +36,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +59,13 @@ BURST_WIDTH = 1280
 ACCEL_PREFIX = "/_dienhong_renders/"
 # Requests one after another, for the cost of one request without contention.
 SEQUENTIAL = 100
+
+
+@dataclass(frozen=True)
+class Seeded:
+    delegates: list[str]
+    chair: str
+    meeting_id: int
 
 
 def settings_for(data_dir: Path, accel_redirect_prefix: str = "") -> Any:
@@ -82,8 +96,11 @@ def make_document(pages: int) -> bytes:
     return bytes(pdf.output())
 
 
-async def prepare(data_dir: Path) -> str:
-    """Migrate, seed a small demo city, return a delegate's token."""
+async def prepare(data_dir: Path, delegates: int = 3) -> Seeded:
+    """Migrate, seed a small demo city whose meeting has ``delegates`` delegates."""
+    from sqlalchemy import select
+
+    from meeting.models import Meeting
     from server.app import create_app
     from server.demo import seed_demo
     from server.migrate import migrate
@@ -93,8 +110,14 @@ async def prepare(data_dir: Path) -> str:
     app = create_app(settings)
     ctx = app.state.ctx
     try:
-        city, _ = await seed_demo(ctx, password=PASSWORD, communes=2, delegates=3)
-        return str(ctx.tokens.issue(city.delegate_ids[0], datetime.now(UTC))[0])
+        city, _ = await seed_demo(ctx, password=PASSWORD, communes=2, delegates=delegates)
+        now = datetime.now(UTC)
+        async with ctx.read() as session:
+            meeting_id = int((await session.execute(
+                select(Meeting.id).order_by(Meeting.id).limit(1))).scalar_one())
+        return Seeded(
+            delegates=[str(ctx.tokens.issue(uid, now)[0]) for uid in city.delegate_ids],
+            chair=str(ctx.tokens.issue(city.chair_id, now)[0]), meeting_id=meeting_id)
     finally:
         await ctx.db.dispose()
 
@@ -235,6 +258,125 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> i
     return int(file_id)
 
 
+# Page turns measured (the bytes of one are their mean).
+TURNS = 5
+# How long a tablet keeps listening after the turn's event, for anything else it brings.
+SETTLE_SECS = 0.5
+
+
+def frame_bytes(payload: int, masked: bool) -> int:
+    """A WebSocket frame's size on the wire: header, mask (client to server), payload."""
+    header = 2 if payload < 126 else 4 if payload < 65536 else 10
+    return header + (4 if masked else 0) + payload
+
+
+def http_bytes(response: httpx.Response) -> tuple[int, int]:
+    """Bytes of a request and of its answer (start lines, headers and bodies, HTTP/1.1)."""
+    request = response.request
+    asked = (len(f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n") + 2
+             + sum(len(k) + len(v) + 4 for k, v in request.headers.raw) + len(request.content))
+    answered = (len(f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n") + 2
+                + sum(len(k) + len(v) + 4 for k, v in response.headers.raw)
+                + int(response.headers.get("content-length", len(response.content))))
+    return asked, answered
+
+
+async def page_turn_bytes(base: str, seeded: Seeded, pages: int) -> None:
+    """The bytes one presented page turn costs the hall: every tablet on its socket gets
+    the event and confirms it (``received``, as js/realtime.js does); a tablet that
+    pre-downloaded the document shows the page from its own cache, one that did not asks
+    for the page image at its width (``BURST_WIDTH``)."""
+    from websockets.asyncio.client import connect
+
+    meeting = seeded.meeting_id
+    async with httpx.AsyncClient(base_url=base, timeout=120, headers={
+            "Authorization": f"Bearer {seeded.chair}"}) as chair:
+        # The chair's own copy of the document goes on the agenda.
+        uploaded = await chair.post("/api/v1/files", files={
+            "file": ("bao-cao.pdf", make_document(pages), "application/pdf")})
+        if uploaded.status_code != 201:
+            raise RuntimeError(uploaded.text)
+        file_id = int(uploaded.json()["id"])
+        item = await chair.post(f"/api/v1/meetings/{meeting}/agenda",
+                                json={"title": "Báo cáo kinh tế - xã hội",
+                                      "document_ids": [file_id]})
+        if item.status_code != 201:
+            raise RuntimeError(item.text)
+        started = await chair.post(f"/api/v1/meetings/{meeting}/start")
+        if started.status_code >= 300:
+            raise RuntimeError(started.text)
+        seq = int((await chair.get(f"/api/v1/meetings/{meeting}")).json()["seq"])
+        ws_url = base.replace("http://", "ws://") + "/ws"
+        down = [0] * len(seeded.delegates)
+        up = [0] * len(seeded.delegates)
+        heard = [asyncio.Event() for _ in seeded.delegates]
+        ready = [asyncio.Event() for _ in seeded.delegates]
+        counting = [False]
+
+        async def tablet(index: int, token: str) -> None:
+            async with connect(ws_url, max_size=None, compression=None) as ws:
+                await ws.send(json.dumps({"op": "auth", "token": token}))
+                await ws.send(json.dumps({"op": "subscribe",
+                                          "topics": {f"meeting:{meeting}": seq}}))
+                async for raw in ws:
+                    frame = json.loads(raw)
+                    if frame.get("op") == "subscribed":
+                        ready[index].set()
+                    if not counting[0]:
+                        continue
+                    down[index] += frame_bytes(len(str(raw).encode()), masked=False)
+                    if frame.get("op") == "event":
+                        confirm = json.dumps({"op": "received", "topic": frame["topic"],
+                                              "seq": frame["seq"]})
+                        await ws.send(confirm)
+                        up[index] += frame_bytes(len(confirm.encode()), masked=True)
+                        if frame["type"] == "presentation.changed":
+                            heard[index].set()
+
+        tasks = [asyncio.create_task(tablet(i, token))
+                 for i, token in enumerate(seeded.delegates)]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
+            per_turn_events: list[int] = []
+            for turn in range(TURNS):
+                for event in heard:
+                    event.clear()
+                down[:] = [0] * len(down)
+                up[:] = [0] * len(up)
+                counting[0] = True
+                shown = await chair.post(f"/api/v1/meetings/{meeting}/presentation", json={
+                    "agenda_item_id": item.json()["id"], "document_id": file_id,
+                    "page": 2 + turn % (pages - 1)})
+                if shown.status_code >= 300:
+                    raise RuntimeError(shown.text)
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in heard)), 60)
+                await asyncio.sleep(SETTLE_SECS)
+                counting[0] = False
+                per_turn_events.append(sum(down) + sum(up))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    events = statistics.mean(per_turn_events)
+    tablets = len(seeded.delegates)
+    # Without the pre-download every tablet asks for the new page (the one after it was
+    # fetched ahead at the previous turn, so one image a turn in the steady state).
+    path = f"/api/v1/files/{file_id}/pages/3.webp?width={BURST_WIDTH}"
+    async with httpx.AsyncClient(base_url=base, timeout=120, headers={
+            "Authorization": f"Bearer {seeded.delegates[0]}", "Accept": "image/webp,*/*",
+            "Accept-Encoding": "gzip, br"}) as reader:
+        response = await reader.get(path)
+    asked, answered = http_bytes(response)
+    print(f"  page turn, {tablets} tablets that pre-downloaded: {events / 1024:.1f} KiB in "
+          f"all, events only ({events / tablets:.0f} B a tablet, WebSocket frames both "
+          "ways; target < 100 KB)")
+    print(f"  page turn, {tablets} tablets without pre-download: "
+          f"{(events + tablets * (asked + answered)) / 1024:.0f} KiB in all (a "
+          f"{BURST_WIDTH} px text page: {len(response.content) / 1024:.1f} KiB image, "
+          f"{(asked + answered) / 1024:.1f} KiB with the request and headers; target "
+          "<= 60 KB a page)")
+
+
 async def proxied_burst(data_dir: Path, proxied_port: int, token: str, tablets: int,
                         rounds: int, file_id: int) -> None:
     """The burst through nginx in front of the node that answers with X-Accel-Redirect."""
@@ -263,7 +405,8 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-docs-"))
     servers: list[multiprocessing.process.BaseProcess] = []
     try:
-        token = asyncio.run(prepare(data_dir))
+        seeded = asyncio.run(prepare(data_dir, args.tablets))
+        token = seeded.delegates[0]
         port, proxied_port = free_port(), free_port()
         spawn = multiprocessing.get_context("spawn")
         servers.append(spawn.Process(target=serve, args=(str(data_dir), port)))
@@ -287,6 +430,7 @@ def main() -> None:
 
         asyncio.run(wait_ready(base))
         file_id = asyncio.run(run(base, token, args.pages, args.tablets, args.rounds))
+        asyncio.run(page_turn_bytes(base, seeded, args.pages))
         if with_proxy:
             asyncio.run(wait_ready(f"http://127.0.0.1:{proxied_port}"))
             asyncio.run(proxied_burst(data_dir, proxied_port, token, args.tablets,

@@ -25,6 +25,7 @@ from meeting.participants import (
     require_role,
     require_visible,
 )
+from meeting.preparation_preload import after_agenda_change
 from server.auth.principal import Principal
 from server.context import Context, Write
 from server.errors import Unprocessable
@@ -132,6 +133,12 @@ async def _changed(w: Write, meeting_id: int) -> list[dict[str, Any]]:
     return agenda
 
 
+async def _documents_changed(ctx: Context, w: Write, meeting: Meeting) -> list[dict[str, Any]]:
+    agenda = await _changed(w, meeting.id)
+    await after_agenda_change(ctx, w, meeting)
+    return agenda
+
+
 async def _editable(w: Write, meeting_id: int, actor: Principal) -> Meeting:
     meeting = await require_visible(w.session, meeting_id, actor, lock=True)
     await require_role(w.session, meeting, actor, OFFICER_ROLES, "edit the agenda")
@@ -173,7 +180,7 @@ async def add_item(ctx: Context, actor: Principal, meeting_id: int, *, title: st
             "item_id": item.id, "title": title, "parent_id": parent_id,
             "document_ids": list(document_ids), "planned_minutes": planned_minutes,
         })
-        await _changed(w, meeting_id)
+        await (_documents_changed(ctx, w, meeting) if document_ids else _changed(w, meeting_id))
         result = {"id": item.id, "parent_id": parent_id, "position": item.position,
                   "title": title, "planned_minutes": planned_minutes,
                   "document_ids": list(document_ids)}
@@ -198,7 +205,8 @@ async def update_item(ctx: Context, actor: Principal, meeting_id: int, item_id: 
             await _set_documents(ctx, w, actor, meeting, item, document_ids)
             changes["document_ids"] = list(document_ids)
         await w.audit(actor.id, "meeting.agenda.update", meeting_subject(meeting_id), changes)
-        await _changed(w, meeting_id)
+        await (_documents_changed(ctx, w, meeting) if document_ids is not None
+               else _changed(w, meeting_id))
         result = {"id": item.id, "parent_id": item.parent_id, "position": item.position,
                   "title": item.title, "planned_minutes": item.planned_minutes,
                   "document_ids": await item_document_ids(w.session, item.id)}

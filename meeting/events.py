@@ -78,6 +78,10 @@ USER_EVENT_TYPES = (
               "A participant's notice that the agenda of a meeting was published.",
               {"meeting_id": "integer", "title": "string", "starts_at": "string",
                "place": "string", "items": "integer", "published_by": "string"}),
+    EventType("meeting.preload_requested", "user",
+              "A participant's tablet is asked to download the meeting's documents now "
+              "(agenda published or changed since, or the secretary asked again).",
+              {"meeting_id": "integer", "reason": "string"}),
 )
 
 EVENT_TYPES = (*EVENT_TYPES, *USER_EVENT_TYPES)
@@ -151,6 +155,16 @@ async def emit_meeting_agenda_published(
     return await w.emit_many([f"user:{uid}" for uid in user_ids], "meeting.agenda_published",
                              payload(meeting_id=meeting_id, title=title, starts_at=starts_at,
                                      place=place, items=items, published_by=published_by))
+
+
+@builds("meeting.preload_requested")
+async def emit_meeting_preload_requested(w: Write, user_ids: Sequence[int], *,
+                                         meeting_id: int, reason: str) -> dict[str, Event]:
+    """In each participant's own inbox: an open tablet starts its download on it, whatever
+    page of the app it shows (it follows no meeting topic there)."""
+    return await w.emit_many([f"user:{uid}" for uid in user_ids],
+                             "meeting.preload_requested",
+                             payload(meeting_id=meeting_id, reason=reason))
 
 
 @builds("agenda.current_changed")

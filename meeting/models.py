@@ -130,6 +130,8 @@ class Meeting(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # When the agenda was last sent to the participants (None: never published).
+    agenda_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     @property
     def lifecycle(self) -> MeetingState:

@@ -16,6 +16,7 @@ from meeting.participants import meeting_subject, require_role, require_visible
 from meeting.polls.lifecycle import PollSpec, create_poll
 from meeting.polls.models import Poll
 from meeting.polls.rules import PollKind, Rule
+from meeting.preparation_preload import PUBLISHED, tell_tablets
 from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden
@@ -64,7 +65,8 @@ async def candidates(ctx: Context, actor: Principal, *, q: str = "", role: Role 
 
 async def publish_agenda(ctx: Context, actor: Principal, meeting_id: int) -> dict[str, Any]:
     """Send the agenda to every participant: ``agenda.published`` on the meeting's topic and
-    a notice in each participant's own inbox (chair or secretary)."""
+    a notice in each participant's own inbox (chair or secretary); with
+    ``preload_on_publish`` their tablets also start downloading the documents."""
     async with ctx.write() as w:
         meeting = await require_visible(w.session, meeting_id, actor, lock=True)
         await require_role(w.session, meeting, actor, OFFICER_ROLES, "publish the agenda")
@@ -79,6 +81,9 @@ async def publish_agenda(ctx: Context, actor: Principal, meeting_id: int) -> dic
         await emit_agenda_published(w, meeting_id, agenda=agenda,
                                     published_at=w.now.isoformat())
         await emit_meeting_agenda_published(w, user_ids, **notice)
+        meeting.agenda_published_at = w.now
+        if ctx.settings.preload_on_publish:
+            await tell_tablets(w, meeting_id, PUBLISHED)
         await w.audit(actor.id, "meeting.agenda.publish", meeting_subject(meeting_id),
                       {"items": items, "participants": len(user_ids)})
         published_at = w.now

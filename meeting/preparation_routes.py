@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meeting import preparation
+from meeting import preparation, preparation_preload
 from meeting.meetings import meeting_state
 from server.errors import BadRequest
 from server.http import JSON, Body, context, current_user, path_int, read_json
@@ -47,6 +47,13 @@ async def publish(request: Request) -> Response:
                                                  path_int(request, "meeting_id")))
 
 
+async def preload(request: Request) -> Response:
+    """Ask every participant's tablet to download the meeting's documents now."""
+    actor = await current_user(request)
+    return JSON(await preparation_preload.request_preload(context(request), actor,
+                                                          path_int(request, "meeting_id")))
+
+
 async def copy(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, CopyBody)
@@ -59,5 +66,6 @@ async def copy(request: Request) -> Response:
 routes = [
     Route("/api/v1/meeting-candidates", list_candidates, methods=["GET"]),
     Route("/api/v1/meetings/{meeting_id}/publish", publish, methods=["POST"]),
+    Route("/api/v1/meetings/{meeting_id}/preload", preload, methods=["POST"]),
     Route("/api/v1/meetings/{meeting_id}/copy", copy, methods=["POST"]),
 ]

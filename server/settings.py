@@ -250,6 +250,10 @@ class Settings:
     # prefix of its internal location for the data directory's renders/ (e.g.
     # "/_dienhong_renders/"); empty: the server sends page images itself.
     accel_redirect_prefix: str = ""
+    # The same for whole files (uploaded originals, attachments, stamped copies of PDFs):
+    # the URL prefix of the proxy's internal location for the data directory's files/
+    # (e.g. "/_dienhong_files/"); empty: the server sends whole files itself.
+    accel_redirect_files_prefix: str = ""
     # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
     # 0 turns compression off (a proxy in front that compresses itself).
     compress_min_bytes: int = 1024
@@ -343,6 +347,9 @@ class Settings:
     preload_max_documents: int = 40
     # ... and at most this many bytes of page images in all; past it the rest loads on view.
     preload_max_bytes: int = 300_000_000
+    # Publishing a meeting's agenda (and changing it once published) tells every online
+    # delegate tablet to download the meeting's documents at once, without opening it.
+    preload_on_publish: bool = True
     # The data one reader keeps on one document, all annotations together (bounds
     # the work of building their `annotated.pdf`); past it 413 `annotations_too_large`.
     annotation_max_bytes: int = 1_048_576

@@ -38,6 +38,8 @@ _HTML_REFERENCE = re.compile(r'(\b(?:src|href)=")(/app/[^"?#]+)(")')
 _CSS_REFERENCE = re.compile(r'(url\(\s*["\']?)([^"\')?#]+)(["\']?\s*\))')
 _JS_IMPORT = re.compile(r'(\b(?:from|import)\s*)(["\'])(\.{1,2}/[^"\'?#]+\.js)\2')
 
+_MODULE_SCRIPT = re.compile(r'<script type="module" src="(/app/[^"?#]+\.js)"></script>')
+
 _MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".js": "text/javascript; charset=utf-8"}
 
@@ -83,8 +85,33 @@ class AssetCatalogue:
                 self.assets[name] = Asset(self.script_version, body)
         for name, data in raw.items():
             if name.endswith(".html"):
-                body = self._rewrite(_HTML_REFERENCE, data, self._absolute)
+                body = self._rewrite(_HTML_REFERENCE, self._preload_modules(data, raw),
+                                     self._absolute)
                 self.assets[name] = Asset(_digest(body), body)
+
+    def _preload_modules(self, page: bytes, raw: dict[str, bytes]) -> bytes:
+        """``page`` with a ``modulepreload`` link for every module its scripts import, at
+        any depth: the browser asks for all of them at once after the page, instead of
+        one round trip per level of imports (what a slow link makes expensive)."""
+        text = page.decode("utf-8")
+        entries = [ref[len(self.mount) + 1:] for ref in _MODULE_SCRIPT.findall(text)]
+        seen = set(entries)
+        order: list[str] = []
+        frontier = list(entries)
+        while frontier:
+            module = frontier.pop(0)
+            source = raw.get(module, b"").decode("utf-8")
+            for match in _JS_IMPORT.finditer(source):
+                imported = os.path.normpath(str(PurePosixPath(module).parent / match[3]))
+                if imported not in seen and imported in raw:
+                    seen.add(imported)
+                    order.append(imported)
+                    frontier.append(imported)
+        if not order or "</head>" not in text:
+            return page
+        links = "".join(f'<link rel="modulepreload" href="{self.mount}/{name}">\n'
+                        for name in order)
+        return text.replace("</head>", links + "</head>", 1).encode("utf-8")
 
     def version_of(self, name: str) -> str | None:
         asset = self.assets.get(name)

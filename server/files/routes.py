@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from urllib.parse import quote
 
 from starlette.background import BackgroundTask
@@ -26,6 +28,20 @@ PAGE_CACHE_CONTROL = "private, max-age=31536000, immutable"
 RENDER_VERSION = 1
 MIN_RENDER_WIDTH = 16
 PAGE_MEDIA_TYPES = {"png": "image/png", "webp": "image/webp"}
+
+
+# A stamped copy sent by the proxy stays this long: the proxy opens it as soon as it reads
+# the answer's headers (then the name may go), and a crash leaves it to the tmp sweep.
+STAMPED_COPY_GRACE_SECS = 120
+
+
+def _through_proxy(prefix: str, base: Path, path: Path, media_type: str,
+                   headers: dict[str, str]) -> Response:
+    """An empty answer naming ``path`` (under ``base``) in the proxy's internal location
+    ``prefix``: the proxy sends the bytes, with this answer's headers and ranges."""
+    relative = path.relative_to(base).as_posix()
+    return Response(status_code=200, media_type=media_type, headers={
+        **headers, "X-Accel-Redirect": prefix.rstrip("/") + "/" + relative})
 
 
 def _disposition(f: StoredFile, kind: str = "attachment") -> str:
@@ -63,12 +79,19 @@ async def download(request: Request) -> Response:
         # A served file never runs anything in our origin, whatever it contains.
         "Content-Security-Policy": "default-src 'none'; sandbox",
     }
+    prefix = ctx.settings.accel_redirect_files_prefix
+    files_root = runtime(ctx).store.root
     if f.content_type == "application/pdf":
         copy = await service.stamped_copy(ctx, principal, f)
+        if prefix:
+            asyncio.get_running_loop().call_later(STAMPED_COPY_GRACE_SECS, discard, copy)
+            return _through_proxy(prefix, files_root, copy, f.content_type, headers)
         return FileResponse(copy, media_type=f.content_type, headers=headers,
                             background=BackgroundTask(discard, copy))
-    return FileResponse(service.content_path(ctx, f), media_type=f.content_type,
-                        headers=headers)
+    content = service.content_path(ctx, f)
+    if prefix:
+        return _through_proxy(prefix, files_root, content, f.content_type, headers)
+    return FileResponse(content, media_type=f.content_type, headers=headers)
 
 
 def _width(request: Request, default: int, maximum: int) -> int:
@@ -125,9 +148,7 @@ async def _page(request: Request, fmt: str, file_id: int, number: int) -> Respon
     # The proxy sends the cached image from its internal location; this answer only says
     # which one, after the reader was authorised above.
     path = await service.page_image(ctx, f, number, width, fmt)
-    relative = path.relative_to(runtime(ctx).store.renders).as_posix()
-    headers["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + relative
-    return Response(status_code=200, headers=headers, media_type=media_type)
+    return _through_proxy(prefix, runtime(ctx).store.renders, path, media_type, headers)
 
 
 async def page(request: Request) -> Response:

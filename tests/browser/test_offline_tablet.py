@@ -147,3 +147,45 @@ async def test_sign_out_removes_the_offline_copies(
     assert await page.evaluate(kept) == []
     assert not await page.evaluate(
         "Object.keys(localStorage).some((k) => k.startsWith('dh.offline.'))")
+
+
+PAGES_CACHED = ("async () => { const c = await caches.open('dh-delegate-pages');"
+                " return (await c.keys()).length; }")
+
+
+async def test_publishing_downloads_the_documents_to_every_open_tablet(
+        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    meeting_id, first_id, chair = await prepare_meeting(server, city)
+    second_id, _ = await second_document(server, chair, meeting_id)
+    # The delegate's tablet is on, on the list of meetings: nothing of this one is open.
+    _, tablet = await signed_in(server, browser, "delegate002", viewport=PORTRAIT)
+    await tablet.goto(f"{server.url}/app/delegate/")
+    await wait_online(tablet)
+    await tablet.wait_for_function("() => !!navigator.serviceWorker.controller")
+    assert await tablet.evaluate(PAGES_CACHED) == 0
+
+    _, secretary = await signed_in(server, browser, "secretary", viewport=LANDSCAPE)
+    await secretary.goto(f"{server.url}/app/prepare/#meeting/{meeting_id}")
+    await secretary.wait_for_selector("#publish")
+    await secretary.click("#publish")
+    await tablet.wait_for_selector(
+        f"#preload-status[data-meeting='{meeting_id}'][data-done='2'][data-total='2']")
+    assert "2/2" in await tablet.text_content("#preload-status")
+    # Every page of both documents (5 + 3) is on the device, and the meeting never opened.
+    assert await tablet.evaluate(PAGES_CACHED) == 8
+    assert await tablet.evaluate("location.hash") == ""
+    await shot(tablet, "delegate-preloaded-on-publish")
+
+    # "Download for every delegate" asks again: a tablet that lost its copies fetches them.
+    await tablet.evaluate("async () => caches.delete('dh-delegate-pages')")
+    await secretary.click("#preload-all")
+    await secretary.wait_for_selector(".toast:has-text('tải trước')")
+    await tablet.wait_for_function(
+        "async () => (await (await caches.open('dh-delegate-pages')).keys()).length === 8")
+    await tablet.wait_for_selector(
+        f"#preload-status[data-meeting='{meeting_id}'][data-done='2'][data-total='2']")
+    for file_id in (first_id, second_id):
+        assert f"/files/{file_id}/pages/" in " ".join(await tablet.evaluate(
+            "async () => (await (await caches.open('dh-delegate-pages')).keys())"
+            ".map((r) => r.url)"))
+    assert tablet.js_errors == [] and secretary.js_errors == []

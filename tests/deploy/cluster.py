@@ -79,7 +79,7 @@ def replace_once(text: str, old: str, new: str) -> str:
 
 
 def render_conf(node_ports: list[int], http_port: int, https_port: int, cert: Path,
-                key: Path, cache: Path, renders: Path) -> str:
+                key: Path, cache: Path, files: Path) -> str:
     """The deploy configuration with only its addresses, ports and paths replaced."""
     text = NGINX_CONF.read_text()
     text = replace_once(text, "server 127.0.0.1:8001 ", f"server 127.0.0.1:{node_ports[0]} ")
@@ -90,7 +90,8 @@ def render_conf(node_ports: list[int], http_port: int, https_port: int, cert: Pa
     text = replace_once(text, "    listen [::]:443 ssl;\n", "")
     text = replace_once(text, "/etc/dienhong/tls/fullchain.pem", str(cert))
     text = replace_once(text, "/etc/dienhong/tls/privkey.pem", str(key))
-    text = replace_once(text, "/var/lib/dienhong/files/renders/", f"{renders}/")
+    text = replace_once(text, "/var/lib/dienhong/files/renders/", f"{files / 'renders'}/")
+    text = replace_once(text, "/var/lib/dienhong/files/", f"{files}/")
     return replace_once(text, "/var/cache/nginx/dienhong", str(cache))
 
 
@@ -141,7 +142,7 @@ async def start_nginx(prefix: Path, node_ports: list[int], data_dir: Path) -> Ng
     http_port, https_port = free_port(), free_port()
     site = prefix / "dienhong.conf"
     site.write_text(render_conf(node_ports, http_port, https_port, cert, key,
-                                prefix / "cache", data_dir / "files" / "renders"))
+                                prefix / "cache", data_dir / "files"))
     conf = prefix / "nginx.conf"
     conf.write_text(main_conf(prefix, site))
     check = await asyncio.create_subprocess_exec(

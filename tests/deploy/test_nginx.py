@@ -13,6 +13,7 @@ import httpx
 import pytest
 import websockets
 from PIL import Image
+from pypdf import PdfReader
 
 from server.settings import Settings
 from tests.conftest import DEMO_PASSWORD
@@ -21,13 +22,31 @@ from tests.harness import WsClient
 from tests.server.test_nodes import Node, login
 
 SOCKETS_TRIED = 8
-# The prefix deploy/dienhong.env.example sets: nginx's internal location for page images.
+# The prefixes deploy/dienhong.env.example sets: nginx's internal locations for page images
+# and for whole files.
 ACCEL_PREFIX = "/_dienhong_renders/"
+ACCEL_FILES_PREFIX = "/_dienhong_files/"
+ENV_EXAMPLE = NGINX_CONF.parent.parent / "dienhong.env.example"
 
 
 @pytest.fixture
 def node_settings() -> dict[str, str]:
-    return {"DIENHONG_ACCEL_REDIRECT_PREFIX": ACCEL_PREFIX}
+    return {"DIENHONG_ACCEL_REDIRECT_PREFIX": ACCEL_PREFIX,
+            "DIENHONG_ACCEL_REDIRECT_FILES_PREFIX": ACCEL_FILES_PREFIX}
+
+
+def env_example(name: str) -> str:
+    match = re.search(rf"^{name}=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert match, f"no {name} in deploy/dienhong.env.example"
+    return match.group(1)
+
+
+def test_prefixes_match_the_env_example() -> None:
+    assert env_example("DIENHONG_ACCEL_REDIRECT_PREFIX") == ACCEL_PREFIX
+    assert env_example("DIENHONG_ACCEL_REDIRECT_FILES_PREFIX") == ACCEL_FILES_PREFIX
+    for prefix in (ACCEL_PREFIX, ACCEL_FILES_PREFIX):
+        block = NGINX_CONF.read_text().split(f"location {prefix} {{", 1)[1].split("}", 1)[0]
+        assert "internal;" in block
 
 
 def directive(name: str) -> str:
@@ -39,6 +58,15 @@ def directive(name: str) -> str:
 def size_bytes(value: str) -> int:
     units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
     return int(value[:-1]) * units[value[-1].lower()] if value[-1].isalpha() else int(value)
+
+
+async def redirect_of(cluster: Cluster, token: str, path: str) -> str:
+    """Asked of a node directly: an empty answer naming where nginx finds the bytes."""
+    async with httpx.AsyncClient(base_url=cluster.nodes[0].url, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}) as direct:
+        named = await direct.get(path)
+    assert named.status_code == 200 and named.content == b""
+    return named.headers["x-accel-redirect"]
 
 
 def test_limits_match_the_server_defaults() -> None:
@@ -108,11 +136,8 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
         # Asked of nginx directly, the internal location does not exist.
         hidden = await client.get(f"{ACCEL_PREFIX}{document}/1-640.webp")
         assert hidden.status_code == 404
-    async with httpx.AsyncClient(base_url=cluster.nodes[0].url, timeout=30,
-                                 headers={"Authorization": f"Bearer {chair}"}) as direct:
-        named = await direct.get(f"/api/v1/files/{document}/pages/1.webp?width=640")
-        assert named.status_code == 200 and named.content == b""
-        assert named.headers["x-accel-redirect"].startswith(ACCEL_PREFIX)
+    named = await redirect_of(cluster, chair, f"/api/v1/files/{document}/pages/1.webp?width=640")
+    assert named.startswith(ACCEL_PREFIX)
     async with nginx.http() as client:
         refused = await client.get(f"/api/v1/files/{document}/pages/1.webp?width=640")
         assert refused.status_code == 401 and refused.content.startswith(b"{")
@@ -156,3 +181,60 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
     finally:
         for raw in opened:
             await raw.close()
+
+
+# Big enough that a range from its middle means something; a CSV attachment.
+ATTACHMENT = b"".join(b"%06d;Phuong %d;%d\n" % (n, n % 126, n * 7) for n in range(12_000))
+
+
+async def test_whole_files_through_nginx(cluster: Cluster) -> None:
+    nginx = cluster.nginx
+    chair = await login(cluster.nodes[0], "chair")
+    async with nginx.http(chair) as client:
+        uploaded = await client.post("/api/v1/files", files={
+            "file": ("so-lieu phường.csv", ATTACHMENT, "text/csv")})
+        assert uploaded.status_code == 201, uploaded.text
+        attachment = uploaded.json()["id"]
+        whole = await client.get(f"/api/v1/files/{attachment}")
+        assert whole.status_code == 200 and whole.content == ATTACHMENT
+        # The node's headers: what it is, under which name, kept by no one.
+        assert whole.headers["content-type"].startswith("text/csv")
+        disposition = whole.headers["content-disposition"]
+        assert disposition.startswith('attachment; filename="so-lieu ph')
+        assert disposition.endswith("filename*=UTF-8''so-lieu%20ph%C6%B0%E1%BB%9Dng.csv")
+        assert whole.headers["cache-control"] == "private, no-store"
+        assert whole.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in whole.headers["content-security-policy"]
+        assert "x-accel-redirect" not in whole.headers
+        # Ranges are answered by nginx from the file.
+        middle = await client.get(f"/api/v1/files/{attachment}",
+                                  headers={"Range": "bytes=100000-100999"})
+        assert middle.status_code == 206
+        assert middle.content == ATTACHMENT[100_000:101_000]
+        assert middle.headers["content-range"] == f"bytes 100000-100999/{len(ATTACHMENT)}"
+        tail = await client.get(f"/api/v1/files/{attachment}", headers={"Range": "bytes=-10"})
+        assert tail.status_code == 206 and tail.content == ATTACHMENT[-10:]
+
+        # A PDF comes stamped with the reader's name, sent by nginx too.
+        listing = (await client.get("/api/v1/meetings")).json()
+        meeting = (listing["meetings"] if isinstance(listing, dict) else listing)[0]["id"]
+        state = (await client.get(f"/api/v1/meetings/{meeting}")).json()
+        document = next(d for item in state["agenda"] for d in item["document_ids"])
+        pdf = await client.get(f"/api/v1/files/{document}")
+        assert pdf.status_code == 200, pdf.text
+        assert pdf.headers["content-type"] == "application/pdf"
+        assert pdf.headers["content-disposition"].startswith("attachment; filename=")
+        assert pdf.content.startswith(b"%PDF-")
+        reader = PdfReader(io.BytesIO(pdf.content))
+        assert reader.metadata is not None
+        assert reader.metadata["/DienHongReaderUsername"] == "chair"
+        # Neither internal location answers a client directly.
+        hidden = await client.get(f"{ACCEL_FILES_PREFIX}blobs/")
+        assert hidden.status_code == 404
+    named = await redirect_of(cluster, chair, f"/api/v1/files/{attachment}")
+    assert named.startswith(ACCEL_FILES_PREFIX + "blobs/")
+    stamped = await redirect_of(cluster, chair, f"/api/v1/files/{document}")
+    assert stamped.startswith(ACCEL_FILES_PREFIX + "tmp/")
+    async with nginx.http() as client:
+        refused = await client.get(f"/api/v1/files/{attachment}")
+        assert refused.status_code == 401 and refused.content.startswith(b"{")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select
 
 from meeting.models import Meeting
-from server.demo import DemoCity
+from server.audit import AuditRecord
+from server.demo import DemoCity, seed_demo
 from server.realtime.models import EventRecord
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import RunningServer
@@ -52,6 +55,7 @@ async def test_delegates_and_clerks_cannot_prepare(server: RunningServer, city: 
         answers = [
             await client.get("/api/v1/meeting-candidates"),
             await client.post(f"/api/v1/meetings/{meeting['id']}/publish"),
+            await client.post(f"/api/v1/meetings/{meeting['id']}/preload"),
             await client.post(f"/api/v1/meetings/{meeting['id']}/copy", json={
                 "title": "Bản sao", "starts_at": "2026-12-01T08:00:00+07:00"}),
         ]
@@ -81,6 +85,65 @@ async def test_publishing_tells_every_participant(server: RunningServer, city: D
             EventRecord.topic == f"meeting:{meeting['id']}",
             EventRecord.type == "agenda.published"))).scalar_one()
     assert on_topic == 1
+
+
+async def test_tablets_download_on_publishing_and_on_later_changes(
+        server: RunningServer, city: DemoCity) -> None:
+    secretary = await server.login("secretary", DEMO_PASSWORD)
+    meeting = await demo_meeting(server, secretary)
+    path = f"/api/v1/meetings/{meeting['id']}"
+    delegate = await server.login("delegate003", DEMO_PASSWORD)
+    async with server.socket(delegate) as ws, server.http(secretary) as client:
+        state = (await client.get(path)).json()
+        first = state["agenda"][0]
+        # Before publishing, editing the agenda asks nothing of the tablets.
+        edited = await client.patch(f"{path}/agenda/{first['id']}",
+                                    json={"document_ids": first["document_ids"]})
+        assert edited.status_code == 200, edited.text
+        assert (await client.post(f"{path}/publish")).status_code == 200
+        asked = await ws.next_event("meeting.preload_requested")
+        assert asked["topic"] == f"user:{city.delegate_ids[2]}"
+        assert asked["data"] == {"meeting_id": meeting["id"], "reason": "published"}
+        # Once published, a change of the documents asks again; a new title does not.
+        renamed = await client.patch(f"{path}/agenda/{first['id']}", json={"title": "Khai mạc"})
+        assert renamed.status_code == 200, renamed.text
+        edited = await client.patch(f"{path}/agenda/{first['id']}",
+                                    json={"document_ids": first["document_ids"]})
+        assert edited.status_code == 200, edited.text
+        asked = await ws.next_event("meeting.preload_requested")
+        assert asked["data"]["reason"] == "agenda_changed"
+        # The secretary's "download for every delegate", audited.
+        again = await client.post(f"{path}/preload")
+        assert again.status_code == 200, again.text
+        assert again.json() == {"participants": 2 + len(city.delegate_ids)}
+        asked = await ws.next_event("meeting.preload_requested")
+        assert asked["data"]["reason"] == "requested"
+    async with server.ctx.read() as session:
+        reasons = (await session.execute(select(EventRecord.data).where(
+            EventRecord.topic == f"user:{city.delegate_ids[2]}",
+            EventRecord.type == "meeting.preload_requested").order_by(EventRecord.seq)
+        )).scalars().all()
+        audited = (await session.execute(select(AuditRecord.details).where(
+            AuditRecord.action == "meeting.preload.request"))).scalars().all()
+    assert [r["reason"] for r in reasons] == ["published", "agenda_changed", "requested"]
+    assert audited == [{"participants": 2 + len(city.delegate_ids)}]
+
+
+async def test_publishing_without_preload_asks_nothing(make_server: Any) -> None:
+    server = await make_server(preload_on_publish=False)
+    await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2, delegates=3)
+    secretary = await server.login("secretary", DEMO_PASSWORD)
+    meeting = await demo_meeting(server, secretary)
+    async with server.http(secretary) as client:
+        assert (await client.post(f"/api/v1/meetings/{meeting['id']}/publish")
+                ).status_code == 200
+        # The explicit action still works with the setting off.
+        assert (await client.post(f"/api/v1/meetings/{meeting['id']}/preload")
+                ).status_code == 200
+    async with server.ctx.read() as session:
+        reasons = (await session.execute(select(EventRecord.data).where(
+            EventRecord.type == "meeting.preload_requested"))).scalars().all()
+    assert {r["reason"] for r in reasons} == {"requested"}
 
 
 async def test_copy_keeps_people_agenda_and_prepared_polls(server: RunningServer,

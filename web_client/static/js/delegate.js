@@ -18,6 +18,11 @@ const book = new BallotBook(me.id);
 
 let meeting = null; // MeetingSession
 let viewer = null;
+// Resolves once the open meeting's viewer has drawn its first page (or after a while): the
+// download of every document waits for it, so the page the chair presents is not sharing
+// the tablet's share of the hall's Wi-Fi with the pages nobody looks at yet.
+let firstPageShown = Promise.resolve();
+const FIRST_PAGE_WAIT_MS = 5000;
 let follow = true;
 let openDoc = null; // {fileId, pages}
 let timerHandle = null;
@@ -51,8 +56,10 @@ async function renderList() {
         h("li", { class: "panel" },
           h("a", { href: `#meeting/${m.id}`, class: "btn btn-primary" }, m.title),
           h("div", { class: "small muted" }, formatTime(m.starts_at), m.place ? ` · ${m.place}` : "", " · ", t(`state_${m.state}`)))))
-        : h("p", { class: "muted" }, t("no_meetings"))),
+        : h("p", { class: "muted" }, t("no_meetings")),
+      h("p", { id: "preload-status", class: "small muted", role: "status", "aria-live": "polite" })),
     directivePanel());
+  renderPreloadStatus();
 }
 
 // --- urgent instructions -------------------------------------------------------------------------
@@ -78,6 +85,10 @@ function directivePanel() {
 }
 
 function onOtherEvent(event) {
+  if (event.type === "meeting.preload_requested") {
+    preloadAhead(event.data.meeting_id, event.data.reason);
+    return;
+  }
   if (event.type === "directive.issued") {
     const d = event.data.directive || event.data;
     directives.set(d.id, { ...(directives.get(d.id) || {}), ...d });
@@ -133,6 +144,10 @@ function renderMeetingShell(id) {
       h("h3", { id: "floor-h", class: "visually-hidden" }, t("speakers")), h("div", { id: "floor-body", class: "floor-body" })),
     h("div", { id: "poll-layer" }));
   viewer = new DocViewer(document.getElementById("viewer"), { annotate: true, meetingId: id });
+  firstPageShown = new Promise((resolve) => {
+    viewer.addEventListener("pagechange", resolve, { once: true });
+    setTimeout(resolve, FIRST_PAGE_WAIT_MS);
+  });
   viewer.addEventListener("userturn", () => setFollow(false));
   viewer.addEventListener("pagechange", (e) => {
     document.getElementById("page-label").textContent = t("page_of", { page: e.detail.page, pages: viewer.pages });
@@ -552,7 +567,7 @@ function renderMeeting(state, event) {
   } else {
     markOffline();
   }
-  if (!event || event.type === "agenda.changed") preload(state);
+  if (!event || event.type === "agenda.changed") preload(state.id ?? meeting.id, state);
   const stateTag = document.getElementById("meeting-state");
   stateTag.textContent = t(`state_${state.state}`);
   stateTag.dataset.state = state.state;
@@ -620,18 +635,45 @@ function markOffline() {
   tag.classList.remove("hidden");
 }
 
-let preloadFor = null;
-function preload(state) {
-  const id = meeting?.id;
+// The download in progress, whichever page shows: { id, title, done, total }.
+let preloading = null;
+function preload(id, state) {
   if (!id || !navigator.onLine) return;
-  preloadFor = id;
-  const line = () => document.getElementById("preload-status");
-  preloadMeeting(state, (done, total) => {
-    if (preloadFor !== id || !line()) return;
-    line().textContent = total ? t("preload_progress", { done, total }) : "";
-    line().dataset.done = String(done);
-    line().dataset.total = String(total);
-  }).catch(() => {});
+  const mine = { id, title: state.title, done: 0, total: 0 };
+  preloading = mine;
+  firstPageShown.then(() => preloading === mine && preloadMeeting(state, (done, total) => {
+    if (preloading !== mine) return;
+    Object.assign(mine, { done, total });
+    renderPreloadStatus();
+  })).catch(() => {});
+}
+
+/** The progress line: in the meeting it downloads for, or on the list of meetings. */
+function renderPreloadStatus() {
+  const line = document.getElementById("preload-status");
+  const p = preloading;
+  if (!line || !p || (meeting && meeting.id !== p.id)) return;
+  const progress = p.total ? t("preload_progress", { done: p.done, total: p.total }) : "";
+  line.textContent = meeting || !progress ? progress : `${p.title}: ${progress}`;
+  Object.assign(line.dataset, { meeting: String(p.id), done: String(p.done), total: String(p.total) });
+}
+
+/**
+ * The secretary published the agenda (or changed it since, or asked again): download the
+ * meeting's documents now, whatever this tablet shows. The open meeting already follows
+ * its own agenda changes.
+ */
+async function preloadAhead(id, reason) {
+  if (meeting?.id === id) {
+    if (reason !== "agenda_changed" && meeting.state) preload(id, meeting.state);
+    return;
+  }
+  try {
+    const state = await api(`meetings/${id}`);
+    if (meeting?.id !== id) preload(id, state);
+  } catch {
+    /* not readable now (offline, removed): the meeting downloads when it is opened */
+  }
 }
 
 window.addEventListener("offline", () => {
@@ -656,6 +698,7 @@ function route() {
   if (remote?.active && (!match || Number(match[1]) !== remote.meetingId)) remote.leave();
   if (meeting) realtime.unfollow(meeting.topic);
   meeting = null;
+  firstPageShown = Promise.resolve();
   clearInterval(timerHandle);
   if (match) {
     openMeeting(Number(match[1]));

@@ -215,6 +215,7 @@ function renderMeeting() {
   h("button", { type: "submit", class: "btn btn-primary", id: "meeting-save" }, t("admin_save")));
   const toolbar = h("div", { class: "toolbar" },
     h("button", { type: "button", class: "btn btn-ok", id: "publish", onclick: () => publish().catch(showError) }, t("prepare_publish")),
+    h("button", { type: "button", class: "btn", id: "preload-all", onclick: () => preloadForAll().catch(showError) }, t("prepare_preload")),
     h("button", { type: "button", class: "btn", id: "copy", onclick: () => copyMeeting().catch(showError) }, t("prepare_copy")),
     h("a", { class: "btn", id: "to-console", href: `/app/chair/#meeting/${m.id}` }, t("prepare_console")));
   fill(view(), toolbar, h("div", { class: "prep-section" }, settings),
@@ -402,6 +403,12 @@ function pollsSection(m) {
 async function publish() {
   const answer = await api(`meetings/${state.meeting.id}/publish`, { method: "POST" });
   toast(t("prepare_published", { count: answer.participants }));
+}
+
+/** Every participant's tablet that is online downloads the meeting's documents now. */
+async function preloadForAll() {
+  const answer = await api(`meetings/${state.meeting.id}/preload`, { method: "POST" });
+  toast(t("prepare_preloaded", { count: answer.participants }));
 }
 
 async function copyMeeting() {
