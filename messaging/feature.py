@@ -1,6 +1,6 @@
 """The messaging feature as the core sees it: routes, topic authorizer, delivery handler,
-signals, presence hooks, background tasks (receipt progress, reminders, presence), start-up
-(unit channels) and the demo hook."""
+signals, socket ops (read, ack), presence hooks, background tasks (receipt progress,
+reminders, presence), start-up (unit channels) and the demo hook."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def feature() -> Feature:
     from messaging.directive_routes import routes as directive_routes
     from messaging.events import EVENT_TYPES
     from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
+    from messaging.receipt_ops import SOCKET_OPS
     from messaging.receipts import record_deliveries, run_receipt_writer, run_receipts_notifier
     from messaging.reminders import run_reminders
     from messaging.visibility import (
@@ -54,6 +55,7 @@ def feature() -> Feature:
         topic_authorizers={"channel": may_follow_channel},
         received_handlers=[record_deliveries],
         signal_handlers={"typing": typing_signal, "presence": presence_signal},
+        socket_ops=list(SOCKET_OPS),
         connection_hooks=[on_connection],
         background=[run_receipts_notifier, run_receipt_writer, run_reminders, run_presence],
         startup=[_start],

@@ -39,7 +39,7 @@ from server.openapi import openapi_document
 from server.org.routes import routes as org_routes
 from server.org.service import forget_changed_users
 from server.realtime.broker import create_broker
-from server.realtime.gateway import Gateway
+from server.realtime.gateway import CORE_OPS, Gateway
 from server.realtime.hub import CLOSE_RESTART
 from server.realtime.log import Event, prune_events
 from server.settings import Settings
@@ -85,7 +85,8 @@ def default_features() -> list[Feature]:
 
 async def ws_events(request: Request) -> Response:
     """The event types of ``/ws`` with their payload schemas, from the registry."""
-    return JSON(context(request).event_types.describe())
+    ctx = context(request)
+    return JSON(ctx.event_types.describe([op.contract for op in ctx.socket_ops.values()]))
 
 
 async def healthz(request: Request) -> Response:
@@ -289,6 +290,10 @@ def create_app(
         ctx.topic_authorizers.update(feature.topic_authorizers)
         ctx.received_handlers.extend(feature.received_handlers)
         ctx.signal_handlers.update(feature.signal_handlers)
+        for op in feature.socket_ops:
+            if op.contract.name in ctx.socket_ops or op.contract.name in CORE_OPS:
+                raise ValueError(f"the /ws op {op.contract.name} is declared twice")
+            ctx.socket_ops[op.contract.name] = op
         ctx.connection_hooks.extend(feature.connection_hooks)
         ctx.file_access_checks.extend(feature.file_access_checks)
         ctx.access_changes.update(feature.access_changes)

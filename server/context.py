@@ -38,6 +38,7 @@ from server.features import (
     FileAccessCheck,
     ReceivedHandler,
     SignalHandler,
+    SocketOp,
     TopicAuthorizer,
 )
 from server.metrics import Metrics
@@ -190,6 +191,7 @@ class Context:
         self.topic_authorizers: dict[str, TopicAuthorizer] = {}
         self.received_handlers: list[ReceivedHandler] = []
         self.signal_handlers: dict[str, SignalHandler] = {}
+        self.socket_ops: dict[str, SocketOp] = {}
         self.connection_hooks: list[ConnectionHook] = []
         self.file_access_checks: list[FileAccessCheck] = []
         self.access_changes: dict[str, AccessChange] = {}

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from server.auth.principal import Principal
     from server.context import Context
     from server.demo import DemoCity
-    from server.realtime.contract import EventType
+    from server.realtime.contract import ClientOp, EventType
     from server.realtime.log import Event
 
 
@@ -39,6 +39,10 @@ ReceivedHandler = Callable[["Context", Sequence[Received]], Awaitable[None]]
 SignalHandler = Callable[
     ["Context", "Principal", str, dict[str, Any]], Awaitable[dict[str, Any] | None]
 ]
+# A client op over /ws (``ack``, ``read``…): (ctx, principal, frame) -> the answer's data,
+# awaited while the socket goes on reading; an ``ApiError`` (raised at once or by the
+# awaitable) is answered with its code.
+SocketOpHandler = Callable[["Context", "Principal", dict[str, Any]], Awaitable[dict[str, Any]]]
 # (ctx, principal, connected?) when a user's socket opens or closes.
 ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
 # A long-running task started with the app and cancelled at shutdown.
@@ -55,6 +59,14 @@ EventView = Callable[["Principal", dict[str, Any]], dict[str, Any] | None]
 DemoHook = Callable[["Context", "DemoCity"], Awaitable[list[str]]]
 
 
+@dataclass(frozen=True)
+class SocketOp:
+    """A client op a feature carries out: its declared frame and its handler."""
+
+    contract: ClientOp
+    handle: SocketOpHandler
+
+
 @dataclass
 class Feature:
     name: str
@@ -62,6 +74,7 @@ class Feature:
     topic_authorizers: dict[str, TopicAuthorizer] = field(default_factory=dict)
     received_handlers: list[ReceivedHandler] = field(default_factory=list)
     signal_handlers: dict[str, SignalHandler] = field(default_factory=dict)
+    socket_ops: list[SocketOp] = field(default_factory=list)
     connection_hooks: list[ConnectionHook] = field(default_factory=list)
     background: list[BackgroundTask] = field(default_factory=list)
     # Runs once at start-up after migrations (e.g. to create missing unit channels).

@@ -14,7 +14,11 @@ whatever is waiting (up to ``batch_size``) and writes it in one transaction thro
 3. **A SAVEPOINT per item.** ``prepare`` reads what the whole batch shares (locks, seats,
    rows of the batch's users); then every item runs ``apply`` inside its own savepoint. A
    refusal (``ApiError``) or an unexpected error rolls back that item alone, with its
-   events and after-commit callbacks; the others go on.
+   events and after-commit callbacks; the others go on. A kind whose ``apply`` only
+   changes objects ``prepare`` loaded, and refuses before changing any, sets
+   ``savepoints = False``: a savepoint costs three statements per item (SAVEPOINT, the
+   item's flush, RELEASE), and its changes are then flushed together at commit. There an
+   unexpected error fails the batch, which is written again item by item (point 5).
 4. **Audit in one go.** The records the items ask for are chained with one lock of the
    audit head and one insert (``server.audit.append_audit_many``).
 5. **Answers after the commit.** If the transaction itself fails (a deadlock, a key taken
@@ -98,6 +102,8 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
     what = "requests"
     # Tries of an item whose error ``should_retry`` (first write included).
     attempts = 3
+    # Each item in its own savepoint (see the module docstring, point 3).
+    savepoints = True
 
     def __init__(self, ctx: Context, *, batch_size: int, queue_limit: int) -> None:
         self.ctx = ctx
@@ -139,6 +145,12 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
 
     async def submit(self, item: ItemT) -> ResultT:
         """Judge the item, queue it, and return its answer once its batch has committed."""
+        return await self.offer(item)
+
+    def offer(self, item: ItemT) -> asyncio.Future[ResultT]:
+        """Judge the item and queue it without waiting: the future holds its answer once its
+        batch has committed (a socket goes on reading frames meanwhile). Refusals of
+        ``judge``, a full queue and a stopping node raise at once."""
         self.judge(item)
         if not self._serving:
             raise ShuttingDown("The server is not taking writes right now; try again shortly.")
@@ -148,10 +160,11 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
         except asyncio.QueueFull:
             raise busy(self.what) from None
         self._waiting += 1
-        try:
-            return await pending.future
-        finally:
-            self._waiting -= 1
+        pending.future.add_done_callback(self._answered)
+        return pending.future
+
+    def _answered(self, _future: asyncio.Future[ResultT]) -> None:
+        self._waiting -= 1
 
     async def run(self) -> None:
         """The node's writer task: a batch at a time, until cancelled."""
@@ -216,12 +229,18 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
             for pending in batch:
                 events, callbacks = len(w.events), len(w._after_commit)
                 try:
-                    async with w.session.begin_nested():
+                    if self.savepoints:
+                        async with w.session.begin_nested():
+                            applied = await self.apply(w, pending.item, prepared)
+                    else:
                         applied = await self.apply(w, pending.item, prepared)
                 except Exception as exc:
                     # Rolled back to the savepoint: forget what the item queued to publish.
                     del w.events[events:]
                     del w._after_commit[callbacks:]
+                    if not self.savepoints and not isinstance(exc, ApiError):
+                        # No savepoint to roll back to: the batch fails and goes item by item.
+                        raise
                     if not isinstance(exc, ApiError) and not self.should_retry(exc):
                         log.exception("one of a batch of %d %s failed", len(batch), self.what)
                     outcomes.append(exc)

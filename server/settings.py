@@ -299,8 +299,11 @@ class Settings:
     )
     # After this many reminders the head of the late unit is told too.
     escalate_after_reminders: int = 3
-    # Shortest gap between two coalesced progress events (receipts, poll progress).
+    # Shortest gap between two coalesced poll progress events.
     coalesce_interval_secs: float = 0.25
+    # Shortest gap between two coalesced `directive.receipts` events: the sender's roll-up
+    # trails the last read or acknowledgement by at most this plus one write.
+    receipt_progress_secs: float = 0.1
     # directive.issued events carry at most this many characters of the body; clients
     # fetch longer bodies over REST (3,200 copies of a long body would bloat the log).
     directive_event_body_chars: int = 2_000

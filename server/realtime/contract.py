@@ -10,6 +10,7 @@ machine-readable description of ``/ws`` (one JSON Schema per event type) at
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -98,21 +99,84 @@ def _names(types: str) -> list[str]:
     return names
 
 
-def _check_type(event: str, name: str, types: str, value: Any) -> None:
-    for type_name in _names(types):
+@functools.lru_cache(maxsize=256)
+def _split(types: str) -> tuple[str, ...]:
+    return tuple(_names(types))
+
+
+def _is_of(types: str, value: Any) -> bool:
+    for type_name in _split(types):
         allowed = JSON_TYPES[type_name]
         # JSON has no booleans among its numbers: True is not an integer here.
         if isinstance(value, bool) and bool not in allowed:
             continue
         if isinstance(value, allowed):
-            return
-    raise EventContractError(f"{event}: field {name!r} must be {types}, "
-                             f"not {type(value).__name__}")
+            return True
+    return False
+
+
+def _check_type(event: str, name: str, types: str, value: Any) -> None:
+    if not _is_of(types, value):
+        raise EventContractError(f"{event}: field {name!r} must be {types}, "
+                                 f"not {type(value).__name__}")
 
 
 def _schema_of(types: str) -> dict[str, Any]:
     names = _names(types)
     return {"type": names[0] if len(names) == 1 else names}
+
+
+# Fields every client op frame may carry besides its own: the op's name and the client's
+# reference, echoed in the answer.
+OP_FRAME_FIELDS = {"op": "string", "ref": "string|integer|null"}
+
+
+class BadOpFrame(ValueError):
+    """A client op frame that does not follow its declared fields (the client's fault)."""
+
+
+@dataclass(frozen=True)
+class ClientOp:
+    """An op a client sends over ``/ws`` that a feature carries out, answered on the same
+    socket: ``{"op": "ok", "ref", "data"}`` or ``{"op": "error", "ref", "code", "message"}``.
+
+    ``fields`` and ``optional`` declare the frame's fields as ``EventType`` does; a frame
+    with a field missing, of another type, or not declared is refused (strict, like the
+    bodies of the HTTP routes). ``answer`` says what ``data`` holds.
+    """
+
+    name: str
+    description: str
+    answer: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    optional: Mapping[str, str] = field(default_factory=dict)
+
+    @functools.cached_property
+    def _declared(self) -> dict[str, str]:
+        # Worked out once: every acknowledgement of a city passes through ``check``.
+        return {**OP_FRAME_FIELDS, **self.fields, **self.optional}
+
+    def check(self, frame: Mapping[str, Any]) -> None:
+        """Raise ``BadOpFrame`` unless the frame follows the declared fields."""
+        declared = self._declared
+        for name, value in frame.items():
+            types = declared.get(name)
+            if types is None:
+                raise BadOpFrame(f"{self.name} takes no field {name!r}")
+            if not _is_of(types, value):
+                raise BadOpFrame(f"{self.name}: field {name!r} must be {types}")
+        for name in self.fields:
+            if name not in frame:
+                raise BadOpFrame(f"{self.name} needs the field {name!r}")
+
+    def schema(self) -> dict[str, Any]:
+        """The frame as JSON Schema (2020-12)."""
+        properties = {name: _schema_of(types) for name, types in
+                      {**OP_FRAME_FIELDS, **self.fields, **self.optional}.items()}
+        properties["op"] = {"const": self.name}
+        return {"type": "object", "description": self.description,
+                "properties": properties, "required": ["op", *sorted(self.fields)],
+                "additionalProperties": False, "x-answer": self.answer}
 
 
 class EventRegistry:
@@ -142,8 +206,9 @@ class EventRegistry:
         if declared is not None:
             declared.check(topic, data)
 
-    def describe(self) -> dict[str, Any]:
-        """The ``/ws`` events as a JSON document: per type its topic and payload schema."""
+    def describe(self, ops: Iterable[ClientOp] = ()) -> dict[str, Any]:
+        """The ``/ws`` events as a JSON document: per type its topic and payload schema;
+        with the client ops the features carry out, per op its frame's schema."""
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "Diên Hồng /ws events",
@@ -153,6 +218,12 @@ class EventRegistry:
             "events": {
                 t.name: {"topic": f"{t.topic}:{{id}}", "data": t.schema()} for t in self
             },
+            "ops_description": (
+                "Client ops: a frame {op, ref?, ...fields} is answered on the same socket "
+                "by {op: ok, ref, data} or {op: error, ref, code, message} (codes from the "
+                "HTTP error catalogue); ref is the client's own string or integer, echoed "
+                "so that answers may come in any order."),
+            "ops": {op.name: op.schema() for op in sorted(ops, key=lambda o: o.name)},
         }
 
 

@@ -7,6 +7,9 @@
    then live events; ``reset`` when history was pruned; ``error forbidden`` if not allowed.
 3. ``received {topic, seq}`` is gathered and handed to features in batches.
 4. ``unsubscribe``, ``ping``/``pong``, ``signal`` (ephemeral, e.g. typing).
+5. Features' ops (``ack``, ``read``…, ``ctx.socket_ops``): checked against their declared
+   frame, started without holding up the reading of the next frame, each answered ``ok``
+   or ``error`` with the client's ``ref``.
 
 Malformed frames close with 4400, a user over its frame rate with 4429, a socket whose
 queue overflows with 4408; oversized frames are refused by the server with 1009.
@@ -27,11 +30,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server.auth.principal import PRINCIPAL_COLUMNS, Principal
 from server.context import Context
-from server.errors import ApiError
-from server.features import Received
+from server.errors import ApiError, BadRequest, Forbidden
+from server.features import Received, SocketOp
+from server.group_commit import ShuttingDown
 from server.http import principal_for_token
 from server.org.models import User
 from server.org.service import USER_UPDATED, may_watch_unit
+from server.realtime.contract import BadOpFrame
 from server.realtime.hub import (
     CLOSE_AUTH,
     CLOSE_FORBIDDEN,
@@ -84,6 +89,10 @@ class ProtocolError(Exception):
 MAX_INT64 = 2**63 - 1
 # Refused topics named in the one audit record of a subscribe frame (the count is whole).
 AUDITED_REFUSALS = 20
+# The ops of the protocol itself; a feature's op takes another name.
+CORE_OPS = frozenset({"auth", "subscribe", "unsubscribe", "received", "ping", "signal"})
+# Longest string a client may give as an op's ``ref`` (it comes back in the answer).
+MAX_REF_CHARS = 64
 
 
 class TokenBucket:
@@ -147,6 +156,9 @@ class Gateway:
         # meanwhile (the check runs once more), or None.
         self._rechecking: dict[Connection, list[str | None] | None] = {}
         self._recheck_tasks: set[asyncio.Task[None]] = set()
+        # Features' ops (and audits of their refusals) not done yet, held so that none is
+        # collected while it runs.
+        self._ops: set[asyncio.Future[Any]] = set()
         ctx.hub.event_views.update(ctx.event_views)
         changes = {USER_UPDATED: _user_changed, **ctx.access_changes}
         for type_, concerned in changes.items():
@@ -402,8 +414,74 @@ class Gateway:
                 self._note_received(principal.id, topic, seq)
         elif op == "signal":
             await self._signal(connection, principal, message)
+        elif isinstance(op, str) and op in self.ctx.socket_ops:
+            self._start_op(connection, principal, self.ctx.socket_ops[op], message)
         else:
             raise ProtocolError(f"unknown op {op!r}")
+
+    # --- features' ops -------------------------------------------------------------------
+    def _start_op(self, connection: Connection, principal: Principal, op: SocketOp,
+                  message: dict[str, Any]) -> None:
+        """Start the op and answer it when it is done; the next frame is read meanwhile
+        (an acknowledgement waits for its group commit, not for the one before it)."""
+        ref = message.get("ref")
+        bad_ref = not (ref is None or (isinstance(ref, str) and len(ref) <= MAX_REF_CHARS)
+                       or (isinstance(ref, int) and not isinstance(ref, bool)
+                           and abs(ref) <= MAX_INT64))
+        if bad_ref:
+            ref = None
+
+        def answer(outcome: dict[str, Any] | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                error = outcome if isinstance(outcome, ApiError) else None
+                if error is None:
+                    log.error("op %s of user %s failed", op.contract.name, principal.id,
+                              exc_info=outcome)
+                    error = ApiError("The server ran into an error; try again.",
+                                     code="internal_error", status=500)
+                connection.push(frame(op="error", ref=ref, code=error.code,
+                                      message=error.message))
+                if isinstance(error, Forbidden):
+                    self._audit_refusal(principal, op.contract.name, error)
+            else:
+                connection.push(frame(op="ok", ref=ref, data=outcome))
+
+        try:
+            if bad_ref:
+                raise BadOpFrame(f"ref must be a string of at most {MAX_REF_CHARS} "
+                                 "characters or an integer")
+            op.contract.check(message)
+            pending = asyncio.ensure_future(op.handle(self.ctx, principal, message))
+        except BadOpFrame as exc:
+            answer(BadRequest(str(exc)))
+            return
+        except ApiError as exc:
+            answer(exc)
+            return
+
+        def done(future: asyncio.Future[dict[str, Any]]) -> None:
+            self._ops.discard(future)
+            if future.cancelled():
+                answer(ShuttingDown("The server is stopping; try again shortly."))
+            else:
+                answer(future.exception() or future.result())
+
+        self._ops.add(pending)
+        pending.add_done_callback(done)
+
+    def _audit_refusal(self, principal: Principal, op: str, error: ApiError) -> None:
+        """A refused op leaves the record a refused HTTP request leaves (``api_error``)."""
+        async def write() -> None:
+            try:
+                async with self.ctx.write() as w:
+                    await w.audit(principal.id, "access.refused", f"ws {op}",
+                                  {"code": error.code, "message": error.message})
+            except Exception:
+                log.exception("could not audit a refusal")
+
+        task = asyncio.create_task(write())
+        self._ops.add(task)
+        task.add_done_callback(self._ops.discard)
 
     async def _subscribe(self, connection: Connection, principal: Principal,
                          topics: Any) -> None:

@@ -150,7 +150,7 @@ async def test_sender_gets_coalesced_receipt_progress(make_server: object,
     from server.demo import seed_demo
     from tests.conftest import DEMO_PASSWORD
 
-    server = await make_server(coalesce_interval_secs=3600)  # type: ignore[operator]
+    server = await make_server(receipt_progress_secs=3600)  # type: ignore[operator]
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6, delegates=9)
     standing = await token(server, "standing")
     issued = await issue(server, standing, directive_body(city.commune_unit_ids))

@@ -10,7 +10,9 @@
 //   browser says it is back online;
 // - pings a quiet socket and drops it when nothing answers in time: a link that stops
 //   passing data gives neither a close nor an `offline` event;
-// - on `reset` (history pruned) asks the page to reload its state over REST.
+// - on `reset` (history pruned) asks the page to reload its state over REST;
+// - carries a feature's ops (`read`, `ack`) and hands back their answers by `ref`
+//   (`request`); the page falls back to HTTP when the socket cannot.
 
 // Back-off after a drop: from BACKOFF_MIN_MS doubling up to BACKOFF_MAX_MS, each wait
 // drawn between half and all of it so that a hall of tablets does not reconnect in step.
@@ -31,6 +33,12 @@ const HEARTBEAT_TICK_MS = 500;
 const CONNECT_DEADLINE_MS = 5_000;
 
 const CLOSE_AUTH = 4401;
+// An op sent over the socket and not answered within this is given up: the page falls back
+// to HTTP (`read` and `ack` are idempotent, so a late answer changes nothing).
+const OP_ANSWER_MS = 10_000;
+
+/** An op that never reached the server, or whose answer was lost: try it over HTTP. */
+export class OpNotSent extends Error {}
 
 export class Realtime extends EventTarget {
   /**
@@ -60,6 +68,9 @@ export class Realtime extends EventTarget {
     this.stopped = false;
     this.everOnline = false;
     this.resyncing = new Set();
+    // Ops sent and not answered yet, by ref.
+    this.pending = new Map();
+    this.nextRef = 0;
     // Resolves at the first `ready`: a page that loads its user:/unit: state after this
     // cannot miss an event between its REST read and the stream's starting point.
     this.firstReady = new Promise((resolve) => (this._resolveReady = resolve));
@@ -110,6 +121,35 @@ export class Realtime extends EventTarget {
   /** Send an ephemeral signal, e.g. typing: only while online; never queued. */
   signal(topic, type, data = {}) {
     if (this.status === "online") this._send({ op: "signal", topic, type, data });
+  }
+
+  /**
+   * Send an op (`{op, ...fields, ref}`) and wait for its answer: resolves with the answer's
+   * `data`; rejects with the error frame (`{code, message}`) when the server refused it,
+   * or with `OpNotSent` when the socket is not online or the answer does not come.
+   */
+  request(op, fields = {}) {
+    return new Promise((resolve, reject) => {
+      if (this.status !== "online") return reject(new OpNotSent("offline"));
+      const ref = `${op}-${++this.nextRef}`;
+      if (!this._send({ ...fields, op, ref })) return reject(new OpNotSent("offline"));
+      const timer = setTimeout(() => this._answer(ref, new OpNotSent("no answer")), OP_ANSWER_MS);
+      this.pending.set(ref, { resolve, reject, timer });
+    });
+  }
+
+  _answer(ref, error, data) {
+    const waiting = this.pending.get(ref);
+    if (!waiting) return false;
+    this.pending.delete(ref);
+    clearTimeout(waiting.timer);
+    if (error) waiting.reject(error);
+    else waiting.resolve(data);
+    return true;
+  }
+
+  _abandonRequests() {
+    for (const ref of [...this.pending.keys()]) this._answer(ref, new OpNotSent("socket lost"));
   }
 
   start() {
@@ -180,6 +220,7 @@ export class Realtime extends EventTarget {
     ws.onclose = (event) => {
       if (ws !== this.ws) return;
       this.ws = null;
+      this._abandonRequests();
       this._stopHeartbeat();
       this._setStatus("offline");
       if (event.code === CLOSE_AUTH) {
@@ -204,6 +245,7 @@ export class Realtime extends EventTarget {
         /* already closing */
       }
     }
+    this._abandonRequests();
     this._stopHeartbeat();
     this._setStatus("offline");
     this._scheduleReconnect();
@@ -255,7 +297,11 @@ export class Realtime extends EventTarget {
         return this._reset(frame);
       case "signal":
         return this.options.onSignal?.(frame);
+      case "ok":
+        this._answer(frame.ref, null, frame.data);
+        return;
       case "error":
+        if (frame.ref != null && this._answer(frame.ref, frame)) return;
         this.dispatchEvent(new CustomEvent("error", { detail: frame }));
         return;
       case "subscribed":
