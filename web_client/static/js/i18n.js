@@ -942,6 +942,10 @@ const errorsVi = {
   weak_password: "Mật khẩu quá ngắn hoặc quá dài.",
   wrong_password: "Mật khẩu hiện tại không đúng.",
   wrong_pin: "Mã PIN không đúng; chưa ký gì.",
+  not_chair: "Chỉ chủ tọa được thực hiện thao tác này.",
+  not_muted: "Micrô này không bị tắt.",
+  muted_by_chair: "Chủ tọa đã tắt micrô của bạn; bạn có thể bật lại khi chủ tọa mời.",
+  unmute_by_owner: "Chỉ đại biểu tự bật micrô của mình; hãy mời họ bật.",
 };
 
 const errorsEn = {
@@ -1113,6 +1117,10 @@ const errorsEn = {
   weak_password: "The password is too short or too long.",
   wrong_password: "The current password is wrong.",
   wrong_pin: "The PIN is wrong; nothing was signed.",
+  not_chair: "Only the chair may do this.",
+  not_muted: "That microphone is not muted.",
+  muted_by_chair: "The chair muted your microphone; unmute it once the chair asks.",
+  unmute_by_owner: "Only the participant unmutes; ask them to.",
 };
 
 // For a code this client does not know yet (a newer server): by the status's kind.
