@@ -222,6 +222,12 @@ async def do_join(ctx: Context, principal: Principal, meeting_id: int,
         raise
     # The join wrote the connection as good; the watcher writes only what changes.
     state.connections.setdefault(session_id, Connection.GOOD)
+    # A tablet that rejoins after a drop supersedes its stale session.
+    for stale in await state.engine.peers(meeting_id):
+        if stale.user_id == principal.id and stale.session_id != session_id:
+            gone = await state.engine.leave(stale.session_id)
+            if gone is not None:
+                await _left(ctx, gone, "replaced", actor_id=principal.id)
     return {"sdp": joined.answer_sdp, "type": "answer", "session_id": session_id}
 
 
@@ -368,13 +374,17 @@ async def watch_connections(ctx: Context) -> None:
     state = runtime(ctx)
     settings = ctx.settings
     measured: list[PeerStats] = await state.engine.peer_stats()
+    # A participant is lost when every session of theirs is (a rejoin has a second one).
+    lost: dict[tuple[int, int], bool] = {}
     for stats in measured:
         rating = rate(stats, settings.media_audio_lost_secs)
         if state.connections.get(stats.session_id) != rating:
             if await _rate(ctx, stats, rating):
                 state.connections[stats.session_id] = rating
-        await _follow_speaker(ctx, stats.meeting_id, stats.user_id,
-                              lost=rating is Connection.LOST)
+        key = (stats.meeting_id, stats.user_id)
+        lost[key] = lost.get(key, True) and rating is Connection.LOST
+    for (meeting_id, user_id), is_lost in lost.items():
+        await _follow_speaker(ctx, meeting_id, user_id, lost=is_lost)
     live = {s.session_id for s in measured}
     for gone in set(state.connections) - live:
         del state.connections[gone]
@@ -411,13 +421,26 @@ async def _follow_speaker(ctx: Context, meeting_id: int, user_id: int, *, lost: 
         await resume_speech(ctx, meeting_id, user_id)
 
 
+async def _has_session(ctx: Context, gone: PeerInfo) -> bool:
+    """Whether the participant of a dropped session has another one here (rejoined)."""
+    try:
+        peers = await runtime(ctx).engine.peers(gone.meeting_id)
+    except RuntimeError:
+        # The worker has stopped (the node shuts down): no session is left here.
+        return False
+    return any(p.user_id == gone.user_id for p in peers)
+
+
 async def handle_notice(ctx: Context, notice: Notice) -> None:
     """What the worker noticed by itself: a dropped peer, a room closed (recording done)."""
     try:
         if isinstance(notice, PeerGone):
             await _left(ctx, notice.peer, notice.reason, actor_id=None)
-            # A dropped speaker keeps the floor for the grace period, its timer stopped.
-            await _follow_speaker(ctx, notice.peer.meeting_id, notice.peer.user_id, lost=True)
+            # A dropped speaker keeps the floor for the grace period, its timer stopped
+            # (unless they already rejoined).
+            peer = notice.peer
+            if notice.reason == "shutdown" or not await _has_session(ctx, peer):
+                await _follow_speaker(ctx, peer.meeting_id, peer.user_id, lost=True)
         elif isinstance(notice, RoomClosed) and notice.recording is not None:
             summary = notice.recording
             async with ctx.write() as w:
