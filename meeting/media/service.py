@@ -474,6 +474,8 @@ def recording_json(recording: MediaRecording) -> dict[str, Any]:
         "size_bytes": recording.size_bytes,
         "format": "audio/ogg",
         "url": f"/api/v1/meetings/{recording.meeting_id}/recordings/{recording.id}",
+        # The page a signed-in reader opens to listen (the API path needs the token).
+        "page": f"/app/recording/#meeting/{recording.meeting_id}/{recording.id}",
     }
 
 
