@@ -535,3 +535,9 @@ class MediaEngine:
                 idle_secs=now - peer.last_media_at, sends_audio=peer.sends_audio,
                 rtt_secs=rtt, loss=loss))
         return found
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker still takes calls (not once ``stop`` began closing it)."""
+        loop = self._loop
+        return self._thread is not None and loop is not None and loop.is_running()

@@ -423,10 +423,13 @@ async def _follow_speaker(ctx: Context, meeting_id: int, user_id: int, *, lost: 
 
 async def _has_session(ctx: Context, gone: PeerInfo) -> bool:
     """Whether the participant of a dropped session has another one here (rejoined)."""
-    try:
-        peers = await runtime(ctx).engine.peers(gone.meeting_id)
-    except RuntimeError:
+    engine = runtime(ctx).engine
+    if not engine.running:
         # The worker has stopped (the node shuts down): no session is left here.
+        return False
+    try:
+        peers = await engine.peers(gone.meeting_id)
+    except RuntimeError:
         return False
     return any(p.user_id == gone.user_id for p in peers)
 

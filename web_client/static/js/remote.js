@@ -17,7 +17,7 @@ const STATS_EVERY_MS = 500;
 // Longest wait for ICE gathering before the offer goes with what was gathered (ms).
 const GATHER_TIMEOUT_MS = 10_000;
 // No audio packet for this long while listening: the connection is shown as lost (ms).
-const NO_AUDIO_MS = 2_000;
+const NO_AUDIO_MS = 1_500;
 // How long a lost connection is given to recover by itself before a new session (ms).
 const RECOVER_MS = 4_000;
 // Back-off between attempts at a new session: doubled from the first up to the last (ms).
@@ -105,7 +105,8 @@ export class RemoteAttendance extends EventTarget {
 
   /** Offer a new session with the microphone already taken; a rejoin keeps trying. */
   async _connect({ rejoining }) {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    // One transport for audio and video (the server bundles them): one port to reach.
+    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
     this.pc = pc;
     for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
     // A camera-less tablet still receives the speaker's video; only audio is played here.
