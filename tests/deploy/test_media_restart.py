@@ -172,13 +172,17 @@ async def test_a_restarted_media_node_gets_its_sitting_back(cluster: Cluster) ->
                                            port=port)
         cluster.nodes[owner] = restarted
 
-        # Both tablets came back by themselves, to the same node, and the floor is heard.
+        # Both tablets came back by themselves, to the same node, and the floor is heard
+        # (by the listener's new session: what the old one heard is no proof).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PATIENCE_SECS
+        while len(listener.sessions) < 2 or len(speaker.sessions) < 2:
+            assert loop.time() < deadline, "the tablets did not rejoin by themselves"
+            await asyncio.sleep(0.2)
         await listener.hearing(TONE_HZ)
-        assert len(listener.sessions) >= 2 and len(speaker.sessions) >= 2
         assert await _owner(cluster, chair, meeting_id, listener.sessions[-1]) == owner
         assert await _owner(cluster, chair, meeting_id, speaker.sessions[-1]) == owner
         # The speaker still holds the floor: the same speech, running again.
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + PATIENCE_SECS
         while True:
             state = await _state(cluster, chair, meeting_id)
