@@ -170,11 +170,14 @@ async def end_remote_attendance(w: Write, meeting: Meeting, user_id: int, sessio
     await _announce(w, meeting, row, actor_id, audit)
 
 
-async def remote_entry(w: Write, meeting_id: int, user_id: int,
-                       session_id: str) -> tuple[Attendance, dict[str, Any]] | None:
-    """The row of a live remote session and its participant entry (None: not live)."""
+async def live_remote_row(w: Write, meeting_id: int, user_id: int,
+                          session_id: str) -> Attendance | None:
+    """The attendance row while ``session_id`` is the participant's live session."""
     row = await attendance_row(w, meeting_id, user_id)
-    if row.media_session_id != session_id:
-        return None
+    return row if row.media_session_id == session_id else None
+
+
+async def participant_entry(w: Write, meeting_id: int, user_id: int) -> dict[str, Any]:
+    """The participant as the meeting state shows them, with what this write changed."""
     await w.session.flush()
-    return row, (await participants_json(w.session, meeting_id, [user_id]))[0]
+    return (await participants_json(w.session, meeting_id, [user_id]))[0]

@@ -31,7 +31,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from meeting.attendance import attend_remotely, end_remote_attendance, remote_entry
+from meeting.attendance import (
+    attend_remotely,
+    end_remote_attendance,
+    live_remote_row,
+    participant_entry,
+)
 from meeting.events import (
     emit_media_joined,
     emit_media_left,
@@ -57,7 +62,7 @@ from meeting.models import CHAIR_ROLES, Attendance, MeetingState, Participant, P
 from meeting.service import floor_holder, get_participant, meeting_topic, require_meeting
 from meeting.speakers import finish_paused_speeches, pause_speech, resume_speech
 from server.auth.principal import Principal
-from server.context import Context
+from server.context import Context, Write
 from server.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from server.settings import Settings
 
@@ -259,8 +264,7 @@ async def do_leave(ctx: Context, principal: Principal, meeting_id: int,
         async with ctx.read() as session:
             await require_meeting(session, meeting_id)
     if peer is None:
-        raise NotFound(f"No media session {session_id!r} in meeting {meeting_id}.",
-                       code="media_session_not_found")
+        raise _no_session(meeting_id, session_id)
     left = await runtime(ctx).engine.leave(session_id)
     if left is not None:
         reason = "left" if peer.user_id == principal.id else "removed"
@@ -295,22 +299,16 @@ async def do_mute(ctx: Context, principal: Principal, meeting_id: int, session_i
         if not muted:
             raise Unprocessable("Only the participant unmutes; ask them with an unmute "
                                 "request.", code="unmute_by_owner")
-    participant = await _live_participant(ctx, meeting_id, session_id, peer)
+    participant = _live_participant(meeting_id, session_id, peer)
     async with ctx.write() as w:
-        found = await remote_entry(w, meeting_id, participant, session_id)
-        if found is None:
-            raise NotFound(f"No media session {session_id!r} in meeting {meeting_id}.",
-                           code="media_session_not_found")
-        row, _ = found
+        row = await _live_row(w, meeting_id, participant, session_id)
         if own and not muted and row.muted_by not in (None, principal.id) \
                 and not row.unmute_requested:
             raise Forbidden("The chair muted your microphone; it can be unmuted once the "
                             "chair asks.", code="muted_by_chair")
         row.muted_by = principal.id if muted else None
         row.unmute_requested = False
-        found = await remote_entry(w, meeting_id, participant, session_id)
-        assert found is not None
-        entry = found[1]
+        entry = await participant_entry(w, meeting_id, participant)
         await w.audit(principal.id, "media.mute", meeting_topic(meeting_id),
                       {"session_id": session_id, "user_id": participant, "muted": muted})
         await emit_media_muted(w, meeting_id, session_id=session_id, user_id=participant,
@@ -326,19 +324,13 @@ async def do_request_unmute(ctx: Context, principal: Principal, meeting_id: int,
     409 ``not_muted`` when the microphone is not muted."""
     await _require_chair(ctx, principal, meeting_id, "ask a remote participant to unmute")
     peer = await _find_peer(ctx, meeting_id, session_id)
-    participant = await _live_participant(ctx, meeting_id, session_id, peer)
+    participant = _live_participant(meeting_id, session_id, peer)
     async with ctx.write() as w:
-        found = await remote_entry(w, meeting_id, participant, session_id)
-        if found is None:
-            raise NotFound(f"No media session {session_id!r} in meeting {meeting_id}.",
-                           code="media_session_not_found")
-        row, _ = found
+        row = await _live_row(w, meeting_id, participant, session_id)
         if row.muted_by is None:
             raise Conflict("That microphone is not muted.", code="not_muted")
         row.unmute_requested = True
-        found = await remote_entry(w, meeting_id, participant, session_id)
-        assert found is not None
-        entry = found[1]
+        entry = await participant_entry(w, meeting_id, participant)
         await w.audit(principal.id, "media.unmute_request", meeting_topic(meeting_id),
                       {"session_id": session_id, "user_id": participant})
         await emit_media_unmute_requested(w, meeting_id, session_id=session_id,
@@ -347,14 +339,22 @@ async def do_request_unmute(ctx: Context, principal: Principal, meeting_id: int,
     return entry
 
 
-async def _live_participant(ctx: Context, meeting_id: int, session_id: str,
-                            peer: PeerInfo | None) -> int:
+def _no_session(meeting_id: int, session_id: str) -> NotFound:
+    return NotFound(f"No media session {session_id!r} in meeting {meeting_id}.",
+                    code="media_session_not_found")
+
+
+def _live_participant(meeting_id: int, session_id: str, peer: PeerInfo | None) -> int:
     if peer is None:
-        async with ctx.read() as session:
-            await require_meeting(session, meeting_id)
-        raise NotFound(f"No media session {session_id!r} in meeting {meeting_id}.",
-                       code="media_session_not_found")
+        raise _no_session(meeting_id, session_id)
     return peer.user_id
+
+
+async def _live_row(w: Write, meeting_id: int, user_id: int, session_id: str) -> Attendance:
+    row = await live_remote_row(w, meeting_id, user_id, session_id)
+    if row is None:
+        raise _no_session(meeting_id, session_id)
+    return row
 
 
 # --- connections --------------------------------------------------------------------------
@@ -394,19 +394,17 @@ async def watch_connections(ctx: Context) -> None:
 
 async def _rate(ctx: Context, stats: PeerStats, rating: Connection) -> bool:
     async with ctx.write() as w:
-        found = await remote_entry(w, stats.meeting_id, stats.user_id, stats.session_id)
-        if found is None:
+        row = await live_remote_row(w, stats.meeting_id, stats.user_id, stats.session_id)
+        if row is None:
             return False
-        row, _ = found
         row.connection = rating.value
-        found = await remote_entry(w, stats.meeting_id, stats.user_id, stats.session_id)
-        assert found is not None
+        entry = await participant_entry(w, stats.meeting_id, stats.user_id)
         await emit_media_quality(
             w, stats.meeting_id, session_id=stats.session_id, user_id=stats.user_id,
             connection=rating.value,
             rtt_ms=round(stats.rtt_secs * 1000, 1) if stats.rtt_secs is not None else None,
             loss=round(stats.loss, 3) if stats.loss is not None else None,
-            participant=found[1])
+            participant=entry)
     return True
 
 
