@@ -383,8 +383,12 @@ async def watch_connections(ctx: Context) -> None:
                 state.connections[stats.session_id] = rating
         key = (stats.meeting_id, stats.user_id)
         lost[key] = lost.get(key, True) and rating is Connection.LOST
-    for (meeting_id, user_id), is_lost in lost.items():
-        await _follow_speaker(ctx, meeting_id, user_id, lost=is_lost)
+    # Only the speaker's connection moves the floor: one read per meeting, not per peer.
+    for meeting_id in {meeting_id for meeting_id, _ in lost}:
+        async with ctx.read() as session:
+            holder = await floor_holder(session, meeting_id)
+        if holder is not None and (meeting_id, holder) in lost:
+            await _follow_speaker(ctx, meeting_id, holder, lost=lost[(meeting_id, holder)])
     live = {s.session_id for s in measured}
     for gone in set(state.connections) - live:
         del state.connections[gone]
