@@ -220,6 +220,28 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         finished = await hall.post(hall.chair, f"/speakers/{speaker_id}/finish")
         assert finished.status_code in (200, 204), finished.text
 
+        # Given the floor, the remote delegate sees that they are live.
+        await hall.give_floor(hall.delegates[1])
+        await page.wait_for_selector("#remote-live:not(.hidden)", timeout=WAIT_MS)
+        await shot(page, "delegate-remote-live-tablet")
+        # The chair mutes them (they are told, and no longer live), then asks them to
+        # unmute; the delegate unmutes with the same button.
+        mine = next(p for p in await engine.peers(hall.meeting_id)
+                    if p.user_id == hall.delegate_ids[1])
+        muted = await hall.post(hall.chair, f"/media/{mine.session_id}/mute", {"muted": True})
+        assert muted.status_code == 200, muted.text
+        await page.wait_for_selector("#remote-mute[aria-pressed=true]", timeout=WAIT_MS)
+        assert "tắt micrô" in (await page.inner_text("#remote-chair")).lower()
+        assert await page.is_hidden("#remote-live")
+        asked = await hall.post(hall.chair, f"/media/{mine.session_id}/unmute-request")
+        assert asked.status_code == 200, asked.text
+        await page.wait_for_function(
+            "() => document.getElementById('remote-chair').textContent.includes('mời bạn bật')",
+            timeout=WAIT_MS)
+        await page.click("#remote-mute")
+        await page.wait_for_selector("#remote-mute[aria-pressed=false]", timeout=WAIT_MS)
+        await page.wait_for_selector("#remote-live:not(.hidden)", timeout=WAIT_MS)
+
         # The minutes list who attended remotely.
         async with hall.server.http(hall.chair) as http:
             minutes = await http.get(f"/api/v1/meetings/{hall.meeting_id}/minutes.pdf")
