@@ -209,6 +209,16 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         assert "trực tuyến" in (await chair.inner_text(row)).lower()
         assert await chair.is_visible(f"{row} [data-action=mute]")
         await shot(chair, "chair-attendance-remote")
+        # The meeting's rule may leave remote delegates out of the quorum (and back in).
+        assert await chair.is_checked("#remote-counts")
+        await chair.click("#remote-counts")
+        await chair.wait_for_function(
+            "() => document.getElementById('quorum-text').textContent.startsWith('Túc số: 0/')",
+            timeout=WAIT_MS)
+        await chair.click("#remote-counts")
+        await chair.wait_for_function(
+            "() => document.getElementById('quorum-text').textContent.startsWith('Túc số: 2/')",
+            timeout=WAIT_MS)
 
         # The speaker's audio drops: the floor is paused and the chair is alerted.
         await chair.click("#tab-live")

@@ -256,9 +256,14 @@ function renderAttendance(state) {
       h("input", { id: "attendance-search", type: "search", placeholder: t("attendance_search"), style: "max-width: 22rem",
         oninput: (e) => { attendanceUi.query = e.target.value; renderAttendance(meeting.state); } }),
       h("span", { id: "attendance-counts", class: "grow small" }),
+      h("label", { class: "inline small", id: "remote-counts-label" },
+        h("input", { type: "checkbox", id: "remote-counts", onchange: (e) => act(`meetings/${meeting.id}`, { remote_counts_for_quorum: e.target.checked }, "PATCH") }),
+        t("attendance_remote_counts")),
       h("button", { type: "button", class: "btn btn-small", id: "mark-rest-absent", onclick: markRestAbsent }, t("attendance_rest_absent")));
   }
   document.getElementById("attendance-counts").textContent = t("attendance_counts", counts);
+  // The meeting's rule: whether delegates attending remotely count toward the quorum.
+  document.getElementById("remote-counts").checked = state.quorum?.rule?.remote_counts !== false;
   document.getElementById("mark-rest-absent").disabled = counts.unknown === 0;
   const row = (p) => {
     const status = statusOf(p);
