@@ -19,7 +19,14 @@ from typing import Any
 from sqlalchemy import select
 
 from meeting.events import emit_attendance_changed
-from meeting.models import OFFICER_ROLES, Attendance, AttendanceMode, Meeting, ParticipantRole
+from meeting.models import (
+    OFFICER_ROLES,
+    Attendance,
+    AttendanceMode,
+    Meeting,
+    MeetingState,
+    ParticipantRole,
+)
 from meeting.participants import (
     get_participant,
     meeting_subject,
@@ -131,7 +138,7 @@ async def attend_remotely(w: Write, meeting: Meeting, user_id: int,
     session sits, their check-in as remote (audited: it counts toward the quorum if the
     meeting's rule says so). Sends ``attendance.changed``; returns the participant entry."""
     row = await attendance_row(w, meeting.id, user_id)
-    checks_in = meeting.lifecycle.value == "in_session" and (
+    checks_in = meeting.lifecycle is MeetingState.IN_SESSION and (
         not row.present or row.mode != AttendanceMode.REMOTE.value)
     row.media_session_id = session_id
     row.connection = "good"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -134,14 +135,12 @@ async def run_media(ctx: Context) -> None:
     """Background task: follow the floor and watch the connections; at shutdown stop the
     worker."""
     state = runtime(ctx)
-    watcher = asyncio.create_task(_watch_connections_forever(ctx), name="media-connections")
+    watcher = asyncio.create_task(
+        _repeat(ctx, ctx.settings.media_quality_poll_secs, watch_connections,
+                "watching the remote connections"), name="media-connections")
     try:
-        while True:
-            await asyncio.sleep(ctx.settings.media_floor_poll_secs)
-            try:
-                await follow_floor(ctx)
-            except Exception:
-                log.exception("following the floor failed")
+        await _repeat(ctx, ctx.settings.media_floor_poll_secs, follow_floor,
+                      "following the floor")
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -358,13 +357,16 @@ async def _live_row(w: Write, meeting_id: int, user_id: int, session_id: str) ->
 
 
 # --- connections --------------------------------------------------------------------------
-async def _watch_connections_forever(ctx: Context) -> None:
+async def _repeat(ctx: Context, every_secs: float,
+                  step: Callable[[Context], Awaitable[None]], what: str) -> None:
+    """Run ``step`` every ``every_secs`` (a poll interval) until cancelled; a failed round
+    is logged and the next one comes."""
     while True:
-        await asyncio.sleep(ctx.settings.media_quality_poll_secs)
+        await asyncio.sleep(every_secs)
         try:
-            await watch_connections(ctx)
+            await step(ctx)
         except Exception:
-            log.exception("watching the remote connections failed")
+            log.exception("%s failed", what)
 
 
 async def watch_connections(ctx: Context) -> None:
