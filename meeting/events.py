@@ -58,12 +58,26 @@ EVENT_TYPES = (
     _meeting("speaker.time_up", "A speech reached its time limit.", _SPEAKER,
              _ABOUT_SPEAKER),
     _meeting("speakers.reordered", "The chair reordered the queue.", _SPEAKER),
+    _meeting("speaker.paused", "The remote speaker's audio was lost: the timer stands still.",
+             _SPEAKER, {**_ABOUT_SPEAKER, "reason": "string"}),
+    _meeting("speaker.resumed", "The remote speaker is heard again: the timer runs on.",
+             _SPEAKER, {**_ABOUT_SPEAKER, "ends_at": "string"}),
     _meeting("media.joined", "Someone joined the sitting remotely.",
              {"session_id": "string", "user_id": "integer"},
              # participant (attends remotely), hall (the sound desk), viewer (projector).
              {"kind": "string"}),
     _meeting("media.left", "A remote participant left.",
              {"session_id": "string", "user_id": "integer", "reason": "string"}),
+    _meeting("media.quality", "A remote participant's connection quality changed.",
+             {"session_id": "string", "user_id": "integer", "connection": "string",
+              "participant": "object"}),
+    _meeting("media.muted", "A remote microphone was muted or unmuted (by the chair or "
+             "the participant).",
+             {"session_id": "string", "user_id": "integer", "muted": "boolean",
+              "participant": "object"}),
+    _meeting("media.unmute_requested", "The chair asks a muted remote participant to "
+             "unmute.",
+             {"session_id": "string", "user_id": "integer", "participant": "object"}),
     _meeting("poll.created", "A poll was prepared.", {"poll": "object"}),
     _meeting("poll.opened", "A poll opened for ballots.", {"poll": "object"}),
     _meeting("poll.progress", "How many have voted.",
@@ -281,6 +295,46 @@ async def emit_media_left(w: Write, meeting_id: int, *, session_id: str, user_id
                           reason: str) -> Event:
     return await w.emit(_topic(meeting_id), "media.left", payload(
         session_id=session_id, user_id=user_id, reason=reason))
+
+
+@builds("speaker.paused")
+async def emit_speaker_paused(w: Write, meeting_id: int, *, speakers: dict[str, Any],
+                              speaker_id: int, user_id: int, kind: str,
+                              reason: str) -> Event:
+    return await _speaker(w, "speaker.paused", meeting_id, speakers, speaker_id, user_id,
+                          kind, reason=reason)
+
+
+@builds("speaker.resumed")
+async def emit_speaker_resumed(w: Write, meeting_id: int, *, speakers: dict[str, Any],
+                               speaker_id: int, user_id: int, kind: str,
+                               ends_at: str) -> Event:
+    return await _speaker(w, "speaker.resumed", meeting_id, speakers, speaker_id, user_id,
+                          kind, ends_at=ends_at)
+
+
+@builds("media.quality")
+async def emit_media_quality(w: Write, meeting_id: int, *, session_id: str, user_id: int,
+                             connection: str, rtt_ms: float | None, loss: float | None,
+                             participant: dict[str, Any]) -> Event:
+    return await w.emit(_topic(meeting_id), "media.quality", payload(
+        session_id=session_id, user_id=user_id, connection=connection, rtt_ms=rtt_ms,
+        loss=loss, participant=participant))
+
+
+@builds("media.muted")
+async def emit_media_muted(w: Write, meeting_id: int, *, session_id: str, user_id: int,
+                           muted: bool, by: int, participant: dict[str, Any]) -> Event:
+    return await w.emit(_topic(meeting_id), "media.muted", payload(
+        session_id=session_id, user_id=user_id, muted=muted, by=by, participant=participant))
+
+
+@builds("media.unmute_requested")
+async def emit_media_unmute_requested(w: Write, meeting_id: int, *, session_id: str,
+                                      user_id: int, by: int,
+                                      participant: dict[str, Any]) -> Event:
+    return await w.emit(_topic(meeting_id), "media.unmute_requested", payload(
+        session_id=session_id, user_id=user_id, by=by, participant=participant))
 
 
 @builds("poll.created")

@@ -150,8 +150,10 @@ async def update_meeting(
     ctx: Context, actor: Principal, meeting_id: int, *, title: str | None = None,
     starts_at: datetime | None = None, place: str | None = None,
     speech_limit_secs: int | None = None, quorum_rule: QuorumRule | None = None,
+    remote_counts_for_quorum: bool | None = None,
 ) -> None:
-    """Change title, time, place, speech limit or quorum rule; chair or secretary."""
+    """Change title, time, place, speech limit or quorum rule (whether remote delegates
+    count toward it too); chair or secretary."""
     if quorum_rule is not None:
         quorum_rule.check()
     async with ctx.write() as w:
@@ -169,8 +171,11 @@ async def update_meeting(
         if quorum_rule is not None:
             meeting.quorum_numerator = quorum_rule.numerator
             meeting.quorum_denominator = quorum_rule.denominator
+        if remote_counts_for_quorum is not None:
+            meeting.remote_counts_for_quorum = remote_counts_for_quorum
         details = _settings_json(meeting)
-        await w.audit(actor.id, "meeting.update", meeting_subject(meeting_id), details)
+        await w.audit(actor.id, "meeting.update", meeting_subject(meeting_id), {
+            **details, "remote_counts_for_quorum": meeting.remote_counts_for_quorum})
         await emit_meeting_updated(w, meeting_id, **details,
                                    quorum=await quorum(w.session, meeting))
 

@@ -91,6 +91,8 @@ class MinutesData:
     secretaries: list[str]
     attendance: list[list[str]]
     quorum_line: str
+    # "Tham dự trực tuyến: …": who attended remotely (over the sitting's media).
+    remote_line: str
     timeline: list[list[str]]
     agenda: list[list[str]]
     presented: list[list[str]]
@@ -217,7 +219,8 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
     for number, p in enumerate(people, start=1):
         attendance.append([
             str(number), p["display_name"], ROLE_NAMES.get(p["role"], p["role"]),
-            "Có mặt" if p["present"] else "Vắng",
+            ("Có mặt (trực tuyến)" if p.get("mode") == "remote" else "Có mặt")
+            if p["present"] else "Vắng",
             at(datetime.fromisoformat(p["checked_in_at"])) if p["checked_in_at"] else "",
             p["absent_reason"],
         ])
@@ -226,6 +229,11 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
         f"{now_quorum['required']} ({now_quorum['rule']['numerator']}/"
         f"{now_quorum['rule']['denominator']} tổng số đại biểu): "
         + ("đủ túc số." if now_quorum["reached"] else "không đủ túc số."))
+    remote = [p["display_name"] for p in people if p["present"] and p.get("mode") == "remote"]
+    remote_line = (f"Tham dự trực tuyến: {', '.join(remote)} ({len(remote)} người)"
+                   + ("" if now_quorum["rule"].get("remote_counts", True)
+                      else "; không tính vào túc số theo quy định của kỳ họp") + "."
+                   if remote else "Tham dự trực tuyến: không có.")
     timeline: list[list[str]] = []
     taken_up: dict[int, list[str]] = {}
     presented: list[list[str]] = []
@@ -291,12 +299,13 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
         chairs=[p["display_name"] for p in people if p["role"] == ParticipantRole.CHAIR],
         secretaries=[p["display_name"] for p in people
                      if p["role"] == ParticipantRole.SECRETARY],
-        attendance=attendance, quorum_line=quorum_line, timeline=timeline,
+        attendance=attendance, quorum_line=quorum_line, remote_line=remote_line,
+        timeline=timeline,
         agenda=agenda_rows, presented=presented, speeches=speech_rows,
         speech_totals=total_rows, polls=poll_blocks, audit_seq=audit_seq,
         recordings=[[
             at(r["started_at"]), at(r["ended_at"]) if r["ended_at"] else "đang ghi",
-            _duration(r.get("duration_secs")), str(r.get("format", "")), str(r.get("url", "")),
+            _duration(r.get("duration_secs")), str(r.get("format", "")), str(r.get("page", "")),
         ] for r in recordings],
         audit_hash=audit_hash,
         checkpoint=await asyncio.to_thread(_checkpoint_lines, ctx, offset),
@@ -435,6 +444,7 @@ def render_minutes(data: MinutesData) -> bytes:
           data.attendance, (7, 32, 13, 11, 25, 28))
     pdf.ln(1)
     text(data.quorum_line, bold=True)
+    text(data.remote_line)
 
     heading("II. CHƯƠNG TRÌNH KỲ HỌP")
     table(["Mục", "Nội dung", "Dự kiến", "Bắt đầu xem xét"], data.agenda, (10, 50, 14, 26))
@@ -469,6 +479,7 @@ def render_minutes(data: MinutesData) -> bytes:
     if not data.recordings:
         text("(không có)")
     else:
+        text("Nghe hoặc tải bản ghi: mở đường dẫn trên trang Diên Hồng sau khi đăng nhập.", 9)
         table(["Bắt đầu", "Kết thúc", "Thời lượng", "Định dạng", "Đường dẫn"],
               data.recordings, (22, 22, 14, 12, 30))
 

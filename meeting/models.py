@@ -72,6 +72,11 @@ CHAIR_ROLES = frozenset({ParticipantRole.CHAIR})
 OFFICER_ROLES = frozenset({ParticipantRole.CHAIR, ParticipantRole.SECRETARY})
 
 
+class AttendanceMode(enum.StrEnum):
+    HALL = "hall"
+    REMOTE = "remote"
+
+
 class SpeakerKind(enum.StrEnum):
     SPEECH = "speech"
     QUESTION = "question"
@@ -116,6 +121,8 @@ class Meeting(Base):
     # Quorum: at least numerator/denominator of all members present (default two thirds).
     quorum_numerator: Mapped[int] = mapped_column(Integer, default=2)
     quorum_denominator: Mapped[int] = mapped_column(Integer, default=3)
+    # Whether delegates attending remotely (over the media feature) count toward the quorum.
+    remote_counts_for_quorum: Mapped[bool] = mapped_column(Boolean, default=True)
     speech_limit_secs: Mapped[int] = mapped_column(Integer, default=300)
     current_agenda_item_id: Mapped[int | None] = mapped_column(Integer, default=None)
     # Someone the chair lets drive the presentation besides the chairs.
@@ -172,6 +179,15 @@ class Attendance(Base):
     # Who recorded the latest change (the delegate itself on check-in).
     marked_by: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # In the hall, or remote (checked in by joining the sitting's media).
+    mode: Mapped[str] = mapped_column(String(8), default=AttendanceMode.HALL.value)
+    # The remote participant's live media session, its connection quality (good, fair,
+    # poor, lost), and the chair's controls over it; all empty when not connected.
+    media_session_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    connection: Mapped[str | None] = mapped_column(String(8), default=None)
+    # Who muted the remote microphone (the participant itself or a chair), if muted.
+    muted_by: Mapped[int | None] = mapped_column(Integer, default=None)
+    unmute_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AgendaItem(Base):
@@ -235,6 +251,10 @@ class Speaker(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_by: Mapped[int | None] = mapped_column(Integer, default=None)
     duration_secs: Mapped[float | None] = mapped_column(Float, default=None)
+    # The speech timer stands still while the remote speaker's audio is lost: since when,
+    # and the seconds it stood still before (they extend the speech's end).
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    paused_secs: Mapped[float] = mapped_column(Float, default=0.0)
 
     @property
     def speaker_state(self) -> SpeakerState:

@@ -16,6 +16,7 @@ from meeting.models import (
     MEMBER_ROLES,
     OFFICER_ROLES,
     Attendance,
+    AttendanceMode,
     Meeting,
     MeetingState,
     Participant,
@@ -77,8 +78,9 @@ async def member_ids(session: AsyncSession, meeting_id: int) -> list[int]:
     return [int(uid) for uid in (await session.execute(stmt)).scalars()]
 
 
-async def present_member_ids(session: AsyncSession, meeting_id: int) -> list[int]:
-    """Members recorded present right now."""
+async def present_member_ids(session: AsyncSession, meeting_id: int, *,
+                             remote: bool = True) -> list[int]:
+    """Members recorded present right now (``remote=False``: only those in the hall)."""
     stmt = (
         select(Participant.user_id)
         .join(Attendance, (Attendance.meeting_id == Participant.meeting_id)
@@ -88,6 +90,8 @@ async def present_member_ids(session: AsyncSession, meeting_id: int) -> list[int
                Attendance.present.is_(True))
         .order_by(Participant.user_id)
     )
+    if not remote:
+        stmt = stmt.where(Attendance.mode != AttendanceMode.REMOTE.value)
     return [int(uid) for uid in (await session.execute(stmt)).scalars()]
 
 
@@ -143,17 +147,25 @@ def require_in_session(meeting: Meeting) -> None:
                        code="meeting_not_in_session")
 
 
-def quorum_json(meeting: Meeting, members: int, present: int) -> dict[str, Any]:
-    """present/required/reached under the meeting's rule (a fraction of all members)."""
+def quorum_json(meeting: Meeting, members: int, present: int,
+                remote: int = 0) -> dict[str, Any]:
+    """present/required/reached under the meeting's rule (a fraction of all members).
+
+    ``remote`` of the ``present`` attend remotely; they count only if the rule says so.
+    """
     numerator, denominator = meeting.quorum_numerator, meeting.quorum_denominator
+    remote_counts = meeting.remote_counts_for_quorum is not False
+    counted = present if remote_counts else present - remote
     # Ceiling in integers: "at least two thirds of 95" is 64, never 63.33 rounded down.
     required = -(-members * numerator // denominator)
     return {
-        "rule": {"numerator": numerator, "denominator": denominator},
+        "rule": {"numerator": numerator, "denominator": denominator,
+                 "remote_counts": remote_counts},
         "members": members,
-        "present": present,
+        "present": counted,
+        "remote": remote,
         "required": required,
-        "reached": members > 0 and present >= required,
+        "reached": members > 0 and counted >= required,
     }
 
 
@@ -161,7 +173,8 @@ async def quorum(session: AsyncSession, meeting: Meeting) -> dict[str, Any]:
     """The meeting's quorum right now."""
     members = await member_ids(session, meeting.id)
     present = await present_member_ids(session, meeting.id)
-    return quorum_json(meeting, len(members), len(present))
+    in_hall = await present_member_ids(session, meeting.id, remote=False)
+    return quorum_json(meeting, len(members), len(present), len(present) - len(in_hall))
 
 
 def attendance_entry(participant: Participant, user: User,
@@ -177,6 +190,21 @@ def attendance_entry(participant: Participant, user: User,
         if attendance and attendance.checked_in_at else None,
         "absent_reason": attendance.absent_reason if attendance else "",
         "marked_by": attendance.marked_by if attendance else None,
+        "mode": attendance.mode if attendance else AttendanceMode.HALL.value,
+        "media": media_json(attendance),
+    }
+
+
+def media_json(attendance: Attendance | None) -> dict[str, Any] | None:
+    """A remote participant's live media session, its quality and the microphone controls."""
+    if attendance is None or attendance.media_session_id is None:
+        return None
+    return {
+        "session_id": attendance.media_session_id,
+        "connection": attendance.connection,
+        "muted": attendance.muted_by is not None,
+        "muted_by": attendance.muted_by,
+        "unmute_requested": attendance.unmute_requested,
     }
 
 

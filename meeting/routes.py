@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StrictBool, StringConstraints
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -83,6 +83,8 @@ class MeetingPatch(Strict):
     place: Place | None = None
     speech_limit_secs: Annotated[int, Field(ge=10, le=MAX_SPEECH_LIMIT_SECS)] | None = None
     quorum: QuorumField = None
+    # Whether delegates attending remotely count toward the quorum.
+    remote_counts_for_quorum: StrictBool | None = None
 
 
 class AgendaBody(Strict):
@@ -166,7 +168,8 @@ async def patch_meeting(request: Request) -> Response:
     await meetings.update_meeting(ctx, actor, meeting_id, title=body.title,
                                   starts_at=body.starts_at, place=body.place,
                                   speech_limit_secs=body.speech_limit_secs,
-                                  quorum_rule=_rule(body.quorum))
+                                  quorum_rule=_rule(body.quorum),
+                                  remote_counts_for_quorum=body.remote_counts_for_quorum)
     return JSON(await meetings.meeting_state(ctx, meeting_id, actor))
 
 

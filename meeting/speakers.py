@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from meeting.events import (
     emit_speaker_finished,
     emit_speaker_granted,
+    emit_speaker_paused,
     emit_speaker_requested,
+    emit_speaker_resumed,
     emit_speaker_started,
     emit_speaker_time_up,
     emit_speaker_warning,
@@ -63,9 +65,18 @@ SPEAKING_ROLES = frozenset({ParticipantRole.CHAIR, ParticipantRole.DELEGATE,
 
 
 def speech_end(speaker: Speaker) -> datetime | None:
+    """When the speech's time runs out: its limit after the grant, plus the time it stood
+    still (while paused, as if it resumed at the moment it paused)."""
     if speaker.granted_at is None or speaker.limit_secs is None:
         return None
-    return speaker.granted_at + timedelta(seconds=speaker.limit_secs)
+    return speaker.granted_at + timedelta(seconds=speaker.limit_secs + (speaker.paused_secs or 0))
+
+
+def spoken_secs(speaker: Speaker, now: datetime) -> float:
+    """Seconds the speaker has spoken, the pauses left out."""
+    assert speaker.granted_at is not None
+    until = speaker.paused_at or now
+    return max(0.0, (until - speaker.granted_at).total_seconds() - (speaker.paused_secs or 0))
 
 
 def speaker_json(speaker: Speaker, name: str) -> dict[str, Any]:
@@ -85,6 +96,11 @@ def speaker_json(speaker: Speaker, name: str) -> dict[str, Any]:
         "time_up": speaker.time_up_at is not None,
         "finished_at": utc_iso(speaker.finished_at) if speaker.finished_at else None,
         "duration_secs": speaker.duration_secs,
+        "paused": speaker.paused_at is not None,
+        "paused_at": utc_iso(speaker.paused_at) if speaker.paused_at else None,
+        # While paused: what is left of the speech's time (the timer stands still).
+        "remaining_secs": round(max(0.0, (end - speaker.paused_at).total_seconds()), 3)
+        if end and speaker.paused_at else None,
     }
 
 
@@ -243,7 +259,7 @@ async def grant(ctx: Context, actor: Principal, meeting_id: int,
                     started_at=utc_iso(w.now), ends_at=utc_iso(end),
                     limit_secs=speaker.limit_secs)
         timers = speech_timers(ctx)
-        speaker_ref = (speaker.id, meeting_id, speaker.granted_at, speaker.limit_secs)
+        speaker_ref = (speaker.id, meeting_id, end, speaker.limit_secs)
         w.after_commit(lambda: timers.schedule(*speaker_ref))
         user = await w.session.get(User, speaker.user_id)
         result = speaker_json(speaker, user.display_name if user else "")
@@ -257,7 +273,11 @@ async def end_speech(w: Write, meeting: Meeting, speaker: Speaker,
     speaker.state = SpeakerState.FINISHED.value
     speaker.finished_at = w.now
     speaker.finished_by = actor_id
-    speaker.duration_secs = round((w.now - speaker.granted_at).total_seconds(), 3)
+    speaker.duration_secs = round(spoken_secs(speaker, w.now), 3)
+    if speaker.paused_at is not None:
+        speaker.paused_secs = (speaker.paused_secs or 0) + (
+            w.now - speaker.paused_at).total_seconds()
+        speaker.paused_at = None
     await w.audit(actor_id, "meeting.speaker.finish", meeting_subject(meeting.id), {
         "speaker_id": speaker.id, "user_id": speaker.user_id, "kind": speaker.kind,
         "granted_at": utc_iso(speaker.granted_at), "finished_at": utc_iso(w.now),
@@ -289,6 +309,82 @@ async def finish(ctx: Context, actor: Principal, meeting_id: int, speaker_id: in
                            code="speaker_not_speaking")
         await end_speech(w, meeting, speaker, actor.id)
     speech_timers(ctx).cancel(speaker_id)
+
+
+async def _running_speech(w: Write, meeting_id: int, user_id: int) -> Speaker | None:
+    """The user's running speech, read under the meeting's lock."""
+    if await w.session.get(Meeting, meeting_id, with_for_update=True) is None:
+        return None
+    return (await w.session.execute(
+        select(Speaker).where(Speaker.meeting_id == meeting_id, Speaker.user_id == user_id,
+                              Speaker.state == SpeakerState.SPEAKING.value)
+    )).scalars().first()
+
+
+async def pause_speech(ctx: Context, meeting_id: int, user_id: int, reason: str) -> bool:
+    """Stop the timer of the user's running speech (their remote audio was lost).
+
+    Sends ``speaker.paused``; returns False when the user does not speak or is paused."""
+    async with ctx.write() as w:
+        speaker = await _running_speech(w, meeting_id, user_id)
+        if speaker is None or speaker.paused_at is not None:
+            return False
+        speaker.paused_at = w.now
+        await w.audit(None, "meeting.speaker.pause", meeting_subject(meeting_id), {
+            "speaker_id": speaker.id, "user_id": user_id, "reason": reason})
+        await _emit(w, meeting_id, emit_speaker_paused, speaker, reason=reason)
+        speaker_id = speaker.id
+    speech_timers(ctx).cancel(speaker_id)
+    return True
+
+
+async def resume_speech(ctx: Context, meeting_id: int, user_id: int) -> bool:
+    """Let the timer of the user's paused speech run again, its end moved by the pause.
+
+    Sends ``speaker.resumed`` with the new end; False when there is no paused speech."""
+    async with ctx.write() as w:
+        speaker = await _running_speech(w, meeting_id, user_id)
+        if speaker is None or speaker.paused_at is None:
+            return False
+        stood_still = (w.now - speaker.paused_at).total_seconds()
+        speaker.paused_secs = (speaker.paused_secs or 0) + stood_still
+        speaker.paused_at = None
+        end = speech_end(speaker)
+        assert end is not None
+        await w.audit(None, "meeting.speaker.resume", meeting_subject(meeting_id), {
+            "speaker_id": speaker.id, "user_id": user_id,
+            "paused_secs": round(stood_still, 3)})
+        await _emit(w, meeting_id, emit_speaker_resumed, speaker, ends_at=utc_iso(end))
+        timers = speech_timers(ctx)
+        speaker_ref = (speaker.id, meeting_id, end, speaker.limit_secs)
+        w.after_commit(lambda: timers.schedule(*speaker_ref))
+    return True
+
+
+async def finish_paused_speeches(ctx: Context, older_than: datetime) -> list[int]:
+    """End every speech paused since before ``older_than`` (its speaker did not come back
+    within the grace period: the floor is free again). Returns the speakers' user ids."""
+    async with ctx.read() as session:
+        stale = (await session.execute(
+            select(Speaker.id, Speaker.meeting_id).where(
+                Speaker.state == SpeakerState.SPEAKING.value,
+                Speaker.paused_at.is_not(None), Speaker.paused_at < older_than)
+        )).all()
+    ended = []
+    for speaker_id, meeting_id in stale:
+        async with ctx.write() as w:
+            meeting = await w.session.get(Meeting, meeting_id, with_for_update=True)
+            speaker = await w.session.get(Speaker, speaker_id)
+            if meeting is None or speaker is None:
+                continue
+            await w.session.refresh(speaker)
+            if (speaker.state != SpeakerState.SPEAKING.value or speaker.paused_at is None
+                    or speaker.paused_at >= older_than):
+                continue
+            await end_speech(w, meeting, speaker, None)
+            ended.append(speaker.user_id)
+        speech_timers(ctx).cancel(speaker_id)
+    return ended
 
 
 async def reorder(ctx: Context, actor: Principal, meeting_id: int,
@@ -325,10 +421,15 @@ async def _mark(ctx: Context, speaker_id: int, what: str) -> None:
         meeting = await w.session.get(Meeting, speaker.meeting_id, with_for_update=True)
         # Re-read under the meeting's lock: another node may have done it meanwhile.
         await w.session.refresh(speaker)
-        if meeting is None or speaker.state != SpeakerState.SPEAKING.value:
+        if (meeting is None or speaker.state != SpeakerState.SPEAKING.value
+                or speaker.paused_at is not None):
             return
         end = speech_end(speaker)
         assert end is not None
+        if w.now < end - timedelta(seconds=ctx.settings.speech_warning_secs
+                                   if what == "warning" else 0):
+            # The speech was paused and resumed meanwhile: its timer was set again.
+            return
         if what == "warning":
             if speaker.warned_at is not None or speaker.time_up_at is not None:
                 return
@@ -354,11 +455,10 @@ class SpeechTimers:
         self.ctx = ctx
         self.tasks: dict[int, asyncio.Task[None]] = {}
 
-    def schedule(self, speaker_id: int, meeting_id: int, granted_at: datetime | None,
+    def schedule(self, speaker_id: int, meeting_id: int, end: datetime | None,
                  limit_secs: int | None) -> None:
-        if speaker_id in self.tasks or granted_at is None or limit_secs is None:
+        if speaker_id in self.tasks or end is None or limit_secs is None:
             return
-        end = granted_at + timedelta(seconds=limit_secs)
         warn_secs = self.ctx.settings.speech_warning_secs
         warn_at = end - timedelta(seconds=warn_secs) if limit_secs > warn_secs else None
         task = asyncio.create_task(self._run(speaker_id, warn_at, end),
@@ -389,9 +489,11 @@ class SpeechTimers:
         async with self.ctx.read() as session:
             rows = (await session.execute(
                 select(Speaker).where(Speaker.state == SpeakerState.SPEAKING.value,
-                                      Speaker.time_up_at.is_(None)))).scalars().all()
+                                      Speaker.time_up_at.is_(None),
+                                      Speaker.paused_at.is_(None)))).scalars().all()
         for speaker in rows:
-            self.schedule(speaker.id, speaker.meeting_id, speaker.granted_at, speaker.limit_secs)
+            self.schedule(speaker.id, speaker.meeting_id, speech_end(speaker),
+                          speaker.limit_secs)
 
     async def close(self) -> None:
         tasks = list(self.tasks.values())

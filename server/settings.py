@@ -377,6 +377,14 @@ class Settings:
     media_floor_poll_secs: float = 0.25
     # Record the floor of every sitting with remote participants (Ogg/Opus, data_dir).
     media_record: bool = True
+    # A remote participant from whom nothing arrived for this long is shown as lost; when
+    # it is the speaker, the speech timer stands still until their audio is back.
+    media_audio_lost_secs: float = 2.0
+    # How often each remote participant's connection quality is measured.
+    media_quality_poll_secs: float = 1.0
+    # A remote speaker whose audio was lost keeps the floor this long for rejoining;
+    # past it the speech ends and the floor is free.
+    media_floor_grace_secs: float = 60.0
 
     # --- polls ----------------------------------------------------------------
     # Options of a choice poll (candidates of an election) at most.

@@ -47,6 +47,7 @@ from aiortc.sdp import SessionDescription
 from av import AudioFrame, VideoFrame
 
 from meeting.media.floor import FloorMixer, ListenerTrack, Mode, VideoFloor
+from meeting.media.quality import PeerStats
 from meeting.media.recorder import Recorder, RecordingSummary
 from server.compat.aioice_addresses import announce_addresses, forget_addresses
 
@@ -571,3 +572,36 @@ class MediaEngine:
             for peer in list(room.peers.values()):
                 if not peer.closing:
                     await self._drop(peer, "shutdown")
+
+    # --- remote attendance: measurements for the chair ------------------------------------
+    async def peer_stats(self) -> list[PeerStats]:
+        """What the worker measures of every peer: ICE state, seconds since its last media,
+        round-trip time and loss from the tablet's receiver reports."""
+        return await self._call(self._peer_stats())
+
+    async def _peer_stats(self) -> list[PeerStats]:
+        now = asyncio.get_running_loop().time()
+        found = []
+        for peer in list(self._peers.values()):
+            if peer.closing:
+                continue
+            rtt: float | None = None
+            loss: float | None = None
+            with contextlib.suppress(Exception):
+                for stats in (await peer.pc.getStats()).values():
+                    if stats.type == "remote-inbound-rtp" and stats.kind == "audio":
+                        rtt = stats.roundTripTime
+                        # RTCP carries the fraction lost in 1/256ths.
+                        loss = stats.fractionLost / 256
+            found.append(PeerStats(
+                session_id=peer.info.session_id, meeting_id=peer.info.meeting_id,
+                user_id=peer.info.user_id, ice_state=peer.pc.iceConnectionState,
+                idle_secs=now - peer.last_media_at, sends_audio=peer.sends_audio,
+                rtt_secs=rtt, loss=loss))
+        return found
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker still takes calls (not once ``stop`` began closing it)."""
+        loop = self._loop
+        return self._thread is not None and loop is not None and loop.is_running()

@@ -36,6 +36,31 @@ async def join_media(request: Request) -> Response:
     return JSON(answer, status_code=201)
 
 
+class Mute(Body):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    muted: bool
+
+
+async def mute_media(request: Request) -> Response:
+    principal = await current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    session_id = request.path_params["session_id"]
+    body = await read_json(request, Mute)
+    entry = await service.do_mute(context(request), principal, meeting_id, session_id,
+                                  body.muted)
+    return JSON({"participant": entry})
+
+
+async def request_unmute(request: Request) -> Response:
+    principal = await current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    session_id = request.path_params["session_id"]
+    entry = await service.do_request_unmute(context(request), principal, meeting_id,
+                                            session_id)
+    return JSON({"participant": entry})
+
+
 async def leave_media(request: Request) -> Response:
     principal = await current_user(request)
     meeting_id = path_int(request, "meeting_id")
@@ -66,6 +91,10 @@ async def recording(request: Request) -> Response:
 routes = [
     Route("/api/v1/meetings/{meeting_id}/media", join_media, methods=["POST"]),
     Route("/api/v1/meetings/{meeting_id}/media/{session_id}", leave_media, methods=["DELETE"]),
+    Route("/api/v1/meetings/{meeting_id}/media/{session_id}/mute", mute_media,
+          methods=["POST"]),
+    Route("/api/v1/meetings/{meeting_id}/media/{session_id}/unmute-request", request_unmute,
+          methods=["POST"]),
     Route("/api/v1/meetings/{meeting_id}/recordings", recordings, methods=["GET"]),
     Route("/api/v1/meetings/{meeting_id}/recordings/{recording_id}", recording,
           methods=["GET"]),

@@ -46,7 +46,8 @@ def test_nothing_from_outside_the_server() -> None:
         assert not re.search(r"import[^;]*from\s+['\"](https?:)?//", text), path
 
 
-PAGES = ["", "login/", "chat/", "delegate/", "chair/", "projector/", "admin/", "prepare/", "desk/"]
+PAGES = ["", "login/", "chat/", "delegate/", "chair/", "projector/", "admin/", "prepare/", "desk/",
+         "recording/"]
 
 
 async def test_pages_and_their_scripts_are_served(server: RunningServer) -> None:

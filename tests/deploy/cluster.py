@@ -82,8 +82,11 @@ def render_conf(node_ports: list[int], http_port: int, https_port: int, cert: Pa
                 key: Path, cache: Path, files: Path) -> str:
     """The deploy configuration with only its addresses, ports and paths replaced."""
     text = NGINX_CONF.read_text()
-    text = replace_once(text, "server 127.0.0.1:8001 ", f"server 127.0.0.1:{node_ports[0]} ")
-    text = replace_once(text, "server 127.0.0.1:8002 ", f"server 127.0.0.1:{node_ports[1]} ")
+    # Each node is listed in every upstream (the media one routes by meeting).
+    for number, port in enumerate(node_ports, start=1):
+        old = f"server 127.0.0.1:800{number} "
+        assert text.count(old) >= 1, f"deploy/nginx/dienhong.conf no longer has {old!r}"
+        text = text.replace(old, f"server 127.0.0.1:{port} ")
     text = replace_once(text, "listen 80;", f"listen 127.0.0.1:{http_port};")
     text = replace_once(text, "    listen [::]:80;\n", "")
     text = replace_once(text, "listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")

@@ -119,7 +119,13 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
     assert minutes.status_code == 200, minutes.text
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(minutes.content)).pages)
     assert "BẢN GHI ÂM PHIÊN HỌP TRỰC TUYẾN" in text
-    assert str(recordings[0]["url"]) in text.replace("\n", "")
+    # ... with the page a signed-in reader opens, never the API path (401 in a browser).
+    page = f"/app/recording/#meeting/{hall.meeting_id}/{recordings[0]['id']}"
+    assert recordings[0]["page"] == page
+    assert page in text.replace("\n", "")
+    assert str(recordings[0]["url"]) not in text.replace("\n", "")
+    # Who attended remotely: the three delegates who joined.
+    assert "Tham dự trực tuyến:" in text
 
 
 async def test_refusals_change_nothing(hall: Hall) -> None:

@@ -31,9 +31,10 @@ async def test_check_in_and_quorum(room: Room) -> None:
         response = await room.chair.post(room.base + "/attendance", json={"present": True})
         event = await ws.next_event("attendance.changed")
         event = await ws.next_event("attendance.changed")
-        assert event["data"]["quorum"] == {"rule": {"numerator": 2, "denominator": 3},
-                                           "members": 5, "present": 4, "required": 4,
-                                           "reached": True}
+        assert event["data"]["quorum"] == {"rule": {"numerator": 2, "denominator": 3,
+                                                    "remote_counts": True},
+                                           "members": 5, "present": 4, "remote": 0,
+                                           "required": 4, "reached": True}
     state = await room.state()
     assert entry(state, room.delegate_ids[0])["checked_in_at"]
     assert state["quorum"]["reached"]

@@ -18,8 +18,9 @@ async def test_state_of_a_new_meeting(room: Room) -> None:
     assert roles[room.city.secretary_id] == "secretary"
     assert roles[room.guest_id] == "guest"
     # Members are the chair and the four delegates; guests and secretaries never count.
-    assert state["quorum"] == {"rule": {"numerator": 2, "denominator": 3}, "members": 5,
-                               "present": 0, "required": 4, "reached": False}
+    assert state["quorum"] == {"rule": {"numerator": 2, "denominator": 3,
+                                        "remote_counts": True}, "members": 5,
+                               "present": 0, "remote": 0, "required": 4, "reached": False}
     assert state["speakers"] == {"queue": [], "current": None, "totals": []}
     assert state["presentation"] is None
     assert state["polls"] == []

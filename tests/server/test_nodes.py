@@ -54,9 +54,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_node(env: dict[str, str], log: Path) -> Node:
-    port = free_port()
-    with log.open("wb") as out:
+async def start_node(env: dict[str, str], log: Path, port: int | None = None) -> Node:
+    """A node on ``port`` (a free one when None; a restarted node takes its old one)."""
+    port = port or free_port()
+    with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
             "--port", str(port), cwd=ROOT, env=env, stdout=out,

@@ -11,6 +11,7 @@ import { announce, clockText, connectRealtime, dialog, fill, h, showConnection, 
 import { MeetingSession, agendaItems, findItem, myMeetings, pageImage, participant, secondsLeft } from "./meeting-state.js";
 import { BallotBook, sendBallot } from "./ballot.js";
 import { choiceText, progressLine, resultBlock, secrecyTag } from "./poll-view.js";
+import { remoteTag } from "./remote-tag.js";
 
 const me = startPage("chair_title");
 const book = new BallotBook(me.id);
@@ -66,8 +67,10 @@ function renderShell(id) {
       h("a", { class: "btn btn-small", href: `/app/projector/#meeting/${id}`, target: "_blank", rel: "noopener", title: t("app_projector") }, t("console_projector")),
       h("a", { class: "btn btn-small", id: "desk-link", href: `/app/desk/#meeting/${id}`, target: "_blank", rel: "noopener", title: t("desk_title") }, t("console_desk")),
       h("button", { type: "button", class: "btn btn-small", id: "minutes", title: t("minutes"), onclick: () => download(`/api/v1/meetings/${id}/minutes.pdf`, `bien-ban-${id}.pdf`).catch(showError) }, t("console_minutes")),
+      h("button", { type: "button", class: "btn btn-small", id: "recordings", title: t("recordings"), onclick: () => showRecordings(id) }, t("recordings")),
       h("div", { class: "row", id: "lifecycle" })),
     h("div", { id: "floor-alert", class: "floor-alert hidden", role: "alert" }),
+    h("div", { id: "audio-lost-alert", class: "floor-alert floor-alert-order hidden", role: "alert" }),
     h("div", { class: "console", id: "view-live", role: "tabpanel", "aria-labelledby": "tab-live" },
       h("section", { class: "panel console-present", "aria-labelledby": "present-h" },
         h("div", { class: "row" }, h("h3", { id: "present-h", class: "grow" }, t("console_now")), h("div", { id: "presenter" })),
@@ -254,9 +257,14 @@ function renderAttendance(state) {
       h("input", { id: "attendance-search", type: "search", placeholder: t("attendance_search"), style: "max-width: 22rem",
         oninput: (e) => { attendanceUi.query = e.target.value; renderAttendance(meeting.state); } }),
       h("span", { id: "attendance-counts", class: "grow small" }),
+      h("label", { class: "inline small", id: "remote-counts-label" },
+        h("input", { type: "checkbox", id: "remote-counts", onchange: (e) => act(`meetings/${meeting.id}`, { remote_counts_for_quorum: e.target.checked }, "PATCH") }),
+        t("attendance_remote_counts")),
       h("button", { type: "button", class: "btn btn-small", id: "mark-rest-absent", onclick: markRestAbsent }, t("attendance_rest_absent")));
   }
   document.getElementById("attendance-counts").textContent = t("attendance_counts", counts);
+  // The meeting's rule: whether delegates attending remotely count toward the quorum.
+  document.getElementById("remote-counts").checked = state.quorum?.rule?.remote_counts !== false;
   document.getElementById("mark-rest-absent").disabled = counts.unknown === 0;
   const row = (p) => {
     const status = statusOf(p);
@@ -270,8 +278,9 @@ function renderAttendance(state) {
       h("td", { class: "small" }, unit || ""),
       h("td", {}, h("span", { class: `status status-${status}` }, t(`attendance_status_${status}`)),
         p.checked_in_at && p.present ? h("span", { class: "small muted" }, ` ${formatTime(p.checked_in_at, false)}`) : null,
-        !p.present && p.absent_reason ? h("span", { class: "small" }, ` — ${p.absent_reason}`) : null),
-      h("td", { class: "actions" },
+        !p.present && p.absent_reason ? h("span", { class: "small" }, ` — ${p.absent_reason}`) : null,
+        " ", remoteTag(meeting.state, p.user_id)),
+      h("td", { class: "actions" }, ...remoteControls(p),
         p.present ? null : h("button", { type: "button", class: "btn btn-small", dataset: { action: "present" }, "aria-label": `${t("attendance_mark_present")}: ${p.seat}. ${p.display_name}`,
           onclick: () => act(`meetings/${meeting.id}/attendance`, { present: true, user_id: p.user_id }) }, t("attendance_mark_present")),
         status === "absent" ? null : h("button", { type: "button", class: "btn btn-small", dataset: { action: "absent" }, "aria-label": `${t("attendance_mark_absent")}: ${p.seat}. ${p.display_name}`, onclick: () => markAbsent(p) }, t("attendance_mark_absent"))));
@@ -284,6 +293,62 @@ function renderAttendance(state) {
         h("th", { scope: "col" }, t("attendance_unit_col")), h("th", { scope: "col" }, t("attendance_status_col")),
         h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, t("attendance_actions_col"))))),
       h("tbody", {}, shown.map(row))));
+}
+
+/** The chair's controls over a remote participant's live session: mute or ask to unmute,
+ *  and remove from the sitting (after a confirmation). */
+function remoteControls(p) {
+  const media = p.media;
+  if (!media) return [];
+  const path = `meetings/${meeting.id}/media/${encodeURIComponent(media.session_id)}`;
+  const label = (key) => `${t(key)}: ${p.display_name}`;
+  const mic = media.muted
+    ? h("button", { type: "button", class: "btn btn-small", dataset: { action: "ask-unmute" }, disabled: media.unmute_requested, "aria-label": label("chair_ask_unmute"),
+      onclick: () => act(`${path}/unmute-request`) }, media.unmute_requested ? t("chair_unmute_asked") : t("chair_ask_unmute"))
+    : h("button", { type: "button", class: "btn btn-small", dataset: { action: "mute" }, "aria-label": label("chair_mute"),
+      onclick: () => act(`${path}/mute`, { muted: true }) }, t("chair_mute"));
+  const remove = h("button", { type: "button", class: "btn btn-small btn-danger", dataset: { action: "remove" }, "aria-label": label("chair_remove"),
+    onclick: async () => {
+      const sure = await dialog(t("chair_remove_title", { name: p.display_name }), h("p", {}, t("chair_remove_body")), { okText: t("chair_remove"), danger: true });
+      if (sure) await act(path, {}, "DELETE");
+    } }, t("chair_remove"));
+  return [mic, " ", remove, " "];
+}
+
+/** The recordings of the remote sittings, each downloaded with the token (no bare link). */
+async function showRecordings(id) {
+  let recordings = [];
+  try {
+    recordings = (await api(`meetings/${id}/recordings`)).recordings || [];
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  const items = recordings.map((r, index) => {
+    const start = formatTime(r.started_at);
+    const duration = r.ended_at ? clockText(r.duration_secs || 0) : t("recording_in_progress");
+    const text = t("recording_item", { n: index + 1, start, duration });
+    return h("li", {}, r.ended_at
+      ? h("button", { type: "button", class: "btn btn-small", dataset: { recording: r.id },
+        onclick: () => download(r.url, `phien-hop-${id}-ban-ghi-${r.id}.ogg`).catch(showError) }, "⤓ ", text)
+      : h("span", { class: "muted" }, text));
+  });
+  await dialog(t("recordings"), items.length ? h("ul", { class: "card-list", id: "recording-list" }, items) : h("p", { class: "muted" }, t("recordings_none")),
+    { okText: t("close"), cancelText: t("close") });
+}
+
+/** A remote speaker's audio is lost: the server paused the timer; the chair sees why. */
+function renderAudioLost(state) {
+  const box = document.getElementById("audio-lost-alert");
+  if (!box) return;
+  const current = state.speakers?.current;
+  if (current?.paused) {
+    box.textContent = t("chair_audio_lost", { name: current.display_name });
+    box.dataset.user = String(current.user_id);
+    box.classList.remove("hidden");
+  } else {
+    box.classList.add("hidden");
+  }
 }
 
 async function markAbsent(p) {
@@ -333,14 +398,16 @@ function renderSpeakers(state) {
   };
   fill(document.getElementById("speakers"),
     h("div", { class: "speaker-now" },
-      h("div", { id: "current-speaker", class: "grow" }, current ? t("speaking_now", { name: current.display_name }) : t("no_speaker")),
+      h("div", { id: "current-speaker", class: "grow" }, current ? t("speaking_now", { name: current.display_name }) : t("no_speaker"),
+        current ? remoteTag(state, current.user_id) : null,
+        current?.paused ? h("span", { class: "tag tag-order", id: "speaker-paused" }, t("speaker_paused")) : null),
       current ? h("span", { class: "timer", id: "speaker-timer", role: "timer", "aria-live": "off" }) : null),
     h("div", { class: "row" },
       current ? h("button", { type: "button", class: "btn btn-danger", id: "finish-speaker", onclick: () => act(`meetings/${meeting.id}/speakers/${current.id}/finish`) }, t("finish")) : null,
       h("button", { type: "button", class: "btn btn-ok", id: "grant-next", "aria-keyshortcuts": "N", disabled: !!current || !sp.queue.length, onclick: grantNext },
         t("console_next_speaker"), h("kbd", { class: "kbd", "aria-hidden": "true" }, "N"))),
     h("ol", { class: "speaker-queue", id: "speaker-queue", "aria-label": t("console_queue") }, sp.queue.map((s, index) => h("li", { dataset: { speaker: s.id, user: s.user_id, kind: s.kind } },
-      h("span", { class: "grow" }, `${s.display_name} `, h("span", { class: `tag ${s.kind === "point_of_order" ? "tag-order" : ""}` }, t(`kind_${s.kind}`))),
+      h("span", { class: "grow" }, `${s.display_name} `, h("span", { class: `tag ${s.kind === "point_of_order" ? "tag-order" : ""}` }, t(`kind_${s.kind}`)), " ", remoteTag(state, s.user_id)),
       h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_up")}: ${s.display_name}`, disabled: index === 0, onclick: () => move(index, -1) }, "↑"),
       h("button", { type: "button", class: "btn btn-small", "aria-label": `${t("move_down")}: ${s.display_name}`, disabled: index === ids.length - 1, onclick: () => move(index, 1) }, "↓"),
       h("button", { type: "button", class: "btn btn-small btn-ok", dataset: { action: "grant" }, "aria-label": `${t("grant")}: ${s.display_name}`, disabled: !!current, onclick: () => act(`meetings/${meeting.id}/speakers/${s.id}/grant`) }, t("grant")),
@@ -562,10 +629,11 @@ function render(state, event) {
     renderCurrentItem(state);
     renderPresentation(state);
   }
-  const people = type === "attendance.changed" || type === "participants.changed";
+  const people = type === "attendance.changed" || type === "participants.changed" || type.startsWith("media.");
   if (!event || type === "presenter.changed" || type === "participants.changed") renderPresenter(state);
   if (!event || people || type === "meeting.updated") renderAttendance(state);
-  if (!event || type.startsWith("speaker")) renderSpeakers(state);
+  if (!event || people || type.startsWith("speaker")) renderSpeakers(state);
+  if (!event || type.startsWith("speaker")) renderAudioLost(state);
   if (type === "speaker.requested") floorAlert(event.data);
   else if (type.startsWith("speaker")) {
     // The request was granted or withdrawn: its alert has done its work.

@@ -38,7 +38,9 @@ let remote = null;
 // The floor plays here; outside #main so that re-rendering the page never stops it.
 const floorAudio = h("audio", { id: "floor-audio", autoplay: true });
 document.body.append(floorAudio);
-const REMOTE_ERRORS = ["not_a_participant", "meeting_closed", "media_full", "mic_denied", "mic_missing", "connection_failed"];
+const REMOTE_ERRORS = ["not_a_participant", "meeting_closed", "media_full", "mic_denied", "mic_missing", "connection_failed", "removed"];
+// Why the server ended a session that the tablet should make again by itself.
+const REJOIN_REASONS = new Set(["silent", "failed", "closed", "shutdown"]);
 
 const realtime = connectRealtime({
   onEvent: (event) => (meeting ? meeting.apply(event) : onOtherEvent(event)),
@@ -112,9 +114,10 @@ function renderMeetingShell(id) {
     h("p", { id: "offline-state", class: "offline-state hidden", role: "status" }),
     h("div", { class: "meeting-layout", style: "margin-top: .8rem" },
       h("aside", { class: "stack" },
+        // First in the column: joining remotely is within the first screen of a tablet.
+        remotePanel(),
         h("section", { class: "panel", "aria-labelledby": "agenda-h" }, h("h3", { id: "agenda-h" }, t("agenda")), h("div", { id: "agenda" }),
           h("p", { id: "preload-status", class: "small muted", role: "status", "aria-live": "polite" })),
-        remotePanel(),
         directivePanel()),
       h("section", { class: "panel", "aria-labelledby": "doc-h" },
         h("div", { class: "viewer-bar" },
@@ -312,13 +315,15 @@ function remotePanel() {
     h("div", { class: "row" },
       h("h3", { id: "remote-h", class: "grow", style: "margin:0" }, t("remote_title")),
       h("span", { id: "remote-status", class: "tag", role: "status", "aria-live": "polite" })),
+    h("p", { id: "remote-live", class: "remote-live hidden", role: "status" }, "● ", t("remote_live")),
+    h("div", { id: "remote-chair", class: "remote-chair hidden", role: "alert" }),
     h("div", { id: "remote-floor", class: "small" }),
     h("div", { id: "remote-level", class: "progress", role: "meter", "aria-label": t("remote_level"), "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": 0 },
       h("span", { style: "width: 0%" })),
     h("label", { class: "inline", id: "remote-video-label" }, h("input", { type: "checkbox", id: "remote-video" }), t("remote_video")),
     h("div", { class: "row" },
       h("button", { type: "button", class: "btn btn-primary", id: "remote-join", onclick: joinRemote }, t("remote_join")),
-      h("button", { type: "button", class: "btn", id: "remote-mute", "aria-pressed": "false", onclick: () => remote?.setMuted(!remote.muted) }, t("remote_mute")),
+      h("button", { type: "button", class: "btn", id: "remote-mute", "aria-pressed": "false", onclick: toggleMute }, t("remote_mute")),
       h("button", { type: "button", class: "btn btn-danger", id: "remote-leave", onclick: leaveRemote }, t("remote_leave"))),
     h("p", { id: "remote-error", class: "hidden", role: "alert", style: "margin:0; font-weight:700; color: var(--danger)" }),
     videoArea());
@@ -338,6 +343,42 @@ async function joinRemote() {
   const session = remoteFor(meeting.id);
   await session.join({ video: document.getElementById("remote-video")?.checked });
   if (session.state === "error") toast(remoteErrorText(session.errorCode), "error");
+}
+
+/** My live session as the meeting state knows it (muted by the chair, asked to unmute). */
+function myMedia() {
+  const media = participant(meeting?.state, me.id)?.media;
+  return media && remote?.sessionId && media.session_id === remote.sessionId ? media : null;
+}
+
+/** Mute or unmute my microphone; a microphone the chair muted is unmuted on the server
+ *  first (allowed once the chair asked). */
+async function toggleMute() {
+  if (!remote) return;
+  const media = myMedia();
+  if (remote.muted && media?.muted) {
+    try {
+      await api(`meetings/${meeting.id}/media/${encodeURIComponent(media.session_id)}/mute`, { method: "POST", body: { muted: false } });
+    } catch (err) {
+      showError(err);
+      return;
+    }
+  }
+  remote.setMuted(!remote.muted);
+}
+
+/** The chair muted me, or asks me to unmute: follow it and say so. */
+function followChair(event) {
+  const d = event.data || {};
+  if (d.user_id !== me.id || !remote?.sessionId || d.session_id !== remote.sessionId) return;
+  if (event.type === "media.muted" && d.muted && d.by !== me.id) {
+    remote.setMuted(true);
+    announce(t("remote_muted_by_chair"), { assertive: true });
+  }
+  if (event.type === "media.unmute_requested") {
+    announce(t("remote_unmute_asked"), { assertive: true });
+    toast(t("remote_unmute_asked"));
+  }
 }
 
 async function leaveRemote() {
@@ -391,6 +432,15 @@ function renderRemote() {
   mute.disabled = state !== "listening";
   mute.setAttribute("aria-pressed", session?.muted ? "true" : "false");
   mute.textContent = session?.muted ? t("remote_unmute") : t("remote_mute");
+  // The chair's word on my microphone, and the sign that I am heard live.
+  const media = session && active ? myMedia() : null;
+  const chairBox = document.getElementById("remote-chair");
+  const chairText = media?.unmute_requested ? t("remote_unmute_asked") : media?.muted && media.muted_by !== me.id ? t("remote_muted_by_chair") : "";
+  chairBox.textContent = chairText;
+  chairBox.classList.toggle("hidden", !chairText);
+  const current = meeting?.state?.speakers?.current;
+  const live = state === "listening" && current?.user_id === me.id && !current.paused && !session?.muted;
+  document.getElementById("remote-live").classList.toggle("hidden", !live);
   document.getElementById("remote-leave").classList.toggle("hidden", !active);
   const error = document.getElementById("remote-error");
   error.classList.toggle("hidden", state !== "error");
@@ -590,8 +640,12 @@ function renderMeeting(state, event) {
   if (type === "speaker.granted" && event.data.user_id === me.id) toast(t("speaking_now", { name: me.display_name }));
   if (type === "poll.closed") announce(t("vote_closed"));
   if (type === "media.left" && remote?.sessionId && event.data.session_id === remote.sessionId) {
-    remote.drop(event.data.reason === "meeting_closed" ? "meeting_closed" : "connection_failed");
+    const reason = event.data.reason;
+    // Dropped by the server (silence, ICE, a restarted node): make a new session by itself.
+    if (REJOIN_REASONS.has(reason)) remote.reconnect();
+    else if (reason !== "left" && reason !== "replaced") remote.drop(reason === "meeting_closed" || reason === "removed" ? reason : "connection_failed");
   }
+  if (type === "media.muted" || type === "media.unmute_requested") followChair(event);
   renderRemote();
   if (type === "speaker.warning") announce(t("thirty_seconds"), { assertive: event.data.user_id === me.id });
   if (type === "speaker.time_up") toast(t("time_up"), event.data.user_id === me.id ? "urgent" : "info");

@@ -30,8 +30,10 @@ export function participant(state, userId) {
   return (state?.participants || []).find((p) => p.user_id === userId) || null;
 }
 
-/** Seconds left of the running speech (server's ends_at against this clock). */
+/** Seconds left of the running speech (server's ends_at against this clock); a paused
+ *  speech's timer stands still at what was left when it paused. */
 export function secondsLeft(speaker) {
+  if (speaker?.paused) return speaker.remaining_secs;
   if (!speaker || !speaker.ends_at) return null;
   return (Date.parse(speaker.ends_at) - Date.now()) / 1000;
 }
@@ -112,6 +114,9 @@ export class MeetingSession extends EventTarget {
       case "presenter.changed":
         s.presenter_id = d.presenter_id;
         break;
+      case "media.quality":
+      case "media.muted":
+      case "media.unmute_requested":
       case "attendance.changed": {
         if (d.participant) {
           const index = s.participants.findIndex((p) => p.user_id === d.participant.user_id);

@@ -10,6 +10,7 @@ import { MeetingSession, findDocument, findItem, myMeetings, pageImage, pageWidt
 import { progressLine, resultBlock, secrecyTag } from "./poll-view.js";
 import { RemoteAttendance } from "./remote.js";
 import { FloorVideo, videoArea } from "./media-video.js";
+import { remoteTag } from "./remote-tag.js";
 
 startPage("app_projector");
 // The result stays on screen this long after a poll closes (the server's setting; this is
@@ -53,7 +54,10 @@ function renderSide(state) {
   const item = findItem(state, state.current_agenda_item_id);
   document.getElementById("proj-item").textContent = item ? `${t("current_item")}: ${item.title}` : "";
   const current = state.speakers?.current;
-  document.getElementById("proj-speaker").textContent = current ? t("speaking_now", { name: current.display_name }) : t("no_speaker");
+  // A remote speaker is marked as such, with their connection (and a paused timer).
+  fill(document.getElementById("proj-speaker"), current ? t("speaking_now", { name: current.display_name }) : t("no_speaker"),
+    current ? " " : null, current ? remoteTag(state, current.user_id) : null,
+    current?.paused ? h("span", { class: "tag tag-order", id: "proj-paused" }, " ", t("speaker_paused")) : null);
   document.body.dataset.speaking = current ? "1" : "0";
   const q = state.quorum || {};
   document.getElementById("proj-quorum").textContent = `${t("quorum", { present: q.present ?? 0, required: q.required ?? 0 })} · ${q.reached ? t("quorum_reached") : t("quorum_not_reached")}`;
