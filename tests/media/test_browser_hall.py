@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from meeting.media.service import runtime as media_runtime
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, TABLET, shot, signed_in, wait_online
 from tests.harness import IN_CI
 from tests.media.conftest import Hall
@@ -173,7 +174,7 @@ async def test_the_desk_sends_the_hall_and_nobody_hears_themself(
         # Disconnected: the hall leaves the floor, the page says so.
         await desk.click("#desk-disconnect")
         await desk.wait_for_selector("#desk[data-state=idle] #desk-connect")
-        engine = hall.server.ctx.extensions["media"].engine
+        engine = media_runtime(hall.server.ctx).engine
         assert [p.kind for p in await engine.peers(hall.meeting_id)] == ["participant"]
         assert desk.js_errors == [] and tablet.js_errors == []
 
@@ -237,7 +238,7 @@ async def test_the_projector_plays_the_speakers_video(hall: Hall, playwright: An
             assert color[0] > 150 and color[2] < 100, color
             await shot(projector, "projector-speaker-video")
             # The projector is a viewer: never on the floor, not heard.
-            engine = hall.server.ctx.extensions["media"].engine
+            engine = media_runtime(hall.server.ctx).engine
             kinds = sorted(p.kind for p in await engine.peers(hall.meeting_id))
             assert kinds == ["participant", "viewer"]
             assert projector.js_errors == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from meeting.media.service import runtime as media_runtime
 from tests.conftest import DEMO_PASSWORD
 from tests.media.conftest import Hall
 from tests.media.peers import Client, Signal
@@ -52,7 +53,7 @@ async def test_the_hall_is_heard_and_nobody_hears_themself(hall: Hall) -> None:
                 assert loop.time() < deadline, (b.level_at(A_HZ), b.level_at(HALL_HZ))
                 await asyncio.sleep(0.05)
             # Three distinct mixes, encoded once each per tick, whoever listens.
-            engine = hall.server.ctx.extensions["media"].engine
+            engine = media_runtime(hall.server.ctx).engine
             stats = await engine.room_stats(hall.meeting_id)
             assert stats["mixes"] == 3 and stats["listeners"] == 3
         finally:
@@ -116,7 +117,7 @@ async def test_who_may_connect_the_hall(hall: Hall) -> None:
         assert second.status_code == 409, second.text
         assert second.json()["error"]["code"] == "media_hall_connected"
         assert await hall.stored() == before
-        engine = hall.server.ctx.extensions["media"].engine
+        engine = media_runtime(hall.server.ctx).engine
         assert [p.kind for p in await engine.peers(hall.meeting_id)] == ["hall"]
 
         # Gone, the hall may be connected again: by an administrator, no participant.
@@ -162,7 +163,7 @@ async def test_a_projector_alone_records_nothing(hall: Hall) -> None:
             await asyncio.sleep(0.1)
         assert len(listed) == 1 and listed[0]["ended_at"], listed
         assert float(listed[0]["duration_secs"]) > 0.2  # type: ignore[arg-type]
-        engine = hall.server.ctx.extensions["media"].engine
+        engine = media_runtime(hall.server.ctx).engine
         assert [p.kind for p in await engine.peers(hall.meeting_id)] == ["viewer"]
     finally:
         await projector.close()

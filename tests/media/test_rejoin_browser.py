@@ -20,6 +20,7 @@ from typing import Any
 
 from pypdf import PdfReader
 
+from meeting.media.service import runtime as media_runtime
 from tests.browser.conftest import TABLET, shot, signed_in, wait_online
 from tests.media.conftest import Hall
 from tests.media.peers import Client
@@ -180,7 +181,7 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         await shot(page, "delegate-remote-reconnecting-tablet")
         await asyncio.sleep(DROP_SECS)
         # Meanwhile the server dropped the silent session.
-        engine = hall.server.ctx.extensions["media"].engine
+        engine = media_runtime(hall.server.ctx).engine
         assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [
             hall.delegate_ids[0]]
         assert await page.get_attribute("#remote", "data-state") == "reconnecting"
