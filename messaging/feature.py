@@ -11,6 +11,7 @@ from server.features import Feature
 
 async def _start(ctx: Context) -> None:
     from messaging.attachments import index_earlier_attachments
+    from messaging.channel_writer import ChannelWriter
     from messaging.channels import ensure_unit_channels
     from messaging.presence import PresenceTracker
     from messaging.receipts import ReceiptsNotifier, ReceiptWriter
@@ -19,7 +20,8 @@ async def _start(ctx: Context) -> None:
     from messaging.runtime import MessagingRuntime, install
 
     city_zone(ctx.settings.city_timezone)  # a misspelt zone stops the server here, not later
-    install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx)))
+    install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx),
+                                  channels=ChannelWriter(ctx)))
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
     ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
     await ensure_unit_channels(ctx)
@@ -36,6 +38,7 @@ async def _demo(ctx: Context, city: DemoCity) -> list[str]:
 def feature() -> Feature:
     from messaging.attachments import may_read_attachment
     from messaging.channel_routes import routes as channel_routes
+    from messaging.channel_writer import run_channel_writer
     from messaging.channels import may_follow_channel
     from messaging.directive_routes import routes as directive_routes
     from messaging.events import EVENT_TYPES
@@ -56,7 +59,8 @@ def feature() -> Feature:
         received_handlers=[record_deliveries],
         signal_handlers={"typing": typing_signal, "presence": presence_signal},
         connection_hooks=[on_connection],
-        background=[run_receipts_notifier, run_receipt_writer, run_reminders, run_presence],
+        background=[run_receipts_notifier, run_receipt_writer, run_channel_writer, run_reminders,
+                    run_presence],
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],

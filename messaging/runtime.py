@@ -1,4 +1,5 @@
-"""This node's messaging runtime: the receipt writer and the receipt progress notifier.
+"""This node's messaging runtime: the receipt writer, the receipt progress notifier and the
+writer of channel messages.
 
 Created once at start-up (``messaging.feature``) and reached through ``messaging_runtime``;
 nothing else keeps messaging state on the context.
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from server.context import Context
 
 if TYPE_CHECKING:
+    from messaging.channel_writer import ChannelWriter
     from messaging.receipts import ReceiptsNotifier, ReceiptWriter
 
 EXTENSION = "messaging"
@@ -21,6 +23,7 @@ EXTENSION = "messaging"
 class MessagingRuntime:
     notifier: ReceiptsNotifier
     writer: ReceiptWriter
+    channels: ChannelWriter
 
 
 def install(ctx: Context, runtime: MessagingRuntime) -> None:

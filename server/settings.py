@@ -311,6 +311,10 @@ class Settings:
     receipt_batch: int = 500
     # Delivery confirmations waiting to be written, per node.
     receipt_queue_limit: int = 20_000
+    # Channel message posts and edits written per group-commit transaction at most.
+    message_batch: int = 200
+    # Posts and edits waiting to be written, per node, before new ones get 429 busy.
+    message_queue_limit: int = 5_000
     # A node's presence entries in Redis expire unless refreshed (a dead node's users go
     # offline by themselves).
     presence_ttl_secs: int = 60
