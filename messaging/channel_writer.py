@@ -22,14 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from messaging.attachments import channel_clearance, index_attachments, require_readers_cleared
 from messaging.channels import (
+    channel_topic,
     message_json,
     message_versions,
-    move_read_position,
+    move_read_positions,
     replace_earlier_events,
 )
 from messaging.directives import utf8_len
@@ -45,13 +46,14 @@ from messaging.models import (
     SearchKind,
 )
 from messaging.runtime import messaging_runtime
-from messaging.search import index_document
+from messaging.search import index_document, index_new_documents
 from messaging.senders import sender_cards, unknown_card
 from messaging.visibility import is_channel_member
 from server.audit import AuditEntry
 from server.auth.principal import Principal
 from server.context import Context, Write
 from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from server.files.models import StoredFile
 from server.files.service import require_attachable
 from server.group_commit import Applied, GroupCommit, is_stored_id, require_encodable
 
@@ -93,6 +95,19 @@ class _Shared:
     # Posts already stored, by (channel, author, client_msg_id); posts of this batch are
     # added as they are written, so a repeat inside one batch answers the first.
     posted: dict[tuple[int, int, str], Message] = field(default_factory=dict)
+    # New posts judged and waiting for ``finish`` to write them all at once, by key.
+    planned: dict[tuple[int, int, str], _Planned] = field(default_factory=dict)
+
+
+@dataclass
+class _Planned:
+    """A new post, judged; ``finish`` stores it and fills ``answer`` in place."""
+
+    request: PostRequest
+    channel: Channel
+    author: dict[str, Any]
+    files: list[StoredFile]
+    answer: dict[str, Any] = field(default_factory=dict)
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
@@ -136,6 +151,11 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
         # alone, the post finds it and answers it.
         return isinstance(error, IntegrityError)
 
+    def isolate(self, item: ChannelWrite) -> bool:
+        # A post only reads and judges in ``apply`` (``finish`` writes the batch's posts
+        # in bulk), unless it indexes the text of attached files.
+        return isinstance(item, EditRequest) or bool(item.attachment_ids)
+
     async def prepare(self, w: Write, items: Sequence[ChannelWrite]) -> _Shared:
         session = w.session
         channel_ids = sorted({item.channel_id for item in items})
@@ -144,6 +164,8 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
             for channel in (await session.execute(
                     select(Channel).where(Channel.id.in_(chunk)))).scalars():
                 channels[channel.id] = channel
+        # Their counters, locked in one statement: seqs are then allocated in memory.
+        await w.reserve_topics([channel_topic(channel_id) for channel_id in channels])
         # Each lookup is an IN per key column (both databases search the key's index
         # with it; SQLite scans the table for a row-value IN), filtered here.
         pairs = {(item.channel_id, item.actor.id) for item in items
@@ -186,6 +208,10 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
             return await _edit(w, item, channel, author)
         return await _post(self.ctx, w, item, channel, author, prepared)
 
+    async def finish(self, w: Write, prepared: _Shared) -> None:
+        if prepared.planned:
+            await _store_posts(w, list(prepared.planned.values()))
+
 
 async def _post(ctx: Context, w: Write, item: PostRequest, channel: Channel,
                 author: dict[str, Any], shared: _Shared) -> Applied[Answer]:
@@ -200,6 +226,14 @@ async def _post(ctx: Context, w: Write, item: PostRequest, channel: Channel,
             raise Conflict("This client_msg_id was used for another message.",
                            code="client_msg_id_reused")
         return Applied((message_json(existing, author, versions), False))
+    planned = shared.planned.get(key)
+    if planned is not None:
+        earlier = planned.request
+        if (earlier.body != item.body or earlier.reply_to != item.reply_to
+                or sorted(earlier.attachment_ids) != sorted(item.attachment_ids)):
+            raise Conflict("This client_msg_id was used for another message.",
+                           code="client_msg_id_reused")
+        return Applied((planned.answer, False))
     if item.reply_to is not None:
         target = await session.get(Message, item.reply_to)
         if target is None or target.channel_id != channel.id:
@@ -210,30 +244,53 @@ async def _post(ctx: Context, w: Write, item: PostRequest, channel: Channel,
         await require_readers_cleared(session, files, await channel_clearance(session, channel),
                                       "channel")
         await index_attachments(session, files, w.now)
-    message = Message(channel_id=channel.id, seq=0, author_id=item.actor.id,
-                      client_msg_id=item.client_msg_id, body=item.body,
-                      reply_to=item.reply_to, attachment_ids=[f.id for f in files],
-                      state=MessageState.POSTED.value, version=1, created_at=w.now)
-    session.add(message)
-    await session.flush()
-    for f in files:
-        session.add(MessageAttachment(message_id=message.id, file_id=f.id))
-    draft = message_json(message, author)
-    del draft["seq"]  # the message's seq is the seq of this event
-    event = await emit_message_posted(w, channel.id, message=draft)
-    message.seq = event.seq
-    await move_read_position(session, channel.id, item.actor.id, event.seq, w.now,
-                              member=channel.kind != ChannelKind.UNIT.value)
-    if item.body.strip():
-        await index_document(session, SearchKind.MESSAGE, message.id, item.body, w.now)
-    await session.flush()
-    shared.posted[key] = message
-    return Applied((message_json(message, author), True))
+    planned = shared.planned[key] = _Planned(item, channel, author, files)
+    return Applied((planned.answer, True))
+
+
+async def _store_posts(w: Write, posts: Sequence[_Planned]) -> None:
+    """Write the batch's new posts: messages, their events (seqs from the reserved
+    counters), read positions and search text, a few statements for all of them."""
+    session = w.session
+    messages = [
+        Message(channel_id=p.channel.id, seq=0, author_id=p.request.actor.id,
+                client_msg_id=p.request.client_msg_id, body=p.request.body,
+                reply_to=p.request.reply_to, attachment_ids=[f.id for f in p.files],
+                state=MessageState.POSTED.value, version=1, created_at=w.now)
+        for p in posts]
+    ids = (await session.execute(
+        insert(Message).returning(Message.id, sort_by_parameter_order=True),
+        [_columns(m) for m in messages])).scalars().all()
+    read_up_to: dict[tuple[int, int], tuple[int, bool]] = {}
+    for post, message, message_id in zip(posts, messages, ids, strict=True):
+        message.id = int(message_id)
+        draft = message_json(message, post.author)
+        del draft["seq"]  # the message's seq is the seq of this event
+        event = await emit_message_posted(w, post.channel.id, message=draft)
+        message.seq = event.seq
+        post.answer.update(message_json(message, post.author))
+        read_up_to[(post.channel.id, message.author_id)] = (
+            event.seq, post.channel.kind != ChannelKind.UNIT.value)
+    await session.execute(update(Message), [{"id": m.id, "seq": m.seq} for m in messages])
+    attached = [{"message_id": m.id, "file_id": f.id}
+                for p, m in zip(posts, messages, strict=True) for f in p.files]
+    if attached:
+        await session.execute(insert(MessageAttachment), attached)
+    await move_read_positions(session, read_up_to, w.now)
+    await index_new_documents(session, SearchKind.MESSAGE,
+                              [(m.id, m.body) for m in messages if m.body.strip()], w.now)
+
+
+def _columns(message: Message) -> dict[str, Any]:
+    return {column.key: getattr(message, column.key)
+            for column in Message.__table__.columns if column.key != "id"}
 
 
 async def _edit(w: Write, item: EditRequest, channel: Channel,
                 author: dict[str, Any]) -> Applied[Answer]:
     session = w.session
+    # Earlier events of this batch are rewritten below: they must be stored first.
+    await w.flush_log()
     message = await session.get(Message, item.message_id)
     if message is None or message.channel_id != channel.id:
         raise NotFound(f"No message {item.message_id} in this channel.",

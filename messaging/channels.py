@@ -18,10 +18,12 @@ Each member has a read position; unread counts are the others' messages after it
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -256,6 +258,29 @@ async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[s
 
 
 # --- messages --------------------------------------------------------------------------------
+async def move_read_positions(session: AsyncSession,
+                              positions: Mapping[tuple[int, int], tuple[int, bool]],
+                              now: datetime) -> None:
+    """``move_read_position`` for many (channel, user) pairs in one statement; each
+    position is ``(seq, member)``, ``member`` used only for a row made now."""
+    if not positions:
+        return
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = upsert(ChannelMember).values([
+        {"channel_id": channel_id, "user_id": user_id, "member": member, "read_seq": seq,
+         "joined_at": now}
+        for (channel_id, user_id), (seq, member) in sorted(positions.items())])
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=[ChannelMember.channel_id, ChannelMember.user_id],
+        set_={"read_seq": case((stmt.excluded.read_seq > ChannelMember.read_seq,
+                                stmt.excluded.read_seq), else_=ChannelMember.read_seq)}))
+
+
+def channel_topic(channel_id: int) -> str:
+    return f"channel:{channel_id}"
+
+
 async def move_read_position(session: AsyncSession, channel_id: int, user_id: int,
                              seq: int, now: Any, member: bool) -> ChannelMember:
     row = await session.get(ChannelMember, (channel_id, user_id))
@@ -293,7 +318,7 @@ async def replace_earlier_events(session: AsyncSession, channel_id: int, message
                                  view: dict[str, Any]) -> None:
     """Make the message's earlier events (posted, edited) carry ``view`` instead of the
     text they were written with, keeping their seqs."""
-    topic = f"channel:{channel_id}"
+    topic = channel_topic(channel_id)
     posted = {key: value for key, value in view.items() if key != "seq"}
     await rewrite_events(session, topic, [message.seq], {"message": posted})
     edited = (await session.execute(

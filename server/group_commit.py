@@ -125,6 +125,17 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
         """Is this failure of an item worth one more try alone (a lost race)?"""
         return False
 
+    def isolate(self, item: ItemT) -> bool:
+        """Does ``apply`` write for this item (then it runs in a savepoint of its own)?
+
+        An item whose ``apply`` only reads and judges, and leaves its writes to ``finish``,
+        saves the savepoint's two round trips; its refusal (``ApiError``) changes nothing,
+        and any other error fails the batch (each item is then written alone)."""
+        return True
+
+    async def finish(self, w: Write, prepared: PreparedT) -> None:
+        """Write what the applied items left for the whole batch (bulk statements)."""
+
     # --- the mechanism ------------------------------------------------------------------
 
     @property
@@ -214,15 +225,24 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
             prepared = await self.prepare(w, [p.item for p in batch])
             audit: list[AuditEntry] = []
             for pending in batch:
-                events, callbacks = len(w.events), len(w._after_commit)
+                mark = w.mark()
                 try:
-                    async with w.session.begin_nested():
+                    if self.isolate(pending.item):
+                        async with w.session.begin_nested():
+                            applied = await self.apply(w, pending.item, prepared)
+                    else:
                         applied = await self.apply(w, pending.item, prepared)
+                except ApiError as exc:
+                    # Rolled back to the savepoint (or nothing written): forget what the
+                    # item queued to publish.
+                    w.rollback_to(mark)
+                    outcomes.append(exc)
+                    continue
                 except Exception as exc:
-                    # Rolled back to the savepoint: forget what the item queued to publish.
-                    del w.events[events:]
-                    del w._after_commit[callbacks:]
-                    if not isinstance(exc, ApiError) and not self.should_retry(exc):
+                    if not self.isolate(pending.item):
+                        raise
+                    w.rollback_to(mark)
+                    if not self.should_retry(exc):
                         log.exception("one of a batch of %d %s failed", len(batch), self.what)
                     outcomes.append(exc)
                     continue
@@ -230,6 +250,7 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
                 for callback in applied.after_commit:
                     w.after_commit(callback)
                 outcomes.append(applied.result)
+            await self.finish(w, prepared)
             await append_audit_many(w.session, at=w.now, entries=audit)
         return outcomes
 
