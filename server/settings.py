@@ -67,6 +67,9 @@ class Settings:
     redis_channel: str = "dienhong:events"
     # PostgreSQL connections per node (and as many again on overflow).
     db_pool_size: int = 10
+    # PostgreSQL connections per node kept for reads alone (and as many again on overflow):
+    # a read never waits for a connection held by a write queued behind the write lock.
+    db_read_pool_size: int = 10
     # How long a SQLite writer waits for the write lock before failing.
     sqlite_busy_timeout_ms: int = 10_000
 
