@@ -17,11 +17,12 @@ async def _start(ctx: Context) -> None:
     from messaging.receipts import ReceiptsNotifier, ReceiptWriter
     from messaging.receipts_export import city_zone
     from messaging.reminders import ReminderScheduler
+    from messaging.replies import ReplyWriter
     from messaging.runtime import MessagingRuntime, install
 
     city_zone(ctx.settings.city_timezone)  # a misspelt zone stops the server here, not later
     install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx),
-                                  channels=ChannelWriter(ctx)))
+                                  channels=ChannelWriter(ctx), replies=ReplyWriter(ctx)))
     ctx.extensions["messaging.reminders"] = ReminderScheduler(ctx)
     ctx.extensions["messaging.presence"] = PresenceTracker(ctx)
     await ensure_unit_channels(ctx)
@@ -45,6 +46,7 @@ def feature() -> Feature:
     from messaging.presence import on_connection, presence_signal, run_presence, typing_signal
     from messaging.receipts import record_deliveries, run_receipt_writer, run_receipts_notifier
     from messaging.reminders import run_reminders
+    from messaging.replies import run_reply_writer
     from messaging.visibility import (
         DIRECTIVE_ISSUED,
         DIRECTIVE_NEWS,
@@ -59,8 +61,8 @@ def feature() -> Feature:
         received_handlers=[record_deliveries],
         signal_handlers={"typing": typing_signal, "presence": presence_signal},
         connection_hooks=[on_connection],
-        background=[run_receipts_notifier, run_receipt_writer, run_channel_writer, run_reminders,
-                    run_presence],
+        background=[run_receipts_notifier, run_receipt_writer, run_channel_writer,
+                    run_reply_writer, run_reminders, run_presence],
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],

@@ -1,5 +1,5 @@
-"""This node's messaging runtime: the receipt writer, the receipt progress notifier and the
-writer of channel messages.
+"""This node's messaging runtime: the receipt writer, the receipt progress notifier, and the
+writers of channel messages and of replies.
 
 Created once at start-up (``messaging.feature``) and reached through ``messaging_runtime``;
 nothing else keeps messaging state on the context.
@@ -15,6 +15,7 @@ from server.context import Context
 if TYPE_CHECKING:
     from messaging.channel_writer import ChannelWriter
     from messaging.receipts import ReceiptsNotifier, ReceiptWriter
+    from messaging.replies import ReplyWriter
 
 EXTENSION = "messaging"
 
@@ -24,6 +25,7 @@ class MessagingRuntime:
     notifier: ReceiptsNotifier
     writer: ReceiptWriter
     channels: ChannelWriter
+    replies: ReplyWriter
 
 
 def install(ctx: Context, runtime: MessagingRuntime) -> None:

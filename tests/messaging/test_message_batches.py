@@ -157,3 +157,33 @@ async def test_too_many_waiting_posts_are_refused(make_server: MakeServer) -> No
         ids = (await session.execute(select(Message.client_msg_id).where(
             Message.channel_id == channel))).scalars().all()
     assert sorted(ids) == sorted(f"busy-{n}" for n in range(3 * limit) if n not in busy)
+
+
+async def test_replies_in_one_batch_fail_alone(server: RunningServer, city: DemoCity) -> None:
+    from tests.messaging.support import directive_body, issue, token
+
+    standing = await token(server, "standing")
+    wards = city.commune_unit_ids[:4]
+    issued = await issue(server, standing, directive_body(wards))
+    path = f"/api/v1/directives/{issued['id']}/replies"
+    now = server.ctx.clock.now()
+    clerks = [server.ctx.tokens.issue(uid, now)[0] for uid in city.ward_user_ids[:4]]
+    runtime = messaging_runtime(server.ctx)
+    assert runtime is not None
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        def reply(who: str, body: dict[str, Any]) -> Any:
+            return asyncio.ensure_future(http.post(
+                path, json=body, headers={"Authorization": f"Bearer {who}"}))
+
+        async with server.ctx.write():
+            good = [reply(clerk, {"body": f"Báo cáo {n}"}) for n, clerk in enumerate(clerks)]
+            # Another unit's thread.
+            bad = reply(clerks[0], {"body": "Nhầm", "unit_id": wards[1]})
+            await eventually(lambda: _true(runtime.replies.waiting >= len(good) + 1))
+        answers = await asyncio.gather(*good)
+        refused = await bad
+    assert [r.status_code for r in answers] == [201] * len(good), [r.text for r in answers]
+    assert refused.json()["error"]["code"] == "not_your_thread"
+    assert len(await audit_actions(server, "directive.reply")) == len(good)
+    async with server.ctx.read() as session:
+        assert (await verify_chain(session)).ok
