@@ -289,8 +289,8 @@ def _columns(message: Message) -> dict[str, Any]:
 async def _edit(w: Write, item: EditRequest, channel: Channel,
                 author: dict[str, Any]) -> Applied[Answer]:
     session = w.session
-    # Earlier events of this batch are rewritten below: they must be stored first.
-    await w.flush_log()
+    # The batch's earlier events are stored by now (the mechanism stores them before an
+    # isolated item): ``replace_earlier_events`` finds an earlier edit of this batch.
     message = await session.get(Message, item.message_id)
     if message is None or message.channel_id != channel.id:
         raise NotFound(f"No message {item.message_id} in this channel.",

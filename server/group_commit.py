@@ -225,9 +225,14 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
             prepared = await self.prepare(w, [p.item for p in batch])
             audit: list[AuditEntry] = []
             for pending in batch:
+                isolated = self.isolate(pending.item)
+                if isolated:
+                    # Events the earlier items allocated in memory are stored before this
+                    # item's savepoint: rolling it back must not take them along.
+                    await w.flush_log()
                 mark = w.mark()
                 try:
-                    if self.isolate(pending.item):
+                    if isolated:
                         async with w.session.begin_nested():
                             applied = await self.apply(w, pending.item, prepared)
                     else:
@@ -239,7 +244,7 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
                     outcomes.append(exc)
                     continue
                 except Exception as exc:
-                    if not self.isolate(pending.item):
+                    if not isolated:
                         raise
                     w.rollback_to(mark)
                     if not self.should_retry(exc):

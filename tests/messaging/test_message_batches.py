@@ -62,10 +62,17 @@ async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
         first = (await send("POST", a, f"/api/v1/channels/{channel_of[a]}/messages",
                             {"body": "Bản đầu", "client_msg_id": "a-0"})).json()
         edit_path = f"/api/v1/channels/{channel_of[a]}/messages/{first['id']}"
+        gone = (await send("POST", a, f"/api/v1/channels/{channel_of[a]}/messages",
+                           {"body": "Sẽ rút lại", "client_msg_id": "a-gone"})).json()
+        gone_path = f"/api/v1/channels/{channel_of[a]}/messages/{gone['id']}"
+        assert (await send("POST", a, f"{gone_path}/retract", {})).status_code == 200
         async with server.ctx.write():
             good = [post(uid, {"body": f"Tin {n} của {uid}", "client_msg_id": f"{uid}-{n}"})
                     for n in range(3) for uid in clerks]
             edit = asyncio.ensure_future(send("PATCH", a, edit_path, {"body": "Bản sửa"}))
+            # A retracted message cannot be edited: refused after the edit above was
+            # written in the same batch, whose event must stay.
+            late = asyncio.ensure_future(send("PATCH", a, gone_path, {"body": "Quá muộn"}))
             twice = [post(b, {"body": "Một lần", "client_msg_id": "b-twice"}) for _ in range(2)]
             reused = [post(c, {"body": f"Khác {n}", "client_msg_id": "c-reused"})
                       for n in range(2)]
@@ -82,9 +89,10 @@ async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
             # Refused before the queue: never waits for the batch.
             surrogate = await send("POST", d, f"/api/v1/channels/{channel_of[d]}/messages",
                                    {"body": "\ud800", "client_msg_id": "d-surrogate"})
-            await eventually(lambda: _true(writer.waiting >= len(good) + 1 + 4 + len(bad)))
+            await eventually(lambda: _true(writer.waiting >= len(good) + 2 + 4 + len(bad)))
         answers = await asyncio.gather(*good)
         edited = await edit
+        too_late = await late
         repeated = await asyncio.gather(*twice)
         conflicting = await asyncio.gather(*reused)
         refused = await asyncio.gather(*bad)
@@ -92,6 +100,9 @@ async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
     assert [r.status_code for r in answers] == [201] * len(good), [r.text for r in answers]
     assert edited.status_code == 200, edited.text
     assert edited.json()["body"] == "Bản sửa" and edited.json()["version"] == 2
+    assert too_late.status_code == 409, too_late.text
+    edits = await events_of(server, f"channel:{channel_of[a]}", "message.edited")
+    assert [e.data["message"]["body"] for e in edits] == ["Bản sửa"]
     assert sorted(r.status_code for r in repeated) == [200, 201]
     assert repeated[0].json()["id"] == repeated[1].json()["id"]
     assert sorted(r.status_code for r in conflicting) == [201, 409]
@@ -113,7 +124,7 @@ async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
         posted = {e.data["message"]["id"]: e.seq for e in events if e.type == "message.posted"}
         mine = [m for m in stored if m.channel_id == channel_of[uid]]
         assert {m.id: m.seq for m in mine} == posted
-        assert len(mine) == 3 + {a: 1, b: 1, c: 1}.get(uid, 0)
+        assert len(mine) == 3 + {a: 2, b: 1, c: 1}.get(uid, 0)
     # Answers carry the stored seq.
     by_id = {m.id: m for m in stored}
     for answer in answers:
