@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from messaging import channels, presence, search
+from messaging import channel_writer, channels, presence, search
 from messaging.models import ChannelKind
 from server.errors import BadRequest
 from server.http import (
@@ -75,7 +75,7 @@ async def show_channel(request: Request) -> Response:
 async def post_message(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, MessageBody)
-    message, created = await channels.post_message(
+    message, created = await channel_writer.post_message(
         context(request), actor, path_int(request, "channel_id"), body=body.body,
         client_msg_id=body.client_msg_id, reply_to=body.reply_to,
         attachment_ids=body.attachment_ids)
@@ -94,9 +94,10 @@ async def list_messages(request: Request) -> Response:
 async def edit_message(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, EditBody)
-    return JSON(await channels.edit_message(context(request), actor,
-                                            path_int(request, "channel_id"),
-                                            path_int(request, "message_id"), body=body.body))
+    return JSON(await channel_writer.edit_message(context(request), actor,
+                                                  path_int(request, "channel_id"),
+                                                  path_int(request, "message_id"),
+                                                  body=body.body))
 
 
 async def retract_message(request: Request) -> Response:

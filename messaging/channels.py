@@ -18,20 +18,19 @@ Each member has a read position; unread counts are the others' messages after it
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messaging.attachments import channel_clearance, index_attachments, require_readers_cleared
-from messaging.directives import iso, utf8_len
+from messaging.directives import iso
 from messaging.events import (
     emit_channel_added,
     emit_channel_created,
-    emit_message_edited,
-    emit_message_posted,
     emit_message_retracted,
 )
 from messaging.models import (
@@ -39,18 +38,16 @@ from messaging.models import (
     ChannelKind,
     ChannelMember,
     Message,
-    MessageAttachment,
     MessageState,
     MessageVersion,
     SearchKind,
 )
-from messaging.search import index_document, remove_document
+from messaging.search import remove_document
 from messaging.senders import sender_card, sender_cards, unknown_card
 from messaging.visibility import channel_member_sql, is_member
 from server.auth.principal import Principal
 from server.context import Context, Write
-from server.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
-from server.files.service import require_attachable
+from server.errors import Forbidden, NotFound, Unprocessable
 from server.org.models import Unit, User
 from server.realtime.log import rewrite_events
 from server.realtime.models import EventRecord
@@ -261,8 +258,31 @@ async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[s
 
 
 # --- messages --------------------------------------------------------------------------------
-async def _move_read_position(session: AsyncSession, channel_id: int, user_id: int,
-                              seq: int, now: Any, member: bool) -> ChannelMember:
+async def move_read_positions(session: AsyncSession,
+                              positions: Mapping[tuple[int, int], tuple[int, bool]],
+                              now: datetime) -> None:
+    """``move_read_position`` for many (channel, user) pairs in one statement; each
+    position is ``(seq, member)``, ``member`` used only for a row made now."""
+    if not positions:
+        return
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = upsert(ChannelMember).values([
+        {"channel_id": channel_id, "user_id": user_id, "member": member, "read_seq": seq,
+         "joined_at": now}
+        for (channel_id, user_id), (seq, member) in sorted(positions.items())])
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=[ChannelMember.channel_id, ChannelMember.user_id],
+        set_={"read_seq": case((stmt.excluded.read_seq > ChannelMember.read_seq,
+                                stmt.excluded.read_seq), else_=ChannelMember.read_seq)}))
+
+
+def channel_topic(channel_id: int) -> str:
+    return f"channel:{channel_id}"
+
+
+async def move_read_position(session: AsyncSession, channel_id: int, user_id: int,
+                             seq: int, now: Any, member: bool) -> ChannelMember:
     row = await session.get(ChannelMember, (channel_id, user_id))
     if row is None:
         row = ChannelMember(channel_id=channel_id, user_id=user_id, member=member,
@@ -273,61 +293,8 @@ async def _move_read_position(session: AsyncSession, channel_id: int, user_id: i
     return row
 
 
-async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body: str,
-                       client_msg_id: str, reply_to: int | None,
-                       attachment_ids: Sequence[int]) -> tuple[dict[str, Any], bool]:
-    """Post a message once per ``client_msg_id``; returns it and whether it is new."""
-    if utf8_len(body) > ctx.settings.max_message_bytes:
-        raise PayloadTooLarge(f"The message is over {ctx.settings.max_message_bytes} bytes.",
-                              code="body_too_large")
-    if not body.strip() and not attachment_ids:
-        raise Unprocessable("A message needs text or an attachment.", code="empty_message")
-    async with ctx.write() as w:
-        session = w.session
-        channel = await require_member(session, actor, channel_id)
-        existing = (await session.execute(
-            select(Message).where(Message.channel_id == channel.id,
-                                  Message.author_id == actor.id,
-                                  Message.client_msg_id == client_msg_id)
-        )).scalar_one_or_none()
-        if existing is not None:
-            versions = await _versions(session, existing)
-            original = versions[0].body if versions else existing.body
-            if (original != body or existing.reply_to != reply_to
-                    or sorted(existing.attachment_ids or []) != sorted(attachment_ids)):
-                raise Conflict("This client_msg_id was used for another message.",
-                               code="client_msg_id_reused")
-            return message_json(existing, await sender_card(session, actor.id), versions), False
-        if reply_to is not None:
-            target = await session.get(Message, reply_to)
-            if target is None or target.channel_id != channel.id:
-                raise Unprocessable(f"No message {reply_to} in this channel.",
-                                    code="unknown_reply_to")
-        files = await require_attachable(ctx, session, actor, list(attachment_ids))
-        await require_readers_cleared(session, files, await channel_clearance(session, channel),
-                                      "channel")
-        await index_attachments(session, files, w.now)
-        message = Message(channel_id=channel.id, seq=0, author_id=actor.id,
-                          client_msg_id=client_msg_id, body=body, reply_to=reply_to,
-                          attachment_ids=[f.id for f in files],
-                          state=MessageState.POSTED.value, version=1, created_at=w.now)
-        session.add(message)
-        await session.flush()
-        for f in files:
-            session.add(MessageAttachment(message_id=message.id, file_id=f.id))
-        author = await sender_card(session, actor.id)
-        draft = message_json(message, author)
-        del draft["seq"]  # the message's seq is the seq of this event
-        event = await emit_message_posted(w, channel.id, message=draft)
-        message.seq = event.seq
-        await _move_read_position(session, channel.id, actor.id, event.seq, w.now,
-                                  member=channel.kind != ChannelKind.UNIT.value)
-        if body.strip():
-            await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
-        return message_json(message, author), True
-
-
-async def _versions(session: AsyncSession, message: Message) -> Sequence[MessageVersion]:
+async def message_versions(session: AsyncSession,
+                           message: Message) -> Sequence[MessageVersion]:
     if message.version <= 1:
         return ()
     return (await session.execute(
@@ -347,43 +314,11 @@ async def _own_message(session: AsyncSession, actor: Principal, channel_id: int,
     return channel, message
 
 
-async def edit_message(ctx: Context, actor: Principal, channel_id: int, message_id: int, *,
-                       body: str) -> dict[str, Any]:
-    """Replace a message's text, keeping the earlier text as a version."""
-    if utf8_len(body) > ctx.settings.max_message_bytes:
-        raise PayloadTooLarge(f"The message is over {ctx.settings.max_message_bytes} bytes.",
-                              code="body_too_large")
-    if not body.strip():
-        raise Unprocessable("An edit needs text; retract the message instead.",
-                            code="empty_message")
-    async with ctx.write() as w:
-        session = w.session
-        channel, message = await _own_message(session, actor, channel_id, message_id)
-        MessageState(message.state).check_transition(MessageState.EDITED)
-        session.add(MessageVersion(message_id=message.id, version=message.version,
-                                   body=message.body, replaced_at=w.now))
-        message.body = body
-        message.version += 1
-        message.state = MessageState.EDITED.value
-        message.edited_at = w.now
-        await session.flush()
-        # The event carries the new text only; earlier texts stay in REST's history.
-        card = await sender_card(session, actor.id)
-        event_view = message_json(message, card)
-        await _replace_earlier_events(session, channel.id, message, event_view)
-        await emit_message_edited(w, channel.id, message=event_view)
-        result = message_json(message, card, await _versions(session, message))
-        await index_document(session, SearchKind.MESSAGE, message.id, body, w.now)
-        await w.audit(actor.id, "message.edit", f"channel:{channel.id}",
-                      {"message_id": message.id, "version": message.version})
-        return result
-
-
-async def _replace_earlier_events(session: AsyncSession, channel_id: int, message: Message,
-                                  view: dict[str, Any]) -> None:
+async def replace_earlier_events(session: AsyncSession, channel_id: int, message: Message,
+                                 view: dict[str, Any]) -> None:
     """Make the message's earlier events (posted, edited) carry ``view`` instead of the
     text they were written with, keeping their seqs."""
-    topic = f"channel:{channel_id}"
+    topic = channel_topic(channel_id)
     posted = {key: value for key, value in view.items() if key != "seq"}
     await rewrite_events(session, topic, [message.seq], {"message": posted})
     edited = (await session.execute(
@@ -411,7 +346,7 @@ async def retract_message(ctx: Context, actor: Principal, channel_id: int,
         await session.flush()
         result = message_json(message, await sender_card(session, actor.id))
         # A replay shows the tombstone: the text leaves the log.
-        await _replace_earlier_events(session, channel.id, message, result)
+        await replace_earlier_events(session, channel.id, message, result)
         await emit_message_retracted(w, channel.id, message=result)
         await remove_document(session, SearchKind.MESSAGE, message.id)
         await w.audit(actor.id, "message.retract", f"channel:{channel.id}",
@@ -457,7 +392,7 @@ async def mark_read(ctx: Context, actor: Principal, channel_id: int,
         last = int((await session.execute(
             select(func.coalesce(func.max(Message.seq), 0)).where(
                 Message.channel_id == channel.id))).scalar_one())
-        row = await _move_read_position(session, channel.id, actor.id, min(seq, last), w.now,
+        row = await move_read_position(session, channel.id, actor.id, min(seq, last), w.now,
                                         member=channel.kind != ChannelKind.UNIT.value)
         await session.flush()
         unread = await _unread(session, actor, channel.id, row.read_seq)

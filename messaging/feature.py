@@ -11,16 +11,19 @@ from server.features import Feature
 
 async def _start(ctx: Context) -> None:
     from messaging.attachments import index_earlier_attachments
+    from messaging.channel_writer import ChannelWriter
     from messaging.channels import ensure_unit_channels
     from messaging.presence import PresenceTracker
     from messaging.receipts import ReceiptsNotifier, ReceiptWriter
     from messaging.receipts_export import city_zone
     from messaging.reminders import ReminderScheduler
+    from messaging.replies import ReplyWriter
     from messaging.runtime import MessagingRuntime, install
 
     city_zone(ctx.settings.city_timezone)  # a misspelt zone stops the server here, not later
     install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx),
-                                  reminders=ReminderScheduler(ctx), presence=PresenceTracker(ctx)))
+                                  reminders=ReminderScheduler(ctx), presence=PresenceTracker(ctx),
+                                  channels=ChannelWriter(ctx), replies=ReplyWriter(ctx)))
     await ensure_unit_channels(ctx)
     await index_earlier_attachments(ctx)
 
@@ -35,6 +38,7 @@ async def _demo(ctx: Context, city: DemoCity) -> list[str]:
 def feature() -> Feature:
     from messaging.attachments import may_read_attachment
     from messaging.channel_routes import routes as channel_routes
+    from messaging.channel_writer import run_channel_writer
     from messaging.channels import may_follow_channel
     from messaging.directive_routes import routes as directive_routes
     from messaging.events import EVENT_TYPES
@@ -42,6 +46,7 @@ def feature() -> Feature:
     from messaging.receipt_ops import SOCKET_OPS
     from messaging.receipts import record_deliveries, run_receipt_writer, run_receipts_notifier
     from messaging.reminders import run_reminders
+    from messaging.replies import run_reply_writer
     from messaging.visibility import (
         DIRECTIVE_ISSUED,
         DIRECTIVE_NEWS,
@@ -57,7 +62,8 @@ def feature() -> Feature:
         signal_handlers={"typing": typing_signal, "presence": presence_signal},
         socket_ops=list(SOCKET_OPS),
         connection_hooks=[on_connection],
-        background=[run_receipts_notifier, run_receipt_writer, run_reminders, run_presence],
+        background=[run_receipts_notifier, run_receipt_writer, run_channel_writer,
+                    run_reply_writer, run_reminders, run_presence],
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],

@@ -264,9 +264,10 @@ class ReceiptWriter(GroupCommit[ReceiptRequest, _Loaded, dict[str, Any]]):
     """Reads and acknowledgements of directives, group-committed."""
 
     what = "receipts"
-    # ``apply`` changes only the rows ``prepare`` loaded and refuses before changing any:
-    # no savepoint per item, so 3,200 acknowledgements are not 9,600 extra statements.
-    savepoints = False
+    def isolate(self, item: ReceiptRequest) -> bool:
+        # ``apply`` changes only the rows ``prepare`` loaded and refuses before changing
+        # any: no savepoint per item, so 3,200 acknowledgements are not 9,600 statements.
+        return False
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, batch_size=ctx.settings.receipt_batch,

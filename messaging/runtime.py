@@ -1,5 +1,5 @@
 """This node's messaging runtime: the receipt writer, the receipt progress notifier, the
-reminder scheduler and the presence tracker.
+writers of channel messages and of replies, the reminder scheduler and the presence tracker.
 
 Created once at start-up (``messaging.feature``) and reached through ``messaging_runtime``;
 nothing else keeps messaging state on the context.
@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 from server.context import Context
 
 if TYPE_CHECKING:
+    from messaging.channel_writer import ChannelWriter
     from messaging.presence import PresenceTracker
     from messaging.receipts import ReceiptsNotifier, ReceiptWriter
     from messaging.reminders import ReminderScheduler
+    from messaging.replies import ReplyWriter
 
 
 @dataclass
@@ -24,6 +26,8 @@ class MessagingRuntime:
     writer: ReceiptWriter
     reminders: ReminderScheduler
     presence: PresenceTracker
+    channels: ChannelWriter
+    replies: ReplyWriter
 
 
 def install(ctx: Context, runtime: MessagingRuntime) -> None:

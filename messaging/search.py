@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, column, delete, exists, or_, select, text
+from sqlalchemy import Integer, and_, column, delete, exists, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
@@ -84,6 +85,15 @@ async def index_document(session: AsyncSession, kind: SearchKind, object_id: int
         existing.folded = fold(content)
         existing.at = at
     await session.flush()
+
+
+async def index_new_documents(session: AsyncSession, kind: SearchKind,
+                              documents: Sequence[tuple[int, str]], at: datetime) -> None:
+    """``index_document`` for objects that have no document yet, in one statement."""
+    if documents:
+        await session.execute(insert(SearchDocument), [
+            {"kind": kind.value, "object_id": object_id, "folded": fold(content), "at": at}
+            for object_id, content in documents])
 
 
 async def remove_document(session: AsyncSession, kind: SearchKind, object_id: int) -> None:

@@ -4,8 +4,8 @@ SQLite runs in WAL mode with foreign keys on and a busy timeout. Writers open th
 transaction with ``BEGIN IMMEDIATE`` so two writers never both read and then fail to
 upgrade their lock; inside one process an ``asyncio.Lock`` queues writers so no thread sits
 in SQLite's busy loop. On PostgreSQL writers take one advisory lock (see
-PG_WRITE_LOCK_KEY). SQLite readers use a second engine with plain deferred transactions and
-never wait for the writer (WAL).
+PG_WRITE_LOCK_KEY). Readers use a second engine: on SQLite with plain deferred transactions,
+never waiting for the writer (WAL); on PostgreSQL with a pool of its own.
 """
 
 from __future__ import annotations
@@ -130,7 +130,12 @@ class Database:
                 self.url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size,
                 pool_pre_ping=True,
             )
-            self.read_engine = self.write_engine
+            # Reads have their own pool: under a storm of writes, every write connection
+            # may be waiting for the write lock, and a read must not wait behind them.
+            self.read_engine = create_async_engine(
+                self.url, pool_size=settings.db_read_pool_size,
+                max_overflow=settings.db_read_pool_size, pool_pre_ping=True,
+            )
         # Single statements need no transaction of their own: no BEGIN and no ROLLBACK
         # on SQLite (two trips to the connection's thread), none on PostgreSQL (two round
         # trips to the server).

@@ -15,10 +15,11 @@ whatever is waiting (up to ``batch_size``) and writes it in one transaction thro
    rows of the batch's users); then every item runs ``apply`` inside its own savepoint. A
    refusal (``ApiError``) or an unexpected error rolls back that item alone, with its
    events and after-commit callbacks; the others go on. A kind whose ``apply`` only
-   changes objects ``prepare`` loaded, and refuses before changing any, sets
-   ``savepoints = False``: a savepoint costs three statements per item (SAVEPOINT, the
-   item's flush, RELEASE), and its changes are then flushed together at commit. There an
-   unexpected error fails the batch, which is written again item by item (point 5).
+   changes objects ``prepare`` loaded (or only judges, leaving the writes to ``finish``),
+   and refuses before changing any, answers False from ``isolate``: a savepoint costs
+   three statements per item (SAVEPOINT, the item's flush, RELEASE), and its changes are
+   then flushed together at commit. There an unexpected error fails the batch, which is
+   written again item by item (point 5).
 4. **Audit in one go.** The records the items ask for are chained with one lock of the
    audit head and one insert (``server.audit.append_audit_many``).
 5. **Answers after the commit.** If the transaction itself fails (a deadlock, a key taken
@@ -102,9 +103,6 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
     what = "requests"
     # Tries of an item whose error ``should_retry`` (first write included).
     attempts = 3
-    # Each item in its own savepoint (see the module docstring, point 3).
-    savepoints = True
-
     def __init__(self, ctx: Context, *, batch_size: int, queue_limit: int) -> None:
         self.ctx = ctx
         self.batch_size = max(1, batch_size)
@@ -130,6 +128,17 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
     def should_retry(self, error: BaseException) -> bool:
         """Is this failure of an item worth one more try alone (a lost race)?"""
         return False
+
+    def isolate(self, item: ItemT) -> bool:
+        """Does ``apply`` write for this item (then it runs in a savepoint of its own)?
+
+        An item whose ``apply`` only reads and judges, and leaves its writes to ``finish``,
+        saves the savepoint's two round trips; its refusal (``ApiError``) changes nothing,
+        and any other error fails the batch (each item is then written alone)."""
+        return True
+
+    async def finish(self, w: Write, prepared: PreparedT) -> None:
+        """Write what the applied items left for the whole batch (bulk statements)."""
 
     # --- the mechanism ------------------------------------------------------------------
 
@@ -227,21 +236,30 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
             prepared = await self.prepare(w, [p.item for p in batch])
             audit: list[AuditEntry] = []
             for pending in batch:
-                events, callbacks = len(w.events), len(w._after_commit)
+                isolated = self.isolate(pending.item)
+                if isolated:
+                    # Events the earlier items allocated in memory are stored before this
+                    # item's savepoint: rolling it back must not take them along.
+                    await w.flush_log()
+                mark = w.mark()
                 try:
-                    if self.savepoints:
+                    if isolated:
                         async with w.session.begin_nested():
                             applied = await self.apply(w, pending.item, prepared)
                     else:
                         applied = await self.apply(w, pending.item, prepared)
+                except ApiError as exc:
+                    # Rolled back to the savepoint (or nothing written): forget what the
+                    # item queued to publish.
+                    w.rollback_to(mark)
+                    outcomes.append(exc)
+                    continue
                 except Exception as exc:
-                    # Rolled back to the savepoint: forget what the item queued to publish.
-                    del w.events[events:]
-                    del w._after_commit[callbacks:]
-                    if not self.savepoints and not isinstance(exc, ApiError):
+                    if not isolated:
                         # No savepoint to roll back to: the batch fails and goes item by item.
                         raise
-                    if not isinstance(exc, ApiError) and not self.should_retry(exc):
+                    w.rollback_to(mark)
+                    if not self.should_retry(exc):
                         log.exception("one of a batch of %d %s failed", len(batch), self.what)
                     outcomes.append(exc)
                     continue
@@ -249,6 +267,7 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
                 for callback in applied.after_commit:
                     w.after_commit(callback)
                 outcomes.append(applied.result)
+            await self.finish(w, prepared)
             await append_audit_many(w.session, at=w.now, entries=audit)
         return outcomes
 

@@ -67,6 +67,9 @@ class Settings:
     redis_channel: str = "dienhong:events"
     # PostgreSQL connections per node (and as many again on overflow).
     db_pool_size: int = 10
+    # PostgreSQL connections per node kept for reads alone (and as many again on overflow):
+    # a read never waits for a connection held by a write queued behind the write lock.
+    db_read_pool_size: int = 10
     # How long a SQLite writer waits for the write lock before failing.
     sqlite_busy_timeout_ms: int = 10_000
 
@@ -318,6 +321,10 @@ class Settings:
     receipt_batch: int = 500
     # Delivery confirmations waiting to be written, per node.
     receipt_queue_limit: int = 20_000
+    # Channel message posts and edits written per group-commit transaction at most.
+    message_batch: int = 200
+    # Posts and edits waiting to be written, per node, before new ones get 429 busy.
+    message_queue_limit: int = 5_000
     # A node's presence entries in Redis expire unless refreshed (a dead node's users go
     # offline by themselves).
     presence_ttl_secs: int = 60

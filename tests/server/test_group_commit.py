@@ -48,7 +48,8 @@ class QuickNotes(Notes):
     """Without a savepoint per item: refuses 13 before writing anything (as such a kind
     must); 7 still breaks after writing, which fails the batch and sends each item alone."""
 
-    savepoints = False
+    def isolate(self, item: int) -> bool:
+        return False
 
     async def apply(self, w: Write, item: int, prepared: None) -> Applied[int]:
         if item == 13:
