@@ -47,14 +47,14 @@ EVENTUALLY_INTERVAL_SECS = 0.02
 
 
 @overload
-async def eventually(condition: Callable[[], Awaitable[T]], what: str, *,
+async def eventually(condition: Callable[[], Awaitable[T]], what: str = ..., *,
                      timeout: float = ..., interval: float = ...,
                      ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
 @overload
-async def eventually(condition: Callable[[], T], what: str, *,
+async def eventually(condition: Callable[[], T], what: str = ..., *,
                      timeout: float = ..., interval: float = ...,
                      ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
-async def eventually(condition: Callable[[], Any], what: str, *,
+async def eventually(condition: Callable[[], Any], what: str = "", *,
                      timeout: float = EVENTUALLY_TIMEOUT_SECS,
                      interval: float = EVENTUALLY_INTERVAL_SECS,
                      ignoring: tuple[type[BaseException], ...] = ()) -> Any:
@@ -79,9 +79,14 @@ async def eventually(condition: Callable[[], Any], what: str, *,
         except ignoring as exc:
             last = exc
         if loop.time() >= deadline:
-            raise AssertionError(f"still waiting for {what} after {timeout:g} s "
+            raise AssertionError(f"still waiting for {what or _name(condition)} after "
+                                 f"{timeout:g} s "
                                  f"(last answer: {last!r})")
         await asyncio.sleep(interval)
+
+
+def _name(condition: Callable[[], Any]) -> str:
+    return getattr(condition, "__name__", "") or repr(condition)
 
 
 def backends() -> list[str]:

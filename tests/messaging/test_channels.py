@@ -11,12 +11,11 @@ import pytest
 from messaging.models import Message
 from server.demo import DemoCity
 from server.realtime.models import EventRecord
-from tests.harness import RunningServer
+from tests.harness import RunningServer, eventually
 from tests.messaging.support import (
     audit_actions,
     count_rows,
     events_of,
-    eventually,
     stored_state,
     token,
 )

@@ -10,12 +10,11 @@ from sqlalchemy import select
 from messaging.models import DirectiveRecipient
 from server.demo import DemoCity
 from server.org.models import User
-from tests.harness import RunningServer
+from tests.harness import RunningServer, eventually
 from tests.messaging.support import (
     audit_actions,
     directive_body,
     events_of,
-    eventually,
     issue,
     token,
 )

@@ -15,12 +15,11 @@ from server.audit import AuditRecord
 from server.demo import DemoCity
 from server.errors import ERROR_CATALOGUE
 from server.realtime.models import EventRecord
-from tests.harness import RunningServer, WsClient
+from tests.harness import RunningServer, WsClient, eventually
 from tests.messaging.support import (
     audit_actions,
     directive_body,
     events_of,
-    eventually,
     issue,
     token,
 )
