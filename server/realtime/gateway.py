@@ -508,6 +508,16 @@ class Gateway:
                 refused.append(name)
                 continue
             subscription = self.ctx.hub.subscribe(connection, name, seq)
+            if connection in self._rechecking:
+                # The user's access is being checked again: this subscription waits for
+                # that check too (it may have been judged by the user as they were), and
+                # is replayed as the user is now.
+                subscription.held = True
+                subscription.announce_pending = True
+                pending = self._rechecking[connection] or []
+                pending.append(None)
+                self._rechecking[connection] = pending
+                continue
             self.ctx.hub.start_catch_up(subscription, announce=True)
         if refused:
             # One record per frame, however many topics it was refused.
