@@ -37,8 +37,9 @@ class Bare:
         try:
             auth = json.loads(await ws.recv())
             user_id = int(auth["token"])
-            await ws.send(json.dumps({"op": "ready", "user_id": user_id,
-                                      "topics": {f"user:{user_id}": 0}}))
+            await ws.send(
+                json.dumps({"op": "ready", "user_id": user_id, "topics": {f"user:{user_id}": 0}})
+            )
             self.clients[ws] = user_id
             async for _ in ws:
                 pass
@@ -54,38 +55,78 @@ class Bare:
                 at = datetime.now(UTC).isoformat()
                 data = command["data"]
                 if command["mode"] == "shared":
-                    text = json.dumps({"op": "event", "topic": "unit:1", "seq": command["round"],
-                                       "type": "directive.issued", "data": data, "at": at},
-                                      ensure_ascii=False, separators=(",", ":"))
+                    text = json.dumps(
+                        {
+                            "op": "event",
+                            "topic": "unit:1",
+                            "seq": command["round"],
+                            "type": "directive.issued",
+                            "data": data,
+                            "at": at,
+                        },
+                        ensure_ascii=False,
+                        separators=(",", ":"),
+                    )
                     broadcast(list(self.clients), text)
                 else:
                     for client, user_id in list(self.clients.items()):
-                        text = json.dumps({"op": "event", "topic": f"user:{user_id}",
-                                           "seq": command["round"], "type": "directive.issued",
-                                           "data": data, "at": at},
-                                          ensure_ascii=False, separators=(",", ":"))
+                        text = json.dumps(
+                            {
+                                "op": "event",
+                                "topic": f"user:{user_id}",
+                                "seq": command["round"],
+                                "type": "directive.issued",
+                                "data": data,
+                                "at": at,
+                            },
+                            ensure_ascii=False,
+                            separators=(",", ":"),
+                        )
                         broadcast([client], text)
                 await ws.send(json.dumps({"op": "done", "clients": len(self.clients)}))
 
 
 async def main(port: int, deflate: bool, ping_interval: float) -> None:
     bare = Bare()
-    extensions = [ServerPerMessageDeflateFactory(
-        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5},
-    )] if deflate else None
-    async with serve(bare.handler, "127.0.0.1", port, compression=None, extensions=extensions,
-                     max_size=65_536, ping_interval=ping_interval, ping_timeout=20,
-                     backlog=4096):
+    extensions = (
+        [
+            ServerPerMessageDeflateFactory(
+                server_max_window_bits=12,
+                client_max_window_bits=12,
+                compress_settings={"memLevel": 5},
+            )
+        ]
+        if deflate
+        else None
+    )
+    async with serve(
+        bare.handler,
+        "127.0.0.1",
+        port,
+        compression=None,
+        extensions=extensions,
+        max_size=65_536,
+        ping_interval=ping_interval,
+        ping_timeout=20,
+        backlog=4096,
+    ):
         await asyncio.Future()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--deflate", action="store_true",
-                        help="negotiate permessage-deflate like uvicorn does by default")
-    parser.add_argument("--ping-interval", type=float, default=20.0,
-                        help="keepalive ping interval per socket, in seconds")
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="negotiate permessage-deflate like uvicorn does by default",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        help="keepalive ping interval per socket, in seconds",
+    )
     args = parser.parse_args()
     raise_open_files()
     try:

@@ -44,11 +44,26 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
     """``dienhong serve`` on 127.0.0.1:``port`` over ``data_dir`` (quiet logs)."""
-    environ = dict(os.environ, DIENHONG_DATA_DIR=str(data_dir), DIENHONG_LOG_LEVEL="WARNING",
-                   DIENHONG_LOG_JSON="false", **env)
+    environ = dict(
+        os.environ,
+        DIENHONG_DATA_DIR=str(data_dir),
+        DIENHONG_LOG_LEVEL="WARNING",
+        DIENHONG_LOG_JSON="false",
+        **env,
+    )
     return subprocess.Popen(
-        [sys.executable, "-c", "from server.cli import main; raise SystemExit(main())",
-         "serve", "--host", "127.0.0.1", "--port", str(port)], env=environ)
+        [
+            sys.executable,
+            "-c",
+            "from server.cli import main; raise SystemExit(main())",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=environ,
+    )
 
 
 async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -73,8 +88,9 @@ async def ask_all(pipes: Sequence[Connection], command: Any) -> list[Any]:
     return list(await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in pipes)))
 
 
-async def seed_demo_meeting(data_dir: Path, delegates: int, password: str, *,
-                            in_session: bool = False) -> tuple[list[str], str, int]:
+async def seed_demo_meeting(
+    data_dir: Path, delegates: int, password: str, *, in_session: bool = False
+) -> tuple[list[str], str, int]:
     """A demo city with ``delegates`` delegates and its meeting, seeded through the services.
 
     With ``in_session`` the chair starts the meeting and every member is checked in.
@@ -97,21 +113,30 @@ async def seed_demo_meeting(data_dir: Path, delegates: int, password: str, *,
     await migrate(settings)
     ctx = create_app(settings).state.ctx
     try:
-        city, _summary = await seed_demo(ctx, password=password, communes=2,
-                                         delegates=delegates)
+        city, _summary = await seed_demo(ctx, password=password, communes=2, delegates=delegates)
         async with ctx.read() as session:
-            meeting_id = int((await session.execute(
-                select(Meeting.id).order_by(Meeting.id).limit(1))).scalar_one())
+            meeting_id = int(
+                (
+                    await session.execute(select(Meeting.id).order_by(Meeting.id).limit(1))
+                ).scalar_one()
+            )
             chair_user = await session.get(User, city.chair_id)
         if in_session:
             assert chair_user is not None
-            await change_state(ctx, Principal.of(chair_user), meeting_id,
-                               MeetingState.IN_SESSION)
+            await change_state(ctx, Principal.of(chair_user), meeting_id, MeetingState.IN_SESSION)
             async with ctx.write() as w:
                 for uid in [city.chair_id, *city.delegate_ids]:
-                    w.session.add(Attendance(meeting_id=meeting_id, user_id=uid, present=True,
-                                             checked_in_at=w.now, absent_reason="",
-                                             marked_by=uid, updated_at=w.now))
+                    w.session.add(
+                        Attendance(
+                            meeting_id=meeting_id,
+                            user_id=uid,
+                            present=True,
+                            checked_in_at=w.now,
+                            absent_reason="",
+                            marked_by=uid,
+                            updated_at=w.now,
+                        )
+                    )
         now = datetime.now(UTC)
         tokens = [ctx.tokens.issue(uid, now)[0] for uid in city.delegate_ids]
         chair = ctx.tokens.issue(city.chair_id, now)[0]

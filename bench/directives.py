@@ -68,17 +68,24 @@ PASSWORD = "bench-password-1"
 def settings_for(data_dir: Path, database_url: str) -> Any:
     from server.settings import Settings
 
-    return Settings(data_dir=data_dir, database_url=database_url, log_json=False,
-                    log_level="WARNING", serve_web_client=False,
-                    # One token bucket per user: the bench's clients send few frames.
-                    ws_rate_per_sec=50.0,
-                    # Connecting thousands of sockets on a busy machine can starve the
-                    # clients' pong replies; keep-alive is not what this bench measures.
-                    ws_ping_interval_secs=600.0, ws_ping_timeout_secs=600.0)
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        log_json=False,
+        log_level="WARNING",
+        serve_web_client=False,
+        # One token bucket per user: the bench's clients send few frames.
+        ws_rate_per_sec=50.0,
+        # Connecting thousands of sockets on a busy machine can starve the
+        # clients' pong replies; keep-alive is not what this bench measures.
+        ws_ping_interval_secs=600.0,
+        ws_ping_timeout_secs=600.0,
+    )
 
 
-async def prepare(data_dir: Path, database_url: str, users: int) -> tuple[list[tuple[int, str]],
-                                                                          str, int]:
+async def prepare(
+    data_dir: Path, database_url: str, users: int
+) -> tuple[list[tuple[int, str]], str, int]:
     """Migrate, seed the demo city, add staff until ``users`` recipients exist, mint tokens."""
     from server.app import create_app
     from server.demo import seed_demo
@@ -98,18 +105,33 @@ async def prepare(data_dir: Path, database_url: str, users: int) -> tuple[list[t
             missing = users - (len(existing) - 1)  # every user but the sender receives
             for index in range(max(0, missing)):
                 unit_id = city.commune_unit_ids[index % len(city.commune_unit_ids)]
-                session.add(User(username=f"staff{index + 1:05d}",
-                                 display_name=f"Cán bộ {index + 1:05d}", unit_id=unit_id,
-                                 roles=[Role.STAFF.value], clearance="none",
-                                 is_unit_head=False, password_hash=shared_hash, active=True,
-                                 created_at=w.now))
+                session.add(
+                    User(
+                        username=f"staff{index + 1:05d}",
+                        display_name=f"Cán bộ {index + 1:05d}",
+                        unit_id=unit_id,
+                        roles=[Role.STAFF.value],
+                        clearance="none",
+                        is_unit_head=False,
+                        password_hash=shared_hash,
+                        active=True,
+                        created_at=w.now,
+                    )
+                )
         async with ctx.read() as session:
-            everyone = (await session.execute(
-                select(User.id).where(User.active.is_(True)).order_by(User.id)
-            )).scalars().all()
+            everyone = (
+                (
+                    await session.execute(
+                        select(User.id).where(User.active.is_(True)).order_by(User.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
         now = datetime.now(UTC)
-        tokens = [(uid, ctx.tokens.issue(uid, now)[0]) for uid in everyone
-                  if uid != city.standing_id]
+        tokens = [
+            (uid, ctx.tokens.issue(uid, now)[0]) for uid in everyone if uid != city.standing_id
+        ]
         sender_token = ctx.tokens.issue(city.standing_id, now)[0]
         return tokens, sender_token, city.root_unit_id
     finally:
@@ -146,8 +168,9 @@ def serve(data_dir: str, database_url: str, port: int, profile: str = "") -> Non
 
 
 # --- the client processes ------------------------------------------------------------------
-async def _clients(pipe: Connection, ws_url: str, http_url: str,
-                   specs: list[tuple[int, str]]) -> None:
+async def _clients(
+    pipe: Connection, ws_url: str, http_url: str, specs: list[tuple[int, str]]
+) -> None:
     """One client process: its sockets and HTTP connections, driven by the parent's
     commands (``ping``, ``issued``, ``me``, ``("receipts", kind, spread, via)``, ``close``)."""
     loop = asyncio.get_running_loop()
@@ -156,8 +179,9 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
 
     async def connect(user_id: int, token: str) -> None:
         async with gate:
-            ws = await websockets.connect(ws_url, max_size=None, ping_interval=None,
-                                          open_timeout=120, close_timeout=2)
+            ws = await websockets.connect(
+                ws_url, max_size=None, ping_interval=None, open_timeout=120, close_timeout=2
+            )
             await ws.send(json.dumps({"op": "auth", "token": token}))
             ready = json.loads(await ws.recv())
             if ready.get("op") != "ready":
@@ -183,8 +207,9 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
             message = json.loads(await ws.recv())
             if message.get("op") == "event" and message.get("type") == "directive.issued":
                 received[user_id] = time.time()
-                await ws.send(json.dumps({"op": "received", "topic": message["topic"],
-                                          "seq": message["seq"]}))
+                await ws.send(
+                    json.dumps({"op": "received", "topic": message["topic"], "seq": message["seq"]})
+                )
                 directive_ids[user_id] = message["data"]["directive"]["id"]
                 return
 
@@ -192,12 +217,10 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
         async with gate:
             connections[user_id] = await HttpConnection.open(http_url)
 
-    async def call(user_id: int, method: str, path: str,
-                   body: dict[str, Any] | None = None) -> int:
+    async def call(user_id: int, method: str, path: str, body: dict[str, Any] | None = None) -> int:
         for _attempt in range(3):
             try:
-                status, _ = await connections[user_id].request(method, path, tokens[user_id],
-                                                               body)
+                status, _ = await connections[user_id].request(method, path, tokens[user_id], body)
                 return status
             except (ConnectionError, IndexError):
                 # The server closed the idle keep-alive connection first (its keep-alive
@@ -211,8 +234,7 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
         """What the chat client does when connected: the op, answered on the socket."""
         ws = sockets[user_id]
         ref = f"{kind}-{directive_ids[user_id]}"
-        await ws.send(json.dumps({"op": kind, "directive_id": directive_ids[user_id],
-                                  "ref": ref}))
+        await ws.send(json.dumps({"op": kind, "directive_id": directive_ids[user_id], "ref": ref}))
         while True:
             message = json.loads(await ws.recv())
             if message.get("ref") == ref:
@@ -229,9 +251,12 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
             if via == "socket":
                 done = await over_socket(user_id, kind)
             else:
-                done = await call(user_id, "POST",
-                                  f"/api/v1/directives/{directive_ids[user_id]}/{kind}",
-                                  {}) == 200
+                done = (
+                    await call(
+                        user_id, "POST", f"/api/v1/directives/{directive_ids[user_id]}/{kind}", {}
+                    )
+                    == 200
+                )
             if done:
                 ok += 1
                 last_answer = max(last_answer, time.time())
@@ -250,33 +275,36 @@ async def _clients(pipe: Connection, ws_url: str, http_url: str,
             pipe.send(("pinged", time.monotonic() - started))
         elif command == "issued":
             received: dict[int, float] = {}
-            await asyncio.wait_for(asyncio.gather(*(wait_directive(uid, ws, received)
-                                                    for uid, ws in sockets.items())), 120)
+            await asyncio.wait_for(
+                asyncio.gather(*(wait_directive(uid, ws, received) for uid, ws in sockets.items())),
+                120,
+            )
             pipe.send(("received", list(received.values())))
         elif command == "me":
             # Baseline in the same run: every user asks GET /api/v1/me at once (an
             # authenticated request that writes nothing), each on its own connection.
-            await asyncio.gather(*(open_connection(uid) for uid in directive_ids
-                                   if uid not in connections))
+            await asyncio.gather(
+                *(open_connection(uid) for uid in directive_ids if uid not in connections)
+            )
             started = time.monotonic()
-            answers = await asyncio.gather(*(call(uid, "GET", "/api/v1/me")
-                                             for uid in directive_ids))
-            pipe.send(("me", sum(1 for code in answers if code == 200),
-                       time.monotonic() - started))
+            answers = await asyncio.gather(
+                *(call(uid, "GET", "/api/v1/me") for uid in directive_ids)
+            )
+            pipe.send(("me", sum(1 for code in answers if code == 200), time.monotonic() - started))
         elif isinstance(command, tuple) and command[0] == "receipts":
             _, kind, spread, via = command
             pipe.send(("receipts", *await receipts(kind, spread, via)))
         elif command == "close":
             for connection in connections.values():
                 connection.writer.close()
-            await asyncio.gather(*(ws.close() for ws in sockets.values()),
-                                 return_exceptions=True)
+            await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
             pipe.send(("closed",))
             return
 
 
-def client_process(pipe: Connection, ws_url: str, http_url: str,
-                   specs: list[tuple[int, str]]) -> None:
+def client_process(
+    pipe: Connection, ws_url: str, http_url: str, specs: list[tuple[int, str]]
+) -> None:
     raise_open_files()
     asyncio.run(_clients(pipe, ws_url, http_url, specs))
 
@@ -304,9 +332,17 @@ async def delivered_times(data_dir: Path, database_url: str, directive_id: int) 
     db = Database(settings_for(data_dir, database_url))
     try:
         async with db.read_session() as session:
-            rows = (await session.execute(
-                select(DirectiveRecipient.delivered_at)
-                .where(DirectiveRecipient.directive_id == directive_id))).scalars().all()
+            rows = (
+                (
+                    await session.execute(
+                        select(DirectiveRecipient.delivered_at).where(
+                            DirectiveRecipient.directive_id == directive_id
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
         return [r for r in rows if r is not None]
     finally:
         await db.dispose()
@@ -321,12 +357,15 @@ async def run(args: argparse.Namespace) -> None:
     try:
         t = time.perf_counter()
         tokens, sender_token, root_unit = await prepare(data_dir, args.database_url, args.users)
-        print(f"prepared {len(tokens)} recipients in {time.perf_counter() - t:.1f}s "
-              f"(open-files limit {limit})")
+        print(
+            f"prepared {len(tokens)} recipients in {time.perf_counter() - t:.1f}s "
+            f"(open-files limit {limit})"
+        )
         port = free_port()
         ctx_mp = multiprocessing.get_context("spawn")
-        server = ctx_mp.Process(target=serve, daemon=True,
-                                args=(str(data_dir), args.database_url, port, args.profile))
+        server = ctx_mp.Process(
+            target=serve, daemon=True, args=(str(data_dir), args.database_url, port, args.profile)
+        )
         server.start()
         http_url = f"http://127.0.0.1:{port}"
         ws_url = f"ws://127.0.0.1:{port}/ws"
@@ -339,8 +378,9 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.1)
         else:
             raise RuntimeError("server did not start")
-        await run_clients(args, tokens, sender_token, root_unit, http_url, ws_url, data_dir,
-                          server.pid)
+        await run_clients(
+            args, tokens, sender_token, root_unit, http_url, ws_url, data_dir, server.pid
+        )
         server.terminate()
         server.join(10)
     finally:
@@ -363,11 +403,13 @@ class Round:
     def print(self, recipients: int) -> None:
         what = {"read": "reads", "ack": "acks"}[self.kind]
         how = f"spread over {self.spread:.0f} s" if self.spread else "all at once"
-        print(f"  {what:>5} {how:<16} {self.ok}/{recipients} ok, {self.errors} failed; "
-              f"answered over {self.last_answer * 1000:6.0f} ms = "
-              f"{self.ok / self.last_answer:6.0f} {what}/s; roll-up 100 % after "
-              f"{self.full * 1000:6.0f} ms = {(self.full - self.last_sent) * 1000:5.0f} ms "
-              f"after the last sent ({self.updates} events)")
+        print(
+            f"  {what:>5} {how:<16} {self.ok}/{recipients} ok, {self.errors} failed; "
+            f"answered over {self.last_answer * 1000:6.0f} ms = "
+            f"{self.ok / self.last_answer:6.0f} {what}/s; roll-up 100 % after "
+            f"{self.full * 1000:6.0f} ms = {(self.full - self.last_sent) * 1000:5.0f} ms "
+            f"after the last sent ({self.updates} events)"
+        )
 
     def met(self) -> bool:
         """Issue 15: spread over 3 s, all recorded and the roll-up at 100 % within 1 s of
@@ -377,8 +419,9 @@ class Round:
         return (self.full - self.last_sent <= 1.0) if self.spread else self.full <= 3.0
 
 
-async def receipt_round(pipes: list[Connection], sender: Any, directive_id: int, kind: str,
-                        spread: float, via: str) -> Round:
+async def receipt_round(
+    pipes: list[Connection], sender: Any, directive_id: int, kind: str, spread: float, via: str
+) -> Round:
     field = {"read": "read", "ack": "acknowledged"}[kind]
     for pipe in pipes:
         pipe.send(("receipts", kind, spread, via))
@@ -387,56 +430,80 @@ async def receipt_round(pipes: list[Connection], sender: Any, directive_id: int,
     updates = 0
     while full_at is None:
         message = json.loads(await asyncio.wait_for(sender.recv(), 300))
-        if (message.get("op") == "event" and message["type"] == "directive.receipts"
-                and message["data"]["directive_id"] == directive_id):
+        if (
+            message.get("op") == "event"
+            and message["type"] == "directive.receipts"
+            and message["data"]["directive_id"] == directive_id
+        ):
             updates += 1
             summary = message["data"]["summary"]
             if summary[field] >= summary["recipients"]:
                 full_at = time.time()
     answers = await gather_from(pipes, "receipts", 300)
-    return Round(kind, spread, sum(a[1] for a in answers), sum(a[2] for a in answers),
-                 max(a[3] for a in answers) - started, max(a[4] for a in answers) - started,
-                 full_at - started, updates)
+    return Round(
+        kind,
+        spread,
+        sum(a[1] for a in answers),
+        sum(a[2] for a in answers),
+        max(a[3] for a in answers) - started,
+        max(a[4] for a in answers) - started,
+        full_at - started,
+        updates,
+    )
 
 
-async def issue(http_url: str, sender_token: str, root_unit: int,
-                pipes: list[Connection]) -> tuple[dict[str, Any], float, float, list[float]]:
+async def issue(
+    http_url: str, sender_token: str, root_unit: int, pipes: list[Connection]
+) -> tuple[dict[str, Any], float, float, list[float]]:
     """Issue one express directive to everyone; wait until every client holds it."""
-    body = {"title": "Hỏa tốc: triển khai phương án phòng chống bão",
-            "body": "Yêu cầu các đơn vị triển khai ngay phương án sơ tán dân. " * 5,
-            "urgency": "express",
-            "targets": {"unit_ids": [root_unit], "include_descendants": True},
-            "ack_required": True}
+    body = {
+        "title": "Hỏa tốc: triển khai phương án phòng chống bão",
+        "body": "Yêu cầu các đơn vị triển khai ngay phương án sơ tán dân. " * 5,
+        "urgency": "express",
+        "targets": {"unit_ids": [root_unit], "include_descendants": True},
+        "ack_required": True,
+    }
     for pipe in pipes:
         pipe.send("issued")
     async with httpx.AsyncClient(base_url=http_url, timeout=120) as http:
         requested = time.time()
-        response = await http.post("/api/v1/directives", json=body,
-                                   headers={"Authorization": f"Bearer {sender_token}"})
+        response = await http.post(
+            "/api/v1/directives", json=body, headers={"Authorization": f"Bearer {sender_token}"}
+        )
         answered = time.time()
     response.raise_for_status()
     received = [s for a in await gather_from(pipes, "received", 180) for s in a[1]]
     return response.json(), requested, answered, received
 
 
-async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
-                      sender_token: str, root_unit: int, http_url: str, ws_url: str,
-                      data_dir: Path, server_pid: int | None) -> None:
+async def run_clients(
+    args: argparse.Namespace,
+    tokens: list[tuple[int, str]],
+    sender_token: str,
+    root_unit: int,
+    http_url: str,
+    ws_url: str,
+    data_dir: Path,
+    server_pid: int | None,
+) -> None:
     ctx_mp = multiprocessing.get_context("spawn")
-    parts = [tokens[i::args.processes] for i in range(args.processes)]
+    parts = [tokens[i :: args.processes] for i in range(args.processes)]
     pipes: list[Connection] = []
     procs = []
     for part in parts:
         ours, theirs = ctx_mp.Pipe()
-        proc = ctx_mp.Process(target=client_process, args=(theirs, ws_url, http_url, part),
-                              daemon=True)
+        proc = ctx_mp.Process(
+            target=client_process, args=(theirs, ws_url, http_url, part), daemon=True
+        )
         proc.start()
         pipes.append(ours)
         procs.append(proc)
     t = time.perf_counter()
     connected = sum(a[1] for a in await gather_from(pipes, "connected", 600))
-    print(f"connected {connected} sockets in {time.perf_counter() - t:.1f}s "
-          f"over {args.processes} client processes")
+    print(
+        f"connected {connected} sockets in {time.perf_counter() - t:.1f}s "
+        f"over {args.processes} client processes"
+    )
 
     for pipe in pipes:
         pipe.send("ping")
@@ -445,8 +512,9 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
     async with websockets.connect(ws_url, max_size=None) as sender:
         await sender.send(json.dumps({"op": "auth", "token": sender_token}))
         json.loads(await sender.recv())
-        issued, requested, answered, received = await issue(http_url, sender_token,
-                                                            root_unit, pipes)
+        issued, requested, answered, received = await issue(
+            http_url, sender_token, root_unit, pipes
+        )
         directive_id = issued["id"]
         # The server records delivery in batches: wait until it has all of them.
         deadline = time.time() + 60
@@ -460,17 +528,26 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
         seen = [s - answered for s in received]
         recipients = issued["recipient_count"]
         print()
-        print(f"recipients {recipients} (left out {len(issued['left_out'])}), "
-              f"sockets {connected}, client processes {args.processes}")
+        print(
+            f"recipients {recipients} (left out {len(issued['left_out'])}), "
+            f"sockets {connected}, client processes {args.processes}"
+        )
         print(f"baseline: ping round trip on every socket at once  {baseline * 1000:8.0f} ms")
-        print(f"issue request (POST /directives) response time     "
-              f"{(answered - requested) * 1000:8.0f} ms")
+        print(
+            f"issue request (POST /directives) response time     "
+            f"{(answered - requested) * 1000:8.0f} ms"
+        )
         print("after the response, delivered as recorded by the server:")
         for label, fraction in (("50%", 0.5), ("99%", 0.99), ("100%", 1.0)):
-            print(f"  {label:>5}: {percentile(delivered, fraction) * 1000:8.0f} ms   "
-                  f"(clients saw it at {percentile(seen, fraction) * 1000:6.0f} ms)")
-        print(f"  recorded {len(delivered)}/{recipients}; median client latency "
-              f"{statistics.median(seen) * 1000:.0f} ms", flush=True)
+            print(
+                f"  {label:>5}: {percentile(delivered, fraction) * 1000:8.0f} ms   "
+                f"(clients saw it at {percentile(seen, fraction) * 1000:6.0f} ms)"
+            )
+        print(
+            f"  recorded {len(delivered)}/{recipients}; median client latency "
+            f"{statistics.median(seen) * 1000:.0f} ms",
+            flush=True,
+        )
 
         for pipe in pipes:
             pipe.send("me")
@@ -486,21 +563,26 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
             if rounds:
                 issued = (await issue(http_url, sender_token, root_unit, pipes))[0]
             for kind in ("read", "ack"):
-                rounds.append(await receipt_round(pipes, sender, issued["id"], kind, spread,
-                                                  args.via))
+                rounds.append(
+                    await receipt_round(pipes, sender, issued["id"], kind, spread, args.via)
+                )
         if args.profile and server_pid:
             os.kill(server_pid, signal.SIGUSR2)
 
     print(f"reads and acknowledgements over {args.via}:")
-    print(f"  baseline GET /api/v1/me, all {me_ok} at once: {me_secs * 1000:8.0f} ms "
-          f"= {me_ok / me_secs:7.0f} requests/s")
+    print(
+        f"  baseline GET /api/v1/me, all {me_ok} at once: {me_secs * 1000:8.0f} ms "
+        f"= {me_ok / me_secs:7.0f} requests/s"
+    )
     for round_ in rounds:
         round_.print(recipients)
     target = percentile(delivered, 0.99) <= 1.0
     print(f"target 99% delivered within 1 s of the response: {'met' if target else 'MISSED'}")
     met = all(r.met() for r in rounds)
-    print("target all recorded, roll-up at 100% within 1 s of the last one sent (spread) "
-          f"and within 3 s (all at once): {'met' if met else 'MISSED'}")
+    print(
+        "target all recorded, roll-up at 100% within 1 s of the last one sent (spread) "
+        f"and within 3 s (all at once): {'met' if met else 'MISSED'}"
+    )
 
     for pipe in pipes:
         pipe.send("close")
@@ -510,20 +592,28 @@ async def run_clients(args: argparse.Namespace, tokens: list[tuple[int, str]],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=3200, help="online recipients")
-    parser.add_argument("--processes", type=int, default=4,
-                        help="client processes")
-    parser.add_argument("--ack-spread", type=float, default=3.0,
-                        help="seconds over which clients read, then acknowledge")
-    parser.add_argument("--via", choices=("socket", "http"), default="socket",
-                        help="how clients read and acknowledge: over their socket, as the "
-                             "chat client does when connected, or over HTTP")
-    parser.add_argument("--profile", default="",
-                        help="write a cProfile of the server's acknowledgement phase here")
-    parser.add_argument("--database-url", default="",
-                        help="empty: SQLite in a temporary directory")
+    parser.add_argument("--processes", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--ack-spread",
+        type=float,
+        default=3.0,
+        help="seconds over which clients read, then acknowledge",
+    )
+    parser.add_argument(
+        "--via",
+        choices=("socket", "http"),
+        default="socket",
+        help="how clients read and acknowledge: over their socket, as the "
+        "chat client does when connected, or over HTTP",
+    )
+    parser.add_argument(
+        "--profile", default="", help="write a cProfile of the server's acknowledgement phase here"
+    )
+    parser.add_argument("--database-url", default="", help="empty: SQLite in a temporary directory")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -71,9 +71,14 @@ class Seeded:
 def settings_for(data_dir: Path, accel_redirect_prefix: str = "") -> Any:
     from server.settings import Settings
 
-    return Settings(data_dir=data_dir, log_json=False, log_level="WARNING",
-                    serve_web_client=False, render_default_width=DEFAULT_WIDTH,
-                    accel_redirect_prefix=accel_redirect_prefix)
+    return Settings(
+        data_dir=data_dir,
+        log_json=False,
+        log_level="WARNING",
+        serve_web_client=False,
+        render_default_width=DEFAULT_WIDTH,
+        accel_redirect_prefix=accel_redirect_prefix,
+    )
 
 
 def make_document(pages: int) -> bytes:
@@ -85,8 +90,10 @@ def make_document(pages: int) -> bytes:
     pdf.add_font("DejaVu", "", str(FONT_REGULAR))
     pdf.add_font("DejaVu", "B", str(FONT_BOLD))
     pdf.set_title("Báo cáo kinh tế - xã hội năm 2026")
-    line = ("Hội đồng nhân dân thành phố thảo luận báo cáo tình hình kinh tế - xã hội, "
-            "thu chi ngân sách và kế hoạch đầu tư công trung hạn. ")
+    line = (
+        "Hội đồng nhân dân thành phố thảo luận báo cáo tình hình kinh tế - xã hội, "
+        "thu chi ngân sách và kế hoạch đầu tư công trung hạn. "
+    )
     for number in range(1, pages + 1):
         pdf.add_page()
         pdf.set_font("DejaVu", "B", 16)
@@ -113,11 +120,16 @@ async def prepare(data_dir: Path, delegates: int = 3) -> Seeded:
         city, _ = await seed_demo(ctx, password=PASSWORD, communes=2, delegates=delegates)
         now = datetime.now(UTC)
         async with ctx.read() as session:
-            meeting_id = int((await session.execute(
-                select(Meeting.id).order_by(Meeting.id).limit(1))).scalar_one())
+            meeting_id = int(
+                (
+                    await session.execute(select(Meeting.id).order_by(Meeting.id).limit(1))
+                ).scalar_one()
+            )
         return Seeded(
             delegates=[str(ctx.tokens.issue(uid, now)[0]) for uid in city.delegate_ids],
-            chair=str(ctx.tokens.issue(city.chair_id, now)[0]), meeting_id=meeting_id)
+            chair=str(ctx.tokens.issue(city.chair_id, now)[0]),
+            meeting_id=meeting_id,
+        )
     finally:
         await ctx.db.dispose()
 
@@ -132,13 +144,17 @@ def serve(data_dir: str, port: int, accel_redirect_prefix: str = "") -> None:
 
     settings = settings_for(Path(data_dir), accel_redirect_prefix)
     configure_logging(settings.log_level, as_json=False)
-    options = uvicorn_options(settings) | {"log_level": "warning", "backlog": 4096,
-                                           "timeout_keep_alive": 300}
+    options = uvicorn_options(settings) | {
+        "log_level": "warning",
+        "backlog": 4096,
+        "timeout_keep_alive": 300,
+    }
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
 
 
-async def timed_get(client: httpx.AsyncClient, path: str,
-                    headers: dict[str, str] | None = None, expect: int = 200) -> float:
+async def timed_get(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None, expect: int = 200
+) -> float:
     started = time.perf_counter()
     response = await client.get(path, headers=headers)
     elapsed = time.perf_counter() - started
@@ -147,32 +163,43 @@ async def timed_get(client: httpx.AsyncClient, path: str,
     return elapsed
 
 
-async def stampede(client: httpx.AsyncClient, tablets: int, path: str,
-                   headers: dict[str, str] | None = None, expect: int = 200) -> list[float]:
+async def stampede(
+    client: httpx.AsyncClient,
+    tablets: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    expect: int = 200,
+) -> list[float]:
     """``tablets`` requests for the same thing, all at once."""
-    return list(await asyncio.gather(*(timed_get(client, path, headers, expect)
-                                       for _ in range(tablets))))
+    return list(
+        await asyncio.gather(*(timed_get(client, path, headers, expect) for _ in range(tablets)))
+    )
 
 
 def show(label: str, values: list[float]) -> None:
-    print(f"  {label:<44} p50 {percentile(values, 0.5) * 1000:8.1f} ms   "
-          f"p99 {percentile(values, 0.99) * 1000:8.1f} ms   (n={len(values)})")
+    print(
+        f"  {label:<44} p50 {percentile(values, 0.5) * 1000:8.1f} ms   "
+        f"p99 {percentile(values, 0.99) * 1000:8.1f} ms   (n={len(values)})"
+    )
 
 
-async def fresh_burst(base: str, token: str, tablets: int, path: str,
-                      verify: Any = True) -> list[float]:
+async def fresh_burst(
+    base: str, token: str, tablets: int, path: str, verify: Any = True
+) -> list[float]:
     """``tablets`` clients, one request each on a new connection, all at once."""
 
     async def tablet() -> float:
-        async with httpx.AsyncClient(base_url=base, timeout=120, verify=verify,
-                                     headers={"Authorization": f"Bearer {token}"}) as own:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=120, verify=verify, headers={"Authorization": f"Bearer {token}"}
+        ) as own:
             return await timed_get(own, path)
 
     return list(await asyncio.gather(*(tablet() for _ in range(tablets))))
 
 
-async def burst_rows(label: str, base: str, token: str, tablets: int, rounds: int,
-                     page_path: str, verify: Any = True) -> None:
+async def burst_rows(
+    label: str, base: str, token: str, tablets: int, rounds: int, page_path: str, verify: Any = True
+) -> None:
     """The warm-page burst and the /api/v1/me burst, alternating round by round."""
     await fresh_burst(base, token, 1, page_path, verify)  # rendered and cached
     pages: list[float] = []
@@ -186,19 +213,23 @@ async def burst_rows(label: str, base: str, token: str, tablets: int, rounds: in
 
 async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> int:
     document = make_document(pages)
-    print(f"document: {pages} pages, {len(document) / 1024:.0f} KiB; {tablets} tablets, "
-          f"{rounds} rounds")
+    print(
+        f"document: {pages} pages, {len(document) / 1024:.0f} KiB; {tablets} tablets, "
+        f"{rounds} rounds"
+    )
     limits = httpx.Limits(max_connections=tablets + 5, max_keepalive_connections=tablets + 5)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=120, limits=limits, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         await stampede(client, tablets, "/api/v1/me")  # open the connections
         baseline = []
         for _ in range(rounds):
             baseline += await stampede(client, tablets, "/api/v1/me")
 
         started = time.perf_counter()
-        response = await client.post("/api/v1/files",
-                                     files={"file": ("bao-cao.pdf", document, "application/pdf")})
+        response = await client.post(
+            "/api/v1/files", files={"file": ("bao-cao.pdf", document, "application/pdf")}
+        )
         uploaded = time.perf_counter() - started
         if response.status_code != 201:
             raise RuntimeError(response.text)
@@ -228,18 +259,23 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> i
             warm_path = f"/api/v1/files/{file_id}/pages/{page}.png"
             warm += await stampede(client, tablets, warm_path)
             etag = (await client.get(warm_path)).headers["etag"]
-            not_modified += await stampede(client, tablets, warm_path,
-                                           {"If-None-Match": etag}, expect=304)
+            not_modified += await stampede(
+                client, tablets, warm_path, {"If-None-Match": etag}, expect=304
+            )
         png = await client.get(f"/api/v1/files/{file_id}/pages/1.png")
-        single_page = [await timed_get(client, f"/api/v1/files/{file_id}/pages/1.png")
-                       for _ in range(SEQUENTIAL)]
+        single_page = [
+            await timed_get(client, f"/api/v1/files/{file_id}/pages/1.png")
+            for _ in range(SEQUENTIAL)
+        ]
         single_me = [await timed_get(client, "/api/v1/me") for _ in range(SEQUENTIAL)]
 
     print(f"  upload (checked in a worker)                 {uploaded * 1000:8.1f} ms")
     print(f"  time to first page (from upload start)       {first_page * 1000:8.1f} ms")
-    print(f"  time to all {pages} pages ({ALL_PAGES_READERS} readers)            "
-          f"{all_pages * 1000:8.1f} ms  ({pages / (all_pages - uploaded):.1f} pages/s "
-          "after upload)")
+    print(
+        f"  time to all {pages} pages ({ALL_PAGES_READERS} readers)            "
+        f"{all_pages * 1000:8.1f} ms  ({pages / (all_pages - uploaded):.1f} pages/s "
+        "after upload)"
+    )
     print(f"  page PNG at {DEFAULT_WIDTH} px: {len(png.content) / 1024:.0f} KiB")
     show(f"cold page, {tablets} tablets at once (1 render)", cold)
     show(f"warm page, {tablets} tablets at once", warm)
@@ -247,14 +283,23 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> i
     show(f"baseline GET /api/v1/me, {tablets} at once", baseline)
     show("warm page, one tablet alone", single_page)
     show("baseline GET /api/v1/me, one tablet alone", single_me)
-    print(f"  mean cold {statistics.mean(cold) * 1000:.1f} ms, warm "
-          f"{statistics.mean(warm) * 1000:.1f} ms")
-    async with httpx.AsyncClient(base_url=base, timeout=120,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    print(
+        f"  mean cold {statistics.mean(cold) * 1000:.1f} ms, warm "
+        f"{statistics.mean(warm) * 1000:.1f} ms"
+    )
+    async with httpx.AsyncClient(
+        base_url=base, timeout=120, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         webp = await client.get(f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}")
     print(f"  page WebP at {BURST_WIDTH} px: {len(webp.content) / 1024:.0f} KiB")
-    await burst_rows("direct", base, token, tablets, rounds,
-                     f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}")
+    await burst_rows(
+        "direct",
+        base,
+        token,
+        tablets,
+        rounds,
+        f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
+    )
     return int(file_id)
 
 
@@ -273,11 +318,18 @@ def frame_bytes(payload: int, masked: bool) -> int:
 def http_bytes(response: httpx.Response) -> tuple[int, int]:
     """Bytes of a request and of its answer (start lines, headers and bodies, HTTP/1.1)."""
     request = response.request
-    asked = (len(f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n") + 2
-             + sum(len(k) + len(v) + 4 for k, v in request.headers.raw) + len(request.content))
-    answered = (len(f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n") + 2
-                + sum(len(k) + len(v) + 4 for k, v in response.headers.raw)
-                + int(response.headers.get("content-length", len(response.content))))
+    asked = (
+        len(f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n")
+        + 2
+        + sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
+        + len(request.content)
+    )
+    answered = (
+        len(f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n")
+        + 2
+        + sum(len(k) + len(v) + 4 for k, v in response.headers.raw)
+        + int(response.headers.get("content-length", len(response.content)))
+    )
     return asked, answered
 
 
@@ -289,17 +341,21 @@ async def page_turn_bytes(base: str, seeded: Seeded, pages: int) -> None:
     from websockets.asyncio.client import connect
 
     meeting = seeded.meeting_id
-    async with httpx.AsyncClient(base_url=base, timeout=120, headers={
-            "Authorization": f"Bearer {seeded.chair}"}) as chair:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=120, headers={"Authorization": f"Bearer {seeded.chair}"}
+    ) as chair:
         # The chair's own copy of the document goes on the agenda.
-        uploaded = await chair.post("/api/v1/files", files={
-            "file": ("bao-cao.pdf", make_document(pages), "application/pdf")})
+        uploaded = await chair.post(
+            "/api/v1/files",
+            files={"file": ("bao-cao.pdf", make_document(pages), "application/pdf")},
+        )
         if uploaded.status_code != 201:
             raise RuntimeError(uploaded.text)
         file_id = int(uploaded.json()["id"])
-        item = await chair.post(f"/api/v1/meetings/{meeting}/agenda",
-                                json={"title": "Báo cáo kinh tế - xã hội",
-                                      "document_ids": [file_id]})
+        item = await chair.post(
+            f"/api/v1/meetings/{meeting}/agenda",
+            json={"title": "Báo cáo kinh tế - xã hội", "document_ids": [file_id]},
+        )
         if item.status_code != 201:
             raise RuntimeError(item.text)
         started = await chair.post(f"/api/v1/meetings/{meeting}/start")
@@ -316,8 +372,9 @@ async def page_turn_bytes(base: str, seeded: Seeded, pages: int) -> None:
         async def tablet(index: int, token: str) -> None:
             async with connect(ws_url, max_size=None, compression=None) as ws:
                 await ws.send(json.dumps({"op": "auth", "token": token}))
-                await ws.send(json.dumps({"op": "subscribe",
-                                          "topics": {f"meeting:{meeting}": seq}}))
+                await ws.send(
+                    json.dumps({"op": "subscribe", "topics": {f"meeting:{meeting}": seq}})
+                )
                 async for raw in ws:
                     frame = json.loads(raw)
                     if frame.get("op") == "subscribed":
@@ -326,15 +383,15 @@ async def page_turn_bytes(base: str, seeded: Seeded, pages: int) -> None:
                         continue
                     down[index] += frame_bytes(len(str(raw).encode()), masked=False)
                     if frame.get("op") == "event":
-                        confirm = json.dumps({"op": "received", "topic": frame["topic"],
-                                              "seq": frame["seq"]})
+                        confirm = json.dumps(
+                            {"op": "received", "topic": frame["topic"], "seq": frame["seq"]}
+                        )
                         await ws.send(confirm)
                         up[index] += frame_bytes(len(confirm.encode()), masked=True)
                         if frame["type"] == "presentation.changed":
                             heard[index].set()
 
-        tasks = [asyncio.create_task(tablet(i, token))
-                 for i, token in enumerate(seeded.delegates)]
+        tasks = [asyncio.create_task(tablet(i, token)) for i, token in enumerate(seeded.delegates)]
         try:
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
             per_turn_events: list[int] = []
@@ -344,9 +401,14 @@ async def page_turn_bytes(base: str, seeded: Seeded, pages: int) -> None:
                 down[:] = [0] * len(down)
                 up[:] = [0] * len(up)
                 counting[0] = True
-                shown = await chair.post(f"/api/v1/meetings/{meeting}/presentation", json={
-                    "agenda_item_id": item.json()["id"], "document_id": file_id,
-                    "page": 2 + turn % (pages - 1)})
+                shown = await chair.post(
+                    f"/api/v1/meetings/{meeting}/presentation",
+                    json={
+                        "agenda_item_id": item.json()["id"],
+                        "document_id": file_id,
+                        "page": 2 + turn % (pages - 1),
+                    },
+                )
                 if shown.status_code >= 300:
                     raise RuntimeError(shown.text)
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in heard)), 60)
@@ -362,32 +424,49 @@ async def page_turn_bytes(base: str, seeded: Seeded, pages: int) -> None:
     # Without the pre-download every tablet asks for the new page (the one after it was
     # fetched ahead at the previous turn, so one image a turn in the steady state).
     path = f"/api/v1/files/{file_id}/pages/3.webp?width={BURST_WIDTH}"
-    async with httpx.AsyncClient(base_url=base, timeout=120, headers={
-            "Authorization": f"Bearer {seeded.delegates[0]}", "Accept": "image/webp,*/*",
-            "Accept-Encoding": "gzip, br"}) as reader:
+    async with httpx.AsyncClient(
+        base_url=base,
+        timeout=120,
+        headers={
+            "Authorization": f"Bearer {seeded.delegates[0]}",
+            "Accept": "image/webp,*/*",
+            "Accept-Encoding": "gzip, br",
+        },
+    ) as reader:
         response = await reader.get(path)
     asked, answered = http_bytes(response)
-    print(f"  page turn, {tablets} tablets that pre-downloaded: {events / 1024:.1f} KiB in "
-          f"all, events only ({events / tablets:.0f} B a tablet, WebSocket frames both "
-          "ways; target < 100 KB)")
-    print(f"  page turn, {tablets} tablets without pre-download: "
-          f"{(events + tablets * (asked + answered)) / 1024:.0f} KiB in all (a "
-          f"{BURST_WIDTH} px text page: {len(response.content) / 1024:.1f} KiB image, "
-          f"{(asked + answered) / 1024:.1f} KiB with the request and headers; target "
-          "<= 60 KB a page)")
+    print(
+        f"  page turn, {tablets} tablets that pre-downloaded: {events / 1024:.1f} KiB in "
+        f"all, events only ({events / tablets:.0f} B a tablet, WebSocket frames both "
+        "ways; target < 100 KB)"
+    )
+    print(
+        f"  page turn, {tablets} tablets without pre-download: "
+        f"{(events + tablets * (asked + answered)) / 1024:.0f} KiB in all (a "
+        f"{BURST_WIDTH} px text page: {len(response.content) / 1024:.1f} KiB image, "
+        f"{(asked + answered) / 1024:.1f} KiB with the request and headers; target "
+        "<= 60 KB a page)"
+    )
 
 
-async def proxied_burst(data_dir: Path, proxied_port: int, token: str, tablets: int,
-                        rounds: int, file_id: int) -> None:
+async def proxied_burst(
+    data_dir: Path, proxied_port: int, token: str, tablets: int, rounds: int, file_id: int
+) -> None:
     """The burst through nginx in front of the node that answers with X-Accel-Redirect."""
     from tests.deploy.cluster import start_nginx, stop_nginx
 
     prefix = data_dir.parent / f"{data_dir.name}-nginx"
     nginx = await start_nginx(prefix, [proxied_port, proxied_port], data_dir)
     try:
-        await burst_rows("nginx", nginx.url, token, tablets, rounds,
-                         f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
-                         verify=nginx.ca)
+        await burst_rows(
+            "nginx",
+            nginx.url,
+            token,
+            tablets,
+            rounds,
+            f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
+            verify=nginx.ca,
+        )
     finally:
         await stop_nginx(nginx)
         shutil.rmtree(prefix, ignore_errors=True)
@@ -398,8 +477,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--tablets", type=int, default=95)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--no-proxy", action="store_true",
-                        help="leave out the burst through nginx")
+    parser.add_argument("--no-proxy", action="store_true", help="leave out the burst through nginx")
     args = parser.parse_args()
     with_proxy = not args.no_proxy and shutil.which("nginx") is not None
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-docs-"))
@@ -411,8 +489,9 @@ def main() -> None:
         spawn = multiprocessing.get_context("spawn")
         servers.append(spawn.Process(target=serve, args=(str(data_dir), port)))
         if with_proxy:
-            servers.append(spawn.Process(target=serve,
-                                         args=(str(data_dir), proxied_port, ACCEL_PREFIX)))
+            servers.append(
+                spawn.Process(target=serve, args=(str(data_dir), proxied_port, ACCEL_PREFIX))
+            )
         for server in servers:
             server.start()
         base = f"http://127.0.0.1:{port}"
@@ -433,8 +512,9 @@ def main() -> None:
         asyncio.run(page_turn_bytes(base, seeded, args.pages))
         if with_proxy:
             asyncio.run(wait_ready(f"http://127.0.0.1:{proxied_port}"))
-            asyncio.run(proxied_burst(data_dir, proxied_port, token, args.tablets,
-                                      args.rounds, file_id))
+            asyncio.run(
+                proxied_burst(data_dir, proxied_port, token, args.tablets, args.rounds, file_id)
+            )
         else:
             print("  (no nginx: the burst through the proxy is left out)")
     finally:

@@ -71,10 +71,12 @@ PAUSE_BETWEEN_ROUNDS_SECS = 0.5
 # Accounts per bench ward, like the city's communes (~3,200 staff in 126 units).
 WARD_SIZE = 25
 # Instruction-sized: a directive of about 1 KB of JSON, in Vietnamese like the real ones.
-BODY = ("Đề nghị UBND các phường, xã khẩn trương rà soát, báo cáo tình hình thiệt hại do mưa "
-        "lớn gây ra trên địa bàn, tổ chức sơ tán người dân khỏi khu vực nguy hiểm, bố trí lực "
-        "lượng trực 24/24 giờ và gửi báo cáo về Thường trực HĐND thành phố trước 17 giờ hôm "
-        "nay. ")
+BODY = (
+    "Đề nghị UBND các phường, xã khẩn trương rà soát, báo cáo tình hình thiệt hại do mưa "
+    "lớn gây ra trên địa bàn, tổ chức sơ tán người dân khỏi khu vực nguy hiểm, bố trí lực "
+    "lượng trực 24/24 giờ và gửi báo cáo về Thường trực HĐND thành phố trước 17 giờ hôm "
+    "nay. "
+)
 
 
 def payload(round_id: int) -> dict[str, Any]:
@@ -110,8 +112,10 @@ def machine() -> str:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
-    return (f"{os.cpu_count()} CPU ({model}), {mem_kib / 1024 / 1024:.1f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPU ({model}), {mem_kib / 1024 / 1024:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 @dataclass
@@ -125,10 +129,12 @@ class Result:
 
     def row(self) -> str:
         values = sorted(self.latencies_ms)
-        return (f"{self.mode:<7}{self.server:<10}{self.clients:>8}"
-                f"{len(values):>8}/{self.expected:<8}"
-                f"{percentile(values, 0.5):>9.1f}{percentile(values, 0.99):>9.1f}"
-                f"{(values[-1] if values else float('nan')):>9.1f}")
+        return (
+            f"{self.mode:<7}{self.server:<10}{self.clients:>8}"
+            f"{len(values):>8}/{self.expected:<8}"
+            f"{percentile(values, 0.5):>9.1f}{percentile(values, 0.99):>9.1f}"
+            f"{(values[-1] if values else float('nan')):>9.1f}"
+        )
 
     @property
     def p99(self) -> float:
@@ -158,16 +164,19 @@ def dienhong_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "server.cli"]
 
 
-def server_env(data_dir: Path, redis_url: str, channel: str,
-               ping_interval: float) -> dict[str, str]:
+def server_env(
+    data_dir: Path, redis_url: str, channel: str, ping_interval: float
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIENHONG_")}
-    env.update({
-        "DIENHONG_DATA_DIR": str(data_dir),
-        "DIENHONG_REDIS_URL": redis_url,
-        "DIENHONG_REDIS_CHANNEL": channel,
-        "DIENHONG_LOG_LEVEL": "WARNING",
-        "DIENHONG_WS_PING_INTERVAL_SECS": str(ping_interval),
-    })
+    env.update(
+        {
+            "DIENHONG_DATA_DIR": str(data_dir),
+            "DIENHONG_REDIS_URL": redis_url,
+            "DIENHONG_REDIS_CHANNEL": channel,
+            "DIENHONG_LOG_LEVEL": "WARNING",
+            "DIENHONG_WS_PING_INTERVAL_SECS": str(ping_interval),
+        }
+    )
     return env
 
 
@@ -177,35 +186,59 @@ async def seed_accounts(ctx: Context, count: int) -> tuple[list[int], int]:
     its own, so no presence traffic: the shared topic of ``--mode shared``)."""
     async with ctx.write() as w:
         session = w.session
-        root_id = (await session.execute(
-            select(Unit.id).where(Unit.parent_id.is_(None)).order_by(Unit.id)
-        )).scalars().first()
-        shared_hash = (await session.execute(
-            select(User.password_hash).where(User.username == "admin")
-        )).scalar_one()
-        cluster = Unit(name="Cụm thử tải", kind=UnitKind.DEPARTMENT.value, parent_id=root_id,
-                       created_at=w.now)
+        root_id = (
+            (
+                await session.execute(
+                    select(Unit.id).where(Unit.parent_id.is_(None)).order_by(Unit.id)
+                )
+            )
+            .scalars()
+            .first()
+        )
+        shared_hash = (
+            await session.execute(select(User.password_hash).where(User.username == "admin"))
+        ).scalar_one()
+        cluster = Unit(
+            name="Cụm thử tải", kind=UnitKind.DEPARTMENT.value, parent_id=root_id, created_at=w.now
+        )
         session.add(cluster)
         await session.flush()
-        wards = [Unit(name=f"Tổ thử tải {i:03d}", kind=UnitKind.WARD.value,
-                      parent_id=cluster.id, created_at=w.now)
-                 for i in range((count + WARD_SIZE - 1) // WARD_SIZE)]
+        wards = [
+            Unit(
+                name=f"Tổ thử tải {i:03d}",
+                kind=UnitKind.WARD.value,
+                parent_id=cluster.id,
+                created_at=w.now,
+            )
+            for i in range((count + WARD_SIZE - 1) // WARD_SIZE)
+        ]
         session.add_all(wards)
         await session.flush()
         rows = [
-            {"username": f"bench{i:05d}", "display_name": f"Cán bộ thử tải {i}",
-             "unit_id": wards[i // WARD_SIZE].id, "roles": [Role.STAFF.value],
-             "clearance": Confidentiality.NONE.value, "is_unit_head": False,
-             "password_hash": shared_hash, "active": True, "created_at": w.now}
+            {
+                "username": f"bench{i:05d}",
+                "display_name": f"Cán bộ thử tải {i}",
+                "unit_id": wards[i // WARD_SIZE].id,
+                "roles": [Role.STAFF.value],
+                "clearance": Confidentiality.NONE.value,
+                "is_unit_head": False,
+                "password_hash": shared_hash,
+                "active": True,
+                "created_at": w.now,
+            }
             for i in range(count)
         ]
         for start in range(0, len(rows), 1000):
-            await session.execute(insert(User), rows[start:start + 1000])
+            await session.execute(insert(User), rows[start : start + 1000])
         cluster_id = cluster.id
     async with ctx.read() as session:
-        ids = list((await session.execute(
-            select(User.id).where(User.username.like("bench%")).order_by(User.id)
-        )).scalars())
+        ids = list(
+            (
+                await session.execute(
+                    select(User.id).where(User.username.like("bench%")).order_by(User.id)
+                )
+            ).scalars()
+        )
     return ids, cluster_id
 
 
@@ -221,8 +254,15 @@ async def let_follow_cluster(ctx: Context, user_ids: list[int]) -> None:
 
 
 def bare_command(port: int, deflate: bool, ping_interval: float) -> list[str]:
-    command = [sys.executable, "-m", "bench.bare", "--port", str(port),
-               "--ping-interval", str(ping_interval)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.bare",
+        "--port",
+        str(port),
+        "--ping-interval",
+        str(ping_interval),
+    ]
     if deflate:
         command.append("--deflate")
     return command
@@ -237,8 +277,9 @@ class ServerProcess:
 
     def launch(self) -> None:
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log,
-                                         preexec_fn=raise_open_files)
+            self.proc = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=log, preexec_fn=raise_open_files
+            )
 
     async def start(self, health_url: str) -> None:
         self.launch()
@@ -272,8 +313,9 @@ class ServerProcess:
 # --- measuring ------------------------------------------------------------------------
 
 
-async def run_rounds(result: Result, swarm: Swarm, rounds: int,
-                     publish: Any, round_base: int) -> None:
+async def run_rounds(
+    result: Result, swarm: Swarm, rounds: int, publish: Any, round_base: int
+) -> None:
     """Round 0 warms up; then ``rounds`` measured rounds."""
     for index in range(rounds + 1):
         round_id = round_base + index
@@ -289,18 +331,30 @@ async def run_rounds(result: Result, swarm: Swarm, rounds: int,
         await asyncio.sleep(PAUSE_BETWEEN_ROUNDS_SECS)
 
 
-async def connect_swarm(url: str, specs: list[ClientSpec], procs: int, deflate: bool,
-                        label: str) -> Swarm:
+async def connect_swarm(
+    url: str, specs: list[ClientSpec], procs: int, deflate: bool, label: str
+) -> Swarm:
     swarm = Swarm(url, processes=procs, deflate=deflate)
     ok, errors, secs = await swarm.connect(specs, in_turn=True)
-    print(f"  {label}: {ok}/{len(specs)} clients connected in {secs:.1f}s"
-          + (f"; first errors: {errors[:3]}" if errors else ""), flush=True)
+    print(
+        f"  {label}: {ok}/{len(specs)} clients connected in {secs:.1f}s"
+        + (f"; first errors: {errors[:3]}" if errors else ""),
+        flush=True,
+    )
     return swarm
 
 
-async def bench_project(ctx: Context, broker: TimedBroker, ws_url: str, mode: str,
-                        user_ids: list[int], cluster_id: int, tokens: dict[int, str],
-                        args: argparse.Namespace, round_base: int) -> Result:
+async def bench_project(
+    ctx: Context,
+    broker: TimedBroker,
+    ws_url: str,
+    mode: str,
+    user_ids: list[int],
+    cluster_id: int,
+    tokens: dict[int, str],
+    args: argparse.Namespace,
+    round_base: int,
+) -> Result:
     result = Result(mode, "dienhong", len(user_ids))
     topic = f"unit:{cluster_id}"
     follow = None
@@ -318,8 +372,7 @@ async def bench_project(ctx: Context, broker: TimedBroker, ws_url: str, mode: st
                 await w.emit(topic, "directive.issued", data)
             else:
                 # As a directive to N recipients is written: one event per recipient.
-                await w.emit_many([f"user:{uid}" for uid in user_ids], "directive.issued",
-                                  data)
+                await w.emit_many([f"user:{uid}" for uid in user_ids], "directive.issued", data)
         return broker.handed_at
 
     try:
@@ -329,19 +382,24 @@ async def bench_project(ctx: Context, broker: TimedBroker, ws_url: str, mode: st
     return result
 
 
-async def bench_bare(bare_port: int, mode: str, user_ids: list[int],
-                     args: argparse.Namespace, round_base: int) -> Result:
+async def bench_bare(
+    bare_port: int, mode: str, user_ids: list[int], args: argparse.Namespace, round_base: int
+) -> Result:
     result = Result(mode, "bare", len(user_ids))
     specs = [ClientSpec(key=uid, token=str(uid)) for uid in user_ids]
-    swarm = await connect_swarm(f"ws://127.0.0.1:{bare_port}/ws", specs, args.procs, True,
-                                f"bare {mode}")
+    swarm = await connect_swarm(
+        f"ws://127.0.0.1:{bare_port}/ws", specs, args.procs, True, f"bare {mode}"
+    )
     try:
-        async with connect(f"ws://127.0.0.1:{bare_port}/control", compression=None,
-                           max_size=None) as control:
+        async with connect(
+            f"ws://127.0.0.1:{bare_port}/control", compression=None, max_size=None
+        ) as control:
 
             async def publish(round_id: int) -> float:
-                text = json.dumps({"op": "broadcast", "mode": mode, "round": round_id,
-                                   "data": payload(round_id)}, ensure_ascii=False)
+                text = json.dumps(
+                    {"op": "broadcast", "mode": mode, "round": round_id, "data": payload(round_id)},
+                    ensure_ascii=False,
+                )
                 handed_at = time.monotonic()
                 await control.send(text)
                 await control.recv()
@@ -353,8 +411,14 @@ async def bench_bare(bare_port: int, mode: str, user_ids: list[int],
     return result
 
 
-async def idle_memory(start: Any, pid_of: Any, ws_url: str, specs: list[ClientSpec],
-                      args: argparse.Namespace, label: str) -> tuple[int, int, int]:
+async def idle_memory(
+    start: Any,
+    pid_of: Any,
+    ws_url: str,
+    specs: list[ClientSpec],
+    args: argparse.Namespace,
+    label: str,
+) -> tuple[int, int, int]:
     """RSS before and with ``len(specs)`` idle authenticated sockets (KiB), and how many."""
     await start()
     warm = await connect_swarm(ws_url, specs[:50], 1, True, f"{label} warm-up")
@@ -391,9 +455,21 @@ async def main(args: argparse.Namespace) -> int:
     try:
         started = time.monotonic()
         await asyncio.to_thread(
-            subprocess.run, [*dienhong_command(), "demo", "--password", DEMO_PASSWORD,
-                             "--communes", "126", "--delegates", "95"],
-            env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run,
+            [
+                *dienhong_command(),
+                "demo",
+                "--password",
+                DEMO_PASSWORD,
+                "--communes",
+                "126",
+                "--delegates",
+                "95",
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         ctx = create_app(settings).state.ctx
         assert ctx is not None
         await ctx.broker.ping()
@@ -403,15 +479,19 @@ async def main(args: argparse.Namespace) -> int:
         tokens = {uid: ctx.tokens.issue(uid, now)[0] for uid in all_ids}
         async with ctx.read() as session:
             accounts = len((await session.execute(select(User.id))).all())
-        print(f"set-up: {accounts} accounts, {len(tokens)} tokens in "
-              f"{time.monotonic() - started:.1f}s; data dir {data_dir}; "
-              f"permessage-deflate {'on' if deflate else 'off'}", flush=True)
+        print(
+            f"set-up: {accounts} accounts, {len(tokens)} tokens in "
+            f"{time.monotonic() - started:.1f}s; data dir {data_dir}; "
+            f"permessage-deflate {'on' if deflate else 'off'}",
+            flush=True,
+        )
         broker = TimedBroker(ctx.broker)
         ctx.broker = broker
 
         port = free_port()
-        project = ServerProcess([*dienhong_command(), "serve", "--port", str(port)], env,
-                                data_dir / "server.log")
+        project = ServerProcess(
+            [*dienhong_command(), "serve", "--port", str(port)], env, data_dir / "server.log"
+        )
         await project.start(f"http://127.0.0.1:{port}/healthz")
         bare_port = free_port()
         bare_cmd = bare_command(bare_port, deflate, args.ping_interval)
@@ -422,8 +502,11 @@ async def main(args: argparse.Namespace) -> int:
         ws_url = f"ws://127.0.0.1:{port}/ws"
         round_base = 1
         for mode in modes:
-            results.append(await bench_project(ctx, broker, ws_url, mode, user_ids, cluster_id,
-                                               tokens, args, round_base))
+            results.append(
+                await bench_project(
+                    ctx, broker, ws_url, mode, user_ids, cluster_id, tokens, args, round_base
+                )
+            )
             round_base += args.rounds + 1
             results.append(await bench_bare(bare_port, mode, user_ids, args, round_base))
             round_base += args.rounds + 1
@@ -435,23 +518,43 @@ async def main(args: argparse.Namespace) -> int:
         if args.idle:
             idle_ids = all_ids[: args.idle]
             port = free_port()
-            project = ServerProcess([*dienhong_command(), "serve", "--port", str(port)], env,
-                                    data_dir / "server-idle.log")
+            project = ServerProcess(
+                [*dienhong_command(), "serve", "--port", str(port)],
+                env,
+                data_dir / "server-idle.log",
+            )
             server_ = project
-            memory.append(("dienhong", *await idle_memory(
-                lambda: server_.start(f"http://127.0.0.1:{port}/healthz"), lambda: server_.pid,
-                f"ws://127.0.0.1:{port}/ws",
-                [ClientSpec(key=uid, token=tokens[uid]) for uid in idle_ids], args,
-                "dienhong")))
+            memory.append(
+                (
+                    "dienhong",
+                    *await idle_memory(
+                        lambda: server_.start(f"http://127.0.0.1:{port}/healthz"),
+                        lambda: server_.pid,
+                        f"ws://127.0.0.1:{port}/ws",
+                        [ClientSpec(key=uid, token=tokens[uid]) for uid in idle_ids],
+                        args,
+                        "dienhong",
+                    ),
+                )
+            )
             project.stop()
             bare_port = free_port()
             bare_cmd = bare_command(bare_port, deflate, args.ping_interval)
             bare = ServerProcess(bare_cmd, env, data_dir / "bare-idle.log")
             bare_ = bare
-            memory.append(("bare", *await idle_memory(
-                lambda: bare_.start(f"http://127.0.0.1:{bare_port}/"), lambda: bare_.pid,
-                f"ws://127.0.0.1:{bare_port}/ws",
-                [ClientSpec(key=uid, token=str(uid)) for uid in idle_ids], args, "bare")))
+            memory.append(
+                (
+                    "bare",
+                    *await idle_memory(
+                        lambda: bare_.start(f"http://127.0.0.1:{bare_port}/"),
+                        lambda: bare_.pid,
+                        f"ws://127.0.0.1:{bare_port}/ws",
+                        [ClientSpec(key=uid, token=str(uid)) for uid in idle_ids],
+                        args,
+                        "bare",
+                    ),
+                )
+            )
     finally:
         for proc in (project, bare):
             if proc is not None:
@@ -466,45 +569,67 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def report(args: argparse.Namespace, modes: list[str], results: list[Result],
-           memory: list[tuple[str, int, int, int]]) -> None:
+def report(
+    args: argparse.Namespace,
+    modes: list[str],
+    results: list[Result],
+    memory: list[tuple[str, int, int, int]],
+) -> None:
     print()
-    print(f"Fan-out of one ~{len(json.dumps(payload(1), ensure_ascii=False).encode())}-byte "
-          f"event, {args.rounds} rounds after a warm-up, {args.procs} client processes, "
-          f"keepalive pings every {args.ping_interval:g} s; "
-          "latency from hand-off to broker (dienhong) or control frame (bare) to client "
-          "receipt.")
-    print(f"{'mode':<7}{'server':<10}{'clients':>8}{'delivered':>17}"
-          f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(
+        f"Fan-out of one ~{len(json.dumps(payload(1), ensure_ascii=False).encode())}-byte "
+        f"event, {args.rounds} rounds after a warm-up, {args.procs} client processes, "
+        f"keepalive pings every {args.ping_interval:g} s; "
+        "latency from hand-off to broker (dienhong) or control frame (bare) to client "
+        "receipt."
+    )
+    print(
+        f"{'mode':<7}{'server':<10}{'clients':>8}{'delivered':>17}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
     for result in results:
         print(result.row())
     for mode in modes:
         ours = next(r for r in results if r.mode == mode and r.server == "dienhong")
         base = next(r for r in results if r.mode == mode and r.server == "bare")
         ratio = ours.p99 / base.p99 if base.p99 else float("nan")
-        print(f"p99 ratio dienhong/bare ({mode}): {ratio:.2f}  (target <= 1.5)  "
-              f"per-round p99 ms dienhong {[round(x) for x in ours.round_p99_ms]}, "
-              f"bare {[round(x) for x in base.round_p99_ms]}")
+        print(
+            f"p99 ratio dienhong/bare ({mode}): {ratio:.2f}  (target <= 1.5)  "
+            f"per-round p99 ms dienhong {[round(x) for x in ours.round_p99_ms]}, "
+            f"bare {[round(x) for x in base.round_p99_ms]}"
+        )
     for label, before, after, live in memory:
         per = (after - before) / live if live else float("nan")
         target = "  (target <= 40)" if label == "dienhong" else ""
-        print(f"idle memory {label}: {live} sockets, RSS {before / 1024:.1f} -> "
-              f"{after / 1024:.1f} MiB = {per:.1f} KiB per connection{target}",
-              flush=True)
+        print(
+            f"idle memory {label}: {live} sockets, RSS {before / 1024:.1f} -> "
+            f"{after / 1024:.1f} MiB = {per:.1f} KiB per connection{target}",
+            flush=True,
+        )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=3200)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--mode", choices=["both", "user", "shared", "none"], default="both",
-                        help="none: only the idle-memory figure")
-    parser.add_argument("--idle", type=int, default=8000,
-                        help="idle sockets for the memory figure (0 skips it)")
+    parser.add_argument(
+        "--mode",
+        choices=["both", "user", "shared", "none"],
+        default="both",
+        help="none: only the idle-memory figure",
+    )
+    parser.add_argument(
+        "--idle", type=int, default=8000, help="idle sockets for the memory figure (0 skips it)"
+    )
     parser.add_argument("--procs", type=int, default=4, help="client processes")
-    parser.add_argument("--ping-interval", type=float, default=300.0,
-                        help="keepalive ping interval of both servers, in seconds")
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=300.0,
+        help="keepalive ping interval of both servers, in seconds",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     return parser.parse_args(argv)

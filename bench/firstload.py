@@ -83,24 +83,30 @@ async def prepare(data_dir: Path, port: int) -> tuple[str, int, Any]:
     proc = start_server(data_dir, port)
     base = f"http://127.0.0.1:{port}"
     await wait_healthy(base, proc)
-    async with httpx.AsyncClient(base_url=base, timeout=60,
-                                 headers={"Authorization": f"Bearer {chair}"}) as api:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, headers={"Authorization": f"Bearer {chair}"}
+    ) as api:
         state = (await api.get(f"/api/v1/meetings/{meeting_id}")).json()
         item = next(i for i in state["agenda"] if i["document_ids"])
-        shown = await api.post(f"/api/v1/meetings/{meeting_id}/presentation", json={
-            "agenda_item_id": item["id"], "document_id": item["document_ids"][0], "page": 1})
+        shown = await api.post(
+            f"/api/v1/meetings/{meeting_id}/presentation",
+            json={"agenda_item_id": item["id"], "document_id": item["document_ids"][0], "page": 1},
+        )
         if shown.status_code >= 300:
             raise RuntimeError(shown.text)
         delegate = tokens[0]
         me = (await api.get("/api/v1/me", headers={"Authorization": f"Bearer {delegate}"})).json()
-    session = (f"localStorage.setItem('dh.token', {json.dumps(delegate)});"
-               f"localStorage.setItem('dh.user', {json.dumps(json.dumps(me))});")
+    session = (
+        f"localStorage.setItem('dh.token', {json.dumps(delegate)});"
+        f"localStorage.setItem('dh.user', {json.dumps(json.dumps(me))});"
+    )
     return session, meeting_id, proc
 
 
 async def new_page(browser: Any, throttled: bool, session: str | None = None) -> tuple[Any, Any]:
-    context = await browser.new_context(viewport=TABLET, locale="vi-VN", has_touch=True,
-                                        service_workers="block")
+    context = await browser.new_context(
+        viewport=TABLET, locale="vi-VN", has_touch=True, service_workers="block"
+    )
     if session:
         await context.add_init_script(session)
     page = await context.new_page()
@@ -108,10 +114,15 @@ async def new_page(browser: Any, throttled: bool, session: str | None = None) ->
     if throttled:
         cdp = await context.new_cdp_session(page)
         await cdp.send("Network.enable")
-        await cdp.send("Network.emulateNetworkConditions", {
-            "offline": False, "latency": THROTTLED["latency_ms"],
-            "downloadThroughput": THROTTLED["down_bps"] / 8,
-            "uploadThroughput": THROTTLED["up_bps"] / 8})
+        await cdp.send(
+            "Network.emulateNetworkConditions",
+            {
+                "offline": False,
+                "latency": THROTTLED["latency_ms"],
+                "downloadThroughput": THROTTLED["down_bps"] / 8,
+                "uploadThroughput": THROTTLED["up_bps"] / 8,
+            },
+        )
         await cdp.send("Emulation.setCPUThrottlingRate", {"rate": THROTTLED["cpu"]})
     return context, page
 
@@ -124,8 +135,9 @@ async def load(page: Any, url: str, ready: str) -> tuple[float, list[dict[str, A
     return at, await page.evaluate(WATERFALL)
 
 
-async def after_sign_in(browser: Any, throttled: bool, base: str, session: str,
-                        url: str) -> tuple[float, list[dict[str, Any]]]:
+async def after_sign_in(
+    browser: Any, throttled: bool, base: str, session: str, url: str
+) -> tuple[float, list[dict[str, Any]]]:
     """The meeting loaded in a tablet that has just shown the login page (and its fonts)."""
     context, page = await new_page(browser, throttled)
     try:
@@ -140,9 +152,10 @@ async def after_sign_in(browser: Any, throttled: bool, base: str, session: str,
 def chain_depth(entries: list[dict[str, Any]]) -> int:
     """The longest chain of scripts fetched over the network each of which started only
     after another ended: how many round trips the module graph costs at least."""
-    scripts = sorted((e for e in entries
-                      if e["name"].split("?")[0].endswith(".js") and e["wire"]),
-                     key=lambda e: e["start"])
+    scripts = sorted(
+        (e for e in entries if e["name"].split("?")[0].endswith(".js") and e["wire"]),
+        key=lambda e: e["start"],
+    )
     depth: dict[int, int] = {}
     for i, entry in enumerate(scripts):
         before = [depth[j] for j in range(i) if scripts[j]["end"] <= entry["start"] + 1]
@@ -153,27 +166,39 @@ def chain_depth(entries: list[dict[str, Any]]) -> int:
 def summary(entries: list[dict[str, Any]]) -> str:
     wire = sum(e["wire"] or 0 for e in entries)
     blocking = sum(1 for e in entries if e["blocking"])
-    return (f"{len(entries)} requests, {wire / 1024:.0f} KiB on the wire, {blocking} "
-            f"render-blocking, module chain {chain_depth(entries)} deep")
+    return (
+        f"{len(entries)} requests, {wire / 1024:.0f} KiB on the wire, {blocking} "
+        f"render-blocking, module chain {chain_depth(entries)} deep"
+    )
 
 
 def print_waterfall(label: str, entries: list[dict[str, Any]]) -> None:
     print(f"    waterfall of {label}:")
     for e in sorted(entries, key=lambda e: e["start"]):
-        print(f"      {e['start']:7.0f} -> {e['end']:7.0f} ms  {e['wire'] or 0:7d} B"
-              f"{'  blocking' if e['blocking'] else ''}  {e['name'][:90]}")
+        print(
+            f"      {e['start']:7.0f} -> {e['end']:7.0f} ms  {e['wire'] or 0:7d} B"
+            f"{'  blocking' if e['blocking'] else ''}  {e['name'][:90]}"
+        )
 
 
-async def profile(browser: Any, base: str, session: str, meeting_id: int, throttled: bool,
-                  runs: int, waterfall: bool) -> dict[str, float]:
+async def profile(
+    browser: Any,
+    base: str,
+    session: str,
+    meeting_id: int,
+    throttled: bool,
+    runs: int,
+    waterfall: bool,
+) -> dict[str, float]:
     name = "throttled" if throttled else "unthrottled"
     figures: dict[str, list[float]] = {}
     last: dict[str, list[dict[str, Any]]] = {}
     for _ in range(runs):
         for key, url, ready, signed in (
-                ("baseline", f"{base}/healthz", BASELINE_READY, False),
-                ("login", f"{base}/app/", LOGIN_READY, False),
-                ("meeting", f"{base}/app/delegate/#meeting/{meeting_id}", MEETING_READY, True)):
+            ("baseline", f"{base}/healthz", BASELINE_READY, False),
+            ("login", f"{base}/app/", LOGIN_READY, False),
+            ("meeting", f"{base}/app/delegate/#meeting/{meeting_id}", MEETING_READY, True),
+        ):
             context, page = await new_page(browser, throttled, session if signed else None)
             try:
                 cold, entries = await load(page, url, ready)
@@ -182,8 +207,7 @@ async def profile(browser: Any, base: str, session: str, meeting_id: int, thrott
                 if key == "meeting":
                     # After sign-in: the login page loaded first in the same tablet (its
                     # style, fonts and shared modules are in the cache), then the meeting.
-                    after, entries = await after_sign_in(browser, throttled, base, session,
-                                                         url)
+                    after, entries = await after_sign_in(browser, throttled, base, session, url)
                     figures.setdefault("meeting after login", []).append(after)
                     last["meeting after login"] = entries
                 if key != "baseline":
@@ -197,8 +221,13 @@ async def profile(browser: Any, base: str, session: str, meeting_id: int, thrott
     medians = {key: statistics.median(values) for key, values in figures.items()}
     print(f"{name}:")
     for key, value in medians.items():
-        target = (LOGIN_TARGET if key.startswith("login") else
-                  MEETING_TARGET if key.startswith("meeting") else None)
+        target = (
+            LOGIN_TARGET
+            if key.startswith("login")
+            else MEETING_TARGET
+            if key.startswith("meeting")
+            else None
+        )
         note = f"   (target <= {target:.1f} s)" if throttled and target else ""
         print(f"  {key:<16} {value:6.2f} s{note}")
     for key in ("login", "meeting", "meeting after login"):
@@ -217,9 +246,11 @@ async def run(runs: int, waterfall: bool) -> None:
         port = free_port()
         session, meeting_id, proc = await prepare(data_dir, port)
         base = f"http://127.0.0.1:{port}"
-        print(f"profile: {THROTTLED['down_bps'] / 1e6:.0f} Mbit/s down, "
-              f"{THROTTLED['up_bps'] / 1e6:.0f} Mbit/s up, {THROTTLED['latency_ms']} ms "
-              f"round trip, CPU {THROTTLED['cpu']}x slower; median of {runs} runs")
+        print(
+            f"profile: {THROTTLED['down_bps'] / 1e6:.0f} Mbit/s down, "
+            f"{THROTTLED['up_bps'] / 1e6:.0f} Mbit/s up, {THROTTLED['latency_ms']} ms "
+            f"round trip, CPU {THROTTLED['cpu']}x slower; median of {runs} runs"
+        )
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
             try:
@@ -228,8 +259,7 @@ async def run(runs: int, waterfall: bool) -> None:
                 await load(page, f"{base}/app/delegate/#meeting/{meeting_id}", MEETING_READY)
                 await context.close()
                 for throttled in (False, True):
-                    await profile(browser, base, session, meeting_id, throttled, runs,
-                                  waterfall)
+                    await profile(browser, base, session, meeting_id, throttled, runs, waterfall)
             finally:
                 await browser.close()
     finally:
@@ -242,8 +272,9 @@ async def run(runs: int, waterfall: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--waterfall", action="store_true",
-                        help="print every request of the last cold loads")
+    parser.add_argument(
+        "--waterfall", action="store_true", help="print every request of the last cold loads"
+    )
     args = parser.parse_args()
     asyncio.run(run(args.runs, args.waterfall))
 

@@ -67,11 +67,17 @@ CAMERA_FPS = 30
 
 # --- the server process -------------------------------------------------------------------
 async def serve(mode: str) -> None:
-    engine = MediaEngine(EngineConfig(addresses=("127.0.0.1",), peer_networks=("127.0.0.0/8",),
-                                      max_participants=10_000,
-                                      silence_timeout_secs=3600, recordings_dir=None,
-                                      mode=mode),  # type: ignore[arg-type]
-                         notify=lambda notice: None)
+    engine = MediaEngine(
+        EngineConfig(
+            addresses=("127.0.0.1",),
+            peer_networks=("127.0.0.0/8",),
+            max_participants=10_000,
+            silence_timeout_secs=3600,
+            recordings_dir=None,
+            mode=mode,
+        ),  # type: ignore[arg-type]
+        notify=lambda notice: None,
+    )
     engine.start()
     # Wall time in the worker thread; the loop's idle wait in epoll is left out below.
     # (In naive mode the per-listener encoding runs in executor threads, outside this
@@ -84,9 +90,13 @@ async def serve(mode: str) -> None:
             op = request["op"]
             answer: dict[str, Any] = {}
             if op == "join":
-                joined = await engine.join(MEETING, request["user"], request["sdp"],
-                                           Floor(frozenset({SPEAKER_USER}), SPEAKER_USER),
-                                           request.get("kind", "participant"))
+                joined = await engine.join(
+                    MEETING,
+                    request["user"],
+                    request["sdp"],
+                    Floor(frozenset({SPEAKER_USER}), SPEAKER_USER),
+                    request.get("kind", "participant"),
+                )
                 answer = {"sdp": joined.answer_sdp}
             elif op == "profile":
                 # cProfile follows the thread it is enabled in: the media worker's.
@@ -110,25 +120,49 @@ async def serve(mode: str) -> None:
 
 # (category, test on "file:function") in order; the first that matches takes the time.
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("floor: mix and Opus encode (once per frame)", ("floor.py:mix", "floor.py:tick",
-                                                      "CodecContext' objects>", "from_ndarray",
-                                                      "resampl")),
+    (
+        "floor: mix and Opus encode (once per frame)",
+        ("floor.py:mix", "floor.py:tick", "CodecContext' objects>", "from_ndarray", "resampl"),
+    ),
     ("SRTP protect", ("srtp", "__init__.py:__process")),
     ("audio level of a frame (naive: per listener)", ("compute_audio_level",)),
-    ("RTP packetise (header, extensions, NTP stamp, Opus pack)", ("rtp.py:", "clock.py:",
-                                                                 "opus.py:", "mediastreams.py:")),
+    (
+        "RTP packetise (header, extensions, NTP stamp, Opus pack)",
+        ("rtp.py:", "clock.py:", "opus.py:", "mediastreams.py:"),
+    ),
     ("sender loop (aiortc RTCRtpSender)", ("rtcrtpsender.py:",)),
     ("hand-off to the listener's track", ("floor.py:",)),
-    ("UDP send (DTLS/ICE layers, sendto)", ("sendto", "selector_events.py:",
-                                            "rtcdtlstransport.py:", "rtcicetransport.py:",
-                                            "ice.py:", "stun.py:", "transport.py:")),
-    ("executor hand-off (naive: encode per listener in threads)", ("thread.py:",
-                                                                   "threading.py:",
-                                                                   "_chain_future",
-                                                                   "SimpleQueue")),
-    ("asyncio scheduling", ("base_events.py:", "events.py:", "futures.py:", "tasks.py:",
-                            "selectors.py:", "epoll", "queues.py:", "_asyncio", "isfuture",
-                            "Context' objects>")),
+    (
+        "UDP send (DTLS/ICE layers, sendto)",
+        (
+            "sendto",
+            "selector_events.py:",
+            "rtcdtlstransport.py:",
+            "rtcicetransport.py:",
+            "ice.py:",
+            "stun.py:",
+            "transport.py:",
+        ),
+    ),
+    (
+        "executor hand-off (naive: encode per listener in threads)",
+        ("thread.py:", "threading.py:", "_chain_future", "SimpleQueue"),
+    ),
+    (
+        "asyncio scheduling",
+        (
+            "base_events.py:",
+            "events.py:",
+            "futures.py:",
+            "tasks.py:",
+            "selectors.py:",
+            "epoll",
+            "queues.py:",
+            "_asyncio",
+            "isfuture",
+            "Context' objects>",
+        ),
+    ),
 ]
 
 
@@ -154,8 +188,11 @@ def profile_summary(profiler: cProfile.Profile) -> dict[str, Any]:
     buffer = io.StringIO()
     for tottime, where in rows[:15]:
         buffer.write(f"    {100 * tottime / total:5.1f}%  {where}\n")
-    return {"total": total, "categories": {k: v / total for k, v in by_category.items()},
-            "top": buffer.getvalue()}
+    return {
+        "total": total,
+        "categories": {k: v / total for k, v in by_category.items()},
+        "top": buffer.getvalue(),
+    }
 
 
 # --- client processes ---------------------------------------------------------------------
@@ -204,8 +241,9 @@ async def listen(port: int, count: int, first_user: int, watch: bool) -> None:
             pc.addTransceiver("video", direction="recvonly")
         pc.on("track", lambda track, i=index: asyncio.ensure_future(consume(i, track)))
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await signal(port, {"op": "join", "user": first_user + index,
-                                     "sdp": pc.localDescription.sdp})
+        answer = await signal(
+            port, {"op": "join", "user": first_user + index, "sdp": pc.localDescription.sdp}
+        )
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         peers.append(pc)
     loop = asyncio.get_running_loop()
@@ -271,9 +309,15 @@ async def speak(port: int, kind: str, frequency: float, camera: str | None) -> N
 
     pc.on("track", lambda track: asyncio.ensure_future(drain(track)))
     await pc.setLocalDescription(await pc.createOffer())
-    answer = await signal(port, {"op": "join", "kind": kind,
-                                 "user": HALL_USER if kind == "hall" else SPEAKER_USER,
-                                 "sdp": pc.localDescription.sdp})
+    answer = await signal(
+        port,
+        {
+            "op": "join",
+            "kind": kind,
+            "user": HALL_USER if kind == "hall" else SPEAKER_USER,
+            "sdp": pc.localDescription.sdp,
+        },
+    )
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
     print("ready", flush=True)
     await asyncio.Event().wait()
@@ -300,9 +344,19 @@ class Listeners:
         while count > 0:
             batch = min(count, per_process)
             proc = subprocess.Popen(
-                [sys.executable, __file__, "--listen", str(self.port), str(batch),
-                 str(1000 + self.count), *(["--watch"] if self.watch else [])],
-                stdout=subprocess.PIPE, text=True, bufsize=1)
+                [
+                    sys.executable,
+                    __file__,
+                    "--listen",
+                    str(self.port),
+                    str(batch),
+                    str(1000 + self.count),
+                    *(["--watch"] if self.watch else []),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
             os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
             self.procs.append(proc)
             self.count += batch
@@ -353,8 +407,9 @@ class Listeners:
             proc.wait()
 
 
-def measure(server_pid: int, port: int, listeners: Listeners | None,
-            window: float) -> dict[str, Any]:
+def measure(
+    server_pid: int, port: int, listeners: Listeners | None, window: float
+) -> dict[str, Any]:
     stats0 = asyncio.run(signal(port, {"op": "stats"}))
     cpu0, t0 = cpu_secs(server_pid), time.monotonic()
     time.sleep(window)
@@ -365,8 +420,9 @@ def measure(server_pid: int, port: int, listeners: Listeners | None,
     result["floor_fps"] = (stats1["ticks"] - stats0["ticks"]) / (t1 - t0)
     result["video_fps"] = (stats1["video_frames"] - stats0["video_frames"]) / (t1 - t0)
     result["keyframes_per_sec"] = (stats1["keyframes"] - stats0["keyframes"]) / (t1 - t0)
-    result["encodes_per_tick"] = ((stats1["encodes"] - stats0["encodes"])
-                                  / max(stats1["ticks"] - stats0["ticks"], 1))
+    result["encodes_per_tick"] = (stats1["encodes"] - stats0["encodes"]) / max(
+        stats1["ticks"] - stats0["ticks"], 1
+    )
     result["sender_drops"] = stats1["dropped"] - stats0["dropped"]
     if listeners:
         time.sleep(1.2)  # the clients print once a second: let the window's last sample in
@@ -398,20 +454,35 @@ class Case:
         return "viewer" if self.camera else "listener"
 
 
-CASES = {case.name: case for case in (
-    Case("audio", "encode_once"),
-    Case("hybrid", "encode_once", hall=True),
-    Case("video", "encode_once", camera=True),
-    Case("naive", "naive"),
-)}
+CASES = {
+    case.name: case
+    for case in (
+        Case("audio", "encode_once"),
+        Case("hybrid", "encode_once", hall=True),
+        Case("video", "encode_once", camera=True),
+        Case("naive", "naive"),
+    )
+}
 
 
-def start_speaker(port: int, args: argparse.Namespace, kind: str, frequency: float,
-                  camera: bool) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, __file__, "--speak", str(port), "--kind", kind,
-                             "--hz", str(frequency),
-                             *(["--camera", args.camera] if camera else [])],
-                            stdout=subprocess.PIPE, text=True)
+def start_speaker(
+    port: int, args: argparse.Namespace, kind: str, frequency: float, camera: bool
+) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--speak",
+            str(port),
+            "--kind",
+            kind,
+            "--hz",
+            str(frequency),
+            *(["--camera", args.camera] if camera else []),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     proc.stdout.readline()
     return proc
@@ -431,8 +502,9 @@ def wait_video(port: int, timeout: float) -> None:
 
 def run_design(case: Case, levels: list[int], args: argparse.Namespace) -> dict[str, Any]:
     name = case.name
-    server = subprocess.Popen([sys.executable, __file__, "--serve", case.mode],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", case.mode], stdout=subprocess.PIPE, text=True
+    )
     assert server.stdout is not None
     port = int(server.stdout.readline())
     speakers = [start_speaker(port, args, "participant", 440, case.camera)]
@@ -454,11 +526,14 @@ def run_design(case: Case, levels: list[int], args: argparse.Namespace) -> dict[
         # the full frame rate by the frames the floor really produced in each window.
         idle = quiet["cpu"] * FULL_FPS / max(quiet["floor_fps"], 1.0)
         base = listeners.count
-        print(f"[{name}] floor with its speaker{' and the hall' if case.hall else ''}"
-              f"{' (camera on, one viewer)' if case.camera else ', no listeners'}: "
-              f"{100 * quiet['cpu']:.1f}% of a core at {quiet['floor_fps']:.1f} fps "
-              f"({100 * idle:.1f}% at 50 fps); {quiet['encodes_per_tick']:.1f} audio "
-              f"encodes per tick; video {quiet['video_fps']:.1f} fps", flush=True)
+        print(
+            f"[{name}] floor with its speaker{' and the hall' if case.hall else ''}"
+            f"{' (camera on, one viewer)' if case.camera else ', no listeners'}: "
+            f"{100 * quiet['cpu']:.1f}% of a core at {quiet['floor_fps']:.1f} fps "
+            f"({100 * idle:.1f}% at 50 fps); {quiet['encodes_per_tick']:.1f} audio "
+            f"encodes per tick; video {quiet['video_fps']:.1f} fps",
+            flush=True,
+        )
         for level in levels:
             listeners.add(level - listeners.count, args.per_process)
             connected = wait_receiving(listeners, args.connect_timeout)
@@ -476,17 +551,23 @@ def run_design(case: Case, levels: list[int], args: argparse.Namespace) -> dict[
             row["delivered"] = row["fps_avg"] / max(floor_rate, 1.0)
             rows.append(row)
             what = "video" if case.camera else "audio"
-            scaled = (f" and {CAMERA_FPS} video fps ({100 * row['per_raw']:.2f}% as measured)"
-                      if case.camera else "")
-            print(f"[{name}] N={level:4d}: server {100 * row['cpu']:5.1f}% of a core with the "
-                  f"floor at {row['floor_fps']:.1f} fps (video {row['video_fps']:.1f} fps, "
-                  f"{row['keyframes_per_sec']:.1f} keyframes/s); "
-                  f"{100 * row['per_listener']:.2f}% per {case.unit} at 50 fps{scaled}; "
-                  f"{case.unit}s get {row['fps_avg']:.1f} {what} fps avg / "
-                  f"{row['fps_min']:.1f} min ({100 * row['delivered']:.0f}% of the floor's "
-                  f"frames; {connected}/{level} receiving before the window; "
-                  f"{row['encodes_per_tick']:.1f} audio encodes per tick; "
-                  f"{row['sender_drops']} packets dropped by late senders)", flush=True)
+            scaled = (
+                f" and {CAMERA_FPS} video fps ({100 * row['per_raw']:.2f}% as measured)"
+                if case.camera
+                else ""
+            )
+            print(
+                f"[{name}] N={level:4d}: server {100 * row['cpu']:5.1f}% of a core with the "
+                f"floor at {row['floor_fps']:.1f} fps (video {row['video_fps']:.1f} fps, "
+                f"{row['keyframes_per_sec']:.1f} keyframes/s); "
+                f"{100 * row['per_listener']:.2f}% per {case.unit} at 50 fps{scaled}; "
+                f"{case.unit}s get {row['fps_avg']:.1f} {what} fps avg / "
+                f"{row['fps_min']:.1f} min ({100 * row['delivered']:.0f}% of the floor's "
+                f"frames; {connected}/{level} receiving before the window; "
+                f"{row['encodes_per_tick']:.1f} audio encodes per tick; "
+                f"{row['sender_drops']} packets dropped by late senders)",
+                flush=True,
+            )
         profile = asyncio.run(signal(port, {"op": "profile", "secs": 3}))["profile"]
     finally:
         listeners.stop()
@@ -498,8 +579,14 @@ def run_design(case: Case, levels: list[int], args: argparse.Namespace) -> dict[
         server.wait()
     best = rows[-1]
     per = best["per_listener"]
-    return {"case": case, "mode": name, "idle": idle, "rows": rows,
-            "one_core": int((1 - idle) / per) if per > 0 else None, "profile": profile}
+    return {
+        "case": case,
+        "mode": name,
+        "idle": idle,
+        "rows": rows,
+        "one_core": int((1 - idle) / per) if per > 0 else None,
+        "profile": profile,
+    }
 
 
 def report(result: dict[str, Any]) -> None:
@@ -508,14 +595,23 @@ def report(result: dict[str, Any]) -> None:
     best = result["rows"][-1]
     print(f"\n== {mode} ==")
     rate = "50 fps" if unit == "listener" else f"50 audio and {CAMERA_FPS} video fps"
-    print(f"  server CPU per {unit} at {rate}: {100 * best['per_listener']:.2f}% of a core "
-          f"(at N={best['n']}; the floor itself {100 * result['idle']:.1f}%)")
-    full = [r["n"] for r in result["rows"]
-            if r["delivered"] >= FULL_RATE_FPS / FULL_FPS and r["cpu"] <= 1]
-    print(f"  largest N measured at full frame rate within one core: "
-          f"{max(full) if full else 'none (the machine was too busy to keep the rate)'}")
-    print(f"  one core sustains about {result['one_core']} {unit}s at {rate} "
-          f"(from the CPU per {unit})")
+    print(
+        f"  server CPU per {unit} at {rate}: {100 * best['per_listener']:.2f}% of a core "
+        f"(at N={best['n']}; the floor itself {100 * result['idle']:.1f}%)"
+    )
+    full = [
+        r["n"]
+        for r in result["rows"]
+        if r["delivered"] >= FULL_RATE_FPS / FULL_FPS and r["cpu"] <= 1
+    ]
+    print(
+        f"  largest N measured at full frame rate within one core: "
+        f"{max(full) if full else 'none (the machine was too busy to keep the rate)'}"
+    )
+    print(
+        f"  one core sustains about {result['one_core']} {unit}s at {rate} "
+        f"(from the CPU per {unit})"
+    )
     profile = result["profile"]
     if profile:
         print("  where the worker thread's time goes:")
@@ -526,8 +622,9 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--levels", default="25,50,100")
     parser.add_argument("--hall-levels", default="25,50,100")
     parser.add_argument("--video-levels", default="10,25,50")
@@ -549,35 +646,48 @@ def main() -> None:
         asyncio.run(serve(args.serve))
         return
     if args.speak:
-        asyncio.run(speak(args.speak, args.kind, args.hz,
-                          args.camera if "--camera" in sys.argv else None))
+        asyncio.run(
+            speak(args.speak, args.kind, args.hz, args.camera if "--camera" in sys.argv else None)
+        )
         return
     if args.listen:
         port, count, first_user = args.listen
         asyncio.run(listen(port, count, first_user, args.watch))
         return
-    levels = {"audio": args.levels, "hybrid": args.hall_levels, "video": args.video_levels,
-              "naive": args.naive_levels}
-    results = {name: run_design(CASES[name], [int(n) for n in levels[name].split(",")], args)
-               for name in args.cases.split(",")}
+    levels = {
+        "audio": args.levels,
+        "hybrid": args.hall_levels,
+        "video": args.video_levels,
+        "naive": args.naive_levels,
+    }
+    results = {
+        name: run_design(CASES[name], [int(n) for n in levels[name].split(",")], args)
+        for name in args.cases.split(",")
+    }
     for result in results.values():
         report(result)
     print("\n== side by side (same run) ==")
     for name, result in results.items():
         best = result["rows"][-1]
-        print(f"  {name:7s} {100 * best['per_listener']:5.2f}% of a core per "
-              f"{result['case'].unit} (N={best['n']}); one core: about {result['one_core']} "
-              f"{result['case'].unit}s; floor itself {100 * result['idle']:.1f}%")
+        print(
+            f"  {name:7s} {100 * best['per_listener']:5.2f}% of a core per "
+            f"{result['case'].unit} (N={best['n']}); one core: about {result['one_core']} "
+            f"{result['case'].unit}s; floor itself {100 * result['idle']:.1f}%"
+        )
     once, naive = results.get("audio"), results.get("naive")
     if once and naive and once["rows"] and naive["rows"]:
         ratio = naive["rows"][-1]["per_listener"] / once["rows"][-1]["per_listener"]
-        print(f"\nencode-once costs {ratio:.1f}x less per listener than naive relaying; "
-              f"target >= 100 listeners per core: "
-              f"{'met' if (once['one_core'] or 0) >= 100 else 'NOT met'}")
+        print(
+            f"\nencode-once costs {ratio:.1f}x less per listener than naive relaying; "
+            f"target >= 100 listeners per core: "
+            f"{'met' if (once['one_core'] or 0) >= 100 else 'NOT met'}"
+        )
     if once and "hybrid" in results:
         ratio = results["hybrid"]["rows"][-1]["per_listener"] / once["rows"][-1]["per_listener"]
-        print(f"mix-minus with the hall on the floor: {ratio:.2f}x the audio case's cost per "
-              f"listener (3 mixes against 2, encoded once each)")
+        print(
+            f"mix-minus with the hall on the floor: {ratio:.2f}x the audio case's cost per "
+            f"listener (3 mixes against 2, encoded once each)"
+        )
     if once and "video" in results:
         ratio = results["video"]["rows"][-1]["per_listener"] / once["rows"][-1]["per_listener"]
         print(f"a video viewer costs {ratio:.1f}x an audio listener")

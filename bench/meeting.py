@@ -54,9 +54,20 @@ COLLECT_TIMEOUT_SECS = 30.0
 
 # --- client processes --------------------------------------------------------------------
 
-async def _tablet(url: str, token: str, topic: str, seq: int, stamps: list[float],
-                  pongs: list[float], sockets: list[Any], ready: asyncio.Event,
-                  changed: asyncio.Event, counter: list[int], total: int) -> None:
+
+async def _tablet(
+    url: str,
+    token: str,
+    topic: str,
+    seq: int,
+    stamps: list[float],
+    pongs: list[float],
+    sockets: list[Any],
+    ready: asyncio.Event,
+    changed: asyncio.Event,
+    counter: list[int],
+    total: int,
+) -> None:
     from websockets.asyncio.client import connect
 
     async with connect(url, max_size=None, ping_interval=None) as ws:
@@ -82,8 +93,9 @@ async def _tablet(url: str, token: str, topic: str, seq: int, stamps: list[float
                 raise RuntimeError(f"refused: {message}")
 
 
-async def _wait_for(changed: asyncio.Event, lists: Sequence[list[float]], index: int,
-                    timeout: float) -> None:
+async def _wait_for(
+    changed: asyncio.Event, lists: Sequence[list[float]], index: int, timeout: float
+) -> None:
     """Wait until every list has an entry at ``index`` (or the timeout passes)."""
     end = time.monotonic() + timeout
     while not all(len(entries) > index for entries in lists):
@@ -99,8 +111,7 @@ def _client_main(pipe: Connection, url: str, tokens: list[str], topic: str, seq:
     asyncio.run(_client_loop(pipe, url, tokens, topic, seq))
 
 
-async def _client_loop(pipe: Connection, url: str, tokens: list[str], topic: str,
-                       seq: int) -> None:
+async def _client_loop(pipe: Connection, url: str, tokens: list[str], topic: str, seq: int) -> None:
     stamps: list[list[float]] = [[] for _ in tokens]
     pongs: list[list[float]] = [[] for _ in tokens]
     sockets: list[list[Any]] = [[] for _ in tokens]
@@ -109,9 +120,23 @@ async def _client_loop(pipe: Connection, url: str, tokens: list[str], topic: str
     counter = [0]
     tasks = []
     for index, token in enumerate(tokens):
-        tasks.append(asyncio.create_task(_tablet(
-            url, token, topic, seq, stamps[index], pongs[index], sockets[index], ready,
-            changed, counter, len(tokens))))
+        tasks.append(
+            asyncio.create_task(
+                _tablet(
+                    url,
+                    token,
+                    topic,
+                    seq,
+                    stamps[index],
+                    pongs[index],
+                    sockets[index],
+                    ready,
+                    changed,
+                    counter,
+                    len(tokens),
+                )
+            )
+        )
         if index % 50 == 49:
             # Handshakes in batches, within the server's accept backlog.
             await asyncio.sleep(0.05)
@@ -130,8 +155,12 @@ async def _client_loop(pipe: Connection, url: str, tokens: list[str], topic: str
                 sent.append(time.monotonic())
                 await ws[0].send('{"op":"ping"}')
             await _wait_for(changed, pongs, ping_index, COLLECT_TIMEOUT_SECS)
-            pipe.send([p[ping_index] - t if len(p) > ping_index else None
-                       for p, t in zip(pongs, sent, strict=True)])
+            pipe.send(
+                [
+                    p[ping_index] - t if len(p) > ping_index else None
+                    for p, t in zip(pongs, sent, strict=True)
+                ]
+            )
         elif command[0] == "stop":
             for task in tasks:
                 task.cancel()
@@ -142,6 +171,7 @@ async def _client_loop(pipe: Connection, url: str, tokens: list[str], topic: str
 
 # --- the server ------------------------------------------------------------------------
 
+
 async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
     """Demo city with ``delegates`` delegates; tokens of the delegates, the chair's, meeting id."""
     return await seed_demo_meeting(data_dir, delegates, PASSWORD)
@@ -149,9 +179,12 @@ async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
 
 # --- figures -----------------------------------------------------------------------------
 
+
 def line(label: str, values_ms: Sequence[float]) -> str:
-    return (f"{label:<44} p50 {percentile(values_ms, 0.5):7.1f} ms   "
-            f"p99 {percentile(values_ms, 0.99):7.1f} ms   max {max(values_ms):7.1f} ms")
+    return (
+        f"{label:<44} p50 {percentile(values_ms, 0.5):7.1f} ms   "
+        f"p99 {percentile(values_ms, 0.99):7.1f} ms   max {max(values_ms):7.1f} ms"
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -163,33 +196,47 @@ async def run(args: argparse.Namespace) -> int:
     try:
         started = time.monotonic()
         tokens, chair_token, meeting_id = await seed(data_dir, args.delegates)
-        print(f"seeded {args.delegates} delegates and the demo meeting "
-              f"in {time.monotonic() - started:.1f} s")
+        print(
+            f"seeded {args.delegates} delegates and the demo meeting "
+            f"in {time.monotonic() - started:.1f} s"
+        )
         server = start_server(data_dir, port)
         await wait_healthy(base, server)
-        chair = httpx.AsyncClient(base_url=base, timeout=30,
-                                  headers={"Authorization": f"Bearer {chair_token}"})
+        chair = httpx.AsyncClient(
+            base_url=base, timeout=30, headers={"Authorization": f"Bearer {chair_token}"}
+        )
         state = (await chair.get(f"/api/v1/meetings/{meeting_id}")).json()
-        item = next(i for i in state["agenda"] if i["documents"] and
-                    (i["documents"][0]["pages"] or 0) >= 2)
+        item = next(
+            i for i in state["agenda"] if i["documents"] and (i["documents"][0]["pages"] or 0) >= 2
+        )
         document = item["documents"][0]
         context = multiprocessing.get_context("spawn")
         pipes: list[Connection] = []
-        shares = [tokens[i::args.procs] for i in range(args.procs)]
+        shares = [tokens[i :: args.procs] for i in range(args.procs)]
         started = time.monotonic()
         for share in shares:
             parent, child = context.Pipe()
-            proc = context.Process(target=_client_main, daemon=True, args=(
-                child, base.replace("http", "ws") + "/ws", share, f"meeting:{meeting_id}",
-                state["seq"]))
+            proc = context.Process(
+                target=_client_main,
+                daemon=True,
+                args=(
+                    child,
+                    base.replace("http", "ws") + "/ws",
+                    share,
+                    f"meeting:{meeting_id}",
+                    state["seq"],
+                ),
+            )
             proc.start()
             child.close()
             pipes.append(parent)
             procs.append(proc)
         answers = [await asyncio.to_thread(p.recv) for p in pipes]
         connected = sum(a[1] for a in answers)
-        print(f"{connected} tablets connected and subscribed over {args.procs} client "
-              f"processes in {time.monotonic() - started:.1f} s")
+        print(
+            f"{connected} tablets connected and subscribed over {args.procs} client "
+            f"processes in {time.monotonic() - started:.1f} s"
+        )
 
         round_ms: list[float] = []
         tablet_ms: list[float] = []
@@ -197,14 +244,18 @@ async def run(args: argparse.Namespace) -> int:
         for round_index in range(args.rounds + WARMUP_ROUNDS):
             page = round_index % document["pages"] + 1
             sent = time.monotonic()
-            response = await chair.post(f"/api/v1/meetings/{meeting_id}/presentation", json={
-                "agenda_item_id": item["id"], "document_id": document["id"], "page": page})
+            response = await chair.post(
+                f"/api/v1/meetings/{meeting_id}/presentation",
+                json={"agenda_item_id": item["id"], "document_id": document["id"], "page": page},
+            )
             answered = time.monotonic()
             if response.status_code != 200:
                 raise RuntimeError(response.text[:300])
-            stamps = [s for answer in await ask_all(pipes, ("collect", round_index,
-                                                            COLLECT_TIMEOUT_SECS))
-                      for s in answer]
+            stamps = [
+                s
+                for answer in await ask_all(pipes, ("collect", round_index, COLLECT_TIMEOUT_SECS))
+                for s in answer
+            ]
             missing = sum(1 for s in stamps if s is None)
             if missing:
                 raise RuntimeError(f"round {round_index}: {missing} tablets never got the page")
@@ -224,9 +275,11 @@ async def run(args: argparse.Namespace) -> int:
             await asyncio.sleep(ROUND_GAP_SECS)
         print()
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"presentation sync, {connected} tablets, {args.rounds} rounds "
-              f"(+{WARMUP_ROUNDS} warm-up), SQLite + in-process broker, "
-              f"{os.cpu_count()} cores, load average {load}")
+        print(
+            f"presentation sync, {connected} tablets, {args.rounds} rounds "
+            f"(+{WARMUP_ROUNDS} warm-up), SQLite + in-process broker, "
+            f"{os.cpu_count()} cores, load average {load}"
+        )
         print(line("chair's POST /presentation answered", request_ms))
         print(line("page turn -> one tablet has it", tablet_ms))
         print(line("page turn -> every tablet has it (per round)", round_ms))

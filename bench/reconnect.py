@@ -62,17 +62,23 @@ TARGET_SECS = 5.0
 async def write_missed_events(ctx: Context, user_ids: list[int]) -> dict[int, dict[str, int]]:
     """One event on every inbox and ward topic; returns, per user, the seqs just before."""
     async with ctx.read() as session:
-        units = dict((await session.execute(
-            select(User.id, User.unit_id).where(User.id.in_(user_ids)))).tuples().all())
-    topics = sorted({f"unit:{u}" for u in units.values()}
-                    | {f"user:{uid}" for uid in user_ids})
+        units = dict(
+            (await session.execute(select(User.id, User.unit_id).where(User.id.in_(user_ids))))
+            .tuples()
+            .all()
+        )
+    topics = sorted({f"unit:{u}" for u in units.values()} | {f"user:{uid}" for uid in user_ids})
     async with ctx.read() as session:
         before = await current_seqs(session, topics)
     async with ctx.write() as w:
         await w.emit_many(topics, "bench.missed", {"note": "written while the node was down"})
-    return {uid: {f"user:{uid}": before[f"user:{uid}"],
-                  f"unit:{units[uid]}": before[f"unit:{units[uid]}"]}
-            for uid in user_ids}
+    return {
+        uid: {
+            f"user:{uid}": before[f"user:{uid}"],
+            f"unit:{units[uid]}": before[f"unit:{units[uid]}"],
+        }
+        for uid in user_ids
+    }
 
 
 def cpu_secs(pid: int) -> float:
@@ -96,8 +102,14 @@ class StormResult:
     load: str
 
 
-async def storm(label: str, start: ServerProcess, health_url: str, ws_url: str,
-                specs: list[ClientSpec], procs: int) -> StormResult:
+async def storm(
+    label: str,
+    start: ServerProcess,
+    health_url: str,
+    ws_url: str,
+    specs: list[ClientSpec],
+    procs: int,
+) -> StormResult:
     """Clients waiting, a server starting; connect all once it is ready."""
     swarm = Swarm(ws_url, processes=procs, deflate=False)
     try:
@@ -113,9 +125,12 @@ async def storm(label: str, start: ServerProcess, health_url: str, ws_url: str,
         await swarm.close()
         start.stop()
     result = StormResult(ok, secs, cpu, load())
-    print(f"  {label}: {ok}/{len(specs)} resumed {secs:.2f}s after ready, server CPU "
-          f"{cpu:.2f}s, load average {result.load}"
-          + (f"; first errors: {errors[:3]}" if errors else ""), flush=True)
+    print(
+        f"  {label}: {ok}/{len(specs)} resumed {secs:.2f}s after ready, server CPU "
+        f"{cpu:.2f}s, load average {result.load}"
+        + (f"; first errors: {errors[:3]}" if errors else ""),
+        flush=True,
+    )
     return result
 
 
@@ -123,17 +138,28 @@ async def main(args: argparse.Namespace) -> int:
     raise_open_files()
     print(f"machine: {machine()}")
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-reconnect-"))
-    env = server_env(data_dir, args.redis_url, f"dienhong:bench:{uuid.uuid4().hex[:8]}",
-                     20.0)
+    env = server_env(data_dir, args.redis_url, f"dienhong:bench:{uuid.uuid4().hex[:8]}", 20.0)
     settings = Settings.from_env(env)
     ctx: Context | None = None
     rows: list[tuple[str, StormResult]] = []
     try:
         started = time.monotonic()
         await asyncio.to_thread(
-            subprocess.run, [*dienhong_command(), "demo", "--password", DEMO_PASSWORD,
-                             "--communes", "126", "--delegates", "95"],
-            env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run,
+            [
+                *dienhong_command(),
+                "demo",
+                "--password",
+                DEMO_PASSWORD,
+                "--communes",
+                "126",
+                "--delegates",
+                "95",
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         ctx = create_app(settings).state.ctx
         user_ids, _cluster = await seed_accounts(ctx, args.clients)
         held = await write_missed_events(ctx, user_ids)
@@ -142,25 +168,47 @@ async def main(args: argparse.Namespace) -> int:
         await ctx.broker.stop()
         await ctx.db.dispose()
         ctx = None
-        print(f"set-up: {len(user_ids)} bench accounts in {time.monotonic() - started:.1f}s; "
-              f"data dir {data_dir}", flush=True)
+        print(
+            f"set-up: {len(user_ids)} bench accounts in {time.monotonic() - started:.1f}s; "
+            f"data dir {data_dir}",
+            flush=True,
+        )
 
         port = free_port()
-        project = ServerProcess([*dienhong_command(), "serve", "--port", str(port)], env,
-                                data_dir / "server.log")
-        specs = [ClientSpec(key=uid, token=tokens[uid], subscribe=held[uid])
-                 for uid in user_ids]
-        rows.append(("dienhong (auth + resume)",
-                     await storm("dienhong", project, f"http://127.0.0.1:{port}/healthz",
-                                 f"ws://127.0.0.1:{port}/ws", specs, args.procs)))
+        project = ServerProcess(
+            [*dienhong_command(), "serve", "--port", str(port)], env, data_dir / "server.log"
+        )
+        specs = [ClientSpec(key=uid, token=tokens[uid], subscribe=held[uid]) for uid in user_ids]
+        rows.append(
+            (
+                "dienhong (auth + resume)",
+                await storm(
+                    "dienhong",
+                    project,
+                    f"http://127.0.0.1:{port}/healthz",
+                    f"ws://127.0.0.1:{port}/ws",
+                    specs,
+                    args.procs,
+                ),
+            )
+        )
 
         bare_port = free_port()
-        bare = ServerProcess(bare_command(bare_port, False, 20.0), env,
-                             data_dir / "bare.log")
+        bare = ServerProcess(bare_command(bare_port, False, 20.0), env, data_dir / "bare.log")
         bare_specs = [ClientSpec(key=uid, token=str(uid)) for uid in user_ids]
-        rows.append(("bare websockets (auth)",
-                     await storm("bare", bare, f"http://127.0.0.1:{bare_port}/",
-                                 f"ws://127.0.0.1:{bare_port}/ws", bare_specs, args.procs)))
+        rows.append(
+            (
+                "bare websockets (auth)",
+                await storm(
+                    "bare",
+                    bare,
+                    f"http://127.0.0.1:{bare_port}/",
+                    f"ws://127.0.0.1:{bare_port}/ws",
+                    bare_specs,
+                    args.procs,
+                ),
+            )
+        )
     finally:
         if ctx is not None:
             await ctx.broker.stop()
@@ -169,23 +217,28 @@ async def main(args: argparse.Namespace) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
 
     print()
-    print(f"Reconnect storm: {args.clients} clients connect at once when the server is ready, "
-          f"{args.procs} client processes.")
-    print(f"{'server':<28}{'resumed':>10}{'secs after ready':>20}{'server CPU s':>14}"
-          f"  load average")
+    print(
+        f"Reconnect storm: {args.clients} clients connect at once when the server is ready, "
+        f"{args.procs} client processes."
+    )
+    print(
+        f"{'server':<28}{'resumed':>10}{'secs after ready':>20}{'server CPU s':>14}  load average"
+    )
     for label, result in rows:
-        print(f"{label:<28}{result.ok:>10}{result.secs:>20.2f}{result.cpu:>14.2f}"
-              f"  {result.load}")
+        print(f"{label:<28}{result.ok:>10}{result.secs:>20.2f}{result.cpu:>14.2f}  {result.load}")
     ours, base = rows[0][1], rows[1][1]
-    print(f"dienhong/bare: {ours.secs / base.secs:.2f} in time, {ours.cpu / base.cpu:.2f} in "
-          f"server CPU; dienhong {ours.secs:.2f}s (target <= {TARGET_SECS:g}s on an idle "
-          "machine)")
+    print(
+        f"dienhong/bare: {ours.secs / base.secs:.2f} in time, {ours.cpu / base.cpu:.2f} in "
+        f"server CPU; dienhong {ours.secs:.2f}s (target <= {TARGET_SECS:g}s on an idle "
+        "machine)"
+    )
     return 0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=3200)
     parser.add_argument("--procs", type=int, default=4, help="client processes")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")

@@ -66,8 +66,9 @@ class _Client(asyncio.Protocol):
         self.owner = owner
         self.spec = spec
         extensions = [ClientPerMessageDeflateFactory()] if deflate else None
-        self.proto = ClientProtocol(parse_uri(owner.url), extensions=extensions,
-                                    max_size=CLIENT_MAX_FRAME)
+        self.proto = ClientProtocol(
+            parse_uri(owner.url), extensions=extensions, max_size=CLIENT_MAX_FRAME
+        )
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = self.loop.create_future()
@@ -97,8 +98,7 @@ class _Client(asyncio.Protocol):
                 if event.opcode is Opcode.TEXT:
                     self._on_text(bytes(event.data), now)
                 elif event.opcode is Opcode.CLOSE:
-                    self.closed_code = (self.proto.close_rcvd.code
-                                        if self.proto.close_rcvd else 1005)
+                    self.closed_code = self.proto.close_rcvd.code if self.proto.close_rcvd else 1005
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -215,15 +215,15 @@ class _Worker:
             async with limit:
                 client = _Client(self, spec, self.deflate)
                 try:
-                    await loop.create_connection(lambda: client, host, port,
-                                                 local_addr=(self.local_host, 0))
+                    await loop.create_connection(
+                        lambda: client, host, port, local_addr=(self.local_host, 0)
+                    )
                     await asyncio.wait_for(client.opened, 60)
                     client.send_text(json.dumps({"op": "auth", "token": spec.token}))
                     await asyncio.wait_for(client.ready, 60)
                     if spec.subscribe:
                         client.pending_subscribed = set(spec.subscribe)
-                        client.send_text(json.dumps({"op": "subscribe",
-                                                     "topics": spec.subscribe}))
+                        client.send_text(json.dumps({"op": "subscribe", "topics": spec.subscribe}))
                         await asyncio.wait_for(client.subscribed, 60)
                     client.live = True
                     self.clients.append(client)
@@ -245,8 +245,11 @@ class _Worker:
             self.waiting.pop(round_id, None)
         # Clients the server closed since (1011 after a failed catch-up, 4408) are not
         # counted: they would resume from the log, which is not what is measured here.
-        return [(c.spec.key, c.stamps.get(round_id)) for c in self.clients
-                if c.live or round_id in c.stamps]
+        return [
+            (c.spec.key, c.stamps.get(round_id))
+            for c in self.clients
+            if c.live or round_id in c.stamps
+        ]
 
     async def _close(self) -> None:
         for client in self.clients:
@@ -283,8 +286,9 @@ class Swarm:
             # Spread source addresses over 127.0.0.x so thousands of sockets never
             # exhaust one address's ephemeral ports.
             local_host = f"127.0.0.{1 + index % 8}"
-            proc = context.Process(target=_worker_main,
-                                   args=(child_end, url, deflate, local_host), daemon=True)
+            proc = context.Process(
+                target=_worker_main, args=(child_end, url, deflate, local_host), daemon=True
+            )
             proc.start()
             child_end.close()
             self._pipes.append(parent_end)
@@ -295,8 +299,9 @@ class Swarm:
             pipe.send(command)
         return await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in self._pipes))
 
-    async def connect(self, specs: Sequence[ClientSpec], *,
-                      in_turn: bool = False) -> tuple[int, list[str], float]:
+    async def connect(
+        self, specs: Sequence[ClientSpec], *, in_turn: bool = False
+    ) -> tuple[int, list[str], float]:
         """Connect every client, each process a contiguous share of ``specs``; returns
         (ok, errors, secs).
 
@@ -308,7 +313,7 @@ class Swarm:
         """
         count = len(self._pipes)
         size = -(-len(specs) // count)
-        shares = [list(specs[i * size:(i + 1) * size]) for i in range(count)]
+        shares = [list(specs[i * size : (i + 1) * size]) for i in range(count)]
         started = time.monotonic()
         if in_turn:
             answers = []

@@ -56,6 +56,7 @@ TARGET_CLOSED_MS = 250.0
 
 # --- client processes --------------------------------------------------------------------
 
+
 class HttpConnection:
     """One tablet's keep-alive HTTP/1.1 connection (no pool: one request at a time)."""
 
@@ -68,13 +69,15 @@ class HttpConnection:
         parts = urlsplit(base)
         return cls(*await asyncio.open_connection(parts.hostname, parts.port))
 
-    async def request(self, method: str, path: str, token: str,
-                      body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    async def request(
+        self, method: str, path: str, token: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
         payload = b"" if body is None else json.dumps(body).encode()
         self.writer.write(
             f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-            .encode() + payload)
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
         await self.writer.drain()
         status = int((await self.reader.readline()).split()[1])
         length = 0
@@ -93,8 +96,16 @@ class Tablet:
         self.closed_at: dict[int, float] = {}
 
 
-async def _follow(ws_url: str, tablet: Tablet, topic: str, seq: int, subscribed: list[int],
-                  total: int, ready: asyncio.Event, changed: asyncio.Event) -> None:
+async def _follow(
+    ws_url: str,
+    tablet: Tablet,
+    topic: str,
+    seq: int,
+    subscribed: list[int],
+    total: int,
+    ready: asyncio.Event,
+    changed: asyncio.Event,
+) -> None:
     from websockets.asyncio.client import connect
 
     async with connect(ws_url, max_size=None, ping_interval=None) as ws:
@@ -125,28 +136,36 @@ async def _vote(tablet: Tablet, poll_id: int, choice: str, at: float) -> tuple[i
         status, body = await tablet.http.request("GET", "/api/v1/me", tablet.token)
         return status, (time.monotonic() - sent) * 1000, ""
     status, body = await tablet.http.request(
-        "POST", f"/api/v1/polls/{poll_id}/ballots", tablet.token,
-        {"choice": choice, "idempotency_key": uuid.uuid4().hex})
+        "POST",
+        f"/api/v1/polls/{poll_id}/ballots",
+        tablet.token,
+        {"choice": choice, "idempotency_key": uuid.uuid4().hex},
+    )
     answered = time.monotonic()
     code = body.get("receipt", "") if status == 201 else body["error"]["code"]
     return status, (answered - sent) * 1000, code
 
 
-def _client_main(pipe: Connection, base: str, tokens: list[str], topic: str, seq: int,
-                 offset: int, total: int) -> None:
+def _client_main(
+    pipe: Connection, base: str, tokens: list[str], topic: str, seq: int, offset: int, total: int
+) -> None:
     asyncio.run(_client_loop(pipe, base, tokens, topic, seq, offset, total))
 
 
-async def _client_loop(pipe: Connection, base: str, tokens: list[str], topic: str, seq: int,
-                       offset: int, total: int) -> None:
+async def _client_loop(
+    pipe: Connection, base: str, tokens: list[str], topic: str, seq: int, offset: int, total: int
+) -> None:
     tablets = [Tablet(token) for token in tokens]
     ready, changed = asyncio.Event(), asyncio.Event()
     subscribed = [0]
     tasks = []
     ws_url = base.replace("http", "ws") + "/ws"
     for index, tablet in enumerate(tablets):
-        tasks.append(asyncio.create_task(_follow(ws_url, tablet, topic, seq, subscribed,
-                                                 len(tablets), ready, changed)))
+        tasks.append(
+            asyncio.create_task(
+                _follow(ws_url, tablet, topic, seq, subscribed, len(tablets), ready, changed)
+            )
+        )
         if index % 50 == 49:
             # Handshakes in batches, within the server's accept backlog.
             await asyncio.sleep(0.05)
@@ -165,12 +184,17 @@ async def _client_loop(pipe: Connection, base: str, tokens: list[str], topic: st
             for tablet, connection in zip(tablets, opened, strict=True):
                 tablet.http = connection
             # This process's tablets hold every procs-th place in one even spread.
-            slots = [start + spread * (offset + i * (total // len(tablets) or 1)) / total
-                     for i in range(len(tablets))]
+            slots = [
+                start + spread * (offset + i * (total // len(tablets) or 1)) / total
+                for i in range(len(tablets))
+            ]
             choices = ["yes", "yes", "no", "abstain"]
-            results = await asyncio.gather(*(
-                _vote(t, poll_id, choices[(offset + i) % 4], slot)
-                for i, (t, slot) in enumerate(zip(tablets, slots, strict=True))))
+            results = await asyncio.gather(
+                *(
+                    _vote(t, poll_id, choices[(offset + i) % 4], slot)
+                    for i, (t, slot) in enumerate(zip(tablets, slots, strict=True))
+                )
+            )
             pipe.send(results)
         elif command[0] == "closed":
             _, poll_id = command
@@ -190,6 +214,7 @@ async def _client_loop(pipe: Connection, base: str, tokens: list[str], topic: st
 
 # --- the server ------------------------------------------------------------------------
 
+
 async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
     """Demo city, its meeting started and every delegate checked in; tokens, chair, id."""
     return await seed_demo_meeting(data_dir, delegates, PASSWORD, in_session=True)
@@ -197,16 +222,25 @@ async def seed(data_dir: Path, delegates: int) -> tuple[list[str], str, int]:
 
 # --- figures -----------------------------------------------------------------------------
 
-async def one_round(chair: httpx.AsyncClient, pipes: Sequence[Connection], meeting_id: int,
-                    *, secret: bool, spread: float, label: str) -> dict[str, Any]:
-    response = await chair.post(f"/api/v1/meetings/{meeting_id}/polls", json={
-        "title": f"Biểu quyết thử ({label})", "secret": secret})
+
+async def one_round(
+    chair: httpx.AsyncClient,
+    pipes: Sequence[Connection],
+    meeting_id: int,
+    *,
+    secret: bool,
+    spread: float,
+    label: str,
+) -> dict[str, Any]:
+    response = await chair.post(
+        f"/api/v1/meetings/{meeting_id}/polls",
+        json={"title": f"Biểu quyết thử ({label})", "secret": secret},
+    )
     poll_id = response.json()["id"]
     assert (await chair.post(f"/api/v1/polls/{poll_id}/open")).status_code == 200
     # Time for every client process to open its connections before the first ballot.
     start = time.monotonic() + 1.5
-    answers = [r for part in await ask_all(pipes, ("vote", poll_id, start, spread))
-               for r in part]
+    answers = [r for part in await ask_all(pipes, ("vote", poll_id, start, spread)) for r in part]
     statuses = [status for status, _, _ in answers]
     latencies = [ms for _, ms, _ in answers]
     finished = time.monotonic()
@@ -220,15 +254,20 @@ async def one_round(chair: httpx.AsyncClient, pipes: Sequence[Connection], meeti
     view = (await chair.get(f"/api/v1/polls/{poll_id}")).json()
     accepted = statuses.count(201)
     return {
-        "label": label, "accepted": accepted, "sent": len(answers),
+        "label": label,
+        "accepted": accepted,
+        "sent": len(answers),
         "refused": sorted({code for status, _, code in answers if status != 201}),
         "ballots_per_sec": accepted / max(1e-9, finished - start),
-        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
         "max": max(latencies),
         "close_answer_ms": (close_answered - close_sent) * 1000,
         "closed_all_ms": (max(s for s in stamps if s is not None) - close_sent) * 1000,
         "closed_p50_ms": percentile([(s - close_sent) * 1000 for s in stamps if s], 0.5),
-        "missing": missing, "tally_cast": view["cast"], "state": result.get("state"),
+        "missing": missing,
+        "tally_cast": view["cast"],
+        "state": result.get("state"),
     }
 
 
@@ -237,36 +276,53 @@ async def baseline_round(pipes: Sequence[Connection], spread: float) -> dict[str
     start = time.monotonic() + 1.5
     answers = [r for part in await ask_all(pipes, ("vote", 0, start, spread)) for r in part]
     latencies = [ms for _, ms, _ in answers]
-    return {"label": "baseline: GET /me, 1 s", "sent": len(answers),
-            "ok": sum(1 for status, _, _ in answers if status == 200),
-            "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
-            "max": max(latencies)}
+    return {
+        "label": "baseline: GET /me, 1 s",
+        "sent": len(answers),
+        "ok": sum(1 for status, _, _ in answers if status == 200),
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
+        "max": max(latencies),
+    }
 
 
 def report(rounds: Sequence[dict[str, Any]], tablets: int, baseline: dict[str, Any]) -> None:
     print()
-    print(f"voting, {tablets} checked-in tablets (WebSocket + keep-alive HTTP each), "
-          f"SQLite + in-process broker, {os.cpu_count()} cores")
-    print(f"{'round':<22}{'accepted':>10}{'ballots/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'max ms':>9}{'close->all poll.closed ms':>28}")
+    print(
+        f"voting, {tablets} checked-in tablets (WebSocket + keep-alive HTTP each), "
+        f"SQLite + in-process broker, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'round':<22}{'accepted':>10}{'ballots/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'max ms':>9}{'close->all poll.closed ms':>28}"
+    )
     for r in rounds:
-        print(f"{r['label']:<22}{r['accepted']:>6}/{r['sent']:<3}{r['ballots_per_sec']:>11.0f}"
-              f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}{r['closed_all_ms']:>28.1f}")
-    print(f"{baseline['label']:<22}{baseline['ok']:>6}/{baseline['sent']:<3}{'':>11}"
-          f"{baseline['p50']:>9.1f}{baseline['p99']:>9.1f}{baseline['max']:>9.1f}")
+        print(
+            f"{r['label']:<22}{r['accepted']:>6}/{r['sent']:<3}{r['ballots_per_sec']:>11.0f}"
+            f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}{r['closed_all_ms']:>28.1f}"
+        )
+    print(
+        f"{baseline['label']:<22}{baseline['ok']:>6}/{baseline['sent']:<3}{'':>11}"
+        f"{baseline['p50']:>9.1f}{baseline['p99']:>9.1f}{baseline['max']:>9.1f}"
+    )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine load average (1, 5, 15 min) at the end: {load}")
     spread = [r for r in rounds if not r["label"].startswith("burst")]
-    all_in = all(r["accepted"] == r["sent"] == r["tally_cast"] and not r["missing"]
-                 for r in rounds)
+    all_in = all(r["accepted"] == r["sent"] == r["tally_cast"] and not r["missing"] for r in rounds)
     worst_p99 = max(r["p99"] for r in spread)
     worst_close = max(r["closed_all_ms"] for r in spread)
-    print(f"every ballot accepted and counted, every tablet got poll.closed: "
-          f"{'yes' if all_in else 'NO'}")
-    print(f"target p99 ballot latency < {TARGET_BALLOT_P99_MS:.0f} ms (1-second rounds): "
-          f"{'met' if worst_p99 < TARGET_BALLOT_P99_MS else 'NOT met'} ({worst_p99:.1f} ms)")
-    print(f"target result on every tablet < {TARGET_CLOSED_MS:.0f} ms after close: "
-          f"{'met' if worst_close < TARGET_CLOSED_MS else 'NOT met'} ({worst_close:.1f} ms)")
+    print(
+        f"every ballot accepted and counted, every tablet got poll.closed: "
+        f"{'yes' if all_in else 'NO'}"
+    )
+    print(
+        f"target p99 ballot latency < {TARGET_BALLOT_P99_MS:.0f} ms (1-second rounds): "
+        f"{'met' if worst_p99 < TARGET_BALLOT_P99_MS else 'NOT met'} ({worst_p99:.1f} ms)"
+    )
+    print(
+        f"target result on every tablet < {TARGET_CLOSED_MS:.0f} ms after close: "
+        f"{'met' if worst_close < TARGET_CLOSED_MS else 'NOT met'} ({worst_close:.1f} ms)"
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -278,36 +334,54 @@ async def run(args: argparse.Namespace) -> int:
     try:
         started = time.monotonic()
         tokens, chair_token, meeting_id = await seed(data_dir, args.delegates)
-        print(f"seeded {args.delegates} delegates, meeting started, all checked in, "
-              f"in {time.monotonic() - started:.1f} s")
+        print(
+            f"seeded {args.delegates} delegates, meeting started, all checked in, "
+            f"in {time.monotonic() - started:.1f} s"
+        )
         server = start_server(data_dir, port)
         await wait_healthy(base, server)
-        chair = httpx.AsyncClient(base_url=base, timeout=60,
-                                  headers={"Authorization": f"Bearer {chair_token}"})
+        chair = httpx.AsyncClient(
+            base_url=base, timeout=60, headers={"Authorization": f"Bearer {chair_token}"}
+        )
         state = (await chair.get(f"/api/v1/meetings/{meeting_id}")).json()
         context = multiprocessing.get_context("spawn")
         pipes: list[Connection] = []
         started = time.monotonic()
         for index in range(args.procs):
             parent, child = context.Pipe()
-            proc = context.Process(target=_client_main, daemon=True, args=(
-                child, base, tokens[index::args.procs], f"meeting:{meeting_id}",
-                state["seq"], index, len(tokens)))
+            proc = context.Process(
+                target=_client_main,
+                daemon=True,
+                args=(
+                    child,
+                    base,
+                    tokens[index :: args.procs],
+                    f"meeting:{meeting_id}",
+                    state["seq"],
+                    index,
+                    len(tokens),
+                ),
+            )
             proc.start()
             child.close()
             pipes.append(parent)
             procs.append(proc)
         answers = [await asyncio.to_thread(p.recv) for p in pipes]
         connected = sum(a[1] for a in answers)
-        print(f"{connected} tablets connected and subscribed over {args.procs} client "
-              f"processes in {time.monotonic() - started:.1f} s")
+        print(
+            f"{connected} tablets connected and subscribed over {args.procs} client "
+            f"processes in {time.monotonic() - started:.1f} s"
+        )
         rounds = []
-        for label, secret, spread in (("named, 1 s", False, args.spread),
-                                      ("secret, 1 s", True, args.spread),
-                                      ("secret, 1 s (again)", True, args.spread),
-                                      ("burst, all at once", True, 0.0)):
-            rounds.append(await one_round(chair, pipes, meeting_id, secret=secret,
-                                          spread=spread, label=label))
+        for label, secret, spread in (
+            ("named, 1 s", False, args.spread),
+            ("secret, 1 s", True, args.spread),
+            ("secret, 1 s (again)", True, args.spread),
+            ("burst, all at once", True, 0.0),
+        ):
+            rounds.append(
+                await one_round(chair, pipes, meeting_id, secret=secret, spread=spread, label=label)
+            )
             await asyncio.sleep(ROUND_GAP_SECS)
         baseline = await baseline_round(pipes, args.spread)
         await chair.aclose()
@@ -332,8 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delegates", type=int, default=500)
     parser.add_argument("--procs", type=int, default=4)
-    parser.add_argument("--spread", type=float, default=1.0,
-                        help="seconds over which the ballots of a round are sent")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=1.0,
+        help="seconds over which the ballots of a round are sent",
+    )
     return asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -48,8 +48,10 @@ from bench.voting import HttpConnection
 
 PASSWORD = "bench-password-1"
 # A chat message of ordinary length, in Vietnamese like the real ones.
-BODY = ("Phường đã hoàn thành rà soát hộ dân vùng trũng, 12 hộ đã di dời an toàn; "
-        "đề nghị hỗ trợ thêm áo phao và đèn pin cho tổ xung kích.")
+BODY = (
+    "Phường đã hoàn thành rà soát hộ dân vùng trũng, 12 hộ đã di dời an toàn; "
+    "đề nghị hỗ trợ thêm áo phao và đèn pin cho tổ xung kích."
+)
 WARMUP_SECS = 1.0
 # Probe reads this often at most, so the probe itself is not a load.
 READ_PROBE_GAP_SECS = 0.01
@@ -88,10 +90,12 @@ class LockShare:
     def describe(self) -> str:
         if not self.samples:
             return ""
-        return (f"lock held {100 * self.held / self.samples:.0f} %, "
-                f"waited for {100 * self.waited / self.samples:.0f} %, "
-                f"holder idle in transaction {100 * self.holder_idle / max(1, self.held):.0f} %"
-                f" of held")
+        return (
+            f"lock held {100 * self.held / self.samples:.0f} %, "
+            f"waited for {100 * self.waited / self.samples:.0f} %, "
+            f"holder idle in transaction {100 * self.holder_idle / max(1, self.held):.0f} %"
+            f" of held"
+        )
 
 
 # --- the database ----------------------------------------------------------------------
@@ -99,9 +103,13 @@ async def _pg_admin(url: str, statement: str) -> None:
     import asyncpg
 
     parsed = make_url(url)
-    conn = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432,
-                                 user=parsed.username, password=parsed.password,
-                                 database=parsed.database or "postgres")
+    conn = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database or "postgres",
+    )
     try:
         await conn.execute(statement)
     finally:
@@ -131,20 +139,25 @@ async def prepare(data_dir: Path, database_url: str) -> list[Clerk]:
     from server.org.models import User
     from server.settings import Settings
 
-    settings = Settings(data_dir=data_dir, database_url=database_url, log_json=False,
-                        log_level="WARNING")
+    settings = Settings(
+        data_dir=data_dir, database_url=database_url, log_json=False, log_level="WARNING"
+    )
     await migrate(settings)
     ctx = create_app(settings).state.ctx
     try:
         city, _ = await seed_demo(ctx, password=PASSWORD, communes=126, delegates=10)
         await ensure_unit_channels(ctx)
         async with ctx.read() as session:
-            rows = (await session.execute(
-                select(User.id, Channel.id).join(Channel, Channel.unit_id == User.unit_id)
-                .where(User.id.in_(city.ward_user_ids)).order_by(User.id))).all()
+            rows = (
+                await session.execute(
+                    select(User.id, Channel.id)
+                    .join(Channel, Channel.unit_id == User.unit_id)
+                    .where(User.id.in_(city.ward_user_ids))
+                    .order_by(User.id)
+                )
+            ).all()
         now = datetime.now(UTC)
-        return [Clerk(int(uid), int(cid), ctx.tokens.issue(int(uid), now)[0])
-                for uid, cid in rows]
+        return [Clerk(int(uid), int(cid), ctx.tokens.issue(int(uid), now)[0]) for uid, cid in rows]
     finally:
         await ctx.db.dispose()
 
@@ -164,9 +177,13 @@ class LockSampler:
         import asyncpg
 
         parsed = make_url(self.url)
-        conn = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432,
-                                     user=parsed.username, password=parsed.password,
-                                     database=parsed.database)
+        conn = await asyncpg.connect(
+            host=parsed.host,
+            port=parsed.port or 5432,
+            user=parsed.username,
+            password=parsed.password,
+            database=parsed.database,
+        )
         classid, objid = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
         query = """
             SELECT
@@ -202,9 +219,12 @@ class LockSampler:
 
 
 # --- the loops ---------------------------------------------------------------------------
-async def closed_loop(clients: int, seconds: float,
-                      one: Callable[[int, HttpConnection], Awaitable[bool]],
-                      base_of: Callable[[int], str]) -> LoopResult:
+async def closed_loop(
+    clients: int,
+    seconds: float,
+    one: Callable[[int, HttpConnection], Awaitable[bool]],
+    base_of: Callable[[int], str],
+) -> LoopResult:
     """``clients`` closed loops of ``one`` for a warm-up then ``seconds``; counts what ends
     inside the measured window."""
     result = LoopResult(seconds=seconds)
@@ -239,9 +259,13 @@ def poster(clerks: list[Clerk]) -> Callable[[int, HttpConnection], Awaitable[boo
         clerk = clerks[index % len(clerks)]
         counter[0] += 1
         status, _ = await conn.request(
-            "POST", f"/api/v1/channels/{clerk.channel_id}/messages", clerk.token,
-            {"body": f"{BODY} #{counter[0]}", "client_msg_id": uuid.uuid4().hex})
+            "POST",
+            f"/api/v1/channels/{clerk.channel_id}/messages",
+            clerk.token,
+            {"body": f"{BODY} #{counter[0]}", "client_msg_id": uuid.uuid4().hex},
+        )
         return status == 201
+
     return post
 
 
@@ -249,6 +273,7 @@ def asker(clerks: list[Clerk]) -> Callable[[int, HttpConnection], Awaitable[bool
     async def me(index: int, conn: HttpConnection) -> bool:
         status, _ = await conn.request("GET", "/api/v1/me", clerks[index % len(clerks)].token)
         return status == 200
+
     return me
 
 
@@ -260,7 +285,8 @@ async def read_probe(base: str, clerk: Clerk, stop: asyncio.Event) -> list[float
         while not stop.is_set():
             began = time.perf_counter()
             status, _ = await conn.request(
-                "GET", f"/api/v1/channels/{clerk.channel_id}/messages?limit=1", clerk.token)
+                "GET", f"/api/v1/channels/{clerk.channel_id}/messages?limit=1", clerk.token
+            )
             if status == 200:
                 latencies.append(time.perf_counter() - began)
             await asyncio.sleep(READ_PROBE_GAP_SECS)
@@ -312,19 +338,24 @@ async def run(args: argparse.Namespace) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def measure(args: argparse.Namespace, clerks: list[Clerk], bases: list[str],
-                  database_url: str) -> None:
+async def measure(
+    args: argparse.Namespace, clerks: list[Clerk], bases: list[str], database_url: str
+) -> None:
     def base_of(index: int) -> str:
         return bases[index % len(bases)]
 
     sampler = LockSampler(database_url) if database_url else None
     backend = "PostgreSQL" if database_url else "SQLite"
-    print(f"{len(bases)} node(s), {backend}, {args.seconds:.0f} s per run, "
-          f"load average {os.getloadavg()[0]:.2f} at start, {os.cpu_count()} CPU")
+    print(
+        f"{len(bases)} node(s), {backend}, {args.seconds:.0f} s per run, "
+        f"load average {os.getloadavg()[0]:.2f} at start, {os.cpu_count()} CPU"
+    )
 
     me = await closed_loop(64, args.seconds, asker(clerks), base_of)
-    print(f"baseline GET /api/v1/me, 64 clients: {me.rate:8.0f} req/s  "
-          f"p50 {me.p(0.5):6.1f} ms  p99 {me.p(0.99):6.1f} ms")
+    print(
+        f"baseline GET /api/v1/me, 64 clients: {me.rate:8.0f} req/s  "
+        f"p50 {me.p(0.5):6.1f} ms  p99 {me.p(0.99):6.1f} ms"
+    )
 
     # The probe reads the channel of a clerk who does not post.
     reader = clerks[-1]
@@ -334,8 +365,10 @@ async def measure(args: argparse.Namespace, clerks: list[Clerk], bases: list[str
     await asyncio.sleep(args.seconds)
     stop.set()
     idle = await probe
-    print(f"read GET …/messages?limit=1, idle:        p50 {ms(idle, 0.5):6.1f} ms  "
-          f"p99 {ms(idle, 0.99):6.1f} ms  ({len(idle)} reads)")
+    print(
+        f"read GET …/messages?limit=1, idle:        p50 {ms(idle, 0.5):6.1f} ms  "
+        f"p99 {ms(idle, 0.99):6.1f} ms  ({len(idle)} reads)"
+    )
 
     under: list[float] = []
     for count in args.posters:
@@ -350,30 +383,44 @@ async def measure(args: argparse.Namespace, clerks: list[Clerk], bases: list[str
             stop.set()
             under = await probe_task
         share = await sampler.stop() if sampler is not None else LockShare()
-        print(f"posts, {count:3d} posters: {result.rate:8.1f} posts/s  "
-              f"p50 {result.p(0.5):6.1f} ms  p99 {result.p(0.99):6.1f} ms  "
-              f"errors {result.errors}  {share.describe()}")
+        print(
+            f"posts, {count:3d} posters: {result.rate:8.1f} posts/s  "
+            f"p50 {result.p(0.5):6.1f} ms  p99 {result.p(0.99):6.1f} ms  "
+            f"errors {result.errors}  {share.describe()}"
+        )
     if under:
         ratio = ms(under, 0.99) / ms(idle, 0.99) if idle else float("nan")
-        print(f"read GET …/messages?limit=1, under {max(args.posters)} posters: "
-              f"p50 {ms(under, 0.5):6.1f} ms  p99 {ms(under, 0.99):6.1f} ms  "
-              f"({len(under)} reads; p99 {ratio:.1f}x idle)")
+        print(
+            f"read GET …/messages?limit=1, under {max(args.posters)} posters: "
+            f"p50 {ms(under, 0.5):6.1f} ms  p99 {ms(under, 0.99):6.1f} ms  "
+            f"({len(under)} reads; p99 {ratio:.1f}x idle)"
+        )
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
-    parser.add_argument("--posters", default="1,8,64",
-                        type=lambda s: [int(p) for p in s.split(",") if p],
-                        help="comma-separated poster counts")
+    parser.add_argument(
+        "--posters",
+        default="1,8,64",
+        type=lambda s: [int(p) for p in s.split(",") if p],
+        help="comma-separated poster counts",
+    )
     parser.add_argument("--nodes", type=int, default=1, help="server processes")
-    parser.add_argument("--database-url", default="",
-                        help="PostgreSQL server to create the bench's database on; "
-                             "empty: SQLite in a temporary directory")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
-                        help="the broker between nodes (with --nodes above 1)")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="PostgreSQL server to create the bench's database on; "
+        "empty: SQLite in a temporary directory",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="the broker between nodes (with --nodes above 1)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -60,9 +60,10 @@ class _Data(BaseModel):
 
 
 class InkData(_Data):
-    strokes: Annotated[list[Annotated[list[Point], Field(min_length=1,
-                                                        max_length=MAX_POINTS_PER_STROKE)]],
-                       Field(min_length=1, max_length=MAX_STROKES)]
+    strokes: Annotated[
+        list[Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS_PER_STROKE)]],
+        Field(min_length=1, max_length=MAX_STROKES),
+    ]
     color: Color = "#d32f2f"
     # Line width in PDF points.
     width: Annotated[float, Field(gt=0, le=50)] = 2.0
@@ -70,8 +71,10 @@ class InkData(_Data):
 
 class HighlightData(_Data):
     # [x0, y0, x1, y1] with (x0, y0) the top left corner.
-    rects: Annotated[list[tuple[Fraction, Fraction, Fraction, Fraction]],
-                     Field(min_length=1, max_length=MAX_RECTS)]
+    rects: Annotated[
+        list[tuple[Fraction, Fraction, Fraction, Fraction]],
+        Field(min_length=1, max_length=MAX_RECTS),
+    ]
     color: Color = "#ffeb3b"
 
 
@@ -96,18 +99,27 @@ def parse_data(kind: AnnotationKind, raw: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise BadRequest(f"Invalid {kind.value} data at {where or 'data'!r}: {first['msg']}.",
-                         code="invalid_request") from exc
+        raise BadRequest(
+            f"Invalid {kind.value} data at {where or 'data'!r}: {first['msg']}.",
+            code="invalid_request",
+        ) from exc
     data: dict[str, Any] = json.loads(parsed.model_dump_json())
     return data
 
 
 def annotation_json(row: Annotation) -> dict[str, Any]:
     return {
-        "id": row.id, "file_id": row.file_id, "user_id": row.user_id, "page": row.page,
-        "kind": row.kind, "data": row.data, "shared": row.shared,
-        "meeting_id": row.meeting_id, "created_at": utc_iso(row.created_at),
-        "space": row.space, "client_id": row.client_id,
+        "id": row.id,
+        "file_id": row.file_id,
+        "user_id": row.user_id,
+        "page": row.page,
+        "kind": row.kind,
+        "data": row.data,
+        "shared": row.shared,
+        "meeting_id": row.meeting_id,
+        "created_at": utc_iso(row.created_at),
+        "space": row.space,
+        "client_id": row.client_id,
     }
 
 
@@ -115,7 +127,8 @@ async def _meetings_sharing(ctx: Context, user_id: int, file_id: int) -> list[in
     """Meetings the user takes part in whose agenda carries the file, newest first."""
     async with ctx.read() as session:
         rows = await session.execute(
-            select(AgendaDocument.meeting_id).distinct()
+            select(AgendaDocument.meeting_id)
+            .distinct()
             .join(Participant, Participant.meeting_id == AgendaDocument.meeting_id)
             .where(AgendaDocument.file_id == file_id, Participant.user_id == user_id)
             .order_by(AgendaDocument.meeting_id.desc())
@@ -123,10 +136,18 @@ async def _meetings_sharing(ctx: Context, user_id: int, file_id: int) -> list[in
         return [int(mid) for mid in rows.scalars()]
 
 
-async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: int,
-                         kind: AnnotationKind, data: dict[str, Any], shared: bool,
-                         meeting_id: int | None = None,
-                         client_id: str | None = None) -> tuple[dict[str, Any], bool]:
+async def add_annotation(
+    ctx: Context,
+    actor: Principal,
+    file_id: int,
+    *,
+    page: int,
+    kind: AnnotationKind,
+    data: dict[str, Any],
+    shared: bool,
+    meeting_id: int | None = None,
+    client_id: str | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Annotate a page of a document the reader may read; the annotation and whether it is new.
 
     With a ``client_id`` the call is idempotent: when the reader already stored an annotation
@@ -140,78 +161,125 @@ async def add_annotation(ctx: Context, actor: Principal, file_id: int, *, page: 
     if not f.pages:
         raise Unprocessable(f"File {file_id} is not a paged document.", code="not_a_document")
     if not 1 <= page <= f.pages:
-        raise Unprocessable(f"File {file_id} has pages 1 to {f.pages}.",
-                            code="page_out_of_range", details={"pages": f.pages})
+        raise Unprocessable(
+            f"File {file_id} has pages 1 to {f.pages}.",
+            code="page_out_of_range",
+            details={"pages": f.pages},
+        )
     settings = ctx.settings
     if len(json.dumps(data)) > settings.annotation_max_data_bytes:
         raise PayloadTooLarge(
             f"An annotation's data has at most {settings.annotation_max_data_bytes} bytes.",
-            code="too_large")
+            code="too_large",
+        )
     clean = parse_data(kind, data)
     longest = max((len(stroke) for stroke in clean.get("strokes", ())), default=0)
     if longest > settings.annotation_max_points_per_stroke:
-        raise Unprocessable(f"A stroke has at most {settings.annotation_max_points_per_stroke} "
-                            "points.", code="stroke_too_long")
+        raise Unprocessable(
+            f"A stroke has at most {settings.annotation_max_points_per_stroke} points.",
+            code="stroke_too_long",
+        )
     size = len(json.dumps(clean))
     target: int | None = None
     if shared or meeting_id is not None:
         candidates = await _meetings_sharing(ctx, actor.id, file_id)
         if meeting_id is not None and meeting_id not in candidates:
-            raise Unprocessable(f"Document {file_id} is not on an agenda of meeting "
-                                f"{meeting_id} you take part in.", code="not_shared_in_meeting")
+            raise Unprocessable(
+                f"Document {file_id} is not on an agenda of meeting {meeting_id} you take part in.",
+                code="not_shared_in_meeting",
+            )
         if not candidates:
-            raise Unprocessable(f"Document {file_id} is on no agenda of a meeting you take "
-                                "part in.", code="not_shared_in_meeting")
+            raise Unprocessable(
+                f"Document {file_id} is on no agenda of a meeting you take part in.",
+                code="not_shared_in_meeting",
+            )
         target = meeting_id if meeting_id is not None else candidates[0]
     async with ctx.write() as w:
         if client_id is not None:
-            earlier = (await w.session.execute(
-                select(Annotation).where(Annotation.user_id == actor.id,
-                                         Annotation.client_id == client_id))).scalar_one_or_none()
+            earlier = (
+                await w.session.execute(
+                    select(Annotation).where(
+                        Annotation.user_id == actor.id, Annotation.client_id == client_id
+                    )
+                )
+            ).scalar_one_or_none()
             if earlier is not None:
                 return annotation_json(earlier), False
-        kept = (await w.session.execute(
-            select(Annotation.data)
-            .where(Annotation.file_id == file_id, Annotation.user_id == actor.id))).scalars().all()
+        kept = (
+            (
+                await w.session.execute(
+                    select(Annotation.data).where(
+                        Annotation.file_id == file_id, Annotation.user_id == actor.id
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         if len(kept) >= settings.annotation_max_per_file:
             raise Unprocessable(
                 f"A reader keeps at most {settings.annotation_max_per_file} annotations "
-                "per document.", code="too_many_annotations")
+                "per document.",
+                code="too_many_annotations",
+            )
         if size + sum(len(json.dumps(old)) for old in kept) > settings.annotation_max_bytes:
             raise PayloadTooLarge(
                 f"A reader keeps at most {settings.annotation_max_bytes} bytes of annotations "
-                "per document.", code="annotations_too_large")
-        row = Annotation(file_id=file_id, user_id=actor.id, page=page, kind=kind.value,
-                         data=clean, text=str(clean.get("text", "")), shared=shared,
-                         meeting_id=target, created_at=w.now, space="page",
-                         client_id=client_id)
+                "per document.",
+                code="annotations_too_large",
+            )
+        row = Annotation(
+            file_id=file_id,
+            user_id=actor.id,
+            page=page,
+            kind=kind.value,
+            data=clean,
+            text=str(clean.get("text", "")),
+            shared=shared,
+            meeting_id=target,
+            created_at=w.now,
+            space="page",
+            client_id=client_id,
+        )
         w.session.add(row)
         await w.session.flush()
         result = annotation_json(row)
         if shared and target is not None:
-            await w.audit(actor.id, "meeting.annotation.share", meeting_subject(target),
-                          {"annotation_id": row.id, "file_id": file_id, "page": page,
-                           "kind": kind.value})
+            await w.audit(
+                actor.id,
+                "meeting.annotation.share",
+                meeting_subject(target),
+                {"annotation_id": row.id, "file_id": file_id, "page": page, "kind": kind.value},
+            )
             await emit_annotation_shared(w, target, annotation=result)
     return result, True
 
 
-async def visible_annotations(ctx: Context, actor: Principal, file_id: int, *,
-                              include_shared: bool = True) -> list[Annotation]:
+async def visible_annotations(
+    ctx: Context, actor: Principal, file_id: int, *, include_shared: bool = True
+) -> list[Annotation]:
     """The reader's own annotations of a file, and (optionally) those shared with them."""
     await readable_file(ctx, actor, file_id)
     async with ctx.read() as session:
         mine = Annotation.user_id == actor.id
         if include_shared:
-            their_meetings = select(Participant.meeting_id).where(
-                Participant.user_id == actor.id)
-            condition = or_(mine, Annotation.shared.is_(True)
-                            & Annotation.meeting_id.in_(their_meetings))
+            their_meetings = select(Participant.meeting_id).where(Participant.user_id == actor.id)
+            condition = or_(
+                mine, Annotation.shared.is_(True) & Annotation.meeting_id.in_(their_meetings)
+            )
         else:
             condition = mine
-        rows = (await session.execute(
-            select(Annotation).where(Annotation.file_id == file_id, condition)
-            .order_by(Annotation.page, Annotation.id))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(Annotation)
+                    .where(Annotation.file_id == file_id, condition)
+                    .order_by(Annotation.page, Annotation.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     return list(rows)
 
 
@@ -220,25 +288,32 @@ async def list_annotations(ctx: Context, actor: Principal, file_id: int) -> list
     return [annotation_json(row) for row in await visible_annotations(ctx, actor, file_id)]
 
 
-async def delete_annotation(ctx: Context, actor: Principal, file_id: int,
-                            annotation_id: int) -> None:
+async def delete_annotation(
+    ctx: Context, actor: Principal, file_id: int, annotation_id: int
+) -> None:
     """Remove one of one's own annotations (404 ``annotation_not_found`` otherwise)."""
     await readable_file(ctx, actor, file_id)
     async with ctx.write() as w:
         row = await w.session.get(Annotation, annotation_id)
         if row is None or row.file_id != file_id or row.user_id != actor.id:
-            raise NotFound(f"No annotation {annotation_id} of yours on file {file_id}.",
-                           code="annotation_not_found")
+            raise NotFound(
+                f"No annotation {annotation_id} of yours on file {file_id}.",
+                code="annotation_not_found",
+            )
         if row.shared and row.meeting_id is not None:
-            await w.audit(actor.id, "meeting.annotation.unshare", meeting_subject(row.meeting_id),
-                          {"annotation_id": row.id, "file_id": file_id})
-            await emit_annotation_removed(w, row.meeting_id, annotation_id=row.id,
-                                          file_id=file_id)
+            await w.audit(
+                actor.id,
+                "meeting.annotation.unshare",
+                meeting_subject(row.meeting_id),
+                {"annotation_id": row.id, "file_id": file_id},
+            )
+            await emit_annotation_removed(w, row.meeting_id, annotation_id=row.id, file_id=file_id)
         await w.session.delete(row)
 
 
-async def annotated_pdf(ctx: Context, actor: Principal, file_id: int, *,
-                        include_shared: bool = False) -> tuple[Path, StoredFile]:
+async def annotated_pdf(
+    ctx: Context, actor: Principal, file_id: int, *, include_shared: bool = False
+) -> tuple[Path, StoredFile]:
     """The document with the reader's annotations written in as PDF annotations.
 
     Built by a worker process into a temporary file, which the caller sends and removes.
@@ -254,17 +329,19 @@ async def annotated_pdf(ctx: Context, actor: Principal, file_id: int, *,
     try:
         pdf = await runtime(ctx).derived_pdf(
             "meeting.annotations:write_annotations_file",
-            {"source": str(source), "marks": marks, "author": actor.display_name})
+            {"source": str(source), "marks": marks, "author": actor.display_name},
+        )
     except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
-        raise Unprocessable(f"The annotated copy could not be made: {exc}.",
-                            code="annotation_failed") from exc
+        raise Unprocessable(
+            f"The annotated copy could not be made: {exc}.", code="annotation_failed"
+        ) from exc
     finally:
         discard(source)
     return pdf, f
 
 
 def _rgb(color: str) -> ArrayObject:
-    return ArrayObject(FloatObject(round(int(color[i:i + 2], 16) / 255, 4)) for i in (1, 3, 5))
+    return ArrayObject(FloatObject(round(int(color[i : i + 2], 16) / 255, 4)) for i in (1, 3, 5))
 
 
 @dataclass(frozen=True)
@@ -287,22 +364,29 @@ def pdf_annotation(kind: str, data: dict[str, Any], frame: PageFrame) -> Diction
         xs = [p[0] for s in strokes for p in s]
         ys = [p[1] for s in strokes for p in s]
         pad = float(data["width"])
-        return DictionaryObject({
-            NameObject("/Type"): NameObject("/Annot"),
-            NameObject("/Subtype"): NameObject("/Ink"),
-            NameObject("/Rect"): ArrayObject(FloatObject(round(v, 3)) for v in (
-                min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)),
-            NameObject("/InkList"): ArrayObject(
-                ArrayObject(FloatObject(round(c, 3)) for p in stroke for c in p)
-                for stroke in strokes),
-            NameObject("/C"): _rgb(data["color"]),
-            NameObject("/BS"): DictionaryObject({
-                NameObject("/W"): FloatObject(pad),
-                NameObject("/S"): NameObject("/S"),
-            }),
-            # Print flag: the mark is printed with the page.
-            NameObject("/F"): NumberObject(4),
-        })
+        return DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Annot"),
+                NameObject("/Subtype"): NameObject("/Ink"),
+                NameObject("/Rect"): ArrayObject(
+                    FloatObject(round(v, 3))
+                    for v in (min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)
+                ),
+                NameObject("/InkList"): ArrayObject(
+                    ArrayObject(FloatObject(round(c, 3)) for p in stroke for c in p)
+                    for stroke in strokes
+                ),
+                NameObject("/C"): _rgb(data["color"]),
+                NameObject("/BS"): DictionaryObject(
+                    {
+                        NameObject("/W"): FloatObject(pad),
+                        NameObject("/S"): NameObject("/S"),
+                    }
+                ),
+                # Print flag: the mark is printed with the page.
+                NameObject("/F"): NumberObject(4),
+            }
+        )
     if kind == AnnotationKind.HIGHLIGHT:
         quads: list[float] = []
         for x0, y0, x1, y1 in data["rects"]:
@@ -311,17 +395,20 @@ def pdf_annotation(kind: str, data: dict[str, Any], frame: PageFrame) -> Diction
             lo, hi = min(ay, by), max(ay, by)
             quads.extend([lx, hi, rx, hi, lx, lo, rx, lo])
         rect = (min(quads[0::2]), min(quads[1::2]), max(quads[0::2]), max(quads[1::2]))
-        return Highlight(rect=rect,
-                         quad_points=ArrayObject(FloatObject(round(q, 3)) for q in quads),
-                         highlight_color=data["color"][1:])
+        return Highlight(
+            rect=rect,
+            quad_points=ArrayObject(FloatObject(round(q, 3)) for q in quads),
+            highlight_color=data["color"][1:],
+        )
     x, y = frame.at(data["x"], data["y"])
     note = Text(rect=(x, y - 24, x + 24, y), text=data["text"], open=False)
     note[NameObject("/C")] = _rgb(data["color"])
     return note
 
 
-def write_annotations(source: Path, marks: Sequence[tuple[int, str, dict[str, Any], int, int]],
-                      author: str) -> bytes:
+def write_annotations(
+    source: Path, marks: Sequence[tuple[int, str, dict[str, Any], int, int]], author: str
+) -> bytes:
     """Copy the PDF at ``source`` and add each mark as a PDF annotation (runs in a thread).
 
     A signed PDF gets them by an incremental update, so its signatures stay valid."""
@@ -346,9 +433,9 @@ def write_annotations(source: Path, marks: Sequence[tuple[int, str, dict[str, An
     return out.getvalue()
 
 
-def write_annotations_file(source: str, out: str,
-                           marks: Sequence[tuple[int, str, dict[str, Any], int, int]],
-                           author: str) -> int:
+def write_annotations_file(
+    source: str, out: str, marks: Sequence[tuple[int, str, dict[str, Any], int, int]], author: str
+) -> int:
     """``write_annotations`` into the file ``out``, as a worker job; answers its size."""
     pdf = write_annotations(Path(source), marks, author)
     Path(out).write_bytes(pdf)

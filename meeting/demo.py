@@ -27,8 +27,12 @@ DEMO_MEETING_TITLE = "Kỳ họp thứ mười hai, Hội đồng nhân dân th�
 # (title, planned minutes, pages of its document, sub-items)
 DEMO_AGENDA: list[tuple[str, int, int, list[str]]] = [
     ("Khai mạc kỳ họp; thông qua chương trình", 15, 2, []),
-    ("Báo cáo tình hình kinh tế - xã hội năm 2026 và kế hoạch năm 2027", 60, 6,
-     ["Thẩm tra của Ban Kinh tế - Ngân sách", "Thảo luận tại hội trường"]),
+    (
+        "Báo cáo tình hình kinh tế - xã hội năm 2026 và kế hoạch năm 2027",
+        60,
+        6,
+        ["Thẩm tra của Ban Kinh tế - Ngân sách", "Thảo luận tại hội trường"],
+    ),
     ("Dự toán ngân sách địa phương và phân bổ ngân sách năm 2027", 45, 5, []),
     ("Nghị quyết về đầu tư công trung hạn giai đoạn 2026-2030", 45, 4, []),
     ("Chất vấn và trả lời chất vấn", 90, 3, []),
@@ -64,8 +68,9 @@ def document_pdf(title: str, pages: int) -> tuple[bytes, int]:
     return bytes(pdf.output()), pdf.page
 
 
-async def store_document(ctx: Context, uploader: Principal, data: bytes, name: str,
-                         pages: int) -> StoredFile:
+async def store_document(
+    ctx: Context, uploader: Principal, data: bytes, name: str, pages: int
+) -> StoredFile:
     """Store a generated PDF as the uploader's file (content-addressed, audited)."""
     sha = hashlib.sha256(data).hexdigest()
     store = ContentStore(ctx.settings.data_dir)
@@ -73,13 +78,25 @@ async def store_document(ctx: Context, uploader: Principal, data: bytes, name: s
     await asyncio.to_thread(temp.write_bytes, data)
     await asyncio.to_thread(store.keep, temp, sha)
     async with ctx.write() as w:
-        row = StoredFile(sha256=sha, size=len(data), content_type="application/pdf", name=name,
-                         pages=pages, title=name.removesuffix(".pdf"), text="",
-                         uploader_id=uploader.id, created_at=w.now)
+        row = StoredFile(
+            sha256=sha,
+            size=len(data),
+            content_type="application/pdf",
+            name=name,
+            pages=pages,
+            title=name.removesuffix(".pdf"),
+            text="",
+            uploader_id=uploader.id,
+            created_at=w.now,
+        )
         w.session.add(row)
         await w.session.flush()
-        await w.audit(uploader.id, "file.upload", f"file:{row.id}",
-                      {"sha256": sha, "size": len(data), "name": name, "generated": True})
+        await w.audit(
+            uploader.id,
+            "file.upload",
+            f"file:{row.id}",
+            {"sha256": sha, "size": len(data), "name": name, "generated": True},
+        )
     return row
 
 
@@ -91,7 +108,7 @@ def short_title(title: str, limit: int = FILE_TITLE_MAX) -> str:
     """``title`` cut at the last whole word within ``limit`` characters."""
     if len(title) <= limit:
         return title
-    head = title[:limit + 1]
+    head = title[: limit + 1]
     if " " not in head:
         return title[:limit]
     return head.rsplit(" ", 1)[0].rstrip(" ,;:-") or title[:limit]
@@ -110,9 +127,13 @@ async def seed_demo_meeting(ctx: Context, city: DemoCity) -> list[str]:
     assert chair_user is not None
     chair = Principal.of(chair_user)
     meeting = await create_meeting(
-        ctx, chair, title=DEMO_MEETING_TITLE,
-        starts_at=demo_start(ctx.clock.now()), place="Hội trường Thành ủy",
-        chair_ids=[city.chair_id], secretary_ids=[city.secretary_id],
+        ctx,
+        chair,
+        title=DEMO_MEETING_TITLE,
+        starts_at=demo_start(ctx.clock.now()),
+        place="Hội trường Thành ủy",
+        chair_ids=[city.chair_id],
+        secretary_ids=[city.secretary_id],
         delegate_ids=city.delegate_ids,
     )
     documents = 0
@@ -120,11 +141,19 @@ async def seed_demo_meeting(ctx: Context, city: DemoCity) -> list[str]:
         data, page_count = await asyncio.to_thread(document_pdf, title, pages)
         stored = await store_document(ctx, chair, data, f"{short_title(title)}.pdf", page_count)
         documents += 1
-        item = await add_item(ctx, chair, meeting.id, title=title, document_ids=[stored.id],
-                              planned_minutes=minutes)
+        item = await add_item(
+            ctx, chair, meeting.id, title=title, document_ids=[stored.id], planned_minutes=minutes
+        )
         for sub in subitems:
-            await add_item(ctx, chair, meeting.id, title=sub, document_ids=[],
-                           parent_id=item["id"], planned_minutes=minutes // 2)
+            await add_item(
+                ctx,
+                chair,
+                meeting.id,
+                title=sub,
+                document_ids=[],
+                parent_id=item["id"],
+                planned_minutes=minutes // 2,
+            )
     return [
         f"meeting {meeting.id}: '{DEMO_MEETING_TITLE}' with chair, secretary and "
         f"{len(city.delegate_ids)} delegates; agenda of {len(DEMO_AGENDA)} items with "

@@ -18,9 +18,11 @@ from server.http import JSON, context, current_user
 
 def display_settings(settings: Any) -> dict[str, Any]:
     """The settings the session pages read."""
-    return {"projector_result_secs": settings.projector_result_secs,
-            "preload_max_documents": settings.preload_max_documents,
-            "preload_max_bytes": settings.preload_max_bytes}
+    return {
+        "projector_result_secs": settings.projector_result_secs,
+        "preload_max_documents": settings.preload_max_documents,
+        "preload_max_bytes": settings.preload_max_bytes,
+    }
 
 
 async def get_display(request: Request) -> Response:

@@ -58,19 +58,27 @@ ROLE_NAMES = {
     ParticipantRole.GUEST.value: "Khách mời",
 }
 STATE_NAMES = {
-    "scheduled": "Chưa khai mạc", "in_session": "Đang họp", "adjourned": "Tạm dừng",
+    "scheduled": "Chưa khai mạc",
+    "in_session": "Đang họp",
+    "adjourned": "Tạm dừng",
     "closed": "Đã bế mạc",
 }
-SPEECH_KINDS = {"speech": "Phát biểu", "question": "Chất vấn",
-                "point_of_order": "Kiến nghị về thủ tục"}
+SPEECH_KINDS = {
+    "speech": "Phát biểu",
+    "question": "Chất vấn",
+    "point_of_order": "Kiến nghị về thủ tục",
+}
 RULE_NAMES = {
     Rule.MAJORITY_OF_MEMBERS.value: "Quá nửa tổng số đại biểu",
     Rule.TWO_THIRDS_OF_MEMBERS.value: "Ít nhất hai phần ba tổng số đại biểu",
     Rule.MAJORITY_OF_CAST.value: "Quá nửa số phiếu biểu quyết",
 }
 CHOICE_NAMES = {"yes": "Tán thành", "no": "Không tán thành", "abstain": "Không biểu quyết"}
-STATE_CHANGES = {"meeting.in_session": "Khai mạc / tiếp tục họp",
-                 "meeting.adjourned": "Tạm dừng", "meeting.closed": "Bế mạc"}
+STATE_CHANGES = {
+    "meeting.in_session": "Khai mạc / tiếp tục họp",
+    "meeting.adjourned": "Tạm dừng",
+    "meeting.closed": "Bế mạc",
+}
 
 
 @dataclass
@@ -121,7 +129,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def place_date_line(locality: str, moment: datetime) -> str:
-    """"Hà Nội, ngày 23 tháng 11 năm 2026": day and month under 10 written with a leading
+    """ "Hà Nội, ngày 23 tháng 11 năm 2026": day and month under 10 written with a leading
     zero only for 1 and 2 (ngày 01, 02; tháng 01, 02), as the rules for official documents
     ask."""
     day = f"{moment.day:02d}" if moment.day < 3 else str(moment.day)
@@ -165,8 +173,11 @@ def _checkpoint_lines(ctx: Context, offset: timezone) -> list[str]:
     except ValueError:
         signed_at = found.at
     organisation = organisation_signer(found)
-    lines = [f"Điểm neo cuối của nhật ký kiểm toán: bản ghi số {found.seq}, "
-             f"lập lúc {signed_at}, mã băm:", found.hash]
+    lines = [
+        f"Điểm neo cuối của nhật ký kiểm toán: bản ghi số {found.seq}, "
+        f"lập lúc {signed_at}, mã băm:",
+        found.hash,
+    ]
     if organisation is not None:
         name, print_ = organisation
         lines.append(f"Ký bởi tổ chức: {name} (dấu vân tay chứng thư SHA-256 {print_})")
@@ -187,26 +198,57 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
         names = {p["user_id"]: p["display_name"] for p in people}
         now_quorum = await quorum(session, meeting)
         agenda = await agenda_json(session, meeting_id)
-        records = (await session.execute(
-            select(AuditRecord).where(AuditRecord.subject == meeting_subject(meeting_id))
-            .order_by(AuditRecord.seq))).scalars().all()
-        speeches = (await session.execute(
-            select(Speaker).where(Speaker.meeting_id == meeting_id,
-                                  Speaker.granted_at.is_not(None))
-            .order_by(Speaker.granted_at, Speaker.id))).scalars().all()
-        polls = (await session.execute(
-            select(Poll).where(Poll.meeting_id == meeting_id).order_by(Poll.id))).scalars().all()
+        records = (
+            (
+                await session.execute(
+                    select(AuditRecord)
+                    .where(AuditRecord.subject == meeting_subject(meeting_id))
+                    .order_by(AuditRecord.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        speeches = (
+            (
+                await session.execute(
+                    select(Speaker)
+                    .where(Speaker.meeting_id == meeting_id, Speaker.granted_at.is_not(None))
+                    .order_by(Speaker.granted_at, Speaker.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        polls = (
+            (
+                await session.execute(
+                    select(Poll).where(Poll.meeting_id == meeting_id).order_by(Poll.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
         named_votes: dict[int, list[tuple[int, list[str]]]] = {}
         for poll in polls:
             if not poll.secret and poll.lifecycle is PollState.CLOSED:
-                rows = (await session.execute(
-                    select(PollVoter.user_id, PollVoter.choice)
-                    .where(PollVoter.poll_id == poll.id).order_by(PollVoter.user_id))).all()
+                rows = (
+                    await session.execute(
+                        select(PollVoter.user_id, PollVoter.choice)
+                        .where(PollVoter.poll_id == poll.id)
+                        .order_by(PollVoter.user_id)
+                    )
+                ).all()
                 named_votes[poll.id] = [(int(uid), list(choice or [])) for uid, choice in rows]
-        file_ids = {int(r.details.get("document_id", 0)) for r in records
-                    if r.action == "meeting.present"}
-        files = {f.id: f for f in (await session.execute(
-            select(StoredFile).where(StoredFile.id.in_(sorted(file_ids))))).scalars()}
+        file_ids = {
+            int(r.details.get("document_id", 0)) for r in records if r.action == "meeting.present"
+        }
+        files = {
+            f.id: f
+            for f in (
+                await session.execute(select(StoredFile).where(StoredFile.id.in_(sorted(file_ids))))
+            ).scalars()
+        }
         actor_ids = {r.actor_id for r in records if r.actor_id is not None}
         extra_names = await display_names(session, actor_ids)
         recordings = await list_recordings(session, meeting.id)
@@ -217,23 +259,36 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
 
     attendance = []
     for number, p in enumerate(people, start=1):
-        attendance.append([
-            str(number), p["display_name"], ROLE_NAMES.get(p["role"], p["role"]),
-            ("Có mặt (trực tuyến)" if p.get("mode") == "remote" else "Có mặt")
-            if p["present"] else "Vắng",
-            at(datetime.fromisoformat(p["checked_in_at"])) if p["checked_in_at"] else "",
-            p["absent_reason"],
-        ])
+        attendance.append(
+            [
+                str(number),
+                p["display_name"],
+                ROLE_NAMES.get(p["role"], p["role"]),
+                ("Có mặt (trực tuyến)" if p.get("mode") == "remote" else "Có mặt")
+                if p["present"]
+                else "Vắng",
+                at(datetime.fromisoformat(p["checked_in_at"])) if p["checked_in_at"] else "",
+                p["absent_reason"],
+            ]
+        )
     quorum_line = (
         f"Có mặt {now_quorum['present']}/{now_quorum['members']} đại biểu; cần ít nhất "
         f"{now_quorum['required']} ({now_quorum['rule']['numerator']}/"
         f"{now_quorum['rule']['denominator']} tổng số đại biểu): "
-        + ("đủ túc số." if now_quorum["reached"] else "không đủ túc số."))
+        + ("đủ túc số." if now_quorum["reached"] else "không đủ túc số.")
+    )
     remote = [p["display_name"] for p in people if p["present"] and p.get("mode") == "remote"]
-    remote_line = (f"Tham dự trực tuyến: {', '.join(remote)} ({len(remote)} người)"
-                   + ("" if now_quorum["rule"].get("remote_counts", True)
-                      else "; không tính vào túc số theo quy định của kỳ họp") + "."
-                   if remote else "Tham dự trực tuyến: không có.")
+    remote_line = (
+        f"Tham dự trực tuyến: {', '.join(remote)} ({len(remote)} người)"
+        + (
+            ""
+            if now_quorum["rule"].get("remote_counts", True)
+            else "; không tính vào túc số theo quy định của kỳ họp"
+        )
+        + "."
+        if remote
+        else "Tham dự trực tuyến: không có."
+    )
     timeline: list[list[str]] = []
     taken_up: dict[int, list[str]] = {}
     presented: list[list[str]] = []
@@ -241,17 +296,21 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
     turns: dict[tuple[int, int], dict[str, Any]] = {}
     for record in records:
         if record.action in STATE_CHANGES:
-            timeline.append([at(record.at), STATE_CHANGES[record.action],
-                             names.get(record.actor_id or 0, "")])
+            timeline.append(
+                [at(record.at), STATE_CHANGES[record.action], names.get(record.actor_id or 0, "")]
+            )
         elif record.action == "meeting.agenda.current":
             item_id = record.details.get("item_id")
             if item_id is not None:
                 taken_up.setdefault(int(item_id), []).append(at(record.at))
         elif record.action == "meeting.present":
-            key = (int(record.details.get("agenda_item_id", 0)),
-                   int(record.details.get("document_id", 0)))
-            turn = turns.setdefault(key, {"first": record.at, "last": record.at, "pages": [],
-                                          "count": 0, "by": []})
+            key = (
+                int(record.details.get("agenda_item_id", 0)),
+                int(record.details.get("document_id", 0)),
+            )
+            turn = turns.setdefault(
+                key, {"first": record.at, "last": record.at, "pages": [], "count": 0, "by": []}
+            )
             turn["last"] = record.at
             turn["count"] += 1
             page = record.details.get("page")
@@ -262,51 +321,82 @@ async def gather_minutes(ctx: Context, actor: Principal, meeting_id: int) -> Min
                 turn["by"].append(who)
     for (item_id, document_id), turn in turns.items():
         document = files.get(document_id)
-        presented.append([
-            item_labels.get(item_id, ""),
-            (document.title or document.name) if document else "",
-            _page_ranges(turn["pages"]), str(turn["count"]),
-            f"{at(turn['first'])} – {at(turn['last'])}", ", ".join(turn["by"]),
-        ])
-    agenda_rows = [[label, item["title"],
-                    f"{item['planned_minutes']} phút" if item["planned_minutes"] else "",
-                    ", ".join(taken_up.get(item["id"], [])) or "chưa xem xét"]
-                   for label, item in items]
+        presented.append(
+            [
+                item_labels.get(item_id, ""),
+                (document.title or document.name) if document else "",
+                _page_ranges(turn["pages"]),
+                str(turn["count"]),
+                f"{at(turn['first'])} – {at(turn['last'])}",
+                ", ".join(turn["by"]),
+            ]
+        )
+    agenda_rows = [
+        [
+            label,
+            item["title"],
+            f"{item['planned_minutes']} phút" if item["planned_minutes"] else "",
+            ", ".join(taken_up.get(item["id"], [])) or "chưa xem xét",
+        ]
+        for label, item in items
+    ]
     speech_rows: list[list[str]] = []
     totals: dict[int, tuple[int, float]] = {}
     for speaker in speeches:
-        speech_rows.append([
-            names.get(speaker.user_id, str(speaker.user_id)),
-            SPEECH_KINDS.get(speaker.kind, speaker.kind), at(speaker.granted_at),
-            at(speaker.finished_at),
-            _duration(speaker.duration_secs) if speaker.state == SpeakerState.FINISHED.value
-            else "đang phát biểu",
-        ])
+        speech_rows.append(
+            [
+                names.get(speaker.user_id, str(speaker.user_id)),
+                SPEECH_KINDS.get(speaker.kind, speaker.kind),
+                at(speaker.granted_at),
+                at(speaker.finished_at),
+                _duration(speaker.duration_secs)
+                if speaker.state == SpeakerState.FINISHED.value
+                else "đang phát biểu",
+            ]
+        )
         if speaker.duration_secs is not None:
             count, secs = totals.get(speaker.user_id, (0, 0.0))
             totals[speaker.user_id] = (count + 1, secs + speaker.duration_secs)
-    total_rows = [[names.get(uid, str(uid)), str(count), _duration(secs)]
-                  for uid, (count, secs) in sorted(totals.items())]
+    total_rows = [
+        [names.get(uid, str(uid)), str(count), _duration(secs)]
+        for uid, (count, secs) in sorted(totals.items())
+    ]
     poll_blocks = [_poll_block(poll, names, named_votes.get(poll.id), at) for poll in polls]
     settings = ctx.settings
     dated = (meeting.closed_at or meeting.started_at or meeting.starts_at).astimezone(offset)
     return MinutesData(
-        title=meeting.title, place=meeting.place, starts_at=at(meeting.starts_at),
-        started_at=at(meeting.started_at), closed_at=at(meeting.closed_at),
-        issuer=settings.minutes_issuer, doc_symbol=settings.minutes_doc_symbol,
+        title=meeting.title,
+        place=meeting.place,
+        starts_at=at(meeting.starts_at),
+        started_at=at(meeting.started_at),
+        closed_at=at(meeting.closed_at),
+        issuer=settings.minutes_issuer,
+        doc_symbol=settings.minutes_doc_symbol,
         place_date=place_date_line(settings.minutes_locality, dated),
-        state=STATE_NAMES.get(meeting.state, meeting.state), printed_at=at(ctx.clock.now()),
+        state=STATE_NAMES.get(meeting.state, meeting.state),
+        printed_at=at(ctx.clock.now()),
         chairs=[p["display_name"] for p in people if p["role"] == ParticipantRole.CHAIR],
-        secretaries=[p["display_name"] for p in people
-                     if p["role"] == ParticipantRole.SECRETARY],
-        attendance=attendance, quorum_line=quorum_line, remote_line=remote_line,
+        secretaries=[p["display_name"] for p in people if p["role"] == ParticipantRole.SECRETARY],
+        attendance=attendance,
+        quorum_line=quorum_line,
+        remote_line=remote_line,
         timeline=timeline,
-        agenda=agenda_rows, presented=presented, speeches=speech_rows,
-        speech_totals=total_rows, polls=poll_blocks, audit_seq=audit_seq,
-        recordings=[[
-            at(r["started_at"]), at(r["ended_at"]) if r["ended_at"] else "đang ghi",
-            _duration(r.get("duration_secs")), str(r.get("format", "")), str(r.get("page", "")),
-        ] for r in recordings],
+        agenda=agenda_rows,
+        presented=presented,
+        speeches=speech_rows,
+        speech_totals=total_rows,
+        polls=poll_blocks,
+        audit_seq=audit_seq,
+        recordings=[
+            [
+                at(r["started_at"]),
+                at(r["ended_at"]) if r["ended_at"] else "đang ghi",
+                _duration(r.get("duration_secs")),
+                str(r.get("format", "")),
+                str(r.get("page", "")),
+            ]
+            for r in recordings
+        ],
         audit_hash=audit_hash,
         checkpoint=await asyncio.to_thread(_checkpoint_lines, ctx, offset),
     )
@@ -318,8 +408,9 @@ def _choice_text(kind: str, choice: list[str]) -> str:
     return ", ".join(choice) if choice else "(phiếu trống)"
 
 
-def _poll_block(poll: Poll, names: dict[int, str], votes: list[tuple[int, list[str]]] | None,
-                at: Any) -> dict[str, Any]:
+def _poll_block(
+    poll: Poll, names: dict[int, str], votes: list[tuple[int, list[str]]] | None, at: Any
+) -> dict[str, Any]:
     lines = [
         f"Hình thức: {'bỏ phiếu kín' if poll.secret else 'biểu quyết công khai'}; "
         f"quy tắc: {RULE_NAMES.get(poll.rule, poll.rule)}.",
@@ -333,7 +424,8 @@ def _poll_block(poll: Poll, names: dict[int, str], votes: list[tuple[int, list[s
         lines.append(
             f"Tổng số đại biểu: {numbers['members']}; có mặt: {numbers['present']}; "
             f"được biểu quyết: {numbers['eligible']}; số phiếu: {numbers['cast']}; "
-            f"số phiếu cần đạt: {poll.result['threshold']}.")
+            f"số phiếu cần đạt: {poll.result['threshold']}."
+        )
         for option, count in poll.result["tally"].items():
             label = CHOICE_NAMES.get(option, option) if poll.kind == "yes_no_abstain" else option
             tally_rows.append([label, str(count)])
@@ -351,8 +443,9 @@ def _poll_block(poll: Poll, names: dict[int, str], votes: list[tuple[int, list[s
         lines.append("Chưa có kết quả (biểu quyết chưa kết thúc).")
     vote_rows = None
     if votes is not None:
-        vote_rows = [[names.get(uid, str(uid)), _choice_text(poll.kind, choice)]
-                     for uid, choice in votes]
+        vote_rows = [
+            [names.get(uid, str(uid)), _choice_text(poll.kind, choice)] for uid, choice in votes
+        ]
     return {"title": poll.title, "lines": lines, "tally": tally_rows, "votes": vote_rows}
 
 
@@ -407,24 +500,36 @@ def render_minutes(data: MinutesData) -> bytes:
     pdf.line(pdf.l_margin + left_w / 2 - 12, rule_y, pdf.l_margin + left_w / 2 + 12, rule_y)
     pdf.set_y(rule_y + 2)
     pdf.set_font(FONT, "", 11)
-    pdf.multi_cell(left_w, 5.5, f"Số: ........../{data.doc_symbol}", align="C",
-                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(
+        left_w,
+        5.5,
+        f"Số: ........../{data.doc_symbol}",
+        align="C",
+        new_x=XPos.LMARGIN,
+        new_y=YPos.NEXT,
+    )
     left_bottom = pdf.get_y()
     right_x = pdf.l_margin + left_w + gap
     pdf.set_xy(right_x, top)
     pdf.set_font(FONT, "B", 11)
-    pdf.multi_cell(right_w, 5.5, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", align="C",
-                   new_x=XPos.LEFT, new_y=YPos.NEXT)
+    pdf.multi_cell(
+        right_w,
+        5.5,
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+        align="C",
+        new_x=XPos.LEFT,
+        new_y=YPos.NEXT,
+    )
     pdf.set_font(FONT, "B", 12)
-    pdf.multi_cell(right_w, 5.5, "Độc lập - Tự do - Hạnh phúc", align="C",
-                   new_x=XPos.LEFT, new_y=YPos.NEXT)
+    pdf.multi_cell(
+        right_w, 5.5, "Độc lập - Tự do - Hạnh phúc", align="C", new_x=XPos.LEFT, new_y=YPos.NEXT
+    )
     motto_w = pdf.get_string_width("Độc lập - Tự do - Hạnh phúc")
     rule_y = pdf.get_y() + 0.8
     pdf.line(right_x + (right_w - motto_w) / 2, rule_y, right_x + (right_w + motto_w) / 2, rule_y)
     pdf.set_xy(right_x, rule_y + 3)
     pdf.set_font(FONT, "", 11)
-    pdf.multi_cell(right_w, 5.5, data.place_date, align="C", new_x=XPos.LMARGIN,
-                   new_y=YPos.NEXT)
+    pdf.multi_cell(right_w, 5.5, data.place_date, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_y(max(left_bottom, pdf.get_y()) + 6)
     text("BIÊN BẢN KỲ HỌP", 16, bold=True, align="C")
     text(data.title, 12, bold=True, align="C")
@@ -440,8 +545,11 @@ def render_minutes(data: MinutesData) -> bytes:
         table(["Thời điểm", "Diễn biến", "Người thực hiện"], data.timeline, (30, 40, 30))
 
     heading("I. ĐIỂM DANH VÀ TÚC SỐ")
-    table(["STT", "Họ và tên", "Vai trò", "Có mặt", "Giờ điểm danh", "Lý do vắng"],
-          data.attendance, (7, 32, 13, 11, 25, 28))
+    table(
+        ["STT", "Họ và tên", "Vai trò", "Có mặt", "Giờ điểm danh", "Lý do vắng"],
+        data.attendance,
+        (7, 32, 13, 11, 25, 28),
+    )
     pdf.ln(1)
     text(data.quorum_line, bold=True)
     text(data.remote_line)
@@ -450,12 +558,25 @@ def render_minutes(data: MinutesData) -> bytes:
     table(["Mục", "Nội dung", "Dự kiến", "Bắt đầu xem xét"], data.agenda, (10, 50, 14, 26))
 
     heading("III. TÀI LIỆU ĐÃ TRÌNH CHIẾU")
-    table(["Mục chương trình", "Tài liệu", "Các trang", "Số lần chuyển trang", "Thời gian",
-           "Người trình chiếu"], data.presented, (22, 20, 12, 10, 24, 14))
+    table(
+        [
+            "Mục chương trình",
+            "Tài liệu",
+            "Các trang",
+            "Số lần chuyển trang",
+            "Thời gian",
+            "Người trình chiếu",
+        ],
+        data.presented,
+        (22, 20, 12, 10, 24, 14),
+    )
 
     heading("IV. PHÁT BIỂU")
-    table(["Đại biểu", "Hình thức", "Bắt đầu", "Kết thúc", "Thời lượng"], data.speeches,
-          (30, 20, 20, 20, 18))
+    table(
+        ["Đại biểu", "Hình thức", "Bắt đầu", "Kết thúc", "Thời lượng"],
+        data.speeches,
+        (30, 20, 20, 20, 18),
+    )
     if data.speech_totals:
         pdf.ln(1)
         text("Tổng hợp theo đại biểu:", bold=True)
@@ -480,8 +601,11 @@ def render_minutes(data: MinutesData) -> bytes:
         text("(không có)")
     else:
         text("Nghe hoặc tải bản ghi: mở đường dẫn trên trang Diên Hồng sau khi đăng nhập.", 9)
-        table(["Bắt đầu", "Kết thúc", "Thời lượng", "Định dạng", "Đường dẫn"],
-              data.recordings, (22, 22, 14, 12, 30))
+        table(
+            ["Bắt đầu", "Kết thúc", "Thời lượng", "Định dạng", "Đường dẫn"],
+            data.recordings,
+            (22, 22, 14, 12, 30),
+        )
 
     heading("VII. XÁC THỰC")
     text(f"Biên bản in lúc {data.printed_at}.")
@@ -496,24 +620,28 @@ def render_minutes(data: MinutesData) -> bytes:
     pdf.ln(8)
     column = pdf.epw / 2
     top = pdf.get_y()
-    for index, (role, people) in enumerate((("THƯ KÝ", data.secretaries),
-                                            ("CHỦ TỌA", data.chairs))):
+    for index, (role, people) in enumerate(
+        (("THƯ KÝ", data.secretaries), ("CHỦ TỌA", data.chairs))
+    ):
         x = pdf.l_margin + index * column
         pdf.set_xy(x, top)
         pdf.set_font(FONT, "B", 11)
         pdf.multi_cell(column, 5.5, role, align="C", new_x=XPos.LEFT, new_y=YPos.NEXT)
         pdf.set_font(FONT, "", 9.5)
-        pdf.multi_cell(column, 5, "(Ký, ghi rõ họ tên)", align="C", new_x=XPos.LEFT,
-                       new_y=YPos.NEXT)
+        pdf.multi_cell(
+            column, 5, "(Ký, ghi rõ họ tên)", align="C", new_x=XPos.LEFT, new_y=YPos.NEXT
+        )
         pdf.set_xy(x, top + 34)
         pdf.set_font(FONT, "B", 11)
-        pdf.multi_cell(column, 5.5, ", ".join(people) or "", align="C", new_x=XPos.LEFT,
-                       new_y=YPos.NEXT)
+        pdf.multi_cell(
+            column, 5.5, ", ".join(people) or "", align="C", new_x=XPos.LEFT, new_y=YPos.NEXT
+        )
     return bytes(pdf.output())
 
 
-async def build_minutes_pdf(ctx: Context, actor: Principal,
-                            meeting_id: int) -> tuple[bytes, MinutesData]:
+async def build_minutes_pdf(
+    ctx: Context, actor: Principal, meeting_id: int
+) -> tuple[bytes, MinutesData]:
     """The minutes as PDF bytes, with the data printed in them; nothing is recorded (the
     caller audits what it does with the document)."""
     data = await gather_minutes(ctx, actor, meeting_id)
@@ -524,10 +652,16 @@ async def minutes_pdf(ctx: Context, actor: Principal, meeting_id: int) -> bytes:
     """The minutes as PDF bytes; printing is audited with the document's sha256."""
     document, data = await build_minutes_pdf(ctx, actor, meeting_id)
     async with ctx.write() as w:
-        await w.audit(actor.id, "meeting.minutes", meeting_subject(meeting_id), {
-            "sha256": hashlib.sha256(document).hexdigest(),
-            "audit_seq": data.audit_seq, "audit_hash": data.audit_hash,
-        })
+        await w.audit(
+            actor.id,
+            "meeting.minutes",
+            meeting_subject(meeting_id),
+            {
+                "sha256": hashlib.sha256(document).hexdigest(),
+                "audit_seq": data.audit_seq,
+                "audit_hash": data.audit_hash,
+            },
+        )
     return document
 
 
@@ -537,10 +671,14 @@ async def get_minutes(request: Request) -> Response:
     # Once signed, the stored signed minutes are the record (server.signing.minutes).
     from server.signing.minutes import signed_minutes
 
-    document = await signed_minutes(context(request), actor, meeting_id) \
-        or await minutes_pdf(context(request), actor, meeting_id)
-    return Response(document, media_type="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="bien-ban-ky-hop-{meeting_id}.pdf"'})
+    document = await signed_minutes(context(request), actor, meeting_id) or await minutes_pdf(
+        context(request), actor, meeting_id
+    )
+    return Response(
+        document,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="bien-ban-ky-hop-{meeting_id}.pdf"'},
+    )
 
 
 routes: list[BaseRoute] = [

@@ -31,13 +31,22 @@ AGENDA_PUBLISHED = "meeting.agenda_published"
 
 def require_organiser(actor: Principal) -> None:
     if not actor.has_role(*ORGANISER_ROLES):
-        raise Forbidden("Only chairs, secretaries, the standing committee or an administrator "
-                        "prepare meetings.", code="not_organiser")
+        raise Forbidden(
+            "Only chairs, secretaries, the standing committee or an administrator "
+            "prepare meetings.",
+            code="not_organiser",
+        )
 
 
-async def candidates(ctx: Context, actor: Principal, *, q: str = "", role: Role | None = None,
-                     unit_id: int | None = None, limit: int = MAX_CANDIDATES
-                     ) -> dict[str, Any]:
+async def candidates(
+    ctx: Context,
+    actor: Principal,
+    *,
+    q: str = "",
+    role: Role | None = None,
+    unit_id: int | None = None,
+    limit: int = MAX_CANDIDATES,
+) -> dict[str, Any]:
     """Active accounts an organiser may invite, by name, role or unit (with the units below
     it): names, titles and units only, ordered by name, at most ``limit``."""
     require_organiser(actor)
@@ -45,22 +54,42 @@ async def candidates(ctx: Context, actor: Principal, *, q: str = "", role: Role 
     if q:
         escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
-        conditions.append(or_(func.lower(User.display_name).like(pattern, escape="\\"),
-                              func.lower(User.username).like(pattern, escape="\\"),
-                              func.lower(User.title).like(pattern, escape="\\")))
+        conditions.append(
+            or_(
+                func.lower(User.display_name).like(pattern, escape="\\"),
+                func.lower(User.username).like(pattern, escape="\\"),
+                func.lower(User.title).like(pattern, escape="\\"),
+            )
+        )
     if role is not None:
         conditions.append(cast(User.roles, String).like(f'%"{role.value}"%'))
     async with ctx.read() as session:
         if unit_id is not None:
             conditions.append(User.unit_id.in_(await unit_subtree(session, [unit_id])))
-        total = (await session.execute(
-            select(func.count()).select_from(User).where(*conditions))).scalar_one()
-        rows = (await session.execute(
-            select(User.id, User.display_name, User.title, User.unit_id, User.roles)
-            .where(*conditions).order_by(User.display_name, User.id).limit(limit))).all()
-    return {"total": int(total), "users": [
-        {"id": r.id, "display_name": r.display_name, "title": r.title or "",
-         "unit_id": r.unit_id, "roles": list(r.roles or [])} for r in rows]}
+        total = (
+            await session.execute(select(func.count()).select_from(User).where(*conditions))
+        ).scalar_one()
+        rows = (
+            await session.execute(
+                select(User.id, User.display_name, User.title, User.unit_id, User.roles)
+                .where(*conditions)
+                .order_by(User.display_name, User.id)
+                .limit(limit)
+            )
+        ).all()
+    return {
+        "total": int(total),
+        "users": [
+            {
+                "id": r.id,
+                "display_name": r.display_name,
+                "title": r.title or "",
+                "unit_id": r.unit_id,
+                "roles": list(r.roles or []),
+            }
+            for r in rows
+        ],
+    }
 
 
 async def publish_agenda(ctx: Context, actor: Principal, meeting_id: int) -> dict[str, Any]:
@@ -71,21 +100,33 @@ async def publish_agenda(ctx: Context, actor: Principal, meeting_id: int) -> dic
         meeting = await require_visible(w.session, meeting_id, actor, lock=True)
         await require_role(w.session, meeting, actor, OFFICER_ROLES, "publish the agenda")
         agenda = await agenda_json(w.session, meeting_id)
-        user_ids = list((await w.session.execute(
-            select(Participant.user_id).where(Participant.meeting_id == meeting_id)
-        )).scalars())
+        user_ids = list(
+            (
+                await w.session.execute(
+                    select(Participant.user_id).where(Participant.meeting_id == meeting_id)
+                )
+            ).scalars()
+        )
         items = _count(agenda)
-        notice = {"meeting_id": meeting.id, "title": meeting.title,
-                  "starts_at": meeting.starts_at.isoformat(), "place": meeting.place,
-                  "items": items, "published_by": actor.display_name}
-        await emit_agenda_published(w, meeting_id, agenda=agenda,
-                                    published_at=w.now.isoformat())
+        notice = {
+            "meeting_id": meeting.id,
+            "title": meeting.title,
+            "starts_at": meeting.starts_at.isoformat(),
+            "place": meeting.place,
+            "items": items,
+            "published_by": actor.display_name,
+        }
+        await emit_agenda_published(w, meeting_id, agenda=agenda, published_at=w.now.isoformat())
         await emit_meeting_agenda_published(w, user_ids, **notice)
         meeting.agenda_published_at = w.now
         if ctx.settings.preload_on_publish:
             await tell_tablets(w, meeting_id, PUBLISHED)
-        await w.audit(actor.id, "meeting.agenda.publish", meeting_subject(meeting_id),
-                      {"items": items, "participants": len(user_ids)})
+        await w.audit(
+            actor.id,
+            "meeting.agenda.publish",
+            meeting_subject(meeting_id),
+            {"items": items, "participants": len(user_ids)},
+        )
         published_at = w.now
     return {"published_at": published_at, "participants": len(user_ids), "items": items}
 
@@ -94,50 +135,88 @@ def _count(tree: list[dict[str, Any]]) -> int:
     return sum(1 + _count(node["children"]) for node in tree)
 
 
-async def copy_meeting(ctx: Context, actor: Principal, meeting_id: int, *, title: str,
-                       starts_at: datetime) -> Meeting:
+async def copy_meeting(
+    ctx: Context, actor: Principal, meeting_id: int, *, title: str, starts_at: datetime
+) -> Meeting:
     """A new scheduled meeting with the participants, settings, agenda (with documents) and
     prepared polls of an earlier one the actor runs; attendance and results stay behind."""
     async with ctx.read() as session:
         source = await require_visible(session, meeting_id, actor)
         await require_role(session, source, actor, OFFICER_ROLES, "copy this meeting")
-        people = (await session.execute(
-            select(Participant.user_id, Participant.role)
-            .join(User, User.id == Participant.user_id)
-            .where(Participant.meeting_id == meeting_id, User.active.is_(True))
-            .order_by(Participant.user_id))).all()
+        people = (
+            await session.execute(
+                select(Participant.user_id, Participant.role)
+                .join(User, User.id == Participant.user_id)
+                .where(Participant.meeting_id == meeting_id, User.active.is_(True))
+                .order_by(Participant.user_id)
+            )
+        ).all()
         agenda = await agenda_json(session, meeting_id)
-        polls = (await session.execute(
-            select(Poll).where(Poll.meeting_id == meeting_id).order_by(Poll.id)
-        )).scalars().all()
+        polls = (
+            (
+                await session.execute(
+                    select(Poll).where(Poll.meeting_id == meeting_id).order_by(Poll.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
         place, limit = source.place, source.speech_limit_secs
         rule = QuorumRule(source.quorum_numerator, source.quorum_denominator)
     by_role: dict[str, list[int]] = {role.value: [] for role in ParticipantRole}
     for user_id, role in people:
         by_role[role].append(user_id)
     copy = await create_meeting(
-        ctx, actor, title=title, starts_at=starts_at, place=place,
-        chair_ids=by_role["chair"], delegate_ids=by_role["delegate"],
-        secretary_ids=by_role["secretary"], guest_ids=by_role["guest"],
-        speech_limit_secs=limit, quorum_rule=rule)
+        ctx,
+        actor,
+        title=title,
+        starts_at=starts_at,
+        place=place,
+        chair_ids=by_role["chair"],
+        delegate_ids=by_role["delegate"],
+        secretary_ids=by_role["secretary"],
+        guest_ids=by_role["guest"],
+        speech_limit_secs=limit,
+        quorum_rule=rule,
+    )
     new_ids: dict[int, int] = {}
 
     async def copy_items(nodes: list[dict[str, Any]], parent_id: int | None) -> None:
         for node in nodes:
-            made = await add_item(ctx, actor, copy.id, title=node["title"],
-                                  document_ids=node["document_ids"], parent_id=parent_id,
-                                  planned_minutes=node["planned_minutes"])
+            made = await add_item(
+                ctx,
+                actor,
+                copy.id,
+                title=node["title"],
+                document_ids=node["document_ids"],
+                parent_id=parent_id,
+                planned_minutes=node["planned_minutes"],
+            )
             new_ids[node["id"]] = int(made["id"])
             await copy_items(node["children"], int(made["id"]))
 
     await copy_items(agenda, None)
     for poll in polls:
-        await create_poll(ctx, actor, copy.id, PollSpec(
-            title=poll.title, kind=PollKind(poll.kind), rule=Rule(poll.rule),
-            secret=poll.secret, options=list(poll.options), max_choices=poll.max_choices,
-            agenda_item_id=new_ids.get(poll.agenda_item_id) if poll.agenda_item_id else None,
-            duration_secs=poll.duration_secs))
+        await create_poll(
+            ctx,
+            actor,
+            copy.id,
+            PollSpec(
+                title=poll.title,
+                kind=PollKind(poll.kind),
+                rule=Rule(poll.rule),
+                secret=poll.secret,
+                options=list(poll.options),
+                max_choices=poll.max_choices,
+                agenda_item_id=new_ids.get(poll.agenda_item_id) if poll.agenda_item_id else None,
+                duration_secs=poll.duration_secs,
+            ),
+        )
     async with ctx.write() as w:
-        await w.audit(actor.id, "meeting.copy", meeting_subject(copy.id),
-                      {"from": meeting_id, "polls": len(polls), "items": len(new_ids)})
+        await w.audit(
+            actor.id,
+            "meeting.copy",
+            meeting_subject(copy.id),
+            {"from": meeting_id, "polls": len(polls), "items": len(new_ids)},
+        )
     return copy

@@ -22,12 +22,17 @@ REQUESTED = "requested"
 
 async def tell_tablets(w: Write, meeting_id: int, reason: str) -> int:
     """Ask every participant's tablet to download the meeting's documents; how many."""
-    user_ids = list((await w.session.execute(
-        select(Participant.user_id).where(Participant.meeting_id == meeting_id)
-        .order_by(Participant.user_id))).scalars())
+    user_ids = list(
+        (
+            await w.session.execute(
+                select(Participant.user_id)
+                .where(Participant.meeting_id == meeting_id)
+                .order_by(Participant.user_id)
+            )
+        ).scalars()
+    )
     if user_ids:
-        await emit_meeting_preload_requested(w, user_ids, meeting_id=meeting_id,
-                                             reason=reason)
+        await emit_meeting_preload_requested(w, user_ids, meeting_id=meeting_id, reason=reason)
     return len(user_ids)
 
 
@@ -42,9 +47,14 @@ async def request_preload(ctx: Context, actor: Principal, meeting_id: int) -> di
     setting (a chair or secretary of the meeting), with an audit record."""
     async with ctx.write() as w:
         meeting = await require_visible(w.session, meeting_id, actor)
-        await require_role(w.session, meeting, actor, OFFICER_ROLES,
-                           "ask the tablets to download the documents")
+        await require_role(
+            w.session, meeting, actor, OFFICER_ROLES, "ask the tablets to download the documents"
+        )
         count = await tell_tablets(w, meeting_id, REQUESTED)
-        await w.audit(actor.id, "meeting.preload.request", meeting_subject(meeting_id),
-                      {"participants": count})
+        await w.audit(
+            actor.id,
+            "meeting.preload.request",
+            meeting_subject(meeting_id),
+            {"participants": count},
+        )
     return {"participants": count}

@@ -17,9 +17,7 @@ from server.org.models import Role
 
 
 class CopyBody(Body):
-
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                            max_length=300)]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
     starts_at: AwareDatetime
 
 
@@ -32,34 +30,43 @@ async def list_candidates(request: Request) -> Response:
     try:
         role = Role(params["role"]) if params.get("role") else None
     except ValueError as exc:
-        raise BadRequest(f"role is one of {[r.value for r in Role]}.",
-                         code="invalid_query") from exc
+        raise BadRequest(
+            f"role is one of {[r.value for r in Role]}.", code="invalid_query"
+        ) from exc
     raw_unit = params.get("unit_id", "")
     if raw_unit and (not raw_unit.isdigit() or not 1 <= int(raw_unit) <= 2**31 - 1):
         raise BadRequest("unit_id must be a unit's id.", code="invalid_query")
-    return JSON(await preparation.candidates(context(request), actor, q=q, role=role,
-                                             unit_id=int(raw_unit) if raw_unit else None))
+    return JSON(
+        await preparation.candidates(
+            context(request), actor, q=q, role=role, unit_id=int(raw_unit) if raw_unit else None
+        )
+    )
 
 
 async def publish(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await preparation.publish_agenda(context(request), actor,
-                                                 path_int(request, "meeting_id")))
+    return JSON(
+        await preparation.publish_agenda(context(request), actor, path_int(request, "meeting_id"))
+    )
 
 
 async def preload(request: Request) -> Response:
     """Ask every participant's tablet to download the meeting's documents now."""
     actor = await current_user(request)
-    return JSON(await preparation_preload.request_preload(context(request), actor,
-                                                          path_int(request, "meeting_id")))
+    return JSON(
+        await preparation_preload.request_preload(
+            context(request), actor, path_int(request, "meeting_id")
+        )
+    )
 
 
 async def copy(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, CopyBody)
     ctx = context(request)
-    made = await preparation.copy_meeting(ctx, actor, path_int(request, "meeting_id"),
-                                          title=body.title, starts_at=body.starts_at)
+    made = await preparation.copy_meeting(
+        ctx, actor, path_int(request, "meeting_id"), title=body.title, starts_at=body.starts_at
+    )
     return JSON(await meeting_state(ctx, made.id, actor), status_code=201)
 
 

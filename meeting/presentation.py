@@ -39,8 +39,15 @@ def presentation_json(meeting: Meeting) -> dict[str, Any] | None:
     }
 
 
-async def present(ctx: Context, actor: Principal, meeting_id: int, *, agenda_item_id: int,
-                  document_id: int, page: int) -> dict[str, Any]:
+async def present(
+    ctx: Context,
+    actor: Principal,
+    meeting_id: int,
+    *,
+    agenda_item_id: int,
+    document_id: int,
+    page: int,
+) -> dict[str, Any]:
     """Show a page of a document of an agenda item on every tablet; chair or presenter.
 
     422 ``agenda_item_not_found``, ``document_not_on_item`` or ``page_out_of_range`` when
@@ -51,44 +58,60 @@ async def present(ctx: Context, actor: Principal, meeting_id: int, *, agenda_ite
         me = await get_participant(w.session, meeting_id, actor.id)
         is_chair = me is not None and me.participant_role is ParticipantRole.CHAIR
         if not is_chair and (me is None or meeting.presenter_id != actor.id):
-            raise Forbidden("Only the chair or the presenter they named may present.",
-                            code="not_presenter")
+            raise Forbidden(
+                "Only the chair or the presenter they named may present.", code="not_presenter"
+            )
         require_open(meeting)
         await require_item(w.session, meeting_id, agenda_item_id)
         if document_id not in await item_document_ids(w.session, agenda_item_id):
             raise Unprocessable(
                 f"Document {document_id} is not attached to agenda item {agenda_item_id}.",
-                code="document_not_on_item")
+                code="document_not_on_item",
+            )
         document = await w.session.get(StoredFile, document_id)
         pages = document.pages if document is not None and document.pages else 1
         if not 1 <= page <= pages:
-            raise Unprocessable(f"Document {document_id} has pages 1 to {pages}.",
-                                code="page_out_of_range", details={"pages": pages})
+            raise Unprocessable(
+                f"Document {document_id} has pages 1 to {pages}.",
+                code="page_out_of_range",
+                details={"pages": pages},
+            )
         meeting.presented_item_id = agenda_item_id
         meeting.presented_document_id = document_id
         meeting.presented_page = page
         meeting.presented_by = actor.id
         meeting.presented_at = w.now
         shown = presentation_json(meeting)
-        await w.audit(actor.id, "meeting.present", meeting_subject(meeting_id), {
-            "agenda_item_id": agenda_item_id, "document_id": document_id, "page": page,
-        })
+        await w.audit(
+            actor.id,
+            "meeting.present",
+            meeting_subject(meeting_id),
+            {
+                "agenda_item_id": agenda_item_id,
+                "document_id": document_id,
+                "page": page,
+            },
+        )
         await emit_presentation_changed(w, meeting_id, presentation=shown)
     assert shown is not None
     return shown
 
 
-async def name_presenter(ctx: Context, actor: Principal, meeting_id: int,
-                         user_id: int | None) -> None:
+async def name_presenter(
+    ctx: Context, actor: Principal, meeting_id: int, user_id: int | None
+) -> None:
     """Let a participant drive the presentation (None: only the chairs); chair only."""
     async with ctx.write() as w:
         meeting = await require_visible(w.session, meeting_id, actor, lock=True)
         await require_role(w.session, meeting, actor, CHAIR_ROLES, "name a presenter")
         require_open(meeting)
         if user_id is not None and await get_participant(w.session, meeting_id, user_id) is None:
-            raise Unprocessable(f"User {user_id} does not take part in meeting {meeting_id}.",
-                                code="not_a_participant")
+            raise Unprocessable(
+                f"User {user_id} does not take part in meeting {meeting_id}.",
+                code="not_a_participant",
+            )
         meeting.presenter_id = user_id
-        await w.audit(actor.id, "meeting.presenter", meeting_subject(meeting_id),
-                      {"user_id": user_id})
+        await w.audit(
+            actor.id, "meeting.presenter", meeting_subject(meeting_id), {"user_id": user_id}
+        )
         await emit_presenter_changed(w, meeting_id, presenter_id=user_id)

@@ -26,8 +26,9 @@ from server.errors import BadRequest
 from server.files.storage import discard
 from server.http import JSON, Body, context, current_user, path_int, read_json
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                         max_length=MAX_TITLE_CHARS)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
+]
 Place = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_PLACE_CHARS)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_REASON_CHARS)]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
@@ -54,9 +55,12 @@ def _rule(raw: QuorumField) -> meetings.QuorumRule | None:
     if isinstance(raw, str):
         rule = meetings.NAMED_QUORUM_RULES.get(raw)
         if rule is None:
-            raise BadRequest(f"Unknown quorum rule {raw!r}; use one of "
-                             f"{sorted(meetings.NAMED_QUORUM_RULES)} or "
-                             "{numerator, denominator}.", code="invalid_request")
+            raise BadRequest(
+                f"Unknown quorum rule {raw!r}; use one of "
+                f"{sorted(meetings.NAMED_QUORUM_RULES)} or "
+                "{numerator, denominator}.",
+                code="invalid_request",
+            )
         return rule
     return meetings.QuorumRule(raw.numerator, raw.denominator)
 
@@ -141,10 +145,17 @@ async def create_meeting(request: Request) -> Response:
     body = await read_json(request, MeetingBody)
     ctx = context(request)
     meeting = await meetings.create_meeting(
-        ctx, actor, title=body.title, starts_at=body.starts_at, place=body.place,
-        chair_ids=body.chair_ids, delegate_ids=body.delegate_ids,
-        secretary_ids=body.secretary_ids, guest_ids=body.guest_ids,
-        speech_limit_secs=body.speech_limit_secs, quorum_rule=_rule(body.quorum),
+        ctx,
+        actor,
+        title=body.title,
+        starts_at=body.starts_at,
+        place=body.place,
+        chair_ids=body.chair_ids,
+        delegate_ids=body.delegate_ids,
+        secretary_ids=body.secretary_ids,
+        guest_ids=body.guest_ids,
+        speech_limit_secs=body.speech_limit_secs,
+        quorum_rule=_rule(body.quorum),
     )
     return JSON(await meetings.meeting_state(ctx, meeting.id, actor), status_code=201)
 
@@ -156,8 +167,9 @@ async def list_meetings(request: Request) -> Response:
 
 async def get_meeting(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await meetings.meeting_state(context(request), path_int(request, "meeting_id"),
-                                             actor))
+    return JSON(
+        await meetings.meeting_state(context(request), path_int(request, "meeting_id"), actor)
+    )
 
 
 async def patch_meeting(request: Request) -> Response:
@@ -165,11 +177,17 @@ async def patch_meeting(request: Request) -> Response:
     body = await read_json(request, MeetingPatch)
     ctx = context(request)
     meeting_id = path_int(request, "meeting_id")
-    await meetings.update_meeting(ctx, actor, meeting_id, title=body.title,
-                                  starts_at=body.starts_at, place=body.place,
-                                  speech_limit_secs=body.speech_limit_secs,
-                                  quorum_rule=_rule(body.quorum),
-                                  remote_counts_for_quorum=body.remote_counts_for_quorum)
+    await meetings.update_meeting(
+        ctx,
+        actor,
+        meeting_id,
+        title=body.title,
+        starts_at=body.starts_at,
+        place=body.place,
+        speech_limit_secs=body.speech_limit_secs,
+        quorum_rule=_rule(body.quorum),
+        remote_counts_for_quorum=body.remote_counts_for_quorum,
+    )
     return JSON(await meetings.meeting_state(ctx, meeting_id, actor))
 
 
@@ -177,8 +195,9 @@ def _transition(target: MeetingState) -> Any:
     async def endpoint(request: Request) -> Response:
         actor = await current_user(request)
         await read_json(request, Strict)
-        result = await meetings.change_state(context(request), actor,
-                                             path_int(request, "meeting_id"), target)
+        result = await meetings.change_state(
+            context(request), actor, path_int(request, "meeting_id"), target
+        )
         return JSON(result)
 
     endpoint.__name__ = f"meeting_{target.value}"
@@ -189,9 +208,14 @@ async def add_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AgendaBody)
     item = await agenda.add_item(
-        context(request), actor, path_int(request, "meeting_id"), title=body.title,
-        document_ids=body.document_ids, parent_id=body.parent_id,
-        planned_minutes=body.planned_minutes, position=body.position,
+        context(request),
+        actor,
+        path_int(request, "meeting_id"),
+        title=body.title,
+        document_ids=body.document_ids,
+        parent_id=body.parent_id,
+        planned_minutes=body.planned_minutes,
+        position=body.position,
     )
     return JSON(item, status_code=201)
 
@@ -200,49 +224,67 @@ async def patch_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AgendaPatch)
     item = await agenda.update_item(
-        context(request), actor, path_int(request, "meeting_id"), path_int(request, "item_id"),
-        title=body.title, document_ids=body.document_ids, planned_minutes=body.planned_minutes,
+        context(request),
+        actor,
+        path_int(request, "meeting_id"),
+        path_int(request, "item_id"),
+        title=body.title,
+        document_ids=body.document_ids,
+        planned_minutes=body.planned_minutes,
     )
     return JSON(item)
 
 
 async def delete_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
-    await agenda.remove_item(context(request), actor, path_int(request, "meeting_id"),
-                             path_int(request, "item_id"))
+    await agenda.remove_item(
+        context(request), actor, path_int(request, "meeting_id"), path_int(request, "item_id")
+    )
     return Response(status_code=204)
 
 
 async def reorder_agenda(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ReorderAgendaBody)
-    tree = await agenda.reorder_items(context(request), actor, path_int(request, "meeting_id"),
-                                      parent_id=body.parent_id, item_ids=body.item_ids)
+    tree = await agenda.reorder_items(
+        context(request),
+        actor,
+        path_int(request, "meeting_id"),
+        parent_id=body.parent_id,
+        item_ids=body.item_ids,
+    )
     return JSON({"agenda": tree})
 
 
 async def current_agenda_item(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, CurrentItemBody)
-    await agenda.set_current_item(context(request), actor, path_int(request, "meeting_id"),
-                                  body.agenda_item_id)
+    await agenda.set_current_item(
+        context(request), actor, path_int(request, "meeting_id"), body.agenda_item_id
+    )
     return JSON({"agenda_item_id": body.agenda_item_id})
 
 
 async def present(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PresentationBody)
-    shown = await presentation.present(context(request), actor, path_int(request, "meeting_id"),
-                                       agenda_item_id=body.agenda_item_id,
-                                       document_id=body.document_id, page=body.page)
+    shown = await presentation.present(
+        context(request),
+        actor,
+        path_int(request, "meeting_id"),
+        agenda_item_id=body.agenda_item_id,
+        document_id=body.document_id,
+        page=body.page,
+    )
     return JSON(shown)
 
 
 async def name_presenter(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PresenterBody)
-    await presentation.name_presenter(context(request), actor, path_int(request, "meeting_id"),
-                                      body.user_id)
+    await presentation.name_presenter(
+        context(request), actor, path_int(request, "meeting_id"), body.user_id
+    )
     return JSON({"presenter_id": body.user_id})
 
 
@@ -250,8 +292,12 @@ async def record_attendance(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AttendanceBody)
     result = await attendance.record_attendance(
-        context(request), actor, path_int(request, "meeting_id"), present=body.present,
-        user_id=body.user_id, reason=body.reason,
+        context(request),
+        actor,
+        path_int(request, "meeting_id"),
+        present=body.present,
+        user_id=body.user_id,
+        reason=body.reason,
     )
     return JSON(result)
 
@@ -259,39 +305,44 @@ async def record_attendance(request: Request) -> Response:
 async def request_floor(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, SpeakerBody)
-    entry = await speakers.request_floor(context(request), actor, path_int(request, "meeting_id"),
-                                         body.kind)
+    entry = await speakers.request_floor(
+        context(request), actor, path_int(request, "meeting_id"), body.kind
+    )
     return JSON(entry, status_code=201)
 
 
 async def withdraw_request(request: Request) -> Response:
     actor = await current_user(request)
-    await speakers.withdraw(context(request), actor, path_int(request, "meeting_id"),
-                            path_int(request, "speaker_id"))
+    await speakers.withdraw(
+        context(request), actor, path_int(request, "meeting_id"), path_int(request, "speaker_id")
+    )
     return Response(status_code=204)
 
 
 async def grant_floor(request: Request) -> Response:
     actor = await current_user(request)
     await read_json(request, Strict)
-    entry = await speakers.grant(context(request), actor, path_int(request, "meeting_id"),
-                                 path_int(request, "speaker_id"))
+    entry = await speakers.grant(
+        context(request), actor, path_int(request, "meeting_id"), path_int(request, "speaker_id")
+    )
     return JSON(entry)
 
 
 async def finish_speech(request: Request) -> Response:
     actor = await current_user(request)
     await read_json(request, Strict)
-    await speakers.finish(context(request), actor, path_int(request, "meeting_id"),
-                          path_int(request, "speaker_id"))
+    await speakers.finish(
+        context(request), actor, path_int(request, "meeting_id"), path_int(request, "speaker_id")
+    )
     return Response(status_code=204)
 
 
 async def reorder_speakers(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ReorderSpeakersBody)
-    result = await speakers.reorder(context(request), actor, path_int(request, "meeting_id"),
-                                    body.speaker_ids)
+    result = await speakers.reorder(
+        context(request), actor, path_int(request, "meeting_id"), body.speaker_ids
+    )
     return JSON(result)
 
 
@@ -306,15 +357,15 @@ async def put_participant(request: Request) -> Response:
     body = await read_json(request, ParticipantBody)
     ctx = context(request)
     meeting_id = path_int(request, "meeting_id")
-    await meetings.set_participant(ctx, actor, meeting_id, path_int(request, "user_id"),
-                                   body.role)
+    await meetings.set_participant(ctx, actor, meeting_id, path_int(request, "user_id"), body.role)
     return JSON(await meetings.meeting_state(ctx, meeting_id, actor))
 
 
 async def delete_participant(request: Request) -> Response:
     actor = await current_user(request)
-    await meetings.set_participant(context(request), actor, path_int(request, "meeting_id"),
-                                   path_int(request, "user_id"), None)
+    await meetings.set_participant(
+        context(request), actor, path_int(request, "meeting_id"), path_int(request, "user_id"), None
+    )
     return Response(status_code=204)
 
 
@@ -334,8 +385,14 @@ async def add_annotation(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AnnotationBody)
     result, created = await page_marks.add_annotation(
-        context(request), actor, path_int(request, "file_id"), page=body.page, kind=body.kind,
-        data=body.data, shared=body.shared, meeting_id=body.meeting_id,
+        context(request),
+        actor,
+        path_int(request, "file_id"),
+        page=body.page,
+        kind=body.kind,
+        data=body.data,
+        shared=body.shared,
+        meeting_id=body.meeting_id,
         client_id=body.client_id,
     )
     return JSON(result, status_code=201 if created else 200)
@@ -349,8 +406,9 @@ async def list_annotations(request: Request) -> Response:
 
 async def delete_annotation(request: Request) -> Response:
     actor = await current_user(request)
-    await page_marks.delete_annotation(context(request), actor, path_int(request, "file_id"),
-                                        path_int(request, "annotation_id"))
+    await page_marks.delete_annotation(
+        context(request), actor, path_int(request, "file_id"), path_int(request, "annotation_id")
+    )
     return Response(status_code=204)
 
 
@@ -359,15 +417,20 @@ async def annotated_pdf(request: Request) -> Response:
     flag = request.query_params.get("shared", "0").lower()
     if flag not in ("0", "1", "true", "false"):
         raise BadRequest("shared is 0/1 or true/false.", code="invalid_request")
-    pdf, f = await page_marks.annotated_pdf(context(request), actor,
-                                             path_int(request, "file_id"),
-                                             include_shared=flag in ("1", "true"))
+    pdf, f = await page_marks.annotated_pdf(
+        context(request), actor, path_int(request, "file_id"), include_shared=flag in ("1", "true")
+    )
     stem = (f.name.rsplit(".", 1)[0] if f.name else f"file-{f.id}") or f"file-{f.id}"
     filename = quote(f"{stem}-annotated.pdf")
-    return FileResponse(pdf, media_type="application/pdf", headers={
-        "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
-        "Cache-Control": "private, no-store",
-    }, background=BackgroundTask(discard, pdf))
+    return FileResponse(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{filename}",
+            "Cache-Control": "private, no-store",
+        },
+        background=BackgroundTask(discard, pdf),
+    )
 
 
 BASE = "/api/v1/meetings"

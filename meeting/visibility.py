@@ -25,15 +25,18 @@ def takes_part(principal: Principal, participant: Participant | None) -> bool:
 
 def takes_part_sql(principal: Principal, meeting_id: Any) -> ColumnElement[bool]:
     """SQL: the principal takes part in the meeting ``meeting_id`` (a value or a column)."""
-    return exists().where(Participant.meeting_id == meeting_id,
-                          Participant.user_id == principal.id)
+    return exists().where(Participant.meeting_id == meeting_id, Participant.user_id == principal.id)
 
 
-def may_view_meeting(principal: Principal, meeting: Meeting,
-                     participant: Participant | None) -> bool:
+def may_view_meeting(
+    principal: Principal, meeting: Meeting, participant: Participant | None
+) -> bool:
     """Python: participants, the creator and administrators read the meeting."""
-    return (principal.is_admin or meeting.created_by == principal.id
-            or takes_part(principal, participant))
+    return (
+        principal.is_admin
+        or meeting.created_by == principal.id
+        or takes_part(principal, participant)
+    )
 
 
 def meeting_visible_sql(principal: Principal) -> ColumnElement[bool]:
@@ -45,5 +48,6 @@ def meeting_visible_sql(principal: Principal) -> ColumnElement[bool]:
 
 def agenda_document_readable_sql(principal: Principal, file_id: Any) -> ColumnElement[bool]:
     """SQL: the file is on the agenda of a meeting the principal takes part in."""
-    return exists().where(AgendaDocument.file_id == file_id,
-                          takes_part_sql(principal, AgendaDocument.meeting_id))
+    return exists().where(
+        AgendaDocument.file_id == file_id, takes_part_sql(principal, AgendaDocument.meeting_id)
+    )

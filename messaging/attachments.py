@@ -44,28 +44,34 @@ async def may_read_attachment(ctx: Context, principal: Principal, file_id: int) 
         return bool(found.scalar())
 
 
-async def index_attachments(session: AsyncSession, files: Sequence[StoredFile],
-                            at: datetime) -> None:
+async def index_attachments(
+    session: AsyncSession, files: Sequence[StoredFile], at: datetime
+) -> None:
     """Make the text of attached files searchable (by whoever may see where they are)."""
     for f in files:
         await index_document(session, SearchKind.ATTACHMENT, f.id, f"{f.name}\n{f.text}", at)
 
 
-async def attachment_levels(session: AsyncSession,
-                            file_ids: Sequence[int]) -> dict[int, Confidentiality]:
+async def attachment_levels(
+    session: AsyncSession, file_ids: Sequence[int]
+) -> dict[int, Confidentiality]:
     """The confidentiality each file carries: the highest level of a directive that
     attaches it, itself or through a reply (``none`` for a file no directive carries)."""
     levels = dict.fromkeys(file_ids, Confidentiality.NONE)
     if not file_ids:
         return levels
     ids = list(levels)
-    via_directive = (select(DirectiveAttachment.file_id, Directive.confidentiality)
-                     .join(Directive, Directive.id == DirectiveAttachment.directive_id)
-                     .where(DirectiveAttachment.file_id.in_(ids)))
-    via_reply = (select(ReplyAttachment.file_id, Directive.confidentiality)
-                 .join(DirectiveReply, DirectiveReply.id == ReplyAttachment.reply_id)
-                 .join(Directive, Directive.id == DirectiveReply.directive_id)
-                 .where(ReplyAttachment.file_id.in_(ids)))
+    via_directive = (
+        select(DirectiveAttachment.file_id, Directive.confidentiality)
+        .join(Directive, Directive.id == DirectiveAttachment.directive_id)
+        .where(DirectiveAttachment.file_id.in_(ids))
+    )
+    via_reply = (
+        select(ReplyAttachment.file_id, Directive.confidentiality)
+        .join(DirectiveReply, DirectiveReply.id == ReplyAttachment.reply_id)
+        .join(Directive, Directive.id == DirectiveReply.directive_id)
+        .where(ReplyAttachment.file_id.in_(ids))
+    )
     for stmt in (via_directive, via_reply):
         for file_id, level in (await session.execute(stmt)).all():
             found = Confidentiality(level)
@@ -77,18 +83,23 @@ async def attachment_levels(session: AsyncSession,
 async def channel_clearance(session: AsyncSession, channel: Channel) -> Confidentiality:
     """The lowest clearance among the channel's readers: what every one of them may read."""
     if channel.kind == ChannelKind.UNIT.value:
-        stmt = select(User.clearance).where(User.unit_id == channel.unit_id,
-                                            User.active.is_(True))
+        stmt = select(User.clearance).where(User.unit_id == channel.unit_id, User.active.is_(True))
     else:
-        stmt = (select(User.clearance)
-                .join(ChannelMember, ChannelMember.user_id == User.id)
-                .where(ChannelMember.channel_id == channel.id, ChannelMember.member.is_(True)))
+        stmt = (
+            select(User.clearance)
+            .join(ChannelMember, ChannelMember.user_id == User.id)
+            .where(ChannelMember.channel_id == channel.id, ChannelMember.member.is_(True))
+        )
     clearances = [Confidentiality(level) for level in (await session.execute(stmt)).scalars()]
     return min(clearances, key=lambda level: level.rank, default=Confidentiality.TOP_SECRET)
 
 
-async def require_readers_cleared(session: AsyncSession, files: Sequence[StoredFile],
-                                  readers_clearance: Confidentiality, place: str) -> None:
+async def require_readers_cleared(
+    session: AsyncSession,
+    files: Sequence[StoredFile],
+    readers_clearance: Confidentiality,
+    place: str,
+) -> None:
     """Refuse (422 ``attachment_too_confidential``) to attach a file to a place some of
     whose readers are not cleared for the confidentiality the file carries."""
     levels = await attachment_levels(session, [f.id for f in files])
@@ -98,7 +109,8 @@ async def require_readers_cleared(session: AsyncSession, files: Sequence[StoredF
             raise Unprocessable(
                 f"File {f.id} is {level.value}; not every reader of this {place} may read it.",
                 code="attachment_too_confidential",
-                details={"file_id": f.id, "confidentiality": level.value})
+                details={"file_id": f.id, "confidentiality": level.value},
+            )
 
 
 # Files indexed per transaction when attachments of an earlier release are made searchable.
@@ -108,13 +120,20 @@ INDEX_BATCH = 200
 async def index_earlier_attachments(ctx: Context) -> int:
     """Make attachments that were attached before their text was searchable (an earlier
     release) searchable; returns how many were indexed. Runs at start-up."""
-    attached = union(select(DirectiveAttachment.file_id), select(ReplyAttachment.file_id),
-                     select(MessageAttachment.file_id))
+    attached = union(
+        select(DirectiveAttachment.file_id),
+        select(ReplyAttachment.file_id),
+        select(MessageAttachment.file_id),
+    )
     indexed = select(SearchDocument.object_id).where(
-        SearchDocument.kind == SearchKind.ATTACHMENT.value)
-    missing = (select(StoredFile).where(StoredFile.id.in_(attached),
-                                        StoredFile.id.not_in(indexed))
-               .order_by(StoredFile.id).limit(INDEX_BATCH))
+        SearchDocument.kind == SearchKind.ATTACHMENT.value
+    )
+    missing = (
+        select(StoredFile)
+        .where(StoredFile.id.in_(attached), StoredFile.id.not_in(indexed))
+        .order_by(StoredFile.id)
+        .limit(INDEX_BATCH)
+    )
     done = 0
     while True:
         async with ctx.read() as session:

@@ -56,8 +56,12 @@ async def create_channel(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ChannelBody)
     channel, created = await channels.create_channel(
-        context(request), actor, name=body.name, kind=ChannelKind(body.kind),
-        members=body.member_ids)
+        context(request),
+        actor,
+        name=body.name,
+        kind=ChannelKind(body.kind),
+        members=body.member_ids,
+    )
     return JSON(channel, status_code=201 if created else 200)
 
 
@@ -68,56 +72,76 @@ async def list_channels(request: Request) -> Response:
 
 async def show_channel(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await channels.get_channel(context(request), actor,
-                                           path_int(request, "channel_id")))
+    return JSON(
+        await channels.get_channel(context(request), actor, path_int(request, "channel_id"))
+    )
 
 
 async def post_message(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, MessageBody)
     message, created = await channel_writer.post_message(
-        context(request), actor, path_int(request, "channel_id"), body=body.body,
-        client_msg_id=body.client_msg_id, reply_to=body.reply_to,
-        attachment_ids=body.attachment_ids)
+        context(request),
+        actor,
+        path_int(request, "channel_id"),
+        body=body.body,
+        client_msg_id=body.client_msg_id,
+        reply_to=body.reply_to,
+        attachment_ids=body.attachment_ids,
+    )
     return JSON(message, status_code=201 if created else 200)
 
 
 async def list_messages(request: Request) -> Response:
     actor = await current_user(request)
     rows = await channels.history(
-        context(request), actor, path_int(request, "channel_id"),
-        after_seq=query_int(request, "after_seq"), before_seq=query_int(request, "before_seq"),
-        limit=query_int(request, "limit", 50) or 50)
+        context(request),
+        actor,
+        path_int(request, "channel_id"),
+        after_seq=query_int(request, "after_seq"),
+        before_seq=query_int(request, "before_seq"),
+        limit=query_int(request, "limit", 50) or 50,
+    )
     return JSON({"messages": rows})
 
 
 async def edit_message(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, EditBody)
-    return JSON(await channel_writer.edit_message(context(request), actor,
-                                                  path_int(request, "channel_id"),
-                                                  path_int(request, "message_id"),
-                                                  body=body.body))
+    return JSON(
+        await channel_writer.edit_message(
+            context(request),
+            actor,
+            path_int(request, "channel_id"),
+            path_int(request, "message_id"),
+            body=body.body,
+        )
+    )
 
 
 async def retract_message(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await channels.retract_message(context(request), actor,
-                                               path_int(request, "channel_id"),
-                                               path_int(request, "message_id")))
+    return JSON(
+        await channels.retract_message(
+            context(request),
+            actor,
+            path_int(request, "channel_id"),
+            path_int(request, "message_id"),
+        )
+    )
 
 
 async def mark_read(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ReadBody)
-    return JSON(await channels.mark_read(context(request), actor,
-                                         path_int(request, "channel_id"), body.seq))
+    return JSON(
+        await channels.mark_read(context(request), actor, path_int(request, "channel_id"), body.seq)
+    )
 
 
 async def unit_presence(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await presence.unit_presence(context(request), actor,
-                                             path_int(request, "unit_id")))
+    return JSON(await presence.unit_presence(context(request), actor, path_int(request, "unit_id")))
 
 
 async def people_presence(request: Request) -> Response:
@@ -126,8 +150,9 @@ async def people_presence(request: Request) -> Response:
     try:
         user_ids = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError as exc:
-        raise BadRequest("user_ids is a comma-separated list of integers.",
-                         code="invalid_request") from exc
+        raise BadRequest(
+            "user_ids is a comma-separated list of integers.", code="invalid_request"
+        ) from exc
     if any(not 0 < uid <= MAX_ID for uid in user_ids):
         raise BadRequest(f"user_ids are positive integers up to {MAX_ID}.", code="invalid_request")
     return JSON(await presence.contacts_presence(context(request), actor, user_ids))
@@ -135,9 +160,12 @@ async def people_presence(request: Request) -> Response:
 
 async def search_route(request: Request) -> Response:
     actor = await current_user(request)
-    results = await search.search(context(request), actor, request.query_params.get("q", ""),
-                                  limit=query_int(request, "limit", search.MAX_RESULTS)
-                                  or search.MAX_RESULTS)
+    results = await search.search(
+        context(request),
+        actor,
+        request.query_params.get("q", ""),
+        limit=query_int(request, "limit", search.MAX_RESULTS) or search.MAX_RESULTS,
+    )
     return JSON({"results": results})
 
 
@@ -147,12 +175,15 @@ routes = [
     Route("/api/v1/channels/{channel_id}", show_channel, methods=["GET"]),
     Route("/api/v1/channels/{channel_id}/messages", post_message, methods=["POST"]),
     Route("/api/v1/channels/{channel_id}/messages", list_messages, methods=["GET"]),
-    Route("/api/v1/channels/{channel_id}/messages/{message_id}", edit_message,
-          methods=["PATCH"]),
-    Route("/api/v1/channels/{channel_id}/messages/{message_id}", retract_message,
-          methods=["DELETE"]),
-    Route("/api/v1/channels/{channel_id}/messages/{message_id}/retract", retract_message,
-          methods=["POST"]),
+    Route("/api/v1/channels/{channel_id}/messages/{message_id}", edit_message, methods=["PATCH"]),
+    Route(
+        "/api/v1/channels/{channel_id}/messages/{message_id}", retract_message, methods=["DELETE"]
+    ),
+    Route(
+        "/api/v1/channels/{channel_id}/messages/{message_id}/retract",
+        retract_message,
+        methods=["POST"],
+    ),
     Route("/api/v1/channels/{channel_id}/read", mark_read, methods=["POST"]),
     Route("/api/v1/units/{unit_id}/presence", unit_presence, methods=["GET"]),
     Route("/api/v1/presence", people_presence, methods=["GET"]),

@@ -111,7 +111,7 @@ class _Planned:
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
-    return [values[start:start + CHUNK] for start in range(0, len(values), CHUNK)]
+    return [values[start : start + CHUNK] for start in range(0, len(values), CHUNK)]
 
 
 class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
@@ -120,8 +120,9 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
     what = "messages"
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, batch_size=ctx.settings.message_batch,
-                         queue_limit=ctx.settings.message_queue_limit)
+        super().__init__(
+            ctx, batch_size=ctx.settings.message_batch, queue_limit=ctx.settings.message_queue_limit
+        )
 
     def judge(self, item: ChannelWrite) -> None:
         limit = self.ctx.settings.max_message_bytes
@@ -129,22 +130,24 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
         if utf8_len(item.body) > limit:
             raise PayloadTooLarge(f"The message is over {limit} bytes.", code="body_too_large")
         if not is_stored_id(item.channel_id):
-            raise NotFound(f"Channel {item.channel_id} does not exist.",
-                           code="channel_not_found")
+            raise NotFound(f"Channel {item.channel_id} does not exist.", code="channel_not_found")
         if isinstance(item, EditRequest):
             if not item.body.strip():
-                raise Unprocessable("An edit needs text; retract the message instead.",
-                                    code="empty_message")
+                raise Unprocessable(
+                    "An edit needs text; retract the message instead.", code="empty_message"
+                )
             if not is_stored_id(item.message_id):
-                raise NotFound(f"No message {item.message_id} in this channel.",
-                               code="message_not_found")
+                raise NotFound(
+                    f"No message {item.message_id} in this channel.", code="message_not_found"
+                )
             return
         require_encodable(item.client_msg_id, "client_msg_id")
         if not item.body.strip() and not item.attachment_ids:
             raise Unprocessable("A message needs text or an attachment.", code="empty_message")
         if item.reply_to is not None and not is_stored_id(item.reply_to):
-            raise Unprocessable(f"No message {item.reply_to} in this channel.",
-                                code="unknown_reply_to")
+            raise Unprocessable(
+                f"No message {item.reply_to} in this channel.", code="unknown_reply_to"
+            )
 
     def should_retry(self, error: BaseException) -> bool:
         # Another node stored the same (author, client_msg_id) meanwhile: written again
@@ -161,31 +164,44 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
         channel_ids = sorted({item.channel_id for item in items})
         channels: dict[int, Channel] = {}
         for chunk in _chunks(channel_ids):
-            for channel in (await session.execute(
-                    select(Channel).where(Channel.id.in_(chunk)))).scalars():
+            for channel in (
+                await session.execute(select(Channel).where(Channel.id.in_(chunk)))
+            ).scalars():
                 channels[channel.id] = channel
         # Their counters, locked in one statement: seqs are then allocated in memory.
         await w.reserve_topics([channel_topic(channel_id) for channel_id in channels])
         # Each lookup is an IN per key column (both databases search the key's index
         # with it; SQLite scans the table for a row-value IN), filtered here.
-        pairs = {(item.channel_id, item.actor.id) for item in items
-                 if item.channel_id in channels}
+        pairs = {(item.channel_id, item.actor.id) for item in items if item.channel_id in channels}
         members: dict[tuple[int, int], ChannelMember] = {}
         for chunk in _chunks(sorted({channel for channel, _ in pairs})):
-            for row in (await session.execute(select(ChannelMember).where(
-                    ChannelMember.channel_id.in_(chunk),
-                    ChannelMember.user_id.in_(sorted({user for _, user in pairs})),
-            ))).scalars():
+            for row in (
+                await session.execute(
+                    select(ChannelMember).where(
+                        ChannelMember.channel_id.in_(chunk),
+                        ChannelMember.user_id.in_(sorted({user for _, user in pairs})),
+                    )
+                )
+            ).scalars():
                 members[(row.channel_id, row.user_id)] = row
-        shared = _Shared(channels, members,
-                         await sender_cards(session, (item.actor.id for item in items)))
-        keys = {(item.channel_id, item.actor.id, item.client_msg_id) for item in items
-                if isinstance(item, PostRequest)}
+        shared = _Shared(
+            channels, members, await sender_cards(session, (item.actor.id for item in items))
+        )
+        keys = {
+            (item.channel_id, item.actor.id, item.client_msg_id)
+            for item in items
+            if isinstance(item, PostRequest)
+        }
         for chunk in _chunks(sorted(keys)):
-            for message in (await session.execute(select(Message).where(
-                    Message.channel_id.in_(sorted({key[0] for key in chunk})),
-                    Message.author_id.in_(sorted({key[1] for key in chunk})),
-                    Message.client_msg_id.in_(sorted({key[2] for key in chunk}))))).scalars():
+            for message in (
+                await session.execute(
+                    select(Message).where(
+                        Message.channel_id.in_(sorted({key[0] for key in chunk})),
+                        Message.author_id.in_(sorted({key[1] for key in chunk})),
+                        Message.client_msg_id.in_(sorted({key[2] for key in chunk})),
+                    )
+                )
+            ).scalars():
                 key = (message.channel_id, message.author_id, message.client_msg_id)
                 if key in keys:
                     shared.posted[key] = message
@@ -194,8 +210,7 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
     def _channel(self, item: ChannelWrite, shared: _Shared) -> Channel:
         channel = shared.channels.get(item.channel_id)
         if channel is None:
-            raise NotFound(f"Channel {item.channel_id} does not exist.",
-                           code="channel_not_found")
+            raise NotFound(f"Channel {item.channel_id} does not exist.", code="channel_not_found")
         row = shared.members.get((channel.id, item.actor.id))
         if not is_channel_member(item.actor, channel, row):
             raise Forbidden("You are not a member of this channel.", code="not_a_member")
@@ -213,36 +228,52 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
             await _store_posts(w, list(prepared.planned.values()))
 
 
-async def _post(ctx: Context, w: Write, item: PostRequest, channel: Channel,
-                author: dict[str, Any], shared: _Shared) -> Applied[Answer]:
+async def _post(
+    ctx: Context,
+    w: Write,
+    item: PostRequest,
+    channel: Channel,
+    author: dict[str, Any],
+    shared: _Shared,
+) -> Applied[Answer]:
     session = w.session
     key = (channel.id, item.actor.id, item.client_msg_id)
     existing = shared.posted.get(key)
     if existing is not None:
         versions = await message_versions(session, existing)
         original = versions[0].body if versions else existing.body
-        if (original != item.body or existing.reply_to != item.reply_to
-                or sorted(existing.attachment_ids or []) != sorted(item.attachment_ids)):
-            raise Conflict("This client_msg_id was used for another message.",
-                           code="client_msg_id_reused")
+        if (
+            original != item.body
+            or existing.reply_to != item.reply_to
+            or sorted(existing.attachment_ids or []) != sorted(item.attachment_ids)
+        ):
+            raise Conflict(
+                "This client_msg_id was used for another message.", code="client_msg_id_reused"
+            )
         return Applied((message_json(existing, author, versions), False))
     planned = shared.planned.get(key)
     if planned is not None:
         earlier = planned.request
-        if (earlier.body != item.body or earlier.reply_to != item.reply_to
-                or sorted(earlier.attachment_ids) != sorted(item.attachment_ids)):
-            raise Conflict("This client_msg_id was used for another message.",
-                           code="client_msg_id_reused")
+        if (
+            earlier.body != item.body
+            or earlier.reply_to != item.reply_to
+            or sorted(earlier.attachment_ids) != sorted(item.attachment_ids)
+        ):
+            raise Conflict(
+                "This client_msg_id was used for another message.", code="client_msg_id_reused"
+            )
         return Applied((planned.answer, False))
     if item.reply_to is not None:
         target = await session.get(Message, item.reply_to)
         if target is None or target.channel_id != channel.id:
-            raise Unprocessable(f"No message {item.reply_to} in this channel.",
-                                code="unknown_reply_to")
+            raise Unprocessable(
+                f"No message {item.reply_to} in this channel.", code="unknown_reply_to"
+            )
     files = await require_attachable(ctx, session, item.actor, list(item.attachment_ids))
     if files:
-        await require_readers_cleared(session, files, await channel_clearance(session, channel),
-                                      "channel")
+        await require_readers_cleared(
+            session, files, await channel_clearance(session, channel), "channel"
+        )
         await index_attachments(session, files, w.now)
     planned = shared.planned[key] = _Planned(item, channel, author, files)
     return Applied((planned.answer, True))
@@ -253,14 +284,30 @@ async def _store_posts(w: Write, posts: Sequence[_Planned]) -> None:
     counters), read positions and search text, a few statements for all of them."""
     session = w.session
     messages = [
-        Message(channel_id=p.channel.id, seq=0, author_id=p.request.actor.id,
-                client_msg_id=p.request.client_msg_id, body=p.request.body,
-                reply_to=p.request.reply_to, attachment_ids=[f.id for f in p.files],
-                state=MessageState.POSTED.value, version=1, created_at=w.now)
-        for p in posts]
-    ids = (await session.execute(
-        insert(Message).returning(Message.id, sort_by_parameter_order=True),
-        [_columns(m) for m in messages])).scalars().all()
+        Message(
+            channel_id=p.channel.id,
+            seq=0,
+            author_id=p.request.actor.id,
+            client_msg_id=p.request.client_msg_id,
+            body=p.request.body,
+            reply_to=p.request.reply_to,
+            attachment_ids=[f.id for f in p.files],
+            state=MessageState.POSTED.value,
+            version=1,
+            created_at=w.now,
+        )
+        for p in posts
+    ]
+    ids = (
+        (
+            await session.execute(
+                insert(Message).returning(Message.id, sort_by_parameter_order=True),
+                [_columns(m) for m in messages],
+            )
+        )
+        .scalars()
+        .all()
+    )
     read_up_to: dict[tuple[int, int], tuple[int, bool]] = {}
     for post, message, message_id in zip(posts, messages, ids, strict=True):
         message.id = int(message_id)
@@ -270,36 +317,48 @@ async def _store_posts(w: Write, posts: Sequence[_Planned]) -> None:
         message.seq = event.seq
         post.answer.update(message_json(message, post.author))
         read_up_to[(post.channel.id, message.author_id)] = (
-            event.seq, post.channel.kind != ChannelKind.UNIT.value)
+            event.seq,
+            post.channel.kind != ChannelKind.UNIT.value,
+        )
     await session.execute(update(Message), [{"id": m.id, "seq": m.seq} for m in messages])
-    attached = [{"message_id": m.id, "file_id": f.id}
-                for p, m in zip(posts, messages, strict=True) for f in p.files]
+    attached = [
+        {"message_id": m.id, "file_id": f.id}
+        for p, m in zip(posts, messages, strict=True)
+        for f in p.files
+    ]
     if attached:
         await session.execute(insert(MessageAttachment), attached)
     await move_read_positions(session, read_up_to, w.now)
-    await index_new_documents(session, SearchKind.MESSAGE,
-                              [(m.id, m.body) for m in messages if m.body.strip()], w.now)
+    await index_new_documents(
+        session, SearchKind.MESSAGE, [(m.id, m.body) for m in messages if m.body.strip()], w.now
+    )
 
 
 def _columns(message: Message) -> dict[str, Any]:
-    return {column.key: getattr(message, column.key)
-            for column in Message.__table__.columns if column.key != "id"}
+    return {
+        column.key: getattr(message, column.key)
+        for column in Message.__table__.columns
+        if column.key != "id"
+    }
 
 
-async def _edit(w: Write, item: EditRequest, channel: Channel,
-                author: dict[str, Any]) -> Applied[Answer]:
+async def _edit(
+    w: Write, item: EditRequest, channel: Channel, author: dict[str, Any]
+) -> Applied[Answer]:
     session = w.session
     # The batch's earlier events are stored by now (the mechanism stores them before an
     # isolated item): ``replace_earlier_events`` finds an earlier edit of this batch.
     message = await session.get(Message, item.message_id)
     if message is None or message.channel_id != channel.id:
-        raise NotFound(f"No message {item.message_id} in this channel.",
-                       code="message_not_found")
+        raise NotFound(f"No message {item.message_id} in this channel.", code="message_not_found")
     if message.author_id != item.actor.id:
         raise Forbidden("Only the author may change a message.", code="not_author")
     MessageState(message.state).check_transition(MessageState.EDITED)
-    session.add(MessageVersion(message_id=message.id, version=message.version,
-                               body=message.body, replaced_at=w.now))
+    session.add(
+        MessageVersion(
+            message_id=message.id, version=message.version, body=message.body, replaced_at=w.now
+        )
+    )
     message.body = item.body
     message.version += 1
     message.state = MessageState.EDITED.value
@@ -311,8 +370,12 @@ async def _edit(w: Write, item: EditRequest, channel: Channel,
     await emit_message_edited(w, channel.id, message=event_view)
     result = message_json(message, author, await message_versions(session, message))
     await index_document(session, SearchKind.MESSAGE, message.id, item.body, w.now)
-    audit = AuditEntry(item.actor.id, "message.edit", f"channel:{channel.id}",
-                       {"message_id": message.id, "version": message.version})
+    audit = AuditEntry(
+        item.actor.id,
+        "message.edit",
+        f"channel:{channel.id}",
+        {"message_id": message.id, "version": message.version},
+    )
     return Applied((result, True), audit=[audit])
 
 
@@ -322,19 +385,27 @@ def channel_writer(ctx: Context) -> ChannelWriter:
     return runtime.channels
 
 
-async def post_message(ctx: Context, actor: Principal, channel_id: int, *, body: str,
-                       client_msg_id: str, reply_to: int | None,
-                       attachment_ids: Sequence[int]) -> Answer:
+async def post_message(
+    ctx: Context,
+    actor: Principal,
+    channel_id: int,
+    *,
+    body: str,
+    client_msg_id: str,
+    reply_to: int | None,
+    attachment_ids: Sequence[int],
+) -> Answer:
     """Post a message once per ``client_msg_id``; returns it and whether it is new."""
-    return await channel_writer(ctx).submit(PostRequest(
-        actor, channel_id, body, client_msg_id, reply_to, tuple(attachment_ids)))
+    return await channel_writer(ctx).submit(
+        PostRequest(actor, channel_id, body, client_msg_id, reply_to, tuple(attachment_ids))
+    )
 
 
-async def edit_message(ctx: Context, actor: Principal, channel_id: int, message_id: int, *,
-                       body: str) -> dict[str, Any]:
+async def edit_message(
+    ctx: Context, actor: Principal, channel_id: int, message_id: int, *, body: str
+) -> dict[str, Any]:
     """Replace a message's text, keeping the earlier text as a version."""
-    message, _ = await channel_writer(ctx).submit(
-        EditRequest(actor, channel_id, message_id, body))
+    message, _ = await channel_writer(ctx).submit(EditRequest(actor, channel_id, message_id, body))
     return message
 
 

@@ -59,27 +59,41 @@ MAX_PAGE = 200
 
 
 def channel_json(channel: Channel) -> dict[str, Any]:
-    return {"id": channel.id, "kind": channel.kind, "name": channel.name,
-            "unit_id": channel.unit_id, "created_at": iso(channel.created_at)}
+    return {
+        "id": channel.id,
+        "kind": channel.kind,
+        "name": channel.name,
+        "unit_id": channel.unit_id,
+        "created_at": iso(channel.created_at),
+    }
 
 
-def message_json(message: Message, author: dict[str, Any],
-                 versions: Sequence[MessageVersion] = ()) -> dict[str, Any]:
+def message_json(
+    message: Message, author: dict[str, Any], versions: Sequence[MessageVersion] = ()
+) -> dict[str, Any]:
     """A message as the API and its events show it; ``author`` is the author's card now
     (messaging.senders: a member from another unit is named, not only numbered)."""
     retracted = message.state == MessageState.RETRACTED.value
     return {
-        "id": message.id, "channel_id": message.channel_id, "seq": message.seq,
-        "author_id": message.author_id, "author_name": author["display_name"],
+        "id": message.id,
+        "channel_id": message.channel_id,
+        "seq": message.seq,
+        "author_id": message.author_id,
+        "author_name": author["display_name"],
         "sender": author,
         "client_msg_id": message.client_msg_id,
-        "body": None if retracted else message.body, "reply_to": message.reply_to,
+        "body": None if retracted else message.body,
+        "reply_to": message.reply_to,
         "attachment_ids": [] if retracted else list(message.attachment_ids or []),
-        "state": message.state, "version": message.version,
-        "created_at": iso(message.created_at), "edited_at": iso(message.edited_at),
+        "state": message.state,
+        "version": message.version,
+        "created_at": iso(message.created_at),
+        "edited_at": iso(message.edited_at),
         "retracted_at": iso(message.retracted_at),
         # Earlier texts of an edited message; a tombstone shows none of its text.
-        "versions": [] if retracted else [
+        "versions": []
+        if retracted
+        else [
             {"version": v.version, "body": v.body, "replaced_at": iso(v.replaced_at)}
             for v in versions
         ],
@@ -88,8 +102,9 @@ def message_json(message: Message, author: dict[str, Any],
 
 # --- unit channels -----------------------------------------------------------------------
 async def _create_unit_channel(w: Write, unit: Unit) -> Channel:
-    channel = Channel(kind=ChannelKind.UNIT.value, name=unit.name, unit_id=unit.id,
-                      created_at=w.now)
+    channel = Channel(
+        kind=ChannelKind.UNIT.value, name=unit.name, unit_id=unit.id, created_at=w.now
+    )
     w.session.add(channel)
     await w.session.flush()
     await emit_channel_created(w, channel.id, channel=channel_json(channel))
@@ -99,18 +114,26 @@ async def _create_unit_channel(w: Write, unit: Unit) -> Channel:
 async def ensure_unit_channels(ctx: Context) -> int:
     """Create the channel of every unit that has none; returns how many were made."""
     async with ctx.read() as session:
-        missing = (await session.execute(
-            select(Unit.id).where(~Unit.id.in_(
-                select(Channel.unit_id).where(Channel.unit_id.is_not(None))))
-        )).scalars().all()
+        missing = (
+            (
+                await session.execute(
+                    select(Unit.id).where(
+                        ~Unit.id.in_(select(Channel.unit_id).where(Channel.unit_id.is_not(None)))
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     if not missing:
         return 0
     made = 0
     try:
         async with ctx.write() as w:
             for unit_id in missing:
-                exists = (await w.session.execute(
-                    select(Channel.id).where(Channel.unit_id == unit_id))).first()
+                exists = (
+                    await w.session.execute(select(Channel.id).where(Channel.unit_id == unit_id))
+                ).first()
                 unit = await w.session.get(Unit, unit_id)
                 if exists is not None or unit is None:
                     continue
@@ -132,8 +155,7 @@ async def may_follow_channel(ctx: Context, principal: Principal, channel_id: int
         return channel is not None and await is_member(session, principal, channel)
 
 
-async def require_member(session: AsyncSession, principal: Principal,
-                         channel_id: int) -> Channel:
+async def require_member(session: AsyncSession, principal: Principal, channel_id: int) -> Channel:
     channel = await session.get(Channel, channel_id)
     if channel is None:
         raise NotFound(f"Channel {channel_id} does not exist.", code="channel_not_found")
@@ -146,14 +168,16 @@ async def member_ids(session: AsyncSession, channel: Channel) -> list[int]:
     if channel.kind == ChannelKind.UNIT.value:
         stmt = select(User.id).where(User.unit_id == channel.unit_id, User.active.is_(True))
     else:
-        stmt = select(ChannelMember.user_id).where(ChannelMember.channel_id == channel.id,
-                                                   ChannelMember.member.is_(True))
+        stmt = select(ChannelMember.user_id).where(
+            ChannelMember.channel_id == channel.id, ChannelMember.member.is_(True)
+        )
     return sorted((await session.execute(stmt)).scalars().all())
 
 
 # --- channels ------------------------------------------------------------------------------
-async def create_channel(ctx: Context, actor: Principal, *, name: str | None, kind: ChannelKind,
-                         members: Sequence[int]) -> tuple[dict[str, Any], bool]:
+async def create_channel(
+    ctx: Context, actor: Principal, *, name: str | None, kind: ChannelKind, members: Sequence[int]
+) -> tuple[dict[str, Any], bool]:
     """Create a group or direct channel; a pair's direct channel is made once.
 
     Returns the channel and whether it was created now.
@@ -162,93 +186,148 @@ async def create_channel(ctx: Context, actor: Principal, *, name: str | None, ki
     if kind is ChannelKind.DIRECT:
         others = [m for m in wanted if m != actor.id]
         if len(others) != 1:
-            raise Unprocessable("A direct channel has exactly one other member.",
-                                code="invalid_members")
+            raise Unprocessable(
+                "A direct channel has exactly one other member.", code="invalid_members"
+            )
     elif kind is ChannelKind.GROUP:
         if not name:
             raise Unprocessable("A group channel needs a name.", code="name_required")
     else:
         raise Unprocessable("Unit channels are made with their unit.", code="invalid_kind")
     if len(wanted) > ctx.settings.max_channel_members:
-        raise Unprocessable(f"A channel has at most {ctx.settings.max_channel_members} members.",
-                            code="too_many_members")
+        raise Unprocessable(
+            f"A channel has at most {ctx.settings.max_channel_members} members.",
+            code="too_many_members",
+        )
     async with ctx.write() as w:
         session = w.session
-        found = set((await session.execute(
-            select(User.id).where(User.id.in_(wanted), User.active.is_(True)))).scalars().all())
+        found = set(
+            (
+                await session.execute(
+                    select(User.id).where(User.id.in_(wanted), User.active.is_(True))
+                )
+            )
+            .scalars()
+            .all()
+        )
         unknown = sorted(set(wanted) - found)
         if unknown:
-            raise Unprocessable(f"Unknown users: {unknown}.", code="unknown_users",
-                                details={"user_ids": unknown})
+            raise Unprocessable(
+                f"Unknown users: {unknown}.", code="unknown_users", details={"user_ids": unknown}
+            )
         direct_key = None
         if kind is ChannelKind.DIRECT:
             direct_key = f"{wanted[0]}:{wanted[-1]}"
-            existing = (await session.execute(
-                select(Channel).where(Channel.direct_key == direct_key))).scalar_one_or_none()
+            existing = (
+                await session.execute(select(Channel).where(Channel.direct_key == direct_key))
+            ).scalar_one_or_none()
             if existing is not None:
                 return channel_json(existing) | {"member_ids": wanted}, False
-            names = (await session.execute(
-                select(User.display_name).where(User.id.in_(wanted)).order_by(User.id)
-            )).scalars().all()
+            names = (
+                (
+                    await session.execute(
+                        select(User.display_name).where(User.id.in_(wanted)).order_by(User.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             name = " · ".join(names)
-        channel = Channel(kind=kind.value, name=name or "", direct_key=direct_key,
-                          created_by=actor.id, created_at=w.now)
+        channel = Channel(
+            kind=kind.value,
+            name=name or "",
+            direct_key=direct_key,
+            created_by=actor.id,
+            created_at=w.now,
+        )
         session.add(channel)
         await session.flush()
         for user_id in wanted:
-            session.add(ChannelMember(channel_id=channel.id, user_id=user_id, member=True,
-                                      read_seq=0, joined_at=w.now))
+            session.add(
+                ChannelMember(
+                    channel_id=channel.id, user_id=user_id, member=True, read_seq=0, joined_at=w.now
+                )
+            )
         data = {"channel": channel_json(channel) | {"member_ids": wanted}}
         await emit_channel_created(w, channel.id, **data)
         for user_id in wanted:
             await emit_channel_added(w, user_id, **data)
-        await w.audit(actor.id, "channel.create", f"channel:{channel.id}",
-                      {"kind": kind.value, "member_ids": wanted})
+        await w.audit(
+            actor.id,
+            "channel.create",
+            f"channel:{channel.id}",
+            {"kind": kind.value, "member_ids": wanted},
+        )
         return data["channel"], True
 
 
 async def list_channels(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
     """The actor's channels with read position, last seq and unread count."""
     async with ctx.read() as session:
-        has_unit_channel = (await session.execute(
-            select(Channel.id).where(Channel.unit_id == actor.unit_id))).first()
+        has_unit_channel = (
+            await session.execute(select(Channel.id).where(Channel.unit_id == actor.unit_id))
+        ).first()
     if has_unit_channel is None:
         await ensure_unit_channels(ctx)
     async with ctx.read() as session:
-        channels = (await session.execute(
-            select(Channel).where(channel_member_sql(actor)).order_by(Channel.id)
-        )).scalars().all()
+        channels = (
+            (
+                await session.execute(
+                    select(Channel).where(channel_member_sql(actor)).order_by(Channel.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
         ids = [c.id for c in channels]
         reads: dict[int, int] = {}
         last: dict[int, int] = {}
         if ids:
-            for channel_id, read_seq in (await session.execute(
-                select(ChannelMember.channel_id, ChannelMember.read_seq)
-                .where(ChannelMember.user_id == actor.id, ChannelMember.channel_id.in_(ids))
-            )).all():
+            for channel_id, read_seq in (
+                await session.execute(
+                    select(ChannelMember.channel_id, ChannelMember.read_seq).where(
+                        ChannelMember.user_id == actor.id, ChannelMember.channel_id.in_(ids)
+                    )
+                )
+            ).all():
                 reads[channel_id] = int(read_seq)
-            for channel_id, seq in (await session.execute(
-                select(Message.channel_id, func.max(Message.seq))
-                .where(Message.channel_id.in_(ids)).group_by(Message.channel_id)
-            )).all():
+            for channel_id, seq in (
+                await session.execute(
+                    select(Message.channel_id, func.max(Message.seq))
+                    .where(Message.channel_id.in_(ids))
+                    .group_by(Message.channel_id)
+                )
+            ).all():
                 last[channel_id] = int(seq or 0)
         result = []
         for channel in channels:
             read_seq = int(reads.get(channel.id, 0))
-            result.append(channel_json(channel) | {
-                "last_seq": int(last.get(channel.id) or 0), "read_seq": read_seq,
-                "unread": await _unread(session, actor, channel.id, read_seq),
-            })
+            result.append(
+                channel_json(channel)
+                | {
+                    "last_seq": int(last.get(channel.id) or 0),
+                    "read_seq": read_seq,
+                    "unread": await _unread(session, actor, channel.id, read_seq),
+                }
+            )
         return result
 
 
-async def _unread(session: AsyncSession, actor: Principal, channel_id: int,
-                  read_seq: int) -> int:
-    return int((await session.execute(
-        select(func.count()).select_from(Message).where(
-            Message.channel_id == channel_id, Message.seq > read_seq,
-            Message.author_id != actor.id, Message.state != MessageState.RETRACTED.value)
-    )).scalar_one())
+async def _unread(session: AsyncSession, actor: Principal, channel_id: int, read_seq: int) -> int:
+    return int(
+        (
+            await session.execute(
+                select(func.count())
+                .select_from(Message)
+                .where(
+                    Message.channel_id == channel_id,
+                    Message.seq > read_seq,
+                    Message.author_id != actor.id,
+                    Message.state != MessageState.RETRACTED.value,
+                )
+            )
+        ).scalar_one()
+    )
 
 
 async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[str, Any]:
@@ -258,53 +337,77 @@ async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[s
 
 
 # --- messages --------------------------------------------------------------------------------
-async def move_read_positions(session: AsyncSession,
-                              positions: Mapping[tuple[int, int], tuple[int, bool]],
-                              now: datetime) -> None:
+async def move_read_positions(
+    session: AsyncSession, positions: Mapping[tuple[int, int], tuple[int, bool]], now: datetime
+) -> None:
     """``move_read_position`` for many (channel, user) pairs in one statement; each
     position is ``(seq, member)``, ``member`` used only for a row made now."""
     if not positions:
         return
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = upsert(ChannelMember).values([
-        {"channel_id": channel_id, "user_id": user_id, "member": member, "read_seq": seq,
-         "joined_at": now}
-        for (channel_id, user_id), (seq, member) in sorted(positions.items())])
-    await session.execute(stmt.on_conflict_do_update(
-        index_elements=[ChannelMember.channel_id, ChannelMember.user_id],
-        set_={"read_seq": case((stmt.excluded.read_seq > ChannelMember.read_seq,
-                                stmt.excluded.read_seq), else_=ChannelMember.read_seq)}))
+    stmt = upsert(ChannelMember).values(
+        [
+            {
+                "channel_id": channel_id,
+                "user_id": user_id,
+                "member": member,
+                "read_seq": seq,
+                "joined_at": now,
+            }
+            for (channel_id, user_id), (seq, member) in sorted(positions.items())
+        ]
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ChannelMember.channel_id, ChannelMember.user_id],
+            set_={
+                "read_seq": case(
+                    (stmt.excluded.read_seq > ChannelMember.read_seq, stmt.excluded.read_seq),
+                    else_=ChannelMember.read_seq,
+                )
+            },
+        )
+    )
 
 
 def channel_topic(channel_id: int) -> str:
     return f"channel:{channel_id}"
 
 
-async def move_read_position(session: AsyncSession, channel_id: int, user_id: int,
-                             seq: int, now: Any, member: bool) -> ChannelMember:
+async def move_read_position(
+    session: AsyncSession, channel_id: int, user_id: int, seq: int, now: Any, member: bool
+) -> ChannelMember:
     row = await session.get(ChannelMember, (channel_id, user_id))
     if row is None:
-        row = ChannelMember(channel_id=channel_id, user_id=user_id, member=member,
-                            read_seq=seq, joined_at=now)
+        row = ChannelMember(
+            channel_id=channel_id, user_id=user_id, member=member, read_seq=seq, joined_at=now
+        )
         session.add(row)
     elif seq > row.read_seq:
         row.read_seq = seq
     return row
 
 
-async def message_versions(session: AsyncSession,
-                           message: Message) -> Sequence[MessageVersion]:
+async def message_versions(session: AsyncSession, message: Message) -> Sequence[MessageVersion]:
     if message.version <= 1:
         return ()
-    return (await session.execute(
-        select(MessageVersion).where(MessageVersion.message_id == message.id)
-        .order_by(MessageVersion.version)
-    )).scalars().all()
+    return (
+        (
+            await session.execute(
+                select(MessageVersion)
+                .where(MessageVersion.message_id == message.id)
+                .order_by(MessageVersion.version)
+            )
+        )
+        .scalars()
+        .all()
+    )
 
 
-async def _own_message(session: AsyncSession, actor: Principal, channel_id: int,
-                       message_id: int) -> tuple[Channel, Message]:
+async def _own_message(
+    session: AsyncSession, actor: Principal, channel_id: int, message_id: int
+) -> tuple[Channel, Message]:
     channel = await require_member(session, actor, channel_id)
     message = await session.get(Message, message_id)
     if message is None or message.channel_id != channel.id:
@@ -314,31 +417,44 @@ async def _own_message(session: AsyncSession, actor: Principal, channel_id: int,
     return channel, message
 
 
-async def replace_earlier_events(session: AsyncSession, channel_id: int, message: Message,
-                                 view: dict[str, Any]) -> None:
+async def replace_earlier_events(
+    session: AsyncSession, channel_id: int, message: Message, view: dict[str, Any]
+) -> None:
     """Make the message's earlier events (posted, edited) carry ``view`` instead of the
     text they were written with, keeping their seqs."""
     topic = channel_topic(channel_id)
     posted = {key: value for key, value in view.items() if key != "seq"}
     await rewrite_events(session, topic, [message.seq], {"message": posted})
-    edited = (await session.execute(
-        select(EventRecord.seq).where(
-            EventRecord.topic == topic, EventRecord.seq > message.seq,
-            EventRecord.type == "message.edited",
-            EventRecord.data["message"]["id"].as_integer() == message.id)
-    )).scalars().all()
+    edited = (
+        (
+            await session.execute(
+                select(EventRecord.seq).where(
+                    EventRecord.topic == topic,
+                    EventRecord.seq > message.seq,
+                    EventRecord.type == "message.edited",
+                    EventRecord.data["message"]["id"].as_integer() == message.id,
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     await rewrite_events(session, topic, edited, {"message": view})
 
 
-async def retract_message(ctx: Context, actor: Principal, channel_id: int,
-                          message_id: int) -> dict[str, Any]:
+async def retract_message(
+    ctx: Context, actor: Principal, channel_id: int, message_id: int
+) -> dict[str, Any]:
     """Retract a message: a tombstone stays in the history, its text in the versions."""
     async with ctx.write() as w:
         session = w.session
         channel, message = await _own_message(session, actor, channel_id, message_id)
         MessageState(message.state).check_transition(MessageState.RETRACTED)
-        session.add(MessageVersion(message_id=message.id, version=message.version,
-                                   body=message.body, replaced_at=w.now))
+        session.add(
+            MessageVersion(
+                message_id=message.id, version=message.version, body=message.body, replaced_at=w.now
+            )
+        )
         message.body = ""
         message.version += 1
         message.state = MessageState.RETRACTED.value
@@ -349,14 +465,24 @@ async def retract_message(ctx: Context, actor: Principal, channel_id: int,
         await replace_earlier_events(session, channel.id, message, result)
         await emit_message_retracted(w, channel.id, message=result)
         await remove_document(session, SearchKind.MESSAGE, message.id)
-        await w.audit(actor.id, "message.retract", f"channel:{channel.id}",
-                      {"message_id": message.id, "version": message.version})
+        await w.audit(
+            actor.id,
+            "message.retract",
+            f"channel:{channel.id}",
+            {"message_id": message.id, "version": message.version},
+        )
         return result
 
 
-async def history(ctx: Context, actor: Principal, channel_id: int, *,
-                  after_seq: int | None, before_seq: int | None,
-                  limit: int) -> list[dict[str, Any]]:
+async def history(
+    ctx: Context,
+    actor: Principal,
+    channel_id: int,
+    *,
+    after_seq: int | None,
+    before_seq: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     """Messages in seq order: after ``after_seq``, or the newest before ``before_seq``."""
     limit = max(1, min(limit, MAX_PAGE))
     async with ctx.read() as session:
@@ -366,34 +492,54 @@ async def history(ctx: Context, actor: Principal, channel_id: int, *,
             stmt = stmt.where(Message.seq > (after_seq or 0)).order_by(Message.seq).limit(limit)
             rows = list((await session.execute(stmt)).scalars().all())
         else:
-            stmt = (stmt.where(Message.seq < before_seq)
-                    .order_by(Message.seq.desc()).limit(limit))
+            stmt = stmt.where(Message.seq < before_seq).order_by(Message.seq.desc()).limit(limit)
             rows = list(reversed((await session.execute(stmt)).scalars().all()))
         edited = [m.id for m in rows if m.version > 1]
         versions: dict[int, list[MessageVersion]] = {}
         if edited:
-            for version in (await session.execute(
-                select(MessageVersion).where(MessageVersion.message_id.in_(edited))
-                .order_by(MessageVersion.version)
-            )).scalars().all():
+            for version in (
+                (
+                    await session.execute(
+                        select(MessageVersion)
+                        .where(MessageVersion.message_id.in_(edited))
+                        .order_by(MessageVersion.version)
+                    )
+                )
+                .scalars()
+                .all()
+            ):
                 versions.setdefault(version.message_id, []).append(version)
         cards = await sender_cards(session, (m.author_id for m in rows))
-        return [message_json(m, cards.get(m.author_id) or unknown_card(m.author_id),
-                             versions.get(m.id, ()))
-                for m in rows]
+        return [
+            message_json(
+                m, cards.get(m.author_id) or unknown_card(m.author_id), versions.get(m.id, ())
+            )
+            for m in rows
+        ]
 
 
-async def mark_read(ctx: Context, actor: Principal, channel_id: int,
-                    seq: int) -> dict[str, Any]:
+async def mark_read(ctx: Context, actor: Principal, channel_id: int, seq: int) -> dict[str, Any]:
     """Move the actor's read position forward (never back) to ``seq``."""
     async with ctx.write() as w:
         session = w.session
         channel = await require_member(session, actor, channel_id)
-        last = int((await session.execute(
-            select(func.coalesce(func.max(Message.seq), 0)).where(
-                Message.channel_id == channel.id))).scalar_one())
-        row = await move_read_position(session, channel.id, actor.id, min(seq, last), w.now,
-                                        member=channel.kind != ChannelKind.UNIT.value)
+        last = int(
+            (
+                await session.execute(
+                    select(func.coalesce(func.max(Message.seq), 0)).where(
+                        Message.channel_id == channel.id
+                    )
+                )
+            ).scalar_one()
+        )
+        row = await move_read_position(
+            session,
+            channel.id,
+            actor.id,
+            min(seq, last),
+            w.now,
+            member=channel.kind != ChannelKind.UNIT.value,
+        )
         await session.flush()
         unread = await _unread(session, actor, channel.id, row.read_seq)
         return {"channel_id": channel.id, "read_seq": row.read_seq, "unread": unread}

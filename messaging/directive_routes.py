@@ -55,72 +55,106 @@ async def issue(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, DirectiveBody)
     issued = await directives.issue_directive(
-        context(request), actor, title=body.title, body=body.body, urgency=body.urgency,
-        confidentiality=body.confidentiality, unit_ids=body.targets.unit_ids,
-        include_descendants=body.targets.include_descendants, ack_required=body.ack_required,
-        due_at=body.due_at, attachment_ids=body.attachment_ids,
+        context(request),
+        actor,
+        title=body.title,
+        body=body.body,
+        urgency=body.urgency,
+        confidentiality=body.confidentiality,
+        unit_ids=body.targets.unit_ids,
+        include_descendants=body.targets.include_descendants,
+        ack_required=body.ack_required,
+        due_at=body.due_at,
+        attachment_ids=body.attachment_ids,
     )
-    return JSON({"id": issued.id, "recipient_count": issued.recipient_count,
-                 "left_out": issued.left_out}, status_code=201)
+    return JSON(
+        {"id": issued.id, "recipient_count": issued.recipient_count, "left_out": issued.left_out},
+        status_code=201,
+    )
 
 
 async def box(request: Request) -> Response:
     actor = await current_user(request)
     rows = await directives.list_box(
-        context(request), actor, request.query_params.get("box", "inbox"),
-        limit=query_int(request, "limit", 50) or 50, before_id=query_int(request, "before_id"),
+        context(request),
+        actor,
+        request.query_params.get("box", "inbox"),
+        limit=query_int(request, "limit", 50) or 50,
+        before_id=query_int(request, "before_id"),
     )
     return JSON({"directives": rows})
 
 
 async def show(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await directives.get_directive(context(request), actor,
-                                               path_int(request, "directive_id")))
+    return JSON(
+        await directives.get_directive(context(request), actor, path_int(request, "directive_id"))
+    )
 
 
 async def read(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await receipts.mark_read(context(request), actor,
-                                           path_int(request, "directive_id")))
+    return JSON(
+        await receipts.mark_read(context(request), actor, path_int(request, "directive_id"))
+    )
 
 
 async def ack(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, AckBody)
-    return JSON(await receipts.acknowledge(context(request), actor,
-                                             path_int(request, "directive_id"),
-                                             note=body.note, user_id=body.user_id))
+    return JSON(
+        await receipts.acknowledge(
+            context(request),
+            actor,
+            path_int(request, "directive_id"),
+            note=body.note,
+            user_id=body.user_id,
+        )
+    )
 
 
 async def receipts_json(request: Request) -> Response:
     actor = await current_user(request)
-    return JSON(await receipts.receipts_report(context(request), actor,
-                                               path_int(request, "directive_id")))
+    return JSON(
+        await receipts.receipts_report(context(request), actor, path_int(request, "directive_id"))
+    )
 
 
 async def receipts_csv(request: Request) -> Response:
     actor = await current_user(request)
     directive_id = path_int(request, "directive_id")
     data = await receipts_export.receipts_csv(context(request), actor, directive_id)
-    return Response(data, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="directive-{directive_id}-receipts.csv"'})
+    return Response(
+        data,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="directive-{directive_id}-receipts.csv"'
+        },
+    )
 
 
 async def post_reply(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, ReplyBody)
-    reply = await replies.post_reply(context(request), actor, path_int(request, "directive_id"),
-                                     body=body.body, attachment_ids=body.attachment_ids,
-                                     unit_id=body.unit_id)
+    reply = await replies.post_reply(
+        context(request),
+        actor,
+        path_int(request, "directive_id"),
+        body=body.body,
+        attachment_ids=body.attachment_ids,
+        unit_id=body.unit_id,
+    )
     return JSON(reply, status_code=201)
 
 
 async def list_replies(request: Request) -> Response:
     actor = await current_user(request)
-    rows = await replies.list_replies(context(request), actor,
-                                      path_int(request, "directive_id"),
-                                      unit_id=query_int(request, "unit_id"))
+    rows = await replies.list_replies(
+        context(request),
+        actor,
+        path_int(request, "directive_id"),
+        unit_id=query_int(request, "unit_id"),
+    )
     return JSON({"replies": rows})
 
 

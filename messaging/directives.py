@@ -93,16 +93,22 @@ async def load_directive(session: AsyncSession, directive_id: int) -> Directive:
     return directive
 
 
-async def recipient_row(session: AsyncSession, directive_id: int,
-                        user_id: int) -> DirectiveRecipient | None:
-    return (await session.execute(
-        select(DirectiveRecipient).where(DirectiveRecipient.directive_id == directive_id,
-                                         DirectiveRecipient.user_id == user_id)
-    )).scalar_one_or_none()
+async def recipient_row(
+    session: AsyncSession, directive_id: int, user_id: int
+) -> DirectiveRecipient | None:
+    return (
+        await session.execute(
+            select(DirectiveRecipient).where(
+                DirectiveRecipient.directive_id == directive_id,
+                DirectiveRecipient.user_id == user_id,
+            )
+        )
+    ).scalar_one_or_none()
 
 
-async def require_access(session: AsyncSession, principal: Principal,
-                         directive_id: int) -> DirectiveAccess:
+async def require_access(
+    session: AsyncSession, principal: Principal, directive_id: int
+) -> DirectiveAccess:
     """The directive if ``principal`` may read its content (``may_read_directive``);
     404 or 403 otherwise."""
     directive = await load_directive(session, directive_id)
@@ -110,17 +116,21 @@ async def require_access(session: AsyncSession, principal: Principal,
     return access_of(principal, directive, recipient)
 
 
-def access_of(principal: Principal, directive: Directive,
-              recipient: DirectiveRecipient | None) -> DirectiveAccess:
+def access_of(
+    principal: Principal, directive: Directive, recipient: DirectiveRecipient | None
+) -> DirectiveAccess:
     """``require_access`` once the directive and the principal's recipient row (or None)
     are loaded: the rule alone (``may_read_directive``), for callers that load many at once."""
     if visibility.may_read_directive(principal, directive, recipient):
         return DirectiveAccess(directive, recipient, is_sender_side(principal, directive))
     if not visibility.cleared(principal, directive.confidentiality) and (
-            recipient is not None or principal.id == directive.sender_id
-            or _left_out(directive, principal.id)):
-        raise Forbidden("Your clearance does not permit this directive.",
-                        code="insufficient_clearance")
+        recipient is not None
+        or principal.id == directive.sender_id
+        or _left_out(directive, principal.id)
+    ):
+        raise Forbidden(
+            "Your clearance does not permit this directive.", code="insufficient_clearance"
+        )
     # Exactly as for a directive that does not exist: no oracle of other units' ids.
     raise directive_not_found(directive.id)
 
@@ -132,11 +142,16 @@ def _left_out(directive: Directive, user_id: int) -> bool:
 def summary_json(directive: Directive, sender: dict[str, Any]) -> dict[str, Any]:
     """What a box lists: no body. ``sender`` is the sender's card (messaging.senders)."""
     return {
-        "id": directive.id, "title": directive.title, "urgency": directive.urgency,
-        "confidentiality": directive.confidentiality, "ack_required": directive.ack_required,
-        "sender_id": directive.sender_id, "sender": sender,
+        "id": directive.id,
+        "title": directive.title,
+        "urgency": directive.urgency,
+        "confidentiality": directive.confidentiality,
+        "ack_required": directive.ack_required,
+        "sender_id": directive.sender_id,
+        "sender": sender,
         "issued_at": iso(directive.issued_at),
-        "due_at": iso(directive.due_at), "recipient_count": directive.recipient_count,
+        "due_at": iso(directive.due_at),
+        "recipient_count": directive.recipient_count,
     }
 
 
@@ -152,36 +167,54 @@ async def attachments_json(session: AsyncSession, directive_id: int) -> list[dic
 
 def receipt_json(row: DirectiveRecipient) -> dict[str, Any]:
     return {
-        "user_id": row.user_id, "unit_id": row.unit_id, "state": row.state.value,
-        "delivered_at": iso(row.delivered_at), "read_at": iso(row.read_at),
-        "acknowledged_at": iso(row.acknowledged_at), "note": row.ack_note,
+        "user_id": row.user_id,
+        "unit_id": row.unit_id,
+        "state": row.state.value,
+        "delivered_at": iso(row.delivered_at),
+        "read_at": iso(row.read_at),
+        "acknowledged_at": iso(row.acknowledged_at),
+        "note": row.ack_note,
     }
 
 
-def _issued_payload(directive: Directive, sender: dict[str, Any],
-                    attachments: list[dict[str, Any]], body_chars: int) -> dict[str, Any]:
+def _issued_payload(
+    directive: Directive, sender: dict[str, Any], attachments: list[dict[str, Any]], body_chars: int
+) -> dict[str, Any]:
     truncated = len(directive.body) > body_chars
-    return {"directive": summary_json(directive, sender) | {
-        "body": directive.body[:body_chars], "body_truncated": truncated,
-        "attachments": attachments,
-    }}
+    return {
+        "directive": summary_json(directive, sender)
+        | {
+            "body": directive.body[:body_chars],
+            "body_truncated": truncated,
+            "attachments": attachments,
+        }
+    }
 
 
 async def issue_directive(
-    ctx: Context, actor: Principal, *, title: str, body: str, urgency: Urgency,
-    confidentiality: Confidentiality, unit_ids: Sequence[int], include_descendants: bool,
-    ack_required: bool, due_at: datetime | None, attachment_ids: Sequence[int],
+    ctx: Context,
+    actor: Principal,
+    *,
+    title: str,
+    body: str,
+    urgency: Urgency,
+    confidentiality: Confidentiality,
+    unit_ids: Sequence[int],
+    include_descendants: bool,
+    ack_required: bool,
+    due_at: datetime | None,
+    attachment_ids: Sequence[int],
 ) -> IssuedDirective:
     """Issue a directive: resolve recipients, store them, send each ``directive.issued``."""
     settings = ctx.settings
     if not actor.has_role(Role.STANDING):
         raise Forbidden("Only the Standing Committee issues directives.", code="not_standing")
     if not actor.clearance.permits(confidentiality):
-        raise Forbidden("Your clearance does not permit this level.",
-                        code="insufficient_clearance")
+        raise Forbidden("Your clearance does not permit this level.", code="insufficient_clearance")
     if utf8_len(body) > settings.max_directive_body_bytes:
-        raise PayloadTooLarge(f"The body is over {settings.max_directive_body_bytes} bytes.",
-                              code="body_too_large")
+        raise PayloadTooLarge(
+            f"The body is over {settings.max_directive_body_bytes} bytes.", code="body_too_large"
+        )
     if not unit_ids:
         raise Unprocessable("Name at least one target unit.", code="empty_targets")
     if due_at is not None and due_at.tzinfo is None:
@@ -195,59 +228,99 @@ async def issue_directive(
         known = {unit.id for unit in units}
         unknown = sorted(set(unit_ids) - known)
         if unknown:
-            raise Unprocessable(f"Unknown unit ids: {unknown}.", code="unknown_units",
-                                details={"unit_ids": unknown})
-        chosen = (descendants(units, unit_ids) if include_descendants else set(unit_ids))
-        users = (await session.execute(
-            select(User).where(User.unit_id.in_(chosen), User.active.is_(True),
-                               User.id != actor.id).order_by(User.unit_id, User.id)
-        )).scalars().all()
+            raise Unprocessable(
+                f"Unknown unit ids: {unknown}.", code="unknown_units", details={"unit_ids": unknown}
+            )
+        chosen = descendants(units, unit_ids) if include_descendants else set(unit_ids)
+        users = (
+            (
+                await session.execute(
+                    select(User)
+                    .where(User.unit_id.in_(chosen), User.active.is_(True), User.id != actor.id)
+                    .order_by(User.unit_id, User.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
         cleared = [u for u in users if Confidentiality(u.clearance).permits(confidentiality)]
         left_out = [
-            {"user_id": u.id, "username": u.username, "display_name": u.display_name,
-             "unit_id": u.unit_id}
-            for u in users if not Confidentiality(u.clearance).permits(confidentiality)
+            {
+                "user_id": u.id,
+                "username": u.username,
+                "display_name": u.display_name,
+                "unit_id": u.unit_id,
+            }
+            for u in users
+            if not Confidentiality(u.clearance).permits(confidentiality)
         ]
         if not cleared:
-            raise Unprocessable("No user of the targeted units may receive this directive.",
-                                code="no_recipients", details={"left_out": left_out})
+            raise Unprocessable(
+                "No user of the targeted units may receive this directive.",
+                code="no_recipients",
+                details={"left_out": left_out},
+            )
         files = await require_attachable(ctx, session, actor, list(attachment_ids))
         await require_readers_cleared(session, files, confidentiality, "directive")
         await index_attachments(session, files, w.now)
         directive = Directive(
-            sender_id=actor.id, sender_unit_id=actor.unit_id, title=title, body=body,
-            urgency=urgency.value, confidentiality=confidentiality.value,
-            ack_required=ack_required, due_at=due_at, issued_at=w.now, targets=targets,
-            recipient_count=len(cleared), left_out=left_out,
+            sender_id=actor.id,
+            sender_unit_id=actor.unit_id,
+            title=title,
+            body=body,
+            urgency=urgency.value,
+            confidentiality=confidentiality.value,
+            ack_required=ack_required,
+            due_at=due_at,
+            issued_at=w.now,
+            targets=targets,
+            recipient_count=len(cleared),
+            left_out=left_out,
         )
         session.add(directive)
         await session.flush()
         for position, f in enumerate(files):
-            session.add(DirectiveAttachment(directive_id=directive.id, file_id=f.id,
-                                            position=position))
-        payload = _issued_payload(directive, await sender_card(session, actor.id),
-                                  [file_json(f) for f in files],
-                                  settings.directive_event_body_chars)
+            session.add(
+                DirectiveAttachment(directive_id=directive.id, file_id=f.id, position=position)
+            )
+        payload = _issued_payload(
+            directive,
+            await sender_card(session, actor.id),
+            [file_json(f) for f in files],
+            settings.directive_event_body_chars,
+        )
         first_reminder = None
         if ack_required:
             first_reminder = w.now + reminder_interval(ctx, urgency.value)
         events = await emit_directive_issued(w, [user.id for user in cleared], **payload)
         rows = [
-            {"directive_id": directive.id, "user_id": user.id, "unit_id": user.unit_id,
-             "event_seq": events[f"user:{user.id}"].seq, "next_reminder_at": first_reminder,
-             "reminders_sent": 0}
+            {
+                "directive_id": directive.id,
+                "user_id": user.id,
+                "unit_id": user.unit_id,
+                "event_seq": events[f"user:{user.id}"].seq,
+                "next_reminder_at": first_reminder,
+                "reminders_sent": 0,
+            }
             for user in cleared
         ]
         await session.execute(insert(DirectiveRecipient), rows)
-        await index_document(session, SearchKind.DIRECTIVE, directive.id,
-                             f"{title}\n{body}", w.now)
-        await w.audit(actor.id, "directive.issue", f"directive:{directive.id}", {
-            "title": title, "urgency": urgency.value,
-            "confidentiality": confidentiality.value, "targets": targets,
-            "recipients": len(cleared), "left_out": [e["user_id"] for e in left_out],
-            "attachments": [f.id for f in files],
-            "due_at": due_at.isoformat() if due_at else None,
-        })
+        await index_document(session, SearchKind.DIRECTIVE, directive.id, f"{title}\n{body}", w.now)
+        await w.audit(
+            actor.id,
+            "directive.issue",
+            f"directive:{directive.id}",
+            {
+                "title": title,
+                "urgency": urgency.value,
+                "confidentiality": confidentiality.value,
+                "targets": targets,
+                "recipients": len(cleared),
+                "left_out": [e["user_id"] for e in left_out],
+                "attachments": [f.id for f in files],
+                "due_at": due_at.isoformat() if due_at else None,
+            },
+        )
         runtime = messaging_runtime(ctx)
         if runtime is not None:
             w.after_commit(runtime.reminders.wake)
@@ -271,8 +344,9 @@ async def get_directive(ctx: Context, actor: Principal, directive_id: int) -> di
         return result
 
 
-async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
-                   before_id: int | None) -> list[dict[str, Any]]:
+async def list_box(
+    ctx: Context, actor: Principal, box: str, *, limit: int, before_id: int | None
+) -> list[dict[str, Any]]:
     """``inbox``: directives the actor received; ``sent``: those it issued."""
     limit = max(1, min(limit, MAX_PAGE))
     if box not in ("inbox", "sent"):
@@ -285,12 +359,15 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
                 select(Directive, DirectiveRecipient)
                 .join(DirectiveRecipient, DirectiveRecipient.directive_id == Directive.id)
                 .where(DirectiveRecipient.user_id == actor.id, newest_first)
-                .order_by(Directive.id.desc()).limit(limit))
+                .order_by(Directive.id.desc())
+                .limit(limit)
+            )
             pairs = received.tuples().all()
             cards = await sender_cards(session, (d.sender_id for d, _ in pairs))
             for directive, receipt in pairs:
-                entry = summary_json(directive, cards.get(directive.sender_id)
-                                     or unknown_card(directive.sender_id))
+                entry = summary_json(
+                    directive, cards.get(directive.sender_id) or unknown_card(directive.sender_id)
+                )
                 if not visibility.cleared(actor, directive.confidentiality):
                     # Clearance lowered since: keep the entry, hide what it says.
                     entry["title"] = None
@@ -298,31 +375,50 @@ async def list_box(ctx: Context, actor: Principal, box: str, *, limit: int,
                 entry["receipt"] = receipt_json(receipt)
                 result.append(entry)
             return result
-        directives = (await session.execute(
-            select(Directive).where(Directive.sender_id == actor.id, newest_first)
-            .order_by(Directive.id.desc()).limit(limit))).scalars().all()
+        directives = (
+            (
+                await session.execute(
+                    select(Directive)
+                    .where(Directive.sender_id == actor.id, newest_first)
+                    .order_by(Directive.id.desc())
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
         counts = await rollup_counts(session, [d.id for d in directives])
         card = await sender_card(session, actor.id)
         for directive in directives:
-            result.append(summary_json(directive, card)
-                          | {"progress": counts.get(directive.id, {})})
+            result.append(
+                summary_json(directive, card) | {"progress": counts.get(directive.id, {})}
+            )
         return result
 
 
-async def rollup_counts(session: AsyncSession,
-                        directive_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+async def rollup_counts(
+    session: AsyncSession, directive_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
     if not directive_ids:
         return {}
     rows = await session.execute(
-        select(DirectiveRecipient.directive_id, func.count(),
-               func.count(DirectiveRecipient.delivered_at), func.count(DirectiveRecipient.read_at),
-               func.count(DirectiveRecipient.acknowledged_at))
+        select(
+            DirectiveRecipient.directive_id,
+            func.count(),
+            func.count(DirectiveRecipient.delivered_at),
+            func.count(DirectiveRecipient.read_at),
+            func.count(DirectiveRecipient.acknowledged_at),
+        )
         .where(DirectiveRecipient.directive_id.in_(list(directive_ids)))
         .group_by(DirectiveRecipient.directive_id)
     )
     return {
-        directive_id: {"recipients": total, "delivered": delivered, "read": read,
-                       "acknowledged": acked}
+        directive_id: {
+            "recipients": total,
+            "delivered": delivered,
+            "read": read,
+            "acknowledged": acked,
+        }
         for directive_id, total, delivered, read, acked in rows.all()
     }
 

@@ -21,9 +21,17 @@ async def _start(ctx: Context) -> None:
     from messaging.runtime import MessagingRuntime, install
 
     city_zone(ctx.settings.city_timezone)  # a misspelt zone stops the server here, not later
-    install(ctx, MessagingRuntime(notifier=ReceiptsNotifier(ctx), writer=ReceiptWriter(ctx),
-                                  reminders=ReminderScheduler(ctx), presence=PresenceTracker(ctx),
-                                  channels=ChannelWriter(ctx), replies=ReplyWriter(ctx)))
+    install(
+        ctx,
+        MessagingRuntime(
+            notifier=ReceiptsNotifier(ctx),
+            writer=ReceiptWriter(ctx),
+            reminders=ReminderScheduler(ctx),
+            presence=PresenceTracker(ctx),
+            channels=ChannelWriter(ctx),
+            replies=ReplyWriter(ctx),
+        ),
+    )
     await ensure_unit_channels(ctx)
     await index_earlier_attachments(ctx)
 
@@ -62,12 +70,20 @@ def feature() -> Feature:
         signal_handlers={"typing": typing_signal, "presence": presence_signal},
         socket_ops=list(SOCKET_OPS),
         connection_hooks=[on_connection],
-        background=[run_receipts_notifier, run_receipt_writer, run_channel_writer,
-                    run_reply_writer, run_reminders, run_presence],
+        background=[
+            run_receipts_notifier,
+            run_receipt_writer,
+            run_channel_writer,
+            run_reply_writer,
+            run_reminders,
+            run_presence,
+        ],
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],
-        event_views={DIRECTIVE_ISSUED: issued_directive_as_seen,
-                     **dict.fromkeys(DIRECTIVE_NEWS, directive_news_as_seen)},
+        event_views={
+            DIRECTIVE_ISSUED: issued_directive_as_seen,
+            **dict.fromkeys(DIRECTIVE_NEWS, directive_news_as_seen),
+        },
         event_types=list(EVENT_TYPES),
     )

@@ -66,8 +66,9 @@ class MessageState(enum.StrEnum):
 
     def check_transition(self, target: MessageState) -> None:
         if target not in _MESSAGE_TRANSITIONS[self]:
-            raise Conflict(f"A {self.value} message cannot be {target.value}.",
-                           code=f"message_{self.value}")
+            raise Conflict(
+                f"A {self.value} message cannot be {target.value}.", code=f"message_{self.value}"
+            )
 
 
 _MESSAGE_TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
@@ -104,17 +105,20 @@ class Directive(Base):
     # Users of the targeted units not cleared for the level: [{user_id, unit_id}].
     left_out: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # When the sender was told the directive is overdue (claimed once by one node).
-    overdue_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None,
-                                                                 index=True)
+    overdue_notified_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), default=None, index=True
+    )
 
 
 class DirectiveAttachment(Base):
     __tablename__ = "directive_attachments"
 
     directive_id: Mapped[int] = mapped_column(
-        ForeignKey("directives.id", ondelete="CASCADE"), primary_key=True)
-    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="RESTRICT"),
-                                         primary_key=True, index=True)
+        ForeignKey("directives.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
     position: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -174,9 +178,11 @@ class ReplyAttachment(Base):
     __tablename__ = "reply_attachments"
 
     reply_id: Mapped[int] = mapped_column(
-        ForeignKey("directive_replies.id", ondelete="CASCADE"), primary_key=True)
-    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="RESTRICT"),
-                                         primary_key=True, index=True)
+        ForeignKey("directive_replies.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
 
 
 class Channel(Base):
@@ -186,8 +192,7 @@ class Channel(Base):
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200))
     # Set for unit channels: every member of the unit is a member of its channel.
-    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), unique=True,
-                                                default=None)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), unique=True, default=None)
     # "low:high" user ids for direct channels, so a pair has one conversation.
     direct_key: Mapped[str | None] = mapped_column(String(40), unique=True, default=None)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
@@ -199,8 +204,9 @@ class ChannelMember(Base):
 
     __tablename__ = "channel_members"
 
-    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"),
-                                            primary_key=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
     # False for a read-position row of a unit channel (membership comes from the unit).
     member: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -212,8 +218,9 @@ class ChannelMember(Base):
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("channel_id", "author_id", "client_msg_id",
-                         name="uq_messages_channel_author_client"),
+        UniqueConstraint(
+            "channel_id", "author_id", "client_msg_id", name="uq_messages_channel_author_client"
+        ),
         Index("ix_messages_channel_seq", "channel_id", "seq"),
     )
 
@@ -239,8 +246,9 @@ class MessageVersion(Base):
     __tablename__ = "message_versions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
-                                            index=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
     version: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
     # When this text was replaced.
@@ -250,10 +258,12 @@ class MessageVersion(Base):
 class MessageAttachment(Base):
     __tablename__ = "message_attachments"
 
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
-                                            primary_key=True)
-    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="RESTRICT"),
-                                         primary_key=True, index=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("files.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
 
 
 class SearchDocument(Base):

@@ -37,8 +37,11 @@ from server.signing.models import FileSignatures
 from server.signing.pades import Signed, sign_pdf
 from server.signing.verify import verify_pdf
 
-URGENCY_MARKS = {Urgency.URGENT: "KHẨN", Urgency.VERY_URGENT: "THƯỢNG KHẨN",
-                 Urgency.EXPRESS: "HỎA TỐC"}
+URGENCY_MARKS = {
+    Urgency.URGENT: "KHẨN",
+    Urgency.VERY_URGENT: "THƯỢNG KHẨN",
+    Urgency.EXPRESS: "HỎA TỐC",
+}
 # Official documents give the date as Vietnam reads it (UTC+7).
 VIETNAM = timezone(timedelta(hours=7))
 
@@ -75,8 +78,12 @@ def render_official(doc: OfficialLayout) -> bytes:
     line(doc.issuer_unit.upper(), 12, True)
     line(f"Số: {doc.number}")
     local = doc.issued_at.astimezone(VIETNAM)
-    line(f"{doc.place}, ngày {local.day:02d} tháng {local.month:02d} năm {local.year}",
-         11, False, "R")
+    line(
+        f"{doc.place}, ngày {local.day:02d} tháng {local.month:02d} năm {local.year}",
+        11,
+        False,
+        "R",
+    )
     if doc.urgency in URGENCY_MARKS:
         line(URGENCY_MARKS[doc.urgency], 14, True)
     pdf.ln(4)
@@ -101,9 +108,19 @@ def _keep(ctx: Context, data: bytes) -> str:
 
 
 async def issue_official(
-    ctx: Context, actor: Principal, *, number: str, pin: str, title: str, body: str,
-    urgency: Urgency, confidentiality: Confidentiality, unit_ids: list[int],
-    include_descendants: bool, ack_required: bool, due_at: datetime | None,
+    ctx: Context,
+    actor: Principal,
+    *,
+    number: str,
+    pin: str,
+    title: str,
+    body: str,
+    urgency: Urgency,
+    confidentiality: Confidentiality,
+    unit_ids: list[int],
+    include_descendants: bool,
+    ack_required: bool,
+    due_at: datetime | None,
     attachment_ids: list[int],
 ) -> dict[str, Any]:
     """Lay out, sign as ``actor`` and issue an instruction; the signed PDF is attached."""
@@ -117,42 +134,86 @@ async def issue_official(
         names = {unit.id: unit.name for unit in rows}
     unknown = sorted(set(unit_ids) - set(names))
     if unknown or not unit_ids:
-        raise Unprocessable(f"Unknown unit ids: {unknown}." if unknown else
-                            "Name at least one target unit.",
-                            code="unknown_units" if unknown else "empty_targets")
+        raise Unprocessable(
+            f"Unknown unit ids: {unknown}." if unknown else "Name at least one target unit.",
+            code="unknown_units" if unknown else "empty_targets",
+        )
     layout = OfficialLayout(
-        issuer_unit=issuer_unit.name if issuer_unit else "", number=number,
-        place=ctx.settings.signing_document_place, issued_at=ctx.clock.now(),
-        urgency=urgency, recipients=[names[i] for i in unit_ids], title=title, body=body,
-        signer=actor.display_name)
+        issuer_unit=issuer_unit.name if issuer_unit else "",
+        number=number,
+        place=ctx.settings.signing_document_place,
+        issued_at=ctx.clock.now(),
+        urgency=urgency,
+        recipients=[names[i] for i in unit_ids],
+        title=title,
+        body=body,
+        signer=actor.display_name,
+    )
     key = person_key(ctx.settings, actor.username)
     settings = ctx.settings
 
     def sign() -> tuple[Signed, list[dict[str, Any]], str, int]:
-        signed = sign_pdf(render_official(layout), key, pin, signing_policy(settings),
-                          field_name="issuer", reason=f"Ban hành văn bản số {number}")
+        signed = sign_pdf(
+            render_official(layout),
+            key,
+            pin,
+            signing_policy(settings),
+            field_name="issuer",
+            reason=f"Ban hành văn bản số {number}",
+        )
         summary = verify_pdf(signed.pdf, verify_policy(settings))
         return signed, summary, _keep(ctx, signed.pdf), _pages(signed.pdf)
 
     signed, signatures, sha, pages = await asyncio.to_thread(sign)
     async with ctx.write() as w:
-        row = StoredFile(sha256=sha, size=len(signed.pdf), content_type="application/pdf",
-                         name=f"van-ban-{number}.pdf".replace("/", "-"), pages=pages,
-                         title=title[:500], text=body, uploader_id=actor.id,
-                         created_at=w.now)
+        row = StoredFile(
+            sha256=sha,
+            size=len(signed.pdf),
+            content_type="application/pdf",
+            name=f"van-ban-{number}.pdf".replace("/", "-"),
+            pages=pages,
+            title=title[:500],
+            text=body,
+            uploader_id=actor.id,
+            created_at=w.now,
+        )
         w.session.add(row)
         await w.session.flush()
         w.session.add(FileSignatures(file_id=row.id, signatures=signatures, checked_at=w.now))
-        await w.audit(actor.id, "document.signed", f"file:{row.id}", {
-            "kind": "directive", "step": "issuer", "signer": signed.subject_name,
-            "certificate_sha256": signed.fingerprint, "sha256": sha, "number": number})
+        await w.audit(
+            actor.id,
+            "document.signed",
+            f"file:{row.id}",
+            {
+                "kind": "directive",
+                "step": "issuer",
+                "signer": signed.subject_name,
+                "certificate_sha256": signed.fingerprint,
+                "sha256": sha,
+                "number": number,
+            },
+        )
         file_id = row.id
     issued = await issue_directive(
-        ctx, actor, title=title, body=body, urgency=urgency, confidentiality=confidentiality,
-        unit_ids=unit_ids, include_descendants=include_descendants, ack_required=ack_required,
-        due_at=due_at, attachment_ids=[file_id, *attachment_ids])
-    return {"id": issued.id, "recipient_count": issued.recipient_count,
-            "left_out": issued.left_out, "file_id": file_id, "signatures": signatures}
+        ctx,
+        actor,
+        title=title,
+        body=body,
+        urgency=urgency,
+        confidentiality=confidentiality,
+        unit_ids=unit_ids,
+        include_descendants=include_descendants,
+        ack_required=ack_required,
+        due_at=due_at,
+        attachment_ids=[file_id, *attachment_ids],
+    )
+    return {
+        "id": issued.id,
+        "recipient_count": issued.recipient_count,
+        "left_out": issued.left_out,
+        "file_id": file_id,
+        "signatures": signatures,
+    }
 
 
 def _pages(data: bytes) -> int:

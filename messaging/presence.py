@@ -57,8 +57,9 @@ class PresenceTracker:
         if ctx.settings.redis_url:
             import redis.asyncio as aioredis
 
-            self._redis = aioredis.from_url(ctx.settings.redis_url, socket_connect_timeout=2,
-                                            socket_timeout=5)
+            self._redis = aioredis.from_url(
+                ctx.settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+            )
 
     @property
     def _prefix(self) -> str:
@@ -122,17 +123,19 @@ class PresenceTracker:
             log.warning("presence not mirrored to redis: %s", str(exc) or type(exc).__name__)
         # Online here is the best state there is; otherwise another node may still have
         # the user online or away.
-        elsewhere = [p.id for p in principals
-                     if self.local_state(p.id) is not PresenceState.ONLINE]
+        elsewhere = [p.id for p in principals if self.local_state(p.id) is not PresenceState.ONLINE]
         merged = await self.states(elsewhere) if elsewhere else {}
         for principal in principals:
-            await self._announce(principal,
-                                 merged.get(principal.id, self.local_state(principal.id)))
+            await self._announce(
+                principal, merged.get(principal.id, self.local_state(principal.id))
+            )
 
     async def _announce(self, principal: Principal, state: PresenceState) -> None:
-        await self.ctx.signal(f"unit:{principal.unit_id}", "presence.changed",
-                              {"user_id": principal.id, "unit_id": principal.unit_id,
-                               "state": state.value})
+        await self.ctx.signal(
+            f"unit:{principal.unit_id}",
+            "presence.changed",
+            {"user_id": principal.id, "unit_id": principal.unit_id, "state": state.value},
+        )
 
     async def connected(self, principal: Principal, is_open: bool) -> None:
         before = self.local_state(principal.id)
@@ -173,8 +176,7 @@ class PresenceTracker:
                     for uid, value in zip(user_ids, values, strict=True):
                         if value is None:
                             continue
-                        state = PresenceState(value.decode() if isinstance(value, bytes)
-                                              else value)
+                        state = PresenceState(value.decode() if isinstance(value, bytes) else value)
                         if _RANK[state] > _RANK[result[uid]]:
                             result[uid] = state
         except Exception as exc:
@@ -191,8 +193,7 @@ class PresenceTracker:
                 await asyncio.sleep(max(1.0, ttl / 3))
                 try:
                     if self._sockets:
-                        mapping = {str(uid): self.local_state(uid).value
-                                   for uid in self._sockets}
+                        mapping = {str(uid): self.local_state(uid).value for uid in self._sockets}
                         async with asyncio.timeout(self.ctx.settings.broker_timeout_secs):
                             await self._redis.hset(self._key, mapping=mapping)
                             await self._redis.expire(self._key, ttl)
@@ -220,8 +221,9 @@ async def on_connection(ctx: Context, principal: Principal, is_open: bool) -> No
     await tracker(ctx).connected(principal, is_open)
 
 
-async def presence_signal(ctx: Context, principal: Principal, topic: str,
-                          data: dict[str, Any]) -> dict[str, Any] | None:
+async def presence_signal(
+    ctx: Context, principal: Principal, topic: str, data: dict[str, Any]
+) -> dict[str, Any] | None:
     """``presence`` signal on the user's own topic: ``{"state": "away"|"online"}``."""
     state = data.get("state")
     if topic != f"user:{principal.id}" or state not in ("away", "online"):
@@ -230,8 +232,9 @@ async def presence_signal(ctx: Context, principal: Principal, topic: str,
     return None
 
 
-async def typing_signal(ctx: Context, principal: Principal, topic: str,
-                        data: dict[str, Any]) -> dict[str, Any] | None:
+async def typing_signal(
+    ctx: Context, principal: Principal, topic: str, data: dict[str, Any]
+) -> dict[str, Any] | None:
     """``typing`` signal on a channel the socket follows (so the user is a member)."""
     if not topic.startswith("channel:"):
         return None
@@ -247,46 +250,76 @@ async def unit_presence(ctx: Context, actor: Principal, unit_id: int) -> dict[st
         await get_unit(session, unit_id)
         if not await may_watch_unit(session, actor, unit_id):
             raise Forbidden("You may not see this unit's presence.", code="forbidden")
-        users = (await session.execute(
-            select(User.id).where(User.unit_id == unit_id, User.active.is_(True))
-            .order_by(User.id))).scalars().all()
+        users = (
+            (
+                await session.execute(
+                    select(User.id)
+                    .where(User.unit_id == unit_id, User.active.is_(True))
+                    .order_by(User.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     states = await tracker(ctx).states(list(users))
     counts = {state: 0 for state in PresenceState}
     for state in states.values():
         counts[state] += 1
     return {
-        "unit_id": unit_id, "total": len(users), "online": counts[PresenceState.ONLINE],
-        "away": counts[PresenceState.AWAY], "offline": counts[PresenceState.OFFLINE],
+        "unit_id": unit_id,
+        "total": len(users),
+        "online": counts[PresenceState.ONLINE],
+        "away": counts[PresenceState.AWAY],
+        "offline": counts[PresenceState.OFFLINE],
         "users": [{"user_id": uid, "state": states[uid].value} for uid in users],
     }
 
 
-async def contacts_presence(ctx: Context, actor: Principal,
-                            user_ids: list[int]) -> dict[str, Any]:
+async def contacts_presence(ctx: Context, actor: Principal, user_ids: list[int]) -> dict[str, Any]:
     """The presence of people the actor talks to: members of a direct or group channel the
     actor is in, or of the actor's own unit (the dots next to direct conversations)."""
     wanted = sorted(set(user_ids))
     if len(wanted) > ctx.settings.max_channel_members:
-        raise Unprocessable(f"Ask for at most {ctx.settings.max_channel_members} people.",
-                            code="too_many_users")
+        raise Unprocessable(
+            f"Ask for at most {ctx.settings.max_channel_members} people.", code="too_many_users"
+        )
     if not wanted:
         return {"users": []}
     async with ctx.read() as session:
         mine = aliased(ChannelMember)
         theirs = aliased(ChannelMember)
-        shared = set((await session.execute(
-            select(theirs.user_id)
-            .join(mine, mine.channel_id == theirs.channel_id)
-            .where(mine.user_id == actor.id, mine.member.is_(True),
-                   theirs.member.is_(True), theirs.user_id.in_(wanted))
-        )).scalars().all())
-        colleagues = set((await session.execute(
-            select(User.id).where(User.id.in_(wanted), User.unit_id == actor.unit_id)
-        )).scalars().all())
+        shared = set(
+            (
+                await session.execute(
+                    select(theirs.user_id)
+                    .join(mine, mine.channel_id == theirs.channel_id)
+                    .where(
+                        mine.user_id == actor.id,
+                        mine.member.is_(True),
+                        theirs.member.is_(True),
+                        theirs.user_id.in_(wanted),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        colleagues = set(
+            (
+                await session.execute(
+                    select(User.id).where(User.id.in_(wanted), User.unit_id == actor.unit_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     strangers = [uid for uid in wanted if uid not in shared | colleagues]
     if strangers:
-        raise Forbidden("You share no conversation with some of these people.",
-                        code="not_a_contact", details={"user_ids": strangers})
+        raise Forbidden(
+            "You share no conversation with some of these people.",
+            code="not_a_contact",
+            details={"user_ids": strangers},
+        )
     states = await tracker(ctx).states(wanted)
     return {"users": [{"user_id": uid, "state": states[uid].value} for uid in wanted]}
 

@@ -22,8 +22,10 @@ from server.features import SocketOp
 from server.http import MAX_ID
 from server.realtime.contract import ClientOp
 
-_RECEIPT = ("the recipient's receipt: {user_id, unit_id, state, delivered_at, read_at, "
-            "acknowledged_at, note}, as POST /api/v1/directives/{directive_id}/ack answers")
+_RECEIPT = (
+    "the recipient's receipt: {user_id, unit_id, state, delivered_at, read_at, "
+    "acknowledged_at, note}, as POST /api/v1/directives/{directive_id}/ack answers"
+)
 
 READ_OP = ClientOp(
     "read",
@@ -47,23 +49,23 @@ def _directive_id(message: dict[str, Any]) -> int:
     # The bound of an id in an HTTP path, so that both ways refuse the same ids alike.
     value: int = message["directive_id"]
     if not -MAX_ID - 1 <= value <= MAX_ID:
-        raise BadRequest(f"directive_id must be a whole number up to {MAX_ID}.",
-                         code="invalid_id")
+        raise BadRequest(f"directive_id must be a whole number up to {MAX_ID}.", code="invalid_id")
     return value
 
 
-def read_op(ctx: Context, actor: Principal,
-            message: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+def read_op(
+    ctx: Context, actor: Principal, message: dict[str, Any]
+) -> asyncio.Future[dict[str, Any]]:
     """``{"op": "read", "directive_id", "ref"?}``: queued at once, answered when written."""
     return offer_receipt(ctx, read_request(actor, _directive_id(message)))
 
 
-def ack_op(ctx: Context, actor: Principal,
-           message: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+def ack_op(
+    ctx: Context, actor: Principal, message: dict[str, Any]
+) -> asyncio.Future[dict[str, Any]]:
     """``{"op": "ack", "directive_id", "note"?, "ref"?}``: queued at once, answered when
     written."""
-    return offer_receipt(ctx, ack_request(actor, _directive_id(message),
-                                          note=message.get("note")))
+    return offer_receipt(ctx, ack_request(actor, _directive_id(message), note=message.get("note")))
 
 
 SOCKET_OPS = [SocketOp(READ_OP, read_op), SocketOp(ACK_OP, ack_op)]

@@ -62,7 +62,7 @@ MAX_DIRTY = 10_000
 
 def _chunks(values: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 async def record_deliveries(ctx: Context, batch: Sequence[Received]) -> None:
@@ -79,13 +79,15 @@ async def record_deliveries(ctx: Context, batch: Sequence[Received]) -> None:
     async with ctx.read() as session:
         for users in _chunks(sorted(confirmed)):
             rows = await session.execute(
-                select(DirectiveRecipient.id, DirectiveRecipient.user_id,
-                       DirectiveRecipient.event_seq)
-                .where(DirectiveRecipient.user_id.in_(users),
-                       DirectiveRecipient.delivered_at.is_(None))
+                select(
+                    DirectiveRecipient.id, DirectiveRecipient.user_id, DirectiveRecipient.event_seq
+                ).where(
+                    DirectiveRecipient.user_id.in_(users), DirectiveRecipient.delivered_at.is_(None)
+                )
             )
-            covered.extend(row_id for row_id, user_id, seq in rows.all()
-                           if seq <= confirmed[user_id])
+            covered.extend(
+                row_id for row_id, user_id, seq in rows.all() if seq <= confirmed[user_id]
+            )
     if not covered:
         return
     changed: set[int] = set()
@@ -103,18 +105,26 @@ async def record_deliveries(ctx: Context, batch: Sequence[Received]) -> None:
         runtime.notifier.mark(changed)
 
 
-async def summary(session: AsyncSession, directive: Directive,
-                  now: datetime) -> dict[str, int]:
-    row = (await session.execute(
-        select(func.count(), func.count(DirectiveRecipient.delivered_at),
-               func.count(DirectiveRecipient.read_at),
-               func.count(DirectiveRecipient.acknowledged_at))
-        .where(DirectiveRecipient.directive_id == directive.id)
-    )).one()
+async def summary(session: AsyncSession, directive: Directive, now: datetime) -> dict[str, int]:
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count(DirectiveRecipient.delivered_at),
+                func.count(DirectiveRecipient.read_at),
+                func.count(DirectiveRecipient.acknowledged_at),
+            ).where(DirectiveRecipient.directive_id == directive.id)
+        )
+    ).one()
     total, delivered, read, acked = (int(v) for v in row)
     overdue = total - acked if directive.due_at is not None and now > directive.due_at else 0
-    return {"recipients": total, "delivered": delivered, "read": read,
-            "acknowledged": acked, "overdue": overdue}
+    return {
+        "recipients": total,
+        "delivered": delivered,
+        "read": read,
+        "acknowledged": acked,
+        "overdue": overdue,
+    }
 
 
 async def receipts_report(ctx: Context, actor: Principal, directive_id: int) -> dict[str, Any]:
@@ -124,13 +134,18 @@ async def receipts_report(ctx: Context, actor: Principal, directive_id: int) -> 
         if not is_sender_side(actor, directive):
             raise Forbidden("Only the sender side sees the receipts.", code="not_sender")
         now = ctx.clock.now()
-        result: dict[str, Any] = {"directive_id": directive.id,
-                                  "summary": await summary(session, directive, now)}
+        result: dict[str, Any] = {
+            "directive_id": directive.id,
+            "summary": await summary(session, directive, now),
+        }
         rows = await session.execute(
-            select(DirectiveRecipient.unit_id, func.count(),
-                   func.count(DirectiveRecipient.delivered_at),
-                   func.count(DirectiveRecipient.read_at),
-                   func.count(DirectiveRecipient.acknowledged_at))
+            select(
+                DirectiveRecipient.unit_id,
+                func.count(),
+                func.count(DirectiveRecipient.delivered_at),
+                func.count(DirectiveRecipient.read_at),
+                func.count(DirectiveRecipient.acknowledged_at),
+            )
             .where(DirectiveRecipient.directive_id == directive.id)
             .group_by(DirectiveRecipient.unit_id)
             .order_by(DirectiveRecipient.unit_id)
@@ -138,19 +153,38 @@ async def receipts_report(ctx: Context, actor: Principal, directive_id: int) -> 
         groups = rows.all()
         names = await unit_names(session, [g[0] for g in groups])
         result["units"] = [
-            {"unit_id": unit_id, "name": names.get(unit_id, ""), "recipients": total,
-             "delivered": delivered, "read": read, "acknowledged": acked}
+            {
+                "unit_id": unit_id,
+                "name": names.get(unit_id, ""),
+                "recipients": total,
+                "delivered": delivered,
+                "read": read,
+                "acknowledged": acked,
+            }
             for unit_id, total, delivered, read, acked in groups
         ]
-        users = (await session.execute(
-            select(DirectiveRecipient).where(DirectiveRecipient.directive_id == directive.id)
-            .order_by(DirectiveRecipient.unit_id, DirectiveRecipient.user_id)
-        )).scalars().all()
+        users = (
+            (
+                await session.execute(
+                    select(DirectiveRecipient)
+                    .where(DirectiveRecipient.directive_id == directive.id)
+                    .order_by(DirectiveRecipient.unit_id, DirectiveRecipient.user_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
         result["users"] = [
-            {"user_id": r.user_id, "unit_id": r.unit_id, "state": r.state.value,
-             "delivered_at": r.delivered_at, "read_at": r.read_at,
-             "acknowledged_at": r.acknowledged_at, "note": r.ack_note,
-             "reminders_sent": r.reminders_sent}
+            {
+                "user_id": r.user_id,
+                "unit_id": r.unit_id,
+                "state": r.state.value,
+                "delivered_at": r.delivered_at,
+                "read_at": r.read_at,
+                "acknowledged_at": r.acknowledged_at,
+                "note": r.ack_note,
+                "reminders_sent": r.reminders_sent,
+            }
             for r in users
         ]
         result["left_out"] = directive.left_out
@@ -165,22 +199,45 @@ async def receipts_csv(ctx: Context, actor: Principal, directive_id: int) -> str
         people: dict[int, tuple[str, str]] = {}
         for chunk in _chunks(ids):
             rows = await session.execute(
-                select(User.id, User.username, User.display_name).where(User.id.in_(chunk)))
+                select(User.id, User.username, User.display_name).where(User.id.in_(chunk))
+            )
             people.update({uid: (name, display) for uid, name, display in rows.all()})
     units = {u["unit_id"]: u["name"] for u in report["units"]}
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["directive_id", "unit_id", "unit", "user_id", "username", "display_name",
-                     "state", "delivered_at", "read_at", "acknowledged_at", "note"])
+    writer.writerow(
+        [
+            "directive_id",
+            "unit_id",
+            "unit",
+            "user_id",
+            "username",
+            "display_name",
+            "state",
+            "delivered_at",
+            "read_at",
+            "acknowledged_at",
+            "note",
+        ]
+    )
     for entry in report["users"]:
         username, display = people.get(entry["user_id"], ("", ""))
-        writer.writerow([
-            directive_id, entry["unit_id"], units.get(entry["unit_id"], ""), entry["user_id"],
-            username, display, entry["state"],
-            *(utc_iso(entry[k]) if entry[k] else "" for k in
-              ("delivered_at", "read_at", "acknowledged_at")),
-            entry["note"] or "",
-        ])
+        writer.writerow(
+            [
+                directive_id,
+                entry["unit_id"],
+                units.get(entry["unit_id"], ""),
+                entry["user_id"],
+                username,
+                display,
+                entry["state"],
+                *(
+                    utc_iso(entry[k]) if entry[k] else ""
+                    for k in ("delivered_at", "read_at", "acknowledged_at")
+                ),
+                entry["note"] or "",
+            ]
+        )
     return out.getvalue()
 
 
@@ -220,8 +277,9 @@ class ReceiptsNotifier:
                 if directive is None:
                     continue
                 counts = await summary(w.session, directive, w.now)
-                await emit_directive_receipts(w, directive.sender_id,
-                                              directive_id=directive.id, summary=counts)
+                await emit_directive_receipts(
+                    w, directive.sender_id, directive_id=directive.id, summary=counts
+                )
 
 
 async def run_receipts_notifier(ctx: Context) -> None:
@@ -264,19 +322,22 @@ class ReceiptWriter(GroupCommit[ReceiptRequest, _Loaded, dict[str, Any]]):
     """Reads and acknowledgements of directives, group-committed."""
 
     what = "receipts"
+
     def isolate(self, item: ReceiptRequest) -> bool:
         # ``apply`` changes only the rows ``prepare`` loaded and refuses before changing
         # any: no savepoint per item, so 3,200 acknowledgements are not 9,600 statements.
         return False
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, batch_size=ctx.settings.receipt_batch,
-                         queue_limit=ctx.settings.receipt_queue_limit)
+        super().__init__(
+            ctx, batch_size=ctx.settings.receipt_batch, queue_limit=ctx.settings.receipt_queue_limit
+        )
 
     def judge(self, item: ReceiptRequest) -> None:
         if not is_stored_id(item.directive_id):
-            raise NotFound(f"Directive {item.directive_id} does not exist.",
-                           code="directive_not_found")
+            raise NotFound(
+                f"Directive {item.directive_id} does not exist.", code="directive_not_found"
+            )
         if item.note is not None:
             require_encodable(item.note, "note")
             limit = self.ctx.settings.max_message_bytes
@@ -290,29 +351,35 @@ class ReceiptWriter(GroupCommit[ReceiptRequest, _Loaded, dict[str, Any]]):
         for item in items:
             by_directive.setdefault(item.directive_id, set()).add(item.actor.id)
         for chunk in _chunks(sorted(by_directive)):
-            for directive in (await w.session.execute(
-                    select(Directive).where(Directive.id.in_(chunk)))).scalars():
+            for directive in (
+                await w.session.execute(select(Directive).where(Directive.id.in_(chunk)))
+            ).scalars():
                 loaded.directives[directive.id] = directive
         for directive_id in sorted(loaded.directives):
             for users in _chunks(sorted(by_directive[directive_id])):
-                for row in (await w.session.execute(
+                for row in (
+                    await w.session.execute(
                         select(DirectiveRecipient).where(
                             DirectiveRecipient.directive_id == directive_id,
-                            DirectiveRecipient.user_id.in_(users)))).scalars():
+                            DirectiveRecipient.user_id.in_(users),
+                        )
+                    )
+                ).scalars():
                     loaded.recipients[(directive_id, row.user_id)] = row
         return loaded
 
-    async def apply(self, w: Write, item: ReceiptRequest,
-                    prepared: _Loaded) -> Applied[dict[str, Any]]:
+    async def apply(
+        self, w: Write, item: ReceiptRequest, prepared: _Loaded
+    ) -> Applied[dict[str, Any]]:
         directive = prepared.directives.get(item.directive_id)
         if directive is None:
-            raise NotFound(f"Directive {item.directive_id} does not exist.",
-                           code="directive_not_found")
+            raise NotFound(
+                f"Directive {item.directive_id} does not exist.", code="directive_not_found"
+            )
         row = prepared.recipients.get((directive.id, item.actor.id))
         access = access_of(item.actor, directive, row)
         if row is None or access.recipient is None:
-            raise Forbidden("You are not a recipient of this directive.",
-                            code="not_a_recipient")
+            raise Forbidden("You are not a recipient of this directive.", code="not_a_recipient")
         if item.kind is ReceiptKind.READ:
             if row.read_at is not None:
                 return Applied(receipt_json(row))
@@ -329,10 +396,10 @@ class ReceiptWriter(GroupCommit[ReceiptRequest, _Loaded, dict[str, Any]]):
             row.next_reminder_at = None
             details = {"note": item.note}
         answer = receipt_json(row)
-        entry = AuditEntry(item.actor.id, f"directive.{item.kind.value}",
-                           f"directive:{directive.id}", details)
-        return Applied(answer, audit=[entry],
-                       after_commit=[_changed(self.ctx, directive.id)])
+        entry = AuditEntry(
+            item.actor.id, f"directive.{item.kind.value}", f"directive:{directive.id}", details
+        )
+        return Applied(answer, audit=[entry], after_commit=[_changed(self.ctx, directive.id)])
 
 
 def _changed(ctx: Context, directive_id: int) -> Any:
@@ -340,6 +407,7 @@ def _changed(ctx: Context, directive_id: int) -> Any:
         runtime = messaging_runtime(ctx)
         if runtime is not None:
             runtime.notifier.mark([directive_id])
+
     return mark
 
 
@@ -356,8 +424,9 @@ def read_request(actor: Principal, directive_id: int) -> ReceiptRequest:
     return ReceiptRequest(actor, directive_id, ReceiptKind.READ)
 
 
-def ack_request(actor: Principal, directive_id: int, *, note: str | None,
-                user_id: int | None = None) -> ReceiptRequest:
+def ack_request(
+    actor: Principal, directive_id: int, *, note: str | None, user_id: int | None = None
+) -> ReceiptRequest:
     """The actor acknowledges the directive; only for itself."""
     if user_id is not None and user_id != actor.id:
         raise Forbidden("You can only acknowledge for yourself.", code="not_your_receipt")
@@ -369,11 +438,16 @@ async def mark_read(ctx: Context, actor: Principal, directive_id: int) -> dict[s
     return await offer_receipt(ctx, read_request(actor, directive_id))
 
 
-async def acknowledge(ctx: Context, actor: Principal, directive_id: int, *,
-                      note: str | None, user_id: int | None = None) -> dict[str, Any]:
+async def acknowledge(
+    ctx: Context,
+    actor: Principal,
+    directive_id: int,
+    *,
+    note: str | None,
+    user_id: int | None = None,
+) -> dict[str, Any]:
     """Record the actor's acknowledgement (once; repeating changes nothing)."""
-    return await offer_receipt(ctx, ack_request(actor, directive_id, note=note,
-                                                user_id=user_id))
+    return await offer_receipt(ctx, ack_request(actor, directive_id, note=note, user_id=user_id))
 
 
 async def run_receipt_writer(ctx: Context) -> None:

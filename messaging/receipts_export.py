@@ -62,23 +62,47 @@ def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
 
 def header(zone_name: str) -> list[str]:
     times = f"giờ {zone_name}"
-    return ["Mã chỉ đạo", "Mã đơn vị", "Đơn vị", "Mã người nhận", "Tên đăng nhập", "Họ tên",
-            "Trạng thái", "Quá hạn", f"Nhận lúc ({times})", f"Đọc lúc ({times})",
-            f"Xác nhận lúc ({times})", "Ghi chú xác nhận", "Số lần nhắc"]
+    return [
+        "Mã chỉ đạo",
+        "Mã đơn vị",
+        "Đơn vị",
+        "Mã người nhận",
+        "Tên đăng nhập",
+        "Họ tên",
+        "Trạng thái",
+        "Quá hạn",
+        f"Nhận lúc ({times})",
+        f"Đọc lúc ({times})",
+        f"Xác nhận lúc ({times})",
+        "Ghi chú xác nhận",
+        "Số lần nhắc",
+    ]
 
 
-def rows_of(directive_id: int, report: dict[str, Any], people: dict[int, tuple[str, str]],
-            zone: ZoneInfo, overdue: bool) -> Iterable[list[Any]]:
+def rows_of(
+    directive_id: int,
+    report: dict[str, Any],
+    people: dict[int, tuple[str, str]],
+    zone: ZoneInfo,
+    overdue: bool,
+) -> Iterable[list[Any]]:
     units = {u["unit_id"]: u["name"] for u in report["units"]}
     for entry in report["users"]:
         username, display = people.get(entry["user_id"], ("", ""))
         late = overdue and entry["acknowledged_at"] is None
         yield [
-            directive_id, entry["unit_id"], inert(units.get(entry["unit_id"], "")),
-            entry["user_id"], inert(username), inert(display),
-            STATE_NAMES.get(entry["state"], inert(entry["state"])), "Có" if late else "Không",
-            local_time(entry["delivered_at"], zone), local_time(entry["read_at"], zone),
-            local_time(entry["acknowledged_at"], zone), inert(entry["note"]),
+            directive_id,
+            entry["unit_id"],
+            inert(units.get(entry["unit_id"], "")),
+            entry["user_id"],
+            inert(username),
+            inert(display),
+            STATE_NAMES.get(entry["state"], inert(entry["state"])),
+            "Có" if late else "Không",
+            local_time(entry["delivered_at"], zone),
+            local_time(entry["read_at"], zone),
+            local_time(entry["acknowledged_at"], zone),
+            inert(entry["note"]),
             entry.get("reminders_sent", 0),
         ]
 
@@ -88,8 +112,10 @@ async def _people(ctx: Context, user_ids: Sequence[int]) -> dict[int, tuple[str,
     async with ctx.read() as session:
         for start in range(0, len(user_ids), CHUNK):
             rows = await session.execute(
-                select(User.id, User.username, User.display_name)
-                .where(User.id.in_(user_ids[start:start + CHUNK])))
+                select(User.id, User.username, User.display_name).where(
+                    User.id.in_(user_ids[start : start + CHUNK])
+                )
+            )
             people.update({uid: (name, display) for uid, name, display in rows.all()})
     return people
 

@@ -35,10 +35,15 @@ MAX_PAGE = 500
 def reply_json(reply: DirectiveReply, author: dict[str, Any]) -> dict[str, Any]:
     """A reply as the API and its events show it; ``author`` is the author's card."""
     return {
-        "id": reply.id, "directive_id": reply.directive_id, "unit_id": reply.unit_id,
-        "author_id": reply.author_id, "author_name": author["display_name"],
-        "sender": author, "body": reply.body,
-        "attachment_ids": list(reply.attachment_ids or []), "created_at": iso(reply.created_at),
+        "id": reply.id,
+        "directive_id": reply.directive_id,
+        "unit_id": reply.unit_id,
+        "author_id": reply.author_id,
+        "author_name": author["display_name"],
+        "sender": author,
+        "body": reply.body,
+        "attachment_ids": list(reply.attachment_ids or []),
+        "created_at": iso(reply.created_at),
     }
 
 
@@ -58,8 +63,9 @@ class ReplyWriter(GroupCommit[ReplyRequest, None, dict[str, Any]]):
     what = "replies"
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, batch_size=ctx.settings.message_batch,
-                         queue_limit=ctx.settings.message_queue_limit)
+        super().__init__(
+            ctx, batch_size=ctx.settings.message_batch, queue_limit=ctx.settings.message_queue_limit
+        )
 
     def judge(self, item: ReplyRequest) -> None:
         require_encodable(item.body, "body")
@@ -67,14 +73,14 @@ class ReplyWriter(GroupCommit[ReplyRequest, None, dict[str, Any]]):
         if utf8_len(item.body) > limit:
             raise PayloadTooLarge(f"The reply is over {limit} bytes.", code="body_too_large")
         if not is_stored_id(item.directive_id):
-            raise NotFound(f"Directive {item.directive_id} does not exist.",
-                           code="directive_not_found")
+            raise NotFound(
+                f"Directive {item.directive_id} does not exist.", code="directive_not_found"
+            )
 
     async def prepare(self, w: Write, items: Sequence[ReplyRequest]) -> None:
         return None
 
-    async def apply(self, w: Write, item: ReplyRequest,
-                    prepared: None) -> Applied[dict[str, Any]]:
+    async def apply(self, w: Write, item: ReplyRequest, prepared: None) -> Applied[dict[str, Any]]:
         session = w.session
         actor, unit_id = item.actor, item.unit_id
         access = await require_access(session, actor, item.directive_id)
@@ -82,42 +88,63 @@ class ReplyWriter(GroupCommit[ReplyRequest, None, dict[str, Any]]):
         if access.recipient is not None and not access.sender_side:
             thread_unit = access.recipient.unit_id
             if unit_id is not None and unit_id != thread_unit:
-                raise Forbidden("You may only write in your own unit's thread.",
-                                code="not_your_thread")
+                raise Forbidden(
+                    "You may only write in your own unit's thread.", code="not_your_thread"
+                )
         else:
             if unit_id is None:
-                raise Unprocessable("Say which unit's thread to answer in (unit_id).",
-                                    code="unit_required")
+                raise Unprocessable(
+                    "Say which unit's thread to answer in (unit_id).", code="unit_required"
+                )
             thread_unit = unit_id
-        members = (await session.execute(
-            select(DirectiveRecipient.user_id)
-            .where(DirectiveRecipient.directive_id == directive.id,
-                   DirectiveRecipient.unit_id == thread_unit)
-        )).scalars().all()
+        members = (
+            (
+                await session.execute(
+                    select(DirectiveRecipient.user_id).where(
+                        DirectiveRecipient.directive_id == directive.id,
+                        DirectiveRecipient.unit_id == thread_unit,
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         if not members:
-            raise Unprocessable(f"Unit {thread_unit} is not a recipient of this directive.",
-                                code="unknown_thread")
+            raise Unprocessable(
+                f"Unit {thread_unit} is not a recipient of this directive.", code="unknown_thread"
+            )
         files = await require_attachable(self.ctx, session, actor, list(item.attachment_ids))
-        await require_readers_cleared(session, files,
-                                      Confidentiality(directive.confidentiality), "thread")
+        await require_readers_cleared(
+            session, files, Confidentiality(directive.confidentiality), "thread"
+        )
         await index_attachments(session, files, w.now)
-        reply = DirectiveReply(directive_id=directive.id, unit_id=thread_unit,
-                               author_id=actor.id, body=item.body,
-                               attachment_ids=[f.id for f in files], created_at=w.now)
+        reply = DirectiveReply(
+            directive_id=directive.id,
+            unit_id=thread_unit,
+            author_id=actor.id,
+            body=item.body,
+            attachment_ids=[f.id for f in files],
+            created_at=w.now,
+        )
         session.add(reply)
         await session.flush()
         for f in files:
             session.add(ReplyAttachment(reply_id=reply.id, file_id=f.id))
         author = await sender_card(session, actor.id)
-        payload: dict[str, Any] = {"directive_id": directive.id,
-                                   "confidentiality": directive.confidentiality,
-                                   "reply": reply_json(reply, author)}
+        payload: dict[str, Any] = {
+            "directive_id": directive.id,
+            "confidentiality": directive.confidentiality,
+            "reply": reply_json(reply, author),
+        }
         for user_id in sorted({directive.sender_id, *members}):
             await emit_directive_reply(w, user_id, **payload)
         await index_document(session, SearchKind.REPLY, reply.id, item.body, w.now)
-        audit = AuditEntry(actor.id, "directive.reply", f"directive:{directive.id}",
-                           {"reply_id": reply.id, "unit_id": thread_unit,
-                            "attachments": [f.id for f in files]})
+        audit = AuditEntry(
+            actor.id,
+            "directive.reply",
+            f"directive:{directive.id}",
+            {"reply_id": reply.id, "unit_id": thread_unit, "attachments": [f.id for f in files]},
+        )
         return Applied(reply_json(reply, author), audit=[audit])
 
 
@@ -127,11 +154,19 @@ def _writer(ctx: Context) -> ReplyWriter:
     return runtime.replies
 
 
-async def post_reply(ctx: Context, actor: Principal, directive_id: int, *, body: str,
-                     attachment_ids: Sequence[int], unit_id: int | None) -> dict[str, Any]:
+async def post_reply(
+    ctx: Context,
+    actor: Principal,
+    directive_id: int,
+    *,
+    body: str,
+    attachment_ids: Sequence[int],
+    unit_id: int | None,
+) -> dict[str, Any]:
     """Add a reply to the actor's unit thread (or, for the sender side, to ``unit_id``'s)."""
     return await _writer(ctx).submit(
-        ReplyRequest(actor, directive_id, body, tuple(attachment_ids), unit_id))
+        ReplyRequest(actor, directive_id, body, tuple(attachment_ids), unit_id)
+    )
 
 
 async def run_reply_writer(ctx: Context) -> None:
@@ -139,8 +174,9 @@ async def run_reply_writer(ctx: Context) -> None:
     await _writer(ctx).run()
 
 
-async def list_replies(ctx: Context, actor: Principal, directive_id: int, *,
-                       unit_id: int | None) -> list[dict[str, Any]]:
+async def list_replies(
+    ctx: Context, actor: Principal, directive_id: int, *, unit_id: int | None
+) -> list[dict[str, Any]]:
     """The threads the actor may see: all for the sender side, its unit's otherwise."""
     async with ctx.read() as session:
         access = await require_access(session, actor, directive_id)
@@ -149,13 +185,16 @@ async def list_replies(ctx: Context, actor: Principal, directive_id: int, *,
             assert access.recipient is not None
             own = access.recipient.unit_id
             if unit_id is not None and unit_id != own:
-                raise Forbidden("You may only read your own unit's thread.",
-                                code="not_your_thread")
+                raise Forbidden("You may only read your own unit's thread.", code="not_your_thread")
             stmt = stmt.where(DirectiveReply.unit_id == own)
         elif unit_id is not None:
             stmt = stmt.where(DirectiveReply.unit_id == unit_id)
-        rows = (await session.execute(
-            stmt.order_by(DirectiveReply.id).limit(MAX_PAGE))).scalars().all()
+        rows = (
+            (await session.execute(stmt.order_by(DirectiveReply.id).limit(MAX_PAGE)))
+            .scalars()
+            .all()
+        )
         cards = await sender_cards(session, (row.author_id for row in rows))
-        return [reply_json(row, cards.get(row.author_id) or unknown_card(row.author_id))
-                for row in rows]
+        return [
+            reply_json(row, cards.get(row.author_id) or unknown_card(row.author_id)) for row in rows
+        ]

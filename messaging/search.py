@@ -71,87 +71,116 @@ def query_tokens(query: str) -> list[str]:
     return tokens[:MAX_QUERY_TOKENS]
 
 
-async def index_document(session: AsyncSession, kind: SearchKind, object_id: int,
-                         content: str, at: datetime) -> None:
+async def index_document(
+    session: AsyncSession, kind: SearchKind, object_id: int, content: str, at: datetime
+) -> None:
     """Store (or replace) the folded text of an object, in the caller's transaction."""
-    existing = (await session.execute(
-        select(SearchDocument).where(SearchDocument.kind == kind.value,
-                                     SearchDocument.object_id == object_id)
-    )).scalar_one_or_none()
+    existing = (
+        await session.execute(
+            select(SearchDocument).where(
+                SearchDocument.kind == kind.value, SearchDocument.object_id == object_id
+            )
+        )
+    ).scalar_one_or_none()
     if existing is None:
-        session.add(SearchDocument(kind=kind.value, object_id=object_id, folded=fold(content),
-                                   at=at))
+        session.add(
+            SearchDocument(kind=kind.value, object_id=object_id, folded=fold(content), at=at)
+        )
     else:
         existing.folded = fold(content)
         existing.at = at
     await session.flush()
 
 
-async def index_new_documents(session: AsyncSession, kind: SearchKind,
-                              documents: Sequence[tuple[int, str]], at: datetime) -> None:
+async def index_new_documents(
+    session: AsyncSession, kind: SearchKind, documents: Sequence[tuple[int, str]], at: datetime
+) -> None:
     """``index_document`` for objects that have no document yet, in one statement."""
     if documents:
-        await session.execute(insert(SearchDocument), [
-            {"kind": kind.value, "object_id": object_id, "folded": fold(content), "at": at}
-            for object_id, content in documents])
+        await session.execute(
+            insert(SearchDocument),
+            [
+                {"kind": kind.value, "object_id": object_id, "folded": fold(content), "at": at}
+                for object_id, content in documents
+            ],
+        )
 
 
 async def remove_document(session: AsyncSession, kind: SearchKind, object_id: int) -> None:
-    await session.execute(delete(SearchDocument).where(SearchDocument.kind == kind.value,
-                                                       SearchDocument.object_id == object_id))
+    await session.execute(
+        delete(SearchDocument).where(
+            SearchDocument.kind == kind.value, SearchDocument.object_id == object_id
+        )
+    )
 
 
 def _match_clause(dialect: str, tokens: list[str]) -> Any:
     if dialect == "postgresql":
         tsquery = " & ".join(f"{token}:*" for token in tokens)
-        return text("to_tsvector('simple', search_documents.folded) @@ "
-                    "to_tsquery('simple', :tsquery)").bindparams(tsquery=tsquery)
+        return text(
+            "to_tsvector('simple', search_documents.folded) @@ to_tsquery('simple', :tsquery)"
+        ).bindparams(tsquery=tsquery)
     fts = " ".join(f'"{token}"*' for token in tokens)
     return SearchDocument.id.in_(
         text("SELECT rowid FROM search_fts WHERE search_fts MATCH :fts")
-        .bindparams(fts=fts).columns(column("rowid", Integer))
+        .bindparams(fts=fts)
+        .columns(column("rowid", Integer))
     )
 
 
 def _visible_clause(principal: Principal) -> Any:
     """What ``principal`` may see, as one SQL condition over ``search_documents``."""
-    directive_seen = exists().where(Directive.id == SearchDocument.object_id,
-                                    directive_readable_sql(principal))
-    reply_seen = exists().where(DirectiveReply.id == SearchDocument.object_id,
-                                reply_readable_sql(principal))
-    message_seen = exists().where(Message.id == SearchDocument.object_id,
-                                  message_readable_sql(principal))
+    directive_seen = exists().where(
+        Directive.id == SearchDocument.object_id, directive_readable_sql(principal)
+    )
+    reply_seen = exists().where(
+        DirectiveReply.id == SearchDocument.object_id, reply_readable_sql(principal)
+    )
+    message_seen = exists().where(
+        Message.id == SearchDocument.object_id, message_readable_sql(principal)
+    )
     return or_(
         and_(SearchDocument.kind == SearchKind.DIRECTIVE.value, directive_seen),
         and_(SearchDocument.kind == SearchKind.REPLY.value, reply_seen),
         and_(SearchDocument.kind == SearchKind.MESSAGE.value, message_seen),
-        and_(SearchDocument.kind == SearchKind.ATTACHMENT.value,
-             attachment_readable_sql(principal, SearchDocument.object_id)),
+        and_(
+            SearchDocument.kind == SearchKind.ATTACHMENT.value,
+            attachment_readable_sql(principal, SearchDocument.object_id),
+        ),
     )
 
 
-async def search(ctx: Context, principal: Principal, query: str,
-                 limit: int = MAX_RESULTS) -> list[dict[str, Any]]:
+async def search(
+    ctx: Context, principal: Principal, query: str, limit: int = MAX_RESULTS
+) -> list[dict[str, Any]]:
     """The newest matches of ``query`` among what ``principal`` may see, each with its
     kind, time, author, a snippet around the first match and the matched words in it."""
     if len(query) > MAX_QUERY_CHARS:
-        raise BadRequest(f"A query has at most {MAX_QUERY_CHARS} characters.",
-                         code="query_too_long")
+        raise BadRequest(
+            f"A query has at most {MAX_QUERY_CHARS} characters.", code="query_too_long"
+        )
     tokens = query_tokens(query)
     if not tokens:
         raise BadRequest("Give at least one word to search for.", code="empty_query")
     limit = max(1, min(limit, MAX_RESULTS))
     async with ctx.read() as session:
         dialect = session.get_bind().dialect.name
-        rows = (await session.execute(
-            select(SearchDocument)
-            .where(_match_clause(dialect, tokens), _visible_clause(principal))
-            .order_by(SearchDocument.at.desc(), SearchDocument.id.desc())
-            .limit(limit)
-        )).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(SearchDocument)
+                    .where(_match_clause(dialect, tokens), _visible_clause(principal))
+                    .order_by(SearchDocument.at.desc(), SearchDocument.id.desc())
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
         found = [await _result_json(session, principal, row) for row in rows]
-        names = await display_names(session, {r["_author"] for r in found
-                                              if r["_author"] is not None})
+        names = await display_names(
+            session, {r["_author"] for r in found if r["_author"] is not None}
+        )
     results = []
     for result in found:
         author = result.pop("_author", None)
@@ -162,8 +191,9 @@ async def search(ctx: Context, principal: Principal, query: str,
     return results
 
 
-async def _result_json(session: AsyncSession, principal: Principal,
-                       doc: SearchDocument) -> dict[str, Any]:
+async def _result_json(
+    session: AsyncSession, principal: Principal, doc: SearchDocument
+) -> dict[str, Any]:
     result: dict[str, Any] = {"kind": doc.kind, "id": doc.object_id, "at": utc_iso(doc.at)}
     author: int | None = None
     text_ = ""
@@ -206,14 +236,14 @@ def _folded_with_positions(value: str) -> tuple[str, list[int]]:
     return "".join(pieces), origin
 
 
-def snippet(value: str, tokens: list[str],
-            width: int = SNIPPET_CHARS) -> tuple[str, list[list[int]]]:
+def snippet(
+    value: str, tokens: list[str], width: int = SNIPPET_CHARS
+) -> tuple[str, list[list[int]]]:
     """About ``width`` characters of ``value`` around the first word matching a query
     token (as a prefix, accents and case aside), and the ``[start, end]`` character
     offsets within it of every matched word."""
     folded, origin = _folded_with_positions(value)
-    pattern = re.compile(r"(?<![^\W_])(?:" + "|".join(re.escape(t) for t in tokens)
-                         + r")[^\W_]*")
+    pattern = re.compile(r"(?<![^\W_])(?:" + "|".join(re.escape(t) for t in tokens) + r")[^\W_]*")
     spans = []
     for match in pattern.finditer(folded):
         if match.end() > match.start():
@@ -230,27 +260,40 @@ def snippet(value: str, tokens: list[str],
     return text_, highlights
 
 
-async def where_attached(session: AsyncSession, principal: Principal,
-                         file_id: int) -> dict[str, int]:
+async def where_attached(
+    session: AsyncSession, principal: Principal, file_id: int
+) -> dict[str, int]:
     """Where ``principal`` sees the file attached: ``channel_id`` of a message, or
     ``directive_id`` of a directive or a reply (the newest such place)."""
-    channel = (await session.execute(
-        select(Message.channel_id)
-        .join(MessageAttachment, MessageAttachment.message_id == Message.id)
-        .where(MessageAttachment.file_id == file_id, message_readable_sql(principal))
-        .order_by(Message.id.desc()).limit(1))).scalar_one_or_none()
+    channel = (
+        await session.execute(
+            select(Message.channel_id)
+            .join(MessageAttachment, MessageAttachment.message_id == Message.id)
+            .where(MessageAttachment.file_id == file_id, message_readable_sql(principal))
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
     if channel is not None:
         return {"channel_id": int(channel)}
-    directive = (await session.execute(
-        select(Directive.id)
-        .join(DirectiveAttachment, DirectiveAttachment.directive_id == Directive.id)
-        .where(DirectiveAttachment.file_id == file_id, directive_readable_sql(principal))
-        .order_by(Directive.id.desc()).limit(1))).scalar_one_or_none()
+    directive = (
+        await session.execute(
+            select(Directive.id)
+            .join(DirectiveAttachment, DirectiveAttachment.directive_id == Directive.id)
+            .where(DirectiveAttachment.file_id == file_id, directive_readable_sql(principal))
+            .order_by(Directive.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
     if directive is None:
-        directive = (await session.execute(
-            select(DirectiveReply.directive_id)
-            .join(ReplyAttachment, ReplyAttachment.reply_id == DirectiveReply.id)
-            .join(Directive, Directive.id == DirectiveReply.directive_id)
-            .where(ReplyAttachment.file_id == file_id, reply_readable_sql(principal))
-            .order_by(DirectiveReply.id.desc()).limit(1))).scalar_one_or_none()
+        directive = (
+            await session.execute(
+                select(DirectiveReply.directive_id)
+                .join(ReplyAttachment, ReplyAttachment.reply_id == DirectiveReply.id)
+                .join(Directive, Directive.id == DirectiveReply.directive_id)
+                .where(ReplyAttachment.file_id == file_id, reply_readable_sql(principal))
+                .order_by(DirectiveReply.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
     return {"directive_id": int(directive)} if directive is not None else {}

@@ -33,12 +33,10 @@ def title_of(roles: Iterable[str]) -> str | None:
 
 
 def unknown_card(user_id: int) -> dict[str, Any]:
-    return {"id": user_id, "display_name": "", "title": None, "unit_id": None,
-            "unit_name": None}
+    return {"id": user_id, "display_name": "", "title": None, "unit_id": None, "unit_name": None}
 
 
-async def sender_cards(session: AsyncSession,
-                       user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+async def sender_cards(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """The card of each of these users, by id (unknown ids are left out)."""
     ids = sorted(set(user_ids))
     cards: dict[int, dict[str, Any]] = {}
@@ -46,11 +44,15 @@ async def sender_cards(session: AsyncSession,
         rows = await session.execute(
             select(User.id, User.display_name, User.roles, User.unit_id, Unit.name)
             .join(Unit, Unit.id == User.unit_id)
-            .where(User.id.in_(ids[start:start + CHUNK])))
+            .where(User.id.in_(ids[start : start + CHUNK]))
+        )
         for user_id, display_name, roles, unit_id, unit_name in rows.all():
             cards[int(user_id)] = {
-                "id": int(user_id), "display_name": display_name, "title": title_of(roles),
-                "unit_id": int(unit_id), "unit_name": unit_name,
+                "id": int(user_id),
+                "display_name": display_name,
+                "title": title_of(roles),
+                "unit_id": int(unit_id),
+                "unit_name": unit_name,
             }
     return cards
 

@@ -59,9 +59,10 @@ def cleared_levels(principal: Principal) -> list[str]:
     return [level.value for level in Confidentiality if principal.clearance.permits(level)]
 
 
-def cleared_sql(principal: Principal,
-                level_column: ColumnElement[str] | InstrumentedAttribute[str],
-                ) -> ColumnElement[bool]:
+def cleared_sql(
+    principal: Principal,
+    level_column: ColumnElement[str] | InstrumentedAttribute[str],
+) -> ColumnElement[bool]:
     """SQL: ``principal``'s clearance permits the level in ``level_column``."""
     return level_column.in_(cleared_levels(principal))
 
@@ -86,8 +87,9 @@ def sender_side_sql(principal: Principal) -> ColumnElement[bool]:
     return and_(cleared_sql(principal, Directive.confidentiality), or_(*sides))
 
 
-def may_read_directive(principal: Principal, directive: Directive,
-                       recipient: DirectiveRecipient | None) -> bool:
+def may_read_directive(
+    principal: Principal, directive: Directive, recipient: DirectiveRecipient | None
+) -> bool:
     """Python: ``recipient`` is the principal's recipient row of ``directive`` (or None)."""
     if is_sender_side(principal, directive):
         return True
@@ -96,40 +98,63 @@ def may_read_directive(principal: Principal, directive: Directive,
 
 def directive_readable_sql(principal: Principal) -> ColumnElement[bool]:
     """SQL over ``directives``: the form of ``may_read_directive``."""
-    is_recipient = exists().where(DirectiveRecipient.directive_id == Directive.id,
-                                  DirectiveRecipient.user_id == principal.id)
-    return or_(sender_side_sql(principal),
-               and_(cleared_sql(principal, Directive.confidentiality), is_recipient))
+    is_recipient = exists().where(
+        DirectiveRecipient.directive_id == Directive.id, DirectiveRecipient.user_id == principal.id
+    )
+    return or_(
+        sender_side_sql(principal),
+        and_(cleared_sql(principal, Directive.confidentiality), is_recipient),
+    )
 
 
-def may_read_thread(principal: Principal, directive: Directive,
-                    recipient: DirectiveRecipient | None, thread_unit_id: int) -> bool:
+def may_read_thread(
+    principal: Principal,
+    directive: Directive,
+    recipient: DirectiveRecipient | None,
+    thread_unit_id: int,
+) -> bool:
     """Python: may ``principal`` read the reply thread of unit ``thread_unit_id``?"""
     if is_sender_side(principal, directive):
         return True
-    return (recipient is not None and recipient.unit_id == thread_unit_id
-            and cleared(principal, directive.confidentiality))
+    return (
+        recipient is not None
+        and recipient.unit_id == thread_unit_id
+        and cleared(principal, directive.confidentiality)
+    )
 
 
 def reply_readable_sql(principal: Principal) -> ColumnElement[bool]:
     """SQL over ``directive_replies`` joined to their ``directives``: ``may_read_thread``."""
-    own_thread = exists().where(DirectiveRecipient.directive_id == Directive.id,
-                                DirectiveRecipient.user_id == principal.id,
-                                DirectiveRecipient.unit_id == DirectiveReply.unit_id)
-    return and_(Directive.id == DirectiveReply.directive_id,
-                or_(sender_side_sql(principal),
-                    and_(cleared_sql(principal, Directive.confidentiality), own_thread)))
+    own_thread = exists().where(
+        DirectiveRecipient.directive_id == Directive.id,
+        DirectiveRecipient.user_id == principal.id,
+        DirectiveRecipient.unit_id == DirectiveReply.unit_id,
+    )
+    return and_(
+        Directive.id == DirectiveReply.directive_id,
+        or_(
+            sender_side_sql(principal),
+            and_(cleared_sql(principal, Directive.confidentiality), own_thread),
+        ),
+    )
 
 
 # The event a recipient gets on its ``user:`` topic when a directive is issued.
 DIRECTIVE_ISSUED = "directive.issued"
 # What of a directive a recipient no longer cleared for it still sees (as its inbox shows).
-_RESTRICTED_FIELDS = ("id", "urgency", "confidentiality", "ack_required", "sender_id",
-                      "issued_at", "due_at", "recipient_count")
+_RESTRICTED_FIELDS = (
+    "id",
+    "urgency",
+    "confidentiality",
+    "ack_required",
+    "sender_id",
+    "issued_at",
+    "due_at",
+    "recipient_count",
+)
 
 
-def issued_directive_as_seen(principal: Principal,
-                             data: dict[str, Any]) -> dict[str, Any] | None:
+def issued_directive_as_seen(principal: Principal, data: dict[str, Any]) -> dict[str, Any] | None:
     """``directive.issued`` as ``principal`` may see it now (replayed from the log after
     its clearance was lowered): the inbox entry without title, body or attachments.
     None when the payload may be sent as it is."""
@@ -144,12 +169,15 @@ def issued_directive_as_seen(principal: Principal,
 
 # Events about a directive that name its level (``confidentiality``) and show its title or
 # a reply's text: replayed to a reader no longer cleared, they show neither.
-DIRECTIVE_NEWS = ("directive.reply", "directive.reminder", "directive.escalated",
-                  "directive.overdue")
+DIRECTIVE_NEWS = (
+    "directive.reply",
+    "directive.reminder",
+    "directive.escalated",
+    "directive.overdue",
+)
 
 
-def directive_news_as_seen(principal: Principal,
-                           data: dict[str, Any]) -> dict[str, Any] | None:
+def directive_news_as_seen(principal: Principal, data: dict[str, Any]) -> dict[str, Any] | None:
     """A directive's reply, reminder, escalation or overdue notice as ``principal`` may see
     it now: without title or reply text when its clearance no longer permits the level.
     None when the payload may be sent as it is."""
@@ -168,8 +196,9 @@ def directive_news_as_seen(principal: Principal,
 # --- channels and messages -----------------------------------------------------------------
 
 
-def is_channel_member(principal: Principal, channel: Channel,
-                      member_row: ChannelMember | None) -> bool:
+def is_channel_member(
+    principal: Principal, channel: Channel, member_row: ChannelMember | None
+) -> bool:
     """Python: ``member_row`` is the principal's row of ``channel`` in channel_members."""
     if channel.kind == ChannelKind.UNIT.value:
         return channel.unit_id == principal.unit_id
@@ -188,49 +217,67 @@ def channel_member_sql(principal: Principal) -> ColumnElement[bool]:
     """SQL over ``channels``: the form of ``is_channel_member``."""
     return or_(
         and_(Channel.kind == ChannelKind.UNIT.value, Channel.unit_id == principal.unit_id),
-        and_(Channel.kind != ChannelKind.UNIT.value,
-             exists().where(ChannelMember.channel_id == Channel.id,
-                            ChannelMember.user_id == principal.id,
-                            ChannelMember.member.is_(True))),
+        and_(
+            Channel.kind != ChannelKind.UNIT.value,
+            exists().where(
+                ChannelMember.channel_id == Channel.id,
+                ChannelMember.user_id == principal.id,
+                ChannelMember.member.is_(True),
+            ),
+        ),
     )
 
 
-def may_read_message(principal: Principal, channel: Channel, member_row: ChannelMember | None,
-                     message: Message) -> bool:
+def may_read_message(
+    principal: Principal, channel: Channel, member_row: ChannelMember | None, message: Message
+) -> bool:
     """Python: a member reads a message's text unless it was retracted."""
-    return (message.state != MessageState.RETRACTED.value
-            and is_channel_member(principal, channel, member_row))
+    return message.state != MessageState.RETRACTED.value and is_channel_member(
+        principal, channel, member_row
+    )
 
 
 def message_readable_sql(principal: Principal) -> ColumnElement[bool]:
     """SQL over ``messages`` (joined to their ``channels``): ``may_read_message``."""
-    return and_(Message.state != MessageState.RETRACTED.value,
-                Channel.id == Message.channel_id, channel_member_sql(principal))
+    return and_(
+        Message.state != MessageState.RETRACTED.value,
+        Channel.id == Message.channel_id,
+        channel_member_sql(principal),
+    )
 
 
 # --- attachments ---------------------------------------------------------------------------
 
 
 def _via_directive(principal: Principal, file_id: Any) -> Any:
-    return exists().where(DirectiveAttachment.file_id == file_id,
-                          Directive.id == DirectiveAttachment.directive_id,
-                          directive_readable_sql(principal))
+    return exists().where(
+        DirectiveAttachment.file_id == file_id,
+        Directive.id == DirectiveAttachment.directive_id,
+        directive_readable_sql(principal),
+    )
 
 
 def _via_reply(principal: Principal, file_id: Any) -> Any:
-    return exists().where(ReplyAttachment.file_id == file_id,
-                          DirectiveReply.id == ReplyAttachment.reply_id,
-                          reply_readable_sql(principal))
+    return exists().where(
+        ReplyAttachment.file_id == file_id,
+        DirectiveReply.id == ReplyAttachment.reply_id,
+        reply_readable_sql(principal),
+    )
 
 
 def _via_message(principal: Principal, file_id: Any) -> Any:
-    return exists().where(MessageAttachment.file_id == file_id,
-                          Message.id == MessageAttachment.message_id,
-                          message_readable_sql(principal))
+    return exists().where(
+        MessageAttachment.file_id == file_id,
+        Message.id == MessageAttachment.message_id,
+        message_readable_sql(principal),
+    )
 
 
 def attachment_readable_sql(principal: Principal, file_id: Any) -> ColumnElement[bool]:
     """SQL: something of messaging ``principal`` may see attaches the file ``file_id`` (a
     value or a column, e.g. of ``search_documents``)."""
-    return or_(_via_directive(principal, file_id), _via_reply(principal, file_id),
-               _via_message(principal, file_id))
+    return or_(
+        _via_directive(principal, file_id),
+        _via_reply(principal, file_id),
+        _via_message(principal, file_id),
+    )

@@ -67,18 +67,25 @@ def default_features() -> list[Feature]:
     """
     features: list[Feature] = []
     from server.files.feature import feature as files_feature
+
     features.append(files_feature())
     from meeting.feature import feature as meeting_feature
+
     features.append(meeting_feature())
     from meeting.polls import feature as polls_feature
+
     features.append(polls_feature())
     from meeting.media.feature import feature as media_feature
+
     features.append(media_feature())
     from messaging.feature import feature as messaging_feature
+
     features.append(messaging_feature())
     from server.signing.feature import feature as signing_feature
+
     features.append(signing_feature())
     from server.auth.feature import feature as oidc_feature
+
     features.append(oidc_feature())
     return features
 
@@ -100,8 +107,10 @@ async def healthz(request: Request) -> Response:
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}"
             healthy = False
-    return JSON({"status": "ok" if healthy else "degraded", "checks": checks},
-                status_code=200 if healthy else 503)
+    return JSON(
+        {"status": "ok" if healthy else "degraded", "checks": checks},
+        status_code=200 if healthy else 503,
+    )
 
 
 def may_read_metrics(request: Request) -> bool:
@@ -110,7 +119,8 @@ def may_read_metrics(request: Request) -> bool:
     if settings.metrics_token:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(
-                given.strip().encode(), settings.metrics_token.encode()):
+            given.strip().encode(), settings.metrics_token.encode()
+        ):
             return True
     host = request.client.host if request.client else ""
     try:
@@ -128,8 +138,9 @@ async def metrics(request: Request) -> Response:
     if not may_read_metrics(request):
         # As if absent: the figures tell an outsider who is online and how busy it is.
         raise NotFound("Not Found", code="not_found")
-    return PlainTextResponse(context(request).metrics.render(),
-                             media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(
+        context(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -144,9 +155,12 @@ async def api_error(request: Request, exc: Exception) -> Response:
         ctx = context(request)
         try:
             async with ctx.write() as w:
-                await w.audit(principal.id if principal else None, "access.refused",
-                              f"{request.method} {route_path(request)}",
-                              {"code": exc.code, "message": exc.message})
+                await w.audit(
+                    principal.id if principal else None,
+                    "access.refused",
+                    f"{request.method} {route_path(request)}",
+                    {"code": exc.code, "message": exc.message},
+                )
         except Exception:
             log.exception("could not audit a refusal")
     headers = {}
@@ -162,22 +176,20 @@ HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 0: "http_error"
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = HTTP_ERROR_CODES.get(exc.status_code, HTTP_ERROR_CODES[0])
-    return JSON({"error": {"code": code, "message": str(exc.detail)}},
-                status_code=exc.status_code)
+    return JSON({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, route_path(request),
-                  exc_info=exc)
-    return JSON({"error": {"code": "internal_error", "message": "Internal server error."}},
-                status_code=500)
+    log.exception("unhandled error on %s %s", request.method, route_path(request), exc_info=exc)
+    return JSON(
+        {"error": {"code": "internal_error", "message": "Internal server error."}}, status_code=500
+    )
 
 
 class RequestMetrics:
     """Times every HTTP request by route template, and logs it."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics,
-                 routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = list(routes)
@@ -187,8 +199,9 @@ class RequestMetrics:
         for route in self.routes:
             if isinstance(route, Route):
                 by_endpoint.setdefault(route.endpoint, []).append(route)
-        self.route_of_endpoint = {endpoint: found[0] for endpoint, found in by_endpoint.items()
-                                  if len(found) == 1}
+        self.route_of_endpoint = {
+            endpoint: found[0] for endpoint, found in by_endpoint.items() if len(found) == 1
+        }
 
     def route_template(self, scope: Scope) -> str:
         """The matched route's path template: a bounded label, never the raw path."""
@@ -224,10 +237,19 @@ class RequestMetrics:
             )
             if log.isEnabledFor(logging.INFO):
                 # The template, never the path: paths carry ballot receipts and ids.
-                log.info("%s %s %s %.1fms", scope["method"], template, status,
-                         elapsed * 1000,
-                         extra={"method": scope["method"], "route": template,
-                                "status": status, "ms": round(elapsed * 1000, 1)})
+                log.info(
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    template,
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 1),
+                    },
+                )
 
 
 def web_client_routes() -> list[BaseRoute]:
@@ -272,9 +294,13 @@ def create_app(
     """Build the application; connections open in the lifespan, not here."""
     metrics_ = Metrics()
     db = Database(settings)
-    broker = create_broker(settings.redis_url, settings.redis_channel,
-                           queue_messages=settings.broker_queue_messages,
-                           timeout_secs=settings.broker_timeout_secs, metrics=metrics_)
+    broker = create_broker(
+        settings.redis_url,
+        settings.redis_channel,
+        queue_messages=settings.broker_queue_messages,
+        timeout_secs=settings.broker_timeout_secs,
+        metrics=metrics_,
+    )
     ctx = Context(settings, db, broker, clock or SystemClock(), metrics_, TokenService(settings))
     chosen = list(default_features() if features is None else features)
     routes: list[BaseRoute] = [
@@ -315,8 +341,9 @@ def create_app(
             for startup in feature.startup:
                 await startup(ctx)
         tasks = [
-            asyncio.create_task(ctx.hub.run_sweeper(settings.log_sweep_interval_secs),
-                                name="log-sweeper"),
+            asyncio.create_task(
+                ctx.hub.run_sweeper(settings.log_sweep_interval_secs), name="log-sweeper"
+            ),
             asyncio.create_task(_prune_forever(ctx), name="log-pruner"),
         ]
         for feature in chosen:
@@ -325,8 +352,11 @@ def create_app(
         signer = NodeKeySigner.for_node(settings)
         countersigner = _organisation_countersigner(settings)
         if settings.audit_checkpoint_interval_secs > 0:
-            tasks.append(asyncio.create_task(checkpoint_forever(ctx, signer, countersigner),
-                                             name="audit-checkpoints"))
+            tasks.append(
+                asyncio.create_task(
+                    checkpoint_forever(ctx, signer, countersigner), name="audit-checkpoints"
+                )
+            )
         try:
             yield
         finally:

@@ -90,8 +90,14 @@ async def append_audit(
     seq = head.seq + 1
     digest = record_hash(seq, at, actor_id, action, subject, details, head.hash)
     record = AuditRecord(
-        seq=seq, at=at, actor_id=actor_id, action=action, subject=subject,
-        details=details, prev_hash=head.hash, hash=digest,
+        seq=seq,
+        at=at,
+        actor_id=actor_id,
+        action=action,
+        subject=subject,
+        details=details,
+        prev_hash=head.hash,
+        hash=digest,
     )
     session.add(record)
     head.seq = seq
@@ -110,8 +116,9 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-async def append_audit_many(session: AsyncSession, *, at: datetime,
-                            entries: Sequence[AuditEntry]) -> None:
+async def append_audit_many(
+    session: AsyncSession, *, at: datetime, entries: Sequence[AuditEntry]
+) -> None:
     """Append many records inside the caller's transaction: one lock of the chain head and
     one insert, with the same limits and hashing as ``append_audit`` (used by batched
     writes: a hundred ballots are a hundred records, not a hundred head updates)."""
@@ -126,9 +133,18 @@ async def append_audit_many(session: AsyncSession, *, at: datetime,
         action = entry.action[:ACTION_MAX]
         subject = entry.subject[:SUBJECT_MAX]
         digest = record_hash(seq, at, entry.actor_id, action, subject, details, prev)
-        rows.append({"seq": seq, "at": at, "actor_id": entry.actor_id, "action": action,
-                     "subject": subject, "details": details, "prev_hash": prev,
-                     "hash": digest})
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "actor_id": entry.actor_id,
+                "action": action,
+                "subject": subject,
+                "details": details,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
         prev = digest
     await session.execute(insert(AuditRecord), rows)
     head.seq = seq
@@ -170,39 +186,68 @@ async def verify_chain(session: AsyncSession, *, batch: int = 2000) -> ChainRepo
     last_seq = 0
     while True:
         rows = (
-            await session.execute(
-                select(AuditRecord)
-                .where(AuditRecord.seq >= expected_seq)
-                .order_by(AuditRecord.seq)
-                .limit(batch)
+            (
+                await session.execute(
+                    select(AuditRecord)
+                    .where(AuditRecord.seq >= expected_seq)
+                    .order_by(AuditRecord.seq)
+                    .limit(batch)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if not rows:
             break
         for row in rows:
             if row.seq != expected_seq:
-                return ChainReport(False, last_seq, prev, expected_seq,
-                                   f"record {expected_seq} is missing (removed)")
+                return ChainReport(
+                    False,
+                    last_seq,
+                    prev,
+                    expected_seq,
+                    f"record {expected_seq} is missing (removed)",
+                )
             if row.prev_hash != prev:
-                return ChainReport(False, last_seq, prev, row.seq,
-                                   f"record {row.seq} does not follow record {row.seq - 1} "
-                                   "(removed or reordered)")
-            digest = record_hash(row.seq, row.at, row.actor_id, row.action, row.subject,
-                                 row.details, row.prev_hash)
+                return ChainReport(
+                    False,
+                    last_seq,
+                    prev,
+                    row.seq,
+                    f"record {row.seq} does not follow record {row.seq - 1} (removed or reordered)",
+                )
+            digest = record_hash(
+                row.seq, row.at, row.actor_id, row.action, row.subject, row.details, row.prev_hash
+            )
             if digest != row.hash:
-                return ChainReport(False, last_seq, prev, row.seq,
-                                   f"record {row.seq} was changed after it was written")
+                return ChainReport(
+                    False,
+                    last_seq,
+                    prev,
+                    row.seq,
+                    f"record {row.seq} was changed after it was written",
+                )
             prev = row.hash
             last_seq = row.seq
             expected_seq += 1
     head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one_or_none()
     if head is None and last_seq > 0:
-        return ChainReport(False, last_seq, prev, last_seq + 1,
-                           "the chain's head row is missing (removed with records at the end?)")
+        return ChainReport(
+            False,
+            last_seq,
+            prev,
+            last_seq + 1,
+            "the chain's head row is missing (removed with records at the end?)",
+        )
     if head is not None and (head.seq != last_seq or head.hash != prev):
-        return ChainReport(False, last_seq, prev, last_seq + 1,
-                           f"the chain ends at record {last_seq} but its head says {head.seq} "
-                           "(records removed from the end)")
+        return ChainReport(
+            False,
+            last_seq,
+            prev,
+            last_seq + 1,
+            f"the chain ends at record {last_seq} but its head says {head.seq} "
+            "(records removed from the end)",
+        )
     return ChainReport(True, last_seq, prev)
 
 

@@ -122,8 +122,13 @@ class Checkpoint:
 
     def payload(self) -> bytes:
         """The signed bytes: everything but the signature, canonical JSON."""
-        fields = {"seq": self.seq, "hash": self.hash, "at": self.at, "key_id": self.key_id,
-                  "algorithm": self.algorithm}
+        fields = {
+            "seq": self.seq,
+            "hash": self.hash,
+            "at": self.at,
+            "key_id": self.key_id,
+            "algorithm": self.algorithm,
+        }
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -150,11 +155,17 @@ def read_checkpoints(path: Path) -> list[Checkpoint]:
             continue
         try:
             raw = json.loads(line)
-            found.append(Checkpoint(seq=int(raw["seq"]), hash=str(raw["hash"]),
-                                    at=str(raw["at"]), key_id=str(raw["key_id"]),
-                                    algorithm=str(raw["algorithm"]),
-                                    signature=str(raw["signature"]),
-                                    org_signature=str(raw.get("org_signature", ""))))
+            found.append(
+                Checkpoint(
+                    seq=int(raw["seq"]),
+                    hash=str(raw["hash"]),
+                    at=str(raw["at"]),
+                    key_id=str(raw["key_id"]),
+                    algorithm=str(raw["algorithm"]),
+                    signature=str(raw["signature"]),
+                    org_signature=str(raw.get("org_signature", "")),
+                )
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointFileError(f"{path} line {number} is not a checkpoint") from exc
     return found
@@ -176,9 +187,13 @@ def _append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-async def write_checkpoint(session: AsyncSession, settings: Settings, signer: CheckpointSigner,
-                           at_iso: str,
-                           countersigner: Countersigner | None = None) -> Checkpoint | None:
+async def write_checkpoint(
+    session: AsyncSession,
+    settings: Settings,
+    signer: CheckpointSigner,
+    at_iso: str,
+    countersigner: Countersigner | None = None,
+) -> Checkpoint | None:
     """Append a signed checkpoint of the current head, unless the last one already is it.
 
     With a ``countersigner`` the checkpoint is written only with both signatures: when the
@@ -191,15 +206,17 @@ async def write_checkpoint(session: AsyncSession, settings: Settings, signer: Ch
     previous = await asyncio.to_thread(last_checkpoint, settings)
     if previous is not None and previous.seq == seq and previous.hash == digest:
         return None
-    unsigned = Checkpoint(seq=seq, hash=digest, at=at_iso, key_id=signer.key_id,
-                          algorithm=signer.algorithm)
+    unsigned = Checkpoint(
+        seq=seq, hash=digest, at=at_iso, key_id=signer.key_id, algorithm=signer.algorithm
+    )
     signature = base64.b64encode(signer.sign(unsigned.payload())).decode()
     org_signature = ""
     if countersigner is not None:
         org_der = await asyncio.to_thread(countersigner.countersign, unsigned.payload())
         org_signature = base64.b64encode(org_der).decode()
-    checkpoint = Checkpoint(**{**asdict(unsigned), "signature": signature,
-                               "org_signature": org_signature})
+    checkpoint = Checkpoint(
+        **{**asdict(unsigned), "signature": signature, "org_signature": org_signature}
+    )
     fields = asdict(checkpoint)
     if not org_signature:
         del fields["org_signature"]
@@ -208,9 +225,12 @@ async def write_checkpoint(session: AsyncSession, settings: Settings, signer: Ch
     return checkpoint
 
 
-async def verify_anchored(session: AsyncSession, checkpoints: Sequence[Checkpoint],
-                          verifiers: Mapping[str, Verifier],
-                          countersigned: CountersignatureCheck | None = None) -> ChainReport:
+async def verify_anchored(
+    session: AsyncSession,
+    checkpoints: Sequence[Checkpoint],
+    verifiers: Mapping[str, Verifier],
+    countersigned: CountersignatureCheck | None = None,
+) -> ChainReport:
     """The chain recomputed, then held against every checkpoint.
 
     Fails when a checkpoint's signature is not that of a known key, when ``countersigned``
@@ -228,43 +248,66 @@ async def verify_anchored(session: AsyncSession, checkpoints: Sequence[Checkpoin
         except ValueError:
             signature = b""
         if verify is None or not verify(checkpoint.payload(), signature):
-            return ChainReport(False, report.records, report.head_hash, checkpoint.seq,
-                               f"the checkpoint of record {checkpoint.seq} at {checkpoint.at} "
-                               "is not signed by a known key")
+            return ChainReport(
+                False,
+                report.records,
+                report.head_hash,
+                checkpoint.seq,
+                f"the checkpoint of record {checkpoint.seq} at {checkpoint.at} "
+                "is not signed by a known key",
+            )
         if countersigned is not None:
             problem = await asyncio.to_thread(countersigned, checkpoint)
             if problem is not None:
-                return ChainReport(False, report.records, report.head_hash, checkpoint.seq,
-                                   f"the checkpoint of record {checkpoint.seq} at "
-                                   f"{checkpoint.at}: {problem}")
+                return ChainReport(
+                    False,
+                    report.records,
+                    report.head_hash,
+                    checkpoint.seq,
+                    f"the checkpoint of record {checkpoint.seq} at {checkpoint.at}: {problem}",
+                )
         if checkpoint.seq > report.records:
-            return ChainReport(False, report.records, report.head_hash, report.records + 1,
-                               f"the chain ends at record {report.records} but was checkpointed "
-                               f"at record {checkpoint.seq} on {checkpoint.at} "
-                               "(records removed from the end)")
-        stored = (await session.execute(
-            select(AuditRecord.hash).where(AuditRecord.seq == checkpoint.seq))).scalar_one()
+            return ChainReport(
+                False,
+                report.records,
+                report.head_hash,
+                report.records + 1,
+                f"the chain ends at record {report.records} but was checkpointed "
+                f"at record {checkpoint.seq} on {checkpoint.at} "
+                "(records removed from the end)",
+            )
+        stored = (
+            await session.execute(select(AuditRecord.hash).where(AuditRecord.seq == checkpoint.seq))
+        ).scalar_one()
         if stored != checkpoint.hash:
-            return ChainReport(False, report.records, report.head_hash, checkpoint.seq,
-                               f"record {checkpoint.seq} differs from its checkpoint of "
-                               f"{checkpoint.at} (the chain was rewritten up to it)")
+            return ChainReport(
+                False,
+                report.records,
+                report.head_hash,
+                checkpoint.seq,
+                f"record {checkpoint.seq} differs from its checkpoint of "
+                f"{checkpoint.at} (the chain was rewritten up to it)",
+            )
     return report
 
 
-async def checkpoint_now(ctx: Context, signer: CheckpointSigner,
-                         countersigner: Countersigner | None = None) -> Checkpoint | None:
+async def checkpoint_now(
+    ctx: Context, signer: CheckpointSigner, countersigner: Countersigner | None = None
+) -> Checkpoint | None:
     """One checkpoint of the current head; a failure is logged, never raised."""
     try:
         async with ctx.read() as session:
-            return await write_checkpoint(session, ctx.settings, signer,
-                                          utc_iso(ctx.clock.now()), countersigner)
+            return await write_checkpoint(
+                session, ctx.settings, signer, utc_iso(ctx.clock.now()), countersigner
+            )
     except Exception:
         log.exception("could not write an audit checkpoint")
         return None
 
 
-async def checkpoint_forever(ctx: Context, signer: CheckpointSigner,
-                             countersigner: Countersigner | None = None) -> None:
+async def checkpoint_forever(
+    ctx: Context, signer: CheckpointSigner, countersigner: Countersigner | None = None
+) -> None:
     """Write a checkpoint every ``audit_checkpoint_interval_secs`` (a background job)."""
     while True:
         await checkpoint_now(ctx, signer, countersigner)

@@ -93,21 +93,28 @@ def _quote(name: str) -> str:
 
 # --- reading a snapshot ----------------------------------------------------------------
 
+
 def _read_sqlite_snapshot(path: Path) -> Snapshot:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        tables = [row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        counts = {t: int(conn.execute(f"SELECT count(*) FROM {_quote(t)}").fetchone()[0])
-                  for t in tables}
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        counts = {
+            t: int(conn.execute(f"SELECT count(*) FROM {_quote(t)}").fetchone()[0]) for t in tables
+        }
         return _snapshot_from(tables, counts, lambda sql: conn.execute(sql).fetchall())
     finally:
         conn.close()
 
 
-def _snapshot_from(tables: list[str], counts: dict[str, int],
-                   query: Callable[[str], list[Any]]) -> Snapshot:
+def _snapshot_from(
+    tables: list[str], counts: dict[str, int], query: Callable[[str], list[Any]]
+) -> Snapshot:
     if "alembic_version" not in tables:
         raise BackupError("the database has never been migrated: nothing to back up")
     heads = sorted(str(row[0]) for row in query("SELECT version_num FROM alembic_version"))
@@ -116,14 +123,21 @@ def _snapshot_from(tables: list[str], counts: dict[str, int],
         rows = query("SELECT seq, hash FROM audit_head WHERE id = 1")
         if rows:
             seq, head = int(rows[0][0]), str(rows[0][1])
-    blobs = (sorted(str(row[0]) for row in query("SELECT DISTINCT sha256 FROM files"))
-             if "files" in tables else [])
-    recordings = (sorted(str(row[0]) for row in query("SELECT path FROM media_recordings"))
-                  if "media_recordings" in tables else [])
+    blobs = (
+        sorted(str(row[0]) for row in query("SELECT DISTINCT sha256 FROM files"))
+        if "files" in tables
+        else []
+    )
+    recordings = (
+        sorted(str(row[0]) for row in query("SELECT path FROM media_recordings"))
+        if "media_recordings" in tables
+        else []
+    )
     return Snapshot(heads, seq, head, counts, blobs, recordings)
 
 
 # --- PostgreSQL ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PgTarget:
@@ -150,14 +164,18 @@ def pg_target(database_url: str) -> PgTarget:
 async def _run(args: list[str], env: dict[str, str], what: str) -> None:
     try:
         process = await asyncio.create_subprocess_exec(
-            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
     except FileNotFoundError as exc:
-        raise BackupError(f"{args[0]} is not installed (PostgreSQL's client programs are "
-                          f"needed to {what})") from exc
+        raise BackupError(
+            f"{args[0]} is not installed (PostgreSQL's client programs are needed to {what})"
+        ) from exc
     _out, err = await process.communicate()
     if process.returncode != 0:
-        raise BackupError(f"{args[0]} failed with exit status {process.returncode}: "
-                          f"{err.decode(errors='replace').strip()[-2000:]}")
+        raise BackupError(
+            f"{args[0]} failed with exit status {process.returncode}: "
+            f"{err.decode(errors='replace').strip()[-2000:]}"
+        )
 
 
 async def _pg_snapshot_and_dump(settings: Settings, dump: Path) -> Snapshot:
@@ -168,20 +186,35 @@ async def _pg_snapshot_and_dump(settings: Settings, dump: Path) -> Snapshot:
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             snapshot_id = await conn.fetchval("SELECT pg_export_snapshot()")
-            tables = [row[0] for row in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                "ORDER BY tablename")]
-            counts = {t: int(await conn.fetchval(f"SELECT count(*) FROM {_quote(t)}"))
-                      for t in tables}
+            tables = [
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                    "ORDER BY tablename"
+                )
+            ]
+            counts = {
+                t: int(await conn.fetchval(f"SELECT count(*) FROM {_quote(t)}")) for t in tables
+            }
             cache: dict[str, list[Any]] = {}
             for sql in _SNAPSHOT_QUERIES:
                 if _table_of(sql) in tables:
                     cache[sql] = [tuple(r) for r in await conn.fetch(sql)]
             snapshot = _snapshot_from(tables, counts, lambda sql: cache.get(sql, []))
             # pg_dump reads the very snapshot this transaction holds open.
-            await _run(["pg_dump", "--format=custom", f"--snapshot={snapshot_id}",
-                        "--no-owner", "--no-privileges", f"--file={dump}",
-                        f"--dbname={target.dsn}"], target.env, "back up PostgreSQL")
+            await _run(
+                [
+                    "pg_dump",
+                    "--format=custom",
+                    f"--snapshot={snapshot_id}",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--file={dump}",
+                    f"--dbname={target.dsn}",
+                ],
+                target.env,
+                "back up PostgreSQL",
+            )
     finally:
         await conn.close()
     return snapshot
@@ -205,13 +238,17 @@ async def _pg_table_count(settings: Settings) -> int:
     target = pg_target(settings.effective_database_url)
     conn = await asyncpg.connect(target.dsn, password=target.env.get("PGPASSWORD"))
     try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"))
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            )
+        )
     finally:
         await conn.close()
 
 
 # --- backup ----------------------------------------------------------------------------
+
 
 def _copy(source: Path, dest: Path, *, mode: int | None = None) -> dict[str, Any]:
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -225,8 +262,9 @@ def _sqlite_backup(settings: Settings, dest: Path) -> None:
     source_path = Path(make_url(settings.effective_database_url).database or "")
     if not source_path.exists():
         raise BackupError(f"no database at {source_path}: check DIENHONG_DATA_DIR")
-    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True,
-                             timeout=settings.sqlite_busy_timeout_ms / 1000)
+    source = sqlite3.connect(
+        f"file:{source_path}?mode=ro", uri=True, timeout=settings.sqlite_busy_timeout_ms / 1000
+    )
     target = sqlite3.connect(dest)
     try:
         source.backup(target, pages=SQLITE_BACKUP_PAGES)
@@ -239,8 +277,7 @@ def _sqlite_backup(settings: Settings, dest: Path) -> None:
 
 def _prepare_dest(dest: Path) -> None:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise BackupError(f"{dest} exists and is not an empty directory: back up into a new "
-                          "one")
+        raise BackupError(f"{dest} exists and is not an empty directory: back up into a new one")
     dest.mkdir(parents=True, exist_ok=True)
 
 
@@ -272,8 +309,10 @@ async def backup(settings: Settings, dest: Path) -> dict[str, Any]:
         if source.is_file():
             parts[relative] = await asyncio.to_thread(_copy, source, dest / relative)
     if missing:
-        raise BackupError(f"{len(missing)} uploaded file(s) the database refers to are not "
-                          f"in {data_dir}, first {missing[0]}: the data directory is damaged")
+        raise BackupError(
+            f"{len(missing)} uploaded file(s) the database refers to are not "
+            f"in {data_dir}, first {missing[0]}: the data directory is damaged"
+        )
     key = data_dir / KEY_PART
     if key.is_file():
         (dest / "keys").mkdir(mode=0o700, exist_ok=True)
@@ -299,14 +338,16 @@ async def backup(settings: Settings, dest: Path) -> dict[str, Any]:
 
 # --- restore ---------------------------------------------------------------------------
 
+
 def read_manifest(source: Path) -> dict[str, Any]:
     """The manifest of the backup in ``source``, checked against every part."""
     path = source / MANIFEST
     if not source.is_dir():
         raise BackupError(f"{source} is not a backup directory")
     if not path.is_file():
-        raise BackupError(f"{source} has no {MANIFEST}: the backup is partial (cut short, or "
-                          "not a backup at all)")
+        raise BackupError(
+            f"{source} has no {MANIFEST}: the backup is partial (cut short, or not a backup at all)"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -315,8 +356,9 @@ def read_manifest(source: Path) -> dict[str, Any]:
         raise BackupError(f"{path} is not a manifest of format {MANIFEST_FORMAT}")
     required = ("database", "migration_heads", "audit_head", "counts", "files", "parts")
     if any(key not in manifest for key in required):
-        raise BackupError(f"{path} is damaged: it lacks "
-                          f"{', '.join(k for k in required if k not in manifest)}")
+        raise BackupError(
+            f"{path} is damaged: it lacks {', '.join(k for k in required if k not in manifest)}"
+        )
     parts = manifest["parts"]
     database = manifest["database"]
     if database.get("part") not in parts:
@@ -331,8 +373,9 @@ def read_manifest(source: Path) -> dict[str, Any]:
         if not part.is_file():
             raise BackupError(f"the backup is partial: {name} is missing")
         if part.stat().st_size != expected["size"] or file_digest(part) != expected["sha256"]:
-            raise BackupError(f"the backup is damaged: {name} does not match its SHA-256 in "
-                              "the manifest")
+            raise BackupError(
+                f"the backup is damaged: {name} does not match its SHA-256 in the manifest"
+            )
     return manifest
 
 
@@ -345,8 +388,10 @@ def _check_known_heads(heads: Iterable[str]) -> None:
     known = {rev.revision for rev in script.walk_revisions()}
     unknown = [head for head in heads if head not in known]
     if unknown:
-        raise BackupError(f"the backup was made by a newer version (migration "
-                          f"{', '.join(unknown)} is unknown here): restore it with that version")
+        raise BackupError(
+            f"the backup was made by a newer version (migration "
+            f"{', '.join(unknown)} is unknown here): restore it with that version"
+        )
 
 
 def _data_dir_is_empty(data_dir: Path) -> bool:
@@ -359,16 +404,22 @@ async def restore(settings: Settings, source: Path) -> dict[str, Any]:
     kind = manifest["database"]["kind"]
     target_kind = "sqlite" if settings.is_sqlite else "postgresql"
     if kind != target_kind:
-        raise BackupError(f"the backup holds a {kind} database but this installation is "
-                          f"configured for {target_kind} (DIENHONG_DATABASE_URL)")
+        raise BackupError(
+            f"the backup holds a {kind} database but this installation is "
+            f"configured for {target_kind} (DIENHONG_DATABASE_URL)"
+        )
     _check_known_heads(manifest["migration_heads"])
     data_dir = settings.data_dir
     if not _data_dir_is_empty(data_dir):
-        raise BackupError(f"the data directory {data_dir} is not empty: restore only into an "
-                          "empty one (move the old one aside first)")
+        raise BackupError(
+            f"the data directory {data_dir} is not empty: restore only into an "
+            "empty one (move the old one aside first)"
+        )
     if target_kind == "postgresql" and await _pg_table_count(settings):
-        raise BackupError(f"the database {pg_target(settings.effective_database_url).database}"
-                          " is not empty: restore only into a new, empty database")
+        raise BackupError(
+            f"the database {pg_target(settings.effective_database_url).database}"
+            " is not empty: restore only into a new, empty database"
+        )
 
     data_dir.mkdir(parents=True, exist_ok=True)
     part = manifest["database"]["part"]
@@ -386,9 +437,18 @@ async def restore(settings: Settings, source: Path) -> dict[str, Any]:
         os.replace(temp, final)
     else:
         target = pg_target(settings.effective_database_url)
-        await _run(["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges",
-                    f"--dbname={target.dsn}", str(source / part)], target.env,
-                   "restore PostgreSQL")
+        await _run(
+            [
+                "pg_restore",
+                "--exit-on-error",
+                "--no-owner",
+                "--no-privileges",
+                f"--dbname={target.dsn}",
+                str(source / part),
+            ],
+            target.env,
+            "restore PostgreSQL",
+        )
     await check_restored(settings, manifest)
     return manifest
 
@@ -405,22 +465,27 @@ async def check_restored(settings: Settings, manifest: dict[str, Any]) -> None:
     try:
         async with db.read_session() as session:
             for table, expected in manifest["counts"].items():
-                count = (await session.execute(
-                    text(f"SELECT count(*) FROM {_quote(table)}"))).scalar_one()
+                count = (
+                    await session.execute(text(f"SELECT count(*) FROM {_quote(table)}"))
+                ).scalar_one()
                 if count != expected:
-                    raise BackupError(f"after the restore {table} has {count} rows, the "
-                                      f"backup {expected}")
+                    raise BackupError(
+                        f"after the restore {table} has {count} rows, the backup {expected}"
+                    )
             report = await verify_chain(session)
             rows = (await session.execute(text("SELECT DISTINCT sha256 FROM files"))).all()
     finally:
         await db.dispose()
     head = manifest["audit_head"]
     if not report.ok:
-        raise BackupError(f"the restored audit chain is broken at record "
-                          f"{report.first_bad_seq}: {report.problem}")
+        raise BackupError(
+            f"the restored audit chain is broken at record {report.first_bad_seq}: {report.problem}"
+        )
     if (report.records, report.head_hash) != (head["seq"], head["hash"]):
-        raise BackupError(f"the restored audit chain ends at record {report.records}, the "
-                          f"backup's at {head['seq']}")
+        raise BackupError(
+            f"the restored audit chain ends at record {report.records}, the "
+            f"backup's at {head['seq']}"
+        )
     store = ContentStore(settings.data_dir)
     for (sha,) in rows:
         path = store.blob_path(str(sha))

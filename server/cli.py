@@ -44,8 +44,10 @@ def gc_thresholds(settings: Settings) -> tuple[int, int, int]:
     """The collector's thresholds from the settings (see ``gc_young_objects``)."""
     young, full = settings.gc_young_objects, settings.gc_full_after
     if young < 1 or full < 1:
-        raise SettingsError("DIENHONG_GC_YOUNG_OBJECTS and DIENHONG_GC_FULL_AFTER must be "
-                            "at least 1 (0 would turn the collector off)")
+        raise SettingsError(
+            "DIENHONG_GC_YOUNG_OBJECTS and DIENHONG_GC_FULL_AFTER must be "
+            "at least 1 (0 would turn the collector off)"
+        )
     return young, gc.get_threshold()[1], full
 
 
@@ -80,11 +82,15 @@ def port_problem(host: str, port: int) -> str | None:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return (f"Port {port} on {host} is already in use (is another server "
-                        "running?); stop it or choose another port with --port.")
+                return (
+                    f"Port {port} on {host} is already in use (is another server "
+                    "running?); stop it or choose another port with --port."
+                )
             if exc.errno == errno.EACCES:
-                return (f"Port {port} on {host} needs privileges this user lacks; choose a "
-                        "port above 1023 with --port.")
+                return (
+                    f"Port {port} on {host} needs privileges this user lacks; choose a "
+                    "port above 1023 with --port."
+                )
             return f"Cannot listen on {host}:{port}: {exc.strerror}."
     return None
 
@@ -97,8 +103,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     from server.migrate import migrate
 
     thresholds = gc_thresholds(settings)
-    configure_logging(settings.log_level, log_format=settings.log_format,
-                      as_json=settings.log_json)
+    configure_logging(settings.log_level, log_format=settings.log_format, as_json=settings.log_json)
     for line in storage_lines(settings):
         print(line, file=sys.stderr)
     problem = port_problem(host, port)
@@ -161,18 +166,29 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
             # who then builds the tree over the API) comes with the root unit.
             async with ctx.read() as session:
                 if await list_units(session):
-                    print("error: give --unit-id (the organisation already has units)",
-                          file=sys.stderr)
+                    print(
+                        "error: give --unit-id (the organisation already has units)",
+                        file=sys.stderr,
+                    )
                     return 2
-            root = await create_unit(ctx, None, name=args.root_unit_name,
-                                     kind=UnitKind.STANDING_COMMITTEE, parent_id=None)
+            root = await create_unit(
+                ctx,
+                None,
+                name=args.root_unit_name,
+                kind=UnitKind.STANDING_COMMITTEE,
+                parent_id=None,
+            )
             print(f"created root unit {root.name} (id {root.id})")
             unit_id = root.id
         user = await create_user(
-            ctx, None, username=args.username,
+            ctx,
+            None,
+            username=args.username,
             display_name=args.display_name or args.username,
-            unit_id=unit_id, roles=[Role(r) for r in args.role],
-            clearance=Confidentiality(args.clearance), password=password,
+            unit_id=unit_id,
+            roles=[Role(r) for r in args.role],
+            clearance=Confidentiality(args.clearance),
+            password=password,
         )
         print(f"created user {user.username} (id {user.id})")
         return 0
@@ -186,8 +202,12 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from server.migrate import migrate
 
     async def job(ctx: object) -> int:
-        _city, summary = await seed_demo(ctx, password=args.password,  # type: ignore[arg-type]
-                                  communes=args.communes, delegates=args.delegates)
+        _city, summary = await seed_demo(
+            ctx,
+            password=args.password,  # type: ignore[arg-type]
+            communes=args.communes,
+            delegates=args.delegates,
+        )
         for line in summary:
             print(line)
         return 0
@@ -223,13 +243,17 @@ def _verify_audit(settings: Settings, trust_roots: str | None = None) -> int:
     from server.signing.trust import TrustRootsError, load_trust_roots
 
     try:
-        roots = load_trust_roots(settings.signing_trust_roots if trust_roots is None
-                                 else trust_roots)
+        roots = load_trust_roots(
+            settings.signing_trust_roots if trust_roots is None else trust_roots
+        )
     except (TrustRootsError, OSError) as exc:
         print(f"trust roots unreadable: {exc}", file=sys.stderr)
         return 1
-    organisation = OrganisationCheck(tuple(roots), fetch=settings.signing_fetch_revocation,
-                                     network_timeout_secs=settings.signing_network_timeout_secs)
+    organisation = OrganisationCheck(
+        tuple(roots),
+        fetch=settings.signing_fetch_revocation,
+        network_timeout_secs=settings.signing_network_timeout_secs,
+    )
 
     async def run() -> int:
         signer = NodeKeySigner.for_node(settings)
@@ -241,28 +265,39 @@ def _verify_audit(settings: Settings, trust_roots: str | None = None) -> int:
         db = Database(settings)
         try:
             async with db.read_session() as session:
-                report = await verify_anchored(session, checkpoints,
-                                               {signer.key_id: signer.verifier()},
-                                               organisation)
+                report = await verify_anchored(
+                    session, checkpoints, {signer.key_id: signer.verifier()}, organisation
+                )
         finally:
             await db.dispose()
         if report.ok:
-            print(f"audit chain holds: {report.records} records, head {report.head_hash}, "
-                  f"{len(checkpoints)} signed checkpoints agree")
+            print(
+                f"audit chain holds: {report.records} records, head {report.head_hash}, "
+                f"{len(checkpoints)} signed checkpoints agree"
+            )
             if organisation.countersigned:
                 last = max(c.seq for c in checkpoints if c.org_signature)
-                names = "; ".join(f"{name} (certificate SHA-256 {print_})"
-                                  for print_, name in sorted(organisation.signers.items()))
-                print(f"{organisation.countersigned} checkpoints also signed by the "
-                      f"organisation, up to record {last}: {names}")
+                names = "; ".join(
+                    f"{name} (certificate SHA-256 {print_})"
+                    for print_, name in sorted(organisation.signers.items())
+                )
+                print(
+                    f"{organisation.countersigned} checkpoints also signed by the "
+                    f"organisation, up to record {last}: {names}"
+                )
             if report.records and not checkpoints:
                 # A server writes one when it starts: none at all means the file is gone,
                 # or only command-line tools ever wrote to this database.
-                print(f"warning: no audit checkpoints in {checkpoint_path(settings)}; the "
-                      "chain is not anchored outside the database", file=sys.stderr)
+                print(
+                    f"warning: no audit checkpoints in {checkpoint_path(settings)}; the "
+                    "chain is not anchored outside the database",
+                    file=sys.stderr,
+                )
             return 0
-        print(f"audit chain broken at record {report.first_bad_seq}: {report.problem}",
-              file=sys.stderr)
+        print(
+            f"audit chain broken at record {report.first_bad_seq}: {report.problem}",
+            file=sys.stderr,
+        )
         return 1
 
     return asyncio.run(run())
@@ -277,8 +312,10 @@ def _backup(settings: Settings, dest: str) -> int:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
     head = manifest["audit_head"]
-    print(f"backup written to {dest}: {len(manifest['parts'])} parts, "
-          f"{len(manifest['files'])} uploaded files, audit chain at record {head['seq']}")
+    print(
+        f"backup written to {dest}: {len(manifest['parts'])} parts, "
+        f"{len(manifest['files'])} uploaded files, audit chain at record {head['seq']}"
+    )
     return 0
 
 
@@ -290,93 +327,142 @@ def _restore(settings: Settings, source: str) -> int:
     except BackupError as exc:
         print(f"restore refused: {exc}", file=sys.stderr)
         return 1
-    print(f"restored the backup of {manifest['created_at']} (version {manifest['version']}): "
-          f"audit chain holds up to record {manifest['audit_head']['seq']}, "
-          f"{len(manifest['files'])} uploaded files read back")
+    print(
+        f"restored the backup of {manifest['created_at']} (version {manifest['version']}): "
+        f"audit chain holds up to record {manifest['audit_head']['seq']}, "
+        f"{len(manifest['files'])} uploaded files read back"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dienhong", description=__doc__,
+        prog="dienhong",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Settings come from DIENHONG_* environment variables (see the README's "
-               "Configuration table). 'dienhong COMMAND --help' explains each command.")
+        "Configuration table). 'dienhong COMMAND --help' explains each command.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
-        "serve", help="apply pending migrations, then serve the API and the web pages",
+        "serve",
+        help="apply pending migrations, then serve the API and the web pages",
         description="Apply pending database migrations, then serve the API, the /ws socket "
-                    "and the web pages until stopped (Ctrl+C). Prints the data directory "
-                    "and database it uses.")
-    serve.add_argument("--host", default=None,
-                       help="address to listen on (default DIENHONG_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None,
-                       help="port to listen on (default DIENHONG_PORT, 8000)")
+        "and the web pages until stopped (Ctrl+C). Prints the data directory "
+        "and database it uses.",
+    )
+    serve.add_argument(
+        "--host", default=None, help="address to listen on (default DIENHONG_HOST, 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="port to listen on (default DIENHONG_PORT, 8000)"
+    )
     commands.add_parser(
-        "migrate", help="apply pending database migrations and exit",
-        description="Bring the database up to date with this version and exit.")
+        "migrate",
+        help="apply pending database migrations and exit",
+        description="Bring the database up to date with this version and exit.",
+    )
     demo = commands.add_parser(
-        "demo", help="seed a demo city (units, accounts, a meeting) into the database",
+        "demo",
+        help="seed a demo city (units, accounts, a meeting) into the database",
         description="Seed a demo city into the data directory's database: the Standing "
-                    "Committee, committees, communes and wards, the accounts admin, "
-                    "standing, chair, secretary, delegate001... and ward001..., all with "
-                    "one password, and a meeting of the delegates today. Run it before "
-                    "'dienhong serve', with the same DIENHONG_DATA_DIR.")
-    demo.add_argument("--password", required=True,
-                      help="the password of every demo account (at least 8 characters)")
-    demo.add_argument("--communes", type=int, default=126,
-                      help="how many communes and wards, each with one staff account "
-                           "(default 126)")
-    demo.add_argument("--delegates", type=int, default=95,
-                      help="how many delegates of the city council (default 95)")
+        "Committee, committees, communes and wards, the accounts admin, "
+        "standing, chair, secretary, delegate001... and ward001..., all with "
+        "one password, and a meeting of the delegates today. Run it before "
+        "'dienhong serve', with the same DIENHONG_DATA_DIR.",
+    )
+    demo.add_argument(
+        "--password",
+        required=True,
+        help="the password of every demo account (at least 8 characters)",
+    )
+    demo.add_argument(
+        "--communes",
+        type=int,
+        default=126,
+        help="how many communes and wards, each with one staff account (default 126)",
+    )
+    demo.add_argument(
+        "--delegates",
+        type=int,
+        default=95,
+        help="how many delegates of the city council (default 95)",
+    )
     user = commands.add_parser(
-        "create-user", help="create an account (the first administrator, for instance)",
+        "create-user",
+        help="create an account (the first administrator, for instance)",
         description="Create an account. On an empty database the first account comes with "
-                    "the root unit of the organisation.")
+        "the root unit of the organisation.",
+    )
     user.add_argument("--username", required=True, help="the sign-in name")
-    user.add_argument("--display-name", default="",
-                      help="the name shown to others (default: the username)")
-    user.add_argument("--unit-id", type=int, default=None,
-                      help="the user's unit; omitted on an empty organisation: a root unit "
-                           "is created")
-    user.add_argument("--root-unit-name", default="Thường trực HĐND",
-                      help="name of the root unit created for the first user")
-    user.add_argument("--role", action="append", default=[],
-                      choices=["admin", "standing", "chair", "secretary", "delegate", "staff",
-                               "auditor"],
-                      help="a role of the account; repeat for several")
-    user.add_argument("--clearance", default="none",
-                      choices=["none", "confidential", "secret", "top_secret"],
-                      help="the highest confidentiality the user may read (default none)")
-    user.add_argument("--password", default=None,
-                      help="or DIENHONG_NEW_PASSWORD, or asked for on the terminal")
+    user.add_argument(
+        "--display-name", default="", help="the name shown to others (default: the username)"
+    )
+    user.add_argument(
+        "--unit-id",
+        type=int,
+        default=None,
+        help="the user's unit; omitted on an empty organisation: a root unit is created",
+    )
+    user.add_argument(
+        "--root-unit-name",
+        default="Thường trực HĐND",
+        help="name of the root unit created for the first user",
+    )
+    user.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        choices=["admin", "standing", "chair", "secretary", "delegate", "staff", "auditor"],
+        help="a role of the account; repeat for several",
+    )
+    user.add_argument(
+        "--clearance",
+        default="none",
+        choices=["none", "confidential", "secret", "top_secret"],
+        help="the highest confidentiality the user may read (default none)",
+    )
+    user.add_argument(
+        "--password", default=None, help="or DIENHONG_NEW_PASSWORD, or asked for on the terminal"
+    )
     unlock = commands.add_parser(
-        "unlock", help="lift the sign-in throttle of a username",
+        "unlock",
+        help="lift the sign-in throttle of a username",
         description="Let a username sign in again at once from every address, after too "
-                    "many failed attempts held it back.")
+        "many failed attempts held it back.",
+    )
     unlock.add_argument("username", help="the username to let sign in again")
     verify = commands.add_parser(
-        "verify-audit", help="recompute the audit chain; exit 1 at the first bad record",
+        "verify-audit",
+        help="recompute the audit chain; exit 1 at the first bad record",
         description="Recompute the hash chain of the audit log and hold it against the "
-                    "signed checkpoints; check the organisation's signature of each "
-                    "checkpoint against the trust roots and name its signer. Exit 0 when "
-                    "all holds; otherwise print the first record or checkpoint at fault "
-                    "and exit 1.")
-    verify.add_argument("--trust-roots", default=None,
-                        help="CA certificates (a PEM/DER file or a directory) to check the "
-                             "organisation's signatures against; default "
-                             "DIENHONG_SIGNING_TRUST_ROOTS")
+        "signed checkpoints; check the organisation's signature of each "
+        "checkpoint against the trust roots and name its signer. Exit 0 when "
+        "all holds; otherwise print the first record or checkpoint at fault "
+        "and exit 1.",
+    )
+    verify.add_argument(
+        "--trust-roots",
+        default=None,
+        help="CA certificates (a PEM/DER file or a directory) to check the "
+        "organisation's signatures against; default "
+        "DIENHONG_SIGNING_TRUST_ROOTS",
+    )
     backup = commands.add_parser(
-        "backup", help="write a consistent backup while the server runs",
+        "backup",
+        help="write a consistent backup while the server runs",
         description="Write a consistent snapshot of the database, the uploaded files and the "
-                    "signing key into DEST, with a manifest of SHA-256 sums that 'dienhong "
-                    "restore' checks first.")
+        "signing key into DEST, with a manifest of SHA-256 sums that 'dienhong "
+        "restore' checks first.",
+    )
     backup.add_argument("dest", help="a new (or empty) directory")
     restore = commands.add_parser(
-        "restore", help="restore a backup into an empty data directory (and empty database)",
+        "restore",
+        help="restore a backup into an empty data directory (and empty database)",
         description="Check a backup against its manifest, refuse a damaged or partial one, "
-                    "then restore it into an empty data directory (and empty database) and "
-                    "check the audit chain and every file.")
+        "then restore it into an empty data directory (and empty database) and "
+        "check the audit chain and every file.",
+    )
     restore.add_argument("source", help="a directory written by 'dienhong backup'")
     return parser
 

@@ -21,11 +21,22 @@ try:
 except ImportError:  # an optional speed-up: gzip serves every client
     brotli = None
 
-COMPRESSIBLE_TYPES = frozenset({
-    "application/javascript", "application/json", "application/manifest+json",
-    "application/problem+json", "application/xml", "image/svg+xml", "text/css", "text/csv",
-    "text/html", "text/javascript", "text/plain", "text/xml",
-})
+COMPRESSIBLE_TYPES = frozenset(
+    {
+        "application/javascript",
+        "application/json",
+        "application/manifest+json",
+        "application/problem+json",
+        "application/xml",
+        "image/svg+xml",
+        "text/css",
+        "text/csv",
+        "text/html",
+        "text/javascript",
+        "text/plain",
+        "text/xml",
+    }
+)
 # gzip level 6 and brotli quality 5: most of the size gain at a fraction of the CPU of
 # the highest settings, which matters when 95 tablets load the app at once.
 GZIP_LEVEL = 6
@@ -112,9 +123,14 @@ class Compression:
                     return
                 headers.add_vary_header("Accept-Encoding")
                 message = {**message, "headers": headers.raw}
-                if (encoding is None or is_head or "content-encoding" in headers
-                        or "content-range" in headers
-                        or message["status"] < 200 or message["status"] in (204, 304)):
+                if (
+                    encoding is None
+                    or is_head
+                    or "content-encoding" in headers
+                    or "content-range" in headers
+                    or message["status"] < 200
+                    or message["status"] in (204, 304)
+                ):
                     passthrough = True
                     await send(message)
                     return

@@ -98,7 +98,7 @@ class Write:
         dialect = self.session.get_bind().dialect.name
         upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         for start in range(0, len(names), EMIT_MANY_CHUNK):
-            chunk = names[start:start + EMIT_MANY_CHUNK]
+            chunk = names[start : start + EMIT_MANY_CHUNK]
             # Updating a row to its own value locks it (PostgreSQL) and creates it if new.
             stmt = (
                 upsert(Topic)
@@ -113,13 +113,18 @@ class Write:
         """Store the events of reserved topics emitted so far, and their counters."""
         if not self._unstored:
             return
-        await self.session.execute(insert(EventRecord), [
-            {"topic": e.topic, "seq": e.seq, "type": e.type, "data": e.data, "at": e.at}
-            for e in self._unstored])
+        await self.session.execute(
+            insert(EventRecord),
+            [
+                {"topic": e.topic, "seq": e.seq, "type": e.type, "data": e.data, "at": e.at}
+                for e in self._unstored
+            ],
+        )
         moved = {e.topic for e in self._unstored}
         # ORM bulk update by primary key: one executemany.
-        await self.session.execute(update(Topic), [
-            {"name": name, "seq": self._counters[name]} for name in sorted(moved)])
+        await self.session.execute(
+            update(Topic), [{"name": name, "seq": self._counters[name]} for name in sorted(moved)]
+        )
         self._stored_counters.update((name, self._counters[name]) for name in moved)
         self._unstored.clear()
 
@@ -138,8 +143,9 @@ class Write:
         for event in self._unstored:
             self._counters[event.topic] = event.seq
 
-    async def emit_many(self, topics: Sequence[str], type: str,
-                        data: dict[str, Any]) -> dict[str, Event]:
+    async def emit_many(
+        self, topics: Sequence[str], type: str, data: dict[str, Any]
+    ) -> dict[str, Event]:
         """Store the same event on many topics (e.g. one per recipient's inbox) in a few
         statements instead of one round trip per topic; returns each topic's event."""
         if self._counters.keys() & set(topics):
@@ -152,12 +158,21 @@ class Write:
         return events
 
     async def audit(
-        self, actor_id: int | None, action: str, subject: str = "",
+        self,
+        actor_id: int | None,
+        action: str,
+        subject: str = "",
         details: dict[str, Any] | None = None,
     ) -> None:
         """Append a hash-chained audit record in this transaction."""
-        await append_audit(self.session, at=self.now, actor_id=actor_id, action=action,
-                           subject=subject, details=details)
+        await append_audit(
+            self.session,
+            at=self.now,
+            actor_id=actor_id,
+            action=action,
+            subject=subject,
+            details=details,
+        )
 
     def after_commit(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` once the transaction has committed (e.g. to wake a timer)."""
@@ -169,7 +184,10 @@ EMIT_MANY_CHUNK = 500
 
 
 async def append_event_to_topics(
-    session: AsyncSession, topics: Sequence[str], type: str, data: dict[str, Any],
+    session: AsyncSession,
+    topics: Sequence[str],
+    type: str,
+    data: dict[str, Any],
     at: datetime,
 ) -> dict[str, Event]:
     """``append_event`` for many topics at once: one multi-row upsert of the counters per
@@ -183,7 +201,7 @@ async def append_event_to_topics(
     data = json.loads(json.dumps(data, ensure_ascii=False))
     seqs: dict[str, int] = {}
     for start in range(0, len(names), EMIT_MANY_CHUNK):
-        chunk = names[start:start + EMIT_MANY_CHUNK]
+        chunk = names[start : start + EMIT_MANY_CHUNK]
         stmt = (
             upsert(Topic)
             .values([{"name": name, "seq": 1, "pruned_through": 0} for name in chunk])
@@ -193,13 +211,15 @@ async def append_event_to_topics(
         for name, seq in (await session.execute(stmt)).all():
             seqs[name] = int(seq)
     if names:
-        await session.execute(insert(EventRecord), [
-            {"topic": name, "seq": seqs[name], "type": type, "data": data, "at": at}
-            for name in names
-        ])
+        await session.execute(
+            insert(EventRecord),
+            [
+                {"topic": name, "seq": seqs[name], "type": type, "data": data, "at": at}
+                for name in names
+            ],
+        )
     tail = FrameTail(frame_tail(type, data, at))
     return {name: Event.create(name, seqs[name], type, data, at, tail) for name in names}
-
 
 
 RuntimeT = TypeVar("RuntimeT")
@@ -241,8 +261,15 @@ class Runtimes:
 class Context:
     """Everything a service needs: settings, database, broker, hub, clock, metrics."""
 
-    def __init__(self, settings: Settings, db: Database, broker: Broker, clock: Clock,
-                 metrics: Metrics, tokens: TokenService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        broker: Broker,
+        clock: Clock,
+        metrics: Metrics,
+        tokens: TokenService,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.broker = broker
@@ -250,8 +277,9 @@ class Context:
         self.metrics = metrics
         self.tokens = tokens
         self.hub = Hub(db, metrics, resume_batch=settings.resume_batch)
-        self.principals = PrincipalCache(clock, settings.principal_cache_secs,
-                                         settings.principal_cache_size)
+        self.principals = PrincipalCache(
+            clock, settings.principal_cache_secs, settings.principal_cache_size
+        )
         self.principal_rows = principal_rows(db)
         self.topic_authorizers: dict[str, TopicAuthorizer] = {}
         self.received_handlers: list[ReceivedHandler] = []

@@ -127,20 +127,25 @@ class Database:
             self.read_engine = self._sqlite_engine(immediate=False)
         else:
             self.write_engine = create_async_engine(
-                self.url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size,
+                self.url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_pool_size,
                 pool_pre_ping=True,
             )
             # Reads have their own pool: under a storm of writes, every write connection
             # may be waiting for the write lock, and a read must not wait behind them.
             self.read_engine = create_async_engine(
-                self.url, pool_size=settings.db_read_pool_size,
-                max_overflow=settings.db_read_pool_size, pool_pre_ping=True,
+                self.url,
+                pool_size=settings.db_read_pool_size,
+                max_overflow=settings.db_read_pool_size,
+                pool_pre_ping=True,
             )
         # Single statements need no transaction of their own: no BEGIN and no ROLLBACK
         # on SQLite (two trips to the connection's thread), none on PostgreSQL (two round
         # trips to the server).
         self._single_reads = self.read_engine.execution_options(
-            **({NO_BEGIN: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))
+            **({NO_BEGIN: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"})
+        )
         self._writes = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reads = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # One SQLite writer at a time per process; PostgreSQL takes an advisory lock.
@@ -182,8 +187,9 @@ class Database:
         async with self._reads() as session:
             yield session
 
-    async def read_row(self, statement: Executable,
-                       params: Mapping[str, Any] | None = None) -> Row[Any] | None:
+    async def read_row(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Row[Any] | None:
         """The first row of one read statement (Core: no session, no ORM objects).
 
         A statement built once at import with ``bindparam`` and given ``params`` here
@@ -191,8 +197,9 @@ class Database:
         async with self._single_reads.connect() as conn:
             return (await conn.execute(statement, params)).first()
 
-    async def read_rows(self, statement: Executable,
-                        params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+    async def read_rows(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
         """Every row of one read statement; see ``read_row``."""
         async with self._single_reads.connect() as conn:
             return (await conn.execute(statement, params)).all()
@@ -206,8 +213,9 @@ class Database:
         async with self._write_lock:
             engine = self.write_engine.execution_options(**{NO_BEGIN: True})
             async with engine.connect() as conn:
-                busy, _frames, _copied = (await conn.exec_driver_sql(
-                    "PRAGMA wal_checkpoint(TRUNCATE)")).one()
+                busy, _frames, _copied = (
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                ).one()
         return int(busy) == 0
 
     async def ping(self) -> None:

@@ -105,23 +105,29 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "annotation_failed": ErrorCode((422,), "The annotated copy could not be made."),
     "annotation_not_found": ErrorCode((404,), "That annotation does not exist."),
     "annotations_too_large": ErrorCode(
-        (413,), "You have too many annotations on this document; remove some first."),
+        (413,), "You have too many annotations on this document; remove some first."
+    ),
     "attachment_too_confidential": ErrorCode(
-        (422,), "Some readers of that place may not read this attachment."),
+        (422,), "Some readers of that place may not read this attachment."
+    ),
     "bad_request": ErrorCode((400,), "The request is malformed."),
     "body_too_large": ErrorCode((413,), "The text is too long."),
     "busy": ErrorCode((429,), "The server is busy; try again shortly."),
     "certificate_expired": ErrorCode(
-        (422,), "The signer's certificate is not valid at this time; nothing was signed."),
+        (422,), "The signer's certificate is not valid at this time; nothing was signed."
+    ),
     "certificate_invalid": ErrorCode((422,), "The signer's certificate cannot sign."),
     "certificate_revoked": ErrorCode(
-        (422,), "The signer's certificate is revoked; nothing was signed."),
+        (422,), "The signer's certificate is revoked; nothing was signed."
+    ),
     "certificate_untrusted": ErrorCode(
-        (422,), "The signer's certificate was not issued by a trusted authority."),
+        (422,), "The signer's certificate was not issued by a trusted authority."
+    ),
     "chair_required": ErrorCode((422,), "A meeting needs a chair."),
     "channel_not_found": ErrorCode((404,), "This conversation does not exist."),
     "client_msg_id_reused": ErrorCode(
-        (409,), "This message was already sent with different content."),
+        (409,), "This message was already sent with different content."
+    ),
     "conflict": ErrorCode((409,), "This is not possible in the current state."),
     "content_missing": ErrorCode((404,), "The file's content is missing on this server."),
     "content_type_mismatch": ErrorCode((422,), "The file's content does not match its type."),
@@ -155,7 +161,8 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "invalid_json": ErrorCode((400,), "The request data is malformed."),
     "invalid_kind": ErrorCode((422,), "This kind of conversation cannot be made here."),
     "invalid_max_choices": ErrorCode(
-        (422,), "The number of choices must be between 1 and the number of options."),
+        (422,), "The number of choices must be between 1 and the number of options."
+    ),
     "invalid_members": ErrorCode((422,), "A direct conversation has exactly one other person."),
     "invalid_multipart": ErrorCode((400,), "The upload is malformed; choose the file again."),
     "invalid_options": ErrorCode((422,), "The options of the poll are not valid."),
@@ -182,7 +189,8 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "missing_file": ErrorCode((400,), "Choose a file to upload."),
     "missing_token": ErrorCode((401,), "Please sign in."),
     "muted_by_chair": ErrorCode(
-        (403,), "The chair muted your microphone; unmute it once the chair asks."),
+        (403,), "The chair muted your microphone; unmute it once the chair asks."
+    ),
     "name_required": ErrorCode((422,), "A group needs a name."),
     "no_recipients": ErrorCode((422,), "Nobody in the chosen units may receive this instruction."),
     "no_vote": ErrorCode((403,), "Only the delegates of the meeting vote."),
@@ -196,7 +204,8 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "not_checked_in": ErrorCode((409,), "Check in to the meeting before voting."),
     "not_found": ErrorCode((404,), "Not found."),
     "not_in_electorate": ErrorCode(
-        (403,), "You were not among those entitled to vote when the poll opened."),
+        (403,), "You were not among those entitled to vote when the poll opened."
+    ),
     "not_muted": ErrorCode((409,), "That microphone is not muted."),
     "not_officer": ErrorCode((403,), "Only the chair or a secretary may do this."),
     "not_organiser": ErrorCode((403,), "You may not schedule meetings."),
@@ -212,10 +221,12 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "oidc_denied": ErrorCode((401,), "The OpenID provider refused or cancelled the sign-in."),
     "oidc_id_token_invalid": ErrorCode((401,), "The OpenID provider's ID token was refused."),
     "oidc_no_account": ErrorCode(
-        (403,), "No account here has the SSO username; nothing was created."),
+        (403,), "No account here has the SSO username; nothing was created."
+    ),
     "oidc_not_configured": ErrorCode((404,), "Single sign-on is not configured."),
     "oidc_provider_error": ErrorCode(
-        (502,), "The OpenID provider could not be reached or did not answer as expected."),
+        (502,), "The OpenID provider could not be reached or did not answer as expected."
+    ),
     "oidc_state_invalid": ErrorCode((400,), "The SSO sign-in is unknown, expired or already used."),
     "page_not_found": ErrorCode((404,), "This page does not exist."),
     "page_out_of_range": ErrorCode((422,), "The document has no such page."),
@@ -232,13 +243,15 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "queue_mismatch": ErrorCode((422,), "List every waiting request exactly once."),
     "rate_limited": ErrorCode((429,), "Too many requests; try again shortly."),
     "reason_not_allowed": ErrorCode(
-        (422,), "Only the chair or a secretary records a reason for absence."),
+        (422,), "Only the chair or a secretary records a reason for absence."
+    ),
     "recording_in_progress": ErrorCode((409,), "The recording is still in progress."),
     "recording_not_found": ErrorCode((404,), "This recording does not exist."),
     "render_failed": ErrorCode((422,), "The page could not be displayed."),
     "result_not_sealed": ErrorCode((404,), "The result sheet of this poll is not sealed yet."),
     "revocation_unavailable": ErrorCode(
-        (502,), "The revocation status of the certificate could not be checked."),
+        (502,), "The revocation status of the certificate could not be checked."
+    ),
     "root_exists": ErrorCode((422,), "The organisation already has a top unit; choose a parent."),
     "self_lockout": ErrorCode((422,), "An administrator cannot disable or demote themselves."),
     "shutting_down": ErrorCode((503,), "The server is restarting; try again in a moment."),
@@ -252,7 +265,8 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "stamp_failed": ErrorCode((422,), "The document copy could not be prepared."),
     "stroke_too_long": ErrorCode((422,), "The stroke is too long; draw it in parts."),
     "timestamp_unavailable": ErrorCode(
-        (502,), "The timestamp service did not answer; nothing was signed."),
+        (502,), "The timestamp service did not answer; nothing was signed."
+    ),
     "token_absent": ErrorCode((409,), "The signing token is not present."),
     "token_expired": ErrorCode((401,), "Your session has expired; please sign in again."),
     "token_revoked": ErrorCode((401,), "The session was ended; sign in again."),
@@ -278,9 +292,12 @@ ERROR_CATALOGUE: dict[str, ErrorCode] = {
     "unsupported_type": ErrorCode((422,), "This kind of file is not accepted."),
     "user_not_found": ErrorCode((404,), "This user does not exist."),
     "username_taken": ErrorCode((409,), "This username is taken."),
-    "weak_password": ErrorCode((422,), "The password is refused: too short or too long, one "
-                               "or two characters repeated, the username, too common, or "
-                               "unchanged; details.reason says which."),
+    "weak_password": ErrorCode(
+        (422,),
+        "The password is refused: too short or too long, one "
+        "or two characters repeated, the username, too common, or "
+        "unchanged; details.reason says which.",
+    ),
     "wrong_password": ErrorCode((422,), "The current password is wrong."),
     "wrong_pin": ErrorCode((422,), "The PIN is wrong; nothing was signed."),
 }

@@ -63,8 +63,11 @@ class ShuttingDown(ApiError):
 
 
 def busy(what: str) -> TooManyRequests:
-    return TooManyRequests(f"Too many {what} are waiting to be written; try again shortly.",
-                           code="busy", details={"retry_after": BUSY_RETRY_AFTER_SECS})
+    return TooManyRequests(
+        f"Too many {what} are waiting to be written; try again shortly.",
+        code="busy",
+        details={"retry_after": BUSY_RETRY_AFTER_SECS},
+    )
 
 
 def is_stored_id(value: int) -> bool:
@@ -77,8 +80,9 @@ def require_encodable(value: str, field_name: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise BadRequest(f"{field_name} holds a character that is not valid Unicode text.",
-                         code="invalid_text") from exc
+        raise BadRequest(
+            f"{field_name} holds a character that is not valid Unicode text.", code="invalid_text"
+        ) from exc
 
 
 @dataclass
@@ -103,11 +107,13 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
     what = "requests"
     # Tries of an item whose error ``should_retry`` (first write included).
     attempts = 3
+
     def __init__(self, ctx: Context, *, batch_size: int, queue_limit: int) -> None:
         self.ctx = ctx
         self.batch_size = max(1, batch_size)
         self._queue: asyncio.Queue[_Pending[ItemT, ResultT]] = asyncio.Queue(
-            maxsize=max(1, queue_limit))
+            maxsize=max(1, queue_limit)
+        )
         self._serving = False
         self._waiting = 0
 
@@ -205,8 +211,12 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
                 log.exception("writing one of the %s failed", self.what)
                 outcomes = [await self._alone(live[0])]
             else:
-                log.warning("a batch of %d %s failed as a whole; writing each alone",
-                            len(live), self.what, exc_info=True)
+                log.warning(
+                    "a batch of %d %s failed as a whole; writing each alone",
+                    len(live),
+                    self.what,
+                    exc_info=True,
+                )
                 outcomes = [await self._alone(p) for p in live]
         else:
             for index, (pending, outcome) in enumerate(zip(live, outcomes, strict=True)):
@@ -215,8 +225,9 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
         for pending, outcome in zip(live, outcomes, strict=True):
             _answer(pending, outcome)
 
-    async def _alone(self, pending: _Pending[ItemT, ResultT],
-                     tried: int = 0) -> ResultT | BaseException:
+    async def _alone(
+        self, pending: _Pending[ItemT, ResultT], tried: int = 0
+    ) -> ResultT | BaseException:
         outcome: ResultT | BaseException = RuntimeError("not written")
         while tried < self.attempts:
             tried += 1
@@ -230,7 +241,8 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
         return outcome
 
     async def _transaction(
-            self, batch: Sequence[_Pending[ItemT, ResultT]]) -> list[ResultT | BaseException]:
+        self, batch: Sequence[_Pending[ItemT, ResultT]]
+    ) -> list[ResultT | BaseException]:
         outcomes: list[ResultT | BaseException] = []
         async with self.ctx.write() as w:
             prepared = await self.prepare(w, [p.item for p in batch])

@@ -113,8 +113,9 @@ class JSON(JSONResponse):
     """JSON answers keep Vietnamese text readable and accept datetimes."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":"),
-                          default=_jsonable).encode()
+        return json.dumps(
+            content, ensure_ascii=False, separators=(",", ":"), default=_jsonable
+        ).encode()
 
 
 async def read_json(request: Request, model: type[ModelT]) -> ModelT:
@@ -150,7 +151,8 @@ async def read_json(request: Request, model: type[ModelT]) -> ModelT:
         first = problems[0]
         raise BadRequest(
             f"Invalid field {first['field']!r}: {first['message']}.",
-            code="invalid_request", details=problems,
+            code="invalid_request",
+            details=problems,
         ) from exc
 
 
@@ -161,13 +163,15 @@ def check_json_values(raw: Any, max_depth: int) -> None:
         item, depth = stack.pop()
         if isinstance(item, dict | list):
             if depth > max_depth:
-                raise BadRequest(f"The body is nested deeper than {max_depth} levels.",
-                                 code="invalid_json")
+                raise BadRequest(
+                    f"The body is nested deeper than {max_depth} levels.", code="invalid_json"
+                )
             if isinstance(item, dict):
                 for key, value in item.items():
                     if _has_surrogate(key):
-                        raise BadRequest("A field name is not valid Unicode text.",
-                                         code="invalid_json")
+                        raise BadRequest(
+                            "A field name is not valid Unicode text.", code="invalid_json"
+                        )
                     stack.append((value, depth + 1))
             else:
                 stack.extend((value, depth + 1) for value in item)
@@ -175,14 +179,16 @@ def check_json_values(raw: Any, max_depth: int) -> None:
             continue
         elif isinstance(item, int):
             if not -MAX_JSON_INT - 1 <= item <= MAX_JSON_INT:
-                raise BadRequest("An integer in the body does not fit 64 bits.",
-                                 code="invalid_json")
+                raise BadRequest(
+                    "An integer in the body does not fit 64 bits.", code="invalid_json"
+                )
         elif isinstance(item, float):
             if item != item or item in (float("inf"), float("-inf")):
                 raise BadRequest("A number in the body is not finite.", code="invalid_json")
         elif isinstance(item, str) and _has_surrogate(item):
-            raise BadRequest("A text in the body is not valid Unicode (a lone surrogate).",
-                             code="invalid_json")
+            raise BadRequest(
+                "A text in the body is not valid Unicode (a lone surrogate).", code="invalid_json"
+            )
 
 
 def bearer_token(conn: HTTPConnection) -> str:
@@ -193,8 +199,7 @@ def bearer_token(conn: HTTPConnection) -> str:
     return token.strip()
 
 
-_PRINCIPAL_BY_USERNAME = select(*PRINCIPAL_COLUMNS).where(
-    User.username == bindparam("username"))
+_PRINCIPAL_BY_USERNAME = select(*PRINCIPAL_COLUMNS).where(User.username == bindparam("username"))
 
 
 async def principal_for_token(ctx: Context, token: str) -> Principal:
@@ -228,8 +233,9 @@ async def principal_for_token(ctx: Context, token: str) -> Principal:
     return _of_current_version(principal, verified.user_id, verified.claims)
 
 
-def _of_current_version(principal: Principal, user_id: int | None,
-                        claims: dict[str, Any]) -> Principal:
+def _of_current_version(
+    principal: Principal, user_id: int | None, claims: dict[str, Any]
+) -> Principal:
     # Our tokens end when the user's token version moves on (see server/auth/service.py).
     if user_id is not None and not principal.accepts(claims):
         raise Unauthorized("The token was revoked; sign in again.", code="token_revoked")
@@ -268,24 +274,33 @@ def path_int(request: Request, name: str) -> int:
     return value
 
 
-def query_int(request: Request, name: str, default: int | None = None, *,
-              low: int = -MAX_ID - 1, high: int = MAX_ID) -> int | None:
+def query_int(
+    request: Request,
+    name: str,
+    default: int | None = None,
+    *,
+    low: int = -MAX_ID - 1,
+    high: int = MAX_ID,
+) -> int | None:
     """An integer query parameter in [low, high]; absent or empty gives ``default``."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
     value = _bounded_int(raw, low, high)
     if value is None:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}.",
-                         code="invalid_request")
+        raise BadRequest(
+            f"{name} must be a whole number from {low} to {high}.", code="invalid_request"
+        )
     return value
 
 
 # The pages load only their own scripts, styles, fonts and images (page images arrive as
 # blob: URLs fetched with the token); nothing may frame them, nor run inline script.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-            "font-src 'self'; connect-src 'self'; media-src 'self' blob:; worker-src 'self'; "
-            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "font-src 'self'; connect-src 'self'; media-src 'self' blob:; worker-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # An API answer is data, never a document: it loads nothing and is never framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 SECURITY_HEADERS = (
@@ -309,8 +324,9 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        csp = (API_CSP if path.startswith("/api/") or path in ("/metrics", "/healthz")
-               else PAGE_CSP).encode()
+        csp = (
+            API_CSP if path.startswith("/api/") or path in ("/metrics", "/healthz") else PAGE_CSP
+        ).encode()
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":

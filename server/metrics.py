@@ -9,15 +9,18 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.open_sockets = Gauge(
-            "dienhong_open_sockets", "WebSocket connections currently open",
+            "dienhong_open_sockets",
+            "WebSocket connections currently open",
             registry=self.registry,
         )
         self.events_published = Counter(
-            "dienhong_events_published_total", "Events committed and handed to the broker",
+            "dienhong_events_published_total",
+            "Events committed and handed to the broker",
             registry=self.registry,
         )
         self.events_delivered = Counter(
-            "dienhong_events_delivered_total", "Event frames queued to sockets",
+            "dienhong_events_delivered_total",
+            "Event frames queued to sockets",
             registry=self.registry,
         )
         self.queue_overflows = Counter(
@@ -31,8 +34,10 @@ class Metrics:
             registry=self.registry,
         )
         self.request_latency = Histogram(
-            "dienhong_http_request_seconds", "HTTP request latency",
-            ["method", "route", "status"], registry=self.registry,
+            "dienhong_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 

@@ -24,9 +24,14 @@ OPENAPI_VERSION = "3.1.0"
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?}")
 _PATH_INT = re.compile(r"path_int\(\s*request\s*,\s*\"(\w+)\"")
 # Endpoints that need no token.
-PUBLIC = {("POST", "/api/v1/auth/login"), ("GET", "/api/v1/openapi.json"),
-          ("GET", "/api/v1/auth/oidc"), ("GET", "/api/v1/auth/oidc/start"),
-          ("GET", "/api/v1/auth/oidc/callback"), ("POST", "/api/v1/auth/oidc/exchange")}
+PUBLIC = {
+    ("POST", "/api/v1/auth/login"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/auth/oidc"),
+    ("GET", "/api/v1/auth/oidc/start"),
+    ("GET", "/api/v1/auth/oidc/callback"),
+    ("POST", "/api/v1/auth/oidc/exchange"),
+}
 # Bodies that are not JSON.
 MULTIPART_FILE = {("POST", "/api/v1/files")}
 
@@ -46,25 +51,32 @@ def _operation_id(method: str, path: str) -> str:
 
 
 def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
-def describe(routes: Iterable[BaseRoute], *, title: str = "Diên Hồng",
-             version: str = "1") -> dict[str, Any]:
+def describe(
+    routes: Iterable[BaseRoute], *, title: str = "Diên Hồng", version: str = "1"
+) -> dict[str, Any]:
     """The OpenAPI document of every ``/api/`` route."""
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {
         "Error": {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": sorted(ERROR_CATALOGUE)},
-                    "message": {"type": "string"},
-                    "details": {},
-                },
-            }},
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "enum": sorted(ERROR_CATALOGUE)},
+                        "message": {"type": "string"},
+                        "details": {},
+                    },
+                }
+            },
         },
     }
     for route in routes:
@@ -74,8 +86,9 @@ def describe(routes: Iterable[BaseRoute], *, title: str = "Diên Hồng",
         integers = _integer_params(endpoint)
         parameters = []
         for name in _PARAM.findall(route.path):
-            schema: dict[str, Any] = ({"type": "integer", "maximum": MAX_ID}
-                                      if name in integers else {"type": "string"})
+            schema: dict[str, Any] = (
+                {"type": "integer", "maximum": MAX_ID} if name in integers else {"type": "string"}
+            )
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         for method in sorted(route.methods or ()):
             if method == "HEAD":
@@ -85,8 +98,9 @@ def describe(routes: Iterable[BaseRoute], *, title: str = "Diên Hồng",
                 "summary": (endpoint.__doc__ or endpoint.__name__).strip().splitlines()[0],
                 "responses": {
                     "2XX": {"description": "Success."},
-                    "4XX": _error_response("Refused: the error shape, with a code of the "
-                                           "catalogue."),
+                    "4XX": _error_response(
+                        "Refused: the error shape, with a code of the catalogue."
+                    ),
                 },
             }
             if parameters:
@@ -95,33 +109,53 @@ def describe(routes: Iterable[BaseRoute], *, title: str = "Diên Hồng",
                 operation["security"] = []
             model = body_model(endpoint)
             if (method, route.path) in MULTIPART_FILE:
-                operation["requestBody"] = {"required": True, "content": {
-                    "multipart/form-data": {"schema": {
-                        "type": "object", "required": ["file"],
-                        "properties": {"file": {"type": "string",
-                                                "contentMediaType": "application/octet-stream"}},
-                    }}}}
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                    }
+                                },
+                            }
+                        }
+                    },
+                }
             elif model is not None:
                 name = f"{model.__module__}.{model.__qualname__}"
                 schema = model.model_json_schema(
-                    ref_template="#/components/schemas/{model}", mode="validation")
+                    ref_template="#/components/schemas/{model}", mode="validation"
+                )
                 for nested_name, nested in schema.pop("$defs", {}).items():
                     schemas.setdefault(nested_name, nested)
                 schemas[name] = schema
-                operation["requestBody"] = {"required": False, "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+                operation["requestBody"] = {
+                    "required": False,
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+                    },
+                }
             paths.setdefault(route.path, {})[method.lower()] = operation
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": title, "version": version,
-                 "description": "The REST API of Diên Hồng. Real-time events: GET /ws."},
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "The REST API of Diên Hồng. Real-time events: GET /ws.",
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 

@@ -20,9 +20,11 @@ ENV_PREFIX = "DIENHONG_"
 # Variables of the test harness share the prefix and are not settings.
 TEST_PREFIX = "DIENHONG_TEST_"
 # Variables with the prefix that other parts read, not ``Settings``: they are not unknown.
-OTHER_VARIABLES = frozenset({
-    "DIENHONG_NEW_PASSWORD",  # dienhong create-user
-})
+OTHER_VARIABLES = frozenset(
+    {
+        "DIENHONG_NEW_PASSWORD",  # dienhong create-user
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -244,8 +246,7 @@ class Settings:
     render_max_width: int = 2400
     # Widths a WebP page image is rendered at: an asked width is rounded up to the next
     # step (the largest at most), so tablets of one model share cached renders.
-    render_width_steps: tuple[str, ...] = ("640", "800", "1024", "1280", "1600", "1920",
-                                           "2400")
+    render_width_steps: tuple[str, ...] = ("640", "800", "1024", "1280", "1600", "1920", "2400")
     # Quality (0-100) of lossy WebP page images: scans and photographs (text pages are
     # encoded losslessly, which is smaller for them).
     render_webp_quality: int = 80
@@ -538,8 +539,8 @@ def unknown_variable(key: str) -> str:
     """The message for a ``DIENHONG_*`` variable that names no setting: the closest that do."""
     # Compared without the prefix, which every name shares and which would make any two
     # names look alike.
-    valid = [name[len(ENV_PREFIX):] for name in setting_names() + sorted(OTHER_VARIABLES)]
-    close = difflib.get_close_matches(key[len(ENV_PREFIX):], valid, n=1, cutoff=0.6)
+    valid = [name[len(ENV_PREFIX) :] for name in setting_names() + sorted(OTHER_VARIABLES)]
+    close = difflib.get_close_matches(key[len(ENV_PREFIX) :], valid, n=1, cutoff=0.6)
     if close:
         return f"unknown variable {key}; did you mean {ENV_PREFIX}{close[0]}?"
     return f"unknown variable {key}; no setting has a similar name (see README's settings table)"

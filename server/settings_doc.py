@@ -57,21 +57,26 @@ def setting_docs(source: str | None = None) -> list[SettingDoc]:
         source = Path(settings_module.__file__).read_text(encoding="utf-8")
     lines = source.splitlines()
     tree = ast.parse(source)
-    [cls] = [node for node in tree.body
-             if isinstance(node, ast.ClassDef) and node.name == "Settings"]
+    [cls] = [
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings"
+    ]
     fields = {f.name for f in dataclasses.fields(Settings)}
     docs: list[SettingDoc] = []
     undocumented: list[str] = []
     section = ""
     previous_end = cls.lineno  # 1-based line of the last thing already read
     for node in cls.body:
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and node.target.id in fields and node.value is not None):
+        if not (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id in fields
+            and node.value is not None
+        ):
             previous_end = node.end_lineno or node.lineno
             continue
         name = node.target.id
         comment: list[str] = []
-        for line in lines[previous_end:node.lineno - 1]:
+        for line in lines[previous_end : node.lineno - 1]:
             stripped = line.strip()
             marker = _SECTION.match(stripped)
             if marker:
@@ -85,12 +90,20 @@ def setting_docs(source: str | None = None) -> list[SettingDoc]:
         description = " ".join(part for part in comment if part)
         if not description:
             undocumented.append(ENV_PREFIX + name.upper())
-        docs.append(SettingDoc(section, ENV_PREFIX + name.upper(),
-                               _default_text(node.value, source, name), description))
+        docs.append(
+            SettingDoc(
+                section,
+                ENV_PREFIX + name.upper(),
+                _default_text(node.value, source, name),
+                description,
+            )
+        )
     if undocumented:
         raise UndocumentedSettings(
-            "no comment above the field of " + ", ".join(undocumented)
-            + " in server/settings.py (the comment is the setting's description)")
+            "no comment above the field of "
+            + ", ".join(undocumented)
+            + " in server/settings.py (the comment is the setting's description)"
+        )
     return docs
 
 
@@ -109,10 +122,8 @@ def settings_table(docs: Sequence[SettingDoc] | None = None) -> str:
             if out:
                 out.append("")
             heading = section[:1].upper() + section[1:] if section else "General"
-            out += [f"**{heading}**", "", "| variable | default | meaning |",
-                    "| --- | --- | --- |"]
-        out.append(f"| `{doc.variable}` | `{_cell(doc.default)}` | "
-                   f"{_cell(doc.description)} |")
+            out += [f"**{heading}**", "", "| variable | default | meaning |", "| --- | --- | --- |"]
+        out.append(f"| `{doc.variable}` | `{_cell(doc.default)}` | {_cell(doc.description)} |")
     return "\n".join(out) + "\n"
 
 
@@ -134,13 +145,16 @@ def with_table(readme: str, table: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.settings_doc",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m server.settings_doc", description=__doc__.splitlines()[0]
+    )
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", action="store_true",
-                        help="rewrite the table in README.md in place")
-    action.add_argument("--check", action="store_true",
-                        help="exit with 1 when README's table differs from the code")
+    action.add_argument(
+        "--write", action="store_true", help="rewrite the table in README.md in place"
+    )
+    action.add_argument(
+        "--check", action="store_true", help="exit with 1 when README's table differs from the code"
+    )
     parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args(argv)
     try:
@@ -159,8 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.check:
         if current != table:
-            print(f"{args.readme}: the settings table differs from server/settings.py; "
-                  "run python -m server.settings_doc --write", file=sys.stderr)
+            print(
+                f"{args.readme}: the settings table differs from server/settings.py; "
+                "run python -m server.settings_doc --write",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if current != table:

@@ -40,8 +40,11 @@ _JS_IMPORT = re.compile(r'(\b(?:from|import)\s*)(["\'])(\.{1,2}/[^"\'?#]+\.js)\2
 
 _MODULE_SCRIPT = re.compile(r'<script type="module" src="(/app/[^"?#]+\.js)"></script>')
 
-_MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
-                ".js": "text/javascript; charset=utf-8"}
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+}
 
 
 def _digest(data: bytes) -> str:
@@ -67,8 +70,9 @@ class AssetCatalogue:
         for path in sorted(root.rglob("*")):
             if path.is_file():
                 raw[path.relative_to(root).as_posix()] = path.read_bytes()
-        scripts = b"".join(name.encode() + b"\0" + data for name, data in raw.items()
-                           if name.endswith(".js"))
+        scripts = b"".join(
+            name.encode() + b"\0" + data for name, data in raw.items() if name.endswith(".js")
+        )
         self.script_version = _digest(scripts)
         for name, data in raw.items():
             if not name.endswith((".html", ".css", ".js")):
@@ -81,12 +85,14 @@ class AssetCatalogue:
             elif name.endswith(".js"):
                 body = _JS_IMPORT.sub(
                     lambda m: f"{m[1]}{m[2]}{m[3]}?v={self.script_version}{m[2]}",
-                    data.decode("utf-8")).encode("utf-8")
+                    data.decode("utf-8"),
+                ).encode("utf-8")
                 self.assets[name] = Asset(self.script_version, body)
         for name, data in raw.items():
             if name.endswith(".html"):
-                body = self._rewrite(_HTML_REFERENCE, self._preload_modules(data, raw),
-                                     self._absolute)
+                body = self._rewrite(
+                    _HTML_REFERENCE, self._preload_modules(data, raw), self._absolute
+                )
                 self.assets[name] = Asset(_digest(body), body)
 
     def _preload_modules(self, page: bytes, raw: dict[str, bytes]) -> bytes:
@@ -94,7 +100,7 @@ class AssetCatalogue:
         any depth: the browser asks for all of them at once after the page, instead of
         one round trip per level of imports (what a slow link makes expensive)."""
         text = page.decode("utf-8")
-        entries = [ref[len(self.mount) + 1:] for ref in _MODULE_SCRIPT.findall(text)]
+        entries = [ref[len(self.mount) + 1 :] for ref in _MODULE_SCRIPT.findall(text)]
         seen = set(entries)
         order: list[str] = []
         frontier = list(entries)
@@ -109,8 +115,9 @@ class AssetCatalogue:
                     frontier.append(imported)
         if not order or "</head>" not in text:
             return page
-        links = "".join(f'<link rel="modulepreload" href="{self.mount}/{name}">\n'
-                        for name in order)
+        links = "".join(
+            f'<link rel="modulepreload" href="{self.mount}/{name}">\n' for name in order
+        )
         return text.replace("</head>", links + "</head>", 1).encode("utf-8")
 
     def version_of(self, name: str) -> str | None:
@@ -124,7 +131,7 @@ class AssetCatalogue:
     def _absolute(self, ref: str) -> str | None:
         if not ref.startswith(self.mount + "/"):
             return None
-        name = ref[len(self.mount) + 1:]
+        name = ref[len(self.mount) + 1 :]
         version = self.version_of(name)
         return None if version is None else f"{ref}?v={version}"
 
@@ -138,8 +145,9 @@ class AssetCatalogue:
         return None if version is None else f"{ref}?v={version}"
 
     @staticmethod
-    def _rewrite(pattern: re.Pattern[str], data: bytes,
-                 versioned: Callable[[str], str | None]) -> bytes:
+    def _rewrite(
+        pattern: re.Pattern[str], data: bytes, versioned: Callable[[str], str | None]
+    ) -> bytes:
         def replace(match: re.Match[str]) -> str:
             new = versioned(match[2])
             return match[0] if new is None else f"{match[1]}{new}{match[3]}"
@@ -155,16 +163,20 @@ class HashedStaticFiles(StaticFiles):
         self.base = Path(directory).resolve()
         self.catalogue = AssetCatalogue(self.base, mount)
 
-    def file_response(self, full_path: str | os.PathLike[str], stat_result: os.stat_result,
-                      scope: Scope, status_code: int = 200) -> Response:
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
         try:
             name = Path(full_path).resolve().relative_to(self.base).as_posix()
         except ValueError:
             name = ""
         asset = self.catalogue.assets.get(name)
         asked = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("v", [""])[-1]
-        pinned = (asset is not None and asked == asset.version
-                  and not name.endswith(".html"))
+        pinned = asset is not None and asked == asset.version and not name.endswith(".html")
         cache_control = IMMUTABLE_CACHE_CONTROL if pinned else REVALIDATE_CACHE_CONTROL
         if asset is None or asset.body is None or status_code != 200:
             response = super().file_response(full_path, stat_result, scope, status_code)
@@ -175,5 +187,9 @@ class HashedStaticFiles(StaticFiles):
         given = Headers(scope=scope).get("if-none-match", "")
         if etag in {part.strip().removeprefix("W/") for part in given.split(",")}:
             return Response(status_code=304, headers=headers)
-        return Response(asset.body, status_code=status_code, headers=headers,
-                        media_type=_MEDIA_TYPES[Path(name).suffix])
+        return Response(
+            asset.body,
+            status_code=status_code,
+            headers=headers,
+            media_type=_MEDIA_TYPES[Path(name).suffix],
+        )

@@ -28,8 +28,10 @@ DEMO_PASSWORD = "demo-password-1"
 def pytest_configure(config: pytest.Config) -> None:
     backends()  # fails loudly in CI when PostgreSQL is not configured
     if PG_URL and not REDIS_URL:
-        raise pytest.UsageError("DIENHONG_TEST_DATABASE_URL is set without "
-                                "DIENHONG_TEST_REDIS_URL: the PostgreSQL runs use Redis")
+        raise pytest.UsageError(
+            "DIENHONG_TEST_DATABASE_URL is set without "
+            "DIENHONG_TEST_REDIS_URL: the PostgreSQL runs use Redis"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +83,5 @@ async def server(make_server: MakeServer) -> RunningServer:
 @pytest.fixture
 async def city(server: RunningServer) -> DemoCity:
     """A small demo city: 6 communes/wards, 9 delegates, password ``DEMO_PASSWORD``."""
-    seeded, _summary = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6,
-                                       delegates=9)
+    seeded, _summary = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6, delegates=9)
     return seeded

@@ -47,17 +47,31 @@ EVENTUALLY_INTERVAL_SECS = 0.02
 
 
 @overload
-async def eventually(condition: Callable[[], Awaitable[T]], what: str = ..., *,
-                     timeout: float = ..., interval: float = ...,
-                     ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
+async def eventually(
+    condition: Callable[[], Awaitable[T]],
+    what: str = ...,
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    ignoring: tuple[type[BaseException], ...] = ...,
+) -> T: ...
 @overload
-async def eventually(condition: Callable[[], T], what: str = ..., *,
-                     timeout: float = ..., interval: float = ...,
-                     ignoring: tuple[type[BaseException], ...] = ...) -> T: ...
-async def eventually(condition: Callable[[], Any], what: str = "", *,
-                     timeout: float = EVENTUALLY_TIMEOUT_SECS,
-                     interval: float = EVENTUALLY_INTERVAL_SECS,
-                     ignoring: tuple[type[BaseException], ...] = ()) -> Any:
+async def eventually(
+    condition: Callable[[], T],
+    what: str = ...,
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    ignoring: tuple[type[BaseException], ...] = ...,
+) -> T: ...
+async def eventually(
+    condition: Callable[[], Any],
+    what: str = "",
+    *,
+    timeout: float = EVENTUALLY_TIMEOUT_SECS,
+    interval: float = EVENTUALLY_INTERVAL_SECS,
+    ignoring: tuple[type[BaseException], ...] = (),
+) -> Any:
     """Ask ``condition`` (a function, sync or async) until it returns something true, and
     return that; fail after ``timeout`` seconds with a message naming ``what`` was awaited.
 
@@ -79,9 +93,11 @@ async def eventually(condition: Callable[[], Any], what: str = "", *,
         except ignoring as exc:
             last = exc
         if loop.time() >= deadline:
-            raise AssertionError(f"still waiting for {what or _name(condition)} after "
-                                 f"{timeout:g} s "
-                                 f"(last answer: {last!r})")
+            raise AssertionError(
+                f"still waiting for {what or _name(condition)} after "
+                f"{timeout:g} s "
+                f"(last answer: {last!r})"
+            )
         await asyncio.sleep(interval)
 
 
@@ -94,8 +110,10 @@ def backends() -> list[str]:
     if PG_URL:
         chosen.append("postgresql")
     elif IN_CI:
-        raise RuntimeError("CI=true but DIENHONG_TEST_DATABASE_URL is not set: the PostgreSQL "
-                           "half of the suite must run in CI")
+        raise RuntimeError(
+            "CI=true but DIENHONG_TEST_DATABASE_URL is not set: the PostgreSQL "
+            "half of the suite must run in CI"
+        )
     return chosen
 
 
@@ -141,8 +159,7 @@ def build_templates(root: Path) -> Templates:
 
 def drop_templates(templates: Templates) -> None:
     if templates.pg_template:
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{templates.pg_template}" '
-                                "WITH (FORCE)"))
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{templates.pg_template}" WITH (FORCE)'))
 
 
 async def fresh_database(templates: Templates, backend: str, data_dir: Path) -> str:
@@ -175,8 +192,9 @@ def free_socket() -> socket.socket:
 class RunningServer:
     """A real uvicorn server on an ephemeral loopback port, in this event loop."""
 
-    def __init__(self, settings: Settings, clock: Clock | None,
-                 features: list[Feature] | None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None, features: list[Feature] | None
+    ) -> None:
         self.settings = settings
         self.app = create_app(settings, clock=clock, features=features)
         self.ctx: Context = self.app.state.ctx
@@ -210,8 +228,9 @@ class RunningServer:
 
     async def login(self, username: str, password: str) -> str:
         async with self.http() as client:
-            response = await client.post("/api/v1/auth/login",
-                                         json={"username": username, "password": password})
+            response = await client.post(
+                "/api/v1/auth/login", json={"username": username, "password": password}
+            )
         assert response.status_code == 200, response.text
         token: str = response.json()["access_token"]
         return token

@@ -145,8 +145,9 @@ class User:
 class Request2(OAuth2Request):
     """One HTTP request, its form already read (authlib's grants are synchronous)."""
 
-    def __init__(self, method: str, url: str, headers: Headers, query: dict[str, str],
-                 form: dict[str, str]) -> None:
+    def __init__(
+        self, method: str, url: str, headers: Headers, query: dict[str, str], form: dict[str, str]
+    ) -> None:
         super().__init__(method, url, headers=headers)
         self._args = query
         self._form = form
@@ -177,7 +178,8 @@ class Provider:
     # Whether the discovery document offers token introspection (else clients refresh).
     introspection: bool = True
     key: RSAKey = field(
-        default_factory=lambda: RSAKey.generate_key(2048, private=True, auto_kid=True))
+        default_factory=lambda: RSAKey.generate_key(2048, private=True, auto_kid=True)
+    )
     url: str = ""
 
     def add_user(self, username: str, password: str) -> None:
@@ -194,11 +196,13 @@ class Provider:
         self._sock = sock
         self.server = build_server(self)
         self.app = build_app(self)
-        self._uvicorn = uvicorn.Server(uvicorn.Config(self.app, log_level="warning",
-                                                      lifespan="off"))
+        self._uvicorn = uvicorn.Server(
+            uvicorn.Config(self.app, log_level="warning", lifespan="off")
+        )
         self._task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
-        await eventually(lambda: bool(self._uvicorn.started), "the provider to start",
-                         interval=0.01)
+        await eventually(
+            lambda: bool(self._uvicorn.started), "the provider to start", interval=0.01
+        )
 
     async def stop(self) -> None:
         self._uvicorn.should_exit = True
@@ -215,10 +219,14 @@ def build_server(provider: Provider) -> AuthorizationServer:
 
         def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
             provider.tokens[token["access_token"]] = Token(
-                access_token=token["access_token"], refresh_token=token["refresh_token"],
-                client_id=request.client.get_client_id(), username=request.user.username,
-                scope=token["scope"], issued_at=int(time.time()),
-                expires_in=token["expires_in"])
+                access_token=token["access_token"],
+                refresh_token=token["refresh_token"],
+                client_id=request.client.get_client_id(),
+                username=request.user.username,
+                scope=token["scope"],
+                issued_at=int(time.time()),
+                expires_in=token["expires_in"],
+            )
 
         def create_oauth2_request(self, request: Any) -> OAuth2Request:
             return request
@@ -226,8 +234,9 @@ def build_server(provider: Provider) -> AuthorizationServer:
         def create_json_request(self, request: Any) -> Any:
             return request
 
-        def handle_response(self, status: int, body: Any,
-                            headers: list[tuple[str, str]]) -> Response:
+        def handle_response(
+            self, status: int, body: Any, headers: list[tuple[str, str]]
+        ) -> Response:
             if isinstance(body, dict):
                 return JSONResponse(body, status_code=status, headers=dict(headers))
             return Response(body or "", status_code=status, headers=dict(headers))
@@ -241,12 +250,16 @@ def build_server(provider: Provider) -> AuthorizationServer:
         def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
             data = request.payload.data
             provider.codes[code] = Code(
-                code=code, client_id=request.client.get_client_id(),
-                redirect_uri=data.get("redirect_uri", ""), scope=request.payload.scope,
-                username=request.user.username, nonce=data.get("nonce"),
+                code=code,
+                client_id=request.client.get_client_id(),
+                redirect_uri=data.get("redirect_uri", ""),
+                scope=request.payload.scope,
+                username=request.user.username,
+                nonce=data.get("nonce"),
                 code_challenge=data.get("code_challenge"),
                 code_challenge_method=data.get("code_challenge_method"),
-                auth_time=int(time.time()))
+                auth_time=int(time.time()),
+            )
 
         def query_authorization_code(self, code: str, client: ClientMixin) -> Code | None:
             found = provider.codes.get(code)
@@ -268,8 +281,11 @@ def build_server(provider: Provider) -> AuthorizationServer:
             return provider.forged_key or provider.key
 
         def get_client_claims(self, client: ClientMixin) -> dict[str, Any]:
-            return {"iss": provider.url, "aud": [client.get_client_id()],
-                    "exp": int(time.time()) + provider.access_token_ttl_secs}
+            return {
+                "iss": provider.url,
+                "aud": [client.get_client_id()],
+                "exp": int(time.time()) + provider.access_token_ttl_secs,
+            }
 
         def get_encode_header(self, client: ClientMixin) -> dict[str, str]:
             return {"alg": "RS256", "kid": provider.key.kid}
@@ -304,25 +320,40 @@ def build_server(provider: Provider) -> AuthorizationServer:
             return provider.tokens.get(token_string)
 
         def introspect_token(self, token: Token) -> dict[str, Any]:
-            return {"active": True, "client_id": token.client_id, "token_type": "Bearer",
-                    "username": token.username, "scope": token.scope,
-                    "exp": token.issued_at + token.expires_in, "iat": token.issued_at}
+            return {
+                "active": True,
+                "client_id": token.client_id,
+                "token_type": "Bearer",
+                "username": token.username,
+                "scope": token.scope,
+                "exp": token.issued_at + token.expires_in,
+                "iat": token.issued_at,
+            }
 
-        def check_permission(self, token: Token, client: ClientMixin,
-                             request: OAuth2Request) -> bool:
+        def check_permission(
+            self, token: Token, client: ClientMixin, request: OAuth2Request
+        ) -> bool:
             return token.check_client(client)
 
-    def generate_token(grant_type: str, client: ClientMixin, user: Any = None,
-                       scope: str | None = None, expires_in: int | None = None,
-                       include_refresh_token: bool = True) -> dict[str, Any]:
-        return {"token_type": "Bearer", "access_token": secrets.token_urlsafe(24),
-                "refresh_token": secrets.token_urlsafe(24),
-                "expires_in": provider.access_token_ttl_secs, "scope": scope or ""}
+    def generate_token(
+        grant_type: str,
+        client: ClientMixin,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        return {
+            "token_type": "Bearer",
+            "access_token": secrets.token_urlsafe(24),
+            "refresh_token": secrets.token_urlsafe(24),
+            "expires_in": provider.access_token_ttl_secs,
+            "scope": scope or "",
+        }
 
     server = Server()
     server.register_token_generator("default", generate_token)
-    server.register_grant(CodeGrant, [CodeChallenge(required=True),
-                                      OpenIDCode(require_nonce=True)])
+    server.register_grant(CodeGrant, [CodeChallenge(required=True), OpenIDCode(require_nonce=True)])
     server.register_grant(RefreshGrant)
     server.register_endpoint(Introspection)
     return server
@@ -332,8 +363,9 @@ async def _request(request: Request) -> Request2:
     form: dict[str, str] = {}
     if request.method == "POST":
         form = {key: str(value) for key, value in (await request.form()).items()}
-    return Request2(request.method, str(request.url), request.headers,
-                    dict(request.query_params), form)
+    return Request2(
+        request.method, str(request.url), request.headers, dict(request.query_params), form
+    )
 
 
 def build_app(provider: Provider) -> Starlette:
@@ -341,29 +373,33 @@ def build_app(provider: Provider) -> Starlette:
 
     async def discovery(request: Request) -> Response:
         base = provider.url
-        return JSONResponse({
-            "issuer": base,
-            "authorization_endpoint": f"{base}/authorize",
-            "token_endpoint": f"{base}/token",
-            "jwks_uri": f"{base}/jwks",
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "code_challenge_methods_supported": ["S256"],
-        } | ({"introspection_endpoint": f"{base}/introspect"} if provider.introspection
-             else {}))
+        return JSONResponse(
+            {
+                "issuer": base,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/token",
+                "jwks_uri": f"{base}/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "code_challenge_methods_supported": ["S256"],
+            }
+            | ({"introspection_endpoint": f"{base}/introspect"} if provider.introspection else {})
+        )
 
     async def jwks(request: Request) -> Response:
         return JSONResponse({"keys": [provider.key.as_dict(private=False)]})
 
     def form_page(params: dict[str, str], message: str = "") -> HTMLResponse:
         action = "/authorize?" + urlencode(params)
-        text = (f"<!doctype html><html><body><h1>City SSO</h1><p id='message'>{message}</p>"
-                f"<form method='post' action='{action}'>"
-                "<label>User <input name='username' id='sso-username'></label>"
-                "<label>Password <input name='password' type='password' id='sso-password'>"
-                "</label><button type='submit' id='sso-submit'>Sign in</button>"
-                "</form></body></html>")
+        text = (
+            f"<!doctype html><html><body><h1>City SSO</h1><p id='message'>{message}</p>"
+            f"<form method='post' action='{action}'>"
+            "<label>User <input name='username' id='sso-username'></label>"
+            "<label>Password <input name='password' type='password' id='sso-password'>"
+            "</label><button type='submit' id='sso-submit'>Sign in</button>"
+            "</form></body></html>"
+        )
         return HTMLResponse(text)
 
     async def authorize(request: Request) -> Response:
@@ -375,12 +411,10 @@ def build_app(provider: Provider) -> Starlette:
         if request.method == "GET":
             return form_page(req.args)
         user = provider.users.get(req.form.get("username", ""))
-        if user is None or not secrets.compare_digest(user.password,
-                                                      req.form.get("password", "")):
+        if user is None or not secrets.compare_digest(user.password, req.form.get("password", "")):
             return form_page(req.args, "Wrong username or password.")
         req.user = user
-        response: Response = server.create_authorization_response(req, grant_user=user,
-                                                                  grant=grant)
+        response: Response = server.create_authorization_response(req, grant_user=user, grant=grant)
         return response
 
     async def token(request: Request) -> Response:
@@ -388,25 +422,33 @@ def build_app(provider: Provider) -> Starlette:
         return response
 
     async def introspect(request: Request) -> Response:
-        response: Response = server.create_endpoint_response("introspection",
-                                                             await _request(request))
+        response: Response = server.create_endpoint_response(
+            "introspection", await _request(request)
+        )
         return response
 
-    return Starlette(routes=[
-        Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
-        Route("/jwks", jwks, methods=["GET"]),
-        Route("/authorize", authorize, methods=["GET", "POST"]),
-        Route("/token", token, methods=["POST"]),
-        Route("/introspect", introspect, methods=["POST"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
+            Route("/jwks", jwks, methods=["GET"]),
+            Route("/authorize", authorize, methods=["GET", "POST"]),
+            Route("/token", token, methods=["POST"]),
+            Route("/introspect", introspect, methods=["POST"]),
+        ]
+    )
 
 
-async def sso_server(make_server: MakeServer, provider: Provider,
-                     clock: Any = None) -> RunningServer:
+async def sso_server(
+    make_server: MakeServer, provider: Provider, clock: Any = None
+) -> RunningServer:
     """A server that signs in through ``provider``."""
-    server = await make_server(clock=clock, oidc_issuer=provider.url, oidc_client_id=CLIENT_ID,
-                               oidc_client_secret=CLIENT_SECRET,
-                               oidc_redirect_url="http://127.0.0.1:9/")
+    server = await make_server(
+        clock=clock,
+        oidc_issuer=provider.url,
+        oidc_client_id=CLIENT_ID,
+        oidc_client_secret=CLIENT_SECRET,
+        oidc_redirect_url="http://127.0.0.1:9/",
+    )
     # The server's address is known once it is made: its callback is registered then.
     callback = f"{server.url}/api/v1/auth/oidc/callback"
     server.ctx.settings = server.settings.with_overrides(oidc_redirect_url=callback)

@@ -146,8 +146,17 @@ Notice = PeerGone | RoomClosed | RecordingEnded
 # What the floor is encoded in: every listener must accept it.
 FLOOR_CODECS = {"audio": "audio/opus", "video": "video/vp8"}
 # What aiortc's SDP parsing raises on malformed input.
-SDP_ERRORS = (ValueError, AssertionError, IndexError, KeyError, TypeError, InternalError,
-              InvalidAccessError, InvalidStateError, OperationError)
+SDP_ERRORS = (
+    ValueError,
+    AssertionError,
+    IndexError,
+    KeyError,
+    TypeError,
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+    OperationError,
+)
 
 
 def check_offer(sdp: str) -> frozenset[str]:
@@ -162,8 +171,7 @@ def check_offer(sdp: str) -> frozenset[str]:
     try:
         parsed = SessionDescription.parse(sdp)
     except SDP_ERRORS as exc:
-        raise InvalidOffer(f"The SDP offer cannot be parsed: {exc or type(exc).__name__}."
-                           ) from exc
+        raise InvalidOffer(f"The SDP offer cannot be parsed: {exc or type(exc).__name__}.") from exc
     kinds = set()
     for media in parsed.media:
         if media.kind not in FLOOR_CODECS:
@@ -192,8 +200,9 @@ def ice_server(url: str) -> RTCIceServer:
     if "@" in rest:
         credentials, _, address = rest.rpartition("@")
         username, _, password = credentials.partition(":")
-        return RTCIceServer(f"{scheme}:{address}", username=unquote(username),
-                            credential=unquote(password))
+        return RTCIceServer(
+            f"{scheme}:{address}", username=unquote(username), credential=unquote(password)
+        )
     return RTCIceServer(url)
 
 
@@ -276,12 +285,14 @@ class MediaEngine:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wait_for(asyncio.wrap_future(self._submit(coro)),
-                                      WORKER_CALL_TIMEOUT_SECS)
+        return await asyncio.wait_for(
+            asyncio.wrap_future(self._submit(coro)), WORKER_CALL_TIMEOUT_SECS
+        )
 
     # --- the API side's calls ------------------------------------------------------------
-    async def join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor,
-                   kind: JoinKind = "participant") -> Joined:
+    async def join(
+        self, meeting_id: int, user_id: int, sdp: str, floor: Floor, kind: JoinKind = "participant"
+    ) -> Joined:
         """Answer ``sdp`` (ICE gathered); raises ``InvalidOffer``, ``RoomFull`` or
         ``HallTaken``."""
         return await self._call(self._join(meeting_id, user_id, sdp, floor, kind))
@@ -304,6 +315,7 @@ class MediaEngine:
         async def collect() -> list[PeerInfo]:
             room = self._rooms.get(meeting_id)
             return [p.info for p in room.peers.values()] if room else []
+
         return await self._call(collect())
 
     async def room_stats(self, meeting_id: int) -> dict[str, int]:
@@ -311,11 +323,17 @@ class MediaEngine:
             room = self._rooms.get(meeting_id)
             if room is None:
                 return {}
-            return {"ticks": room.mixer.ticks, "packets": room.mixer.packets,
-                    "encodes": room.mixer.encodes, "mixes": 1 + len(room.mixer.mixes()),
-                    "video_frames": room.video.frames, "keyframes": room.video.keyframes,
-                    "listeners": len(room.mixer.listeners),
-                    "dropped": sum(p.listener.dropped for p in room.peers.values())}
+            return {
+                "ticks": room.mixer.ticks,
+                "packets": room.mixer.packets,
+                "encodes": room.mixer.encodes,
+                "mixes": 1 + len(room.mixer.mixes()),
+                "video_frames": room.video.frames,
+                "keyframes": room.video.keyframes,
+                "listeners": len(room.mixer.listeners),
+                "dropped": sum(p.listener.dropped for p in room.peers.values()),
+            }
+
         return await self._call(collect())
 
     # --- worker side --------------------------------------------------------------------
@@ -331,10 +349,10 @@ class MediaEngine:
             if recorder is not None:
                 recorder.offer(packet)
 
-        mixer = FloorMixer(self.config.mode,
-                           on_packet=record if self.config.recordings_dir else None)
-        ticker = asyncio.get_running_loop().create_task(mixer.run(),
-                                                        name=f"floor-{meeting_id}")
+        mixer = FloorMixer(
+            self.config.mode, on_packet=record if self.config.recordings_dir else None
+        )
+        ticker = asyncio.get_running_loop().create_task(mixer.run(), name=f"floor-{meeting_id}")
         room = Room(meeting_id, mixer, ticker, None, floor)
         room_box.append(room)
         self._rooms[meeting_id] = room
@@ -368,17 +386,19 @@ class MediaEngine:
         if room is None:
             return
         if len(room.peers) >= self.config.max_participants:
-            raise RoomFull(f"The meeting already has {self.config.max_participants} "
-                           "remote participants.")
+            raise RoomFull(
+                f"The meeting already has {self.config.max_participants} remote participants."
+            )
         if kind == "hall" and room.hall is not None:
-            raise HallTaken(f"The hall desk of meeting {room.meeting_id} is already "
-                            "connected.")
+            raise HallTaken(f"The hall desk of meeting {room.meeting_id} is already connected.")
 
-    async def _join(self, meeting_id: int, user_id: int, sdp: str, floor: Floor,
-                    kind: JoinKind) -> Joined:
+    async def _join(
+        self, meeting_id: int, user_id: int, sdp: str, floor: Floor, kind: JoinKind
+    ) -> Joined:
         self._check_room(self._rooms.get(meeting_id), kind)
-        pc = RTCPeerConnection(RTCConfiguration(
-            iceServers=[ice_server(url) for url in self.config.ice_servers]))
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[ice_server(url) for url in self.config.ice_servers])
+        )
         info = PeerInfo(secrets.token_urlsafe(12), meeting_id, user_id, kind)
         listener = ListenerTrack()
         peer = Peer(info, pc, listener, last_media_at=asyncio.get_running_loop().time())
@@ -391,12 +411,14 @@ class MediaEngine:
             # (and VP8), so nothing else may be negotiated.
             for media_kind in sorted(kinds):
                 pc.addTransceiver(media_kind, direction="sendrecv").setCodecPreferences(
-                    floor_codecs(media_kind))
+                    floor_codecs(media_kind)
+                )
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except SDP_ERRORS as exc:
-                raise InvalidOffer(f"The SDP offer cannot be used: {exc or type(exc).__name__}."
-                                   ) from exc
+                raise InvalidOffer(
+                    f"The SDP offer cannot be used: {exc or type(exc).__name__}."
+                ) from exc
             pc.addTrack(listener)
             video_sender = None
             if "video" in kinds:
@@ -474,15 +496,28 @@ class MediaEngine:
         # speakers' queue (or the chair's role) puts them there. Only peers that send
         # audio are sources: a listen-only chair gets no mix-minus of its own.
         room.mixer.set_sources(
-            key for key, peer in room.peers.items() if peer.sends_audio and (
-                peer.info.kind == "hall" or (peer.info.kind == "participant"
-                                             and peer.info.user_id in room.floor.audio))
+            key
+            for key, peer in room.peers.items()
+            if peer.sends_audio
+            and (
+                peer.info.kind == "hall"
+                or (peer.info.kind == "participant" and peer.info.user_id in room.floor.audio)
+            )
         )
         # The speaker's camera, else the hall's camera (if the desk sends one).
-        cameras = [(key, peer) for key, peer in room.peers.items()
-                   if peer.sends_video and peer.info.kind != "viewer"]
-        source = next((key for key, peer in cameras if peer.info.kind == "participant"
-                       and peer.info.user_id == room.floor.video), None)
+        cameras = [
+            (key, peer)
+            for key, peer in room.peers.items()
+            if peer.sends_video and peer.info.kind != "viewer"
+        ]
+        source = next(
+            (
+                key
+                for key, peer in cameras
+                if peer.info.kind == "participant" and peer.info.user_id == room.floor.video
+            ),
+            None,
+        )
         if source is None:
             source = next((key for key, peer in cameras if peer.info.kind == "hall"), None)
         room.video.set_source(source)
@@ -593,11 +628,18 @@ class MediaEngine:
                         rtt = stats.roundTripTime
                         # RTCP carries the fraction lost in 1/256ths.
                         loss = stats.fractionLost / 256
-            found.append(PeerStats(
-                session_id=peer.info.session_id, meeting_id=peer.info.meeting_id,
-                user_id=peer.info.user_id, ice_state=peer.pc.iceConnectionState,
-                idle_secs=now - peer.last_media_at, sends_audio=peer.sends_audio,
-                rtt_secs=rtt, loss=loss))
+            found.append(
+                PeerStats(
+                    session_id=peer.info.session_id,
+                    meeting_id=peer.info.meeting_id,
+                    user_id=peer.info.user_id,
+                    ice_state=peer.pc.iceConnectionState,
+                    idle_secs=now - peer.last_media_at,
+                    sends_audio=peer.sends_audio,
+                    rtt_secs=rtt,
+                    loss=loss,
+                )
+            )
         return found
 
     @property

@@ -112,11 +112,13 @@ class _Source:
         self.resampler: AudioResampler | None = None
 
     def add(self, frame: AudioFrame) -> None:
-        if (frame.format.name != "s16" or frame.layout.name != "stereo"
-                or frame.sample_rate != SAMPLE_RATE):
+        if (
+            frame.format.name != "s16"
+            or frame.layout.name != "stereo"
+            or frame.sample_rate != SAMPLE_RATE
+        ):
             if self.resampler is None:
-                self.resampler = AudioResampler(format="s16", layout="stereo",
-                                                rate=SAMPLE_RATE)
+                self.resampler = AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
             chunks = [f.to_ndarray().reshape(-1) for f in self.resampler.resample(frame)]
             samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
         else:
@@ -149,8 +151,9 @@ def new_opus_encoder() -> av.AudioCodecContext:
 class FloorMixer:
     """Mixes the floor's sources every 20 ms and fans the result out to listeners."""
 
-    def __init__(self, mode: Mode = "encode_once",
-                 on_packet: Callable[[av.Packet], None] | None = None) -> None:
+    def __init__(
+        self, mode: Mode = "encode_once", on_packet: Callable[[av.Packet], None] | None = None
+    ) -> None:
         self.mode: Mode = mode
         # The full floor's encoder (what the recording and every plain listener get).
         self.encoder = new_opus_encoder()
@@ -190,8 +193,9 @@ class FloorMixer:
 
     def _fit_minus(self) -> None:
         # A source's mix-minus needs its own encoder: Opus keeps state from frame to frame.
-        wanted = {own for own in self._listeners.values()
-                  if own is not None and own in self._sources}
+        wanted = {
+            own for own in self._listeners.values() if own is not None and own in self._sources
+        }
         for key in list(self._minus):
             if key not in wanted:
                 del self._minus[key]
@@ -267,8 +271,7 @@ class FloorMixer:
                 self._on_packet(packet)
         if self.mode != "encode_once":
             return
-        own_packets = {key: self._encode(self._minus[key], frame)
-                       for key, frame in minus.items()}
+        own_packets = {key: self._encode(self._minus[key], frame) for key, frame in minus.items()}
         for listener, own in self._listeners.items():
             for packet in own_packets.get(own, packets) if own is not None else packets:
                 listener.offer(packet)
@@ -332,8 +335,11 @@ class VideoFloor:
 
     def feed(self, key: Hashable, frame: VideoFrame) -> None:
         """A source's decoded frame: encoded if it holds the floor and the encoder is free."""
-        if key != self.source or self._busy or not any(
-                own != key for own in self._listeners.values()):
+        if (
+            key != self.source
+            or self._busy
+            or not any(own != key for own in self._listeners.values())
+        ):
             return
         self._busy = True
         loop = asyncio.get_running_loop()
@@ -356,8 +362,13 @@ class VideoFloor:
             encoder.thread_count = VIDEO_ENCODER_THREADS
             encoder.bit_rate = VIDEO_BITRATE
             encoder.time_base = VIDEO_TIME_BASE
-            encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                               "static-thresh": "1", "partitions": "0"}
+            encoder.options = {
+                "deadline": "realtime",
+                "cpu-used": "8",
+                "lag-in-frames": "0",
+                "static-thresh": "1",
+                "partitions": "0",
+            }
             self._encoder = encoder
             keyframe = True
         if keyframe:

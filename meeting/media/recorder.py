@@ -37,8 +37,9 @@ class RecordingSummary:
 class Recorder:
     """Writes Opus packets to ``path`` (Ogg) from a worker thread."""
 
-    def __init__(self, path: Path, extradata: bytes | None,
-                 queue_packets: int = RECORDER_QUEUE_PACKETS) -> None:
+    def __init__(
+        self, path: Path, extradata: bytes | None, queue_packets: int = RECORDER_QUEUE_PACKETS
+    ) -> None:
         self.path = path
         self._extradata = extradata
         self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=queue_packets)
@@ -48,8 +49,9 @@ class Recorder:
         self._last_pts = 0
         self._error: BaseException | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._write_all, name=f"recorder-{path.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._write_all, name=f"recorder-{path.name}", daemon=True
+        )
         self._thread.start()
 
     def offer(self, packet: av.Packet) -> None:

@@ -31,8 +31,7 @@ async def join_media(request: Request) -> Response:
     principal = await current_user(request)
     meeting_id = path_int(request, "meeting_id")
     offer = await read_json(request, Offer)
-    answer = await service.do_join(context(request), principal, meeting_id, offer.sdp,
-                                   offer.kind)
+    answer = await service.do_join(context(request), principal, meeting_id, offer.sdp, offer.kind)
     return JSON(answer, status_code=201)
 
 
@@ -47,8 +46,7 @@ async def mute_media(request: Request) -> Response:
     meeting_id = path_int(request, "meeting_id")
     session_id = request.path_params["session_id"]
     body = await read_json(request, Mute)
-    entry = await service.do_mute(context(request), principal, meeting_id, session_id,
-                                  body.muted)
+    entry = await service.do_mute(context(request), principal, meeting_id, session_id, body.muted)
     return JSON({"participant": entry})
 
 
@@ -56,8 +54,7 @@ async def request_unmute(request: Request) -> Response:
     principal = await current_user(request)
     meeting_id = path_int(request, "meeting_id")
     session_id = request.path_params["session_id"]
-    entry = await service.do_request_unmute(context(request), principal, meeting_id,
-                                            session_id)
+    entry = await service.do_request_unmute(context(request), principal, meeting_id, session_id)
     return JSON({"participant": entry})
 
 
@@ -82,20 +79,23 @@ async def recording(request: Request) -> Response:
     recording_id = path_int(request, "recording_id")
     path = await service.recording_file(context(request), principal, meeting_id, recording_id)
     if not path.is_file():
-        raise NotFound(f"The file of recording {recording_id} is missing.",
-                       code="recording_not_found")
-    return FileResponse(path, media_type="audio/ogg",
-                        filename=f"meeting-{meeting_id}-recording-{recording_id}.ogg")
+        raise NotFound(
+            f"The file of recording {recording_id} is missing.", code="recording_not_found"
+        )
+    return FileResponse(
+        path, media_type="audio/ogg", filename=f"meeting-{meeting_id}-recording-{recording_id}.ogg"
+    )
 
 
 routes = [
     Route("/api/v1/meetings/{meeting_id}/media", join_media, methods=["POST"]),
     Route("/api/v1/meetings/{meeting_id}/media/{session_id}", leave_media, methods=["DELETE"]),
-    Route("/api/v1/meetings/{meeting_id}/media/{session_id}/mute", mute_media,
-          methods=["POST"]),
-    Route("/api/v1/meetings/{meeting_id}/media/{session_id}/unmute-request", request_unmute,
-          methods=["POST"]),
+    Route("/api/v1/meetings/{meeting_id}/media/{session_id}/mute", mute_media, methods=["POST"]),
+    Route(
+        "/api/v1/meetings/{meeting_id}/media/{session_id}/unmute-request",
+        request_unmute,
+        methods=["POST"],
+    ),
     Route("/api/v1/meetings/{meeting_id}/recordings", recordings, methods=["GET"]),
-    Route("/api/v1/meetings/{meeting_id}/recordings/{recording_id}", recording,
-          methods=["GET"]),
+    Route("/api/v1/meetings/{meeting_id}/recordings/{recording_id}", recording, methods=["GET"]),
 ]

@@ -147,11 +147,16 @@ async def run_media(ctx: Context) -> None:
     worker."""
     state = runtime(ctx)
     watcher = asyncio.create_task(
-        _repeat(ctx, ctx.settings.media_quality_poll_secs, watch_connections,
-                "watching the remote connections"), name="media-connections")
+        _repeat(
+            ctx,
+            ctx.settings.media_quality_poll_secs,
+            watch_connections,
+            "watching the remote connections",
+        ),
+        name="media-connections",
+    )
     try:
-        await _repeat(ctx, ctx.settings.media_floor_poll_secs, follow_floor,
-                      "following the floor")
+        await _repeat(ctx, ctx.settings.media_floor_poll_secs, follow_floor, "following the floor")
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -164,15 +169,17 @@ async def run_media(ctx: Context) -> None:
 # --- the floor ----------------------------------------------------------------------------
 async def current_floor(session: AsyncSession, meeting_id: int) -> Floor:
     """Everyone hears the chairs and the delegate holding the floor, and sees the latter."""
-    stmt = select(Participant.user_id).where(Participant.meeting_id == meeting_id,
-                                             Participant.role == ParticipantRole.CHAIR.value)
+    stmt = select(Participant.user_id).where(
+        Participant.meeting_id == meeting_id, Participant.role == ParticipantRole.CHAIR.value
+    )
     users = {int(uid) for uid in (await session.execute(stmt)).scalars()}
     holder = await floor_holder(session, meeting_id)
     if holder is not None:
         users.add(holder)
     # A microphone the chair (or its owner) muted is not mixed into the floor.
-    muted = select(Attendance.user_id).where(Attendance.meeting_id == meeting_id,
-                                             Attendance.muted_by.is_not(None))
+    muted = select(Attendance.user_id).where(
+        Attendance.meeting_id == meeting_id, Attendance.muted_by.is_not(None)
+    )
     users -= {int(uid) for uid in (await session.execute(muted)).scalars()}
     return Floor(frozenset(users), holder)
 
@@ -198,8 +205,9 @@ async def follow_floor(ctx: Context) -> None:
 
 
 # --- joining and leaving ----------------------------------------------------------------
-def may_join_as(kind: JoinKind, participant: Participant | None,
-                principal: Principal) -> str | None:
+def may_join_as(
+    kind: JoinKind, participant: Participant | None, principal: Principal
+) -> str | None:
     """Why ``principal`` may not join as ``kind`` (an error code), or None when it may.
 
     The hall desk carries the hall's sound into the floor: the meeting's officers (chair,
@@ -215,19 +223,24 @@ def may_join_as(kind: JoinKind, participant: Participant | None,
     return None
 
 
-async def do_join(ctx: Context, principal: Principal, meeting_id: int,
-                  sdp: str, kind: JoinKind = "participant") -> dict[str, Any]:
+async def do_join(
+    ctx: Context, principal: Principal, meeting_id: int, sdp: str, kind: JoinKind = "participant"
+) -> dict[str, Any]:
     """Answer an SDP offer of ``kind`` and announce ``media.joined`` on the meeting."""
     async with ctx.read() as session:
         meeting = await require_meeting(session, meeting_id)
         participant = await get_participant(session, meeting_id, principal.id)
         refused = may_join_as(kind, participant, principal)
         if refused == "not_a_participant":
-            raise Forbidden(f"You do not take part in meeting {meeting_id}.",
-                            code="not_a_participant")
+            raise Forbidden(
+                f"You do not take part in meeting {meeting_id}.", code="not_a_participant"
+            )
         if refused is not None:
-            raise Forbidden("Only the meeting's chair or secretary (or an administrator) may "
-                            "connect the hall's sound desk.", code=refused)
+            raise Forbidden(
+                "Only the meeting's chair or secretary (or an administrator) may "
+                "connect the hall's sound desk.",
+                code=refused,
+            )
         if meeting.lifecycle is MeetingState.CLOSED:
             raise Conflict(f"Meeting {meeting_id} is closed.", code="meeting_closed")
         floor = await current_floor(session, meeting_id)
@@ -249,16 +262,29 @@ async def do_join(ctx: Context, principal: Principal, meeting_id: int,
             if kind == "participant" and participant is not None:
                 await attend_remotely(w, meeting, principal.id, session_id)
             if joined.recording_path is not None:
-                w.session.add(MediaRecording(
-                    meeting_id=meeting_id, path=_relative(ctx, joined.recording_path),
-                    started_by=principal.id, started_at=w.now, dropped_packets=0,
-                ))
-            await emit_media_joined(w, meeting_id, session_id=session_id,
-                                    user_id=principal.id,
-                                    role=participant.role if participant else "admin",
-                                    kind=kind)
-            await w.audit(principal.id, "media.join", meeting_topic(meeting_id),
-                          {"session_id": session_id, "kind": kind})
+                w.session.add(
+                    MediaRecording(
+                        meeting_id=meeting_id,
+                        path=_relative(ctx, joined.recording_path),
+                        started_by=principal.id,
+                        started_at=w.now,
+                        dropped_packets=0,
+                    )
+                )
+            await emit_media_joined(
+                w,
+                meeting_id,
+                session_id=session_id,
+                user_id=principal.id,
+                role=participant.role if participant else "admin",
+                kind=kind,
+            )
+            await w.audit(
+                principal.id,
+                "media.join",
+                meeting_topic(meeting_id),
+                {"session_id": session_id, "kind": kind},
+            )
     except BaseException:
         await state.engine.leave(session_id)
         raise
@@ -267,8 +293,7 @@ async def do_join(ctx: Context, principal: Principal, meeting_id: int,
     # A tablet that rejoins after a drop supersedes its stale session (of the same kind:
     # the chair's account may hold the hall desk and a tablet at once).
     for stale in await state.engine.peers(meeting_id):
-        if (stale.user_id == principal.id and stale.kind == kind
-                and stale.session_id != session_id):
+        if stale.user_id == principal.id and stale.kind == kind and stale.session_id != session_id:
             gone = await state.engine.leave(stale.session_id)
             if gone is not None:
                 await _left(ctx, gone, "replaced", actor_id=principal.id)
@@ -280,20 +305,17 @@ async def _find_peer(ctx: Context, meeting_id: int, session_id: str) -> PeerInfo
     return next((p for p in peers if p.session_id == session_id), None)
 
 
-async def _require_chair(ctx: Context, principal: Principal, meeting_id: int,
-                         what: str) -> None:
+async def _require_chair(ctx: Context, principal: Principal, meeting_id: int, what: str) -> None:
     async with ctx.read() as session:
         await require_meeting(session, meeting_id)
         participant = await get_participant(session, meeting_id, principal.id)
     if participant is None:
-        raise Forbidden(f"You do not take part in meeting {meeting_id}.",
-                        code="not_a_participant")
+        raise Forbidden(f"You do not take part in meeting {meeting_id}.", code="not_a_participant")
     if participant.participant_role not in CHAIR_ROLES:
         raise Forbidden(f"Only the meeting's chair may {what}.", code="not_chair")
 
 
-async def do_leave(ctx: Context, principal: Principal, meeting_id: int,
-                   session_id: str) -> None:
+async def do_leave(ctx: Context, principal: Principal, meeting_id: int, session_id: str) -> None:
     """End a media session: one's own (``media.left`` with reason ``left``), or, for the
     chair, anyone's (reason ``removed``). Either checks a remote participant out."""
     peer = await _find_peer(ctx, meeting_id, session_id)
@@ -310,24 +332,31 @@ async def do_leave(ctx: Context, principal: Principal, meeting_id: int,
         await _left(ctx, left, reason, actor_id=principal.id, check_out=True)
 
 
-async def _left(ctx: Context, peer: PeerInfo, reason: str, *, actor_id: int | None,
-                check_out: bool = False) -> None:
+async def _left(
+    ctx: Context, peer: PeerInfo, reason: str, *, actor_id: int | None, check_out: bool = False
+) -> None:
     runtime(ctx).connections.pop(peer.session_id, None)
     async with ctx.write() as w:
         meeting = await require_meeting(w.session, peer.meeting_id, lock=True)
-        await emit_media_left(w, peer.meeting_id, session_id=peer.session_id,
-                              user_id=peer.user_id, reason=reason)
-        await w.audit(actor_id, "media.leave", meeting_topic(peer.meeting_id),
-                      {"session_id": peer.session_id, "user_id": peer.user_id,
-                       "reason": reason})
+        await emit_media_left(
+            w, peer.meeting_id, session_id=peer.session_id, user_id=peer.user_id, reason=reason
+        )
+        await w.audit(
+            actor_id,
+            "media.leave",
+            meeting_topic(peer.meeting_id),
+            {"session_id": peer.session_id, "user_id": peer.user_id, "reason": reason},
+        )
         if peer.kind == "participant":
-            await end_remote_attendance(w, meeting, peer.user_id, peer.session_id,
-                                        check_out=check_out, actor_id=actor_id)
+            await end_remote_attendance(
+                w, meeting, peer.user_id, peer.session_id, check_out=check_out, actor_id=actor_id
+            )
 
 
 # --- the chair's controls ---------------------------------------------------------------
-async def do_mute(ctx: Context, principal: Principal, meeting_id: int, session_id: str,
-                  muted: bool) -> dict[str, Any]:
+async def do_mute(
+    ctx: Context, principal: Principal, meeting_id: int, session_id: str, muted: bool
+) -> dict[str, Any]:
     """Mute a remote microphone (the chair, or its owner) or unmute one's own.
 
     The chair cannot unmute someone (422 ``unmute_by_owner``: ask with an unmute request);
@@ -337,28 +366,48 @@ async def do_mute(ctx: Context, principal: Principal, meeting_id: int, session_i
     if peer is not None and not own:
         await _require_chair(ctx, principal, meeting_id, "mute a remote participant")
         if not muted:
-            raise Unprocessable("Only the participant unmutes; ask them with an unmute "
-                                "request.", code="unmute_by_owner")
+            raise Unprocessable(
+                "Only the participant unmutes; ask them with an unmute request.",
+                code="unmute_by_owner",
+            )
     participant = _live_participant(meeting_id, session_id, peer)
     async with ctx.write() as w:
         row = await _live_row(w, meeting_id, participant, session_id)
-        if own and not muted and row.muted_by not in (None, principal.id) \
-                and not row.unmute_requested:
-            raise Forbidden("The chair muted your microphone; it can be unmuted once the "
-                            "chair asks.", code="muted_by_chair")
+        if (
+            own
+            and not muted
+            and row.muted_by not in (None, principal.id)
+            and not row.unmute_requested
+        ):
+            raise Forbidden(
+                "The chair muted your microphone; it can be unmuted once the chair asks.",
+                code="muted_by_chair",
+            )
         row.muted_by = principal.id if muted else None
         row.unmute_requested = False
         entry = await participant_entry(w, meeting_id, participant)
-        await w.audit(principal.id, "media.mute", meeting_topic(meeting_id),
-                      {"session_id": session_id, "user_id": participant, "muted": muted})
-        await emit_media_muted(w, meeting_id, session_id=session_id, user_id=participant,
-                               muted=muted, by=principal.id, participant=entry)
+        await w.audit(
+            principal.id,
+            "media.mute",
+            meeting_topic(meeting_id),
+            {"session_id": session_id, "user_id": participant, "muted": muted},
+        )
+        await emit_media_muted(
+            w,
+            meeting_id,
+            session_id=session_id,
+            user_id=participant,
+            muted=muted,
+            by=principal.id,
+            participant=entry,
+        )
     await follow_floor(ctx)
     return entry
 
 
-async def do_request_unmute(ctx: Context, principal: Principal, meeting_id: int,
-                            session_id: str) -> dict[str, Any]:
+async def do_request_unmute(
+    ctx: Context, principal: Principal, meeting_id: int, session_id: str
+) -> dict[str, Any]:
     """The chair asks a muted remote participant to unmute (their tablet shows a prompt).
 
     409 ``not_muted`` when the microphone is not muted."""
@@ -371,17 +420,27 @@ async def do_request_unmute(ctx: Context, principal: Principal, meeting_id: int,
             raise Conflict("That microphone is not muted.", code="not_muted")
         row.unmute_requested = True
         entry = await participant_entry(w, meeting_id, participant)
-        await w.audit(principal.id, "media.unmute_request", meeting_topic(meeting_id),
-                      {"session_id": session_id, "user_id": participant})
-        await emit_media_unmute_requested(w, meeting_id, session_id=session_id,
-                                          user_id=participant, by=principal.id,
-                                          participant=entry)
+        await w.audit(
+            principal.id,
+            "media.unmute_request",
+            meeting_topic(meeting_id),
+            {"session_id": session_id, "user_id": participant},
+        )
+        await emit_media_unmute_requested(
+            w,
+            meeting_id,
+            session_id=session_id,
+            user_id=participant,
+            by=principal.id,
+            participant=entry,
+        )
     return entry
 
 
 def _no_session(meeting_id: int, session_id: str) -> NotFound:
-    return NotFound(f"No media session {session_id!r} in meeting {meeting_id}.",
-                    code="media_session_not_found")
+    return NotFound(
+        f"No media session {session_id!r} in meeting {meeting_id}.", code="media_session_not_found"
+    )
 
 
 def _live_participant(meeting_id: int, session_id: str, peer: PeerInfo | None) -> int:
@@ -398,8 +457,9 @@ async def _live_row(w: Write, meeting_id: int, user_id: int, session_id: str) ->
 
 
 # --- connections --------------------------------------------------------------------------
-async def _repeat(ctx: Context, every_secs: float,
-                  step: Callable[[Context], Awaitable[None]], what: str) -> None:
+async def _repeat(
+    ctx: Context, every_secs: float, step: Callable[[Context], Awaitable[None]], what: str
+) -> None:
     """Run ``step`` every ``every_secs`` (a poll interval) until cancelled; a failed round
     is logged and the next one comes."""
     while True:
@@ -447,11 +507,15 @@ async def _rate(ctx: Context, stats: PeerStats, rating: Connection) -> bool:
         row.connection = rating.value
         entry = await participant_entry(w, stats.meeting_id, stats.user_id)
         await emit_media_quality(
-            w, stats.meeting_id, session_id=stats.session_id, user_id=stats.user_id,
+            w,
+            stats.meeting_id,
+            session_id=stats.session_id,
+            user_id=stats.user_id,
             connection=rating.value,
             rtt_ms=round(stats.rtt_secs * 1000, 1) if stats.rtt_secs is not None else None,
             loss=round(stats.loss, 3) if stats.loss is not None else None,
-            participant=entry)
+            participant=entry,
+        )
     return True
 
 
@@ -489,20 +553,25 @@ async def handle_notice(ctx: Context, notice: Notice) -> None:
             peer = notice.peer
             if notice.reason == "shutdown" or not await _has_session(ctx, peer):
                 await _follow_speaker(ctx, peer.meeting_id, peer.user_id, lost=True)
-        elif (isinstance(notice, RoomClosed | RecordingEnded)
-              and notice.recording is not None):
+        elif isinstance(notice, RoomClosed | RecordingEnded) and notice.recording is not None:
             summary = notice.recording
             async with ctx.write() as w:
                 await w.session.execute(
                     update(MediaRecording)
                     .where(MediaRecording.path == _relative(ctx, summary.path))
-                    .values(ended_at=w.now, duration_secs=summary.duration_secs,
-                            size_bytes=summary.size_bytes,
-                            dropped_packets=summary.dropped)
+                    .values(
+                        ended_at=w.now,
+                        duration_secs=summary.duration_secs,
+                        size_bytes=summary.size_bytes,
+                        dropped_packets=summary.dropped,
+                    )
                 )
-                await w.audit(None, "media.recorded", meeting_topic(notice.meeting_id),
-                              {"path": _relative(ctx, summary.path),
-                               "duration_secs": summary.duration_secs})
+                await w.audit(
+                    None,
+                    "media.recorded",
+                    meeting_topic(notice.meeting_id),
+                    {"path": _relative(ctx, summary.path), "duration_secs": summary.duration_secs},
+                )
     except Exception:
         log.exception("recording a media notice failed: %s", notice)
 
@@ -530,36 +599,46 @@ def recording_json(recording: MediaRecording) -> dict[str, Any]:
 
 async def list_recordings(session: AsyncSession, meeting_id: int) -> list[dict[str, Any]]:
     """The meeting's floor recordings, oldest first (for the meeting state and minutes)."""
-    stmt = (select(MediaRecording).where(MediaRecording.meeting_id == meeting_id)
-            .order_by(MediaRecording.started_at, MediaRecording.id))
+    stmt = (
+        select(MediaRecording)
+        .where(MediaRecording.meeting_id == meeting_id)
+        .order_by(MediaRecording.started_at, MediaRecording.id)
+    )
     return [recording_json(r) for r in (await session.execute(stmt)).scalars()]
 
 
-async def recording_file(ctx: Context, principal: Principal, meeting_id: int,
-                         recording_id: int) -> Path:
+async def recording_file(
+    ctx: Context, principal: Principal, meeting_id: int, recording_id: int
+) -> Path:
     """The file of a finished recording, for a participant of the meeting."""
     async with ctx.read() as session:
         await require_meeting(session, meeting_id)
-        if (await get_participant(session, meeting_id, principal.id) is None
-                and not principal.is_admin):
-            raise Forbidden(f"You do not take part in meeting {meeting_id}.",
-                            code="not_a_participant")
+        if (
+            await get_participant(session, meeting_id, principal.id) is None
+            and not principal.is_admin
+        ):
+            raise Forbidden(
+                f"You do not take part in meeting {meeting_id}.", code="not_a_participant"
+            )
         recording = await session.get(MediaRecording, recording_id)
     if recording is None or recording.meeting_id != meeting_id:
-        raise NotFound(f"Recording {recording_id} does not exist.",
-                       code="recording_not_found")
+        raise NotFound(f"Recording {recording_id} does not exist.", code="recording_not_found")
     if recording.ended_at is None:
         raise Conflict("The recording is still in progress.", code="recording_in_progress")
     return ctx.settings.data_dir / recording.path
 
 
-async def require_listing_access(ctx: Context, principal: Principal,
-                                 meeting_id: int) -> list[dict[str, Any]]:
+async def require_listing_access(
+    ctx: Context, principal: Principal, meeting_id: int
+) -> list[dict[str, Any]]:
     """The meeting's recordings for a participant (or an administrator); 403 otherwise."""
     async with ctx.read() as session:
         await require_meeting(session, meeting_id)
-        if (await get_participant(session, meeting_id, principal.id) is None
-                and not principal.is_admin):
-            raise Forbidden(f"You do not take part in meeting {meeting_id}.",
-                            code="not_a_participant")
+        if (
+            await get_participant(session, meeting_id, principal.id) is None
+            and not principal.is_admin
+        ):
+            raise Forbidden(
+                f"You do not take part in meeting {meeting_id}.", code="not_a_participant"
+            )
         return await list_recordings(session, meeting_id)

@@ -71,8 +71,11 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
     what = "ballots"
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, batch_size=ctx.settings.poll_ballot_batch,
-                         queue_limit=ctx.settings.poll_ballot_queue)
+        super().__init__(
+            ctx,
+            batch_size=ctx.settings.poll_ballot_batch,
+            queue_limit=ctx.settings.poll_ballot_queue,
+        )
 
     def judge(self, item: BallotRequest) -> None:
         if not is_stored_id(item.poll_id):
@@ -91,44 +94,83 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
         session = w.session
         prepared: dict[int, _PollBatch] = {}
         for poll_id in sorted({item.poll_id for item in items}):
-            poll = (await session.execute(
-                select(Poll).where(Poll.id == poll_id).with_for_update(read=True)
-            )).scalar_one_or_none()
+            poll = (
+                await session.execute(
+                    select(Poll).where(Poll.id == poll_id).with_for_update(read=True)
+                )
+            ).scalar_one_or_none()
             if poll is None:
                 continue
             meeting = await require_meeting(session, poll.meeting_id)
             mine = [item for item in items if item.poll_id == poll_id]
             users = sorted({item.actor.id for item in mine})
-            checks = dict((await session.execute(
-                select(PollVoter.user_id, PollVoter.retry_check)
-                .where(PollVoter.poll_id == poll.id, PollVoter.user_id.in_(users))
-            )).tuples().all())
-            roles = dict((await session.execute(
-                select(Participant.user_id, Participant.role)
-                .where(Participant.meeting_id == poll.meeting_id,
-                       Participant.user_id.in_(users)))).tuples().all())
-            present = {uid: bool(here) for uid, here in (await session.execute(
-                select(Attendance.user_id, Attendance.present)
-                .where(Attendance.meeting_id == poll.meeting_id,
-                       Attendance.user_id.in_(users)))).tuples().all()}
+            checks = dict(
+                (
+                    await session.execute(
+                        select(PollVoter.user_id, PollVoter.retry_check).where(
+                            PollVoter.poll_id == poll.id, PollVoter.user_id.in_(users)
+                        )
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            roles = dict(
+                (
+                    await session.execute(
+                        select(Participant.user_id, Participant.role).where(
+                            Participant.meeting_id == poll.meeting_id,
+                            Participant.user_id.in_(users),
+                        )
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            present = {
+                uid: bool(here)
+                for uid, here in (
+                    await session.execute(
+                        select(Attendance.user_id, Attendance.present).where(
+                            Attendance.meeting_id == poll.meeting_id, Attendance.user_id.in_(users)
+                        )
+                    )
+                )
+                .tuples()
+                .all()
+            }
             wanted = sorted({receipt_for(poll.id, item.idempotency_key) for item in mine})
             # Plain ballots: a named poll's (and a secret poll's opened before ballots
             # were sealed); sealed ones are found by their slot.
-            taken = set((await session.execute(
-                select(Ballot.receipt).where(Ballot.poll_id == poll.id,
-                                             Ballot.receipt.in_(wanted)))).scalars())
+            taken = set(
+                (
+                    await session.execute(
+                        select(Ballot.receipt).where(
+                            Ballot.poll_id == poll.id, Ballot.receipt.in_(wanted)
+                        )
+                    )
+                ).scalars()
+            )
             if poll.secret:
                 seal = poll_runtime(self.ctx).seal
                 slots = {seal.slot(poll.id, receipt): receipt for receipt in wanted}
-                taken |= {slots[slot] for slot in (await session.execute(
-                    select(SealedBallot.slot).where(SealedBallot.poll_id == poll.id,
-                                                    SealedBallot.slot.in_(sorted(slots)))
-                )).scalars()}
+                taken |= {
+                    slots[slot]
+                    for slot in (
+                        await session.execute(
+                            select(SealedBallot.slot).where(
+                                SealedBallot.poll_id == poll.id,
+                                SealedBallot.slot.in_(sorted(slots)),
+                            )
+                        )
+                    ).scalars()
+                }
             prepared[poll_id] = _PollBatch(poll, meeting, roles, present, checks, taken)
         return prepared
 
-    async def apply(self, w: Write, item: BallotRequest,
-                    prepared: dict[int, _PollBatch]) -> Applied[CastOutcome]:
+    async def apply(
+        self, w: Write, item: BallotRequest, prepared: dict[int, _PollBatch]
+    ) -> Applied[CastOutcome]:
         shared = prepared.get(item.poll_id)
         if shared is None:
             raise NotFound(f"Poll {item.poll_id} does not exist.", code="poll_not_found")
@@ -139,20 +181,38 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
             return Applied(verdict)
         choice, check = verdict
         named = not poll.secret
-        await w.session.execute(insert(PollVoter), [{
-            "poll_id": poll.id, "user_id": uid, "retry_check": check,
-            "choice": choice if named else None, "receipt": receipt if named else None,
-            "voted_at": w.now}])
+        await w.session.execute(
+            insert(PollVoter),
+            [
+                {
+                    "poll_id": poll.id,
+                    "user_id": uid,
+                    "retry_check": check,
+                    "choice": choice if named else None,
+                    "receipt": receipt if named else None,
+                    "voted_at": w.now,
+                }
+            ],
+        )
         if named:
-            await w.session.execute(insert(Ballot), [
-                {"poll_id": poll.id, "receipt": receipt, "choice": choice}])
+            await w.session.execute(
+                insert(Ballot), [{"poll_id": poll.id, "receipt": receipt, "choice": choice}]
+            )
         else:
             # Sealed until the close: the log of this commit must not show the ballot.
             seal = poll_runtime(self.ctx).seal
-            await w.session.execute(insert(SealedBallot), [{
-                "poll_id": poll.id, "slot": seal.slot(poll.id, receipt),
-                "sealed": seal.seal(poll.id, seal_bound(poll.poll_kind, poll.options),
-                                    receipt, choice)}])
+            await w.session.execute(
+                insert(SealedBallot),
+                [
+                    {
+                        "poll_id": poll.id,
+                        "slot": seal.slot(poll.id, receipt),
+                        "sealed": seal.seal(
+                            poll.id, seal_bound(poll.poll_kind, poll.options), receipt, choice
+                        ),
+                    }
+                ],
+            )
         # Written: later ballots of the batch see this one.
         shared.checks[uid] = check
         shared.taken.add(receipt)
@@ -161,17 +221,18 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
         return Applied(
             CastOutcome(receipt, replay=False),
             audit=[AuditEntry(uid, "poll.vote", f"poll:{poll.id}", details)],
-            after_commit=[functools.partial(poll_runtime(self.ctx).touch_progress, poll.id)])
+            after_commit=[functools.partial(poll_runtime(self.ctx).touch_progress, poll.id)],
+        )
 
 
-def _judge(shared: _PollBatch, now: datetime, item: BallotRequest,
-           receipt: str) -> tuple[list[str], str] | CastOutcome:
+def _judge(
+    shared: _PollBatch, now: datetime, item: BallotRequest, receipt: str
+) -> tuple[list[str], str] | CastOutcome:
     """One ballot against its poll: raises the refusal, returns a replay's outcome, or
     (choice, retry check) to store."""
     poll, meeting = shared.poll, shared.meeting
     try:
-        choice = canonical_choice(poll.poll_kind, poll.options, poll.max_choices,
-                                  item.raw_choice)
+        choice = canonical_choice(poll.poll_kind, poll.options, poll.max_choices, item.raw_choice)
     except ChoiceError as exc:
         raise Unprocessable(exc.message, code=exc.code) from None
     check = retry_check_for(poll.id, item.actor.id, item.idempotency_key, choice)
@@ -179,12 +240,12 @@ def _judge(shared: _PollBatch, now: datetime, item: BallotRequest,
     if stored is not None:
         if hmac.compare_digest(stored, check):
             return CastOutcome(receipt, replay=True)
-        raise Conflict("You have already voted in this poll; a ballot is final.",
-                       code="already_voted")
+        raise Conflict(
+            "You have already voted in this poll; a ballot is final.", code="already_voted"
+        )
     if poll.lifecycle is PollState.DRAFT:
         raise Conflict(f"Poll {poll.id} has not been opened.", code="poll_not_open")
-    if poll.lifecycle is PollState.CLOSED or (
-            poll.closes_at is not None and now >= poll.closes_at):
+    if poll.lifecycle is PollState.CLOSED or (poll.closes_at is not None and now >= poll.closes_at):
         raise Conflict(f"Poll {poll.id} is closed.", code="poll_closed")
     uid = item.actor.id
     # Who may vote was fixed when the poll opened (``meeting.polls.electorate``).
@@ -192,31 +253,36 @@ def _judge(shared: _PollBatch, now: datetime, item: BallotRequest,
     if electors is None or uid not in electors:
         role = shared.roles.get(uid)
         if role is None:
-            raise Forbidden(f"You do not take part in meeting {meeting.id}.",
-                            code="not_a_participant")
+            raise Forbidden(
+                f"You do not take part in meeting {meeting.id}.", code="not_a_participant"
+            )
         if role not in {member.value for member in MEMBER_ROLES}:
             raise Forbidden("Only the delegates of the meeting vote.", code="no_vote")
         if electors is not None:
-            raise Forbidden("You became a member after this poll opened; who may vote was "
-                            "fixed then.", code="not_in_electorate")
+            raise Forbidden(
+                "You became a member after this poll opened; who may vote was fixed then.",
+                code="not_in_electorate",
+            )
     require_in_session(meeting)
     if not shared.present.get(uid, False):
         raise Conflict("Check in to the meeting before voting.", code="not_checked_in")
     if receipt in shared.taken:
-        raise Conflict("This idempotency key was used for another ballot; send a new random "
-                       "key.", code="idempotency_key_reused")
+        raise Conflict(
+            "This idempotency key was used for another ballot; send a new random key.",
+            code="idempotency_key_reused",
+        )
     return choice, check
 
 
-async def cast_ballot(ctx: Context, actor: Principal, poll_id: int,
-                      raw_choice: str | list[str], idempotency_key: str) -> CastOutcome:
+async def cast_ballot(
+    ctx: Context, actor: Principal, poll_id: int, raw_choice: str | list[str], idempotency_key: str
+) -> CastOutcome:
     """A checked-in member votes once; the same key again gets the same receipt."""
     return await poll_runtime(ctx).box.submit(
-        BallotRequest(actor, poll_id, raw_choice, idempotency_key))
+        BallotRequest(actor, poll_id, raw_choice, idempotency_key)
+    )
 
 
 async def run_ballot_box(ctx: Context) -> None:
     """``Feature.background`` entry: this node's ballot writer."""
     await poll_runtime(ctx).box.run()
-
-

@@ -20,10 +20,12 @@ from server.context import Context
 
 log = logging.getLogger("dienhong.polls")
 
+
 async def _next_deadline(ctx: Context) -> datetime | None:
     async with ctx.read() as session:
-        stmt = select(func.min(Poll.closes_at)).where(Poll.state == PollState.OPEN.value,
-                                                      Poll.closes_at.is_not(None))
+        stmt = select(func.min(Poll.closes_at)).where(
+            Poll.state == PollState.OPEN.value, Poll.closes_at.is_not(None)
+        )
         value = (await session.execute(stmt)).scalar_one_or_none()
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -34,10 +36,21 @@ async def close_due_polls(ctx: Context) -> int:
     """Close every open poll whose deadline has passed; returns how many it closed."""
     now = ctx.clock.now()
     async with ctx.read() as session:
-        due = (await session.execute(
-            select(Poll.id).where(Poll.state == PollState.OPEN.value,
-                                  Poll.closes_at.is_not(None), Poll.closes_at <= now)
-            .order_by(Poll.closes_at, Poll.id))).scalars().all()
+        due = (
+            (
+                await session.execute(
+                    select(Poll.id)
+                    .where(
+                        Poll.state == PollState.OPEN.value,
+                        Poll.closes_at.is_not(None),
+                        Poll.closes_at <= now,
+                    )
+                    .order_by(Poll.closes_at, Poll.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     closed = 0
     for poll_id in due:
         if await close_poll(ctx, None, int(poll_id)) is not None:

@@ -30,8 +30,13 @@ async def present_electors(session: AsyncSession, poll: Poll) -> list[int]:
     voters = [int(uid) for uid in poll.electorate]
     if not voters:
         return []
-    stmt = (select(Attendance.user_id)
-            .where(Attendance.meeting_id == poll.meeting_id, Attendance.present.is_(True),
-                   Attendance.user_id.in_(voters))
-            .order_by(Attendance.user_id))
+    stmt = (
+        select(Attendance.user_id)
+        .where(
+            Attendance.meeting_id == poll.meeting_id,
+            Attendance.present.is_(True),
+            Attendance.user_id.in_(voters),
+        )
+        .order_by(Attendance.user_id)
+    )
     return [int(uid) for uid in (await session.execute(stmt)).scalars()]

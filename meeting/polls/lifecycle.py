@@ -67,33 +67,49 @@ def check_spec(ctx: Context, spec: PollSpec) -> PollSpec:
         raise Unprocessable("A poll needs a title.", code="invalid_title")
     settings = ctx.settings
     if spec.duration_secs is not None and not (
-            1 <= spec.duration_secs <= settings.poll_max_duration_secs):
+        1 <= spec.duration_secs <= settings.poll_max_duration_secs
+    ):
         raise Unprocessable(
-            f"duration_secs must be 1-{settings.poll_max_duration_secs}.", code="invalid_duration")
+            f"duration_secs must be 1-{settings.poll_max_duration_secs}.", code="invalid_duration"
+        )
     if spec.kind is PollKind.YES_NO_ABSTAIN:
         if spec.options or spec.max_choices != 1:
-            raise Unprocessable("A yes/no/abstain poll takes no options and one choice.",
-                                code="invalid_options")
-        return PollSpec(title, spec.kind, spec.rule, spec.secret, [], 1, spec.agenda_item_id,
-                        spec.duration_secs)
+            raise Unprocessable(
+                "A yes/no/abstain poll takes no options and one choice.", code="invalid_options"
+            )
+        return PollSpec(
+            title, spec.kind, spec.rule, spec.secret, [], 1, spec.agenda_item_id, spec.duration_secs
+        )
     options = [o.strip() for o in spec.options]
     if len(options) < 2 or len(options) > settings.poll_max_options:
-        raise Unprocessable(f"A choice poll needs 2-{settings.poll_max_options} options.",
-                            code="invalid_options")
+        raise Unprocessable(
+            f"A choice poll needs 2-{settings.poll_max_options} options.", code="invalid_options"
+        )
     if any(not o or len(o) > MAX_OPTION_CHARS for o in options):
-        raise Unprocessable(f"Options must be 1-{MAX_OPTION_CHARS} characters.",
-                            code="invalid_options")
+        raise Unprocessable(
+            f"Options must be 1-{MAX_OPTION_CHARS} characters.", code="invalid_options"
+        )
     if len(set(options)) != len(options):
         raise Unprocessable("Options must differ from each other.", code="duplicate_options")
     if not 1 <= spec.max_choices <= len(options):
-        raise Unprocessable("max_choices must be between 1 and the number of options.",
-                            code="invalid_max_choices")
-    return PollSpec(title, spec.kind, spec.rule, spec.secret, options, spec.max_choices,
-                    spec.agenda_item_id, spec.duration_secs)
+        raise Unprocessable(
+            "max_choices must be between 1 and the number of options.", code="invalid_max_choices"
+        )
+    return PollSpec(
+        title,
+        spec.kind,
+        spec.rule,
+        spec.secret,
+        options,
+        spec.max_choices,
+        spec.agenda_item_id,
+        spec.duration_secs,
+    )
 
 
-async def create_poll(ctx: Context, actor: Principal, meeting_id: int,
-                      spec: PollSpec) -> dict[str, Any]:
+async def create_poll(
+    ctx: Context, actor: Principal, meeting_id: int, spec: PollSpec
+) -> dict[str, Any]:
     """A chair or secretary drafts a poll on the meeting (optionally on an agenda item)."""
     spec = check_spec(ctx, spec)
     async with ctx.write() as w:
@@ -103,20 +119,47 @@ async def create_poll(ctx: Context, actor: Principal, meeting_id: int,
         if spec.agenda_item_id is not None:
             item = await w.session.get(AgendaItem, spec.agenda_item_id)
             if item is None or item.meeting_id != meeting.id:
-                raise Unprocessable(f"Agenda item {spec.agenda_item_id} is not on this "
-                                    "meeting's agenda.", code="agenda_item_not_found")
-        poll = Poll(meeting_id=meeting.id, agenda_item_id=spec.agenda_item_id, title=spec.title,
-                    kind=spec.kind.value, options=spec.options, max_choices=spec.max_choices,
-                    secret=spec.secret, rule=spec.rule.value, state=PollState.DRAFT.value,
-                    duration_secs=spec.duration_secs, created_by=actor.id, created_at=w.now)
+                raise Unprocessable(
+                    f"Agenda item {spec.agenda_item_id} is not on this meeting's agenda.",
+                    code="agenda_item_not_found",
+                )
+        poll = Poll(
+            meeting_id=meeting.id,
+            agenda_item_id=spec.agenda_item_id,
+            title=spec.title,
+            kind=spec.kind.value,
+            options=spec.options,
+            max_choices=spec.max_choices,
+            secret=spec.secret,
+            rule=spec.rule.value,
+            state=PollState.DRAFT.value,
+            duration_secs=spec.duration_secs,
+            created_by=actor.id,
+            created_at=w.now,
+        )
         w.session.add(poll)
         await w.session.flush()
         summary = poll_summary(poll, 0)
         await emit_poll_created(w, meeting.id, poll=summary)
-        await w.audit(actor.id, "poll.create", f"poll:{poll.id}",
-                      {k: summary[k] for k in ("meeting_id", "agenda_item_id", "title", "kind",
-                                               "options", "max_choices", "secret", "rule",
-                                               "duration_secs")})
+        await w.audit(
+            actor.id,
+            "poll.create",
+            f"poll:{poll.id}",
+            {
+                k: summary[k]
+                for k in (
+                    "meeting_id",
+                    "agenda_item_id",
+                    "title",
+                    "kind",
+                    "options",
+                    "max_choices",
+                    "secret",
+                    "rule",
+                    "duration_secs",
+                )
+            },
+        )
     return summary
 
 
@@ -137,8 +180,7 @@ async def open_poll(ctx: Context, actor: Principal, poll_id: int) -> dict[str, A
             poll.closes_at = w.now + timedelta(seconds=poll.duration_secs)
         summary = poll_summary(poll, 0)
         await emit_poll_opened(w, meeting.id, poll=summary)
-        await w.audit(actor.id, "poll.open", f"poll:{poll.id}",
-                      {"closes_at": summary["closes_at"]})
+        await w.audit(actor.id, "poll.open", f"poll:{poll.id}", {"closes_at": summary["closes_at"]})
         w.after_commit(poll_runtime(ctx).deadlines_changed.set)
     return summary
 
@@ -172,9 +214,16 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
         _transition(poll, PollState.CLOSED)
         if poll.secret:
             await _unseal_box(session, poll, poll_runtime(ctx).seal)
-        box = [(str(r), list(c)) for r, c in (await session.execute(
-            select(Ballot.receipt, Ballot.choice).where(Ballot.poll_id == poll.id)
-            .order_by(Ballot.receipt))).all()]
+        box = [
+            (str(r), list(c))
+            for r, c in (
+                await session.execute(
+                    select(Ballot.receipt, Ballot.choice)
+                    .where(Ballot.poll_id == poll.id)
+                    .order_by(Ballot.receipt)
+                )
+            ).all()
+        ]
         voters = await voter_ids(session, poll.id)
         if len(box) != len(voters):
             # Every ballot is written with its roll entry in one transaction; a mismatch
@@ -182,9 +231,16 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
             raise RuntimeError(f"poll {poll.id}: {len(box)} ballots but {len(voters)} on the roll")
         members = await electorate(session, poll)
         present = await present_electors(session, poll)
-        result = decide(poll.poll_kind, poll.poll_rule, poll.options, poll.max_choices,
-                        [c for _, c in box], members=len(members), present=len(present),
-                        eligible=len(set(present) | set(voters))).as_dict()
+        result = decide(
+            poll.poll_kind,
+            poll.poll_rule,
+            poll.options,
+            poll.max_choices,
+            [c for _, c in box],
+            members=len(members),
+            present=len(present),
+            eligible=len(set(present) | set(voters)),
+        ).as_dict()
         digest = ballots_digest(poll.id, box)
         if poll.secret:
             await _rewrite_secret_rows(session, poll.id)
@@ -194,11 +250,20 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
         poll.closed_by = actor.id if actor else None
         poll.result = result
         poll.ballots_digest = digest
-        await emit_poll_closed(w, meeting.id, poll_id=poll.id, state=poll.state,
-                               closed_at=utc_iso(w.now), result=result)
-        await w.audit(actor.id if actor else None, "poll.close", f"poll:{poll.id}",
-                      {"result": result, "ballots_digest": digest,
-                       "by": "chair" if actor else "deadline"})
+        await emit_poll_closed(
+            w,
+            meeting.id,
+            poll_id=poll.id,
+            state=poll.state,
+            closed_at=utc_iso(w.now),
+            result=result,
+        )
+        await w.audit(
+            actor.id if actor else None,
+            "poll.close",
+            f"poll:{poll.id}",
+            {"result": result, "ballots_digest": digest, "by": "chair" if actor else "deadline"},
+        )
         # The organisation seals the result sheet once this has committed.
         w.after_commit(functools.partial(result_closed, ctx, poll.id))
         summary = poll_summary(poll, len(box))
@@ -208,15 +273,19 @@ async def close_poll(ctx: Context, actor: Principal | None, poll_id: int) -> dic
 async def _unseal_box(session: AsyncSession, poll: Poll, seal: BallotSeal) -> None:
     """A secret poll's sealed ballots become its plain box, in the closing transaction
     (``meeting.polls.sealing``); the seals are deleted."""
-    sealed = (await session.execute(
-        select(SealedBallot.sealed).where(SealedBallot.poll_id == poll.id))).scalars().all()
+    sealed = (
+        (await session.execute(select(SealedBallot.sealed).where(SealedBallot.poll_id == poll.id)))
+        .scalars()
+        .all()
+    )
     if not sealed:
         return
     ballots = sorted(seal.unseal(poll.id, bytes(blob)) for blob in sealed)
     await session.execute(delete(SealedBallot).where(SealedBallot.poll_id == poll.id))
-    await session.execute(insert(Ballot), [
-        {"poll_id": poll.id, "receipt": receipt, "choice": choice}
-        for receipt, choice in ballots])
+    await session.execute(
+        insert(Ballot),
+        [{"poll_id": poll.id, "receipt": receipt, "choice": choice} for receipt, choice in ballots],
+    )
 
 
 async def _rewrite_secret_rows(session: AsyncSession, poll_id: int) -> None:
@@ -227,18 +296,38 @@ async def _rewrite_secret_rows(session: AsyncSession, poll_id: int) -> None:
     share both. Rewritten here, every row of the poll has the closing transaction's id and
     sits in sorted order. (SQLite's WITHOUT ROWID tables never had an insertion order.)
     """
-    ballots = (await session.execute(
-        select(Ballot.receipt, Ballot.choice).where(Ballot.poll_id == poll_id)
-        .order_by(Ballot.receipt))).all()
-    roll = (await session.execute(
-        select(PollVoter.user_id, PollVoter.retry_check, PollVoter.voted_at)
-        .where(PollVoter.poll_id == poll_id).order_by(PollVoter.user_id))).all()
+    ballots = (
+        await session.execute(
+            select(Ballot.receipt, Ballot.choice)
+            .where(Ballot.poll_id == poll_id)
+            .order_by(Ballot.receipt)
+        )
+    ).all()
+    roll = (
+        await session.execute(
+            select(PollVoter.user_id, PollVoter.retry_check, PollVoter.voted_at)
+            .where(PollVoter.poll_id == poll_id)
+            .order_by(PollVoter.user_id)
+        )
+    ).all()
     await session.execute(delete(Ballot).where(Ballot.poll_id == poll_id))
     await session.execute(delete(PollVoter).where(PollVoter.poll_id == poll_id))
     if ballots:
-        await session.execute(insert(Ballot), [
-            {"poll_id": poll_id, "receipt": r, "choice": c} for r, c in ballots])
+        await session.execute(
+            insert(Ballot), [{"poll_id": poll_id, "receipt": r, "choice": c} for r, c in ballots]
+        )
     if roll:
-        await session.execute(insert(PollVoter), [
-            {"poll_id": poll_id, "user_id": uid, "retry_check": check, "choice": None,
-             "receipt": None, "voted_at": at} for uid, check, at in roll])
+        await session.execute(
+            insert(PollVoter),
+            [
+                {
+                    "poll_id": poll_id,
+                    "user_id": uid,
+                    "retry_check": check,
+                    "choice": None,
+                    "receipt": None,
+                    "voted_at": at,
+                }
+                for uid, check, at in roll
+            ],
+        )

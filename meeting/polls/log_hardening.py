@@ -10,8 +10,11 @@ from server.context import Context
 # Database libraries that print every statement with its bound parameters (receipts,
 # choices, retry checks) at these levels and below. A server run with DIENHONG_LOG_LEVEL=DEBUG
 # must not write a secret ballot to its log, so they never go below these floors.
-PARAMETER_LOGGERS = {"aiosqlite": logging.INFO, "sqlalchemy.engine": logging.WARNING,
-                     "asyncpg": logging.INFO}
+PARAMETER_LOGGERS = {
+    "aiosqlite": logging.INFO,
+    "sqlalchemy.engine": logging.WARNING,
+    "asyncpg": logging.INFO,
+}
 
 
 async def keep_ballots_out_of_logs(ctx: Context) -> None:

@@ -78,8 +78,7 @@ class Poll(Base):
     # The members entitled to vote (user ids, sorted), fixed when the poll opens: changing
     # the participants while it is open changes neither the base nor who may vote. None
     # for a draft (and for polls opened before it was recorded: the current members).
-    electorate: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True),
-                                                         default=None)
+    electorate: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
     @property
     def lifecycle(self) -> PollState:

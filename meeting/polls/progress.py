@@ -15,6 +15,7 @@ from server.context import Context
 
 log = logging.getLogger("dienhong.polls")
 
+
 async def publish_progress(ctx: Context, poll_id: int) -> None:
     """Emit ``poll.progress {cast}`` for an open poll (nothing once it is closed)."""
     async with ctx.write() as w:

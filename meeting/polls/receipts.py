@@ -29,13 +29,15 @@ def receipt_for(poll_id: int, idempotency_key: str) -> str:
     return _digest(RECEIPT_DOMAIN, poll_id, idempotency_key)[:RECEIPT_CHARS]
 
 
-def retry_check_for(poll_id: int, user_id: int, idempotency_key: str,
-                    choice: Sequence[str]) -> str:
+def retry_check_for(poll_id: int, user_id: int, idempotency_key: str, choice: Sequence[str]) -> str:
     """What the roll keeps to recognise a retry of the very same ballot by the same voter."""
     return _digest(RETRY_DOMAIN, poll_id, user_id, idempotency_key, list(choice))
 
 
 def ballots_digest(poll_id: int, ballots: Sequence[tuple[str, Sequence[str]]]) -> str:
     """sha256 over the published list of counted ballots (sorted by receipt)."""
-    return _digest("dienhong/poll-ballots/v1", poll_id,
-                   [[receipt, list(choice)] for receipt, choice in sorted(ballots)])
+    return _digest(
+        "dienhong/poll-ballots/v1",
+        poll_id,
+        [[receipt, list(choice)] for receipt, choice in sorted(ballots)],
+    )

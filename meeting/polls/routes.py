@@ -42,12 +42,18 @@ async def create_poll(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PollIn)
     spec = lifecycle.PollSpec(
-        title=body.title, kind=body.kind, rule=body.rule, secret=body.secret,
-        options=list(body.options or []), max_choices=body.max_choices or 1,
-        agenda_item_id=body.agenda_item_id, duration_secs=body.duration_secs,
+        title=body.title,
+        kind=body.kind,
+        rule=body.rule,
+        secret=body.secret,
+        options=list(body.options or []),
+        max_choices=body.max_choices or 1,
+        agenda_item_id=body.agenda_item_id,
+        duration_secs=body.duration_secs,
     )
-    poll = await lifecycle.create_poll(context(request), actor, path_int(request, "meeting_id"),
-                                     spec)
+    poll = await lifecycle.create_poll(
+        context(request), actor, path_int(request, "meeting_id"), spec
+    )
     return JSON(poll, status_code=201)
 
 
@@ -75,8 +81,9 @@ async def close_poll(request: Request) -> Response:
 async def cast_ballot(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, BallotIn)
-    outcome = await ballot_box.cast_ballot(context(request), actor, path_int(request, "poll_id"),
-                                        body.choice, body.idempotency_key)
+    outcome = await ballot_box.cast_ballot(
+        context(request), actor, path_int(request, "poll_id"), body.choice, body.idempotency_key
+    )
     # A retry gets exactly the first answer: same status, same receipt.
     return JSON({"receipt": outcome.receipt}, status_code=201)
 
@@ -84,8 +91,9 @@ async def cast_ballot(request: Request) -> Response:
 async def check_receipt(request: Request) -> Response:
     actor = await current_user(request)
     receipt = str(request.path_params["receipt"])
-    return JSON(await views.check_receipt(context(request), actor,
-                                            path_int(request, "poll_id"), receipt))
+    return JSON(
+        await views.check_receipt(context(request), actor, path_int(request, "poll_id"), receipt)
+    )
 
 
 routes = [

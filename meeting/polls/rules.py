@@ -58,8 +58,12 @@ class Numbers:
     cast: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"members": self.members, "present": self.present, "eligible": self.eligible,
-                "cast": self.cast}
+        return {
+            "members": self.members,
+            "present": self.present,
+            "eligible": self.eligible,
+            "cast": self.cast,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,11 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "rule": self.rule.value, "tally": dict(self.tally), "passed": self.passed,
-            "numbers": self.numbers.as_dict(), "threshold": self.threshold,
+            "rule": self.rule.value,
+            "tally": dict(self.tally),
+            "passed": self.passed,
+            "numbers": self.numbers.as_dict(),
+            "threshold": self.threshold,
         }
         if self.elected or self.undecided:
             body["elected"] = list(self.elected)
@@ -108,8 +115,9 @@ def options_for(kind: PollKind, options: Sequence[str]) -> list[str]:
     return list(YES_NO_ABSTAIN_OPTIONS) if kind is PollKind.YES_NO_ABSTAIN else list(options)
 
 
-def canonical_choice(kind: PollKind, options: Sequence[str], max_choices: int,
-                     raw: str | Sequence[str]) -> list[str]:
+def canonical_choice(
+    kind: PollKind, options: Sequence[str], max_choices: int, raw: str | Sequence[str]
+) -> list[str]:
     """Check a ballot's choice against the poll and return it in the options' order.
 
     ``yes_no_abstain`` takes one of yes/no/abstain. ``choice`` takes a list of distinct
@@ -132,8 +140,9 @@ def canonical_choice(kind: PollKind, options: Sequence[str], max_choices: int,
     return sorted(picked, key=allowed.index)
 
 
-def tally(kind: PollKind, options: Sequence[str],
-          ballots: Iterable[Sequence[str]]) -> dict[str, int]:
+def tally(
+    kind: PollKind, options: Sequence[str], ballots: Iterable[Sequence[str]]
+) -> dict[str, int]:
     """Votes per option, every option present (zero included), in the options' order."""
     counts = dict.fromkeys(options_for(kind, options), 0)
     for choice in ballots:
@@ -142,9 +151,17 @@ def tally(kind: PollKind, options: Sequence[str],
     return counts
 
 
-def decide(kind: PollKind, rule: Rule, options: Sequence[str], max_choices: int,
-           ballots: Sequence[Sequence[str]], *, members: int, present: int,
-           eligible: int) -> Result:
+def decide(
+    kind: PollKind,
+    rule: Rule,
+    options: Sequence[str],
+    max_choices: int,
+    ballots: Sequence[Sequence[str]],
+    *,
+    members: int,
+    present: int,
+    eligible: int,
+) -> Result:
     """The result of a poll from its counted ballots and the meeting's figures."""
     counts = tally(kind, options, ballots)
     numbers = Numbers(members=members, present=present, eligible=eligible, cast=len(ballots))

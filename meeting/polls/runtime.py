@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from meeting.polls.sealing import BallotSeal
 
 
-
 @dataclass
 class PollRuntime:
     """Per-node state of the polls feature."""
@@ -36,6 +35,7 @@ class PollRuntime:
 
 def poll_runtime(ctx: Context) -> PollRuntime:
     """This node's poll runtime, created on first use."""
+
     def make() -> PollRuntime:
         from meeting.polls.ballot_box import BallotBox
         from meeting.polls.sealing import BallotSeal

@@ -39,8 +39,10 @@ async def scrub_secret_rows(ctx: Context) -> None:
         if await ctx.db.checkpoint_wal():
             return
         await asyncio.sleep(CHECKPOINT_RETRY_SECS)
-    log.warning("the write-ahead log could not be truncated after a secret poll closed; "
-                "it will be at the next close or restart")
+    log.warning(
+        "the write-ahead log could not be truncated after a secret poll closed; "
+        "it will be at the next close or restart"
+    )
 
 
 async def run_scrubber(ctx: Context) -> None:

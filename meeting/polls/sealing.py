@@ -48,15 +48,19 @@ class BallotSeal:
     """Seals and slots of secret ballots under keys derived from one node secret."""
 
     def __init__(self, secret: bytes) -> None:
-        self._master = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                            info=SEAL_DOMAIN).derive(secret)
+        self._master = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=SEAL_DOMAIN
+        ).derive(secret)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> BallotSeal:
         """The node's seal, from its token signing key (the same on every node)."""
         key = load_or_create_signing_key(settings)
-        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                serialization.NoEncryption())
+        raw = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
         return cls(raw)
 
     def _poll_key(self, poll_id: int) -> bytes:
@@ -65,8 +69,9 @@ class BallotSeal:
     def slot(self, poll_id: int, receipt: str) -> str:
         """Where the sealed ballot of this receipt lies: a keyed hash, unlinkable without
         the key, so a retry or a reused key finds it."""
-        return hmac.new(self._poll_key(poll_id), f"slot:{receipt}".encode(),
-                        hashlib.sha256).hexdigest()
+        return hmac.new(
+            self._poll_key(poll_id), f"slot:{receipt}".encode(), hashlib.sha256
+        ).hexdigest()
 
     def seal(self, poll_id: int, bound: int, receipt: str, choice: Sequence[str]) -> bytes:
         plain = json.dumps([receipt, list(choice)], ensure_ascii=False).encode()
@@ -80,7 +85,8 @@ class BallotSeal:
     def unseal(self, poll_id: int, sealed: bytes) -> tuple[str, list[str]]:
         try:
             plain = AESGCM(self._poll_key(poll_id)).decrypt(
-                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], str(poll_id).encode())
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], str(poll_id).encode()
+            )
         except Exception as exc:
             raise SealError(f"a sealed ballot of poll {poll_id} does not open") from exc
         receipt, choice = json.loads(plain)

@@ -58,10 +58,17 @@ def choice_out(kind: str, stored: Sequence[str]) -> str | list[str]:
 def poll_summary(poll: Poll, cast: int | None = None) -> dict[str, Any]:
     """The poll as the meeting state and the poll events show it (no voters, no ballots)."""
     body: dict[str, Any] = {
-        "id": poll.id, "meeting_id": poll.meeting_id, "agenda_item_id": poll.agenda_item_id,
-        "title": poll.title, "kind": poll.kind, "options": list(poll.options),
-        "max_choices": poll.max_choices, "secret": poll.secret, "rule": poll.rule,
-        "state": poll.state, "duration_secs": poll.duration_secs,
+        "id": poll.id,
+        "meeting_id": poll.meeting_id,
+        "agenda_item_id": poll.agenda_item_id,
+        "title": poll.title,
+        "kind": poll.kind,
+        "options": list(poll.options),
+        "max_choices": poll.max_choices,
+        "secret": poll.secret,
+        "rule": poll.rule,
+        "state": poll.state,
+        "duration_secs": poll.duration_secs,
         "opened_at": utc_iso(poll.opened_at) if poll.opened_at else None,
         "closes_at": utc_iso(poll.closes_at) if poll.closes_at else None,
         "closed_at": utc_iso(poll.closed_at) if poll.closed_at else None,
@@ -78,19 +85,32 @@ async def cast_count(session: AsyncSession, poll_id: int) -> int:
 
 
 async def voter_ids(session: AsyncSession, poll_id: int) -> list[int]:
-    stmt = select(PollVoter.user_id).where(PollVoter.poll_id == poll_id).order_by(
-        PollVoter.user_id)
+    stmt = select(PollVoter.user_id).where(PollVoter.poll_id == poll_id).order_by(PollVoter.user_id)
     return [int(uid) for uid in (await session.execute(stmt)).scalars()]
 
 
 async def meeting_polls(session: AsyncSession, meeting_id: int) -> list[dict[str, Any]]:
     """Every poll of a meeting with its cast count, oldest first (for the meeting state)."""
-    polls = (await session.execute(
-        select(Poll).where(Poll.meeting_id == meeting_id).order_by(Poll.id))).scalars().all()
-    counts = dict((await session.execute(
-        select(PollVoter.poll_id, func.count())
-        .where(PollVoter.poll_id.in_([p.id for p in polls]))
-        .group_by(PollVoter.poll_id))).tuples().all()) if polls else {}
+    polls = (
+        (await session.execute(select(Poll).where(Poll.meeting_id == meeting_id).order_by(Poll.id)))
+        .scalars()
+        .all()
+    )
+    counts = (
+        dict(
+            (
+                await session.execute(
+                    select(PollVoter.poll_id, func.count())
+                    .where(PollVoter.poll_id.in_([p.id for p in polls]))
+                    .group_by(PollVoter.poll_id)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        if polls
+        else {}
+    )
     return [poll_summary(p, int(counts.get(p.id, 0))) for p in polls]
 
 
@@ -106,21 +126,36 @@ async def poll_view(ctx: Context, actor: Principal, poll_id: int) -> dict[str, A
         if poll.lifecycle is PollState.CLOSED and poll.result is not None:
             body["eligible"] = poll.result["numbers"]["eligible"]
             body["cast"] = poll.result["numbers"]["cast"]
-            rows = (await session.execute(
-                select(Ballot.receipt, Ballot.choice).where(Ballot.poll_id == poll.id)
-                .order_by(Ballot.receipt))).all()
-            body["ballots"] = [{"receipt": r, "choice": choice_out(poll.kind, c)}
-                               for r, c in rows]
+            rows = (
+                await session.execute(
+                    select(Ballot.receipt, Ballot.choice)
+                    .where(Ballot.poll_id == poll.id)
+                    .order_by(Ballot.receipt)
+                )
+            ).all()
+            body["ballots"] = [{"receipt": r, "choice": choice_out(poll.kind, c)} for r, c in rows]
             body["ballots_digest"] = poll.ballots_digest
             if not poll.secret:
-                named = (await session.execute(
-                    select(PollVoter.user_id, User.display_name, PollVoter.choice,
-                           PollVoter.receipt)
-                    .join(User, User.id == PollVoter.user_id)
-                    .where(PollVoter.poll_id == poll.id).order_by(PollVoter.user_id))).all()
+                named = (
+                    await session.execute(
+                        select(
+                            PollVoter.user_id,
+                            User.display_name,
+                            PollVoter.choice,
+                            PollVoter.receipt,
+                        )
+                        .join(User, User.id == PollVoter.user_id)
+                        .where(PollVoter.poll_id == poll.id)
+                        .order_by(PollVoter.user_id)
+                    )
+                ).all()
                 body["voters"] = [
-                    {"user_id": uid, "display_name": name,
-                     "choice": choice_out(poll.kind, choice or []), "receipt": receipt}
+                    {
+                        "user_id": uid,
+                        "display_name": name,
+                        "choice": choice_out(poll.kind, choice or []),
+                        "receipt": receipt,
+                    }
                     for uid, name, choice, receipt in named
                 ]
             return body
@@ -136,8 +171,11 @@ async def poll_view(ctx: Context, actor: Principal, poll_id: int) -> dict[str, A
                 names = await display_names(session, waiting)
                 present_set = set(present)
                 body["not_voted"] = [
-                    {"user_id": uid, "display_name": names.get(uid, ""),
-                     "present": uid in present_set}
+                    {
+                        "user_id": uid,
+                        "display_name": names.get(uid, ""),
+                        "present": uid in present_set,
+                    }
                     for uid in waiting
                 ]
         return body
@@ -150,8 +188,9 @@ async def list_polls(ctx: Context, actor: Principal, meeting_id: int) -> list[di
         return await meeting_polls(session, meeting_id)
 
 
-async def check_receipt(ctx: Context, actor: Principal, poll_id: int,
-                        receipt: str) -> dict[str, Any]:
+async def check_receipt(
+    ctx: Context, actor: Principal, poll_id: int, receipt: str
+) -> dict[str, Any]:
     """Is the ballot behind this receipt in the box, and with which choice? Answered only
     once the poll is closed: while it is open, a voter could prove a choice to a coercer
     (409 ``poll_not_closed``)."""
@@ -159,10 +198,15 @@ async def check_receipt(ctx: Context, actor: Principal, poll_id: int,
         poll = await get_poll(session, poll_id)
         await require_visible(session, poll.meeting_id, actor)
         if poll.lifecycle is not PollState.CLOSED:
-            raise Conflict(f"Poll {poll.id} is still open: receipts are checked after the "
-                           "close.", code="poll_not_closed")
+            raise Conflict(
+                f"Poll {poll.id} is still open: receipts are checked after the close.",
+                code="poll_not_closed",
+            )
         ballot = await session.get(Ballot, (poll.id, receipt.lower()))
         if ballot is None:
             return {"receipt": receipt, "counted": False}
-        return {"receipt": ballot.receipt, "counted": True,
-                "choice": choice_out(poll.kind, ballot.choice)}
+        return {
+            "receipt": ballot.receipt,
+            "counted": True,
+            "choice": choice_out(poll.kind, ballot.choice),
+        }

@@ -38,8 +38,11 @@ async def start(request: Request) -> Response:
 
 
 async def callback(request: Request) -> Response:
-    params = {key: request.query_params[key] for key in ("state", "code", "error")
-              if key in request.query_params}
+    params = {
+        key: request.query_params[key]
+        for key in ("state", "code", "error")
+        if key in request.query_params
+    }
     return RedirectResponse(await oidc.callback(context(request), params), status_code=303)
 
 

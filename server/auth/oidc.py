@@ -42,6 +42,7 @@ with warnings.catch_warnings():
     # Authlib prefers the httpx2 package and warns when it falls back to httpx (its own
     # module sets that warning to "always" when imported, hence the order).
     from authlib.deprecate import AuthlibDeprecationWarning
+
     warnings.simplefilter("ignore", AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
@@ -89,15 +90,19 @@ class OidcClient:
             redirect_uri=settings.oidc_redirect_url,
             code_challenge_method="S256",
             token_endpoint_auth_method=(
-                "client_secret_basic" if settings.oidc_client_secret else "none"),
+                "client_secret_basic" if settings.oidc_client_secret else "none"
+            ),
             timeout=HTTP_TIMEOUT_SECS,
         )
 
     async def provider(self, *, fresh: bool = False) -> _Provider:
         async with self._lock:
             known = self._provider
-            if known is not None and not fresh and (
-                    time.monotonic() - known.read_at < METADATA_TTL_SECS):
+            if (
+                known is not None
+                and not fresh
+                and (time.monotonic() - known.read_at < METADATA_TTL_SECS)
+            ):
                 return known
             issuer = self.ctx.settings.oidc_issuer.rstrip("/")
             try:
@@ -153,23 +158,42 @@ async def start(ctx: Context, next_page: str | None = None) -> str:
     async with ctx.write() as w:
         # Started sign-ins that were never finished go after their time; beyond the
         # limit, the oldest go first.
-        await w.session.execute(delete(OidcLogin).where(
-            OidcLogin.user_id.is_(None),
-            OidcLogin.created_at < now - timedelta(seconds=settings.oidc_pending_ttl_secs)))
-        pending = (await w.session.execute(
-            select(func.count()).select_from(OidcLogin).where(OidcLogin.user_id.is_(None))
-        )).scalar_one()
+        await w.session.execute(
+            delete(OidcLogin).where(
+                OidcLogin.user_id.is_(None),
+                OidcLogin.created_at < now - timedelta(seconds=settings.oidc_pending_ttl_secs),
+            )
+        )
+        pending = (
+            await w.session.execute(
+                select(func.count()).select_from(OidcLogin).where(OidcLogin.user_id.is_(None))
+            )
+        ).scalar_one()
         excess = pending - settings.oidc_pending_max + 1
         if excess > 0:
-            oldest = select(OidcLogin.state).where(OidcLogin.user_id.is_(None)).order_by(
-                OidcLogin.created_at).limit(excess)
+            oldest = (
+                select(OidcLogin.state)
+                .where(OidcLogin.user_id.is_(None))
+                .order_by(OidcLogin.created_at)
+                .limit(excess)
+            )
             await w.session.execute(delete(OidcLogin).where(OidcLogin.state.in_(oldest)))
-        w.session.add(OidcLogin(state=state, nonce=nonce, code_verifier=verifier,
-                                created_at=now, next_path=next_path(next_page)))
+        w.session.add(
+            OidcLogin(
+                state=state,
+                nonce=nonce,
+                code_verifier=verifier,
+                created_at=now,
+                next_path=next_path(next_page),
+            )
+        )
     async with oidc.client() as client:
         url, _ = client.create_authorization_url(
-            provider.metadata["authorization_endpoint"], state=state, nonce=nonce,
-            code_verifier=verifier)
+            provider.metadata["authorization_endpoint"],
+            state=state,
+            nonce=nonce,
+            code_verifier=verifier,
+        )
     return str(url)
 
 
@@ -180,8 +204,9 @@ async def callback(ctx: Context, params: dict[str, str]) -> str:
         handoff, going_to = await _finish(ctx, params)
     except ApiError as exc:
         async with ctx.write() as w:
-            await w.audit(None, "auth.oidc_refused", "oidc",
-                          {"code": exc.code, "message": exc.message[:500]})
+            await w.audit(
+                None, "auth.oidc_refused", "oidc", {"code": exc.code, "message": exc.message[:500]}
+            )
         return f"{LOGIN_PAGE}#sso_error={exc.code}"
     # The page to go on to is no secret; the one-time code stays out of the query.
     query = f"?{urlencode({'next': going_to})}" if going_to else ""
@@ -195,17 +220,22 @@ async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None
     state = params.get("state", "")
     async with ctx.write() as w:
         row = await w.session.get(OidcLogin, state) if 0 < len(state) <= 64 else None
-        fresh = row is not None and row.completed_at is None and (
-            row.created_at >= now - timedelta(seconds=settings.oidc_pending_ttl_secs))
+        fresh = (
+            row is not None
+            and row.completed_at is None
+            and (row.created_at >= now - timedelta(seconds=settings.oidc_pending_ttl_secs))
+        )
         if row is None or not fresh:
-            raise BadRequest("The sign-in is unknown, expired or already used.",
-                             code="oidc_state_invalid")
+            raise BadRequest(
+                "The sign-in is unknown, expired or already used.", code="oidc_state_invalid"
+            )
         # The state is used once, whatever the provider answers.
         row.completed_at = now
         nonce, verifier, going_to = row.nonce, row.code_verifier, row.next_path
     if params.get("error"):
-        raise Unauthorized(f"The provider refused the sign-in: {params['error'][:100]}.",
-                           code="oidc_denied")
+        raise Unauthorized(
+            f"The provider refused the sign-in: {params['error'][:100]}.", code="oidc_denied"
+        )
     code = params.get("code", "")
     if not code:
         raise BadRequest("The provider's answer has no code.", code="oidc_state_invalid")
@@ -213,20 +243,26 @@ async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None
     try:
         async with oidc.client() as client:
             token = await client.fetch_token(
-                provider.metadata["token_endpoint"], code=code, code_verifier=verifier,
-                grant_type="authorization_code")
+                provider.metadata["token_endpoint"],
+                code=code,
+                code_verifier=verifier,
+                grant_type="authorization_code",
+            )
     except (OAuthError, httpx.HTTPError, ValueError) as exc:
         raise provider_error(f"The provider did not exchange the code: {exc}.") from exc
     claims = await _id_token_claims(ctx, oidc, str(token.get("id_token", "")), nonce)
     username = claims.get(settings.oidc_username_claim)
     if not isinstance(username, str) or not username:
-        raise Unauthorized(f"The ID token has no {settings.oidc_username_claim!r} claim.",
-                           code="oidc_id_token_invalid")
+        raise Unauthorized(
+            f"The ID token has no {settings.oidc_username_claim!r} claim.",
+            code="oidc_id_token_invalid",
+        )
     expires_at = _provider_expiry(token, claims, now)
     handoff = secrets.token_urlsafe(32)
     async with ctx.read() as session:
-        user = (await session.execute(
-            select(User).where(User.username == username))).scalar_one_or_none()
+        user = (
+            await session.execute(select(User).where(User.username == username))
+        ).scalar_one_or_none()
     if user is None:
         raise Forbidden(f"No account is named {username!r}.", code="oidc_no_account")
     if not user.active:
@@ -234,8 +270,9 @@ async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None
     async with ctx.write() as w:
         row = await w.session.get(OidcLogin, state)
         if row is None:
-            raise BadRequest("The sign-in is unknown, expired or already used.",
-                             code="oidc_state_invalid")
+            raise BadRequest(
+                "The sign-in is unknown, expired or already used.", code="oidc_state_invalid"
+            )
         row.user_id = user.id
         row.handoff_hash = _hash(handoff)
         row.access_token = str(token.get("access_token") or "") or None
@@ -245,8 +282,9 @@ async def _finish(ctx: Context, params: dict[str, str]) -> tuple[str, str | None
     return handoff, going_to
 
 
-def _provider_expiry(token: dict[str, Any], claims: dict[str, Any],
-                     now: datetime) -> datetime | None:
+def _provider_expiry(
+    token: dict[str, Any], claims: dict[str, Any], now: datetime
+) -> datetime | None:
     """When the provider's access token ends (else its ID token), by this server's clock."""
     expires_in = token.get("expires_in")
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
@@ -257,8 +295,9 @@ def _provider_expiry(token: dict[str, Any], claims: dict[str, Any],
     return None
 
 
-async def _id_token_claims(ctx: Context, oidc: OidcClient, id_token: str,
-                           nonce: str) -> dict[str, Any]:
+async def _id_token_claims(
+    ctx: Context, oidc: OidcClient, id_token: str, nonce: str
+) -> dict[str, Any]:
     if not id_token:
         raise Unauthorized("The provider sent no ID token.", code="oidc_id_token_invalid")
     provider = await oidc.provider()
@@ -270,7 +309,8 @@ async def _id_token_claims(ctx: Context, oidc: OidcClient, id_token: str,
             provider = await oidc.provider(fresh=True)
             decoded = jwt.decode(id_token, provider.keys, algorithms=ID_TOKEN_ALGORITHMS)
         registry = jwt.JWTClaimsRegistry(
-            now=int(ctx.clock.now().timestamp()), leeway=LEEWAY_SECS,
+            now=int(ctx.clock.now().timestamp()),
+            leeway=LEEWAY_SECS,
             iss={"essential": True, "value": provider.metadata["issuer"]},
             aud={"essential": True, "value": ctx.settings.oidc_client_id},
             sub={"essential": True},
@@ -279,8 +319,9 @@ async def _id_token_claims(ctx: Context, oidc: OidcClient, id_token: str,
         )
         registry.validate(decoded.claims)
     except (JoseError, ValueError) as exc:
-        raise Unauthorized(f"The ID token was refused: {exc}.",
-                           code="oidc_id_token_invalid") from exc
+        raise Unauthorized(
+            f"The ID token was refused: {exc}.", code="oidc_id_token_invalid"
+        ) from exc
     return dict(decoded.claims)
 
 
@@ -289,16 +330,21 @@ async def exchange(ctx: Context, code: str) -> dict[str, Any]:
     settings = ctx.settings
     now = ctx.clock.now()
     async with ctx.write() as w:
-        row = (await w.session.execute(select(OidcLogin).where(
-            OidcLogin.handoff_hash == _hash(code)))).scalar_one_or_none()
-        usable = row is not None and row.completed_at is not None and (
-            row.completed_at >= now - timedelta(seconds=settings.oidc_pending_ttl_secs))
+        row = (
+            await w.session.execute(select(OidcLogin).where(OidcLogin.handoff_hash == _hash(code)))
+        ).scalar_one_or_none()
+        usable = (
+            row is not None
+            and row.completed_at is not None
+            and (row.completed_at >= now - timedelta(seconds=settings.oidc_pending_ttl_secs))
+        )
         if row is not None:
             row.handoff_hash = None
         user = await w.session.get(User, row.user_id) if row and row.user_id else None
         if not usable or row is None or user is None:
-            raise Unauthorized("The sign-in code is unknown, used or expired.",
-                               code="oidc_code_invalid")
+            raise Unauthorized(
+                "The sign-in code is unknown, used or expired.", code="oidc_code_invalid"
+            )
         if not user.active:
             raise Forbidden("The account is disabled.", code="oidc_account_disabled")
         ttl = settings.access_token_ttl_secs
@@ -315,8 +361,17 @@ async def check_sessions(ctx: Context) -> int:
     oidc = oidc_client(ctx)
     now = ctx.clock.now()
     async with ctx.read() as session:
-        rows = (await session.execute(select(OidcLogin).where(
-            OidcLogin.user_id.is_not(None), OidcLogin.ended_at.is_(None)))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(OidcLogin).where(
+                        OidcLogin.user_id.is_not(None), OidcLogin.ended_at.is_(None)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     ended = 0
     for row in rows:
         if row.provider_expires_at is not None and row.provider_expires_at <= now:
@@ -349,8 +404,7 @@ async def check_sessions(ctx: Context) -> int:
     return ended
 
 
-async def _grant_active(oidc: OidcClient,
-                        row: OidcLogin) -> tuple[bool, dict[str, Any] | None]:
+async def _grant_active(oidc: OidcClient, row: OidcLogin) -> tuple[bool, dict[str, Any] | None]:
     """Whether the provider still honours the grant (and its renewed tokens, if refreshed).
     Introspection when the provider offers it, else a refresh."""
     provider = await oidc.provider()
@@ -358,14 +412,17 @@ async def _grant_active(oidc: OidcClient,
     async with oidc.client() as client:
         if endpoint and row.access_token:
             answer = await client.introspect_token(
-                endpoint, token=row.access_token, token_type_hint="access_token")
+                endpoint, token=row.access_token, token_type_hint="access_token"
+            )
             answer.raise_for_status()
             return bool(answer.json().get("active")), None
         if row.refresh_token:
             try:
-                renewed = await client.fetch_token(provider.metadata["token_endpoint"],
-                                         grant_type="refresh_token",
-                                         refresh_token=row.refresh_token)
+                renewed = await client.fetch_token(
+                    provider.metadata["token_endpoint"],
+                    grant_type="refresh_token",
+                    refresh_token=row.refresh_token,
+                )
             except OAuthError as exc:
                 if exc.error == "invalid_grant":
                     return False, None
@@ -378,7 +435,8 @@ async def _grant_active(oidc: OidcClient,
 async def check_forever(ctx: Context) -> None:
     while True:
         await ctx.clock.sleep_until(
-            ctx.clock.now() + timedelta(seconds=ctx.settings.oidc_check_interval_secs))
+            ctx.clock.now() + timedelta(seconds=ctx.settings.oidc_check_interval_secs)
+        )
         try:
             await check_sessions(ctx)
         except Exception:

@@ -20,8 +20,9 @@ MAX_PASSWORD_LENGTH = 256
 
 COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
 # Letters people write as digits or signs; undone before looking a password up.
-_UNLEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
-                         "@": "a", "$": "s", "!": "i"})
+_UNLEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+)
 _DECORATION = re.compile(r"^[\W\d_]+|[\W\d_]+$")
 
 
@@ -45,8 +46,9 @@ def common_passwords() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def password_problem(password: str, *, min_length: int,
-                     username: str = "") -> PasswordProblem | None:
+def password_problem(
+    password: str, *, min_length: int, username: str = ""
+) -> PasswordProblem | None:
     """Why ``password`` is too weak to accept, or None when it is acceptable.
 
     Too short, too long, one repeated character, the username, or a common password
@@ -54,12 +56,15 @@ def password_problem(password: str, *, min_length: int,
     "Matkhau@2024" is "matkhau").
     """
     if len(password) < min_length:
-        return PasswordProblem("too_short", f"A password needs at least {min_length} characters.",
-                               {"min": min_length})
+        return PasswordProblem(
+            "too_short", f"A password needs at least {min_length} characters.", {"min": min_length}
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
-        return PasswordProblem("too_long",
-                               f"A password has at most {MAX_PASSWORD_LENGTH} characters.",
-                               {"max": MAX_PASSWORD_LENGTH})
+        return PasswordProblem(
+            "too_long",
+            f"A password has at most {MAX_PASSWORD_LENGTH} characters.",
+            {"max": MAX_PASSWORD_LENGTH},
+        )
     lowered = password.lower()
     if len(set(lowered)) <= 2:
         return PasswordProblem("repeated", "A password must not repeat one or two characters.")
@@ -67,12 +72,18 @@ def password_problem(password: str, *, min_length: int,
         return PasswordProblem("contains_username", "A password must not contain the username.")
     common = common_passwords()
     stem = _DECORATION.sub("", lowered)
-    candidates = {lowered, stem, lowered.translate(_UNLEET), stem.translate(_UNLEET),
-                  _DECORATION.sub("", lowered.translate(_UNLEET))}
+    candidates = {
+        lowered,
+        stem,
+        lowered.translate(_UNLEET),
+        stem.translate(_UNLEET),
+        _DECORATION.sub("", lowered.translate(_UNLEET)),
+    }
     candidates |= {c.replace(" ", "").replace("-", "").replace("_", "") for c in candidates}
     if any(c in common for c in candidates) or not stem:
-        return PasswordProblem("common",
-                               "This password is too common; choose a longer, less usual one.")
+        return PasswordProblem(
+            "common", "This password is too common; choose a longer, less usual one."
+        )
     return None
 
 

@@ -65,16 +65,28 @@ class Principal:
         """Whether one of our tokens with these claims is of the user's current version
         (a token without ``ver`` is of version 0)."""
         version = claims.get("ver", 0)
-        return (isinstance(version, int) and not isinstance(version, bool)
-                and version == self.token_version)
+        return (
+            isinstance(version, int)
+            and not isinstance(version, bool)
+            and version == self.token_version
+        )
 
 
 # What authenticating a request reads of a user: the principal and whether it is active.
-PRINCIPAL_COLUMNS = (User.id, User.username, User.display_name, User.unit_id, User.roles,
-                     User.clearance, User.active, User.token_version)
+PRINCIPAL_COLUMNS = (
+    User.id,
+    User.username,
+    User.display_name,
+    User.unit_id,
+    User.roles,
+    User.clearance,
+    User.active,
+    User.token_version,
+)
 
 _PRINCIPALS_BY_ID = select(*PRINCIPAL_COLUMNS).where(
-    User.id.in_(bindparam("user_ids", expanding=True)))
+    User.id.in_(bindparam("user_ids", expanding=True))
+)
 # Users per statement of ``principal_rows`` (bound values per statement stay well below
 # SQLite's limit).
 PRINCIPAL_ROWS_CHUNK = 500

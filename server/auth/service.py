@@ -49,29 +49,36 @@ async def login(ctx: Context, username: str, password: str, client: str) -> dict
         if ok:
             if row is not None:
                 await w.session.delete(row)
-            await w.audit(user.id if user else None, "auth.login", f"user:{username}",
-                          {"client": client})
+            await w.audit(
+                user.id if user else None, "auth.login", f"user:{username}", {"client": client}
+            )
         else:
             if row is None:
-                row = LoginThrottle(username=username, client=client, failures=0,
-                                    last_failure_at=now)
+                row = LoginThrottle(
+                    username=username, client=client, failures=0, last_failure_at=now
+                )
                 w.session.add(row)
             row.failures += 1
             row.last_failure_at = now
             delay = throttle_delay(settings, row.failures)
             row.blocked_until = now + timedelta(seconds=delay) if delay else None
-            await w.audit(None, "auth.login_failed", f"user:{username}",
-                          {"client": client, "failures": row.failures,
-                           "delay_secs": delay})
-            await forget_old_throttles(w, now - timedelta(
-                seconds=settings.login_throttle_forget_secs))
+            await w.audit(
+                None,
+                "auth.login_failed",
+                f"user:{username}",
+                {"client": client, "failures": row.failures, "delay_secs": delay},
+            )
+            await forget_old_throttles(
+                w, now - timedelta(seconds=settings.login_throttle_forget_secs)
+            )
     if not ok or user is None:
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")
     return session_answer(ctx, user, now)
 
 
-def session_answer(ctx: Context, user: User, now: datetime,
-                   ttl: int | None = None) -> dict[str, Any]:
+def session_answer(
+    ctx: Context, user: User, now: datetime, ttl: int | None = None
+) -> dict[str, Any]:
     """The answer of a sign-in: a token of the user's current version (of ``ttl`` seconds
     at most), and who it is."""
     token, ttl = ctx.tokens.issue(user.id, now, ttl=ttl, ver=user.token_version)
@@ -80,8 +87,9 @@ def session_answer(ctx: Context, user: User, now: datetime,
         "access_token": token,
         "token_type": "bearer",
         "expires_in": ttl,
-        "user": {key: public[key] for key in ("id", "username", "display_name", "unit_id",
-                                               "roles")},
+        "user": {
+            key: public[key] for key in ("id", "username", "display_name", "unit_id", "roles")
+        },
         # After an administrator's reset the pages ask for a new password first.
         "must_change_password": user.must_change_password,
     }
@@ -92,13 +100,15 @@ def _refuse_if_blocked(throttle: LoginThrottle | None, now: datetime) -> None:
         return
     wait = int((throttle.blocked_until - now).total_seconds()) + 1
     raise TooManyRequests(
-        f"Too many failed sign-ins; try again in {wait} seconds.", code="locked_out",
+        f"Too many failed sign-ins; try again in {wait} seconds.",
+        code="locked_out",
         details={"retry_after": wait},
     )
 
 
-async def change_own_password(ctx: Context, actor: Principal, current: str,
-                              new: str) -> dict[str, Any]:
+async def change_own_password(
+    ctx: Context, actor: Principal, current: str, new: str
+) -> dict[str, Any]:
     """The signed-in user changes its password: every other session ends, and this one
     gets a fresh token."""
     async with ctx.read() as session:
@@ -107,8 +117,9 @@ async def change_own_password(ctx: Context, actor: Principal, current: str,
         raise NotFound("The account no longer exists.", code="user_not_found")
     if not await verify_password(user.password_hash, current):
         raise Unprocessable("The current password is wrong.", code="wrong_password")
-    problem = password_problem(new, min_length=ctx.settings.password_min_length,
-                               username=user.username)
+    problem = password_problem(
+        new, min_length=ctx.settings.password_min_length, username=user.username
+    )
     if problem is None and new == current:
         problem = PasswordProblem("unchanged", "The new password must differ from the current one.")
     if problem is not None:

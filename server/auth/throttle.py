@@ -22,21 +22,24 @@ def throttle_delay(settings: Any, failures: int) -> float:
     if over < 0:
         return 0.0
     # Past 2**30 the cap has long been reached; the exponent stays small.
-    return float(min(settings.login_delay_base_secs * 2 ** min(over, 30),
-                     settings.login_lockout_secs))
+    return float(
+        min(settings.login_delay_base_secs * 2 ** min(over, 30), settings.login_lockout_secs)
+    )
 
 
 async def forget_old_throttles(w: Write, before: datetime) -> int:
     """Delete throttles whose last failure is older than ``before``; how many went."""
     result = await w.session.execute(
-        delete(LoginThrottle).where(LoginThrottle.last_failure_at < before))
+        delete(LoginThrottle).where(LoginThrottle.last_failure_at < before)
+    )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def lift_throttle(w: Write, actor_id: int | None, username: str) -> int:
     """Remove every sign-in throttle of ``username`` (from any client) in ``w``."""
     result = await w.session.execute(
-        delete(LoginThrottle).where(LoginThrottle.username == username))
+        delete(LoginThrottle).where(LoginThrottle.username == username)
+    )
     lifted = int(getattr(result, "rowcount", 0) or 0)
     await w.audit(actor_id, "auth.throttle_lifted", f"user:{username}", {"throttles": lifted})
     return lifted
@@ -56,11 +59,11 @@ async def throttled_usernames(ctx: Context, usernames: list[str]) -> dict[str, d
     async with ctx.read() as session:
         rows = await session.execute(
             select(LoginThrottle.username, LoginThrottle.blocked_until).where(
-                LoginThrottle.username.in_(usernames), LoginThrottle.blocked_until > now))
+                LoginThrottle.username.in_(usernames), LoginThrottle.blocked_until > now
+            )
+        )
     found: dict[str, datetime] = {}
     for name, until in rows:
         if name not in found or until > found[name]:
             found[name] = until
     return found
-
-

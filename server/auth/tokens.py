@@ -28,7 +28,10 @@ LEEWAY_SECS = 30
 HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
 # Time claims are checked here against the injected clock (PyJWT would use the machine's).
 _DECODE_OPTIONS: Any = {
-    "require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False, "verify_nbf": False,
+    "require": REQUIRED_CLAIMS,
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
 }
 # Our own tokens may be checked by a node whose clock is slightly behind the issuer's.
 MAX_CLOCK_SKEW_SECS = 5
@@ -50,7 +53,8 @@ def load_or_create_signing_key(settings: Settings) -> Ed25519PrivateKey:
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -94,11 +98,15 @@ class TokenService:
         if settings.sso_enabled and bad:
             raise ValueError(f"SSO algorithms must be asymmetric, not {sorted(bad)}")
 
-    def issue(self, user_id: int, now: datetime, *, ttl: int | None = None,
-              **extra: Any) -> tuple[str, int]:
+    def issue(
+        self, user_id: int, now: datetime, *, ttl: int | None = None, **extra: Any
+    ) -> tuple[str, int]:
         """A token of ``ttl`` seconds (at most, and by default, the configured lifetime)."""
-        ttl = min(ttl, self.settings.access_token_ttl_secs) if ttl is not None else (
-            self.settings.access_token_ttl_secs)
+        ttl = (
+            min(ttl, self.settings.access_token_ttl_secs)
+            if ttl is not None
+            else (self.settings.access_token_ttl_secs)
+        )
         claims = {
             "iss": self.settings.jwt_issuer,
             "aud": self.settings.jwt_audience,
@@ -130,8 +138,11 @@ class TokenService:
                 return await self._verify_sso(token, now)
         try:
             claims = jwt.decode(
-                token, self.public_key, algorithms=[ALGORITHM],
-                audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
+                token,
+                self.public_key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
                 options=_DECODE_OPTIONS,
             )
         except jwt.InvalidSignatureError as exc:
@@ -172,14 +183,15 @@ class TokenService:
             else:
                 key = serialization.load_pem_public_key(settings.sso_public_key.encode())
             claims = jwt.decode(
-                token, key, algorithms=list(settings.sso_algorithms),
+                token,
+                key,
+                algorithms=list(settings.sso_algorithms),
                 audience=settings.sso_audience or settings.jwt_audience,
                 issuer=settings.sso_issuer,
                 options=_DECODE_OPTIONS,
             )
         except (jwt.PyJWTError, ValueError) as exc:
-            raise Unauthorized(f"The SSO token was refused: {exc}.",
-                               code="invalid_token") from exc
+            raise Unauthorized(f"The SSO token was refused: {exc}.", code="invalid_token") from exc
         self._check_times(claims, now, leeway=LEEWAY_SECS)
         username = claims.get(settings.sso_username_claim)
         if not isinstance(username, str) or not username:
@@ -201,8 +213,7 @@ class TokenService:
             if value is None:
                 continue
             if not _is_number(value) or value > stamp + leeway + MAX_CLOCK_SKEW_SECS:
-                raise Unauthorized(f"The token is not valid yet ({claim}).",
-                                   code="invalid_token")
+                raise Unauthorized(f"The token is not valid yet ({claim}).", code="invalid_token")
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:

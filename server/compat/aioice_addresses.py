@@ -73,23 +73,30 @@ def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     policy = _policy()
     if policy is None or not policy.addresses:
         return _originals["get_host_addresses"](use_ipv4, use_ipv6)  # type: ignore[no-any-return]
-    return [address for address in policy.addresses
-            if (":" in address and use_ipv6) or (":" not in address and use_ipv4)]
+    return [
+        address
+        for address in policy.addresses
+        if (":" in address and use_ipv6) or (":" not in address and use_ipv4)
+    ]
 
 
-async def _add_remote_candidate(self: aioice.ice.Connection,
-                                remote_candidate: Candidate | None) -> None:
+async def _add_remote_candidate(
+    self: aioice.ice.Connection, remote_candidate: Candidate | None
+) -> None:
     policy = _policy()
-    if (remote_candidate is not None and policy is not None
-            and not policy.allows(remote_candidate.host)):
-        log.info("ignoring remote candidate %s outside the peer networks",
-                 remote_candidate.host)
+    if (
+        remote_candidate is not None
+        and policy is not None
+        and not policy.allows(remote_candidate.host)
+    ):
+        log.info("ignoring remote candidate %s outside the peer networks", remote_candidate.host)
         return
     await _originals["add_remote_candidate"](self, remote_candidate)
 
 
-def _request_received(self: aioice.ice.Connection, message: Any, addr: tuple[str, int],
-                      protocol: Any) -> None:
+def _request_received(
+    self: aioice.ice.Connection, message: Any, addr: tuple[str, int], protocol: Any
+) -> None:
     policy = _policy()
     if policy is not None and not policy.allows(addr[0]):
         log.debug("ignoring a connectivity check from %s outside the peer networks", addr[0])
@@ -109,16 +116,18 @@ def _install() -> None:
         aioice.ice.Connection.request_received = _request_received  # type: ignore[method-assign]
 
 
-def announce_addresses(loop: asyncio.AbstractEventLoop, addresses: Sequence[str],
-                       peer_networks: Sequence[str] = ()) -> None:
+def announce_addresses(
+    loop: asyncio.AbstractEventLoop, addresses: Sequence[str], peer_networks: Sequence[str] = ()
+) -> None:
     """ICE connections created in ``loop`` offer exactly ``addresses`` as host candidates
     and talk only to peers in ``peer_networks`` (CIDR).
 
     Empty sequences keep aioice's own behaviour (every interface, any peer).
     """
     _install()
-    policy = IcePolicy(tuple(addresses),
-                       tuple(ipaddress.ip_network(n, strict=False) for n in peer_networks))
+    policy = IcePolicy(
+        tuple(addresses), tuple(ipaddress.ip_network(n, strict=False) for n in peer_networks)
+    )
     with _lock:
         if policy.addresses or policy.peer_networks:
             _policies[loop] = policy

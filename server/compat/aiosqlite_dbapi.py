@@ -26,8 +26,9 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 
 
-def _run(connection: aiosqlite.Connection, operation: str, parameters: Any,
-         many: bool) -> tuple[Any, list[Any] | None, int, int, bool]:
+def _run(
+    connection: aiosqlite.Connection, operation: str, parameters: Any, many: bool
+) -> tuple[Any, list[Any] | None, int, int, bool]:
     """In the connection's thread: execute, fetch every row, close the cursor."""
     raw: sqlite3.Connection = connection._conn
     cursor = raw.cursor()
@@ -61,8 +62,8 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         assert isinstance(adapted, OneHopConnection)
         try:
             description, rows, lastrowid, rowcount, in_transaction = self.await_(
-                self._connection._execute(_run, self._connection, operation, parameters,
-                                          many))
+                self._connection._execute(_run, self._connection, operation, parameters, many)
+            )
         except Exception as error:
             # Whether the failed statement left a transaction open is not known: the next
             # rollback must really run.

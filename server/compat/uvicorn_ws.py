@@ -43,9 +43,15 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
         over its high-water mark); the caller then queues the frame for the ASGI path.
         """
         conn = self.conn
-        if (not self.handshake_complete or self.close_sent or self.disconnected
-                or self.initial_response is not None or not self.writable.is_set()
-                or conn.state is not State.OPEN or self.transport.is_closing()):
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or conn.state is not State.OPEN
+            or self.transport.is_closing()
+        ):
             return False
         if conn.extensions:
             # Compression is per socket: let the protocol frame it.

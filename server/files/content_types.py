@@ -23,9 +23,16 @@ from server.errors import Unprocessable
 
 PDF = "application/pdf"
 # Types clients send when they do not know better; the filename and content decide.
-GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream",
-                           "application/unknown", "application/zip",
-                           "application/x-zip-compressed"})
+GENERIC_TYPES = frozenset(
+    {
+        "",
+        "application/octet-stream",
+        "binary/octet-stream",
+        "application/unknown",
+        "application/zip",
+        "application/x-zip-compressed",
+    }
+)
 ALIASES = {
     "application/x-pdf": PDF,
     "image/jpg": "image/jpeg",
@@ -59,6 +66,7 @@ def _is_pdf(head: bytes, _path: Path) -> bool:
 def _prefix(*magics: bytes) -> Callable[[bytes, Path], bool]:
     def check(head: bytes, _path: Path) -> bool:
         return any(head.startswith(magic) for magic in magics)
+
     return check
 
 
@@ -87,14 +95,19 @@ def _ooxml(main_part: str) -> Callable[[bytes, Path], bool]:
         if any(name.lower().endswith("vbaproject.bin") for name in names):
             return False  # macros: refused whatever the extension says
         return any(name.startswith(main_part) for name in names)
+
     return check
 
 
 def _odf(mimetype: str) -> Callable[[bytes, Path], bool]:
     def check(head: bytes, path: Path) -> bool:
         # ODF puts an uncompressed "mimetype" member first: its content sits at offset 38.
-        return head.startswith(ZIP_MAGIC) and head[30:38] == b"mimetype" and \
-            head[38:38 + len(mimetype)] == mimetype.encode()
+        return (
+            head.startswith(ZIP_MAGIC)
+            and head[30:38] == b"mimetype"
+            and head[38 : 38 + len(mimetype)] == mimetype.encode()
+        )
+
     return check
 
 
@@ -120,32 +133,44 @@ KINDS: tuple[Kind, ...] = (
     Kind("image/jpeg", "JPEG image", (".jpg", ".jpeg"), _prefix(b"\xff\xd8\xff")),
     Kind("image/webp", "WebP image", (".webp",), _is_webp),
     Kind("image/gif", "GIF image", (".gif",), _prefix(b"GIF87a", b"GIF89a")),
-    Kind(f"{_OOXML}.wordprocessingml.document", "Word document", (".docx",),
-         _ooxml("word/"), deep=True),
-    Kind(f"{_OOXML}.spreadsheetml.sheet", "Excel workbook", (".xlsx",), _ooxml("xl/"),
-         deep=True),
-    Kind(f"{_OOXML}.presentationml.presentation", "PowerPoint presentation", (".pptx",),
-         _ooxml("ppt/"), deep=True),
+    Kind(
+        f"{_OOXML}.wordprocessingml.document",
+        "Word document",
+        (".docx",),
+        _ooxml("word/"),
+        deep=True,
+    ),
+    Kind(f"{_OOXML}.spreadsheetml.sheet", "Excel workbook", (".xlsx",), _ooxml("xl/"), deep=True),
+    Kind(
+        f"{_OOXML}.presentationml.presentation",
+        "PowerPoint presentation",
+        (".pptx",),
+        _ooxml("ppt/"),
+        deep=True,
+    ),
     Kind("application/msword", "Word 97-2003 document", (".doc",), _prefix(OLE_MAGIC)),
-    Kind("application/vnd.ms-excel", "Excel 97-2003 workbook", (".xls",),
-         _prefix(OLE_MAGIC)),
-    Kind("application/vnd.ms-powerpoint", "PowerPoint 97-2003 presentation", (".ppt",),
-         _prefix(OLE_MAGIC)),
+    Kind("application/vnd.ms-excel", "Excel 97-2003 workbook", (".xls",), _prefix(OLE_MAGIC)),
+    Kind(
+        "application/vnd.ms-powerpoint",
+        "PowerPoint 97-2003 presentation",
+        (".ppt",),
+        _prefix(OLE_MAGIC),
+    ),
     Kind(f"{_ODF}.text", "OpenDocument text", (".odt",), _odf(f"{_ODF}.text")),
-    Kind(f"{_ODF}.spreadsheet", "OpenDocument spreadsheet", (".ods",),
-         _odf(f"{_ODF}.spreadsheet")),
-    Kind(f"{_ODF}.presentation", "OpenDocument presentation", (".odp",),
-         _odf(f"{_ODF}.presentation")),
+    Kind(f"{_ODF}.spreadsheet", "OpenDocument spreadsheet", (".ods",), _odf(f"{_ODF}.spreadsheet")),
+    Kind(
+        f"{_ODF}.presentation", "OpenDocument presentation", (".odp",), _odf(f"{_ODF}.presentation")
+    ),
     Kind("text/plain", "plain text (UTF-8)", (".txt",), _is_utf8_text, deep=True),
     Kind("text/csv", "CSV (UTF-8)", (".csv",), _is_utf8_text, deep=True),
 )
 BY_TYPE = {kind.content_type: kind for kind in KINDS}
 BY_EXTENSION = {ext: kind for kind in KINDS for ext in kind.extensions}
 # Recognised from content alone when neither type nor extension says anything.
-SNIFFABLE = tuple(BY_TYPE[t] for t in (PDF, "image/png", "image/jpeg", "image/webp",
-                                       "image/gif"))
-ACCEPTED_TEXT = "PDF, PNG/JPEG/WebP/GIF images, Word/Excel/PowerPoint, OpenDocument, " \
-    "plain text or CSV"
+SNIFFABLE = tuple(BY_TYPE[t] for t in (PDF, "image/png", "image/jpeg", "image/webp", "image/gif"))
+ACCEPTED_TEXT = (
+    "PDF, PNG/JPEG/WebP/GIF images, Word/Excel/PowerPoint, OpenDocument, plain text or CSV"
+)
 
 
 def normalise(declared: str) -> str:
@@ -160,8 +185,10 @@ def resolve_kind(declared: str, filename: str, head: bytes) -> Kind:
     if content_type not in GENERIC_TYPES:
         kind = BY_TYPE.get(content_type)
         if kind is None:
-            raise Unprocessable(f"Files of type {content_type!r} are not accepted. Accepted: "
-                                f"{ACCEPTED_TEXT}.", code="unsupported_type")
+            raise Unprocessable(
+                f"Files of type {content_type!r} are not accepted. Accepted: {ACCEPTED_TEXT}.",
+                code="unsupported_type",
+            )
         return kind
     extension = Path(filename).suffix.lower()
     if extension in BY_EXTENSION:
@@ -169,8 +196,9 @@ def resolve_kind(declared: str, filename: str, head: bytes) -> Kind:
     for kind in SNIFFABLE:
         if kind.matches(head, Path()):
             return kind
-    raise Unprocessable(f"This kind of file is not accepted. Accepted: {ACCEPTED_TEXT}.",
-                        code="unsupported_type")
+    raise Unprocessable(
+        f"This kind of file is not accepted. Accepted: {ACCEPTED_TEXT}.", code="unsupported_type"
+    )
 
 
 def check_content(kind: Kind, head: bytes, path: Path) -> None:
@@ -182,7 +210,10 @@ def check_content(kind: Kind, head: bytes, path: Path) -> None:
     if kind.matches(head, path):
         return
     if kind.content_type == PDF:
-        raise Unprocessable("The file is declared as a PDF but its content is not a PDF.",
-                            code="invalid_pdf")
-    raise Unprocessable(f"The file is declared as {kind.label} ({kind.content_type}) but its "
-                        "content is not.", code="content_type_mismatch")
+        raise Unprocessable(
+            "The file is declared as a PDF but its content is not a PDF.", code="invalid_pdf"
+        )
+    raise Unprocessable(
+        f"The file is declared as {kind.label} ({kind.content_type}) but its content is not.",
+        code="content_type_mismatch",
+    )

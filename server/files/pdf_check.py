@@ -53,8 +53,9 @@ def _check_images(resources: Any, max_pixels: int, depth: int, seen: set[int]) -
                 _check_images(inner.get_object(), max_pixels, depth + 1, seen)
 
 
-def inspect_pdf(path: str, max_pages: int, max_image_pixels: int,
-                max_text_chars: int) -> dict[str, Any]:
+def inspect_pdf(
+    path: str, max_pages: int, max_image_pixels: int, max_text_chars: int
+) -> dict[str, Any]:
     """Pages, title and text of the PDF at ``path``; JobRejected when it is not acceptable."""
     import pypdfium2 as pdfium
     from pypdf import PasswordType, PdfReader
@@ -99,8 +100,7 @@ def inspect_pdf(path: str, max_pages: int, max_image_pixels: int,
         raise JobRejected(f"it cannot be rendered: {exc}") from exc
     try:
         if len(document) != pages:
-            raise JobRejected(f"its page tree is inconsistent ({pages} or {len(document)} "
-                              "pages)")
+            raise JobRejected(f"its page tree is inconsistent ({pages} or {len(document)} pages)")
     finally:
         document.close()
     return {"pages": pages, "title": title[:500], "text": "\n\f".join(texts)}

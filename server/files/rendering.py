@@ -37,8 +37,15 @@ def webp_bytes(image: Any, quality: int) -> bytes:
     return min(lossless.getvalue(), lossy.getvalue(), key=len)
 
 
-def render_page(path: str, page_index: int, width: int, out: str,
-                max_pixels: int, fmt: str = "png", quality: int = 80) -> dict[str, Any]:
+def render_page(
+    path: str,
+    page_index: int,
+    width: int,
+    out: str,
+    max_pixels: int,
+    fmt: str = "png",
+    quality: int = 80,
+) -> dict[str, Any]:
     """Render page ``page_index`` (0-based) ``width`` pixels wide into ``out``, as PNG or
     as WebP of the given ``quality``."""
     import pypdfium2 as pdfium

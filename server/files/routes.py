@@ -35,13 +35,17 @@ PAGE_MEDIA_TYPES = {"png": "image/png", "webp": "image/webp"}
 STAMPED_COPY_GRACE_SECS = 120
 
 
-def _through_proxy(prefix: str, base: Path, path: Path, media_type: str,
-                   headers: dict[str, str]) -> Response:
+def _through_proxy(
+    prefix: str, base: Path, path: Path, media_type: str, headers: dict[str, str]
+) -> Response:
     """An empty answer naming ``path`` (under ``base``) in the proxy's internal location
     ``prefix``: the proxy sends the bytes, with this answer's headers and ranges."""
     relative = path.relative_to(base).as_posix()
-    return Response(status_code=200, media_type=media_type, headers={
-        **headers, "X-Accel-Redirect": prefix.rstrip("/") + "/" + relative})
+    return Response(
+        status_code=200,
+        media_type=media_type,
+        headers={**headers, "X-Accel-Redirect": prefix.rstrip("/") + "/" + relative},
+    )
 
 
 def _disposition(f: StoredFile, kind: str = "attachment") -> str:
@@ -55,17 +59,24 @@ async def upload(request: Request) -> Response:
     received = await receive_file(request, runtime(ctx).store, ctx.settings.max_upload_bytes)
     row = await service.upload_file(ctx, principal, received)
     signatures = await signatures_of_file(ctx, row.id)
-    return JSON(service.file_json(row) | {"title": row.title, "signatures": signatures},
-                status_code=201)
+    return JSON(
+        service.file_json(row) | {"title": row.title, "signatures": signatures}, status_code=201
+    )
 
 
 async def metadata(request: Request) -> Response:
     principal = await current_user(request)
     ctx = context(request)
     f = await service.readable_file(ctx, principal, path_int(request, "file_id"))
-    return JSON(service.file_json(f) | {"title": f.title, "created_at": f.created_at,
-                                        "uploader_id": f.uploader_id,
-                                        "signatures": await signatures_of_file(ctx, f.id)})
+    return JSON(
+        service.file_json(f)
+        | {
+            "title": f.title,
+            "created_at": f.created_at,
+            "uploader_id": f.uploader_id,
+            "signatures": await signatures_of_file(ctx, f.id),
+        }
+    )
 
 
 async def download(request: Request) -> Response:
@@ -86,8 +97,12 @@ async def download(request: Request) -> Response:
         if prefix:
             asyncio.get_running_loop().call_later(STAMPED_COPY_GRACE_SECS, discard, copy)
             return _through_proxy(prefix, files_root, copy, f.content_type, headers)
-        return FileResponse(copy, media_type=f.content_type, headers=headers,
-                            background=BackgroundTask(discard, copy))
+        return FileResponse(
+            copy,
+            media_type=f.content_type,
+            headers=headers,
+            background=BackgroundTask(discard, copy),
+        )
     content = service.content_path(ctx, f)
     if prefix:
         return _through_proxy(prefix, files_root, content, f.content_type, headers)
@@ -99,8 +114,10 @@ def _width(request: Request, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not MIN_RENDER_WIDTH <= int(raw) <= maximum:
-        raise BadRequest(f"width must be a whole number from {MIN_RENDER_WIDTH} to {maximum}.",
-                         code="invalid_width")
+        raise BadRequest(
+            f"width must be a whole number from {MIN_RENDER_WIDTH} to {maximum}.",
+            code="invalid_width",
+        )
     return int(raw)
 
 
@@ -113,9 +130,13 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 def width_steps(settings: Settings) -> list[int]:
     """The widths WebP pages are rendered at, ascending (the setting, checked)."""
-    steps = sorted({int(step) for step in settings.render_width_steps
-                    if step.strip().isdigit()
-                    and MIN_RENDER_WIDTH <= int(step) <= settings.render_max_width})
+    steps = sorted(
+        {
+            int(step)
+            for step in settings.render_width_steps
+            if step.strip().isdigit() and MIN_RENDER_WIDTH <= int(step) <= settings.render_max_width
+        }
+    )
     return steps or [settings.render_default_width]
 
 
@@ -136,8 +157,12 @@ async def _page(request: Request, fmt: str, file_id: int, number: int) -> Respon
         raise NotFound(f"File {f.id} has no page {number}.", code="page_not_found")
     suffix = "" if fmt == "png" else f"-{fmt}"
     etag = f'"{f.sha256[:24]}-{number}-{width}-r{RENDER_VERSION}{suffix}"'
-    headers = {"ETag": etag, "Cache-Control": PAGE_CACHE_CONTROL,
-               "X-Content-Type-Options": "nosniff", "X-Page-Width": str(width)}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": PAGE_CACHE_CONTROL,
+        "X-Content-Type-Options": "nosniff",
+        "X-Page-Width": str(width),
+    }
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     media_type = PAGE_MEDIA_TYPES[fmt]
@@ -152,13 +177,11 @@ async def _page(request: Request, fmt: str, file_id: int, number: int) -> Respon
 
 
 async def page(request: Request) -> Response:
-    return await _page(request, "png", path_int(request, "file_id"),
-                       path_int(request, "page"))
+    return await _page(request, "png", path_int(request, "file_id"), path_int(request, "page"))
 
 
 async def page_webp(request: Request) -> Response:
-    return await _page(request, "webp", path_int(request, "file_id"),
-                       path_int(request, "page"))
+    return await _page(request, "webp", path_int(request, "file_id"), path_int(request, "page"))
 
 
 routes: list[BaseRoute] = [

@@ -42,16 +42,28 @@ class FilesRuntime:
         self.settings = settings
         self.store = ContentStore(settings.data_dir)
         self.parse_pool = WorkerPool(
-            "parse", settings.pdf_parse_workers, memory_mb=settings.pdf_worker_memory_mb,
-            max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
+            "parse",
+            settings.pdf_parse_workers,
+            memory_mb=settings.pdf_worker_memory_mb,
+            max_jobs=settings.pdf_worker_max_jobs,
+            queue_limit=settings.pdf_queue_limit,
+        )
         self.render_pool = WorkerPool(
-            "render", settings.pdf_render_workers, memory_mb=settings.pdf_worker_memory_mb,
-            max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
+            "render",
+            settings.pdf_render_workers,
+            memory_mb=settings.pdf_worker_memory_mb,
+            max_jobs=settings.pdf_worker_max_jobs,
+            queue_limit=settings.pdf_queue_limit,
+        )
         # Stamping has its own workers: a room of delegates downloading the session's
         # papers at once must not hold up uploads or page images.
         self.stamp_pool = WorkerPool(
-            "stamp", settings.pdf_stamp_workers, memory_mb=settings.pdf_worker_memory_mb,
-            max_jobs=settings.pdf_worker_max_jobs, queue_limit=settings.pdf_queue_limit)
+            "stamp",
+            settings.pdf_stamp_workers,
+            memory_mb=settings.pdf_worker_memory_mb,
+            max_jobs=settings.pdf_worker_max_jobs,
+            queue_limit=settings.pdf_queue_limit,
+        )
         self._inflight: dict[tuple[str, int, int, str], asyncio.Task[Path]] = {}
         self._ahead: set[asyncio.Task[None]] = set()
         self.renders_done = 0
@@ -68,8 +80,7 @@ class FilesRuntime:
             self._memory.move_to_end(key)
         return data
 
-    def remember_page(self, sha256: str, page: int, width: int, fmt: str,
-                      data: bytes) -> None:
+    def remember_page(self, sha256: str, page: int, width: int, fmt: str, data: bytes) -> None:
         """Keep a page image in memory, within ``render_memory_cache_bytes``."""
         limit = self.settings.render_memory_cache_bytes
         key = (sha256, page, width, fmt)
@@ -86,22 +97,31 @@ class FilesRuntime:
         s = self.settings
         result: dict[str, Any] = await self.parse_pool.run(
             "inspect",
-            {"path": str(path), "max_pages": s.pdf_max_pages,
-             "max_image_pixels": s.pdf_max_image_pixels,
-             "max_text_chars": s.max_extracted_text_chars},
+            {
+                "path": str(path),
+                "max_pages": s.pdf_max_pages,
+                "max_image_pixels": s.pdf_max_image_pixels,
+                "max_text_chars": s.max_extracted_text_chars,
+            },
             s.pdf_worker_timeout_secs,
         )
         return result
 
-    async def stamp_pdf(self, sha256: str, footer: str, mark: str,
-                        metadata: dict[str, str]) -> Path:
+    async def stamp_pdf(
+        self, sha256: str, footer: str, mark: str, metadata: dict[str, str]
+    ) -> Path:
         """A stamped copy in the temporary directory; the caller removes it."""
         out = self.store.temp_path(".pdf")
         try:
             await self.stamp_pool.run(
                 "stamp",
-                {"path": str(self.store.blob_path(sha256)), "out": str(out),
-                 "footer": footer, "mark": mark, "metadata": metadata},
+                {
+                    "path": str(self.store.blob_path(sha256)),
+                    "out": str(out),
+                    "footer": footer,
+                    "mark": mark,
+                    "metadata": metadata,
+                },
                 self.settings.pdf_stamp_timeout_secs,
             )
         except BaseException:
@@ -115,8 +135,9 @@ class FilesRuntime:
         stamping workers (with their memory and time limits); the caller removes the file."""
         out = self.store.temp_path(".pdf")
         try:
-            await self.stamp_pool.run(job, {**kwargs, "out": str(out)},
-                                      self.settings.pdf_stamp_timeout_secs)
+            await self.stamp_pool.run(
+                job, {**kwargs, "out": str(out)}, self.settings.pdf_stamp_timeout_secs
+            )
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 out.unlink()
@@ -137,8 +158,10 @@ class FilesRuntime:
         key = (sha256, page, width, fmt)
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._render(sha256, page, width, path, fmt),
-                                       name=f"render-{sha256[:8]}-{page}-{width}-{fmt}")
+            task = asyncio.create_task(
+                self._render(sha256, page, width, path, fmt),
+                name=f"render-{sha256[:8]}-{page}-{width}-{fmt}",
+            )
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._render_done(key, done))
         return await asyncio.shield(task)
@@ -146,18 +169,29 @@ class FilesRuntime:
     def _render_done(self, key: tuple[str, int, int, str], task: asyncio.Task[Path]) -> None:
         self._inflight.pop(key, None)
         if not task.cancelled() and task.exception() is not None:
-            log.info("rendering %s page %d at %d failed: %s", key[0][:12], key[1], key[2],
-                     task.exception())
+            log.info(
+                "rendering %s page %d at %d failed: %s",
+                key[0][:12],
+                key[1],
+                key[2],
+                task.exception(),
+            )
 
-    async def _render(self, sha256: str, page: int, width: int, path: Path,
-                      fmt: str = "png") -> Path:
+    async def _render(
+        self, sha256: str, page: int, width: int, path: Path, fmt: str = "png"
+    ) -> Path:
         try:
             await self.render_pool.run(
                 "render",
-                {"path": str(self.store.blob_path(sha256)), "page_index": page - 1,
-                 "width": width, "out": str(path),
-                 "max_pixels": self.settings.render_max_pixels, "fmt": fmt,
-                 "quality": self.settings.render_webp_quality},
+                {
+                    "path": str(self.store.blob_path(sha256)),
+                    "page_index": page - 1,
+                    "width": width,
+                    "out": str(path),
+                    "max_pixels": self.settings.render_max_pixels,
+                    "fmt": fmt,
+                    "quality": self.settings.render_webp_quality,
+                },
                 self.settings.pdf_render_timeout_secs,
             )
         except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
@@ -170,8 +204,9 @@ class FilesRuntime:
         count = min(pages, self.settings.render_ahead_pages)
         if count <= 0 or len(self._ahead) >= MAX_RENDER_AHEAD_BATCHES:
             return
-        task = asyncio.create_task(self._render_first(sha256, count),
-                                   name=f"render-ahead-{sha256[:8]}")
+        task = asyncio.create_task(
+            self._render_first(sha256, count), name=f"render-ahead-{sha256[:8]}"
+        )
         self._ahead.add(task)
         task.add_done_callback(self._ahead.discard)
 
@@ -183,14 +218,12 @@ class FilesRuntime:
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
-            log.info("render-ahead of %s: %d of %d pages failed", sha256[:12],
-                     len(failures), count)
+            log.info("render-ahead of %s: %d of %d pages failed", sha256[:12], len(failures), count)
 
     async def settled(self) -> None:
         """Wait until every render started so far (render-ahead included) has finished."""
         while self._ahead or self._inflight:
-            await asyncio.gather(*self._ahead, *self._inflight.values(),
-                                 return_exceptions=True)
+            await asyncio.gather(*self._ahead, *self._inflight.values(), return_exceptions=True)
 
     async def close(self) -> None:
         for task in [*self._ahead, *self._inflight.values()]:
@@ -199,8 +232,12 @@ class FilesRuntime:
             with contextlib.suppress(BaseException):
                 await task
         # Stopping a worker waits (briefly) for its process: not on the event loop.
-        await asyncio.gather(*(asyncio.to_thread(pool.close)
-                               for pool in (self.parse_pool, self.render_pool, self.stamp_pool)))
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(pool.close)
+                for pool in (self.parse_pool, self.render_pool, self.stamp_pool)
+            )
+        )
 
 
 async def trim_renders_forever(ctx: Context, store: ContentStore) -> None:
@@ -211,8 +248,11 @@ async def trim_renders_forever(ctx: Context, store: ContentStore) -> None:
         if settings.render_cache_max_bytes > 0:
             try:
                 removed, left = await asyncio.to_thread(
-                    store.trim_renders, settings.render_cache_max_bytes, time.time(),
-                    settings.render_cache_keep_secs)
+                    store.trim_renders,
+                    settings.render_cache_max_bytes,
+                    time.time(),
+                    settings.render_cache_keep_secs,
+                )
             except OSError as exc:
                 log.warning("trimming the render cache failed: %s", exc)
             else:

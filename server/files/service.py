@@ -90,23 +90,29 @@ async def require_attachable(
     seen: set[int] = set()
     for file_id in file_ids:
         if file_id in seen:
-            raise Unprocessable(f"Attachment {file_id} is listed twice.",
-                                code="unknown_attachment",
-                                details={"file_id": file_id, "reason": "duplicate"})
+            raise Unprocessable(
+                f"Attachment {file_id} is listed twice.",
+                code="unknown_attachment",
+                details={"file_id": file_id, "reason": "duplicate"},
+            )
         seen.add(file_id)
     if not file_ids:
         return []
     rows = (
-        await session.execute(select(StoredFile).where(StoredFile.id.in_(list(seen))))
-    ).scalars().all()
+        (await session.execute(select(StoredFile).where(StoredFile.id.in_(list(seen)))))
+        .scalars()
+        .all()
+    )
     by_id = {row.id: row for row in rows}
     result: list[StoredFile] = []
     for file_id in file_ids:
         f = by_id.get(file_id)
         if f is None or not await may_read(ctx, principal, f):
-            raise Unprocessable(f"There is no file {file_id} you may attach.",
-                                code="unknown_attachment",
-                                details={"file_id": file_id, "reason": "unknown"})
+            raise Unprocessable(
+                f"There is no file {file_id} you may attach.",
+                code="unknown_attachment",
+                details={"file_id": file_id, "reason": "unknown"},
+            )
         result.append(f)
     return result
 
@@ -123,11 +129,9 @@ async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile
     """
     rt = runtime(ctx)
     try:
-        kind = content_types.resolve_kind(received.declared_type, received.filename,
-                                          received.head)
+        kind = content_types.resolve_kind(received.declared_type, received.filename, received.head)
         if kind.deep:
-            await asyncio.to_thread(content_types.check_content, kind, received.head,
-                                    received.temp)
+            await asyncio.to_thread(content_types.check_content, kind, received.head, received.temp)
         else:
             content_types.check_content(kind, received.head, received.temp)
         pages: int | None = None
@@ -139,25 +143,41 @@ async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile
             pages, title, text = info["pages"], info["title"], info["text"]
             signatures = await signed_uploads.check_upload(ctx, received.temp)
         elif kind.content_type.startswith("text/"):
-            text = await asyncio.to_thread(_read_text, received.temp,
-                                           ctx.settings.max_extracted_text_chars)
+            text = await asyncio.to_thread(
+                _read_text, received.temp, ctx.settings.max_extracted_text_chars
+            )
         await asyncio.to_thread(rt.store.keep, received.temp, received.sha256)
     except BaseException:
         discard(received.temp)
         raise
     async with ctx.write() as w:
         row = StoredFile(
-            sha256=received.sha256, size=received.size, content_type=kind.content_type,
-            name=received.filename, pages=pages, title=title[:MAX_TITLE_CHARS], text=text,
-            uploader_id=principal.id, created_at=w.now,
+            sha256=received.sha256,
+            size=received.size,
+            content_type=kind.content_type,
+            name=received.filename,
+            pages=pages,
+            title=title[:MAX_TITLE_CHARS],
+            text=text,
+            uploader_id=principal.id,
+            created_at=w.now,
         )
         w.session.add(row)
         await w.session.flush()
         signed_uploads.record(w, row.id, signatures)
-        await w.audit(principal.id, "file.upload", f"file:{row.id}", {
-            "file_id": row.id, "sha256": row.sha256, "size": row.size,
-            "content_type": row.content_type, "name": row.name, "pages": row.pages,
-        })
+        await w.audit(
+            principal.id,
+            "file.upload",
+            f"file:{row.id}",
+            {
+                "file_id": row.id,
+                "sha256": row.sha256,
+                "size": row.size,
+                "content_type": row.content_type,
+                "name": row.name,
+                "pages": row.pages,
+            },
+        )
     if pages:
         rt.render_ahead(row.sha256, pages)
     return row
@@ -169,11 +189,11 @@ async def _inspect(rt: FilesRuntime, path: Path) -> dict[str, Any]:
     except JobRejected as exc:
         raise Unprocessable(f"The PDF cannot be accepted: {exc}.", code="invalid_pdf") from exc
     except WorkerTimeout as exc:
-        raise Unprocessable("The PDF took too long to check and was refused.",
-                            code="invalid_pdf") from exc
+        raise Unprocessable(
+            "The PDF took too long to check and was refused.", code="invalid_pdf"
+        ) from exc
     except WorkerCrashed as exc:
-        raise Unprocessable(f"The PDF could not be checked: {exc}.",
-                            code="invalid_pdf") from exc
+        raise Unprocessable(f"The PDF could not be checked: {exc}.", code="invalid_pdf") from exc
 
 
 def _read_text(path: Path, limit: int) -> str:
@@ -184,8 +204,7 @@ def _read_text(path: Path, limit: int) -> str:
 # --- reading ---------------------------------------------------------------------------
 
 
-async def page_image(ctx: Context, f: StoredFile, page: int, width: int,
-                     fmt: str = "png") -> Path:
+async def page_image(ctx: Context, f: StoredFile, page: int, width: int, fmt: str = "png") -> Path:
     """The rendered PNG or WebP of a page the caller may read (404 ``page_not_found``)."""
     if f.pages is None or not 1 <= page <= f.pages:
         raise NotFound(f"File {f.id} has no page {page}.", code="page_not_found")
@@ -195,12 +214,12 @@ async def page_image(ctx: Context, f: StoredFile, page: int, width: int,
     try:
         return await runtime(ctx).page_image(f.sha256, page, width, fmt)
     except RenderFailed as exc:
-        raise Unprocessable(f"Page {page} could not be rendered: {exc}.",
-                            code="render_failed") from exc
+        raise Unprocessable(
+            f"Page {page} could not be rendered: {exc}.", code="render_failed"
+        ) from exc
 
 
-async def page_bytes(ctx: Context, f: StoredFile, page: int, width: int,
-                     fmt: str = "png") -> bytes:
+async def page_bytes(ctx: Context, f: StoredFile, page: int, width: int, fmt: str = "png") -> bytes:
     """The rendered image of a page as bytes, from memory when it was asked for lately."""
     rt = runtime(ctx)
     data = rt.remembered_page(f.sha256, page, width, fmt)
@@ -217,8 +236,9 @@ def content_path(ctx: Context, f: StoredFile) -> Path:
     path = runtime(ctx).store.blob_path(f.sha256)
     if not path.is_file():
         log.error("the content of file %d (%s) is missing from %s", f.id, f.sha256, path)
-        raise NotFound(f"The content of file {f.id} is missing on this server.",
-                       code="content_missing")
+        raise NotFound(
+            f"The content of file {f.id} is missing on this server.", code="content_missing"
+        )
     return path
 
 
@@ -242,18 +262,26 @@ async def stamped_copy(ctx: Context, principal: Principal, f: StoredFile) -> Pat
         "DienHongFileId": str(f.id),
     }
     try:
-        path = await runtime(ctx).stamp_pdf(f.sha256, footer, principal.display_name,
-                                            metadata)
+        path = await runtime(ctx).stamp_pdf(f.sha256, footer, principal.display_name, metadata)
     except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
-        raise Unprocessable(f"A stamped copy could not be made: {exc}.",
-                            code="stamp_failed") from exc
+        raise Unprocessable(
+            f"A stamped copy could not be made: {exc}.", code="stamp_failed"
+        ) from exc
     try:
         async with ctx.write() as w:
-            await w.audit(principal.id, "file.download", f"file:{f.id}", {
-                "file_id": f.id, "sha256": f.sha256, "stamped": True,
-                "reader": principal.display_name, "unit": unit_name,
-                "stamped_at": at.isoformat(),
-            })
+            await w.audit(
+                principal.id,
+                "file.download",
+                f"file:{f.id}",
+                {
+                    "file_id": f.id,
+                    "sha256": f.sha256,
+                    "stamped": True,
+                    "reader": principal.display_name,
+                    "unit": unit_name,
+                    "stamped_at": at.isoformat(),
+                },
+            )
     except BaseException:
         discard(path)
         raise

@@ -58,15 +58,28 @@ def _overlay(width: float, height: float, footer: str, mark: str) -> Any:
     pdf.set_font("DejaVu", size=mark_size)
     mark_width = pdf.get_string_width(mark)
     angle = math.degrees(math.atan2(height, width))
-    with pdf.local_context(fill_opacity=MARK_OPACITY, text_color=(0, 0, 0)), \
-            pdf.rotation(angle, x=width / 2, y=height / 2):
+    with (
+        pdf.local_context(fill_opacity=MARK_OPACITY, text_color=(0, 0, 0)),
+        pdf.rotation(angle, x=width / 2, y=height / 2),
+    ):
         pdf.text(width / 2 - mark_width / 2, height / 2 + mark_size / 3, mark)
     return PdfReader(io.BytesIO(bytes(pdf.output()))).pages[0]
 
 
 # Actions that run something rather than go somewhere.
-ACTIVE_ACTIONS = frozenset({"/JavaScript", "/Launch", "/ImportData", "/Rendition", "/SubmitForm",
-                            "/ResetForm", "/Sound", "/Movie", "/RichMediaExecute"})
+ACTIVE_ACTIONS = frozenset(
+    {
+        "/JavaScript",
+        "/Launch",
+        "/ImportData",
+        "/Rendition",
+        "/SubmitForm",
+        "/ResetForm",
+        "/Sound",
+        "/Movie",
+        "/RichMediaExecute",
+    }
+)
 # Annotation flags of the stamp: Print (4), ReadOnly (64), Locked (128).
 STAMP_FLAGS = 4 | 64 | 128
 
@@ -140,8 +153,9 @@ def remove_active_content(writer: Any) -> int:
     return removed
 
 
-def stamp_pdf(path: str, out: str, footer: str, mark: str,
-              metadata: dict[str, str]) -> dict[str, Any]:
+def stamp_pdf(
+    path: str, out: str, footer: str, mark: str, metadata: dict[str, str]
+) -> dict[str, Any]:
     """Write to ``out`` a copy of ``path`` with the stamp on every page."""
     if is_signed(path):
         return _stamp_signed(path, out, footer, mark, metadata)
@@ -170,8 +184,12 @@ def stamp_pdf(path: str, out: str, footer: str, mark: str,
     target = Path(out)
     with target.open("wb") as f:
         writer.write(f)
-    return {"pages": len(writer.pages), "size": target.stat().st_size,
-            "active_content_removed": removed, "incremental": False}
+    return {
+        "pages": len(writer.pages),
+        "size": target.stat().st_size,
+        "active_content_removed": removed,
+        "incremental": False,
+    }
 
 
 def _overlay_pdf(width: float, height: float, footer: str, mark: str) -> bytes:
@@ -184,8 +202,9 @@ def _overlay_pdf(width: float, height: float, footer: str, mark: str) -> bytes:
     return buffer.getvalue()
 
 
-def _stamp_signed(path: str, out: str, footer: str, mark: str,
-                  metadata: dict[str, str]) -> dict[str, Any]:
+def _stamp_signed(
+    path: str, out: str, footer: str, mark: str, metadata: dict[str, str]
+) -> dict[str, Any]:
     """The stamp as one annotation per page, in an incremental update of the signed file."""
     from pyhanko.pdf_utils import generic
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -208,24 +227,36 @@ def _stamp_signed(path: str, out: str, footer: str, mark: str,
         if appearance is None:
             overlay = PdfFileReader(io.BytesIO(_overlay_pdf(width, height, footer, mark)))
             appearance = appearances[key] = writer.import_page_as_xobject(overlay)
-        annotation = writer.add_object(generic.DictionaryObject({
-            generic.NameObject("/Type"): generic.NameObject("/Annot"),
-            generic.NameObject("/Subtype"): generic.NameObject("/Stamp"),
-            generic.NameObject("/Rect"): generic.ArrayObject(
-                generic.FloatObject(v) for v in (left, bottom, right, top)),
-            generic.NameObject("/F"): generic.NumberObject(STAMP_FLAGS),
-            generic.NameObject("/Contents"): generic.TextStringObject(footer),
-            generic.NameObject("/NM"): generic.TextStringObject(f"dienhong-stamp-{index + 1}"),
-            generic.NameObject("/P"): page_ref,
-            generic.NameObject("/AP"): generic.DictionaryObject({
-                generic.NameObject("/N"): appearance}),
-        }))
+        annotation = writer.add_object(
+            generic.DictionaryObject(
+                {
+                    generic.NameObject("/Type"): generic.NameObject("/Annot"),
+                    generic.NameObject("/Subtype"): generic.NameObject("/Stamp"),
+                    generic.NameObject("/Rect"): generic.ArrayObject(
+                        generic.FloatObject(v) for v in (left, bottom, right, top)
+                    ),
+                    generic.NameObject("/F"): generic.NumberObject(STAMP_FLAGS),
+                    generic.NameObject("/Contents"): generic.TextStringObject(footer),
+                    generic.NameObject("/NM"): generic.TextStringObject(
+                        f"dienhong-stamp-{index + 1}"
+                    ),
+                    generic.NameObject("/P"): page_ref,
+                    generic.NameObject("/AP"): generic.DictionaryObject(
+                        {generic.NameObject("/N"): appearance}
+                    ),
+                }
+            )
+        )
         writer.register_annotation(page_ref, annotation)
     _update_info(writer, metadata)
     with target.open("wb") as f:
         writer.write(f)
-    return {"pages": count, "size": target.stat().st_size, "active_content_removed": 0,
-            "incremental": True}
+    return {
+        "pages": count,
+        "size": target.stat().st_size,
+        "active_content_removed": 0,
+        "incremental": True,
+    }
 
 
 def _update_info(writer: Any, metadata: dict[str, str]) -> None:
@@ -240,8 +271,9 @@ def _update_info(writer: Any, metadata: dict[str, str]) -> None:
     if isinstance(old, generic.DictionaryObject):
         for key in old:
             value = old[key]
-            if isinstance(value, (generic.TextStringObject, generic.ByteStringObject,
-                                  generic.NameObject)):
+            if isinstance(
+                value, (generic.TextStringObject, generic.ByteStringObject, generic.NameObject)
+            ):
                 info[generic.NameObject(key)] = value
     for key, value in metadata.items():
         info[generic.NameObject(f"/{key}")] = generic.TextStringObject(value)
@@ -254,8 +286,9 @@ def _to_pyhanko(value: Any) -> Any:
     from pypdf import generic as pp
 
     if isinstance(value, pp.DictionaryObject):
-        return ph.DictionaryObject({ph.NameObject(str(k)): _to_pyhanko(v)
-                                    for k, v in value.items()})
+        return ph.DictionaryObject(
+            {ph.NameObject(str(k)): _to_pyhanko(v) for k, v in value.items()}
+        )
     if isinstance(value, pp.ArrayObject):
         return ph.ArrayObject(_to_pyhanko(v) for v in value)
     if isinstance(value, pp.NameObject):

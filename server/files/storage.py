@@ -37,6 +37,7 @@ RENDER_TRIM_TO = 0.9
 # Image formats of rendered pages: PNG for every client, WebP for those that take it.
 RENDER_FORMATS = ("png", "webp")
 
+
 class ContentStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = (data_dir / "files").resolve()

@@ -107,27 +107,32 @@ class _Sink:
 
     def on_header_end(self) -> None:
         assert self.part is not None
-        self.part.headers[bytes(self.header_field).decode("latin-1").lower()] = \
-            bytes(self.header_value)
+        self.part.headers[bytes(self.header_field).decode("latin-1").lower()] = bytes(
+            self.header_value
+        )
         self.header_field.clear()
         self.header_value.clear()
 
     def on_headers_finished(self) -> None:
         assert self.part is not None
         disposition, options = parse_options_header(
-            self.part.headers.get("content-disposition", b""))
+            self.part.headers.get("content-disposition", b"")
+        )
         if disposition != b"form-data":
-            self.error = self.error or BadRequest("Each part needs Content-Disposition: "
-                                                  "form-data.", code="invalid_multipart")
+            self.error = self.error or BadRequest(
+                "Each part needs Content-Disposition: form-data.", code="invalid_multipart"
+            )
         self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
             self.part.filename = options[b"filename"].decode("utf-8", "replace")
-        self.part.content_type = self.part.headers.get("content-type", b"").decode(
-            "latin-1").strip()
+        self.part.content_type = (
+            self.part.headers.get("content-type", b"").decode("latin-1").strip()
+        )
         if self.part.name == FILE_FIELD:
             if self.file_seen:
-                self.error = self.error or BadRequest("Send one file per upload.",
-                                                      code="invalid_multipart")
+                self.error = self.error or BadRequest(
+                    "Send one file per upload.", code="invalid_multipart"
+                )
             self.file_seen = True
             self.in_file = True
             self.file_part = self.part
@@ -138,8 +143,7 @@ class _Sink:
         chunk = data[start:end]
         self.size += len(chunk)
         if self.size > self.limit:
-            self.error = PayloadTooLarge(f"The file is over {self.limit} bytes.",
-                                         code="too_large")
+            self.error = PayloadTooLarge(f"The file is over {self.limit} bytes.", code="too_large")
             return
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
@@ -178,10 +182,12 @@ class _Sink:
 
 def _boundary(request: Request) -> bytes:
     content_type, options = parse_options_header(
-        request.headers.get("content-type", "").encode("latin-1"))
+        request.headers.get("content-type", "").encode("latin-1")
+    )
     if content_type != b"multipart/form-data":
-        raise BadRequest("Send the file as multipart/form-data in the field 'file'.",
-                         code="invalid_multipart")
+        raise BadRequest(
+            "Send the file as multipart/form-data in the field 'file'.", code="invalid_multipart"
+        )
     boundary = options.get(b"boundary", b"")
     if not boundary or len(boundary) > 200:
         raise BadRequest("The multipart boundary is missing.", code="invalid_multipart")
@@ -201,15 +207,18 @@ async def receive_file(request: Request, store: ContentStore, limit: int) -> Rec
     if declared is not None and declared.strip().isdigit() and int(declared) > body_limit:
         raise PayloadTooLarge(f"The file is over {limit} bytes.", code="too_large")
     sink = _Sink(store, limit)
-    parser = MultipartParser(boundary, {  # type: ignore[arg-type]
-        "on_part_begin": sink.on_part_begin,
-        "on_header_field": sink.on_header_field,
-        "on_header_value": sink.on_header_value,
-        "on_header_end": sink.on_header_end,
-        "on_headers_finished": sink.on_headers_finished,
-        "on_part_data": sink.on_part_data,
-        "on_part_end": sink.on_part_end,
-    })
+    parser = MultipartParser(
+        boundary,
+        {  # type: ignore[arg-type]
+            "on_part_begin": sink.on_part_begin,
+            "on_header_field": sink.on_header_field,
+            "on_header_value": sink.on_header_value,
+            "on_header_end": sink.on_header_end,
+            "on_headers_finished": sink.on_headers_finished,
+            "on_part_data": sink.on_part_data,
+            "on_part_end": sink.on_part_end,
+        },
+    )
     received = 0
     try:
         async for chunk in request.stream():
@@ -219,8 +228,9 @@ async def receive_file(request: Request, store: ContentStore, limit: int) -> Rec
             try:
                 parser.write(chunk)
             except MultipartParseError as exc:
-                raise BadRequest(f"The multipart body is malformed: {exc}.",
-                                 code="invalid_multipart") from exc
+                raise BadRequest(
+                    f"The multipart body is malformed: {exc}.", code="invalid_multipart"
+                ) from exc
             if sink.error is not None:
                 raise sink.error
             if sink.pending:
@@ -228,24 +238,29 @@ async def receive_file(request: Request, store: ContentStore, limit: int) -> Rec
         try:
             parser.finalize()
         except MultipartParseError as exc:
-            raise BadRequest(f"The multipart body is malformed: {exc}.",
-                             code="invalid_multipart") from exc
+            raise BadRequest(
+                f"The multipart body is malformed: {exc}.", code="invalid_multipart"
+            ) from exc
         if sink.error is not None:
             raise sink.error
         if not sink.file_seen or sink.file_part is None:
             raise BadRequest("The form has no 'file' field.", code="missing_file")
         if not sink.file_done:
-            raise BadRequest("The multipart body ends inside the file.",
-                             code="invalid_multipart")
+            raise BadRequest("The multipart body ends inside the file.", code="invalid_multipart")
         if sink.size == 0:
             raise Unprocessable("The file is empty.", code="empty_file")
         await asyncio.to_thread(sink.flush)
         sink.close()
         assert sink.temp is not None
         part = sink.file_part
-        return ReceivedFile(temp=sink.temp, size=sink.size, sha256=sink.digest.hexdigest(),
-                            head=bytes(sink.head), filename=clean_filename(part.filename or ""),
-                            declared_type=part.content_type)
+        return ReceivedFile(
+            temp=sink.temp,
+            size=sink.size,
+            sha256=sink.digest.hexdigest(),
+            head=bytes(sink.head),
+            filename=clean_filename(part.filename or ""),
+            declared_type=part.content_type,
+        )
     except BaseException:
         sink.abandon()  # a close and an unlink: quick, and safe while being cancelled
         raise

@@ -43,9 +43,17 @@ MIB = 1024 * 1024
 # Workers are forked from a small server process that has loaded these once, so starting
 # a worker (and replacing a killed one) takes milliseconds, not the seconds an import of
 # pypdf, pdfium, fpdf2 and Pillow costs. The fork server itself runs no PDF code.
-PRELOAD = ["server.files.worker", "server.files.pdf_check", "server.files.rendering",
-           "server.files.stamping", "server.signing.verify", "pypdf", "pypdfium2", "fpdf",
-           "PIL.Image"]
+PRELOAD = [
+    "server.files.worker",
+    "server.files.pdf_check",
+    "server.files.rendering",
+    "server.files.stamping",
+    "server.signing.verify",
+    "pypdf",
+    "pypdfium2",
+    "fpdf",
+    "PIL.Image",
+]
 
 
 class JobRejected(Exception):
@@ -180,8 +188,9 @@ class _Worker:
 class WorkerPool:
     """A fixed number of PDF worker processes, started when first needed."""
 
-    def __init__(self, name: str, size: int, *, memory_mb: int, max_jobs: int,
-                 queue_limit: int) -> None:
+    def __init__(
+        self, name: str, size: int, *, memory_mb: int, max_jobs: int, queue_limit: int
+    ) -> None:
         self.name = name
         self.size = max(1, size)
         self.memory_mb = memory_mb
@@ -205,8 +214,11 @@ class WorkerPool:
         if self._closed:
             raise WorkerCrashed("the worker pool is shut down")
         if self._waiting >= self.queue_limit:
-            raise TooManyRequests("The document workers are busy; try again shortly.",
-                                  code="busy", details={"retry_after": 2})
+            raise TooManyRequests(
+                "The document workers are busy; try again shortly.",
+                code="busy",
+                details={"retry_after": 2},
+            )
         self._waiting += 1
         try:
             await self._slots.acquire()
@@ -231,8 +243,12 @@ class WorkerPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._mp.Pipe(duplex=True)
-        process = self._mp.Process(target=worker_main, args=(child, self.memory_mb),
-                                   name=f"dienhong-pdf-{self.name}", daemon=True)
+        process = self._mp.Process(
+            target=worker_main,
+            args=(child, self.memory_mb),
+            name=f"dienhong-pdf-{self.name}",
+            daemon=True,
+        )
         process.start()
         child.close()
         worker = _Worker(process, parent)

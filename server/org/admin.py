@@ -24,8 +24,18 @@ from server.org.service import require_admin, unit_json, user_json
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 NAME_MAX = 200
 # Columns of an import file; the first row names them (in any order, any case).
-IMPORT_COLUMNS = ("type", "username", "display_name", "title", "unit", "parent",
-                  "unit_kind", "roles", "clearance", "password")
+IMPORT_COLUMNS = (
+    "type",
+    "username",
+    "display_name",
+    "title",
+    "unit",
+    "parent",
+    "unit_kind",
+    "roles",
+    "clearance",
+    "password",
+)
 XLSX_MAGIC = b"PK\x03\x04"
 
 
@@ -35,8 +45,15 @@ def _like(text: str) -> str:
 
 
 async def search_users(
-    ctx: Context, actor: Principal, *, q: str = "", unit_id: int | None = None,
-    role: Role | None = None, active: bool | None = None, page: int = 1, per_page: int = 50,
+    ctx: Context,
+    actor: Principal,
+    *,
+    q: str = "",
+    unit_id: int | None = None,
+    role: Role | None = None,
+    active: bool | None = None,
+    page: int = 1,
+    per_page: int = 50,
 ) -> dict[str, Any]:
     """One page of accounts matching the filters, ordered by username, with the total
     and whether each is held back by a sign-in throttle now (admin)."""
@@ -44,11 +61,13 @@ async def search_users(
     conditions: list[Any] = []
     if q:
         pattern = _like(q)
-        conditions.append(or_(
-            func.lower(User.username).like(pattern, escape="\\"),
-            func.lower(User.display_name).like(pattern, escape="\\"),
-            func.lower(User.title).like(pattern, escape="\\"),
-        ))
+        conditions.append(
+            or_(
+                func.lower(User.username).like(pattern, escape="\\"),
+                func.lower(User.display_name).like(pattern, escape="\\"),
+                func.lower(User.title).like(pattern, escape="\\"),
+            )
+        )
     if unit_id is not None:
         conditions.append(User.unit_id == unit_id)
     if role is not None:
@@ -57,21 +76,35 @@ async def search_users(
     if active is not None:
         conditions.append(User.active.is_(active))
     async with ctx.read() as session:
-        total = (await session.execute(
-            select(func.count()).select_from(User).where(*conditions))).scalar_one()
-        rows = (await session.execute(
-            select(User).where(*conditions).order_by(User.username)
-            .offset((page - 1) * per_page).limit(per_page))).scalars().all()
+        total = (
+            await session.execute(select(func.count()).select_from(User).where(*conditions))
+        ).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(User)
+                    .where(*conditions)
+                    .order_by(User.username)
+                    .offset((page - 1) * per_page)
+                    .limit(per_page)
+                )
+            )
+            .scalars()
+            .all()
+        )
     throttled = await throttled_usernames(ctx, [user.username for user in rows])
     return {
         "users": [
-            user_json(user) | {
+            user_json(user)
+            | {
                 "must_change_password": user.must_change_password,
                 "throttled_until": throttled.get(user.username),
             }
             for user in rows
         ],
-        "total": int(total), "page": page, "per_page": per_page,
+        "total": int(total),
+        "page": page,
+        "per_page": per_page,
     }
 
 
@@ -93,8 +126,9 @@ class ImportPlan:
     def problem(self, line: int, column: str, code: str, message: str, **params: Any) -> None:
         """One problem of a row: ``code`` and ``params`` for the pages (which say it in the
         reader's language), ``message`` in English for programs and logs."""
-        self.problems.append({"row": line, "field": column, "code": code, "params": params,
-                              "message": message})
+        self.problems.append(
+            {"row": line, "field": column, "code": code, "params": params, "message": message}
+        )
 
 
 def read_table(raw: bytes, max_rows: int) -> list[ImportRow]:
@@ -105,8 +139,9 @@ def read_table(raw: bytes, max_rows: int) -> list[ImportRow]:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise BadRequest("The file is neither UTF-8 CSV nor XLSX.",
-                             code="invalid_import_file") from exc
+            raise BadRequest(
+                "The file is neither UTF-8 CSV nor XLSX.", code="invalid_import_file"
+            ) from exc
         first = text.split("\n", 1)[0]
         delimiter = ";" if first.count(";") > first.count(",") else ","
         table = list(csv.reader(io.StringIO(text), delimiter=delimiter))
@@ -117,16 +152,19 @@ def read_table(raw: bytes, max_rows: int) -> list[ImportRow]:
     if unknown:
         raise BadRequest(
             f"Unknown columns {unknown}; the columns are {list(IMPORT_COLUMNS)}.",
-            code="invalid_import_file")
+            code="invalid_import_file",
+        )
     rows: list[ImportRow] = []
     for index, cells in enumerate(table[1:], start=2):
         if not any(cell.strip() for cell in cells):
             continue
         if len(rows) >= max_rows:
-            raise Unprocessable(f"The file has more than {max_rows} rows.",
-                                code="import_too_large")
-        values = {name: (cells[i].strip() if i < len(cells) else "")
-                  for i, name in enumerate(header) if name}
+            raise Unprocessable(f"The file has more than {max_rows} rows.", code="import_too_large")
+        values = {
+            name: (cells[i].strip() if i < len(cells) else "")
+            for i, name in enumerate(header)
+            if name
+        }
         rows.append(ImportRow(index, values))
     return rows
 
@@ -137,12 +175,15 @@ def _xlsx_rows(raw: bytes) -> list[list[str]]:
     try:
         book = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a damaged file
-        raise BadRequest(f"The XLSX file cannot be read: {exc}.",
-                         code="invalid_import_file") from exc
+        raise BadRequest(
+            f"The XLSX file cannot be read: {exc}.", code="invalid_import_file"
+        ) from exc
     try:
         sheet = book.worksheets[0]
-        return [["" if cell is None else str(cell) for cell in row]
-                for row in sheet.iter_rows(values_only=True)]
+        return [
+            ["" if cell is None else str(cell) for cell in row]
+            for row in sheet.iter_rows(values_only=True)
+        ]
     finally:
         book.close()
 
@@ -153,9 +194,19 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
     async with ctx.read() as session:
         units = (await session.execute(select(Unit))).scalars().all()
         wanted = [row.values.get("username", "") for row in rows]
-        taken = set((await session.execute(
-            select(User.username).where(User.username.in_([n for n in wanted if n]))
-        )).scalars().all()) if any(wanted) else set()
+        taken = (
+            set(
+                (
+                    await session.execute(
+                        select(User.username).where(User.username.in_([n for n in wanted if n]))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if any(wanted)
+            else set()
+        )
     by_name: dict[str, list[int]] = {}
     for unit in units:
         by_name.setdefault(unit.name, []).append(unit.id)
@@ -172,8 +223,9 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
         if ref.startswith("#") and ref[1:].isdigit():
             if int(ref[1:]) in ids:
                 return {"id": int(ref[1:])}
-            plan.problem(line, column, "unit_id_unknown", f"No unit has the id {ref[1:]}.",
-                         id=ref[1:])
+            plan.problem(
+                line, column, "unit_id_unknown", f"No unit has the id {ref[1:]}.", id=ref[1:]
+            )
             return None
         if ref in new_units:
             return {"new": new_units[ref]}
@@ -181,11 +233,15 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
         if len(found) == 1:
             return {"id": found[0]}
         if found:
-            plan.problem(line, column, "unit_name_ambiguous",
-                         f"Several units are named {ref!r}; write #id instead.", name=ref)
+            plan.problem(
+                line,
+                column,
+                "unit_name_ambiguous",
+                f"Several units are named {ref!r}; write #id instead.",
+                name=ref,
+            )
         else:
-            plan.problem(line, column, "unit_name_unknown", f"No unit is named {ref!r}.",
-                         name=ref)
+            plan.problem(line, column, "unit_name_unknown", f"No unit is named {ref!r}.", name=ref)
         return None
 
     for row in rows:
@@ -194,47 +250,83 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
         if kind == "unit":
             name = v.get("unit", "")
             if not name or len(name) > NAME_MAX:
-                plan.problem(line, "unit", "unit_name_length",
-                             f"A unit name has 1 to {NAME_MAX} characters.", max=NAME_MAX)
+                plan.problem(
+                    line,
+                    "unit",
+                    "unit_name_length",
+                    f"A unit name has 1 to {NAME_MAX} characters.",
+                    max=NAME_MAX,
+                )
                 continue
             if name in new_units or name in by_name:
-                plan.problem(line, "unit", "unit_exists", f"A unit named {name!r} exists already.",
-                             name=name)
+                plan.problem(
+                    line, "unit", "unit_exists", f"A unit named {name!r} exists already.", name=name
+                )
                 continue
             try:
                 unit_kind = UnitKind(v.get("unit_kind", "").lower())
             except ValueError:
                 kinds = [k.value for k in UnitKind]
-                plan.problem(line, "unit_kind", "unit_kind_invalid",
-                             f"unit_kind is one of {kinds}.", kinds=", ".join(kinds))
+                plan.problem(
+                    line,
+                    "unit_kind",
+                    "unit_kind_invalid",
+                    f"unit_kind is one of {kinds}.",
+                    kinds=", ".join(kinds),
+                )
                 continue
             parent = resolve(line, "parent", v.get("parent", ""))
             if parent is None:
                 continue
             new_units[name] = len(plan.units)
-            plan.units.append({"line": line, "name": name, "kind": unit_kind.value,
-                               "parent": parent})
+            plan.units.append(
+                {"line": line, "name": name, "kind": unit_kind.value, "parent": parent}
+            )
         elif kind == "user":
             problems_before = len(plan.problems)
             username = v.get("username", "")
             if not USERNAME_PATTERN.match(username):
-                plan.problem(line, "username", "username_invalid",
-                             "A username has 1 to 64 letters, digits or . _ @ -.")
+                plan.problem(
+                    line,
+                    "username",
+                    "username_invalid",
+                    "A username has 1 to 64 letters, digits or . _ @ -.",
+                )
             elif username in seen_usernames:
-                plan.problem(line, "username", "username_twice",
-                             f"{username!r} appears twice in the file.", username=username)
+                plan.problem(
+                    line,
+                    "username",
+                    "username_twice",
+                    f"{username!r} appears twice in the file.",
+                    username=username,
+                )
             elif username in taken:
-                plan.problem(line, "username", "username_taken",
-                             f"The username {username!r} is taken.", username=username)
+                plan.problem(
+                    line,
+                    "username",
+                    "username_taken",
+                    f"The username {username!r} is taken.",
+                    username=username,
+                )
             seen_usernames.add(username)
             display_name = v.get("display_name", "")
             if not display_name or len(display_name) > NAME_MAX:
-                plan.problem(line, "display_name", "display_name_length",
-                             f"A display name has 1 to {NAME_MAX} characters.", max=NAME_MAX)
+                plan.problem(
+                    line,
+                    "display_name",
+                    "display_name_length",
+                    f"A display name has 1 to {NAME_MAX} characters.",
+                    max=NAME_MAX,
+                )
             title = v.get("title", "")
             if len(title) > NAME_MAX:
-                plan.problem(line, "title", "title_length",
-                             f"A title has at most {NAME_MAX} characters.", max=NAME_MAX)
+                plan.problem(
+                    line,
+                    "title",
+                    "title_length",
+                    f"A title has at most {NAME_MAX} characters.",
+                    max=NAME_MAX,
+                )
             roles: list[str] = []
             for name in re.split(r"[;,\s]+", v.get("roles", "").lower()):
                 if not name:
@@ -243,42 +335,67 @@ async def plan_import(ctx: Context, rows: list[ImportRow]) -> ImportPlan:
                     roles.append(Role(name).value)
                 except ValueError:
                     all_roles = [r.value for r in Role]
-                    plan.problem(line, "roles", "role_unknown",
-                                 f"{name!r} is not a role; the roles are {all_roles}.",
-                                 role=name, roles=", ".join(all_roles))
+                    plan.problem(
+                        line,
+                        "roles",
+                        "role_unknown",
+                        f"{name!r} is not a role; the roles are {all_roles}.",
+                        role=name,
+                        roles=", ".join(all_roles),
+                    )
             try:
                 clearance = Confidentiality(v.get("clearance", "").lower() or "none")
             except ValueError:
                 levels = [c.value for c in Confidentiality]
-                plan.problem(line, "clearance", "clearance_invalid",
-                             f"clearance is one of {levels}.", levels=", ".join(levels))
+                plan.problem(
+                    line,
+                    "clearance",
+                    "clearance_invalid",
+                    f"clearance is one of {levels}.",
+                    levels=", ".join(levels),
+                )
                 clearance = Confidentiality.NONE
             password = v.get("password", "")
             if password:
                 weak = password_problem(password, min_length=min_length, username=username)
                 if weak:
-                    plan.problem(line, "password", f"password_{weak.reason}", weak.message,
-                                 **weak.params)
+                    plan.problem(
+                        line, "password", f"password_{weak.reason}", weak.message, **weak.params
+                    )
             unit = resolve(line, "unit", v.get("unit", ""))
             if len(plan.problems) == problems_before and unit is not None:
-                plan.users.append({
-                    "line": line, "username": username, "display_name": display_name,
-                    "title": title, "unit": unit, "roles": sorted(set(roles)),
-                    "clearance": clearance.value, "password": password,
-                })
+                plan.users.append(
+                    {
+                        "line": line,
+                        "username": username,
+                        "display_name": display_name,
+                        "title": title,
+                        "unit": unit,
+                        "roles": sorted(set(roles)),
+                        "clearance": clearance.value,
+                        "password": password,
+                    }
+                )
         else:
-            plan.problem(line, "type", "type_invalid",
-                         "type is 'unit' or 'user' (or give a username).")
+            plan.problem(
+                line, "type", "type_invalid", "type is 'unit' or 'user' (or give a username)."
+            )
     return plan
 
 
 def plan_json(plan: ImportPlan, *, dry_run: bool) -> dict[str, Any]:
-    return {"dry_run": dry_run, "rows": plan.rows, "units": len(plan.units),
-            "users": len(plan.users), "problems": plan.problems}
+    return {
+        "dry_run": dry_run,
+        "rows": plan.rows,
+        "units": len(plan.units),
+        "users": len(plan.users),
+        "problems": plan.problems,
+    }
 
 
-async def import_accounts(ctx: Context, actor: Principal, raw: bytes, *,
-                          dry_run: bool) -> dict[str, Any]:
+async def import_accounts(
+    ctx: Context, actor: Principal, raw: bytes, *, dry_run: bool
+) -> dict[str, Any]:
     """Check an import file and, unless ``dry_run``, create all it holds in one transaction.
 
     Any problem in any row refuses the whole file (422 ``import_invalid`` listing every
@@ -286,8 +403,7 @@ async def import_accounts(ctx: Context, actor: Principal, raw: bytes, *,
     """
     require_admin(actor)
     if len(raw) > ctx.settings.import_max_bytes:
-        raise PayloadTooLarge(f"An import file has at most {ctx.settings.import_max_bytes} "
-                              "bytes.")
+        raise PayloadTooLarge(f"An import file has at most {ctx.settings.import_max_bytes} bytes.")
     rows = await asyncio.to_thread(read_table, raw, ctx.settings.import_max_rows)
     plan = await plan_import(ctx, rows)
     if dry_run:
@@ -295,7 +411,9 @@ async def import_accounts(ctx: Context, actor: Principal, raw: bytes, *,
     if plan.problems:
         raise Unprocessable(
             f"The file has {len(plan.problems)} problems; nothing was imported.",
-            code="import_invalid", details=plan.problems)
+            code="import_invalid",
+            details=plan.problems,
+        )
     # One hash per distinct password: Argon2 is slow on purpose.
     hashes: dict[str, str] = {}
     for spec in plan.users:
@@ -307,34 +425,49 @@ async def import_accounts(ctx: Context, actor: Principal, raw: bytes, *,
             for spec in plan.units:
                 parent = spec["parent"]
                 parent_id = parent["id"] if "id" in parent else made[parent["new"]].id
-                unit = Unit(name=spec["name"], kind=spec["kind"], parent_id=parent_id,
-                            created_at=w.now)
+                unit = Unit(
+                    name=spec["name"], kind=spec["kind"], parent_id=parent_id, created_at=w.now
+                )
                 w.session.add(unit)
                 await w.session.flush()
                 made.append(unit)
-                await w.audit(actor.id, "unit.create", f"unit:{unit.id}",
-                              unit_json(unit) | {"import": True})
+                await w.audit(
+                    actor.id, "unit.create", f"unit:{unit.id}", unit_json(unit) | {"import": True}
+                )
             users: list[User] = []
             for spec in plan.users:
                 unit_ref = spec["unit"]
                 unit_id = unit_ref["id"] if "id" in unit_ref else made[unit_ref["new"]].id
                 user = User(
-                    username=spec["username"], display_name=spec["display_name"],
-                    title=spec["title"], unit_id=unit_id, roles=spec["roles"],
-                    clearance=spec["clearance"], is_unit_head=False,
+                    username=spec["username"],
+                    display_name=spec["display_name"],
+                    title=spec["title"],
+                    unit_id=unit_id,
+                    roles=spec["roles"],
+                    clearance=spec["clearance"],
+                    is_unit_head=False,
                     password_hash=hashes.get(spec["password"]),
-                    must_change_password=bool(spec["password"]), active=True,
-                    token_version=0, created_at=w.now,
+                    must_change_password=bool(spec["password"]),
+                    active=True,
+                    token_version=0,
+                    created_at=w.now,
                 )
                 w.session.add(user)
                 users.append(user)
             await w.session.flush()
             for user in users:
-                await w.audit(actor.id, "user.create", f"user:{user.id}",
-                              user_json(user) | {"import": True})
-            await w.audit(actor.id, "org.import", "org",
-                          {"rows": plan.rows, "units": len(made), "users": len(users)})
+                await w.audit(
+                    actor.id, "user.create", f"user:{user.id}", user_json(user) | {"import": True}
+                )
+            await w.audit(
+                actor.id,
+                "org.import",
+                "org",
+                {"rows": plan.rows, "units": len(made), "users": len(users)},
+            )
     except IntegrityError as exc:
-        raise Conflict("Another change took one of these usernames meanwhile; nothing was "
-                       "imported.", code="username_taken") from exc
+        raise Conflict(
+            "Another change took one of these usernames meanwhile; nothing was imported.",
+            code="username_taken",
+        ) from exc
     return plan_json(plan, dry_run=False)

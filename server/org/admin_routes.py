@@ -41,8 +41,7 @@ def _int(request: Request, name: str, default: int | None, low: int, high: int) 
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}.",
-                         code="invalid_query")
+        raise BadRequest(f"{name} must be an integer from {low} to {high}.", code="invalid_query")
     return int(raw)
 
 
@@ -60,8 +59,9 @@ def _time(request: Request, name: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError as exc:
-        raise BadRequest(f"{name} must be an ISO 8601 time with offset.",
-                         code="invalid_query") from exc
+        raise BadRequest(
+            f"{name} must be an ISO 8601 time with offset.", code="invalid_query"
+        ) from exc
     if value.tzinfo is None:
         raise BadRequest(f"{name} must carry its offset from UTC.", code="invalid_query")
     return value
@@ -80,17 +80,25 @@ async def search_users(request: Request) -> Response:
     try:
         role = Role(role_name) if role_name else None
     except ValueError as exc:
-        raise BadRequest(f"role is one of {[r.value for r in Role]}.",
-                         code="invalid_query") from exc
+        raise BadRequest(
+            f"role is one of {[r.value for r in Role]}.", code="invalid_query"
+        ) from exc
     active_raw = request.query_params.get("active", "")
     if active_raw not in ("", "true", "false"):
         raise BadRequest("active is true or false.", code="invalid_query")
     page, per_page = _paging(request)
-    return JSON(await admin.search_users(
-        context(request), actor, q=_text(request, "q"),
-        unit_id=_int(request, "unit_id", None, 1, 2**31 - 1), role=role,
-        active=None if not active_raw else active_raw == "true", page=page, per_page=per_page,
-    ))
+    return JSON(
+        await admin.search_users(
+            context(request),
+            actor,
+            q=_text(request, "q"),
+            unit_id=_int(request, "unit_id", None, 1, 2**31 - 1),
+            role=role,
+            active=None if not active_raw else active_raw == "true",
+            page=page,
+            per_page=per_page,
+        )
+    )
 
 
 async def import_accounts(request: Request) -> Response:
@@ -113,45 +121,52 @@ async def import_accounts(request: Request) -> Response:
 async def reset_password(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PasswordReset)
-    user = await service.update_user(context(request), actor, path_int(request, "user_id"),
-                                     password=body.password)
+    user = await service.update_user(
+        context(request), actor, path_int(request, "user_id"), password=body.password
+    )
     return JSON(service.user_json(user) | {"must_change_password": True})
 
 
 async def sign_out_everywhere(request: Request) -> Response:
     actor = await current_user(request)
-    user = await service.sign_out_everywhere(context(request), actor,
-                                             path_int(request, "user_id"))
+    user = await service.sign_out_everywhere(context(request), actor, path_int(request, "user_id"))
     return JSON(service.user_json(user))
 
 
 async def lift_throttle(request: Request) -> Response:
     actor = await current_user(request)
-    lifted = await service.lift_sign_in_throttle(context(request), actor,
-                                                 path_int(request, "user_id"))
+    lifted = await service.lift_sign_in_throttle(
+        context(request), actor, path_int(request, "user_id")
+    )
     return JSON({"lifted": lifted})
 
 
 async def change_password(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, PasswordChange)
-    return JSON(await change_own_password(context(request), actor, body.current_password,
-                                          body.new_password))
+    return JSON(
+        await change_own_password(context(request), actor, body.current_password, body.new_password)
+    )
 
 
 def _audit_filters(request: Request) -> dict[str, object]:
     return {
-        "since": _time(request, "since"), "until": _time(request, "until"),
+        "since": _time(request, "since"),
+        "until": _time(request, "until"),
         "actor_id": _int(request, "actor_id", None, 1, 2**31 - 1),
-        "action": _text(request, "action", 64), "subject": _text(request, "subject", 120),
+        "action": _text(request, "action", 64),
+        "subject": _text(request, "subject", 120),
     }
 
 
 async def audit_records(request: Request) -> Response:
     actor = await current_user(request)
     page, per_page = _paging(request)
-    return JSON(await audit_log.audit_page(context(request), actor, page=page,
-                                           per_page=per_page, **_audit_filters(request)))
+    return JSON(
+        await audit_log.audit_page(
+            context(request), actor, page=page, per_page=per_page, **_audit_filters(request)
+        )
+    )
 
 
 async def audit_chain(request: Request) -> Response:
@@ -169,16 +184,16 @@ async def audit_export(request: Request) -> Response:
     lines = audit_log.export_records(context(request), actor, fmt=fmt, **filters)  # type: ignore[arg-type]
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
     name = f"audit.{'csv' if fmt == 'csv' else 'jsonl'}"
-    return StreamingResponse(lines, media_type=media, headers={
-        "content-disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(
+        lines, media_type=media, headers={"content-disposition": f'attachment; filename="{name}"'}
+    )
 
 
 routes = [
     Route("/api/v1/admin/users", search_users, methods=["GET"]),
     Route("/api/v1/admin/import", import_accounts, methods=["POST"]),
     Route("/api/v1/users/{user_id}/password-reset", reset_password, methods=["POST"]),
-    Route("/api/v1/users/{user_id}/sign-out-everywhere", sign_out_everywhere,
-          methods=["POST"]),
+    Route("/api/v1/users/{user_id}/sign-out-everywhere", sign_out_everywhere, methods=["POST"]),
     Route("/api/v1/users/{user_id}/sign-in-throttle", lift_throttle, methods=["DELETE"]),
     Route("/api/v1/me/password", change_password, methods=["POST"]),
     Route("/api/v1/audit", audit_records, methods=["GET"]),

@@ -17,8 +17,10 @@ from server.org.models import Confidentiality, Role, UnitKind
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Username = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                           pattern=r"^[A-Za-z0-9._@-]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$"
+    ),
 ]
 
 
@@ -77,12 +79,17 @@ async def login_route(request: Request) -> Response:
 async def me(request: Request) -> Response:
     principal = await current_user(request)
     unit = await service.read_unit_json(context(request), principal.unit_id)
-    return JSON({
-        "id": principal.id, "username": principal.username,
-        "display_name": principal.display_name, "unit_id": principal.unit_id,
-        "unit": unit, "roles": sorted(principal.roles),
-        "clearance": principal.clearance.value,
-    })
+    return JSON(
+        {
+            "id": principal.id,
+            "username": principal.username,
+            "display_name": principal.display_name,
+            "unit_id": principal.unit_id,
+            "unit": unit,
+            "roles": sorted(principal.roles),
+            "clearance": principal.clearance.value,
+        }
+    )
 
 
 async def units(request: Request) -> Response:
@@ -95,16 +102,22 @@ async def units(request: Request) -> Response:
 async def create_unit(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, UnitBody)
-    unit = await service.create_unit(context(request), actor, name=body.name, kind=body.kind,
-                                     parent_id=body.parent_id)
+    unit = await service.create_unit(
+        context(request), actor, name=body.name, kind=body.kind, parent_id=body.parent_id
+    )
     return JSON(service.unit_json(unit), status_code=201)
 
 
 async def update_unit(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, UnitPatch)
-    unit = await service.update_unit(context(request), actor, path_int(request, "unit_id"),
-                                     name=body.name, parent_id=body.parent_id)
+    unit = await service.update_unit(
+        context(request),
+        actor,
+        path_int(request, "unit_id"),
+        name=body.name,
+        parent_id=body.parent_id,
+    )
     return JSON(service.unit_json(unit))
 
 
@@ -112,21 +125,35 @@ async def members(request: Request) -> Response:
     actor = await current_user(request)
     rows = await service.unit_members(context(request), actor, path_int(request, "unit_id"))
     # Roles and clearance say who may read what: only an admin and the user see them.
-    return JSON({"members": [
-        {key: value for key, value in service.user_json(user).items()
-         if key in PUBLIC_MEMBER_FIELDS
-         or (key != "active" and (actor.is_admin or user.id == actor.id))}
-        for user in rows
-    ]})
+    return JSON(
+        {
+            "members": [
+                {
+                    key: value
+                    for key, value in service.user_json(user).items()
+                    if key in PUBLIC_MEMBER_FIELDS
+                    or (key != "active" and (actor.is_admin or user.id == actor.id))
+                }
+                for user in rows
+            ]
+        }
+    )
 
 
 async def create_user(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, UserBody)
     user = await service.create_user(
-        context(request), actor, username=body.username, display_name=body.display_name,
-        unit_id=body.unit_id, roles=body.roles, clearance=body.clearance,
-        password=body.password, is_unit_head=body.is_unit_head, title=body.title,
+        context(request),
+        actor,
+        username=body.username,
+        display_name=body.display_name,
+        unit_id=body.unit_id,
+        roles=body.roles,
+        clearance=body.clearance,
+        password=body.password,
+        is_unit_head=body.is_unit_head,
+        title=body.title,
     )
     return JSON(service.user_json(user), status_code=201)
 
@@ -135,10 +162,17 @@ async def update_user(request: Request) -> Response:
     actor = await current_user(request)
     body = await read_json(request, UserPatch)
     user = await service.update_user(
-        context(request), actor, path_int(request, "user_id"),
-        display_name=body.display_name, unit_id=body.unit_id, roles=body.roles,
-        clearance=body.clearance, password=body.password, active=body.active,
-        is_unit_head=body.is_unit_head, title=body.title,
+        context(request),
+        actor,
+        path_int(request, "user_id"),
+        display_name=body.display_name,
+        unit_id=body.unit_id,
+        roles=body.roles,
+        clearance=body.clearance,
+        password=body.password,
+        active=body.active,
+        is_unit_head=body.is_unit_head,
+        title=body.title,
     )
     return JSON(service.user_json(user))
 

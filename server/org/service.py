@@ -36,9 +36,15 @@ def unit_json(unit: Unit) -> dict[str, object]:
 
 def user_json(user: User) -> dict[str, object]:
     return {
-        "id": user.id, "username": user.username, "display_name": user.display_name,
-        "unit_id": user.unit_id, "roles": list(user.roles), "clearance": user.clearance,
-        "is_unit_head": user.is_unit_head, "active": user.active, "title": user.title or "",
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "unit_id": user.unit_id,
+        "roles": list(user.roles),
+        "clearance": user.clearance,
+        "is_unit_head": user.is_unit_head,
+        "active": user.active,
+        "title": user.title or "",
     }
 
 
@@ -48,7 +54,8 @@ async def display_names(session: AsyncSession, user_ids: Iterable[int]) -> dict[
     names: dict[int, str] = {}
     for start in range(0, len(ids), 500):
         rows = await session.execute(
-            select(User.id, User.display_name).where(User.id.in_(ids[start:start + 500])))
+            select(User.id, User.display_name).where(User.id.in_(ids[start : start + 500]))
+        )
         names.update({int(uid): str(name) for uid, name in rows})
     return names
 
@@ -78,7 +85,8 @@ async def unit_subtree(session: AsyncSession, root_ids: Iterable[int]) -> set[in
 
 
 _UNIT_BY_ID = select(Unit.id, Unit.name, Unit.kind, Unit.parent_id).where(
-    Unit.id == bindparam("unit_id"))
+    Unit.id == bindparam("unit_id")
+)
 
 
 async def read_unit_json(ctx: Context, unit_id: int) -> dict[str, object]:
@@ -96,8 +104,9 @@ async def get_unit(session: AsyncSession, unit_id: int) -> Unit:
     return unit
 
 
-async def create_unit(ctx: Context, actor: Principal | None, *, name: str, kind: UnitKind,
-                      parent_id: int | None) -> Unit:
+async def create_unit(
+    ctx: Context, actor: Principal | None, *, name: str, kind: UnitKind, parent_id: int | None
+) -> Unit:
     """Add a unit to the tree (admin, or the command line when ``actor`` is None)."""
     if actor is not None:
         require_admin(actor)
@@ -105,18 +114,21 @@ async def create_unit(ctx: Context, actor: Principal | None, *, name: str, kind:
         if parent_id is not None:
             await get_unit(w.session, parent_id)
         elif (await w.session.execute(select(Unit.id).where(Unit.parent_id.is_(None)))).first():
-            raise Unprocessable("The tree already has a root; give a parent_id.",
-                                code="root_exists")
+            raise Unprocessable(
+                "The tree already has a root; give a parent_id.", code="root_exists"
+            )
         unit = Unit(name=name, kind=kind.value, parent_id=parent_id, created_at=w.now)
         w.session.add(unit)
         await w.session.flush()
-        await w.audit(actor.id if actor else None, "unit.create", f"unit:{unit.id}",
-                      unit_json(unit))
+        await w.audit(
+            actor.id if actor else None, "unit.create", f"unit:{unit.id}", unit_json(unit)
+        )
     return unit
 
 
-async def update_unit(ctx: Context, actor: Principal, unit_id: int, *, name: str | None,
-                      parent_id: int | None) -> Unit:
+async def update_unit(
+    ctx: Context, actor: Principal, unit_id: int, *, name: str | None, parent_id: int | None
+) -> Unit:
     """Rename or move a unit (admin); a unit cannot move below itself."""
     require_admin(actor)
     async with ctx.write() as w:
@@ -136,8 +148,9 @@ async def update_unit(ctx: Context, actor: Principal, unit_id: int, *, name: str
 
 def check_password(ctx: Context, password: str, username: str = "") -> None:
     """Refuse a password that is too weak (422 ``weak_password``, saying why)."""
-    problem = password_problem(password, min_length=ctx.settings.password_min_length,
-                               username=username)
+    problem = password_problem(
+        password, min_length=ctx.settings.password_min_length, username=username
+    )
     if problem is not None:
         raise Unprocessable(problem.message, code="weak_password", details=problem.details())
 
@@ -152,12 +165,18 @@ async def end_sessions(w: Write, user: User, *, reason: str) -> None:
     await emit_user_sessions_ended(w, **user_json(user), reason=reason)
 
 
-
-
 async def create_user(
-    ctx: Context, actor: Principal | None, *, username: str, display_name: str, unit_id: int,
-    roles: Iterable[Role], clearance: Confidentiality, password: str | None,
-    is_unit_head: bool = False, title: str = "",
+    ctx: Context,
+    actor: Principal | None,
+    *,
+    username: str,
+    display_name: str,
+    unit_id: int,
+    roles: Iterable[Role],
+    clearance: Confidentiality,
+    password: str | None,
+    is_unit_head: bool = False,
+    title: str = "",
 ) -> User:
     """Create an account (admin, or the command line when ``actor`` is None)."""
     if actor is not None:
@@ -171,28 +190,44 @@ async def create_user(
         if taken.first() is not None:
             raise Conflict(f"The username {username!r} is taken.", code="username_taken")
         user = User(
-            username=username, display_name=display_name, unit_id=unit_id,
-            roles=sorted({role.value for role in roles}), clearance=clearance.value,
-            is_unit_head=is_unit_head, password_hash=password_hash, active=True,
-            created_at=w.now, title=title, token_version=0, must_change_password=False,
+            username=username,
+            display_name=display_name,
+            unit_id=unit_id,
+            roles=sorted({role.value for role in roles}),
+            clearance=clearance.value,
+            is_unit_head=is_unit_head,
+            password_hash=password_hash,
+            active=True,
+            created_at=w.now,
+            title=title,
+            token_version=0,
+            must_change_password=False,
         )
         w.session.add(user)
         try:
             await w.session.flush()
         except IntegrityError as exc:
             # Another request took the name between the check and the insert.
-            raise Conflict(f"The username {username!r} is taken.",
-                           code="username_taken") from exc
-        await w.audit(actor.id if actor else None, "user.create", f"user:{user.id}",
-                      user_json(user))
+            raise Conflict(f"The username {username!r} is taken.", code="username_taken") from exc
+        await w.audit(
+            actor.id if actor else None, "user.create", f"user:{user.id}", user_json(user)
+        )
     return user
 
 
 async def update_user(
-    ctx: Context, actor: Principal, user_id: int, *, display_name: str | None = None,
-    unit_id: int | None = None, roles: Iterable[Role] | None = None,
-    clearance: Confidentiality | None = None, password: str | None = None,
-    active: bool | None = None, is_unit_head: bool | None = None, title: str | None = None,
+    ctx: Context,
+    actor: Principal,
+    user_id: int,
+    *,
+    display_name: str | None = None,
+    unit_id: int | None = None,
+    roles: Iterable[Role] | None = None,
+    clearance: Confidentiality | None = None,
+    password: str | None = None,
+    active: bool | None = None,
+    is_unit_head: bool | None = None,
+    title: str | None = None,
 ) -> User:
     """Change an account (admin): roles, clearance, unit, password, active, title.
 
@@ -200,11 +235,13 @@ async def update_user(
     sign-in throttles are lifted and its sessions end. Disabling ends its sessions too.
     """
     require_admin(actor)
-    if user_id == actor.id and (active is False or (
-            roles is not None and Role.ADMIN not in set(roles))):
+    if user_id == actor.id and (
+        active is False or (roles is not None and Role.ADMIN not in set(roles))
+    ):
         # The last administrator could otherwise lock everyone out of the organisation.
-        raise Unprocessable("An administrator cannot disable or demote itself.",
-                            code="self_lockout")
+        raise Unprocessable(
+            "An administrator cannot disable or demote itself.", code="self_lockout"
+        )
     if password is not None:
         check_password(ctx, password)
     password_hash = await hash_password(password) if password is not None else None
@@ -275,7 +312,7 @@ def forget_changed_users(ctx: Context, events: Sequence[Event]) -> None:
     any node: this is how a change made elsewhere reaches this node's cache)."""
     for event in events:
         if event.type in (USER_UPDATED, SESSIONS_ENDED) and event.topic.startswith("user:"):
-            user_id = int(event.topic[len("user:"):])
+            user_id = int(event.topic[len("user:") :])
             ctx.principals.forget(user_id)
             if event.type == SESSIONS_ENDED:
                 disconnect_user(ctx, user_id)
@@ -310,8 +347,7 @@ async def may_watch_unit(session: AsyncSession, actor: Principal, unit_id: int) 
 
 async def is_below(session: AsyncSession, unit_id: int, root_id: int) -> bool:
     """Whether ``unit_id`` is ``root_id`` or below it: a walk up its few ancestors."""
-    up = (select(Unit.id, Unit.parent_id).where(Unit.id == unit_id)
-          .cte("ancestors", recursive=True))
+    up = select(Unit.id, Unit.parent_id).where(Unit.id == unit_id).cte("ancestors", recursive=True)
     up = up.union(select(Unit.id, Unit.parent_id).where(Unit.id == up.c.parent_id))
     found = await session.execute(select(up.c.id).where(up.c.id == root_id).limit(1))
     return found.first() is not None

@@ -53,8 +53,9 @@ PACKED_FRAMES = "E1"
 
 
 class Broker(Protocol):
-    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal,
-                    resync: Resync) -> None: ...
+    async def start(
+        self, deliver: Deliver, deliver_signal: DeliverSignal, resync: Resync
+    ) -> None: ...
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 
@@ -72,8 +73,7 @@ class MemoryBroker:
         self._deliver: Deliver | None = None
         self._deliver_signal: DeliverSignal | None = None
 
-    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal,
-                    resync: Resync) -> None:
+    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal, resync: Resync) -> None:
         self._deliver = deliver
         self._deliver_signal = deliver_signal
 
@@ -109,8 +109,15 @@ class RedisBroker:
     topic from the log.
     """
 
-    def __init__(self, url: str, channel: str, *, queue_messages: int = 10_000,
-                 timeout_secs: float = 2.0, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        *,
+        queue_messages: int = 10_000,
+        timeout_secs: float = 2.0,
+        metrics: Metrics | None = None,
+    ) -> None:
         import redis.asyncio as aioredis
 
         self._url = url
@@ -118,13 +125,18 @@ class RedisBroker:
         self._timeout = timeout_secs
         self._queue_limit = max(1, queue_messages)
         self._metrics = metrics
-        self._redis = aioredis.from_url(url, socket_connect_timeout=timeout_secs,
-                                        socket_timeout=timeout_secs, health_check_interval=10)
+        self._redis = aioredis.from_url(
+            url,
+            socket_connect_timeout=timeout_secs,
+            socket_timeout=timeout_secs,
+            health_check_interval=10,
+        )
         # The subscription has its own client without a socket timeout: an idle channel
         # is normal, and a read timeout there would drop and resubscribe every few seconds.
         # A dead or hung connection is found by the liveness PING (see ``_listen``).
         self._subscriber = aioredis.from_url(
-            url, socket_connect_timeout=timeout_secs,
+            url,
+            socket_connect_timeout=timeout_secs,
             # Named, so an operator (or a test) can tell the nodes' subscriptions apart.
             client_name=f"dienhong-{os.getpid()}-events",
         )
@@ -141,14 +153,14 @@ class RedisBroker:
         self._queued = asyncio.Event()
         self.connected = asyncio.Event()
 
-    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal,
-                    resync: Resync) -> None:
+    async def start(self, deliver: Deliver, deliver_signal: DeliverSignal, resync: Resync) -> None:
         self._deliver = deliver
         self._deliver_signal = deliver_signal
         self._resync = resync
         self._listener = asyncio.create_task(self._listen(), name="redis-broker-listener")
-        self._publisher = asyncio.create_task(self._publish_forever(),
-                                              name="redis-broker-publisher")
+        self._publisher = asyncio.create_task(
+            self._publish_forever(), name="redis-broker-publisher"
+        )
         # Start-up waits briefly for the subscription, but a missing Redis is not fatal:
         # the node still serves from the log and catches up when Redis returns.
         try:
@@ -166,7 +178,7 @@ class RedisBroker:
         # still being encoded and carried.
         size = REDIS_EVENTS_PER_MESSAGE
         for start in range(0, len(events), size):
-            self._enqueue(pack_events(events[start:start + size]))
+            self._enqueue(pack_events(events[start : start + size]))
 
     async def publish_signal(self, signal: Signal) -> None:
         # Signals are ephemeral: a lost one is simply lost. This node's sockets get the
@@ -175,9 +187,10 @@ class RedisBroker:
         # and skipped without parsing it.
         if self._deliver_signal is not None:
             self._deliver_signal(signal)
-        body = json.dumps({"topic": signal.topic, "type": signal.type, "data": signal.data},
-                          ensure_ascii=False)
-        self._enqueue(f'{self._own_signal}{body}}}')
+        body = json.dumps(
+            {"topic": signal.topic, "type": signal.type, "data": signal.data}, ensure_ascii=False
+        )
+        self._enqueue(f"{self._own_signal}{body}}}")
 
     @property
     def queue_depth(self) -> int:
@@ -207,8 +220,10 @@ class RedisBroker:
 
     async def _publish_round(self) -> None:
         """Send what is queued (a round at most); on failure drop the queue, not wait."""
-        batch = [self._outbound.popleft()
-                 for _ in range(min(len(self._outbound), REDIS_MESSAGES_PER_ROUND))]
+        batch = [
+            self._outbound.popleft()
+            for _ in range(min(len(self._outbound), REDIS_MESSAGES_PER_ROUND))
+        ]
         messages = merge_signals([message for message, _queued_at in batch], self._own_signal)
         loop = asyncio.get_running_loop()
         try:
@@ -231,8 +246,12 @@ class RedisBroker:
             lost = len(batch) + len(self._outbound)
             self._outbound.clear()
             self._dropped(lost)
-            log.warning("publish to redis failed (%s), %d message(s) dropped; other nodes "
-                        "recover their events from the log", type(exc).__name__ or exc, lost)
+            log.warning(
+                "publish to redis failed (%s), %d message(s) dropped; other nodes "
+                "recover their events from the log",
+                type(exc).__name__ or exc,
+                lost,
+            )
         else:
             if self._metrics is not None:
                 now = loop.time()
@@ -277,11 +296,11 @@ class RedisBroker:
                             await pubsub.ping(REDIS_LIVENESS_MESSAGE)
                         pinged = now
                     elif pinged is not None and now - pinged > self._timeout:
-                        raise ConnectionError(
-                            f"no answer to a PING within {self._timeout:g}s")
+                        raise ConnectionError(f"no answer to a PING within {self._timeout:g}s")
                     async with asyncio.timeout(REDIS_POLL_SECS + self._timeout):
-                        message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                           timeout=REDIS_POLL_SECS)
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=REDIS_POLL_SECS
+                        )
                     if message is None:
                         continue
                     heard, pinged = loop.time(), None
@@ -292,8 +311,11 @@ class RedisBroker:
             except Exception as exc:
                 self._set_connected(False)
                 first = False
-                log.warning("redis subscription lost (%s); retrying in %.1fs",
-                            str(exc) or type(exc).__name__, delay)
+                log.warning(
+                    "redis subscription lost (%s); retrying in %.1fs",
+                    str(exc) or type(exc).__name__,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REDIS_RETRY_MAX_SECS)
             finally:
@@ -355,7 +377,7 @@ def merge_signals(messages: Sequence[str], own: str) -> list[str]:
 
     def end_run() -> None:
         if len(run) > 1:
-            rest = ",".join(message[len(own):-1] for message in run[1:])
+            rest = ",".join(message[len(own) : -1] for message in run[1:])
             merged.append(f'{run[0][:-1]},"m":[{rest}]}}')
         else:
             merged.extend(run)
@@ -399,20 +421,22 @@ def _tail_of(event: Event) -> str:
     head = frame_head(event.topic, event.seq)
     if not event.frame.startswith(head):
         raise ValueError(f"event {event.topic}#{event.seq} has no frame tail")
-    return event.frame[len(head):]
+    return event.frame[len(head) :]
 
 
 def unpack_events(text: str) -> list[Event]:
     lines = text.split("\n")
     if text.startswith(PACKED_FRAMES):
-        headers = json.loads(lines[0][len(PACKED_FRAMES):])
+        headers = json.loads(lines[0][len(PACKED_FRAMES) :])
         if not isinstance(headers, list) or len(headers) != len(lines) - 1:
             raise ValueError("a packed message has one frame per header")
-        return [Event.from_packed([*header, frame])
-                for header, frame in zip(headers, lines[1:], strict=True)]
+        return [
+            Event.from_packed([*header, frame])
+            for header, frame in zip(headers, lines[1:], strict=True)
+        ]
     if not text.startswith(SHARED_TAILS):
         raise ValueError("not a message of packed events")
-    body = json.loads(lines[0][len(SHARED_TAILS):])
+    body = json.loads(lines[0][len(SHARED_TAILS) :])
     kinds, rows, tails = body["t"], body["e"], lines[1:]
     if not isinstance(kinds, list) or not isinstance(rows, list) or len(kinds) != len(tails):
         raise ValueError("a packed message has one tail per [type, at]")
@@ -432,11 +456,18 @@ def unpack_events(text: str) -> list[Event]:
     return events
 
 
-def create_broker(url: str, channel: str, *, queue_messages: int = 10_000,
-                  timeout_secs: float = 2.0, metrics: Metrics | None = None) -> Broker:
+def create_broker(
+    url: str,
+    channel: str,
+    *,
+    queue_messages: int = 10_000,
+    timeout_secs: float = 2.0,
+    metrics: Metrics | None = None,
+) -> Broker:
     if not url or url.startswith("memory://"):
         return MemoryBroker()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBroker(url, channel, queue_messages=queue_messages,
-                           timeout_secs=timeout_secs, metrics=metrics)
+        return RedisBroker(
+            url, channel, queue_messages=queue_messages, timeout_secs=timeout_secs, metrics=metrics
+        )
     raise ValueError(f"unknown broker URL scheme: {url!r} (use memory:// or redis://)")

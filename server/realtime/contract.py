@@ -42,9 +42,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 def builds(name: str) -> Callable[[F], F]:
     """Mark ``emit_<type>`` as the one builder of the event type ``name``: services emit an
     event only through its builder, and tests find every builder by this mark."""
+
     def mark(builder: F) -> F:
         builder.event_type = name  # type: ignore[attr-defined]
         return builder
+
     return mark
 
 
@@ -85,10 +87,15 @@ class EventType:
 
     def schema(self) -> dict[str, Any]:
         """The payload as JSON Schema (2020-12)."""
-        properties = {name: _schema_of(types) for name, types in
-                      {**self.fields, **self.optional}.items()}
-        return {"type": "object", "description": self.description,
-                "properties": properties, "required": sorted(self.fields)}
+        properties = {
+            name: _schema_of(types) for name, types in {**self.fields, **self.optional}.items()
+        }
+        return {
+            "type": "object",
+            "description": self.description,
+            "properties": properties,
+            "required": sorted(self.fields),
+        }
 
 
 def _names(types: str) -> list[str]:
@@ -117,8 +124,9 @@ def _is_of(types: str, value: Any) -> bool:
 
 def _check_type(event: str, name: str, types: str, value: Any) -> None:
     if not _is_of(types, value):
-        raise EventContractError(f"{event}: field {name!r} must be {types}, "
-                                 f"not {type(value).__name__}")
+        raise EventContractError(
+            f"{event}: field {name!r} must be {types}, not {type(value).__name__}"
+        )
 
 
 def _schema_of(types: str) -> dict[str, Any]:
@@ -171,12 +179,19 @@ class ClientOp:
 
     def schema(self) -> dict[str, Any]:
         """The frame as JSON Schema (2020-12)."""
-        properties = {name: _schema_of(types) for name, types in
-                      {**OP_FRAME_FIELDS, **self.fields, **self.optional}.items()}
+        properties = {
+            name: _schema_of(types)
+            for name, types in {**OP_FRAME_FIELDS, **self.fields, **self.optional}.items()
+        }
         properties["op"] = {"const": self.name}
-        return {"type": "object", "description": self.description,
-                "properties": properties, "required": ["op", *sorted(self.fields)],
-                "additionalProperties": False, "x-answer": self.answer}
+        return {
+            "type": "object",
+            "description": self.description,
+            "properties": properties,
+            "required": ["op", *sorted(self.fields)],
+            "additionalProperties": False,
+            "x-answer": self.answer,
+        }
 
 
 class EventRegistry:
@@ -190,8 +205,9 @@ class EventRegistry:
     def add(self, event_type: EventType) -> None:
         if event_type.name in self._types:
             raise ValueError(f"event type {event_type.name} is declared twice")
-        _ = [_names(types) for types in (*event_type.fields.values(),
-                                         *event_type.optional.values())]
+        _ = [
+            _names(types) for types in (*event_type.fields.values(), *event_type.optional.values())
+        ]
         self._types[event_type.name] = event_type
 
     def __contains__(self, name: object) -> bool:
@@ -212,44 +228,75 @@ class EventRegistry:
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "Diên Hồng /ws events",
-            "description": ("Each event reaches a socket as {op: event, topic, seq, type, "
-                            "data, at}; data follows the schema of its type. Payloads may "
-                            "hold fields beyond those listed."),
-            "events": {
-                t.name: {"topic": f"{t.topic}:{{id}}", "data": t.schema()} for t in self
-            },
+            "description": (
+                "Each event reaches a socket as {op: event, topic, seq, type, "
+                "data, at}; data follows the schema of its type. Payloads may "
+                "hold fields beyond those listed."
+            ),
+            "events": {t.name: {"topic": f"{t.topic}:{{id}}", "data": t.schema()} for t in self},
             "ops_description": (
                 "Client ops: a frame {op, ref?, ...fields} is answered on the same socket "
                 "by {op: ok, ref, data} or {op: error, ref, code, message} (codes from the "
                 "HTTP error catalogue); ref is the client's own string or integer, echoed "
-                "so that answers may come in any order."),
+                "so that answers may come in any order."
+            ),
             "ops": {op.name: op.schema() for op in sorted(ops, key=lambda o: o.name)},
         }
 
 
 # The core's own events (organisation changes announced to the users and units concerned).
 CORE_EVENT_TYPES = (
-    EventType("user.updated", "user",
-              "An account changed (roles, unit, clearance, name, active); its clients "
-              "refresh what they show of it, every node checks its sockets' access again.",
-              {"id": "integer", "username": "string", "display_name": "string",
-               "unit_id": "integer", "roles": "array", "clearance": "string",
-               "active": "boolean"},
-              {"is_unit_head": "boolean", "title": "string"}),
-    EventType("user.sessions_ended", "user",
-              "Every token of the account stopped working (signed out everywhere, password "
-              "changed, deactivated): nodes drop its cached principal and close its sockets.",
-              {"id": "integer", "username": "string", "display_name": "string",
-               "unit_id": "integer", "roles": "array", "clearance": "string",
-               "active": "boolean", "reason": "string"},
-              {"is_unit_head": "boolean", "title": "string"}),
-    EventType("document.signed", "meeting",
-              "A document of the meeting (minutes, a result sheet) received a signature.",
-              {"subject": "string", "kind": "string", "step": "string", "signer": "string",
-               "certificate_sha256": "string", "sha256": "string",
-               "next_step": "string|null"}),
-    EventType("unit.updated", "unit",
-              "A unit was renamed or moved in the tree.",
-              {"id": "integer", "name": "string", "kind": "string",
-               "parent_id": "integer|null"}),
+    EventType(
+        "user.updated",
+        "user",
+        "An account changed (roles, unit, clearance, name, active); its clients "
+        "refresh what they show of it, every node checks its sockets' access again.",
+        {
+            "id": "integer",
+            "username": "string",
+            "display_name": "string",
+            "unit_id": "integer",
+            "roles": "array",
+            "clearance": "string",
+            "active": "boolean",
+        },
+        {"is_unit_head": "boolean", "title": "string"},
+    ),
+    EventType(
+        "user.sessions_ended",
+        "user",
+        "Every token of the account stopped working (signed out everywhere, password "
+        "changed, deactivated): nodes drop its cached principal and close its sockets.",
+        {
+            "id": "integer",
+            "username": "string",
+            "display_name": "string",
+            "unit_id": "integer",
+            "roles": "array",
+            "clearance": "string",
+            "active": "boolean",
+            "reason": "string",
+        },
+        {"is_unit_head": "boolean", "title": "string"},
+    ),
+    EventType(
+        "document.signed",
+        "meeting",
+        "A document of the meeting (minutes, a result sheet) received a signature.",
+        {
+            "subject": "string",
+            "kind": "string",
+            "step": "string",
+            "signer": "string",
+            "certificate_sha256": "string",
+            "sha256": "string",
+            "next_step": "string|null",
+        },
+    ),
+    EventType(
+        "unit.updated",
+        "unit",
+        "A unit was renamed or moved in the tree.",
+        {"id": "integer", "name": "string", "kind": "string", "parent_id": "integer|null"},
+    ),
 )

@@ -169,6 +169,7 @@ class Gateway:
         def watch(event: Event) -> None:
             for user_id, reason in concerned(event):
                 self.access_changed(int(user_id), reason)
+
         return watch
 
     def access_changed(self, user_id: int, reason: str | None) -> None:
@@ -278,9 +279,16 @@ class Gateway:
             if websocket.application_state != WebSocketState.DISCONNECTED:
                 await websocket.close(code=code)
 
-        connection = Connection(hub, principal.id, principal.unit_id, websocket.send_text, close,
-                                settings.ws_send_queue_frames, direct_socket(websocket.scope),
-                                queue_bytes=settings.ws_send_queue_bytes)
+        connection = Connection(
+            hub,
+            principal.id,
+            principal.unit_id,
+            websocket.send_text,
+            close,
+            settings.ws_send_queue_frames,
+            direct_socket(websocket.scope),
+            queue_bytes=settings.ws_send_queue_bytes,
+        )
         connection.principal = principal
         bucket = self._buckets.get(principal.id)
         if bucket is None:
@@ -318,7 +326,8 @@ class Gateway:
             del self._buckets[user_id]
         elif wait != float("inf"):
             asyncio.get_running_loop().call_later(
-                wait, self._forget_bucket_when_full, user_id, bucket)
+                wait, self._forget_bucket_when_full, user_id, bucket
+            )
 
     async def _authenticate(self, websocket: WebSocket) -> Principal | None:
         try:
@@ -360,8 +369,13 @@ class Gateway:
                 # reconnect storm of thousands of sockets must not cost 4 queries each).
                 subscription.catching_up = False
 
-    async def _read_loop(self, websocket: WebSocket, connection: Connection,
-                         principal: Principal, bucket: TokenBucket) -> None:
+    async def _read_loop(
+        self,
+        websocket: WebSocket,
+        connection: Connection,
+        principal: Principal,
+        bucket: TokenBucket,
+    ) -> None:
         while not connection.closed:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -420,14 +434,17 @@ class Gateway:
             raise ProtocolError(f"unknown op {op!r}")
 
     # --- features' ops -------------------------------------------------------------------
-    def _start_op(self, connection: Connection, principal: Principal, op: SocketOp,
-                  message: dict[str, Any]) -> None:
+    def _start_op(
+        self, connection: Connection, principal: Principal, op: SocketOp, message: dict[str, Any]
+    ) -> None:
         """Start the op and answer it when it is done; the next frame is read meanwhile
         (an acknowledgement waits for its group commit, not for the one before it)."""
         ref = message.get("ref")
-        bad_ref = not (ref is None or (isinstance(ref, str) and len(ref) <= MAX_REF_CHARS)
-                       or (isinstance(ref, int) and not isinstance(ref, bool)
-                           and abs(ref) <= MAX_INT64))
+        bad_ref = not (
+            ref is None
+            or (isinstance(ref, str) and len(ref) <= MAX_REF_CHARS)
+            or (isinstance(ref, int) and not isinstance(ref, bool) and abs(ref) <= MAX_INT64)
+        )
         if bad_ref:
             ref = None
 
@@ -435,12 +452,15 @@ class Gateway:
             if isinstance(outcome, BaseException):
                 error = outcome if isinstance(outcome, ApiError) else None
                 if error is None:
-                    log.error("op %s of user %s failed", op.contract.name, principal.id,
-                              exc_info=outcome)
-                    error = ApiError("The server ran into an error; try again.",
-                                     code="internal_error", status=500)
-                connection.push(frame(op="error", ref=ref, code=error.code,
-                                      message=error.message))
+                    log.error(
+                        "op %s of user %s failed", op.contract.name, principal.id, exc_info=outcome
+                    )
+                    error = ApiError(
+                        "The server ran into an error; try again.",
+                        code="internal_error",
+                        status=500,
+                    )
+                connection.push(frame(op="error", ref=ref, code=error.code, message=error.message))
                 if isinstance(error, Forbidden):
                     self._audit_refusal(principal, op.contract.name, error)
             else:
@@ -448,8 +468,9 @@ class Gateway:
 
         try:
             if bad_ref:
-                raise BadOpFrame(f"ref must be a string of at most {MAX_REF_CHARS} "
-                                 "characters or an integer")
+                raise BadOpFrame(
+                    f"ref must be a string of at most {MAX_REF_CHARS} characters or an integer"
+                )
             op.contract.check(message)
             pending = asyncio.ensure_future(op.handle(self.ctx, principal, message))
         except BadOpFrame as exc:
@@ -471,11 +492,16 @@ class Gateway:
 
     def _audit_refusal(self, principal: Principal, op: str, error: ApiError) -> None:
         """A refused op leaves the record a refused HTTP request leaves (``api_error``)."""
+
         async def write() -> None:
             try:
                 async with self.ctx.write() as w:
-                    await w.audit(principal.id, "access.refused", f"ws {op}",
-                                  {"code": error.code, "message": error.message})
+                    await w.audit(
+                        principal.id,
+                        "access.refused",
+                        f"ws {op}",
+                        {"code": error.code, "message": error.message},
+                    )
             except Exception:
                 log.exception("could not audit a refusal")
 
@@ -483,8 +509,7 @@ class Gateway:
         self._ops.add(task)
         task.add_done_callback(self._ops.discard)
 
-    async def _subscribe(self, connection: Connection, principal: Principal,
-                         topics: Any) -> None:
+    async def _subscribe(self, connection: Connection, principal: Principal, topics: Any) -> None:
         if not isinstance(topics, dict) or not topics:
             raise ProtocolError("subscribe needs an object of topic: seq")
         most = self.ctx.settings.ws_max_topics_per_frame
@@ -499,12 +524,24 @@ class Gateway:
             if name not in connection.subscriptions and (
                 len(connection.subscriptions) >= MAX_TOPICS_PER_SOCKET
             ):
-                connection.push(frame(op="error", code="too_many_topics", topic=name,
-                                      message=f"At most {MAX_TOPICS_PER_SOCKET} topics."))
+                connection.push(
+                    frame(
+                        op="error",
+                        code="too_many_topics",
+                        topic=name,
+                        message=f"At most {MAX_TOPICS_PER_SOCKET} topics.",
+                    )
+                )
                 continue
             if not await self.may_subscribe(principal, name):
-                connection.push(frame(op="error", code="forbidden", topic=name,
-                                      message=f"You may not follow {name}."))
+                connection.push(
+                    frame(
+                        op="error",
+                        code="forbidden",
+                        topic=name,
+                        message=f"You may not follow {name}.",
+                    )
+                )
                 refused.append(name)
                 continue
             subscription = self.ctx.hub.subscribe(connection, name, seq)
@@ -522,9 +559,16 @@ class Gateway:
         if refused:
             # One record per frame, however many topics it was refused.
             async with self.ctx.write() as w:
-                await w.audit(principal.id, "access.refused", refused[0], {
-                    "op": "subscribe", "count": len(refused),
-                    "topics": refused[:AUDITED_REFUSALS]})
+                await w.audit(
+                    principal.id,
+                    "access.refused",
+                    refused[0],
+                    {
+                        "op": "subscribe",
+                        "count": len(refused),
+                        "topics": refused[:AUDITED_REFUSALS],
+                    },
+                )
 
     async def may_subscribe(self, principal: Principal, topic: str) -> bool:
         kind, ident = parse_topic(topic)
@@ -542,18 +586,24 @@ class Gateway:
             return False
         return await authorizer(self.ctx, principal, ident)
 
-    async def _signal(self, connection: Connection, principal: Principal,
-                      message: dict[str, Any]) -> None:
+    async def _signal(
+        self, connection: Connection, principal: Principal, message: dict[str, Any]
+    ) -> None:
         topic, kind, data = message.get("topic"), message.get("type"), message.get("data", {})
         parse_topic(topic)
         if not isinstance(kind, str) or not isinstance(data, dict):
             raise ProtocolError("signal needs a type and an object of data")
         handler = self.ctx.signal_handlers.get(kind)
         if handler is None or topic not in connection.subscriptions:
-            connection.push(frame(op="error", code="signal_refused", topic=topic,
-                                  message=f"Signal {kind!r} is not accepted here."))
+            connection.push(
+                frame(
+                    op="error",
+                    code="signal_refused",
+                    topic=topic,
+                    message=f"Signal {kind!r} is not accepted here.",
+                )
+            )
             return
         result = await handler(self.ctx, principal, str(topic), data)
         if result is not None:
             await self.ctx.signal(str(topic), kind, result)
-

@@ -85,14 +85,37 @@ class Connection:
     new one): thousands of idle sockets hold no task and no queue machinery.
     """
 
-    __slots__ = ("_byte_limit", "_bytes", "_close", "_closing", "_direct", "_limit", "_queue",
-                 "_room", "_send",
-                 "_sender", "_started", "closed", "hub", "principal", "subscriptions",
-                 "unit_id", "user_id")
+    __slots__ = (
+        "_byte_limit",
+        "_bytes",
+        "_close",
+        "_closing",
+        "_direct",
+        "_limit",
+        "_queue",
+        "_room",
+        "_send",
+        "_sender",
+        "_started",
+        "closed",
+        "hub",
+        "principal",
+        "subscriptions",
+        "unit_id",
+        "user_id",
+    )
 
-    def __init__(self, hub: Hub, user_id: int, unit_id: int, send: Sender, close: Closer,
-                 queue_size: int, direct: DirectSocket | None = None,
-                 queue_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        user_id: int,
+        unit_id: int,
+        send: Sender,
+        close: Closer,
+        queue_size: int,
+        direct: DirectSocket | None = None,
+        queue_bytes: int = 0,
+    ) -> None:
         self.hub = hub
         self.user_id = user_id
         self.unit_id = unit_id
@@ -258,8 +281,16 @@ class Subscription:
     clearance changed. Released, it catches up from the log; refused, it is dropped.
     """
 
-    __slots__ = ("announce_pending", "catching_up", "connection", "dirty", "held",
-                 "last_seq", "task", "topic")
+    __slots__ = (
+        "announce_pending",
+        "catching_up",
+        "connection",
+        "dirty",
+        "held",
+        "last_seq",
+        "task",
+        "topic",
+    )
 
     def __init__(self, connection: Connection, topic: str, last_seq: int) -> None:
         self.connection = connection
@@ -306,7 +337,8 @@ class Hub:
         # Catch-ups from the log, by (topic, after seq), and the current seqs new sockets
         # ask for ``ready``: each asked together is read together.
         self._catch_up_reads: BatchedReads[tuple[str, int], CatchUpRead] = BatchedReads(
-            self._read_batch)
+            self._read_batch
+        )
         self._seqs_reads: BatchedReads[str, int] = BatchedReads(self._read_seqs)
         # Event type -> what to do when an event of it is fanned out here: events that
         # change someone's access (the gateway holds and re-checks their subscriptions).
@@ -469,10 +501,12 @@ class Hub:
         async with self.db.read_session() as session:
             positions = await topic_positions(session, (topic for topic, _ in asked))
             # Only what can be replayed: not pruned, not ahead of the log, not current.
-            wanted = [(topic, after) for topic, after in asked
-                      if positions[topic].pruned_through <= after < positions[topic].seq]
-            events = (await read_events_of_many(session, wanted, self.resume_batch)
-                      if wanted else {})
+            wanted = [
+                (topic, after)
+                for topic, after in asked
+                if positions[topic].pruned_through <= after < positions[topic].seq
+            ]
+            events = await read_events_of_many(session, wanted, self.resume_batch) if wanted else {}
         return {key: (positions[key[0]], events.get(key, [])) for key in asked}
 
     # --- live events ---------------------------------------------------------------
@@ -565,7 +599,8 @@ class Hub:
                     seen = self._behind.get(topic)
                     if not patient or (seen is not None and floor < seen):
                         recovered.extend(
-                            await read_events(session, topic, floor, self.resume_batch))
+                            await read_events(session, topic, floor, self.resume_batch)
+                        )
         self._behind = behind_now
         if recovered:
             self.metrics.events_recovered.inc(len(recovered))

@@ -47,9 +47,15 @@ def frame_tail(type: str, data: dict[str, Any], at: datetime) -> str:
     ``frame_head(topic, seq) + frame_tail(type, data, at)`` is exactly the compact JSON of
     ``{"op": "event", "topic", "seq", "type", "data", "at"}``; it never holds a line break.
     """
-    return (',"type":' + json.dumps(type, ensure_ascii=False)
-            + ',"data":' + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-            + ',"at":' + json.dumps(utc_iso(at)) + "}")
+    return (
+        ',"type":'
+        + json.dumps(type, ensure_ascii=False)
+        + ',"data":'
+        + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        + ',"at":'
+        + json.dumps(utc_iso(at))
+        + "}"
+    )
 
 
 class Event:
@@ -62,8 +68,15 @@ class Event:
 
     __slots__ = ("_data", "_frame", "_prepared", "at", "seq", "tail", "topic", "type")
 
-    def __init__(self, topic: str, seq: int, type: str, at: datetime,
-                 frame: str | None = None, tail: FrameTail | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        seq: int,
+        type: str,
+        at: datetime,
+        frame: str | None = None,
+        tail: FrameTail | None = None,
+    ) -> None:
         if frame is None and tail is None:
             raise ValueError("an event needs its frame or a frame tail")
         self.topic = topic
@@ -93,8 +106,9 @@ class Event:
         """The frame encoded and framed once for every socket it is written to."""
         if self._prepared is None:
             if self.tail is not None:
-                self._prepared = PreparedFrame(head=frame_head(self.topic, self.seq),
-                                               tail=self.tail)
+                self._prepared = PreparedFrame(
+                    head=frame_head(self.topic, self.seq), tail=self.tail
+                )
             else:
                 self._prepared = PreparedFrame(self._frame)
         return self._prepared
@@ -102,8 +116,12 @@ class Event:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):
             return NotImplemented
-        return ((self.topic, self.seq, self.type, self.at)
-                == (other.topic, other.seq, other.type, other.at))
+        return (self.topic, self.seq, self.type, self.at) == (
+            other.topic,
+            other.seq,
+            other.type,
+            other.at,
+        )
 
     def __hash__(self) -> int:
         return hash((self.topic, self.seq, self.type, self.at))
@@ -112,8 +130,15 @@ class Event:
         return f"Event({self.topic!r}, {self.seq}, {self.type!r}, {self.at.isoformat()})"
 
     @classmethod
-    def create(cls, topic: str, seq: int, type: str, data: dict[str, Any], at: datetime,
-               tail: FrameTail | None = None) -> Event:
+    def create(
+        cls,
+        topic: str,
+        seq: int,
+        type: str,
+        data: dict[str, Any],
+        at: datetime,
+        tail: FrameTail | None = None,
+    ) -> Event:
         """An event and its frame; ``tail`` is ``FrameTail(frame_tail(type, data, at))``
         when the caller already has it (the same event on many topics)."""
         if tail is None:
@@ -169,8 +194,7 @@ async def append_event(
     return Event.create(topic, seq, type, data, at)
 
 
-_SEQS_OF = select(Topic.name, Topic.seq).where(
-    Topic.name.in_(bindparam("names", expanding=True)))
+_SEQS_OF = select(Topic.name, Topic.seq).where(Topic.name.in_(bindparam("names", expanding=True)))
 
 
 # Runs one read statement and gives its rows: ``Database.read_rows``, which needs no
@@ -178,8 +202,7 @@ _SEQS_OF = select(Topic.name, Topic.seq).where(
 ReadRows = Callable[[Executable, Mapping[str, Any]], Awaitable[Iterable[Any]]]
 
 
-async def current_seqs(read: AsyncSession | ReadRows,
-                       topics: Iterable[str]) -> dict[str, int]:
+async def current_seqs(read: AsyncSession | ReadRows, topics: Iterable[str]) -> dict[str, int]:
     """The newest seq of each topic (0 for a topic that never had an event), read in a
     session or, one statement per 500 topics, by ``read``."""
     execute = read.execute if isinstance(read, AsyncSession) else read
@@ -208,7 +231,8 @@ async def topic_position(session: AsyncSession, topic: str) -> TopicPosition:
 
 
 _POSITIONS_OF = select(Topic.name, Topic.seq, Topic.pruned_through).where(
-    Topic.name.in_(bindparam("names", expanding=True)))
+    Topic.name.in_(bindparam("names", expanding=True))
+)
 
 # Topics per positions statement and catch-ups per events statement: SQLite allows 500
 # parts in one compound SELECT (and a few thousand bound values in one statement).
@@ -216,14 +240,14 @@ POSITIONS_CHUNK = 500
 EVENTS_CHUNK = 200
 
 
-async def topic_positions(session: AsyncSession,
-                          topics: Iterable[str]) -> dict[str, TopicPosition]:
+async def topic_positions(session: AsyncSession, topics: Iterable[str]) -> dict[str, TopicPosition]:
     """``topic_position`` of many topics, in one statement per 500 of them."""
     names = list(dict.fromkeys(topics))
     result = dict.fromkeys(names, TopicPosition(0, 0))
     for start in range(0, len(names), POSITIONS_CHUNK):
         rows = await session.execute(
-            _POSITIONS_OF, {"names": names[start : start + POSITIONS_CHUNK]})
+            _POSITIONS_OF, {"names": names[start : start + POSITIONS_CHUNK]}
+        )
         for name, seq, pruned_through in rows:
             result[name] = TopicPosition(int(seq), int(pruned_through))
     return result
@@ -247,7 +271,8 @@ def _events_after_statement(parts: int) -> TextualSelect:
             f"SELECT * FROM (SELECT {index} AS asked, {names} FROM {EventRecord.__tablename__} "
             f"WHERE topic = :topic_{index} AND seq > :after_{index} "
             f"ORDER BY seq LIMIT :limit) AS part_{index}"
-            for index in range(parts))
+            for index in range(parts)
+        )
         stmt = text(sql).columns(column("asked", Integer), *columns)
         _EVENTS_AFTER[parts] = stmt
     return stmt
@@ -272,8 +297,7 @@ async def read_events_of_many(
             params[f"after_{index}"] = after_seq
         rows = await connection.execute(_events_after_statement(len(chunk)), params)
         for row in rows:
-            result[chunk[row[0]]].append(
-                Event.create(row[1], int(row[2]), row[3], row[4], row[5]))
+            result[chunk[row[0]]].append(Event.create(row[1], int(row[2]), row[3], row[4], row[5]))
     for events in result.values():
         events.sort(key=lambda event: event.seq)
     return result
@@ -295,8 +319,9 @@ async def read_events(
     return [Event.from_record(row) for row in rows]
 
 
-async def rewrite_events(session: AsyncSession, topic: str, seqs: Sequence[int],
-                         data: dict[str, Any]) -> None:
+async def rewrite_events(
+    session: AsyncSession, topic: str, seqs: Sequence[int], data: dict[str, Any]
+) -> None:
     """Replace the payload of some of ``topic``'s events, inside the caller's transaction.
 
     Seqs, types and times stay: a client's position in the log holds, and a replay from

@@ -54,8 +54,9 @@ class PreparedFrame:
 
     __slots__ = ("_encoded", "_head", "_tail", "_text", "_wire")
 
-    def __init__(self, text: str | None = None, *, head: str = "",
-                 tail: FrameTail | None = None) -> None:
+    def __init__(
+        self, text: str | None = None, *, head: str = "", tail: FrameTail | None = None
+    ) -> None:
         if text is None and tail is None:
             raise ValueError("a frame needs its text or a tail")
         self._text = text

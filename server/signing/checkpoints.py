@@ -46,11 +46,11 @@ class OrganisationCountersigner:
         """A detached CMS SignedData of ``payload``, DER (blocking)."""
         with open_signer(self._key, self._secret) as signer:
             try:
-                info = asyncio.run(signer.async_sign_general_data(payload, DIGEST,
-                                                                  detached=True))
+                info = asyncio.run(signer.async_sign_general_data(payload, DIGEST, detached=True))
             except SigningError as exc:
-                raise SigningNotConfigured(f"The organisation's key could not sign the "
-                                           f"audit checkpoint: {exc}.") from exc
+                raise SigningNotConfigured(
+                    f"The organisation's key could not sign the audit checkpoint: {exc}."
+                ) from exc
         return info.dump()
 
 
@@ -91,8 +91,10 @@ class OrganisationCheck:
                 return "it lacks the organisation's signature that earlier checkpoints carry"
             return None
         if not self.trust_roots:
-            return ("it is signed by the organisation but no trust roots are configured to "
-                    "check that signature (DIENHONG_SIGNING_TRUST_ROOTS or --trust-roots)")
+            return (
+                "it is signed by the organisation but no trust roots are configured to "
+                "check that signature (DIENHONG_SIGNING_TRUST_ROOTS or --trust-roots)"
+            )
         problem = self._problem(checkpoint)
         if problem is None:
             self.countersigned += 1
@@ -109,26 +111,40 @@ class OrganisationCheck:
         except (ValueError, TypeError, KeyError):
             return "the organisation's signature cannot be read"
         context = ValidationContext(
-            trust_roots=list(self.trust_roots), allow_fetching=self.fetch,
+            trust_roots=list(self.trust_roots),
+            allow_fetching=self.fetch,
             revocation_mode="soft-fail",
-            fetcher_backend=RequestsFetcherBackend(
-                per_request_timeout=self.network_timeout_secs))
+            fetcher_backend=RequestsFetcherBackend(per_request_timeout=self.network_timeout_secs),
+        )
         try:
-            status = asyncio.run(async_validate_detached_cms(
-                checkpoint.payload(), signed, signer_validation_context=context))
-        except (SignatureValidationError, PathBuildingError, PathValidationError,
-                ValueError, TypeError, KeyError) as exc:
+            status = asyncio.run(
+                async_validate_detached_cms(
+                    checkpoint.payload(), signed, signer_validation_context=context
+                )
+            )
+        except (
+            SignatureValidationError,
+            PathBuildingError,
+            PathValidationError,
+            ValueError,
+            TypeError,
+            KeyError,
+        ) as exc:
             return f"the organisation's signature does not verify: {exc}"
         cert = status.signing_cert
         name = common_name(cert)
         if not status.intact or not status.valid:
-            return (f"the organisation's signature by {name} does not verify (the checkpoint "
-                    "was changed after it was signed)")
+            return (
+                f"the organisation's signature by {name} does not verify (the checkpoint "
+                "was changed after it was signed)"
+            )
         if status.revoked:
             return f"the organisation's certificate of {name} is revoked"
         if not status.trusted:
-            return (f"the organisation's signature by {name} was not made with a certificate "
-                    "of the trusted roots")
+            return (
+                f"the organisation's signature by {name} was not made with a certificate "
+                "of the trusted roots"
+            )
         self.signers[fingerprint(cert)] = name
         return None
 
@@ -140,14 +156,17 @@ def organisation_signer(checkpoint: Checkpoint) -> tuple[str, str] | None:
     if not checkpoint.org_signature:
         return None
     try:
-        signed = cms.ContentInfo.load(
-            base64.b64decode(checkpoint.org_signature, validate=True))["content"]
+        signed = cms.ContentInfo.load(base64.b64decode(checkpoint.org_signature, validate=True))[
+            "content"
+        ]
         sid = signed["signer_infos"][0]["sid"].chosen
         for choice in signed["certificates"]:
             cert = choice.chosen
-            if (isinstance(sid, cms.IssuerAndSerialNumber)
-                    and cert.serial_number == sid["serial_number"].native
-                    and cert.issuer == sid["issuer"]):
+            if (
+                isinstance(sid, cms.IssuerAndSerialNumber)
+                and cert.serial_number == sid["serial_number"].native
+                and cert.issuer == sid["issuer"]
+            ):
                 return common_name(cert), fingerprint(cert)
     except (ValueError, TypeError, KeyError, IndexError):
         return None

@@ -52,8 +52,9 @@ def _annot_refs(page: generic.DictionaryObject) -> list[generic.Reference]:
         annots = page.raw_get("/Annots")
     except KeyError:
         return []
-    return [item.reference for item in annots.get_object()
-            if isinstance(item, generic.IndirectObject)]
+    return [
+        item.reference for item in annots.get_object() if isinstance(item, generic.IndirectObject)
+    ]
 
 
 def _existed(old: HistoricalResolver, ref: generic.Reference) -> bool:
@@ -84,8 +85,9 @@ def _new_objects(old: HistoricalResolver, start: generic.PdfObject) -> Iterator[
 class AnnotationAdditionRule(QualifiedWhitelistRule):
     """New, non-widget annotations on existing pages: level ``ANNOTATIONS``."""
 
-    def apply_qualified(self, old: HistoricalResolver, new: HistoricalResolver
-                        ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
+    def apply_qualified(
+        self, old: HistoricalResolver, new: HistoricalResolver
+    ) -> Iterable[tuple[ModificationLevel, ReferenceUpdate]]:
         old_pages, new_pages = _page_refs(old), _page_refs(new)
         if old_pages != new_pages:
             return
@@ -101,7 +103,8 @@ class AnnotationAdditionRule(QualifiedWhitelistRule):
                 continue
             annotations = [new(ref) for ref in added]
             if any(_existed(old, ref) for ref in added) or any(
-                    a.get("/Subtype") == "/Widget" for a in annotations):
+                a.get("/Subtype") == "/Widget" for a in annotations
+            ):
                 continue
             yield ModificationLevel.ANNOTATIONS, ReferenceUpdate(page_ref)
             raw = new_page.raw_get("/Annots")

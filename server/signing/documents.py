@@ -57,35 +57,58 @@ def read_content(settings: Settings, document: SignedDocument) -> bytes:
     """The document's current bytes (blocking); 404 ``content_missing`` if gone."""
     path = store(settings).blob_path(document.sha256)
     if not path.is_file():
-        raise NotFound("The signed document's content is missing on this server.",
-                       code="content_missing")
+        raise NotFound(
+            "The signed document's content is missing on this server.", code="content_missing"
+        )
     return path.read_bytes()
 
 
-async def find_document(session: AsyncSession, kind: str, subject: str,
-                        *, lock: bool = False) -> SignedDocument | None:
-    query = select(SignedDocument).where(SignedDocument.kind == kind,
-                                         SignedDocument.subject == subject)
+async def find_document(
+    session: AsyncSession, kind: str, subject: str, *, lock: bool = False
+) -> SignedDocument | None:
+    query = select(SignedDocument).where(
+        SignedDocument.kind == kind, SignedDocument.subject == subject
+    )
     if lock:
         query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 
 
 async def signatures_of(session: AsyncSession, document_id: int) -> list[DocumentSignature]:
-    return list((await session.execute(
-        select(DocumentSignature).where(DocumentSignature.document_id == document_id)
-        .order_by(DocumentSignature.id))).scalars().all())
+    return list(
+        (
+            await session.execute(
+                select(DocumentSignature)
+                .where(DocumentSignature.document_id == document_id)
+                .order_by(DocumentSignature.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
 
 
 def signature_json(row: DocumentSignature) -> dict[str, Any]:
-    return {"step": row.step, "signer_id": row.signer_id, "signer_name": row.signer_name,
-            "certificate_sha256": row.certificate_sha256, "signed_at": row.signed_at,
-            "sha256": row.sha256}
+    return {
+        "step": row.step,
+        "signer_id": row.signer_id,
+        "signer_name": row.signer_name,
+        "certificate_sha256": row.certificate_sha256,
+        "signed_at": row.signed_at,
+        "sha256": row.sha256,
+    }
 
 
-async def add_signature(ctx: Context, kind: str, subject: str, unsigned: bytes | None,
-                        step: Step, *, actor_id: int | None,
-                        topic: str | None = None) -> SignedDocument:
+async def add_signature(
+    ctx: Context,
+    kind: str,
+    subject: str,
+    unsigned: bytes | None,
+    step: Step,
+    *,
+    actor_id: int | None,
+    topic: str | None = None,
+) -> SignedDocument:
     """Sign the document ``(kind, subject)`` as ``step`` and record it.
 
     ``unsigned`` is the document to start from when none is stored yet (the first step);
@@ -100,15 +123,24 @@ async def add_signature(ctx: Context, kind: str, subject: str, unsigned: bytes |
         data, before = unsigned, None
     else:
         if document.next_step != step.name:
-            raise Conflict(f"The {kind} of {subject} waits for the {document.next_step} "
-                           f"signature, not the {step.name}'s.", code="signature_conflict")
+            raise Conflict(
+                f"The {kind} of {subject} waits for the {document.next_step} "
+                f"signature, not the {step.name}'s.",
+                code="signature_conflict",
+            )
         data = await asyncio.to_thread(read_content, ctx.settings, document)
         before = document.sha256
     settings = ctx.settings
 
     def sign() -> tuple[Signed, str]:
-        signed = sign_pdf(data, step.key, step.secret, signing_policy(settings),
-                          field_name=f"{kind}-{step.name}", reason=step.reason)
+        signed = sign_pdf(
+            data,
+            step.key,
+            step.secret,
+            signing_policy(settings),
+            field_name=f"{kind}-{step.name}",
+            reason=step.reason,
+        )
         return signed, _keep(settings, signed.pdf)
 
     signed, sha = await asyncio.to_thread(sign)
@@ -116,8 +148,10 @@ async def add_signature(ctx: Context, kind: str, subject: str, unsigned: bytes |
         async with ctx.write() as w:
             current = await find_document(w.session, kind, subject, lock=True)
             if (current.sha256 if current else None) != before:
-                raise Conflict(f"The {kind} of {subject} was signed by someone else "
-                               "meanwhile; try again.", code="signature_conflict")
+                raise Conflict(
+                    f"The {kind} of {subject} was signed by someone else meanwhile; try again.",
+                    code="signature_conflict",
+                )
             if current is None:
                 current = SignedDocument(kind=kind, subject=subject, created_at=w.now)
                 w.session.add(current)
@@ -127,17 +161,32 @@ async def add_signature(ctx: Context, kind: str, subject: str, unsigned: bytes |
             current.updated_at = w.now
             await w.session.flush()
             signer_name = signed.subject_name
-            w.session.add(DocumentSignature(
-                document_id=current.id, step=step.name, signer_id=step.signer_id,
-                signer_name=signer_name, certificate_sha256=signed.fingerprint,
-                field_name=signed.field_name, sha256=sha, signed_at=w.now))
-            details = {"kind": kind, "step": step.name, "signer": signer_name,
-                       "certificate_sha256": signed.fingerprint, "sha256": sha,
-                       "next_step": step.next_step}
+            w.session.add(
+                DocumentSignature(
+                    document_id=current.id,
+                    step=step.name,
+                    signer_id=step.signer_id,
+                    signer_name=signer_name,
+                    certificate_sha256=signed.fingerprint,
+                    field_name=signed.field_name,
+                    sha256=sha,
+                    signed_at=w.now,
+                )
+            )
+            details = {
+                "kind": kind,
+                "step": step.name,
+                "signer": signer_name,
+                "certificate_sha256": signed.fingerprint,
+                "sha256": sha,
+                "next_step": step.next_step,
+            }
             await w.audit(actor_id, "document.signed", subject, details)
             if topic is not None:
                 await emit_document_signed(w, topic, subject=subject, **details)
     except IntegrityError as exc:
-        raise Conflict(f"The {kind} of {subject} was signed by someone else meanwhile; "
-                       "try again.", code="signature_conflict") from exc
+        raise Conflict(
+            f"The {kind} of {subject} was signed by someone else meanwhile; try again.",
+            code="signature_conflict",
+        ) from exc
     return current

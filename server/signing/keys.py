@@ -66,12 +66,15 @@ def _token_signer(key: TokenKey, pin: str) -> Iterator[Signer]:
         raise TokenAbsent(f"The token {key.token_label!r} went away.") from exc
     try:
         try:
-            signer = PKCS11Signer(session, cert_label=key.key_label, key_label=key.key_label,
-                                  bulk_fetch=False)
+            signer = PKCS11Signer(
+                session, cert_label=key.key_label, key_label=key.key_label, bulk_fetch=False
+            )
             signer.signing_cert  # noqa: B018 - loads the certificate now, to fail here
         except (pkcs11.PKCS11Error, SigningError) as exc:
-            raise KeyMissing(f"The token {key.token_label!r} holds no key and certificate "
-                             f"labelled {key.key_label!r}.") from exc
+            raise KeyMissing(
+                f"The token {key.token_label!r} holds no key and certificate "
+                f"labelled {key.key_label!r}."
+            ) from exc
         yield signer
     finally:
         session.close()
@@ -84,11 +87,13 @@ def _file_signer(key: FileKey, passphrase: str) -> Iterator[Signer]:
         raise TokenAbsent("The PKCS#12 key file is missing.")
     data = path.read_bytes()
     try:
-        signer = SimpleSigner.load_pkcs12_data(data, other_certs=(),
-                                               passphrase=passphrase.encode() or None)
+        signer = SimpleSigner.load_pkcs12_data(
+            data, other_certs=(), passphrase=passphrase.encode() or None
+        )
     except ValueError as exc:
-        raise WrongPin("The passphrase of the key file is not correct; nothing was "
-                       "signed.") from exc
+        raise WrongPin(
+            "The passphrase of the key file is not correct; nothing was signed."
+        ) from exc
     if signer is None or signer.signing_cert is None:
         raise WrongPin("The key file could not be opened; nothing was signed.")
     yield signer

@@ -51,8 +51,9 @@ async def minutes_status(ctx: Context, actor: Principal, meeting_id: int) -> dic
         rows = await signatures_of(session, document.id) if document is not None else []
     return {
         "meeting_id": meeting_id,
-        "state": "unsigned" if document is None else (
-            "signed" if document.next_step is None else "signing"),
+        "state": "unsigned"
+        if document is None
+        else ("signed" if document.next_step is None else "signing"),
         "next_step": STEPS[0] if document is None else document.next_step,
         "sha256": document.sha256 if document is not None else None,
         "signatures": [signature_json(row) for row in rows],
@@ -69,8 +70,9 @@ async def signed_minutes(ctx: Context, actor: Principal, meeting_id: int) -> byt
     return await asyncio.to_thread(read_content, ctx.settings, document)
 
 
-async def sign_minutes(ctx: Context, actor: Principal, meeting_id: int,
-                       pin: str | None) -> dict[str, Any]:
+async def sign_minutes(
+    ctx: Context, actor: Principal, meeting_id: int, pin: str | None
+) -> dict[str, Any]:
     """Add the caller's signature to the minutes of a closed meeting.
 
     The secretary signs first and the chair second, each with the PIN of their own
@@ -83,21 +85,23 @@ async def sign_minutes(ctx: Context, actor: Principal, meeting_id: int,
     async with ctx.read() as session:
         meeting = await require_visible(session, meeting_id, actor)
         if meeting.lifecycle is not MeetingState.CLOSED:
-            raise Conflict("The minutes are signed once the session is closed.",
-                           code="meeting_not_closed")
+            raise Conflict(
+                "The minutes are signed once the session is closed.", code="meeting_not_closed"
+            )
         document = await find_document(session, KIND, subject)
         step = STEPS[0] if document is None else document.next_step
         if step is None:
-            raise Conflict("The minutes are already signed by everyone.",
-                           code="minutes_signed")
+            raise Conflict("The minutes are already signed by everyone.", code="minutes_signed")
         if step == "secretary":
-            await require_role(session, meeting, actor,
-                               frozenset({ParticipantRole.SECRETARY}), "sign first")
+            await require_role(
+                session, meeting, actor, frozenset({ParticipantRole.SECRETARY}), "sign first"
+            )
         elif step == "chair":
             await require_role(session, meeting, actor, CHAIR_ROLES, "sign second")
         elif not actor.is_admin:
-            await require_role(session, meeting, actor, OFFICER_ROLES,
-                               "have the organisation's seal added")
+            await require_role(
+                session, meeting, actor, OFFICER_ROLES, "have the organisation's seal added"
+            )
     unsigned = None
     if document is None:
         data = await gather_minutes(ctx, actor, meeting_id)
@@ -108,26 +112,55 @@ async def sign_minutes(ctx: Context, actor: Principal, meeting_id: int,
         if not pin:
             raise BadRequest("Give the PIN of your signing token.", code="pin_required")
         key = person_key(ctx.settings, actor.username)
-        await add_signature(ctx, KIND, subject, unsigned, Step(
-            name=step, key=key, secret=pin, signer_id=actor.id, reason=REASON,
-            next_step=_after(step)), actor_id=actor.id, topic=meeting_topic(meeting_id))
+        await add_signature(
+            ctx,
+            KIND,
+            subject,
+            unsigned,
+            Step(
+                name=step,
+                key=key,
+                secret=pin,
+                signer_id=actor.id,
+                reason=REASON,
+                next_step=_after(step),
+            ),
+            actor_id=actor.id,
+            topic=meeting_topic(meeting_id),
+        )
         if step == "chair" and organisation_key(ctx.settings) is not None:
             try:
                 await _seal(ctx, actor, subject)
             except ApiError as exc:
-                log.warning("the organisation's seal on the minutes of %s failed: %s",
-                            subject, exc.message)
+                log.warning(
+                    "the organisation's seal on the minutes of %s failed: %s", subject, exc.message
+                )
     return await minutes_status(ctx, actor, meeting_id)
 
 
 async def _seal(ctx: Context, actor: Principal, subject: str) -> None:
     seal = organisation_key(ctx.settings)
     if seal is None:
-        raise SigningNotConfigured("The organisation's signing key is not configured "
-                                   "(DIENHONG_SIGNING_ORG_TOKEN_LABEL or "
-                                   "DIENHONG_SIGNING_ORG_PKCS12).")
+        raise SigningNotConfigured(
+            "The organisation's signing key is not configured "
+            "(DIENHONG_SIGNING_ORG_TOKEN_LABEL or "
+            "DIENHONG_SIGNING_ORG_PKCS12)."
+        )
     key, secret = seal
     meeting_id = int(subject.split(":", 1)[1])
-    await add_signature(ctx, KIND, subject, None, Step(
-        name="organisation", key=key, secret=secret, signer_id=None, reason=REASON,
-        next_step=None), actor_id=actor.id, topic=meeting_topic(meeting_id))
+    await add_signature(
+        ctx,
+        KIND,
+        subject,
+        None,
+        Step(
+            name="organisation",
+            key=key,
+            secret=secret,
+            signer_id=None,
+            reason=REASON,
+            next_step=None,
+        ),
+        actor_id=actor.id,
+        topic=meeting_topic(meeting_id),
+    )

@@ -39,11 +39,13 @@ class DocumentSignature(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[int] = mapped_column(
-        ForeignKey("signed_documents.id", ondelete="CASCADE"), index=True)
+        ForeignKey("signed_documents.id", ondelete="CASCADE"), index=True
+    )
     step: Mapped[str] = mapped_column(String(16))
     # The person who signed; None for the organisation's seal.
     signer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"), default=None)
+        ForeignKey("users.id", ondelete="RESTRICT"), default=None
+    )
     signer_name: Mapped[str] = mapped_column(String(300))
     certificate_sha256: Mapped[str] = mapped_column(String(64))
     field_name: Mapped[str] = mapped_column(String(64))
@@ -58,6 +60,7 @@ class FileSignatures(Base):
     __tablename__ = "file_signatures"
 
     file_id: Mapped[int] = mapped_column(
-        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
     signatures: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime())

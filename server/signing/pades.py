@@ -65,57 +65,72 @@ def validation_context(policy: SigningPolicy) -> ValidationContext:
     """Validation now, revocation required, fetched from the CA over HTTP."""
     timeout = policy.network_timeout_secs
     return ValidationContext(
-        trust_roots=list(policy.trust_roots), allow_fetching=True,
+        trust_roots=list(policy.trust_roots),
+        allow_fetching=True,
         revocation_mode="hard-fail",
-        fetcher_backend=RequestsFetcherBackend(per_request_timeout=timeout))
+        fetcher_backend=RequestsFetcherBackend(per_request_timeout=timeout),
+    )
 
 
-def check_certificate(cert: x509.Certificate, others: list[x509.Certificate],
-                      context: ValidationContext) -> None:
+def check_certificate(
+    cert: x509.Certificate, others: list[x509.Certificate], context: ValidationContext
+) -> None:
     """Raise ``CertificateRefused`` unless ``cert`` is trusted, current and not revoked."""
-    validator = CertificateValidator(cert, intermediate_certs=others,
-                                     validation_context=context)
+    validator = CertificateValidator(cert, intermediate_certs=others, validation_context=context)
     name = cert.subject.native.get("common_name") or cert.subject.human_friendly
     try:
         asyncio.run(validator.async_validate_usage({"non_repudiation"}))
     except RevokedError as exc:
-        raise CertificateRefused(f"The certificate of {name} is revoked; nothing was signed.",
-                                 code="certificate_revoked") from exc
+        raise CertificateRefused(
+            f"The certificate of {name} is revoked; nothing was signed.", code="certificate_revoked"
+        ) from exc
     except (ExpiredError, NotYetValidError) as exc:
-        raise CertificateRefused(f"The certificate of {name} is not valid at this time "
-                                 "(expired or not yet valid); nothing was signed.",
-                                 code="certificate_expired") from exc
+        raise CertificateRefused(
+            f"The certificate of {name} is not valid at this time "
+            "(expired or not yet valid); nothing was signed.",
+            code="certificate_expired",
+        ) from exc
     except PathBuildingError as exc:
-        raise CertificateRefused(f"The certificate of {name} was not issued by a trusted "
-                                 "authority; nothing was signed.",
-                                 code="certificate_untrusted") from exc
+        raise CertificateRefused(
+            f"The certificate of {name} was not issued by a trusted authority; nothing was signed.",
+            code="certificate_untrusted",
+        ) from exc
     except InvalidCertificateError as exc:
-        raise CertificateRefused(f"The certificate of {name} cannot sign: {exc}.",
-                                 code="certificate_invalid") from exc
+        raise CertificateRefused(
+            f"The certificate of {name} cannot sign: {exc}.", code="certificate_invalid"
+        ) from exc
     except (PathValidationError, ValidationError) as exc:
         # Revocation status could not be established (the CA's OCSP/CRL unreachable).
-        raise TimestampUnavailable(f"The revocation status of the certificate of {name} "
-                                   f"could not be checked: {exc}.",
-                                   code="revocation_unavailable") from exc
+        raise TimestampUnavailable(
+            f"The revocation status of the certificate of {name} could not be checked: {exc}.",
+            code="revocation_unavailable",
+        ) from exc
 
 
-def sign_pdf(data: bytes, key: SigningKey, secret: str, policy: SigningPolicy, *,
-             field_name: str, reason: str, location: str = "") -> Signed:
+def sign_pdf(
+    data: bytes,
+    key: SigningKey,
+    secret: str,
+    policy: SigningPolicy,
+    *,
+    field_name: str,
+    reason: str,
+    location: str = "",
+) -> Signed:
     """Sign ``data`` (a PDF) with ``key`` as a new signature field: PAdES B-LT (blocking).
 
     The document is extended by an incremental update, so earlier signatures stay valid.
     """
     if not policy.tsa_url:
-        raise SigningNotConfigured("No timestamp authority is configured "
-                                   "(DIENHONG_SIGNING_TSA_URL).")
+        raise SigningNotConfigured(
+            "No timestamp authority is configured (DIENHONG_SIGNING_TSA_URL)."
+        )
     if not policy.trust_roots:
-        raise SigningNotConfigured("No trust roots are configured "
-                                   "(DIENHONG_SIGNING_TRUST_ROOTS).")
+        raise SigningNotConfigured("No trust roots are configured (DIENHONG_SIGNING_TRUST_ROOTS).")
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
     except (PdfReadError, ValueError) as exc:
-        raise Unprocessable(f"The document cannot be signed: {exc}.",
-                            code="invalid_pdf") from exc
+        raise Unprocessable(f"The document cannot be signed: {exc}.", code="invalid_pdf") from exc
     context = validation_context(policy)
     with open_signer(key, secret) as signer:
         cert = signer.signing_cert
@@ -123,22 +138,28 @@ def sign_pdf(data: bytes, key: SigningKey, secret: str, policy: SigningPolicy, *
         others = list(signer.cert_registry)
         check_certificate(cert, others, context)
         meta = signers.PdfSignatureMetadata(
-            field_name=field_name, reason=reason, location=location or None,
-            subfilter=fields.SigSeedSubFilter.PADES, embed_validation_info=True,
-            validation_context=context, use_pades_lta=False)
-        timestamper = RequestsHTTPTimeStamper(policy.tsa_url,
-                                              timeout=policy.network_timeout_secs)
+            field_name=field_name,
+            reason=reason,
+            location=location or None,
+            subfilter=fields.SigSeedSubFilter.PADES,
+            embed_validation_info=True,
+            validation_context=context,
+            use_pades_lta=False,
+        )
+        timestamper = RequestsHTTPTimeStamper(policy.tsa_url, timeout=policy.network_timeout_secs)
         pdf_signer = signers.PdfSigner(meta, signer=signer, timestamper=timestamper)
         try:
             out = pdf_signer.sign_pdf(writer, output=io.BytesIO())
         except TimestampRequestError as exc:
-            raise TimestampUnavailable(f"The timestamp authority did not answer: {exc}.") \
-                from exc
+            raise TimestampUnavailable(f"The timestamp authority did not answer: {exc}.") from exc
         except SigningError as exc:
             raise CertificateRefused(f"The document could not be signed: {exc}.") from exc
     assert isinstance(out, io.BytesIO)
-    return Signed(pdf=out.getvalue(), fingerprint=fingerprint(cert),
-                  subject=cert.subject.human_friendly,
-                  subject_name=str(cert.subject.native.get("common_name") or ""),
-                  field_name=field_name,
-                  signed_at=datetime.now().astimezone())
+    return Signed(
+        pdf=out.getvalue(),
+        fingerprint=fingerprint(cert),
+        subject=cert.subject.human_friendly,
+        subject_name=str(cert.subject.native.get("common_name") or ""),
+        field_name=field_name,
+        signed_at=datetime.now().astimezone(),
+    )

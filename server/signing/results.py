@@ -77,8 +77,10 @@ def render_sheet(sheet: ResultSheet) -> bytes:
     line(f"Hình thức: {'bỏ phiếu kín' if sheet.secret else 'biểu quyết công khai'}")
     line(f"Điều kiện thông qua: {RULES.get(sheet.rule, sheet.rule)}")
     numbers = sheet.result.get("numbers", {})
-    line(f"Tổng số đại biểu: {numbers.get('members', '')} · có mặt: "
-         f"{numbers.get('present', '')} · số phiếu: {numbers.get('cast', '')}")
+    line(
+        f"Tổng số đại biểu: {numbers.get('members', '')} · có mặt: "
+        f"{numbers.get('present', '')} · số phiếu: {numbers.get('cast', '')}"
+    )
     pdf.ln(2)
     for choice, count in sheet.result.get("tally", {}).items():
         line(f"  {CHOICES.get(choice, choice)}: {count}")
@@ -103,10 +105,16 @@ async def _sheet(ctx: Context, poll_id: int) -> tuple[ResultSheet, int]:
         seq, digest = await head_hash(session)
     assert meeting is not None and poll.result is not None and poll.closed_at is not None
     return ResultSheet(
-        meeting_title=meeting.title, poll_id=poll.id, title=poll.title, secret=poll.secret,
-        rule=poll.rule, result=dict(poll.result),
+        meeting_title=meeting.title,
+        poll_id=poll.id,
+        title=poll.title,
+        secret=poll.secret,
+        rule=poll.rule,
+        result=dict(poll.result),
         closed_at=poll.closed_at.astimezone(offset).strftime("%d/%m/%Y %H:%M:%S"),
-        ballots_digest=poll.ballots_digest or "", audit_seq=seq, audit_hash=digest,
+        ballots_digest=poll.ballots_digest or "",
+        audit_seq=seq,
+        audit_hash=digest,
     ), meeting.id
 
 
@@ -122,10 +130,22 @@ async def seal_result(ctx: Context, poll_id: int) -> None:
     sheet, meeting_id = await _sheet(ctx, poll_id)
     pdf = await asyncio.to_thread(render_sheet, sheet)
     key, secret = seal
-    await add_signature(ctx, KIND, subject, pdf, Step(
-        name="organisation", key=key, secret=secret, signer_id=None,
-        reason="Kết quả biểu quyết", next_step=None), actor_id=None,
-        topic=meeting_topic(meeting_id))
+    await add_signature(
+        ctx,
+        KIND,
+        subject,
+        pdf,
+        Step(
+            name="organisation",
+            key=key,
+            secret=secret,
+            signer_id=None,
+            reason="Kết quả biểu quyết",
+            next_step=None,
+        ),
+        actor_id=None,
+        topic=meeting_topic(meeting_id),
+    )
 
 
 @dataclass
@@ -161,6 +181,7 @@ async def sealed_result(ctx: Context, actor: Principal, poll_id: int) -> bytes:
         await require_visible(session, poll.meeting_id, actor)
         document = await find_document(session, KIND, f"poll:{poll_id}")
     if document is None:
-        raise NotFound(f"The result of poll {poll_id} has no sealed sheet (yet).",
-                       code="result_not_sealed")
+        raise NotFound(
+            f"The result of poll {poll_id} has no sealed sheet (yet).", code="result_not_sealed"
+        )
     return await asyncio.to_thread(read_content, ctx.settings, document)

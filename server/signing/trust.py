@@ -22,8 +22,11 @@ def _parsed(der: bytes) -> x509.Certificate:
 def _read(path: Path) -> list[x509.Certificate]:
     data = path.read_bytes()
     if pem.detect(data):
-        return [_parsed(der) for kind, _h, der in pem.unarmor(data, multiple=True)
-                if kind == "CERTIFICATE"]
+        return [
+            _parsed(der)
+            for kind, _h, der in pem.unarmor(data, multiple=True)
+            if kind == "CERTIFICATE"
+        ]
     return [_parsed(data)]
 
 

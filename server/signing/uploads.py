@@ -37,8 +37,16 @@ def _may_be_signed(path: Path) -> bool:
 
 
 def _not_checked(reason: str) -> list[dict[str, Any]]:
-    return [{"field": "", "signer": "", "signer_common_name": "", "valid": False,
-             "problems": ["not_checked"], "error": reason}]
+    return [
+        {
+            "field": "",
+            "signer": "",
+            "signer_common_name": "",
+            "valid": False,
+            "problems": ["not_checked"],
+            "error": reason,
+        }
+    ]
 
 
 async def check_upload(ctx: Context, path: Path) -> list[dict[str, Any]] | None:
@@ -53,10 +61,17 @@ async def check_upload(ctx: Context, path: Path) -> list[dict[str, Any]] | None:
     settings = ctx.settings
     timeout = settings.pdf_worker_timeout_secs + 3 * settings.signing_network_timeout_secs
     try:
-        result: list[dict[str, Any]] = await runtime(ctx).parse_pool.run("verify_signatures", {
-            "path": str(path), "trust_roots_der": [c.dump() for c in policy.trust_roots],
-            "fetch": policy.fetch, "network_timeout_secs": policy.network_timeout_secs,
-            "max_signatures": policy.max_signatures}, timeout)
+        result: list[dict[str, Any]] = await runtime(ctx).parse_pool.run(
+            "verify_signatures",
+            {
+                "path": str(path),
+                "trust_roots_der": [c.dump() for c in policy.trust_roots],
+                "fetch": policy.fetch,
+                "network_timeout_secs": policy.network_timeout_secs,
+                "max_signatures": policy.max_signatures,
+            },
+            timeout,
+        )
     except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
         log.warning("the signatures of an upload could not be checked: %s", exc)
         return _not_checked(str(exc)[:300])
@@ -66,13 +81,13 @@ async def check_upload(ctx: Context, path: Path) -> list[dict[str, Any]] | None:
 def record(w: Write, file_id: int, signatures: list[dict[str, Any]] | None) -> None:
     """Store the summaries with the file (in the upload's transaction)."""
     if signatures is not None:
-        w.session.add(FileSignatures(file_id=file_id, signatures=signatures,
-                                     checked_at=w.now))
+        w.session.add(FileSignatures(file_id=file_id, signatures=signatures, checked_at=w.now))
 
 
 async def signatures_of_file(ctx: Context, file_id: int) -> list[dict[str, Any]]:
     """What the file's signatures said at upload ([] for an unsigned file)."""
     async with ctx.read() as session:
-        row = (await session.execute(select(FileSignatures).where(
-            FileSignatures.file_id == file_id))).scalar_one_or_none()
+        row = (
+            await session.execute(select(FileSignatures).where(FileSignatures.file_id == file_id))
+        ).scalar_one_or_none()
     return list(row.signatures) if row is not None else []

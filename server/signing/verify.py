@@ -55,10 +55,10 @@ def has_signatures(data: bytes) -> bool:
 
 def _context(policy: VerifyPolicy, reader: PdfFileReader) -> ValidationContext:
     kwargs: dict[str, Any] = {
-        "trust_roots": list(policy.trust_roots), "allow_fetching": policy.fetch,
+        "trust_roots": list(policy.trust_roots),
+        "allow_fetching": policy.fetch,
         "revocation_mode": "soft-fail",
-        "fetcher_backend": RequestsFetcherBackend(
-            per_request_timeout=policy.network_timeout_secs),
+        "fetcher_backend": RequestsFetcherBackend(per_request_timeout=policy.network_timeout_secs),
     }
     try:
         dss = DocumentSecurityStore.read_dss(reader)
@@ -100,7 +100,8 @@ def _summary(name: str, status: PdfSignatureStatus) -> dict[str, Any]:
         "trusted": bool(status.trusted),
         "revoked": revoked,
         "revoked_at": _iso(status.revocation_details.revocation_date)
-        if status.revocation_details is not None else None,
+        if status.revocation_details is not None
+        else None,
         "changes_after_signing": changes,
         "valid": not problems,
         "problems": problems,
@@ -120,31 +121,49 @@ def verify_pdf(data: bytes, policy: VerifyPolicy) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
     for sig in signatures[: policy.max_signatures]:
         try:
-            status = validate_pdf_signature(sig, signer_validation_context=_context(policy,
-                                                                                    reader),
-                                            diff_policy=DIFF_POLICY)
-        except (SignatureValidationError, PdfReadError, ValueError, KeyError,
-                TypeError) as exc:
-            result.append({
-                "field": sig.field_name, "signer": "", "signer_common_name": "",
-                "issuer": "", "certificate_sha256": None, "signing_time": None,
-                "timestamp": None, "timestamp_valid": False, "intact": False,
-                "trusted": False, "revoked": False, "revoked_at": None,
-                "changes_after_signing": "content", "valid": False, "problems": ["corrupt"],
-                "error": str(exc)[:300],
-            })
+            status = validate_pdf_signature(
+                sig, signer_validation_context=_context(policy, reader), diff_policy=DIFF_POLICY
+            )
+        except (SignatureValidationError, PdfReadError, ValueError, KeyError, TypeError) as exc:
+            result.append(
+                {
+                    "field": sig.field_name,
+                    "signer": "",
+                    "signer_common_name": "",
+                    "issuer": "",
+                    "certificate_sha256": None,
+                    "signing_time": None,
+                    "timestamp": None,
+                    "timestamp_valid": False,
+                    "intact": False,
+                    "trusted": False,
+                    "revoked": False,
+                    "revoked_at": None,
+                    "changes_after_signing": "content",
+                    "valid": False,
+                    "problems": ["corrupt"],
+                    "error": str(exc)[:300],
+                }
+            )
             continue
         result.append(_summary(sig.field_name, status))
     return result
 
 
-def verify_file(path: str, trust_roots_der: list[bytes], fetch: bool,
-                network_timeout_secs: float, max_signatures: int) -> list[dict[str, Any]]:
+def verify_file(
+    path: str,
+    trust_roots_der: list[bytes],
+    fetch: bool,
+    network_timeout_secs: float,
+    max_signatures: int,
+) -> list[dict[str, Any]]:
     """``verify_pdf`` of a file, with plain arguments: a job of the PDF worker processes."""
     with open(path, "rb") as f:
         data = f.read()
-    policy = VerifyPolicy(trust_roots=tuple(x509.Certificate.load(der)
-                                            for der in trust_roots_der),
-                          fetch=fetch, network_timeout_secs=network_timeout_secs,
-                          max_signatures=max_signatures)
+    policy = VerifyPolicy(
+        trust_roots=tuple(x509.Certificate.load(der) for der in trust_roots_der),
+        fetch=fetch,
+        network_timeout_secs=network_timeout_secs,
+        max_signatures=max_signatures,
+    )
     return verify_pdf(data, policy)

@@ -20,8 +20,13 @@ from tests.harness import IN_CI, RunningServer, backends
 
 CHROMIUM = os.environ.get("DIENHONG_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TABLET = {"width": 1024, "height": 768}
@@ -49,26 +54,33 @@ async def browser() -> AsyncIterator[Any]:
 
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield launched
         finally:
             await launched.close()
 
 
-async def signed_in(server: RunningServer, browser: Any, username: str,
-                    viewport: dict[str, int] | None = None,
-                    password: str = DEMO_PASSWORD) -> tuple[Any, Any]:
+async def signed_in(
+    server: RunningServer,
+    browser: Any,
+    username: str,
+    viewport: dict[str, int] | None = None,
+    password: str = DEMO_PASSWORD,
+) -> tuple[Any, Any]:
     """A new context (a separate device) with the session already in localStorage."""
     async with server.http() as client:
-        response = await client.post("/api/v1/auth/login",
-                                     json={"username": username, "password": password})
+        response = await client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
     assert response.status_code == 200, response.text
     answer = response.json()
-    context = await browser.new_context(viewport=viewport or TABLET, locale="vi-VN",
-                                        has_touch=True)
-    script = (f"localStorage.setItem('dh.token', {json.dumps(answer['access_token'])});"
-              f"localStorage.setItem('dh.user', {json.dumps(json.dumps(answer['user']))});")
+    context = await browser.new_context(viewport=viewport or TABLET, locale="vi-VN", has_touch=True)
+    script = (
+        f"localStorage.setItem('dh.token', {json.dumps(answer['access_token'])});"
+        f"localStorage.setItem('dh.user', {json.dumps(json.dumps(answer['user']))});"
+    )
     await context.add_init_script(script)
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)

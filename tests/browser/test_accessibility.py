@@ -41,16 +41,19 @@ async def tab_reaches(page: Any, selector: str, presses: int = 80) -> bool:
     return False
 
 
-async def test_no_serious_violation_and_keyboard_reach(server: RunningServer, city: DemoCity,
-                                                       browser: Any) -> None:
+async def test_no_serious_violation_and_keyboard_reach(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, file_id, chair_token = await prepare_meeting(server, city)
     base = f"/api/v1/meetings/{meeting_id}"
     found: list[str] = []
     _, chair = await signed_in(server, browser, "chair", viewport={"width": 1440, "height": 900})
-    _, tablet = await signed_in(server, browser, "delegate001",
-                                viewport={"width": 800, "height": 1280})
-    _, projector = await signed_in(server, browser, "secretary",
-                                   viewport={"width": 1920, "height": 1080})
+    _, tablet = await signed_in(
+        server, browser, "delegate001", viewport={"width": 800, "height": 1280}
+    )
+    _, projector = await signed_in(
+        server, browser, "secretary", viewport={"width": 1920, "height": 1080}
+    )
     await chair.goto(f"{server.url}/app/chair/#meeting/{meeting_id}")
     await tablet.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
     await projector.goto(f"{server.url}/app/projector/#meeting/{meeting_id}")
@@ -66,8 +69,10 @@ async def test_no_serious_violation_and_keyboard_reach(server: RunningServer, ci
     async with server.http(chair_token) as api:
         await api.post(base + "/start")
         item_id = (await api.get(base)).json()["agenda"][0]["id"]
-        await api.post(base + "/presentation", json={
-            "agenda_item_id": item_id, "document_id": file_id, "page": 2})
+        await api.post(
+            base + "/presentation",
+            json={"agenda_item_id": item_id, "document_id": file_id, "page": 2},
+        )
     await tablet.click("#check-in")
     await tablet.wait_for_selector("#viewer[data-shown-page='2']")
     await tablet.click("#floor-body button[data-kind=speech]")
@@ -85,9 +90,17 @@ async def test_no_serious_violation_and_keyboard_reach(server: RunningServer, ci
 
     # A vote open, then its result.
     async with server.http(chair_token) as api:
-        poll = (await api.post(base + "/polls", json={
-            "title": "Thông qua Nghị quyết", "kind": "yes_no_abstain", "secret": True,
-            "rule": "majority_of_members"})).json()
+        poll = (
+            await api.post(
+                base + "/polls",
+                json={
+                    "title": "Thông qua Nghị quyết",
+                    "kind": "yes_no_abstain",
+                    "secret": True,
+                    "rule": "majority_of_members",
+                },
+            )
+        ).json()
         await api.post(f"/api/v1/polls/{poll['id']}/open")
     await tablet.wait_for_selector(".poll-card[data-state=open]")
     await projector.wait_for_selector("body[data-view=vote]")
@@ -111,10 +124,20 @@ async def test_no_serious_violation_and_keyboard_reach(server: RunningServer, ci
     await tablet.click("#poll-dismiss")
     await chair.click("#finish-speaker")
     await tablet.wait_for_selector("#floor-body button[data-kind]")
-    for selector in ("#download-annotated", "#follow", "#next-page", ".tool[data-tool=pen]",
-                     "#floor-body button[data-kind=point_of_order]"):
+    for selector in (
+        "#download-annotated",
+        "#follow",
+        "#next-page",
+        ".tool[data-tool=pen]",
+        "#floor-body button[data-kind=point_of_order]",
+    ):
         assert await tab_reaches(tablet, selector), selector
-    for selector in ("#meeting-adjourn", "#current-select", "#present-next", "#tab-attendance",
-                     "#new-poll summary"):
+    for selector in (
+        "#meeting-adjourn",
+        "#current-select",
+        "#present-next",
+        "#tab-attendance",
+        "#new-poll summary",
+    ):
         assert await tab_reaches(chair, selector), selector
     await asyncio.gather(*(page.context.close() for page in (chair, tablet, projector)))

@@ -26,7 +26,10 @@ async def user_count(server: RunningServer) -> int:
 
 
 async def test_admin_manages_units_accounts_import_locks_and_passwords(
-    server: RunningServer, city: DemoCity, browser: Any, tmp_path: Path,
+    server: RunningServer,
+    city: DemoCity,
+    browser: Any,
+    tmp_path: Path,
 ) -> None:
     _, page = await signed_in(server, browser, "admin", viewport=DESKTOP)
     await page.goto(f"{server.url}/app/admin/#units")
@@ -57,22 +60,31 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
     # Bulk import: the dry run lists both bad rows and writes nothing.
     before = await user_count(server)
     bad = tmp_path / "bad.csv"
-    bad.write_bytes(accounts_csv(200, bad_rows={
-        50: "user,ward001,Trùng tên,,Phường Thử Nghiệm,,,staff,none,\n",
-        120: "user,import120,Cán bộ 120,,Phường Không Có,,,staff,none,\n",
-    }))
+    bad.write_bytes(
+        accounts_csv(
+            200,
+            bad_rows={
+                50: "user,ward001,Trùng tên,,Phường Thử Nghiệm,,,staff,none,\n",
+                120: "user,import120,Cán bộ 120,,Phường Không Có,,,staff,none,\n",
+            },
+        )
+    )
     await page.click("#tab-import")
     await page.set_input_files("#import-file", str(bad))
     await page.click("#import-check")
     await page.wait_for_selector("#import-problems")
-    rows = await page.eval_on_selector_all("#import-problems tbody tr td:first-child",
-                                           "(tds) => tds.map((td) => td.textContent)")
+    rows = await page.eval_on_selector_all(
+        "#import-problems tbody tr td:first-child", "(tds) => tds.map((td) => td.textContent)"
+    )
     assert rows == ["52", "122"]
     # The problems are said in Vietnamese, naming what is wrong.
-    texts = await page.eval_on_selector_all("#import-problems tbody tr td:last-child",
-                                            "(tds) => tds.map((td) => td.textContent)")
-    assert texts == ["Tên đăng nhập “ward001” đã có người dùng.",
-                     "Không có đơn vị nào tên “Phường Không Có”."], texts
+    texts = await page.eval_on_selector_all(
+        "#import-problems tbody tr td:last-child", "(tds) => tds.map((td) => td.textContent)"
+    )
+    assert texts == [
+        "Tên đăng nhập “ward001” đã có người dùng.",
+        "Không có đơn vị nào tên “Phường Không Có”.",
+    ], texts
     assert await page.is_disabled("#import-run")
     await shot(page, "admin-import-dry-run")
     assert await user_count(server) == before
@@ -88,10 +100,12 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
     # A lock: the chair mistypes; the admin lifts it and resets the password.
     async with server.http() as client:
         for _ in range(server.settings.login_max_failures + 1):
-            await client.post("/api/v1/auth/login",
-                              json={"username": "chair", "password": "wrong-wrong-1"})
-        held = await client.post("/api/v1/auth/login",
-                                 json={"username": "chair", "password": DEMO_PASSWORD})
+            await client.post(
+                "/api/v1/auth/login", json={"username": "chair", "password": "wrong-wrong-1"}
+            )
+        held = await client.post(
+            "/api/v1/auth/login", json={"username": "chair", "password": DEMO_PASSWORD}
+        )
     assert held.status_code == 429
     await page.click("#tab-users")
     await page.fill("input[name=q]", "chair")
@@ -104,10 +118,12 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
     await page.fill("#reset-password", "Dat-lai-cho-chu-toa")
     await page.click("#reset-submit")
     await page.wait_for_selector(
-        "#users-table tr[data-username=chair]:has-text('Phải đổi mật khẩu')")
+        "#users-table tr[data-username=chair]:has-text('Phải đổi mật khẩu')"
+    )
     async with server.http() as client:
-        signed = await client.post("/api/v1/auth/login", json={
-            "username": "chair", "password": "Dat-lai-cho-chu-toa"})
+        signed = await client.post(
+            "/api/v1/auth/login", json={"username": "chair", "password": "Dat-lai-cho-chu-toa"}
+        )
     assert signed.status_code == 200 and signed.json()["must_change_password"] is True
 
     # The audit log: the chain holds, and the filter finds the reset.
@@ -117,9 +133,11 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
     await page.click("#view form.filters button[type=submit]")
     await page.wait_for_function(
         "() => [...document.querySelectorAll('#audit-table tbody tr td:nth-child(4)')]"
-        ".every((td) => td.textContent === 'user.update')")
-    actions = await page.eval_on_selector_all("#audit-table tbody tr td:nth-child(4)",
-                                              "(tds) => tds.map((td) => td.textContent)")
+        ".every((td) => td.textContent === 'user.update')"
+    )
+    actions = await page.eval_on_selector_all(
+        "#audit-table tbody tr td:nth-child(4)", "(tds) => tds.map((td) => td.textContent)"
+    )
     assert actions and set(actions) == {"user.update"}
     await shot(page, "admin-audit")
     assert page.js_errors == []  # type: ignore[attr-defined]
@@ -127,7 +145,10 @@ async def test_admin_manages_units_accounts_import_locks_and_passwords(
 
 @pytest.mark.parametrize("where", ["chat", "delegate", "chair"])
 async def test_own_password_change_from_the_header_of_a_page(
-    server: RunningServer, city: DemoCity, browser: Any, where: str,
+    server: RunningServer,
+    city: DemoCity,
+    browser: Any,
+    where: str,
 ) -> None:
     who = {"chat": "ward002", "delegate": "delegate002", "chair": "chair"}[where]
     # Signed in through the page (not a stored session put back on every load).
@@ -148,19 +169,23 @@ async def test_own_password_change_from_the_header_of_a_page(
     await page.wait_for_selector(".toast:has-text('Đã đổi mật khẩu')")
     if where == "chat":
         await page.wait_for_function(
-            "() => document.getElementById('conn-status')?.dataset.status === 'online'",
-            polling=250)
+            "() => document.getElementById('conn-status')?.dataset.status === 'online'", polling=250
+        )
     assert page.url.endswith(f"/app/{where}/")
     await server.login(who, "Mua-thu-Ha-Noi-2026")
 
 
 async def test_reset_user_must_choose_a_new_password_at_sign_in(
-    server: RunningServer, city: DemoCity, browser: Any,
+    server: RunningServer,
+    city: DemoCity,
+    browser: Any,
 ) -> None:
     admin = await server.login("admin", DEMO_PASSWORD)
     async with server.http(admin) as client:
-        reset = await client.post(f"/api/v1/users/{city.ward_user_ids[0]}/password-reset",
-                                  json={"password": "Tam-thoi-2026-abc"})
+        reset = await client.post(
+            f"/api/v1/users/{city.ward_user_ids[0]}/password-reset",
+            json={"password": "Tam-thoi-2026-abc"},
+        )
         assert reset.status_code == 200
     context = await browser.new_context(viewport=DESKTOP, locale="vi-VN")
     page = await context.new_page()
@@ -181,7 +206,10 @@ async def test_reset_user_must_choose_a_new_password_at_sign_in(
 
 @pytest.mark.parametrize("who", ["delegate001", "ward001"])
 async def test_admin_page_refuses_delegates_and_clerks(
-    server: RunningServer, city: DemoCity, browser: Any, who: str,
+    server: RunningServer,
+    city: DemoCity,
+    browser: Any,
+    who: str,
 ) -> None:
     _, page = await signed_in(server, browser, who, viewport=DESKTOP)
     await page.goto(f"{server.url}/app/admin/")
@@ -196,7 +224,8 @@ def test_artifacts_dir_is_ignored() -> None:
 
 
 async def test_signed_out_pages_go_to_sign_in_without_an_error(
-    server: RunningServer, browser: Any,
+    server: RunningServer,
+    browser: Any,
 ) -> None:
     context = await browser.new_context(viewport=DESKTOP, locale="vi-VN")
     page = await context.new_page()

@@ -44,7 +44,9 @@ async def page_point(page: Any, fx: float, fy: float) -> tuple[float, float]:
              const left = img.getBoundingClientRect().left - scroll.getBoundingClientRect().left;
              scroll.scrollLeft += left + fx * img.getBoundingClientRect().width
                                   - scroll.clientWidth / 2;
-           }""", [fx, fy])
+           }""",
+        [fx, fy],
+    )
     box = await page.locator("#viewer .page-wrap img").bounding_box()
     return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
 
@@ -77,13 +79,18 @@ async def ink_in_pdf(server: RunningServer, username: str, file_id: int) -> list
             continue
         for stroke in annotation["/InkList"]:
             coords = [float(c) for c in stroke]
-            strokes.append([((x - left) / width, (top - y) / height)
-                            for x, y in zip(coords[0::2], coords[1::2], strict=True)])
+            strokes.append(
+                [
+                    ((x - left) / width, (top - y) / height)
+                    for x, y in zip(coords[0::2], coords[1::2], strict=True)
+                ]
+            )
     return strokes
 
 
 async def test_marks_land_where_drawn_at_every_viewport(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, file_id, _ = await prepare_meeting(server, city)
     pages = {}
     for username, viewport in VIEWPORTS.items():
@@ -98,7 +105,8 @@ async def test_marks_land_where_drawn_at_every_viewport(
     for _ in range(2):
         await zoomed.click("button[aria-label='Phóng to']")
     await zoomed.wait_for_function(
-        "() => Number(document.querySelector('#viewer').dataset.zoom) > 1.5")
+        "() => Number(document.querySelector('#viewer').dataset.zoom) > 1.5"
+    )
     for username, page in pages.items():
         await page.click(".tool[data-tool=pen]")
         for stroke in STROKES:

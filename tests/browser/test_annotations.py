@@ -42,7 +42,8 @@ async def my_annotations(server: RunningServer, username: str, file_id: int) -> 
 
 
 async def test_pen_highlighter_note_share_and_annotated_copy(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, file_id, _ = await prepare_meeting(server, city)
     _, reader = await signed_in(server, browser, "delegate001")
     _, other = await signed_in(server, browser, "delegate002")
@@ -91,8 +92,11 @@ async def test_pen_highlighter_note_share_and_annotated_copy(
     cdp = await reader.context.new_cdp_session(reader)
 
     async def touch(kind: str, spread: float) -> None:
-        points = [] if kind == "touchEnd" else [
-            {"x": cx - spread, "y": cy, "id": 1}, {"x": cx + spread, "y": cy, "id": 2}]
+        points = (
+            []
+            if kind == "touchEnd"
+            else [{"x": cx - spread, "y": cy, "id": 1}, {"x": cx + spread, "y": cy, "id": 2}]
+        )
         await cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
     await touch("touchStart", 40)
@@ -100,12 +104,14 @@ async def test_pen_highlighter_note_share_and_annotated_copy(
         await touch("touchMove", spread)
     await touch("touchEnd", 0)
     await reader.wait_for_function(
-        "() => Number(document.querySelector('#viewer').dataset.zoom) > 2")
+        "() => Number(document.querySelector('#viewer').dataset.zoom) > 2"
+    )
     # Back to the whole page with the zoom-out button.
     for _ in range(6):
         await reader.click("button[aria-label='Thu nhỏ']")
     await reader.wait_for_function(
-        "() => Number(document.querySelector('#viewer').dataset.zoom) === 1")
+        "() => Number(document.querySelector('#viewer').dataset.zoom) === 1"
+    )
     # The pinch turned no page.
     assert await reader.get_attribute("#viewer", "data-shown-page") == "2"
     assert reader.js_errors == [] and other.js_errors == []

@@ -17,12 +17,14 @@ from tests.harness import RunningServer
 pytestmark = pytest.mark.browser
 
 
-async def test_agenda_attendance_queue_and_choice_poll(server: RunningServer, city: DemoCity,
-                                                       browser: Any) -> None:
+async def test_agenda_attendance_queue_and_choice_poll(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, chair_token = await prepare_meeting(server, city)
     async with server.http(chair_token) as api:
-        added = await api.post(f"/api/v1/meetings/{meeting_id}/agenda",
-                               json={"title": "Chất vấn và trả lời chất vấn"})
+        added = await api.post(
+            f"/api/v1/meetings/{meeting_id}/agenda", json={"title": "Chất vấn và trả lời chất vấn"}
+        )
         assert added.status_code == 201, added.text
     _, chair = await signed_in(server, browser, "chair", viewport=TABLET_PORTRAIT)
     await chair.goto(f"{server.url}/app/chair/#meeting/{meeting_id}")
@@ -46,7 +48,8 @@ async def test_agenda_attendance_queue_and_choice_poll(server: RunningServer, ci
     await chair.fill("#absent-reason", "Đi công tác")
     await chair.click("dialog button[type=submit]")
     await chair.wait_for_selector(
-        f"#attendance tr[data-user='{absent_id}'][data-status=absent]:has-text('Đi công tác')")
+        f"#attendance tr[data-user='{absent_id}'][data-status=absent]:has-text('Đi công tác')"
+    )
     await chair.click("#tab-live")
 
     # The queue: a point of order goes before an earlier speech; the chair reorders.
@@ -55,7 +58,8 @@ async def test_agenda_attendance_queue_and_choice_poll(server: RunningServer, ci
     await two.click("#floor-body button[data-kind=point_of_order]")
     await chair.wait_for_function(
         "(uid) => document.querySelector('#speaker-queue li')?.dataset.user === String(uid)",
-        arg=city.delegate_ids[1])
+        arg=city.delegate_ids[1],
+    )
     await one.wait_for_selector("#queue-place:has-text('2')")
     await chair.click("#speaker-queue li:nth-child(2) button[aria-label^='Lên']")
     await one.wait_for_selector("#queue-place:has-text('1')")
@@ -77,7 +81,8 @@ async def test_agenda_attendance_queue_and_choice_poll(server: RunningServer, ci
     await one.click("#vote-confirm")
     await one.wait_for_selector("#receipt")
     await chair.wait_for_selector(
-        "#poll-list li[data-state=open] details:has-text('Chưa bỏ phiếu')")
+        "#poll-list li[data-state=open] details:has-text('Chưa bỏ phiếu')"
+    )
     await shot(chair, "chair-portrait")
     await chair.click("#poll-list button[data-action=close]")
     await chair.click("dialog button[type=submit]")
@@ -85,7 +90,8 @@ async def test_agenda_attendance_queue_and_choice_poll(server: RunningServer, ci
     counts = await chair.eval_on_selector_all(
         "#poll-list li[data-state=closed] .result-bars li",
         "(lis) => Object.fromEntries(lis.map((li) => [li.dataset.choice, "
-        "Number(li.querySelector('strong').textContent)]))")
+        "Number(li.querySelector('strong').textContent)]))",
+    )
     assert counts == {"Nguyễn Văn An": 1, "Trần Thị Bình": 0, "Lê Hoàng Cường": 1}
     errors = [e for page in (chair, one, two) for e in page.js_errors]
     assert errors == []

@@ -28,30 +28,50 @@ async def big_meeting(server: RunningServer) -> tuple[DemoCity, int, int]:
     async with server.http(admin) as api:
         # Two delegates with the same name, as happens in a large body.
         for uid in city.delegate_ids[10:12]:
-            response = await api.patch(f"/api/v1/users/{uid}",
-                                       json={"display_name": "Nguyễn Văn Hùng"})
+            response = await api.patch(
+                f"/api/v1/users/{uid}", json={"display_name": "Nguyễn Văn Hùng"}
+            )
             assert response.status_code == 200, response.text
     chair = await server.login("chair", DEMO_PASSWORD)
     async with server.http(chair) as api:
-        upload = await api.post("/api/v1/files",
-                                files={"file": ("to-trinh.pdf", council_pdf(5), "application/pdf")})
+        upload = await api.post(
+            "/api/v1/files", files={"file": ("to-trinh.pdf", council_pdf(5), "application/pdf")}
+        )
         file_id = upload.json()["id"]
-        created = await api.post("/api/v1/meetings", json={
-            "title": "Kỳ họp thứ 12 — HĐND thành phố", "starts_at": "2026-11-23T08:00:00+07:00",
-            "place": "Hội trường Diên Hồng", "chair_ids": [city.chair_id],
-            "delegate_ids": city.delegate_ids, "secretary_ids": [city.secretary_id]})
+        created = await api.post(
+            "/api/v1/meetings",
+            json={
+                "title": "Kỳ họp thứ 12 — HĐND thành phố",
+                "starts_at": "2026-11-23T08:00:00+07:00",
+                "place": "Hội trường Diên Hồng",
+                "chair_ids": [city.chair_id],
+                "delegate_ids": city.delegate_ids,
+                "secretary_ids": [city.secretary_id],
+            },
+        )
         meeting_id = created.json()["id"]
-        item = await api.post(f"/api/v1/meetings/{meeting_id}/agenda",
-                              json={"title": "Tờ trình về dự toán ngân sách năm 2027",
-                                    "document_ids": [file_id]})
-        await api.post(f"/api/v1/meetings/{meeting_id}/agenda/current",
-                       json={"agenda_item_id": item.json()["id"]})
-        await api.post(f"/api/v1/meetings/{meeting_id}/presentation", json={
-            "agenda_item_id": item.json()["id"], "document_id": file_id, "page": 1})
+        item = await api.post(
+            f"/api/v1/meetings/{meeting_id}/agenda",
+            json={"title": "Tờ trình về dự toán ngân sách năm 2027", "document_ids": [file_id]},
+        )
+        await api.post(
+            f"/api/v1/meetings/{meeting_id}/agenda/current",
+            json={"agenda_item_id": item.json()["id"]},
+        )
+        await api.post(
+            f"/api/v1/meetings/{meeting_id}/presentation",
+            json={"agenda_item_id": item.json()["id"], "document_id": file_id, "page": 1},
+        )
         assert (await api.post(f"/api/v1/meetings/{meeting_id}/start")).status_code == 200
-        poll = await api.post(f"/api/v1/meetings/{meeting_id}/polls", json={
-            "title": "Thông qua Nghị quyết về dự toán", "kind": "yes_no_abstain",
-            "secret": False, "rule": "majority_of_members"})
+        poll = await api.post(
+            f"/api/v1/meetings/{meeting_id}/polls",
+            json={
+                "title": "Thông qua Nghị quyết về dự toán",
+                "kind": "yes_no_abstain",
+                "secret": False,
+                "rule": "majority_of_members",
+            },
+        )
         assert poll.status_code == 201, poll.text
     return city, meeting_id, file_id
 
@@ -59,7 +79,8 @@ async def big_meeting(server: RunningServer) -> tuple[DemoCity, int, int]:
 async def no_page_scroll(page: Any) -> None:
     overflow = await page.evaluate(
         "() => [document.documentElement.scrollHeight - innerHeight,"
-        " document.documentElement.scrollWidth - innerWidth]")
+        " document.documentElement.scrollWidth - innerWidth]"
+    )
     assert overflow[0] <= 0 and overflow[1] <= 0, overflow
 
 
@@ -85,12 +106,20 @@ async def test_live_console_for_a_full_hall(server: RunningServer, browser: Any)
         await chair.wait_for_selector("#present")
         # Editing the agenda is not here: the preparation view is one link away.
         assert await chair.locator("#add-item, #agenda button[aria-label^='Xóa']").count() == 0
-        assert await chair.get_attribute("#prepare-link", "href") == \
-            f"/app/prepare/#meeting/{meeting_id}"
+        assert (
+            await chair.get_attribute("#prepare-link", "href")
+            == f"/app/prepare/#meeting/{meeting_id}"
+        )
         # Everything live is on the screen without scrolling the page.
-        for selector in ("#current-select", "#present", "#present-next", "#grant-next",
-                         "#quorum-text", "#poll-list button[data-action]",
-                         "#meeting-adjourn"):
+        for selector in (
+            "#current-select",
+            "#present",
+            "#present-next",
+            "#grant-next",
+            "#quorum-text",
+            "#poll-list button[data-action]",
+            "#meeting-adjourn",
+        ):
             await visible_in_viewport(chair, selector)
         await no_page_scroll(chair)
         if size == CHAIR_SIZES[0]:
@@ -130,7 +159,8 @@ async def test_attendance_of_ninety_five(server: RunningServer, browser: Any) ->
     await chair.click("#tab-attendance")
     rows = chair.locator("#attendance-table tbody tr")
     await chair.wait_for_function(
-        "() => document.querySelectorAll('#attendance-table tbody tr').length === 96")
+        "() => document.querySelectorAll('#attendance-table tbody tr').length === 96"
+    )
     # Status reads as status, not as a button.
     first = rows.first
     assert await first.locator(".status").inner_text() == "Chưa điểm danh"
@@ -142,10 +172,12 @@ async def test_attendance_of_ninety_five(server: RunningServer, browser: Any) ->
     # Search by seat, then by name.
     await chair.fill("#attendance-search", "12")
     await chair.wait_for_function(
-        "() => document.querySelectorAll('#attendance-table tbody tr').length === 1")
+        "() => document.querySelectorAll('#attendance-table tbody tr').length === 1"
+    )
     await chair.fill("#attendance-search", "Nguyễn Văn Hùng")
     await chair.wait_for_function(
-        "() => document.querySelectorAll('#attendance-table tbody tr').length === 2")
+        "() => document.querySelectorAll('#attendance-table tbody tr').length === 2"
+    )
     await chair.fill("#attendance-search", "")
     # Two check in; the rest are marked absent at once, with a reason.
     for n in (1, 2):
@@ -157,15 +189,19 @@ async def test_attendance_of_ninety_five(server: RunningServer, browser: Any) ->
     await chair.fill("#rest-reason", "Không có mặt khi khai mạc")
     await chair.click("dialog button[type=submit]")
     await chair.wait_for_function(
-        "() => document.querySelectorAll('#attendance-table tr[data-status=absent]').length"
-        " === 94", timeout=60_000)
+        "() => document.querySelectorAll('#attendance-table tr[data-status=absent]').length === 94",
+        timeout=60_000,
+    )
     await no_page_scroll(chair)
     await shot(chair, "chair-attendance-1440x900")
     chair_token = await server.login("chair", DEMO_PASSWORD)
     async with server.http(chair_token) as api:
         state = (await api.get(f"/api/v1/meetings/{meeting_id}")).json()
-    reasons = {p["absent_reason"] for p in state["participants"]
-               if not p["present"] and p["role"] in ("delegate", "chair")}
+    reasons = {
+        p["absent_reason"]
+        for p in state["participants"]
+        if not p["present"] and p["role"] in ("delegate", "chair")
+    }
     assert reasons == {"Không có mặt khi khai mạc"}
     assert chair.js_errors == []
     await chair.context.close()

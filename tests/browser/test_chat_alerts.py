@@ -29,7 +29,8 @@ NOTIFICATIONS = """() => navigator.serviceWorker.ready
 
 
 async def test_background_page_gets_a_system_notification_for_express(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     context, clerk = await signed_in(server, browser, "ward001", viewport=CLERK_DESKTOP)
     await context.grant_permissions(["notifications"], origin=server.url)
     await clerk.goto(f"{server.url}/app/chat/")
@@ -51,10 +52,14 @@ async def test_background_page_gets_a_system_notification_for_express(
     await clerk.evaluate(HIDE)
     assert await clerk.evaluate("document.visibilityState") == "hidden"
 
-    issued = await issue(server, await token(server, "standing"), directive_body(
-        [city.commune_unit_ids[0]], title="Sơ tán dân vùng trũng trước 17 giờ"))
+    issued = await issue(
+        server,
+        await token(server, "standing"),
+        directive_body([city.commune_unit_ids[0]], title="Sơ tán dân vùng trũng trước 17 giờ"),
+    )
     await clerk.wait_for_function(
-        f"{NOTIFICATIONS}.then((list) => list.length > 0)", timeout=WAIT_MS, polling=200)
+        f"{NOTIFICATIONS}.then((list) => list.length > 0)", timeout=WAIT_MS, polling=200
+    )
     shown = await clerk.evaluate(NOTIFICATIONS)
     assert len(shown) == 1
     notice = shown[0]
@@ -89,7 +94,8 @@ async def test_background_page_gets_a_system_notification_for_express(
 
 
 async def test_permission_is_asked_with_an_explanation_and_a_button(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     context, clerk = await signed_in(server, browser, "ward002", viewport=CLERK_DESKTOP)
     await clerk.goto(f"{server.url}/app/chat/")
     await wait_online(clerk)
@@ -109,16 +115,21 @@ async def test_permission_is_asked_with_an_explanation_and_a_button(
 
 
 async def test_a_click_on_the_notification_opens_the_instruction(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     context, clerk = await signed_in(server, browser, "ward003", viewport=CLERK_DESKTOP)
     await context.grant_permissions(["notifications"], origin=server.url)
     await clerk.goto(f"{server.url}/app/chat/#search")
     await wait_online(clerk)
     await clerk.evaluate("navigator.serviceWorker.ready")
-    issued = await issue(server, await token(server, "standing"), directive_body(
-        [city.commune_unit_ids[2]], urgency="very_urgent", title="Rà soát hộ nghèo"))
+    issued = await issue(
+        server,
+        await token(server, "standing"),
+        directive_body([city.commune_unit_ids[2]], urgency="very_urgent", title="Rà soát hộ nghèo"),
+    )
     await clerk.wait_for_function(
-        f"{NOTIFICATIONS}.then((list) => list.length > 0)", timeout=WAIT_MS, polling=200)
+        f"{NOTIFICATIONS}.then((list) => list.length > 0)", timeout=WAIT_MS, polling=200
+    )
     worker = context.service_workers[0]
     # The worker's own click handler, given the notification it shows.
     await worker.evaluate("""async () => {
@@ -127,7 +138,8 @@ async def test_a_click_on_the_notification_opens_the_instruction(
     }""")
     await clerk.wait_for_url(f"**/app/chat/#directive/{issued['id']}")
     await clerk.wait_for_selector(f"article.directive[data-directive='{issued['id']}']")
-    await clerk.wait_for_function(f"{NOTIFICATIONS}.then((list) => list.length === 0)",
-                                  timeout=WAIT_MS, polling=200)
+    await clerk.wait_for_function(
+        f"{NOTIFICATIONS}.then((list) => list.length === 0)", timeout=WAIT_MS, polling=200
+    )
     assert clerk.js_errors == []
     await context.close()

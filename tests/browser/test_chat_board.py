@@ -23,13 +23,21 @@ CLERK_DESKTOP = {"width": 1366, "height": 768}
 TILE_ORDER = "() => [...document.querySelectorAll('#board-grid > li')].map((li) => li.dataset.unit)"
 
 
-async def test_board_updates_a_units_tile_live(server: RunningServer, city: DemoCity,
-                                               browser: Any) -> None:
+async def test_board_updates_a_units_tile_live(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     standing = await token(server, "standing")
     due = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
-    issued = await issue(server, standing, directive_body(
-        city.commune_unit_ids, urgency="very_urgent", due_at=due,
-        title="Báo cáo thiệt hại sau bão số 9"))
+    issued = await issue(
+        server,
+        standing,
+        directive_body(
+            city.commune_unit_ids,
+            urgency="very_urgent",
+            due_at=due,
+            title="Báo cáo thiệt hại sau bão số 9",
+        ),
+    )
     directive_id = issued["id"]
     _, sender = await signed_in(server, browser, "standing", viewport=STANDING_DESKTOP)
     await sender.goto(f"{server.url}/app/chat/#board/{directive_id}")
@@ -41,18 +49,22 @@ async def test_board_updates_a_units_tile_live(server: RunningServer, city: Demo
 
     third = city.commune_unit_ids[2]
     async with server.http(await token(server, "ward003")) as http:
-        acked = await http.post(f"/api/v1/directives/{directive_id}/ack",
-                                json={"note": "Đã rà soát, không có thiệt hại về người."})
+        acked = await http.post(
+            f"/api/v1/directives/{directive_id}/ack",
+            json={"note": "Đã rà soát, không có thiệt hại về người."},
+        )
         assert acked.status_code == 200, acked.text
     tile = f"#board-grid > li[data-unit='{third}']"
     await sender.wait_for_selector(f"{tile}[data-state=acknowledged]")
     assert "không có thiệt hại" in await sender.inner_text(tile)
     assert "Xác nhận" in await sender.inner_text(tile)  # its acknowledgement time
     await sender.wait_for_function(
-        "() => document.querySelector('#board-summary').textContent.includes('1/6')")
+        "() => document.querySelector('#board-summary').textContent.includes('1/6')"
+    )
     await sender.wait_for_function(
         "() => document.querySelector('#board-stats .stat-acknowledged strong')"
-        ".textContent.trim() === '1/6'")
+        ".textContent.trim() === '1/6'"
+    )
     # Nothing moved under the reader's eyes.
     assert await sender.evaluate(TILE_ORDER) == before
     await shot(sender, "chat-board-1440")
@@ -77,17 +89,21 @@ async def test_board_updates_a_units_tile_live(server: RunningServer, city: Demo
     await sender.context.close()
 
 
-async def test_an_answer_goes_to_the_unit_it_answers(server: RunningServer, city: DemoCity,
-                                                     browser: Any) -> None:
+async def test_an_answer_goes_to_the_unit_it_answers(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     standing = await token(server, "standing")
     issued = await issue(server, standing, directive_body(city.commune_unit_ids))
     directive_id = issued["id"]
     second, third = city.commune_unit_ids[1], city.commune_unit_ids[2]
-    for username, text in (("ward002", "Xã 002 xin hướng dẫn về kinh phí."),
-                           ("ward003", "Phường 003 đã triển khai.")):
+    for username, text in (
+        ("ward002", "Xã 002 xin hướng dẫn về kinh phí."),
+        ("ward003", "Phường 003 đã triển khai."),
+    ):
         async with server.http(await token(server, username)) as http:
-            posted = await http.post(f"/api/v1/directives/{directive_id}/replies",
-                                     json={"body": text})
+            posted = await http.post(
+                f"/api/v1/directives/{directive_id}/replies", json={"body": text}
+            )
             assert posted.status_code == 201, posted.text
     _, ward = await signed_in(server, browser, "ward002", viewport=CLERK_DESKTOP)
     await ward.goto(f"{server.url}/app/chat/#directive/{directive_id}")

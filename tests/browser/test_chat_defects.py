@@ -25,11 +25,15 @@ CLERK_PORTRAIT = {"width": 800, "height": 1280}
 
 
 async def test_unread_badge_is_zero_after_reading_and_reloading(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     writer = await token(server, "ward001")
     async with server.http(writer) as http:
-        channel_id = (await http.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.ward_user_ids[1]]})).json()["id"]
+        channel_id = (
+            await http.post(
+                "/api/v1/channels", json={"kind": "direct", "member_ids": [city.ward_user_ids[1]]}
+            )
+        ).json()["id"]
     _, reader = await signed_in(server, browser, "ward002", viewport=CLERK_DESKTOP)
     await reader.goto(f"{server.url}/app/chat/#channel/{channel_id}")
     await wait_online(reader)
@@ -37,8 +41,10 @@ async def test_unread_badge_is_zero_after_reading_and_reloading(
     # Messages arrive while the reader looks at the conversation.
     async with server.http(writer) as http:
         for n, text in enumerate(("Phường đã nhận công văn chưa?", "Nhờ xác nhận trước 15 giờ.")):
-            posted = await http.post(f"/api/v1/channels/{channel_id}/messages",
-                                     json={"body": text, "client_msg_id": f"m{n}"})
+            posted = await http.post(
+                f"/api/v1/channels/{channel_id}/messages",
+                json={"body": text, "client_msg_id": f"m{n}"},
+            )
             assert posted.status_code == 201, posted.text
     await reader.wait_for_selector("#message-list .message:has-text('15 giờ')")
     badge = f"#direct-list a[href='#channel/{channel_id}'] .badge"
@@ -61,12 +67,16 @@ async def test_unread_badge_is_zero_after_reading_and_reloading(
     await reader.context.close()
 
 
-async def test_direct_conversation_dot_shows_presence(server: RunningServer, city: DemoCity,
-                                                      browser: Any) -> None:
+async def test_direct_conversation_dot_shows_presence(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     one = await token(server, "ward001")
     async with server.http(one) as http:
-        channel_id = (await http.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.ward_user_ids[2]]})).json()["id"]
+        channel_id = (
+            await http.post(
+                "/api/v1/channels", json={"kind": "direct", "member_ids": [city.ward_user_ids[2]]}
+            )
+        ).json()["id"]
     _, other = await signed_in(server, browser, "ward003", viewport=CLERK_DESKTOP)
     await other.goto(f"{server.url}/app/chat/")
     await wait_online(other)
@@ -85,9 +95,16 @@ async def test_overdue_reaches_the_commune_live(make_server: MakeServer, browser
     server = await make_server(clock=clock)
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2, delegates=2)
     due = clock.now() + timedelta(hours=1)
-    issued = await issue(server, await token(server, "standing"), directive_body(
-        [city.commune_unit_ids[0]], urgency="urgent", title="Báo cáo số hộ đã sơ tán",
-        due_at=due.isoformat()))
+    issued = await issue(
+        server,
+        await token(server, "standing"),
+        directive_body(
+            [city.commune_unit_ids[0]],
+            urgency="urgent",
+            title="Báo cáo số hộ đã sơ tán",
+            due_at=due.isoformat(),
+        ),
+    )
     _, page = await signed_in(server, browser, "ward001", viewport=CLERK_PORTRAIT)
     await page.goto(f"{server.url}/app/chat/")
     await wait_online(page)
@@ -104,10 +121,14 @@ async def test_overdue_reaches_the_commune_live(make_server: MakeServer, browser
     await page.context.close()
 
 
-async def test_search_results_show_kind_date_and_match(server: RunningServer, city: DemoCity,
-                                                       browser: Any) -> None:
-    issued = await issue(server, await token(server, "standing"), directive_body(
-        [city.commune_unit_ids[0]], title="Tổ chức sơ tán dân vùng trũng"))
+async def test_search_results_show_kind_date_and_match(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
+    issued = await issue(
+        server,
+        await token(server, "standing"),
+        directive_body([city.commune_unit_ids[0]], title="Tổ chức sơ tán dân vùng trũng"),
+    )
     _, page = await signed_in(server, browser, "ward001", viewport=CLERK_DESKTOP)
     await page.goto(f"{server.url}/app/chat/#search?q=so%20tan")
     await wait_online(page)

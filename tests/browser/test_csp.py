@@ -15,9 +15,11 @@ from tests.harness import RunningServer
 pytestmark = pytest.mark.browser
 
 # Collects every violation the page reports, before any script of the page runs.
-LISTEN = ("window.__cspViolations = [];"
-          "document.addEventListener('securitypolicyviolation', (e) =>"
-          " window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));")
+LISTEN = (
+    "window.__cspViolations = [];"
+    "document.addEventListener('securitypolicyviolation', (e) =>"
+    " window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));"
+)
 
 
 async def violations(page: Any, console: list[str]) -> list[str]:
@@ -25,8 +27,9 @@ async def violations(page: Any, console: list[str]) -> list[str]:
     return reported + [text for text in console if "Content Security Policy" in text]
 
 
-async def test_pages_run_without_a_csp_violation(server: RunningServer, city: DemoCity,
-                                                 browser: Any) -> None:
+async def test_pages_run_without_a_csp_violation(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, _ = await prepare_meeting(server, city)
     pages = [
         ("chair", f"/app/chair/#meeting/{meeting_id}"),
@@ -58,8 +61,9 @@ async def test_pages_run_without_a_csp_violation(server: RunningServer, city: De
     await context.close()
 
 
-async def test_inline_script_and_style_attributes_are_refused(server: RunningServer,
-                                                              browser: Any) -> None:
+async def test_inline_script_and_style_attributes_are_refused(
+    server: RunningServer, browser: Any
+) -> None:
     """The policy is really enforced: what a stored-XSS payload would try is blocked."""
     context = await browser.new_context()
     page = await context.new_page()

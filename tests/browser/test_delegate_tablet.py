@@ -15,36 +15,46 @@ from tests.harness import RunningServer
 
 pytestmark = pytest.mark.browser
 
-ORIENTATIONS = {"portrait": {"width": 800, "height": 1280},
-                "landscape": {"width": 1280, "height": 800}}
+ORIENTATIONS = {
+    "portrait": {"width": 800, "height": 1280},
+    "landscape": {"width": 1280, "height": 800},
+}
 
 
 async def in_view(page: Any, selector: str) -> bool:
     box = await page.locator(selector).first.bounding_box()
     size = page.viewport_size
-    return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= size["height"] \
-        and box["x"] >= 0 and box["x"] + box["width"] <= size["width"]
+    return (
+        bool(box)
+        and box["y"] >= 0
+        and box["y"] + box["height"] <= size["height"]
+        and box["x"] >= 0
+        and box["x"] + box["width"] <= size["width"]
+    )
 
 
-async def present(server: RunningServer, token: str, meeting_id: int, file_id: int,
-                  page: int) -> None:
+async def present(
+    server: RunningServer, token: str, meeting_id: int, file_id: int, page: int
+) -> None:
     async with server.http(token) as api:
         state = (await api.get(f"/api/v1/meetings/{meeting_id}")).json()
         item_id = state["agenda"][0]["id"]
-        response = await api.post(f"/api/v1/meetings/{meeting_id}/presentation", json={
-            "agenda_item_id": item_id, "document_id": file_id, "page": page})
+        response = await api.post(
+            f"/api/v1/meetings/{meeting_id}/presentation",
+            json={"agenda_item_id": item_id, "document_id": file_id, "page": page},
+        )
         assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("orientation", list(ORIENTATIONS))
-async def test_floor_bar_and_follow_hint(server: RunningServer, city: DemoCity, browser: Any,
-                                         orientation: str) -> None:
+async def test_floor_bar_and_follow_hint(
+    server: RunningServer, city: DemoCity, browser: Any, orientation: str
+) -> None:
     meeting_id, file_id, chair = await prepare_meeting(server, city)
     async with server.http(chair) as api:
         assert (await api.post(f"/api/v1/meetings/{meeting_id}/start")).status_code == 200
     await present(server, chair, meeting_id, file_id, 3)
-    _, tablet = await signed_in(server, browser, "delegate001",
-                                viewport=ORIENTATIONS[orientation])
+    _, tablet = await signed_in(server, browser, "delegate001", viewport=ORIENTATIONS[orientation])
     await tablet.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
     await wait_online(tablet)
     await tablet.click("#check-in")

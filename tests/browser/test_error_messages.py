@@ -42,9 +42,14 @@ async def test_refusals_and_network_failures_read_in_vietnamese_or_english(
     english = await page.evaluate(CALL, "directives/999999")
     assert english["message"] == "This instruction does not exist."
     # A code this client does not know still reads in the user's language, by status.
-    await page.route("**/api/v1/me", lambda route: route.fulfill(
-        status=409, content_type="application/json",
-        body='{"error": {"code": "some_new_code", "message": "Raw English."}}'))
+    await page.route(
+        "**/api/v1/me",
+        lambda route: route.fulfill(
+            status=409,
+            content_type="application/json",
+            body='{"error": {"code": "some_new_code", "message": "Raw English."}}',
+        ),
+    )
     unknown = await page.evaluate(CALL, "me")
     assert unknown["message"] == "This is not possible in the current state."
     await context.close()

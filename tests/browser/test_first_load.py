@@ -24,8 +24,9 @@ SCRIPTS = """() => {
 
 
 @pytest.mark.parametrize("path", ["/app/", "/app/delegate/"])
-async def test_every_module_is_named_by_the_page(server: RunningServer, city: DemoCity,
-                                                 browser: Any, path: str) -> None:
+async def test_every_module_is_named_by_the_page(
+    server: RunningServer, city: DemoCity, browser: Any, path: str
+) -> None:
     _, page = await signed_in(server, browser, "delegate001")
     await page.goto(f"{server.url}{path}")
     if path != "/app/":

@@ -18,8 +18,9 @@ from tests.harness import RunningServer
 pytestmark = pytest.mark.browser
 
 
-async def test_express_instruction_and_live_board(server: RunningServer, city: DemoCity,
-                                                  browser: Any) -> None:
+async def test_express_instruction_and_live_board(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     wards = []
     for n in (1, 2):
         _, page = await signed_in(server, browser, f"ward{n:03d}")
@@ -56,11 +57,14 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     await wards[0].click("#ack-button")
     await wards[0].wait_for_selector("#acked-tag")
     await sender.wait_for_function(
-        "() => document.querySelector('#board-summary').textContent.includes('1/2')")
+        "() => document.querySelector('#board-summary').textContent.includes('1/2')"
+    )
     first, second = city.commune_unit_ids[:2]
     await sender.wait_for_selector(f"#board-grid [data-unit='{first}'][data-state=acknowledged]")
-    assert await sender.get_attribute(f"#board-grid [data-unit='{second}']",
-                                      "data-state") != "acknowledged"
+    assert (
+        await sender.get_attribute(f"#board-grid [data-unit='{second}']", "data-state")
+        != "acknowledged"
+    )
     await shot(sender, "chat-board-tablet")
     # The second ward's banner stays until it acknowledges.
     assert await wards[1].locator(".express-banner").count() == 1
@@ -91,7 +95,8 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     await chair.goto(f"{server.url}/app/chat/")
     await wait_online(chair)
     await sender.wait_for_function(
-        "() => document.querySelector('#online-count').textContent.includes('2/2')")
+        "() => document.querySelector('#online-count').textContent.includes('2/2')"
+    )
     await chair.context.close()
     await wards[0].set_viewport_size(PHONE)
     await shot(wards[0], "chat-directive-phone")
@@ -100,12 +105,14 @@ async def test_express_instruction_and_live_board(server: RunningServer, city: D
     await asyncio.gather(*(page.context.close() for page in [sender, *wards]))
 
 
-async def test_direct_messages_typing_edit_retract(server: RunningServer, city: DemoCity,
-                                                   browser: Any) -> None:
+async def test_direct_messages_typing_edit_retract(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     token = await server.login("ward001", "demo-password-1")
     async with server.http(token) as api:
-        created = await api.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.ward_user_ids[1]]})
+        created = await api.post(
+            "/api/v1/channels", json={"kind": "direct", "member_ids": [city.ward_user_ids[1]]}
+        )
         assert created.status_code == 201, created.text
         channel_id = created.json()["id"]
     _, one = await signed_in(server, browser, "ward001")
@@ -134,20 +141,28 @@ async def test_direct_messages_typing_edit_retract(server: RunningServer, city: 
     await two.press("#message-input", "Enter")
     await one.wait_for_selector("#message-list .message:not(.mine):has-text('Đã nhận')")
     # An attachment: uploaded with the message, opened by name on the other side.
-    await one.set_input_files("#message-file", files=[{
-        "name": "cong-van-12.pdf", "mimeType": "application/pdf", "buffer": council_pdf(1)}])
+    await one.set_input_files(
+        "#message-file",
+        files=[
+            {"name": "cong-van-12.pdf", "mimeType": "application/pdf", "buffer": council_pdf(1)}
+        ],
+    )
     await one.fill("#message-input", "Công văn kèm theo")
     await one.press("#message-input", "Enter")
     await two.wait_for_selector(
-        "#message-list .message button[data-file]:has-text('cong-van-12.pdf')")
+        "#message-list .message button[data-file]:has-text('cong-van-12.pdf')"
+    )
     # Edit, then retract: the other side sees both live.
     first = one.locator("#message-list .message.mine").first
     await first.locator("button", has_text="Sửa").click()
     await one.fill("dialog textarea", "Chào đồng chí, xin xác nhận công văn số 12.")
     await one.click("dialog button[type=submit]")
     await two.wait_for_selector("#message-list .message:has-text('công văn số 12')")
-    await one.locator("#message-list .message.mine").first.locator(
-        "button", has_text="Thu hồi").click()
+    await (
+        one.locator("#message-list .message.mine")
+        .first.locator("button", has_text="Thu hồi")
+        .click()
+    )
     await two.wait_for_selector("#message-list .message.retracted")
     await shot(two, "chat-direct-portrait")
     # A group: picked from another unit in the dialog; it appears live on the other side.

@@ -107,13 +107,13 @@ async def run_for(page: Any, ms: int, step: int = 100, settle: bool = False) -> 
             await asyncio.sleep(0.02)
 
 
-async def test_dead_link_and_restart(server: RunningServer, city: DemoCity,
-                                     browser: Any) -> None:
+async def test_dead_link_and_restart(server: RunningServer, city: DemoCity, browser: Any) -> None:
     meeting_id, _, _ = await prepare_meeting(server, city)
     relay = Relay(int(server.url.rsplit(":", 1)[1]))
     await relay.start()
-    context, page = await signed_in(server, browser, "delegate001",
-                                    viewport={"width": 1280, "height": 800})
+    context, page = await signed_in(
+        server, browser, "delegate001", viewport={"width": 1280, "height": 800}
+    )
     try:
         await context.add_init_script(COUNT_SOCKETS)
         await page.clock.install()
@@ -159,20 +159,28 @@ async def test_dead_link_and_restart(server: RunningServer, city: DemoCity,
 
 
 async def test_ballot_with_a_lost_answer_is_resent_with_the_same_key(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, chair_token = await prepare_meeting(server, city)
     async with server.http(chair_token) as api:
         assert (await api.post(f"/api/v1/meetings/{meeting_id}/start")).status_code == 200
-    context, page = await signed_in(server, browser, "delegate001",
-                                    viewport={"width": 800, "height": 1280})
+    context, page = await signed_in(
+        server, browser, "delegate001", viewport={"width": 800, "height": 1280}
+    )
     await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
     await wait_online(page)
     await page.click("#check-in")
     await page.wait_for_selector("#check-in[aria-pressed=true]")
     async with server.http(chair_token) as api:
-        created = await api.post(f"/api/v1/meetings/{meeting_id}/polls", json={
-            "title": "Thông qua Nghị quyết", "kind": "yes_no_abstain", "secret": True,
-            "rule": "majority_of_members"})
+        created = await api.post(
+            f"/api/v1/meetings/{meeting_id}/polls",
+            json={
+                "title": "Thông qua Nghị quyết",
+                "kind": "yes_no_abstain",
+                "secret": True,
+                "rule": "majority_of_members",
+            },
+        )
         poll_id = created.json()["id"]
         assert (await api.post(f"/api/v1/polls/{poll_id}/open")).status_code == 200
 

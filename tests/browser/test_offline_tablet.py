@@ -24,12 +24,14 @@ LANDSCAPE = {"width": 1280, "height": 800}
 
 async def second_document(server: RunningServer, chair: str, meeting_id: int) -> tuple[int, int]:
     async with server.http(chair) as api:
-        upload = await api.post("/api/v1/files",
-                                files={"file": ("bao-cao.pdf", council_pdf(3), "application/pdf")})
+        upload = await api.post(
+            "/api/v1/files", files={"file": ("bao-cao.pdf", council_pdf(3), "application/pdf")}
+        )
         assert upload.status_code == 201, upload.text
-        item = await api.post(f"/api/v1/meetings/{meeting_id}/agenda",
-                              json={"title": "Báo cáo kinh tế - xã hội",
-                                    "document_ids": [upload.json()["id"]]})
+        item = await api.post(
+            f"/api/v1/meetings/{meeting_id}/agenda",
+            json={"title": "Báo cáo kinh tế - xã hội", "document_ids": [upload.json()["id"]]},
+        )
         assert item.status_code == 201, item.text
     return int(upload.json()["id"]), int(item.json()["id"])
 
@@ -44,7 +46,8 @@ async def read_through(page: Any, file_id: int, pages: int) -> None:
 
 @pytest.mark.parametrize("viewport", [PORTRAIT, LANDSCAPE], ids=["portrait", "landscape"])
 async def test_read_and_annotate_offline_then_follow_the_chair(
-        server: RunningServer, city: DemoCity, browser: Any, viewport: dict[str, int]) -> None:
+    server: RunningServer, city: DemoCity, browser: Any, viewport: dict[str, int]
+) -> None:
     meeting_id, first_id, chair = await prepare_meeting(server, city)
     second_id, _ = await second_document(server, chair, meeting_id)
     context, page = await signed_in(server, browser, "delegate001", viewport=viewport)
@@ -95,16 +98,18 @@ async def test_read_and_annotate_offline_then_follow_the_chair(
         item_id = state["agenda"][0]["id"]
         started = await api.post(f"/api/v1/meetings/{meeting_id}/start")
         assert started.status_code in (200, 204), started.text
-        shown = await api.post(f"/api/v1/meetings/{meeting_id}/presentation",
-                               json={"agenda_item_id": item_id, "document_id": first_id,
-                                     "page": 4})
+        shown = await api.post(
+            f"/api/v1/meetings/{meeting_id}/presentation",
+            json={"agenda_item_id": item_id, "document_id": first_id, "page": 4},
+        )
         assert shown.status_code in (200, 201, 204), shown.text
     await page.wait_for_selector(f"#viewer[data-file='{first_id}'][data-shown-page='4']")
     assert page.js_errors == []
 
 
 async def test_the_ballot_screen_says_voting_is_never_offline(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, chair = await prepare_meeting(server, city)
     context, page = await signed_in(server, browser, "delegate001", viewport=LANDSCAPE)
     await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
@@ -115,8 +120,9 @@ async def test_the_ballot_screen_says_voting_is_never_offline(
     await page.click("#check-in")
     await page.wait_for_selector("#check-in[aria-pressed=true]")
     async with server.http(chair) as api:
-        poll = await api.post(f"/api/v1/meetings/{meeting_id}/polls",
-                              json={"title": "Thông qua Nghị quyết"})
+        poll = await api.post(
+            f"/api/v1/meetings/{meeting_id}/polls", json={"title": "Thông qua Nghị quyết"}
+        )
         assert poll.status_code == 201, poll.text
         opened = await api.post(f"/api/v1/polls/{poll.json()['id']}/open")
         assert opened.status_code in (200, 204), opened.text
@@ -133,7 +139,8 @@ async def test_the_ballot_screen_says_voting_is_never_offline(
 
 
 async def test_sign_out_removes_the_offline_copies(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, _ = await prepare_meeting(server, city)
     _, page = await signed_in(server, browser, "delegate001", viewport=LANDSCAPE)
     await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
@@ -146,15 +153,19 @@ async def test_sign_out_removes_the_offline_copies(
     await page.wait_for_url(f"{server.url}/app/")
     assert await page.evaluate(kept) == []
     assert not await page.evaluate(
-        "Object.keys(localStorage).some((k) => k.startsWith('dh.offline.'))")
+        "Object.keys(localStorage).some((k) => k.startsWith('dh.offline.'))"
+    )
 
 
-PAGES_CACHED = ("async () => { const c = await caches.open('dh-delegate-pages');"
-                " return (await c.keys()).length; }")
+PAGES_CACHED = (
+    "async () => { const c = await caches.open('dh-delegate-pages');"
+    " return (await c.keys()).length; }"
+)
 
 
 async def test_publishing_downloads_the_documents_to_every_open_tablet(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, first_id, chair = await prepare_meeting(server, city)
     second_id, _ = await second_document(server, chair, meeting_id)
     # The delegate's tablet is on, on the list of meetings: nothing of this one is open.
@@ -169,7 +180,8 @@ async def test_publishing_downloads_the_documents_to_every_open_tablet(
     await secretary.wait_for_selector("#publish")
     await secretary.click("#publish")
     await tablet.wait_for_selector(
-        f"#preload-status[data-meeting='{meeting_id}'][data-done='2'][data-total='2']")
+        f"#preload-status[data-meeting='{meeting_id}'][data-done='2'][data-total='2']"
+    )
     assert "2/2" in await tablet.text_content("#preload-status")
     # Every page of both documents (5 + 3) is on the device, and the meeting never opened.
     assert await tablet.evaluate(PAGES_CACHED) == 8
@@ -181,11 +193,16 @@ async def test_publishing_downloads_the_documents_to_every_open_tablet(
     await secretary.click("#preload-all")
     await secretary.wait_for_selector(".toast:has-text('tải trước')")
     await tablet.wait_for_function(
-        "async () => (await (await caches.open('dh-delegate-pages')).keys()).length === 8")
+        "async () => (await (await caches.open('dh-delegate-pages')).keys()).length === 8"
+    )
     await tablet.wait_for_selector(
-        f"#preload-status[data-meeting='{meeting_id}'][data-done='2'][data-total='2']")
+        f"#preload-status[data-meeting='{meeting_id}'][data-done='2'][data-total='2']"
+    )
     for file_id in (first_id, second_id):
-        assert f"/files/{file_id}/pages/" in " ".join(await tablet.evaluate(
-            "async () => (await (await caches.open('dh-delegate-pages')).keys())"
-            ".map((r) => r.url)"))
+        assert f"/files/{file_id}/pages/" in " ".join(
+            await tablet.evaluate(
+                "async () => (await (await caches.open('dh-delegate-pages')).keys())"
+                ".map((r) => r.url)"
+            )
+        )
     assert tablet.js_errors == [] and secretary.js_errors == []

@@ -16,8 +16,12 @@ from tests.harness import RunningServer
 from tests.oidc_provider import CITY_PASSWORD, Provider, sso_server
 
 pytestmark = pytest.mark.browser
-SIZES = {"chair": {"width": 1440, "height": 900}, "tablet": {"width": 1280, "height": 800},
-         "portrait": {"width": 800, "height": 1280}, "projector": {"width": 1920, "height": 1080}}
+SIZES = {
+    "chair": {"width": 1440, "height": 900},
+    "tablet": {"width": 1280, "height": 800},
+    "portrait": {"width": 800, "height": 1280},
+    "projector": {"width": 1920, "height": 1080},
+}
 
 
 @pytest.fixture
@@ -75,7 +79,8 @@ async def test_unknown_account_is_refused_on_the_sign_in_page(
     error = page.locator("#login-error")
     await error.wait_for(state="visible")
     await page.wait_for_function(
-        "() => document.getElementById('login-error').textContent.length > 0")
+        "() => document.getElementById('login-error').textContent.length > 0"
+    )
     assert "Không có tài khoản" in await error.inner_text()
     assert await page.evaluate("localStorage.getItem('dh.token')") is None
     # The fragment is gone from the address once read.

@@ -19,12 +19,16 @@ DESKTOP = {"width": 1440, "height": 900}
 
 async def item_titles(page: Any) -> list[str]:
     titles: list[str] = await page.eval_on_selector_all(
-        "#agenda-edit > li > .item-head .item-title", "(els) => els.map((e) => e.textContent)")
+        "#agenda-edit > li > .item-head .item-title", "(els) => els.map((e) => e.textContent)"
+    )
     return titles
 
 
 async def test_secretary_prepares_and_the_chair_opens_the_prepared_poll(
-    server: RunningServer, city: DemoCity, browser: Any, tmp_path: Path,
+    server: RunningServer,
+    city: DemoCity,
+    browser: Any,
+    tmp_path: Path,
 ) -> None:
     _, page = await signed_in(server, browser, "secretary", viewport=DESKTOP)
     await page.goto(f"{server.url}/app/prepare/#new")
@@ -54,8 +58,11 @@ async def test_secretary_prepares_and_the_chair_opens_the_prepared_poll(
     meeting_id = int(page.url.rsplit("/", 1)[1])
 
     # Three items; the third moves up by a button.
-    for title, minutes in (("Khai mạc", "10"), ("Tờ trình dự toán ngân sách năm 2027", "45"),
-                           ("Chất vấn", "60")):
+    for title, minutes in (
+        ("Khai mạc", "10"),
+        ("Tờ trình dự toán ngân sách năm 2027", "45"),
+        ("Chất vấn", "60"),
+    ):
         await page.fill("#agenda-title", title)
         await page.fill("#agenda-minutes", minutes)
         await page.click("#agenda-add")
@@ -64,9 +71,13 @@ async def test_secretary_prepares_and_the_chair_opens_the_prepared_poll(
     await third.locator("button.up").click()
     await page.wait_for_function(
         "() => document.querySelectorAll('#agenda-edit > li .item-title')[1]?.textContent"
-        " === 'Chất vấn'")
-    assert await item_titles(page) == ["Khai mạc", "Chất vấn",
-                                       "Tờ trình dự toán ngân sách năm 2027"]
+        " === 'Chất vấn'"
+    )
+    assert await item_titles(page) == [
+        "Khai mạc",
+        "Chất vấn",
+        "Tờ trình dự toán ngân sách năm 2027",
+    ]
 
     # Two PDFs at once on the budget item.
     one, two = tmp_path / "to-trinh.pdf", tmp_path / "du-thao-nghi-quyet.pdf"
@@ -76,7 +87,8 @@ async def test_secretary_prepares_and_the_chair_opens_the_prepared_poll(
     await budget.locator("input.docs-input").set_input_files([str(one), str(two)])
     await page.wait_for_function(
         "() => document.querySelectorAll('#agenda-edit > li')[2]?.querySelectorAll('.docs li')"
-        ".length === 2")
+        ".length === 2"
+    )
 
     # A secret poll on that item, prepared in advance; then publish.
     await page.fill("#poll-title", "Thông qua Nghị quyết về dự toán ngân sách năm 2027")
@@ -111,7 +123,10 @@ async def test_secretary_prepares_and_the_chair_opens_the_prepared_poll(
 
 @pytest.mark.parametrize("who", ["delegate001", "ward001"])
 async def test_prepare_page_refuses_delegates_and_clerks(
-    server: RunningServer, city: DemoCity, browser: Any, who: str,
+    server: RunningServer,
+    city: DemoCity,
+    browser: Any,
+    who: str,
 ) -> None:
     _, page = await signed_in(server, browser, who, viewport=DESKTOP)
     await page.goto(f"{server.url}/app/prepare/")

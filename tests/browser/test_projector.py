@@ -41,8 +41,10 @@ async def test_projector_states(make_server: MakeServer, browser: Any) -> None:
     async with server.http(chair) as api:
         assert (await api.post(base + "/start")).status_code == 200
         item_id = (await api.get(base)).json()["agenda"][0]["id"]
-        await api.post(base + "/presentation", json={
-            "agenda_item_id": item_id, "document_id": file_id, "page": 2})
+        await api.post(
+            base + "/presentation",
+            json={"agenda_item_id": item_id, "document_id": file_id, "page": 2},
+        )
     await projector.wait_for_selector("#proj-page[data-page='2'] img")
     await view(projector, "presenting")
     await shot(projector, "projector-2-presenting")
@@ -62,9 +64,17 @@ async def test_projector_states(make_server: MakeServer, browser: Any) -> None:
     await shot(projector, "projector-3-speaker-timer")
 
     async with server.http(chair) as api:
-        poll = (await api.post(base + "/polls", json={
-            "title": "Thông qua Nghị quyết về dự toán ngân sách năm 2027",
-            "kind": "yes_no_abstain", "secret": True, "rule": "majority_of_members"})).json()
+        poll = (
+            await api.post(
+                base + "/polls",
+                json={
+                    "title": "Thông qua Nghị quyết về dự toán ngân sách năm 2027",
+                    "kind": "yes_no_abstain",
+                    "secret": True,
+                    "rule": "majority_of_members",
+                },
+            )
+        ).json()
         await api.post(f"/api/v1/polls/{poll['id']}/open")
     await view(projector, "vote")
     overlay = projector.locator(".proj-vote")
@@ -72,8 +82,10 @@ async def test_projector_states(make_server: MakeServer, browser: Any) -> None:
     assert "Quá nửa tổng số đại biểu" in await overlay.inner_text()
     for n, token in enumerate(voters[:2]):
         async with server.http(token) as api:
-            answer = await api.post(f"/api/v1/polls/{poll['id']}/ballots", json={
-                "choice": "yes", "idempotency_key": f"projector-ballot-{n:04d}"})
+            answer = await api.post(
+                f"/api/v1/polls/{poll['id']}/ballots",
+                json={"choice": "yes", "idempotency_key": f"projector-ballot-{n:04d}"},
+            )
             assert answer.status_code == 201, answer.text
     await projector.wait_for_selector("#proj-count:has-text('Đã bỏ phiếu: 2/4')")
     text = await overlay.inner_text()

@@ -24,12 +24,12 @@ async def emit(server: RunningServer, topic: str, count: int, start: int) -> Non
 
 async def seen(page: Any, topic: str) -> list[str]:
     events: list[str] = await page.evaluate(
-        "(topic) => window.dhEvents.filter((e) => e.startsWith(topic + '#'))", topic)
+        "(topic) => window.dhEvents.filter((e) => e.startsWith(topic + '#'))", topic
+    )
     return events
 
 
-async def test_login_reload_logout(server: RunningServer, city: DemoCity,
-                                   browser: Any) -> None:
+async def test_login_reload_logout(server: RunningServer, city: DemoCity, browser: Any) -> None:
     context = await browser.new_context(viewport={"width": 1024, "height": 768})
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -68,9 +68,15 @@ async def test_login_reload_logout(server: RunningServer, city: DemoCity,
 
 async def issue(server: RunningServer, token: str, unit_id: int, title: str) -> int:
     async with server.http(token) as api:
-        response = await api.post("/api/v1/directives", json={
-            "title": title, "body": "Nội dung chỉ đạo.", "urgency": "urgent",
-            "targets": {"unit_ids": [unit_id], "include_descendants": False}})
+        response = await api.post(
+            "/api/v1/directives",
+            json={
+                "title": title,
+                "body": "Nội dung chỉ đạo.",
+                "urgency": "urgent",
+                "targets": {"unit_ids": [unit_id], "include_descendants": False},
+            },
+        )
     assert response.status_code == 201, response.text
     directive_id: int = response.json()["id"]
     return directive_id
@@ -84,8 +90,9 @@ async def delivered(server: RunningServer, token: str, directive_id: int) -> int
     return count
 
 
-async def test_offline_then_catch_up_exactly_once(server: RunningServer, city: DemoCity,
-                                                  browser: Any) -> None:
+async def test_offline_then_catch_up_exactly_once(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     standing = await server.login("standing", DEMO_PASSWORD)
     unit_id = city.commune_unit_ids[0]
     context, page = await signed_in(server, browser, "ward001")
@@ -109,7 +116,8 @@ async def test_offline_then_catch_up_exactly_once(server: RunningServer, city: D
     for directive_id in (second, third):
         await page.wait_for_selector(f"#inbox-list li[data-directive='{directive_id}']")
     await page.wait_for_function(
-        "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length >= 7", arg=topic)
+        "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length >= 7", arg=topic
+    )
     assert await page.locator("#inbox-list li").count() == 3
     assert await seen(page, topic) == [f"{topic}#{n}" for n in range(1, 8)]
     # The client confirmed what it caught up on: the directives are now delivered.
@@ -124,7 +132,8 @@ async def test_offline_then_catch_up_exactly_once(server: RunningServer, city: D
     await wait_online(page)
     await emit(server, topic, 1, 8)
     await page.wait_for_function(
-        "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length >= 1", arg=topic)
+        "(t) => window.dhEvents.filter((e) => e.startsWith(t + '#')).length >= 1", arg=topic
+    )
     assert await seen(page, topic) == [f"{topic}#8"]
 
     # History pruned while offline: the server says reset, the page reloads over REST.

@@ -23,22 +23,31 @@ pytestmark = pytest.mark.browser
 async def _issue(server: RunningServer, city: DemoCity) -> int:
     token = await server.login("standing", DEMO_PASSWORD)
     async with server.http(token) as api:
-        response = await api.post("/api/v1/directives", json={
-            "title": "Hỏa tốc: kiểm tra đê điều trước lũ",
-            "body": "Các đơn vị báo cáo tình trạng đê trong ngày.",
-            "urgency": "express", "ack_required": True,
-            "targets": {"unit_ids": city.commune_unit_ids[:2], "include_descendants": False}})
+        response = await api.post(
+            "/api/v1/directives",
+            json={
+                "title": "Hỏa tốc: kiểm tra đê điều trước lũ",
+                "body": "Các đơn vị báo cáo tình trạng đê trong ngày.",
+                "urgency": "express",
+                "ack_required": True,
+                "targets": {"unit_ids": city.commune_unit_ids[:2], "include_descendants": False},
+            },
+        )
     assert response.status_code == 201, response.text
     directive_id: int = response.json()["id"]
     return directive_id
 
 
-async def _receipt(server: RunningServer, directive_id: int,
-                   user_id: int) -> DirectiveRecipient:
+async def _receipt(server: RunningServer, directive_id: int, user_id: int) -> DirectiveRecipient:
     async with server.ctx.read() as session:
-        return (await session.execute(select(DirectiveRecipient).where(
-            DirectiveRecipient.directive_id == directive_id,
-            DirectiveRecipient.user_id == user_id))).scalar_one()
+        return (
+            await session.execute(
+                select(DirectiveRecipient).where(
+                    DirectiveRecipient.directive_id == directive_id,
+                    DirectiveRecipient.user_id == user_id,
+                )
+            )
+        ).scalar_one()
 
 
 def _posts(page: Any) -> list[str]:
@@ -47,15 +56,20 @@ def _posts(page: Any) -> list[str]:
     return posts
 
 
-async def test_acknowledge_goes_over_the_socket(server: RunningServer, city: DemoCity,
-                                                browser: Any) -> None:
+async def test_acknowledge_goes_over_the_socket(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     directive_id = await _issue(server, city)
     _, page = await signed_in(server, browser, "ward001")
     frames: list[dict[str, Any]] = []
 
     def on_socket(ws: Any) -> None:
-        ws.on("framesent", lambda payload: frames.append(json.loads(payload))
-              if isinstance(payload, str) else None)
+        ws.on(
+            "framesent",
+            lambda payload: (
+                frames.append(json.loads(payload)) if isinstance(payload, str) else None
+            ),
+        )
 
     page.on("websocket", on_socket)
     posts = _posts(page)
@@ -77,8 +91,9 @@ async def test_acknowledge_goes_over_the_socket(server: RunningServer, city: Dem
     await page.context.close()
 
 
-async def test_acknowledge_falls_back_to_http(server: RunningServer, city: DemoCity,
-                                              browser: Any) -> None:
+async def test_acknowledge_falls_back_to_http(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     directive_id = await _issue(server, city)
     _, page = await signed_in(server, browser, "ward002")
     closing: set[asyncio.Task[None]] = set()

@@ -21,20 +21,28 @@ async def prepare_meeting(server: RunningServer, city: DemoCity) -> tuple[int, i
     """A scheduled meeting: the chair and three delegates, one agenda item with a PDF."""
     chair = await server.login("chair", "demo-password-1")
     async with server.http(chair) as api:
-        upload = await api.post("/api/v1/files",
-                                files={"file": ("to-trinh.pdf", council_pdf(5), "application/pdf")})
+        upload = await api.post(
+            "/api/v1/files", files={"file": ("to-trinh.pdf", council_pdf(5), "application/pdf")}
+        )
         assert upload.status_code == 201, upload.text
         file_id = upload.json()["id"]
-        created = await api.post("/api/v1/meetings", json={
-            "title": "Kỳ họp thứ 12 — HĐND thành phố", "starts_at": "2026-11-23T08:00:00+07:00",
-            "place": "Hội trường Diên Hồng", "chair_ids": [city.chair_id],
-            "delegate_ids": city.delegate_ids[:3], "secretary_ids": [city.secretary_id],
-        })
+        created = await api.post(
+            "/api/v1/meetings",
+            json={
+                "title": "Kỳ họp thứ 12 — HĐND thành phố",
+                "starts_at": "2026-11-23T08:00:00+07:00",
+                "place": "Hội trường Diên Hồng",
+                "chair_ids": [city.chair_id],
+                "delegate_ids": city.delegate_ids[:3],
+                "secretary_ids": [city.secretary_id],
+            },
+        )
         assert created.status_code == 201, created.text
         meeting_id = created.json()["id"]
-        item = await api.post(f"/api/v1/meetings/{meeting_id}/agenda",
-                              json={"title": "Tờ trình về dự toán ngân sách năm 2027",
-                                    "document_ids": [file_id]})
+        item = await api.post(
+            f"/api/v1/meetings/{meeting_id}/agenda",
+            json={"title": "Tờ trình về dự toán ngân sách năm 2027", "document_ids": [file_id]},
+        )
         assert item.status_code == 201, item.text
     return meeting_id, file_id, chair
 
@@ -60,7 +68,9 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
         await page.wait_for_selector("#check-in[aria-pressed=true]")
         await chair.wait_for_function(
             "(n) => document.querySelector('#quorum .progress[role=progressbar]')"
-            "?.getAttribute('aria-valuenow') === String(n)", arg=count)
+            "?.getAttribute('aria-valuenow') === String(n)",
+            arg=count,
+        )
     assert "3/3" in await chair.inner_text("#quorum-text")
 
     # The chair presents page 3: every tablet in follow mode turns to it.
@@ -85,8 +95,9 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
         assert (await page.inner_text("#current-speaker")).strip() == name
 
     # The projector shows the presented page and the speaker.
-    _, projector = await signed_in(server, browser, "secretary",
-                                   viewport={"width": 1280, "height": 720})
+    _, projector = await signed_in(
+        server, browser, "secretary", viewport={"width": 1280, "height": 720}
+    )
     await projector.goto(f"{server.url}/app/projector/#meeting/{meeting_id}")
     await projector.wait_for_selector("#proj-page[data-page='3'] img")
     await projector.wait_for_selector("#proj-timer:not(:empty)")
@@ -135,7 +146,8 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
     await shot(delegates[2], "delegate-receipt-phone")
     await chair.wait_for_function(
         "() => document.querySelector('#poll-list li[data-state=open] .verdict')"
-        "?.textContent.includes('3/')")
+        "?.textContent.includes('3/')"
+    )
     await chair.click("#poll-list button[data-action=close]")
     await chair.click("dialog button[type=submit]")
     await projector.wait_for_selector(".proj-result")
@@ -147,8 +159,10 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
     tally = detail["result"]["tally"]
     assert tally["yes"] == 2 and tally["no"] == 1
     shown = await projector.eval_on_selector_all(
-        ".proj-result li", "(lis) => lis.map((li) => [li.dataset.choice, "
-        "Number(li.querySelector('.count').textContent)])")
+        ".proj-result li",
+        "(lis) => lis.map((li) => [li.dataset.choice, "
+        "Number(li.querySelector('.count').textContent)])",
+    )
     assert {choice: n for choice, n in shown} == {k: v for k, v in tally.items()}
     for page in delegates:
         await page.wait_for_selector("#poll-result")

@@ -40,7 +40,8 @@ async def new_poll(server: RunningServer, meeting_id: int, **body: Any) -> int:
 
 
 async def test_lifecycle_offers_only_allowed_acts_and_confirms_closing(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, _ = await prepare_meeting(server, city)
     _, chair = await signed_in(server, browser, "chair", viewport=CHAIR)
     await chair.goto(f"{server.url}/app/chair/#meeting/{meeting_id}")
@@ -69,7 +70,8 @@ async def test_lifecycle_offers_only_allowed_acts_and_confirms_closing(
 
 
 async def test_poll_display_base_percentages_election_and_chair_vote(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, _ = await prepare_meeting(server, city)
     async with await as_user(server, "chair") as api:
         assert (await api.post(f"/api/v1/meetings/{meeting_id}/start")).status_code == 200
@@ -86,8 +88,14 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
 
     # A secret resolution vote under "more than half of all delegates" (4 members: the chair
     # and three delegates, two of them present).
-    poll_id = await new_poll(server, meeting_id, title="Nghị quyết dự toán 2027",
-                             kind="yes_no_abstain", secret=True, rule="majority_of_members")
+    poll_id = await new_poll(
+        server,
+        meeting_id,
+        title="Nghị quyết dự toán 2027",
+        kind="yes_no_abstain",
+        secret=True,
+        rule="majority_of_members",
+    )
     for page in (one, two):
         await page.wait_for_selector(".poll-card[data-state=open] .secrecy[data-secret='1']")
         assert "Bỏ phiếu kín" in await page.inner_text(".poll-card .secrecy")
@@ -100,7 +108,8 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
     # The chair's count reads against all delegates, with a percentage.
     progress = chair.locator(f"#poll-cast-{poll_id}")
     await chair.wait_for_function(
-        f"() => document.querySelector('#poll-cast-{poll_id}')?.textContent.includes('1/4')")
+        f"() => document.querySelector('#poll-cast-{poll_id}')?.textContent.includes('1/4')"
+    )
     text = await progress.inner_text()
     assert "tổng số đại biểu" in text and "25 %" in text
     # The chair votes from the panel (checking in first).
@@ -109,7 +118,8 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
     await chair.click("#chair-vote-confirm")
     await chair.wait_for_selector("#chair-receipt")
     await chair.wait_for_function(
-        f"() => document.querySelector('#poll-cast-{poll_id}')?.textContent.includes('2/4')")
+        f"() => document.querySelector('#poll-cast-{poll_id}')?.textContent.includes('2/4')"
+    )
     # Closing the vote asks first and names the consequence.
     await chair.click(f"#poll-list li[data-poll='{poll_id}'] button[data-action=close]")
     assert "Không thể hoàn tác" in await chair.inner_text("dialog #confirm-consequence")
@@ -121,18 +131,26 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
     # The delegate who dismissed the receipt sees the result; so does the one who did not vote.
     for page in (one, two):
         await page.wait_for_selector(
-            f".poll-card[data-poll='{poll_id}'][data-state=closed] #poll-result")
+            f".poll-card[data-poll='{poll_id}'][data-state=closed] #poll-result"
+        )
         assert "THÔNG QUA" in await page.inner_text("#poll-result .verdict")
         await page.click("#poll-dismiss")
 
     # An election: one result per candidate.
-    election = await new_poll(server, meeting_id, title="Bầu Ủy viên Ban Pháp chế",
-                              kind="choice", options=["Nguyễn Văn An", "Trần Thị Bình",
-                                                      "Lê Hoàng Cường"],
-                              max_choices=2, secret=False, rule="majority_of_cast")
+    election = await new_poll(
+        server,
+        meeting_id,
+        title="Bầu Ủy viên Ban Pháp chế",
+        kind="choice",
+        options=["Nguyễn Văn An", "Trần Thị Bình", "Lê Hoàng Cường"],
+        max_choices=2,
+        secret=False,
+        rule="majority_of_cast",
+    )
     for page in (one, two):
         await page.wait_for_selector(
-            f".poll-card[data-poll='{election}'] .secrecy[data-secret='0']")
+            f".poll-card[data-poll='{election}'] .secrecy[data-secret='0']"
+        )
         assert "công khai" in await page.inner_text(".poll-card .secrecy")
         await page.click(".vote-buttons button:has-text('Nguyễn Văn An')")
         await page.click(".poll-card .btn-primary:has-text('Xác nhận')")
@@ -144,9 +162,13 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
     await rows.first.wait_for()
     verdicts = await rows.evaluate_all(
         "(lis) => lis.map((li) => [li.dataset.choice, li.querySelector('[data-verdict]')"
-        "?.dataset.verdict])")
-    assert verdicts == [["Nguyễn Văn An", "elected"], ["Trần Thị Bình", "not_elected"],
-                        ["Lê Hoàng Cường", "not_elected"]]
+        "?.dataset.verdict])"
+    )
+    assert verdicts == [
+        ["Nguyễn Văn An", "elected"],
+        ["Trần Thị Bình", "not_elected"],
+        ["Lê Hoàng Cường", "not_elected"],
+    ]
     # No single "KHÔNG THÔNG QUA" for the whole election.
     whole = chair.locator(f"#poll-list li[data-poll='{election}'] .verdict.rejected")
     assert await whole.count() == 0
@@ -156,7 +178,8 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
 
 
 async def test_sign_out_leaves_no_ballot_and_secret_choice_never_stored(
-        server: RunningServer, city: DemoCity, browser: Any) -> None:
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
     meeting_id, _, _ = await prepare_meeting(server, city)
     async with await as_user(server, "chair") as api:
         assert (await api.post(f"/api/v1/meetings/{meeting_id}/start")).status_code == 200
@@ -170,13 +193,20 @@ async def test_sign_out_leaves_no_ballot_and_secret_choice_never_stored(
     await wait_online(tablet)
     await tablet.click("#check-in")
     await tablet.wait_for_selector("#check-in[aria-pressed=true]")
-    await new_poll(server, meeting_id, title="Miễn nhiệm", kind="yes_no_abstain", secret=True,
-                   rule="two_thirds_of_members")
+    await new_poll(
+        server,
+        meeting_id,
+        title="Miễn nhiệm",
+        kind="yes_no_abstain",
+        secret=True,
+        rule="two_thirds_of_members",
+    )
     await tablet.click(".vote-buttons button[data-choice=no]")
     await tablet.click("#vote-confirm")
     await tablet.wait_for_selector("#receipt")
     stored = await tablet.evaluate(
-        "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])")
+        "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+    )
     assert "dh.ballots" in stored and '"no"' not in stored and "choice" not in stored
     # The receipt is still there after a reload (same tab).
     await tablet.reload()
@@ -186,6 +216,7 @@ async def test_sign_out_leaves_no_ballot_and_secret_choice_never_stored(
     await tablet.wait_for_selector("#login-form")
     leftover = await tablet.evaluate(
         "() => [...Object.keys(localStorage), ...Object.keys(sessionStorage)]"
-        ".filter((k) => k.startsWith('dh.') && k !== 'dh.lang')")
+        ".filter((k) => k.startsWith('dh.') && k !== 'dh.lang')"
+    )
     assert leftover == []
     await context.close()

@@ -33,8 +33,12 @@ def test_both_languages_have_every_key() -> None:
         used |= set(re.findall(r"\bt\(\"(\w+)\"", text))
         used |= set(re.findall(r"data-i18n(?:-label|-placeholder|-title)?\": \"(\w+)\"", text))
     for path in STATIC.rglob("*.html"):
-        used |= set(re.findall(r'data-i18n(?:-label|-placeholder|-title)?="(\w+)"',
-                               path.read_text(encoding="utf-8")))
+        used |= set(
+            re.findall(
+                r'data-i18n(?:-label|-placeholder|-title)?="(\w+)"',
+                path.read_text(encoding="utf-8"),
+            )
+        )
     assert used - vi == set()
 
 
@@ -46,8 +50,18 @@ def test_nothing_from_outside_the_server() -> None:
         assert not re.search(r"import[^;]*from\s+['\"](https?:)?//", text), path
 
 
-PAGES = ["", "login/", "chat/", "delegate/", "chair/", "projector/", "admin/", "prepare/", "desk/",
-         "recording/"]
+PAGES = [
+    "",
+    "login/",
+    "chat/",
+    "delegate/",
+    "chair/",
+    "projector/",
+    "admin/",
+    "prepare/",
+    "desk/",
+    "recording/",
+]
 
 
 async def test_pages_and_their_scripts_are_served(server: RunningServer) -> None:

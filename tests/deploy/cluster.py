@@ -43,7 +43,8 @@ NGINX_START_SECS = 20
 
 def nginx_binary() -> str:
     found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+    )
     if found is None:
         if IN_CI:
             raise RuntimeError("nginx is not installed: .ci/run installs it")
@@ -56,19 +57,30 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "fullchain.pem", directory / "privkey.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     key_path.chmod(0o600)
     return cert_path, key_path
 
@@ -78,8 +90,15 @@ def replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def render_conf(node_ports: list[int], http_port: int, https_port: int, cert: Path,
-                key: Path, cache: Path, files: Path) -> str:
+def render_conf(
+    node_ports: list[int],
+    http_port: int,
+    https_port: int,
+    cert: Path,
+    key: Path,
+    cache: Path,
+    files: Path,
+) -> str:
     """The deploy configuration with only its addresses, ports and paths replaced."""
     text = NGINX_CONF.read_text()
     # Each node is listed in every upstream (the media one routes by meeting).
@@ -101,15 +120,19 @@ def render_conf(node_ports: list[int], http_port: int, https_port: int, cert: Pa
 def main_conf(prefix: Path, site: Path) -> str:
     """What Debian's /etc/nginx/nginx.conf gives the site, with every path in ``prefix``."""
     user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
-    temps = "\n".join(f"    {kind}_temp_path {prefix / kind};"
-                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return (f"{user}worker_processes 1;\npid {prefix / 'nginx.pid'};\n"
-            f"error_log {prefix / 'error.log'} warn;\n"
-            "events { worker_connections 1024; }\n"
-            "http {\n    include /etc/nginx/mime.types;\n"
-            "    default_type application/octet-stream;\n"
-            f"    access_log {prefix / 'access.log'};\n{temps}\n"
-            f"    include {site};\n}}\n")
+    temps = "\n".join(
+        f"    {kind}_temp_path {prefix / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"{user}worker_processes 1;\npid {prefix / 'nginx.pid'};\n"
+        f"error_log {prefix / 'error.log'} warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n    include /etc/nginx/mime.types;\n"
+        "    default_type application/octet-stream;\n"
+        f"    access_log {prefix / 'access.log'};\n{temps}\n"
+        f"    include {site};\n}}\n"
+    )
 
 
 @dataclass
@@ -130,8 +153,7 @@ class Nginx:
 
     def http(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.url, verify=self.ca, headers=headers,
-                                 timeout=30)
+        return httpx.AsyncClient(base_url=self.url, verify=self.ca, headers=headers, timeout=30)
 
     def log(self) -> str:
         path = self.prefix / "error.log"
@@ -144,19 +166,41 @@ async def start_nginx(prefix: Path, node_ports: list[int], data_dir: Path) -> Ng
     cert, key = self_signed(prefix)
     http_port, https_port = free_port(), free_port()
     site = prefix / "dienhong.conf"
-    site.write_text(render_conf(node_ports, http_port, https_port, cert, key,
-                                prefix / "cache", data_dir / "files"))
+    site.write_text(
+        render_conf(
+            node_ports, http_port, https_port, cert, key, prefix / "cache", data_dir / "files"
+        )
+    )
     conf = prefix / "nginx.conf"
     conf.write_text(main_conf(prefix, site))
     check = await asyncio.create_subprocess_exec(
-        binary, "-t", "-q", "-e", str(prefix / "error.log"), "-p", str(prefix), "-c",
-        str(conf), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        binary,
+        "-t",
+        "-q",
+        "-e",
+        str(prefix / "error.log"),
+        "-p",
+        str(prefix),
+        "-c",
+        str(conf),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await check.communicate()
     assert check.returncode == 0, f"nginx -t refused the configuration: {out.decode()}"
     process = await asyncio.create_subprocess_exec(
-        binary, "-e", str(prefix / "error.log"), "-p", str(prefix), "-c", str(conf),
-        "-g", "daemon off;", stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL)
+        binary,
+        "-e",
+        str(prefix / "error.log"),
+        "-p",
+        str(prefix),
+        "-c",
+        str(conf),
+        "-g",
+        "daemon off;",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     ca = ssl.create_default_context(cafile=str(cert))
     nginx = Nginx(process, https_port, http_port, ca, prefix)
     for _ in range(NGINX_START_SECS * 20):
@@ -198,21 +242,27 @@ class Cluster:
 def node_env(data_dir: Path, url: str, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
     env |= {
-        "DIENHONG_DATA_DIR": str(data_dir), "DIENHONG_DATABASE_URL": url,
-        "DIENHONG_REDIS_URL": REDIS_URL, "DIENHONG_REDIS_CHANNEL": f"dh:deploy:{uuid.uuid4()}",
-        "DIENHONG_LOG_SWEEP_INTERVAL_SECS": "0.5", "DIENHONG_LOG_JSON": "false",
+        "DIENHONG_DATA_DIR": str(data_dir),
+        "DIENHONG_DATABASE_URL": url,
+        "DIENHONG_REDIS_URL": REDIS_URL,
+        "DIENHONG_REDIS_CHANNEL": f"dh:deploy:{uuid.uuid4()}",
+        "DIENHONG_LOG_SWEEP_INTERVAL_SECS": "0.5",
+        "DIENHONG_LOG_JSON": "false",
         "DIENHONG_LOG_LEVEL": "WARNING",
     }
     return env | extra
 
 
 @asynccontextmanager
-async def running_cluster(templates: Templates, tmp_path: Path,
-                          extra: dict[str, str]) -> AsyncIterator[Cluster]:
+async def running_cluster(
+    templates: Templates, tmp_path: Path, extra: dict[str, str]
+) -> AsyncIterator[Cluster]:
     """Two nodes (with ``extra`` DIENHONG_* values) and nginx in front of them."""
     if not (PG_URL and REDIS_URL):
-        pytest.skip("nginx in front of two nodes needs PostgreSQL and Redis: set "
-                    "DIENHONG_TEST_DATABASE_URL and DIENHONG_TEST_REDIS_URL (CI does)")
+        pytest.skip(
+            "nginx in front of two nodes needs PostgreSQL and Redis: set "
+            "DIENHONG_TEST_DATABASE_URL and DIENHONG_TEST_REDIS_URL (CI does)"
+        )
     nginx_binary()
     data_dir = tmp_path / "data"
     url = await fresh_database(templates, "postgresql", data_dir)
@@ -231,7 +281,8 @@ async def running_cluster(templates: Templates, tmp_path: Path,
         # Both at once: each spends seconds importing and migrating (nothing to migrate).
         started = await asyncio.gather(
             *(start_node(env, tmp_path / f"node-{name}.log") for name in ("a", "b")),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         nodes.extend(node for node in started if isinstance(node, Node))
         for outcome in started:
             if isinstance(outcome, BaseException):

@@ -18,7 +18,8 @@ def node_settings() -> dict[str, str]:
 
 
 @pytest.fixture
-async def cluster(templates: Templates, tmp_path: Path,
-                  node_settings: dict[str, str]) -> AsyncIterator[Cluster]:
+async def cluster(
+    templates: Templates, tmp_path: Path, node_settings: dict[str, str]
+) -> AsyncIterator[Cluster]:
     async with running_cluster(templates, tmp_path, node_settings) as running:
         yield running

@@ -45,8 +45,9 @@ def node_settings() -> dict[str, str]:
 class RejoiningPeer:
     """One remote tablet: a session at a time, a new one whenever nothing arrives."""
 
-    def __init__(self, cluster: Cluster, token: str, meeting_id: int,
-                 frequency: float | None) -> None:
+    def __init__(
+        self, cluster: Cluster, token: str, meeting_id: int, frequency: float | None
+    ) -> None:
         self.cluster = cluster
         self.token = token
         self.meeting_id = meeting_id
@@ -60,8 +61,9 @@ class RejoiningPeer:
 
     async def _signal(self, sdp: str) -> str:
         async with self.cluster.nginx.http(self.token) as http:
-            answer = await http.post(f"/api/v1/meetings/{self.meeting_id}/media",
-                                     json={"sdp": sdp, "type": "offer"})
+            answer = await http.post(
+                f"/api/v1/meetings/{self.meeting_id}/media", json={"sdp": sdp, "type": "offer"}
+            )
         if answer.status_code != 201:
             raise ConnectionError(f"{answer.status_code} {answer.text[:200]}")
         self.sessions.append(answer.json()["session_id"])
@@ -114,10 +116,12 @@ async def _owner(cluster: Cluster, chair: str, meeting_id: int, session_id: str)
     """Which node holds the session: asked directly, without changing anything (an unmute
     request for an unmuted microphone is refused as 409 where the session is, 404 else)."""
     for index, node in enumerate(cluster.nodes):
-        async with httpx.AsyncClient(base_url=node.url, timeout=10,
-                                     headers={"Authorization": f"Bearer {chair}"}) as http:
+        async with httpx.AsyncClient(
+            base_url=node.url, timeout=10, headers={"Authorization": f"Bearer {chair}"}
+        ) as http:
             answer = await http.post(
-                f"/api/v1/meetings/{meeting_id}/media/{session_id}/unmute-request")
+                f"/api/v1/meetings/{meeting_id}/media/{session_id}/unmute-request"
+            )
         if answer.status_code == 409:
             return index
         assert answer.status_code == 404, answer.text
@@ -138,9 +142,15 @@ async def test_a_restarted_media_node_gets_its_sitting_back(cluster: Cluster) ->
     chair = await login(node, "chair")
     tokens = [await login(node, f"delegate00{n}") for n in (1, 2)]
     async with cluster.nginx.http(chair) as http:
-        created = await http.post("/api/v1/meetings", json={
-            "title": "Phiên họp kết hợp", "starts_at": "2026-11-30T08:00:00+00:00",
-            "chair_ids": [city.chair_id], "delegate_ids": city.delegate_ids[:2]})
+        created = await http.post(
+            "/api/v1/meetings",
+            json={
+                "title": "Phiên họp kết hợp",
+                "starts_at": "2026-11-30T08:00:00+00:00",
+                "chair_ids": [city.chair_id],
+                "delegate_ids": city.delegate_ids[:2],
+            },
+        )
         assert created.status_code == 201, created.text
         meeting_id = int(created.json()["id"])
         assert (await http.post(f"/api/v1/meetings/{meeting_id}/start")).status_code == 200
@@ -150,13 +160,13 @@ async def test_a_restarted_media_node_gets_its_sitting_back(cluster: Cluster) ->
         speaker.start()
         listener.start()
         async with cluster.nginx.http(tokens[0]) as http:
-            asked = await http.post(f"/api/v1/meetings/{meeting_id}/speakers",
-                                    json={"kind": "speech"})
+            asked = await http.post(
+                f"/api/v1/meetings/{meeting_id}/speakers", json={"kind": "speech"}
+            )
             assert asked.status_code == 201, asked.text
         speaker_id = int(asked.json()["id"])
         async with cluster.nginx.http(chair) as http:
-            granted = await http.post(
-                f"/api/v1/meetings/{meeting_id}/speakers/{speaker_id}/grant")
+            granted = await http.post(f"/api/v1/meetings/{meeting_id}/speakers/{speaker_id}/grant")
             assert granted.status_code == 200, granted.text
         await listener.hearing(TONE_HZ)
         assert len(speaker.sessions) == 1 and len(listener.sessions) == 1
@@ -168,8 +178,9 @@ async def test_a_restarted_media_node_gets_its_sitting_back(cluster: Cluster) ->
         old.process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(old.process.wait(), PATIENCE_SECS)
         port = cluster.port_of(old)
-        restarted: Node = await start_node(cluster.env, cluster.tmp / "node-restarted.log",
-                                           port=port)
+        restarted: Node = await start_node(
+            cluster.env, cluster.tmp / "node-restarted.log", port=port
+        )
         cluster.nodes[owner] = restarted
 
         # Both tablets came back by themselves, to the same node, and the floor is heard

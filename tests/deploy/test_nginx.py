@@ -31,8 +31,10 @@ ENV_EXAMPLE = NGINX_CONF.parent.parent / "dienhong.env.example"
 
 @pytest.fixture
 def node_settings() -> dict[str, str]:
-    return {"DIENHONG_ACCEL_REDIRECT_PREFIX": ACCEL_PREFIX,
-            "DIENHONG_ACCEL_REDIRECT_FILES_PREFIX": ACCEL_FILES_PREFIX}
+    return {
+        "DIENHONG_ACCEL_REDIRECT_PREFIX": ACCEL_PREFIX,
+        "DIENHONG_ACCEL_REDIRECT_FILES_PREFIX": ACCEL_FILES_PREFIX,
+    }
 
 
 def env_example(name: str) -> str:
@@ -56,14 +58,15 @@ def directive(name: str) -> str:
 
 
 def size_bytes(value: str) -> int:
-    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     return int(value[:-1]) * units[value[-1].lower()] if value[-1].isalpha() else int(value)
 
 
 async def redirect_of(cluster: Cluster, token: str, path: str) -> str:
     """Asked of a node directly: an empty answer naming where nginx finds the bytes."""
-    async with httpx.AsyncClient(base_url=cluster.nodes[0].url, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}) as direct:
+    async with httpx.AsyncClient(
+        base_url=cluster.nodes[0].url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as direct:
         named = await direct.get(path)
     assert named.status_code == 200 and named.content == b""
     return named.headers["x-accel-redirect"]
@@ -73,7 +76,7 @@ def test_limits_match_the_server_defaults() -> None:
     defaults = Settings()
     body = size_bytes(directive("client_max_body_size"))
     # Room for the multipart envelope around one file at the server's limit, no more.
-    assert defaults.max_upload_bytes < body <= defaults.max_upload_bytes + 2 * 1024 ** 2
+    assert defaults.max_upload_bytes < body <= defaults.max_upload_bytes + 2 * 1024**2
     socket_block = NGINX_CONF.read_text().split("location = /ws {", 1)[1].split("}", 1)[0]
     read = re.search(r"proxy_read_timeout\s+(\d+)s;", socket_block)
     assert read and int(read.group(1)) > defaults.ws_ping_interval_secs
@@ -83,12 +86,12 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
     nginx = cluster.nginx
     async with nginx.http() as client:
         # Plain HTTP is sent to HTTPS.
-        plain = await client.get(f"http://127.0.0.1:{nginx.http_port}/app/",
-                                 follow_redirects=False)
+        plain = await client.get(f"http://127.0.0.1:{nginx.http_port}/app/", follow_redirects=False)
         assert plain.status_code == 301
         assert plain.headers["location"].startswith("https://")
-        signed_in = await client.post("/api/v1/auth/login",
-                                      json={"username": "admin", "password": DEMO_PASSWORD})
+        signed_in = await client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": DEMO_PASSWORD}
+        )
         assert signed_in.status_code == 200, signed_in.text
         admin = signed_in.json()["access_token"]
         # The web client: pages revalidated, files under hashed URLs kept for a year (and
@@ -109,8 +112,14 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
         missing = await client.get("/api/v1/me")
         assert missing.status_code == 401 and "code" in missing.json()["error"]
         big = size_bytes(directive("client_max_body_size")) + 1
-        too_large = await client.post("/api/v1/files", content=b"\0" * big, headers={
-            "Authorization": f"Bearer {admin}", "Content-Type": "application/octet-stream"})
+        too_large = await client.post(
+            "/api/v1/files",
+            content=b"\0" * big,
+            headers={
+                "Authorization": f"Bearer {admin}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
         assert too_large.status_code == 413
         assert too_large.json()["error"]["code"] == "too_large"
 
@@ -162,10 +171,12 @@ async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:
         assert len(held) == 2, "nginx gave every socket to the same node"
 
         async def rename(node: Node, name: str) -> None:
-            async with httpx.AsyncClient(base_url=node.url, timeout=30,
-                                         headers={"Authorization": f"Bearer {admin}"}) as direct:
+            async with httpx.AsyncClient(
+                base_url=node.url, timeout=30, headers={"Authorization": f"Bearer {admin}"}
+            ) as direct:
                 response = await direct.patch(
-                    f"/api/v1/units/{cluster.city.commune_unit_ids[0]}", json={"name": name})
+                    f"/api/v1/units/{cluster.city.commune_unit_ids[0]}", json={"name": name}
+                )
             assert response.status_code == 200, response.text
 
         # Written on node A, heard on the socket node B holds; and the other way round.
@@ -191,8 +202,9 @@ async def test_whole_files_through_nginx(cluster: Cluster) -> None:
     nginx = cluster.nginx
     chair = await login(cluster.nodes[0], "chair")
     async with nginx.http(chair) as client:
-        uploaded = await client.post("/api/v1/files", files={
-            "file": ("so-lieu phường.csv", ATTACHMENT, "text/csv")})
+        uploaded = await client.post(
+            "/api/v1/files", files={"file": ("so-lieu phường.csv", ATTACHMENT, "text/csv")}
+        )
         assert uploaded.status_code == 201, uploaded.text
         attachment = uploaded.json()["id"]
         whole = await client.get(f"/api/v1/files/{attachment}")
@@ -207,8 +219,9 @@ async def test_whole_files_through_nginx(cluster: Cluster) -> None:
         assert "sandbox" in whole.headers["content-security-policy"]
         assert "x-accel-redirect" not in whole.headers
         # Ranges are answered by nginx from the file.
-        middle = await client.get(f"/api/v1/files/{attachment}",
-                                  headers={"Range": "bytes=100000-100999"})
+        middle = await client.get(
+            f"/api/v1/files/{attachment}", headers={"Range": "bytes=100000-100999"}
+        )
         assert middle.status_code == 206
         assert middle.content == ATTACHMENT[100_000:101_000]
         assert middle.headers["content-range"] == f"bytes 100000-100999/{len(ATTACHMENT)}"

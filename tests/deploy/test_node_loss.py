@@ -117,8 +117,7 @@ async def until(check: Any, what: str) -> None:
     raise AssertionError(f"not within {PATIENCE_SECS} s: {what}")
 
 
-async def spread_tablets(cluster: Cluster, token: str, topic: str,
-                         count: int) -> list[Tablet]:
+async def spread_tablets(cluster: Cluster, token: str, topic: str, count: int) -> list[Tablet]:
     tablets = [Tablet(cluster, token, [topic]) for _ in range(count)]
     for tablet in tablets:
         await tablet.start()
@@ -150,8 +149,9 @@ class Writer:
             name = f"Phường lần {n}"
             n += 1
             try:
-                response = await self.http.patch(f"/api/v1/units/{self.unit_id}",
-                                                 json={"name": name})
+                response = await self.http.patch(
+                    f"/api/v1/units/{self.unit_id}", json={"name": name}
+                )
             except httpx.TransportError:
                 self.unknown += 1
                 continue
@@ -171,8 +171,9 @@ class Writer:
 
 
 async def presence_online(node: Node, token: str, unit_id: int) -> int:
-    async with httpx.AsyncClient(base_url=node.url, timeout=10,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=node.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         response = await client.get(f"/api/v1/units/{unit_id}/presence")
     assert response.status_code == 200, response.text
     return int(response.json()["online"])
@@ -252,8 +253,7 @@ async def test_sigterm_closes_with_1012_and_tablets_come_back_at_once(
         await until(lambda: _any_closed(tablets), "a socket closed by the restart")
         # uvicorn shuts down gracefully, then ends by the signal it caught (systemd counts
         # that as a clean stop).
-        assert await asyncio.wait_for(node_a.process.wait(), PATIENCE_SECS) in (
-            0, -signal.SIGTERM)
+        assert await asyncio.wait_for(node_a.process.wait(), PATIENCE_SECS) in (0, -signal.SIGTERM)
         closed = [t for t in tablets if t.closes]
         assert closed and all(t.closes == [1012] for t in closed)
         await until(lambda: _all_connected(tablets), "every tablet back")
@@ -285,6 +285,7 @@ async def test_scheduled_work_of_a_killed_node_is_done_by_the_other(cluster: Clu
     unit_id = cluster.city.commune_unit_ids[0]
 
     async with httpx.AsyncClient(base_url=node_a.url, timeout=30) as a:
+
         def auth(token: str) -> dict[str, str]:
             return {"Authorization": f"Bearer {token}"}
 
@@ -293,8 +294,10 @@ async def test_scheduled_work_of_a_killed_node_is_done_by_the_other(cluster: Clu
         base = f"/api/v1/meetings/{meeting}"
         user_topic = f"user:{cluster.city.ward_user_ids[0]}"
         meeting_topic = f"meeting:{meeting}"
-        seqs = {user_topic: await topic_seq(node_b, ward, user_topic),
-                meeting_topic: (await a.get(base, headers=auth(chair))).json()["seq"]}
+        seqs = {
+            user_topic: await topic_seq(node_b, ward, user_topic),
+            meeting_topic: (await a.get(base, headers=auth(chair))).json()["seq"],
+        }
         for method, path, body, token in (
             ("PATCH", base, {"speech_limit_secs": SPEECH_SECS}, chair),
             ("POST", base + "/start", None, chair),
@@ -302,22 +305,35 @@ async def test_scheduled_work_of_a_killed_node_is_done_by_the_other(cluster: Clu
         ):
             response = await a.request(method, path, json=body, headers=auth(token))
             assert response.status_code in (200, 201, 204), response.text
-        floor = await a.post(base + "/speakers", json={"kind": "speech"},
-                             headers=auth(delegate))
+        floor = await a.post(base + "/speakers", json={"kind": "speech"}, headers=auth(delegate))
         assert floor.status_code == 201, floor.text
-        granted = await a.post(base + f"/speakers/{floor.json()['id']}/grant",
-                               headers=auth(chair))
+        granted = await a.post(base + f"/speakers/{floor.json()['id']}/grant", headers=auth(chair))
         assert granted.status_code == 200, granted.text
-        poll = await a.post(base + "/polls", headers=auth(chair), json={
-            "title": "Biểu quyết", "kind": "yes_no_abstain", "secret": False,
-            "rule": "majority_of_members", "duration_secs": 3})
+        poll = await a.post(
+            base + "/polls",
+            headers=auth(chair),
+            json={
+                "title": "Biểu quyết",
+                "kind": "yes_no_abstain",
+                "secret": False,
+                "rule": "majority_of_members",
+                "duration_secs": 3,
+            },
+        )
         assert poll.status_code == 201, poll.text
         opened = await a.post(f"/api/v1/polls/{poll.json()['id']}/open", headers=auth(chair))
         assert opened.status_code == 200, opened.text
-        issued = await a.post("/api/v1/directives", headers=auth(standing), json={
-            "title": "Báo cáo tình hình bão số 3", "body": "Báo cáo ngay.",
-            "urgency": "express", "ack_required": True,
-            "targets": {"unit_ids": [unit_id], "include_descendants": False}})
+        issued = await a.post(
+            "/api/v1/directives",
+            headers=auth(standing),
+            json={
+                "title": "Báo cáo tình hình bão số 3",
+                "body": "Báo cáo ngay.",
+                "urgency": "express",
+                "ack_required": True,
+                "targets": {"unit_ids": [unit_id], "include_descendants": False},
+            },
+        )
         assert issued.status_code == 201, issued.text
     # Node A dies before any of it is due.
     node_a.process.send_signal(signal.SIGKILL)
@@ -339,13 +355,17 @@ async def test_scheduled_work_of_a_killed_node_is_done_by_the_other(cluster: Clu
 
     watchers = [asyncio.create_task(watch(topic)) for topic in seen]
     try:
+
         def types(topic: str) -> list[str]:
             return [event["type"] for event in seen[topic]]
 
         async def all_done() -> bool:
             meeting_types = types(meeting_topic)
-            return ("speaker.time_up" in meeting_types and "poll.closed" in meeting_types
-                    and wanted[user_topic] in types(user_topic))
+            return (
+                "speaker.time_up" in meeting_types
+                and "poll.closed" in meeting_types
+                and wanted[user_topic] in types(user_topic)
+            )
 
         await until(all_done, "node B sends the reminder, ends the speech, closes the poll")
     finally:
@@ -356,7 +376,5 @@ async def test_scheduled_work_of_a_killed_node_is_done_by_the_other(cluster: Clu
     meeting_types = types(meeting_topic)
     assert meeting_types.count("speaker.time_up") == 1
     assert meeting_types.count("poll.closed") == 1
-    numbers = [e["data"]["reminder"] for e in seen[user_topic]
-               if e["type"] == "directive.reminder"]
+    numbers = [e["data"]["reminder"] for e in seen[user_topic] if e["type"] == "directive.reminder"]
     assert numbers == list(range(1, len(numbers) + 1))
-

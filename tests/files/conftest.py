@@ -28,19 +28,30 @@ async def stored(server: RunningServer) -> Stored:
     """Everything an upload could leave behind: rows, audit records, files on disk."""
     async with server.ctx.read() as session:
         rows = (await session.execute(select(func.count()).select_from(StoredFile))).scalar()
-        audits = (await session.execute(
-            select(func.count()).select_from(AuditRecord)
-            .where(AuditRecord.action == "file.upload"))).scalar()
+        audits = (
+            await session.execute(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "file.upload")
+            )
+        ).scalar()
     root = Path(server.settings.data_dir) / "files"
-    on_disk = frozenset(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) \
-        if root.exists() else frozenset()
+    on_disk = (
+        frozenset(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        if root.exists()
+        else frozenset()
+    )
     return Stored(int(rows or 0), int(audits or 0), on_disk)
 
 
-async def upload(client: httpx.AsyncClient, data: bytes, name: str = "tai-lieu.pdf",
-                 content_type: str = "application/pdf", **kwargs: Any) -> httpx.Response:
-    return await client.post("/api/v1/files",
-                             files={"file": (name, data, content_type)}, **kwargs)
+async def upload(
+    client: httpx.AsyncClient,
+    data: bytes,
+    name: str = "tai-lieu.pdf",
+    content_type: str = "application/pdf",
+    **kwargs: Any,
+) -> httpx.Response:
+    return await client.post("/api/v1/files", files={"file": (name, data, content_type)}, **kwargs)
 
 
 @pytest.fixture

@@ -49,8 +49,12 @@ def png_bytes(width: int = 64, height: int = 48) -> bytes:
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(raw)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def image_pdf() -> bytes:
@@ -80,24 +84,29 @@ def form_pdf() -> bytes:
     base = text_pdf(1, "Phiếu lấy ý kiến đại biểu")
     writer = PdfWriter(clone_from=io.BytesIO(base))
     page = writer.pages[0]
-    field = DictionaryObject({
-        NameObject("/Type"): NameObject("/Annot"),
-        NameObject("/Subtype"): NameObject("/Widget"),
-        NameObject("/FT"): NameObject("/Tx"),
-        NameObject("/T"): TextStringObject("y_kien"),
-        NameObject("/V"): TextStringObject("Đồng ý"),
-        NameObject("/Rect"): ArrayObject([FloatObject(50), FloatObject(600),
-                                          FloatObject(300), FloatObject(630)]),
-        NameObject("/F"): NumberObject(4),
-        NameObject("/DA"): TextStringObject("/Helv 12 Tf 0 g"),
-    })
+    field = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject("/Widget"),
+            NameObject("/FT"): NameObject("/Tx"),
+            NameObject("/T"): TextStringObject("y_kien"),
+            NameObject("/V"): TextStringObject("Đồng ý"),
+            NameObject("/Rect"): ArrayObject(
+                [FloatObject(50), FloatObject(600), FloatObject(300), FloatObject(630)]
+            ),
+            NameObject("/F"): NumberObject(4),
+            NameObject("/DA"): TextStringObject("/Helv 12 Tf 0 g"),
+        }
+    )
     ref = writer._add_object(field)
     field[NameObject("/P")] = page.indirect_reference
     page[NameObject("/Annots")] = ArrayObject([ref])
-    writer._root_object[NameObject("/AcroForm")] = DictionaryObject({
-        NameObject("/Fields"): ArrayObject([ref]),
-        NameObject("/NeedAppearances"): BooleanObject(True),
-    })
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject(
+        {
+            NameObject("/Fields"): ArrayObject([ref]),
+            NameObject("/NeedAppearances"): BooleanObject(True),
+        }
+    )
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -118,7 +127,10 @@ def raw_pdf(objects: list[bytes], root: int = 1) -> bytes:
     for offset in offsets:
         out += b"%010d 00000 n \n" % offset
     out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, root, xref)
+        len(objects) + 1,
+        root,
+        xref,
+    )
     return bytes(out)
 
 
@@ -142,11 +154,13 @@ def cropped_pdf() -> bytes:
 
 def cyclic_pdf() -> bytes:
     """The page tree lists itself among its own kids."""
-    return raw_pdf([
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
-    ])
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+        ]
+    )
 
 
 def bomb_pdf(megabytes: int = 100, pages: int = 1) -> bytes:
@@ -160,8 +174,10 @@ def bomb_pdf(megabytes: int = 100, pages: int = 1) -> bytes:
         b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
     ]
     for i in range(pages):
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                       b"/Contents %d 0 R >>" % (4 + 2 * i))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Contents %d 0 R >>" % (4 + 2 * i)
+        )
         objects.append(_stream(data, b"/Filter /FlateDecode"))
     return raw_pdf(objects)
 
@@ -169,15 +185,20 @@ def bomb_pdf(megabytes: int = 100, pages: int = 1) -> bytes:
 def image_bomb_pdf() -> bytes:
     """A page drawing an image that declares 100,000 × 100,000 pixels."""
     data = zlib.compress(b"\0" * 1024)
-    return raw_pdf([
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /XObject << /Im1 5 0 R >> >> >>",
-        _stream(b"q 612 0 0 792 0 0 cm /Im1 Do Q"),
-        _stream(data, b"/Type /XObject /Subtype /Image /Width 100000 /Height 100000 "
-                      b"/ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode"),
-    ])
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /XObject << /Im1 5 0 R >> >> >>",
+            _stream(b"q 612 0 0 792 0 0 cm /Im1 Do Q"),
+            _stream(
+                data,
+                b"/Type /XObject /Subtype /Image /Width 100000 /Height 100000 "
+                b"/ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode",
+            ),
+        ]
+    )
 
 
 def slow_pdf(pages: int = 40, operators: int = 50_000) -> bytes:
@@ -195,8 +216,10 @@ def slow_pdf(pages: int = 40, operators: int = 50_000) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     for _ in range(pages):
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                       b"/Contents 3 0 R /Resources << /Font << /F1 4 0 R >> >> >>")
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Contents 3 0 R /Resources << /Font << /F1 4 0 R >> >> >>"
+        )
     return raw_pdf(objects)
 
 
@@ -206,8 +229,7 @@ def encrypted_pdf(user_password: str = "mat-khau") -> bytes:
     from pypdf import PdfWriter
 
     writer = PdfWriter(clone_from=io.BytesIO(text_pdf(1)))
-    writer.encrypt(user_password=user_password, owner_password="chu-so-huu",
-                   algorithm="AES-128")
+    writer.encrypt(user_password=user_password, owner_password="chu-so-huu", algorithm="AES-128")
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

@@ -22,8 +22,7 @@ async def test_downloads_are_named_to_the_proxy(make_server: MakeServer) -> None
     files_root = Path(server.settings.data_dir) / "files"
     text = "Ghi chú cuộc họp\nNội dung".encode()
     async with server.http(token) as client:
-        note = (await upload(client, text, name="ghi-chu.txt",
-                             content_type="text/plain")).json()
+        note = (await upload(client, text, name="ghi-chu.txt", content_type="text/plain")).json()
         pdf = (await upload(client, samples.text_pdf(2))).json()
         answer = await client.get(f"/api/v1/files/{note['id']}")
         assert answer.status_code == 200 and answer.content == b""
@@ -43,7 +42,6 @@ async def test_downloads_are_named_to_the_proxy(make_server: MakeServer) -> None
         assert reader.metadata is not None
         assert reader.metadata["/DienHongReaderUsername"] == "delegate001"
         # Refused before anything is named.
-        anonymous = await client.get(f"/api/v1/files/{note['id']}",
-                                     headers={"Authorization": ""})
+        anonymous = await client.get(f"/api/v1/files/{note['id']}", headers={"Authorization": ""})
         assert anonymous.status_code == 401 and "x-accel-redirect" not in anonymous.headers
     await runtime(server.ctx).settled()

@@ -14,7 +14,8 @@ from tests.files.conftest import seeded_token, stored, upload
 
 
 async def test_endless_parse_times_out_in_the_worker_while_requests_are_served(
-        make_server: MakeServer) -> None:
+    make_server: MakeServer,
+) -> None:
     server = await make_server(pdf_worker_timeout_secs=1.0, render_ahead_pages=0)
     token = await seeded_token(server, "delegate001")
     rt = runtime(server.ctx)
@@ -61,15 +62,13 @@ async def test_a_worker_out_of_memory_fails_only_its_job(make_server: MakeServer
     assert rt.parse_pool.started == 2
 
 
-async def test_a_full_pool_refuses_new_jobs_instead_of_queueing_without_end(
-        tmp_path: Path) -> None:
+async def test_a_full_pool_refuses_new_jobs_instead_of_queueing_without_end(tmp_path: Path) -> None:
     from server.errors import TooManyRequests
     from server.files.worker import WorkerPool, WorkerTimeout
 
     slow = tmp_path / "slow.pdf"
     slow.write_bytes(samples.slow_pdf())
-    job = {"path": str(slow), "max_pages": 100, "max_image_pixels": 10**8,
-           "max_text_chars": 100}
+    job = {"path": str(slow), "max_pages": 100, "max_image_pixels": 10**8, "max_text_chars": 100}
     pool = WorkerPool("test", 1, memory_mb=512, max_jobs=10, queue_limit=1)
     try:
         running = asyncio.create_task(pool.run("inspect", job, 1.0))

@@ -35,8 +35,9 @@ async def _upload_pdf(client: httpx.AsyncClient, pages: int = 3) -> int:
     return int(response.json()["id"])
 
 
-async def test_page_images_have_etags_and_answer_304(server: RunningServer,
-                                                     tokens: dict[str, str]) -> None:
+async def test_page_images_have_etags_and_answer_304(
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     async with server.http(tokens["delegate001"]) as client:
         file_id = await _upload_pdf(client)
         first = await client.get(f"/api/v1/files/{file_id}/pages/2.png?width=500")
@@ -44,12 +45,14 @@ async def test_page_images_have_etags_and_answer_304(server: RunningServer,
         assert png_size(first.content)[0] == 500
         etag = first.headers["etag"]
         assert "private" in first.headers["cache-control"]
-        again = await client.get(f"/api/v1/files/{file_id}/pages/2.png?width=500",
-                                 headers={"If-None-Match": etag})
+        again = await client.get(
+            f"/api/v1/files/{file_id}/pages/2.png?width=500", headers={"If-None-Match": etag}
+        )
         assert again.status_code == 304
         assert again.content == b""
-        other_width = await client.get(f"/api/v1/files/{file_id}/pages/2.png?width=300",
-                                       headers={"If-None-Match": etag})
+        other_width = await client.get(
+            f"/api/v1/files/{file_id}/pages/2.png?width=300", headers={"If-None-Match": etag}
+        )
         assert other_width.status_code == 200
         assert other_width.headers["etag"] != etag
         assert png_size(other_width.content)[0] == 300
@@ -85,7 +88,8 @@ async def test_bad_page_requests(server: RunningServer, tokens: dict[str, str]) 
 
 
 async def test_stamped_copy_names_the_reader_in_text_and_metadata(
-        server: RunningServer, tokens: dict[str, str]) -> None:
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     data = samples.text_pdf(3, samples.VIETNAMESE)
     async with server.http(tokens["ward001"]) as client:
         me = (await client.get("/api/v1/me")).json()
@@ -95,8 +99,10 @@ async def test_stamped_copy_names_the_reader_in_text_and_metadata(
     assert copy.status_code == 200
     assert copy.headers["content-type"] == "application/pdf"
     assert "no-store" in copy.headers["cache-control"]
-    assert "filename*=UTF-8''C%C3%B4ng%20v%C4%83n%20kh%E1%BA%A9n.pdf" in \
-        copy.headers["content-disposition"]
+    assert (
+        "filename*=UTF-8''C%C3%B4ng%20v%C4%83n%20kh%E1%BA%A9n.pdf"
+        in copy.headers["content-disposition"]
+    )
     assert copy.content != data
     reader = PdfReader(io.BytesIO(copy.content))
     name, unit = me["display_name"], me["unit"]["name"]
@@ -112,9 +118,14 @@ async def test_stamped_copy_names_the_reader_in_text_and_metadata(
     assert metadata["/DienHongReaderUnit"] == unit
     assert metadata["/DienHongFileId"] == str(file_id)
     async with server.ctx.read() as session:
-        record = (await session.execute(
-            select(AuditRecord).where(AuditRecord.action == "file.download")
-            .order_by(AuditRecord.seq.desc()).limit(1))).scalar_one()
+        record = (
+            await session.execute(
+                select(AuditRecord)
+                .where(AuditRecord.action == "file.download")
+                .order_by(AuditRecord.seq.desc())
+                .limit(1)
+            )
+        ).scalar_one()
     assert record.subject == f"file:{file_id}"
     assert record.details["reader"] == name
     assert record.actor_id == me["id"]
@@ -123,14 +134,23 @@ async def test_stamped_copy_names_the_reader_in_text_and_metadata(
     await runtime(server.ctx).settled()
 
 
-async def test_other_files_are_served_as_uploaded(server: RunningServer,
-                                                  tokens: dict[str, str]) -> None:
+async def test_other_files_are_served_as_uploaded(
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     cases = [
         (samples.png_bytes(), "anh.png", "image/png", "image/png"),
-        (samples.docx_bytes(), "bao-cao.docx", "application/octet-stream",
-         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
-        ("Ghi chú cuộc họp\nNội dung".encode(), "ghi-chu.txt", "text/plain; charset=utf-8",
-         "text/plain"),
+        (
+            samples.docx_bytes(),
+            "bao-cao.docx",
+            "application/octet-stream",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        (
+            "Ghi chú cuộc họp\nNội dung".encode(),
+            "ghi-chu.txt",
+            "text/plain; charset=utf-8",
+            "text/plain",
+        ),
         (samples.text_pdf(1), "khong-ro.bin", "application/octet-stream", "application/pdf"),
     ]
     async with server.http(tokens["delegate001"]) as client:
@@ -149,15 +169,19 @@ async def test_other_files_are_served_as_uploaded(server: RunningServer,
     await runtime(server.ctx).settled()
 
 
-async def test_only_readers_see_a_file_and_others_get_404(server: RunningServer,
-                                                          tokens: dict[str, str]) -> None:
+async def test_only_readers_see_a_file_and_others_get_404(
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     async with server.http(tokens["delegate001"]) as owner:
         file_id = await _upload_pdf(owner)
         assert (await owner.get(f"/api/v1/files/{file_id}/meta")).status_code == 200
     before = await stored(server)
     async with server.http(tokens["delegate002"]) as stranger:
-        for path in (f"/api/v1/files/{file_id}", f"/api/v1/files/{file_id}/meta",
-                     f"/api/v1/files/{file_id}/pages/1.png"):
+        for path in (
+            f"/api/v1/files/{file_id}",
+            f"/api/v1/files/{file_id}/meta",
+            f"/api/v1/files/{file_id}/pages/1.png",
+        ):
             response = await stranger.get(path)
             assert response.status_code == 404, path
             assert response.json()["error"]["code"] == "file_not_found"
@@ -172,8 +196,7 @@ async def test_only_readers_see_a_file_and_others_get_404(server: RunningServer,
     await runtime(server.ctx).settled()
 
 
-async def test_features_grant_reading_through_file_access_checks(
-        make_server: MakeServer) -> None:
+async def test_features_grant_reading_through_file_access_checks(make_server: MakeServer) -> None:
     shared: set[tuple[int, int]] = set()
 
     async def attached_for(ctx: Context, principal: Principal, file_id: int) -> bool:
@@ -183,6 +206,7 @@ async def test_features_grant_reading_through_file_access_checks(
     server = await make_server(features=[files_feature(), agenda])
     owner_token = await seeded_token(server, "delegate001")
     from tests.conftest import DEMO_PASSWORD
+
     reader_token = await server.login("delegate002", DEMO_PASSWORD)
     async with server.http(owner_token) as owner, server.http(reader_token) as reader:
         file_id = await _upload_pdf(owner, pages=1)
@@ -217,8 +241,11 @@ async def test_require_attachable(server: RunningServer, tokens: dict[str, str])
         got = await require_attachable(ctx, session, principal, [mine[1], mine[0]])
         assert [f.id for f in got] == [mine[1], mine[0]]
         assert await require_attachable(ctx, session, principal, []) == []
-        for ids, offending in (([mine[0], 424242], 424242), ([theirs], theirs),
-                               ([mine[0], mine[1], mine[0]], mine[0])):
+        for ids, offending in (
+            ([mine[0], 424242], 424242),
+            ([theirs], theirs),
+            ([mine[0], mine[1], mine[0]], mine[0]),
+        ):
             try:
                 await require_attachable(ctx, session, principal, ids)
             except Unprocessable as exc:
@@ -235,7 +262,8 @@ async def test_require_attachable(server: RunningServer, tokens: dict[str, str])
 
 
 async def test_many_tablets_asking_for_one_new_page_cause_one_render(
-        server: RunningServer, tokens: dict[str, str]) -> None:
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     import asyncio
 
     rt = runtime(server.ctx)
@@ -250,8 +278,9 @@ async def test_many_tablets_asking_for_one_new_page_cause_one_render(
     assert rt.renders_done == done + 1
 
 
-async def test_missing_content_is_a_clear_404(server: RunningServer,
-                                              tokens: dict[str, str]) -> None:
+async def test_missing_content_is_a_clear_404(
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     rt = runtime(server.ctx)
     async with server.http(tokens["delegate001"]) as client:
         response = await upload(client, samples.text_pdf(2, "Bản dự thảo"))

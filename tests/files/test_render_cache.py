@@ -17,8 +17,9 @@ SHA_A = "a" * 64
 SHA_B = "b" * 64
 
 
-def cached_page(store: ContentStore, sha: str, page: int, size: int, age_secs: float,
-                now: float) -> Path:
+def cached_page(
+    store: ContentStore, sha: str, page: int, size: int, age_secs: float, now: float
+) -> Path:
     path = store.render_path(sha, page, 1024)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x89PNG" + b"x" * (size - 4))
@@ -60,9 +61,13 @@ def test_pages_used_recently_are_kept_and_reading_refreshes_a_page(tmp_path: Pat
 async def test_the_server_trims_its_cache_and_renders_trimmed_pages_again(
     make_server: MakeServer,
 ) -> None:
-    server = await make_server(render_cache_max_bytes=1, render_cache_keep_secs=0,
-                               render_cache_trim_interval_secs=1, render_ahead_pages=0,
-                               render_memory_cache_bytes=0)
+    server = await make_server(
+        render_cache_max_bytes=1,
+        render_cache_keep_secs=0,
+        render_cache_trim_interval_secs=1,
+        render_ahead_pages=0,
+        render_memory_cache_bytes=0,
+    )
     token = await seeded_token(server, "delegate001")
     renders = Path(server.settings.data_dir) / "files" / "renders"
     async with server.http(token) as client:

@@ -29,8 +29,9 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-async def test_pdf_shapes_upload_render_and_stamp(server: RunningServer,
-                                                  tokens: dict[str, str], shape: str) -> None:
+async def test_pdf_shapes_upload_render_and_stamp(
+    server: RunningServer, tokens: dict[str, str], shape: str
+) -> None:
     data = SHAPES[shape]()
     expected_pages = len(PdfReader(io.BytesIO(data)).pages)
     before = await stored(server)
@@ -67,8 +68,9 @@ async def test_pdf_shapes_upload_render_and_stamp(server: RunningServer,
     await runtime(server.ctx).settled()
 
 
-async def test_vietnamese_text_and_title_are_extracted(server: RunningServer,
-                                                       tokens: dict[str, str]) -> None:
+async def test_vietnamese_text_and_title_are_extracted(
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     data = samples.text_pdf(2, samples.VIETNAMESE, title="Tờ trình số 12")
     async with server.http(tokens["delegate001"]) as client:
         response = await upload(client, data, name="Tờ trình số 12.pdf")
@@ -84,7 +86,8 @@ async def test_vietnamese_text_and_title_are_extracted(server: RunningServer,
 
 
 async def test_same_bytes_are_stored_once_with_a_row_per_upload(
-        server: RunningServer, tokens: dict[str, str]) -> None:
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
     data = samples.text_pdf(1, "Công văn số 45")
     before = await stored(server)
     ids = []
@@ -97,13 +100,23 @@ async def test_same_bytes_are_stored_once_with_a_row_per_upload(
     after = await stored(server)
     assert after.rows == before.rows + 2
     sha = hashlib.sha256(data).hexdigest()
-    blobs = [path for path in after.files_on_disk - before.files_on_disk
-             if path.startswith("blobs/")]
+    blobs = [
+        path for path in after.files_on_disk - before.files_on_disk if path.startswith("blobs/")
+    ]
     assert blobs == [f"blobs/{sha[:2]}/{sha}"]
     async with server.ctx.read() as session:
-        audits = (await session.execute(
-            select(AuditRecord).where(AuditRecord.action == "file.upload")
-            .order_by(AuditRecord.seq.desc()).limit(2))).scalars().all()
+        audits = (
+            (
+                await session.execute(
+                    select(AuditRecord)
+                    .where(AuditRecord.action == "file.upload")
+                    .order_by(AuditRecord.seq.desc())
+                    .limit(2)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert sorted(record.details["file_id"] for record in audits) == sorted(ids)
     assert {record.details["sha256"] for record in audits} == {sha}
     await runtime(server.ctx).settled()

@@ -53,25 +53,31 @@ async def test_a_page_in_webp_at_the_asked_width(server: RunningServer) -> None:
         assert png.headers["content-type"] == "image/png"
         assert png_size(png.content)[0] == 1280
         assert answer.headers["etag"] != png.headers["etag"]
-        again = await client.get(f"/api/v1/files/{file_id}/pages/1.webp?width=1100",
-                                 headers={"If-None-Match": answer.headers["etag"]})
+        again = await client.get(
+            f"/api/v1/files/{file_id}/pages/1.webp?width=1100",
+            headers={"If-None-Match": answer.headers["etag"]},
+        )
         assert again.status_code == 304
         cached = await client.get(f"/api/v1/files/{file_id}/pages/1.webp?width=1280")
         assert cached.content == answer.content
     await runtime(server.ctx).settled()
 
 
-@pytest.mark.parametrize(("path", "status", "code"), [
-    ("1.webp?width=abc", 400, "invalid_width"),
-    ("1.webp?width=8", 400, "invalid_width"),
-    ("1.webp?width=99999", 400, "invalid_width"),
-    ("1.webp?width=-5", 400, "invalid_width"),
-    ("9.webp", 404, "page_not_found"),
-    ("1.gif", 404, "not_found"),
-    ("1.jpeg?width=640", 404, "not_found"),
-])
-async def test_bad_widths_and_formats_are_refused(server: RunningServer, path: str,
-                                                  status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("1.webp?width=abc", 400, "invalid_width"),
+        ("1.webp?width=8", 400, "invalid_width"),
+        ("1.webp?width=99999", 400, "invalid_width"),
+        ("1.webp?width=-5", 400, "invalid_width"),
+        ("9.webp", 404, "page_not_found"),
+        ("1.gif", 404, "not_found"),
+        ("1.jpeg?width=640", 404, "not_found"),
+    ],
+)
+async def test_bad_widths_and_formats_are_refused(
+    server: RunningServer, path: str, status: int, code: str
+) -> None:
     token = await seeded_token(server, "delegate001")
     async with server.http(token) as client:
         file_id = await _upload_pdf(client)
@@ -83,8 +89,7 @@ async def test_bad_widths_and_formats_are_refused(server: RunningServer, path: s
     assert list(runtime(server.ctx).store.renders.glob("*/*/*.webp")) == []
 
 
-async def test_behind_a_proxy_the_answer_names_the_cached_image(
-        make_server: MakeServer) -> None:
+async def test_behind_a_proxy_the_answer_names_the_cached_image(make_server: MakeServer) -> None:
     server = await make_server(accel_redirect_prefix="/_dienhong_renders/")
     token = await seeded_token(server, "delegate001")
     async with server.http(token) as client:
@@ -145,8 +150,9 @@ def test_text_pages_are_lossless_and_photographs_lossy() -> None:
     with Image.open(io.BytesIO(webp_bytes(text, 80))) as decoded:
         assert decoded.convert("RGB").tobytes() == text.tobytes()
     noise = random.Random(19)
-    photo = Image.frombytes("RGB", (400, 300), bytes(noise.randrange(256)
-                                                      for _ in range(400 * 300 * 3)))
+    photo = Image.frombytes(
+        "RGB", (400, 300), bytes(noise.randrange(256) for _ in range(400 * 300 * 3))
+    )
     lossy = webp_bytes(photo, 80)
     with Image.open(io.BytesIO(lossy)) as decoded:
         assert decoded.convert("RGB").tobytes() != photo.tobytes()

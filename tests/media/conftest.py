@@ -45,8 +45,9 @@ class Hall:
 
     async def post(self, token: str, path: str, body: Any = None) -> Any:
         async with self.server.http(token) as client:
-            return await client.post(f"/api/v1/meetings/{self.meeting_id}{path}",
-                                     json=body if body is not None else {})
+            return await client.post(
+                f"/api/v1/meetings/{self.meeting_id}{path}", json=body if body is not None else {}
+            )
 
     async def join(self, token: str, sdp: str) -> Any:
         return await self.post(token, "/media", {"sdp": sdp, "type": "offer"})
@@ -62,26 +63,40 @@ class Hall:
     async def stored(self) -> tuple[int, int]:
         """(events on the meeting's topic, recordings): what a refusal must not change."""
         async with self.server.ctx.read() as session:
-            events = (await session.execute(
-                select(func.count()).select_from(EventRecord)
-                .where(EventRecord.topic == self.topic))).scalar_one()
-            recordings = (await session.execute(
-                select(func.count()).select_from(MediaRecording))).scalar_one()
+            events = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(EventRecord)
+                    .where(EventRecord.topic == self.topic)
+                )
+            ).scalar_one()
+            recordings = (
+                await session.execute(select(func.count()).select_from(MediaRecording))
+            ).scalar_one()
         return int(events), int(recordings)
 
 
 async def open_hall(make_server: MakeServer, **settings: Any) -> Hall:
     loopback_only()
-    server = await make_server(features=media_features(), media_addresses=("127.0.0.1",),
-                               media_peer_networks=("127.0.0.0/8",), **settings)
+    server = await make_server(
+        features=media_features(),
+        media_addresses=("127.0.0.1",),
+        media_peer_networks=("127.0.0.0/8",),
+        **settings,
+    )
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6, delegates=9)
     chair = await server.login("chair", DEMO_PASSWORD)
     delegate_ids = city.delegate_ids[:4]
     async with server.http(chair) as client:
-        created = await client.post("/api/v1/meetings", json={
-            "title": "Kỳ họp trực tuyến", "starts_at": "2026-11-23T08:00:00+00:00",
-            "chair_ids": [city.chair_id], "delegate_ids": delegate_ids,
-        })
+        created = await client.post(
+            "/api/v1/meetings",
+            json={
+                "title": "Kỳ họp trực tuyến",
+                "starts_at": "2026-11-23T08:00:00+00:00",
+                "chair_ids": [city.chair_id],
+                "delegate_ids": delegate_ids,
+            },
+        )
         assert created.status_code == 201, created.text
         meeting_id = int(created.json()["id"])
         started = await client.post(f"/api/v1/meetings/{meeting_id}/start")

@@ -83,8 +83,12 @@ Signal = Callable[[str], Awaitable[str]]
 class Client:
     """A remote participant: sends its tone, keeps the last 2 s of what it hears."""
 
-    def __init__(self, frequency: float | None, color: tuple[int, int, int] | None = None,
-                 watch: bool = False) -> None:
+    def __init__(
+        self,
+        frequency: float | None,
+        color: tuple[int, int, int] | None = None,
+        watch: bool = False,
+    ) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.tone = ToneTrack(frequency) if frequency is not None else None
         self.camera = ColorTrack(color) if color is not None else None
@@ -149,8 +153,9 @@ class Client:
             if seen is not None and all(abs(a - b) < 40 for a, b in zip(seen, rgb, strict=True)):
                 return
             if loop.time() > deadline:
-                raise AssertionError(f"not seeing {rgb}: last frame {seen}, "
-                                     f"{self.video_frames} frames")
+                raise AssertionError(
+                    f"not seeing {rgb}: last frame {seen}, {self.video_frames} frames"
+                )
             await asyncio.sleep(0.05)
 
     async def wait_frames(self, count: int, timeout: float = 10.0) -> None:
@@ -165,7 +170,7 @@ class Client:
         self.heard.clear()
 
     def spectrum(self, seconds: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        frames = list(self.heard)[-int(seconds * 50):]
+        frames = list(self.heard)[-int(seconds * 50) :]
         if not frames:
             return np.zeros(1), np.zeros(1)
         samples = np.concatenate(frames)
@@ -182,26 +187,32 @@ class Client:
         return float(power[band].max() / power.max()) if band.any() else 0.0
 
     def rms(self, seconds: float = 0.5) -> float:
-        frames = list(self.heard)[-int(seconds * 50):]
+        frames = list(self.heard)[-int(seconds * 50) :]
         if not frames:
             return 0.0
         return float(np.sqrt(np.mean(np.concatenate(frames) ** 2)))
 
-    async def wait_hearing(self, frequency: float, timeout: float = 10.0,
-                           absent: tuple[float, ...] = ()) -> None:
+    async def wait_hearing(
+        self, frequency: float, timeout: float = 10.0, absent: tuple[float, ...] = ()
+    ) -> None:
         """Until ``frequency`` dominates what was heard in the last 0.5 s (and none of
         ``absent`` is there)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if (self.rms() > 100 and self.level_at(frequency) > 0.9
-                    and all(self.level_at(f) < 0.05 for f in absent)):
+            if (
+                self.rms() > 100
+                and self.level_at(frequency) > 0.9
+                and all(self.level_at(f) < 0.05 for f in absent)
+            ):
                 return
             if loop.time() > deadline:
                 freqs, power = self.spectrum()
                 peak = float(freqs[int(power.argmax())])
-                raise AssertionError(f"not hearing {frequency} Hz (peak {peak:.0f} Hz, "
-                                     f"rms {self.rms():.0f}, frames {self.frames})")
+                raise AssertionError(
+                    f"not hearing {frequency} Hz (peak {peak:.0f} Hz, "
+                    f"rms {self.rms():.0f}, frames {self.frames})"
+                )
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:

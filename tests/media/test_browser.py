@@ -97,10 +97,16 @@ async def chromium() -> Any:
 
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
-                  "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
-                  "--autoplay-policy=no-user-gesture-required"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                *CHROMIUM_ARGS,
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
         try:
             yield launched
         finally:
@@ -122,8 +128,10 @@ async def test_chromium_joins_and_hears_the_floor(hall: Hall, chromium: Any) -> 
         await speaker.join(signal)
         speaker_id = await hall.give_floor(hall.delegates[0])
         page = await context.new_page()
-        await page.route(f"{hall.server.url}{PAGE}",
-                         lambda route: route.fulfill(body=PAGE_HTML, content_type="text/html"))
+        await page.route(
+            f"{hall.server.url}{PAGE}",
+            lambda route: route.fulfill(body=PAGE_HTML, content_type="text/html"),
+        )
         await page.goto(f"{hall.server.url}{PAGE}")
         async with hall.server.socket(hall.chair) as ws:
             await ws.subscribe({hall.topic: 0})
@@ -163,6 +171,7 @@ async def test_chromium_joins_and_hears_the_floor(hall: Hall, chromium: Any) -> 
         # Given the floor, the browser's (fake) microphone is heard by an aiortc listener.
         listener = Client(None)
         try:
+
             async def listener_signal(sdp: str) -> str:
                 answer = await hall.join(hall.delegates[2], sdp)
                 assert answer.status_code == 201, answer.text
@@ -201,15 +210,15 @@ async def loopback_offers(page: Any, meeting_id: int, hosts: set[str]) -> None:
         body = json.loads(route.request.post_data or "{}")
         lines = str(body.get("sdp", "")).split("\r\n")
         hosts.update(line.split()[4] for line in lines if line.startswith("a=candidate"))
-        body["sdp"] = "\r\n".join(line for line in lines if not line.startswith("a=candidate")
-                                  or " 127.0.0.1 " in line)
+        body["sdp"] = "\r\n".join(
+            line for line in lines if not line.startswith("a=candidate") or " 127.0.0.1 " in line
+        )
         await route.continue_(post_data=json.dumps(body))
 
     await page.route(f"**/api/v1/meetings/{meeting_id}/media", rewrite)
 
 
-async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
-                                                                chromium: Any) -> None:
+async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall, chromium: Any) -> None:
     speaker = Client(TONE_HZ)
 
     async def signal(sdp: str) -> str:
@@ -245,14 +254,17 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
             # The floor's tone arrives: packets keep coming, and they are not silence.
             await page.wait_for_function(
                 "() => Number(document.querySelector('#remote-level').dataset.packets) > 50"
-                " && Number(document.querySelector('#remote-level').dataset.level) > 0.01")
+                " && Number(document.querySelector('#remote-level').dataset.level) > 0.01"
+            )
             packets = int(await page.get_attribute("#remote-level", "data-packets") or 0)
             await page.wait_for_function(
                 "(n) => Number(document.querySelector('#remote-level').dataset.packets) > n",
-                arg=packets + 25)
+                arg=packets + 25,
+            )
             audio = await page.evaluate(
                 "() => { const a = document.getElementById('floor-audio');"
-                " return {paused: a.paused, tracks: a.srcObject?.getAudioTracks().length}; }")
+                " return {paused: a.paused, tracks: a.srcObject?.getAudioTracks().length}; }"
+            )
             assert audio == {"paused": False, "tracks": 1}, audio
             await shot(page, "delegate-remote-listening-tablet")
 
@@ -270,8 +282,10 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
                 left = await ws.next_event("media.left")
             assert left["data"]["reason"] == "left"
             await page.wait_for_selector("#remote[data-state=idle] #remote-join:focus")
-            assert await page.evaluate(
-                "() => document.getElementById('floor-audio').srcObject") is None
+            assert (
+                await page.evaluate("() => document.getElementById('floor-audio').srcObject")
+                is None
+            )
 
         # The panel fits tablet portrait and phone screens (no sideways scrolling).
         for viewport in (TABLET_PORTRAIT, PHONE):
@@ -279,8 +293,10 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
             await page.locator("#remote-join").scroll_into_view_if_needed()
             box = await page.locator("#remote").bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
-            assert await page.evaluate(
-                "() => document.documentElement.scrollWidth") <= viewport["width"]
+            assert (
+                await page.evaluate("() => document.documentElement.scrollWidth")
+                <= viewport["width"]
+            )
 
         # Someone who takes no part in the meeting is told so, and nothing is stored.
         before = await hall.stored()
@@ -296,12 +312,14 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
         assert await hall.stored() == before
 
         # A tablet whose microphone permission is refused says so, and joins nothing.
-        context, denied = await signed_in(hall.server, chromium, "delegate003",
-                                          viewport=TABLET_PORTRAIT)
+        context, denied = await signed_in(
+            hall.server, chromium, "delegate003", viewport=TABLET_PORTRAIT
+        )
         pages.append(denied)
         await context.add_init_script(
             "navigator.mediaDevices.getUserMedia = () => Promise.reject("
-            "new DOMException('denied', 'NotAllowedError'));")
+            "new DOMException('denied', 'NotAllowedError'));"
+        )
         await denied.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
         await wait_online(denied)
         await denied.click("#remote-join")
@@ -310,8 +328,7 @@ async def test_delegate_app_joins_remotely_and_hears_the_floor(hall: Hall,
         assert await denied.is_visible("#remote-join")
         assert await hall.stored() == before
         engine = media_runtime(hall.server.ctx).engine
-        assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [
-            hall.delegate_ids[0]]
+        assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [hall.delegate_ids[0]]
         assert [e for p in pages for e in p.js_errors] == []
     finally:
         for opened in pages:

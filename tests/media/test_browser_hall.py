@@ -75,10 +75,17 @@ def write_tone(path: Path, frequency: float, seconds: float = 4.0) -> Path:
 @contextlib.asynccontextmanager
 async def chromium_with_tone(playwright: Any, wav: Path) -> AsyncIterator[Any]:
     launched = await playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True,
-        args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
-              "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
-              "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required"])
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}",
+            "--allow-loopback-in-peer-connection",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )
     try:
         yield launched
     finally:
@@ -97,8 +104,9 @@ async def playwright() -> AsyncIterator[Any]:
         yield running
 
 
-async def hears(page: Any, selector: str, loud: float, quiet: tuple[float, ...] = (),
-                timeout: float = 20.0) -> dict[str, Any]:
+async def hears(
+    page: Any, selector: str, loud: float, quiet: tuple[float, ...] = (), timeout: float = 20.0
+) -> dict[str, Any]:
     """Until ``loud`` is the loudest frequency the page plays and each of ``quiet`` is at
     least 30 dB below it (or below -90 dB)."""
     loop = asyncio.get_running_loop()
@@ -115,8 +123,7 @@ async def hears(page: Any, selector: str, loud: float, quiet: tuple[float, ...] 
         await asyncio.sleep(0.2)
 
 
-async def silent(page: Any, selector: str, tones: tuple[float, ...],
-                 seconds: float = 2.0) -> None:
+async def silent(page: Any, selector: str, tones: tuple[float, ...], seconds: float = 2.0) -> None:
     """For ``seconds``, none of ``tones`` is in what the page plays (below -80 dB)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -128,11 +135,14 @@ async def silent(page: Any, selector: str, tones: tuple[float, ...],
 
 
 async def test_the_desk_sends_the_hall_and_nobody_hears_themself(
-        hall: Hall, playwright: Any, tmp_path: Path) -> None:
+    hall: Hall, playwright: Any, tmp_path: Path
+) -> None:
     hall_wav = write_tone(tmp_path / "hall.wav", HALL_HZ)
     delegate_wav = write_tone(tmp_path / "delegate.wav", DELEGATE_HZ)
-    async with (chromium_with_tone(playwright, hall_wav) as desk_browser,
-                chromium_with_tone(playwright, delegate_wav) as delegate_browser):
+    async with (
+        chromium_with_tone(playwright, hall_wav) as desk_browser,
+        chromium_with_tone(playwright, delegate_wav) as delegate_browser,
+    ):
         _, desk = await signed_in(hall.server, desk_browser, "chair", viewport=TABLET)
         await loopback_offers(desk, hall.meeting_id, set())
         await desk.goto(f"{hall.server.url}/app/desk/#meeting/{hall.meeting_id}")
@@ -147,12 +157,12 @@ async def test_the_desk_sends_the_hall_and_nobody_hears_themself(
         assert "đang được gửi" in (await desk.inner_text("#desk-status")).lower()
         # The input meter moves with the hall's tone; the devices have their names now.
         await desk.wait_for_function(
-            "() => Number(document.querySelector('#desk-in-level').dataset.level) > 0.05")
+            "() => Number(document.querySelector('#desk-in-level').dataset.level) > 0.05"
+        )
         assert await desk.locator("#desk-input option").count() >= 2
 
         # A remote delegate, with no other page joined, hears the hall.
-        _, tablet = await signed_in(hall.server, delegate_browser, "delegate002",
-                                    viewport=TABLET)
+        _, tablet = await signed_in(hall.server, delegate_browser, "delegate002", viewport=TABLET)
         await loopback_offers(tablet, hall.meeting_id, set())
         await tablet.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
         await wait_online(tablet)
@@ -167,7 +177,8 @@ async def test_the_desk_sends_the_hall_and_nobody_hears_themself(
         await hall.give_floor(hall.delegates[1])
         await hears(desk, "#desk-audio", DELEGATE_HZ, (HALL_HZ,))
         await desk.wait_for_function(
-            "() => Number(document.querySelector('#desk-out-level').dataset.level) > 0.02")
+            "() => Number(document.querySelector('#desk-out-level').dataset.level) > 0.02"
+        )
         await hears(tablet, "#floor-audio", HALL_HZ, (DELEGATE_HZ,))
         await desk.wait_for_selector("#desk-floor:has-text('Đang phát biểu')")
 
@@ -179,8 +190,7 @@ async def test_the_desk_sends_the_hall_and_nobody_hears_themself(
         assert desk.js_errors == [] and tablet.js_errors == []
 
 
-async def test_the_desk_is_for_the_officers(hall: Hall, playwright: Any,
-                                            tmp_path: Path) -> None:
+async def test_the_desk_is_for_the_officers(hall: Hall, playwright: Any, tmp_path: Path) -> None:
     async with chromium_with_tone(playwright, write_tone(tmp_path / "t.wav", HALL_HZ)) as b:
         _, page = await signed_in(hall.server, b, "delegate001", viewport=TABLET)
         await page.goto(f"{hall.server.url}/app/desk/#meeting/{hall.meeting_id}")
@@ -194,8 +204,9 @@ async def test_the_desk_is_for_the_officers(hall: Hall, playwright: Any,
         assert page.js_errors == [] and chair.js_errors == []
 
 
-async def test_the_projector_plays_the_speakers_video(hall: Hall, playwright: Any,
-                                                      tmp_path: Path) -> None:
+async def test_the_projector_plays_the_speakers_video(
+    hall: Hall, playwright: Any, tmp_path: Path
+) -> None:
     speaker = Client(DELEGATE_HZ, color=RED)
 
     async def signal(sdp: str) -> str:
@@ -206,25 +217,29 @@ async def test_the_projector_plays_the_speakers_video(hall: Hall, playwright: An
     async with chromium_with_tone(playwright, write_tone(tmp_path / "t.wav", HALL_HZ)) as b:
         try:
             await speaker.join(signal)
-            _, projector = await signed_in(hall.server, b, "chair",
-                                           viewport={"width": 1280, "height": 720})
+            _, projector = await signed_in(
+                hall.server, b, "chair", viewport={"width": 1280, "height": 720}
+            )
             await loopback_offers(projector, hall.meeting_id, set())
             await projector.goto(f"{hall.server.url}/app/projector/#meeting/{hall.meeting_id}")
             await projector.wait_for_selector("#proj-video[data-state=listening]", state="attached")
             # Nobody with a camera holds the floor: no video shown.
             assert await projector.is_hidden("#floor-video-box")
             await hall.give_floor(hall.delegates[0])
-            await projector.wait_for_selector("#floor-video-area[data-video=live]",
-                                              state="attached")
+            await projector.wait_for_selector(
+                "#floor-video-area[data-video=live]", state="attached"
+            )
             assert await projector.is_visible("#floor-video")
             size = await projector.evaluate(
                 "() => { const v = document.getElementById('floor-video');"
-                " return [v.videoWidth, v.videoHeight]; }")
+                " return [v.videoWidth, v.videoHeight]; }"
+            )
             assert size[0] > 0 and size[1] > 0, size
             frames = int(await projector.get_attribute("#floor-video", "data-frames") or 0)
             await projector.wait_for_function(
                 "(n) => Number(document.getElementById('floor-video').dataset.frames) > n",
-                arg=frames + 10)
+                arg=frames + 10,
+            )
             # The picture is the speaker's camera (red).
             color = await projector.evaluate("""() => {
                 const v = document.getElementById('floor-video');
@@ -246,8 +261,9 @@ async def test_the_projector_plays_the_speakers_video(hall: Hall, playwright: An
             await speaker.close()
 
 
-async def test_tablets_show_the_speaker_and_their_own_camera(hall: Hall, playwright: Any,
-                                                             tmp_path: Path) -> None:
+async def test_tablets_show_the_speaker_and_their_own_camera(
+    hall: Hall, playwright: Any, tmp_path: Path
+) -> None:
     async with chromium_with_tone(playwright, write_tone(tmp_path / "t.wav", HALL_HZ)) as b:
         tablets = []
         for username in ("delegate001", "delegate002"):
@@ -262,8 +278,7 @@ async def test_tablets_show_the_speaker_and_their_own_camera(hall: Hall, playwri
         await speaker.click("#remote-join")
         await speaker.wait_for_selector("#remote[data-state=listening]")
         await speaker.wait_for_selector("#own-video-state[data-camera=sending]")
-        assert await speaker.evaluate(
-            "() => document.getElementById('own-video').videoWidth") > 0
+        assert await speaker.evaluate("() => document.getElementById('own-video').videoWidth") > 0
         await watcher.click("#remote-join")
         await watcher.wait_for_selector("#remote[data-state=listening]")
         assert await watcher.is_hidden("#own-video-box")  # no camera, no preview
@@ -276,9 +291,9 @@ async def test_tablets_show_the_speaker_and_their_own_camera(hall: Hall, playwri
         frames = int(await watcher.get_attribute("#floor-video", "data-frames") or 0)
         await watcher.wait_for_function(
             "(n) => Number(document.getElementById('floor-video').dataset.frames) > n",
-            arg=frames + 10)
-        assert await watcher.evaluate(
-            "() => document.getElementById('floor-video').videoWidth") > 0
+            arg=frames + 10,
+        )
+        assert await watcher.evaluate("() => document.getElementById('floor-video').videoWidth") > 0
         # The speaker is not sent its own camera back: it has its preview.
         assert await speaker.get_attribute("#floor-video-area", "data-video") != "live"
         await shot(watcher, "delegate-remote-speaker-video")

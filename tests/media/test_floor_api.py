@@ -21,9 +21,11 @@ A_HZ = 440.0
 C_HZ = 1000.0
 
 
-def signal_through(hall: Hall, token: str, sessions: dict[str, str], name: str,
-                   kind: str | None = None) -> Signal:
+def signal_through(
+    hall: Hall, token: str, sessions: dict[str, str], name: str, kind: str | None = None
+) -> Signal:
     """Posts the offer (as ``kind`` when given), checks the answer, keeps its session."""
+
     async def signal(sdp: str) -> str:
         body = {"sdp": sdp, "type": "offer"} | ({"kind": kind} if kind else {})
         answer = await hall.post(token, "/media", body)
@@ -33,6 +35,7 @@ def signal_through(hall: Hall, token: str, sessions: dict[str, str], name: str,
         assert "a=candidate" in body["sdp"] and "127.0.0.1" in body["sdp"]
         sessions[name] = body["session_id"]
         return str(body["sdp"])
+
     return signal
 
 
@@ -42,8 +45,11 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
     async with hall.server.socket(hall.chair) as ws:
         await ws.subscribe({hall.topic: 0})
         try:
-            for name, client, token in (("a", a, hall.delegates[0]), ("b", b, hall.delegates[1]),
-                                        ("c", c, hall.delegates[2])):
+            for name, client, token in (
+                ("a", a, hall.delegates[0]),
+                ("b", b, hall.delegates[1]),
+                ("c", c, hall.delegates[2]),
+            ):
                 await client.join(signal_through(hall, token, sessions, name))
                 joined = await ws.next_event("media.joined")
                 assert joined["data"]["session_id"] == sessions[name]
@@ -73,21 +79,27 @@ async def test_the_floor_moves_and_everyone_hears_it(hall: Hall) -> None:
             # B leaves: media.left, and its session is gone.
             async with hall.server.http(hall.delegates[1]) as http:
                 left = await http.delete(
-                    f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['b']}")
+                    f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['b']}"
+                )
                 assert left.status_code == 204, left.text
                 again = await http.delete(
-                    f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['b']}")
+                    f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['b']}"
+                )
                 assert again.status_code == 404
                 assert again.json()["error"]["code"] == "media_session_not_found"
             event = await ws.next_event("media.left")
-            assert event["data"] == {"session_id": sessions["b"],
-                                     "user_id": hall.delegate_ids[1], "reason": "left"}
+            assert event["data"] == {
+                "session_id": sessions["b"],
+                "user_id": hall.delegate_ids[1],
+                "reason": "left",
+            }
         finally:
             for client in (a, b, c):
                 await client.close()
         # The last peers going closes the sitting: its recording is finished and listed.
-        gone = {(await ws.next_event("media.left", timeout=10))["data"]["session_id"]
-                for _ in range(2)}
+        gone = {
+            (await ws.next_event("media.left", timeout=10))["data"]["session_id"] for _ in range(2)
+        }
         assert gone == {sessions["a"], sessions["c"]}
 
     recordings: list[dict[str, object]] = []
@@ -165,8 +177,9 @@ async def test_refusals_change_nothing(hall: Hall) -> None:
         assert outsider.status_code == 403
         assert outsider.json()["error"]["code"] == "not_a_participant"
         async with hall.server.http(hall.delegates[0]) as http:
-            missing = await http.post("/api/v1/meetings/999999/media",
-                                      json={"sdp": offer, "type": "offer"})
+            missing = await http.post(
+                "/api/v1/meetings/999999/media", json={"sdp": offer, "type": "offer"}
+            )
         assert missing.status_code == 404
         # Nor may they list or fetch the meeting's recordings.
         async with hall.server.http(hall.outsider) as http:
@@ -229,8 +242,11 @@ async def test_a_vanished_peer_is_dropped(make_server: MakeServer, how: str) -> 
             else:
                 await client.pc.close()
             left = await ws.next_event("media.left", timeout=10)
-            assert left["data"] == {"session_id": sessions["a"],
-                                    "user_id": hall.delegate_ids[0], "reason": how}
+            assert left["data"] == {
+                "session_id": sessions["a"],
+                "user_id": hall.delegate_ids[0],
+                "reason": how,
+            }
         finally:
             await client.close()
 
@@ -245,8 +261,11 @@ async def test_everyone_sees_the_speaker(hall: Hall) -> None:
     b = Client(None, watch=True)
     sessions: dict[str, str] = {}
     try:
-        for name, client, token in (("a", a, hall.delegates[0]), ("b", b, hall.delegates[1]),
-                                    ("c", c, hall.delegates[2])):
+        for name, client, token in (
+            ("a", a, hall.delegates[0]),
+            ("b", b, hall.delegates[1]),
+            ("c", c, hall.delegates[2]),
+        ):
             await client.join(signal_through(hall, token, sessions, name))
         speaker_a = await hall.give_floor(hall.delegates[0])
         await b.wait_seeing(RED)
@@ -285,9 +304,11 @@ async def test_closing_the_meeting_ends_its_media(hall: Hall) -> None:
             closed = await hall.post(hall.chair, "/close")
             assert closed.status_code == 200, closed.text
             left = await ws.next_event("media.left", timeout=10)
-            assert left["data"] == {"session_id": sessions["a"],
-                                    "user_id": hall.delegate_ids[0],
-                                    "reason": "meeting_closed"}
+            assert left["data"] == {
+                "session_id": sessions["a"],
+                "user_id": hall.delegate_ids[0],
+                "reason": "meeting_closed",
+            }
         finally:
             await client.close()
     engine = media_runtime(hall.server.ctx).engine
@@ -299,8 +320,11 @@ async def test_the_chair_is_always_heard_with_the_speaker(hall: Hall) -> None:
     chair, a, b = Client(chair_hz), Client(A_HZ), Client(None)
     sessions: dict[str, str] = {}
     try:
-        for name, client, token in (("chair", chair, hall.chair), ("a", a, hall.delegates[0]),
-                                    ("b", b, hall.delegates[1])):
+        for name, client, token in (
+            ("chair", chair, hall.chair),
+            ("a", a, hall.delegates[0]),
+            ("b", b, hall.delegates[1]),
+        ):
             await client.join(signal_through(hall, token, sessions, name))
         # Nobody has been given the floor: the chair alone.
         await b.wait_hearing(chair_hz, absent=(A_HZ,))

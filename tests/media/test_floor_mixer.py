@@ -65,8 +65,9 @@ def test_a_source_buffer_and_a_listener_queue_are_bounded() -> None:
     mixer.set_sources(["a"])
     for index in range(SOURCE_BUFFER_FRAMES + 5):
         mixer.feed("a", tone(440, index * FRAME_SAMPLES))
-    heard = sum(1 for _ in range(SOURCE_BUFFER_FRAMES + 5)
-                if np.abs(mixer.mix().to_ndarray()).max() > 0)
+    heard = sum(
+        1 for _ in range(SOURCE_BUFFER_FRAMES + 5) if np.abs(mixer.mix().to_ndarray()).max() > 0
+    )
     assert heard == SOURCE_BUFFER_FRAMES
 
     track = ListenerTrack()
@@ -111,7 +112,6 @@ def test_the_recorder_writes_a_playable_ogg(tmp_path: Path) -> None:
     with av.open(str(summary.path), "r") as container:
         samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
     assert abs(peak_hz(samples.astype(np.float64)) - 440) < 5
-
 
 
 def goertzel(samples: np.ndarray, frequency: float) -> float:
@@ -168,7 +168,7 @@ def test_mix_minus_nobody_hears_themself() -> None:
     assert len({tuple(id(p) for p in heard[t]) for t in others}) == 1
 
     def levels(track: ListenerTrack) -> tuple[float, float]:
-        samples = decoded(heard[track])[FRAME_SAMPLES * 5:]  # past the decoder's warm-up
+        samples = decoded(heard[track])[FRAME_SAMPLES * 5 :]  # past the decoder's warm-up
         return goertzel(samples, HALL_HZ), goertzel(samples, SPEAKER_HZ)
 
     hall_hz, speaker_hz = levels(hall)

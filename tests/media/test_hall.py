@@ -102,8 +102,7 @@ async def test_who_may_connect_the_hall(hall: Hall) -> None:
             (hall.chair, "desk", 400, "invalid_request"),
             (hall.chair, None, 400, "invalid_request"),
         ):
-            answer = await hall.post(token, "/media", {"sdp": offer, "type": "offer",
-                                                       "kind": kind})
+            answer = await hall.post(token, "/media", {"sdp": offer, "type": "offer", "kind": kind})
             assert answer.status_code == status, (kind, answer.text)
             assert answer.json()["error"]["code"] == code
         assert await hall.stored() == before
@@ -112,8 +111,7 @@ async def test_who_may_connect_the_hall(hall: Hall) -> None:
         # One hall per meeting: a second desk is refused, the first goes on.
         before = await hall.stored()
         admin = await hall.server.login("admin", DEMO_PASSWORD)
-        second = await hall.post(admin, "/media", {"sdp": offer, "type": "offer",
-                                                   "kind": "hall"})
+        second = await hall.post(admin, "/media", {"sdp": offer, "type": "offer", "kind": "hall"})
         assert second.status_code == 409, second.text
         assert second.json()["error"]["code"] == "media_hall_connected"
         assert await hall.stored() == before
@@ -122,8 +120,7 @@ async def test_who_may_connect_the_hall(hall: Hall) -> None:
 
         # Gone, the hall may be connected again: by an administrator, no participant.
         async with hall.server.http(hall.chair) as http:
-            left = await http.delete(
-                f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['desk']}")
+            left = await http.delete(f"/api/v1/meetings/{hall.meeting_id}/media/{sessions['desk']}")
         assert left.status_code == 204, left.text
         await other.pc.close()
         other = Client(HALL_HZ)

@@ -62,8 +62,7 @@ class Path:
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         for leg in (self.to_tablet, self.to_server):
-            await loop.create_datagram_endpoint(lambda leg=leg: leg,
-                                                local_addr=("127.0.0.1", 0))
+            await loop.create_datagram_endpoint(lambda leg=leg: leg, local_addr=("127.0.0.1", 0))
 
     def port(self, leg: Relay) -> int:
         assert leg.transport is not None
@@ -119,8 +118,12 @@ class Network:
 
 def _loopback_udp(line: str) -> bool:
     parts = line.split()
-    return line.startswith("a=candidate") and len(parts) > 5 and parts[2].lower() == "udp" \
+    return (
+        line.startswith("a=candidate")
+        and len(parts) > 5
+        and parts[2].lower() == "udp"
         and parts[4] == "127.0.0.1"
+    )
 
 
 def _only_at(lines: list[str], port: int) -> str:
@@ -141,8 +144,7 @@ async def _packets(page: Any) -> int:
     return int(await page.get_attribute("#remote-level", "data-packets") or 0)
 
 
-async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
-        hall: Hall, chromium: Any) -> None:  # noqa: F811
+async def test_the_tablet_rejoins_by_itself_after_a_network_drop(hall: Hall, chromium: Any) -> None:  # noqa: F811
     speaker = Client(TONE_HZ)
     network = Network()
     pages: list[Any] = []
@@ -155,8 +157,9 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
     try:
         await speaker.join(signal)
         speaker_id = await hall.give_floor(hall.delegates[0])
-        context, page = await signed_in(hall.server, chromium, "delegate002",
-                                        viewport={"width": 1280, "height": 800})
+        context, page = await signed_in(
+            hall.server, chromium, "delegate002", viewport={"width": 1280, "height": 800}
+        )
         pages.append(page)
         await page.route(f"**/api/v1/meetings/{hall.meeting_id}/media", network.route)
         await page.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
@@ -170,20 +173,19 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         await page.wait_for_function(
             "() => Number(document.querySelector('#remote-level').dataset.packets) > 50"
             " && Number(document.querySelector('#remote-level').dataset.level) > 0.01",
-            timeout=WAIT_MS)
+            timeout=WAIT_MS,
+        )
 
         # The network goes: nothing passes either way, the page is offline.
         network.down = True
         await context.set_offline(True)
-        await page.wait_for_selector("#remote[data-state=reconnecting]",
-                                     timeout=SHOWN_WITHIN_MS)
+        await page.wait_for_selector("#remote[data-state=reconnecting]", timeout=SHOWN_WITHIN_MS)
         assert "kết nối lại" in (await page.inner_text("#remote-status")).lower()
         await shot(page, "delegate-remote-reconnecting-tablet")
         await asyncio.sleep(DROP_SECS)
         # Meanwhile the server dropped the silent session.
         engine = media_runtime(hall.server.ctx).engine
-        assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [
-            hall.delegate_ids[0]]
+        assert [p.user_id for p in await engine.peers(hall.meeting_id)] == [hall.delegate_ids[0]]
         assert await page.get_attribute("#remote", "data-state") == "reconnecting"
 
         # It returns: the app joins again by itself and hears the floor again.
@@ -194,7 +196,9 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         await page.wait_for_function(
             "(n) => Number(document.querySelector('#remote-level').dataset.packets) > n"
             " && Number(document.querySelector('#remote-level').dataset.level) > 0.01",
-            arg=before + 25, timeout=WAIT_MS)
+            arg=before + 25,
+            timeout=WAIT_MS,
+        )
         peers = await engine.peers(hall.meeting_id)
         assert sorted(p.user_id for p in peers) == sorted(hall.delegate_ids[:2])
         assert len(network.paths) >= 2
@@ -215,11 +219,13 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         await chair.click("#remote-counts")
         await chair.wait_for_function(
             "() => document.getElementById('quorum-text').textContent.startsWith('Túc số: 0/')",
-            timeout=WAIT_MS)
+            timeout=WAIT_MS,
+        )
         await chair.click("#remote-counts")
         await chair.wait_for_function(
             "() => document.getElementById('quorum-text').textContent.startsWith('Túc số: 2/')",
-            timeout=WAIT_MS)
+            timeout=WAIT_MS,
+        )
 
         # The speaker's audio drops: the floor is paused and the chair is alerted.
         await chair.click("#tab-live")
@@ -237,8 +243,9 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         await shot(page, "delegate-remote-live-tablet")
         # The chair mutes them (they are told, and no longer live), then asks them to
         # unmute; the delegate unmutes with the same button.
-        mine = next(p for p in await engine.peers(hall.meeting_id)
-                    if p.user_id == hall.delegate_ids[1])
+        mine = next(
+            p for p in await engine.peers(hall.meeting_id) if p.user_id == hall.delegate_ids[1]
+        )
         muted = await hall.post(hall.chair, f"/media/{mine.session_id}/mute", {"muted": True})
         assert muted.status_code == 200, muted.text
         await page.wait_for_selector("#remote-mute[aria-pressed=true]", timeout=WAIT_MS)
@@ -248,7 +255,8 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         assert asked.status_code == 200, asked.text
         await page.wait_for_function(
             "() => document.getElementById('remote-chair').textContent.includes('mời bạn bật')",
-            timeout=WAIT_MS)
+            timeout=WAIT_MS,
+        )
         await page.click("#remote-mute")
         await page.wait_for_selector("#remote-mute[aria-pressed=false]", timeout=WAIT_MS)
         await page.wait_for_selector("#remote-live:not(.hidden)", timeout=WAIT_MS)
@@ -257,14 +265,18 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(
         async with hall.server.http(hall.chair) as http:
             minutes = await http.get(f"/api/v1/meetings/{hall.meeting_id}/minutes.pdf")
         assert minutes.status_code == 200
-        text = " ".join("\n".join(
-            p.extract_text() for p in PdfReader(io.BytesIO(minutes.content)).pages).split())
+        text = " ".join(
+            "\n".join(
+                p.extract_text() for p in PdfReader(io.BytesIO(minutes.content)).pages
+            ).split()
+        )
         start = text.index("Tham dự trực tuyến:")
-        line = text[start:text.index("người)", start)]
+        line = text[start : text.index("người)", start)]
         names = await chair.evaluate(
             "(ids) => ids.map((id) => document.querySelector("
             "`#attendance-table tr[data-user='${id}'] th`)?.firstChild?.textContent)",
-            hall.delegate_ids[:2])
+            hall.delegate_ids[:2],
+        )
         assert all(name and name.strip() in line for name in names), (names, line)
         assert [e for p in pages for e in p.js_errors] == []
     finally:

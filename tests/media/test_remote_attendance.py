@@ -24,6 +24,7 @@ def signal(hall: Hall, token: str, sessions: list[str]) -> Signal:
         assert answer.status_code == 201, answer.text
         sessions.append(answer.json()["session_id"])
         return str(answer.json()["sdp"])
+
     return exchange
 
 
@@ -34,15 +35,19 @@ async def state(hall: Hall, token: str) -> dict[str, Any]:
         return dict(response.json())
 
 
-async def collect(ws: Any, *types: str, timeout: float = 10.0,
-                  connection: str | None = None) -> dict[str, dict[str, Any]]:
+async def collect(
+    ws: Any, *types: str, timeout: float = 10.0, connection: str | None = None
+) -> dict[str, dict[str, Any]]:
     """The first event of each of ``types``, whatever their order (``media.quality`` only
     with ``connection`` when given: a busy machine may rate a connection fair meanwhile)."""
     found: dict[str, dict[str, Any]] = {}
     while set(types) - set(found):
         event = await ws.next_event(timeout=timeout)
-        if event["type"] == "media.quality" and connection is not None \
-                and event["data"]["connection"] != connection:
+        if (
+            event["type"] == "media.quality"
+            and connection is not None
+            and event["data"]["connection"] != connection
+        ):
             continue
         if event["type"] in types:
             found.setdefault(event["type"], event)
@@ -57,10 +62,13 @@ async def stored(hall: Hall) -> tuple[int, list[dict[str, Any]]]:
     """Events of the meeting and its participants, less what the connection watcher writes
     by itself meanwhile (connection quality)."""
     async with hall.server.ctx.read() as session:
-        events = (await session.execute(
-            select(func.count()).select_from(EventRecord)
-            .where(EventRecord.topic == hall.topic, EventRecord.type != "media.quality")
-        )).scalar_one()
+        events = (
+            await session.execute(
+                select(func.count())
+                .select_from(EventRecord)
+                .where(EventRecord.topic == hall.topic, EventRecord.type != "media.quality")
+            )
+        ).scalar_one()
     people = (await state(hall, hall.chair))["participants"]
     for person in people:
         if person["media"]:
@@ -68,13 +76,15 @@ async def stored(hall: Hall) -> tuple[int, list[dict[str, Any]]]:
     return int(events), people
 
 
-async def refused(hall: Hall, token: str, method: str, path: str, body: Any,
-                  status: int, code: str) -> None:
+async def refused(
+    hall: Hall, token: str, method: str, path: str, body: Any, status: int, code: str
+) -> None:
     """The call is refused with ``status``/``code`` and nothing stored changes."""
     before = await stored(hall)
     async with hall.server.http(token) as client:
-        response = await client.request(method, f"/api/v1/meetings/{hall.meeting_id}{path}",
-                                        json=body)
+        response = await client.request(
+            method, f"/api/v1/meetings/{hall.meeting_id}{path}", json=body
+        )
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert await stored(hall) == before
@@ -101,11 +111,13 @@ async def test_joining_checks_in_as_remote_and_the_rule_says_if_it_counts(hall: 
 
             # The rule may leave remote delegates out of the quorum.
             async with hall.server.http(hall.chair) as http:
-                bad = await http.patch(f"/api/v1/meetings/{hall.meeting_id}",
-                                       json={"remote_counts_for_quorum": "no"})
+                bad = await http.patch(
+                    f"/api/v1/meetings/{hall.meeting_id}", json={"remote_counts_for_quorum": "no"}
+                )
                 assert bad.status_code == 400, bad.text
-                patched = await http.patch(f"/api/v1/meetings/{hall.meeting_id}",
-                                           json={"remote_counts_for_quorum": False})
+                patched = await http.patch(
+                    f"/api/v1/meetings/{hall.meeting_id}", json={"remote_counts_for_quorum": False}
+                )
                 assert patched.status_code == 200, patched.text
                 assert patched.json()["quorum"]["present"] == 0
                 assert patched.json()["quorum"]["remote"] == 1
@@ -115,8 +127,7 @@ async def test_joining_checks_in_as_remote_and_the_rule_says_if_it_counts(hall: 
 
             # Leaving on purpose checks a remote delegate out.
             async with hall.server.http(hall.delegates[0]) as http:
-                left = await http.delete(
-                    f"/api/v1/meetings/{hall.meeting_id}/media/{sessions[0]}")
+                left = await http.delete(f"/api/v1/meetings/{hall.meeting_id}/media/{sessions[0]}")
                 assert left.status_code == 204, left.text
             await ws.next_event("media.left")
             changed = await ws.next_event("attendance.changed")
@@ -139,20 +150,27 @@ async def test_the_chair_mutes_asks_to_unmute_and_removes(hall: Hall) -> None:
             mute = f"/media/{a}/mute"
 
             # Bad input and the wrong people: refused, nothing changes.
-            await refused(hall, hall.chair, "POST", mute, {"muted": "yes"}, 400,
-                          "invalid_request")
-            await refused(hall, hall.chair, "POST", mute, {"muted": True, "x": 1}, 400,
-                          "invalid_request")
-            await refused(hall, hall.chair, "POST", "/media/nope/mute", {"muted": True}, 404,
-                          "media_session_not_found")
-            await refused(hall, hall.delegates[1], "POST", mute, {"muted": True}, 403,
-                          "not_chair")
-            await refused(hall, hall.outsider, "POST", mute, {"muted": True}, 403,
-                          "not_a_participant")
-            await refused(hall, hall.chair, "POST", f"/media/{a}/unmute-request", None, 409,
-                          "not_muted")
-            await refused(hall, hall.delegates[1], "DELETE", f"/media/{a}", None, 403,
-                          "not_chair")
+            await refused(hall, hall.chair, "POST", mute, {"muted": "yes"}, 400, "invalid_request")
+            await refused(
+                hall, hall.chair, "POST", mute, {"muted": True, "x": 1}, 400, "invalid_request"
+            )
+            await refused(
+                hall,
+                hall.chair,
+                "POST",
+                "/media/nope/mute",
+                {"muted": True},
+                404,
+                "media_session_not_found",
+            )
+            await refused(hall, hall.delegates[1], "POST", mute, {"muted": True}, 403, "not_chair")
+            await refused(
+                hall, hall.outsider, "POST", mute, {"muted": True}, 403, "not_a_participant"
+            )
+            await refused(
+                hall, hall.chair, "POST", f"/media/{a}/unmute-request", None, 409, "not_muted"
+            )
+            await refused(hall, hall.delegates[1], "DELETE", f"/media/{a}", None, 403, "not_chair")
 
             muted = await hall.post(hall.chair, mute, {"muted": True})
             assert muted.status_code == 200, muted.text
@@ -161,12 +179,19 @@ async def test_the_chair_mutes_asks_to_unmute_and_removes(hall: Hall) -> None:
             assert event["data"]["user_id"] == base[0] and event["data"]["muted"] is True
 
             # Only the participant unmutes, and only once the chair asked.
-            await refused(hall, hall.chair, "POST", mute, {"muted": False}, 422,
-                          "unmute_by_owner")
-            await refused(hall, hall.delegates[0], "POST", mute, {"muted": False}, 403,
-                          "muted_by_chair")
-            await refused(hall, hall.delegates[0], "POST", f"/media/{a}/unmute-request", None,
-                          403, "not_chair")
+            await refused(hall, hall.chair, "POST", mute, {"muted": False}, 422, "unmute_by_owner")
+            await refused(
+                hall, hall.delegates[0], "POST", mute, {"muted": False}, 403, "muted_by_chair"
+            )
+            await refused(
+                hall,
+                hall.delegates[0],
+                "POST",
+                f"/media/{a}/unmute-request",
+                None,
+                403,
+                "not_chair",
+            )
             asked = await hall.post(hall.chair, f"/media/{a}/unmute-request")
             assert asked.status_code == 200, asked.text
             event = await ws.next_event("media.unmute_requested")
@@ -186,9 +211,13 @@ async def test_the_chair_mutes_asks_to_unmute_and_removes(hall: Hall) -> None:
             assert entry(meeting, base[1])["present"] is False
             assert entry(meeting, base[1])["media"] is None
             async with hall.server.ctx.read() as session:
-                actions = list((await session.execute(
-                    select(AuditRecord.action).where(AuditRecord.action.like("media.%"))
-                )).scalars())
+                actions = list(
+                    (
+                        await session.execute(
+                            select(AuditRecord.action).where(AuditRecord.action.like("media.%"))
+                        )
+                    ).scalars()
+                )
             assert {"media.mute", "media.unmute_request", "media.leave"} <= set(actions)
         finally:
             for client in clients:
@@ -196,10 +225,15 @@ async def test_the_chair_mutes_asks_to_unmute_and_removes(hall: Hall) -> None:
 
 
 async def test_a_lost_speaker_keeps_the_floor_with_the_timer_stopped(
-        make_server: MakeServer) -> None:
-    hall = await open_hall(make_server, media_audio_lost_secs=1.0,
-                           media_quality_poll_secs=0.2, media_silence_timeout_secs=60.0,
-                           media_floor_grace_secs=60.0)
+    make_server: MakeServer,
+) -> None:
+    hall = await open_hall(
+        make_server,
+        media_audio_lost_secs=1.0,
+        media_quality_poll_secs=0.2,
+        media_silence_timeout_secs=60.0,
+        media_floor_grace_secs=60.0,
+    )
     first, second = Client(A_HZ), Client(A_HZ)
     sessions: list[str] = []
     async with hall.server.socket(hall.chair) as ws:
@@ -235,9 +269,13 @@ async def test_a_lost_speaker_keeps_the_floor_with_the_timer_stopped(
 
 
 async def test_past_the_grace_period_the_floor_is_free(make_server: MakeServer) -> None:
-    hall = await open_hall(make_server, media_audio_lost_secs=1.0,
-                           media_quality_poll_secs=0.2, media_silence_timeout_secs=60.0,
-                           media_floor_grace_secs=1.0)
+    hall = await open_hall(
+        make_server,
+        media_audio_lost_secs=1.0,
+        media_quality_poll_secs=0.2,
+        media_silence_timeout_secs=60.0,
+        media_floor_grace_secs=1.0,
+    )
     client = Client(A_HZ)
     sessions: list[str] = []
     async with hall.server.socket(hall.chair) as ws:

@@ -50,17 +50,18 @@ async def login(server: RunningServer, username: str) -> str:
     Signing in is tested with the core; here it would only cost an Argon2 check per user.
     """
     async with server.ctx.read() as session:
-        user_id = (await session.execute(select(User.id).where(User.username == username))
-                   ).scalar_one()
+        user_id = (
+            await session.execute(select(User.id).where(User.username == username))
+        ).scalar_one()
     token, _ttl = server.ctx.tokens.issue(user_id, server.ctx.clock.now())
     return token
 
 
-async def make_room(server: RunningServer, city: DemoCity, *, delegates: int = 4,
-                    **extra: Any) -> AsyncIterator[Room]:
+async def make_room(
+    server: RunningServer, city: DemoCity, *, delegates: int = 4, **extra: Any
+) -> AsyncIterator[Room]:
     names = [f"delegate{i:03d}" for i in range(1, delegates + 1)]
-    tokens = {"chair": await login(server, "chair"),
-              "secretary": await login(server, "secretary")}
+    tokens = {"chair": await login(server, "chair"), "secretary": await login(server, "secretary")}
     for name in names:
         tokens[name] = await login(server, name)
     tokens["guest"] = await login(server, "standing")
@@ -69,19 +70,32 @@ async def make_room(server: RunningServer, city: DemoCity, *, delegates: int = 4
     chair_token = tokens["chair"]
     chair = server.http(chair_token)
     body = {
-        "title": "Kỳ họp thứ 12 HĐND thành phố", "starts_at": "2026-11-23T08:00:00+07:00",
-        "place": "Hội trường", "chair_ids": [city.chair_id],
-        "secretary_ids": [city.secretary_id], "delegate_ids": city.delegate_ids[:delegates],
-        "guest_ids": [city.standing_id], **extra,
+        "title": "Kỳ họp thứ 12 HĐND thành phố",
+        "starts_at": "2026-11-23T08:00:00+07:00",
+        "place": "Hội trường",
+        "chair_ids": [city.chair_id],
+        "secretary_ids": [city.secretary_id],
+        "delegate_ids": city.delegate_ids[:delegates],
+        "guest_ids": [city.standing_id],
+        **extra,
     }
     response = await chair.post("/api/v1/meetings", json=body)
     assert response.status_code == 201, response.text
     clients = {name: server.http(token) for name, token in tokens.items() if name != "chair"}
-    room = Room(server=server, city=city, meeting_id=response.json()["id"], chair=chair,
-                secretary=clients["secretary"], delegates=[clients[n] for n in names],
-                guest=clients["guest"], outsider=clients["outsider"], tokens=tokens,
-                delegate_ids=city.delegate_ids[:delegates], guest_id=city.standing_id,
-                outsider_id=city.ward_user_ids[0])
+    room = Room(
+        server=server,
+        city=city,
+        meeting_id=response.json()["id"],
+        chair=chair,
+        secretary=clients["secretary"],
+        delegates=[clients[n] for n in names],
+        guest=clients["guest"],
+        outsider=clients["outsider"],
+        tokens=tokens,
+        delegate_ids=city.delegate_ids[:delegates],
+        guest_id=city.standing_id,
+        outsider_id=city.ward_user_ids[0],
+    )
     try:
         yield room
     finally:
@@ -97,12 +111,12 @@ async def room(server: RunningServer, city: DemoCity) -> AsyncIterator[Room]:
 
 async def meeting_count(server: RunningServer) -> int:
     async with server.ctx.read() as session:
-        return int((await session.execute(select(func.count()).select_from(Meeting)))
-                   .scalar_one())
+        return int((await session.execute(select(func.count()).select_from(Meeting))).scalar_one())
 
 
-async def store_pdf(server: RunningServer, uploader_id: int, title: str = "Tài liệu kỳ họp",
-                    pages: int = 3) -> int:
+async def store_pdf(
+    server: RunningServer, uploader_id: int, title: str = "Tài liệu kỳ họp", pages: int = 3
+) -> int:
     """A generated Vietnamese PDF stored as ``uploader_id``'s file; returns its id."""
     from meeting.demo import document_pdf, store_document
     from server.auth.principal import Principal
@@ -124,8 +138,15 @@ async def next_on(ws: Any, topic: str, timeout: float = 5.0) -> dict[str, Any]:
             return message
 
 
-async def refused(room: Room, client: httpx.AsyncClient, method: str, path: str,
-                  body: dict[str, Any] | None, status: int, code: str) -> None:
+async def refused(
+    room: Room,
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    status: int,
+    code: str,
+) -> None:
     """The request gets ``status`` with ``code`` and the meeting's state is unchanged."""
     before = await room.state()
     if method == "delete":

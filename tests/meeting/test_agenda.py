@@ -30,8 +30,9 @@ async def test_agenda_tree_reorder_and_current(room: Room) -> None:
     first = await add(room, "Khai mạc", planned_minutes=10)
     second = await add(room, "Báo cáo kinh tế - xã hội", document_ids=[doc], planned_minutes=45)
     sub = await add(room, "Thẩm tra", parent_id=second["id"])
-    response = await room.secretary.post(room.base + "/agenda",
-                                         json={"title": "Bế mạc", "position": 0})
+    response = await room.secretary.post(
+        room.base + "/agenda", json={"title": "Bế mạc", "position": 0}
+    )
     assert response.status_code == 201, response.text
     last = response.json()
     agenda = (await room.state(room.delegates[0]))["agenda"]
@@ -39,17 +40,20 @@ async def test_agenda_tree_reorder_and_current(room: Room) -> None:
     assert agenda[2]["children"][0]["id"] == sub["id"]
     assert agenda[2]["documents"][0]["pages"] == 3
     assert agenda[2]["planned_minutes"] == 45
-    response = await room.chair.post(room.base + "/agenda/reorder", json={
-        "item_ids": [first["id"], second["id"], last["id"]]})
+    response = await room.chair.post(
+        room.base + "/agenda/reorder", json={"item_ids": [first["id"], second["id"], last["id"]]}
+    )
     assert response.status_code == 200, response.text
-    assert [i["id"] for i in response.json()["agenda"]] == [first["id"], second["id"],
-                                                           last["id"]]
-    response = await room.chair.patch(room.base + f"/agenda/{first['id']}",
-                                      json={"title": "Khai mạc kỳ họp", "document_ids": [doc]})
+    assert [i["id"] for i in response.json()["agenda"]] == [first["id"], second["id"], last["id"]]
+    response = await room.chair.patch(
+        room.base + f"/agenda/{first['id']}",
+        json={"title": "Khai mạc kỳ họp", "document_ids": [doc]},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["document_ids"] == [doc]
-    response = await room.chair.post(room.base + "/agenda/current",
-                                     json={"agenda_item_id": sub["id"]})
+    response = await room.chair.post(
+        room.base + "/agenda/current", json={"agenda_item_id": sub["id"]}
+    )
     assert response.status_code == 200
     assert (await room.state())["current_agenda_item_id"] == sub["id"]
     # Removing an item removes its sub-items and clears the current item.
@@ -66,8 +70,9 @@ async def test_participants_read_agenda_documents(room: Room) -> None:
     delegate = await principal(room, room.delegate_ids[0])
     outsider = await principal(room, room.outsider_id)
     assert not await may_read_file(room.server.ctx, delegate, doc)
-    response = await room.secretary.post(room.base + "/agenda",
-                                         json={"title": "Tờ trình", "document_ids": [doc]})
+    response = await room.secretary.post(
+        room.base + "/agenda", json={"title": "Tờ trình", "document_ids": [doc]}
+    )
     assert response.status_code == 201, response.text
     assert await may_read_file(room.server.ctx, delegate, doc)
     assert not await may_read_file(room.server.ctx, outsider, doc)
@@ -79,12 +84,16 @@ BAD_AGENDA: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("outsider", "/agenda", {"title": "X"}, 404, "meeting_not_found"),
     ("chair", "/agenda", {"title": "X", "parent_id": 999999}, 422, "agenda_item_not_found"),
     ("chair", "/agenda", {"title": "X", "document_ids": [999999]}, 422, "unknown_attachment"),
-    ("chair", "/agenda", {"title": "X", "document_ids": ["OTHERS"]}, 422,
-     "unknown_attachment"),
+    ("chair", "/agenda", {"title": "X", "document_ids": ["OTHERS"]}, 422, "unknown_attachment"),
     ("chair", "/agenda", {"title": ""}, 400, "invalid_request"),
     ("chair", "/agenda/reorder", {"item_ids": ["FIRST"]}, 422, "agenda_mismatch"),
-    ("chair", "/agenda/reorder", {"item_ids": ["FIRST", "FIRST", "SECOND"]}, 422,
-     "agenda_mismatch"),
+    (
+        "chair",
+        "/agenda/reorder",
+        {"item_ids": ["FIRST", "FIRST", "SECOND"]},
+        422,
+        "agenda_mismatch",
+    ),
     ("chair", "/agenda/current", {"agenda_item_id": 999999}, 422, "agenda_item_not_found"),
     ("delegate", "/agenda/current", {"agenda_item_id": "FIRST"}, 403, "not_officer"),
 ]
@@ -101,17 +110,28 @@ async def test_bad_agenda_changes_change_nothing(room: Room) -> None:
             return [fill(v) for v in value]
         return names.get(value, value) if isinstance(value, str) else value
 
-    clients = {"delegate": room.delegates[0], "guest": room.guest, "chair": room.chair,
-               "outsider": room.outsider}
+    clients = {
+        "delegate": room.delegates[0],
+        "guest": room.guest,
+        "chair": room.chair,
+        "outsider": room.outsider,
+    }
     for who, path, body, status, code in BAD_AGENDA:
         filled = {key: fill(value) for key, value in body.items()}
         await refused(room, clients[who], "post", path, filled, status, code)
-    await refused(room, room.delegates[0], "patch", f"/agenda/{first['id']}",
-                  {"title": "X"}, 403, "not_officer")
-    await refused(room, room.delegates[0], "delete", f"/agenda/{first['id']}", None, 403,
-                  "not_officer")
-    await refused(room, room.chair, "delete", "/agenda/999999", None, 422,
-                  "agenda_item_not_found")
+    await refused(
+        room,
+        room.delegates[0],
+        "patch",
+        f"/agenda/{first['id']}",
+        {"title": "X"},
+        403,
+        "not_officer",
+    )
+    await refused(
+        room, room.delegates[0], "delete", f"/agenda/{first['id']}", None, 403, "not_officer"
+    )
+    await refused(room, room.chair, "delete", "/agenda/999999", None, 422, "agenda_item_not_found")
 
 
 async def test_nesting_is_bounded(room: Room) -> None:
@@ -119,8 +139,9 @@ async def test_nesting_is_bounded(room: Room) -> None:
     child = await add(room, "1.1", parent_id=parent["id"])
     grandchild = await add(room, "1.1.1", parent_id=child["id"])
     before = await room.state()
-    response = await room.chair.post(room.base + "/agenda",
-                                     json={"title": "1.1.1.1", "parent_id": grandchild["id"]})
+    response = await room.chair.post(
+        room.base + "/agenda", json={"title": "1.1.1.1", "parent_id": grandchild["id"]}
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "agenda_too_deep"
     assert await room.state() == before
@@ -133,8 +154,10 @@ async def test_presentation_follows_the_chair(room: Room) -> None:
     async with room.server.socket(token) as ws:
         seq = (await room.state(room.delegates[0]))["seq"]
         await ws.subscribe({f"meeting:{room.meeting_id}": seq})
-        response = await room.chair.post(room.base + "/presentation", json={
-            "agenda_item_id": item["id"], "document_id": doc, "page": 2})
+        response = await room.chair.post(
+            room.base + "/presentation",
+            json={"agenda_item_id": item["id"], "document_id": doc, "page": 2},
+        )
         assert response.status_code == 200, response.text
         event = await ws.next_event("presentation.changed")
         assert event["data"]["presentation"]["page"] == 2
@@ -143,11 +166,14 @@ async def test_presentation_follows_the_chair(room: Room) -> None:
     shown = (await room.state(room.delegates[1]))["presentation"]
     assert shown["page"] == 2 and shown["by"] == room.city.chair_id
     # A named presenter may turn pages too.
-    response = await room.chair.post(room.base + "/presenter",
-                                     json={"user_id": room.delegate_ids[1]})
+    response = await room.chair.post(
+        room.base + "/presenter", json={"user_id": room.delegate_ids[1]}
+    )
     assert response.status_code == 200
-    response = await room.delegates[1].post(room.base + "/presentation", json={
-        "agenda_item_id": item["id"], "document_id": doc, "page": 3})
+    response = await room.delegates[1].post(
+        room.base + "/presentation",
+        json={"agenda_item_id": item["id"], "document_id": doc, "page": 3},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -156,8 +182,12 @@ async def test_bad_presentations_change_nothing(room: Room) -> None:
     other = await store_pdf(room.server, room.city.chair_id, "Khác", pages=2)
     item = await add(room, "Báo cáo", document_ids=[doc])
     await add(room, "Khác", document_ids=[other])
-    assert (await room.chair.post(room.base + "/presentation", json={
-        "agenda_item_id": item["id"], "document_id": doc, "page": 1})).status_code == 200
+    assert (
+        await room.chair.post(
+            room.base + "/presentation",
+            json={"agenda_item_id": item["id"], "document_id": doc, "page": 1},
+        )
+    ).status_code == 200
     cases: list[tuple[Any, dict[str, Any], int, str]] = [
         (room.delegates[0], {}, 403, "not_presenter"),
         (room.secretary, {}, 403, "not_presenter"),
@@ -170,10 +200,24 @@ async def test_bad_presentations_change_nothing(room: Room) -> None:
     for client, change, status, code in cases:
         body = {"agenda_item_id": item["id"], "document_id": doc, "page": 2, **change}
         await refused(room, client, "post", "/presentation", body, status, code)
-    await refused(room, room.delegates[0], "post", "/presenter",
-                  {"user_id": room.delegate_ids[0]}, 403, "not_chair")
-    await refused(room, room.chair, "post", "/presenter", {"user_id": room.outsider_id}, 422,
-                  "not_a_participant")
+    await refused(
+        room,
+        room.delegates[0],
+        "post",
+        "/presenter",
+        {"user_id": room.delegate_ids[0]},
+        403,
+        "not_chair",
+    )
+    await refused(
+        room,
+        room.chair,
+        "post",
+        "/presenter",
+        {"user_id": room.outsider_id},
+        422,
+        "not_a_participant",
+    )
 
 
 async def test_closed_meeting_is_read_only(room: Room) -> None:
@@ -181,10 +225,11 @@ async def test_closed_meeting_is_read_only(room: Room) -> None:
     item = await add(room, "Báo cáo", document_ids=[doc])
     assert (await room.chair.post(room.base + "/close")).status_code == 200
     before = await room.state()
-    for path, body in (("/agenda", {"title": "X"}),
-                       ("/presentation", {"agenda_item_id": item["id"], "document_id": doc,
-                                          "page": 1}),
-                       ("/agenda/current", {"agenda_item_id": item["id"]})):
+    for path, body in (
+        ("/agenda", {"title": "X"}),
+        ("/presentation", {"agenda_item_id": item["id"], "document_id": doc, "page": 1}),
+        ("/agenda/current", {"agenda_item_id": item["id"]}),
+    ):
         response = await room.chair.post(room.base + path, json=body)
         assert response.status_code == 409, response.text
         assert response.json()["error"]["code"] == "meeting_closed"

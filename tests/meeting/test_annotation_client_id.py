@@ -14,8 +14,9 @@ NOTE = {"x": 0.5, "y": 0.5, "text": "Ghi chú viết khi mất mạng"}
 
 async def on_agenda(room: Room) -> int:
     doc = await store_pdf(room.server, room.city.chair_id, "Báo cáo", pages=2)
-    response = await room.chair.post(room.base + "/agenda",
-                                     json={"title": "Báo cáo", "document_ids": [doc]})
+    response = await room.chair.post(
+        room.base + "/agenda", json={"title": "Báo cáo", "document_ids": [doc]}
+    )
     assert response.status_code == 201, response.text
     return doc
 
@@ -53,7 +54,8 @@ async def test_a_bad_client_id_is_refused_and_stores_nothing(room: Room, client_
     doc = await on_agenda(room)
     response = await room.delegates[0].post(
         f"/api/v1/files/{doc}/annotations",
-        json={"page": 1, "kind": "note", "data": NOTE, "client_id": client_id})
+        json={"page": 1, "kind": "note", "data": NOTE, "client_id": client_id},
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_request"
     assert await stored(room, doc) == 0

@@ -28,8 +28,7 @@ def ink(points: int, stroke_count: int = 1) -> dict[str, Any]:
 
 @pytest.fixture
 async def tight_room(make_server: MakeServer) -> AsyncIterator[Room]:
-    server = await make_server(annotation_max_bytes=6_000,
-                               annotation_max_points_per_stroke=300)
+    server = await make_server(annotation_max_bytes=6_000, annotation_max_points_per_stroke=300)
     city: DemoCity = await small_city(server)
     async for made in make_room(server, city):
         yield made
@@ -37,8 +36,9 @@ async def tight_room(make_server: MakeServer) -> AsyncIterator[Room]:
 
 async def on_agenda(room: Room) -> int:
     doc = await store_pdf(room.server, room.city.chair_id, "Báo cáo", pages=2)
-    response = await room.chair.post(room.base + "/agenda",
-                                     json={"title": "Báo cáo", "document_ids": [doc]})
+    response = await room.chair.post(
+        room.base + "/agenda", json={"title": "Báo cáo", "document_ids": [doc]}
+    )
     assert response.status_code == 201, response.text
     return doc
 
@@ -57,8 +57,9 @@ async def test_a_reader_has_a_byte_budget_per_document(tight_room: Room) -> None
     url = f"/api/v1/files/{doc}/annotations"
     accepted = 0
     while True:
-        response = await room.delegates[0].post(url, json={"page": 1, "kind": "ink",
-                                                           "data": ink(100)})
+        response = await room.delegates[0].post(
+            url, json={"page": 1, "kind": "ink", "data": ink(100)}
+        )
         if response.status_code != 201:
             break
         accepted += 1
@@ -68,8 +69,7 @@ async def test_a_reader_has_a_byte_budget_per_document(tight_room: Room) -> None
     assert accepted >= 1
     assert await stored(room, doc, room.delegate_ids[0]) == accepted
     # The budget is the reader's on this document: another reader still annotates.
-    other = await room.delegates[1].post(url, json={"page": 1, "kind": "ink",
-                                                    "data": ink(100)})
+    other = await room.delegates[1].post(url, json={"page": 1, "kind": "ink", "data": ink(100)})
     assert other.status_code == 201, other.text
 
 
@@ -87,9 +87,14 @@ async def test_a_stroke_has_at_most_the_set_number_of_points(tight_room: Room) -
 
 async def test_the_default_points_limit_refuses_the_5000_point_stroke(room: Room) -> None:
     doc = await on_agenda(room)
-    response = await room.delegates[0].post(f"/api/v1/files/{doc}/annotations", json={
-        "page": 1, "kind": "ink", "data": ink(room.server.settings
-                                               .annotation_max_points_per_stroke + 1)})
+    response = await room.delegates[0].post(
+        f"/api/v1/files/{doc}/annotations",
+        json={
+            "page": 1,
+            "kind": "ink",
+            "data": ink(room.server.settings.annotation_max_points_per_stroke + 1),
+        },
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "stroke_too_long"
 
@@ -97,8 +102,9 @@ async def test_the_default_points_limit_refuses_the_5000_point_stroke(room: Room
 async def test_annotated_copy_is_built_in_a_worker_process(room: Room) -> None:
     doc = await on_agenda(room)
     url = f"/api/v1/files/{doc}/annotations"
-    response = await room.delegates[0].post(url, json={"page": 2, "kind": "ink",
-                                                       "data": ink(50, 3)})
+    response = await room.delegates[0].post(
+        url, json={"page": 2, "kind": "ink", "data": ink(50, 3)}
+    )
     assert response.status_code == 201, response.text
     pool = runtime(room.server.ctx).stamp_pool
     before = pool.completed.get(JOB, 0)

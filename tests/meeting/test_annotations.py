@@ -19,8 +19,9 @@ NOTE = {"x": 0.5, "y": 0.5, "text": "Đề nghị làm rõ số liệu ở mục
 
 async def on_agenda(room: Room, pages: int = 3) -> int:
     doc = await store_pdf(room.server, room.city.chair_id, "Báo cáo", pages=pages)
-    response = await room.chair.post(room.base + "/agenda",
-                                     json={"title": "Báo cáo", "document_ids": [doc]})
+    response = await room.chair.post(
+        room.base + "/agenda", json={"title": "Báo cáo", "document_ids": [doc]}
+    )
     assert response.status_code == 201, response.text
     return doc
 
@@ -62,16 +63,20 @@ async def test_annotated_pdf_has_real_annotations(room: Room) -> None:
     await annotate(room, 0, doc, page=1, kind="ink", data=INK)
     await annotate(room, 0, doc, page=1, kind="highlight", data=HIGHLIGHT)
     await annotate(room, 0, doc, page=3, kind="note", data=NOTE, shared=True)
-    await annotate(room, 1, doc, page=2, kind="note", data={**NOTE, "text": "Của người khác"},
-                   shared=True)
+    await annotate(
+        room, 1, doc, page=2, kind="note", data={**NOTE, "text": "Của người khác"}, shared=True
+    )
     response = await room.delegates[0].get(f"/api/v1/files/{doc}/annotated.pdf")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/pdf"
     reader = PdfReader(io.BytesIO(response.content))
     assert len(reader.pages) == 3
     # It is the reader's stamped copy.
-    name = next(p["display_name"] for p in (await room.state())["participants"]
-                if p["user_id"] == room.delegate_ids[0])
+    name = next(
+        p["display_name"]
+        for p in (await room.state())["participants"]
+        if p["user_id"] == room.delegate_ids[0]
+    )
     assert name in reader.pages[0].extract_text()
 
     def annots(page: int) -> list[Any]:
@@ -95,16 +100,16 @@ async def test_annotated_pdf_has_real_annotations(room: Room) -> None:
     assert notes[0]["/Contents"] == NOTE["text"]
     response = await room.delegates[0].get(f"/api/v1/files/{doc}/annotated.pdf?shared=1")
     reader = PdfReader(io.BytesIO(response.content))
-    assert [a.get_object()["/Contents"] for a in reader.pages[1]["/Annots"]] == [
-        "Của người khác"]
+    assert [a.get_object()["/Contents"] for a in reader.pages[1]["/Annots"]] == ["Của người khác"]
     response = await room.outsider.get(f"/api/v1/files/{doc}/annotated.pdf")
     assert response.status_code == 404
 
 
 async def count(room: Room) -> int:
     async with room.server.ctx.read() as session:
-        return int((await session.execute(select(func.count()).select_from(Annotation)))
-                   .scalar_one())
+        return int(
+            (await session.execute(select(func.count()).select_from(Annotation))).scalar_one()
+        )
 
 
 BAD_ANNOTATIONS: list[tuple[dict[str, Any], int, str]] = [
@@ -114,13 +119,14 @@ BAD_ANNOTATIONS: list[tuple[dict[str, Any], int, str]] = [
     ({"page": 1, "kind": "ink", "data": HIGHLIGHT}, 400, "invalid_request"),
     ({"page": 1, "kind": "ink", "data": {"strokes": [[[1.5, 0.1]]]}}, 400, "invalid_request"),
     ({"page": 1, "kind": "highlight", "data": {"rects": []}}, 400, "invalid_request"),
-    ({"page": 1, "kind": "note", "data": {"x": 0.1, "y": 0.1, "text": ""}}, 400,
-     "invalid_request"),
+    ({"page": 1, "kind": "note", "data": {"x": 0.1, "y": 0.1, "text": ""}}, 400, "invalid_request"),
     ({"page": 1, "kind": "note", "data": {**NOTE, "color": "red"}}, 400, "invalid_request"),
-    ({"page": 1, "kind": "ink", "data": {"strokes": [[[0.1, 0.1]] * 3000] * 3}}, 413,
-     "too_large"),
-    ({"page": 1, "kind": "note", "data": NOTE, "shared": True, "meeting_id": 999999}, 422,
-     "not_shared_in_meeting"),
+    ({"page": 1, "kind": "ink", "data": {"strokes": [[[0.1, 0.1]] * 3000] * 3}}, 413, "too_large"),
+    (
+        {"page": 1, "kind": "note", "data": NOTE, "shared": True, "meeting_id": 999999},
+        422,
+        "not_shared_in_meeting",
+    ),
     ({"page": 1, "kind": "note", "data": NOTE, "shared": "yes"}, 400, "invalid_request"),
 ]
 
@@ -139,13 +145,16 @@ async def test_cannot_annotate_or_share_what_one_cannot_read(room: Room) -> None
     doc = await on_agenda(room)
     own = await store_pdf(room.server, room.delegate_ids[0], "Ghi chú riêng", pages=1)
     before = await count(room)
-    response = await room.outsider.post(f"/api/v1/files/{doc}/annotations",
-                                        json={"page": 1, "kind": "note", "data": NOTE})
+    response = await room.outsider.post(
+        f"/api/v1/files/{doc}/annotations", json={"page": 1, "kind": "note", "data": NOTE}
+    )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "file_not_found"
     # One's own upload can be annotated privately but is on no agenda to share with.
-    response = await room.delegates[0].post(f"/api/v1/files/{own}/annotations", json={
-        "page": 1, "kind": "note", "data": NOTE, "shared": True})
+    response = await room.delegates[0].post(
+        f"/api/v1/files/{own}/annotations",
+        json={"page": 1, "kind": "note", "data": NOTE, "shared": True},
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "not_shared_in_meeting"
     assert await count(room) == before

@@ -31,10 +31,14 @@ async def test_check_in_and_quorum(room: Room) -> None:
         response = await room.chair.post(room.base + "/attendance", json={"present": True})
         event = await ws.next_event("attendance.changed")
         event = await ws.next_event("attendance.changed")
-        assert event["data"]["quorum"] == {"rule": {"numerator": 2, "denominator": 3,
-                                                    "remote_counts": True},
-                                           "members": 5, "present": 4, "remote": 0,
-                                           "required": 4, "reached": True}
+        assert event["data"]["quorum"] == {
+            "rule": {"numerator": 2, "denominator": 3, "remote_counts": True},
+            "members": 5,
+            "present": 4,
+            "remote": 0,
+            "required": 4,
+            "reached": True,
+        }
     state = await room.state()
     assert entry(state, room.delegate_ids[0])["checked_in_at"]
     assert state["quorum"]["reached"]
@@ -42,11 +46,14 @@ async def test_check_in_and_quorum(room: Room) -> None:
 
 async def test_secretary_marks_absent_with_reason(room: Room) -> None:
     # Officers record attendance before the session starts too.
-    response = await room.secretary.post(room.base + "/attendance", json={
-        "present": False, "user_id": room.delegate_ids[3], "reason": "Đi công tác"})
+    response = await room.secretary.post(
+        room.base + "/attendance",
+        json={"present": False, "user_id": room.delegate_ids[3], "reason": "Đi công tác"},
+    )
     assert response.status_code == 200, response.text
-    response = await room.chair.post(room.base + "/attendance", json={
-        "present": True, "user_id": room.delegate_ids[2]})
+    response = await room.chair.post(
+        room.base + "/attendance", json={"present": True, "user_id": room.delegate_ids[2]}
+    )
     assert response.status_code == 200, response.text
     state = await room.state()
     absent = entry(state, room.delegate_ids[3])
@@ -65,17 +72,16 @@ async def test_bad_attendance_changes_nothing(room: Room) -> None:
         (me, {"present": True, "user_id": d2}, 403, "not_officer"),
         (room.guest, {"present": False, "user_id": d2}, 403, "not_officer"),
         (room.outsider, {"present": True}, 404, "meeting_not_found"),
-        (room.chair, {"present": True, "user_id": room.outsider_id}, 422,
-         "not_a_participant"),
+        (room.chair, {"present": True, "user_id": room.outsider_id}, 422, "not_a_participant"),
         (me, {"present": False, "reason": "Ốm"}, 422, "reason_not_allowed"),
         (me, {"present": "yes"}, 400, "invalid_request"),
-        (room.chair, {"present": True, "reason": "x" * 501, "user_id": d2}, 400,
-         "invalid_request"),
+        (room.chair, {"present": True, "reason": "x" * 501, "user_id": d2}, 400, "invalid_request"),
     ]:
         await refused(room, client, "post", path, body, status, code)
     assert (await room.chair.post(room.base + "/adjourn")).status_code == 200
     await refused(room, me, "post", path, {"present": True}, 409, "meeting_not_in_session")
     assert (await room.chair.post(room.base + "/close")).status_code == 200
     await refused(room, me, "post", path, {"present": True}, 409, "meeting_closed")
-    await refused(room, room.chair, "post", path, {"present": True, "user_id": d2}, 409,
-                  "meeting_closed")
+    await refused(
+        room, room.chair, "post", path, {"present": True, "user_id": d2}, 409, "meeting_closed"
+    )

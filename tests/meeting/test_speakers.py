@@ -25,12 +25,17 @@ async def test_queue_floor_and_totals(room: Room) -> None:
     await ask(room, 1, "question")
     await ask(room, 2, "point_of_order")
     await ask(room, 3, "point_of_order")
-    assert await queue_users(room) == [(d[2], "point_of_order"), (d[3], "point_of_order"),
-                                       (d[0], "speech"), (d[1], "question")]
+    assert await queue_users(room) == [
+        (d[2], "point_of_order"),
+        (d[3], "point_of_order"),
+        (d[0], "speech"),
+        (d[1], "question"),
+    ]
     state = (await room.state())["speakers"]
     ids = [s["id"] for s in state["queue"]]
-    response = await room.chair.post(room.base + "/speakers/reorder",
-                                     json={"speaker_ids": [ids[2], ids[0], ids[1], ids[3]]})
+    response = await room.chair.post(
+        room.base + "/speakers/reorder", json={"speaker_ids": [ids[2], ids[0], ids[1], ids[3]]}
+    )
     assert response.status_code == 200, response.text
     assert [s["id"] for s in response.json()["queue"]] == [ids[2], ids[0], ids[1], ids[3]]
     # The delegate of the question withdraws.
@@ -82,8 +87,7 @@ async def test_bad_speaker_requests_change_nothing(room: Room) -> None:
         (room.chair, "post", f"/speakers/{a['id']}/grant", None, 409, "speaker_not_waiting"),
         (d[1], "post", f"/speakers/{b['id']}/grant", None, 403, "not_chair"),
         (room.secretary, "post", f"/speakers/{b['id']}/grant", None, 403, "not_chair"),
-        (room.chair, "post", f"/speakers/{b['id']}/finish", None, 409,
-         "speaker_not_speaking"),
+        (room.chair, "post", f"/speakers/{b['id']}/finish", None, 409, "speaker_not_speaking"),
         (d[1], "post", f"/speakers/{a['id']}/finish", None, 403, "not_chair"),
         (d[0], "delete", f"/speakers/{b['id']}", None, 403, "not_chair"),
         (d[0], "delete", f"/speakers/{a['id']}", None, 409, "speaker_not_waiting"),
@@ -98,8 +102,9 @@ async def test_bad_speaker_requests_change_nothing(room: Room) -> None:
         await refused(room, client, method, path, body, status, code)
     await room.chair.post(room.base + f"/speakers/{a['id']}/finish")
     assert (await room.chair.post(room.base + "/adjourn")).status_code == 200
-    await refused(room, room.chair, "post", f"/speakers/{b['id']}/grant", None, 409,
-                  "meeting_not_in_session")
+    await refused(
+        room, room.chair, "post", f"/speakers/{b['id']}/grant", None, 409, "meeting_not_in_session"
+    )
     assert (await room.chair.post(room.base + "/close")).status_code == 200
     await refused(room, d[2], "post", "/speakers", speech, 409, "meeting_closed")
     await refused(room, d[1], "delete", f"/speakers/{b['id']}", None, 409, "meeting_closed")

@@ -102,8 +102,9 @@ async def test_timer_survives_a_restart(make_server: MakeServer) -> None:
                 seq = (await chair.get(room.base)).json()["seq"]
             await ws.subscribe({f"meeting:{room.meeting_id}": seq})
             timers = speech_timers(second.ctx)
-            await eventually(lambda: timers.tasks, "the new node picking up the running speech",
-                             timeout=5)
+            await eventually(
+                lambda: timers.tasks, "the new node picking up the running speech", timeout=5
+            )
             await clock.advance(20)
             assert (await next_on(ws, topic))["type"] == "speaker.warning"
             await clock.advance(30)

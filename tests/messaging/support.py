@@ -39,8 +39,11 @@ async def issue(server: RunningServer, sender_token: str, body: dict[str, Any]) 
 
 async def count_rows(server: RunningServer, model: Any, *where: Any) -> int:
     async with server.ctx.read() as session:
-        return int((await session.execute(
-            select(func.count()).select_from(model).where(*where))).scalar_one())
+        return int(
+            (
+                await session.execute(select(func.count()).select_from(model).where(*where))
+            ).scalar_one()
+        )
 
 
 async def events_of(server: RunningServer, topic: str, type: str | None = None) -> list[Any]:
@@ -53,9 +56,17 @@ async def events_of(server: RunningServer, topic: str, type: str | None = None) 
 
 async def audit_actions(server: RunningServer, action: str) -> list[AuditRecord]:
     async with server.ctx.read() as session:
-        return list((await session.execute(
-            select(AuditRecord).where(AuditRecord.action == action).order_by(AuditRecord.seq)
-        )).scalars().all())
+        return list(
+            (
+                await session.execute(
+                    select(AuditRecord)
+                    .where(AuditRecord.action == action)
+                    .order_by(AuditRecord.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
 
 
 async def stored_state(server: RunningServer) -> tuple[int, int, int, int]:
@@ -66,4 +77,3 @@ async def stored_state(server: RunningServer) -> tuple[int, int, int, int]:
         await count_rows(server, EventRecord),
         await count_rows(server, Message),
     )
-

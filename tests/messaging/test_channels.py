@@ -27,8 +27,9 @@ async def unit_channel(server: RunningServer, user_token: str) -> dict[str, Any]
     return next(c for c in channels if c["kind"] == "unit")
 
 
-async def test_every_unit_has_a_channel_for_its_members(server: RunningServer,
-                                                        city: DemoCity) -> None:
+async def test_every_unit_has_a_channel_for_its_members(
+    server: RunningServer, city: DemoCity
+) -> None:
     # delegate001, 005 and 009 sit in the first committee.
     d1, d5 = await token(server, "delegate001"), await token(server, "delegate005")
     channel = await unit_channel(server, d1)
@@ -36,8 +37,9 @@ async def test_every_unit_has_a_channel_for_its_members(server: RunningServer,
     assert (await unit_channel(server, d5))["id"] == channel["id"]
     async with server.http(d1) as http:
         shown = (await http.get(f"/api/v1/channels/{channel['id']}")).json()
-    assert shown["member_ids"] == sorted([city.delegate_ids[0], city.delegate_ids[4],
-                                          city.delegate_ids[8]])
+    assert shown["member_ids"] == sorted(
+        [city.delegate_ids[0], city.delegate_ids[4], city.delegate_ids[8]]
+    )
     async with server.http(await token(server, "ward001")) as http:
         ward_channel = await unit_channel(server, await token(server, "ward001"))
         assert ward_channel["id"] != channel["id"]
@@ -45,23 +47,29 @@ async def test_every_unit_has_a_channel_for_its_members(server: RunningServer,
         assert refused.status_code == 403
 
 
-async def test_messages_are_idempotent_and_keep_history(server: RunningServer,
-                                                        city: DemoCity) -> None:
+async def test_messages_are_idempotent_and_keep_history(
+    server: RunningServer, city: DemoCity
+) -> None:
     d1, d5 = await token(server, "delegate001"), await token(server, "delegate005")
     channel = await unit_channel(server, d1)
     cid = channel["id"]
     async with server.socket(d5) as watcher:
         await watcher.subscribe({f"channel:{cid}": 0})
         async with server.http(d1) as http:
-            first = await http.post(f"/api/v1/channels/{cid}/messages",
-                                    json={"body": "Họp lúc 14 giờ", "client_msg_id": "m-1"})
+            first = await http.post(
+                f"/api/v1/channels/{cid}/messages",
+                json={"body": "Họp lúc 14 giờ", "client_msg_id": "m-1"},
+            )
             assert first.status_code == 201
-            again = await http.post(f"/api/v1/channels/{cid}/messages",
-                                    json={"body": "Họp lúc 14 giờ", "client_msg_id": "m-1"})
+            again = await http.post(
+                f"/api/v1/channels/{cid}/messages",
+                json={"body": "Họp lúc 14 giờ", "client_msg_id": "m-1"},
+            )
             assert again.status_code == 200
             assert again.json()["id"] == first.json()["id"]
-            clash = await http.post(f"/api/v1/channels/{cid}/messages",
-                                    json={"body": "khác", "client_msg_id": "m-1"})
+            clash = await http.post(
+                f"/api/v1/channels/{cid}/messages", json={"body": "khác", "client_msg_id": "m-1"}
+            )
             assert clash.status_code == 409
             assert clash.json()["error"]["code"] == "client_msg_id_reused"
         posted = await watcher.next_event("message.posted")
@@ -76,18 +84,21 @@ async def test_messages_are_idempotent_and_keep_history(server: RunningServer,
     message_id = first.json()["id"]
 
     async with server.http(d5) as http:
-        answer = await http.post(f"/api/v1/channels/{cid}/messages",
-                                 json={"body": "Đã rõ", "client_msg_id": "r-1",
-                                       "reply_to": message_id})
+        answer = await http.post(
+            f"/api/v1/channels/{cid}/messages",
+            json={"body": "Đã rõ", "client_msg_id": "r-1", "reply_to": message_id},
+        )
         assert answer.status_code == 201
         assert answer.json()["reply_to"] == message_id
-        not_author = await http.patch(f"/api/v1/channels/{cid}/messages/{message_id}",
-                                      json={"body": "sửa trộm"})
+        not_author = await http.patch(
+            f"/api/v1/channels/{cid}/messages/{message_id}", json={"body": "sửa trộm"}
+        )
         assert not_author.status_code == 403
         assert not_author.json()["error"]["code"] == "not_author"
     async with server.http(d1) as http:
-        edited = await http.patch(f"/api/v1/channels/{cid}/messages/{message_id}",
-                                  json={"body": "Họp lúc 15 giờ"})
+        edited = await http.patch(
+            f"/api/v1/channels/{cid}/messages/{message_id}", json={"body": "Họp lúc 15 giờ"}
+        )
         assert edited.status_code == 200
         assert edited.json()["version"] == 2
         assert edited.json()["versions"][0]["body"] == "Họp lúc 14 giờ"
@@ -98,21 +109,24 @@ async def test_messages_are_idempotent_and_keep_history(server: RunningServer,
         twice = await http.delete(f"/api/v1/channels/{cid}/messages/{message_id}")
         assert twice.status_code == 409
         assert twice.json()["error"]["code"] == "message_retracted"
-        edit_dead = await http.patch(f"/api/v1/channels/{cid}/messages/{message_id}",
-                                     json={"body": "x"})
+        edit_dead = await http.patch(
+            f"/api/v1/channels/{cid}/messages/{message_id}", json={"body": "x"}
+        )
         assert edit_dead.status_code == 409
         history = (await http.get(f"/api/v1/channels/{cid}/messages")).json()["messages"]
     assert [m["state"] for m in history] == ["retracted", "posted"]
     assert history[0]["body"] is None and history[1]["body"] == "Đã rõ"
     types = [e.type for e in await events_of(server, f"channel:{cid}")]
-    assert types[-4:] == ["message.posted", "message.posted", "message.edited",
-                          "message.retracted"]
+    assert types[-4:] == ["message.posted", "message.posted", "message.edited", "message.retracted"]
     assert len(await audit_actions(server, "message.edit")) == 1
     assert len(await audit_actions(server, "message.retract")) == 1
 
     async with server.http(d1) as http:
-        after = (await http.get(f"/api/v1/channels/{cid}/messages",
-                                params={"after_seq": history[0]["seq"]})).json()
+        after = (
+            await http.get(
+                f"/api/v1/channels/{cid}/messages", params={"after_seq": history[0]["seq"]}
+            )
+        ).json()
     assert [m["body"] for m in after["messages"]] == ["Đã rõ"]
 
 
@@ -122,12 +136,15 @@ async def test_read_positions_and_unread_counts(server: RunningServer, city: Dem
     seqs = []
     async with server.http(d1) as http:
         for i in range(3):
-            posted = await http.post(f"/api/v1/channels/{cid}/messages",
-                                     json={"body": f"tin {i}", "client_msg_id": f"c{i}"})
+            posted = await http.post(
+                f"/api/v1/channels/{cid}/messages",
+                json={"body": f"tin {i}", "client_msg_id": f"c{i}"},
+            )
             seqs.append(posted.json()["seq"])
     async with server.http(d5) as http:
-        mine = next(c for c in (await http.get("/api/v1/channels")).json()["channels"]
-                    if c["id"] == cid)
+        mine = next(
+            c for c in (await http.get("/api/v1/channels")).json()["channels"] if c["id"] == cid
+        )
         assert mine["unread"] == 3 and mine["read_seq"] == 0
         moved = await http.post(f"/api/v1/channels/{cid}/read", json={"seq": seqs[1]})
         assert moved.json() == {"channel_id": cid, "read_seq": seqs[1], "unread": 1}
@@ -136,8 +153,9 @@ async def test_read_positions_and_unread_counts(server: RunningServer, city: Dem
         bad = await http.post(f"/api/v1/channels/{cid}/read", json={"seq": -1})
         assert bad.status_code == 400
     async with server.http(d1) as http:
-        own = next(c for c in (await http.get("/api/v1/channels")).json()["channels"]
-                   if c["id"] == cid)
+        own = next(
+            c for c in (await http.get("/api/v1/channels")).json()["channels"] if c["id"] == cid
+        )
         assert own["unread"] == 0  # one's own messages are read
 
 
@@ -145,23 +163,26 @@ async def test_direct_and_group_channels(server: RunningServer, city: DemoCity) 
     w1, w2, w3 = [await token(server, f"ward00{i}") for i in (1, 2, 3)]
     u1, u2, u3 = city.ward_user_ids[:3]
     async with server.http(w1) as http:
-        direct = await http.post("/api/v1/channels",
-                                 json={"kind": "direct", "member_ids": [u2]})
+        direct = await http.post("/api/v1/channels", json={"kind": "direct", "member_ids": [u2]})
         assert direct.status_code == 201
         again = await http.post("/api/v1/channels", json={"kind": "direct", "member_ids": [u2]})
         assert again.status_code == 200 and again.json()["id"] == direct.json()["id"]
-        group = await http.post("/api/v1/channels", json={
-            "kind": "group", "name": "Ba phường", "member_ids": [u2, u3]})
+        group = await http.post(
+            "/api/v1/channels", json={"kind": "group", "name": "Ba phường", "member_ids": [u2, u3]}
+        )
         assert group.status_code == 201
     async with server.http(w2) as http:
-        reverse = await http.post("/api/v1/channels",
-                                  json={"kind": "direct", "member_ids": [u1]})
+        reverse = await http.post("/api/v1/channels", json={"kind": "direct", "member_ids": [u1]})
         assert reverse.json()["id"] == direct.json()["id"]
-        posted = await http.post(f"/api/v1/channels/{direct.json()['id']}/messages",
-                                 json={"body": "chào", "client_msg_id": "d1"})
+        posted = await http.post(
+            f"/api/v1/channels/{direct.json()['id']}/messages",
+            json={"body": "chào", "client_msg_id": "d1"},
+        )
         assert posted.status_code == 201
-        in_group = await http.post(f"/api/v1/channels/{group.json()['id']}/messages",
-                                   json={"body": "Phường 2 báo cáo", "client_msg_id": "g1"})
+        in_group = await http.post(
+            f"/api/v1/channels/{group.json()['id']}/messages",
+            json={"body": "Phường 2 báo cáo", "client_msg_id": "g1"},
+        )
         assert in_group.status_code == 201
         w2_name = (await http.get("/api/v1/me")).json()["display_name"]
     async with server.http(w3) as http:
@@ -169,8 +190,7 @@ async def test_direct_and_group_channels(server: RunningServer, city: DemoCity) 
         assert group.json()["id"] in listed and direct.json()["id"] not in listed
         # A member of another unit reads who wrote, not only an id.
         history = (await http.get(f"/api/v1/channels/{group.json()['id']}/messages")).json()
-        assert [(m["author_id"], m["author_name"]) for m in history["messages"]] == [
-            (u2, w2_name)]
+        assert [(m["author_id"], m["author_name"]) for m in history["messages"]] == [(u2, w2_name)]
         refused = await http.get(f"/api/v1/channels/{direct.json()['id']}/messages")
         assert refused.status_code == 403
         assert "chào" not in refused.text
@@ -194,20 +214,25 @@ async def test_direct_and_group_channels(server: RunningServer, city: DemoCity) 
             ({"body": "   ", "client_msg_id": "blank"}, 422, "empty_message"),
             ({"body": "x", "client_msg_id": ""}, 400, "invalid_request"),
             ({"body": "x", "client_msg_id": "r", "reply_to": 99999}, 422, "unknown_reply_to"),
-            ({"body": "x", "client_msg_id": "a", "attachment_ids": [5555]}, 422,
-             "unknown_attachment"),
+            (
+                {"body": "x", "client_msg_id": "a", "attachment_ids": [5555]},
+                422,
+                "unknown_attachment",
+            ),
         ]:
             response = await http.post(f"/api/v1/channels/{cid}/messages", json=body)
             assert response.status_code == status, body
             assert response.json()["error"]["code"] == code
-        missing = await http.post("/api/v1/channels/99999/messages",
-                                  json={"body": "x", "client_msg_id": "z"})
+        missing = await http.post(
+            "/api/v1/channels/99999/messages", json={"body": "x", "client_msg_id": "z"}
+        )
         assert missing.status_code == 404
     assert await stored_state(server) == before
 
 
-async def test_typing_and_presence_are_signals_never_logged(server: RunningServer,
-                                                            city: DemoCity) -> None:
+async def test_typing_and_presence_are_signals_never_logged(
+    server: RunningServer, city: DemoCity
+) -> None:
     d1, d5 = await token(server, "delegate001"), await token(server, "delegate005")
     unit_id = city.committee_unit_ids[0]
     cid = (await unit_channel(server, d1))["id"]
@@ -219,16 +244,24 @@ async def test_typing_and_presence_are_signals_never_logged(server: RunningServe
         assert presence["total"] == 3 and presence["online"] == 1
         async with server.socket(d1) as typist:
             seen = await _signal(watcher, "presence.changed")
-            assert seen["data"] == {"user_id": city.delegate_ids[0], "unit_id": unit_id,
-                                    "state": "online"}
+            assert seen["data"] == {
+                "user_id": city.delegate_ids[0],
+                "unit_id": unit_id,
+                "state": "online",
+            }
             await typist.subscribe({f"channel:{cid}": 0})
-            await typist.send(op="signal", topic=f"channel:{cid}", type="typing",
-                              data={"typing": True})
+            await typist.send(
+                op="signal", topic=f"channel:{cid}", type="typing", data={"typing": True}
+            )
             typing = await _signal(watcher, "typing")
             assert typing["data"]["user_id"] == city.delegate_ids[0]
             assert typing["data"]["typing"] is True
-            await typist.send(op="signal", topic=f"user:{city.delegate_ids[0]}",
-                              type="presence", data={"state": "away"})
+            await typist.send(
+                op="signal",
+                topic=f"user:{city.delegate_ids[0]}",
+                type="presence",
+                data={"state": "away"},
+            )
             away = await _signal(watcher, "presence.changed")
             assert away["data"]["state"] == "away"
             async with server.http(d5) as http:
@@ -249,23 +282,34 @@ async def _signal(client: Any, type: str) -> dict[str, Any]:
             return frame
 
 
-async def test_unit_channel_created_for_a_new_unit(server: RunningServer,
-                                                   city: DemoCity) -> None:
+async def test_unit_channel_created_for_a_new_unit(server: RunningServer, city: DemoCity) -> None:
     admin = await token(server, "admin")
     async with server.http(admin) as http:
-        unit = (await http.post("/api/v1/units", json={
-            "name": "Phường Mới", "kind": "ward", "parent_id": city.root_unit_id})).json()
-        user = await http.post("/api/v1/users", json={
-            "username": "wardnew", "display_name": "Cán bộ mới", "unit_id": unit["id"],
-            "password": "demo-password-1"})
+        unit = (
+            await http.post(
+                "/api/v1/units",
+                json={"name": "Phường Mới", "kind": "ward", "parent_id": city.root_unit_id},
+            )
+        ).json()
+        user = await http.post(
+            "/api/v1/users",
+            json={
+                "username": "wardnew",
+                "display_name": "Cán bộ mới",
+                "unit_id": unit["id"],
+                "password": "demo-password-1",
+            },
+        )
         assert user.status_code == 201
     newcomer = await server.login("wardnew", "demo-password-1")
     channel = await unit_channel(server, newcomer)
     assert channel["unit_id"] == unit["id"]
 
     async def one_channel() -> bool:
-        return await count_rows(server, EventRecord,
-                                EventRecord.topic == f"channel:{channel['id']}") == 1
+        return (
+            await count_rows(server, EventRecord, EventRecord.topic == f"channel:{channel['id']}")
+            == 1
+        )
 
     await eventually(one_channel)
 

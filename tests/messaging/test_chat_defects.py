@@ -21,11 +21,17 @@ async def test_late_recipients_get_an_overdue_notice(make_server: MakeServer) ->
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=3, delegates=2)
     standing = await token(server, "standing")
     due = clock.now() + timedelta(seconds=600)
-    issued = await issue(server, standing, directive_body(
-        city.commune_unit_ids, title="Báo cáo số hộ đã sơ tán", due_at=due.isoformat()))
+    issued = await issue(
+        server,
+        standing,
+        directive_body(
+            city.commune_unit_ids, title="Báo cáo số hộ đã sơ tán", due_at=due.isoformat()
+        ),
+    )
     async with server.http(await token(server, "ward001")) as http:
-        assert (await http.post(f"/api/v1/directives/{issued['id']}/ack",
-                                json={})).status_code == 200
+        assert (
+            await http.post(f"/api/v1/directives/{issued['id']}/ack", json={})
+        ).status_code == 200
     late = city.ward_user_ids[1:]
     async with server.socket(await token(server, "ward002")) as client:
         await clock.advance(600)
@@ -33,9 +39,13 @@ async def test_late_recipients_get_an_overdue_notice(make_server: MakeServer) ->
         await asyncio.wait_for(scheduler.wait_checked(clock.now()), 10)
         live = await client.next_event("directive.overdue")
     assert live["topic"] == f"user:{late[0]}"
-    assert live["data"] == {"directive_id": issued["id"], "urgency": "express",
-                            "due_at": live["data"]["due_at"], "title": "Báo cáo số hộ đã sơ tán",
-                            "confidentiality": "none"}
+    assert live["data"] == {
+        "directive_id": issued["id"],
+        "urgency": "express",
+        "due_at": live["data"]["due_at"],
+        "title": "Báo cáo số hộ đã sơ tán",
+        "confidentiality": "none",
+    }
     for user_id in late:
         assert len(await events_of(server, f"user:{user_id}", "directive.overdue")) == 1
     # Whoever acknowledged in time is not told.
@@ -43,18 +53,17 @@ async def test_late_recipients_get_an_overdue_notice(make_server: MakeServer) ->
     assert len(await events_of(server, f"user:{city.standing_id}", "directive.overdue")) == 1
 
 
-async def test_presence_of_the_people_one_talks_to(server: RunningServer,
-                                                   city: DemoCity) -> None:
+async def test_presence_of_the_people_one_talks_to(server: RunningServer, city: DemoCity) -> None:
     one = await token(server, "ward001")
     async with server.http(one) as http:
-        created = await http.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.ward_user_ids[2]]})
+        created = await http.post(
+            "/api/v1/channels", json={"kind": "direct", "member_ids": [city.ward_user_ids[2]]}
+        )
         assert created.status_code == 201, created.text
     partner = city.ward_user_ids[2]
     url = f"/api/v1/presence?user_ids={partner}"
     async with server.http(one) as http:
-        assert (await http.get(url)).json() == {
-            "users": [{"user_id": partner, "state": "offline"}]}
+        assert (await http.get(url)).json() == {"users": [{"user_id": partner, "state": "offline"}]}
         async with server.socket(await token(server, "ward003")):
             online = (await http.get(url)).json()
         assert online == {"users": [{"user_id": partner, "state": "online"}]}

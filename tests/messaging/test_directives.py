@@ -22,18 +22,27 @@ from tests.messaging.support import (
 
 async def all_user_ids(server: RunningServer) -> list[int]:
     async with server.ctx.read() as session:
-        return list((await session.execute(
-            select(User.id).where(User.active.is_(True)).order_by(User.id))).scalars().all())
+        return list(
+            (await session.execute(select(User.id).where(User.active.is_(True)).order_by(User.id)))
+            .scalars()
+            .all()
+        )
 
 
-async def test_directive_to_root_reaches_every_user_once(server: RunningServer,
-                                                         city: DemoCity) -> None:
+async def test_directive_to_root_reaches_every_user_once(
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     ward = await token(server, "ward001")
     async with server.socket(ward) as client:
-        issued = await issue(server, standing, directive_body(
-            [city.root_unit_id], targets={"unit_ids": [city.root_unit_id],
-                                          "include_descendants": True}))
+        issued = await issue(
+            server,
+            standing,
+            directive_body(
+                [city.root_unit_id],
+                targets={"unit_ids": [city.root_unit_id], "include_descendants": True},
+            ),
+        )
         event = await client.next_event("directive.issued")
         assert event["topic"] == f"user:{city.ward_user_ids[0]}"
         assert event["data"]["directive"]["id"] == issued["id"]
@@ -47,8 +56,17 @@ async def test_directive_to_root_reaches_every_user_once(server: RunningServer,
         got = await events_of(server, f"user:{user_id}", "directive.issued")
         assert len(got) == (0 if user_id == city.standing_id else 1), user_id
     async with server.ctx.read() as session:
-        rows = (await session.execute(select(DirectiveRecipient).where(
-            DirectiveRecipient.directive_id == issued["id"]))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(DirectiveRecipient).where(
+                        DirectiveRecipient.directive_id == issued["id"]
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert sorted(r.user_id for r in rows) == everyone
 
     async def delivered() -> bool:
@@ -70,12 +88,12 @@ async def test_rollup_after_reads_and_acks(server: RunningServer, city: DemoCity
     async with server.http(w1) as http:
         assert (await http.post(f"/api/v1/directives/{directive_id}/read")).status_code == 200
     async with server.http(w2) as http:
-        first = await http.post(f"/api/v1/directives/{directive_id}/ack",
-                                json={"note": "Đã triển khai"})
+        first = await http.post(
+            f"/api/v1/directives/{directive_id}/ack", json={"note": "Đã triển khai"}
+        )
         assert first.status_code == 200
         assert first.json()["state"] == "acknowledged"
-        again = await http.post(f"/api/v1/directives/{directive_id}/ack",
-                                json={"note": "khác"})
+        again = await http.post(f"/api/v1/directives/{directive_id}/ack", json={"note": "khác"})
         assert again.status_code == 200
         assert again.json() == first.json()  # repeated acks change nothing
         read_after = await http.post(f"/api/v1/directives/{directive_id}/read")
@@ -88,13 +106,23 @@ async def test_rollup_after_reads_and_acks(server: RunningServer, city: DemoCity
 
     async with server.http(standing) as http:
         report = (await http.get(f"/api/v1/directives/{directive_id}/receipts")).json()
-    assert report["summary"] == {"recipients": 6, "delivered": 3, "read": 3,
-                                 "acknowledged": 2, "overdue": 0}
+    assert report["summary"] == {
+        "recipients": 6,
+        "delivered": 3,
+        "read": 3,
+        "acknowledged": 2,
+        "overdue": 0,
+    }
     by_unit = {u["unit_id"]: u for u in report["units"]}
     assert set(by_unit) == set(units)
-    assert by_unit[units[0]] | {"name": ""} == {"unit_id": units[0], "name": "",
-                                                "recipients": 1, "delivered": 1, "read": 1,
-                                                "acknowledged": 0}
+    assert by_unit[units[0]] | {"name": ""} == {
+        "unit_id": units[0],
+        "name": "",
+        "recipients": 1,
+        "delivered": 1,
+        "read": 1,
+        "acknowledged": 0,
+    }
     assert by_unit[units[1]]["acknowledged"] == 1
     assert by_unit[units[5]]["read"] == 0
     noted = [u for u in report["users"] if u["user_id"] == city.ward_user_ids[1]]
@@ -107,8 +135,9 @@ async def test_rollup_after_reads_and_acks(server: RunningServer, city: DemoCity
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert len(rows) == 6
     assert {r["Tên đăng nhập"] for r in rows} == {f"ward00{i}" for i in range(1, 7)}
-    assert [r["Ghi chú xác nhận"] for r in rows
-            if r["Tên đăng nhập"] == "ward002"] == ["Đã triển khai"]
+    assert [r["Ghi chú xác nhận"] for r in rows if r["Tên đăng nhập"] == "ward002"] == [
+        "Đã triển khai"
+    ]
 
     async with server.http(w1) as http:
         inbox = (await http.get("/api/v1/directives", params={"box": "inbox"})).json()
@@ -120,7 +149,8 @@ async def test_rollup_after_reads_and_acks(server: RunningServer, city: DemoCity
 
 
 async def test_reconnecting_client_gets_missed_directive_on_resume(
-        server: RunningServer, city: DemoCity) -> None:
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     ward = await token(server, "ward002")
     topic = f"user:{city.ward_user_ids[1]}"
@@ -136,15 +166,21 @@ async def test_reconnecting_client_gets_missed_directive_on_resume(
 
         async def delivered() -> bool:
             async with server.ctx.read() as session:
-                row = (await session.execute(select(DirectiveRecipient).where(
-                    DirectiveRecipient.directive_id == issued["id"]))).scalar_one()
+                row = (
+                    await session.execute(
+                        select(DirectiveRecipient).where(
+                            DirectiveRecipient.directive_id == issued["id"]
+                        )
+                    )
+                ).scalar_one()
             return row.delivered_at is not None
 
         await eventually(delivered)
 
 
-async def test_sender_gets_coalesced_receipt_progress(make_server: object,
-                                                      city_factory: object = None) -> None:
+async def test_sender_gets_coalesced_receipt_progress(
+    make_server: object, city_factory: object = None
+) -> None:
     """With a long coalescing interval, many changes make one event, not one each."""
     from server.demo import seed_demo
     from tests.conftest import DEMO_PASSWORD
@@ -166,8 +202,7 @@ async def test_sender_gets_coalesced_receipt_progress(make_server: object,
     assert len(await events_of(server, topic, "directive.receipts")) == 1
 
 
-async def test_receipts_roll_up_events_reach_full(server: RunningServer,
-                                                  city: DemoCity) -> None:
+async def test_receipts_roll_up_events_reach_full(server: RunningServer, city: DemoCity) -> None:
     standing = await token(server, "standing")
     issued = await issue(server, standing, directive_body(city.commune_unit_ids[:2]))
     async with server.socket(standing) as sender:
@@ -182,7 +217,8 @@ async def test_receipts_roll_up_events_reach_full(server: RunningServer,
 
 
 async def test_simultaneous_acks_share_a_transaction_but_not_their_answers(
-        server: RunningServer, city: DemoCity) -> None:
+    server: RunningServer, city: DemoCity
+) -> None:
     import asyncio
 
     standing = await token(server, "standing")
@@ -193,8 +229,9 @@ async def test_simultaneous_acks_share_a_transaction_but_not_their_answers(
 
     async def ack(name: str) -> tuple[int, dict[str, object]]:
         async with server.http(tokens[name]) as http:
-            response = await http.post(f"/api/v1/directives/{directive_id}/ack",
-                                       json={"note": name})
+            response = await http.post(
+                f"/api/v1/directives/{directive_id}/ack", json={"note": name}
+            )
         return response.status_code, response.json()
 
     answers = await asyncio.gather(*(ack(n) for n in [*names, "ward001", "delegate001"]))

@@ -28,14 +28,19 @@ async def _unit_channels(server: RunningServer, user_ids: list[int]) -> dict[int
     from server.org.models import User
 
     async with server.ctx.read() as session:
-        rows = (await session.execute(
-            select(User.id, Channel.id).join(Channel, Channel.unit_id == User.unit_id)
-            .where(User.id.in_(user_ids)))).all()
+        rows = (
+            await session.execute(
+                select(User.id, Channel.id)
+                .join(Channel, Channel.unit_id == User.unit_id)
+                .where(User.id.in_(user_ids))
+            )
+        ).all()
     return {int(uid): int(cid) for uid, cid in rows}
 
 
-async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
-                                                      city: DemoCity) -> None:
+async def test_posts_and_edits_in_one_batch_fail_alone(
+    server: RunningServer, city: DemoCity
+) -> None:
     clerks = city.ward_user_ids[:6]
     channel_of = await _unit_channels(server, clerks)
     now = server.ctx.clock.now()
@@ -46,32 +51,54 @@ async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
     a, b, c, d = clerks[:4]
 
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+
         async def send(method: str, uid: int, path: str, body: dict[str, Any]) -> httpx.Response:
             # json.dumps escapes a lone surrogate as \\ud800 (httpx would fail to encode it).
-            return await http.request(method, path, content=json.dumps(body), headers={
-                "Authorization": f"Bearer {tokens[uid]}", "Content-Type": "application/json"})
+            return await http.request(
+                method,
+                path,
+                content=json.dumps(body),
+                headers={
+                    "Authorization": f"Bearer {tokens[uid]}",
+                    "Content-Type": "application/json",
+                },
+            )
 
         def post(uid: int, body: dict[str, Any], channel: int | None = None) -> Any:
             path = f"/api/v1/channels/{channel or channel_of[uid]}/messages"
             return asyncio.ensure_future(send("POST", uid, path, body))
 
-        first = (await send("POST", a, f"/api/v1/channels/{channel_of[a]}/messages",
-                            {"body": "Bản đầu", "client_msg_id": "a-0"})).json()
+        first = (
+            await send(
+                "POST",
+                a,
+                f"/api/v1/channels/{channel_of[a]}/messages",
+                {"body": "Bản đầu", "client_msg_id": "a-0"},
+            )
+        ).json()
         edit_path = f"/api/v1/channels/{channel_of[a]}/messages/{first['id']}"
-        gone = (await send("POST", a, f"/api/v1/channels/{channel_of[a]}/messages",
-                           {"body": "Sẽ rút lại", "client_msg_id": "a-gone"})).json()
+        gone = (
+            await send(
+                "POST",
+                a,
+                f"/api/v1/channels/{channel_of[a]}/messages",
+                {"body": "Sẽ rút lại", "client_msg_id": "a-gone"},
+            )
+        ).json()
         gone_path = f"/api/v1/channels/{channel_of[a]}/messages/{gone['id']}"
         assert (await send("POST", a, f"{gone_path}/retract", {})).status_code == 200
         async with server.ctx.write():
-            good = [post(uid, {"body": f"Tin {n} của {uid}", "client_msg_id": f"{uid}-{n}"})
-                    for n in range(3) for uid in clerks]
+            good = [
+                post(uid, {"body": f"Tin {n} của {uid}", "client_msg_id": f"{uid}-{n}"})
+                for n in range(3)
+                for uid in clerks
+            ]
             edit = asyncio.ensure_future(send("PATCH", a, edit_path, {"body": "Bản sửa"}))
             # A retracted message cannot be edited: refused after the edit above was
             # written in the same batch, whose event must stay.
             late = asyncio.ensure_future(send("PATCH", a, gone_path, {"body": "Quá muộn"}))
             twice = [post(b, {"body": "Một lần", "client_msg_id": "b-twice"}) for _ in range(2)]
-            reused = [post(c, {"body": f"Khác {n}", "client_msg_id": "c-reused"})
-                      for n in range(2)]
+            reused = [post(c, {"body": f"Khác {n}", "client_msg_id": "c-reused"}) for n in range(2)]
             bad = [
                 # Another ward's channel.
                 post(d, {"body": "Nhầm kênh", "client_msg_id": "d-wrong"}, channel_of[a]),
@@ -83,10 +110,15 @@ async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
                 asyncio.ensure_future(send("PATCH", b, edit_path, {"body": "Không phải tôi"})),
             ]
             # Refused before the queue: never waits for the batch.
-            surrogate = await send("POST", d, f"/api/v1/channels/{channel_of[d]}/messages",
-                                   {"body": "\ud800", "client_msg_id": "d-surrogate"})
-            await eventually(lambda: writer.waiting >= len(good) + 2 + 4 + len(bad),
-                             "every post queued")
+            surrogate = await send(
+                "POST",
+                d,
+                f"/api/v1/channels/{channel_of[d]}/messages",
+                {"body": "\ud800", "client_msg_id": "d-surrogate"},
+            )
+            await eventually(
+                lambda: writer.waiting >= len(good) + 2 + 4 + len(bad), "every post queued"
+            )
         answers = await asyncio.gather(*good)
         edited = await edit
         too_late = await late
@@ -104,15 +136,18 @@ async def test_posts_and_edits_in_one_batch_fail_alone(server: RunningServer,
     assert repeated[0].json()["id"] == repeated[1].json()["id"]
     assert sorted(r.status_code for r in conflicting) == [201, 409]
     assert [r.json()["error"]["code"] for r in refused] == [
-        "not_a_member", "channel_not_found", "unknown_reply_to", "not_a_member"]
+        "not_a_member",
+        "channel_not_found",
+        "unknown_reply_to",
+        "not_a_member",
+    ]
     assert surrogate.status_code == 400
     assert surrogate.json()["error"]["code"] == "invalid_json"
 
     async with server.ctx.read() as session:
         stored = (await session.execute(select(Message).order_by(Message.id))).scalars().all()
     # Nothing of a refused request is stored.
-    assert not {m.client_msg_id for m in stored} & {"d-wrong", "d-none", "d-reply",
-                                                    "d-surrogate"}
+    assert not {m.client_msg_id for m in stored} & {"d-wrong", "d-none", "d-reply", "d-surrogate"}
     # Gapless seqs per channel, each message at the seq of its posted event.
     for uid in clerks:
         topic = f"channel:{channel_of[uid]}"
@@ -144,11 +179,15 @@ async def test_too_many_waiting_posts_are_refused(make_server: MakeServer) -> No
     writer = runtime.channels
     limit = server.settings.message_queue_limit
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+
         def post(n: int) -> Any:
-            return asyncio.ensure_future(http.post(
-                f"/api/v1/channels/{channel}/messages",
-                json={"body": f"Tin {n}", "client_msg_id": f"busy-{n}"},
-                headers={"Authorization": f"Bearer {token}"}))
+            return asyncio.ensure_future(
+                http.post(
+                    f"/api/v1/channels/{channel}/messages",
+                    json={"body": f"Tin {n}", "client_msg_id": f"busy-{n}"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            )
 
         async with server.ctx.write():
             # The queue fills to its limit (and the writer may take one post into the held
@@ -162,8 +201,15 @@ async def test_too_many_waiting_posts_are_refused(make_server: MakeServer) -> No
     busy = [n for n, r in enumerate(answers) if r.status_code == 429]
     assert all(answers[n].json()["error"]["code"] == "busy" for n in busy)
     async with server.ctx.read() as session:
-        ids = (await session.execute(select(Message.client_msg_id).where(
-            Message.channel_id == channel))).scalars().all()
+        ids = (
+            (
+                await session.execute(
+                    select(Message.client_msg_id).where(Message.channel_id == channel)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert sorted(ids) == sorted(f"busy-{n}" for n in range(3 * limit) if n not in busy)
 
 
@@ -179,9 +225,11 @@ async def test_replies_in_one_batch_fail_alone(server: RunningServer, city: Demo
     runtime = messaging_runtime(server.ctx)
     assert runtime is not None
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+
         def reply(who: str, body: dict[str, Any]) -> Any:
-            return asyncio.ensure_future(http.post(
-                path, json=body, headers={"Authorization": f"Bearer {who}"}))
+            return asyncio.ensure_future(
+                http.post(path, json=body, headers={"Authorization": f"Bearer {who}"})
+            )
 
         async with server.ctx.write():
             good = [reply(clerk, {"body": f"Báo cáo {n}"}) for n, clerk in enumerate(clerks)]

@@ -36,15 +36,25 @@ async def answer_to(ws: WsClient, ref: Any, timeout: float = 10.0) -> dict[str, 
 async def stored(server: RunningServer, directive_id: int) -> dict[str, Any]:
     """What a refusal must leave as it was: receipts, audit chain, event log."""
     async with server.ctx.read() as session:
-        rows = (await session.execute(select(DirectiveRecipient).where(
-            DirectiveRecipient.directive_id == directive_id)
-            .order_by(DirectiveRecipient.user_id))).scalars().all()
-        audit = (await session.execute(select(func.count()).select_from(AuditRecord)))
-        events = (await session.execute(select(func.count()).select_from(EventRecord)))
+        rows = (
+            (
+                await session.execute(
+                    select(DirectiveRecipient)
+                    .where(DirectiveRecipient.directive_id == directive_id)
+                    .order_by(DirectiveRecipient.user_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        audit = await session.execute(select(func.count()).select_from(AuditRecord))
+        events = await session.execute(select(func.count()).select_from(EventRecord))
         return {
-            "receipts": [(r.user_id, r.delivered_at, r.read_at, r.acknowledged_at, r.ack_note)
-                         for r in rows],
-            "audit": audit.scalar_one(), "events": events.scalar_one(),
+            "receipts": [
+                (r.user_id, r.delivered_at, r.read_at, r.acknowledged_at, r.ack_note) for r in rows
+            ],
+            "audit": audit.scalar_one(),
+            "events": events.scalar_one(),
         }
 
 
@@ -58,8 +68,10 @@ async def _issued(server: RunningServer, city: DemoCity) -> int:
 async def test_read_and_ack_over_the_socket(server: RunningServer, city: DemoCity) -> None:
     directive_id = await _issued(server, city)
     standing = await token(server, "standing")
-    async with server.socket(standing) as sender, \
-            server.socket(await token(server, "ward001")) as ws:
+    async with (
+        server.socket(standing) as sender,
+        server.socket(await token(server, "ward001")) as ws,
+    ):
         await ws.send(op="read", directive_id=directive_id, ref="r-1")
         read = await answer_to(ws, "r-1")
         assert read["op"] == "ok", read
@@ -78,9 +90,14 @@ async def test_read_and_ack_over_the_socket(server: RunningServer, city: DemoCit
                 break
         assert progress["data"]["directive_id"] == directive_id
     async with server.ctx.read() as session:
-        row = (await session.execute(select(DirectiveRecipient).where(
-            DirectiveRecipient.directive_id == directive_id,
-            DirectiveRecipient.user_id == city.ward_user_ids[0]))).scalar_one()
+        row = (
+            await session.execute(
+                select(DirectiveRecipient).where(
+                    DirectiveRecipient.directive_id == directive_id,
+                    DirectiveRecipient.user_id == city.ward_user_ids[0],
+                )
+            )
+        ).scalar_one()
     assert row.acknowledged_at is not None and row.ack_note == "Đã triển khai"
     assert row.read_at is not None and row.read_at <= row.acknowledged_at
 
@@ -105,13 +122,17 @@ async def test_a_second_ack_changes_nothing(server: RunningServer, city: DemoCit
     assert first["data"] == second["data"] == third["data"]
     assert first["data"]["note"] == "một"
     assert await stored(server, directive_id) == before
-    acks = [r for r in await audit_actions(server, "directive.ack")
-            if r.subject == f"directive:{directive_id}"]
+    acks = [
+        r
+        for r in await audit_actions(server, "directive.ack")
+        if r.subject == f"directive:{directive_id}"
+    ]
     assert len(acks) == 1
 
 
-async def test_refusals_answer_a_code_and_store_nothing(server: RunningServer,
-                                                        city: DemoCity) -> None:
+async def test_refusals_answer_a_code_and_store_nothing(
+    server: RunningServer, city: DemoCity
+) -> None:
     directive_id = await _issued(server, city)
     limit = server.ctx.settings.max_message_bytes
     cases: list[tuple[str, dict[str, Any], str]] = [
@@ -127,10 +148,12 @@ async def test_refusals_answer_a_code_and_store_nothing(server: RunningServer,
         ("ward001", {"op": "read", "directive_id": directive_id, "note": "x"}, "bad_request"),
         ("ward001", {"op": "ack", "directive_id": directive_id, "user_id": 1}, "bad_request"),
         ("ward001", {"op": "ack", "directive_id": directive_id, "note": 5}, "bad_request"),
-        ("ward001", {"op": "ack", "directive_id": directive_id, "note": "x" * (limit + 1)},
-         "note_too_large"),
-        ("ward001", {"op": "ack", "directive_id": directive_id, "note": "\ud800"},
-         "invalid_text"),
+        (
+            "ward001",
+            {"op": "ack", "directive_id": directive_id, "note": "x" * (limit + 1)},
+            "note_too_large",
+        ),
+        ("ward001", {"op": "ack", "directive_id": directive_id, "note": "\ud800"}, "invalid_text"),
     ]
     sockets = {name: await token(server, name) for name in ("ward001", "standing", "ward006")}
     before = await stored(server, directive_id)
@@ -149,19 +172,20 @@ async def test_refusals_answer_a_code_and_store_nothing(server: RunningServer,
     # A refusal of access leaves the record a refused HTTP request leaves; nothing else.
     refusals = await eventually_refused(server, 1)
     assert [(r.actor_id, r.subject, r.details["code"]) for r in refusals] == [
-        (city.standing_id, "ws ack", "not_a_recipient")]
+        (city.standing_id, "ws ack", "not_a_recipient")
+    ]
     assert await stored(server, directive_id) == {**before, "audit": before["audit"] + 1}
 
 
 async def eventually_refused(server: RunningServer, count: int) -> list[AuditRecord]:
     async def written() -> bool:
         return len(await audit_actions(server, "access.refused")) >= count
+
     await eventually(written)
     return await audit_actions(server, "access.refused")
 
 
-async def test_a_bad_ref_is_refused_without_echo(server: RunningServer,
-                                                 city: DemoCity) -> None:
+async def test_a_bad_ref_is_refused_without_echo(server: RunningServer, city: DemoCity) -> None:
     directive_id = await _issued(server, city)
     ward = await token(server, "ward001")
     before = await stored(server, directive_id)
@@ -173,14 +197,14 @@ async def test_a_bad_ref_is_refused_without_echo(server: RunningServer,
     assert await stored(server, directive_id) == before
 
 
-async def test_audit_records_are_those_of_the_http_route(server: RunningServer,
-                                                         city: DemoCity) -> None:
+async def test_audit_records_are_those_of_the_http_route(
+    server: RunningServer, city: DemoCity
+) -> None:
     directive_id = await _issued(server, city)
     note = "Đã nhận, triển khai ngay"
     async with server.http(await token(server, "ward001")) as http:
         assert (await http.post(f"/api/v1/directives/{directive_id}/read")).status_code == 200
-        response = await http.post(f"/api/v1/directives/{directive_id}/ack",
-                                   json={"note": note})
+        response = await http.post(f"/api/v1/directives/{directive_id}/ack", json={"note": note})
         assert response.status_code == 200
         over_http = response.json()
     async with server.socket(await token(server, "ward002")) as ws:
@@ -191,15 +215,25 @@ async def test_audit_records_are_those_of_the_http_route(server: RunningServer,
     assert set(over_socket) == set(over_http)
     assert over_socket["state"] == over_http["state"] == "acknowledged"
     for action in ("directive.read", "directive.ack"):
-        records = {r.actor_id: r for r in await audit_actions(server, action)
-                   if r.subject == f"directive:{directive_id}"}
+        records = {
+            r.actor_id: r
+            for r in await audit_actions(server, action)
+            if r.subject == f"directive:{directive_id}"
+        }
         http_record = records[city.ward_user_ids[0]]
         socket_record = records[city.ward_user_ids[1]]
         assert (http_record.action, http_record.subject, http_record.details) == (
-            socket_record.action, socket_record.subject, socket_record.details)
-    report = await server.ctx.db.read_row(select(func.count()).where(
-        DirectiveRecipient.directive_id == directive_id,
-        DirectiveRecipient.acknowledged_at.is_not(None)), {})
+            socket_record.action,
+            socket_record.subject,
+            socket_record.details,
+        )
+    report = await server.ctx.db.read_row(
+        select(func.count()).where(
+            DirectiveRecipient.directive_id == directive_id,
+            DirectiveRecipient.acknowledged_at.is_not(None),
+        ),
+        {},
+    )
     assert report is not None and report[0] == 2
 
 
@@ -235,8 +269,9 @@ async def test_the_ws_description_lists_the_ops(server: RunningServer) -> None:
     assert ops["read"]["additionalProperties"] is False
 
 
-async def test_answers_come_back_while_the_batch_is_written(server: RunningServer,
-                                                            city: DemoCity) -> None:
+async def test_answers_come_back_while_the_batch_is_written(
+    server: RunningServer, city: DemoCity
+) -> None:
     """The socket goes on reading while its ops wait for their group commit."""
     directive_id = await _issued(server, city)
     async with server.socket(await token(server, "ward003")) as ws:

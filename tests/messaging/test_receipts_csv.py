@@ -42,8 +42,7 @@ async def csv_rows(server: RunningServer, sender: str, directive_id: int) -> tup
 async def acknowledge_all(server: RunningServer, directive_id: int) -> None:
     for username, note in HOSTILE_NOTES.items():
         async with server.http(await token(server, username)) as http:
-            answer = await http.post(f"/api/v1/directives/{directive_id}/ack",
-                                     json={"note": note})
+            answer = await http.post(f"/api/v1/directives/{directive_id}/ack", json={"note": note})
             assert answer.status_code == 200, answer.text
 
 

@@ -21,28 +21,33 @@ SECRET_TITLE = "Kế hoạch mật về sơ tán"
 SECRET_BODY = "Nội dung tuyệt đối không được lộ ra ngoài"
 
 
-async def test_ward_cannot_read_another_wards_reply(server: RunningServer,
-                                                    city: DemoCity) -> None:
+async def test_ward_cannot_read_another_wards_reply(server: RunningServer, city: DemoCity) -> None:
     standing = await token(server, "standing")
     issued = await issue(server, standing, directive_body(city.commune_unit_ids[:2]))
     directive_id = issued["id"]
     w1, w2 = await token(server, "ward001"), await token(server, "ward002")
     async with server.http(w1) as http:
-        posted = await http.post(f"/api/v1/directives/{directive_id}/replies",
-                                 json={"body": "Phường 001 xin ý kiến chỉ đạo riêng"})
+        posted = await http.post(
+            f"/api/v1/directives/{directive_id}/replies",
+            json={"body": "Phường 001 xin ý kiến chỉ đạo riêng"},
+        )
         assert posted.status_code == 201, posted.text
         own = (await http.get(f"/api/v1/directives/{directive_id}/replies")).json()
         assert [r["body"] for r in own["replies"]] == ["Phường 001 xin ý kiến chỉ đạo riêng"]
     async with server.http(w2) as http:
-        theirs = await http.get(f"/api/v1/directives/{directive_id}/replies",
-                                params={"unit_id": city.commune_unit_ids[0]})
+        theirs = await http.get(
+            f"/api/v1/directives/{directive_id}/replies",
+            params={"unit_id": city.commune_unit_ids[0]},
+        )
         assert theirs.status_code == 403
         assert theirs.json()["error"]["code"] == "not_your_thread"
         assert "xin ý kiến" not in theirs.text
         listing = (await http.get(f"/api/v1/directives/{directive_id}/replies")).json()
         assert listing["replies"] == []
-        wrong = await http.post(f"/api/v1/directives/{directive_id}/replies",
-                                json={"body": "x", "unit_id": city.commune_unit_ids[0]})
+        wrong = await http.post(
+            f"/api/v1/directives/{directive_id}/replies",
+            json={"body": "x", "unit_id": city.commune_unit_ids[0]},
+        )
         assert wrong.status_code == 403
     async with server.http(w1) as http:
         ward_name = (await http.get("/api/v1/me")).json()["display_name"]
@@ -51,8 +56,10 @@ async def test_ward_cannot_read_another_wards_reply(server: RunningServer,
         assert len(everything["replies"]) == 1
         # The sender side reads who in the ward wrote, not only an id.
         assert everything["replies"][0]["author_name"] == ward_name
-        answer = await http.post(f"/api/v1/directives/{directive_id}/replies",
-                                 json={"body": "Đồng ý", "unit_id": city.commune_unit_ids[0]})
+        answer = await http.post(
+            f"/api/v1/directives/{directive_id}/replies",
+            json={"body": "Đồng ý", "unit_id": city.commune_unit_ids[0]},
+        )
         assert answer.status_code == 201
     # The other ward's inbox topic never carried the thread.
     async with server.socket(w2) as client:
@@ -61,14 +68,16 @@ async def test_ward_cannot_read_another_wards_reply(server: RunningServer,
     assert len(await audit_actions(server, "directive.reply")) == 2
 
 
-async def test_acknowledging_for_someone_else_is_refused(server: RunningServer,
-                                                        city: DemoCity) -> None:
+async def test_acknowledging_for_someone_else_is_refused(
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     issued = await issue(server, standing, directive_body(city.commune_unit_ids[:2]))
     directive_id = issued["id"]
     async with server.http(await token(server, "ward001")) as http:
-        response = await http.post(f"/api/v1/directives/{directive_id}/ack",
-                                   json={"user_id": city.ward_user_ids[1]})
+        response = await http.post(
+            f"/api/v1/directives/{directive_id}/ack", json={"user_id": city.ward_user_ids[1]}
+        )
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "not_your_receipt"
     async with server.http(await token(server, "ward003")) as http:  # not a recipient
@@ -77,8 +86,9 @@ async def test_acknowledging_for_someone_else_is_refused(server: RunningServer,
         missing = await http.post("/api/v1/directives/999999/ack", json={})
         assert response.status_code == missing.status_code == 404
         assert response.json()["error"]["code"] == "directive_not_found"
-        assert (response.json()["error"]["message"].replace(str(directive_id), "N")
-                == missing.json()["error"]["message"].replace("999999", "N"))
+        assert response.json()["error"]["message"].replace(
+            str(directive_id), "N"
+        ) == missing.json()["error"]["message"].replace("999999", "N")
         shown = await http.get(f"/api/v1/directives/{directive_id}")
         assert shown.status_code == 404
         assert "sơ tán" not in shown.text
@@ -95,13 +105,17 @@ async def test_acknowledging_for_someone_else_is_refused(server: RunningServer,
         assert receipts.json()["error"]["code"] == "not_sender"
 
 
-async def test_directive_above_clearance_reaches_nobody_below(server: RunningServer,
-                                                              city: DemoCity) -> None:
+async def test_directive_above_clearance_reaches_nobody_below(
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
-    body = directive_body([city.root_unit_id], title=SECRET_TITLE, body=SECRET_BODY,
-                          confidentiality="confidential",
-                          targets={"unit_ids": [city.root_unit_id],
-                                   "include_descendants": True})
+    body = directive_body(
+        [city.root_unit_id],
+        title=SECRET_TITLE,
+        body=SECRET_BODY,
+        confidentiality="confidential",
+        targets={"unit_ids": [city.root_unit_id], "include_descendants": True},
+    )
     issued = await issue(server, standing, body)
     left_out = {entry["user_id"] for entry in issued["left_out"]}
     # Ward staff and the administrator have no clearance; chair, secretary and the
@@ -127,13 +141,15 @@ async def test_directive_above_clearance_reaches_nobody_below(server: RunningSer
         assert shown.json()["body"] == SECRET_BODY
 
 
-async def test_issuing_without_the_standing_role_is_refused(server: RunningServer,
-                                                            city: DemoCity) -> None:
+async def test_issuing_without_the_standing_role_is_refused(
+    server: RunningServer, city: DemoCity
+) -> None:
     before = await stored_state(server)
     for username in ("chair", "ward001", "admin"):
         async with server.http(await token(server, username)) as http:
-            response = await http.post("/api/v1/directives",
-                                       json=directive_body(city.commune_unit_ids))
+            response = await http.post(
+                "/api/v1/directives", json=directive_body(city.commune_unit_ids)
+            )
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "not_standing"
     assert await stored_state(server) == before
@@ -141,16 +157,19 @@ async def test_issuing_without_the_standing_role_is_refused(server: RunningServe
     assert len(refusals) == 3
 
 
-async def test_posting_to_a_channel_one_is_not_in_is_refused(server: RunningServer,
-                                                              city: DemoCity) -> None:
+async def test_posting_to_a_channel_one_is_not_in_is_refused(
+    server: RunningServer, city: DemoCity
+) -> None:
     w1, w2 = await token(server, "ward001"), await token(server, "ward002")
     async with server.http(w1) as http:
         channels = (await http.get("/api/v1/channels")).json()["channels"]
     unit_channel = next(c for c in channels if c["kind"] == "unit")
     before = await stored_state(server)
     async with server.http(w2) as http:
-        response = await http.post(f"/api/v1/channels/{unit_channel['id']}/messages",
-                                   json={"body": "chen vao", "client_msg_id": "x1"})
+        response = await http.post(
+            f"/api/v1/channels/{unit_channel['id']}/messages",
+            json={"body": "chen vao", "client_msg_id": "x1"},
+        )
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "not_a_member"
         history = await http.get(f"/api/v1/channels/{unit_channel['id']}/messages")
@@ -162,10 +181,18 @@ async def test_posting_to_a_channel_one_is_not_in_is_refused(server: RunningServ
 
 
 BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
-    ("unknown unit", {"targets": {"unit_ids": [99999], "include_descendants": False}},
-     422, "unknown_units"),
-    ("empty targets", {"targets": {"unit_ids": [], "include_descendants": True}},
-     422, "empty_targets"),
+    (
+        "unknown unit",
+        {"targets": {"unit_ids": [99999], "include_descendants": False}},
+        422,
+        "unknown_units",
+    ),
+    (
+        "empty targets",
+        {"targets": {"unit_ids": [], "include_descendants": True}},
+        422,
+        "empty_targets",
+    ),
     ("unknown urgency", {"urgency": "whenever"}, 400, "invalid_request"),
     ("body over the limit", {"body": "ả" * 70_000}, 413, "body_too_large"),
     ("unknown attachment", {"attachment_ids": [424242]}, 422, "unknown_attachment"),
@@ -178,11 +205,17 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("label", "change", "status", "code"), BAD_INPUTS,
-                         ids=[b[0] for b in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("label", "change", "status", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
 async def test_bad_directive_inputs_store_and_send_nothing(
-        server: RunningServer, city: DemoCity, label: str, change: dict[str, Any],
-        status: int, code: str) -> None:
+    server: RunningServer,
+    city: DemoCity,
+    label: str,
+    change: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
     standing = await token(server, "standing")
     body = directive_body(city.commune_unit_ids)
     if change.get("due_at") == "PAST":

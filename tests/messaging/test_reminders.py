@@ -36,13 +36,15 @@ async def counts(server: RunningServer, user_ids: list[int], type: str) -> dict[
 
 async def test_reminders_overdue_and_escalation(make_server: MakeServer) -> None:
     clock = ManualClock()
-    server = await make_server(clock=clock, reminder_intervals=INTERVALS,
-                               escalate_after_reminders=2)
+    server = await make_server(
+        clock=clock, reminder_intervals=INTERVALS, escalate_after_reminders=2
+    )
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=4, delegates=4)
     standing = await token(server, "standing")
     due = clock.now() + timedelta(seconds=450)
-    issued = await issue(server, standing, directive_body(
-        city.commune_unit_ids, due_at=due.isoformat()))
+    issued = await issue(
+        server, standing, directive_body(city.commune_unit_ids, due_at=due.isoformat())
+    )
     wards = city.ward_user_ids
     async with server.http(await token(server, "ward001")) as http:
         await http.post(f"/api/v1/directives/{issued['id']}/ack", json={})
@@ -52,7 +54,11 @@ async def test_reminders_overdue_and_escalation(make_server: MakeServer) -> None
 
     await advance(clock, 1, server)  # t = 300: first reminder to everyone not acknowledged
     assert await counts(server, wards, "directive.reminder") == {
-        wards[0]: 0, wards[1]: 1, wards[2]: 1, wards[3]: 1}
+        wards[0]: 0,
+        wards[1]: 1,
+        wards[2]: 1,
+        wards[3]: 1,
+    }
     reminder = (await events_of(server, f"user:{wards[1]}", "directive.reminder"))[0]
     assert reminder.data["directive_id"] == issued["id"]
     assert reminder.data["reminder"] == 1
@@ -70,7 +76,11 @@ async def test_reminders_overdue_and_escalation(make_server: MakeServer) -> None
 
     await advance(clock, 150, server)  # t = 600: second reminder, escalation to the heads
     assert await counts(server, wards, "directive.reminder") == {
-        wards[0]: 0, wards[1]: 1, wards[2]: 2, wards[3]: 2}
+        wards[0]: 0,
+        wards[1]: 1,
+        wards[2]: 2,
+        wards[3]: 2,
+    }
     escalations = await counts(server, wards, "directive.escalated")
     # In the demo city each ward's one staff member is also the head of the ward.
     assert escalations == {wards[0]: 0, wards[1]: 0, wards[2]: 1, wards[3]: 1}
@@ -82,8 +92,9 @@ async def test_reminders_overdue_and_escalation(make_server: MakeServer) -> None
     assert len(await events_of(server, f"user:{city.standing_id}", "directive.overdue")) == 1
 
     async with server.http(standing) as http:
-        report: dict[str, Any] = (await http.get(
-            f"/api/v1/directives/{issued['id']}/receipts")).json()
+        report: dict[str, Any] = (
+            await http.get(f"/api/v1/directives/{issued['id']}/receipts")
+        ).json()
     assert report["summary"]["overdue"] == 2
 
 
@@ -94,8 +105,9 @@ async def test_each_reminder_is_sent_once_with_two_nodes(make_server: MakeServer
     city, _ = await seed_demo(first.ctx, password=DEMO_PASSWORD, communes=6, delegates=4)
     standing = await token(first, "standing")
     due = clock.now() + timedelta(seconds=300)
-    issued = await issue(first, standing, directive_body(
-        city.commune_unit_ids, due_at=due.isoformat()))
+    issued = await issue(
+        first, standing, directive_body(city.commune_unit_ids, due_at=due.isoformat())
+    )
     assert issued["recipient_count"] == 6
     for step in range(1, 4):
         await advance(clock, 300, first, second)

@@ -24,22 +24,38 @@ async def search(server: RunningServer, user_token: str, q: str) -> list[dict[st
     return results
 
 
-async def test_search_finds_only_what_the_user_may_see(server: RunningServer,
-                                                       city: DemoCity) -> None:
+async def test_search_finds_only_what_the_user_may_see(
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     w1, w2, w3 = [await token(server, f"ward00{i}") for i in (1, 2, 3)]
-    issued = await issue(server, standing, directive_body(
-        city.commune_unit_ids[:2], title="Chỉ thị khẩn cấp về đê điều",
-        body="Kiểm tra đê ở Đông Anh ngay trong đêm."))
+    issued = await issue(
+        server,
+        standing,
+        directive_body(
+            city.commune_unit_ids[:2],
+            title="Chỉ thị khẩn cấp về đê điều",
+            body="Kiểm tra đê ở Đông Anh ngay trong đêm.",
+        ),
+    )
     async with server.http(w1) as http:
-        await http.post(f"/api/v1/directives/{issued['id']}/replies",
-                        json={"body": "Phường báo cáo: đê an toàn, không sự cố"})
-        channel = next(c for c in (await http.get("/api/v1/channels")).json()["channels"]
-                       if c["kind"] == "unit")
-        await http.post(f"/api/v1/channels/{channel['id']}/messages",
-                        json={"body": "Nhắc lịch trực bão tối nay", "client_msg_id": "s1"})
-        gone = await http.post(f"/api/v1/channels/{channel['id']}/messages",
-                               json={"body": "Tin nhắn trực bão nhầm", "client_msg_id": "s2"})
+        await http.post(
+            f"/api/v1/directives/{issued['id']}/replies",
+            json={"body": "Phường báo cáo: đê an toàn, không sự cố"},
+        )
+        channel = next(
+            c
+            for c in (await http.get("/api/v1/channels")).json()["channels"]
+            if c["kind"] == "unit"
+        )
+        await http.post(
+            f"/api/v1/channels/{channel['id']}/messages",
+            json={"body": "Nhắc lịch trực bão tối nay", "client_msg_id": "s1"},
+        )
+        gone = await http.post(
+            f"/api/v1/channels/{channel['id']}/messages",
+            json={"body": "Tin nhắn trực bão nhầm", "client_msg_id": "s2"},
+        )
         await http.delete(f"/api/v1/channels/{channel['id']}/messages/{gone.json()['id']}")
 
     hits = await search(server, w1, "khan cap")
@@ -65,33 +81,43 @@ async def test_search_finds_only_what_the_user_may_see(server: RunningServer,
 
 async def upload(server: RunningServer, user_token: str, text: str) -> int:
     async with server.http(user_token) as http:
-        response = await http.post("/api/v1/files", files={
-            "file": ("bao-cao.txt", text.encode(), "text/plain")})
+        response = await http.post(
+            "/api/v1/files", files={"file": ("bao-cao.txt", text.encode(), "text/plain")}
+        )
     assert response.status_code == 201, response.text
     file_id: int = response.json()["id"]
     return file_id
 
 
-async def test_attachments_readable_by_the_parties_only(server: RunningServer,
-                                                         city: DemoCity) -> None:
+async def test_attachments_readable_by_the_parties_only(
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     w1, w2, w3 = [await token(server, f"ward00{i}") for i in (1, 2, 3)]
     order = await upload(server, standing, "Công văn hỏa tốc số 1")
-    issued = await issue(server, standing, directive_body(
-        city.commune_unit_ids[:2], attachment_ids=[order]))
+    issued = await issue(
+        server, standing, directive_body(city.commune_unit_ids[:2], attachment_ids=[order])
+    )
     report = await upload(server, w1, "Báo cáo của phường 001")
     async with server.http(w1) as http:
-        posted = await http.post(f"/api/v1/directives/{issued['id']}/replies",
-                                 json={"body": "Kèm báo cáo", "attachment_ids": [report]})
+        posted = await http.post(
+            f"/api/v1/directives/{issued['id']}/replies",
+            json={"body": "Kèm báo cáo", "attachment_ids": [report]},
+        )
         assert posted.status_code == 201
         shown = (await http.get(f"/api/v1/directives/{issued['id']}")).json()
         assert [a["id"] for a in shown["attachments"]] == [order]
     note = await upload(server, w2, "Ghi chú riêng")
     async with server.http(w2) as http:
-        direct = (await http.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.ward_user_ids[0]]})).json()
-        sent = await http.post(f"/api/v1/channels/{direct['id']}/messages", json={
-            "body": "gửi anh", "client_msg_id": "f1", "attachment_ids": [note]})
+        direct = (
+            await http.post(
+                "/api/v1/channels", json={"kind": "direct", "member_ids": [city.ward_user_ids[0]]}
+            )
+        ).json()
+        sent = await http.post(
+            f"/api/v1/channels/{direct['id']}/messages",
+            json={"body": "gửi anh", "client_msg_id": "f1", "attachment_ids": [note]},
+        )
         assert sent.status_code == 201
 
     async def status(user_token: str, file_id: int) -> int:
@@ -102,9 +128,12 @@ async def test_attachments_readable_by_the_parties_only(server: RunningServer,
     assert [await status(t, report) for t in (standing, w2, w3)] == [200, 404, 404]
     assert [await status(t, note) for t in (w1, w3, standing)] == [200, 404, 404]
     async with server.http(w3) as http:  # cannot attach what one may not read
-        refused = await http.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.ward_user_ids[0]]})
-        response = await http.post(f"/api/v1/channels/{refused.json()['id']}/messages", json={
-            "body": "x", "client_msg_id": "steal", "attachment_ids": [order]})
+        refused = await http.post(
+            "/api/v1/channels", json={"kind": "direct", "member_ids": [city.ward_user_ids[0]]}
+        )
+        response = await http.post(
+            f"/api/v1/channels/{refused.json()['id']}/messages",
+            json={"body": "x", "client_msg_id": "steal", "attachment_ids": [order]},
+        )
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "unknown_attachment"

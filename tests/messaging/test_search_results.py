@@ -29,8 +29,9 @@ def _highlighted(result: dict[str, Any]) -> list[str]:
 async def _upload_pdf(server: RunningServer, user_token: str, title: str) -> int:
     data, _pages = await asyncio.to_thread(document_pdf, title, 1)
     async with server.http(user_token) as http:
-        response = await http.post("/api/v1/files", files={
-            "file": ("phuong-an.pdf", data, "application/pdf")})
+        response = await http.post(
+            "/api/v1/files", files={"file": ("phuong-an.pdf", data, "application/pdf")}
+        )
     assert response.status_code == 201, response.text
     file_id: int = response.json()["id"]
     return file_id
@@ -50,12 +51,19 @@ def test_snippet_is_cut_around_the_first_match_with_offsets_of_matched_words() -
 
 
 async def test_results_carry_kind_time_author_snippet_and_highlights(
-        server: RunningServer, city: DemoCity) -> None:
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     ward = await token(server, "ward001")
-    sent = await issue(server, standing, directive_body(
-        city.commune_unit_ids[:1], title="Chỉ đạo ứng phó bão",
-        body="Các phường tổ chức sơ tán và ứng phó ngay trong đêm."))
+    sent = await issue(
+        server,
+        standing,
+        directive_body(
+            city.commune_unit_ids[:1],
+            title="Chỉ đạo ứng phó bão",
+            body="Các phường tổ chức sơ tán và ứng phó ngay trong đêm.",
+        ),
+    )
     results = await _search(server, ward, "ung pho")
     assert [(r["kind"], r["id"]) for r in results] == [("directive", sent["id"])]
     found = results[0]
@@ -65,23 +73,34 @@ async def test_results_carry_kind_time_author_snippet_and_highlights(
 
 
 async def test_text_of_attached_pdfs_is_searched_for_those_who_may_see_it(
-        server: RunningServer, city: DemoCity) -> None:
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     w1, w2 = await token(server, "ward001"), await token(server, "ward002")
     in_directive = await _upload_pdf(server, standing, "Phương án phòng chống lụt bão")
-    sent = await issue(server, standing, directive_body(
-        city.commune_unit_ids[:1], attachment_ids=[in_directive]))
+    sent = await issue(
+        server, standing, directive_body(city.commune_unit_ids[:1], attachment_ids=[in_directive])
+    )
     in_message = await _upload_pdf(server, w1, "Biên bản kiểm tra đê điều")
     async with server.http(w1) as http:
-        direct = (await http.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.ward_user_ids[2]]})).json()
-        posted = await http.post(f"/api/v1/channels/{direct['id']}/messages", json={
-            "body": "Gửi anh biên bản", "client_msg_id": "bb",
-            "attachment_ids": [in_message]})
+        direct = (
+            await http.post(
+                "/api/v1/channels", json={"kind": "direct", "member_ids": [city.ward_user_ids[2]]}
+            )
+        ).json()
+        posted = await http.post(
+            f"/api/v1/channels/{direct['id']}/messages",
+            json={
+                "body": "Gửi anh biên bản",
+                "client_msg_id": "bb",
+                "attachment_ids": [in_message],
+            },
+        )
         assert posted.status_code == 201, posted.text
     hits = [r for r in await _search(server, w1, "lut bao") if r["kind"] == "attachment"]
     assert [(h["file_id"], h["name"], h["directive_id"]) for h in hits] == [
-        (in_directive, "phuong-an.pdf", sent["id"])]
+        (in_directive, "phuong-an.pdf", sent["id"])
+    ]
     assert hits[0]["author_name"] == "Phùng Thị Hồng"
     assert [fold(w) for w in _highlighted(hits[0])][:2] == ["lut", "bao"]
     hits = [r for r in await _search(server, w1, "de dieu") if r["kind"] == "attachment"]
@@ -92,7 +111,8 @@ async def test_text_of_attached_pdfs_is_searched_for_those_who_may_see_it(
 
 
 async def test_attachments_of_an_earlier_release_are_made_searchable_at_start(
-        server: RunningServer, city: DemoCity) -> None:
+    server: RunningServer, city: DemoCity
+) -> None:
     from sqlalchemy import delete
 
     from messaging.attachments import index_earlier_attachments
@@ -100,16 +120,18 @@ async def test_attachments_of_an_earlier_release_are_made_searchable_at_start(
 
     standing = await token(server, "standing")
     file_id = await _upload_pdf(server, standing, "Kế hoạch tiêm chủng")
-    await issue(server, standing, directive_body(city.commune_unit_ids[:1],
-                                                 attachment_ids=[file_id]))
+    await issue(
+        server, standing, directive_body(city.commune_unit_ids[:1], attachment_ids=[file_id])
+    )
     # As stored by a release that did not index attachments.
     async with server.ctx.write() as w:
-        await w.session.execute(delete(SearchDocument).where(
-            SearchDocument.kind == SearchKind.ATTACHMENT.value))
+        await w.session.execute(
+            delete(SearchDocument).where(SearchDocument.kind == SearchKind.ATTACHMENT.value)
+        )
     ward = await token(server, "ward001")
-    assert [r for r in await _search(server, ward, "tiem chung")
-            if r["kind"] == "attachment"] == []
+    assert [r for r in await _search(server, ward, "tiem chung") if r["kind"] == "attachment"] == []
     assert await index_earlier_attachments(server.ctx) == 1
     assert await index_earlier_attachments(server.ctx) == 0
-    assert [r["file_id"] for r in await _search(server, ward, "tiem chung")
-            if r["kind"] == "attachment"] == [file_id]
+    assert [
+        r["file_id"] for r in await _search(server, ward, "tiem chung") if r["kind"] == "attachment"
+    ] == [file_id]

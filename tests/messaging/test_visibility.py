@@ -60,60 +60,112 @@ async def _seed(server: RunningServer, city: DemoCity) -> None:
         ward_a_user, ward_b_user = city.ward_user_ids[0], city.ward_user_ids[1]
         for level in Confidentiality:
             directive = Directive(
-                sender_id=city.standing_id, sender_unit_id=users[city.standing_id].unit_id,
-                title=f"Chỉ đạo {level.value}", body="Nội dung", urgency="express",
-                confidentiality=level.value, ack_required=True, issued_at=w.now,
+                sender_id=city.standing_id,
+                sender_unit_id=users[city.standing_id].unit_id,
+                title=f"Chỉ đạo {level.value}",
+                body="Nội dung",
+                urgency="express",
+                confidentiality=level.value,
+                ack_required=True,
+                issued_at=w.now,
                 targets={"unit_ids": [ward_a, ward_b], "include_descendants": False},
-                recipient_count=3, left_out=[])
+                recipient_count=3,
+                left_out=[],
+            )
             session.add(directive)
             await session.flush()
             # Recipients in two wards and one delegate in a committee.
             for user_id in (ward_a_user, ward_b_user, city.delegate_ids[0]):
-                session.add(DirectiveRecipient(
-                    directive_id=directive.id, user_id=user_id,
-                    unit_id=users[user_id].unit_id, event_seq=1, reminders_sent=0))
-            for author, unit in ((ward_a_user, ward_a), (ward_b_user, ward_b),
-                                 (city.standing_id, ward_a)):
-                session.add(DirectiveReply(directive_id=directive.id, unit_id=unit,
-                                           author_id=author, body="Báo cáo",
-                                           attachment_ids=[], created_at=w.now))
+                session.add(
+                    DirectiveRecipient(
+                        directive_id=directive.id,
+                        user_id=user_id,
+                        unit_id=users[user_id].unit_id,
+                        event_seq=1,
+                        reminders_sent=0,
+                    )
+                )
+            for author, unit in (
+                (ward_a_user, ward_a),
+                (ward_b_user, ward_b),
+                (city.standing_id, ward_a),
+            ):
+                session.add(
+                    DirectiveReply(
+                        directive_id=directive.id,
+                        unit_id=unit,
+                        author_id=author,
+                        body="Báo cáo",
+                        attachment_ids=[],
+                        created_at=w.now,
+                    )
+                )
         group = Channel(kind=ChannelKind.GROUP.value, name="Nhóm", created_at=w.now)
-        direct = Channel(kind=ChannelKind.DIRECT.value, name="Đôi",
-                         direct_key=f"{city.chair_id}:{ward_a_user}", created_at=w.now)
+        direct = Channel(
+            kind=ChannelKind.DIRECT.value,
+            name="Đôi",
+            direct_key=f"{city.chair_id}:{ward_a_user}",
+            created_at=w.now,
+        )
         session.add_all([group, direct])
         await session.flush()
         for channel, user_id, member in (
-            (group, city.chair_id, True), (group, ward_a_user, True),
+            (group, city.chair_id, True),
+            (group, ward_a_user, True),
             (group, city.delegate_ids[1], False),  # left the group
-            (direct, city.chair_id, True), (direct, ward_a_user, True),
+            (direct, city.chair_id, True),
+            (direct, ward_a_user, True),
         ):
-            session.add(ChannelMember(channel_id=channel.id, user_id=user_id, member=member,
-                                      read_seq=0, joined_at=w.now))
+            session.add(
+                ChannelMember(
+                    channel_id=channel.id,
+                    user_id=user_id,
+                    member=member,
+                    read_seq=0,
+                    joined_at=w.now,
+                )
+            )
         # A read position of a unit channel is not a membership.
-        unit_b_channel = (await session.execute(
-            select(Channel).where(Channel.unit_id == ward_b))).scalar_one()
-        session.add(ChannelMember(channel_id=unit_b_channel.id, user_id=ward_a_user,
-                                  member=False, read_seq=0, joined_at=w.now))
+        unit_b_channel = (
+            await session.execute(select(Channel).where(Channel.unit_id == ward_b))
+        ).scalar_one()
+        session.add(
+            ChannelMember(
+                channel_id=unit_b_channel.id,
+                user_id=ward_a_user,
+                member=False,
+                read_seq=0,
+                joined_at=w.now,
+            )
+        )
         channels = (await session.execute(select(Channel))).scalars().all()
         seq = itertools.count(1)
         for channel in channels:
             for state in MessageState:
-                session.add(Message(channel_id=channel.id, seq=next(seq), author_id=city.chair_id,
-                                    client_msg_id=f"{channel.id}-{state.value}",
-                                    body="" if state is MessageState.RETRACTED else "Tin",
-                                    attachment_ids=[], state=state.value, version=1,
-                                    created_at=w.now))
+                session.add(
+                    Message(
+                        channel_id=channel.id,
+                        seq=next(seq),
+                        author_id=city.chair_id,
+                        client_msg_id=f"{channel.id}-{state.value}",
+                        body="" if state is MessageState.RETRACTED else "Tin",
+                        attachment_ids=[],
+                        state=state.value,
+                        version=1,
+                        created_at=w.now,
+                    )
+                )
 
 
 async def _visible_ids(server: RunningServer, principal: Principal) -> dict[str, set[int]]:
     """What the SQL forms let ``principal`` see."""
     async with server.ctx.read() as session:
+
         async def ids(stmt: Any) -> set[int]:
             return {int(i) for i in (await session.execute(stmt)).scalars().all()}
 
         return {
-            "directive": await ids(select(Directive.id).where(
-                directive_readable_sql(principal))),
+            "directive": await ids(select(Directive.id).where(directive_readable_sql(principal))),
             "reply": await ids(select(DirectiveReply.id).where(reply_readable_sql(principal))),
             "channel": await ids(select(Channel.id).where(channel_member_sql(principal))),
             "message": await ids(select(Message.id).where(message_readable_sql(principal))),
@@ -122,36 +174,63 @@ async def _visible_ids(server: RunningServer, principal: Principal) -> dict[str,
 
 @pytest.mark.parametrize("clearance", list(Confidentiality))
 @pytest.mark.parametrize("roles", list(ROLE_SETS))
-async def test_python_and_sql_forms_agree(server: RunningServer, city: DemoCity, roles: str,
-                                          clearance: Confidentiality) -> None:
+async def test_python_and_sql_forms_agree(
+    server: RunningServer, city: DemoCity, roles: str, clearance: Confidentiality
+) -> None:
     await _seed(server, city)
     async with server.ctx.read() as session:
         users = (await session.execute(select(User).order_by(User.id))).scalars().all()
         directives = (await session.execute(select(Directive))).scalars().all()
-        recipients = {(r.directive_id, r.user_id): r for r in (
-            await session.execute(select(DirectiveRecipient))).scalars().all()}
+        recipients = {
+            (r.directive_id, r.user_id): r
+            for r in (await session.execute(select(DirectiveRecipient))).scalars().all()
+        }
         replies = (await session.execute(select(DirectiveReply))).scalars().all()
         channels = {c.id: c for c in (await session.execute(select(Channel))).scalars().all()}
-        members = {(m.channel_id, m.user_id): m for m in (
-            await session.execute(select(ChannelMember))).scalars().all()}
+        members = {
+            (m.channel_id, m.user_id): m
+            for m in (await session.execute(select(ChannelMember))).scalars().all()
+        }
         messages = (await session.execute(select(Message))).scalars().all()
     by_id = {d.id: d for d in directives}
     seen_any = {"directive": False, "reply": False, "channel": False, "message": False}
     for user in users:
-        principal = Principal(id=user.id, username=user.username,
-                              display_name=user.display_name, unit_id=user.unit_id,
-                              roles=ROLE_SETS[roles], clearance=clearance)
+        principal = Principal(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            unit_id=user.unit_id,
+            roles=ROLE_SETS[roles],
+            clearance=clearance,
+        )
         python = {
-            "directive": {d.id for d in directives
-                          if may_read_directive(principal, d, recipients.get((d.id, user.id)))},
-            "reply": {r.id for r in replies
-                      if may_read_thread(principal, by_id[r.directive_id],
-                                         recipients.get((r.directive_id, user.id)), r.unit_id)},
-            "channel": {c.id for c in channels.values()
-                        if is_channel_member(principal, c, members.get((c.id, user.id)))},
-            "message": {m.id for m in messages
-                        if may_read_message(principal, channels[m.channel_id],
-                                            members.get((m.channel_id, user.id)), m)},
+            "directive": {
+                d.id
+                for d in directives
+                if may_read_directive(principal, d, recipients.get((d.id, user.id)))
+            },
+            "reply": {
+                r.id
+                for r in replies
+                if may_read_thread(
+                    principal,
+                    by_id[r.directive_id],
+                    recipients.get((r.directive_id, user.id)),
+                    r.unit_id,
+                )
+            },
+            "channel": {
+                c.id
+                for c in channels.values()
+                if is_channel_member(principal, c, members.get((c.id, user.id)))
+            },
+            "message": {
+                m.id
+                for m in messages
+                if may_read_message(
+                    principal, channels[m.channel_id], members.get((m.channel_id, user.id)), m
+                )
+            },
         }
         sql = await _visible_ids(server, principal)
         assert python == sql, (user.username, roles, clearance)
@@ -161,8 +240,9 @@ async def test_python_and_sql_forms_agree(server: RunningServer, city: DemoCity,
     assert all(seen_any.values()), seen_any
 
 
-async def test_a_standing_colleague_finds_what_it_may_open(server: RunningServer,
-                                                           city: DemoCity) -> None:
+async def test_a_standing_colleague_finds_what_it_may_open(
+    server: RunningServer, city: DemoCity
+) -> None:
     """Search used its own copy of the directive rule (sender or recipient only): a cleared
     Standing Committee colleague of the sender could open a directive but never find it."""
     from server.org.service import create_user
@@ -173,11 +253,21 @@ async def test_a_standing_colleague_finds_what_it_may_open(server: RunningServer
         standing = await session.get(User, city.standing_id)
         assert standing is not None
         root_unit = standing.unit_id
-    await create_user(server.ctx, None, username="standing2", display_name="Lê Văn Phó",
-                      unit_id=root_unit, roles=[Role.STANDING],
-                      clearance=Confidentiality.SECRET, password=DEMO_PASSWORD)
-    sent = await issue(server, await token(server, "standing"),
-                       directive_body([city.commune_unit_ids[0]], title="Phòng chống lụt bão"))
+    await create_user(
+        server.ctx,
+        None,
+        username="standing2",
+        display_name="Lê Văn Phó",
+        unit_id=root_unit,
+        roles=[Role.STANDING],
+        clearance=Confidentiality.SECRET,
+        password=DEMO_PASSWORD,
+    )
+    sent = await issue(
+        server,
+        await token(server, "standing"),
+        directive_body([city.commune_unit_ids[0]], title="Phòng chống lụt bão"),
+    )
     colleague = await token(server, "standing2")
     async with server.http(colleague) as http:
         opened = await http.get(f"/api/v1/directives/{sent['id']}")

@@ -24,13 +24,16 @@ async def test_retry_with_the_same_key_gets_the_same_answer(server: RunningServe
     # A tablet that lost the answer retries, several times, even concurrently.
     retries = await asyncio.gather(*(a.vote(voter, poll["id"], "yes", key) for _ in range(5)))
     assert {(r.status_code, r.json()["receipt"]) for r in retries} == {
-        (201, first.json()["receipt"])}
+        (201, first.json()["receipt"])
+    }
     assert await stored(server, poll["id"]) == after_first
     # A second, different ballot: refused, and the first one stands.
     for choice, other_key in (("no", uuid.uuid4().hex), ("no", key), ("yes", uuid.uuid4().hex)):
         response = await a.vote(voter, poll["id"], choice, other_key)
-        assert (response.status_code, response.json()["error"]["code"]) == (
-            409, "already_voted"), (choice, other_key == key)
+        assert (response.status_code, response.json()["error"]["code"]) == (409, "already_voted"), (
+            choice,
+            other_key == key,
+        )
     assert await stored(server, poll["id"]) == after_first
     # The same answer even after the poll closed (the response was lost before the close).
     assert (await a.close_poll(poll["id"])).status_code == 200
@@ -43,8 +46,7 @@ async def test_retry_with_the_same_key_gets_the_same_answer(server: RunningServe
 async def test_refusals_have_their_code_and_store_nothing(server: RunningServer) -> None:
     a = await build_assembly(server, delegates=3, absent=1)
     draft = await a.create_poll()
-    choice_poll = await a.open_poll(kind="choice", options=["An", "Bình", "Cường"],
-                                    max_choices=2)
+    choice_poll = await a.open_poll(kind="choice", options=["An", "Bình", "Cường"], max_choices=2)
     poll = await a.open_poll()
     assert (await a.vote(a.delegates[1], poll["id"], "yes")).status_code == 201
     closed = await a.open_poll()
@@ -69,20 +71,30 @@ async def test_refusals_have_their_code_and_store_nothing(server: RunningServer)
     for member, pid, choice, status, code in cases:
         response = await a.vote(member, pid, choice)
         assert (response.status_code, response.json()["error"]["code"]) == (status, code), (
-            member.name, pid, choice, response.text)
+            member.name,
+            pid,
+            choice,
+            response.text,
+        )
     async with server.http(voter.token) as client:
-        for body in ({"choice": "yes", "idempotency_key": "short"},
-                     {"choice": "yes"},
-                     {"choice": 1, "idempotency_key": uuid.uuid4().hex},
-                     {"choice": "yes", "idempotency_key": uuid.uuid4().hex, "who": 1}):
+        for body in (
+            {"choice": "yes", "idempotency_key": "short"},
+            {"choice": "yes"},
+            {"choice": 1, "idempotency_key": uuid.uuid4().hex},
+            {"choice": "yes", "idempotency_key": uuid.uuid4().hex, "who": 1},
+        ):
             response = await client.post(f"/api/v1/polls/{poll['id']}/ballots", json=body)
             assert (response.status_code, response.json()["error"]["code"]) == (
-                400, "invalid_request"), body
+                400,
+                "invalid_request",
+            ), body
         response = await client.post(f"/api/v1/polls/{poll['id']}/ballots", content=b"{nope")
         assert response.json()["error"]["code"] == "invalid_json"
     async with server.http() as anonymous:
-        response = await anonymous.post(f"/api/v1/polls/{poll['id']}/ballots",
-                                        json={"choice": "yes", "idempotency_key": "k" * 20})
+        response = await anonymous.post(
+            f"/api/v1/polls/{poll['id']}/ballots",
+            json={"choice": "yes", "idempotency_key": "k" * 20},
+        )
         assert response.status_code == 401
     assert {pid: await stored(server, pid) for pid in polls} == before
     # The meeting adjourns: ballots wait until it sits again.
@@ -102,7 +114,9 @@ async def test_a_reused_key_of_another_voter_is_refused(server: RunningServer) -
     before = await stored(server, poll["id"])
     response = await a.vote(a.delegates[1], poll["id"], "no", key)
     assert (response.status_code, response.json()["error"]["code"]) == (
-        409, "idempotency_key_reused")
+        409,
+        "idempotency_key_reused",
+    )
     assert await stored(server, poll["id"]) == before
     assert (await a.vote(a.delegates[1], poll["id"], "no")).status_code == 201
     await a.close()
@@ -144,14 +158,16 @@ async def test_deadline_survives_a_restart(make_server: MakeServer) -> None:
     second = await make_server(clock=clock_after)
     a.server = second
     await clock_after.advance(121)
-    view = await eventually(lambda: _closed_view(a, poll["id"]), "the poll closed by its deadline",
-                            timeout=4)
+    view = await eventually(
+        lambda: _closed_view(a, poll["id"]), "the poll closed by its deadline", timeout=4
+    )
     assert view["result"]["tally"]["yes"] == 1
     await a.close()
 
 
 async def test_a_full_ballot_queue_refuses_with_429_and_stores_nothing(
-        make_server: MakeServer) -> None:
+    make_server: MakeServer,
+) -> None:
     server = await make_server(poll_ballot_queue=1, poll_ballot_batch=1)
     a = await build_assembly(server, delegates=39, absent=0)
     poll = await a.open_poll()
@@ -159,8 +175,11 @@ async def test_a_full_ballot_queue_refuses_with_429_and_stores_nothing(
     tablets = await asyncio.gather(*(Tablet.connect(server.url, m.token) for m in a.delegates))
 
     async def vote(i: int) -> tuple[int, str]:
-        status, body = await tablets[i].request("POST", f"/api/v1/polls/{poll['id']}/ballots",
-                                                {"choice": "yes", "idempotency_key": keys[i]})
+        status, body = await tablets[i].request(
+            "POST",
+            f"/api/v1/polls/{poll['id']}/ballots",
+            {"choice": "yes", "idempotency_key": keys[i]},
+        )
         return status, body.get("receipt") or body["error"]["code"]
 
     answers = await asyncio.gather(*(vote(i) for i in range(40)))

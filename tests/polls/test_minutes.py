@@ -36,34 +36,47 @@ async def test_minutes_record_the_session(make_server: MakeServer) -> None:
     a = await build_assembly(server, delegates=4, absent=1)
     chair = a.chair.principal
     async with server.http(a.chair.token) as client:
-        upload = await client.post("/api/v1/files", files={
-            "file": ("du-thao-nghi-quyet.pdf", small_pdf(3), "application/pdf")})
+        upload = await client.post(
+            "/api/v1/files",
+            files={"file": ("du-thao-nghi-quyet.pdf", small_pdf(3), "application/pdf")},
+        )
         assert upload.status_code == 201, upload.text
         document_id = upload.json()["id"]
-    item = await add_item(server.ctx, chair, a.meeting_id,
-                          title="Thảo luận dự thảo Nghị quyết về phát triển đô thị",
-                          document_ids=[document_id], planned_minutes=45)
+    item = await add_item(
+        server.ctx,
+        chair,
+        a.meeting_id,
+        title="Thảo luận dự thảo Nghị quyết về phát triển đô thị",
+        document_ids=[document_id],
+        planned_minutes=45,
+    )
     await set_current_item(server.ctx, chair, a.meeting_id, item["id"])
     async with server.http(a.chair.token) as client:
-        response = await client.post(f"/api/v1/meetings/{a.meeting_id}/presentation", json={
-            "agenda_item_id": item["id"], "document_id": document_id, "page": 2})
+        response = await client.post(
+            f"/api/v1/meetings/{a.meeting_id}/presentation",
+            json={"agenda_item_id": item["id"], "document_id": document_id, "page": 2},
+        )
         assert response.status_code == 200, response.text
-    speaker = await request_floor(server.ctx, a.delegates[1].principal, a.meeting_id,
-                                  SpeakerKind.QUESTION)
+    speaker = await request_floor(
+        server.ctx, a.delegates[1].principal, a.meeting_id, SpeakerKind.QUESTION
+    )
     await grant(server.ctx, chair, a.meeting_id, speaker["id"])
     await clock.advance(95)
     await finish(server.ctx, chair, a.meeting_id, speaker["id"])
-    named = await a.open_poll(title="Thông qua Nghị quyết về phát triển đô thị",
-                              agenda_item_id=item["id"])
-    for member, choice in zip(a.delegates, ["yes", "yes", "yes", "no", "abstain"],
-                              strict=True):
+    named = await a.open_poll(
+        title="Thông qua Nghị quyết về phát triển đô thị", agenda_item_id=item["id"]
+    )
+    for member, choice in zip(a.delegates, ["yes", "yes", "yes", "no", "abstain"], strict=True):
         assert (await a.vote(member, named["id"], choice)).status_code == 201
     assert (await a.close_poll(named["id"])).status_code == 200
-    secret = await a.open_poll(title="Bầu Trưởng ban Đô thị", kind="choice",
-                               options=["Lê Văn An", "Trần Thị Bình"], secret=True,
-                               rule="majority_of_cast")
-    for member, choice in zip(a.delegates, ["Lê Văn An"] * 3 + ["Trần Thị Bình"] * 2,
-                              strict=True):
+    secret = await a.open_poll(
+        title="Bầu Trưởng ban Đô thị",
+        kind="choice",
+        options=["Lê Văn An", "Trần Thị Bình"],
+        secret=True,
+        rule="majority_of_cast",
+    )
+    for member, choice in zip(a.delegates, ["Lê Văn An"] * 3 + ["Trần Thị Bình"] * 2, strict=True):
         assert (await a.vote(member, secret["id"], choice)).status_code == 201
     assert (await a.close_poll(secret["id"])).status_code == 200
 
@@ -76,16 +89,30 @@ async def test_minutes_record_the_session(make_server: MakeServer) -> None:
     reader = PdfReader(io.BytesIO(response.content))
     text = re.sub(r"\s+", " ", " ".join(page.extract_text() for page in reader.pages))
     for expected in [
-        "BIÊN BẢN KỲ HỌP", "Kỳ họp thứ 12 Hội đồng nhân dân thành phố",
-        "Hội trường Diên Hồng", "Nguyễn Văn Chủ Tọa", "Trần Thị Thư Ký",
-        "Đi công tác nước ngoài", "Khách mời Phạm Quốc Hùng", "đủ túc số",
-        "Thảo luận dự thảo Nghị quyết về phát triển đô thị", "45 phút",
-        "du-thao-nghi-quyet", "Chất vấn", "1 phút 35 giây",
-        "Thông qua Nghị quyết về phát triển đô thị", "Quá nửa tổng số đại biểu",
+        "BIÊN BẢN KỲ HỌP",
+        "Kỳ họp thứ 12 Hội đồng nhân dân thành phố",
+        "Hội trường Diên Hồng",
+        "Nguyễn Văn Chủ Tọa",
+        "Trần Thị Thư Ký",
+        "Đi công tác nước ngoài",
+        "Khách mời Phạm Quốc Hùng",
+        "đủ túc số",
+        "Thảo luận dự thảo Nghị quyết về phát triển đô thị",
+        "45 phút",
+        "du-thao-nghi-quyet",
+        "Chất vấn",
+        "1 phút 35 giây",
+        "Thông qua Nghị quyết về phát triển đô thị",
+        "Quá nửa tổng số đại biểu",
         "Tổng số đại biểu: 6; có mặt: 5; được biểu quyết: 5; số phiếu: 5",
-        "Bầu Trưởng ban Đô thị", "bỏ phiếu kín", "Trúng cử: Lê Văn An",
-        "Biểu quyết của từng đại biểu", "Không tán thành", "Không biểu quyết",
-        f"bản ghi số {seq}", digest,
+        "Bầu Trưởng ban Đô thị",
+        "bỏ phiếu kín",
+        "Trúng cử: Lê Văn An",
+        "Biểu quyết của từng đại biểu",
+        "Không tán thành",
+        "Không biểu quyết",
+        f"bản ghi số {seq}",
+        digest,
     ]:
         assert expected in text, expected
     # 3 yes of 6 members is not more than half.
@@ -116,18 +143,22 @@ async def test_minutes_layout_times_page_turns_and_signatures(make_server: MakeS
     a = await build_assembly(server, delegates=2, absent=0)
     chair = a.chair.principal
     async with server.http(a.chair.token) as client:
-        upload = await client.post("/api/v1/files", files={
-            "file": ("to-trinh-ngan-sach.pdf", small_pdf(6), "application/pdf")})
+        upload = await client.post(
+            "/api/v1/files",
+            files={"file": ("to-trinh-ngan-sach.pdf", small_pdf(6), "application/pdf")},
+        )
         document_id = upload.json()["id"]
-    item = await add_item(server.ctx, chair, a.meeting_id, title="Tờ trình ngân sách",
-                          document_ids=[document_id])
+    item = await add_item(
+        server.ctx, chair, a.meeting_id, title="Tờ trình ngân sách", document_ids=[document_id]
+    )
     # Eight page turns: one line in the minutes, with the pages shown and the count.
     async with server.http(a.chair.token) as client:
         for page in (1, 2, 3, 2, 3, 5, 6, 5):
             await clock.advance(30)
-            response = await client.post(f"/api/v1/meetings/{a.meeting_id}/presentation",
-                                         json={"agenda_item_id": item["id"],
-                                               "document_id": document_id, "page": page})
+            response = await client.post(
+                f"/api/v1/meetings/{a.meeting_id}/presentation",
+                json={"agenda_item_id": item["id"], "document_id": document_id, "page": page},
+            )
             assert response.status_code == 200, response.text
         await clock.advance(3600)
         closed = await client.post(f"/api/v1/meetings/{a.meeting_id}/close")
@@ -140,11 +171,17 @@ async def test_minutes_layout_times_page_turns_and_signatures(make_server: MakeS
     started = datetime.fromisoformat(state["started_at"]).astimezone(HANOI)
     ended = datetime.fromisoformat(state["closed_at"]).astimezone(HANOI)
     for expected in [
-        "HỘI ĐỒNG NHÂN DÂN THÀNH PHỐ", "Số: ........../BB-HĐND",
-        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập - Tự do - Hạnh phúc",
+        "HỘI ĐỒNG NHÂN DÂN THÀNH PHỐ",
+        "Số: ........../BB-HĐND",
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+        "Độc lập - Tự do - Hạnh phúc",
         f"Hà Nội, ngày {place_day(ended)}",
-        f"Khai mạc lúc: {started:%H:%M:%S %d/%m/%Y}", f"Bế mạc lúc: {ended:%H:%M:%S %d/%m/%Y}",
-        "1–3, 5–6", "THƯ KÝ", "CHỦ TỌA", "(Ký, ghi rõ họ tên)",
+        f"Khai mạc lúc: {started:%H:%M:%S %d/%m/%Y}",
+        f"Bế mạc lúc: {ended:%H:%M:%S %d/%m/%Y}",
+        "1–3, 5–6",
+        "THƯ KÝ",
+        "CHỦ TỌA",
+        "(Ký, ghi rõ họ tên)",
     ]:
         assert expected in text, expected
     # The actual opening is printed apart from the planned start.
@@ -178,4 +215,4 @@ HANOI = timezone(timedelta(hours=7))
 
 
 def place_day(moment: datetime) -> str:
-    return place_date_line("", moment)[len("Ngày "):]
+    return place_date_line("", moment)[len("Ngày ") :]

@@ -15,8 +15,9 @@ async def test_named_poll_from_draft_to_published_result(server: RunningServer) 
     assert poll["state"] == "draft" and poll["secret"] is False
     pid = poll["id"]
     async with server.socket(a.delegates[1].token) as tablet:
-        await tablet.subscribe({f"meeting:{a.meeting_id}": tablet.last.get(
-            f"meeting:{a.meeting_id}", 0)})
+        await tablet.subscribe(
+            {f"meeting:{a.meeting_id}": tablet.last.get(f"meeting:{a.meeting_id}", 0)}
+        )
         async with server.http(a.chair.token) as chair:
             response = await chair.post(f"/api/v1/polls/{pid}/open")
             assert response.status_code == 200
@@ -38,8 +39,7 @@ async def test_named_poll_from_draft_to_published_result(server: RunningServer) 
         assert view["eligible"] == 7
         assert "voters" not in view
         waiting = view["not_voted"]
-        assert {w["user_id"] for w in waiting} == {
-            a.delegates[6].id, *(m.id for m in a.absent)}
+        assert {w["user_id"] for w in waiting} == {a.delegates[6].id, *(m.id for m in a.absent)}
         assert all(set(w) == {"user_id", "display_name", "present"} for w in waiting)
         # A delegate does not see who has not voted.
         assert "not_voted" not in await a.view(pid, a.delegates[1])
@@ -54,14 +54,17 @@ async def test_named_poll_from_draft_to_published_result(server: RunningServer) 
     view = await a.view(pid, a.delegates[2])
     assert view["state"] == "closed" and view["result"] == result
     assert {v["user_id"]: v["choice"] for v in view["voters"]} == {
-        m.id: c for m, c in zip(a.delegates, choices, strict=False)}
+        m.id: c for m, c in zip(a.delegates, choices, strict=False)
+    }
     assert {v["user_id"]: v["receipt"] for v in view["voters"]} == receipts
     assert sorted(b["receipt"] for b in view["ballots"]) == sorted(receipts.values())
     async with server.http(a.delegates[4].token) as client:
-        response = await client.get(
-            f"/api/v1/polls/{pid}/receipts/{receipts[a.delegates[4].id]}")
-        assert response.json() == {"receipt": receipts[a.delegates[4].id], "counted": True,
-                                   "choice": "no"}
+        response = await client.get(f"/api/v1/polls/{pid}/receipts/{receipts[a.delegates[4].id]}")
+        assert response.json() == {
+            "receipt": receipts[a.delegates[4].id],
+            "counted": True,
+            "choice": "no",
+        }
         response = await client.get(f"/api/v1/polls/{pid}/receipts/{'0' * 32}")
         assert response.json()["counted"] is False
         state = (await client.get(f"/api/v1/meetings/{a.meeting_id}")).json()
@@ -72,11 +75,21 @@ async def test_named_poll_from_draft_to_published_result(server: RunningServer) 
 
 async def test_choice_poll_elects_and_majority_of_cast(server: RunningServer) -> None:
     a = await build_assembly(server, delegates=5, absent=0)
-    poll = await a.open_poll(kind="choice", options=["Lê Văn An", "Trần Thị Bình",
-                                                     "Phạm Văn Cường"],
-                             max_choices=2, rule="majority_of_cast", secret=True)
-    ballots = [["Lê Văn An", "Trần Thị Bình"], ["Lê Văn An"], ["Phạm Văn Cường", "Lê Văn An"],
-               ["Trần Thị Bình", "Lê Văn An"], [], ["Trần Thị Bình"]]
+    poll = await a.open_poll(
+        kind="choice",
+        options=["Lê Văn An", "Trần Thị Bình", "Phạm Văn Cường"],
+        max_choices=2,
+        rule="majority_of_cast",
+        secret=True,
+    )
+    ballots = [
+        ["Lê Văn An", "Trần Thị Bình"],
+        ["Lê Văn An"],
+        ["Phạm Văn Cường", "Lê Văn An"],
+        ["Trần Thị Bình", "Lê Văn An"],
+        [],
+        ["Trần Thị Bình"],
+    ]
     for member, choice in zip(a.delegates, ballots, strict=True):
         assert (await a.vote(member, poll["id"], choice)).status_code == 201
     assert (await a.close_poll(poll["id"])).status_code == 200
@@ -88,8 +101,8 @@ async def test_choice_poll_elects_and_majority_of_cast(server: RunningServer) ->
     assert result["numbers"]["cast"] == 6 and result["passed"] is True
     assert "voters" not in view
     assert sorted(b["choice"] for b in view["ballots"]) == sorted(
-        [sorted(b, key=["Lê Văn An", "Trần Thị Bình", "Phạm Văn Cường"].index)
-         for b in ballots])
+        [sorted(b, key=["Lê Văn An", "Trần Thị Bình", "Phạm Văn Cường"].index) for b in ballots]
+    )
     await a.close()
 
 
@@ -98,8 +111,9 @@ async def test_only_officers_run_polls(server: RunningServer) -> None:
     poll = await a.create_poll()
     before = await stored(server, poll["id"])
     async with server.http(a.delegates[1].token) as delegate:
-        response = await delegate.post(f"/api/v1/meetings/{a.meeting_id}/polls",
-                                       json={"title": "Bỏ phiếu"})
+        response = await delegate.post(
+            f"/api/v1/meetings/{a.meeting_id}/polls", json={"title": "Bỏ phiếu"}
+        )
         assert (response.status_code, response.json()["error"]["code"]) == (403, "not_officer")
         for action in ("open", "close"):
             response = await delegate.post(f"/api/v1/polls/{poll['id']}/{action}")
@@ -124,8 +138,7 @@ async def test_bad_poll_definitions_are_refused(server: RunningServer) -> None:
     bad: list[tuple[dict[str, Any], int, str]] = [
         ({"kind": "choice", "options": ["A"]}, 422, "invalid_options"),
         ({"kind": "choice", "options": ["A", "A"]}, 422, "duplicate_options"),
-        ({"kind": "choice", "options": ["A", "B"], "max_choices": 3}, 422,
-         "invalid_max_choices"),
+        ({"kind": "choice", "options": ["A", "B"], "max_choices": 3}, 422, "invalid_max_choices"),
         ({"kind": "yes_no_abstain", "options": ["A", "B"]}, 422, "invalid_options"),
         ({"rule": "unanimity"}, 400, "invalid_request"),
         ({"duration_secs": 0}, 422, "invalid_duration"),
@@ -138,7 +151,9 @@ async def test_bad_poll_definitions_are_refused(server: RunningServer) -> None:
             body = {"title": "Biểu quyết", **extra}
             response = await chair.post(f"/api/v1/meetings/{a.meeting_id}/polls", json=body)
             assert (response.status_code, response.json()["error"]["code"]) == (status, code), (
-                extra, response.text)
+                extra,
+                response.text,
+            )
         listing = await chair.get(f"/api/v1/meetings/{a.meeting_id}/polls")
     assert listing.json() == {"polls": []}
     await a.close()
@@ -157,12 +172,15 @@ def _apply(polls: list[dict[str, Any]], event: dict[str, Any]) -> None:
         if event["type"] == "poll.progress":
             poll["cast"] = data["cast"]
         elif event["type"] == "poll.closed":
-            poll.update(state=data["state"], closed_at=data["closed_at"],
-                        result=data["result"], cast=data["result"]["numbers"]["cast"])
+            poll.update(
+                state=data["state"],
+                closed_at=data["closed_at"],
+                result=data["result"],
+                cast=data["result"]["numbers"]["cast"],
+            )
 
 
-async def test_meeting_state_plus_poll_events_equals_a_fresh_state(
-        server: RunningServer) -> None:
+async def test_meeting_state_plus_poll_events_equals_a_fresh_state(server: RunningServer) -> None:
     a = await build_assembly(server, delegates=4, absent=0)
     first = await a.open_poll(secret=True)
     assert (await a.vote(a.delegates[0], first["id"], "yes")).status_code == 201
@@ -180,15 +198,18 @@ async def test_meeting_state_plus_poll_events_equals_a_fresh_state(
                     return
 
         await tablet.subscribe({topic: loaded["seq"]})
-        for member, choice in zip(a.delegates[1:], ["no", "yes", "abstain", "yes"],
-                                  strict=True):
+        for member, choice in zip(a.delegates[1:], ["no", "yes", "abstain", "yes"], strict=True):
             assert (await a.vote(member, first["id"], choice)).status_code == 201
         second = await a.open_poll(kind="choice", options=["An", "Bình"], duration_secs=600)
         assert (await a.vote(a.delegates[2], second["id"], ["Bình"])).status_code == 201
         assert (await a.close_poll(first["id"])).status_code == 200
         # The close, and the coalesced progress of the second poll (in either order).
-        await collect_until(lambda e: any(x["type"] == "poll.closed" for x in events) and any(
-            x["data"] == {"poll_id": second["id"], "cast": 1} for x in events))
+        await collect_until(
+            lambda e: (
+                any(x["type"] == "poll.closed" for x in events)
+                and any(x["data"] == {"poll_id": second["id"], "cast": 1} for x in events)
+            )
+        )
         async with server.http(a.delegates[1].token) as client:
             fresh = (await client.get(f"/api/v1/meetings/{a.meeting_id}")).json()
         if events[-1]["seq"] < fresh["seq"]:

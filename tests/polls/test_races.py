@@ -30,9 +30,11 @@ async def test_500_delegates_vote_at_once(server: RunningServer) -> None:
     tablets = await asyncio.gather(*(Tablet.connect(server.url, m.token) for m in a.delegates))
 
     async def vote(i: int) -> tuple[int, str]:
-        status, body = await tablets[i].request("POST", f"/api/v1/polls/{pid}/ballots",
-                                                {"choice": choices[i],
-                                                 "idempotency_key": keys[i]})
+        status, body = await tablets[i].request(
+            "POST",
+            f"/api/v1/polls/{pid}/ballots",
+            {"choice": choices[i], "idempotency_key": keys[i]},
+        )
         return status, body.get("receipt") or body["error"]["code"]
 
     answers = await asyncio.gather(*(vote(i) for i in range(500)))
@@ -45,17 +47,32 @@ async def test_500_delegates_vote_at_once(server: RunningServer) -> None:
     view = await a.view(pid)
     expected = Counter(choices)
     assert view["result"]["tally"] == {k: expected[k] for k in ("yes", "no", "abstain")}
-    assert view["result"]["numbers"] == {"members": 500, "present": 500, "eligible": 500,
-                                         "cast": 500}
+    assert view["result"]["numbers"] == {
+        "members": 500,
+        "present": 500,
+        "eligible": 500,
+        "cast": 500,
+    }
     assert view["result"]["passed"] == (expected["yes"] > 250)
     assert sorted(b["receipt"] for b in view["ballots"]) == sorted(r for _, r in answers)
     assert {v["user_id"]: v["choice"] for v in view["voters"]} == {
-        m.id: c for m, c in zip(a.delegates, choices, strict=True)}
+        m.id: c for m, c in zip(a.delegates, choices, strict=True)
+    }
     async with server.ctx.read() as session:
-        audits = (await session.execute(select(func.count()).select_from(AuditRecord).where(
-            AuditRecord.action == "poll.vote", AuditRecord.subject == f"poll:{pid}"))).scalar()
-        progress = (await session.execute(select(func.count()).select_from(EventRecord).where(
-            EventRecord.type == "poll.progress"))).scalar()
+        audits = (
+            await session.execute(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "poll.vote", AuditRecord.subject == f"poll:{pid}")
+            )
+        ).scalar()
+        progress = (
+            await session.execute(
+                select(func.count())
+                .select_from(EventRecord)
+                .where(EventRecord.type == "poll.progress")
+            )
+        ).scalar()
     assert audits == 500
     # The batched poll.vote records continue the hash chain exactly.
     async with server.ctx.read() as session:
@@ -68,15 +85,20 @@ async def test_500_delegates_vote_at_once(server: RunningServer) -> None:
 
 async def _count_rows(server: RunningServer, pid: int) -> tuple[int, int]:
     async with server.ctx.read() as session:
-        voters = (await session.execute(select(func.count()).select_from(PollVoter).where(
-            PollVoter.poll_id == pid))).scalar_one()
-        ballots = (await session.execute(select(func.count()).select_from(Ballot).where(
-            Ballot.poll_id == pid))).scalar_one()
+        voters = (
+            await session.execute(
+                select(func.count()).select_from(PollVoter).where(PollVoter.poll_id == pid)
+            )
+        ).scalar_one()
+        ballots = (
+            await session.execute(
+                select(func.count()).select_from(Ballot).where(Ballot.poll_id == pid)
+            )
+        ).scalar_one()
     return int(voters), int(ballots)
 
 
-async def _race_ballots_with_close(a: Assembly, tablets: list[Tablet], *,
-                                   secret: bool) -> None:
+async def _race_ballots_with_close(a: Assembly, tablets: list[Tablet], *, secret: bool) -> None:
     poll = await a.open_poll(secret=secret)
     pid = poll["id"]
     choices = [random.choice(["yes", "no", "abstain"]) for _ in a.delegates]
@@ -88,8 +110,11 @@ async def _race_ballots_with_close(a: Assembly, tablets: list[Tablet], *,
         if i >= 20:
             # The later ones arrive while the close is under way.
             await first_answers.wait()
-        status, body = await tablets[i].request("POST", f"/api/v1/polls/{pid}/ballots", {
-            "choice": choices[i], "idempotency_key": uuid.uuid4().hex})
+        status, body = await tablets[i].request(
+            "POST",
+            f"/api/v1/polls/{pid}/ballots",
+            {"choice": choices[i], "idempotency_key": uuid.uuid4().hex},
+        )
         answered += 1
         if answered == 10:
             first_answers.set()
@@ -120,9 +145,12 @@ async def test_ballots_racing_a_close(make_server: MakeServer) -> None:
     second = await make_server()
     a = await build_assembly(first, delegates=60, absent=0)
     # Every other tablet talks to the other node.
-    tablets = await asyncio.gather(*(
-        Tablet.connect((first if i % 2 else second).url, m.token)
-        for i, m in enumerate(a.delegates)))
+    tablets = await asyncio.gather(
+        *(
+            Tablet.connect((first if i % 2 else second).url, m.token)
+            for i, m in enumerate(a.delegates)
+        )
+    )
     for secret in (False, True):
         await _race_ballots_with_close(a, list(tablets), secret=secret)
     await asyncio.gather(*(t.close() for t in tablets))
@@ -144,14 +172,30 @@ async def test_two_closes_racing_give_one_result(make_server: MakeServer) -> Non
         body = response.json()
         return response.status_code, body.get("state") or body["error"]["code"]
 
-    answers = await asyncio.gather(close(first, "chair"), close(second, "secretary"),
-                                   close(first, "secretary"), close(second, "chair"))
+    answers = await asyncio.gather(
+        close(first, "chair"),
+        close(second, "secretary"),
+        close(first, "secretary"),
+        close(second, "chair"),
+    )
     assert sorted(answers) == [(200, "closed")] + [(409, "poll_closed")] * 3
     async with first.ctx.read() as session:
-        events = (await session.execute(select(EventRecord.data).where(
-            EventRecord.type == "poll.closed"))).scalars().all()
-        audits = (await session.execute(select(func.count()).select_from(AuditRecord).where(
-            AuditRecord.action == "poll.close"))).scalar()
+        events = (
+            (
+                await session.execute(
+                    select(EventRecord.data).where(EventRecord.type == "poll.closed")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        audits = (
+            await session.execute(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "poll.close")
+            )
+        ).scalar()
     assert len(events) == 1 and audits == 1
     assert events[0]["result"]["tally"] == {"yes": 4, "no": 0, "abstain": 0}
     await a.close()

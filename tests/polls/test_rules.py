@@ -73,64 +73,118 @@ def test_nothing_passes_without_ballots_or_members() -> None:
 def test_choice_poll_elects_within_max_choices() -> None:
     options = ["An", "Bình", "Cường", "Dũng"]
     cast = [["An", "Bình"]] * 6 + [["An", "Cường"]] * 3 + [["Dũng"]] * 1
-    result = decide(PollKind.CHOICE, Rule.MAJORITY_OF_CAST, options, 2, cast,
-                    members=12, present=10, eligible=10)
+    result = decide(
+        PollKind.CHOICE,
+        Rule.MAJORITY_OF_CAST,
+        options,
+        2,
+        cast,
+        members=12,
+        present=10,
+        eligible=10,
+    )
     assert result.tally == {"An": 9, "Bình": 6, "Cường": 3, "Dũng": 1}
     assert result.elected == ["An", "Bình"]
     assert result.passed
     # Under majority of members (12): 6 is not more than half of 12.
-    result = decide(PollKind.CHOICE, Rule.MAJORITY_OF_MEMBERS, options, 2, cast,
-                    members=12, present=10, eligible=10)
+    result = decide(
+        PollKind.CHOICE,
+        Rule.MAJORITY_OF_MEMBERS,
+        options,
+        2,
+        cast,
+        members=12,
+        present=10,
+        eligible=10,
+    )
     assert result.elected == ["An"]
 
 
 def test_choice_poll_tie_for_the_last_seat_is_undecided() -> None:
     options = ["An", "Bình", "Cường"]
     cast = [["An", "Bình"]] * 5 + [["An", "Cường"]] * 5
-    result = decide(PollKind.CHOICE, Rule.MAJORITY_OF_CAST, options, 2, cast,
-                    members=10, present=10, eligible=10)
+    result = decide(
+        PollKind.CHOICE,
+        Rule.MAJORITY_OF_CAST,
+        options,
+        2,
+        cast,
+        members=10,
+        present=10,
+        eligible=10,
+    )
     assert result.elected == ["An"]
     assert result.undecided == []  # 5 of 10 is not more than half: nobody else reaches it
     cast = [["An", "Bình"]] * 6 + [["An", "Cường"]] * 6
-    result = decide(PollKind.CHOICE, Rule.MAJORITY_OF_CAST, options, 1, cast,
-                    members=12, present=12, eligible=12)
+    result = decide(
+        PollKind.CHOICE,
+        Rule.MAJORITY_OF_CAST,
+        options,
+        1,
+        cast,
+        members=12,
+        present=12,
+        eligible=12,
+    )
     assert result.elected == ["An"]
-    result = decide(PollKind.CHOICE, Rule.MAJORITY_OF_CAST, ["An", "Bình"], 1,
-                    [["An"]] * 4 + [["Bình"]] * 4 + [["An", "Bình"]] * 0, members=8,
-                    present=8, eligible=8)
+    result = decide(
+        PollKind.CHOICE,
+        Rule.MAJORITY_OF_CAST,
+        ["An", "Bình"],
+        1,
+        [["An"]] * 4 + [["Bình"]] * 4 + [["An", "Bình"]] * 0,
+        members=8,
+        present=8,
+        eligible=8,
+    )
     assert result.elected == [] and not result.passed
     cast = [["An", "Bình"]] * 7 + [["Cường"]] * 1
-    result = decide(PollKind.CHOICE, Rule.MAJORITY_OF_CAST, options, 1, cast,
-                    members=8, present=8, eligible=8)
+    result = decide(
+        PollKind.CHOICE, Rule.MAJORITY_OF_CAST, options, 1, cast, members=8, present=8, eligible=8
+    )
     assert result.elected == [] and result.undecided == ["An", "Bình"]
     assert not result.passed
 
 
 def test_blank_ballots_count_as_cast() -> None:
-    result = decide(PollKind.CHOICE, Rule.MAJORITY_OF_CAST, ["An", "Bình"], 1,
-                    [["An"]] * 3 + [[]] * 3, members=6, present=6, eligible=6)
+    result = decide(
+        PollKind.CHOICE,
+        Rule.MAJORITY_OF_CAST,
+        ["An", "Bình"],
+        1,
+        [["An"]] * 3 + [[]] * 3,
+        members=6,
+        present=6,
+        eligible=6,
+    )
     assert result.numbers.cast == 6
     assert result.tally == {"An": 3, "Bình": 0}
     assert not result.passed
 
 
-@pytest.mark.parametrize(("kind", "options", "max_choices", "raw", "code"), [
-    (YNA, [], 1, "maybe", "unknown_option"),
-    (YNA, [], 1, ["yes"], "invalid_choice"),
-    (PollKind.CHOICE, ["An", "Bình"], 1, ["An", "Bình"], "too_many_choices"),
-    (PollKind.CHOICE, ["An", "Bình"], 2, ["An", "An"], "duplicate_choice"),
-    (PollKind.CHOICE, ["An", "Bình"], 2, ["Chí"], "unknown_option"),
-])
-def test_bad_choices_are_refused(kind: PollKind, options: list[str], max_choices: int,
-                                 raw: object, code: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "options", "max_choices", "raw", "code"),
+    [
+        (YNA, [], 1, "maybe", "unknown_option"),
+        (YNA, [], 1, ["yes"], "invalid_choice"),
+        (PollKind.CHOICE, ["An", "Bình"], 1, ["An", "Bình"], "too_many_choices"),
+        (PollKind.CHOICE, ["An", "Bình"], 2, ["An", "An"], "duplicate_choice"),
+        (PollKind.CHOICE, ["An", "Bình"], 2, ["Chí"], "unknown_option"),
+    ],
+)
+def test_bad_choices_are_refused(
+    kind: PollKind, options: list[str], max_choices: int, raw: object, code: str
+) -> None:
     with pytest.raises(ChoiceError) as caught:
         canonical_choice(kind, options, max_choices, raw)  # type: ignore[arg-type]
     assert caught.value.code == code
 
 
 def test_choice_is_put_in_the_options_order() -> None:
-    assert canonical_choice(PollKind.CHOICE, ["An", "Bình", "Cường"], 3,
-                            ["Cường", "An"]) == ["An", "Cường"]
+    assert canonical_choice(PollKind.CHOICE, ["An", "Bình", "Cường"], 3, ["Cường", "An"]) == [
+        "An",
+        "Cường",
+    ]
     assert canonical_choice(PollKind.CHOICE, ["An", "Bình"], 1, "Bình") == ["Bình"]
     assert canonical_choice(YNA, [], 1, "abstain") == ["abstain"]
 
@@ -143,6 +197,8 @@ def test_rules_agree_with_fractions(members: int, yes: int, no: int, abstain: in
     numbers = Numbers(members, cast, cast, cast)
     assert meets(Rule.MAJORITY_OF_MEMBERS, yes, numbers) == (Fraction(yes, members) > 0.5)
     assert meets(Rule.TWO_THIRDS_OF_MEMBERS, yes, numbers) == (
-        yes > 0 and Fraction(yes, members) >= Fraction(2, 3))
+        yes > 0 and Fraction(yes, members) >= Fraction(2, 3)
+    )
     assert meets(Rule.MAJORITY_OF_CAST, yes, numbers) == (
-        cast > 0 and Fraction(yes, cast) > Fraction(1, 2))
+        cast > 0 and Fraction(yes, cast) > Fraction(1, 2)
+    )

@@ -34,14 +34,25 @@ class Commit:
 def _rows(path: Path, poll_id: int) -> tuple[set[int], set[str], set[str]]:
     db = sqlite3.connect(path)
     try:
-        voters = {r[0] for r in db.execute(
-            "SELECT user_id FROM poll_voters WHERE poll_id = ?", (poll_id,))}
-        receipts = {r[0] for r in db.execute(
-            "SELECT receipt FROM poll_ballots WHERE poll_id = ?", (poll_id,))}
+        voters = {
+            r[0]
+            for r in db.execute("SELECT user_id FROM poll_voters WHERE poll_id = ?", (poll_id,))
+        }
+        receipts = {
+            r[0]
+            for r in db.execute("SELECT receipt FROM poll_ballots WHERE poll_id = ?", (poll_id,))
+        }
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-        slots = {r[0] for r in db.execute(
-            "SELECT slot FROM poll_sealed_ballots WHERE poll_id = ?", (poll_id,))
-        } if "poll_sealed_ballots" in tables else set()
+        slots = (
+            {
+                r[0]
+                for r in db.execute(
+                    "SELECT slot FROM poll_sealed_ballots WHERE poll_id = ?", (poll_id,)
+                )
+            }
+            if "poll_sealed_ballots" in tables
+            else set()
+        )
     finally:
         db.close()
     return voters, receipts, slots
@@ -62,29 +73,29 @@ def replay(main: Path, wal: Path, poll_id: int, work: Path) -> list[Commit]:
     salts = log[16:24]
     offset, number = WAL_HEADER, 0
     while offset + FRAME_HEADER + page_size <= len(log):
-        page_no, db_pages = struct.unpack(">II", log[offset:offset + 8])
-        if log[offset + 8:offset + 16] != salts:
+        page_no, db_pages = struct.unpack(">II", log[offset : offset + 8])
+        if log[offset + 8 : offset + 16] != salts:
             break  # frames left over from before the last reset of the log
-        page = log[offset + FRAME_HEADER:offset + FRAME_HEADER + page_size]
+        page = log[offset + FRAME_HEADER : offset + FRAME_HEADER + page_size]
         start = (page_no - 1) * page_size
         if len(image) < start + page_size:
             image.extend(b"\0" * (start + page_size - len(image)))
-        image[start:start + page_size] = page
+        image[start : start + page_size] = page
         if page_no == 1:
             image[18:20] = b"\x01\x01"
         offset += FRAME_HEADER + page_size
         if db_pages:
             number += 1
-            del image[db_pages * page_size:]
+            del image[db_pages * page_size :]
             after = _snapshot(image, poll_id, work, number)
-            commits.append(Commit(after[0] - before[0], after[1] - before[1],
-                                  after[2] - before[2]))
+            commits.append(Commit(after[0] - before[0], after[1] - before[1], after[2] - before[2]))
             before = after
     return commits
 
 
-def _snapshot(image: bytearray, poll_id: int, work: Path,
-              number: int) -> tuple[set[int], set[str], set[str]]:
+def _snapshot(
+    image: bytearray, poll_id: int, work: Path, number: int
+) -> tuple[set[int], set[str], set[str]]:
     path = work / f"replay-{number}.sqlite3"
     path.write_bytes(bytes(image))
     return _rows(path, poll_id)
@@ -100,8 +111,9 @@ def copy_files(data: Path, into: Path) -> tuple[Path, Path]:
     return main, wal
 
 
-async def test_the_log_does_not_pair_voters_with_ballots(server: RunningServer,
-                                                         tmp_path: Path) -> None:
+async def test_the_log_does_not_pair_voters_with_ballots(
+    server: RunningServer, tmp_path: Path
+) -> None:
     if not server.ctx.db.is_sqlite:
         pytest.skip("the SQLite write-ahead log (PostgreSQL: see test_secrecy)")
     data = Path(server.settings.data_dir)
@@ -131,7 +143,8 @@ async def test_the_log_does_not_pair_voters_with_ballots(server: RunningServer,
 
     async def scrubbed() -> bool:
         return not poll_runtime(server.ctx).scrub_wanted.is_set() and (
-            not wal.exists() or wal.stat().st_size == 0)
+            not wal.exists() or wal.stat().st_size == 0
+        )
 
     await eventually(scrubbed, "the scrub after the secret close")
     after_scrub = copy_files(data, tmp_path / "after-scrub")
@@ -158,7 +171,11 @@ def _seals(files: tuple[Path, Path], poll_id: int, work: Path) -> list[bytes]:
         shutil.copyfile(wal, work / "merged.sqlite3-wal")
     db = sqlite3.connect(merged)
     try:
-        return [bytes(r[0]) for r in db.execute(
-            "SELECT sealed FROM poll_sealed_ballots WHERE poll_id = ?", (poll_id,))]
+        return [
+            bytes(r[0])
+            for r in db.execute(
+                "SELECT sealed FROM poll_sealed_ballots WHERE poll_id = ?", (poll_id,)
+            )
+        ]
     finally:
         db.close()

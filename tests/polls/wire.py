@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 
 class Tablet:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 token: str) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.token = token
@@ -31,12 +32,15 @@ class Tablet:
         tablet.base_url = base_url
         return tablet
 
-    async def request(self, method: str, path: str,
-                      body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    async def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
         payload = b"" if body is None else json.dumps(body).encode()
-        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Authorization: Bearer {self.token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {self.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
         self.writer.write(head.encode() + payload)
         await self.writer.drain()
         status_line = await self.reader.readline()

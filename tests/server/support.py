@@ -26,15 +26,15 @@ from tests.harness import RunningServer
 
 async def small_city(server: RunningServer) -> DemoCity:
     """The conftest's small city, on a server made with custom settings or clock."""
-    city, _summary = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6,
-                                     delegates=9)
+    city, _summary = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=6, delegates=9)
     return city
 
 
 def ed25519_pem() -> tuple[Ed25519PrivateKey, str]:
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     return key, pem
 
 
@@ -44,14 +44,14 @@ def b64url(raw: bytes) -> str:
 
 def unsigned_token(header: dict[str, Any], claims: dict[str, Any]) -> str:
     """``header.claims.`` without a signature (what ``alg: none`` looks like)."""
-    return (f"{b64url(json.dumps(header).encode())}."
-            f"{b64url(json.dumps(claims).encode())}.")
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
 
 
 async def audit_actions(server: RunningServer) -> list[tuple[str, str]]:
     async with server.ctx.read() as session:
         rows = await session.execute(
-            select(AuditRecord.action, AuditRecord.subject).order_by(AuditRecord.seq))
+            select(AuditRecord.action, AuditRecord.subject).order_by(AuditRecord.seq)
+        )
         return [(action, subject) for action, subject in rows]
 
 
@@ -78,8 +78,9 @@ class RawSocket:
     the server's buffers quickly, like a tablet on a dead network.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 protocol: ClientProtocol) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, protocol: ClientProtocol
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.protocol = protocol
@@ -88,8 +89,9 @@ class RawSocket:
         self.close_code: int | None = None
 
     @classmethod
-    async def connect(cls, ws_url: str, *, rcvbuf: int | None = None,
-                      origin: str | None = None) -> RawSocket:
+    async def connect(
+        cls, ws_url: str, *, rcvbuf: int | None = None, origin: str | None = None
+    ) -> RawSocket:
         uri = parse_uri(ws_url)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:

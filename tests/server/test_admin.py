@@ -26,8 +26,10 @@ def accounts_csv(count: int, *, bad_rows: dict[int, str] | None = None) -> bytes
     changed at first sign-in); ``bad_rows`` replaces some lines."""
     lines = [HEADER, "unit,,,,Phường Thử Nghiệm,#1,ward,,,\n"]
     for i in range(1, count + 1):
-        line = (f"user,import{i:03d},Cán bộ {i:03d},Chuyên viên,Phường Thử Nghiệm,,,"
-                f"staff,none,{INITIAL_PASSWORD}\n")
+        line = (
+            f"user,import{i:03d},Cán bộ {i:03d},Chuyên viên,Phường Thử Nghiệm,,,"
+            f"staff,none,{INITIAL_PASSWORD}\n"
+        )
         lines.append((bad_rows or {}).get(i, line))
     return "".join(lines).encode()
 
@@ -36,19 +38,22 @@ async def counts(server: RunningServer) -> tuple[int, int, int]:
     async with server.ctx.read() as session:
         users = (await session.execute(select(func.count()).select_from(User))).scalar_one()
         units = (await session.execute(select(func.count()).select_from(Unit))).scalar_one()
-        audit = (await session.execute(
-            select(func.count()).select_from(AuditRecord))).scalar_one()
+        audit = (await session.execute(select(func.count()).select_from(AuditRecord))).scalar_one()
     return users, units, audit
 
 
 async def test_import_dry_run_lists_every_problem_and_writes_nothing(
-    server: RunningServer, city: DemoCity,
+    server: RunningServer,
+    city: DemoCity,
 ) -> None:
     admin = await server.login("admin", DEMO_PASSWORD)
-    bad = accounts_csv(20, bad_rows={
-        4: "user,ward001,Trùng tên,,Phường Thử Nghiệm,,,staff,none,\n",
-        9: "user,import009,Cán bộ 9,,Không Có Phường,,,mayor,none,123456\n",
-    })
+    bad = accounts_csv(
+        20,
+        bad_rows={
+            4: "user,ward001,Trùng tên,,Phường Thử Nghiệm,,,staff,none,\n",
+            9: "user,import009,Cán bộ 9,,Không Có Phường,,,mayor,none,123456\n",
+        },
+    )
     before = await counts(server)
     async with server.http(admin) as client:
         dry = await client.post("/api/v1/admin/import?dry_run=true", content=bad)
@@ -56,8 +61,12 @@ async def test_import_dry_run_lists_every_problem_and_writes_nothing(
         body = dry.json()
         assert body["dry_run"] is True and body["rows"] == 21
         problems = {(p["row"], p["field"], p["code"]) for p in body["problems"]}
-        assert problems == {(6, "username", "username_taken"), (11, "unit", "unit_name_unknown"),
-                            (11, "roles", "role_unknown"), (11, "password", "password_too_short")}
+        assert problems == {
+            (6, "username", "username_taken"),
+            (11, "unit", "unit_name_unknown"),
+            (11, "roles", "role_unknown"),
+            (11, "password", "password_too_short"),
+        }
         # Each problem carries what the pages need to say it in the reader's language.
         by_code = {p["code"]: p for p in body["problems"]}
         assert by_code["username_taken"]["params"] == {"username": "ward001"}
@@ -79,13 +88,15 @@ async def test_import_dry_run_lists_every_problem_and_writes_nothing(
     assert sum(1 for a, s in actions if a == "user.create" and s.startswith("user:")) >= 20
     assert ("org.import", "org") in actions
     async with server.http() as client:
-        signed = await client.post("/api/v1/auth/login", json={
-            "username": "import007", "password": INITIAL_PASSWORD})
+        signed = await client.post(
+            "/api/v1/auth/login", json={"username": "import007", "password": INITIAL_PASSWORD}
+        )
     assert signed.status_code == 200 and signed.json()["must_change_password"] is True
 
 
 async def test_import_reads_xlsx_and_refuses_malformed_files(
-    server: RunningServer, city: DemoCity,
+    server: RunningServer,
+    city: DemoCity,
 ) -> None:
     admin = await server.login("admin", DEMO_PASSWORD)
     book = Workbook()
@@ -117,7 +128,9 @@ async def test_import_reads_xlsx_and_refuses_malformed_files(
 
 @pytest.mark.parametrize("who", ["delegate001", "ward001", "secretary", "chair"])
 async def test_administration_endpoints_refuse_everyone_but_admin(
-    server: RunningServer, city: DemoCity, who: str,
+    server: RunningServer,
+    city: DemoCity,
+    who: str,
 ) -> None:
     token = await server.login(who, DEMO_PASSWORD)
     before = await counts(server)
@@ -127,15 +140,17 @@ async def test_administration_endpoints_refuse_everyone_but_admin(
             await client.get("/api/v1/admin/users"),
             await client.post("/api/v1/admin/import?dry_run=true", content=accounts_csv(2)),
             await client.post("/api/v1/admin/import", content=accounts_csv(2)),
-            await client.post(f"/api/v1/users/{target}/password-reset",
-                              json={"password": "Mot-mat-khau-moi"}),
+            await client.post(
+                f"/api/v1/users/{target}/password-reset", json={"password": "Mot-mat-khau-moi"}
+            ),
             await client.post(f"/api/v1/users/{target}/sign-out-everywhere"),
             await client.delete(f"/api/v1/users/{target}/sign-in-throttle"),
             await client.get("/api/v1/audit"),
             await client.get("/api/v1/audit/chain"),
             await client.get("/api/v1/audit/export"),
-            await client.post("/api/v1/units", json={"name": "X", "kind": "ward",
-                                                     "parent_id": city.root_unit_id}),
+            await client.post(
+                "/api/v1/units", json={"name": "X", "kind": "ward", "parent_id": city.root_unit_id}
+            ),
             await client.patch(f"/api/v1/users/{target}", json={"title": "X"}),
         ]
     assert [a.status_code for a in answers] == [403] * len(answers), [a.text for a in answers]
@@ -148,29 +163,34 @@ async def test_search_and_paging(server: RunningServer, city: DemoCity) -> None:
     async with server.http(admin) as client:
         everyone = (await client.get("/api/v1/admin/users", params={"per_page": 5})).json()
         assert everyone["total"] == 19 and len(everyone["users"]) == 5
-        last = (await client.get("/api/v1/admin/users",
-                                 params={"per_page": 5, "page": 4})).json()
+        last = (await client.get("/api/v1/admin/users", params={"per_page": 5, "page": 4})).json()
         assert len(last["users"]) == 4
-        delegates = (await client.get("/api/v1/admin/users",
-                                      params={"role": "delegate"})).json()
+        delegates = (await client.get("/api/v1/admin/users", params={"role": "delegate"})).json()
         # The nine delegates and the chair, who sits as a delegate too.
         assert delegates["total"] == 10
         assert all("delegate" in u["roles"] for u in delegates["users"])
         wards = (await client.get("/api/v1/admin/users", params={"q": "WARD00"})).json()
         assert wards["total"] == 6
-        unit = (await client.get("/api/v1/admin/users",
-                                 params={"unit_id": city.commune_unit_ids[0]})).json()
+        unit = (
+            await client.get("/api/v1/admin/users", params={"unit_id": city.commune_unit_ids[0]})
+        ).json()
         assert [u["username"] for u in unit["users"]] == ["ward001"]
         literal = (await client.get("/api/v1/admin/users", params={"q": "%"})).json()
         assert literal["total"] == 0
-        for params in ({"page": "0"}, {"per_page": "201"}, {"role": "king"},
-                       {"active": "maybe"}, {"page": "99999999999999999999"}):
+        for params in (
+            {"page": "0"},
+            {"per_page": "201"},
+            {"role": "king"},
+            {"active": "maybe"},
+            {"page": "99999999999999999999"},
+        ):
             bad = await client.get("/api/v1/admin/users", params=params)
             assert bad.status_code == 400, params
 
 
 async def test_audit_viewer_filters_pages_exports_and_checks_the_chain(
-    server: RunningServer, city: DemoCity,
+    server: RunningServer,
+    city: DemoCity,
 ) -> None:
     admin = await server.login("admin", DEMO_PASSWORD)
     async with server.http(admin) as client:
@@ -183,21 +203,34 @@ async def test_audit_viewer_filters_pages_exports_and_checks_the_chain(
         assert logins["total"] >= 1
         chain = (await client.get("/api/v1/audit/chain")).json()
         assert chain["ok"] is True and chain["records"] >= 2
-        csv_text = (await client.get("/api/v1/audit/export",
-                                     params={"format": "csv", "action": "user.update"})).text
+        csv_text = (
+            await client.get(
+                "/api/v1/audit/export", params={"format": "csv", "action": "user.update"}
+            )
+        ).text
         assert csv_text.splitlines()[0].startswith("seq,at,actor_id")
         assert len(csv_text.splitlines()) == 2
-        future = (await client.get("/api/v1/audit/export", params={
-            "format": "json", "since": "2999-01-01T00:00:00+00:00"})).text
+        future = (
+            await client.get(
+                "/api/v1/audit/export",
+                params={"format": "json", "since": "2999-01-01T00:00:00+00:00"},
+            )
+        ).text
         assert future == ""
         bad = await client.get("/api/v1/audit", params={"since": "yesterday"})
         assert bad.status_code == 400
     # An auditor reads the log and nothing else of the administration.
     async with server.http(admin) as client:
-        made = await client.post("/api/v1/users", json={
-            "username": "kiemtoan", "display_name": "Kiểm toán viên",
-            "unit_id": city.office_unit_id, "roles": ["auditor"],
-            "password": "Kiem-toan-2026-xanh"})
+        made = await client.post(
+            "/api/v1/users",
+            json={
+                "username": "kiemtoan",
+                "display_name": "Kiểm toán viên",
+                "unit_id": city.office_unit_id,
+                "roles": ["auditor"],
+                "password": "Kiem-toan-2026-xanh",
+            },
+        )
         assert made.status_code == 201, made.text
     auditor = await server.login("kiemtoan", "Kiem-toan-2026-xanh")
     async with server.http(auditor) as client:

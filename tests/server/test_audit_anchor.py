@@ -44,8 +44,9 @@ async def tamper(server: RunningServer, *statements: Any) -> None:
 
 async def chain(server: RunningServer) -> list[AuditRecord]:
     async with server.ctx.read() as session:
-        return list((await session.execute(
-            select(AuditRecord).order_by(AuditRecord.seq))).scalars().all())
+        return list(
+            (await session.execute(select(AuditRecord).order_by(AuditRecord.seq))).scalars().all()
+        )
 
 
 async def test_checkpoints_are_signed_appended_and_offered_to_the_minutes(
@@ -77,8 +78,9 @@ async def test_tail_removed_with_the_head_row_is_caught(make_server: MakeServer)
     missing_head = await on(server, "verify-audit")
     assert missing_head.code == 1 and "head row is missing" in missing_head.err
     # Even with a head row forged to match the shortened chain, the checkpoint holds.
-    await tamper(server, AuditHead.__table__.insert().values(
-        id=1, seq=cut - 1, hash=records[cut - 2].hash))
+    await tamper(
+        server, AuditHead.__table__.insert().values(id=1, seq=cut - 1, hash=records[cut - 2].hash)
+    )
     forged = await on(server, "verify-audit")
     assert forged.code == 1 and "removed from the end" in forged.err, forged.err
 
@@ -92,16 +94,19 @@ async def test_rewritten_and_recomputed_chain_is_caught(make_server: MakeServer)
     statements: list[Any] = []
     for row in records[1:]:
         subject = "user:someone-else" if row.seq == 2 else row.subject
-        digest = record_hash(row.seq, row.at, row.actor_id, row.action, subject,
-                             row.details, prev)
-        statements.append(update(AuditRecord).where(AuditRecord.seq == row.seq)
-                          .values(subject=subject, prev_hash=prev, hash=digest))
+        digest = record_hash(row.seq, row.at, row.actor_id, row.action, subject, row.details, prev)
+        statements.append(
+            update(AuditRecord)
+            .where(AuditRecord.seq == row.seq)
+            .values(subject=subject, prev_hash=prev, hash=digest)
+        )
         prev = digest
     statements.append(update(AuditHead).values(hash=prev))
     await tamper(server, *statements)
     async with server.ctx.read() as session:
-        assert (await session.execute(select(func.count()).select_from(AuditRecord))
-                ).scalar_one() == len(records)
+        assert (
+            await session.execute(select(func.count()).select_from(AuditRecord))
+        ).scalar_one() == len(records)
     caught = await on(server, "verify-audit")
     assert caught.code == 1, caught.out
     assert f"record {records[-1].seq} differs from its checkpoint" in caught.err

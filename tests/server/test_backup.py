@@ -49,8 +49,9 @@ async def populated(make_server: MakeServer) -> tuple[RunningServer, str, int]:
     await small_city(server)
     token = await server.login("standing", DEMO_PASSWORD)
     async with server.http(token) as client:
-        response = await client.post("/api/v1/files",
-                                     files={"file": ("ghi-chu.txt", NOTE, "text/plain")})
+        response = await client.post(
+            "/api/v1/files", files={"file": ("ghi-chu.txt", NOTE, "text/plain")}
+        )
     assert response.status_code == 201, response.text
     return server, token, int(response.json()["id"])
 
@@ -84,7 +85,10 @@ async def on_server(server: RunningServer, *args: str) -> Run:
 
 
 async def test_backup_while_running_then_restore_into_an_empty_place(
-    make_server: MakeServer, empty_target: tuple[Path, str], tmp_path: Path, backend: str,
+    make_server: MakeServer,
+    empty_target: tuple[Path, str],
+    tmp_path: Path,
+    backend: str,
 ) -> None:
     server, token, file_id = await populated(make_server)
     dest = tmp_path / "backup"
@@ -120,7 +124,10 @@ async def test_backup_while_running_then_restore_into_an_empty_place(
 
 
 async def test_restore_refuses_a_damaged_or_partial_backup(
-    make_server: MakeServer, empty_target: tuple[Path, str], tmp_path: Path, backend: str,
+    make_server: MakeServer,
+    empty_target: tuple[Path, str],
+    tmp_path: Path,
+    backend: str,
 ) -> None:
     server, _token, _file_id = await populated(make_server)
     dest = tmp_path / "backup"
@@ -178,8 +185,7 @@ async def test_restore_refuses_a_damaged_or_partial_backup(
     assert result.code != 0 and "is not empty" in result.err
 
 
-async def test_backup_refuses_a_destination_in_use(make_server: MakeServer,
-                                                   tmp_path: Path) -> None:
+async def test_backup_refuses_a_destination_in_use(make_server: MakeServer, tmp_path: Path) -> None:
     server = await make_server(features=[])
     dest = tmp_path / "used"
     dest.mkdir()
@@ -194,14 +200,18 @@ async def pg_tables(url: str) -> int:
 
     conn = await asyncpg.connect(pg_target(url).dsn)
     try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"))
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            )
+        )
     finally:
         await conn.close()
 
 
-async def test_a_failing_pg_dump_fails_the_backup(make_server: MakeServer, tmp_path: Path,
-                                                  backend: str) -> None:
+async def test_a_failing_pg_dump_fails_the_backup(
+    make_server: MakeServer, tmp_path: Path, backend: str
+) -> None:
     if backend != "postgresql":
         pytest.skip("pg_dump backs up PostgreSQL only")
     server = await make_server(features=[])
@@ -213,12 +223,22 @@ async def test_a_failing_pg_dump_fails_the_backup(make_server: MakeServer, tmp_p
     fake.chmod(0o755)
     dest = tmp_path / "backup"
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
-    env |= {"DIENHONG_DATA_DIR": str(server.settings.data_dir),
-            "DIENHONG_DATABASE_URL": server.settings.database_url,
-            "PATH": f"{fake_bin}:{os.environ.get('PATH', '')}"}
+    env |= {
+        "DIENHONG_DATA_DIR": str(server.settings.data_dir),
+        "DIENHONG_DATABASE_URL": server.settings.database_url,
+        "PATH": f"{fake_bin}:{os.environ.get('PATH', '')}",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "backup", str(dest), cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "server.cli",
+        "backup",
+        str(dest),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 1
     assert "pg_dump failed with exit status 1: pg_dump: error: connection refused" in err.decode()

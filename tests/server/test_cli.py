@@ -41,11 +41,20 @@ class Run:
 
 async def dienhong(data_dir: Path, database_url: str, *args: str) -> Run:
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
-    env |= {"DIENHONG_DATA_DIR": str(data_dir), "DIENHONG_DATABASE_URL": database_url,
-            "DIENHONG_LOG_JSON": "false"}
+    env |= {
+        "DIENHONG_DATA_DIR": str(data_dir),
+        "DIENHONG_DATABASE_URL": database_url,
+        "DIENHONG_LOG_JSON": "false",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "server.cli",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode is not None
@@ -79,13 +88,23 @@ async def test_migrate_then_first_admin_on_an_empty_database(
     heads = ",".join(sorted(head_revisions()))
     assert first.out.strip() == f"database at {heads} (was empty)"
 
-    created = await dienhong(data_dir, url, "create-user", "--username", "root.admin",
-                             "--role", "admin", "--password", "a-long-password")
+    created = await dienhong(
+        data_dir,
+        url,
+        "create-user",
+        "--username",
+        "root.admin",
+        "--role",
+        "admin",
+        "--password",
+        "a-long-password",
+    )
     assert created.code == 0, created.err
     assert "created root unit" in created.out and "created user root.admin" in created.out
     # With a tree in place the unit must be named.
-    second = await dienhong(data_dir, url, "create-user", "--username", "other",
-                            "--password", "a-long-password")
+    second = await dienhong(
+        data_dir, url, "create-user", "--username", "other", "--password", "a-long-password"
+    )
     assert second.code == 2 and "--unit-id" in second.err
     audit = await dienhong(data_dir, url, "verify-audit")
     assert audit.code == 0 and "2 records" in audit.out
@@ -93,31 +112,60 @@ async def test_migrate_then_first_admin_on_an_empty_database(
 
 async def test_create_user_against_a_running_server(make_server: MakeServer) -> None:
     server = await make_server()
-    admin = await on(server, "create-user", "--username", "admin", "--role", "admin",
-                     "--password", "a-long-password")
+    admin = await on(
+        server,
+        "create-user",
+        "--username",
+        "admin",
+        "--role",
+        "admin",
+        "--password",
+        "a-long-password",
+    )
     assert admin.code == 0, admin.err
     token = await server.login("admin", "a-long-password")
     async with server.http(token) as client:
         me = (await client.get("/api/v1/me")).json()
         root = me["unit_id"]
         assert me["roles"] == ["admin"]
-    staff = await on(server, "create-user", "--username", "ward.staff", "--unit-id", str(root),
-                     "--role", "staff", "--clearance", "confidential",
-                     "--display-name", "Cán bộ phường", "--password", "another-password")
+    staff = await on(
+        server,
+        "create-user",
+        "--username",
+        "ward.staff",
+        "--unit-id",
+        str(root),
+        "--role",
+        "staff",
+        "--clearance",
+        "confidential",
+        "--display-name",
+        "Cán bộ phường",
+        "--password",
+        "another-password",
+    )
     assert staff.code == 0, staff.err
     await server.login("ward.staff", "another-password")
 
     async def users() -> int:
         async with server.ctx.read() as session:
-            return int((await session.execute(
-                select(func.count()).select_from(User))).scalar_one())
+            return int((await session.execute(select(func.count()).select_from(User))).scalar_one())
 
     before = await users()
-    taken = await on(server, "create-user", "--username", "ward.staff", "--unit-id", str(root),
-                     "--password", "a-long-password")
+    taken = await on(
+        server,
+        "create-user",
+        "--username",
+        "ward.staff",
+        "--unit-id",
+        str(root),
+        "--password",
+        "a-long-password",
+    )
     assert taken.code == 1 and "username_taken" in taken.err
-    weak = await on(server, "create-user", "--username", "y", "--unit-id", "99999",
-                    "--password", "short")
+    weak = await on(
+        server, "create-user", "--username", "y", "--unit-id", "99999", "--password", "short"
+    )
     assert weak.code == 1 and "weak_password" in weak.err
     assert await users() == before
     with pytest.raises(SystemExit):
@@ -126,8 +174,9 @@ async def test_create_user_against_a_running_server(make_server: MakeServer) -> 
 
 async def test_demo_seeds_exactly_the_contract(make_server: MakeServer) -> None:
     server = await make_server()
-    run = await on(server, "demo", "--password", DEMO_PASSWORD, "--communes", "5",
-                   "--delegates", "7")
+    run = await on(
+        server, "demo", "--password", DEMO_PASSWORD, "--communes", "5", "--delegates", "7"
+    )
     assert run.code == 0, run.err
     async with server.ctx.read() as session:
         units = (await session.execute(select(Unit))).scalars().all()
@@ -137,12 +186,17 @@ async def test_demo_seeds_exactly_the_contract(make_server: MakeServer) -> None:
     kinds = sorted(u.kind for u in units)
     assert kinds.count("committee") >= 1
     assert sum(1 for u in units if u.kind in ("commune", "ward")) == 5
-    assert usernames == {"admin", "standing", "chair", "secretary",
-                         *(f"delegate{i:03d}" for i in range(1, 8)),
-                         *(f"ward{i:03d}" for i in range(1, 6))}
+    assert usernames == {
+        "admin",
+        "standing",
+        "chair",
+        "secretary",
+        *(f"delegate{i:03d}" for i in range(1, 8)),
+        *(f"ward{i:03d}" for i in range(1, 6)),
+    }
     # One staff user per commune/ward unit, and every password is the one given.
     async with server.ctx.read() as session:
-        wards = (await session.execute(select(User).where(User.username.like("ward%"))))
+        wards = await session.execute(select(User).where(User.username.like("ward%")))
         ward_units = sorted(user.unit_id for user in wards.scalars())
     assert ward_units == sorted(u.id for u in units if u.kind in ("commune", "ward"))
     for username in ("admin", "standing", "delegate007", "ward005"):
@@ -174,8 +228,9 @@ async def test_verify_audit_names_the_changed_or_removed_record(
     clean = await on(server, "verify-audit")
     assert clean.code == 0, clean.err
     async with server.ctx.read() as session:
-        total = int((await session.execute(
-            select(func.count()).select_from(AuditRecord))).scalar_one())
+        total = int(
+            (await session.execute(select(func.count()).select_from(AuditRecord))).scalar_one()
+        )
     assert total >= 6 and f"{total} records" in clean.out
 
     async def tamper(statement: Any) -> None:
@@ -194,8 +249,9 @@ async def test_verify_audit_names_the_changed_or_removed_record(
 
     # An edited record: the command fails and names it.
     row3 = await original(3)
-    await tamper(update(AuditRecord).where(AuditRecord.seq == 3)
-                 .values(subject="user:someone-else"))
+    await tamper(
+        update(AuditRecord).where(AuditRecord.seq == 3).values(subject="user:someone-else")
+    )
     edited = await on(server, "verify-audit")
     assert edited.code == 1 and "record 3 " in edited.err and "changed" in edited.err
     await tamper(update(AuditRecord).where(AuditRecord.seq == 3).values(subject=row3.subject))
@@ -203,8 +259,11 @@ async def test_verify_audit_names_the_changed_or_removed_record(
 
     # An edited time (PostgreSQL and SQLite keep times differently).
     row2 = await original(2)
-    await tamper(update(AuditRecord).where(AuditRecord.seq == 2)
-                 .values(at=row2.at.replace(microsecond=(row2.at.microsecond + 1) % 1_000_000)))
+    await tamper(
+        update(AuditRecord)
+        .where(AuditRecord.seq == 2)
+        .values(at=row2.at.replace(microsecond=(row2.at.microsecond + 1) % 1_000_000))
+    )
     assert (await verify()).first_bad_seq == 2
     await tamper(update(AuditRecord).where(AuditRecord.seq == 2).values(at=row2.at))
     assert (await verify()).ok
@@ -215,20 +274,41 @@ async def test_verify_audit_names_the_changed_or_removed_record(
     truncated = await verify()
     assert not truncated.ok and truncated.first_bad_seq == total
     async with server.ctx.db.write_session() as session:
-        session.add(AuditRecord(**{column: getattr(newest, column) for column in (
-            "seq", "at", "actor_id", "action", "subject", "details", "prev_hash", "hash")}))
+        session.add(
+            AuditRecord(
+                **{
+                    column: getattr(newest, column)
+                    for column in (
+                        "seq",
+                        "at",
+                        "actor_id",
+                        "action",
+                        "subject",
+                        "details",
+                        "prev_hash",
+                        "hash",
+                    )
+                }
+            )
+        )
     assert (await verify()).ok
 
     # Two records swapped (same seqs, contents exchanged).
     row4, row5 = await original(4), await original(5)
     fields = ("at", "actor_id", "action", "subject", "details", "prev_hash", "hash")
     for target, source in ((4, row5), (5, row4)):
-        await tamper(update(AuditRecord).where(AuditRecord.seq == target)
-                     .values(**{f: getattr(source, f) for f in fields}))
+        await tamper(
+            update(AuditRecord)
+            .where(AuditRecord.seq == target)
+            .values(**{f: getattr(source, f) for f in fields})
+        )
     assert (await verify()).first_bad_seq == 4
     for target, source in ((4, row4), (5, row5)):
-        await tamper(update(AuditRecord).where(AuditRecord.seq == target)
-                     .values(**{f: getattr(source, f) for f in fields}))
+        await tamper(
+            update(AuditRecord)
+            .where(AuditRecord.seq == target)
+            .values(**{f: getattr(source, f) for f in fields})
+        )
     assert (await verify()).ok
 
     # A record removed from the middle: the command fails and names it.
@@ -238,8 +318,9 @@ async def test_verify_audit_names_the_changed_or_removed_record(
 
 
 def test_collector_thresholds_come_from_the_settings() -> None:
-    settings = Settings.from_env({"DIENHONG_GC_YOUNG_OBJECTS": "5000",
-                                  "DIENHONG_GC_FULL_AFTER": "50"})
+    settings = Settings.from_env(
+        {"DIENHONG_GC_YOUNG_OBJECTS": "5000", "DIENHONG_GC_FULL_AFTER": "50"}
+    )
     young, middle, full = gc_thresholds(settings)
     assert (young, full) == (5000, 50) and middle >= 1
     for name in ("DIENHONG_GC_YOUNG_OBJECTS", "DIENHONG_GC_FULL_AFTER"):
@@ -248,13 +329,23 @@ def test_collector_thresholds_come_from_the_settings() -> None:
 
 
 async def test_serve_refuses_a_collector_turned_off_before_touching_the_database(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "refused"
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
     env |= {"DIENHONG_DATA_DIR": str(data_dir), "DIENHONG_GC_YOUNG_OBJECTS": "0"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "serve", "--port", "1", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--port",
+        "1",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     assert "configuration error" in err.decode() and "DIENHONG_GC_YOUNG_OBJECTS" in err.decode()
@@ -263,8 +354,7 @@ async def test_serve_refuses_a_collector_turned_off_before_touching_the_database
 
 def test_every_command_and_option_explains_itself() -> None:
     parser = build_parser()
-    subparsers = next(a for a in parser._actions
-                      if isinstance(a, argparse._SubParsersAction))
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {choice.dest: choice.help for choice in subparsers._choices_actions}
     assert set(helps) == set(subparsers.choices)
     for name, command in subparsers.choices.items():
@@ -279,15 +369,21 @@ def test_every_command_and_option_explains_itself() -> None:
 async def test_demo_help_explains_the_options(tmp_path: Path) -> None:
     run = await dienhong(tmp_path, "", "demo", "--help")
     assert run.code == 0
-    for words in ("--password", "every demo account", "--communes", "--delegates",
-                  "DIENHONG_DATA_DIR"):
+    for words in (
+        "--password",
+        "every demo account",
+        "--communes",
+        "--delegates",
+        "DIENHONG_DATA_DIR",
+    ):
         assert words in " ".join(run.out.split()), words
 
 
 async def test_demo_and_serve_say_where_their_data_is(tmp_path: Path) -> None:
     seeded = tmp_path / "here"
-    run = await dienhong(seeded, "", "demo", "--password", DEMO_PASSWORD,
-                         "--communes", "2", "--delegates", "2")
+    run = await dienhong(
+        seeded, "", "demo", "--password", DEMO_PASSWORD, "--communes", "2", "--delegates", "2"
+    )
     assert run.code == 0, run.err
     assert f"data directory: {seeded.resolve()}" in run.out.splitlines()
     assert f"database: {(seeded / 'dienhong.sqlite3').resolve()}" in run.out.splitlines()
@@ -310,8 +406,9 @@ async def test_demo_and_serve_say_where_their_data_is(tmp_path: Path) -> None:
 
 
 def test_database_url_is_shown_without_its_password(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path,
-                        database_url="postgresql+asyncpg://dh:s3cret@db.example:5432/city")
+    settings = Settings(
+        data_dir=tmp_path, database_url="postgresql+asyncpg://dh:s3cret@db.example:5432/city"
+    )
     lines = storage_lines(settings)
     assert lines[1] == "database: postgresql+asyncpg://dh:***@db.example:5432/city"
     assert not any("s3cret" in line for line in lines)
@@ -336,10 +433,12 @@ async def test_unlock_lifts_a_sign_in_throttle(make_server: MakeServer) -> None:
     await small_city(server)
     async with server.http() as client:
         for _ in range(2):
-            await client.post("/api/v1/auth/login",
-                              json={"username": "chair", "password": "not-the-password"})
-        held = await client.post("/api/v1/auth/login",
-                                 json={"username": "chair", "password": DEMO_PASSWORD})
+            await client.post(
+                "/api/v1/auth/login", json={"username": "chair", "password": "not-the-password"}
+            )
+        held = await client.post(
+            "/api/v1/auth/login", json={"username": "chair", "password": DEMO_PASSWORD}
+        )
     assert held.status_code == 429
     run = await on(server, "unlock", "chair")
     assert run.code == 0, run.err

@@ -34,8 +34,12 @@ from server.db import Database
 from server.settings import Settings
 
 # A table of this test's own, outside the application's metadata.
-Note = Table("driver_notes", MetaData(), Column("id", Integer, primary_key=True),
-             Column("text", String(40), unique=True))
+Note = Table(
+    "driver_notes",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("text", String(40), unique=True),
+)
 
 COUNT = select(func.count()).select_from(Note)
 BY_TEXT = select(Note.c.id, Note.c.text).where(Note.c.text == bindparam("text"))
@@ -103,8 +107,15 @@ async def test_many_rows_and_executemany_go_through(db: Database) -> None:
 
 async def test_the_adapter_internals_the_driver_uses_are_still_there(db: Database) -> None:
     # The cursor's slots the one-trip cursor fills in itself.
-    for name in ("_adapt_connection", "_connection", "await_", "_rows", "description",
-                 "lastrowid", "rowcount"):
+    for name in (
+        "_adapt_connection",
+        "_connection",
+        "await_",
+        "_rows",
+        "description",
+        "lastrowid",
+        "rowcount",
+    ):
         assert name in AsyncAdapt_aiosqlite_cursor.__slots__, f"SQLAlchemy lost {name!r}"
     assert callable(AsyncAdapt_aiosqlite_connection._handle_exception)
     assert callable(aiosqlite.Connection._execute)

@@ -31,8 +31,15 @@ async def test_the_private_state_the_direct_path_reads_is_still_there() -> None:
     config = uvicorn.Config(_app, ws=DirectWebSocketProtocol, log_config=None)
     config.load()
     protocol = DirectWebSocketProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    for name in ("conn", "transport", "writable", "handshake_complete", "close_sent",
-                 "disconnected", "initial_response"):
+    for name in (
+        "conn",
+        "transport",
+        "writable",
+        "handshake_complete",
+        "close_sent",
+        "disconnected",
+        "initial_response",
+    ):
         assert hasattr(protocol, name), f"uvicorn's protocol lost {name!r}"
     assert isinstance(protocol.writable, asyncio.Event)
     assert protocol.initial_response is None
@@ -78,10 +85,10 @@ async def test_fan_out_to_several_sockets(make_server: MakeServer, direct: bool)
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "asgi"])
-async def test_compressed_sockets_get_every_event(make_server: MakeServer,
-                                                  direct: bool) -> None:
-    server = await make_server(features=[], ws_per_message_deflate=True,
-                               direct_socket_writes=direct)
+async def test_compressed_sockets_get_every_event(make_server: MakeServer, direct: bool) -> None:
+    server = await make_server(
+        features=[], ws_per_message_deflate=True, direct_socket_writes=direct
+    )
     city = await small_city(server)
     unit = f"unit:{city.commune_unit_ids[0]}"
     token = await server.login("ward001", DEMO_PASSWORD)

@@ -27,7 +27,7 @@ def test_titles_are_cut_between_words() -> None:
         short = short_title(title)
         assert len(short) <= FILE_TITLE_MAX
         assert title.startswith(short)
-        rest = title[len(short):]
+        rest = title[len(short) :]
         assert rest == "" or rest.startswith(" "), short
     assert short_title("a" * 80) == "a" * 60
 

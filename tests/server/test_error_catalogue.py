@@ -44,8 +44,11 @@ def raised_codes() -> dict[str, set[int | None]]:
                     code = keywords.get("code")
                     if not (isinstance(code, ast.Constant) and isinstance(code.value, str)):
                         continue
-                    name = node.func.id if isinstance(node.func, ast.Name) else getattr(
-                        node.func, "attr", "")
+                    name = (
+                        node.func.id
+                        if isinstance(node.func, ast.Name)
+                        else getattr(node.func, "attr", "")
+                    )
                     status: int | None = None
                     if name in classes:
                         status = classes[name].status
@@ -55,15 +58,20 @@ def raised_codes() -> dict[str, set[int | None]]:
                     codes.setdefault(code.value, set()).add(status)
                 elif isinstance(node, ast.ClassDef):
                     for statement in node.body:
-                        if (isinstance(statement, ast.Assign)
-                                and [getattr(t, "id", "") for t in statement.targets] == ["code"]
-                                and isinstance(statement.value, ast.Constant)):
+                        if (
+                            isinstance(statement, ast.Assign)
+                            and [getattr(t, "id", "") for t in statement.targets] == ["code"]
+                            and isinstance(statement.value, ast.Constant)
+                        ):
                             codes.setdefault(statement.value.value, set()).add(None)
                 elif isinstance(node, ast.Dict):
                     for key, value in zip(node.keys, node.values, strict=True):
-                        if (isinstance(key, ast.Constant) and key.value == "code"
-                                and isinstance(value, ast.Constant)
-                                and isinstance(value.value, str)):
+                        if (
+                            isinstance(key, ast.Constant)
+                            and key.value == "code"
+                            and isinstance(value, ast.Constant)
+                            and isinstance(value.value, str)
+                        ):
                             codes.setdefault(value.value, set()).add(None)
     for status, code in HTTP_ERROR_CODES.items():
         codes.setdefault(code, set()).add(status or None)
@@ -83,9 +91,11 @@ def test_every_code_in_the_code_base_is_catalogued_with_its_status() -> None:
     assert len(raised) > 100
     missing = sorted(set(raised) - set(ERROR_CATALOGUE))
     assert missing == [], f"add these codes to ERROR_CATALOGUE in server/errors.py: {missing}"
-    wrong = {code: sorted(s for s in statuses if s is not None)
-             for code, statuses in raised.items()
-             if {s for s in statuses if s is not None} - set(ERROR_CATALOGUE[code].statuses)}
+    wrong = {
+        code: sorted(s for s in statuses if s is not None)
+        for code, statuses in raised.items()
+        if {s for s in statuses if s is not None} - set(ERROR_CATALOGUE[code].statuses)
+    }
     assert wrong == {}, wrong
 
 
@@ -101,14 +111,20 @@ def test_every_catalogued_code_has_a_meaning_and_is_used() -> None:
 def test_the_client_has_vietnamese_and_english_for_every_code() -> None:
     vi, en = client_messages("errorsVi"), client_messages("errorsEn")
     expected = set(ERROR_CATALOGUE) | CLIENT_ONLY
-    assert set(vi) == expected, {"missing": sorted(expected - set(vi)),
-                                 "unknown": sorted(set(vi) - expected)}
-    assert set(en) == expected, {"missing": sorted(expected - set(en)),
-                                 "unknown": sorted(set(en) - expected)}
+    assert set(vi) == expected, {
+        "missing": sorted(expected - set(vi)),
+        "unknown": sorted(set(vi) - expected),
+    }
+    assert set(en) == expected, {
+        "missing": sorted(expected - set(en)),
+        "unknown": sorted(set(en) - expected),
+    }
     for code in expected:
         assert vi[code].strip() and en[code].strip(), code
     # Vietnamese text really is Vietnamese (not the English copied over).
     same = [code for code in expected if vi[code] == en[code]]
     assert same == []
-    assert sum(bool(re.search("[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]",
-                              vi[code])) for code in expected) > 0.9 * len(expected)
+    assert sum(
+        bool(re.search("[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]", vi[code]))
+        for code in expected
+    ) > 0.9 * len(expected)

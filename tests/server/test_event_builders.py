@@ -23,8 +23,9 @@ EVENTS_MODULES = (messaging.events, meeting.events, server.events)
 # Where ``Write.emit``/``emit_many`` are defined (and shown in the module's docstring).
 DEFINITION = ROOT / "server" / "context.py"
 
-REGISTRY = EventRegistry((*CORE_EVENT_TYPES, *messaging.events.EVENT_TYPES,
-                          *meeting.events.EVENT_TYPES))
+REGISTRY = EventRegistry(
+    (*CORE_EVENT_TYPES, *messaging.events.EVENT_TYPES, *meeting.events.EVENT_TYPES)
+)
 
 
 def _sources() -> Iterator[tuple[Path, ast.Module]]:
@@ -35,8 +36,11 @@ def _sources() -> Iterator[tuple[Path, ast.Module]]:
 
 def _emit_calls(tree: ast.AST) -> Iterator[ast.Call]:
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("emit", "emit_many")):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("emit", "emit_many")
+        ):
             yield node
 
 
@@ -56,9 +60,12 @@ BUILDERS = _builders()
 
 def test_services_emit_only_through_the_builders() -> None:
     builder_files = {Path(module.__file__ or "").resolve() for module in EVENTS_MODULES}
-    outside = [f"{path.relative_to(ROOT)}:{call.lineno}"
-               for path, tree in _sources() if path.resolve() not in builder_files
-               and path.resolve() != DEFINITION for call in _emit_calls(tree)]
+    outside = [
+        f"{path.relative_to(ROOT)}:{call.lineno}"
+        for path, tree in _sources()
+        if path.resolve() not in builder_files and path.resolve() != DEFINITION
+        for call in _emit_calls(tree)
+    ]
     assert outside == [], f"events emitted without their builder: {outside}"
 
 
@@ -69,12 +76,21 @@ def test_every_emitted_type_is_declared_and_each_builder_emits_its_own() -> None
         for function in ast.walk(tree):
             if not isinstance(function, ast.AsyncFunctionDef):
                 continue
-            marks = [d.args[0].value for d in function.decorator_list
-                     if isinstance(d, ast.Call) and isinstance(d.func, ast.Name)
-                     and d.func.id == "builds" and isinstance(d.args[0], ast.Constant)]
-            named = {node.value for node in ast.walk(function)
-                     if isinstance(node, ast.Constant) and isinstance(node.value, str)
-                     and _looks_like_type(node)}
+            marks = [
+                d.args[0].value
+                for d in function.decorator_list
+                if isinstance(d, ast.Call)
+                and isinstance(d.func, ast.Name)
+                and d.func.id == "builds"
+                and isinstance(d.args[0], ast.Constant)
+            ]
+            named = {
+                node.value
+                for node in ast.walk(function)
+                if isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _looks_like_type(node)
+            }
             for call in _emit_calls(function):
                 kind = call.args[1] if len(call.args) > 1 else None
                 if isinstance(kind, ast.Constant):
@@ -91,10 +107,14 @@ def test_every_emitted_type_is_declared_and_each_builder_emits_its_own() -> None
 
 
 def _looks_like_type(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and "." in node.value and " " not in node.value
-            and node.value.split(".")[0].isidentifier()
-            and node.value.split(".")[-1].isidentifier())
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and "." in node.value
+        and " " not in node.value
+        and node.value.split(".")[0].isidentifier()
+        and node.value.split(".")[-1].isidentifier()
+    )
 
 
 class _Recorder:
@@ -106,14 +126,18 @@ class _Recorder:
     async def emit(self, topic: str, type: str, data: dict[str, Any]) -> None:
         self.sent.append((topic, type, data))
 
-    async def emit_many(self, topics: Sequence[str], type: str,
-                        data: dict[str, Any]) -> dict[str, None]:
+    async def emit_many(
+        self, topics: Sequence[str], type: str, data: dict[str, Any]
+    ) -> dict[str, None]:
         self.sent.extend((topic, type, data) for topic in topics)
         return dict.fromkeys(topics)
 
 
 _SAMPLES: dict[str, Any] = {
-    "int": 7, "str": "meeting:7", "float": 1.5, "bool": True,
+    "int": 7,
+    "str": "meeting:7",
+    "float": 1.5,
+    "bool": True,
 }
 
 
@@ -132,8 +156,15 @@ def _sample(name: str, annotation: str, declared: EventType) -> Any:
 
 
 def _of_type(types: str) -> Any:
-    return {"integer": 1, "string": "a", "object": {}, "array": [], "boolean": False,
-            "number": 1.0, "null": None}[types.split("|")[0]]
+    return {
+        "integer": 1,
+        "string": "a",
+        "object": {},
+        "array": [],
+        "boolean": False,
+        "number": 1.0,
+        "null": None,
+    }[types.split("|")[0]]
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -141,18 +172,29 @@ async def test_each_builder_emits_a_payload_its_declaration_accepts(name: str) -
     builder = BUILDERS[name]
     declared = next(t for t in REGISTRY if t.name == name)
     parameters = list(inspect.signature(builder).parameters.values())[1:]
-    required = {p.name: _sample(p.name, str(p.annotation), declared) for p in parameters
-                if p.default is inspect.Parameter.empty}
-    optional = {p.name: _sample(p.name, str(p.annotation), declared) for p in parameters
-                if p.default is not inspect.Parameter.empty}
-    assert all(p.default is OMIT for p in parameters
-               if p.default is not inspect.Parameter.empty)
+    required = {
+        p.name: _sample(p.name, str(p.annotation), declared)
+        for p in parameters
+        if p.default is inspect.Parameter.empty
+    }
+    optional = {
+        p.name: _sample(p.name, str(p.annotation), declared)
+        for p in parameters
+        if p.default is not inspect.Parameter.empty
+    }
+    assert all(p.default is OMIT for p in parameters if p.default is not inspect.Parameter.empty)
     for arguments in (required, required | optional):
         w = _Recorder()
-        positional = [arguments[p.name] for p in parameters
-                      if p.kind is p.POSITIONAL_OR_KEYWORD and p.name in arguments]
-        keywords = {p.name: arguments[p.name] for p in parameters
-                    if p.kind is p.KEYWORD_ONLY and p.name in arguments}
+        positional = [
+            arguments[p.name]
+            for p in parameters
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name in arguments
+        ]
+        keywords = {
+            p.name: arguments[p.name]
+            for p in parameters
+            if p.kind is p.KEYWORD_ONLY and p.name in arguments
+        }
         await builder(w, *positional, **keywords)
         assert w.sent, f"{name} emitted nothing"
         for topic, type, data in w.sent:

@@ -20,18 +20,19 @@ from server.realtime.models import EventRecord
 from tests.harness import RunningServer
 from tests.messaging.support import directive_body, issue, token
 
-NOTE = EventType("note.added", "unit", "A note.", {"text": "string", "count": "integer"},
-                 {"by": "integer|null"})
+NOTE = EventType(
+    "note.added", "unit", "A note.", {"text": "string", "count": "integer"}, {"by": "integer|null"}
+)
 
 
 def test_a_declared_type_checks_topic_fields_and_types() -> None:
     NOTE.check("unit:4", {"text": "a", "count": 2, "extra": [1]})
     NOTE.check("unit:4", {"text": "a", "count": 2, "by": None})
     for topic, data in (
-        ("user:4", {"text": "a", "count": 2}),          # another topic kind
-        ("unit:4", {"text": "a"}),                       # a field missing
-        ("unit:4", {"text": 1, "count": 2}),             # a field of another type
-        ("unit:4", {"text": "a", "count": True}),        # a boolean is no integer
+        ("user:4", {"text": "a", "count": 2}),  # another topic kind
+        ("unit:4", {"text": "a"}),  # a field missing
+        ("unit:4", {"text": 1, "count": 2}),  # a field of another type
+        ("unit:4", {"text": "a", "count": True}),  # a boolean is no integer
         ("unit:4", {"text": "a", "count": 2, "by": "x"}),  # an optional field mistyped
     ):
         with pytest.raises(EventContractError):
@@ -45,8 +46,9 @@ def test_a_declared_type_checks_topic_fields_and_types() -> None:
 async def test_a_broken_event_is_refused_and_nothing_is_stored(server: RunningServer) -> None:
     async def stored() -> int:
         async with server.ctx.read() as session:
-            return int((await session.execute(
-                select(func.count()).select_from(EventRecord))).scalar_one())
+            return int(
+                (await session.execute(select(func.count()).select_from(EventRecord))).scalar_one()
+            )
 
     before = await stored()
     with pytest.raises(EventContractError):
@@ -59,31 +61,46 @@ async def test_a_broken_event_is_refused_and_nothing_is_stored(server: RunningSe
 
 
 async def test_messaging_emits_only_declared_types_and_the_description_lists_them(
-        server: RunningServer, city: DemoCity) -> None:
+    server: RunningServer, city: DemoCity
+) -> None:
     standing = await token(server, "standing")
     ward = await token(server, "ward001")
     sent = await issue(server, standing, directive_body(city.commune_unit_ids[:1]))
     async with server.http(ward) as http:
-        assert (await http.post(f"/api/v1/directives/{sent['id']}/replies",
-                                json={"body": "Đã nhận"})).status_code == 201
-        direct = (await http.post("/api/v1/channels", json={
-            "kind": "direct", "member_ids": [city.standing_id]})).json()
+        assert (
+            await http.post(f"/api/v1/directives/{sent['id']}/replies", json={"body": "Đã nhận"})
+        ).status_code == 201
+        direct = (
+            await http.post(
+                "/api/v1/channels", json={"kind": "direct", "member_ids": [city.standing_id]}
+            )
+        ).json()
         base = f"/api/v1/channels/{direct['id']}/messages"
         posted = (await http.post(base, json={"body": "a", "client_msg_id": "1"})).json()
         assert (await http.patch(f"{base}/{posted['id']}", json={"body": "b"})).is_success
         assert (await http.delete(f"{base}/{posted['id']}")).is_success
     async with server.http(await token(server, "admin")) as http:
-        assert (await http.patch(f"/api/v1/users/{city.ward_user_ids[0]}",
-                                 json={"display_name": "Cán bộ"})).is_success
+        assert (
+            await http.patch(
+                f"/api/v1/users/{city.ward_user_ids[0]}", json={"display_name": "Cán bộ"}
+            )
+        ).is_success
         description = await http.get("/api/v1/ws/events.json")
     registry = server.ctx.event_types
     async with server.ctx.read() as session:
         events = (await session.execute(select(EventRecord))).scalars().all()
     emitted = {e.type for e in events}
     ours = {t.name for t in (*EVENT_TYPES, *CORE_EVENT_TYPES)}
-    assert emitted & ours >= {"directive.issued", "directive.reply", "channel.created",
-                              "channel.added", "message.posted", "message.edited",
-                              "message.retracted", "user.updated"}
+    assert emitted & ours >= {
+        "directive.issued",
+        "directive.reply",
+        "channel.created",
+        "channel.added",
+        "message.posted",
+        "message.edited",
+        "message.retracted",
+        "user.updated",
+    }
     # Every type emitted here (the demo meeting's too) is declared, and as declared.
     for event in events:
         assert event.type in registry, event.type

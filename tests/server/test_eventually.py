@@ -34,10 +34,10 @@ async def test_awaits_an_async_condition_while_other_tasks_run() -> None:
 
 async def test_fails_naming_what_was_awaited_and_the_last_answer() -> None:
     with pytest.raises(AssertionError) as caught:
-        await eventually(lambda: 0, "the answer to become non-zero", timeout=0.05,
-                         interval=0.01)
-    assert str(caught.value) == ("still waiting for the answer to become non-zero after "
-                                 "0.05 s (last answer: 0)")
+        await eventually(lambda: 0, "the answer to become non-zero", timeout=0.05, interval=0.01)
+    assert str(caught.value) == (
+        "still waiting for the answer to become non-zero after 0.05 s (last answer: 0)"
+    )
 
 
 async def test_ignored_errors_count_as_not_yet_and_others_go_through() -> None:
@@ -49,8 +49,7 @@ async def test_ignored_errors_count_as_not_yet_and_others_go_through() -> None:
             raise ConnectionError("not listening yet")
         return "up"
 
-    assert await eventually(flaky, "the service", interval=0,
-                            ignoring=(ConnectionError,)) == "up"
+    assert await eventually(flaky, "the service", interval=0, ignoring=(ConnectionError,)) == "up"
 
     def broken() -> bool:
         raise KeyError("a bug")
@@ -62,5 +61,6 @@ async def test_ignored_errors_count_as_not_yet_and_others_go_through() -> None:
         raise ConnectionError("down")
 
     with pytest.raises(AssertionError, match=r"last answer: ConnectionError\('down'\)"):
-        await eventually(down, "the service", timeout=0.02, interval=0.01,
-                         ignoring=(ConnectionError,))
+        await eventually(
+            down, "the service", timeout=0.02, interval=0.01, ignoring=(ConnectionError,)
+        )

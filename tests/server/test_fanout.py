@@ -57,10 +57,16 @@ async def test_live_events_are_written_below_asgi(make_server: MakeServer) -> No
 
 def make_events(count: int) -> list[Event]:
     at = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-    return [Event.create(f"user:{n}", n + 1, "directive.issued",
-                         {"title": "Khẩn: ứng phó mưa lớn", "body": "dòng 1\ndòng 2\r\n\u2028",
-                          "n": n}, at)
-            for n in range(count)]
+    return [
+        Event.create(
+            f"user:{n}",
+            n + 1,
+            "directive.issued",
+            {"title": "Khẩn: ứng phó mưa lớn", "body": "dòng 1\ndòng 2\r\n\u2028", "n": n},
+            at,
+        )
+        for n in range(count)
+    ]
 
 
 def packed_frames(events: Sequence[Event]) -> str:
@@ -74,7 +80,8 @@ def test_packed_events_round_trip() -> None:
     text = pack_events(events)
     back = unpack_events(text)
     assert [(e.topic, e.seq, e.type, e.at, e.frame) for e in back] == [
-        (e.topic, e.seq, e.type, e.at, e.frame) for e in events]
+        (e.topic, e.seq, e.type, e.at, e.frame) for e in events
+    ]
     assert back[0].data == events[0].data
     # A line break inside the data is escaped in the frame, never a raw one.
     assert text.count("\n") == len(events)
@@ -87,20 +94,31 @@ def test_one_write_to_many_topics_carries_its_payload_once() -> None:
     at = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     data = {"title": "Khẩn: sơ tán dân", "body": "Nội dung " * 100, "urgent": True}
     tail = FrameTail(frame_tail("directive.issued", data, at))
-    events = [Event.create(f"user:{n}", n % 7 + 1, "directive.issued", data, at, tail)
-              for n in range(1000)]
+    events = [
+        Event.create(f"user:{n}", n % 7 + 1, "directive.issued", data, at, tail)
+        for n in range(1000)
+    ]
     # Each frame is exactly the compact JSON of the event, as every client parses it.
     for event in events[:3]:
         assert event.frame == json.dumps(
-            {"op": "event", "topic": event.topic, "seq": event.seq, "type": event.type,
-             "data": data, "at": "2026-11-23T08:00:00+00:00"},
-            ensure_ascii=False, separators=(",", ":"))
+            {
+                "op": "event",
+                "topic": event.topic,
+                "seq": event.seq,
+                "type": event.type,
+                "data": data,
+                "at": "2026-11-23T08:00:00+00:00",
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
     text = pack_events(events)
     assert text.count("Nội dung") == 100  # the payload once, not once per recipient
     assert len(text) < len(events[0].frame) + 40 * len(events)
     back = unpack_events(text)
     assert [(e.topic, e.seq, e.type, e.at, e.frame) for e in back] == [
-        (e.topic, e.seq, e.type, e.at, e.frame) for e in events]
+        (e.topic, e.seq, e.type, e.at, e.frame) for e in events
+    ]
     assert [e.prepared.wire for e in back[:5]] == [e.prepared.wire for e in events[:5]]
     assert back[3].data == data
     # Events of several writes in one message keep their own tails.
@@ -108,21 +126,24 @@ def test_one_write_to_many_topics_carries_its_payload_once() -> None:
     assert [e.frame for e in unpack_events(pack_events(mixed))] == [e.frame for e in mixed]
 
 
-@pytest.mark.parametrize("text", [
-    "E1[]\n{}",                                  # more frames than headers
-    'E1[["user:1", 1, "t", "2026-11-23T08:00:00+00:00"]]',  # a header without its frame
-    "E1not json\n{}",
-    'E1[["user:1", "x", "t", "2026-11-23T08:00:00+00:00"]]\n{}',
-    'E2{"t":[],"e":[]}\n,"x":1}',                 # a tail without its [type, at]
-    'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,1]]}\n}',  # no tail 1
-    'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,-1]]}\n}',
-    'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1","1",0]]}\n}',
-    'E2{"t":[[1,"2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,0]]}\n}',
-    'E2{"t":[["t","yesterday"]],"e":[["user:1",1,0]]}\n}',
-    'E2{"e":[]}',
-    "E2[]",
-    "E3{}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "E1[]\n{}",  # more frames than headers
+        'E1[["user:1", 1, "t", "2026-11-23T08:00:00+00:00"]]',  # a header without its frame
+        "E1not json\n{}",
+        'E1[["user:1", "x", "t", "2026-11-23T08:00:00+00:00"]]\n{}',
+        'E2{"t":[],"e":[]}\n,"x":1}',  # a tail without its [type, at]
+        'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,1]]}\n}',  # no tail 1
+        'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,-1]]}\n}',
+        'E2{"t":[["t","2026-11-23T08:00:00+00:00"]],"e":[["user:1","1",0]]}\n}',
+        'E2{"t":[[1,"2026-11-23T08:00:00+00:00"]],"e":[["user:1",1,0]]}\n}',
+        'E2{"t":[["t","yesterday"]],"e":[["user:1",1,0]]}\n}',
+        'E2{"e":[]}',
+        "E2[]",
+        "E3{}",
+    ],
+)
 def test_malformed_packed_messages_are_refused(text: str) -> None:
     with pytest.raises((ValueError, TypeError, KeyError, IndexError)):
         unpack_events(text)
@@ -139,8 +160,9 @@ async def test_broker_reads_packed_legacy_and_malformed_messages() -> None:
     events = make_events(3)
     await broker._handle(pack_events(events).encode())
     await broker._handle(packed_frames(events).encode())
-    legacy: dict[str, Any] = {"f": [[e.topic, e.seq, e.type, e.at.isoformat(), e.frame]
-                                    for e in events]}
+    legacy: dict[str, Any] = {
+        "f": [[e.topic, e.seq, e.type, e.at.isoformat(), e.frame] for e in events]
+    }
     await broker._handle(json.dumps(legacy).encode())
     await broker._handle(b"E1[]\n{}")
     await broker._handle(b'E2{"t":[],"e":[["user:1",1,0]]}')

@@ -59,13 +59,17 @@ class QuickNotes(Notes):
 
 async def _topics(server: RunningServer) -> list[str]:
     async with server.ctx.read() as session:
-        return sorted((await session.execute(select(EventRecord.topic).where(
-            EventRecord.type == "note.written"))).scalars())
+        return sorted(
+            (
+                await session.execute(
+                    select(EventRecord.topic).where(EventRecord.type == "note.written")
+                )
+            ).scalars()
+        )
 
 
 @pytest.mark.parametrize("kind", [Notes, QuickNotes])
-async def test_a_fault_fails_its_item_alone(make_server: MakeServer,
-                                            kind: type[Notes]) -> None:
+async def test_a_fault_fails_its_item_alone(make_server: MakeServer, kind: type[Notes]) -> None:
     server = await make_server(features=[])
     notes = kind(server.ctx, batch_size=100, queue_limit=100)
     runner = asyncio.create_task(notes.run())
@@ -86,11 +90,19 @@ async def test_a_fault_fails_its_item_alone(make_server: MakeServer,
     assert isinstance(by_item[7], Broken)
     assert isinstance(by_item[13], Conflict)
     assert {n: r for n, r in by_item.items() if n not in (7, 13)} == {
-        n: n * 2 for n in range(1, 16) if n not in (7, 13)}
+        n: n * 2 for n in range(1, 16) if n not in (7, 13)
+    }
     assert await _topics(server) == sorted(f"note:{n}" for n in range(1, 16) if n not in (7, 13))
     async with server.ctx.read() as session:
-        audits = (await session.execute(select(AuditRecord.subject).where(
-            AuditRecord.action == "note.write"))).scalars().all()
+        audits = (
+            (
+                await session.execute(
+                    select(AuditRecord.subject).where(AuditRecord.action == "note.write")
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert sorted(audits) == sorted(f"note:{n}" for n in range(1, 16) if n not in (7, 13))
         chain = await verify_chain(session)
     assert chain.ok, chain.problem

@@ -45,9 +45,20 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Pr
     with free_socket() as sock:
         port = sock.getsockname()[1]
     process = await asyncio.create_subprocess_exec(
-        binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-        "no", "--dir", str(tmp_path), stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL)
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     client = aioredis.from_url(url)
     try:
@@ -56,8 +67,9 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Pr
             assert process.returncode is None, "redis-server did not start"
             return bool(await client.ping())
 
-        await eventually(answers, "redis-server to answer",
-                         ignoring=(OSError, RedisConnectionError))
+        await eventually(
+            answers, "redis-server to answer", ignoring=(OSError, RedisConnectionError)
+        )
         yield process, url
     finally:
         await client.aclose()
@@ -72,7 +84,8 @@ async def broker_connected(server: RunningServer) -> bool:
 
 
 async def test_a_paused_redis_holds_up_no_request_and_no_socket(
-    make_server: MakeServer, own_redis: tuple[asyncio.subprocess.Process, str],
+    make_server: MakeServer,
+    own_redis: tuple[asyncio.subprocess.Process, str],
 ) -> None:
     redis_process, redis_url = own_redis
     node_a = await make_server(redis_url=redis_url)
@@ -112,47 +125,66 @@ async def test_a_paused_redis_holds_up_no_request_and_no_socket(
             assert response.status_code == 200, response.text
 
         await rename(0)
-        await eventually(lambda: _has(received, start + 1), "the first event over Redis",
-                         timeout=PATIENCE_SECS)
+        await eventually(
+            lambda: _has(received, start + 1), "the first event over Redis", timeout=PATIENCE_SECS
+        )
 
         os.kill(redis_process.pid, signal.SIGSTOP)
         try:
+
             async def during_pause() -> None:
                 for n in range(1, WRITES_DURING_PAUSE + 1):
                     await rename(n)
                 # A new socket resumes: ready, then subscribed.
                 async with node_b.socket(ward) as fresh:
                     frames = await fresh.subscribe({topic: start})
-                    assert frames[-1] == {"op": "subscribed", "topic": topic,
-                                          "seq": frames[-1]["seq"]}
+                    assert frames[-1] == {
+                        "op": "subscribed",
+                        "topic": topic,
+                        "seq": frames[-1]["seq"],
+                    }
                 # The held socket's own signal (presence goes to Redis) and its ping.
-                await held.send(op="signal", topic=f"user:{held.ready['user_id']}",
-                                type="presence", data={"state": "away"})
+                await held.send(
+                    op="signal",
+                    topic=f"user:{held.ready['user_id']}",
+                    type="presence",
+                    data={"state": "away"},
+                )
                 await held.send(op="ping")
                 await pongs.get()
 
             await asyncio.wait_for(during_pause(), PAUSE_SECS)
             # Written on A, carried to B by its log sweep while Redis is still paused.
-            await eventually(lambda: _has(received, start + 1 + WRITES_DURING_PAUSE),
-                             "events from the log during the pause", timeout=PAUSE_SECS)
+            await eventually(
+                lambda: _has(received, start + 1 + WRITES_DURING_PAUSE),
+                "events from the log during the pause",
+                timeout=PAUSE_SECS,
+            )
             # The node's own sockets hear its signals without Redis: the user is away.
-            await eventually(lambda: _away(signals), "presence.changed while Redis is paused",
-                             timeout=PAUSE_SECS)
+            await eventually(
+                lambda: _away(signals), "presence.changed while Redis is paused", timeout=PAUSE_SECS
+            )
             assert redis_process.returncode is None
             # Stay paused long enough for the subscription to notice.
-            await eventually(lambda: _not(broker_connected(node_b)), "node B noticing the hang",
-                             timeout=PATIENCE_SECS)
+            await eventually(
+                lambda: _not(broker_connected(node_b)),
+                "node B noticing the hang",
+                timeout=PATIENCE_SECS,
+            )
         finally:
             os.kill(redis_process.pid, signal.SIGCONT)
 
-        await eventually(lambda: broker_connected(node_b), "node B subscribed again",
-                         timeout=PATIENCE_SECS)
-        await eventually(lambda: broker_connected(node_a), "node A subscribed again",
-                         timeout=PATIENCE_SECS)
+        await eventually(
+            lambda: broker_connected(node_b), "node B subscribed again", timeout=PATIENCE_SECS
+        )
+        await eventually(
+            lambda: broker_connected(node_a), "node A subscribed again", timeout=PATIENCE_SECS
+        )
         await rename(WRITES_DURING_PAUSE + 1)
         final = start + 2 + WRITES_DURING_PAUSE
-        await eventually(lambda: _has(received, final), "the event after the pause",
-                         timeout=PATIENCE_SECS)
+        await eventually(
+            lambda: _has(received, final), "the event after the pause", timeout=PATIENCE_SECS
+        )
         await held.send(op="ping")
         await asyncio.wait_for(pongs.get(), PATIENCE_SECS)
         assert not closes, f"the node closed the socket: {closes}"
@@ -186,7 +218,9 @@ async def test_the_outbound_queue_is_bounded_and_drops_the_oldest() -> None:
         assert "dienhong_broker_queue_depth 2.0" in text
         assert "dienhong_broker_dropped_total 1.0" in text
         assert [json.loads(message)["s"]["data"] for message, _at in broker._outbound] == [
-            {"n": 1}, {"n": 2}]
+            {"n": 1},
+            {"n": 2},
+        ]
     finally:
         await broker._redis.aclose()
         await broker._subscriber.aclose()
@@ -217,7 +251,5 @@ async def test_signals_reach_this_nodes_sockets_without_redis() -> None:
         await broker._subscriber.aclose()
 
 
-
 async def _away(signals: list[dict[str, Any]]) -> bool:
-    return any(s["type"] == "presence.changed" and s["data"]["state"] == "away"
-               for s in signals)
+    return any(s["type"] == "presence.changed" and s["data"]["state"] == "away" for s in signals)

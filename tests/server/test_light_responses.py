@@ -38,12 +38,10 @@ async def test_pages_and_api_answers_are_compressed(server: RunningServer) -> No
             assert "<html" in page.text.lower()
             # The security headers stay on compressed answers.
             assert "content-security-policy" in page.headers
-            raw = await client.get("/api/v1/openapi.json",
-                                   headers={"Accept-Encoding": encoding})
+            raw = await client.get("/api/v1/openapi.json", headers={"Accept-Encoding": encoding})
             assert raw.headers["content-encoding"] == encoding
             assert raw.json()["openapi"].startswith("3.")
-            stream = client.stream("GET", "/app/css/app.css",
-                                   headers={"Accept-Encoding": encoding})
+            stream = client.stream("GET", "/app/css/app.css", headers={"Accept-Encoding": encoding})
             async with stream as css:
                 body = b"".join([chunk async for chunk in css.aiter_raw()])
             assert css.headers["content-encoding"] == encoding
@@ -52,7 +50,8 @@ async def test_pages_and_api_answers_are_compressed(server: RunningServer) -> No
 
 
 async def test_small_answers_and_clients_without_encodings_get_plain_bytes(
-        server: RunningServer) -> None:
+    server: RunningServer,
+) -> None:
     async with server.http() as client:
         small = await client.get("/healthz", headers={"Accept-Encoding": "gzip"})
         assert "content-encoding" not in small.headers
@@ -71,7 +70,8 @@ async def test_compression_can_be_turned_off(make_server: MakeServer) -> None:
 
 
 async def test_pdfs_images_and_fonts_are_never_compressed_again(
-        server: RunningServer, city: DemoCity) -> None:
+    server: RunningServer, city: DemoCity
+) -> None:
     token = await server.login("delegate001", DEMO_PASSWORD)
     async with server.http(token) as client:
         created = await upload(client, samples.text_pdf(2))
@@ -81,11 +81,14 @@ async def test_pdfs_images_and_fonts_are_never_compressed_again(
         assert pdf.content.startswith(b"%PDF")
         assert "content-encoding" not in pdf.headers
         assert "vary" not in pdf.headers
-        image = await client.get(f"/api/v1/files/{file_id}/pages/1.webp?width=640",
-                                 headers={"Accept-Encoding": "gzip, br"})
+        image = await client.get(
+            f"/api/v1/files/{file_id}/pages/1.webp?width=640",
+            headers={"Accept-Encoding": "gzip, br"},
+        )
         assert "content-encoding" not in image.headers
-        font = await client.get("/app/fonts/DejaVuSans.woff2",
-                                headers={"Accept-Encoding": "gzip, br"})
+        font = await client.get(
+            "/app/fonts/DejaVuSans.woff2", headers={"Accept-Encoding": "gzip, br"}
+        )
         assert font.status_code == 200
         assert font.headers["content-type"] == "font/woff2"
         assert font.content[:4] == b"wOF2"
@@ -94,13 +97,13 @@ async def test_pdfs_images_and_fonts_are_never_compressed_again(
 
 async def test_the_websocket_is_not_compressed(server: RunningServer, city: DemoCity) -> None:
     token = await server.login("delegate001", DEMO_PASSWORD)
-    async with server.socket(token, compression=None,
-                             additional_headers={"Accept-Encoding": "gzip, br"}) as ws:
+    async with server.socket(
+        token, compression=None, additional_headers={"Accept-Encoding": "gzip, br"}
+    ) as ws:
         assert ws.ready["op"] == "ready"
 
 
-async def test_hashed_asset_urls_resolve_and_are_cached_for_a_year(
-        server: RunningServer) -> None:
+async def test_hashed_asset_urls_resolve_and_are_cached_for_a_year(server: RunningServer) -> None:
     async with server.http() as client:
         page = await client.get("/app/delegate/")
         assert page.headers["cache-control"] == "no-cache"
@@ -130,8 +133,7 @@ async def test_hashed_asset_urls_resolve_and_are_cached_for_a_year(
             answer = await client.get(stale)
             assert answer.status_code == 200
             assert answer.headers["cache-control"] == "no-cache"
-        again = await client.get("/app/delegate/",
-                                 headers={"If-None-Match": page.headers["etag"]})
+        again = await client.get("/app/delegate/", headers={"If-None-Match": page.headers["etag"]})
         assert again.status_code == 304
 
 
@@ -145,8 +147,13 @@ async def test_a_file_the_server_sends_itself_goes_as_it_is() -> None:
     from server.compression import Compression
 
     async def app(scope: dict, receive: object, send: object) -> None:
-        await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
-                    "headers": [(b"content-type", b"text/css")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,  # type: ignore[operator]
+                "headers": [(b"content-type", b"text/css")],
+            }
+        )
         await send({"type": "http.response.pathsend", "path": "/x.css"})  # type: ignore[operator]
 
     sent: list[dict] = []
@@ -157,8 +164,12 @@ async def test_a_file_the_server_sends_itself_goes_as_it_is() -> None:
     async def receive() -> dict:
         return {"type": "http.request"}
 
-    scope = {"type": "http", "method": "GET", "path": "/app/x.css",
-             "headers": [(b"accept-encoding", b"gzip")]}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/app/x.css",
+        "headers": [(b"accept-encoding", b"gzip")],
+    }
     await Compression(app, minimum_size=10)(scope, receive, send)  # type: ignore[arg-type]
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
     assert b"content-encoding" not in dict(sent[0]["headers"])

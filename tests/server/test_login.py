@@ -16,15 +16,18 @@ LOGIN = "/api/v1/auth/login"
 
 async def test_good_login_answers_the_contract(server: RunningServer, city: DemoCity) -> None:
     async with server.http() as client:
-        response = await client.post(LOGIN, json={"username": "ward001",
-                                                  "password": DEMO_PASSWORD})
+        response = await client.post(LOGIN, json={"username": "ward001", "password": DEMO_PASSWORD})
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == server.settings.access_token_ttl_secs
-    assert body["user"] == {"id": city.ward_user_ids[0], "username": "ward001",
-                            "display_name": body["user"]["display_name"],
-                            "unit_id": city.commune_unit_ids[0], "roles": ["staff"]}
+    assert body["user"] == {
+        "id": city.ward_user_ids[0],
+        "username": "ward001",
+        "display_name": body["user"]["display_name"],
+        "unit_id": city.commune_unit_ids[0],
+        "roles": ["staff"],
+    }
     async with server.http(body["access_token"]) as client:
         me = (await client.get("/api/v1/me")).json()
     assert me["id"] == city.ward_user_ids[0]
@@ -50,11 +53,13 @@ async def test_wrong_password_and_unknown_user_look_the_same(
 
 async def test_malformed_login_bodies(server: RunningServer, city: DemoCity) -> None:
     async with server.http() as client:
-        not_json = await client.post(LOGIN, content=b"{nope",
-                                     headers={"content-type": "application/json"})
+        not_json = await client.post(
+            LOGIN, content=b"{nope", headers={"content-type": "application/json"}
+        )
         missing = await client.post(LOGIN, json={"username": "ward001"})
-        extra = await client.post(LOGIN, json={"username": "ward001",
-                                               "password": DEMO_PASSWORD, "admin": True})
+        extra = await client.post(
+            LOGIN, json={"username": "ward001", "password": DEMO_PASSWORD, "admin": True}
+        )
         array = await client.post(LOGIN, json=["ward001", DEMO_PASSWORD])
     assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json"
     assert array.status_code == 400 and array.json()["error"]["code"] == "invalid_json"
@@ -70,42 +75,40 @@ async def test_growing_delays_after_repeated_failures_then_release(
     make_server: MakeServer,
 ) -> None:
     clock = ManualClock()
-    server = await make_server(clock=clock, login_max_failures=3, login_delay_base_secs=2,
-                               login_lockout_secs=600)
+    server = await make_server(
+        clock=clock, login_max_failures=3, login_delay_base_secs=2, login_lockout_secs=600
+    )
     await small_city(server)
     async with server.http() as client:
         for _ in range(3):
-            response = await client.post(LOGIN, json={"username": "ward002",
-                                                      "password": "wrong-password"})
+            response = await client.post(
+                LOGIN, json={"username": "ward002", "password": "wrong-password"}
+            )
             assert response.status_code == 401
         # Held back: even the right password is refused, with the time to wait.
-        locked = await client.post(LOGIN, json={"username": "ward002",
-                                                "password": DEMO_PASSWORD})
+        locked = await client.post(LOGIN, json={"username": "ward002", "password": DEMO_PASSWORD})
         assert locked.status_code == 429
         assert locked.json()["error"]["code"] == "locked_out"
         assert int(locked.headers["retry-after"]) == 3
         # Another account is not affected.
-        other = await client.post(LOGIN, json={"username": "ward003",
-                                               "password": DEMO_PASSWORD})
+        other = await client.post(LOGIN, json={"username": "ward003", "password": DEMO_PASSWORD})
         assert other.status_code == 200
         # Each further failure doubles the wait: 4 s, then 8 s, ... never over the cap.
         waits = []
         for _ in range(10):
             await clock.advance(600)
-            wrong = await client.post(LOGIN, json={"username": "ward002",
-                                                   "password": "wrong-password"})
+            wrong = await client.post(
+                LOGIN, json={"username": "ward002", "password": "wrong-password"}
+            )
             assert wrong.status_code == 401
-            held = await client.post(LOGIN, json={"username": "ward002",
-                                                  "password": DEMO_PASSWORD})
+            held = await client.post(LOGIN, json={"username": "ward002", "password": DEMO_PASSWORD})
             waits.append(int(held.headers["retry-after"]))
         assert waits == [5, 9, 17, 33, 65, 129, 257, 513, 601, 601]
         await clock.advance(599)
-        still = await client.post(LOGIN, json={"username": "ward002",
-                                               "password": DEMO_PASSWORD})
+        still = await client.post(LOGIN, json={"username": "ward002", "password": DEMO_PASSWORD})
         assert still.status_code == 429
         await clock.advance(2)
-        again = await client.post(LOGIN, json={"username": "ward002",
-                                                "password": DEMO_PASSWORD})
+        again = await client.post(LOGIN, json={"username": "ward002", "password": DEMO_PASSWORD})
         assert again.status_code == 200, again.text
     # Success forgets the failures.
     async with server.ctx.read() as session:
@@ -119,13 +122,16 @@ async def test_unknown_usernames_are_throttled_too(make_server: MakeServer) -> N
     await small_city(server)
     async with server.http() as client:
         codes = [
-            (await client.post(LOGIN, json={"username": "ghost", "password": "whatever1"}))
-            .status_code for _ in range(3)
+            (
+                await client.post(LOGIN, json={"username": "ghost", "password": "whatever1"})
+            ).status_code
+            for _ in range(3)
         ]
     assert codes == [401, 401, 429]
     async with server.ctx.read() as session:
-        row = (await session.execute(
-            select(LoginThrottle).where(LoginThrottle.username == "ghost"))).scalar_one()
+        row = (
+            await session.execute(select(LoginThrottle).where(LoginThrottle.username == "ghost"))
+        ).scalar_one()
     assert row.failures == 2 and row.client == "127.0.0.1"
 
 
@@ -135,12 +141,12 @@ async def test_disabled_user_cannot_sign_in_and_its_tokens_stop(
     admin = await server.login("admin", DEMO_PASSWORD)
     old_token = await server.login("ward004", DEMO_PASSWORD)
     async with server.http(admin) as client:
-        response = await client.patch(f"/api/v1/users/{city.ward_user_ids[3]}",
-                                      json={"active": False})
+        response = await client.patch(
+            f"/api/v1/users/{city.ward_user_ids[3]}", json={"active": False}
+        )
         assert response.status_code == 200 and response.json()["active"] is False
     async with server.http() as client:
-        refused = await client.post(LOGIN, json={"username": "ward004",
-                                                 "password": DEMO_PASSWORD})
+        refused = await client.post(LOGIN, json={"username": "ward004", "password": DEMO_PASSWORD})
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "invalid_credentials"
     async with server.http(old_token) as client:

@@ -59,8 +59,17 @@ async def start_node(env: dict[str, str], log: Path, port: int | None = None) ->
     port = port or free_port()
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
-            "--port", str(port), cwd=ROOT, env=env, stdout=out,
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
             stderr=asyncio.subprocess.STDOUT,
         )
     node = Node(process, f"http://127.0.0.1:{port}")
@@ -72,9 +81,13 @@ async def start_node(env: dict[str, str], log: Path, port: int | None = None) ->
             return (await client.get("/healthz")).status_code == 200
 
         try:
-            await eventually(healthy, f"the node on port {port} to answer /healthz",
-                             timeout=STARTUP_SECS, interval=0.1,
-                             ignoring=(httpx.TransportError,))
+            await eventually(
+                healthy,
+                f"the node on port {port} to answer /healthz",
+                timeout=STARTUP_SECS,
+                interval=0.1,
+                ignoring=(httpx.TransportError,),
+            )
         except AssertionError as exc:
             raise RuntimeError(f"{exc}: {log.read_text()[-2000:]}") from None
     return node
@@ -95,15 +108,20 @@ async def two_nodes(
     templates: Templates, tmp_path: Path
 ) -> AsyncIterator[tuple[Node, Node, DemoCity]]:
     if not (PG_URL and REDIS_URL):
-        pytest.skip("two nodes need PostgreSQL and Redis: set DIENHONG_TEST_DATABASE_URL "
-                    "and DIENHONG_TEST_REDIS_URL (CI does)")
+        pytest.skip(
+            "two nodes need PostgreSQL and Redis: set DIENHONG_TEST_DATABASE_URL "
+            "and DIENHONG_TEST_REDIS_URL (CI does)"
+        )
     data_dir = tmp_path / "data"
     url = await fresh_database(templates, "postgresql", data_dir)
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
     env |= {
-        "DIENHONG_DATA_DIR": str(data_dir), "DIENHONG_DATABASE_URL": url,
-        "DIENHONG_REDIS_URL": REDIS_URL, "DIENHONG_REDIS_CHANNEL": f"dh:nodes:{uuid.uuid4()}",
-        "DIENHONG_LOG_SWEEP_INTERVAL_SECS": "0.5", "DIENHONG_LOG_JSON": "false",
+        "DIENHONG_DATA_DIR": str(data_dir),
+        "DIENHONG_DATABASE_URL": url,
+        "DIENHONG_REDIS_URL": REDIS_URL,
+        "DIENHONG_REDIS_CHANNEL": f"dh:nodes:{uuid.uuid4()}",
+        "DIENHONG_LOG_SWEEP_INTERVAL_SECS": "0.5",
+        "DIENHONG_LOG_JSON": "false",
         "DIENHONG_LOG_LEVEL": "WARNING",
     }
     # The city (and the shared signing key under the data dir) before the nodes start.
@@ -133,8 +151,9 @@ def harness_settings(env: dict[str, str]) -> object:
 
 async def login(node: Node, username: str) -> str:
     async with httpx.AsyncClient(base_url=node.url, timeout=30) as client:
-        response = await client.post("/api/v1/auth/login",
-                                     json={"username": username, "password": DEMO_PASSWORD})
+        response = await client.post(
+            "/api/v1/auth/login", json={"username": username, "password": DEMO_PASSWORD}
+        )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
@@ -174,9 +193,12 @@ async def test_events_cross_nodes_and_survive_lost_redis_messages(
     ward = await login(node_b, "ward001")  # tokens of one node hold on the other
     unit_id = city.commune_unit_ids[0]
     topic = f"unit:{unit_id}"
-    async with websockets.connect(node_b.ws_url, max_size=None) as raw, \
-            httpx.AsyncClient(base_url=node_a.url, timeout=30,
-                              headers={"Authorization": f"Bearer {admin}"}) as http:
+    async with (
+        websockets.connect(node_b.ws_url, max_size=None) as raw,
+        httpx.AsyncClient(
+            base_url=node_a.url, timeout=30, headers={"Authorization": f"Bearer {admin}"}
+        ) as http,
+    ):
         ws = WsClient(raw)
         start = (await ws.auth(ward))["topics"][topic]
 
@@ -188,15 +210,19 @@ async def test_events_cross_nodes_and_survive_lost_redis_messages(
         await rename(0)
         first = await ws.next_event("unit.updated", timeout=15)
         assert (first["topic"], first["seq"], first["data"]["name"]) == (
-            topic, start + 1, "Phường 0")
+            topic,
+            start + 1,
+            "Phường 0",
+        )
 
         # Redis loses B's subscription again and again while A publishes.
         before = await recovered(node_b)
         count = 1
         for round_ in range(8):
             # Once B has subscribed again (it retries within a fraction of a second).
-            await eventually(lambda: kill_subscription(node_b),
-                             "node B to subscribe again", interval=0.05)
+            await eventually(
+                lambda: kill_subscription(node_b), "node B to subscribe again", interval=0.05
+            )
             for _ in range(3):
                 await rename(count)
                 count += 1

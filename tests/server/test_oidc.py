@@ -64,8 +64,9 @@ async def at_provider(authorize_url: str, username: str) -> str:
     async with httpx.AsyncClient() as client:
         form = await client.get(authorize_url)
         assert form.status_code == 200, form.text
-        answer = await client.post(authorize_url, data={"username": username,
-                                                        "password": CITY_PASSWORD})
+        answer = await client.post(
+            authorize_url, data={"username": username, "password": CITY_PASSWORD}
+        )
     assert answer.status_code == 302, answer.text
     return answer.headers["location"]
 
@@ -131,9 +132,7 @@ async def test_sign_in_matches_the_account_and_caps_the_token(
     assert again.json()["error"]["code"] == "oidc_code_invalid"
 
 
-async def test_bad_and_replayed_state_are_refused(
-    sso: RunningServer, city: DemoCity
-) -> None:
+async def test_bad_and_replayed_state_are_refused(sso: RunningServer, city: DemoCity) -> None:
     authorize = await start(sso)
     back = await at_provider(authorize, "ward001")
     forged = back.replace("state=", "state=x")
@@ -171,8 +170,7 @@ async def test_an_id_token_not_signed_by_the_published_keys_is_refused(
     assert await sign_in(sso, "ward001") == {"sso_error": "oidc_id_token_invalid"}
 
 
-async def test_an_expired_id_token_is_refused(make_server: MakeServer,
-                                              provider: Provider) -> None:
+async def test_an_expired_id_token_is_refused(make_server: MakeServer, provider: Provider) -> None:
     # This server's clock is past the end of every ID token the provider signs now.
     clock = ManualClock(datetime.now(UTC) + timedelta(seconds=PROVIDER_TTL_SECS + 3600))
     server = await sso_server(make_server, provider, clock=clock)
@@ -193,8 +191,7 @@ async def test_an_unknown_user_is_refused_and_nothing_is_created(
 
 async def test_a_disabled_account_is_refused(sso: RunningServer, city: DemoCity) -> None:
     async with sso.ctx.write() as w:
-        await w.session.execute(update(User).where(User.username == "ward002")
-                                .values(active=False))
+        await w.session.execute(update(User).where(User.username == "ward002").values(active=False))
     assert await sign_in(sso, "ward002") == {"sso_error": "oidc_account_disabled"}
 
 
@@ -213,25 +210,28 @@ async def test_a_revoked_provider_grant_ends_the_session(
         ended = await client.get("/api/v1/me")
     assert ended.status_code == 401
     assert ("auth.oidc_session_ended", f"user:{city.ward_user_ids[0]}") in (
-        await audit_actions(sso))
+        await audit_actions(sso)
+    )
 
 
 async def test_malformed_exchange_bodies(sso: RunningServer) -> None:
     async with sso.http() as client:
         missing = await client.post("/api/v1/auth/oidc/exchange", json={})
-        extra = await client.post("/api/v1/auth/oidc/exchange",
-                                  json={"code": "x", "user": "admin"})
+        extra = await client.post("/api/v1/auth/oidc/exchange", json={"code": "x", "user": "admin"})
     for response in (missing, extra):
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid_request"
 
 
-async def test_started_sign_ins_are_bounded(make_server: MakeServer,
-                                            provider: Provider) -> None:
+async def test_started_sign_ins_are_bounded(make_server: MakeServer, provider: Provider) -> None:
     clock = ManualClock()
-    server = await make_server(clock=clock, oidc_issuer=provider.url,
-                               oidc_client_id=CLIENT_ID,
-                               oidc_redirect_url="http://127.0.0.1:9/", oidc_pending_max=2)
+    server = await make_server(
+        clock=clock,
+        oidc_issuer=provider.url,
+        oidc_client_id=CLIENT_ID,
+        oidc_redirect_url="http://127.0.0.1:9/",
+        oidc_pending_max=2,
+    )
     states = []
     for _ in range(3):
         states.append(parse_qs(urlsplit(await start(server)).query)["state"][0])
@@ -244,8 +244,9 @@ async def test_started_sign_ins_are_bounded(make_server: MakeServer,
     assert await callback(server, replay) == {"sso_error": "oidc_state_invalid"}
 
 
-async def clocked_sso(make_server: MakeServer, provider: Provider) -> tuple[RunningServer,
-                                                                           ManualClock]:
+async def clocked_sso(
+    make_server: MakeServer, provider: Provider
+) -> tuple[RunningServer, ManualClock]:
     # The provider stamps its ID tokens with the real time: this clock starts there.
     clock = ManualClock(datetime.now(UTC))
     server = await sso_server(make_server, provider, clock=clock)
@@ -263,7 +264,8 @@ async def test_the_periodic_check_ends_a_revoked_grant(
 ) -> None:
     server, clock = await clocked_sso(make_server, provider)
     token = (await exchange(server, (await sign_in(server, "ward001"))["sso"])).json()[
-        "access_token"]
+        "access_token"
+    ]
     await clock.advance(server.settings.oidc_check_interval_secs)
     assert await me_status(server, token) == 200
     provider.revoke("ward001")
@@ -280,7 +282,8 @@ async def test_the_session_ends_with_the_provider_grant(
 ) -> None:
     server, clock = await clocked_sso(make_server, provider)
     token = (await exchange(server, (await sign_in(server, "ward001"))["sso"])).json()[
-        "access_token"]
+        "access_token"
+    ]
     assert await me_status(server, token) == 200
     await clock.advance(PROVIDER_TTL_SECS + 1)
     # Our token expired with the provider's, long before our own lifetime.
@@ -291,12 +294,15 @@ async def test_the_session_ends_with_the_provider_grant(
         assert (await session.execute(select(OidcLogin))).first() is None
 
 
-@pytest.mark.parametrize(("asked", "kept"), [
-    ("/app/chair/?meeting=3", "/app/chair/?meeting=3"),
-    ("https://elsewhere.example/app/", None),
-    ("//elsewhere.example/app/", None),
-    ("/api/v1/me", None),
-])
+@pytest.mark.parametrize(
+    ("asked", "kept"),
+    [
+        ("/app/chair/?meeting=3", "/app/chair/?meeting=3"),
+        ("https://elsewhere.example/app/", None),
+        ("//elsewhere.example/app/", None),
+        ("/api/v1/me", None),
+    ],
+)
 async def test_the_page_the_user_was_going_to_survives_the_provider(
     sso: RunningServer, city: DemoCity, asked: str, kept: str | None
 ) -> None:
@@ -312,8 +318,7 @@ async def test_without_introspection_a_refused_refresh_ends_the_session(
     sso: RunningServer, city: DemoCity, provider: Provider
 ) -> None:
     provider.introspection = False
-    token = (await exchange(sso, (await sign_in(sso, "ward001"))["sso"])).json()[
-        "access_token"]
+    token = (await exchange(sso, (await sign_in(sso, "ward001"))["sso"])).json()["access_token"]
     # Each check refreshes (the provider rotates the refresh token): still granted.
     assert await check_sessions(sso.ctx) == 0
     assert await check_sessions(sso.ctx) == 0

@@ -42,8 +42,11 @@ async def test_the_description_is_valid_openapi_3_1_with_every_route(
             operation = paths[route.path][method.lower()]
             checked += 1
             names = [p["name"] for p in operation.get("parameters", [])]
-            assert names == [part.strip("{}").split(":")[0] for part in
-                             route.path.replace("}.", "}/.").split("/") if part.startswith("{")]
+            assert names == [
+                part.strip("{}").split(":")[0]
+                for part in route.path.replace("}.", "}/.").split("/")
+                if part.startswith("{")
+            ]
             model = body_model(route.endpoint)
             if model is not None:
                 ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
@@ -57,16 +60,22 @@ async def test_the_description_is_valid_openapi_3_1_with_every_route(
     receipt = paths["/api/v1/polls/{poll_id}/receipts/{receipt}"]["get"]["parameters"]
     assert [p["schema"]["type"] for p in receipt] == ["integer", "string"]
     assert paths["/api/v1/auth/login"]["post"]["security"] == []
-    login = schemas[paths["/api/v1/auth/login"]["post"]["requestBody"]["content"][
-        "application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    login = schemas[
+        paths["/api/v1/auth/login"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "$ref"
+        ].rsplit("/", 1)[1]
+    ]
     assert set(login["required"]) == {"username", "password"}
 
 
-async def test_refusals_match_the_documented_error_shape(server: RunningServer,
-                                                         city: DemoCity) -> None:
+async def test_refusals_match_the_documented_error_shape(
+    server: RunningServer, city: DemoCity
+) -> None:
     document = await fetch_document(server)
-    error_schema = {**document["components"]["schemas"]["Error"],
-                    "components": document["components"]}
+    error_schema = {
+        **document["components"]["schemas"]["Error"],
+        "components": document["components"],
+    }
     token = await server.login("ward001", DEMO_PASSWORD)
     async with server.http(token) as client:
         answers = [

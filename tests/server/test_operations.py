@@ -21,11 +21,12 @@ async def test_healthz_when_everything_is_reachable(server: RunningServer) -> No
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
 
 
-async def test_healthz_503_when_the_database_is_unreachable(
-    backend: str, tmp_path: Path
-) -> None:
-    unreachable = ("sqlite+aiosqlite:////nonexistent-dienhong/dir/db.sqlite3"
-                   if backend == "sqlite" else "postgresql+asyncpg://postgres@127.0.0.1:1/none")
+async def test_healthz_503_when_the_database_is_unreachable(backend: str, tmp_path: Path) -> None:
+    unreachable = (
+        "sqlite+aiosqlite:////nonexistent-dienhong/dir/db.sqlite3"
+        if backend == "sqlite"
+        else "postgresql+asyncpg://postgres@127.0.0.1:1/none"
+    )
     server = RunningServer(harness.test_settings(tmp_path, unreachable, "sqlite"), None, [])
     await server.start()
     try:
@@ -45,8 +46,10 @@ async def test_healthz_503_when_redis_is_unreachable(make_server: MakeServer) ->
     async with server.http() as client:
         response = await client.get("/healthz")
     assert response.status_code == 503
-    assert response.json()["checks"] == {"database": "ok",
-                                         "broker": response.json()["checks"]["broker"]}
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "broker": response.json()["checks"]["broker"],
+    }
     assert response.json()["checks"]["broker"].startswith("error")
 
 
@@ -75,13 +78,18 @@ async def test_metrics_in_prometheus_text(server: RunningServer, city: DemoCity)
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
     assert sample(text, "dienhong_open_sockets") == 1
-    assert (sample(text, "dienhong_events_published_total")
-            - sample(before, "dienhong_events_published_total")) >= 3
-    assert (sample(text, "dienhong_events_delivered_total")
-            - sample(before, "dienhong_events_delivered_total")) >= 3
+    assert (
+        sample(text, "dienhong_events_published_total")
+        - sample(before, "dienhong_events_published_total")
+    ) >= 3
+    assert (
+        sample(text, "dienhong_events_delivered_total")
+        - sample(before, "dienhong_events_delivered_total")
+    ) >= 3
     assert sample(text, "dienhong_socket_queue_overflows_total") == 0
-    assert ('dienhong_http_request_seconds_count{method="GET",route="/api/v1/me",status="200"}'
-            in text)
+    assert (
+        'dienhong_http_request_seconds_count{method="GET",route="/api/v1/me",status="200"}' in text
+    )
     assert 'route="/api/v1/auth/login",status="200"' in text
 
 
@@ -95,7 +103,7 @@ async def test_request_metrics_are_labelled_by_route_template(
         assert (await client.get("/api/v1/no-such-thing")).status_code == 404
         assert (await client.delete("/api/v1/me")).status_code == 405
         text = (await client.get("/metrics")).text
-    assert ('route="/api/v1/units/{unit_id}/members",status="200"' in text)
+    assert 'route="/api/v1/units/{unit_id}/members",status="200"' in text
     assert 'route="unmatched",status="404"' in text
     assert 'method="DELETE",route="unmatched",status="405"' in text
     assert f"/api/v1/units/{unit_id}/members" not in text

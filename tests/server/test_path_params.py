@@ -53,13 +53,25 @@ def _inconsistent(paths: list[str]) -> dict[str, set[str]]:
 
 
 def test_the_rule_tells_a_short_or_drifting_name() -> None:
-    assert _misnamed(["/api/v1/meetings/{mid}", "/api/v1/meetings/{meeting_id}/speakers/{sid}",
-                      "/api/v1/files/{file_id}/pages/{page}.png", "/x/{id}"]) == [
-        "/api/v1/meetings/{mid}: {mid}", "/api/v1/meetings/{meeting_id}/speakers/{sid}: {sid}",
-        "/x/{id}: {id}"]
-    assert _inconsistent(["/api/v1/meetings/{meeting_id}", "/api/v1/meetings/{id_of_meeting}",
-                          "/api/v1/polls/{poll_id}"]) == {
-        "meetings": {"meeting_id", "id_of_meeting"}}
+    assert _misnamed(
+        [
+            "/api/v1/meetings/{mid}",
+            "/api/v1/meetings/{meeting_id}/speakers/{sid}",
+            "/api/v1/files/{file_id}/pages/{page}.png",
+            "/x/{id}",
+        ]
+    ) == [
+        "/api/v1/meetings/{mid}: {mid}",
+        "/api/v1/meetings/{meeting_id}/speakers/{sid}: {sid}",
+        "/x/{id}: {id}",
+    ]
+    assert _inconsistent(
+        [
+            "/api/v1/meetings/{meeting_id}",
+            "/api/v1/meetings/{id_of_meeting}",
+            "/api/v1/polls/{poll_id}",
+        ]
+    ) == {"meetings": {"meeting_id", "id_of_meeting"}}
 
 
 def test_every_route_names_its_parameters_the_same_way() -> None:

@@ -17,8 +17,14 @@ from tests.server.support import small_city
 
 
 def principal(user_id: int) -> Principal:
-    return Principal(id=user_id, username=f"user{user_id}", display_name=f"User {user_id}",
-                     unit_id=1, roles=frozenset({"staff"}), clearance=Confidentiality.NONE)
+    return Principal(
+        id=user_id,
+        username=f"user{user_id}",
+        display_name=f"User {user_id}",
+        unit_id=1,
+        roles=frozenset({"staff"}),
+        clearance=Confidentiality.NONE,
+    )
 
 
 async def test_a_disabled_user_is_refused_at_once_on_the_node_that_disabled_it(
@@ -49,9 +55,10 @@ async def test_new_roles_and_clearance_apply_to_the_next_request(
         before = (await client.get("/api/v1/me")).json()
     assert before["roles"] == ["staff"] and before["clearance"] != "secret"
     async with server.http(admin) as client:
-        response = await client.patch(f"/api/v1/users/{city.ward_user_ids[2]}",
-                                      json={"roles": ["staff", "standing"],
-                                            "clearance": "secret"})
+        response = await client.patch(
+            f"/api/v1/users/{city.ward_user_ids[2]}",
+            json={"roles": ["staff", "standing"], "clearance": "secret"},
+        )
         assert response.status_code == 200
     async with server.http(token) as client:
         after = (await client.get("/api/v1/me")).json()
@@ -70,8 +77,9 @@ async def test_another_node_refuses_a_disabled_user_within_the_time_limit(
     async with node_b.http(token) as client:
         assert (await client.get("/api/v1/me")).status_code == 200
     async with node_a.http(admin) as client:
-        response = await client.patch(f"/api/v1/users/{city.ward_user_ids[3]}",
-                                      json={"active": False})
+        response = await client.patch(
+            f"/api/v1/users/{city.ward_user_ids[3]}", json={"active": False}
+        )
         assert response.status_code == 200
     # Node B may or may not have heard of the change (only a broker between nodes tells
     # it); once the cache's time limit has passed it reads the user again in any case.
@@ -90,11 +98,14 @@ async def test_a_user_updated_event_from_any_node_drops_the_user(
     cache.put(principal(first), cache.ticket())
     cache.put(principal(second), cache.ticket())
     now = server.ctx.clock.now()
-    forget_changed_users(server.ctx, [
-        Event.create(f"user:{first}", 7, USER_UPDATED, {"id": first}, now),
-        # Another type on the user's topic changes nothing about who the user is.
-        Event.create(f"user:{second}", 8, "directive.issued", {"id": 1}, now),
-    ])
+    forget_changed_users(
+        server.ctx,
+        [
+            Event.create(f"user:{first}", 7, USER_UPDATED, {"id": first}, now),
+            # Another type on the user's topic changes nothing about who the user is.
+            Event.create(f"user:{second}", 8, "directive.issued", {"id": 1}, now),
+        ],
+    )
     assert cache.get(first) is None
     assert cache.get(second) == principal(second)
 

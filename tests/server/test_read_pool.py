@@ -9,8 +9,7 @@ from server.demo import seed_demo
 from tests.conftest import DEMO_PASSWORD, MakeServer
 
 
-async def test_a_read_answers_while_writes_hold_every_connection(
-        make_server: MakeServer) -> None:
+async def test_a_read_answers_while_writes_hold_every_connection(make_server: MakeServer) -> None:
     server = await make_server(db_pool_size=1)
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2, delegates=2)
     token = await server.login("ward001", DEMO_PASSWORD)

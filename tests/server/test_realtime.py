@@ -88,7 +88,11 @@ async def test_ready_subscribe_resume_and_live(core: RunningServer, core_city: D
         # Resubscribing from seq 2 replays 3..5 in order, then subscribed, then live.
         frames = await ws.subscribe({unit: 2})
         assert [(f["op"], f.get("seq")) for f in frames] == [
-            ("event", 3), ("event", 4), ("event", 5), ("subscribed", 5)]
+            ("event", 3),
+            ("event", 4),
+            ("event", 5),
+            ("subscribed", 5),
+        ]
         assert frames[0]["type"] == "test.note" and frames[0]["data"] == {"n": 1}
         assert set(frames[0]) == {"op", "topic", "seq", "type", "data", "at"}
         await emit(server, unit, 2)
@@ -114,8 +118,17 @@ async def test_pruned_history_gives_reset(make_server: MakeServer) -> None:
     await emit(server, unit, 2)
     assert await prune_event_log(server.ctx) >= 3
     async with server.ctx.read() as session:
-        left = (await session.execute(select(EventRecord.seq).where(EventRecord.topic == unit)
-                                      .order_by(EventRecord.seq))).scalars().all()
+        left = (
+            (
+                await session.execute(
+                    select(EventRecord.seq)
+                    .where(EventRecord.topic == unit)
+                    .order_by(EventRecord.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert left == [4, 5]
     token = await server.login("ward001", DEMO_PASSWORD)
     async with server.socket(token) as ws:
@@ -124,7 +137,10 @@ async def test_pruned_history_gives_reset(make_server: MakeServer) -> None:
         # From the cut itself nothing is missing: a normal resume.
         frames = await ws.subscribe({unit: 3})
         assert [(f["op"], f.get("seq")) for f in frames] == [
-            ("event", 4), ("event", 5), ("subscribed", 5)]
+            ("event", 4),
+            ("event", 5),
+            ("subscribed", 5),
+        ]
         await emit(server, unit)
         assert await events_until(ws, unit, 6) == [6]
 
@@ -132,8 +148,13 @@ async def test_pruned_history_gives_reset(make_server: MakeServer) -> None:
 async def test_forbidden_topics(core: RunningServer, core_city: DemoCity) -> None:
     server, city = core, core_city
     token = await server.login("ward001", DEMO_PASSWORD)
-    forbidden = [f"unit:{city.root_unit_id}", f"unit:{city.commune_unit_ids[1]}",
-                 f"user:{city.ward_user_ids[1]}", "meeting:999999", "nonsense:1"]
+    forbidden = [
+        f"unit:{city.root_unit_id}",
+        f"unit:{city.commune_unit_ids[1]}",
+        f"user:{city.ward_user_ids[1]}",
+        "meeting:999999",
+        "nonsense:1",
+    ]
     async with server.socket(token) as ws:
         frames = await ws.subscribe(dict.fromkeys(forbidden, 0))
         assert sorted(f["topic"] for f in frames) == sorted(forbidden)
@@ -166,8 +187,13 @@ async def close_code_after(server: RunningServer, token: str, *frames: Any) -> i
 async def test_hostile_frames_close_the_socket_and_spare_the_others(
     make_server: MakeServer,
 ) -> None:
-    server = await make_server(features=[], ws_max_frame_bytes=4096, ws_rate_burst=20,
-                               ws_rate_per_sec=1.0, ws_auth_timeout_secs=0.5)
+    server = await make_server(
+        features=[],
+        ws_max_frame_bytes=4096,
+        ws_rate_burst=20,
+        ws_rate_per_sec=1.0,
+        ws_auth_timeout_secs=0.5,
+    )
     city = await small_city(server)
     bystander_token = await server.login("ward002", DEMO_PASSWORD)
     token = await server.login("ward001", DEMO_PASSWORD)
@@ -300,8 +326,9 @@ async def test_slow_client_is_cut_off_by_bytes_as_well_as_frames(
     make_server: MakeServer,
 ) -> None:
     # So many frames are allowed that only the byte bound can cut the socket off.
-    server = await make_server(features=[], ws_send_queue_frames=100_000,
-                               ws_send_queue_bytes=256 * 1024)
+    server = await make_server(
+        features=[], ws_send_queue_frames=100_000, ws_send_queue_bytes=256 * 1024
+    )
     city = await small_city(server)
     unit = f"unit:{city.commune_unit_ids[0]}"
     slow = await RawSocket.connect(server.ws_url, rcvbuf=4096)
@@ -347,8 +374,15 @@ async def test_abusive_frames_close_with_4400_and_refusals_are_audited_once(
         frames = await ws.subscribe(forbidden)
         assert len(frames) == 50 and {f["code"] for f in frames} == {"forbidden"}
     async with server.ctx.read() as session:
-        rows = (await session.execute(select(AuditRecord).where(
-            AuditRecord.action == "access.refused"))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(AuditRecord).where(AuditRecord.action == "access.refused")
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert len(rows) == 1
     assert rows[0].details["count"] == 50 and len(rows[0].details["topics"]) == 20
 

@@ -71,8 +71,7 @@ async def test_catch_ups_asked_together_are_one_read_and_exact(
     make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
-    server = await make_server(features=[], clock=clock, event_retention_secs=3600,
-                               resume_batch=3)
+    server = await make_server(features=[], clock=clock, event_retention_secs=3600, resume_batch=3)
     hub = server.ctx.hub
     await emit(server, "unit:1", 2)
     await clock.advance(7200)
@@ -94,12 +93,20 @@ async def test_catch_ups_asked_together_are_one_read_and_exact(
     opened = count_read_sessions(server, monkeypatch)
     answers = await asyncio.gather(*(hub.read_for_catch_up(t, s) for t, s in asked))
     assert opened[0] == 1
-    got = {(t, s): (position, [e.seq for e in events])
-           for (t, s), (position, events) in zip(asked, answers, strict=True)}
-    assert [(position.seq, position.pruned_through, seqs)
-            for position, seqs in got.values()] == [
-        (7, 2, []), (7, 2, [3, 4, 5]), (7, 2, [6, 7]), (7, 2, []),
-        (2, 0, [1, 2]), (2, 0, []), (4, 0, [2, 3, 4]), (0, 0, [])]
+    got = {
+        (t, s): (position, [e.seq for e in events])
+        for (t, s), (position, events) in zip(asked, answers, strict=True)
+    }
+    assert [(position.seq, position.pruned_through, seqs) for position, seqs in got.values()] == [
+        (7, 2, []),
+        (7, 2, [3, 4, 5]),
+        (7, 2, [6, 7]),
+        (7, 2, []),
+        (2, 0, [1, 2]),
+        (2, 0, []),
+        (4, 0, [2, 3, 4]),
+        (0, 0, []),
+    ]
     # Exactly what one read per topic gives, payloads and all.
     for topic, seq in asked:
         async with server.ctx.read() as session:
@@ -109,7 +116,8 @@ async def test_catch_ups_asked_together_are_one_read_and_exact(
         assert mine[0] == position
         if position.pruned_through <= seq <= position.seq:
             assert [e.frame for e in answers[asked.index((topic, seq))][1]] == [
-                e.frame for e in events]
+                e.frame for e in events
+            ]
 
 
 async def test_many_sockets_resume_at_once_exactly(make_server: MakeServer) -> None:
@@ -117,27 +125,32 @@ async def test_many_sockets_resume_at_once_exactly(make_server: MakeServer) -> N
     city: DemoCity = await small_city(server)
     user_ids = city.ward_user_ids[:4]
     async with server.ctx.read() as session:
-        unit_of = dict((await session.execute(
-            select(User.id, User.unit_id).where(User.id.in_(user_ids)))).all())
+        unit_of = dict(
+            (
+                await session.execute(select(User.id, User.unit_id).where(User.id.in_(user_ids)))
+            ).all()
+        )
     units = sorted({f"unit:{unit_of[u]}" for u in user_ids})
     for topic in [*units, *(f"user:{u}" for u in user_ids)]:
         await emit(server, topic, 5)
     tokens = [await server.login(f"ward00{n}", DEMO_PASSWORD) for n in range(1, 5)]
     async with contextlib.AsyncExitStack() as stack:
         sockets = [await stack.enter_async_context(server.socket(t)) for t in tokens]
-        asked = [{f"user:{ws.ready['user_id']}": n % 3,
-                  f"unit:{unit_of[ws.ready['user_id']]}": n}
-                 for n, ws in enumerate(sockets)]
-        frames = await asyncio.gather(*(
-            ws.subscribe(topics) for ws, topics in zip(sockets, asked, strict=True)))
+        asked = [
+            {f"user:{ws.ready['user_id']}": n % 3, f"unit:{unit_of[ws.ready['user_id']]}": n}
+            for n, ws in enumerate(sockets)
+        ]
+        frames = await asyncio.gather(
+            *(ws.subscribe(topics) for ws, topics in zip(sockets, asked, strict=True))
+        )
         for topics, got in zip(asked, frames, strict=True):
             by_topic: dict[str, list[tuple[str, int]]] = {}
             for message in got:
-                by_topic.setdefault(message["topic"], []).append(
-                    (message["op"], message["seq"]))
+                by_topic.setdefault(message["topic"], []).append((message["op"], message["seq"]))
             assert by_topic == {
                 topic: [*(("event", s) for s in range(seq + 1, 6)), ("subscribed", 5)]
-                for topic, seq in topics.items()}
+                for topic, seq in topics.items()
+            }
         # Live again: the next event reaches each socket once.
         for ws in sockets:
             inbox = f"user:{ws.ready['user_id']}"
@@ -183,12 +196,16 @@ async def test_sockets_starting_together_read_their_seqs_once(
     answers = await asyncio.gather(
         hub.read_current_seqs(["user:5", "unit:1"]),
         hub.read_current_seqs(["user:6", "unit:1"]),
-        hub.read_current_seqs(["user:7", "unit:2"]))
+        hub.read_current_seqs(["user:7", "unit:2"]),
+    )
     # One statement, without a transaction around it.
     assert (opened[0], len(statements)) == (0, 1)
     assert sorted(statements[0]["names"]) == ["unit:1", "unit:2", "user:5", "user:6", "user:7"]
-    assert answers == [{"user:5": 3, "unit:1": 2}, {"user:6": 0, "unit:1": 2},
-                       {"user:7": 0, "unit:2": 0}]
+    assert answers == [
+        {"user:5": 3, "unit:1": 2},
+        {"user:6": 0, "unit:1": 2},
+        {"user:7": 0, "unit:2": 0},
+    ]
 
 
 async def test_batched_reads_answer_together_and_fail_together() -> None:
@@ -202,12 +219,14 @@ async def test_batched_reads_answer_together_and_fail_together() -> None:
         return {key: len(key) for key in keys if key != "missing"}
 
     reads: BatchedReads[str, int] = BatchedReads(read)
-    failed = await asyncio.gather(reads.get("a"), reads.get_many(["bb", "a"]),
-                                  return_exceptions=True)
+    failed = await asyncio.gather(
+        reads.get("a"), reads.get_many(["bb", "a"]), return_exceptions=True
+    )
     assert [type(result) for result in failed] == [ConnectionError, ConnectionError]
     failing[0] = False
-    answers = await asyncio.gather(reads.get("a"), reads.get_many(["bb", "a"]),
-                                   reads.get("missing"), return_exceptions=True)
+    answers = await asyncio.gather(
+        reads.get("a"), reads.get_many(["bb", "a"]), reads.get("missing"), return_exceptions=True
+    )
     # One read per round, each key once; a key the read has no value for fails its asker.
     assert rounds == [["a", "bb"], ["a", "bb", "missing"]]
     assert answers[:2] == [1, {"bb": 2, "a": 1}]
@@ -223,27 +242,37 @@ async def test_users_behind_tokens_asked_together_are_read_once_and_still_checke
     names = [f"ward00{n}" for n in range(1, 7)]
     tokens = [await server.login(name, DEMO_PASSWORD) for name in names]
     async with ctx.read() as session:
-        ids = dict((await session.execute(
-            select(User.username, User.id).where(User.username.in_(names)))).tuples().all())
+        ids = dict(
+            (await session.execute(select(User.username, User.id).where(User.username.in_(names))))
+            .tuples()
+            .all()
+        )
     # One signed out everywhere (its tokens are of an old version), one disabled; as after
     # a restart, nobody is cached.
     async with ctx.write() as w:
-        await w.session.execute(update(User).where(User.username == "ward002")
-                                .values(token_version=User.token_version + 1))
-        await w.session.execute(update(User).where(User.username == "ward003")
-                                .values(active=False))
+        await w.session.execute(
+            update(User)
+            .where(User.username == "ward002")
+            .values(token_version=User.token_version + 1)
+        )
+        await w.session.execute(update(User).where(User.username == "ward003").values(active=False))
     for user_id in ids.values():
         ctx.principals.forget(user_id)
     statements = count_single_reads(server, monkeypatch)
-    results = await asyncio.gather(*(principal_for_token(ctx, token) for token in tokens),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(principal_for_token(ctx, token) for token in tokens), return_exceptions=True
+    )
     assert len(statements) == 1
     assert sorted(statements[0]["user_ids"]) == sorted(ids.values())
-    codes = [result.code if isinstance(result, Unauthorized)
-             else result.username if isinstance(result, Principal) else repr(result)
-             for result in results]
-    assert codes == ["ward001", "token_revoked", "invalid_token", "ward004", "ward005",
-                     "ward006"]
+    codes = [
+        result.code
+        if isinstance(result, Unauthorized)
+        else result.username
+        if isinstance(result, Principal)
+        else repr(result)
+        for result in results
+    ]
+    assert codes == ["ward001", "token_revoked", "invalid_token", "ward004", "ward005", "ward006"]
 
 
 def test_runs_of_signals_are_merged_in_order_and_read_back_whole() -> None:
@@ -281,8 +310,10 @@ async def test_signals_published_together_all_reach_another_node() -> None:
     await receiver.start(nothing, heard, nothing)
     await sender.start(nothing, lambda _signal: None, nothing)
     try:
-        sent = [Signal(f"unit:{n % 7}", "presence.changed", {"user_id": n, "state": "online"})
-                for n in range(300)]
+        sent = [
+            Signal(f"unit:{n % 7}", "presence.changed", {"user_id": n, "state": "online"})
+            for n in range(300)
+        ]
         for signal in sent:
             await sender.publish_signal(signal)
         await asyncio.wait_for(everything.wait(), 10)

@@ -26,8 +26,9 @@ async def core(make_server: MakeServer) -> RunningServer:
     return server
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     total=st.integers(min_value=1, max_value=30),
     per_write=st.integers(min_value=1, max_value=4),
@@ -36,7 +37,11 @@ async def core(make_server: MakeServer) -> RunningServer:
     seed=st.integers(min_value=0, max_value=2**16),
 )
 async def test_resume_delivers_every_event_once_in_order(
-    core: RunningServer, total: int, per_write: int, drops: list[int], abrupt: bool,
+    core: RunningServer,
+    total: int,
+    per_write: int,
+    drops: list[int],
+    abrupt: bool,
     seed: int,
 ) -> None:
     # An admin may follow any unit topic: each example gets a topic of its own.

@@ -21,12 +21,12 @@ def assert_hardened(response: httpx.Response, what: str) -> str:
     return csp
 
 
-async def test_pages_static_files_and_api_carry_the_headers(server: RunningServer,
-                                                            city: DemoCity) -> None:
+async def test_pages_static_files_and_api_carry_the_headers(
+    server: RunningServer, city: DemoCity
+) -> None:
     token = await server.login("ward001", DEMO_PASSWORD)
     async with server.http(token) as client:
-        for path in ("/app/", "/app/chair/", "/app/delegate/", "/app/projector/",
-                     "/app/chat/"):
+        for path in ("/app/", "/app/chair/", "/app/delegate/", "/app/projector/", "/app/chat/"):
             csp = assert_hardened(await client.get(path), path)
             assert "script-src 'self'" in csp and "default-src 'self'" in csp
             assert "frame-ancestors 'none'" in csp
@@ -42,12 +42,14 @@ async def test_pages_static_files_and_api_carry_the_headers(server: RunningServe
         assert_hardened(await client.post("/api/v1/auth/login", json={}), "400 login")
 
 
-async def test_a_served_file_keeps_its_own_sandbox_policy(server: RunningServer,
-                                                          city: DemoCity) -> None:
+async def test_a_served_file_keeps_its_own_sandbox_policy(
+    server: RunningServer, city: DemoCity
+) -> None:
     token = await server.login("standing", DEMO_PASSWORD)
     async with server.http(token) as client:
-        uploaded = await client.post("/api/v1/files", files={
-            "file": ("note.txt", b"plain text", "text/plain")})
+        uploaded = await client.post(
+            "/api/v1/files", files={"file": ("note.txt", b"plain text", "text/plain")}
+        )
         assert uploaded.status_code == 201, uploaded.text
         served = await client.get(f"/api/v1/files/{uploaded.json()['id']}")
     assert served.status_code == 200

@@ -35,7 +35,9 @@ async def _me(server: RunningServer, token: str) -> httpx.Response:
 
 @pytest.mark.parametrize("how", ["sign_out", "reset", "disable", "own_password"])
 async def test_every_way_of_ending_sessions_ends_tokens_and_sockets_on_every_node(
-    make_server: MakeServer, backend: str, how: str,
+    make_server: MakeServer,
+    backend: str,
+    how: str,
 ) -> None:
     first = await make_server()
     # Several nodes share PostgreSQL and Redis; an SQLite city is one node.
@@ -50,8 +52,10 @@ async def test_every_way_of_ending_sessions_ends_tokens_and_sockets_on_every_nod
     async with first.socket(old) as here, second.socket(old) as there:
         if how == "own_password":
             async with first.http(old) as client:
-                answer = await client.post("/api/v1/me/password", json={
-                    "current_password": DEMO_PASSWORD, "new_password": NEW_PASSWORD})
+                answer = await client.post(
+                    "/api/v1/me/password",
+                    json={"current_password": DEMO_PASSWORD, "new_password": NEW_PASSWORD},
+                )
             assert answer.status_code == 200, answer.text
             fresh = answer.json()["access_token"]
             assert (await _me(second, fresh)).status_code == 200
@@ -60,11 +64,11 @@ async def test_every_way_of_ending_sessions_ends_tokens_and_sockets_on_every_nod
                 if how == "sign_out":
                     answer = await client.post(f"/api/v1/users/{target}/sign-out-everywhere")
                 elif how == "reset":
-                    answer = await client.post(f"/api/v1/users/{target}/password-reset",
-                                               json={"password": NEW_PASSWORD})
+                    answer = await client.post(
+                        f"/api/v1/users/{target}/password-reset", json={"password": NEW_PASSWORD}
+                    )
                 else:
-                    answer = await client.patch(f"/api/v1/users/{target}",
-                                                json={"active": False})
+                    answer = await client.patch(f"/api/v1/users/{target}", json={"active": False})
             assert answer.status_code == 200, answer.text
         assert await _closed_with(here.ws) == 4401
         assert await _closed_with(there.ws) == 4401
@@ -78,19 +82,23 @@ async def test_every_way_of_ending_sessions_ends_tokens_and_sockets_on_every_nod
                 pass
     if how == "reset":
         async with first.http() as client:
-            signed = await client.post(LOGIN, json={"username": "ward001",
-                                                    "password": NEW_PASSWORD})
+            signed = await client.post(
+                LOGIN, json={"username": "ward001", "password": NEW_PASSWORD}
+            )
         assert signed.json()["must_change_password"] is True
         fresh = signed.json()["access_token"]
         async with first.http(fresh) as client:
-            changed = await client.post("/api/v1/me/password", json={
-                "current_password": NEW_PASSWORD, "new_password": NEW_PASSWORD + "!"})
+            changed = await client.post(
+                "/api/v1/me/password",
+                json={"current_password": NEW_PASSWORD, "new_password": NEW_PASSWORD + "!"},
+            )
         assert changed.status_code == 200 and changed.json()["must_change_password"] is False
         assert (await _me(first, fresh)).status_code == 401
 
 
 async def test_own_password_change_refuses_wrong_current_and_weak_passwords(
-    server: RunningServer, city: DemoCity,
+    server: RunningServer,
+    city: DemoCity,
 ) -> None:
     token = await server.login("ward002", DEMO_PASSWORD)
     async with server.http(token) as client:
@@ -103,8 +111,9 @@ async def test_own_password_change_refuses_wrong_current_and_weak_passwords(
             (DEMO_PASSWORD, DEMO_PASSWORD): ("weak_password", "unchanged"),
         }
         for (current, new), (code, reason) in cases.items():
-            answer = await client.post("/api/v1/me/password", json={
-                "current_password": current, "new_password": new})
+            answer = await client.post(
+                "/api/v1/me/password", json={"current_password": current, "new_password": new}
+            )
             assert answer.status_code == 422, (new, answer.text)
             error = answer.json()["error"]
             assert error["code"] == code

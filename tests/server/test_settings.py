@@ -25,13 +25,16 @@ from server.settings_doc import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("typo", "meant"), [
-    ("DIENHONG_WS_RATE_PER_SECS", "DIENHONG_WS_RATE_PER_SEC"),
-    ("DIENHONG_DATABSE_URL", "DIENHONG_DATABASE_URL"),
-    ("DIENHONG_LOGLEVEL", "DIENHONG_LOG_LEVEL"),
-    ("DIENHONG_DIRECT_SOCKET_WRITE", "DIENHONG_DIRECT_SOCKET_WRITES"),
-    ("DIENHONG_NEW_PASWORD", "DIENHONG_NEW_PASSWORD"),
-])
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("DIENHONG_WS_RATE_PER_SECS", "DIENHONG_WS_RATE_PER_SEC"),
+        ("DIENHONG_DATABSE_URL", "DIENHONG_DATABASE_URL"),
+        ("DIENHONG_LOGLEVEL", "DIENHONG_LOG_LEVEL"),
+        ("DIENHONG_DIRECT_SOCKET_WRITE", "DIENHONG_DIRECT_SOCKET_WRITES"),
+        ("DIENHONG_NEW_PASWORD", "DIENHONG_NEW_PASSWORD"),
+    ],
+)
 def test_an_unknown_variable_names_the_closest_valid_one(typo: str, meant: str) -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"DIENHONG_PORT": "9000", typo: "1"})
@@ -50,26 +53,42 @@ def test_every_unknown_variable_is_named() -> None:
 
 
 def test_test_variables_and_the_cli_password_are_not_settings_but_allowed() -> None:
-    settings = Settings.from_env({"DIENHONG_TEST_DATABASE_URL": "postgresql://x",
-                                  "DIENHONG_TEST_ANYTHING": "1",
-                                  "DIENHONG_NEW_PASSWORD": "secret",
-                                  "DIENHONG_PORT": "9000", "PATH": "/bin"})
+    settings = Settings.from_env(
+        {
+            "DIENHONG_TEST_DATABASE_URL": "postgresql://x",
+            "DIENHONG_TEST_ANYTHING": "1",
+            "DIENHONG_NEW_PASSWORD": "secret",
+            "DIENHONG_PORT": "9000",
+            "PATH": "/bin",
+        }
+    )
     assert settings.port == 9000
 
 
 async def test_serve_with_a_misspelt_variable_stops_before_touching_anything(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "refused"
     env = {key: value for key, value in os.environ.items() if not key.startswith("DIENHONG_")}
     env |= {"DIENHONG_DATA_DIR": str(data_dir), "DIENHONG_WS_PING_INTERVAL_SEC": "5"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "serve", "--port", "1", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--port",
+        "1",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     assert err.decode().strip() == (
         "configuration error: unknown variable DIENHONG_WS_PING_INTERVAL_SEC; "
-        "did you mean DIENHONG_WS_PING_INTERVAL_SECS?")
+        "did you mean DIENHONG_WS_PING_INTERVAL_SECS?"
+    )
     assert out == b""
     # Stopped before migrating (which comes before binding): not even the data dir exists.
     assert not data_dir.exists()
@@ -79,7 +98,8 @@ def test_readme_table_is_the_generated_one() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme_table(readme) == settings_table(), (
         "README's settings table differs from server/settings.py: "
-        "run python -m server.settings_doc --write")
+        "run python -m server.settings_doc --write"
+    )
 
 
 def test_every_setting_is_in_the_table_with_its_description() -> None:
@@ -92,7 +112,7 @@ def test_every_setting_is_in_the_table_with_its_description() -> None:
 
 
 def test_the_generator_reads_comments_sections_and_defaults() -> None:
-    source = '''
+    source = """
 class Settings:
     # --- storage ---
     # Where this node keeps its files.
@@ -104,16 +124,20 @@ class Settings:
     # --- meetings and media ---
     reminder_intervals: Mapping[str, int] = field(
         default_factory=lambda: {"express": 5 * 60})
-'''
+"""
     with pytest.raises(UndocumentedSettings, match="DIENHONG_REMINDER_INTERVALS"):
         setting_docs(source)
-    documented = source.replace("    reminder_intervals", "    # Per urgency.\n"
-                                "    reminder_intervals")
+    documented = source.replace(
+        "    reminder_intervals", "    # Per urgency.\n    reminder_intervals"
+    )
     docs = setting_docs(documented)
     assert [(d.section, d.variable, d.description) for d in docs] == [
         ("storage", "DIENHONG_DATA_DIR", "Where this node keeps its files."),
-        ("storage", "DIENHONG_DB_POOL_SIZE",
-         "Connections per node, and as many again on overflow."),
+        (
+            "storage",
+            "DIENHONG_DB_POOL_SIZE",
+            "Connections per node, and as many again on overflow.",
+        ),
         ("meetings and media", "DIENHONG_REMINDER_INTERVALS", "Per urgency."),
     ]
     assert docs[0].default == 'Path("./dienhong-data")'

@@ -37,8 +37,9 @@ async def test_metrics_only_for_allowed_addresses_or_the_token(make_server: Make
     loopback = await make_server()
     async with loopback.http() as client:
         assert (await client.get("/metrics")).status_code == 200
-    elsewhere = await make_server(metrics_allowed_addresses=("10.0.0.0/8",),
-                                  metrics_token="scrape-secret-1234")
+    elsewhere = await make_server(
+        metrics_allowed_addresses=("10.0.0.0/8",), metrics_token="scrape-secret-1234"
+    )
     async with elsewhere.http() as client:
         refused = await client.get("/metrics")
         assert refused.status_code == 404
@@ -46,16 +47,16 @@ async def test_metrics_only_for_allowed_addresses_or_the_token(make_server: Make
         assert "dienhong" not in refused.text
         wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 404
-        allowed = await client.get("/metrics",
-                                   headers={"Authorization": "Bearer scrape-secret-1234"})
+        allowed = await client.get(
+            "/metrics", headers={"Authorization": "Bearer scrape-secret-1234"}
+        )
         assert allowed.status_code == 200 and "dienhong" in allowed.text
     closed = await make_server(metrics_allowed_addresses=())
     async with closed.http() as client:
         assert (await client.get("/metrics")).status_code == 404
 
 
-async def test_members_show_others_only_their_names(server: RunningServer,
-                                                   city: DemoCity) -> None:
+async def test_members_show_others_only_their_names(server: RunningServer, city: DemoCity) -> None:
     url = f"/api/v1/units/{city.root_unit_id}/members"
     async with server.http(await server.login("chair", DEMO_PASSWORD)) as client:
         members = (await client.get(url)).json()["members"]
@@ -79,8 +80,9 @@ async def test_data_directory_database_wal_and_uploads_are_private(
     await small_city(server)
     token = await server.login("standing", DEMO_PASSWORD)
     async with server.http(token) as client:
-        uploaded = await client.post("/api/v1/files", files={
-            "file": ("Báo cáo\u202etxt.exe", b"noi dung", "text/plain")})
+        uploaded = await client.post(
+            "/api/v1/files", files={"file": ("Báo cáo\u202etxt.exe", b"noi dung", "text/plain")}
+        )
     assert uploaded.status_code == 201, uploaded.text
     data_dir = server.settings.data_dir
     store = runtime(server.ctx).store

@@ -28,8 +28,10 @@ SSO_ISSUER = "https://sso.example.test/realms/hdnd"
 def claims_for(server: RunningServer, user_id: int, **changes: Any) -> dict[str, Any]:
     now = server.ctx.clock.now()
     claims: dict[str, Any] = {
-        "iss": server.settings.jwt_issuer, "aud": server.settings.jwt_audience,
-        "sub": str(user_id), "iat": int(now.timestamp()),
+        "iss": server.settings.jwt_issuer,
+        "aud": server.settings.jwt_audience,
+        "sub": str(user_id),
+        "iat": int(now.timestamp()),
         "exp": int((now + timedelta(hours=1)).timestamp()),
     }
     claims.update(changes)
@@ -38,8 +40,10 @@ def claims_for(server: RunningServer, user_id: int, **changes: Any) -> dict[str,
 
 def hs256(secret: bytes, claims: dict[str, Any]) -> str:
     """An HS256 token made by hand (PyJWT refuses to use a public key as an HMAC secret)."""
-    signing_input = (f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}."
-                     f"{b64url(json.dumps(claims).encode())}")
+    signing_input = (
+        f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}."
+        f"{b64url(json.dumps(claims).encode())}"
+    )
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(signature)}"
 
@@ -76,8 +80,9 @@ async def test_forged_and_incomplete_tokens_are_refused(make_server: MakeServer)
     other_key, _ = ed25519_pem()
     public = key.public_key()
     raw_public = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    pem_public = public.public_bytes(serialization.Encoding.PEM,
-                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem_public = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
     good = claims_for(server, user)
     forged = {
@@ -86,21 +91,25 @@ async def test_forged_and_incomplete_tokens_are_refused(make_server: MakeServer)
         "alg None": unsigned_token({"alg": "None", "typ": "JWT"}, good),
         "HS256 with the raw public key": hs256(raw_public, good),
         "HS256 with the PEM public key": hs256(pem_public, good),
-        "wrong audience": jwt.encode(claims_for(server, user, aud="someone-else"), key,
-                                     algorithm="EdDSA"),
-        "wrong issuer": jwt.encode(claims_for(server, user, iss="evil"), key,
-                                   algorithm="EdDSA"),
+        "wrong audience": jwt.encode(
+            claims_for(server, user, aud="someone-else"), key, algorithm="EdDSA"
+        ),
+        "wrong issuer": jwt.encode(claims_for(server, user, iss="evil"), key, algorithm="EdDSA"),
         "not yet valid": jwt.encode(
             claims_for(server, user, nbf=int(server.ctx.clock.now().timestamp()) + 3600),
-            key, algorithm="EdDSA"),
-        "subject not a user id": jwt.encode(claims_for(server, user, sub="ward001"), key,
-                                            algorithm="EdDSA"),
+            key,
+            algorithm="EdDSA",
+        ),
+        "subject not a user id": jwt.encode(
+            claims_for(server, user, sub="ward001"), key, algorithm="EdDSA"
+        ),
         "subject of nobody": jwt.encode(claims_for(server, 999_999), key, algorithm="EdDSA"),
         "garbage": "not.a.token",
     }
     for claim in ("iss", "aud", "exp", "sub"):
-        forged[f"no {claim}"] = jwt.encode(claims_for(server, user, **{claim: None}), key,
-                                           algorithm="EdDSA")
+        forged[f"no {claim}"] = jwt.encode(
+            claims_for(server, user, **{claim: None}), key, algorithm="EdDSA"
+        )
     for name, token in forged.items():
         status, code = await status_of(server, token)
         assert status == 401, name
@@ -149,16 +158,22 @@ async def test_tokens_issued_when_the_clock_is_ahead_of_the_machine(
 
 def rsa_key() -> tuple[RSAPrivateKey, str]:
     key = generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return key, public_pem
 
 
 def sso_claims(server: RunningServer, **changes: Any) -> dict[str, Any]:
     now = server.ctx.clock.now()
     claims: dict[str, Any] = {
-        "iss": SSO_ISSUER, "aud": "dienhong-sso", "sub": "f3b1c2d4-0000-4000-8000-000000000001",
-        "preferred_username": "ward002", "iat": int(now.timestamp()),
+        "iss": SSO_ISSUER,
+        "aud": "dienhong-sso",
+        "sub": "f3b1c2d4-0000-4000-8000-000000000001",
+        "preferred_username": "ward002",
+        "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=5)).timestamp()),
     }
     claims.update(changes)
@@ -167,8 +182,9 @@ def sso_claims(server: RunningServer, **changes: Any) -> dict[str, Any]:
 
 async def test_sso_token_with_a_public_key_maps_to_the_user(make_server: MakeServer) -> None:
     key, public_pem = rsa_key()
-    server = await make_server(sso_issuer=SSO_ISSUER, sso_public_key=public_pem,
-                               sso_audience="dienhong-sso")
+    server = await make_server(
+        sso_issuer=SSO_ISSUER, sso_public_key=public_pem, sso_audience="dienhong-sso"
+    )
     city = await small_city(server)
     token = jwt.encode(sso_claims(server), key, algorithm="RS256")
     async with server.http(token) as client:
@@ -179,15 +195,19 @@ async def test_sso_token_with_a_public_key_maps_to_the_user(make_server: MakeSer
 
     other_key, _ = rsa_key()
     refused = {
-        "unknown user": jwt.encode(sso_claims(server, preferred_username="nobody"), key,
-                                   algorithm="RS256"),
-        "no username": jwt.encode(sso_claims(server, preferred_username=None), key,
-                                  algorithm="RS256"),
+        "unknown user": jwt.encode(
+            sso_claims(server, preferred_username="nobody"), key, algorithm="RS256"
+        ),
+        "no username": jwt.encode(
+            sso_claims(server, preferred_username=None), key, algorithm="RS256"
+        ),
         "other key": jwt.encode(sso_claims(server), other_key, algorithm="RS256"),
-        "wrong audience": jwt.encode(sso_claims(server, aud="dienhong"), key,
-                                     algorithm="RS256"),
-        "expired": jwt.encode(sso_claims(server, exp=int(server.ctx.clock.now().timestamp())
-                                         - 120), key, algorithm="RS256"),
+        "wrong audience": jwt.encode(sso_claims(server, aud="dienhong"), key, algorithm="RS256"),
+        "expired": jwt.encode(
+            sso_claims(server, exp=int(server.ctx.clock.now().timestamp()) - 120),
+            key,
+            algorithm="RS256",
+        ),
         "HS256 with the public key": hs256(public_pem.encode(), sso_claims(server)),
         "alg none": unsigned_token({"alg": "none"}, sso_claims(server)),
     }
@@ -226,17 +246,16 @@ async def test_sso_token_checked_against_a_jwks_url(
     make_server: MakeServer, jwks_server: tuple[str, RSAPrivateKey]
 ) -> None:
     url, key = jwks_server
-    server = await make_server(sso_issuer=SSO_ISSUER, sso_jwks_url=url,
-                               sso_audience="dienhong-sso")
+    server = await make_server(sso_issuer=SSO_ISSUER, sso_jwks_url=url, sso_audience="dienhong-sso")
     city = await small_city(server)
     token = jwt.encode(sso_claims(server), key, algorithm="RS256", headers={"kid": "k1"})
     async with server.http(token) as client:
         me = await client.get("/api/v1/me")
     assert me.status_code == 200 and me.json()["id"] == city.ward_user_ids[1]
     other_key, _ = rsa_key()
-    unknown_kid = jwt.encode(sso_claims(server), other_key, algorithm="RS256",
-                             headers={"kid": "k2"})
-    wrong_key = jwt.encode(sso_claims(server), other_key, algorithm="RS256",
-                           headers={"kid": "k1"})
+    unknown_kid = jwt.encode(
+        sso_claims(server), other_key, algorithm="RS256", headers={"kid": "k2"}
+    )
+    wrong_key = jwt.encode(sso_claims(server), other_key, algorithm="RS256", headers={"kid": "k1"})
     assert (await status_of(server, unknown_kid))[0] == 401
     assert (await status_of(server, wrong_key))[0] == 401

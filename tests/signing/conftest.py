@@ -46,14 +46,18 @@ def signing_settings(pki: LoopbackPki, **overrides: Any) -> dict[str, Any]:
 
 async def closed_meeting(server: RunningServer) -> tuple[DemoCity, int]:
     """The demo city (users ``chair`` and ``secretary``) and a meeting of theirs, closed."""
-    city, _summary = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2,
-                                     delegates=3)
+    city, _summary = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=2, delegates=3)
     async with server.ctx.read() as session:
         chair = Principal.of(await session.get(User, city.chair_id))
     meeting = await create_meeting(
-        server.ctx, chair, title="Kỳ họp chuyên đề", starts_at=server.ctx.clock.now(),
-        chair_ids=[city.chair_id], secretary_ids=[city.secretary_id],
-        delegate_ids=city.delegate_ids)
+        server.ctx,
+        chair,
+        title="Kỳ họp chuyên đề",
+        starts_at=server.ctx.clock.now(),
+        chair_ids=[city.chair_id],
+        secretary_ids=[city.secretary_id],
+        delegate_ids=city.delegate_ids,
+    )
     await change_state(server.ctx, chair, meeting.id, MeetingState.IN_SESSION)
     await change_state(server.ctx, chair, meeting.id, MeetingState.CLOSED)
     return city, meeting.id

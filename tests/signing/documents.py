@@ -28,13 +28,13 @@ def sign_without_checks(pki: LoopbackPki, label: str, data: bytes, field: str = 
     """Sign as ``label`` straight with pyhanko (B-T, no certificate check): what another
     system, or a signer whose certificate was later revoked, may have produced."""
     signer = signers.SimpleSigner.load_pkcs12_data(
-        pki.pkcs12(label).read_bytes(), other_certs=(), passphrase=b"p12-passphrase")
+        pki.pkcs12(label).read_bytes(), other_certs=(), passphrase=b"p12-passphrase"
+    )
     assert signer is not None
-    meta = signers.PdfSignatureMetadata(field_name=field,
-                                        subfilter=fields.SigSeedSubFilter.PADES)
-    out = signers.PdfSigner(meta, signer=signer,
-                            timestamper=RequestsHTTPTimeStamper(pki.tsa_url)).sign_pdf(
-        IncrementalPdfFileWriter(io.BytesIO(data)), output=io.BytesIO())
+    meta = signers.PdfSignatureMetadata(field_name=field, subfilter=fields.SigSeedSubFilter.PADES)
+    out = signers.PdfSigner(
+        meta, signer=signer, timestamper=RequestsHTTPTimeStamper(pki.tsa_url)
+    ).sign_pdf(IncrementalPdfFileWriter(io.BytesIO(data)), output=io.BytesIO())
     assert isinstance(out, io.BytesIO)
     return out.getvalue()
 
@@ -58,6 +58,6 @@ def corrupt_signature(data: bytes) -> bytes:
     """The same bytes with one hex digit of the last signature's /Contents changed."""
     start = data.rindex(b"/Contents <") + len(b"/Contents <")
     position = start + 400
-    digit = data[position:position + 1]
+    digit = data[position : position + 1]
     replacement = b"1" if digit != b"1" else b"2"
-    return data[:position] + replacement + data[position + 1:]
+    return data[:position] + replacement + data[position + 1 :]

@@ -49,14 +49,22 @@ def _signer_cert(issuer: str, **extra: Any) -> dict[str, Any]:
         "issuer": issuer,
         "validity": dict(_LONG),
         "extensions": [
-            {"id": "key_usage", "critical": True,
-             "smart-value": {"schema": "key-usage",
-                             "params": ["digital_signature", "non_repudiation"]}},
-            {"id": "crl_distribution_points",
-             "smart-value": {"schema": "crl-dist-url", "params": {"crl-repo-names": [issuer]}}},
-            {"id": "authority_information_access",
-             "smart-value": {"schema": "aia-urls",
-                             "params": {"ocsp-responder-names": [issuer]}}},
+            {
+                "id": "key_usage",
+                "critical": True,
+                "smart-value": {
+                    "schema": "key-usage",
+                    "params": ["digital_signature", "non_repudiation"],
+                },
+            },
+            {
+                "id": "crl_distribution_points",
+                "smart-value": {"schema": "crl-dist-url", "params": {"crl-repo-names": [issuer]}},
+            },
+            {
+                "id": "authority_information_access",
+                "smart-value": {"schema": "aia-urls", "params": {"ocsp-responder-names": [issuer]}},
+            },
         ],
     }
     spec.update(extra)
@@ -65,14 +73,24 @@ def _signer_cert(issuer: str, **extra: Any) -> dict[str, Any]:
 
 def _ca_cert(label: str) -> dict[str, Any]:
     return {
-        "subject": label, "subject-key": label, "issuer": label, "authority-key": label,
-        "validity": {"valid-from": "2000-01-01T00:00:00+0000",
-                     "valid-to": "2500-01-01T00:00:00+0000"},
+        "subject": label,
+        "subject-key": label,
+        "issuer": label,
+        "authority-key": label,
+        "validity": {
+            "valid-from": "2000-01-01T00:00:00+0000",
+            "valid-to": "2500-01-01T00:00:00+0000",
+        },
         "extensions": [
             {"id": "basic_constraints", "critical": True, "value": {"ca": True}},
-            {"id": "key_usage", "critical": True,
-             "smart-value": {"schema": "key-usage",
-                             "params": ["digital_signature", "key_cert_sign", "crl_sign"]}},
+            {
+                "id": "key_usage",
+                "critical": True,
+                "smart-value": {
+                    "schema": "key-usage",
+                    "params": ["digital_signature", "key_cert_sign", "crl_sign"],
+                },
+            },
         ],
     }
 
@@ -93,23 +111,35 @@ def _config(key_dir: Path, url: str) -> dict[str, Any]:
         "root": _ca_cert("root"),
         "outsider-root": _ca_cert("outsider-root"),
         "ocsp": {
-            "issuer": "root", "validity": dict(_LONG),
+            "issuer": "root",
+            "validity": dict(_LONG),
             "extensions": [
-                {"id": "key_usage", "critical": True,
-                 "smart-value": {"schema": "key-usage", "params": ["digital_signature"]}},
+                {
+                    "id": "key_usage",
+                    "critical": True,
+                    "smart-value": {"schema": "key-usage", "params": ["digital_signature"]},
+                },
                 {"id": "extended_key_usage", "critical": True, "value": ["ocsp_signing"]},
                 {"id": "ocsp_no_check"},
             ],
         },
         "tsa": {
-            "issuer": "root", "validity": dict(_LONG),
+            "issuer": "root",
+            "validity": dict(_LONG),
             "extensions": [
-                {"id": "key_usage", "critical": True,
-                 "smart-value": {"schema": "key-usage", "params": ["digital_signature"]}},
+                {
+                    "id": "key_usage",
+                    "critical": True,
+                    "smart-value": {"schema": "key-usage", "params": ["digital_signature"]},
+                },
                 {"id": "extended_key_usage", "critical": True, "value": ["time_stamping"]},
-                {"id": "crl_distribution_points",
-                 "smart-value": {"schema": "crl-dist-url",
-                                 "params": {"crl-repo-names": ["root"]}}},
+                {
+                    "id": "crl_distribution_points",
+                    "smart-value": {
+                        "schema": "crl-dist-url",
+                        "params": {"crl-repo-names": ["root"]},
+                    },
+                },
             ],
         },
         "secretary": _signer_cert("root"),
@@ -118,37 +148,66 @@ def _config(key_dir: Path, url: str) -> dict[str, Any]:
         "spare": _signer_cert("root"),
         "standing": _signer_cert("root"),
         "p12signer": _signer_cert("root"),
-        "revoked": _signer_cert("root", revocation={
-            "revoked-since": "2021-01-01T00:00:00+0000", "reason": "key_compromise"}),
-        "expired": _signer_cert("root", validity={
-            "valid-from": "2020-01-01T00:00:00+0000",
-            "valid-to": "2021-01-01T00:00:00+0000"}),
+        "revoked": _signer_cert(
+            "root",
+            revocation={"revoked-since": "2021-01-01T00:00:00+0000", "reason": "key_compromise"},
+        ),
+        "expired": _signer_cert(
+            "root",
+            validity={
+                "valid-from": "2020-01-01T00:00:00+0000",
+                "valid-to": "2021-01-01T00:00:00+0000",
+            },
+        ),
         "outsider": _signer_cert("outsider-root"),
     }
     return {
         "external-url-prefix": url,
-        "keysets": {"test": {"path-prefix": str(key_dir),
-                             "keys": {label: {"path": f"{label}.key.pem"} for label in labels}}},
-        "pki-architectures": {ARCH: {
-            "keyset": "test",
-            "entity-defaults": {"country-name": "VN", "organization-name": "Diên Hồng thử nghiệm"},
-            "entities": entities,
-            "certs": certs,
-            "services": {
-                "ocsp": {"root": {"for-issuer": "root", "responder-cert": "ocsp",
-                                  "signing-key": "ocsp"},
-                         "outsider-root": {"for-issuer": "outsider-root",
-                                           "responder-cert": "outsider-root",
-                                           "signing-key": "outsider-root"}},
-                "crl-repo": {"root": {"for-issuer": "root", "signing-key": "root",
-                                      "simulated-update-schedule": "P30D"},
-                             "outsider-root": {"for-issuer": "outsider-root",
-                                               "signing-key": "outsider-root",
-                                               "simulated-update-schedule": "P30D"}},
-                "cert-repo": {"root": {"for-issuer": "root", "publish-issued-certs": True}},
-                "time-stamping": {"tsa": {"signing-key": "tsa", "signing-cert": "tsa"}},
-            },
-        }},
+        "keysets": {
+            "test": {
+                "path-prefix": str(key_dir),
+                "keys": {label: {"path": f"{label}.key.pem"} for label in labels},
+            }
+        },
+        "pki-architectures": {
+            ARCH: {
+                "keyset": "test",
+                "entity-defaults": {
+                    "country-name": "VN",
+                    "organization-name": "Diên Hồng thử nghiệm",
+                },
+                "entities": entities,
+                "certs": certs,
+                "services": {
+                    "ocsp": {
+                        "root": {
+                            "for-issuer": "root",
+                            "responder-cert": "ocsp",
+                            "signing-key": "ocsp",
+                        },
+                        "outsider-root": {
+                            "for-issuer": "outsider-root",
+                            "responder-cert": "outsider-root",
+                            "signing-key": "outsider-root",
+                        },
+                    },
+                    "crl-repo": {
+                        "root": {
+                            "for-issuer": "root",
+                            "signing-key": "root",
+                            "simulated-update-schedule": "P30D",
+                        },
+                        "outsider-root": {
+                            "for-issuer": "outsider-root",
+                            "signing-key": "outsider-root",
+                            "simulated-update-schedule": "P30D",
+                        },
+                    },
+                    "cert-repo": {"root": {"for-issuer": "root", "publish-issued-certs": True}},
+                    "time-stamping": {"tsa": {"signing-key": "tsa", "signing-cert": "tsa"}},
+                },
+            }
+        },
     }
 
 
@@ -165,6 +224,7 @@ class LoopbackPki:
 
     def cert_pem(self, label: str) -> bytes:
         from asn1crypto import pem
+
         return pem.armor("CERTIFICATE", self.arch.get_cert(label).dump())
 
     def trust_bundle(self, *labels: str) -> Path:
@@ -177,13 +237,19 @@ class LoopbackPki:
         """A PKCS#12 file with the key and certificate of ``label``."""
         from cryptography.hazmat.primitives.serialization import pkcs12
         from cryptography.x509 import load_der_x509_certificate
+
         key = serialization.load_pem_private_key(
-            (self.root / "keys" / f"{label}.key.pem").read_bytes(), password=None)
+            (self.root / "keys" / f"{label}.key.pem").read_bytes(), password=None
+        )
         cert = load_der_x509_certificate(self.arch.get_cert(label).dump())
         ca = load_der_x509_certificate(self.arch.get_cert("root").dump())
         data = pkcs12.serialize_key_and_certificates(
-            label.encode(), key, cert, [ca],  # type: ignore[arg-type]
-            serialization.BestAvailableEncryption(passphrase))
+            label.encode(),
+            key,
+            cert,
+            [ca],  # type: ignore[arg-type]
+            serialization.BestAvailableEncryption(passphrase),
+        )
         path = self.root / f"{label}.p12"
         path.write_bytes(data)
         return path
@@ -196,9 +262,13 @@ def _write_keys(key_dir: Path) -> None:
     key_dir.mkdir(parents=True)
     for label in list(TOKEN_SIGNERS) + list(OTHER_KEYS):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        (key_dir / f"{label}.key.pem").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+        (key_dir / f"{label}.key.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
 
 
 def _init_tokens(root: Path, key_dir: Path, arch: Any) -> Path:
@@ -207,16 +277,45 @@ def _init_tokens(root: Path, key_dir: Path, arch: Any) -> Path:
     token_dir = root / "tokens"
     token_dir.mkdir()
     conf = root / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {token_dir}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n")
+    conf.write_text(
+        f"directories.tokendir = {token_dir}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
     env = dict(os.environ, SOFTHSM2_CONF=str(conf))
     for label, (_name, pin) in TOKEN_SIGNERS.items():
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
-                        "--pin", pin, "--so-pin", SO_PIN], env=env, check=True,
-                       capture_output=True)
-        subprocess.run(["softhsm2-util", "--import", str(key_dir / f"{label}.key.pem"),
-                        "--token", label, "--label", KEY_LABEL, "--id", "01", "--pin", pin],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                pin,
+                "--so-pin",
+                SO_PIN,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "softhsm2-util",
+                "--import",
+                str(key_dir / f"{label}.key.pem"),
+                "--token",
+                label,
+                "--label",
+                KEY_LABEL,
+                "--id",
+                "01",
+                "--pin",
+                pin,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     os.environ["SOFTHSM2_CONF"] = str(conf)
     import pkcs11
     from pkcs11 import Attribute, CertificateType, ObjectClass
@@ -227,26 +326,33 @@ def _init_tokens(root: Path, key_dir: Path, arch: Any) -> Path:
         token = lib.get_token(token_label=label)
         cert = arch.get_cert(label)
         with token.open(rw=True, user_pin=pin) as session:
-            session.create_object({
-                Attribute.SUBJECT: cert.subject.dump(),
-                Attribute.ISSUER: cert.issuer.dump(),
-                Attribute.SERIAL_NUMBER: cert["tbs_certificate"]["serial_number"].dump(),
-                Attribute.CLASS: ObjectClass.CERTIFICATE,
-                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
-                Attribute.TOKEN: True,
-                Attribute.LABEL: KEY_LABEL,
-                Attribute.ID: b"\x01",
-                Attribute.VALUE: cert.dump(),
-            })
+            session.create_object(
+                {
+                    Attribute.SUBJECT: cert.subject.dump(),
+                    Attribute.ISSUER: cert.issuer.dump(),
+                    Attribute.SERIAL_NUMBER: cert["tbs_certificate"]["serial_number"].dump(),
+                    Attribute.CLASS: ObjectClass.CERTIFICATE,
+                    Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                    Attribute.TOKEN: True,
+                    Attribute.LABEL: KEY_LABEL,
+                    Attribute.ID: b"\x01",
+                    Attribute.VALUE: cert.dump(),
+                }
+            )
     return conf
 
 
 def remove_token(pki: LoopbackPki, label: str) -> None:
     """Take a signer's token away (as if the USB token were unplugged)."""
     env = dict(os.environ, SOFTHSM2_CONF=str(pki.softhsm_conf))
-    subprocess.run(["softhsm2-util", "--delete-token", "--token", label], env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["softhsm2-util", "--delete-token", "--token", label],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     import pkcs11
+
     pkcs11.lib(str(SOFTHSM_MODULE)).reinitialize()
 
 
@@ -264,8 +370,9 @@ def start_pki(root: Path) -> Iterator[LoopbackPki]:
         raise RuntimeError("SoftHSM2 is not installed (Debian package softhsm2)")
     key_dir = root / "keys"
     _write_keys(key_dir)
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, lambda e, s: [], threaded=True,
-                                          request_handler=_QuietHandler)
+    server: BaseWSGIServer = make_server(
+        "127.0.0.1", 0, lambda e, s: [], threaded=True, request_handler=_QuietHandler
+    )
     url = f"http://127.0.0.1:{server.server_port}"
     config = CertomancerConfig(_config(key_dir, url), key_search_dir=str(key_dir))
     arch = config.get_pki_arch(ARCH)  # type: ignore[arg-type]

@@ -38,11 +38,13 @@ from tests.signing.pki import P12_PASSPHRASE, LoopbackPki
 ORG = "HĐND Thành phố"
 
 
-async def sealed_server(make_server: MakeServer, pki: LoopbackPki,
-                        **overrides: Any) -> RunningServer:
+async def sealed_server(
+    make_server: MakeServer, pki: LoopbackPki, **overrides: Any
+) -> RunningServer:
     # Checkpoints are written by the test, not by the periodic job.
-    server = await make_server(**signing_settings(pki, audit_checkpoint_interval_secs=0,
-                                                  **overrides))
+    server = await make_server(
+        **signing_settings(pki, audit_checkpoint_interval_secs=0, **overrides)
+    )
     await closed_meeting(server)
     return server
 
@@ -50,20 +52,19 @@ async def sealed_server(make_server: MakeServer, pki: LoopbackPki,
 async def seal_checkpoint(server: RunningServer) -> Checkpoint:
     countersigner = organisation_countersigner(server.settings)
     assert countersigner is not None
-    written = await checkpoint_now(server.ctx, NodeKeySigner.for_node(server.settings),
-                                   countersigner)
+    written = await checkpoint_now(
+        server.ctx, NodeKeySigner.for_node(server.settings), countersigner
+    )
     assert written is not None
     return written
 
 
 def lines(server: RunningServer) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in checkpoint_path(server.settings).read_text()
-            .splitlines()]
+    return [json.loads(line) for line in checkpoint_path(server.settings).read_text().splitlines()]
 
 
 def write_lines(server: RunningServer, found: list[dict[str, Any]]) -> None:
-    checkpoint_path(server.settings).write_text(
-        "".join(json.dumps(line) + "\n" for line in found))
+    checkpoint_path(server.settings).write_text("".join(json.dumps(line) + "\n" for line in found))
 
 
 def resign_by_node(server: RunningServer, line: dict[str, Any]) -> None:
@@ -75,8 +76,12 @@ def resign_by_node(server: RunningServer, line: dict[str, Any]) -> None:
 
 def signed_bytes(line: str) -> bytes:
     """The signed bytes of a checkpoint line the way the README shows (jq)."""
-    return subprocess.run(["jq", "-jcS", "{algorithm, at, hash, key_id, seq}"],
-                          input=line.encode(), capture_output=True, check=True).stdout
+    return subprocess.run(
+        ["jq", "-jcS", "{algorithm, at, hash, key_id, seq}"],
+        input=line.encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
 
 
 async def verify(server: RunningServer, pki: LoopbackPki, *roots: str) -> Any:
@@ -85,7 +90,9 @@ async def verify(server: RunningServer, pki: LoopbackPki, *roots: str) -> Any:
 
 
 async def test_checkpoints_carry_the_organisations_signature_and_verify(
-    make_server: MakeServer, pki: LoopbackPki, tmp_path: Path,
+    make_server: MakeServer,
+    pki: LoopbackPki,
+    tmp_path: Path,
 ) -> None:
     server = await sealed_server(make_server, pki)
     first = await seal_checkpoint(server)
@@ -97,8 +104,7 @@ async def test_checkpoints_carry_the_organisations_signature_and_verify(
     held = await verify(server, pki)
     assert held.code == 0, held.err
     assert "2 signed checkpoints agree" in held.out
-    assert f"2 checkpoints also signed by the organisation, up to record {second.seq}" \
-        in held.out
+    assert f"2 checkpoints also signed by the organisation, up to record {second.seq}" in held.out
     assert ORG in held.out
 
     # Anyone can check the organisation's signature with openssl alone (the README's steps).
@@ -115,9 +121,28 @@ async def test_checkpoints_carry_the_organisations_signature_and_verify(
 
     def openssl(roots: Path, content: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(signature),
-             "-content", str(content), "-CAfile", str(roots), "-purpose", "any",
-             "-out", "/dev/null"], capture_output=True, text=True, check=False)
+            [
+                "openssl",
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                str(signature),
+                "-content",
+                str(content),
+                "-CAfile",
+                str(roots),
+                "-purpose",
+                "any",
+                "-out",
+                "/dev/null",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     assert openssl(pki.trust_bundle("root"), payload).returncode == 0
     assert openssl(pki.trust_bundle("outsider-root"), payload).returncode != 0
@@ -126,8 +151,7 @@ async def test_checkpoints_carry_the_organisations_signature_and_verify(
     assert openssl(pki.trust_bundle("root"), altered).returncode != 0
 
 
-async def test_the_server_seals_its_checkpoints(make_server: MakeServer,
-                                               pki: LoopbackPki) -> None:
+async def test_the_server_seals_its_checkpoints(make_server: MakeServer, pki: LoopbackPki) -> None:
     # The periodic job runs once at start (an empty chain then) and once at shutdown.
     server = await make_server(**signing_settings(pki, audit_checkpoint_interval_secs=3600))
     await closed_meeting(server)
@@ -139,22 +163,28 @@ async def test_the_server_seals_its_checkpoints(make_server: MakeServer,
 
 
 async def test_a_rewritten_chain_resigned_with_the_node_key_is_caught(
-    make_server: MakeServer, pki: LoopbackPki,
+    make_server: MakeServer,
+    pki: LoopbackPki,
 ) -> None:
     server = await sealed_server(make_server, pki)
     await seal_checkpoint(server)
     async with server.ctx.read() as session:
-        records = list((await session.execute(
-            select(AuditRecord).order_by(AuditRecord.seq))).scalars())
+        records = list(
+            (await session.execute(select(AuditRecord).order_by(AuditRecord.seq))).scalars()
+        )
     # Rewrite record 2, recompute the chain and the head...
     prev = records[0].hash
     async with server.ctx.db.write_session() as session:
         for row in records[1:]:
             subject = "user:someone-else" if row.seq == 2 else row.subject
-            digest = record_hash(row.seq, row.at, row.actor_id, row.action, subject,
-                                 row.details, prev)
-            await session.execute(update(AuditRecord).where(AuditRecord.seq == row.seq)
-                                  .values(subject=subject, prev_hash=prev, hash=digest))
+            digest = record_hash(
+                row.seq, row.at, row.actor_id, row.action, subject, row.details, prev
+            )
+            await session.execute(
+                update(AuditRecord)
+                .where(AuditRecord.seq == row.seq)
+                .values(subject=subject, prev_hash=prev, hash=digest)
+            )
             prev = digest
         await session.execute(update(AuditHead).values(hash=prev))
     # ...and the checkpoint with it, signed again with the node's key.
@@ -182,16 +212,19 @@ async def test_a_rewritten_chain_resigned_with_the_node_key_is_caught(
 
 
 async def test_a_signature_by_another_key_or_garbage_is_refused(
-    make_server: MakeServer, pki: LoopbackPki,
+    make_server: MakeServer,
+    pki: LoopbackPki,
 ) -> None:
     server = await sealed_server(make_server, pki)
     await seal_checkpoint(server)
     found = lines(server)
-    payload = Checkpoint(**{k: found[-1][k] for k in
-                            ("seq", "hash", "at", "key_id", "algorithm")}).payload()
+    payload = Checkpoint(
+        **{k: found[-1][k] for k in ("seq", "hash", "at", "key_id", "algorithm")}
+    ).payload()
     # A well-formed signature of the right bytes by a certificate of another CA.
-    outsider = OrganisationCountersigner(FileKey(str(pki.pkcs12("outsider"))),
-                                         P12_PASSPHRASE.decode())
+    outsider = OrganisationCountersigner(
+        FileKey(str(pki.pkcs12("outsider"))), P12_PASSPHRASE.decode()
+    )
     signed = await asyncio.to_thread(outsider.countersign, payload)
     found[-1]["org_signature"] = base64.b64encode(signed).decode()
     write_lines(server, found)
@@ -206,14 +239,17 @@ async def test_a_signature_by_another_key_or_garbage_is_refused(
 
 
 async def test_a_wrong_or_missing_trust_root_is_an_error(
-    make_server: MakeServer, pki: LoopbackPki, tmp_path: Path,
+    make_server: MakeServer,
+    pki: LoopbackPki,
+    tmp_path: Path,
 ) -> None:
     server = await sealed_server(make_server, pki)
     await seal_checkpoint(server)
     wrong = await verify(server, pki, "outsider-root")
     assert wrong.code == 1
-    assert f"signature by {ORG} was not made with a certificate of the trusted roots" \
-        in wrong.err, wrong.err
+    assert (
+        f"signature by {ORG} was not made with a certificate of the trusted roots" in wrong.err
+    ), wrong.err
     # Without any trust roots the organisation's signature cannot pass unchecked.
     none = await on(server, "verify-audit")
     assert none.code == 1 and "no trust roots are configured" in none.err, none.err
@@ -222,17 +258,26 @@ async def test_a_wrong_or_missing_trust_root_is_an_error(
 
 
 async def test_an_absent_seal_writes_no_checkpoint(
-    make_server: MakeServer, pki: LoopbackPki,
+    make_server: MakeServer,
+    pki: LoopbackPki,
 ) -> None:
     server = await sealed_server(make_server, pki, signing_org_token_label="no-such-token")
-    before = checkpoint_path(server.settings).read_text() \
-        if checkpoint_path(server.settings).exists() else ""
+    before = (
+        checkpoint_path(server.settings).read_text()
+        if checkpoint_path(server.settings).exists()
+        else ""
+    )
     countersigner = organisation_countersigner(server.settings)
     assert countersigner is not None
-    assert await checkpoint_now(server.ctx, NodeKeySigner.for_node(server.settings),
-                                countersigner) is None
-    after = checkpoint_path(server.settings).read_text() \
-        if checkpoint_path(server.settings).exists() else ""
+    assert (
+        await checkpoint_now(server.ctx, NodeKeySigner.for_node(server.settings), countersigner)
+        is None
+    )
+    after = (
+        checkpoint_path(server.settings).read_text()
+        if checkpoint_path(server.settings).exists()
+        else ""
+    )
     assert after == before
 
 
@@ -241,7 +286,8 @@ def pdf_text(document: bytes) -> str:
 
 
 async def test_the_minutes_print_the_last_checkpoint(
-    make_server: MakeServer, pki: LoopbackPki,
+    make_server: MakeServer,
+    pki: LoopbackPki,
 ) -> None:
     server = await make_server(**signing_settings(pki, audit_checkpoint_interval_secs=0))
     city, meeting_id = await closed_meeting(server)
@@ -262,5 +308,8 @@ async def test_the_minutes_print_the_last_checkpoint(
     assert f"Ký bởi tổ chức: {ORG}" in text
     assert last.key_id in text
     # The checkpoint comes last, after the head at printing and before the signatures.
-    assert text.index("Nhật ký kiểm toán tại thời điểm in") < text.index("Điểm neo cuối") \
+    assert (
+        text.index("Nhật ký kiểm toán tại thời điểm in")
+        < text.index("Điểm neo cuối")
         < text.index("CHỦ TỌA")
+    )

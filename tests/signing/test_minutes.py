@@ -17,12 +17,20 @@ from tests.signing.pki import LoopbackPki
 
 async def signing_audit(server) -> list[AuditRecord]:  # type: ignore[no-untyped-def]
     async with server.ctx.read() as session:
-        return list((await session.execute(select(AuditRecord).where(
-            AuditRecord.action == "document.signed").order_by(AuditRecord.seq))).scalars())
+        return list(
+            (
+                await session.execute(
+                    select(AuditRecord)
+                    .where(AuditRecord.action == "document.signed")
+                    .order_by(AuditRecord.seq)
+                )
+            ).scalars()
+        )
 
 
-async def test_minutes_signed_in_turn(make_server: MakeServer, pki: LoopbackPki,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+async def test_minutes_signed_in_turn(
+    make_server: MakeServer, pki: LoopbackPki, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     policy = VerifyPolicy((pki.arch.get_cert("root"),), fetch=False)
     server = await make_server(**signing_settings(pki))
@@ -45,14 +53,12 @@ async def test_minutes_signed_in_turn(make_server: MakeServer, pki: LoopbackPki,
         assert status["state"] == "unsigned" and status["signatures"] == []
         assert await signing_audit(server) == []
 
-        signed = await client.post(f"{base}/minutes/signatures",
-                                   json={"pin": pki.pin("secretary")})
+        signed = await client.post(f"{base}/minutes/signatures", json={"pin": pki.pin("secretary")})
         assert signed.status_code == 201, signed.text
         assert signed.json()["next_step"] == "chair"
         first = (await client.get(f"{base}/minutes.pdf")).content
         assert len(await asyncio.to_thread(verify_pdf, first, policy)) == 1
-        again = await client.post(f"{base}/minutes/signatures",
-                                  json={"pin": pki.pin("secretary")})
+        again = await client.post(f"{base}/minutes/signatures", json={"pin": pki.pin("secretary")})
         assert again.status_code == 403  # the next step is the chair's
     async with server.http(chair) as client:
         done = await client.post(f"{base}/minutes/signatures", json={"pin": pki.pin("chair")})
@@ -69,18 +75,23 @@ async def test_minutes_signed_in_turn(make_server: MakeServer, pki: LoopbackPki,
 
     summaries = await asyncio.to_thread(verify_pdf, record, policy)
     assert [s["signer_common_name"] for s in summaries] == [
-        "Nguyễn Thị Thư Ký", "Trần Văn Chủ Tọa", "HĐND Thành phố"]
+        "Nguyễn Thị Thư Ký",
+        "Trần Văn Chủ Tọa",
+        "HĐND Thành phố",
+    ]
     assert all(s["valid"] and s["timestamp_valid"] for s in summaries)
     audit = await signing_audit(server)
     assert [r.details["step"] for r in audit] == ["secretary", "chair", "organisation"]
     assert [r.details["certificate_sha256"] for r in audit] == [
-        s["certificate_sha256"] for s in summaries]
+        s["certificate_sha256"] for s in summaries
+    ]
     for pin in (pki.pin("secretary"), pki.pin("chair"), pki.pin("org"), "9876"):
         assert f'"{pin}"' not in caplog.text and f"'{pin}'" not in caplog.text
 
 
-async def test_minutes_of_an_open_meeting_are_not_signed(make_server: MakeServer,
-                                                         pki: LoopbackPki) -> None:
+async def test_minutes_of_an_open_meeting_are_not_signed(
+    make_server: MakeServer, pki: LoopbackPki
+) -> None:
     from meeting.meetings import change_state, create_meeting
     from meeting.models import MeetingState
     from server.auth.principal import Principal
@@ -91,30 +102,36 @@ async def test_minutes_of_an_open_meeting_are_not_signed(make_server: MakeServer
     city, _ = await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=1, delegates=2)
     async with server.ctx.read() as session:
         chair = Principal.of(await session.get(User, city.chair_id))
-    meeting = await create_meeting(server.ctx, chair, title="Kỳ họp", starts_at=server.ctx
-                                   .clock.now(), chair_ids=[city.chair_id],
-                                   secretary_ids=[city.secretary_id],
-                                   delegate_ids=city.delegate_ids)
+    meeting = await create_meeting(
+        server.ctx,
+        chair,
+        title="Kỳ họp",
+        starts_at=server.ctx.clock.now(),
+        chair_ids=[city.chair_id],
+        secretary_ids=[city.secretary_id],
+        delegate_ids=city.delegate_ids,
+    )
     await change_state(server.ctx, chair, meeting.id, MeetingState.IN_SESSION)
     secretary = await server.login("secretary", DEMO_PASSWORD)
     async with server.http(secretary) as client:
-        response = await client.post(f"/api/v1/meetings/{meeting.id}/minutes/signatures",
-                                     json={"pin": pki.pin("secretary")})
+        response = await client.post(
+            f"/api/v1/meetings/{meeting.id}/minutes/signatures", json={"pin": pki.pin("secretary")}
+        )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "meeting_not_closed"
     assert await signing_audit(server) == []
 
 
-async def test_an_absent_seal_leaves_the_minutes_waiting(make_server: MakeServer,
-                                                         pki: LoopbackPki) -> None:
+async def test_an_absent_seal_leaves_the_minutes_waiting(
+    make_server: MakeServer, pki: LoopbackPki
+) -> None:
     server = await make_server(**signing_settings(pki, signing_org_token_label="no-such-seal"))
     _city, meeting_id = await closed_meeting(server)
     base = f"/api/v1/meetings/{meeting_id}"
     secretary = await server.login("secretary", DEMO_PASSWORD)
     chair = await server.login("chair", DEMO_PASSWORD)
     async with server.http(secretary) as client:
-        first = await client.post(f"{base}/minutes/signatures",
-                                  json={"pin": pki.pin("secretary")})
+        first = await client.post(f"{base}/minutes/signatures", json={"pin": pki.pin("secretary")})
         assert first.status_code == 201, first.text
     async with server.http(chair) as client:
         second = await client.post(f"{base}/minutes/signatures", json={"pin": pki.pin("chair")})

@@ -45,8 +45,14 @@ def test_minutes_signed_by_secretary_chair_and_organisation(pki: LoopbackPki) ->
     data = plain_pdf()
     fingerprints = []
     for label in ("secretary", "chair", "org"):
-        signed = sign_pdf(data, token(label), pki.pin(label), policy(pki),
-                          field_name=f"Ky-{label}", reason="Biên bản kỳ họp")
+        signed = sign_pdf(
+            data,
+            token(label),
+            pki.pin(label),
+            policy(pki),
+            field_name=f"Ky-{label}",
+            reason="Biên bản kỳ họp",
+        )
         assert signed.pdf.startswith(data)  # an incremental update, never a rewrite
         data = signed.pdf
         fingerprints.append(signed.fingerprint)
@@ -56,14 +62,23 @@ def test_minutes_signed_by_secretary_chair_and_organisation(pki: LoopbackPki) ->
     reader = PdfFileReader(io.BytesIO(data))
     dss = DocumentSecurityStore.read_dss(reader)
     assert dss.certs and (dss.ocsps or dss.crls)
-    context = dss.as_validation_context({"trust_roots": [pki.arch.get_cert("root")],
-                                         "allow_fetching": False,
-                                         "revocation_mode": "hard-fail"})
+    context = dss.as_validation_context(
+        {
+            "trust_roots": [pki.arch.get_cert("root")],
+            "allow_fetching": False,
+            "revocation_mode": "hard-fail",
+        }
+    )
     assert isinstance(context, ValidationContext)
-    statuses = [validate_pdf_signature(sig, signer_validation_context=context)
-                for sig in reader.embedded_signatures]
+    statuses = [
+        validate_pdf_signature(sig, signer_validation_context=context)
+        for sig in reader.embedded_signatures
+    ]
     assert [s.signing_cert.subject.native["common_name"] for s in statuses] == [
-        "Nguyễn Thị Thư Ký", "Trần Văn Chủ Tọa", "HĐND Thành phố"]
+        "Nguyễn Thị Thư Ký",
+        "Trần Văn Chủ Tọa",
+        "HĐND Thành phố",
+    ]
     for status in statuses:
         assert status.bottom_line and status.intact and status.valid and status.trusted
         assert status.timestamp_validity is not None and status.timestamp_validity.trusted
@@ -76,16 +91,21 @@ def test_minutes_signed_by_secretary_chair_and_organisation(pki: LoopbackPki) ->
 
 def test_wrong_pin_is_refused(pki: LoopbackPki) -> None:
     with pytest.raises(WrongPin) as refused:
-        sign_pdf(plain_pdf(), token("chair"), "0000", policy(pki), field_name="Ky",
-                 reason="x")
+        sign_pdf(plain_pdf(), token("chair"), "0000", policy(pki), field_name="Ky", reason="x")
     assert refused.value.code == "wrong_pin"
     assert "0000" not in str(refused.value)
 
 
 def test_revoked_signer_is_refused_and_shown_revoked(pki: LoopbackPki) -> None:
     with pytest.raises(CertificateRefused) as refused:
-        sign_pdf(plain_pdf(), token("revoked"), pki.pin("revoked"), policy(pki),
-                 field_name="Ky", reason="x")
+        sign_pdf(
+            plain_pdf(),
+            token("revoked"),
+            pki.pin("revoked"),
+            policy(pki),
+            field_name="Ky",
+            reason="x",
+        )
     assert refused.value.code == "certificate_revoked"
     # A document it signed elsewhere, checked with the CA's OCSP responder.
     forged = sign_without_checks(pki, "revoked", plain_pdf())
@@ -96,19 +116,25 @@ def test_revoked_signer_is_refused_and_shown_revoked(pki: LoopbackPki) -> None:
 
 def test_expired_certificate_is_refused(pki: LoopbackPki) -> None:
     with pytest.raises(CertificateRefused) as refused:
-        sign_pdf(plain_pdf(), token("expired"), pki.pin("expired"), policy(pki),
-                 field_name="Ky", reason="x")
+        sign_pdf(
+            plain_pdf(),
+            token("expired"),
+            pki.pin("expired"),
+            policy(pki),
+            field_name="Ky",
+            reason="x",
+        )
     assert refused.value.code == "certificate_expired"
 
 
 def test_unknown_trust_root(pki: LoopbackPki) -> None:
     outsider = FileKey(str(pki.pkcs12("outsider")))
     with pytest.raises(CertificateRefused) as refused:
-        sign_pdf(plain_pdf(), outsider, P12_PASSPHRASE.decode(), policy(pki),
-                 field_name="Ky", reason="x")
+        sign_pdf(
+            plain_pdf(), outsider, P12_PASSPHRASE.decode(), policy(pki), field_name="Ky", reason="x"
+        )
     assert refused.value.code == "certificate_untrusted"
-    [summary] = verify_pdf(sign_without_checks(pki, "outsider", plain_pdf()),
-                           verify_policy(pki))
+    [summary] = verify_pdf(sign_without_checks(pki, "outsider", plain_pdf()), verify_policy(pki))
     assert summary["trusted"] is False and "untrusted" in summary["problems"]
 
 
@@ -117,25 +143,32 @@ def test_absent_token(pki: LoopbackPki) -> None:
         assert signer.signing_cert is not None
     remove_token(pki, "spare")
     with pytest.raises(TokenAbsent) as refused:
-        sign_pdf(plain_pdf(), token("spare"), pki.pin("spare"), policy(pki),
-                 field_name="Ky", reason="x")
+        sign_pdf(
+            plain_pdf(), token("spare"), pki.pin("spare"), policy(pki), field_name="Ky", reason="x"
+        )
     assert refused.value.code == "token_absent"
 
 
 def test_pkcs12_signer_and_its_passphrase(pki: LoopbackPki) -> None:
     key = FileKey(str(pki.pkcs12("p12signer")))
-    signed = sign_pdf(plain_pdf(), key, P12_PASSPHRASE.decode(), policy(pki),
-                      field_name="Ky", reason="x")
+    signed = sign_pdf(
+        plain_pdf(), key, P12_PASSPHRASE.decode(), policy(pki), field_name="Ky", reason="x"
+    )
     [summary] = verify_pdf(signed.pdf, verify_policy(pki))
     assert summary["valid"] and summary["signer_common_name"] == "Người ký PKCS12"
     with pytest.raises(WrongPin):
-        sign_pdf(plain_pdf(), key, "not-the-passphrase", policy(pki), field_name="Ky",
-                 reason="x")
+        sign_pdf(plain_pdf(), key, "not-the-passphrase", policy(pki), field_name="Ky", reason="x")
 
 
 def test_changed_after_signing_is_reported(pki: LoopbackPki) -> None:
-    signed = sign_pdf(plain_pdf(), token("secretary"), pki.pin("secretary"), policy(pki),
-                      field_name="Ky", reason="x").pdf
+    signed = sign_pdf(
+        plain_pdf(),
+        token("secretary"),
+        pki.pin("secretary"),
+        policy(pki),
+        field_name="Ky",
+        reason="x",
+    ).pdf
     [before] = verify_pdf(signed, verify_policy(pki))
     # B-LT adds the validation data in a revision of its own after the signature.
     assert before["valid"] and before["changes_after_signing"] == "validation_data"
@@ -145,13 +178,25 @@ def test_changed_after_signing_is_reported(pki: LoopbackPki) -> None:
 
 
 def test_corrupt_signature_is_reported(pki: LoopbackPki) -> None:
-    signed = sign_pdf(plain_pdf(), token("secretary"), pki.pin("secretary"), policy(pki),
-                      field_name="Ky", reason="x").pdf
+    signed = sign_pdf(
+        plain_pdf(),
+        token("secretary"),
+        pki.pin("secretary"),
+        policy(pki),
+        field_name="Ky",
+        reason="x",
+    ).pdf
     [summary] = verify_pdf(corrupt_signature(signed), verify_policy(pki))
     assert summary["valid"] is False and "corrupt" in summary["problems"]
 
 
 def test_signing_needs_a_timestamp_authority(pki: LoopbackPki) -> None:
     with pytest.raises(SigningNotConfigured):
-        sign_pdf(plain_pdf(), token("chair"), pki.pin("chair"),
-                 replace(policy(pki), tsa_url=""), field_name="Ky", reason="x")
+        sign_pdf(
+            plain_pdf(),
+            token("chair"),
+            pki.pin("chair"),
+            replace(policy(pki), tsa_url=""),
+            field_name="Ky",
+            reason="x",
+        )

@@ -34,25 +34,40 @@ async def test_closed_poll_result_is_sealed(make_server: MakeServer, pki: Loopba
         # Sealing runs in the background after the close.
         response = await eventually(lambda: _sealed(client, path), "the sealed result sheet")
     sheet = response.content
-    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(
-        io.BytesIO(sheet)).pages))
-    for expected in ["PHIẾU KẾT QUẢ BIỂU QUYẾT", "Thông qua Nghị quyết về ngân sách",
-                     "Tán thành: 2", "Không tán thành: 1", "Quá nửa tổng số đại biểu",
-                     "Mã kiểm tra các phiếu"]:
+    text = re.sub(
+        r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(io.BytesIO(sheet)).pages)
+    )
+    for expected in [
+        "PHIẾU KẾT QUẢ BIỂU QUYẾT",
+        "Thông qua Nghị quyết về ngân sách",
+        "Tán thành: 2",
+        "Không tán thành: 1",
+        "Quá nửa tổng số đại biểu",
+        "Mã kiểm tra các phiếu",
+    ]:
         assert expected in text, expected
     [summary] = await asyncio.to_thread(
-        verify_pdf, sheet, VerifyPolicy((pki.arch.get_cert("root"),), fetch=False))
+        verify_pdf, sheet, VerifyPolicy((pki.arch.get_cert("root"),), fetch=False)
+    )
     assert summary["valid"] and summary["signer_common_name"] == "HĐND Thành phố"
     async with server.ctx.read() as session:
-        [record] = (await session.execute(select(AuditRecord).where(
-            AuditRecord.action == "document.signed"))).scalars().all()
+        [record] = (
+            (
+                await session.execute(
+                    select(AuditRecord).where(AuditRecord.action == "document.signed")
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert record.subject == f"poll:{poll['id']}"
     assert record.details["certificate_sha256"] == summary["certificate_sha256"]
     assert record.details["kind"] == "poll_result"
 
 
-async def test_without_an_organisation_key_nothing_is_sealed(make_server: MakeServer,
-                                                             pki: LoopbackPki) -> None:
+async def test_without_an_organisation_key_nothing_is_sealed(
+    make_server: MakeServer, pki: LoopbackPki
+) -> None:
     server = await make_server(**signing_settings(pki, signing_org_token_label=""))
     a = await build_assembly(server, delegates=2, absent=0)
     try:

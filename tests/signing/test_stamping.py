@@ -24,23 +24,41 @@ def with_active_content(data: bytes) -> bytes:
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
 
     def js(code: str) -> DictionaryObject:
-        return DictionaryObject({NameObject("/S"): NameObject("/JavaScript"),
-                                 NameObject("/JS"): TextStringObject(code)})
+        return DictionaryObject(
+            {NameObject("/S"): NameObject("/JavaScript"), NameObject("/JS"): TextStringObject(code)}
+        )
 
     root = writer._root_object
     root[NameObject("/OpenAction")] = js("app.alert('open')")
     root[NameObject("/AA")] = DictionaryObject({NameObject("/WC"): js("app.alert('close')")})
-    root[NameObject("/Names")] = DictionaryObject({NameObject("/JavaScript"): DictionaryObject({
-        NameObject("/Names"): ArrayObject([TextStringObject("a"), js("app.alert('tree')")])})})
+    root[NameObject("/Names")] = DictionaryObject(
+        {
+            NameObject("/JavaScript"): DictionaryObject(
+                {
+                    NameObject("/Names"): ArrayObject(
+                        [TextStringObject("a"), js("app.alert('tree')")]
+                    )
+                }
+            )
+        }
+    )
     page = writer.pages[0]
     page[NameObject("/AA")] = DictionaryObject({NameObject("/O"): js("app.alert('page')")})
-    link = DictionaryObject({
-        NameObject("/Type"): NameObject("/Annot"), NameObject("/Subtype"): NameObject("/Link"),
-        NameObject("/Rect"): ArrayObject([NumberObject(0), NumberObject(0), NumberObject(50),
-                                          NumberObject(50)]),
-        NameObject("/A"): DictionaryObject({NameObject("/S"): NameObject("/Launch"),
-                                            NameObject("/F"): TextStringObject("calc.exe")}),
-    })
+    link = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject("/Link"),
+            NameObject("/Rect"): ArrayObject(
+                [NumberObject(0), NumberObject(0), NumberObject(50), NumberObject(50)]
+            ),
+            NameObject("/A"): DictionaryObject(
+                {
+                    NameObject("/S"): NameObject("/Launch"),
+                    NameObject("/F"): TextStringObject("calc.exe"),
+                }
+            ),
+        }
+    )
     writer.add_annotation(0, link)
     out = io.BytesIO()
     writer.write(out)
@@ -69,7 +87,8 @@ def test_stamping_removes_active_content(tmp_path: Path) -> None:
 def test_a_destination_open_action_is_kept(tmp_path: Path) -> None:
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(plain_pdf(pages=2))))
     writer._root_object[NameObject("/OpenAction")] = ArrayObject(
-        [writer.pages[1].indirect_reference, NameObject("/Fit")])
+        [writer.pages[1].indirect_reference, NameObject("/Fit")]
+    )
     out = io.BytesIO()
     writer.write(out)
     source = tmp_path / "in.pdf"

@@ -28,8 +28,9 @@ from tests.signing.pki import KEY_LABEL, SOFTHSM_MODULE, LoopbackPki
 
 async def upload(server: RunningServer, token: str, data: bytes) -> dict[str, Any]:
     async with server.http(token) as client:
-        response = await client.post("/api/v1/files", files={
-            "file": ("van-ban.pdf", data, "application/pdf")})
+        response = await client.post(
+            "/api/v1/files", files={"file": ("van-ban.pdf", data, "application/pdf")}
+        )
         assert response.status_code == 201, response.text
         meta = await client.get(f"/api/v1/files/{response.json()['id']}/meta")
     assert meta.json()["signatures"] == response.json()["signatures"]
@@ -38,10 +39,14 @@ async def upload(server: RunningServer, token: str, data: bytes) -> dict[str, An
 
 async def signed_by_secretary(pki: LoopbackPki) -> bytes:
     signed = await asyncio.to_thread(
-        sign_pdf, plain_pdf("Công văn số 12"), TokenKey(str(SOFTHSM_MODULE), "secretary",
-                                                       KEY_LABEL),
-        pki.pin("secretary"), SigningPolicy(pki.tsa_url, (pki.arch.get_cert("root"),)),
-        field_name="Ky", reason="Công văn")
+        sign_pdf,
+        plain_pdf("Công văn số 12"),
+        TokenKey(str(SOFTHSM_MODULE), "secretary", KEY_LABEL),
+        pki.pin("secretary"),
+        SigningPolicy(pki.tsa_url, (pki.arch.get_cert("root"),)),
+        field_name="Ky",
+        reason="Công văn",
+    )
     return signed.pdf
 
 
@@ -73,8 +78,9 @@ async def test_signed_uploads_are_checked(make_server: MakeServer, pki: Loopback
     assert outsider["trusted"] is False and "untrusted" in outsider["problems"]
 
 
-async def test_without_trust_roots_nothing_is_trusted(make_server: MakeServer,
-                                                      pki: LoopbackPki) -> None:
+async def test_without_trust_roots_nothing_is_trusted(
+    make_server: MakeServer, pki: LoopbackPki
+) -> None:
     server = await make_server(**signing_settings(pki, signing_trust_roots=""))
     await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=1, delegates=1)
     token = await server.login("ward001", DEMO_PASSWORD)
@@ -84,7 +90,8 @@ async def test_without_trust_roots_nothing_is_trusted(make_server: MakeServer,
 
 
 async def test_stamped_and_annotated_copies_of_a_signed_pdf_still_validate(
-        make_server: MakeServer, pki: LoopbackPki, tmp_path: Path) -> None:
+    make_server: MakeServer, pki: LoopbackPki, tmp_path: Path
+) -> None:
     server = await make_server(**signing_settings(pki))
     await seed_demo(server.ctx, password=DEMO_PASSWORD, communes=1, delegates=1)
     token = await server.login("ward001", DEMO_PASSWORD)
@@ -104,8 +111,10 @@ async def test_stamped_and_annotated_copies_of_a_signed_pdf_still_validate(
 
     copy = tmp_path / "stamped.pdf"
     copy.write_bytes(stamped)
-    marks = [(1, "note", {"x": 0.2, "y": 0.3, "text": "Cần xem lại", "color": "#ff0000"}, 1, 1),
-             (1, "highlight", {"rects": [[0.1, 0.1, 0.5, 0.15]], "color": "#ffff00"}, 2, 1)]
+    marks = [
+        (1, "note", {"x": 0.2, "y": 0.3, "text": "Cần xem lại", "color": "#ff0000"}, 1, 1),
+        (1, "highlight", {"rects": [[0.1, 0.1, 0.5, 0.15]], "color": "#ffff00"}, 2, 1),
+    ]
     annotated = await asyncio.to_thread(write_annotations, copy, marks, "Nguyễn Văn A")
     assert annotated.startswith(stamped)
     [summary] = await asyncio.to_thread(verify_pdf, annotated, policy)

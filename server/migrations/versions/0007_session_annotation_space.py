@@ -15,18 +15,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007_session_annotation_space'
-down_revision = '0004_meeting'
+revision = "0007_session_annotation_space"
+down_revision = "0004_meeting"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('annotations', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('space', sa.String(length=8), nullable=False,
-                                      server_default='frame'))
+    with op.batch_alter_table("annotations", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("space", sa.String(length=8), nullable=False, server_default="frame")
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('annotations', schema=None) as batch_op:
-        batch_op.drop_column('space')
+    with op.batch_alter_table("annotations", schema=None) as batch_op:
+        batch_op.drop_column("space")

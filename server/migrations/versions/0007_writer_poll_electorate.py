@@ -14,17 +14,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007_writer_poll_electorate'
-down_revision = '0005_polls'
+revision = "0007_writer_poll_electorate"
+down_revision = "0005_polls"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('polls') as batch:
-        batch.add_column(sa.Column('electorate', sa.JSON(none_as_null=True), nullable=True))
+    with op.batch_alter_table("polls") as batch:
+        batch.add_column(sa.Column("electorate", sa.JSON(none_as_null=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('polls') as batch:
-        batch.drop_column('electorate')
+    with op.batch_alter_table("polls") as batch:
+        batch.drop_column("electorate")

@@ -14,24 +14,28 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008_writer_sealed_ballots'
-down_revision = '0007_writer_poll_electorate'
+revision = "0008_writer_sealed_ballots"
+down_revision = "0007_writer_poll_electorate"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('poll_sealed_ballots',
-    sa.Column('poll_id', sa.Integer(), nullable=False),
-    sa.Column('slot', sa.String(length=64), nullable=False),
-    sa.Column('sealed', sa.LargeBinary(), nullable=False),
-    sa.ForeignKeyConstraint(['poll_id'], ['polls.id'],
-                            name=op.f('fk_poll_sealed_ballots_poll_id_polls'),
-                            ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('poll_id', 'slot', name=op.f('pk_poll_sealed_ballots')),
-    sqlite_with_rowid=False
+    op.create_table(
+        "poll_sealed_ballots",
+        sa.Column("poll_id", sa.Integer(), nullable=False),
+        sa.Column("slot", sa.String(length=64), nullable=False),
+        sa.Column("sealed", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["poll_id"],
+            ["polls.id"],
+            name=op.f("fk_poll_sealed_ballots_poll_id_polls"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("poll_id", "slot", name=op.f("pk_poll_sealed_ballots")),
+        sqlite_with_rowid=False,
     )
 
 
 def downgrade() -> None:
-    op.drop_table('poll_sealed_ballots')
+    op.drop_table("poll_sealed_ballots")

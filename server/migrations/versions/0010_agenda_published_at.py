@@ -16,18 +16,19 @@ from alembic import op
 
 import server.db
 
-revision = '0010_agenda_published_at'
-down_revision = '0009_offline_annotation_cid'
+revision = "0010_agenda_published_at"
+down_revision = "0009_offline_annotation_cid"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('meetings', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('agenda_published_at',
-                                      server.db.UTCDateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("meetings", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("agenda_published_at", server.db.UTCDateTime(timezone=True), nullable=True)
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('meetings', schema=None) as batch_op:
-        batch_op.drop_column('agenda_published_at')
+    with op.batch_alter_table("meetings", schema=None) as batch_op:
+        batch_op.drop_column("agenda_published_at")
