@@ -113,6 +113,10 @@ class _Client(asyncio.Protocol):
         if op == "event":
             data = message.get("data")
             round_id = data.get("round") if isinstance(data, dict) else None
+            if round_id is None and isinstance(data, dict):
+                # A directive's round is inside the directive it carries.
+                inner = data.get("directive")
+                round_id = inner.get("round") if isinstance(inner, dict) else None
             if isinstance(round_id, int) and round_id not in self.stamps:
                 self.stamps[round_id] = now
                 self.owner.arrived(round_id)
