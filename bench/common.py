@@ -51,11 +51,18 @@ def start_server(data_dir: Path, port: int, **env: str) -> subprocess.Popen[byte
         DIENHONG_LOG_JSON="false",
         **env,
     )
+    # BENCH_PROFILE=FILE runs the server under cProfile and writes its profile to FILE
+    # when it stops (the benchmark stops it with SIGTERM, a graceful exit).
+    profile = os.environ.get("BENCH_PROFILE")
+    runner = (
+        ["-m", "cProfile", "-o", profile, "-m", "server.cli"]
+        if profile
+        else ["-c", "from server.cli import main; raise SystemExit(main())"]
+    )
     return subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            "from server.cli import main; raise SystemExit(main())",
+            *runner,
             "serve",
             "--host",
             "127.0.0.1",
