@@ -183,6 +183,13 @@ class Write:
     ) -> dict[str, Event]:
         """Store the same event on many topics (e.g. one per recipient's inbox) in a few
         statements instead of one round trip per topic; returns each topic's event."""
+        if self.partitioned:
+            unreserved = sorted(set(topics) - self._counters.keys())
+            if unreserved:
+                # Before any of them is emitted: none or all.
+                raise UnreservedTopic(
+                    f"a partitioned write emitted on {unreserved[0]!r} without reserving it"
+                )
         if self.partitioned or self._counters.keys() & set(topics):
             return {topic: await self.emit(topic, type, data) for topic in sorted(set(topics))}
         if self.contract is not None:
@@ -202,7 +209,9 @@ class Write:
         """Append a hash-chained audit record in this transaction (in a partitioned
         write: queued, and chained after the block's events by ``flush_audit``)."""
         if self.partitioned:
-            self._audit.append(AuditEntry(actor_id, action, subject, details or {}))
+            # As it is now: the caller may go on changing its dict.
+            snapshot = json.loads(json.dumps(details or {}, ensure_ascii=False))
+            self._audit.append(AuditEntry(actor_id, action, subject, snapshot))
             return
         await append_audit(
             self.session,

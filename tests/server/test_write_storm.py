@@ -36,7 +36,8 @@ from tests.conftest import DEMO_PASSWORD
 from tests.harness import PG_URL, REDIS_URL, Templates, drop_database, fresh_database
 from tests.server.test_nodes import Node, harness_settings, start_node, stop_node
 
-STORM_SECS = 4.0
+# Requests per poster: a few seconds of storm on an idle machine, more on a loaded one.
+REQUESTS_PER_POSTER = 20
 POSTERS = 8
 CHANNELS = 6
 COMMUNES = 6
@@ -195,15 +196,12 @@ async def test_a_write_storm_on_two_nodes_keeps_seqs_messages_and_chain(
         directive_id = int(response.json()["id"])
         wards = set(city.ward_user_ids)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STORM_SECS
+        done = asyncio.Event()
 
         async def poster(user_id: int) -> None:
             mine: list[tuple[int, int]] = []  # (channel, message id) of own posts
             sent: list[tuple[int, str, str]] = []  # (channel, client_msg_id, body)
-            n = 0
-            while loop.time() < deadline:
-                n += 1
+            for n in range(1, REQUESTS_PER_POSTER + 1):
                 roll = rng.random()
                 if roll < 0.55 or not mine:
                     channel_id = rng.choice(channel_ids)
@@ -282,7 +280,7 @@ async def test_a_write_storm_on_two_nodes_keeps_seqs_messages_and_chain(
         async def admin() -> None:
             """Audited writes that run alone, meanwhile: a unit renamed again and again."""
             n = 0
-            while loop.time() < deadline:
+            while not done.is_set():
                 n += 1
                 unit_id = rng.choice(city.commune_unit_ids)
                 answer = tally.answer(
@@ -298,7 +296,10 @@ async def test_a_write_storm_on_two_nodes_keeps_seqs_messages_and_chain(
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
         try:
-            await asyncio.gather(*(poster(user_id) for user_id in posters), admin())
+            renaming = asyncio.create_task(admin())
+            await asyncio.gather(*(poster(user_id) for user_id in posters))
+            done.set()
+            await renaming
         finally:
             stop.set()
             await sampling
@@ -310,7 +311,7 @@ async def test_a_write_storm_on_two_nodes_keeps_seqs_messages_and_chain(
     assert len(tally.new_answers) >= 40, tally.statuses
     assert sum(tally.edits.values()) >= 5, tally.statuses
     assert tally.replies, tally.statuses
-    assert tally.renames >= 3, tally.statuses
+    assert tally.renames >= 2, tally.statuses
     # Refusals are only the ones the storm asks for (an edit of a retracted message...).
     allowed = {"busy", "message_retracted"}
     assert {code for _, code in tally.refusals} <= allowed, tally.refusals
