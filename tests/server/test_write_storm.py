@@ -32,9 +32,10 @@ from server.app import create_app
 from server.audit import verify_chain
 from server.db import PG_WRITE_LOCK_KEY
 from server.demo import DemoCity, seed_demo
+from server.settings import Settings
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import PG_URL, REDIS_URL, Templates, drop_database, fresh_database
-from tests.server.test_nodes import Node, harness_settings, start_node, stop_node
+from tests.server.test_nodes import Node, start_node, stop_node
 
 # Requests per poster: a few seconds of storm on an idle machine, more on a loaded one.
 REQUESTS_PER_POSTER = 20
@@ -70,7 +71,7 @@ async def cluster(templates: Templates, tmp_path: Path) -> AsyncIterator[Cluster
         "DIENHONG_LOG_JSON": "false",
         "DIENHONG_LOG_LEVEL": "WARNING",
     }
-    app = create_app(harness_settings(env), features=[])
+    app = create_app(Settings.from_env(env), features=[])
     ctx = app.state.ctx
     try:
         city, _ = await seed_demo(ctx, password=DEMO_PASSWORD, communes=COMMUNES, delegates=4)
@@ -389,16 +390,13 @@ async def _check_log_and_rows(
     assert edited == sum(tally.edits.values())
 
     # Every edit and reply answered is in the audit chain, and every reply in the log.
-    audited = dict(
-        (
-            await session.execute(
-                text(
-                    "SELECT action, count(*) FROM audit_log WHERE action IN "
-                    "('message.edit', 'directive.reply') GROUP BY action"
-                )
-            )
-        ).all()
+    rows = await session.execute(
+        text(
+            "SELECT action, count(*) FROM audit_log WHERE action IN "
+            "('message.edit', 'directive.reply') GROUP BY action"
+        )
     )
+    audited: dict[str, int] = {str(action): int(count) for action, count in rows.all()}
     assert audited.get("message.edit", 0) == sum(tally.edits.values())
     assert audited.get("directive.reply", 0) == len(tally.replies)
     replies = (
