@@ -14,10 +14,13 @@ What it does, all on loopback, and stops by itself:
    closed loop by 64 clients: what the node answers when nothing is written.
 5. One client reading ``GET /api/v1/channels/{id}/messages?limit=1`` in a loop: p50/p99
    idle, then while the 64 posters saturate the node(s).
-6. On PostgreSQL, sampled at 10 Hz during each run: the fraction of samples in which the
-   global write lock (the advisory lock of ``server.db``) is held, in which some backend
-   waits for a lock (``pg_locks`` not granted), and in which the lock's holder sits
-   ``idle in transaction`` (waiting for its node's next statement).
+6. On PostgreSQL, sampled at 10 Hz during each run, about the write lock (the advisory
+   reader-writer lock of ``server.db``): the fraction of samples in which it is held
+   exclusively (a write that runs alone), held shared (partitioned writes, such as these
+   posts), and held shared by two or more backends at once (partitioned writes running
+   side by side), the most shared holders seen; the fraction in which some backend waits
+   for a lock (``pg_locks`` not granted); and in which a holder sits ``idle in
+   transaction`` (waiting for its node's next statement).
 
     python -m bench.writes [--seconds 10] [--posters 1,8,64] [--nodes 1]
                            [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test]
@@ -83,17 +86,37 @@ class LoopResult:
 @dataclass
 class LockShare:
     samples: int = 0
+    # Samples in which the write lock was held at all, exclusively, shared, shared by 2+.
     held: int = 0
+    exclusive: int = 0
+    shared: int = 0
+    overlapped: int = 0
+    most_shared: int = 0
     waited: int = 0
     holder_idle: int = 0
+
+    def add(self, exclusive: int, shared: int, waited: bool, idle: bool) -> None:
+        self.samples += 1
+        self.held += bool(exclusive or shared)
+        self.exclusive += bool(exclusive)
+        self.shared += bool(shared)
+        self.overlapped += shared >= 2
+        self.most_shared = max(self.most_shared, shared)
+        self.waited += waited
+        self.holder_idle += idle
 
     def describe(self) -> str:
         if not self.samples:
             return ""
+
+        def pct(count: int) -> str:
+            return f"{100 * count / self.samples:.0f} %"
+
         return (
-            f"lock held {100 * self.held / self.samples:.0f} %, "
-            f"waited for {100 * self.waited / self.samples:.0f} %, "
-            f"holder idle in transaction {100 * self.holder_idle / max(1, self.held):.0f} %"
+            f"lock exclusive {pct(self.exclusive)}, shared {pct(self.shared)} "
+            f"(by 2+ at once {pct(self.overlapped)}, most {self.most_shared}), "
+            f"waited for {pct(self.waited)}, "
+            f"a holder idle in transaction {100 * self.holder_idle / max(1, self.held):.0f} %"
             f" of held"
         )
 
@@ -185,23 +208,26 @@ class LockSampler:
             database=parsed.database,
         )
         classid, objid = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
+        # The lock's holders by mode (ExclusiveLock: a write alone; ShareLock: partitioned
+        # writes, any number at once), whether any lock is waited for, and whether a
+        # holder of the write lock is idle in its transaction.
         query = """
+            WITH holders AS (
+              SELECT l.mode, a.state FROM pg_locks l
+              LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1
+                AND l.objid = $2 AND l.database = (
+                  SELECT oid FROM pg_database WHERE datname = current_database()))
             SELECT
-              EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-                      AND classid = $1 AND objid = $2 AND database = d.oid),
-              EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND database = d.oid),
-              EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1
-                      AND l.objid = $2 AND l.database = d.oid
-                      AND a.state = 'idle in transaction')
-            FROM pg_database d WHERE d.datname = current_database()"""
+              (SELECT count(*) FROM holders WHERE mode = 'ExclusiveLock'),
+              (SELECT count(*) FROM holders WHERE mode = 'ShareLock'),
+              EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND database = (
+                SELECT oid FROM pg_database WHERE datname = current_database())),
+              EXISTS (SELECT 1 FROM holders WHERE state = 'idle in transaction')"""
         try:
             while True:
-                held, waited, idle = await conn.fetchrow(query, classid, objid)
-                self.share.samples += 1
-                self.share.held += bool(held)
-                self.share.waited += bool(waited)
-                self.share.holder_idle += bool(idle)
+                exclusive, shared, waited, idle = await conn.fetchrow(query, classid, objid)
+                self.share.add(int(exclusive), int(shared), bool(waited), bool(idle))
                 await asyncio.sleep(SAMPLE_INTERVAL_SECS)
         finally:
             await conn.close()

@@ -12,6 +12,16 @@ The node's ``ChannelWriter`` takes what queued meanwhile and writes it in one tr
   ``client_msg_id``, an unknown ``reply_to``) fails that request alone;
 * the edits' audit records are chained in one step; events go out after the commit.
 
+It is a partitioned write (``server.context``): ``prepare`` reserves the counters of the
+batch's channels before reading anything it then relies on (members, posts stored under
+the batch's ``client_msg_id``s), a post or an edit changes only rows of its channel (its
+messages, their search text, the author's read position) and rows it locks after them
+(an attached file's search text), and the audit records come last. On PostgreSQL the
+batches of every node so run side by side; two of them meet only on a shared channel,
+where the second waits for the first and then sees its posts (a repeated
+``client_msg_id`` answers the stored post; the unique key on (channel, author,
+``client_msg_id``) backs that up, and a lost race is written again alone).
+
 What a post or an edit means (idempotency, versions, the event log rewritten to the
 current text) is the same as before; see ``messaging.channels``.
 """
@@ -118,6 +128,7 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
     """Posts and edits of channel messages, group-committed."""
 
     what = "messages"
+    partitioned = True
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(
@@ -151,8 +162,9 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
 
     def should_retry(self, error: BaseException) -> bool:
         # Another node stored the same (author, client_msg_id) meanwhile: written again
-        # alone, the post finds it and answers it.
-        return isinstance(error, IntegrityError)
+        # alone, the post finds it and answers it. The same for an attached file's search
+        # text indexed by another node meanwhile.
+        return isinstance(error, IntegrityError) or super().should_retry(error)
 
     def isolate(self, item: ChannelWrite) -> bool:
         # A post only reads and judges in ``apply`` (``finish`` writes the batch's posts

@@ -3,6 +3,11 @@
 There is one thread per (directive, recipient unit). The sender side sees and answers every
 thread; a recipient sees only its own unit's thread; other units are refused. A new reply
 goes as ``directive.reply`` to the sender and to every recipient of that unit.
+
+Replies are written as a partitioned write (``server.context``): ``prepare`` finds each
+reply's thread and the inboxes it goes to, and reserves all of them at once, in sorted
+order; the rest of the batch only adds rows (the replies, their search text) and its audit
+records come last. Replies from many units so run beside the channel posts of every node.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.attachments import index_attachments, require_readers_cleared
-from messaging.directives import iso, require_access, utf8_len
+from messaging.directives import DirectiveAccess, iso, require_access, utf8_len
 from messaging.events import emit_directive_reply
 from messaging.models import DirectiveRecipient, DirectiveReply, ReplyAttachment, SearchKind
 from messaging.runtime import messaging_runtime
@@ -23,7 +30,7 @@ from messaging.senders import sender_card, sender_cards, unknown_card
 from server.audit import AuditEntry
 from server.auth.principal import Principal
 from server.context import Context, Write
-from server.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from server.errors import ApiError, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from server.files.service import require_attachable
 from server.group_commit import Applied, GroupCommit, is_stored_id, require_encodable
 from server.org.models import Confidentiality
@@ -56,11 +63,63 @@ class ReplyRequest:
     unit_id: int | None
 
 
-class ReplyWriter(GroupCommit[ReplyRequest, None, dict[str, Any]]):
+@dataclass(frozen=True)
+class _Thread:
+    """Where one reply goes: its thread's unit and the users of that unit's recipients."""
+
+    access: DirectiveAccess
+    unit_id: int
+    members: tuple[int, ...]
+
+    @property
+    def inboxes(self) -> list[int]:
+        """The users the reply goes to: the sender and the thread's recipients."""
+        return sorted({self.access.directive.sender_id, *self.members})
+
+
+# Each request's thread (or why it is refused), by the request object's id.
+_Threads = dict[int, _Thread | ApiError]
+
+
+async def _thread(session: AsyncSession, item: ReplyRequest) -> _Thread:
+    """The thread ``item`` writes in, if its author may write there."""
+    actor, unit_id = item.actor, item.unit_id
+    access = await require_access(session, actor, item.directive_id)
+    if access.recipient is not None and not access.sender_side:
+        thread_unit = access.recipient.unit_id
+        if unit_id is not None and unit_id != thread_unit:
+            raise Forbidden("You may only write in your own unit's thread.", code="not_your_thread")
+    else:
+        if unit_id is None:
+            raise Unprocessable(
+                "Say which unit's thread to answer in (unit_id).", code="unit_required"
+            )
+        thread_unit = unit_id
+    members = (
+        (
+            await session.execute(
+                select(DirectiveRecipient.user_id).where(
+                    DirectiveRecipient.directive_id == access.directive.id,
+                    DirectiveRecipient.unit_id == thread_unit,
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not members:
+        raise Unprocessable(
+            f"Unit {thread_unit} is not a recipient of this directive.", code="unknown_thread"
+        )
+    return _Thread(access, thread_unit, tuple(members))
+
+
+class ReplyWriter(GroupCommit[ReplyRequest, _Threads, dict[str, Any]]):
     """Replies under directives, group-committed (``server.group_commit``): a whole city's
     units reporting back within minutes cost a handful of transactions and fsyncs."""
 
     what = "replies"
+    partitioned = True
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(
@@ -77,42 +136,40 @@ class ReplyWriter(GroupCommit[ReplyRequest, None, dict[str, Any]]):
                 f"Directive {item.directive_id} does not exist.", code="directive_not_found"
             )
 
-    async def prepare(self, w: Write, items: Sequence[ReplyRequest]) -> None:
-        return None
+    def should_retry(self, error: BaseException) -> bool:
+        # Another node indexed the same attached file meanwhile: written again alone, the
+        # reply finds its search row and replaces it.
+        return isinstance(error, IntegrityError) or super().should_retry(error)
 
-    async def apply(self, w: Write, item: ReplyRequest, prepared: None) -> Applied[dict[str, Any]]:
-        session = w.session
-        actor, unit_id = item.actor, item.unit_id
-        access = await require_access(session, actor, item.directive_id)
-        directive = access.directive
-        if access.recipient is not None and not access.sender_side:
-            thread_unit = access.recipient.unit_id
-            if unit_id is not None and unit_id != thread_unit:
-                raise Forbidden(
-                    "You may only write in your own unit's thread.", code="not_your_thread"
-                )
-        else:
-            if unit_id is None:
-                raise Unprocessable(
-                    "Say which unit's thread to answer in (unit_id).", code="unit_required"
-                )
-            thread_unit = unit_id
-        members = (
-            (
-                await session.execute(
-                    select(DirectiveRecipient.user_id).where(
-                        DirectiveRecipient.directive_id == directive.id,
-                        DirectiveRecipient.unit_id == thread_unit,
-                    )
-                )
-            )
-            .scalars()
-            .all()
+    async def prepare(self, w: Write, items: Sequence[ReplyRequest]) -> _Threads:
+        # Directives and their recipients change only in exclusive writes, which do not
+        # run beside this one: what is read here holds until the commit.
+        threads: _Threads = {}
+        for item in items:
+            try:
+                threads[id(item)] = await _thread(w.session, item)
+            except ApiError as exc:
+                threads[id(item)] = exc
+        # Every inbox the batch writes to, locked now, in one statement, in sorted order.
+        await w.reserve_topics(
+            [
+                f"user:{user_id}"
+                for thread in threads.values()
+                if isinstance(thread, _Thread)
+                for user_id in thread.inboxes
+            ]
         )
-        if not members:
-            raise Unprocessable(
-                f"Unit {thread_unit} is not a recipient of this directive.", code="unknown_thread"
-            )
+        return threads
+
+    async def apply(
+        self, w: Write, item: ReplyRequest, prepared: _Threads
+    ) -> Applied[dict[str, Any]]:
+        session = w.session
+        actor = item.actor
+        thread = prepared[id(item)]
+        if isinstance(thread, ApiError):
+            raise thread
+        directive, thread_unit = thread.access.directive, thread.unit_id
         files = await require_attachable(self.ctx, session, actor, list(item.attachment_ids))
         await require_readers_cleared(
             session, files, Confidentiality(directive.confidentiality), "thread"
@@ -136,7 +193,7 @@ class ReplyWriter(GroupCommit[ReplyRequest, None, dict[str, Any]]):
             "confidentiality": directive.confidentiality,
             "reply": reply_json(reply, author),
         }
-        for user_id in sorted({directive.sender_id, *members}):
+        for user_id in thread.inboxes:
             await emit_directive_reply(w, user_id, **payload)
         await index_document(session, SearchKind.REPLY, reply.id, item.body, w.now)
         audit = AuditEntry(

@@ -11,6 +11,18 @@ Inside the block one database transaction is open; ``emit`` allocates the topic'
 seq and stores the event in that transaction, ``audit`` appends a hash-chained record in
 it. Only after the commit succeeds are the events handed to the broker. If the block
 raises, nothing is stored and nothing is sent.
+
+On PostgreSQL a write runs alone (an exclusive advisory lock, ``server.db``) unless it is
+*partitioned*: ``ctx.write(partitioned=True)`` takes that lock shared, so partitioned
+writes into distinct topics run side by side on every node. A partitioned write keeps to
+one lock order, and the ``Write`` enforces what code can: it first reserves every topic it
+will emit on (``reserve_topics``: the counters locked in one statement, in sorted order,
+before any other row lock); it changes only rows of those topics' partition (their
+messages, search rows, the authors' read positions) or rows it locks after them; and its
+audit records are queued by ``audit`` and chained at the very end, after its events (the
+audit head is the last lock it takes). ``emit`` on a topic it did not reserve raises
+``UnreservedTopic``, a programming error. Two partitioned writes therefore wait for each
+other only on a shared topic, in the same order, and never in a cycle of topics and head.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.audit import append_audit
+from server.audit import AuditEntry, append_audit, append_audit_many
 from server.auth.principal import PrincipalCache, principal_rows
 from server.clock import Clock
 from server.db import Database
@@ -56,6 +68,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("dienhong.write")
 
 
+class UnreservedTopic(RuntimeError):
+    """A partitioned write emitted on (or reserved out of order) a topic it had not
+    reserved first: a programming error, never a client's."""
+
+
 @dataclass
 class Write:
     """An open write transaction with its pending events."""
@@ -72,9 +89,17 @@ class Write:
     _counters: dict[str, int] = field(default_factory=dict)
     _stored_counters: dict[str, int] = field(default_factory=dict)
     _unstored: list[Event] = field(default_factory=list)
+    # A partitioned write (module docstring): emits only on reserved topics, and its audit
+    # records wait in ``_audit`` until ``flush_audit`` at the end of the block.
+    partitioned: bool = False
+    _audit: list[AuditEntry] = field(default_factory=list)
 
     async def emit(self, topic: str, type: str, data: dict[str, Any]) -> Event:
         """Store an event in this transaction; it is published after commit."""
+        if self.partitioned and topic not in self._counters:
+            raise UnreservedTopic(
+                f"a partitioned write emitted on {topic!r} without reserving it first"
+            )
         if self.contract is not None:
             self.contract.check(topic, type, data)
         if topic in self._counters:
@@ -93,8 +118,16 @@ class Write:
         """Lock these topics' counters now, in one statement and in sorted order (so
         concurrent writers lock them in the same order), and allocate their seqs in memory
         from here on: a batch of events costs two statements at ``flush_log`` instead of
-        two round trips each."""
+        two round trips each.
+
+        In a partitioned write every new topic must sort after those reserved already:
+        the counters are then locked in one global order."""
         names = sorted(set(topics) - self._counters.keys())
+        if self.partitioned and names and self._counters and names[0] < max(self._counters):
+            raise UnreservedTopic(
+                f"a partitioned write reserved {names[0]!r} after "
+                f"{max(self._counters)!r}: out of the one lock order"
+            )
         dialect = self.session.get_bind().dialect.name
         upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         for start in range(0, len(names), EMIT_MANY_CHUNK):
@@ -128,17 +161,19 @@ class Write:
         self._stored_counters.update((name, self._counters[name]) for name in moved)
         self._unstored.clear()
 
-    def mark(self) -> tuple[int, int, int]:
-        """Where this write stands, for ``rollback_to`` (events, callbacks, unstored)."""
-        return len(self.events), len(self._after_commit), len(self._unstored)
+    def mark(self) -> tuple[int, int, int, int]:
+        """Where this write stands, for ``rollback_to`` (events, callbacks, unstored,
+        queued audit records)."""
+        return len(self.events), len(self._after_commit), len(self._unstored), len(self._audit)
 
-    def rollback_to(self, mark: tuple[int, int, int]) -> None:
+    def rollback_to(self, mark: tuple[int, int, int, int]) -> None:
         """Forget what was emitted and queued since ``mark`` (its savepoint was rolled
         back, or it wrote nothing): seqs allocated since are given out again, no gap."""
-        events, callbacks, unstored = mark
+        events, callbacks, unstored, audit = mark
         del self.events[events:]
         del self._after_commit[callbacks:]
         del self._unstored[unstored:]
+        del self._audit[audit:]
         self._counters.update(self._stored_counters)
         for event in self._unstored:
             self._counters[event.topic] = event.seq
@@ -148,7 +183,14 @@ class Write:
     ) -> dict[str, Event]:
         """Store the same event on many topics (e.g. one per recipient's inbox) in a few
         statements instead of one round trip per topic; returns each topic's event."""
-        if self._counters.keys() & set(topics):
+        if self.partitioned:
+            unreserved = sorted(set(topics) - self._counters.keys())
+            if unreserved:
+                # Before any of them is emitted: none or all.
+                raise UnreservedTopic(
+                    f"a partitioned write emitted on {unreserved[0]!r} without reserving it"
+                )
+        if self.partitioned or self._counters.keys() & set(topics):
             return {topic: await self.emit(topic, type, data) for topic in sorted(set(topics))}
         if self.contract is not None:
             for topic in topics[:1]:
@@ -164,7 +206,13 @@ class Write:
         subject: str = "",
         details: dict[str, Any] | None = None,
     ) -> None:
-        """Append a hash-chained audit record in this transaction."""
+        """Append a hash-chained audit record in this transaction (in a partitioned
+        write: queued, and chained after the block's events by ``flush_audit``)."""
+        if self.partitioned:
+            # As it is now: the caller may go on changing its dict.
+            snapshot = json.loads(json.dumps(details or {}, ensure_ascii=False))
+            self._audit.append(AuditEntry(actor_id, action, subject, snapshot))
+            return
         await append_audit(
             self.session,
             at=self.now,
@@ -173,6 +221,21 @@ class Write:
             subject=subject,
             details=details,
         )
+
+    async def audit_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Append many records with one lock of the chain head (``append_audit_many``);
+        in a partitioned write they are queued like ``audit``'s."""
+        if self.partitioned:
+            self._audit.extend(entries)
+            return
+        await append_audit_many(self.session, at=self.now, entries=entries)
+
+    async def flush_audit(self) -> None:
+        """Chain the queued audit records (a partitioned write's), in one step: the audit
+        head is locked last, after every topic and row of the write."""
+        if self._audit:
+            entries, self._audit = self._audit, []
+            await append_audit_many(self.session, at=self.now, entries=entries)
 
     def after_commit(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` once the transaction has committed (e.g. to wake a timer)."""
@@ -294,12 +357,21 @@ class Context:
         self.runtimes = Runtimes()
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[Write]:
-        """Open the one write path: transaction, events and audit, publish after commit."""
-        async with self.db.write_session() as session:
-            pending = Write(session=session, now=self.clock.now(), contract=self.event_types)
+    async def write(self, *, partitioned: bool = False) -> AsyncIterator[Write]:
+        """Open the one write path: transaction, events and audit, publish after commit.
+
+        ``partitioned``: the block keeps the partitioned write's rules (module docstring)
+        and so, on PostgreSQL, runs beside other partitioned writes instead of alone."""
+        async with self.db.write_session(shared=partitioned) as session:
+            pending = Write(
+                session=session,
+                now=self.clock.now(),
+                contract=self.event_types,
+                partitioned=partitioned,
+            )
             yield pending
             await pending.flush_log()
+            await pending.flush_audit()
         # Committed. From here on failures must not undo what the client was told.
         if pending.events:
             self.metrics.events_published.inc(len(pending.events))

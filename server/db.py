@@ -3,9 +3,13 @@
 SQLite runs in WAL mode with foreign keys on and a busy timeout. Writers open their
 transaction with ``BEGIN IMMEDIATE`` so two writers never both read and then fail to
 upgrade their lock; inside one process an ``asyncio.Lock`` queues writers so no thread sits
-in SQLite's busy loop. On PostgreSQL writers take one advisory lock (see
-PG_WRITE_LOCK_KEY). Readers use a second engine: on SQLite with plain deferred transactions,
-never waiting for the writer (WAL); on PostgreSQL with a pool of its own.
+in SQLite's busy loop. On PostgreSQL every write transaction first takes one advisory
+lock, a reader-writer lock (see PG_WRITE_LOCK_KEY): shared for a *partitioned* write (one
+that locks the topic counters it emits on first, in sorted order, and the audit head last;
+see ``server.context``), exclusive for every other write. Partitioned writes into distinct
+topics so run side by side on every node; any other write runs alone, as on SQLite.
+Readers use a second engine: on SQLite with plain deferred transactions, never waiting for
+the writer (WAL); on PostgreSQL with a pool of its own.
 """
 
 from __future__ import annotations
@@ -42,12 +46,36 @@ NAMING = {
 
 
 # Writers on PostgreSQL take this transaction-scoped advisory lock first, on every node.
-# A write transaction locks topic rows (seq allocation) and the audit head in whatever
-# order its service emits and audits; two such transactions running side by side would
-# deadlock (A holds meeting:1 and wants the audit head, B the reverse). One writer at a
-# time, as on SQLite, keeps every order safe; the transactions are short.
+# Most write transactions lock topic rows (seq allocation) and the audit head in whatever
+# order their service emits and audits, and check-then-act on rows under READ COMMITTED
+# (open a poll only if none is open...): they take it exclusively, one at a time, as on
+# SQLite. A partitioned write (``ctx.write(partitioned=True)``) takes it shared: it locks
+# every topic counter it emits on up front in sorted order, changes only rows of those
+# topics' partition (or rows locked after them), and locks the audit head last, so any
+# number of them run side by side without a lock cycle, and none runs beside an
+# exclusive write, whose invariants therefore hold unchanged.
 PG_WRITE_LOCK_KEY = 0x4469656E486F6E67  # "DienHong"
 _PG_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_PG_WRITE_LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)")
+
+# SQLSTATEs of a transaction that lost a lock race and may simply run again: a deadlock
+# (the server cancels one of the transactions in the cycle) and a serialization failure.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def retryable_sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of ``error`` (or of the driver error it wraps) when it is a deadlock or
+    a serialization failure, which a write survives by running again; None otherwise."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if state in RETRYABLE_SQLSTATES:
+            return str(state)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
 
 
 # Execution option of SQLite connections that run each statement in its own implicit
@@ -148,7 +176,8 @@ class Database:
         )
         self._writes = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reads = async_sessionmaker(self.read_engine, expire_on_commit=False)
-        # One SQLite writer at a time per process; PostgreSQL takes an advisory lock.
+        # One SQLite writer at a time per process; PostgreSQL takes an advisory lock
+        # (shared or exclusive, see PG_WRITE_LOCK_KEY).
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
@@ -168,15 +197,20 @@ class Database:
         return engine
 
     @contextlib.asynccontextmanager
-    async def write_session(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one write transaction; commits on success."""
+    async def write_session(self, *, shared: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session inside one write transaction; commits on success.
+
+        ``shared``: on PostgreSQL, take the write lock shared (a partitioned write, see
+        PG_WRITE_LOCK_KEY) instead of exclusively. SQLite has one writer per process
+        either way."""
         lock = self._write_lock
         if lock is not None:
             await lock.acquire()
         try:
             async with self._writes() as session, session.begin():
                 if lock is None:
-                    await session.execute(_PG_WRITE_LOCK, {"key": PG_WRITE_LOCK_KEY})
+                    statement = _PG_WRITE_LOCK_SHARED if shared else _PG_WRITE_LOCK
+                    await session.execute(statement, {"key": PG_WRITE_LOCK_KEY})
                 yield session
         finally:
             if lock is not None:

@@ -21,12 +21,19 @@ whatever is waiting (up to ``batch_size``) and writes it in one transaction thro
    then flushed together at commit. There an unexpected error fails the batch, which is
    written again item by item (point 5).
 4. **Audit in one go.** The records the items ask for are chained with one lock of the
-   audit head and one insert (``server.audit.append_audit_many``).
+   audit head and one insert (``server.audit.append_audit_many``), after everything else
+   the batch writes.
 5. **Answers after the commit.** If the transaction itself fails (a deadlock, a key taken
    by another node), every item of the batch is written again in a transaction of its own,
    so a fault that belongs to one item fails that item alone. An item whose error
-   ``should_retry`` (a unique key lost to a concurrent writer) is retried alone, up to
-   ``attempts`` times.
+   ``should_retry`` (a deadlock or serialization failure, by default; a kind adds e.g.
+   a unique key lost to a concurrent writer) is retried alone, up to ``attempts`` times:
+   a lost lock race never reaches the client as a 500.
+
+A kind whose items keep the partitioned write's rules (``server.context``: ``prepare``
+reserves every topic the batch emits on, the items change only those topics' partition)
+says so with ``partitioned = True``: on PostgreSQL its batches then run beside the other
+nodes' partitioned batches instead of one at a time.
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from server.audit import AuditEntry, append_audit_many
+from server.audit import AuditEntry
 from server.context import Context, Write
+from server.db import retryable_sqlstate
 from server.errors import ApiError, BadRequest, TooManyRequests
 
 log = logging.getLogger("dienhong.group_commit")
@@ -107,6 +115,8 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
     what = "requests"
     # Tries of an item whose error ``should_retry`` (first write included).
     attempts = 3
+    # Do the batches keep the partitioned write's rules (module docstring)?
+    partitioned = False
 
     def __init__(self, ctx: Context, *, batch_size: int, queue_limit: int) -> None:
         self.ctx = ctx
@@ -132,8 +142,16 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
         """Write one item (inside its savepoint); raise ``ApiError`` to refuse it."""
 
     def should_retry(self, error: BaseException) -> bool:
-        """Is this failure of an item worth one more try alone (a lost race)?"""
-        return False
+        """Is this failure of an item worth one more try alone (a lost race)? A deadlock
+        or a serialization failure always is; a kind may add its own lost races."""
+        return retryable_sqlstate(error) is not None
+
+    def _count_conflict(self, error: BaseException) -> None:
+        """Count a transaction (a batch or one item) lost to a deadlock or serialization
+        failure; it is written again."""
+        state = retryable_sqlstate(error)
+        if state is not None:
+            self.ctx.metrics.write_conflicts.labels(sqlstate=state).inc()
 
     def isolate(self, item: ItemT) -> bool:
         """Does ``apply`` write for this item (then it runs in a savepoint of its own)?
@@ -206,9 +224,13 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
             return
         try:
             outcomes = await self._transaction(live)
-        except Exception:
+        except Exception as exc:
+            self._count_conflict(exc)
             if len(live) == 1:
-                log.exception("writing one of the %s failed", self.what)
+                if self.should_retry(exc):
+                    log.warning("one of the %s lost a race; writing it again", self.what)
+                else:
+                    log.exception("writing one of the %s failed", self.what)
                 outcomes = [await self._alone(live[0])]
             else:
                 log.warning(
@@ -234,7 +256,11 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
             try:
                 [outcome] = await self._transaction([pending])
             except Exception as exc:
-                log.exception("writing one of the %s failed", self.what)
+                self._count_conflict(exc)
+                if self.should_retry(exc) and tried < self.attempts:
+                    log.warning("one of the %s lost a race; writing it again", self.what)
+                else:
+                    log.exception("writing one of the %s failed", self.what)
                 outcome = exc
             if not (isinstance(outcome, BaseException) and self.should_retry(outcome)):
                 break
@@ -244,7 +270,7 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
         self, batch: Sequence[_Pending[ItemT, ResultT]]
     ) -> list[ResultT | BaseException]:
         outcomes: list[ResultT | BaseException] = []
-        async with self.ctx.write() as w:
+        async with self.ctx.write(partitioned=self.partitioned) as w:
             prepared = await self.prepare(w, [p.item for p in batch])
             audit: list[AuditEntry] = []
             for pending in batch:
@@ -271,6 +297,7 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
                         # No savepoint to roll back to: the batch fails and goes item by item.
                         raise
                     w.rollback_to(mark)
+                    self._count_conflict(exc)
                     if not self.should_retry(exc):
                         log.exception("one of a batch of %d %s failed", len(batch), self.what)
                     outcomes.append(exc)
@@ -280,7 +307,8 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
                     w.after_commit(callback)
                 outcomes.append(applied.result)
             await self.finish(w, prepared)
-            await append_audit_many(w.session, at=w.now, entries=audit)
+            # Queued in a partitioned write: chained after its events, the head last.
+            await w.audit_many(audit)
         return outcomes
 
 

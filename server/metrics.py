@@ -33,6 +33,13 @@ class Metrics:
             "Events a hub read back from the log because the broker did not bring them",
             registry=self.registry,
         )
+        self.write_conflicts = Counter(
+            "dienhong_write_conflicts_total",
+            "Group-committed write transactions (a batch or one item) lost to a deadlock "
+            "or a serialization failure and written again",
+            ["sqlstate"],
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "dienhong_http_request_seconds",
             "HTTP request latency",
