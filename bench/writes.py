@@ -6,7 +6,9 @@ What it does, all on loopback, and stops by itself:
    dropped at the end): the demo city with its 126 communes/wards, each ward clerk
    (``ward001``…) in the unit channel of their own ward. Tokens are minted offline.
 2. ``--nodes`` server processes (``dienhong serve``) over that database; with two or more
-   they share Redis as their broker and the posters are split evenly between them.
+   they share Redis as their broker and the posters are split evenly between them. With
+   ``--workers N`` each is ``dienhong serve --workers N`` (N worker processes on its port,
+   Redis between them too).
 3. For 1, 8 and 64 posters (``--posters``), a closed loop: each poster is one ward clerk
    on one keep-alive HTTP connection, posting a chat-sized message into their own unit
    channel and the next as soon as the answer comes. Figures: posts/s, p50/p99 latency.
@@ -22,7 +24,7 @@ What it does, all on loopback, and stops by itself:
    for a lock (``pg_locks`` not granted); and in which a holder sits ``idle in
    transaction`` (waiting for its node's next statement).
 
-    python -m bench.writes [--seconds 10] [--posters 1,8,64] [--nodes 1]
+    python -m bench.writes [--seconds 10] [--posters 1,8,64] [--nodes 1] [--workers 1]
                            [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test]
                            [--redis-url redis://127.0.0.1:6379/0]
 """
@@ -326,6 +328,24 @@ def ms(values: list[float], fraction: float) -> float:
 
 
 # --- the run -----------------------------------------------------------------------------
+async def wait_workers(base: str, workers: int) -> None:
+    """Until every worker of the server on ``base`` has answered (at most 60 s): each
+    request on a connection of its own, so the port hands it to any of them."""
+    import httpx
+
+    nodes: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(nodes) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(nodes)} of {workers} workers answered on {base}")
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            text = (await client.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith('dienhong_node_info{node="'):
+                nodes.add(line.split('"')[1])
+        await asyncio.sleep(0.05)
+
+
 async def run(args: argparse.Namespace) -> None:
     raise_open_files()
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-writes-"))
@@ -337,9 +357,11 @@ async def run(args: argparse.Namespace) -> None:
         clerks = await prepare(data_dir, database_url)
         print(f"prepared {len(clerks)} ward clerks in {time.perf_counter() - t:.1f}s")
         env = {"DIENHONG_DATABASE_URL": database_url} if database_url else {}
-        if args.nodes > 1:
-            if not database_url:
-                raise SystemExit("--nodes above 1 needs --database-url (PostgreSQL)")
+        if args.nodes > 1 and not database_url:
+            raise SystemExit("--nodes above 1 needs --database-url (PostgreSQL)")
+        if args.workers > 1:
+            env["DIENHONG_WORKERS"] = str(args.workers)
+        if args.nodes > 1 or args.workers > 1:
             env["DIENHONG_REDIS_URL"] = args.redis_url
             env["DIENHONG_REDIS_CHANNEL"] = f"dienhong:bench-writes:{uuid.uuid4().hex[:8]}"
         bases = []
@@ -350,6 +372,7 @@ async def run(args: argparse.Namespace) -> None:
             bases.append(f"http://127.0.0.1:{port}")
         for base, proc in zip(bases, servers, strict=True):
             await wait_healthy(base, proc)
+            await wait_workers(base, args.workers)
         await measure(args, clerks, bases, database_url)
     finally:
         for proc in servers:
@@ -373,7 +396,8 @@ async def measure(
     sampler = LockSampler(database_url) if database_url else None
     backend = "PostgreSQL" if database_url else "SQLite"
     print(
-        f"{len(bases)} node(s), {backend}, {args.seconds:.0f} s per run, "
+        f"{len(bases)} node(s) of {args.workers} worker(s), {backend}, "
+        f"{args.seconds:.0f} s per run, "
         f"load average {os.getloadavg()[0]:.2f} at start, {os.cpu_count()} CPU"
     )
 
@@ -437,6 +461,9 @@ def main() -> None:
     )
     parser.add_argument("--nodes", type=int, default=1, help="server processes")
     parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes of each server (--workers)"
+    )
+    parser.add_argument(
         "--database-url",
         default="",
         help="PostgreSQL server to create the bench's database on; "
@@ -445,7 +472,7 @@ def main() -> None:
     parser.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/0",
-        help="the broker between nodes (with --nodes above 1)",
+        help="the broker between nodes (with --nodes or --workers above 1)",
     )
     asyncio.run(run(parser.parse_args()))
 

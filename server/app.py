@@ -8,6 +8,7 @@ import hmac
 import ipaddress
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -291,8 +292,14 @@ def create_app(
     clock: Clock | None = None,
     features: Sequence[Feature] | None = None,
 ) -> Starlette:
-    """Build the application; connections open in the lifespan, not here."""
-    metrics_ = Metrics()
+    """Build the application; connections open in the lifespan, not here.
+
+    Each application is a node of its own: ``app.state.node_id`` is new at every call
+    (random, so worker processes forked from one parent never share one) and labels
+    ``dienhong_node_info`` in ``/metrics``.
+    """
+    node_id = uuid.uuid4().hex[:12]
+    metrics_ = Metrics(node_id)
     db = Database(settings)
     broker = create_broker(
         settings.redis_url,
@@ -383,6 +390,7 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.gateway = gateway
+    app.state.node_id = node_id
     app.add_middleware(RequestMetrics, metrics=metrics_, routes=routes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(Compression, minimum_size=settings.compress_min_bytes)

@@ -95,14 +95,19 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def _serve(settings: Settings, host: str, port: int) -> int:
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     import uvicorn
 
     from server.app import create_app
     from server.logs import configure_logging
     from server.migrate import migrate
+    from server.workers import Supervisor, check_workers, listening_socket, preload
 
     thresholds = gc_thresholds(settings)
+    refusal = check_workers(settings, workers)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 1
     configure_logging(settings.log_level, log_format=settings.log_format, as_json=settings.log_json)
     for line in storage_lines(settings):
         print(line, file=sys.stderr)
@@ -113,6 +118,12 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     before, after = asyncio.run(migrate(settings))
     if before != after:
         print(f"migrated database from {before or 'empty'} to {after}", file=sys.stderr)
+    if workers > 1:
+        # Bound once here; every worker accepts on it and builds its own application.
+        preload()
+        gc.collect()
+        gc.freeze()
+        return Supervisor(settings, listening_socket(host, port), workers, thresholds).run()
     app = create_app(settings)
     # Everything loaded so far (modules, the app) lives as long as the process: keep it out
     # of the cyclic collector, whose full passes otherwise walk it all and stall fan-out.
@@ -349,13 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply pending migrations, then serve the API and the web pages",
         description="Apply pending database migrations, then serve the API, the /ws socket "
         "and the web pages until stopped (Ctrl+C). Prints the data directory "
-        "and database it uses.",
+        "and database it uses. With --workers N, N processes serve the one port.",
     )
     serve.add_argument(
         "--host", default=None, help="address to listen on (default DIENHONG_HOST, 127.0.0.1)"
     )
     serve.add_argument(
         "--port", type=int, default=None, help="port to listen on (default DIENHONG_PORT, 8000)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes accepting on the port, each a node of its own; above 1 "
+        "needs DIENHONG_REDIS_URL (default DIENHONG_WORKERS, 1)",
     )
     commands.add_parser(
         "migrate",
@@ -476,7 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         try:
-            return _serve(settings, args.host or settings.host, args.port or settings.port)
+            return _serve(
+                settings,
+                args.host or settings.host,
+                args.port or settings.port,
+                settings.workers if args.workers is None else args.workers,
+            )
         except SettingsError as exc:
             print(f"configuration error: {exc}", file=sys.stderr)
             return 2

@@ -6,8 +6,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, node_id: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.node_info = Gauge(
+            "dienhong_node_info",
+            "1, labelled with this process's node id (new at every start; each worker "
+            "process of `dienhong serve --workers N` is a node of its own)",
+            ["node"],
+            registry=self.registry,
+        )
+        if node_id:
+            self.node_info.labels(node_id).set(1)
         self.open_sockets = Gauge(
             "dienhong_open_sockets",
             "WebSocket connections currently open",

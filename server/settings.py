@@ -80,6 +80,10 @@ class Settings:
     host: str = "127.0.0.1"
     # Port `dienhong serve` listens on (`--port` overrides).
     port: int = 8000
+    # Worker processes of `dienhong serve` (`--workers` overrides), all accepting on its one port;
+    # each is a node of its own. Above 1 needs Redis (`DIENHONG_REDIS_URL`) between them; one per
+    # core is the usual choice.
+    workers: int = 1
     # Origins allowed to open /ws from a browser. Empty: only same-origin pages.
     allowed_origins: tuple[str, ...] = ()
     # Largest JSON request body; larger ones get 413.
