@@ -7,7 +7,9 @@ fetch the rows, close the cursor), and one more to roll back a connection that h
 transaction. Under load each trip costs the event loop tens of microseconds of system
 calls and waits for the thread to get the GIL. Here a statement is one trip (the four steps
 run together in the thread), and a rollback with no transaction open is skipped: SQLite
-would do nothing for it either.
+would do nothing for it either. A ``BEGIN`` (or ``BEGIN IMMEDIATE``) makes no trip of its
+own: it is sent with the transaction's first statement, in the same trip, before it; a
+transaction that ran no statement then needs neither its ``BEGIN`` nor its ``COMMIT``.
 
 Given to ``create_async_engine(..., module=one_hop_dbapi())``: the dialect is the stock
 one, only the DB-API module it wraps is this one.
@@ -25,12 +27,22 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 
+# Statements that open a transaction, sent with the next statement's trip (see above).
+_BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE", "BEGIN DEFERRED", "BEGIN EXCLUSIVE"})
+
 
 def _run(
-    connection: aiosqlite.Connection, operation: str, parameters: Any, many: bool
+    connection: aiosqlite.Connection,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+    many: bool,
 ) -> tuple[Any, list[Any] | None, int, int, bool]:
-    """In the connection's thread: execute, fetch every row, close the cursor."""
+    """In the connection's thread: open the transaction ``begin`` says (if any), execute,
+    fetch every row, close the cursor."""
     raw: sqlite3.Connection = connection._conn
+    if begin is not None:
+        raw.execute(begin)
     cursor = raw.cursor()
     try:
         if many:
@@ -60,9 +72,26 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         adapted = self._adapt_connection
         assert isinstance(adapted, OneHopConnection)
+        if (
+            not many
+            and not parameters
+            and not adapted.in_transaction
+            and adapted.pending_begin is None
+            and isinstance(operation, str)
+            and operation.strip().upper() in _BEGINS
+        ):
+            # Sent with the next statement (one trip for both).
+            adapted.pending_begin = operation
+            self.description = None
+            self.lastrowid = 0
+            self.rowcount = -1
+            return
+        begin, adapted.pending_begin = adapted.pending_begin, None
         try:
             description, rows, lastrowid, rowcount, in_transaction = self.await_(
-                self._connection._execute(_run, self._connection, operation, parameters, many)
+                self._connection._execute(
+                    _run, self._connection, begin, operation, parameters, many
+                )
             )
         except Exception as error:
             # Whether the failed statement left a transaction open is not known: the next
@@ -82,13 +111,15 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("in_transaction",)
+    __slots__ = ("in_transaction", "pending_begin")
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         # Whether SQLite holds a transaction open on this connection, as of the last
         # statement (reported from the thread). Connections start in autocommit mode.
         self.in_transaction = False
+        # A BEGIN asked for and not sent yet: it goes with the next statement.
+        self.pending_begin: str | None = None
 
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         if server_side:
@@ -96,12 +127,18 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         return OneHopCursor(self)
 
     def rollback(self) -> None:
+        # A transaction whose BEGIN was never sent holds nothing.
+        self.pending_begin = None
         if not self.in_transaction:
             return
         super().rollback()
         self.in_transaction = False
 
     def commit(self) -> None:
+        if self.pending_begin is not None and not self.in_transaction:
+            # Opened and ran nothing: there is nothing to commit.
+            self.pending_begin = None
+            return
         super().commit()
         self.in_transaction = False
 
