@@ -337,6 +337,29 @@ async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[s
 
 
 # --- messages --------------------------------------------------------------------------------
+# The upsert of ``move_read_positions``, built once per dialect and run with one row of
+# parameters per position (building it per batch, with the rows as literal VALUES, cost
+# a compilation each time).
+_READ_POSITIONS: dict[str, Any] = {}
+
+
+def _read_positions_statement(dialect: str) -> Any:
+    stmt = _READ_POSITIONS.get(dialect)
+    if stmt is None:
+        members = ChannelMember.__table__
+        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(members)
+        stmt = _READ_POSITIONS[dialect] = upsert.on_conflict_do_update(
+            index_elements=[members.c.channel_id, members.c.user_id],
+            set_={
+                "read_seq": case(
+                    (upsert.excluded.read_seq > members.c.read_seq, upsert.excluded.read_seq),
+                    else_=members.c.read_seq,
+                )
+            },
+        )
+    return stmt
+
+
 async def move_read_positions(
     session: AsyncSession, positions: Mapping[tuple[int, int], tuple[int, bool]], now: datetime
 ) -> None:
@@ -344,9 +367,8 @@ async def move_read_positions(
     position is ``(seq, member)``, ``member`` used only for a row made now."""
     if not positions:
         return
-    dialect = session.get_bind().dialect.name
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = upsert(ChannelMember).values(
+    await session.execute(
+        _read_positions_statement(session.get_bind().dialect.name),
         [
             {
                 "channel_id": channel_id,
@@ -356,18 +378,7 @@ async def move_read_positions(
                 "joined_at": now,
             }
             for (channel_id, user_id), (seq, member) in sorted(positions.items())
-        ]
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[ChannelMember.channel_id, ChannelMember.user_id],
-            set_={
-                "read_seq": case(
-                    (stmt.excluded.read_seq > ChannelMember.read_seq, stmt.excluded.read_seq),
-                    else_=ChannelMember.read_seq,
-                )
-            },
-        )
+        ],
     )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,6 +54,16 @@ if TYPE_CHECKING:
     from server.auth.tokens import TokenService
 
 log = logging.getLogger("dienhong.write")
+
+
+# ``Write.flush_log``'s statements, built once (Core: the ORM's bulk insert and update
+# cost more than the statements themselves).
+_INSERT_EVENTS = insert(EventRecord.__table__)
+_SET_SEQ = (
+    update(Topic.__table__)
+    .where(Topic.__table__.c.name == bindparam("topic"))
+    .values(seq=bindparam("new_seq"))
+)
 
 
 @dataclass
@@ -109,21 +119,26 @@ class Write:
             for name, seq in (await self.session.execute(stmt)).all():
                 self._counters[name] = self._stored_counters[name] = int(seq)
 
+    def next_seq(self, topic: str) -> int:
+        """The seq the next event of a reserved topic will take (allocates nothing): rows
+        that carry their event's seq are written with it before the event is emitted."""
+        return self._counters[topic] + 1
+
     async def flush_log(self) -> None:
         """Store the events of reserved topics emitted so far, and their counters."""
         if not self._unstored:
             return
         await self.session.execute(
-            insert(EventRecord),
+            _INSERT_EVENTS,
             [
                 {"topic": e.topic, "seq": e.seq, "type": e.type, "data": e.data, "at": e.at}
                 for e in self._unstored
             ],
         )
         moved = {e.topic for e in self._unstored}
-        # ORM bulk update by primary key: one executemany.
+        # One executemany.
         await self.session.execute(
-            update(Topic), [{"name": name, "seq": self._counters[name]} for name in sorted(moved)]
+            _SET_SEQ, [{"topic": name, "new_seq": self._counters[name]} for name in sorted(moved)]
         )
         self._stored_counters.update((name, self._counters[name]) for name in moved)
         self._unstored.clear()
