@@ -16,6 +16,7 @@ raises, nothing is stored and nothing is sent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import TextClause, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,6 +67,18 @@ _SET_SEQ = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _reserve_statement(count: int) -> TextClause:
+    """``Write.reserve_topics``' upsert of ``count`` topics, written out: SQLAlchemy
+    compiles a dialect's ``insert().on_conflict_do_update()`` again on every execution
+    (it has no cache key), which cost more than the statement."""
+    rows = ", ".join(f"(:name_{index}, 0, 0)" for index in range(count))
+    return text(
+        f"INSERT INTO topics (name, seq, pruned_through) VALUES {rows} "
+        "ON CONFLICT (name) DO UPDATE SET seq = topics.seq RETURNING name, seq"
+    )
+
+
 @dataclass
 class Write:
     """An open write transaction with its pending events."""
@@ -105,18 +118,12 @@ class Write:
         from here on: a batch of events costs two statements at ``flush_log`` instead of
         two round trips each."""
         names = sorted(set(topics) - self._counters.keys())
-        dialect = self.session.get_bind().dialect.name
-        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         for start in range(0, len(names), EMIT_MANY_CHUNK):
             chunk = names[start : start + EMIT_MANY_CHUNK]
             # Updating a row to its own value locks it (PostgreSQL) and creates it if new.
-            stmt = (
-                upsert(Topic)
-                .values([{"name": name, "seq": 0, "pruned_through": 0} for name in chunk])
-                .on_conflict_do_update(index_elements=[Topic.name], set_={"seq": Topic.seq})
-                .returning(Topic.name, Topic.seq)
-            )
-            for name, seq in (await self.session.execute(stmt)).all():
+            stmt = _reserve_statement(len(chunk))
+            params = {f"name_{index}": name for index, name in enumerate(chunk)}
+            for name, seq in (await self.session.execute(stmt, params)).all():
                 self._counters[name] = self._stored_counters[name] = int(seq)
 
     def next_seq(self, topic: str) -> int:
