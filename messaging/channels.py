@@ -46,7 +46,7 @@ from messaging.senders import sender_card, sender_cards, unknown_card
 from messaging.visibility import channel_member_sql, is_member
 from server.auth.principal import Principal
 from server.context import Context, Write
-from server.db import UTCDateTime
+from server.db import SENT_LATER, UTCDateTime
 from server.errors import Forbidden, NotFound, Unprocessable
 from server.org.models import Unit, User
 from server.realtime.log import rewrite_events
@@ -340,18 +340,22 @@ async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[s
 # The upsert of ``move_read_positions``, run with one row of parameters per position.
 # Written out: SQLAlchemy compiles a dialect's ``insert().on_conflict_do_update()`` again
 # on every execution (it has no cache key), which cost more than the statement.
-_READ_POSITIONS = text(
-    "INSERT INTO channel_members (channel_id, user_id, member, read_seq, joined_at) "
-    "VALUES (:channel_id, :user_id, :member, :read_seq, :joined_at) "
-    "ON CONFLICT (channel_id, user_id) DO UPDATE SET read_seq = CASE "
-    "WHEN excluded.read_seq > channel_members.read_seq THEN excluded.read_seq "
-    "ELSE channel_members.read_seq END"
-).bindparams(
-    bindparam("channel_id", type_=Integer()),
-    bindparam("user_id", type_=Integer()),
-    bindparam("member", type_=Boolean()),
-    bindparam("read_seq", type_=BigInteger()),
-    bindparam("joined_at", type_=UTCDateTime()),
+_READ_POSITIONS = (
+    text(
+        "INSERT INTO channel_members (channel_id, user_id, member, read_seq, joined_at) "
+        "VALUES (:channel_id, :user_id, :member, :read_seq, :joined_at) "
+        "ON CONFLICT (channel_id, user_id) DO UPDATE SET read_seq = CASE "
+        "WHEN excluded.read_seq > channel_members.read_seq THEN excluded.read_seq "
+        "ELSE channel_members.read_seq END"
+    )
+    .bindparams(
+        bindparam("channel_id", type_=Integer()),
+        bindparam("user_id", type_=Integer()),
+        bindparam("member", type_=Boolean()),
+        bindparam("read_seq", type_=BigInteger()),
+        bindparam("joined_at", type_=UTCDateTime()),
+    )
+    .execution_options(**SENT_LATER)
 )
 
 

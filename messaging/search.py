@@ -44,6 +44,7 @@ from messaging.visibility import (
 from server.auth.principal import Principal
 from server.clock import utc_iso
 from server.context import Context
+from server.db import SENT_LATER
 from server.errors import BadRequest
 from server.files.models import StoredFile
 from server.org.service import display_names
@@ -93,7 +94,7 @@ async def index_document(
 
 
 # Built once (a Core statement: the ORM's bulk insert costs more than the insert).
-_INSERT_DOCUMENTS = insert(SearchDocument.__table__)
+_INSERT_DOCUMENTS = insert(SearchDocument.__table__).execution_options(**SENT_LATER)
 
 
 async def index_new_documents(

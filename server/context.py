@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit import append_audit
 from server.auth.principal import PrincipalCache, principal_rows
 from server.clock import Clock
-from server.db import Database
+from server.db import SENT_LATER, Database
 from server.features import (
     AccessChange,
     ConnectionHook,
@@ -59,11 +59,12 @@ log = logging.getLogger("dienhong.write")
 
 # ``Write.flush_log``'s statements, built once (Core: the ORM's bulk insert and update
 # cost more than the statements themselves).
-_INSERT_EVENTS = insert(EventRecord.__table__)
+_INSERT_EVENTS = insert(EventRecord.__table__).execution_options(**SENT_LATER)
 _SET_SEQ = (
     update(Topic.__table__)
     .where(Topic.__table__.c.name == bindparam("topic"))
     .values(seq=bindparam("new_seq"))
+    .execution_options(**SENT_LATER)
 )
 
 
