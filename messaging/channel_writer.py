@@ -46,7 +46,7 @@ from messaging.models import (
     SearchKind,
 )
 from messaging.runtime import messaging_runtime
-from messaging.search import index_document, index_new_documents
+from messaging.search import fold, index_document, index_new_documents
 from messaging.senders import sender_cards, unknown_card
 from messaging.visibility import is_channel_member
 from server.audit import AuditEntry
@@ -69,6 +69,9 @@ class PostRequest:
     client_msg_id: str
     reply_to: int | None
     attachment_ids: tuple[int, ...]
+    # The body's search text (``messaging.search.fold``), made by the request before the
+    # batch: the batch's transaction only stores it.
+    folded: str = ""
 
 
 @dataclass(frozen=True)
@@ -362,7 +365,15 @@ async def _store_posts(w: Write, posts: Sequence[_Planned]) -> None:
         await session.execute(insert(MessageAttachment), attached)
     await move_read_positions(session, read_up_to, w.now)
     await index_new_documents(
-        session, SearchKind.MESSAGE, [(m.id, m.body) for m in messages if m.body.strip()], w.now
+        session,
+        SearchKind.MESSAGE,
+        [
+            (m.id, p.request.folded or fold(m.body))
+            for p, m in zip(posts, messages, strict=True)
+            if m.body.strip()
+        ],
+        w.now,
+        folded=True,
     )
 
 
@@ -428,7 +439,15 @@ async def post_message(
 ) -> Answer:
     """Post a message once per ``client_msg_id``; returns it and whether it is new."""
     return await channel_writer(ctx).submit(
-        PostRequest(actor, channel_id, body, client_msg_id, reply_to, tuple(attachment_ids))
+        PostRequest(
+            actor,
+            channel_id,
+            body,
+            client_msg_id,
+            reply_to,
+            tuple(attachment_ids),
+            folded=fold(body) if body.strip() else "",
+        )
     )
 
 

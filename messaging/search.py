@@ -98,14 +98,25 @@ _INSERT_DOCUMENTS = insert(SearchDocument.__table__).execution_options(**SENT_LA
 
 
 async def index_new_documents(
-    session: AsyncSession, kind: SearchKind, documents: Sequence[tuple[int, str]], at: datetime
+    session: AsyncSession,
+    kind: SearchKind,
+    documents: Sequence[tuple[int, str]],
+    at: datetime,
+    *,
+    folded: bool = False,
 ) -> None:
-    """``index_document`` for objects that have no document yet, in one statement."""
+    """``index_document`` for objects that have no document yet, in one statement.
+    ``folded``: the texts given are already ``fold``-ed (done before the transaction)."""
     if documents:
         await session.execute(
             _INSERT_DOCUMENTS,
             [
-                {"kind": kind.value, "object_id": object_id, "folded": fold(content), "at": at}
+                {
+                    "kind": kind.value,
+                    "object_id": object_id,
+                    "folded": content if folded else fold(content),
+                    "at": at,
+                }
                 for object_id, content in documents
             ],
         )
