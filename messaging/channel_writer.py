@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from messaging.attachments import channel_clearance, index_attachments, require_readers_cleared
@@ -56,7 +56,7 @@ from messaging.models import (
     SearchKind,
 )
 from messaging.runtime import messaging_runtime
-from messaging.search import index_document, index_new_documents
+from messaging.search import fold, index_document, index_new_documents
 from messaging.senders import sender_cards, unknown_card
 from messaging.visibility import is_channel_member
 from server.audit import AuditEntry
@@ -79,6 +79,9 @@ class PostRequest:
     client_msg_id: str
     reply_to: int | None
     attachment_ids: tuple[int, ...]
+    # The body's search text (``messaging.search.fold``), made by the request before the
+    # batch: the batch's transaction only stores it.
+    folded: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,19 @@ class _Planned:
     author: dict[str, Any]
     files: list[StoredFile]
     answer: dict[str, Any] = field(default_factory=dict)
+
+
+# A batch's reads, built once.
+_CHANNELS = select(Channel).where(Channel.id.in_(bindparam("ids", expanding=True)))
+_MEMBERS = select(ChannelMember).where(
+    ChannelMember.channel_id.in_(bindparam("channels", expanding=True)),
+    ChannelMember.user_id.in_(bindparam("users", expanding=True)),
+)
+_POSTED = select(Message).where(
+    Message.channel_id.in_(bindparam("channels", expanding=True)),
+    Message.author_id.in_(bindparam("authors", expanding=True)),
+    Message.client_msg_id.in_(bindparam("client_msg_ids", expanding=True)),
+)
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
@@ -176,23 +192,24 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
         channel_ids = sorted({item.channel_id for item in items})
         channels: dict[int, Channel] = {}
         for chunk in _chunks(channel_ids):
-            for channel in (
-                await session.execute(select(Channel).where(Channel.id.in_(chunk)))
-            ).scalars():
+            for channel in (await session.execute(_CHANNELS, {"ids": chunk})).scalars():
                 channels[channel.id] = channel
         # Their counters, locked in one statement: seqs are then allocated in memory.
         await w.reserve_topics([channel_topic(channel_id) for channel_id in channels])
         # Each lookup is an IN per key column (both databases search the key's index
-        # with it; SQLite scans the table for a row-value IN), filtered here.
-        pairs = {(item.channel_id, item.actor.id) for item in items if item.channel_id in channels}
+        # with it; SQLite scans the table for a row-value IN), filtered here. A unit
+        # channel's members are its unit's users: no member row is needed to judge a post.
+        pairs = {
+            (item.channel_id, item.actor.id)
+            for item in items
+            if item.channel_id in channels
+            and channels[item.channel_id].kind != ChannelKind.UNIT.value
+        }
         members: dict[tuple[int, int], ChannelMember] = {}
         for chunk in _chunks(sorted({channel for channel, _ in pairs})):
             for row in (
                 await session.execute(
-                    select(ChannelMember).where(
-                        ChannelMember.channel_id.in_(chunk),
-                        ChannelMember.user_id.in_(sorted({user for _, user in pairs})),
-                    )
+                    _MEMBERS, {"channels": chunk, "users": sorted({user for _, user in pairs})}
                 )
             ).scalars():
                 members[(row.channel_id, row.user_id)] = row
@@ -207,11 +224,12 @@ class ChannelWriter(GroupCommit[ChannelWrite, _Shared, Answer]):
         for chunk in _chunks(sorted(keys)):
             for message in (
                 await session.execute(
-                    select(Message).where(
-                        Message.channel_id.in_(sorted({key[0] for key in chunk})),
-                        Message.author_id.in_(sorted({key[1] for key in chunk})),
-                        Message.client_msg_id.in_(sorted({key[2] for key in chunk})),
-                    )
+                    _POSTED,
+                    {
+                        "channels": sorted({key[0] for key in chunk}),
+                        "authors": sorted({key[1] for key in chunk}),
+                        "client_msg_ids": sorted({key[2] for key in chunk}),
+                    },
                 )
             ).scalars():
                 key = (message.channel_id, message.author_id, message.client_msg_id)
@@ -291,48 +309,65 @@ async def _post(
     return Applied((planned.answer, True))
 
 
+# The batch's new messages in one statement, built once. Their ids come back with their
+# (channel, seq), unique in the batch: asking for them in the order of the rows given
+# would make SQLite run one INSERT per row.
+_MESSAGES = Message.__table__
+_INSERT_MESSAGES = insert(_MESSAGES).returning(
+    _MESSAGES.c.id, _MESSAGES.c.channel_id, _MESSAGES.c.seq
+)
+
+
 async def _store_posts(w: Write, posts: Sequence[_Planned]) -> None:
     """Write the batch's new posts: messages, their events (seqs from the reserved
     counters), read positions and search text, a few statements for all of them."""
     session = w.session
-    messages = [
-        Message(
-            channel_id=p.channel.id,
-            seq=0,
-            author_id=p.request.actor.id,
-            client_msg_id=p.request.client_msg_id,
-            body=p.request.body,
-            reply_to=p.request.reply_to,
-            attachment_ids=[f.id for f in p.files],
-            state=MessageState.POSTED.value,
-            version=1,
-            created_at=w.now,
+    # Each message is stored with the seq its event takes below, so no second statement
+    # writes the seqs once the events are emitted.
+    taken: dict[int, int] = {}
+    messages = []
+    for p in posts:
+        channel_id = p.channel.id
+        seq = taken[channel_id] = (
+            taken.get(channel_id, w.next_seq(channel_topic(channel_id)) - 1) + 1
         )
-        for p in posts
-    ]
-    ids = (
-        (
-            await session.execute(
-                insert(Message).returning(Message.id, sort_by_parameter_order=True),
-                [_columns(m) for m in messages],
+        messages.append(
+            Message(
+                channel_id=channel_id,
+                seq=seq,
+                author_id=p.request.actor.id,
+                client_msg_id=p.request.client_msg_id,
+                body=p.request.body,
+                reply_to=p.request.reply_to,
+                attachment_ids=[f.id for f in p.files],
+                state=MessageState.POSTED.value,
+                version=1,
+                created_at=w.now,
+                edited_at=None,
+                retracted_at=None,
             )
         )
-        .scalars()
-        .all()
-    )
+    ids = {
+        (int(channel_id), int(seq)): int(message_id)
+        for message_id, channel_id, seq in (
+            await session.execute(_INSERT_MESSAGES, [_columns(m) for m in messages])
+        ).all()
+    }
     read_up_to: dict[tuple[int, int], tuple[int, bool]] = {}
-    for post, message, message_id in zip(posts, messages, ids, strict=True):
-        message.id = int(message_id)
+    for post, message in zip(posts, messages, strict=True):
+        message.id = ids[(message.channel_id, message.seq)]
         draft = message_json(message, post.author)
         del draft["seq"]  # the message's seq is the seq of this event
         event = await emit_message_posted(w, post.channel.id, message=draft)
-        message.seq = event.seq
+        if event.seq != message.seq:
+            # Cannot happen while nothing else emits on these topics in between; were it
+            # to, the batch fails and each post is written alone.
+            raise RuntimeError(f"message stored with seq {message.seq}, its event took {event.seq}")
         post.answer.update(message_json(message, post.author))
         read_up_to[(post.channel.id, message.author_id)] = (
             event.seq,
             post.channel.kind != ChannelKind.UNIT.value,
         )
-    await session.execute(update(Message), [{"id": m.id, "seq": m.seq} for m in messages])
     attached = [
         {"message_id": m.id, "file_id": f.id}
         for p, m in zip(posts, messages, strict=True)
@@ -342,16 +377,23 @@ async def _store_posts(w: Write, posts: Sequence[_Planned]) -> None:
         await session.execute(insert(MessageAttachment), attached)
     await move_read_positions(session, read_up_to, w.now)
     await index_new_documents(
-        session, SearchKind.MESSAGE, [(m.id, m.body) for m in messages if m.body.strip()], w.now
+        session,
+        SearchKind.MESSAGE,
+        [
+            (m.id, p.request.folded or fold(m.body))
+            for p, m in zip(posts, messages, strict=True)
+            if m.body.strip()
+        ],
+        w.now,
+        folded=True,
     )
 
 
+_MESSAGE_COLUMNS = tuple(column.key for column in _MESSAGES.columns if column.key != "id")
+
+
 def _columns(message: Message) -> dict[str, Any]:
-    return {
-        column.key: getattr(message, column.key)
-        for column in Message.__table__.columns
-        if column.key != "id"
-    }
+    return {key: getattr(message, key) for key in _MESSAGE_COLUMNS}
 
 
 async def _edit(
@@ -409,7 +451,15 @@ async def post_message(
 ) -> Answer:
     """Post a message once per ``client_msg_id``; returns it and whether it is new."""
     return await channel_writer(ctx).submit(
-        PostRequest(actor, channel_id, body, client_msg_id, reply_to, tuple(attachment_ids))
+        PostRequest(
+            actor,
+            channel_id,
+            body,
+            client_msg_id,
+            reply_to,
+            tuple(attachment_ids),
+            folded=fold(body) if body.strip() else "",
+        )
     )
 
 

@@ -22,8 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, Boolean, Integer, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +46,7 @@ from messaging.senders import sender_card, sender_cards, unknown_card
 from messaging.visibility import channel_member_sql, is_member
 from server.auth.principal import Principal
 from server.context import Context, Write
+from server.db import SENT_LATER, UTCDateTime
 from server.errors import Forbidden, NotFound, Unprocessable
 from server.org.models import Unit, User
 from server.realtime.log import rewrite_events
@@ -337,6 +337,28 @@ async def get_channel(ctx: Context, actor: Principal, channel_id: int) -> dict[s
 
 
 # --- messages --------------------------------------------------------------------------------
+# The upsert of ``move_read_positions``, run with one row of parameters per position.
+# Written out: SQLAlchemy compiles a dialect's ``insert().on_conflict_do_update()`` again
+# on every execution (it has no cache key), which cost more than the statement.
+_READ_POSITIONS = (
+    text(
+        "INSERT INTO channel_members (channel_id, user_id, member, read_seq, joined_at) "
+        "VALUES (:channel_id, :user_id, :member, :read_seq, :joined_at) "
+        "ON CONFLICT (channel_id, user_id) DO UPDATE SET read_seq = CASE "
+        "WHEN excluded.read_seq > channel_members.read_seq THEN excluded.read_seq "
+        "ELSE channel_members.read_seq END"
+    )
+    .bindparams(
+        bindparam("channel_id", type_=Integer()),
+        bindparam("user_id", type_=Integer()),
+        bindparam("member", type_=Boolean()),
+        bindparam("read_seq", type_=BigInteger()),
+        bindparam("joined_at", type_=UTCDateTime()),
+    )
+    .execution_options(**SENT_LATER)
+)
+
+
 async def move_read_positions(
     session: AsyncSession, positions: Mapping[tuple[int, int], tuple[int, bool]], now: datetime
 ) -> None:
@@ -344,9 +366,8 @@ async def move_read_positions(
     position is ``(seq, member)``, ``member`` used only for a row made now."""
     if not positions:
         return
-    dialect = session.get_bind().dialect.name
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = upsert(ChannelMember).values(
+    await session.execute(
+        _READ_POSITIONS,
         [
             {
                 "channel_id": channel_id,
@@ -356,18 +377,7 @@ async def move_read_positions(
                 "joined_at": now,
             }
             for (channel_id, user_id), (seq, member) in sorted(positions.items())
-        ]
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[ChannelMember.channel_id, ChannelMember.user_id],
-            set_={
-                "read_seq": case(
-                    (stmt.excluded.read_seq > ChannelMember.read_seq, stmt.excluded.read_seq),
-                    else_=ChannelMember.read_seq,
-                )
-            },
-        )
+        ],
     )
 
 

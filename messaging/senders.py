@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.org.models import Role, Unit, User
@@ -21,6 +21,14 @@ from server.org.models import Role, Unit, User
 TITLE_ORDER = (Role.STANDING, Role.CHAIR, Role.SECRETARY, Role.DELEGATE, Role.ADMIN, Role.STAFF)
 # Users per IN (...) list.
 CHUNK = 500
+
+
+# The cards of a list of users, built once.
+_CARDS = (
+    select(User.id, User.display_name, User.roles, User.unit_id, Unit.name)
+    .join(Unit, Unit.id == User.unit_id)
+    .where(User.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 def title_of(roles: Iterable[str]) -> str | None:
@@ -41,11 +49,7 @@ async def sender_cards(session: AsyncSession, user_ids: Iterable[int]) -> dict[i
     ids = sorted(set(user_ids))
     cards: dict[int, dict[str, Any]] = {}
     for start in range(0, len(ids), CHUNK):
-        rows = await session.execute(
-            select(User.id, User.display_name, User.roles, User.unit_id, Unit.name)
-            .join(Unit, Unit.id == User.unit_id)
-            .where(User.id.in_(ids[start : start + CHUNK]))
-        )
+        rows = await session.execute(_CARDS, {"ids": ids[start : start + CHUNK]})
         for user_id, display_name, roles, unit_id, unit_name in rows.all():
             cards[int(user_id)] = {
                 "id": int(user_id),

@@ -28,6 +28,7 @@ other only on a shared topic, in the same order, and never in a cycle of topics 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -35,14 +36,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import insert, update
+from sqlalchemy import TextClause, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit import AuditEntry, append_audit, append_audit_many
 from server.auth.principal import PrincipalCache, principal_rows
 from server.clock import Clock
-from server.db import Database
+from server.db import SENT_LATER, Database
 from server.features import (
     AccessChange,
     ConnectionHook,
@@ -71,6 +72,29 @@ log = logging.getLogger("dienhong.write")
 class UnreservedTopic(RuntimeError):
     """A partitioned write emitted on (or reserved out of order) a topic it had not
     reserved first: a programming error, never a client's."""
+
+
+# ``Write.flush_log``'s statements, built once (Core: the ORM's bulk insert and update
+# cost more than the statements themselves).
+_INSERT_EVENTS = insert(EventRecord.__table__).execution_options(**SENT_LATER)
+_SET_SEQ = (
+    update(Topic.__table__)
+    .where(Topic.__table__.c.name == bindparam("topic"))
+    .values(seq=bindparam("new_seq"))
+    .execution_options(**SENT_LATER)
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _reserve_statement(count: int) -> TextClause:
+    """``Write.reserve_topics``' upsert of ``count`` topics, written out: SQLAlchemy
+    compiles a dialect's ``insert().on_conflict_do_update()`` again on every execution
+    (it has no cache key), which cost more than the statement."""
+    rows = ", ".join(f"(:name_{index}, 0, 0)" for index in range(count))
+    return text(
+        f"INSERT INTO topics (name, seq, pruned_through) VALUES {rows} "
+        "ON CONFLICT (name) DO UPDATE SET seq = topics.seq RETURNING name, seq"
+    )
 
 
 @dataclass
@@ -128,35 +152,34 @@ class Write:
                 f"a partitioned write reserved {names[0]!r} after "
                 f"{max(self._counters)!r}: out of the one lock order"
             )
-        dialect = self.session.get_bind().dialect.name
-        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         for start in range(0, len(names), EMIT_MANY_CHUNK):
             chunk = names[start : start + EMIT_MANY_CHUNK]
             # Updating a row to its own value locks it (PostgreSQL) and creates it if new.
-            stmt = (
-                upsert(Topic)
-                .values([{"name": name, "seq": 0, "pruned_through": 0} for name in chunk])
-                .on_conflict_do_update(index_elements=[Topic.name], set_={"seq": Topic.seq})
-                .returning(Topic.name, Topic.seq)
-            )
-            for name, seq in (await self.session.execute(stmt)).all():
+            stmt = _reserve_statement(len(chunk))
+            params = {f"name_{index}": name for index, name in enumerate(chunk)}
+            for name, seq in (await self.session.execute(stmt, params)).all():
                 self._counters[name] = self._stored_counters[name] = int(seq)
+
+    def next_seq(self, topic: str) -> int:
+        """The seq the next event of a reserved topic will take (allocates nothing): rows
+        that carry their event's seq are written with it before the event is emitted."""
+        return self._counters[topic] + 1
 
     async def flush_log(self) -> None:
         """Store the events of reserved topics emitted so far, and their counters."""
         if not self._unstored:
             return
         await self.session.execute(
-            insert(EventRecord),
+            _INSERT_EVENTS,
             [
                 {"topic": e.topic, "seq": e.seq, "type": e.type, "data": e.data, "at": e.at}
                 for e in self._unstored
             ],
         )
         moved = {e.topic for e in self._unstored}
-        # ORM bulk update by primary key: one executemany.
+        # One executemany.
         await self.session.execute(
-            update(Topic), [{"name": name, "seq": self._counters[name]} for name in sorted(moved)]
+            _SET_SEQ, [{"topic": name, "new_seq": self._counters[name]} for name in sorted(moved)]
         )
         self._stored_counters.update((name, self._counters[name]) for name in moved)
         self._unstored.clear()

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from server.compat.aiosqlite_dbapi import one_hop_dbapi
+from server.compat.aiosqlite_dbapi import AT_COMMIT, mark_at_commit, one_hop_dbapi
 from server.private_paths import private_dir, private_sqlite
 from server.settings import Settings
 
@@ -82,6 +82,10 @@ def retryable_sqlstate(error: BaseException) -> str | None:
 # transaction (no BEGIN, nothing to roll back): for reads of a single statement, which see
 # one consistent snapshot by themselves.
 NO_BEGIN = "dienhong_no_begin"
+
+# Execution options of a write whose result nobody reads: on SQLite it travels to the
+# connection's thread with the next statement or the COMMIT (server.compat.aiosqlite_dbapi).
+SENT_LATER = {AT_COMMIT: True}
 
 
 class Base(DeclarativeBase):
@@ -194,6 +198,7 @@ class Database:
         on_connect, on_begin = _sqlite_pragmas(self.settings, immediate=immediate)
         event.listen(engine.sync_engine, "connect", on_connect)
         event.listen(engine.sync_engine, "begin", on_begin)
+        event.listen(engine.sync_engine, "before_cursor_execute", mark_at_commit)
         return engine
 
     @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -27,10 +28,10 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from server.compat.aiosqlite_dbapi import OneHopConnection, OneHopCursor
-from server.db import Database
+from server.db import SENT_LATER, Database
 from server.settings import Settings
 
 # A table of this test's own, outside the application's metadata.
@@ -129,3 +130,68 @@ async def test_the_adapter_internals_the_driver_uses_are_still_there(db: Databas
         assert isinstance(cursor, OneHopCursor)
         assert cursor._adapt_connection is raw and cursor._connection is raw._connection
         assert isinstance(cursor._rows, deque)
+
+
+class Trips:
+    """Counts the calls queued to aiosqlite's thread (each one a trip)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = aiosqlite.Connection._execute
+
+        async def counted(conn: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(conn, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+
+
+LATER = insert(Note).execution_options(**SENT_LATER)
+
+
+async def test_begin_and_writes_sent_later_share_trips(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add(db, "warm")  # the write connection is open
+    trips = Trips(monkeypatch)
+    async with db.write_session() as session:
+        await session.execute(LATER, [{"text": "a"}, {"text": "b"}])
+        await session.execute(LATER, {"text": "c"})
+        # A read in the same transaction sees them: they went first, in the same trip.
+        rows = (await session.execute(select(Note.c.text).order_by(Note.c.id))).all()
+        assert [row.text for row in rows] == ["warm", "a", "b", "c"]
+        await session.execute(LATER, {"text": "d"})
+    # BEGIN + the three writes + the read: one trip; the last write + COMMIT: one.
+    assert trips.count == 2
+    async with db.write_session():
+        pass  # opened, ran nothing: no BEGIN and no COMMIT sent
+    assert trips.count == 2
+    assert (await db.read_row(COUNT)) == (5,)
+
+
+async def test_a_failed_write_sent_later_stores_nothing_even_when_caught(db: Database) -> None:
+    await add(db, "first")
+    with pytest.raises(OperationalError, match="not committed"):
+        async with db.write_session() as session:
+            await session.execute(LATER, {"text": "second"})
+            await session.execute(LATER, {"text": "first"})  # breaks the unique key
+            # Its error comes with the next trip; caught there, the transaction still
+            # cannot commit.
+            with pytest.raises(IntegrityError):
+                await session.execute(COUNT)
+            await session.execute(insert(Note).values(text="third"))
+    rows = await db.read_rows(select(Note.c.text).order_by(Note.c.text))
+    assert [row.text for row in rows] == ["first"]
+    await add(db, "fourth")
+    assert (await db.read_row(COUNT)) == (2,)
+
+
+async def test_a_failed_write_sent_with_the_commit_fails_the_commit(db: Database) -> None:
+    await add(db, "first")
+    with pytest.raises(IntegrityError):
+        async with db.write_session() as session:
+            await session.execute(insert(Note).values(text="second"))
+            await session.execute(LATER, {"text": "first"})
+    assert (await db.read_row(COUNT)) == (1,)
+    await add(db, "second")
+    assert (await db.read_row(COUNT)) == (2,)
