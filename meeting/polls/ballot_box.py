@@ -3,10 +3,14 @@
 A request is judged alone first (an id no poll can have, text no database stores, a key
 of the wrong shape: 4xx, never queued). The batch then locks each of its polls shared
 (``FOR SHARE`` on PostgreSQL; SQLite has one writer anyway) and reads the seats, the roll
-entries and the receipts of the batch's voters once. Each ballot is written in its own
-savepoint: a refusal or a fault fails that ballot alone. The close takes the poll row
-exclusively, so a ballot either commits before the close counts the box or sees the poll
-closed and is refused with ``poll_closed``.
+entries and the receipts of the batch's voters once. Each ballot is then only judged
+(a refusal fails that ballot alone and writes nothing), and the batch's roll entries and
+ballots are written at its end in one insert each per poll, sorted by voter and by
+receipt (or slot): neither the order of the rows nor their positions in the tables says
+which ballot is whose. A fault in those inserts (another node stored the same voter
+meanwhile) fails the batch, which is then written ballot by ballot. The close takes the
+poll row exclusively, so a ballot either commits before the close counts the box or sees
+the poll closed and is refused with ``poll_closed``.
 
 Nothing here logs, audits or emits a choice of a secret poll, or anything that ties a
 voter to a ballot.
@@ -65,6 +69,10 @@ class _PollBatch:
     checks: dict[int, str]
     # Receipts already in the box (of the batch's keys).
     taken: set[str] = field(default_factory=set)
+    # Judged ballots waiting for ``finish``: roll entries by voter, the box's rows by
+    # receipt (named polls) or by slot (sealed, secret polls).
+    roll: dict[int, dict[str, object]] = field(default_factory=dict)
+    box: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
@@ -181,39 +189,28 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
             return Applied(verdict)
         choice, check = verdict
         named = not poll.secret
-        await w.session.execute(
-            insert(PollVoter),
-            [
-                {
-                    "poll_id": poll.id,
-                    "user_id": uid,
-                    "retry_check": check,
-                    "choice": choice if named else None,
-                    "receipt": receipt if named else None,
-                    "voted_at": w.now,
-                }
-            ],
-        )
+        shared.roll[uid] = {
+            "poll_id": poll.id,
+            "user_id": uid,
+            "retry_check": check,
+            "choice": choice if named else None,
+            "receipt": receipt if named else None,
+            "voted_at": w.now,
+        }
         if named:
-            await w.session.execute(
-                insert(Ballot), [{"poll_id": poll.id, "receipt": receipt, "choice": choice}]
-            )
+            shared.box[receipt] = {"poll_id": poll.id, "receipt": receipt, "choice": choice}
         else:
             # Sealed until the close: the log of this commit must not show the ballot.
             seal = poll_runtime(self.ctx).seal
-            await w.session.execute(
-                insert(SealedBallot),
-                [
-                    {
-                        "poll_id": poll.id,
-                        "slot": seal.slot(poll.id, receipt),
-                        "sealed": seal.seal(
-                            poll.id, seal_bound(poll.poll_kind, poll.options), receipt, choice
-                        ),
-                    }
-                ],
-            )
-        # Written: later ballots of the batch see this one.
+            slot = seal.slot(poll.id, receipt)
+            shared.box[slot] = {
+                "poll_id": poll.id,
+                "slot": slot,
+                "sealed": seal.seal(
+                    poll.id, seal_bound(poll.poll_kind, poll.options), receipt, choice
+                ),
+            }
+        # Judged: later ballots of the batch see this one.
         shared.checks[uid] = check
         shared.taken.add(receipt)
         # The roll entry is of legal weight; the choice only where the vote is named.
@@ -221,8 +218,23 @@ class BallotBox(GroupCommit[BallotRequest, dict[int, _PollBatch], CastOutcome]):
         return Applied(
             CastOutcome(receipt, replay=False),
             audit=[AuditEntry(uid, "poll.vote", f"poll:{poll.id}", details)],
-            after_commit=[functools.partial(poll_runtime(self.ctx).touch_progress, poll.id)],
         )
+
+    def isolate(self, item: BallotRequest) -> bool:
+        # ``apply`` only judges; the rows are written by ``finish``.
+        return False
+
+    async def finish(self, w: Write, prepared: dict[int, _PollBatch]) -> None:
+        """The batch's roll entries and ballots, one insert each per poll, sorted."""
+        for poll_id, shared in sorted(prepared.items()):
+            if not shared.roll:
+                continue
+            await w.session.execute(
+                insert(PollVoter), [shared.roll[uid] for uid in sorted(shared.roll)]
+            )
+            table = SealedBallot if shared.poll.secret else Ballot
+            await w.session.execute(insert(table), [shared.box[key] for key in sorted(shared.box)])
+            w.after_commit(functools.partial(poll_runtime(self.ctx).touch_progress, poll_id))
 
 
 def _judge(
