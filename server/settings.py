@@ -258,6 +258,10 @@ class Settings:
     # the URL prefix of the proxy's internal location for the data directory's files/
     # (e.g. "/_dienhong_files/"); empty: the server sends whole files itself.
     accel_redirect_files_prefix: str = ""
+    # A stamped copy of a PDF sent through that proxy location is removed this many seconds
+    # after the answer: the proxy opens it as soon as it reads the answer's headers (then
+    # the name may go); a crash leaves it to the sweep of temporary files.
+    stamped_copy_grace_secs: float = 120.0
     # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
     # 0 turns compression off (a proxy in front that compresses itself).
     compress_min_bytes: int = 1024
