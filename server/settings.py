@@ -270,6 +270,12 @@ class Settings:
     render_memory_cache_bytes: int = 64 * 1024 * 1024
     # Worker processes that check uploaded PDFs.
     pdf_parse_workers: int = 1
+    # Worker processes that read the text of uploaded PDFs for search, after the upload
+    # has been answered.
+    pdf_text_workers: int = 1
+    # Reading the text of one PDF (pdfium, in a text worker) may take this long; past it
+    # the document is kept without searchable text.
+    pdf_text_timeout_secs: float = 60.0
     # Worker processes that render pages.
     pdf_render_workers: int = 2
     # Worker processes that stamp downloads with the reader's name.
