@@ -1,6 +1,6 @@
 // The session (token and user kept in localStorage) and a small fetch wrapper for /api/v1.
 
-import { takeEarly } from "./early.js";
+import { earlySettled, takeEarly } from "./early.js";
 import { errorMessage } from "./i18n.js";
 
 const TOKEN_KEY = "dh.token";
@@ -118,7 +118,9 @@ export async function api(path, { method = "GET", body, raw = false, signal } = 
   let response;
   try {
     // The page may have asked for it already, before its modules arrived (early.js).
-    const early = method === "GET" && payload === undefined && !signal ? takeEarly(url, token) : undefined;
+    const mayBeEarly = method === "GET" && payload === undefined && !signal;
+    if (mayBeEarly) await earlySettled(url);
+    const early = mayBeEarly ? takeEarly(url, token) : undefined;
     response = await (early || fetch(url, { method, headers, body: payload, signal }));
   } catch (err) {
     if (err && err.name === "AbortError") throw err;

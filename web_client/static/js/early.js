@@ -9,6 +9,16 @@
 const TOKEN_KEY = "dh.token";
 const started = new Map();
 
+// Settles once the early requests of this page are all asked (or given up): a page image
+// asked for meanwhile waits for it, so the viewer and this module never both ask for it.
+let asking = Promise.resolve();
+const PAGE_IMAGE = /^\/api\/v1\/files\/\d+\/pages\//;
+
+/** Resolves when an early request of `path` would have been made by now. */
+export function earlySettled(path) {
+  return PAGE_IMAGE.test(path) ? asking : Promise.resolve();
+}
+
 /** The answer to an early GET of `path` made with `token`, once; else undefined. */
 export function takeEarly(path, token) {
   const early = started.get(path);
@@ -86,4 +96,4 @@ function findDocument(items, fileId) {
 
 const token = localStorage.getItem(TOKEN_KEY);
 const meeting = location.pathname.startsWith("/app/delegate/") && location.hash.match(/^#meeting\/(\d+)$/);
-if (token && meeting) openMeeting(meeting[1], token).catch(() => {});
+if (token && meeting) asking = openMeeting(meeting[1], token).catch(() => {});
