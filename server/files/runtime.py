@@ -257,6 +257,11 @@ class FilesRuntime:
         if failures:
             log.info("render-ahead of %s: %d of %d pages failed", sha256[:12], len(failures), count)
 
+    async def renders_ahead_done(self) -> None:
+        """Wait until the render-ahead batches started so far have finished."""
+        if self._ahead:
+            await asyncio.gather(*self._ahead, return_exceptions=True)
+
     async def settled(self) -> None:
         """Wait until every render started so far (render-ahead included) has finished."""
         while self._ahead or self._inflight:

@@ -2,11 +2,13 @@
 
 An upload only checks that a PDF is safe to keep and to render; it is stored with
 ``text_pending`` set and its id is queued. The files feature's background task takes the
-queue in turn: a text worker reads the text with pdfium (``pdf_check.extract_text``), and
-one transaction stores it, clears the flag and tells the features (``file_text_handlers``:
-messaging makes the file searchable where it is already attached). Until then the file is
-simply not found by its text. At start-up the files a previous run left pending are
-queued again, so a restart during the reading loses nothing.
+queue in turn, each file after the first pages of the documents uploaded so far have been
+rendered ahead (readers wait for those, not for search): a text worker reads the text
+with pdfium (``pdf_check.extract_text``), and one transaction stores it, clears the flag
+and tells the features (``file_text_handlers``: messaging makes the file searchable where
+it is already attached). Until then the file is simply not found by its text. At start-up
+the files a previous run left pending are queued again, so a restart during the reading
+loses nothing.
 
 A PDF whose text cannot be read (pdfium refuses it, the time or memory limit) is kept
 without searchable text. A file whose content is not on this node is left pending for a
@@ -64,6 +66,8 @@ async def read_text(ctx: Context, rt: FilesRuntime, file_id: int) -> None:
     if not rt.store.blob_path(row.sha256).is_file():
         log.warning("the content of file %d is not on this node; its text stays unread", file_id)
         return
+    # The first pages of a new document go first: readers wait for them, not for search.
+    await rt.renders_ahead_done()
     try:
         text = await rt.extract_text(row.sha256)
     except (JobRejected, WorkerTimeout, WorkerCrashed) as exc:
