@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, union
+from sqlalchemy import select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.models import (
@@ -28,10 +28,10 @@ from messaging.models import (
     SearchDocument,
     SearchKind,
 )
-from messaging.search import index_document
+from messaging.search import fold, index_document
 from messaging.visibility import attachment_readable_sql
 from server.auth.principal import Principal
-from server.context import Context
+from server.context import Context, Write
 from server.errors import Unprocessable
 from server.files.models import StoredFile
 from server.org.models import Confidentiality, User
@@ -47,9 +47,36 @@ async def may_read_attachment(ctx: Context, principal: Principal, file_id: int) 
 async def index_attachments(
     session: AsyncSession, files: Sequence[StoredFile], at: datetime
 ) -> None:
-    """Make the text of attached files searchable (by whoever may see where they are)."""
+    """Make the text of attached files searchable (by whoever may see where they are).
+
+    The text is read again here, with a share lock on PostgreSQL: a PDF's text is stored
+    after its upload (``server.files.text``), maybe while it is being attached; either
+    this reads the stored text, or the transaction storing it sees this attachment
+    (``reindex_attachment``)."""
+    if not files:
+        return
+    rows = await session.execute(
+        select(StoredFile.id, StoredFile.name, StoredFile.text)
+        .where(StoredFile.id.in_([f.id for f in files]))
+        .with_for_update(read=True)
+    )
+    current = {int(file_id): (name, text) for file_id, name, text in rows.all()}
     for f in files:
-        await index_document(session, SearchKind.ATTACHMENT, f.id, f"{f.name}\n{f.text}", at)
+        name, text = current.get(f.id, (f.name, f.text))
+        await index_document(session, SearchKind.ATTACHMENT, f.id, f"{name}\n{text}", at)
+
+
+async def reindex_attachment(w: Write, file_id: int, name: str, text: str) -> None:
+    """``file_text_handlers`` entry: the text of a file was read after its upload; where
+    the file is already attached (its search document exists), it becomes searchable."""
+    await w.session.execute(
+        update(SearchDocument)
+        .where(
+            SearchDocument.kind == SearchKind.ATTACHMENT.value,
+            SearchDocument.object_id == file_id,
+        )
+        .values(folded=fold(f"{name}\n{text}"))
+    )
 
 
 async def attachment_levels(

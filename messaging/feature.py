@@ -44,7 +44,7 @@ async def _demo(ctx: Context, city: DemoCity) -> list[str]:
 
 
 def feature() -> Feature:
-    from messaging.attachments import may_read_attachment
+    from messaging.attachments import may_read_attachment, reindex_attachment
     from messaging.channel_routes import routes as channel_routes
     from messaging.channel_writer import run_channel_writer
     from messaging.channels import may_follow_channel
@@ -81,6 +81,7 @@ def feature() -> Feature:
         startup=[_start],
         demo=[_demo],
         file_access_checks=[may_read_attachment],
+        file_text_handlers=[reindex_attachment],
         event_views={
             DIRECTIVE_ISSUED: issued_directive_as_seen,
             **dict.fromkeys(DIRECTIVE_NEWS, directive_news_as_seen),

@@ -329,6 +329,7 @@ def create_app(
             ctx.socket_ops[op.contract.name] = op
         ctx.connection_hooks.extend(feature.connection_hooks)
         ctx.file_access_checks.extend(feature.file_access_checks)
+        ctx.file_text_handlers.extend(feature.file_text_handlers)
         ctx.access_changes.update(feature.access_changes)
         ctx.event_views.update(feature.event_views)
         for event_type in feature.event_types:

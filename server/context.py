@@ -49,6 +49,7 @@ from server.features import (
     ConnectionHook,
     EventView,
     FileAccessCheck,
+    FileTextHandler,
     ReceivedHandler,
     SignalHandler,
     SocketOp,
@@ -373,6 +374,7 @@ class Context:
         self.socket_ops: dict[str, SocketOp] = {}
         self.connection_hooks: list[ConnectionHook] = []
         self.file_access_checks: list[FileAccessCheck] = []
+        self.file_text_handlers: list[FileTextHandler] = []
         self.access_changes: dict[str, AccessChange] = {}
         self.event_views: dict[str, EventView] = {}
         self.event_types = EventRegistry(CORE_EVENT_TYPES)

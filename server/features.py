@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute
 
 if TYPE_CHECKING:
     from server.auth.principal import Principal
-    from server.context import Context
+    from server.context import Context, Write
     from server.demo import DemoCity
     from server.realtime.contract import ClientOp, EventType
     from server.realtime.log import Event
@@ -49,6 +49,10 @@ ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
 BackgroundTask = Callable[["Context"], Coroutine[Any, Any, None]]
 # (ctx, principal, file id) -> does an object this feature owns let the user read the file?
 FileAccessCheck = Callable[["Context", "Principal", int], Awaitable[bool]]
+# (write, file id, name, text) when the text of a file was read after its upload (a PDF's
+# text is read by a text worker once the upload is answered): in the transaction that
+# stores the text, e.g. to make the file searchable where it is already attached.
+FileTextHandler = Callable[["Write", int, str, str], Awaitable[None]]
 # An event type that changes who may follow what -> the users it concerns, each with the
 # reason an ``unsubscribed`` frame gives (None: the gateway says what changed).
 AccessChange = Callable[["Event"], Iterable[tuple[int, str | None]]]
@@ -82,6 +86,8 @@ class Feature:
     demo: list[DemoHook] = field(default_factory=list)
     # A file is readable by its uploader and by whoever one of these checks lets through.
     file_access_checks: list[FileAccessCheck] = field(default_factory=list)
+    # Told when the text of a file has been read after its upload.
+    file_text_handlers: list[FileTextHandler] = field(default_factory=list)
     # Events after which the subscriptions of the users they concern are checked again.
     access_changes: dict[str, AccessChange] = field(default_factory=dict)
     # Per event type, what a reader may see of it by the visibility rules at reading time.

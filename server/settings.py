@@ -262,6 +262,10 @@ class Settings:
     # the URL prefix of the proxy's internal location for the data directory's files/
     # (e.g. "/_dienhong_files/"); empty: the server sends whole files itself.
     accel_redirect_files_prefix: str = ""
+    # A stamped copy of a PDF sent through that proxy location is removed this many seconds
+    # after the answer: the proxy opens it as soon as it reads the answer's headers (then
+    # the name may go); a crash leaves it to the sweep of temporary files.
+    stamped_copy_grace_secs: float = 120.0
     # Text answers (HTML, CSS, JS, JSON) this size and up are compressed (brotli or gzip);
     # 0 turns compression off (a proxy in front that compresses itself).
     compress_min_bytes: int = 1024
@@ -270,6 +274,12 @@ class Settings:
     render_memory_cache_bytes: int = 64 * 1024 * 1024
     # Worker processes that check uploaded PDFs.
     pdf_parse_workers: int = 1
+    # Worker processes that read the text of uploaded PDFs for search, after the upload
+    # has been answered.
+    pdf_text_workers: int = 1
+    # Reading the text of one PDF (pdfium, in a text worker) may take this long; past it
+    # the document is kept without searchable text.
+    pdf_text_timeout_secs: float = 60.0
     # Worker processes that render pages.
     pdf_render_workers: int = 2
     # Worker processes that stamp downloads with the reader's name.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, UTCDateTime
@@ -35,6 +35,9 @@ class StoredFile(Base):
     title: Mapped[str] = mapped_column(String(MAX_TITLE_CHARS), default="")
     # Extracted text (PDFs and plain text), for search.
     text: Mapped[str] = mapped_column(Text, default="")
+    # True from the upload of a PDF until its text has been read (after the upload was
+    # answered, by a text worker); a restart picks up the files still pending.
+    text_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     uploader_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"), index=True
     )

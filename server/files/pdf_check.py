@@ -1,10 +1,13 @@
 """Checking an uploaded PDF: runs inside a worker process (see ``worker.py``).
 
 Two independent parsers must agree the file is a document: pypdf reads the structure,
-page tree, metadata and text (decompressing every content stream, within pypdf's own
-output limits), and pdfium, which renders the pages later, must open it with the same
-page count. Embedded images may not declare more pixels than allowed, so rendering can
-not be turned into a decompression bomb either.
+page tree and metadata (decompressing every content stream, within pypdf's own output
+limits), and pdfium, which renders the pages later, must open it with the same page count.
+Embedded images may not declare more pixels than allowed, so rendering can not be turned
+into a decompression bomb either.
+
+The text of a document (for search) is not read while the uploader waits: ``extract_text``
+runs later, as a job of its own in the text workers, with pdfium's text layer.
 """
 
 from __future__ import annotations
@@ -53,10 +56,8 @@ def _check_images(resources: Any, max_pixels: int, depth: int, seen: set[int]) -
                 _check_images(inner.get_object(), max_pixels, depth + 1, seen)
 
 
-def inspect_pdf(
-    path: str, max_pages: int, max_image_pixels: int, max_text_chars: int
-) -> dict[str, Any]:
-    """Pages, title and text of the PDF at ``path``; JobRejected when it is not acceptable."""
+def inspect_pdf(path: str, max_pages: int, max_image_pixels: int) -> dict[str, Any]:
+    """Pages and title of the PDF at ``path``; JobRejected when it is not acceptable."""
     import pypdfium2 as pdfium
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import PyPdfError
@@ -70,8 +71,6 @@ def inspect_pdf(
             raise JobRejected("the PDF has no pages")
         if pages > max_pages:
             raise JobRejected(f"the PDF has {pages} pages; at most {max_pages} are accepted")
-        texts: list[str] = []
-        kept = 0
         seen_images: set[int] = set()
         for page in reader.pages:
             contents = page.get_contents()
@@ -80,10 +79,6 @@ def inspect_pdf(
             resources = page.get("/Resources")
             if resources is not None:
                 _check_images(resources.get_object(), max_image_pixels, 0, seen_images)
-            if kept < max_text_chars:
-                text = _clean_text(page.extract_text() or "")
-                texts.append(text[: max_text_chars - kept])
-                kept += len(texts[-1])
         title = ""
         metadata = reader.metadata
         if metadata is not None and metadata.title:
@@ -103,4 +98,36 @@ def inspect_pdf(
             raise JobRejected(f"its page tree is inconsistent ({pages} or {len(document)} pages)")
     finally:
         document.close()
-    return {"pages": pages, "title": title[:500], "text": "\n\f".join(texts)}
+    return {"pages": pages, "title": title[:500]}
+
+
+def extract_text(path: str, max_text_chars: int) -> str:
+    """The text of the (already accepted) PDF at ``path``, pages separated by a form feed,
+    at most ``max_text_chars`` characters; JobRejected when pdfium cannot read it."""
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        raise JobRejected(f"its text cannot be read: {exc}") from exc
+    texts: list[str] = []
+    kept = 0
+    try:
+        for index in range(len(document)):
+            if kept >= max_text_chars:
+                break
+            page = document[index]
+            try:
+                textpage = page.get_textpage()
+                try:
+                    text = textpage.get_text_range()
+                finally:
+                    textpage.close()
+            finally:
+                page.close()
+            text = _clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
+            texts.append(text[: max_text_chars - kept])
+            kept += len(texts[-1])
+    finally:
+        document.close()
+    return "\n\f".join(texts)

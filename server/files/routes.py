@@ -30,11 +30,6 @@ MIN_RENDER_WIDTH = 16
 PAGE_MEDIA_TYPES = {"png": "image/png", "webp": "image/webp"}
 
 
-# A stamped copy sent by the proxy stays this long: the proxy opens it as soon as it reads
-# the answer's headers (then the name may go), and a crash leaves it to the tmp sweep.
-STAMPED_COPY_GRACE_SECS = 120
-
-
 def _through_proxy(
     prefix: str, base: Path, path: Path, media_type: str, headers: dict[str, str]
 ) -> Response:
@@ -95,7 +90,9 @@ async def download(request: Request) -> Response:
     if f.content_type == "application/pdf":
         copy = await service.stamped_copy(ctx, principal, f)
         if prefix:
-            asyncio.get_running_loop().call_later(STAMPED_COPY_GRACE_SECS, discard, copy)
+            asyncio.get_running_loop().call_later(
+                max(0.0, ctx.settings.stamped_copy_grace_secs), discard, copy
+            )
             return _through_proxy(prefix, files_root, copy, f.content_type, headers)
         return FileResponse(
             copy,

@@ -2,7 +2,8 @@
 
 Held in ``ctx.runtimes``, created on first use and closed when the app stops
 (the feature's background task). Renders are shared: when 95 tablets ask for the same
-page at once, one worker renders it and all 95 get the cached PNG.
+page at once, one worker renders it and all 95 get the cached PNG. The text of uploaded
+PDFs is read by workers of its own, from a queue, after the upload was answered.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ class FilesRuntime:
             max_jobs=settings.pdf_worker_max_jobs,
             queue_limit=settings.pdf_queue_limit,
         )
+        # Reading a PDF's text for search happens after the upload is answered, in workers
+        # of its own: it never holds up an upload's checks nor a page image.
+        self.text_pool = WorkerPool(
+            "text",
+            settings.pdf_text_workers,
+            memory_mb=settings.pdf_worker_memory_mb,
+            max_jobs=settings.pdf_worker_max_jobs,
+            queue_limit=settings.pdf_queue_limit,
+        )
+        # Files whose text is to be read, by id (the background task takes them in turn).
+        self.texts: asyncio.Queue[int] = asyncio.Queue()
+        self._texts_queued: set[int] = set()
         # Stamping has its own workers: a room of delegates downloading the session's
         # papers at once must not hold up uploads or page images.
         self.stamp_pool = WorkerPool(
@@ -93,7 +106,7 @@ class FilesRuntime:
             self._memory_bytes -= len(dropped)
 
     async def inspect_pdf(self, path: Path) -> dict[str, Any]:
-        """Pages, title and text of an uploaded PDF (JobRejected, WorkerTimeout...)."""
+        """Pages and title of an uploaded PDF (JobRejected, WorkerTimeout...)."""
         s = self.settings
         result: dict[str, Any] = await self.parse_pool.run(
             "inspect",
@@ -101,11 +114,35 @@ class FilesRuntime:
                 "path": str(path),
                 "max_pages": s.pdf_max_pages,
                 "max_image_pixels": s.pdf_max_image_pixels,
-                "max_text_chars": s.max_extracted_text_chars,
             },
             s.pdf_worker_timeout_secs,
         )
         return result
+
+    def read_text_later(self, file_id: int) -> None:
+        """Queue the reading of file ``file_id``'s text (once, however often asked)."""
+        if file_id not in self._texts_queued:
+            self._texts_queued.add(file_id)
+            self.texts.put_nowait(file_id)
+
+    async def next_text(self) -> int:
+        """The next file whose text is to be read."""
+        file_id = await self.texts.get()
+        self._texts_queued.discard(file_id)
+        return file_id
+
+    async def extract_text(self, sha256: str) -> str:
+        """The text of a stored PDF, read by a text worker (JobRejected, WorkerTimeout...)."""
+        s = self.settings
+        text: str = await self.text_pool.run(
+            "extract_text",
+            {
+                "path": str(self.store.blob_path(sha256)),
+                "max_text_chars": s.max_extracted_text_chars,
+            },
+            s.pdf_text_timeout_secs,
+        )
+        return text
 
     async def stamp_pdf(
         self, sha256: str, footer: str, mark: str, metadata: dict[str, str]
@@ -220,6 +257,11 @@ class FilesRuntime:
         if failures:
             log.info("render-ahead of %s: %d of %d pages failed", sha256[:12], len(failures), count)
 
+    async def renders_ahead_done(self) -> None:
+        """Wait until the render-ahead batches started so far have finished."""
+        if self._ahead:
+            await asyncio.gather(*self._ahead, return_exceptions=True)
+
     async def settled(self) -> None:
         """Wait until every render started so far (render-ahead included) has finished."""
         while self._ahead or self._inflight:
@@ -235,7 +277,7 @@ class FilesRuntime:
         await asyncio.gather(
             *(
                 asyncio.to_thread(pool.close)
-                for pool in (self.parse_pool, self.render_pool, self.stamp_pool)
+                for pool in (self.parse_pool, self.text_pool, self.render_pool, self.stamp_pool)
             )
         )
 
@@ -268,7 +310,8 @@ def runtime(ctx: Context) -> FilesRuntime:
 
 async def run_until_shutdown(ctx: Context) -> None:
     """Background task of the feature: warms the fork server, clears temporary files left
-    by a previous run, and closes the worker pools when the app stops."""
+    by a previous run, reads the text of uploaded PDFs (those a previous run left pending
+    first), keeps the render cache trimmed, and closes the worker pools when the app stops."""
     try:
         try:
             await asyncio.to_thread(start_fork_server)
@@ -279,7 +322,9 @@ async def run_until_shutdown(ctx: Context) -> None:
         removed = await asyncio.to_thread(store.sweep_tmp, time.time())
         if removed:
             log.info("removed %d stale temporary files", removed)
-        await trim_renders_forever(ctx, store)
+        from server.files.text import read_texts_forever
+
+        await asyncio.gather(trim_renders_forever(ctx, store), read_texts_forever(ctx))
     finally:
         current = ctx.runtimes.pop(FilesRuntime)
         if current is not None:

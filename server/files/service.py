@@ -123,6 +123,8 @@ async def require_attachable(
 async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile) -> StoredFile:
     """Check an upload that is on disk, keep its content by SHA-256 and record it.
 
+    A PDF's text is not read here: it is queued, and read once the upload is answered.
+
     The temporary file is consumed: moved to its content address on success, removed on
     any failure, so a refused upload leaves nothing behind. 422 ``unsupported_type``,
     ``content_type_mismatch`` or ``invalid_pdf``; the audit log gets ``file.upload``.
@@ -137,10 +139,13 @@ async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile
         pages: int | None = None
         title = ""
         text = ""
+        text_pending = False
         signatures = None
         if kind.content_type == content_types.PDF:
             info = await _inspect(rt, received.temp)
-            pages, title, text = info["pages"], info["title"], info["text"]
+            pages, title = info["pages"], info["title"]
+            # Its text is read for search once this upload is answered (server.files.text).
+            text_pending = True
             signatures = await signed_uploads.check_upload(ctx, received.temp)
         elif kind.content_type.startswith("text/"):
             text = await asyncio.to_thread(
@@ -159,6 +164,7 @@ async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile
             pages=pages,
             title=title[:MAX_TITLE_CHARS],
             text=text,
+            text_pending=text_pending,
             uploader_id=principal.id,
             created_at=w.now,
         )
@@ -180,6 +186,8 @@ async def upload_file(ctx: Context, principal: Principal, received: ReceivedFile
         )
     if pages:
         rt.render_ahead(row.sha256, pages)
+    if text_pending:
+        rt.read_text_later(row.id)
     return row
 
 

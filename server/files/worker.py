@@ -84,6 +84,7 @@ def _jobs() -> dict[str, Callable[..., Any]]:
 
     return {
         "inspect": pdf_check.inspect_pdf,
+        "extract_text": pdf_check.extract_text,
         "render": rendering.render_page,
         "stamp": stamping.stamp_pdf,
         "verify_signatures": verify.verify_file,

@@ -12,6 +12,7 @@ from server.files.runtime import runtime
 from tests.conftest import MakeServer
 from tests.files import samples
 from tests.files.conftest import seeded_token, upload
+from tests.harness import eventually
 
 PREFIX = "/_dienhong_files/"
 
@@ -44,4 +45,21 @@ async def test_downloads_are_named_to_the_proxy(make_server: MakeServer) -> None
         # Refused before anything is named.
         anonymous = await client.get(f"/api/v1/files/{note['id']}", headers={"Authorization": ""})
         assert anonymous.status_code == 401 and "x-accel-redirect" not in anonymous.headers
+    await runtime(server.ctx).settled()
+
+
+async def test_a_stamped_copy_named_to_the_proxy_goes_after_its_grace(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(
+        accel_redirect_files_prefix=PREFIX, stamped_copy_grace_secs=2.0, render_ahead_pages=0
+    )
+    token = await seeded_token(server, "delegate001")
+    files_root = Path(server.settings.data_dir) / "files"
+    async with server.http(token) as client:
+        pdf = (await upload(client, samples.text_pdf(1))).json()
+        stamped = await client.get(f"/api/v1/files/{pdf['id']}")
+    copy = files_root / stamped.headers["x-accel-redirect"].removeprefix(PREFIX)
+    assert copy.is_file()
+    await eventually(lambda: not copy.exists(), what="the stamped copy removed", timeout=15)
     await runtime(server.ctx).settled()

@@ -15,7 +15,7 @@ from server.files.runtime import runtime
 from tests.conftest import MakeServer
 from tests.files import samples
 from tests.files.conftest import seeded_token, stored, upload
-from tests.harness import RunningServer
+from tests.harness import RunningServer, eventually
 
 SHAPES = {
     "one_page": lambda: samples.text_pdf(1),
@@ -76,9 +76,16 @@ async def test_vietnamese_text_and_title_are_extracted(
         response = await upload(client, data, name="Tờ trình số 12.pdf")
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "Tờ trình số 12.pdf"
-    async with server.ctx.read() as session:
-        row = await session.get(StoredFile, response.json()["id"])
-    assert row is not None
+    file_id = response.json()["id"]
+
+    async def text_read() -> StoredFile | None:
+        async with server.ctx.read() as session:
+            row = await session.get(StoredFile, file_id)
+        assert row is not None
+        return row if not row.text_pending else None
+
+    # The title is read with the upload's checks; the text once the upload is answered.
+    row = await eventually(text_read, what="the text of the upload read", timeout=30)
     assert row.title == "Tờ trình số 12"
     assert samples.VIETNAMESE in row.text
     assert "Trang 2" in row.text

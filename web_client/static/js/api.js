@@ -1,5 +1,6 @@
 // The session (token and user kept in localStorage) and a small fetch wrapper for /api/v1.
 
+import { earlySettled, takeEarly } from "./early.js";
 import { errorMessage } from "./i18n.js";
 
 const TOKEN_KEY = "dh.token";
@@ -116,7 +117,11 @@ export async function api(path, { method = "GET", body, raw = false, signal } = 
   const url = path.startsWith("/") ? path : `/api/v1/${path}`;
   let response;
   try {
-    response = await fetch(url, { method, headers, body: payload, signal });
+    // The page may have asked for it already, before its modules arrived (early.js).
+    const mayBeEarly = method === "GET" && payload === undefined && !signal;
+    if (mayBeEarly) await earlySettled(url);
+    const early = mayBeEarly ? takeEarly(url, token) : undefined;
+    response = await (early || fetch(url, { method, headers, body: payload, signal }));
   } catch (err) {
     if (err && err.name === "AbortError") throw err;
     throw new ApiError(0, "network_error", String(err && err.message));

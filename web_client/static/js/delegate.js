@@ -611,6 +611,8 @@ async function castBallot(poll) {
 // --- wiring --------------------------------------------------------------------------------------------
 function renderMeeting(state, event) {
   document.getElementById("meeting-title").textContent = state.title;
+  // Opening the meeting, the presented page is asked for before the rest is drawn.
+  if (!event && follow) showPresentation();
   if (navigator.onLine) {
     rememberState(state.id ?? meeting.id, state);
     document.getElementById("offline-state").classList.add("hidden");
@@ -629,7 +631,7 @@ function renderMeeting(state, event) {
   const people = type === "attendance.changed" || type === "participants.changed";
   if (!event || type.startsWith("speaker") || type === "meeting.state_changed" || people) renderFloor(state);
   if (!event || type.startsWith("poll") || people) renderPolls(state);
-  if ((!event || type === "presentation.changed") && follow) showPresentation();
+  if (type === "presentation.changed" && follow) showPresentation();
   if (type === "presentation.changed") renderFollowHint();
   if (!event && !openDoc && !state.presentation) {
     const first = [...agendaItems(state.agenda)].flatMap((i) => i.documents || [])[0];

@@ -65,6 +65,9 @@ export class DocViewer extends EventTarget {
     this.root.dataset.page = String(this.page);
     // A new document: its marks and signatures load at once, whatever page turns follow
     // (a turn before its first page is drawn must not leave it without its annotations).
+    // The page image is asked for first: it is what the reader waits for.
+    const width = pageWidthFor(this.scroll.clientWidth || 800);
+    const image = pageImage(fileId, this.page, width);
     let marks = null;
     if (changedFile) {
       delete this.root.dataset.shownPage;
@@ -75,9 +78,8 @@ export class DocViewer extends EventTarget {
     this.scroll.setAttribute("aria-label", t("page_of", { page: this.page, pages: this.pages }));
     const shown = `${fileId}/${this.page}`;
     this._shown = shown;
-    const width = pageWidthFor(this.scroll.clientWidth || 800);
     try {
-      const url = await pageImage(fileId, this.page, width);
+      const url = await image;
       if (this._shown !== shown) return;
       this.img.src = url;
       await this.img.decode().catch(() => {});

@@ -4,6 +4,7 @@
 // browser: a state plus the events after its seq must equal the state fetched at the end.
 
 import { api, blobUrl, listOf } from "./api.js";
+import { canWebp, pageImagePath, pageWidthFor } from "./early.js";
 import { connectRealtime } from "./shell.js";
 
 /** Walk the agenda tree (depth first, in order). */
@@ -169,27 +170,13 @@ export async function myMeetings() {
 }
 
 // --- rendered page images, fetched with the token and cached as object URLs -------------
+// Which format and width (in steps shared with the server's WebP steps, so a pre-downloaded
+// page and a viewed one share one address): early.js, which asks for the presented page
+// before this module has arrived.
+export { canWebp, pageImagePath, pageWidthFor };
 const pageCache = new Map();
 // Keep at most this many page images in memory (a 300-page budget is a lot of pixels).
 const PAGE_CACHE_MAX = 60;
-
-/** Whether this browser decodes WebP (every current one; a canvas tells without a request). */
-export const canWebp = (() => {
-  try {
-    const canvas = document.createElement("canvas");
-    canvas.width = canvas.height = 1;
-    return canvas.toDataURL("image/webp").startsWith("data:image/webp");
-  } catch {
-    return false;
-  }
-})();
-
-/** The address of a page image at a width: WebP where the browser decodes it, else PNG
- *  (and PNG for thumbnails narrower than the smallest WebP step, which would be larger). */
-export function pageImagePath(fileId, page, width) {
-  const format = canWebp && width >= WIDTH_STEPS[0] ? "webp" : "png";
-  return `/api/v1/files/${fileId}/pages/${page}.${format}?width=${width}`;
-}
 
 export function pageImage(fileId, page, width) {
   const key = `${fileId}/${page}/${width}`;
@@ -206,11 +193,3 @@ export function pageImage(fileId, page, width) {
   return pageCache.get(key);
 }
 
-/** A width for page images that fits the screen in device pixels (CSS width times the
- *  pixel ratio), in steps so the caches are reused: the server's default WebP steps, which
- *  it snaps to anyway (a pre-downloaded page and a viewed one then share one address). */
-const WIDTH_STEPS = [640, 800, 1024, 1280, 1600, 1920, 2400];
-export function pageWidthFor(cssWidth) {
-  const pixels = cssWidth * Math.min(3, window.devicePixelRatio || 1);
-  return WIDTH_STEPS.find((step) => pixels <= step) || WIDTH_STEPS[WIDTH_STEPS.length - 1];
-}
