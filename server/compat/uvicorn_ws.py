@@ -11,10 +11,18 @@ This subclass reads uvicorn's private connection state (``conn``, ``transport``,
 ``tests/server/test_compat_uvicorn.py`` checks they are still there; with
 ``DIENHONG_DIRECT_SOCKET_WRITES=false`` the server runs the stock protocol instead and
 every frame goes through ASGI.
+
+Writes of one socket in one turn of the event loop leave as one: the protocol's transport
+is wrapped (``CorkedTransport``) so that the handshake's answer, ``ready``, a catch-up's
+events and its ``subscribed``, presence signals and uvicorn's own frames (pongs, close)
+gathered in the same turn cost one system call and one wake-up of the client, in the
+order they were written. A write over ``CORK_BYTES`` goes out at once, so the transport's
+own flow control (``pause_writing``, the ``writable`` flag the hub checks) still holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -24,9 +32,79 @@ from websockets.protocol import State
 
 from server.realtime.transport import DIRECT_EXTENSION, PreparedFrame
 
+# Bytes a socket's writes may gather within one loop turn before they go out at once.
+CORK_BYTES = 65_536
+
+
+class CorkedTransport:
+    """A socket's transport whose writes within one loop turn are written together.
+
+    Everything else is the transport's own; closing writes what was gathered first.
+    """
+
+    __slots__ = ("_loop", "_pending", "_size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        pending = self._pending
+        if not pending:
+            if len(data) >= CORK_BYTES:
+                self.transport.write(data)
+                return
+            self._loop.call_soon(self.flush)
+        pending.append(data)
+        self._size += len(data)
+        if self._size >= CORK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write out what was gathered (a no-op when nothing is, or the socket closed)."""
+        pending = self._pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._size = 0
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() + self._size
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._size = 0
+        self.transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        # pause_reading, resume_reading, get_extra_info…: the transport's own.
+        return getattr(self.transport, name)
+
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O protocol that can also be written to without ASGI."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        corked = CorkedTransport(transport, self.loop)  # type: ignore[arg-type]
+        super().connection_made(corked)  # type: ignore[arg-type]
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

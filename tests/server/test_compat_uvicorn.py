@@ -16,7 +16,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from server.cli import uvicorn_options
-from server.compat.uvicorn_ws import DirectWebSocketProtocol
+from server.compat.uvicorn_ws import CORK_BYTES, CorkedTransport, DirectWebSocketProtocol
 from server.settings import Settings
 from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.server.support import small_city
@@ -95,3 +95,71 @@ async def test_compressed_sockets_get_every_event(make_server: MakeServer, direc
     async with server.socket(token, compression="deflate") as ws:
         seqs = await emit(server, unit, 3, text="Khẩn " * 200)
         assert await events_until(ws, unit, seqs[-1]) == seqs
+
+
+class RecordingTransport:
+    """The calls a transport gets, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        self.calls.append(("pause_reading", b""))
+
+
+async def test_writes_of_one_loop_turn_leave_together_in_order() -> None:
+    transport = RecordingTransport()
+    corked = CorkedTransport(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+    corked.write(b"ready")
+    corked.write(b"")
+    corked.write(b"event")
+    assert transport.calls == []
+    assert corked.get_write_buffer_size() == len(b"readyevent")
+    await asyncio.sleep(0)
+    assert transport.calls == [("write", b"readyevent")]
+    # A turn's writes past CORK_BYTES go out at once: the transport's own flow control
+    # (pause_writing) sees them.
+    transport.calls.clear()
+    big = b"x" * CORK_BYTES
+    corked.write(b"head")
+    corked.write(big)
+    assert transport.calls == [("write", b"head" + big)]
+    corked.write(big)
+    assert transport.calls[-1] == ("write", big)
+    # Everything else is the transport's; closing writes what was gathered first.
+    corked.pause_reading()
+    corked.write(b"last frame")
+    corked.close()
+    assert transport.calls[-3:] == [
+        ("pause_reading", b""),
+        ("write", b"last frame"),
+        ("close", b""),
+    ]
+    await asyncio.sleep(0)
+    assert transport.calls[-1] == ("close", b"")
+
+
+async def test_the_protocol_writes_through_the_corked_transport(make_server: MakeServer) -> None:
+    server = await make_server(features=[])
+    city = await small_city(server)
+    token = await server.login("ward001", DEMO_PASSWORD)
+    async with server.socket(token):
+        (connection,) = server.ctx.hub.connections
+        direct = connection._direct
+        assert isinstance(direct, DirectWebSocketProtocol)
+        assert isinstance(direct.transport, CorkedTransport)
+    assert city.commune_unit_ids

@@ -373,16 +373,22 @@ async def test_abusive_frames_close_with_4400_and_refusals_are_audited_once(
     async with server.socket(token) as ws:
         frames = await ws.subscribe(forbidden)
         assert len(frames) == 50 and {f["code"] for f in frames} == {"forbidden"}
-    async with server.ctx.read() as session:
-        rows = (
-            (
-                await session.execute(
-                    select(AuditRecord).where(AuditRecord.action == "access.refused")
+
+    async def refusals() -> Sequence[AuditRecord]:
+        async with server.ctx.read() as session:
+            return (
+                (
+                    await session.execute(
+                        select(AuditRecord).where(AuditRecord.action == "access.refused")
+                    )
                 )
+                .scalars()
+                .all()
             )
-            .scalars()
-            .all()
-        )
+
+    # The record is written once the refusals are sent: it may land just after them.
+    await eventually(refusals, what="the refusals' audit record", timeout=10)
+    rows = await refusals()
     assert len(rows) == 1
     assert rows[0].details["count"] == 50 and len(rows[0].details["topics"]) == 20
 

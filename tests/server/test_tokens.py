@@ -7,7 +7,7 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,7 +17,10 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, generate_private_key
 
+from server.auth.tokens import TokenService
 from server.clock import ManualClock
+from server.errors import Unauthorized
+from server.settings import Settings
 from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.harness import RunningServer
 from tests.server.support import b64url, ed25519_pem, small_city, unsigned_token
@@ -119,6 +122,85 @@ async def test_forged_and_incomplete_tokens_are_refused(make_server: MakeServer)
         assert await socket_close_code(server, forged[name]) == 4401, name
     # And the good token still works after all that.
     assert await status_of(server, jwt.encode(good, key, algorithm="EdDSA")) == (200, "")
+
+
+async def verdict(tokens: TokenService, token: str) -> tuple[str, Any]:
+    """What ``verify`` says of a token: its claims, or the refusal's code and message."""
+    now = datetime.fromtimestamp(1_900_000_000, UTC)
+    try:
+        return "accepted", (await tokens.verify(token, now)).claims
+    except Unauthorized as exc:
+        return exc.code, exc.message
+
+
+async def test_tokens_shaped_as_ours_are_judged_as_pyjwt_judges_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tokens shaped exactly as we issue them skip PyJWT's general path: every verdict on
+    them, and on tokens that look almost like them, is the one PyJWT gives."""
+    key, pem = ed25519_pem()
+    other_key, _ = ed25519_pem()
+    settings = Settings(jwt_private_key=pem, token_cache_size=0)
+    issued_at = 1_900_000_000
+    good = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": "7",
+        "iat": issued_at,
+        "exp": issued_at + 3600,
+    }
+
+    def signed(claims: dict[str, Any], signer: Any = key, **headers: Any) -> str:
+        return jwt.encode(claims, signer, algorithm="EdDSA", headers=headers or None)
+
+    ours = signed(good)
+    head, payload, signature = ours.split(".")
+    tampered = dict(good, sub="8")
+    cases = {
+        "ours": ours,
+        "bad signature": signed(good, other_key),
+        "payload swapped": f"{head}.{b64url(json.dumps(tampered).encode())}.{signature}",
+        "signature cut": f"{head}.{payload}.{signature[:-4]}",
+        "padded signature": f"{ours}==",
+        "junk in the signature": f"{head}.{payload}.{signature[:10]}!{signature[10:]}",
+        "four segments": f"{ours}.{signature}",
+        "wrong audience": signed(dict(good, aud="someone-else")),
+        "audience list": signed(dict(good, aud=[settings.jwt_audience, "other"])),
+        "wrong issuer": signed(dict(good, iss="evil")),
+        "subject a number": signed(dict(good, sub=7)),
+        "jti a number": signed(dict(good, jti=5)),
+        "no exp": signed({k: v for k, v in good.items() if k != "exp"}),
+        "exp null": signed(dict(good, exp=None)),
+        "expired": signed(dict(good, exp=issued_at - 10)),
+        "claims not an object": f"{head}.{b64url(b'[1, 2]')}.{signature}",
+        "another header": signed(good, kid="k1"),
+    }
+    lean = TokenService(settings)
+    verdicts = {name: await verdict(lean, token) for name, token in cases.items()}
+    assert verdicts["ours"] == ("accepted", good)
+    assert verdicts["bad signature"] == (
+        "invalid_token",
+        "The token was refused: Signature verification failed.",
+    )
+    assert verdicts["another header"] == ("accepted", good)
+    assert verdicts["audience list"][0] == "accepted"
+    for name in ("wrong audience", "wrong issuer", "no exp", "subject a number", "jti a number"):
+        assert verdicts[name][0] == "invalid_token", name
+
+    # The same tokens through PyJWT alone.
+    monkeypatch.setattr(TokenService, "_decode_ours", lambda self, token: None)
+    general = TokenService(settings)
+    for name, token in cases.items():
+        assert await verdict(general, token) == verdicts[name], name
+
+    # And our own shape really takes the lean path (PyJWT's decode is never called).
+    monkeypatch.undo()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("PyJWT's general path was taken")
+
+    monkeypatch.setattr(jwt, "decode", refuse)
+    assert await verdict(TokenService(settings), ours) == ("accepted", good)
 
 
 async def test_missing_or_malformed_authorization_header(server: RunningServer) -> None:
