@@ -202,8 +202,10 @@ class Supervisor:
     def _start(self, number: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            _stop_with_parent(parent)
             self._child(number)
         self.running[pid] = number
         self.started_at[number] = time.monotonic()
@@ -262,3 +264,20 @@ class Supervisor:
                 f" in {pause:.0f} s" if pause else "",
             )
             self.due[number] = time.monotonic() + pause
+
+
+# prctl(2) option: the signal the kernel sends this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent(parent: int) -> None:
+    """A worker whose supervisor dies (even by SIGKILL) is sent SIGTERM and stops as a node
+    stops: no orphan keeps serving the port unsupervised after a restart of the service."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        # The parent died between the fork and the request above.
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -292,6 +292,20 @@ async def test_a_killed_worker_is_started_again_and_sigterm_stops_them_all(
     assert "all 2 workers stopped" in served.log.read_text()
 
 
+async def test_workers_stop_when_their_supervisor_is_killed(two_workers: Served) -> None:
+    # A supervisor killed outright (SIGKILL, the OOM killer) leaves no orphan serving the
+    # port unsupervised: the kernel sends each worker SIGTERM and it stops as a node stops.
+    served = two_workers
+    pids = [pid for _, pid, _ in served.workers()]
+    served.process.kill()
+    await served.process.wait()
+    await eventually(
+        lambda: all(gone(pid) for pid in pids),
+        "every worker to end after its supervisor was killed",
+        timeout=STOP_TIMEOUT_SECS,
+    )
+
+
 def run_serve(tmp_path: Path, *args: str, **values: str) -> tuple[int, str, Path]:
     import subprocess
 
