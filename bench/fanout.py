@@ -94,6 +94,18 @@ def payload(round_id: int) -> dict[str, Any]:
     }
 
 
+async def _ignore_events(_events: Sequence[Event]) -> None:
+    """This process holds no sockets: what the broker brings back is dropped."""
+
+
+def _ignore_signal(_signal: Any) -> None:
+    pass
+
+
+async def _ignore_resync() -> None:
+    pass
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -493,6 +505,9 @@ async def main(args: argparse.Namespace) -> int:
         ctx = create_app(settings).state.ctx
         assert ctx is not None
         await ctx.broker.ping()
+        # Started as a node starts it: its publisher task carries each round to Redis
+        # (without it the rounds would only reach the server through its log sweep).
+        await ctx.broker.start(_ignore_events, _ignore_signal, _ignore_resync)
         extra = max(args.clients, args.idle)
         all_ids, cluster_id = await seed_accounts(ctx, extra)
         now = ctx.clock.now()
