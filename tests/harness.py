@@ -10,7 +10,9 @@ Backends come from the environment, as in CI:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import io
 import itertools
 import json
 import os
@@ -181,6 +183,20 @@ async def drop_database(url: str) -> None:
         await _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# A test server that has not stopped after this long hangs (uvicorn itself allows open
+# connections 10 s, ``uvicorn_options``).
+SERVER_STOP_SECS = 60
+
+
+def _task_stacks() -> str:
+    """Every pending task of this loop with its stack, for the report of a hang."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            task.print_stack(limit=12, file=out)
+    return out.getvalue()
+
+
 def free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -219,7 +235,21 @@ class RunningServer:
     async def stop(self) -> None:
         self._server.should_exit = True
         if self._task is not None:
-            await self._task
+            try:
+                # uvicorn gives open connections ``timeout_graceful_shutdown`` and then
+                # runs the shutdown hooks: a stop that takes far longer is a hang. The
+                # test fails with every task's stack instead of holding the suite.
+                await asyncio.wait_for(asyncio.shield(self._task), SERVER_STOP_SECS)
+            except TimeoutError:
+                stacks = _task_stacks()
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(self._task, 5)
+                self._sock.close()
+                raise AssertionError(
+                    f"the test server did not stop within {SERVER_STOP_SECS} s; its tasks:\n"
+                    + stacks
+                ) from None
         self._sock.close()
 
     def http(self, token: str | None = None) -> httpx.AsyncClient:
