@@ -100,11 +100,13 @@ async def test_projector_states(make_server: MakeServer, browser: Any) -> None:
     await shot(projector, "projector-5-result")
     # The result stays for the set time, then the speaker and timer come back.
     # Playwright takes the time in seconds.
-    await projector.clock.pause_at((await projector.evaluate("Date.now()") + 10) / 1000)
-    await projector.clock.run_for((RESULT_SECS - 5) * 1000)
+    # The pause lies 2 s ahead: a loaded machine may take longer than a few
+    # milliseconds between reading the page's clock and pausing it.
+    await projector.clock.pause_at((await projector.evaluate("Date.now()") + 2000) / 1000)
+    await projector.clock.run_for((RESULT_SECS - 10) * 1000)
     await asyncio.sleep(0.1)
     assert await projector.get_attribute("body", "data-view") == "result"
-    await projector.clock.run_for(10_000)
+    await projector.clock.run_for(15_000)
     await view(projector, "speaker")
     assert await projector.locator(".proj-overlay").count() == 0
     assert projector.js_errors == []
