@@ -62,7 +62,7 @@ async def index_attachments(
     )
     current = {int(file_id): (name, text) for file_id, name, text in rows.all()}
     for f in files:
-        name, text = current.get(f.id, (f.name, f.text))
+        name, text = current.get(f.id, (f.name, ""))
         await index_document(session, SearchKind.ATTACHMENT, f.id, f"{name}\n{text}", at)
 
 

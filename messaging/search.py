@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, column, delete, exists, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from messaging.models import (
     Directive,
@@ -224,7 +225,7 @@ async def _result_json(
             result |= {"directive_id": reply.directive_id, "unit_id": reply.unit_id}
             author, text_ = reply.author_id, reply.body
     elif doc.kind == SearchKind.ATTACHMENT.value:
-        stored = await session.get(StoredFile, doc.object_id)
+        stored = await session.get(StoredFile, doc.object_id, options=[undefer(StoredFile.text)])
         if stored is not None:
             result |= {"file_id": stored.id, "name": stored.name}
             result |= await where_attached(session, principal, stored.id)

@@ -33,8 +33,10 @@ class StoredFile(Base):
     # Page count of a PDF; None for every other type.
     pages: Mapped[int | None] = mapped_column(Integer, default=None)
     title: Mapped[str] = mapped_column(String(MAX_TITLE_CHARS), default="")
-    # Extracted text (PDFs and plain text), for search.
-    text: Mapped[str] = mapped_column(Text, default="")
+    # Extracted text (PDFs and plain text), for search. Deferred: a 200-page report's text
+    # is hundreds of KB, and a page fetch (95 tablets at once) needs only the row's head;
+    # whoever reads it asks for it (``undefer`` or a column select).
+    text: Mapped[str] = mapped_column(Text, default="", deferred=True)
     # True from the upload of a PDF until its text has been read (after the upload was
     # answered, by a text worker); a restart picks up the files still pending.
     text_pending: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import undefer
 
 from server.files.models import StoredFile
 from server.files.runtime import runtime
@@ -59,7 +60,7 @@ async def test_endless_parse_times_out_in_the_worker_while_requests_are_served(
 
 async def _text_read(server: RunningServer, file_id: int) -> StoredFile | None:
     async with server.ctx.read() as session:
-        row = await session.get(StoredFile, file_id)
+        row = await session.get(StoredFile, file_id, options=[undefer(StoredFile.text)])
     assert row is not None
     return row if not row.text_pending else None
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.orm import undefer
 
 from server.demo import DemoCity, seed_demo
 from server.files.models import StoredFile
@@ -31,7 +32,7 @@ async def _search(server: RunningServer, user_token: str, q: str) -> list[int]:
 
 async def _row(server: RunningServer, file_id: int) -> StoredFile:
     async with server.ctx.read() as session:
-        row = await session.get(StoredFile, file_id)
+        row = await session.get(StoredFile, file_id, options=[undefer(StoredFile.text)])
     assert row is not None
     return row
 

@@ -8,6 +8,7 @@ import io
 import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from server.audit import AuditRecord
 from server.files.models import StoredFile
@@ -80,7 +81,7 @@ async def test_vietnamese_text_and_title_are_extracted(
 
     async def text_read() -> StoredFile | None:
         async with server.ctx.read() as session:
-            row = await session.get(StoredFile, file_id)
+            row = await session.get(StoredFile, file_id, options=[undefer(StoredFile.text)])
         assert row is not None
         return row if not row.text_pending else None
 
