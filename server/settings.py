@@ -272,6 +272,15 @@ class Settings:
     # Memory for the most recently asked page images of this node (0: none); a burst of
     # tablets on the presented page is then answered from memory.
     render_memory_cache_bytes: int = 64 * 1024 * 1024
+    # How long a node keeps that a user may read a file, for page images only: a tablet
+    # turning pages, or downloading a 200-page document for offline reading, is checked
+    # once, not for every page. A reader whose access is taken away may still fetch that
+    # file's pages for this long on a node that answered them just before; the file
+    # itself, its metadata and its annotations are checked on every request. `0` turns it
+    # off.
+    page_grant_cache_secs: float = 10.0
+    # Grants kept in that cache per node at most (the one kept longest goes first).
+    page_grant_cache_size: int = 20_000
     # Worker processes that check uploaded PDFs.
     pdf_parse_workers: int = 1
     # Worker processes that read the text of uploaded PDFs for search, after the upload

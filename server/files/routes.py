@@ -146,7 +146,7 @@ async def _page(request: Request, fmt: str, file_id: int, number: int) -> Respon
     principal = await current_user(request)
     ctx = context(request)
     settings = ctx.settings
-    f = await service.readable_file(ctx, principal, file_id)
+    f = await service.page_source(ctx, principal, file_id)
     width = _width(request, settings.render_default_width, settings.render_max_width)
     if fmt == "webp":
         width = snapped_width(width, width_steps(settings))

@@ -13,10 +13,13 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from server.clock import Clock
 from server.context import Context
+from server.files.models import StoredFile
 from server.files.storage import ContentStore
 from server.files.worker import (
     JobRejected,
@@ -35,6 +38,41 @@ MAX_RENDER_AHEAD_BATCHES = 16
 
 class RenderFailed(Exception):
     """A page could not be rendered (bad page, time or memory limit)."""
+
+
+class PageGrants:
+    """Files a user was found allowed to read, each kept for at most ``ttl_secs``: the
+    check of a page image in a burst. Bounded: when full, the grant kept longest goes
+    first. Only grants are kept; a refusal is checked again every time."""
+
+    def __init__(self, clock: Clock, ttl_secs: float, max_entries: int) -> None:
+        self.clock = clock
+        self.ttl = timedelta(seconds=ttl_secs)
+        self.max_entries = max_entries
+        self.enabled = ttl_secs > 0 and max_entries > 0
+        self._entries: dict[tuple[int, int], tuple[StoredFile, datetime]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, user_id: int, file_id: int) -> StoredFile | None:
+        """The file ``user_id`` was allowed to read less than the TTL ago, or None."""
+        entry = self._entries.get((user_id, file_id))
+        if entry is None:
+            return None
+        if self.clock.now() >= entry[1]:
+            del self._entries[(user_id, file_id)]
+            return None
+        return entry[0]
+
+    def put(self, user_id: int, f: StoredFile) -> None:
+        if not self.enabled:
+            return
+        key = (user_id, f.id)
+        self._entries.pop(key, None)
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (f, self.clock.now() + self.ttl)
 
 
 class FilesRuntime:
@@ -84,6 +122,10 @@ class FilesRuntime:
         # the presented page is answered without a file read (a thread hop) per request.
         self._memory: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
         self._memory_bytes = 0
+        # Who may read which file's pages, for a few seconds (``page_grant_cache_secs``).
+        self.page_grants = PageGrants(
+            ctx.clock, settings.page_grant_cache_secs, settings.page_grant_cache_size
+        )
 
     def remembered_page(self, sha256: str, page: int, width: int, fmt: str) -> bytes | None:
         """The image of a page kept in memory, or None."""

@@ -79,6 +79,18 @@ async def readable_file(ctx: Context, principal: Principal, file_id: int) -> Sto
     return f
 
 
+async def page_source(ctx: Context, principal: Principal, file_id: int) -> StoredFile:
+    """``readable_file`` for a page image: a grant found lately is used again (for
+    ``page_grant_cache_secs``), so a tablet turning pages or downloading a document for
+    offline reading is checked once, not for every page."""
+    grants = runtime(ctx).page_grants
+    f = grants.get(principal.id, file_id)
+    if f is None:
+        f = await readable_file(ctx, principal, file_id)
+        grants.put(principal.id, f)
+    return f
+
+
 async def require_attachable(
     ctx: Context, session: AsyncSession, principal: Principal, file_ids: Sequence[int]
 ) -> list[StoredFile]:

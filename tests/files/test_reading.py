@@ -11,11 +11,13 @@ from sqlalchemy import select
 
 from server.audit import AuditRecord
 from server.auth.principal import Principal
+from server.clock import ManualClock
 from server.context import Context
 from server.errors import Unprocessable
 from server.features import Feature
 from server.files.feature import feature as files_feature
-from server.files.runtime import runtime
+from server.files.models import StoredFile
+from server.files.runtime import PageGrants, runtime
 from server.files.service import may_read_file, require_attachable
 from tests.conftest import MakeServer
 from tests.files import samples
@@ -221,6 +223,70 @@ async def test_features_grant_reading_through_file_access_checks(make_server: Ma
         me = (await reader.get("/api/v1/me")).json()
         assert me["display_name"] in PdfReader(io.BytesIO(copy.content)).pages[0].extract_text()
     await runtime(server.ctx).settled()
+
+
+async def test_a_page_grant_is_kept_for_its_time_only(make_server: MakeServer) -> None:
+    shared: set[tuple[int, int]] = set()
+    checks: list[int] = []
+
+    async def attached_for(ctx: Context, principal: Principal, file_id: int) -> bool:
+        checks.append(file_id)
+        return (principal.id, file_id) in shared
+
+    clock = ManualClock()
+    agenda = Feature(name="agenda-test", file_access_checks=[attached_for])
+    server = await make_server(
+        clock=clock, features=[files_feature(), agenda], page_grant_cache_secs=5
+    )
+    owner_token = await seeded_token(server, "delegate001")
+    from tests.conftest import DEMO_PASSWORD
+
+    reader_token = await server.login("delegate002", DEMO_PASSWORD)
+    async with server.http(owner_token) as owner, server.http(reader_token) as reader:
+        file_id = await _upload_pdf(owner, pages=2)
+        reader_id = (await reader.get("/api/v1/me")).json()["id"]
+        page = f"/api/v1/files/{file_id}/pages/1.png?width=200"
+        # A refusal is never kept: the grant that follows counts at once.
+        assert (await reader.get(page)).status_code == 404
+        shared.add((reader_id, file_id))
+        assert (await reader.get(page)).status_code == 200
+        checked = len(checks)
+        # A burst on the presented page: no access check after the first.
+        for number in (1, 2, 1):
+            answer = await reader.get(f"/api/v1/files/{file_id}/pages/{number}.png?width=200")
+            assert answer.status_code == 200
+        assert len(checks) == checked
+        # Access taken away: pages for at most the grant's time; the rest at once.
+        shared.clear()
+        assert (await reader.get(f"/api/v1/files/{file_id}/meta")).status_code == 404
+        assert (await reader.get(f"/api/v1/files/{file_id}")).status_code == 404
+        assert (await reader.get(page)).status_code == 200
+        await clock.advance(5)
+        refused = await reader.get(page)
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "file_not_found"
+    # Grants are per user and per file, and bounded.
+    grants = runtime(server.ctx).page_grants
+    assert grants.get(reader_id, file_id) is None
+    assert len(grants) <= server.settings.page_grant_cache_size
+    await runtime(server.ctx).settled()
+
+
+async def test_page_grants_are_bounded_and_can_be_turned_off() -> None:
+    clock = ManualClock()
+    grants = PageGrants(clock, ttl_secs=5, max_entries=2)
+    files = [
+        StoredFile(id=n, sha256="0" * 64, size=1, content_type="application/pdf") for n in (1, 2, 3)
+    ]
+    for f in files:
+        grants.put(7, f)
+    assert len(grants) == 2
+    assert grants.get(7, 1) is None  # kept longest: gone first
+    assert grants.get(7, 3) is files[2]
+    assert grants.get(8, 3) is None
+    off = PageGrants(clock, ttl_secs=0, max_entries=2)
+    off.put(7, files[0])
+    assert off.get(7, 1) is None and len(off) == 0
 
 
 async def test_require_attachable(server: RunningServer, tokens: dict[str, str]) -> None:
