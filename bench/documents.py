@@ -3,8 +3,9 @@
     python -m bench.documents [--pages 200] [--tablets 95] [--rounds 5]
 
 A real server (the ``dienhong`` app under uvicorn, in its own process, SQLite in a
-temporary data dir) on loopback. One delegate uploads a ``--pages`` page PDF (Vietnamese
-text, generated with fpdf2); then:
+temporary data dir) on loopback. The chair uploads a ``--pages`` page PDF (Vietnamese
+text, generated with fpdf2) and puts it on the meeting's agenda; every read after that is
+a delegate's, authorised through the agenda as in a council session; then:
 
 * upload: the response time of ``POST /api/v1/files`` (checked by pypdf in a worker);
 * time to first page: from the start of the upload until page 1 arrives as a PNG at the
@@ -17,12 +18,15 @@ text, generated with fpdf2); then:
 * 304: the same, with ``If-None-Match`` (what a tablet's cache sends);
 * baseline in the same run: ``--tablets`` clients fetching ``GET /api/v1/me`` at once;
   and one client alone fetching a warm page, then ``/api/v1/me``, 100 times each;
-* the 95-tablet burst: one client per tablet, each on a fresh connection (as tablets are
-  after reading longer than the keep-alive), asking at once for a warm WebP page at
-  1280 px, next to the same burst of ``GET /api/v1/me``; directly from a node, and
-  through nginx running ``deploy/nginx/dienhong.conf`` (TLS, the page sent by nginx
-  through ``X-Accel-Redirect`` from a second node process on the same data directory).
-  Without nginx installed the proxied rows are left out (``--no-proxy`` too);
+* the 95-tablet burst: one client per tablet, each a delegate of its own on a fresh
+  connection (as tablets are after reading longer than the keep-alive), asking at once
+  for a warm WebP page at 1280 px, next to the same burst of ``GET /api/v1/me``; directly
+  from a node, and through nginx running ``deploy/nginx/dienhong.conf`` (TLS, the page
+  sent by nginx through ``X-Accel-Redirect`` from a second node process on the same data
+  directory). Without nginx installed the proxied rows are left out (``--no-proxy`` too);
+* the floor of each burst in the same run: the same clients against something that only
+  sends the page's bytes (a bare ASGI app under the same uvicorn options; nginx sending
+  the file itself, no node asked): what this machine and its client processes allow;
 * the bytes of one presented page turn: the meeting (``--tablets`` delegates) in session,
   every tablet on its socket; the chair turns the page; every frame each tablet gets and
   sends (WebSocket frames, as js/realtime.js confirms them) is counted. A tablet that
@@ -43,6 +47,7 @@ import ssl
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +63,8 @@ COLD_WIDTH = 1280
 ALL_PAGES_READERS = 8
 BURST_WIDTH = 1280
 ACCEL_PREFIX = "/_dienhong_renders/"
+# The page's bytes, for the bursts' floors (in the data dir).
+FLOOR_FILE = "floor.webp"
 # Requests one after another, for the cost of one request without contention.
 SEQUENTIAL = 100
 
@@ -153,6 +160,48 @@ def serve(data_dir: str, port: int, accel_redirect_prefix: str = "") -> None:
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
 
 
+def serve_floor(body_path: str, port: int) -> None:
+    """The floor of the direct burst: a bare ASGI app under the same uvicorn options that
+    answers every request with the page's bytes (no middleware, no authorisation, no
+    database): what this machine and the burst's clients allow at best."""
+    import uvicorn
+
+    from server.cli import uvicorn_options
+    from server.settings import Settings
+
+    body = Path(body_path).read_bytes()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"image/webp")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    options = uvicorn_options(Settings(data_dir=Path(body_path).parent)) | {
+        "log_level": "warning",
+        "backlog": 4096,
+        "timeout_keep_alive": 300,
+        "lifespan": "off",
+    }
+    uvicorn.run(app, host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
+
+
+async def floor_row(
+    label: str, base: str, tablets: int, rounds: int, path: str, cafile: str | None = None
+) -> None:
+    """The same fresh burst against something that only sends the bytes."""
+    times: list[float] = []
+    for _ in range(rounds):
+        times += await fresh_burst(base, ["-"], tablets, path, cafile)
+    show(f"{label}: the same bytes, nothing else (floor)", times)
+
+
 async def timed_get(
     client: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None, expect: int = 200
 ) -> float:
@@ -190,9 +239,9 @@ BURST_PROCS = 4
 
 
 def _burst_client(
-    conn: Any, base: str, token: str, count: int, path: str, cafile: str | None, go: Any
+    conn: Any, base: str, tokens: list[str], path: str, cafile: str | None, go: Any
 ) -> None:
-    """One client process of a burst: ``count`` tablets, each on a new connection. The
+    """One client process of a burst: a tablet per token, each on a new connection. The
     clients (and the TLS context they share) are made before the start signal."""
 
     async def main() -> list[float]:
@@ -204,7 +253,7 @@ def _burst_client(
                 verify=context,
                 headers={"Authorization": f"Bearer {token}"},
             )
-            for _ in range(count)
+            for token in tokens
         ]
         try:
             conn.send("ready")
@@ -217,19 +266,20 @@ def _burst_client(
 
 
 async def fresh_burst(
-    base: str, token: str, tablets: int, path: str, cafile: str | None = None
+    base: str, tokens: Sequence[str], tablets: int, path: str, cafile: str | None = None
 ) -> list[float]:
     """``tablets`` clients, one request each on a new connection, all at once, spread over
-    ``BURST_PROCS`` client processes that start together; each request is timed alone."""
+    ``BURST_PROCS`` client processes that start together; each request is timed alone.
+    Tablet i signs in with ``tokens[i]`` (round robin when there are fewer tokens)."""
     context = multiprocessing.get_context("spawn")
     go = context.Event()
     procs = min(BURST_PROCS, tablets)
     pipes, workers = [], []
     for index in range(procs):
-        count = tablets // procs + (1 if index < tablets % procs else 0)
+        mine = [tokens[i % len(tokens)] for i in range(index, tablets, procs)]
         parent, child = context.Pipe()
         worker = context.Process(
-            target=_burst_client, args=(child, base, token, count, path, cafile, go), daemon=True
+            target=_burst_client, args=(child, base, mine, path, cafile, go), daemon=True
         )
         worker.start()
         child.close()
@@ -252,24 +302,28 @@ async def fresh_burst(
 async def burst_rows(
     label: str,
     base: str,
-    token: str,
+    tokens: Sequence[str],
     tablets: int,
     rounds: int,
     page_path: str,
     cafile: str | None = None,
 ) -> None:
-    """The warm-page burst and the /api/v1/me burst, alternating round by round."""
-    await fresh_burst(base, token, 1, page_path, cafile)  # rendered and cached
+    """The warm-page burst and the /api/v1/me burst, alternating round by round: each
+    tablet a delegate of its own."""
+    await fresh_burst(base, tokens[:1], 1, page_path, cafile)  # rendered and cached
     pages: list[float] = []
     me: list[float] = []
     for _ in range(rounds):
-        pages += await fresh_burst(base, token, tablets, page_path, cafile)
-        me += await fresh_burst(base, token, tablets, "/api/v1/me", cafile)
+        pages += await fresh_burst(base, tokens, tablets, page_path, cafile)
+        me += await fresh_burst(base, tokens, tablets, "/api/v1/me", cafile)
     show(f"{label}: warm WebP page, {tablets} fresh tablets", pages)
     show(f"{label}: GET /api/v1/me, {tablets} fresh tablets", me)
 
 
-async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> int:
+async def run(base: str, token: str, seeded: Seeded, pages: int, tablets: int, rounds: int) -> int:
+    """Every read is a delegate's (``token``); the document is the chair's, uploaded and
+    put on the meeting's agenda, as in a council: each read is authorised through the
+    agenda, not as the uploader's own file."""
     document = make_document(pages)
     print(
         f"document: {pages} pages, {len(document) / 1024:.0f} KiB; {tablets} tablets, "
@@ -284,16 +338,26 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> i
         for _ in range(rounds):
             baseline += await stampede(client, tablets, "/api/v1/me")
 
+        chair = {"Authorization": f"Bearer {seeded.chair}"}
         started = time.perf_counter()
         response = await client.post(
-            "/api/v1/files", files={"file": ("bao-cao.pdf", document, "application/pdf")}
+            "/api/v1/files",
+            files={"file": ("bao-cao.pdf", document, "application/pdf")},
+            headers=chair,
         )
         uploaded = time.perf_counter() - started
         if response.status_code != 201:
             raise RuntimeError(response.text)
         file_id = response.json()["id"]
-        await timed_get(client, f"/api/v1/files/{file_id}/pages/1.png")
+        await timed_get(client, f"/api/v1/files/{file_id}/pages/1.png", chair)
         first_page = time.perf_counter() - started
+        listed = await client.post(
+            f"/api/v1/meetings/{seeded.meeting_id}/agenda",
+            json={"title": "Báo cáo kinh tế - xã hội", "document_ids": [file_id]},
+            headers=chair,
+        )
+        if listed.status_code != 201:
+            raise RuntimeError(listed.text)
 
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=pages)
         for page in range(1, pages + 1):
@@ -353,7 +417,7 @@ async def run(base: str, token: str, pages: int, tablets: int, rounds: int) -> i
     await burst_rows(
         "direct",
         base,
-        token,
+        seeded.delegates,
         tablets,
         rounds,
         f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
@@ -508,18 +572,28 @@ async def page_turn_bytes(base: str, seeded: Seeded, pages: int) -> None:
 
 
 async def proxied_burst(
-    data_dir: Path, proxied_port: int, token: str, tablets: int, rounds: int, file_id: int
+    data_dir: Path,
+    proxied_port: int,
+    tokens: Sequence[str],
+    tablets: int,
+    rounds: int,
+    file_id: int,
 ) -> None:
     """The burst through nginx in front of the node that answers with X-Accel-Redirect."""
     from tests.deploy.cluster import start_nginx, stop_nginx
 
     prefix = data_dir.parent / f"{data_dir.name}-nginx"
-    nginx = await start_nginx(prefix, [proxied_port, proxied_port], data_dir)
+    # The floor: the same page's bytes sent by nginx from a file, no node asked.
+    floor = f"    location = /floor.webp {{\n        alias {data_dir / FLOOR_FILE};\n    }}\n"
+    nginx = await start_nginx(prefix, [proxied_port, proxied_port], data_dir, floor)
     try:
+        await floor_row(
+            "nginx", nginx.url, tablets, rounds, "/floor.webp", str(nginx.prefix / "fullchain.pem")
+        )
         await burst_rows(
             "nginx",
             nginx.url,
-            token,
+            tokens,
             tablets,
             rounds,
             f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
@@ -566,12 +640,28 @@ def main() -> None:
             raise RuntimeError("the server did not start")
 
         asyncio.run(wait_ready(base))
-        file_id = asyncio.run(run(base, token, args.pages, args.tablets, args.rounds))
+        file_id = asyncio.run(run(base, token, seeded, args.pages, args.tablets, args.rounds))
+        floor_port = free_port()
+        page = httpx.get(
+            f"{base}/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        (data_dir / FLOOR_FILE).write_bytes(page.content)
+        servers.append(
+            spawn.Process(target=serve_floor, args=(str(data_dir / FLOOR_FILE), floor_port))
+        )
+        servers[-1].start()
+        asyncio.run(wait_ready(f"http://127.0.0.1:{floor_port}"))
+        asyncio.run(
+            floor_row("direct", f"http://127.0.0.1:{floor_port}", args.tablets, args.rounds, "/")
+        )
         asyncio.run(page_turn_bytes(base, seeded, args.pages))
         if with_proxy:
             asyncio.run(wait_ready(f"http://127.0.0.1:{proxied_port}"))
             asyncio.run(
-                proxied_burst(data_dir, proxied_port, token, args.tablets, args.rounds, file_id)
+                proxied_burst(
+                    data_dir, proxied_port, seeded.delegates, args.tablets, args.rounds, file_id
+                )
             )
         else:
             print("  (no nginx: the burst through the proxy is left out)")

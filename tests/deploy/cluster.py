@@ -160,17 +160,22 @@ class Nginx:
         return path.read_text()[-3000:] if path.exists() else ""
 
 
-async def start_nginx(prefix: Path, node_ports: list[int], data_dir: Path) -> Nginx:
+async def start_nginx(
+    prefix: Path, node_ports: list[int], data_dir: Path, extra_locations: str = ""
+) -> Nginx:
+    """nginx on the deploy configuration; ``extra_locations`` (a benchmark's own) are
+    added to the TLS server block, before its catch-all ``location /``."""
     binary = nginx_binary()
     prefix.mkdir(parents=True, exist_ok=True)
     cert, key = self_signed(prefix)
     http_port, https_port = free_port(), free_port()
     site = prefix / "dienhong.conf"
-    site.write_text(
-        render_conf(
-            node_ports, http_port, https_port, cert, key, prefix / "cache", data_dir / "files"
-        )
+    text = render_conf(
+        node_ports, http_port, https_port, cert, key, prefix / "cache", data_dir / "files"
     )
+    if extra_locations:
+        text = replace_once(text, "    location / {\n", extra_locations + "    location / {\n")
+    site.write_text(text)
     conf = prefix / "nginx.conf"
     conf.write_text(main_conf(prefix, site))
     check = await asyncio.create_subprocess_exec(
