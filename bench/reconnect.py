@@ -17,7 +17,7 @@ What it does, all on loopback, and stops by itself:
 3. The same swarm, in the same run, against ``bench/bare.py`` (a bare ``websockets``
    server): connect, ``auth``, ``ready``; the floor the library sets.
 
-    python -m bench.reconnect [--clients 3200] [--procs 4]
+    python -m bench.reconnect [--clients 3200] [--procs 4] [--workers 1]
                               [--redis-url redis://127.0.0.1:6379/0]
 """
 
@@ -82,11 +82,20 @@ async def write_missed_events(ctx: Context, user_ids: list[int]) -> dict[int, di
 
 
 def cpu_secs(pid: int) -> tuple[float, float]:
-    """CPU time (user, system; all threads) a process has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    # utime and stime are fields 14 and 15 of the whole line, in clock ticks.
+    """CPU time (user, system; all threads) a process and its live children (the workers
+    of ``serve --workers``) have used so far (Linux)."""
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    user = system = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After the name: state, ppid, ..., utime and stime (fields 14 and 15 of the line).
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+    return user, system
 
 
 def load() -> str:
@@ -181,12 +190,14 @@ async def main(args: argparse.Namespace) -> int:
 
         port = free_port()
         project = ServerProcess(
-            [*dienhong_command(), "serve", "--port", str(port)], env, data_dir / "server.log"
+            [*dienhong_command(), "serve", "--port", str(port), "--workers", str(args.workers)],
+            env,
+            data_dir / "server.log",
         )
         specs = [ClientSpec(key=uid, token=tokens[uid], subscribe=held[uid]) for uid in user_ids]
         rows.append(
             (
-                "dienhong (auth + resume)",
+                f"dienhong, {args.workers} worker{'s' if args.workers > 1 else ''}",
                 await storm(
                     "dienhong",
                     project,
@@ -250,6 +261,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--clients", type=int, default=3200)
     parser.add_argument("--procs", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes of the node (serve --workers)"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     return parser.parse_args(argv)
