@@ -149,6 +149,27 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await gateway.serve(websocket)
 
 
+SOCKET_ROUTE = WebSocketRoute("/ws", websocket_endpoint)
+
+
+class DienHong(Starlette):
+    """The application: Starlette's, with the socket handed straight to the gateway.
+
+    None of the middleware touches a WebSocket (metrics, security headers and compression
+    are for HTTP answers; the gateway answers its own errors on the socket), yet every
+    socket and every frame it sends or receives would pass through each of them and the
+    router. Thousands of sockets reconnecting at once after a restart feel that, so
+    ``/ws`` skips them; every other WebSocket path still meets the router (and its 403).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and SOCKET_ROUTE.matches(scope)[0] is Match.FULL:
+            scope["app"] = self
+            await websocket_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
+
+
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if isinstance(exc, Forbidden):
@@ -314,7 +335,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/api/v1/openapi.json", openapi_document, methods=["GET"]),
-        WebSocketRoute("/ws", websocket_endpoint),
+        SOCKET_ROUTE,
         Route("/api/v1/ws/events.json", ws_events, methods=["GET"]),
         *org_routes,
     ]
@@ -380,7 +401,7 @@ def create_app(
             await broker.stop()
             await db.dispose()
 
-    app = Starlette(
+    app = DienHong(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
@@ -78,6 +79,15 @@ class CorkedTransport:
     def is_closing(self) -> bool:
         return self.transport.is_closing()
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() + self._size
 
@@ -104,7 +114,19 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         corked = CorkedTransport(transport, self.loop)  # type: ignore[arg-type]
-        super().connection_made(corked)  # type: ignore[arg-type]
+        http = transport.get_protocol()  # type: ignore[attr-defined]
+        if not isinstance(http, HttpToolsProtocol) or http.transport is not transport:
+            super().connection_made(corked)  # type: ignore[arg-type]
+            return
+        # Upgraded from uvicorn's HTTP protocol (still the transport's protocol until the
+        # handshake is handed over): the addresses it read from the socket a moment ago
+        # are these, so they are not asked of the kernel twice more (what the base class
+        # does; a storm of reconnecting sockets feels each system call).
+        self.connections.add(self)
+        self.transport = corked  # type: ignore[assignment]
+        self.server = http.server
+        self.client = http.client
+        self.scheme = "wss" if http.scheme == "https" else "ws"
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

@@ -85,6 +85,30 @@ async def test_fan_out_to_several_sockets(make_server: MakeServer, direct: bool)
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "asgi"])
+async def test_a_socket_knows_both_ends_of_its_connection(
+    make_server: MakeServer, direct: bool
+) -> None:
+    # The direct protocol takes the addresses from the HTTP protocol it was upgraded from
+    # instead of asking the kernel again: the same as the stock protocol reads.
+    server = await make_server(features=[], direct_socket_writes=direct)
+    await small_city(server)
+    token = await server.login("ward001", DEMO_PASSWORD)
+    async with server.socket(token) as ws:
+        [protocol] = [
+            p
+            for p in server._server.server_state.connections
+            if isinstance(p, WebSocketsSansIOProtocol)
+        ]
+        scope = protocol.scope
+        local = ws.ws.local_address[:2]
+        remote = ws.ws.remote_address[:2]
+    assert isinstance(protocol, DirectWebSocketProtocol) is direct
+    assert (scope["client"][0], scope["client"][1]) == (local[0], local[1])
+    assert (scope["server"][0], scope["server"][1]) == (remote[0], remote[1])
+    assert scope["scheme"] == "ws"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "asgi"])
 async def test_compressed_sockets_get_every_event(make_server: MakeServer, direct: bool) -> None:
     server = await make_server(
         features=[], ws_per_message_deflate=True, direct_socket_writes=direct
