@@ -15,7 +15,9 @@ What it does, all on loopback, and stops by itself:
 4. Baseline in the same run: ``GET /api/v1/me`` (authenticated, writes nothing) in a
    closed loop by 64 clients: what the node answers when nothing is written.
 5. One client reading ``GET /api/v1/channels/{id}/messages?limit=1`` in a loop: p50/p99
-   idle, then while the 64 posters saturate the node(s).
+   idle, then while the 64 posters saturate the node(s). The reader is a process of its
+   own, as a reader is another device: in the posters' process its own event loop, busy
+   with 64 closed loops, would be part of every figure.
 6. On PostgreSQL, sampled at 10 Hz during each run, about the write lock (the advisory
    reader-writer lock of ``server.db``): the fraction of samples in which it is held
    exclusively (a write that runs alone), held shared (partitioned writes, such as these
@@ -34,10 +36,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -305,15 +309,17 @@ def asker(clerks: list[Clerk]) -> Callable[[int, HttpConnection], Awaitable[bool
     return me
 
 
-async def read_probe(base: str, clerk: Clerk, stop: asyncio.Event) -> list[float]:
-    """One client reading the newest message of its channel until ``stop``."""
+async def read_probe(base: str, channel_id: int, token: str) -> list[float]:
+    """One client reading the newest message of a channel until its stdin closes."""
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.run_in_executor(None, sys.stdin.buffer.read)
     conn = await HttpConnection.open(base)
     latencies: list[float] = []
     try:
-        while not stop.is_set():
+        while not stdin_closed.done():
             began = time.perf_counter()
             status, _ = await conn.request(
-                "GET", f"/api/v1/channels/{clerk.channel_id}/messages?limit=1", clerk.token
+                "GET", f"/api/v1/channels/{channel_id}/messages?limit=1", token
             )
             if status == 200:
                 latencies.append(time.perf_counter() - began)
@@ -321,6 +327,27 @@ async def read_probe(base: str, clerk: Clerk, stop: asyncio.Event) -> list[float
     finally:
         conn.writer.close()
     return latencies
+
+
+class ReadProbe:
+    """``read_probe`` in a process of its own (``python -m bench.writes --probe``)."""
+
+    def __init__(self, base: str, clerk: Clerk) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.writes", "--probe", base, str(clerk.channel_id)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "BENCH_PROBE_TOKEN": clerk.token},
+        )
+
+    async def stop(self) -> list[float]:
+        """Ends the probe; the latencies it measured, in seconds."""
+        # ``communicate`` closes the probe's stdin, which is what ends it.
+        out, _ = await asyncio.to_thread(self.proc.communicate, timeout=30)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"the read probe failed ({self.proc.returncode})")
+        latencies: list[float] = json.loads(out)
+        return latencies
 
 
 def ms(values: list[float], fraction: float) -> float:
@@ -410,11 +437,9 @@ async def measure(
     # The probe reads the channel of a clerk who does not post.
     reader = clerks[-1]
     posting = clerks[:-1]
-    stop = asyncio.Event()
-    probe = asyncio.create_task(read_probe(bases[0], reader, stop))
+    probe = ReadProbe(bases[0], reader)
     await asyncio.sleep(args.seconds)
-    stop.set()
-    idle = await probe
+    idle = await probe.stop()
     print(
         f"read GET …/messages?limit=1, idle:        p50 {ms(idle, 0.5):6.1f} ms  "
         f"p99 {ms(idle, 0.99):6.1f} ms  ({len(idle)} reads)"
@@ -424,14 +449,10 @@ async def measure(
     for count in args.posters:
         if sampler is not None:
             sampler.start()
-        probe_task = None
-        if count == max(args.posters):
-            stop = asyncio.Event()
-            probe_task = asyncio.create_task(read_probe(bases[0], reader, stop))
+        probe_under = ReadProbe(bases[0], reader) if count == max(args.posters) else None
         result = await closed_loop(count, args.seconds, poster(posting), base_of)
-        if probe_task is not None:
-            stop.set()
-            under = await probe_task
+        if probe_under is not None:
+            under = await probe_under.stop()
         share = await sampler.stop() if sampler is not None else LockShare()
         print(
             f"posts, {count:3d} posters: {result.rate:8.1f} posts/s  "
@@ -449,6 +470,11 @@ async def measure(
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--probe"]:
+        base, channel_id = sys.argv[2], int(sys.argv[3])
+        token = os.environ["BENCH_PROBE_TOKEN"]
+        print(json.dumps(asyncio.run(read_probe(base, channel_id, token))))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
