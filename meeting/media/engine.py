@@ -285,9 +285,11 @@ class MediaEngine:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wait_for(
-            asyncio.wrap_future(self._submit(coro)), WORKER_CALL_TIMEOUT_SECS
-        )
+        # ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` returns the
+        # result of a call that finishes as its caller is cancelled and drops the
+        # cancellation, and a poll loop that loses its cancellation never ends.
+        async with asyncio.timeout(WORKER_CALL_TIMEOUT_SECS):
+            return await asyncio.wrap_future(self._submit(coro))
 
     # --- the API side's calls ------------------------------------------------------------
     async def join(

@@ -462,12 +462,17 @@ async def _repeat(
 ) -> None:
     """Run ``step`` every ``every_secs`` (a poll interval) until cancelled; a failed round
     is logged and the next one comes."""
+    task = asyncio.current_task()
     while True:
         await asyncio.sleep(every_secs)
         try:
             await step(ctx)
         except Exception:
             log.exception("%s failed", what)
+        # A cancellation that a step let go of (some library code does) still ends the
+        # loop: shutdown waits for it.
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
 
 
 async def watch_connections(ctx: Context) -> None:

@@ -61,13 +61,16 @@ class Hall:
         return speaker_id
 
     async def stored(self) -> tuple[int, int]:
-        """(events on the meeting's topic, recordings): what a refusal must not change."""
+        """(events on the meeting's topic, recordings): what a refusal must not change.
+
+        Less what the connection watcher writes by itself meanwhile: a connected peer's
+        quality may change at any moment (``media.quality``)."""
         async with self.server.ctx.read() as session:
             events = (
                 await session.execute(
                     select(func.count())
                     .select_from(EventRecord)
-                    .where(EventRecord.topic == self.topic)
+                    .where(EventRecord.topic == self.topic, EventRecord.type != "media.quality")
                 )
             ).scalar_one()
             recordings = (
