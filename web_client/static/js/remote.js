@@ -12,8 +12,10 @@
 
 import { ApiError, api, session } from "./api.js";
 
-// How often the received audio's level and packet count are read (ms).
-const STATS_EVERY_MS = 500;
+// How often the received audio's level and packet count are read (ms). A drop is seen at
+// most this long after its last packet plus NO_AUDIO_MS: within 2 s, well inside the 3 s in
+// which the tablet must show it.
+const STATS_EVERY_MS = 250;
 // Longest wait for ICE gathering before the offer goes with what was gathered (ms).
 const GATHER_TIMEOUT_MS = 10_000;
 // No audio packet for this long while listening: the connection is shown as lost (ms).
@@ -228,7 +230,7 @@ export class RemoteAttendance extends EventTarget {
       this._lastPacketAt = now;
       // The same connection came back by itself (the network returned in time).
       if (this.state === "reconnecting" && pc.connectionState === "connected") this._listening();
-    } else if (this.state === "listening" && now - this._lastPacketAt > NO_AUDIO_MS) {
+    } else if (this.state === "listening" && now - this._lastPacketAt >= NO_AUDIO_MS) {
       this._lost();
     }
     this.dispatchEvent(new CustomEvent("level", { detail: this }));
