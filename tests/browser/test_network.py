@@ -122,7 +122,9 @@ async def test_dead_link_and_restart(server: RunningServer, city: DemoCity, brow
 
         # The link stops passing data: no close, no `offline` event.
         relay.flowing.clear()
-        await page.clock.pause_at((await fake_now(page) + 10) / 1000)  # seconds
+        # A moment ahead of the page's clock (seconds), so that time cannot have passed it
+        # by when the pause reaches the page on a loaded machine.
+        await page.clock.pause_at((await fake_now(page) + 500) / 1000)
         await run_for(page, 5_000)
         assert await page.locator("#offline-banner").count() == 1
         assert await page.get_attribute("#conn-status", "data-status") != "online"

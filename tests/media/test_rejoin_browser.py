@@ -18,6 +18,7 @@ import io
 import json
 from typing import Any
 
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from pypdf import PdfReader
 
 from meeting.media.service import runtime as media_runtime
@@ -228,7 +229,19 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(hall: Hall, chr
         await wait_online(chair)
         await chair.click("#tab-attendance")
         row = f"#attendance-table tr[data-user='{hall.delegate_ids[1]}']"
-        await chair.wait_for_selector(f"{row} [data-remote=good]", timeout=WAIT_MS)
+        # The connection is as measured: on a loaded machine the round trip may rate it
+        # fair or poor, but it is live, so never lost.
+        try:
+            await chair.wait_for_selector(
+                f"{row} [data-remote]:not([data-remote=lost])", timeout=WAIT_MS
+            )
+        except PlaywrightTimeout:
+            async with hall.server.http(hall.chair) as http:
+                meeting = (await http.get(f"/api/v1/meetings/{hall.meeting_id}")).json()
+            entry = [
+                p for p in meeting.get("participants", []) if p["user_id"] == hall.delegate_ids[1]
+            ]
+            raise AssertionError(f"no live remote marker; the server has {entry}") from None
         assert "trực tuyến" in (await chair.inner_text(row)).lower()
         assert await chair.is_visible(f"{row} [data-action=mute]")
         await shot(chair, "chair-attendance-remote")
