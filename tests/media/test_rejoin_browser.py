@@ -315,3 +315,61 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(hall: Hall, chr
             await opened.context.close()
         await speaker.close()
         network.close()
+
+
+async def test_joining_on_a_second_device_moves_the_session_without_taking_it_back(
+    hall: Hall,
+    chromium: Any,  # noqa: F811
+) -> None:
+    """The same delegate joins on a tablet, then on a laptop: the tablet says the session
+    moved and stays out (it does not rejoin and take it back, which would make the two
+    devices take it from each other in turn); pressing join on the tablet moves it back."""
+    speaker = Client(TONE_HZ)
+    pages: list[Any] = []
+
+    async def signal(sdp: str) -> str:
+        answer = await hall.join(hall.delegates[0], sdp)
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["sdp"])
+
+    async def listening(page: Any) -> None:
+        await page.click("#remote-join")
+        await page.wait_for_selector("#remote[data-state=listening]", timeout=WAIT_MS)
+
+    async def sessions() -> list[str]:
+        peers = await media_runtime(hall.server.ctx).engine.peers(hall.meeting_id)
+        return [p.session_id for p in peers if p.user_id == hall.delegate_ids[1]]
+
+    try:
+        await speaker.join(signal)
+        await hall.give_floor(hall.delegates[0])
+        for viewport in ({"width": 800, "height": 1280}, {"width": 1440, "height": 900}):
+            _, page = await signed_in(hall.server, chromium, "delegate002", viewport=viewport)
+            pages.append(page)
+            await page.goto(f"{hall.server.url}/app/delegate/#meeting/{hall.meeting_id}")
+            await wait_online(page)
+        tablet, laptop = pages
+        await listening(tablet)
+        await listening(laptop)
+
+        await tablet.wait_for_selector("#remote[data-state=error]", timeout=WAIT_MS)
+        assert await tablet.inner_text("#remote-status") == "Trên thiết bị khác"
+        assert "thiết bị khác" in await tablet.inner_text("#remote-error")
+        assert await tablet.is_visible("#remote-join")
+        await shot(tablet, "delegate-remote-elsewhere-tablet")
+        # Longer than a lost connection is given before a new session: nothing comes back.
+        await asyncio.sleep(7)
+        assert await tablet.get_attribute("#remote", "data-state") == "error"
+        assert await laptop.get_attribute("#remote", "data-state") == "listening"
+        assert len(await sessions()) == 1
+
+        # Back to the tablet, on purpose: the laptop is the one told now.
+        await listening(tablet)
+        await laptop.wait_for_selector("#remote[data-state=error]", timeout=WAIT_MS)
+        assert "thiết bị khác" in await laptop.inner_text("#remote-error")
+        assert len(await sessions()) == 1
+        assert [e for p in pages for e in p.js_errors] == []
+    finally:
+        for opened in pages:
+            await opened.context.close()
+        await speaker.close()

@@ -38,7 +38,7 @@ let remote = null;
 // The floor plays here; outside #main so that re-rendering the page never stops it.
 const floorAudio = h("audio", { id: "floor-audio", autoplay: true });
 document.body.append(floorAudio);
-const REMOTE_ERRORS = ["not_a_participant", "meeting_closed", "media_full", "mic_denied", "mic_missing", "connection_failed", "removed"];
+const REMOTE_ERRORS = ["not_a_participant", "meeting_closed", "media_full", "mic_denied", "mic_missing", "connection_failed", "removed", "replaced"];
 // Why the server ended a session that the tablet should make again by itself.
 const REJOIN_REASONS = new Set(["silent", "failed", "closed", "shutdown"]);
 
@@ -418,7 +418,7 @@ function renderRemote() {
   panel.dataset.state = state;
   const status = document.getElementById("remote-status");
   status.dataset.state = state;
-  status.textContent = state === "error" ? t("remote_error")
+  status.textContent = state === "error" ? t(session?.errorCode === "replaced" ? "remote_elsewhere" : "remote_error")
     : session?.muted && state === "listening" ? `${t("remote_listening")} · ${t("remote_muted")}` : t(`remote_${state}`);
   const floor = document.getElementById("remote-floor");
   floor.textContent = state === "listening" ? floorText(meeting?.state) : "";
@@ -645,7 +645,9 @@ function renderMeeting(state, event) {
     const reason = event.data.reason;
     // Dropped by the server (silence, ICE, a restarted node): make a new session by itself.
     if (REJOIN_REASONS.has(reason)) remote.reconnect();
-    else if (reason !== "left" && reason !== "replaced") remote.drop(reason === "meeting_closed" || reason === "removed" ? reason : "connection_failed");
+    // The same delegate joined on another device: this one stops (rejoining would take
+    // the session back, and the other device would take it again, in turn, forever).
+    else if (reason !== "left") remote.drop(["meeting_closed", "removed", "replaced"].includes(reason) ? reason : "connection_failed");
   }
   if (type === "media.muted" || type === "media.unmute_requested") followChair(event);
   renderRemote();
