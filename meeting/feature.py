@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from meeting.participants import get_participant
 from meeting.visibility import agenda_document_readable_sql, takes_part
 from server.auth.principal import Principal
@@ -25,13 +23,6 @@ def participation_changed(event: Event) -> list[tuple[int, str | None]]:
     return [(int(user_id), "participation_changed")] if isinstance(user_id, int) else []
 
 
-async def may_read_agenda_document(ctx: Context, principal: Principal, file_id: int) -> bool:
-    """A participant may read every document on the agenda of their meeting."""
-    async with ctx.read() as session:
-        found = await session.execute(select(agenda_document_readable_sql(principal, file_id)))
-        return bool(found.scalar())
-
-
 def feature() -> Feature:
     from meeting.demo import seed_demo_meeting
     from meeting.display import routes as display_routes
@@ -48,5 +39,6 @@ def feature() -> Feature:
         event_types=list(EVENT_TYPES),
         background=[run_speech_timers],
         demo=[seed_demo_meeting],
-        file_access_checks=[may_read_agenda_document],
+        # A participant may read every document on the agenda of their meeting.
+        file_access_rules=[agenda_document_readable_sql],
     )

@@ -1,7 +1,7 @@
 """Who may read a file because a directive, a reply or a message attaches it.
 
-``file_access_checks`` entry: whoever may read a directive, a reply thread or a message
-(``messaging.visibility``) may read the files it attaches.
+Whoever may read a directive, a reply thread or a message (``messaging.visibility``) may
+read the files it attaches: ``attachment_readable_sql`` is the feature's file access rule.
 
 A file carries the confidentiality of the directives that attach it, so it can be attached
 only where every reader is cleared for that: a confidential directive's attachment does
@@ -29,19 +29,10 @@ from messaging.models import (
     SearchKind,
 )
 from messaging.search import fold, index_document
-from messaging.visibility import attachment_readable_sql
-from server.auth.principal import Principal
 from server.context import Context, Write
 from server.errors import Unprocessable
 from server.files.models import StoredFile
 from server.org.models import Confidentiality, User
-
-
-async def may_read_attachment(ctx: Context, principal: Principal, file_id: int) -> bool:
-    """True when something of messaging the user may see attaches the file."""
-    async with ctx.read() as session:
-        found = await session.execute(select(attachment_readable_sql(principal, file_id)))
-        return bool(found.scalar())
 
 
 async def index_attachments(

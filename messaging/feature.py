@@ -44,7 +44,7 @@ async def _demo(ctx: Context, city: DemoCity) -> list[str]:
 
 
 def feature() -> Feature:
-    from messaging.attachments import may_read_attachment, reindex_attachment
+    from messaging.attachments import reindex_attachment
     from messaging.channel_routes import routes as channel_routes
     from messaging.channel_writer import run_channel_writer
     from messaging.channels import may_follow_channel
@@ -58,6 +58,7 @@ def feature() -> Feature:
     from messaging.visibility import (
         DIRECTIVE_ISSUED,
         DIRECTIVE_NEWS,
+        attachment_readable_sql,
         directive_news_as_seen,
         issued_directive_as_seen,
     )
@@ -80,7 +81,7 @@ def feature() -> Feature:
         ],
         startup=[_start],
         demo=[_demo],
-        file_access_checks=[may_read_attachment],
+        file_access_rules=[attachment_readable_sql],
         file_text_handlers=[reindex_attachment],
         event_views={
             DIRECTIVE_ISSUED: issued_directive_as_seen,

@@ -349,7 +349,7 @@ def create_app(
                 raise ValueError(f"the /ws op {op.contract.name} is declared twice")
             ctx.socket_ops[op.contract.name] = op
         ctx.connection_hooks.extend(feature.connection_hooks)
-        ctx.file_access_checks.extend(feature.file_access_checks)
+        ctx.file_access_rules.extend(feature.file_access_rules)
         ctx.file_text_handlers.extend(feature.file_text_handlers)
         ctx.access_changes.update(feature.access_changes)
         ctx.event_views.update(feature.event_views)

@@ -48,7 +48,7 @@ from server.features import (
     AccessChange,
     ConnectionHook,
     EventView,
-    FileAccessCheck,
+    FileAccessRule,
     FileTextHandler,
     ReceivedHandler,
     SignalHandler,
@@ -373,7 +373,7 @@ class Context:
         self.signal_handlers: dict[str, SignalHandler] = {}
         self.socket_ops: dict[str, SocketOp] = {}
         self.connection_hooks: list[ConnectionHook] = []
-        self.file_access_checks: list[FileAccessCheck] = []
+        self.file_access_rules: list[FileAccessRule] = []
         self.file_text_handlers: list[FileTextHandler] = []
         self.access_changes: dict[str, AccessChange] = {}
         self.event_views: dict[str, EventView] = {}

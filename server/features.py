@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import BaseRoute
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+
     from server.auth.principal import Principal
     from server.context import Context, Write
     from server.demo import DemoCity
@@ -47,8 +49,9 @@ SocketOpHandler = Callable[["Context", "Principal", dict[str, Any]], Awaitable[d
 ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
 # A long-running task started with the app and cancelled at shutdown.
 BackgroundTask = Callable[["Context"], Coroutine[Any, Any, None]]
-# (ctx, principal, file id) -> does an object this feature owns let the user read the file?
-FileAccessCheck = Callable[["Context", "Principal", int], Awaitable[bool]]
+# (principal, file id: a value or a column) -> SQL: does an object this feature owns let the
+# user read the file? All features' rules and the file's row are read in one query.
+FileAccessRule = Callable[["Principal", Any], "ColumnElement[bool]"]
 # (write, file id, name, text) when the text of a file was read after its upload (a PDF's
 # text is read by a text worker once the upload is answered): in the transaction that
 # stores the text, e.g. to make the file searchable where it is already attached.
@@ -84,8 +87,8 @@ class Feature:
     # Runs once at start-up after migrations (e.g. to create missing unit channels).
     startup: list[BackgroundTask] = field(default_factory=list)
     demo: list[DemoHook] = field(default_factory=list)
-    # A file is readable by its uploader and by whoever one of these checks lets through.
-    file_access_checks: list[FileAccessCheck] = field(default_factory=list)
+    # A file is readable by its uploader and by whoever one of these rules lets through.
+    file_access_rules: list[FileAccessRule] = field(default_factory=list)
     # Told when the text of a file has been read after its upload.
     file_text_handlers: list[FileTextHandler] = field(default_factory=list)
     # Events after which the subscriptions of the users they concern are checked again.

@@ -14,7 +14,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import Principal
@@ -47,36 +47,34 @@ def file_json(f: StoredFile) -> dict[str, Any]:
     }
 
 
-async def _granted_by_features(ctx: Context, principal: Principal, file_id: int) -> bool:
-    for check in ctx.file_access_checks:
-        if await check(ctx, principal, file_id):
-            return True
-    return False
+def readable_sql(ctx: Context, principal: Principal) -> ColumnElement[bool]:
+    """SQL over ``files``: ``principal`` uploaded the file, or one of the features' file
+    access rules lets them read it (an agenda they take part in, a message they see...)."""
+    return or_(
+        StoredFile.uploader_id == principal.id,
+        *(rule(principal, StoredFile.id) for rule in ctx.file_access_rules),
+    )
 
 
-async def may_read(ctx: Context, principal: Principal, f: StoredFile) -> bool:
-    """True when ``principal`` uploaded ``f`` or an object attaching it is visible to them."""
-    if f.uploader_id == principal.id:
-        return True
-    return await _granted_by_features(ctx, principal, f.id)
+async def readable_file(ctx: Context, principal: Principal, file_id: int) -> StoredFile:
+    """The file, or 404 when it does not exist or the principal may not read it: the row
+    and the permission in one query."""
+    async with ctx.read() as session:
+        f = await session.scalar(
+            select(StoredFile).where(StoredFile.id == file_id, readable_sql(ctx, principal))
+        )
+    if f is None:
+        raise NotFound(f"No file {file_id}.", code="file_not_found")
+    return f
 
 
 async def may_read_file(ctx: Context, principal: Principal, file_id: int) -> bool:
     """True when the file exists and ``principal`` may read it."""
-    async with ctx.read() as session:
-        f = await session.get(StoredFile, file_id)
-    if f is None:
+    try:
+        await readable_file(ctx, principal, file_id)
+    except NotFound:
         return False
-    return await may_read(ctx, principal, f)
-
-
-async def readable_file(ctx: Context, principal: Principal, file_id: int) -> StoredFile:
-    """The file, or 404 when it does not exist or the principal may not read it."""
-    async with ctx.read() as session:
-        f = await session.get(StoredFile, file_id)
-    if f is None or not await may_read(ctx, principal, f):
-        raise NotFound(f"No file {file_id}.", code="file_not_found")
-    return f
+    return True
 
 
 async def page_source(ctx: Context, principal: Principal, file_id: int) -> StoredFile:
@@ -110,16 +108,14 @@ async def require_attachable(
         seen.add(file_id)
     if not file_ids:
         return []
-    rows = (
-        (await session.execute(select(StoredFile).where(StoredFile.id.in_(list(seen)))))
-        .scalars()
-        .all()
+    rows = await session.scalars(
+        select(StoredFile).where(StoredFile.id.in_(list(seen)), readable_sql(ctx, principal))
     )
     by_id = {row.id: row for row in rows}
     result: list[StoredFile] = []
     for file_id in file_ids:
         f = by_id.get(file_id)
-        if f is None or not await may_read(ctx, principal, f):
+        if f is None:
             raise Unprocessable(
                 f"There is no file {file_id} you may attach.",
                 code="unknown_attachment",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 import httpx
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from server.audit import AuditRecord
 from server.auth.principal import Principal
 from server.clock import ManualClock
-from server.context import Context
 from server.errors import Unprocessable
-from server.features import Feature
+from server.features import Feature, FileAccessRule
 from server.files.feature import feature as files_feature
 from server.files.models import StoredFile
 from server.files.runtime import PageGrants, runtime
@@ -198,13 +198,20 @@ async def test_only_readers_see_a_file_and_others_get_404(
     await runtime(server.ctx).settled()
 
 
-async def test_features_grant_reading_through_file_access_checks(make_server: MakeServer) -> None:
+def shared_with(shared: set[tuple[int, int]], checks: list[int] | None = None) -> FileAccessRule:
+    """A feature's file access rule: the (user, file) pairs in ``shared`` may be read."""
+
+    def attached_for(principal: Principal, file_id: Any) -> ColumnElement[bool]:
+        if checks is not None:
+            checks.append(principal.id)
+        return file_id.in_(sorted(f for user, f in shared if user == principal.id))
+
+    return attached_for
+
+
+async def test_features_grant_reading_through_file_access_rules(make_server: MakeServer) -> None:
     shared: set[tuple[int, int]] = set()
-
-    async def attached_for(ctx: Context, principal: Principal, file_id: int) -> bool:
-        return (principal.id, file_id) in shared
-
-    agenda = Feature(name="agenda-test", file_access_checks=[attached_for])
+    agenda = Feature(name="agenda-test", file_access_rules=[shared_with(shared)])
     server = await make_server(features=[files_feature(), agenda])
     owner_token = await seeded_token(server, "delegate001")
     from tests.conftest import DEMO_PASSWORD
@@ -228,13 +235,8 @@ async def test_features_grant_reading_through_file_access_checks(make_server: Ma
 async def test_a_page_grant_is_kept_for_its_time_only(make_server: MakeServer) -> None:
     shared: set[tuple[int, int]] = set()
     checks: list[int] = []
-
-    async def attached_for(ctx: Context, principal: Principal, file_id: int) -> bool:
-        checks.append(file_id)
-        return (principal.id, file_id) in shared
-
     clock = ManualClock()
-    agenda = Feature(name="agenda-test", file_access_checks=[attached_for])
+    agenda = Feature(name="agenda-test", file_access_rules=[shared_with(shared, checks)])
     server = await make_server(
         clock=clock, features=[files_feature(), agenda], page_grant_cache_secs=5
     )
