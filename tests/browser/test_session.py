@@ -4,6 +4,7 @@ projector; check-in and quorum, presentation sync, the floor, a poll with receip
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,57 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
     errors = [e for page in [chair, projector, *delegates] for e in page.js_errors]
     assert errors == []
     await asyncio.gather(*(page.context.close() for page in [chair, projector, *delegates]))
+
+
+async def test_others_ballots_leave_a_keyboard_voter_where_they_are(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
+    """Ballots cast meanwhile redraw the card; a delegate on the confirm button stays there."""
+    meeting_id, _, chair_token = await prepare_meeting(server, city)
+    base = f"/api/v1/meetings/{meeting_id}"
+    others = [await server.login(f"delegate{n:03d}", "demo-password-1") for n in (2, 3)]
+    async with server.http(chair_token) as api:
+        assert (await api.post(base + "/start")).status_code == 200
+    for token in others:
+        async with server.http(token) as api:
+            checked = await api.post(base + "/attendance", json={"present": True})
+            assert checked.status_code == 200, checked.text
+    _, page = await signed_in(server, browser, "delegate001")
+    await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
+    await wait_online(page)
+    await page.click("#check-in")
+    await page.wait_for_selector("#check-in[aria-pressed=true]")
+    async with server.http(chair_token) as api:
+        poll = await api.post(
+            base + "/polls",
+            json={"title": "Thông qua Nghị quyết", "kind": "yes_no_abstain", "secret": True},
+        )
+        assert poll.status_code == 201, poll.text
+        poll_id = poll.json()["id"]
+        assert (await api.post(f"/api/v1/polls/{poll_id}/open")).status_code == 200
+
+    await page.wait_for_selector(".poll-card[data-state=open] button[data-choice=yes]:focus")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#confirm-text:focus")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    await page.wait_for_selector("#vote-confirm:focus")
+    for count, token in enumerate(others, start=1):
+        await page.evaluate("window.cardBefore = document.querySelector('.poll-card')")
+        async with server.http(token) as api:
+            cast = await api.post(
+                f"/api/v1/polls/{poll_id}/ballots",
+                json={"choice": "no", "idempotency_key": uuid.uuid4().hex},
+            )
+            assert cast.status_code in (200, 201), cast.text
+        # The card was drawn anew for the other's ballot...
+        await page.wait_for_function(
+            "() => document.querySelector('.poll-card') !== window.cardBefore"
+        )
+        # ...and the focus is still on "confirm", not back on the question.
+        assert await page.evaluate("document.activeElement?.id") == "vote-confirm", count
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#receipt:focus")
+    async with server.http(chair_token) as api:
+        assert (await api.get(f"/api/v1/polls/{poll_id}")).json()["cast"] == 3
+    assert page.js_errors == []

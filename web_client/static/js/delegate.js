@@ -514,32 +514,41 @@ function renderPolls(state) {
   const figures = { cast: poll.cast ?? 0, present: state.quorum?.present ?? 0, members: state.quorum?.members ?? 0 };
   const sending = ["sending", "unknown"].includes(mineBallot?.status);
   let body;
+  // Which step the card is at: a redraw at the same step keeps the keyboard's place.
+  let step;
   if (poll.state === "closed") {
+    step = "result";
     body = h("div", {}, resultBlock(poll, poll.result, { id: "poll-result" }),
       mineBallot?.receipt ? h("p", { class: "small" }, t("vote_done"), " ", h("span", { class: "receipt" }, mineBallot.receipt)) : null,
       ["unknown", "refused"].includes(mineBallot?.status) ? ballotStatus(mineBallot) : null);
   } else if (mineBallot?.status === "already" && !mineBallot.receipt) {
+    step = "already";
     body = h("p", { class: "verdict passed", id: "already-voted" }, "✓ ", t("already_voted"));
   } else if (mineBallot?.receipt) {
+    step = "receipt";
     body = h("div", {},
       h("p", { class: "verdict passed" }, "✓ ", t("vote_done")),
       h("p", { class: "receipt", id: "receipt", tabindex: "-1" }, mineBallot.receipt),
       mineBallot.choice !== undefined ? h("p", {}, choiceLabel(poll, mineBallot.choice)) : null,
       h("p", { class: "muted", id: "poll-progress" }, progressLine(poll, figures)));
   } else if (sending) {
+    step = "sending";
     body = h("div", {}, ballotStatus(mineBallot),
       mineBallot.choice !== undefined ? h("p", {}, choiceLabel(poll, mineBallot.choice)) : null);
   } else if (poll.state === "open" && !mine.present) {
+    step = "check_in";
     body = h("div", { id: "need-check-in" },
       h("p", { class: "verdict" }, t("check_in_first")),
       state.state === "in_session" ? h("button", { type: "button", class: "btn btn-ok", onclick: checkIn }, t("check_in")) : null);
   } else if (pollUi.pending !== null) {
+    step = "confirm";
     body = h("div", {},
       h("p", { class: "verdict", id: "confirm-text", tabindex: "-1" }, t("confirm_vote", { choice: choiceLabel(poll, pollUi.pending) })),
       h("div", { class: "vote-buttons" },
         h("button", { type: "button", class: "btn", id: "vote-back", onclick: () => { pollUi.pending = null; renderPolls(meeting.state); } }, t("change_choice")),
         h("button", { type: "button", class: "btn btn-ok", id: "vote-confirm", onclick: () => castBallot(poll) }, t("confirm"))));
   } else if (poll.kind === "choice" && (poll.max_choices || 1) > 1) {
+    step = "select";
     body = h("div", {}, ballotStatus(mineBallot),
       h("div", { class: "vote-buttons", role: "group" }, choicesOf(poll).map(([value, label]) =>
         h("button", { type: "button", class: "btn", "aria-pressed": pollUi.selected.includes(value) ? "true" : "false",
@@ -551,6 +560,7 @@ function renderPolls(state) {
           } }, label))),
       h("button", { type: "button", class: "btn btn-primary", disabled: !pollUi.selected.length, onclick: () => { pollUi.pending = [...pollUi.selected]; renderPolls(meeting.state); } }, t("confirm")));
   } else {
+    step = "choose";
     body = h("div", {}, ballotStatus(mineBallot),
       h("div", { class: "vote-buttons", role: "group", "aria-label": poll.title }, choicesOf(poll).map(([value, label, cls]) =>
         h("button", { type: "button", class: `btn ${cls}`, dataset: { choice: value },
@@ -575,12 +585,19 @@ function renderPolls(state) {
     heading,
     h("p", { class: "poll-meta" }, secrecyTag(poll, { id: "poll-secrecy" }), " ", h("span", { class: "small" }, t(`rule_${poll.rule}`))),
     body, closeButton ? h("div", { class: "row end" }, closeButton) : null);
+  card.dataset.step = step;
   const had = layer.querySelector(`.poll-card[data-poll="${poll.id}"][data-state="${poll.state}"]`);
+  // Others' ballots redraw the card while a delegate moves through it with the keyboard:
+  // at the same step, the focus stays on the same control.
+  const focusables = (el) => [...el.querySelectorAll("button, [tabindex]")];
+  const place = had?.dataset.step === step ? focusables(had).indexOf(document.activeElement) : -1;
   fill(layer, h("div", { class: "poll-overlay" }, card));
   setBehindInert(true);
   if (!had) {
     announce(`${heading.textContent}. ${t(poll.secret ? "poll_secret_label" : "poll_named_label")}`, { assertive: true });
     card.querySelector("button")?.focus();
+  } else if (place >= 0 && focusables(card)[place]) {
+    focusables(card)[place].focus({ preventScroll: true });
   } else {
     // The question of the confirmation step is read first (a second Enter confirms nothing).
     (card.querySelector("#confirm-text") || card.querySelector("#receipt, #poll-dismiss") || card.querySelector("button"))
