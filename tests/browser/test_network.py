@@ -17,7 +17,7 @@ import pytest
 
 from server.demo import DemoCity
 from tests.browser.conftest import signed_in, wait_online
-from tests.browser.test_session import prepare_meeting
+from tests.browser.test_session import checked_in_tablet, prepare_meeting
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import RunningServer
 
@@ -166,13 +166,9 @@ async def test_ballot_with_a_lost_answer_is_resent_with_the_same_key(
     meeting_id, _, chair_token = await prepare_meeting(server, city)
     async with server.http(chair_token) as api:
         assert (await api.post(f"/api/v1/meetings/{meeting_id}/start")).status_code == 200
-    context, page = await signed_in(
-        server, browser, "delegate001", viewport={"width": 800, "height": 1280}
+    context, page = await checked_in_tablet(
+        server, browser, meeting_id, "delegate001", viewport={"width": 800, "height": 1280}
     )
-    await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
-    await wait_online(page)
-    await page.click("#check-in")
-    await page.wait_for_selector("#check-in[aria-pressed=true]")
     async with server.http(chair_token) as api:
         created = await api.post(
             f"/api/v1/meetings/{meeting_id}/polls",

@@ -48,6 +48,22 @@ async def prepare_meeting(server: RunningServer, city: DemoCity) -> tuple[int, i
     return meeting_id, file_id, chair
 
 
+async def checked_in_tablet(
+    server: RunningServer,
+    browser: Any,
+    meeting_id: int,
+    username: str,
+    viewport: dict[str, int] | None = None,
+) -> tuple[Any, Any]:
+    """A delegate's tablet on the meeting (in session), checked in: (context, page)."""
+    context, page = await signed_in(server, browser, username, viewport=viewport)
+    await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
+    await wait_online(page)
+    await page.click("#check-in")
+    await page.wait_for_selector("#check-in[aria-pressed=true]")
+    return context, page
+
+
 async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browser: Any) -> None:
     meeting_id, file_id, chair_token = await prepare_meeting(server, city)
     _, chair = await signed_in(server, browser, "chair")
@@ -191,11 +207,7 @@ async def test_others_ballots_leave_a_keyboard_voter_where_they_are(
         async with server.http(token) as api:
             checked = await api.post(base + "/attendance", json={"present": True})
             assert checked.status_code == 200, checked.text
-    _, page = await signed_in(server, browser, "delegate001")
-    await page.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
-    await wait_online(page)
-    await page.click("#check-in")
-    await page.wait_for_selector("#check-in[aria-pressed=true]")
+    _, page = await checked_in_tablet(server, browser, meeting_id, "delegate001")
     async with server.http(chair_token) as api:
         poll = await api.post(
             base + "/polls",
