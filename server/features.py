@@ -50,7 +50,9 @@ ConnectionHook = Callable[["Context", "Principal", bool], Awaitable[None]]
 # A long-running task started with the app and cancelled at shutdown.
 BackgroundTask = Callable[["Context"], Coroutine[Any, Any, None]]
 # (principal, file id: a value or a column) -> SQL: does an object this feature owns let the
-# user read the file? All features' rules and the file's row are read in one query.
+# user read the file? All features' rules and the file's row are read in one query, built
+# once per kind of reader: the principal's id and unit may be SQL parameters there, so a
+# rule uses them in SQL only; only its roles and clearance may shape the SQL.
 FileAccessRule = Callable[["Principal", Any], "ColumnElement[bool]"]
 # (write, file id, name, text) when the text of a file was read after its upload (a PDF's
 # text is read by a text worker once the upload is answered): in the transaction that

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.clock import Clock
 from server.context import Context
@@ -28,6 +28,11 @@ from server.files.worker import (
     WorkerTimeout,
     start_fork_server,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+
+    from server.org.models import Confidentiality
 
 log = logging.getLogger("dienhong.files")
 
@@ -122,6 +127,9 @@ class FilesRuntime:
         # the presented page is answered without a file read (a thread hop) per request.
         self._memory: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
         self._memory_bytes = 0
+        # ``service.readable_file``'s statement for each kind of reader (roles, clearance):
+        # as many as there are such kinds, a few dozen at most.
+        self.readable_statements: dict[tuple[frozenset[str], Confidentiality], Select[Any]] = {}
         # Who may read which file's pages, for a few seconds (``page_grant_cache_secs``).
         self.page_grants = PageGrants(
             ctx.clock, settings.page_grant_cache_secs, settings.page_grant_cache_size

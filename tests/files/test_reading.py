@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 from pypdf import PdfReader
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import Column, ColumnElement, Integer, MetaData, Table, event, exists, select
 
 from server.audit import AuditRecord
 from server.auth.principal import Principal
 from server.clock import ManualClock
 from server.errors import Unprocessable
-from server.features import Feature, FileAccessRule
+from server.features import Feature
 from server.files.feature import feature as files_feature
 from server.files.models import StoredFile
 from server.files.runtime import PageGrants, runtime
@@ -198,21 +199,46 @@ async def test_only_readers_see_a_file_and_others_get_404(
     await runtime(server.ctx).settled()
 
 
-def shared_with(shared: set[tuple[int, int]], checks: list[int] | None = None) -> FileAccessRule:
-    """A feature's file access rule: the (user, file) pairs in ``shared`` may be read."""
+# A feature's own table of who may read which file, as an agenda or a message is.
+SHARES = Table("test_shares", MetaData(), Column("user_id", Integer), Column("file_id", Integer))
 
-    def attached_for(principal: Principal, file_id: Any) -> ColumnElement[bool]:
-        if checks is not None:
-            checks.append(principal.id)
-        return file_id.in_(sorted(f for user, f in shared if user == principal.id))
 
-    return attached_for
+def shared_with(principal: Principal, file_id: Any) -> ColumnElement[bool]:
+    """The feature's file access rule: the (user, file) pairs in ``test_shares``."""
+    return exists().where(SHARES.c.user_id == principal.id, SHARES.c.file_id == file_id)
+
+
+async def sharing(server: RunningServer) -> Callable[..., Awaitable[None]]:
+    """Creates ``test_shares``; returns ``share(user_id, file_id, shared=True)``."""
+    async with server.ctx.db.write_engine.begin() as connection:
+        await connection.run_sync(SHARES.create)
+
+    async def share(user_id: int, file_id: int, shared: bool = True) -> None:
+        async with server.ctx.db.write_engine.begin() as connection:
+            if shared:
+                await connection.execute(SHARES.insert().values(user_id=user_id, file_id=file_id))
+            else:
+                await connection.execute(SHARES.delete())
+
+    return share
+
+
+def counting_checks(server: RunningServer) -> list[str]:
+    """Every query that reads ``test_shares`` (an access check), from now on."""
+    checks: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "test_shares" in statement:
+            checks.append(statement)
+
+    event.listen(server.ctx.db.read_engine.sync_engine, "before_cursor_execute", seen)
+    return checks
 
 
 async def test_features_grant_reading_through_file_access_rules(make_server: MakeServer) -> None:
-    shared: set[tuple[int, int]] = set()
-    agenda = Feature(name="agenda-test", file_access_rules=[shared_with(shared)])
+    agenda = Feature(name="agenda-test", file_access_rules=[shared_with])
     server = await make_server(features=[files_feature(), agenda])
+    share = await sharing(server)
     owner_token = await seeded_token(server, "delegate001")
     from tests.conftest import DEMO_PASSWORD
 
@@ -221,7 +247,7 @@ async def test_features_grant_reading_through_file_access_rules(make_server: Mak
         file_id = await _upload_pdf(owner, pages=1)
         reader_id = (await reader.get("/api/v1/me")).json()["id"]
         assert (await reader.get(f"/api/v1/files/{file_id}/meta")).status_code == 404
-        shared.add((reader_id, file_id))
+        await share(reader_id, file_id)
         assert (await reader.get(f"/api/v1/files/{file_id}/meta")).status_code == 200
         page = await reader.get(f"/api/v1/files/{file_id}/pages/1.png?width=200")
         assert page.status_code == 200
@@ -229,37 +255,42 @@ async def test_features_grant_reading_through_file_access_rules(make_server: Mak
         assert copy.status_code == 200
         me = (await reader.get("/api/v1/me")).json()
         assert me["display_name"] in PdfReader(io.BytesIO(copy.content)).pages[0].extract_text()
+        # Someone else of the same kind (roles, clearance) is judged by their own shares.
+        other_token = await server.login("delegate003", DEMO_PASSWORD)
+        async with server.http(other_token) as other:
+            assert (await other.get(f"/api/v1/files/{file_id}/meta")).status_code == 404
     await runtime(server.ctx).settled()
 
 
 async def test_a_page_grant_is_kept_for_its_time_only(make_server: MakeServer) -> None:
-    shared: set[tuple[int, int]] = set()
-    checks: list[int] = []
     clock = ManualClock()
-    agenda = Feature(name="agenda-test", file_access_rules=[shared_with(shared, checks)])
+    agenda = Feature(name="agenda-test", file_access_rules=[shared_with])
     server = await make_server(
         clock=clock, features=[files_feature(), agenda], page_grant_cache_secs=5
     )
+    share = await sharing(server)
     owner_token = await seeded_token(server, "delegate001")
     from tests.conftest import DEMO_PASSWORD
 
     reader_token = await server.login("delegate002", DEMO_PASSWORD)
     async with server.http(owner_token) as owner, server.http(reader_token) as reader:
+        checks = counting_checks(server)
         file_id = await _upload_pdf(owner, pages=2)
         reader_id = (await reader.get("/api/v1/me")).json()["id"]
         page = f"/api/v1/files/{file_id}/pages/1.png?width=200"
         # A refusal is never kept: the grant that follows counts at once.
         assert (await reader.get(page)).status_code == 404
-        shared.add((reader_id, file_id))
+        await share(reader_id, file_id)
         assert (await reader.get(page)).status_code == 200
         checked = len(checks)
+        assert checked == 2
         # A burst on the presented page: no access check after the first.
         for number in (1, 2, 1):
             answer = await reader.get(f"/api/v1/files/{file_id}/pages/{number}.png?width=200")
             assert answer.status_code == 200
         assert len(checks) == checked
         # Access taken away: pages for at most the grant's time; the rest at once.
-        shared.clear()
+        await share(reader_id, file_id, shared=False)
         assert (await reader.get(f"/api/v1/files/{file_id}/meta")).status_code == 404
         assert (await reader.get(f"/api/v1/files/{file_id}")).status_code == 404
         assert (await reader.get(page)).status_code == 200

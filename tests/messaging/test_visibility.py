@@ -21,10 +21,13 @@ from messaging.models import (
     ChannelKind,
     ChannelMember,
     Directive,
+    DirectiveAttachment,
     DirectiveRecipient,
     DirectiveReply,
     Message,
+    MessageAttachment,
     MessageState,
+    ReplyAttachment,
 )
 from messaging.visibility import (
     channel_member_sql,
@@ -38,6 +41,8 @@ from messaging.visibility import (
 )
 from server.auth.principal import Principal
 from server.demo import DemoCity
+from server.files.models import StoredFile
+from server.files.service import may_read_file
 from server.org.models import Confidentiality, Role, User
 from tests.harness import RunningServer
 
@@ -155,6 +160,42 @@ async def _seed(server: RunningServer, city: DemoCity) -> None:
                         created_at=w.now,
                     )
                 )
+        await session.flush()
+        # A file attached to each directive, each reply and the messages of four channels,
+        # all uploaded by the secretary.
+        attaching: list[Any] = [
+            *(await session.execute(select(Directive))).scalars().all(),
+            *(await session.execute(select(DirectiveReply))).scalars().all(),
+            *(
+                await session.execute(
+                    select(Message)
+                    .join(Channel, Channel.id == Message.channel_id)
+                    .where(
+                        (Channel.kind != ChannelKind.UNIT.value)
+                        | Channel.unit_id.in_([ward_a, ward_b])
+                    )
+                )
+            )
+            .scalars()
+            .all(),
+        ]
+        for n, thing in enumerate(attaching):
+            f = StoredFile(
+                sha256=f"{n:064x}",
+                size=1,
+                content_type="application/pdf",
+                name=f"{n}.pdf",
+                uploader_id=city.secretary_id,
+                created_at=w.now,
+            )
+            session.add(f)
+            await session.flush()
+            if isinstance(thing, Directive):
+                session.add(DirectiveAttachment(directive_id=thing.id, file_id=f.id))
+            elif isinstance(thing, DirectiveReply):
+                session.add(ReplyAttachment(reply_id=thing.id, file_id=f.id))
+            else:
+                session.add(MessageAttachment(message_id=thing.id, file_id=f.id))
 
 
 async def _visible_ids(server: RunningServer, principal: Principal) -> dict[str, set[int]]:
@@ -192,8 +233,17 @@ async def test_python_and_sql_forms_agree(
             for m in (await session.execute(select(ChannelMember))).scalars().all()
         }
         messages = (await session.execute(select(Message))).scalars().all()
+        attached = {
+            int(f): (kind, int(thing))
+            for kind, table, column in (
+                ("directive", DirectiveAttachment, DirectiveAttachment.directive_id),
+                ("reply", ReplyAttachment, ReplyAttachment.reply_id),
+                ("message", MessageAttachment, MessageAttachment.message_id),
+            )
+            for f, thing in (await session.execute(select(table.file_id, column))).all()
+        }
     by_id = {d.id: d for d in directives}
-    seen_any = {"directive": False, "reply": False, "channel": False, "message": False}
+    seen_any = dict.fromkeys(("directive", "reply", "channel", "message", "file"), False)
     for user in users:
         principal = Principal(
             id=user.id,
@@ -232,7 +282,15 @@ async def test_python_and_sql_forms_agree(
                 )
             },
         }
+        # A file: readable by its uploader and by whoever may read what attaches it
+        # (``readable_file``'s statement, built once per kind of reader).
+        python["file"] = {
+            file_id
+            for file_id, (kind, thing_id) in attached.items()
+            if user.id == city.secretary_id or thing_id in python[kind]
+        }
         sql = await _visible_ids(server, principal)
+        sql["file"] = {f for f in attached if await may_read_file(server.ctx, principal, f)}
         assert python == sql, (user.username, roles, clearance)
         for rule, found in python.items():
             seen_any[rule] = seen_any[rule] or bool(found)
