@@ -242,3 +242,65 @@ async def test_others_ballots_leave_a_keyboard_voter_where_they_are(
     async with server.http(chair_token) as api:
         assert (await api.get(f"/api/v1/polls/{poll_id}")).json()["cast"] == 3
     assert page.js_errors == []
+
+
+async def test_a_redraw_keeps_the_keyboards_place(
+    server: RunningServer, city: DemoCity, browser: Any
+) -> None:
+    """Lists are drawn anew at every event; the focused control stays focused."""
+    meeting_id, _, chair_token = await prepare_meeting(server, city)
+    base = f"/api/v1/meetings/{meeting_id}"
+    tokens = [await server.login(f"delegate{n:03d}", "demo-password-1") for n in (1, 2, 3)]
+    async with server.http(chair_token) as api:
+        assert (await api.post(base + "/start")).status_code == 200
+    first_request = 0
+    for token in tokens[:2]:
+        async with server.http(token) as api:
+            asked = await api.post(base + "/speakers", json={"kind": "speech"})
+            assert asked.status_code == 201, asked.text
+            first_request = first_request or asked.json()["id"]
+    _, chair = await signed_in(server, browser, "chair", viewport={"width": 1440, "height": 900})
+    await chair.goto(f"{server.url}/app/chair/#meeting/{meeting_id}")
+    await wait_online(chair)
+    _, tablet = await signed_in(server, browser, "delegate003")
+    await tablet.goto(f"{server.url}/app/delegate/#meeting/{meeting_id}")
+    await wait_online(tablet)
+    grant = "#speaker-queue li:nth-child(2) button[data-action=grant]"
+    await chair.focus(grant)
+    label = await chair.get_attribute(grant, "aria-label")
+    question = "#floor-body button[data-kind=question]"
+    await tablet.focus(question)
+
+    async def redrawn(act: Any) -> None:
+        """``act``, then wait until the chair's queue and the tablet's floor are new."""
+        marks = ((chair, "#speaker-queue"), (tablet, "#floor-body .row"))
+        for page, container in marks:
+            await page.evaluate(f"window.before = document.querySelector('{container}')")
+        await act()
+        for page, container in marks:
+            await page.wait_for_function(
+                f"() => document.querySelector('{container}') !== window.before"
+            )
+
+    async def check_in() -> None:
+        async with server.http(tokens[2]) as api:
+            checked = await api.post(base + "/attendance", json={"present": True})
+            assert checked.status_code == 200, checked.text
+
+    async def withdraw_the_first() -> None:
+        async with server.http(tokens[0]) as api:
+            gone = await api.delete(f"{base}/speakers/{first_request}")
+            assert gone.status_code in (200, 204), gone.text
+
+    # Someone checks in, then the first in the queue withdraws: each time both lists are
+    # drawn anew, and the focus stays on the same person's "grant" button on the chair's
+    # panel (second in the queue, then first) and on "question" on the tablet.
+    for act in (check_in, withdraw_the_first):
+        await redrawn(act)
+        assert await chair.evaluate("document.activeElement.getAttribute('aria-label')") == label
+        assert await tablet.evaluate("document.activeElement.dataset.kind") == "question"
+    assert await chair.evaluate(
+        "document.activeElement === document.querySelector("
+        "'#speaker-queue li:nth-child(1) button[data-action=grant]')"
+    )
+    assert chair.js_errors == [] and tablet.js_errors == []

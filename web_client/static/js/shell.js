@@ -35,12 +35,34 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** Replace an element's children. */
+/** What makes a control the same control after a redraw: its kind, id, label and data. */
+function controlKey(el) {
+  const text = ["BUTTON", "A", "SUMMARY"].includes(el.tagName) ? el.textContent.trim() : "";
+  return [el.tagName, el.id, el.getAttribute("aria-label"), el.getAttribute("name"), el.getAttribute("type"),
+    JSON.stringify({ ...el.dataset }), text].join("\u0001");
+}
+
+/** Replace an element's children. A redraw keeps the keyboard's place: when the focus was
+ *  inside, it moves to the one new control that is the same (same kind, id, label, data and
+ *  text; for a text field, with its caret), as events redraw lists while someone tabs through. */
 export function fill(el, ...children) {
+  const active = document.activeElement;
+  const held = active && active !== document.body && el.contains(active)
+    ? { key: controlKey(active), tag: active.tagName, value: active.value, start: active.selectionStart, end: active.selectionEnd }
+    : null;
   el.replaceChildren();
   for (const child of children.flat()) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  if (held && !el.contains(document.activeElement)) {
+    const same = [...el.getElementsByTagName(held.tag)].filter((c) => controlKey(c) === held.key);
+    if (same.length === 1) {
+      same[0].focus({ preventScroll: true });
+      if (held.start !== null && held.start !== undefined && same[0].value === held.value) {
+        try { same[0].setSelectionRange(held.start, held.end); } catch { /* not a text field */ }
+      }
+    }
   }
   return el;
 }
