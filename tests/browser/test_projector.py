@@ -96,7 +96,7 @@ async def test_projector_states(make_server: MakeServer, browser: Any) -> None:
     async with server.http(chair) as api:
         await api.post(f"/api/v1/polls/{poll['id']}/close")
     await view(projector, "result")
-    assert "50 %" in await projector.inner_text(".proj-result li[data-choice=yes] .percent")
+    assert "50\u00a0%" in await projector.inner_text(".proj-result li[data-choice=yes] .percent")
     await shot(projector, "projector-5-result")
     # The result stays for the set time, then the speaker and timer come back.
     # Playwright takes the time in seconds.

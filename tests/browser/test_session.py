@@ -88,7 +88,7 @@ async def test_session_in_the_hall(server: RunningServer, city: DemoCity, browse
             "?.getAttribute('aria-valuenow') === String(n)",
             arg=count,
         )
-    assert "3/3" in await chair.inner_text("#quorum-text")
+    assert "Có mặt 3/4, cần 3" in await chair.inner_text("#quorum-text")
 
     # The chair presents page 3: every tablet in follow mode turns to it.
     await chair.select_option("#current-select", label="Tờ trình về dự toán ngân sách năm 2027")

@@ -111,7 +111,7 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
         f"() => document.querySelector('#poll-cast-{poll_id}')?.textContent.includes('1/4')"
     )
     text = await progress.inner_text()
-    assert "tổng số đại biểu" in text and "25 %" in text
+    assert "tổng số đại biểu" in text and "25\u00a0%" in text
     # The chair votes from the panel (checking in first).
     await chair.click("#chair-check-in")
     await chair.click("#chair-ballot button[data-choice=yes]")
@@ -127,7 +127,7 @@ async def test_poll_display_base_percentages_election_and_chair_vote(
     closed = chair.locator(f"#poll-list li[data-poll='{poll_id}'][data-state=closed]")
     await closed.wait_for()
     assert await closed.locator(".poll-state").inner_text() == "Đã kết thúc"
-    assert "50 %" in await closed.locator("li[data-choice=yes] .percent").inner_text()
+    assert "50\u00a0%" in await closed.locator("li[data-choice=yes] .percent").inner_text()
     # The delegate who dismissed the receipt sees the result; so does the one who did not vote.
     for page in (one, two):
         await page.wait_for_selector(

@@ -249,12 +249,12 @@ async def test_the_tablet_rejoins_by_itself_after_a_network_drop(hall: Hall, chr
         assert await chair.is_checked("#remote-counts")
         await chair.click("#remote-counts")
         await chair.wait_for_function(
-            "() => document.getElementById('quorum-text').textContent.startsWith('Túc số: 0/')",
+            "() => document.getElementById('quorum-text').textContent.startsWith('Có mặt 0/')",
             timeout=WAIT_MS,
         )
         await chair.click("#remote-counts")
         await chair.wait_for_function(
-            "() => document.getElementById('quorum-text').textContent.startsWith('Túc số: 2/')",
+            "() => document.getElementById('quorum-text').textContent.startsWith('Có mặt 2/')",
             timeout=WAIT_MS,
         )
 

@@ -235,7 +235,7 @@ function renderQuorum(state) {
   const gauge = document.getElementById("quorum");
   gauge.classList.toggle("reached", !!q.reached);
   fill(gauge,
-    h("strong", { id: "quorum-text" }, t("quorum", { present: q.present ?? 0, required: q.required ?? 0 }), " — ", q.reached ? t("quorum_reached") : t("quorum_not_reached")),
+    h("strong", { id: "quorum-text" }, t("quorum", { present: q.present ?? 0, members: q.members ?? 0, required: q.required ?? 0 }), " — ", q.reached ? t("quorum_reached") : t("quorum_not_reached")),
     h("div", { class: "progress", role: "progressbar", "aria-label": t("attendance"), "aria-valuemin": 0, "aria-valuemax": q.members || 0, "aria-valuenow": q.present || 0 },
       h("span", { style: `width: ${q.members ? (100 * q.present) / q.members : 0}%` })));
 }

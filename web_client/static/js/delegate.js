@@ -217,7 +217,7 @@ function renderQuorum(state) {
   const box = document.getElementById("quorum");
   box.classList.toggle("reached", !!q.reached);
   fill(box,
-    h("span", { class: "small", id: "quorum-text" }, t("quorum", { present: q.present ?? 0, required: q.required ?? 0 }), " · ",
+    h("span", { class: "small", id: "quorum-text" }, t("quorum", { present: q.present ?? 0, members: q.members ?? 0, required: q.required ?? 0 }), " · ",
       q.reached ? t("quorum_reached") : t("quorum_not_reached")),
     h("div", { class: "progress", role: "progressbar", "aria-label": t("attendance"), "aria-valuemin": 0, "aria-valuemax": q.members || 0, "aria-valuenow": q.present || 0 },
       h("span", { style: `width: ${q.members ? (100 * q.present) / q.members : 0}%` })));

@@ -13,7 +13,8 @@ export function ruleBase(rule) {
 export function percent(part, whole) {
   if (!whole) return "—";
   const value = new Intl.NumberFormat(lang() === "vi" ? "vi-VN" : "en-GB", { maximumFractionDigits: 1 }).format((100 * part) / whole);
-  return `${value} %`;
+  // A no-break space: "28,1 %" never leaves its "%" alone on the next line.
+  return `${value}\u00a0%`;
 }
 
 /** The secret / named label every ballot carries. */

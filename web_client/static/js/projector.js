@@ -60,7 +60,7 @@ function renderSide(state) {
     current?.paused ? h("span", { class: "tag tag-order", id: "proj-paused" }, " ", t("speaker_paused")) : null);
   document.body.dataset.speaking = current ? "1" : "0";
   const q = state.quorum || {};
-  document.getElementById("proj-quorum").textContent = `${t("quorum", { present: q.present ?? 0, required: q.required ?? 0 })} · ${q.reached ? t("quorum_reached") : t("quorum_not_reached")}`;
+  document.getElementById("proj-quorum").textContent = `${t("quorum", { present: q.present ?? 0, members: q.members ?? 0, required: q.required ?? 0 })} · ${q.reached ? t("quorum_reached") : t("quorum_not_reached")}`;
   clearInterval(timer);
   const tick = () => {
     const left = secondsLeft(current);
