@@ -51,14 +51,21 @@ async def sender_cards(session: AsyncSession, user_ids: Iterable[int]) -> dict[i
     for start in range(0, len(ids), CHUNK):
         rows = await session.execute(_CARDS, {"ids": ids[start : start + CHUNK]})
         for user_id, display_name, roles, unit_id, unit_name in rows.all():
-            cards[int(user_id)] = {
-                "id": int(user_id),
-                "display_name": display_name,
-                "title": title_of(roles),
-                "unit_id": int(unit_id),
-                "unit_name": unit_name,
-            }
+            cards[int(user_id)] = card_of(user_id, display_name, roles, unit_id, unit_name)
     return cards
+
+
+def card_of(
+    user_id: int, display_name: str, roles: Iterable[str], unit_id: int, unit_name: str
+) -> dict[str, Any]:
+    """The card of a user from their row and their unit's name (the columns of ``_CARDS``)."""
+    return {
+        "id": int(user_id),
+        "display_name": display_name,
+        "title": title_of(roles),
+        "unit_id": int(unit_id),
+        "unit_name": unit_name,
+    }
 
 
 async def sender_card(session: AsyncSession, user_id: int) -> dict[str, Any]:

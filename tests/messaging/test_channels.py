@@ -130,6 +130,70 @@ async def test_messages_are_idempotent_and_keep_history(
     assert [m["body"] for m in after["messages"]] == ["Đã rõ"]
 
 
+async def test_a_page_of_history_is_one_statement_and_refuses_as_before(
+    server: RunningServer, city: DemoCity
+) -> None:
+    from sqlalchemy import event
+
+    d1, d2 = await token(server, "delegate001"), await token(server, "delegate002")
+    w1 = await token(server, "ward001")
+    async with server.http(d1) as http:
+        group = await http.post(
+            "/api/v1/channels",
+            json={"kind": "group", "name": "Tổ soạn thảo", "member_ids": [city.delegate_ids[1]]},
+        )
+        cid = group.json()["id"]
+        empty = await http.get(f"/api/v1/channels/{cid}/messages")
+        assert empty.status_code == 200 and empty.json() == {"messages": []}
+        for i in range(5):
+            posted = await http.post(
+                f"/api/v1/channels/{cid}/messages",
+                json={"body": f"Đoạn {i}", "client_msg_id": f"page-{i}"},
+            )
+            assert posted.status_code == 201
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    engine = server.ctx.db.read_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        async with server.http(d2) as http:
+            first = await http.get(f"/api/v1/channels/{cid}/messages", params={"limit": 2})
+            asked = len(statements)
+            newest = await http.get(
+                f"/api/v1/channels/{cid}/messages", params={"before_seq": 10**9, "limit": 2}
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    pages = [m["body"] for m in first.json()["messages"]]
+    assert pages == ["Đoạn 0", "Đoạn 1"]
+    # Past the signing in (the token's user): the channel, membership, messages and their
+    # authors' cards in one statement.
+    work = [s for s in statements[:asked] if s != "BEGIN" and "users.token_version" not in s]
+    assert len(work) == 1, work
+    last_two = newest.json()["messages"]
+    assert [m["body"] for m in last_two] == ["Đoạn 3", "Đoạn 4"]
+    assert last_two[0]["sender"]["display_name"] and last_two[0]["sender"]["unit_name"]
+    async with server.http(d2) as http:
+        before = await http.get(
+            f"/api/v1/channels/{cid}/messages", params={"before_seq": last_two[0]["seq"]}
+        )
+        assert [m["body"] for m in before.json()["messages"]] == [f"Đoạn {i}" for i in range(3)]
+        after = await http.get(
+            f"/api/v1/channels/{cid}/messages", params={"after_seq": last_two[1]["seq"]}
+        )
+        assert after.json() == {"messages": []}
+    async with server.http(w1) as http:
+        outsider = await http.get(f"/api/v1/channels/{cid}/messages")
+        assert outsider.status_code == 403
+        assert outsider.json()["error"]["code"] == "not_a_member"
+        nowhere = await http.get("/api/v1/channels/987654/messages")
+        assert nowhere.status_code == 404
+        assert nowhere.json()["error"]["code"] == "channel_not_found"
+
+
 async def test_read_positions_and_unread_counts(server: RunningServer, city: DemoCity) -> None:
     d1, d5 = await token(server, "delegate001"), await token(server, "delegate005")
     cid = (await unit_channel(server, d1))["id"]
