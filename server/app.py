@@ -307,6 +307,16 @@ async def _prune_forever(ctx: Context) -> None:
         await asyncio.sleep(PRUNE_INTERVAL_SECS)
 
 
+async def _sample_loop_lag(ctx: Context, interval: float) -> None:
+    """Sleep ``interval`` again and again; how much later than asked the loop wakes this
+    task is how long anything ready to run waits for the loop (dienhong_event_loop_lag)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(interval)
+        ctx.metrics.loop_lag.observe(max(0.0, loop.time() - asked - interval))
+
+
 def create_app(
     settings: Settings,
     *,
@@ -375,6 +385,12 @@ def create_app(
             ),
             asyncio.create_task(_prune_forever(ctx), name="log-pruner"),
         ]
+        if settings.loop_lag_interval_secs > 0:
+            tasks.append(
+                asyncio.create_task(
+                    _sample_loop_lag(ctx, settings.loop_lag_interval_secs), name="loop-lag"
+                )
+            )
         for feature in chosen:
             for job in feature.background:
                 tasks.append(asyncio.create_task(job(ctx), name=f"{feature.name}-{job.__name__}"))

@@ -126,6 +126,7 @@ class GroupCommit(abc.ABC, Generic[ItemT, PreparedT, ResultT]):
         )
         self._serving = False
         self._waiting = 0
+        ctx.metrics.write_queue_depth.labels(kind=self.what).set_function(lambda: self._waiting)
 
     # --- what a kind of request defines -----------------------------------------------
 

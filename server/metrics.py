@@ -80,5 +80,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.loop_lag = Histogram(
+            "dienhong_event_loop_lag_seconds",
+            "How late a callback due now runs: the time every request, socket frame and "
+            "database answer of this process waits for the event loop (sampled)",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.write_queue_depth = Gauge(
+            "dienhong_write_queue_depth",
+            "Batched writes submitted and not answered yet (queued or being written), by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

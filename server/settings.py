@@ -207,6 +207,9 @@ class Settings:
     # event is recovered when it is still missing at the next sweep (so within two intervals);
     # after Redis comes back, at once.
     log_sweep_interval_secs: float = 2.0
+    # How often the event loop's lag is sampled for /metrics (dienhong_event_loop_lag_seconds:
+    # how long a callback due now waits for the loop). 0: not sampled.
+    loop_lag_interval_secs: float = 0.5
     # Events sent per query when a socket resumes.
     resume_batch: int = 500
     # Messages (events of a write, signals) waiting to go to Redis before the oldest is dropped

@@ -125,6 +125,10 @@ async def test_overload_is_busy_and_a_stopped_writer_answers_503(make_server: Ma
             await notes.submit(4)
         assert (full.value.status, full.value.code) == (429, "busy")
         assert full.value.details == {"retry_after": 1}
+        # /metrics shows what waits: the one being written and the two queued.
+        assert (
+            'dienhong_write_queue_depth{kind="notes"} 3.0' in server.ctx.metrics.render().decode()
+        )
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,34 @@ async def test_metrics_in_prometheus_text(server: RunningServer, city: DemoCity)
         'dienhong_http_request_seconds_count{method="GET",route="/api/v1/me",status="200"}' in text
     )
     assert 'route="/api/v1/auth/login",status="200"' in text
+
+
+async def test_metrics_show_the_event_loops_lag_and_the_write_queues(
+    make_server: MakeServer,
+) -> None:
+    import time
+
+    server = await make_server(loop_lag_interval_secs=0.01)
+    await small_city(server)
+
+    def lag(text: str, bucket: str) -> float:
+        return sample(text, f'dienhong_event_loop_lag_seconds_bucket{{le="{bucket}"}}')
+
+    async with server.http() as client:
+        before = (await client.get("/metrics")).text
+        # The loop held for 80 ms, as by a long stretch of work: a sample waits that long.
+        time.sleep(0.08)  # noqa: ASYNC251 (holding the loop is the point)
+        await asyncio.sleep(0.05)
+        text = (await client.get("/metrics")).text
+    assert sample(text, "dienhong_event_loop_lag_seconds_count") > sample(
+        before, "dienhong_event_loop_lag_seconds_count"
+    )
+    late = sample(text, "dienhong_event_loop_lag_seconds_count") - lag(text, "0.05")
+    late_before = sample(before, "dienhong_event_loop_lag_seconds_count") - lag(before, "0.05")
+    assert late - late_before >= 1
+    # Each batched writer's queue, by kind: empty when nothing is being written.
+    for kind in ("messages", "receipts", "replies", "ballots"):
+        assert sample(text, f'dienhong_write_queue_depth{{kind="{kind}"}}') == 0
 
 
 async def test_request_metrics_are_labelled_by_route_template(
