@@ -10,7 +10,8 @@ from typing import Any
 from meeting.demo import document_pdf
 from messaging.search import fold, snippet
 from server.demo import DemoCity
-from tests.harness import RunningServer
+from server.files.models import StoredFile
+from tests.harness import RunningServer, eventually
 from tests.messaging.support import directive_body, issue, token
 
 
@@ -34,6 +35,15 @@ async def _upload_pdf(server: RunningServer, user_token: str, title: str) -> int
         )
     assert response.status_code == 201, response.text
     file_id: int = response.json()["id"]
+
+    async def text_read() -> bool:
+        async with server.ctx.read() as session:
+            stored = await session.get(StoredFile, file_id)
+            return stored is not None and not stored.text_pending
+
+    # The text is read after the upload is answered: these tests search it once read
+    # (tests/files/test_text_later.py covers a file attached before its text is read).
+    await eventually(text_read, "the text of the upload read")
     return file_id
 
 
