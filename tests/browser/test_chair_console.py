@@ -122,6 +122,10 @@ async def test_live_console_for_a_full_hall(server: RunningServer, browser: Any)
         ):
             await visible_in_viewport(chair, selector)
         await no_page_scroll(chair)
+        # The session's whole title shows, not cut short (the bar has a row of its own).
+        title = "#meeting-title"
+        assert await chair.text_content(title) == "Kỳ họp thứ 12 — HĐND thành phố"
+        assert await chair.eval_on_selector(title, "e => e.scrollWidth <= e.clientWidth")
         if size == CHAIR_SIZES[0]:
             # A point of order: a visible alert, and a tone.
             await one.click("#floor-body button[data-kind=point_of_order]")

@@ -57,18 +57,20 @@ function renderShell(id) {
   const tab = (name, label) => h("button", { type: "button", role: "tab", class: "btn btn-small tab", id: `tab-${name}`,
     "aria-controls": `view-${name}`, "aria-selected": name === "live" ? "true" : "false", onclick: () => showView(name) }, label);
   fill(document.getElementById("main"),
+    // Two rows: what the session is (title, state, quorum), then where to go and what to do.
     h("div", { class: "console-bar" },
       h("a", { href: "#", class: "btn btn-small", "aria-label": t("meetings"), title: t("meetings") }, "←"),
       h("h2", { id: "meeting-title", class: "grow" }),
       h("span", { id: "meeting-state", class: "tag" }),
-      h("div", { id: "quorum", class: "quorum-gauge quorum-compact" }),
+      h("div", { id: "quorum", class: "quorum-gauge quorum-compact" })),
+    h("div", { class: "console-bar console-tools" },
       h("div", { role: "tablist", class: "row", "aria-label": t("chair_title") }, tab("live", t("console_live")), tab("attendance", t("attendance"))),
       h("a", { class: "btn btn-small", id: "prepare-link", href: `/app/prepare/#meeting/${id}`, title: t("console_prepare") }, t("console_prepare_short")),
       h("a", { class: "btn btn-small", href: `/app/projector/#meeting/${id}`, target: "_blank", rel: "noopener", title: t("app_projector") }, t("console_projector")),
       h("a", { class: "btn btn-small", id: "desk-link", href: `/app/desk/#meeting/${id}`, target: "_blank", rel: "noopener", title: t("desk_title") }, t("console_desk")),
       h("button", { type: "button", class: "btn btn-small", id: "minutes", title: t("minutes"), onclick: () => download(`/api/v1/meetings/${id}/minutes.pdf`, `bien-ban-${id}.pdf`).catch(showError) }, t("console_minutes")),
       h("button", { type: "button", class: "btn btn-small", id: "recordings", title: t("recordings"), onclick: () => showRecordings(id) }, t("recordings")),
-      h("div", { class: "row", id: "lifecycle" })),
+      h("div", { class: "row console-lifecycle", id: "lifecycle" })),
     h("div", { id: "floor-alert", class: "floor-alert hidden", role: "alert" }),
     h("div", { id: "audio-lost-alert", class: "floor-alert floor-alert-order hidden", role: "alert" }),
     h("div", { class: "console", id: "view-live", role: "tabpanel", "aria-labelledby": "tab-live" },
@@ -619,7 +621,9 @@ function renderPolls(state) {
 
 // --- wiring --------------------------------------------------------------------------------------------------
 function render(state, event) {
-  document.getElementById("meeting-title").textContent = state.title;
+  const title = document.getElementById("meeting-title");
+  title.textContent = state.title;
+  title.title = state.title;
   const tag = document.getElementById("meeting-state");
   tag.textContent = t(`state_${state.state}`);
   tag.dataset.state = state.state;
