@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+# Buckets of waits that should take milliseconds (the broker's lag, the event loop's lag).
+SHORT_WAITS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
 
 class Metrics:
     def __init__(self, node_id: str = "") -> None:
@@ -72,7 +75,7 @@ class Metrics:
             "dienhong_broker_publish_lag_seconds",
             "Time from a committed write (or a signal) to its message reaching Redis",
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            buckets=SHORT_WAITS,
         )
         self.broker_connected = Gauge(
             "dienhong_broker_connected",
@@ -85,7 +88,7 @@ class Metrics:
             "How late a callback due now runs: the time every request, socket frame and "
             "database answer of this process waits for the event loop (sampled)",
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            buckets=SHORT_WAITS,
         )
         self.write_queue_depth = Gauge(
             "dienhong_write_queue_depth",
