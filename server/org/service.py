@@ -322,7 +322,7 @@ def disconnect_user(ctx: Context, user_id: int) -> None:
     """Close a user's sockets on this node with 4401 once its tokens were revoked (they no
     longer authenticate, so the sockets cannot come back with them)."""
     for connection in ctx.hub.user_connections(user_id):
-        connection.close(CLOSE_AUTH)
+        connection.close(CLOSE_AUTH, "the session was signed out")
 
 
 async def unit_members(ctx: Context, actor: Principal, unit_id: int) -> Sequence[User]:

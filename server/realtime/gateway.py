@@ -45,6 +45,7 @@ from server.realtime.hub import (
     CLOSE_RATE_LIMITED,
     CLOSE_RESTART,
     Connection,
+    close_reason,
     frame,
 )
 from server.realtime.log import Event
@@ -193,7 +194,7 @@ class Gateway:
             while not connection.closed:
                 row = await self.ctx.db.read_row(_PRINCIPAL_NOW, {"user_id": connection.user_id})
                 if row is None or not row.active:
-                    connection.close(CLOSE_AUTH)
+                    connection.close(CLOSE_AUTH, "the account is no longer active")
                     return
                 principal = Principal.of_row(row)
                 connection.principal = principal
@@ -275,9 +276,9 @@ class Gateway:
         settings = self.ctx.settings
         hub = self.ctx.hub
 
-        async def close(code: int) -> None:
+        async def close(code: int, reason: str) -> None:
             if websocket.application_state != WebSocketState.DISCONNECTED:
-                await websocket.close(code=code)
+                await websocket.close(code=code, reason=reason)
 
         connection = Connection(
             hub,
@@ -343,10 +344,20 @@ class Gateway:
             return await principal_for_token(self.ctx, token)
         except WebSocketDisconnect:
             return None
-        except (TimeoutError, ValueError, KeyError, ApiError, RuntimeError):
-            with contextlib.suppress(Exception):
-                await websocket.close(code=CLOSE_AUTH)
-            return None
+        except TimeoutError:
+            reason = "no auth frame in time"
+        except json.JSONDecodeError:
+            reason = "the first frame must be auth"
+        except ValueError as exc:
+            reason = str(exc)
+        except ApiError as exc:
+            reason = exc.message
+        except (KeyError, RuntimeError):
+            # A binary frame, or a socket closed meanwhile.
+            reason = "the first frame must be auth"
+        with contextlib.suppress(Exception):
+            await websocket.close(code=CLOSE_AUTH, reason=close_reason(reason))
+        return None
 
     async def _start(self, connection: Connection, principal: Principal) -> None:
         hub = self.ctx.hub
@@ -381,7 +392,7 @@ class Gateway:
             if message["type"] == "websocket.disconnect":
                 return
             if not bucket.take():
-                connection.close(CLOSE_RATE_LIMITED)
+                connection.close(CLOSE_RATE_LIMITED, "more frames than this account may send")
                 return
             text = message.get("text")
             try:
@@ -390,7 +401,7 @@ class Gateway:
                 await self._handle(connection, principal, text)
             except ProtocolError as exc:
                 log.info("closing socket of user %s: %s", principal.id, exc)
-                connection.close(CLOSE_MALFORMED)
+                connection.close(CLOSE_MALFORMED, str(exc))
                 return
 
     async def _handle(self, connection: Connection, principal: Principal, text: str) -> None:

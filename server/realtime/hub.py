@@ -53,7 +53,17 @@ CLOSE_FRAME_WAIT_SECS = 2.0
 Sender = Callable[[str], Awaitable[None]]
 # A topic's position in the log and its next events after an asked seq.
 CatchUpRead = tuple[TopicPosition, Sequence[Event]]
-Closer = Callable[[int], Awaitable[None]]
+Closer = Callable[[int, str], Awaitable[None]]
+# Longest reason a close frame carries (RFC 6455: 125 bytes of payload, 2 for the code).
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame holds, on a character boundary."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return encoded.decode("utf-8")
+    return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
 
 
 def frame(**fields: Any) -> str:
@@ -187,7 +197,7 @@ class Connection:
             text, size = message, len(message.encode())
         if len(queue) >= self._limit or self._over_bytes(size):
             self.hub.metrics.queue_overflows.inc()
-            self.close(CLOSE_TOO_SLOW)
+            self.close(CLOSE_TOO_SLOW, "too slow: more frames wait than a socket may hold")
             return False
         queue.append((text, size))
         self._bytes += size
@@ -229,8 +239,9 @@ class Connection:
             self._bytes += size
             self._kick()
 
-    def close(self, code: int) -> None:
-        """Cut the socket off now and send it the close frame ``code``.
+    def close(self, code: int, reason: str = "") -> None:
+        """Cut the socket off now and send it the close frame ``code`` with ``reason``
+        (what a developer reads in the client's log; cut to what a close frame holds).
 
         Everything the hub holds for it goes at once: a client that stopped reading may
         not take the close frame (it waits behind what the kernel already buffered) for a
@@ -239,7 +250,7 @@ class Connection:
         if self.closed:
             return
         self._release()
-        self._closing = asyncio.create_task(self._close_now(code))
+        self._closing = asyncio.create_task(self._close_now(code, close_reason(reason)))
 
     def _release(self) -> None:
         self.closed = True
@@ -253,12 +264,12 @@ class Connection:
         self._wake_room()
         self.hub.detach(self)
 
-    async def _close_now(self, code: int) -> None:
+    async def _close_now(self, code: int, reason: str) -> None:
         if self._sender is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sender
         with contextlib.suppress(Exception):
-            await self._close(code)
+            await self._close(code, reason)
 
     async def finish(self) -> None:
         """Called by the gateway when the socket ended: stop the sender, drop subscriptions."""

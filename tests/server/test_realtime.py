@@ -172,7 +172,10 @@ async def test_forbidden_topics(core: RunningServer, core_city: DemoCity) -> Non
         assert frames[-1]["op"] == "subscribed"
 
 
-async def close_code_after(server: RunningServer, token: str, *frames: Any) -> int | None:
+async def closed_after(
+    server: RunningServer, token: str, *frames: Any
+) -> tuple[int | None, str | None]:
+    """The close code and reason the server sends after ``frames``."""
     async with websockets.connect(server.ws_url, max_size=None) as ws:
         await ws.send(json.dumps({"op": "auth", "token": token}))
         assert json.loads(await ws.recv())["op"] == "ready"
@@ -181,7 +184,12 @@ async def close_code_after(server: RunningServer, token: str, *frames: Any) -> i
         with pytest.raises(websockets.ConnectionClosed):
             while True:
                 await asyncio.wait_for(ws.recv(), 10)
-    return ws.close_code
+    return ws.close_code, ws.close_reason
+
+
+async def close_code_after(server: RunningServer, token: str, *frames: Any) -> int | None:
+    code, _reason = await closed_after(server, token, *frames)
+    return code
 
 
 async def test_hostile_frames_close_the_socket_and_spare_the_others(
@@ -199,34 +207,45 @@ async def test_hostile_frames_close_the_socket_and_spare_the_others(
     token = await server.login("ward001", DEMO_PASSWORD)
     bystander_unit = f"unit:{city.commune_unit_ids[1]}"
     async with server.socket(bystander_token) as bystander:
-        cases: list[tuple[int, Sequence[Any]]] = [
-            (4400, ["{not json"]),
-            (4400, ["[1, 2]"]),
-            (4400, [{"op": "dance"}]),
-            (4400, [b"\x00\x01binary"]),
-            (4400, [{"op": "subscribe", "topics": ["unit:1"]}]),
-            (4400, [{"op": "subscribe", "topics": {"unit:abc": 0}}]),
-            (4400, [{"op": "subscribe", "topics": {"unit:1": -1}}]),
-            (4400, [{"op": "received", "topic": "unit:1", "seq": "7"}]),
-            (1009, ["x" * 5000]),
-            (4429, [{"op": "ping"}] * 40),
+        # The reason says what was wrong, for whoever reads the client's log.
+        cases: list[tuple[int, str, Sequence[Any]]] = [
+            (4400, "not JSON", ["{not json"]),
+            (4400, "a frame is a JSON object", ["[1, 2]"]),
+            (4400, "unknown op 'dance'", [{"op": "dance"}]),
+            (4400, "binary frames", [b"\x00\x01binary"]),
+            (4400, "subscribe needs an object", [{"op": "subscribe", "topics": ["unit:1"]}]),
+            (4400, "malformed topic 'unit:abc'", [{"op": "subscribe", "topics": {"unit:abc": 0}}]),
+            (4400, "non-negative", [{"op": "subscribe", "topics": {"unit:1": -1}}]),
+            (4400, "non-negative", [{"op": "received", "topic": "unit:1", "seq": "7"}]),
+            (4400, "...", [{"op": "dance" + "é" * 200}]),
+            (1009, "", ["x" * 5000]),
+            (4429, "more frames than", [{"op": "ping"}] * 40),
         ]
-        for expected, frames in cases:
-            assert await close_code_after(server, token, *frames) == expected, frames
+        for expected, reason, frames in cases:
+            code, said = await closed_after(server, token, *frames)
+            assert code == expected, frames
+            assert said is not None and reason in said, (said, frames)
+            assert len(said.encode()) <= 123
             # The server stays up for the others.
             await emit(server, bystander_unit)
             await bystander.next_event("test.note")
         # Authentication: wrong first frame, bad token, no frame at all.
-        for first in ({"op": "ping"}, {"op": "auth", "token": "nope"}, {"op": "auth"}, "{"):
+        for first, reason in (
+            ({"op": "ping"}, "the first frame must be auth"),
+            ({"op": "auth", "token": "nope"}, "token"),
+            ({"op": "auth"}, "auth needs a token"),
+            ("{", "the first frame must be auth"),
+        ):
             async with websockets.connect(server.ws_url) as ws:
                 await ws.send(first if isinstance(first, str) else json.dumps(first))
                 with pytest.raises(websockets.ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 10)
             assert ws.close_code == 4401, first
+            assert ws.close_reason is not None and reason in ws.close_reason, first
         async with websockets.connect(server.ws_url) as ws:
             with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 10)
-        assert ws.close_code == 4401
+        assert (ws.close_code, ws.close_reason) == (4401, "no auth frame in time")
         await bystander.send(op="ping")
         while (await bystander.recv())["op"] != "pong":
             pass
