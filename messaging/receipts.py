@@ -20,9 +20,7 @@ clock rather than the injected one.
 from __future__ import annotations
 
 import asyncio
-import csv
 import enum
-import io
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,12 +43,10 @@ from messaging.models import Directive, DirectiveRecipient
 from messaging.runtime import messaging_runtime
 from server.audit import AuditEntry
 from server.auth.principal import Principal
-from server.clock import utc_iso
 from server.context import Context, Write
 from server.errors import Forbidden, NotFound, PayloadTooLarge
 from server.features import Received
 from server.group_commit import Applied, GroupCommit, is_stored_id, require_encodable
-from server.org.models import User
 
 log = logging.getLogger("dienhong.messaging.receipts")
 
@@ -189,56 +185,6 @@ async def receipts_report(ctx: Context, actor: Principal, directive_id: int) -> 
         ]
         result["left_out"] = directive.left_out
         return result
-
-
-async def receipts_csv(ctx: Context, actor: Principal, directive_id: int) -> str:
-    """The receipts as CSV, one line per recipient, for the record."""
-    report = await receipts_report(ctx, actor, directive_id)
-    async with ctx.read() as session:
-        ids = [u["user_id"] for u in report["users"]]
-        people: dict[int, tuple[str, str]] = {}
-        for chunk in _chunks(ids):
-            rows = await session.execute(
-                select(User.id, User.username, User.display_name).where(User.id.in_(chunk))
-            )
-            people.update({uid: (name, display) for uid, name, display in rows.all()})
-    units = {u["unit_id"]: u["name"] for u in report["units"]}
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "directive_id",
-            "unit_id",
-            "unit",
-            "user_id",
-            "username",
-            "display_name",
-            "state",
-            "delivered_at",
-            "read_at",
-            "acknowledged_at",
-            "note",
-        ]
-    )
-    for entry in report["users"]:
-        username, display = people.get(entry["user_id"], ("", ""))
-        writer.writerow(
-            [
-                directive_id,
-                entry["unit_id"],
-                units.get(entry["unit_id"], ""),
-                entry["user_id"],
-                username,
-                display,
-                entry["state"],
-                *(
-                    utc_iso(entry[k]) if entry[k] else ""
-                    for k in ("delivered_at", "read_at", "acknowledged_at")
-                ),
-                entry["note"] or "",
-            ]
-        )
-    return out.getvalue()
 
 
 class ReceiptsNotifier:

@@ -22,11 +22,9 @@ from messaging.receipts import receipts_report
 from server.auth.principal import Principal
 from server.context import Context
 from server.org.models import User
+from server.spreadsheet import inert
 
 BOM = "\ufeff"
-# A cell a spreadsheet reads as a formula (or as a command, for tab and carriage return)
-# when it begins with one of these.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 STATE_NAMES = {
     "pending": "Chưa nhận",
     "delivered": "Đã nhận",
@@ -44,12 +42,6 @@ def city_zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"DIENHONG_CITY_TIMEZONE: unknown time zone {name!r}") from exc
-
-
-def inert(value: Any) -> str:
-    """A cell's text that no spreadsheet runs: a leading quote before a formula start."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def local_time(moment: datetime | None, zone: ZoneInfo) -> str:

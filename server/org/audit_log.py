@@ -17,6 +17,7 @@ from server.auth.principal import Principal
 from server.context import Context
 from server.errors import Forbidden
 from server.org.models import Role, User
+from server.spreadsheet import inert
 
 EXPORT_BATCH = 1000
 EXPORT_COLUMNS = ("seq", "at", "actor_id", "actor", "action", "subject", "details", "hash")
@@ -192,12 +193,7 @@ async def export_records(
 
 def _csv_line(values: Any) -> str:
     out = io.StringIO()
-    # A cell that a spreadsheet would run as a formula is written as text.
-    cells = [
-        "'" + v
-        if isinstance(v, str) and v[:1] in ("=", "+", "-", "@")
-        else ("" if v is None else v)
-        for v in values
-    ]
+    # A text cell that a spreadsheet would run as a formula is written as text.
+    cells = [inert(v) if isinstance(v, str) else ("" if v is None else v) for v in values]
     csv.writer(out).writerow(cells)
     return out.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 
 from server.audit import AuditRecord
 from server.demo import DemoCity
+from server.org.audit_log import _csv_line
 from server.org.models import Unit, User
 from tests.conftest import DEMO_PASSWORD
 from tests.harness import RunningServer
@@ -237,3 +239,15 @@ async def test_audit_viewer_filters_pages_exports_and_checks_the_chain(
         assert (await client.get("/api/v1/audit")).status_code == 200
         assert (await client.get("/api/v1/audit/chain")).status_code == 200
         assert (await client.get("/api/v1/admin/users")).status_code == 403
+
+
+def test_an_audit_export_cell_never_runs_as_a_formula() -> None:
+    """Names and subjects come from what people typed; a spreadsheet opening the export
+    must show them as text, whatever they begin with (a tab or a carriage return too,
+    which the spreadsheet may trim before reading a formula)."""
+    cells = ['=HYPERLINK("x")', "+1", "-1", "@SUM(1)", "\t=1+1", "\r=1+1", "user:ward001"]
+    line = _csv_line([*cells, 7, None])
+    assert line.rstrip("\r\n").split(",")[-2:] == ["7", ""]
+    read = next(csv.reader(io.StringIO(line)))
+    assert read[:6] == ["'" + cell for cell in cells[:6]]
+    assert read[6] == "user:ward001"
