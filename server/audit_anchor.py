@@ -95,16 +95,30 @@ class NodeKeySigner:
         return self._key.sign(payload)
 
     def verifier(self) -> Verifier:
-        public = self._key.public_key()
+        return ed25519_verifier(self._key.public_key())
 
-        def verify(payload: bytes, signature: bytes) -> bool:
-            try:
-                public.verify(signature, payload)
-            except InvalidSignature:
-                return False
-            return True
 
-        return verify
+def ed25519_verifier(public: Ed25519PublicKey) -> Verifier:
+    def verify(payload: bytes, signature: bytes) -> bool:
+        try:
+            public.verify(signature, payload)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def node_verifiers(settings: Settings) -> dict[str, Verifier]:
+    """Verifiers by key id of the node key and of the keys it replaced (``dienhong
+    rotate-key`` keeps their public halves): every checkpoint a node of this data
+    directory ever signed."""
+    from server.auth.tokens import retired_public_keys
+
+    signer = NodeKeySigner.for_node(settings)
+    verifiers = {ed25519_key_id(p): ed25519_verifier(p) for p in retired_public_keys(settings)}
+    verifiers[signer.key_id] = signer.verifier()
+    return verifiers
 
 
 @dataclass(frozen=True)
@@ -217,12 +231,23 @@ async def write_checkpoint(
     checkpoint = Checkpoint(
         **{**asdict(unsigned), "signature": signature, "org_signature": org_signature}
     )
-    fields = asdict(checkpoint)
-    if not org_signature:
-        del fields["org_signature"]
-    line = json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
-    await asyncio.to_thread(_append_line, path, line)
+    await asyncio.to_thread(_append_line, path, checkpoint_line(checkpoint))
     return checkpoint
+
+
+def checkpoint_line(checkpoint: Checkpoint) -> str:
+    """A checkpoint as a line of the file."""
+    fields = asdict(checkpoint)
+    if not checkpoint.org_signature:
+        del fields["org_signature"]
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def checkpoints_up_to(settings: Settings, seq: int) -> str:
+    """The checkpoint file's lines of records up to ``seq``: the checkpoints that hold for
+    a copy of the chain that ends there (a backup's)."""
+    found = read_checkpoints(checkpoint_path(settings))
+    return "".join(checkpoint_line(c) for c in found if c.seq <= seq)
 
 
 async def verify_anchored(

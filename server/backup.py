@@ -8,6 +8,9 @@ A backup is a directory::
     files/blobs/<aa>/<sha>    the uploaded files the database refers to
     recordings/...            the floor recordings the database refers to
     keys/jwt-ed25519.pem      the token signing key (0600), when it lives in the data dir
+    keys/retired/<id>.pem     the public halves of the keys it replaced (rotate-key)
+    audit-checkpoints.jsonl   the signed checkpoints of the audit chain up to its head in
+                              the backup (restored where DIENHONG_AUDIT_CHECKPOINT_PATH says)
 
 The manifest names the version, the migration heads, the audit chain's head, the row count
 of every table and the SHA-256 and size of every part. Everything is read from one
@@ -39,13 +42,15 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from server.audit_anchor import CHECKPOINT_FILE, checkpoint_path, checkpoints_up_to
+from server.auth.tokens import RETIRED_KEYS_PART, SIGNING_KEY_PART
 from server.settings import Settings
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 SQLITE_PART = "database.sqlite3"
 PG_PART = "database.pgdump"
-KEY_PART = "keys/jwt-ed25519.pem"
+KEY_PART = SIGNING_KEY_PART
 BLOB_DIR = "files/blobs"
 RECORDINGS_DIR = "recordings"
 # SQLite's online backup copies every page in one step: one read transaction, which in
@@ -317,6 +322,21 @@ async def backup(settings: Settings, dest: Path) -> dict[str, Any]:
     if key.is_file():
         (dest / "keys").mkdir(mode=0o700, exist_ok=True)
         parts[KEY_PART] = _copy(key, dest / KEY_PART, mode=0o600)
+    checkpoints = checkpoints_up_to(settings, snapshot.audit_seq)
+    if checkpoints:
+        fd = os.open(dest / CHECKPOINT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(checkpoints)
+        parts[CHECKPOINT_FILE] = {
+            "sha256": file_digest(dest / CHECKPOINT_FILE),
+            "size": (dest / CHECKPOINT_FILE).stat().st_size,
+        }
+    retired = data_dir / RETIRED_KEYS_PART
+    for public in sorted(retired.glob("*.pem")) if retired.is_dir() else []:
+        (dest / "keys").mkdir(mode=0o700, exist_ok=True)
+        (dest / RETIRED_KEYS_PART).mkdir(mode=0o700, exist_ok=True)
+        name = f"{RETIRED_KEYS_PART}/{public.name}"
+        parts[name] = _copy(public, dest / name, mode=0o600)
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -415,6 +435,12 @@ async def restore(settings: Settings, source: Path) -> dict[str, Any]:
             f"the data directory {data_dir} is not empty: restore only into an "
             "empty one (move the old one aside first)"
         )
+    checkpoints = checkpoint_path(settings)
+    if CHECKPOINT_FILE in manifest["parts"] and checkpoints.exists():
+        raise BackupError(
+            f"{checkpoints} exists (DIENHONG_AUDIT_CHECKPOINT_PATH): the backup's "
+            "checkpoints are restored only where there are none yet"
+        )
     if target_kind == "postgresql" and await _pg_table_count(settings):
         raise BackupError(
             f"the database {pg_target(settings.effective_database_url).database}"
@@ -426,10 +452,13 @@ async def restore(settings: Settings, source: Path) -> dict[str, Any]:
     for name in manifest["parts"]:
         if name == part:
             continue
-        mode = 0o600 if name == KEY_PART else None
-        if name == KEY_PART:
+        key = name.startswith("keys/")
+        if key:
             (data_dir / "keys").mkdir(mode=0o700, exist_ok=True)
-        await asyncio.to_thread(_copy, source / name, data_dir / name, mode=mode)
+            (data_dir / name).parent.mkdir(mode=0o700, exist_ok=True)
+        private = key or name == CHECKPOINT_FILE
+        to = checkpoints if name == CHECKPOINT_FILE else data_dir / name
+        await asyncio.to_thread(_copy, source / name, to, mode=0o600 if private else None)
     if target_kind == "sqlite":
         final = Path(make_url(settings.effective_database_url).database or "")
         temp = final.with_name(final.name + ".restoring")

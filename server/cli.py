@@ -1,5 +1,5 @@
-"""The ``dienhong`` command: serve, migrate, demo, create-user, unlock, verify-audit, backup,
-restore.
+"""The ``dienhong`` command: serve, migrate, demo, create-user, unlock, verify-audit,
+rotate-key, backup, restore.
 
 Every command acts on the data directory DIENHONG_DATA_DIR (default ./dienhong-data) or on
 the database DIENHONG_DATABASE_URL; serve and demo print which one they use."""
@@ -241,11 +241,57 @@ def _unlock(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_context(settings, job, load_features=False))
 
 
+def _rotate_key(settings: Settings) -> int:
+    from sqlalchemy import func, select
+
+    from meeting.polls.models import SealedBallot
+    from server.audit_anchor import ed25519_key_id
+    from server.auth.tokens import KeyRotationError, rotate_signing_key
+    from server.db import Database
+
+    async def sealed_ballots() -> int:
+        db = Database(settings)
+        try:
+            async with db.read_session() as session:
+                return int(
+                    (
+                        await session.execute(select(func.count()).select_from(SealedBallot))
+                    ).scalar_one()
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        sealed = asyncio.run(sealed_ballots())
+    except Exception as exc:  # no database yet, or one not migrated: say so, rotate nothing
+        print(f"cannot read the database: {exc}", file=sys.stderr)
+        return 1
+    if sealed:
+        print(
+            f"{sealed} sealed ballot(s) of an open secret poll wait to be counted, and only "
+            "the current key opens them: close the poll, then rotate the key",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        old, new = rotate_signing_key(settings)
+    except (KeyRotationError, ValueError) as exc:
+        print(f"the key was not rotated: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"new node key {ed25519_key_id(new)}; the old one, {ed25519_key_id(old)}, is retired "
+        "(its public half stays in keys/retired/, so verify-audit still checks what it "
+        "signed). Start every node again now: tokens signed with the old key are refused "
+        "from then on, and everyone signs in again."
+    )
+    return 0
+
+
 def _verify_audit(settings: Settings, trust_roots: str | None = None) -> int:
     from server.audit_anchor import (
         CheckpointFileError,
-        NodeKeySigner,
         checkpoint_path,
+        node_verifiers,
         read_checkpoints,
         verify_anchored,
     )
@@ -267,18 +313,16 @@ def _verify_audit(settings: Settings, trust_roots: str | None = None) -> int:
     )
 
     async def run() -> int:
-        signer = NodeKeySigner.for_node(settings)
         try:
             checkpoints = read_checkpoints(checkpoint_path(settings))
-        except CheckpointFileError as exc:
+            verifiers = node_verifiers(settings)
+        except (CheckpointFileError, ValueError) as exc:
             print(f"audit checkpoints unreadable: {exc}", file=sys.stderr)
             return 1
         db = Database(settings)
         try:
             async with db.read_session() as session:
-                report = await verify_anchored(
-                    session, checkpoints, {signer.key_id: signer.verifier()}, organisation
-                )
+                report = await verify_anchored(session, checkpoints, verifiers, organisation)
         finally:
             await db.dispose()
         if report.ok:
@@ -466,6 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
         "organisation's signatures against; default "
         "DIENHONG_SIGNING_TRUST_ROOTS",
     )
+    commands.add_parser(
+        "rotate-key",
+        help="replace the node key (after a backup or a disk was lost); nodes stopped",
+        description="Put a new node key (it signs session tokens and the audit checkpoints) "
+        "in place of the data directory's, keeping the old one's public half in "
+        "keys/retired/ so that verify-audit still checks what it signed. Run it with "
+        "every node stopped, then start them: every session ends and everyone "
+        "signs in again. Refused while an open secret poll holds sealed ballots.",
+    )
     backup = commands.add_parser(
         "backup",
         help="write a consistent backup while the server runs",
@@ -513,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unlock(settings, args)
     if args.command == "verify-audit":
         return _verify_audit(settings, args.trust_roots)
+    if args.command == "rotate-key":
+        return _rotate_key(settings)
     if args.command == "backup":
         return _backup(settings, args.dest)
     if args.command == "restore":

@@ -31,6 +31,12 @@ from server.errors import Unauthorized
 from server.settings import Settings
 
 ALGORITHM = "EdDSA"
+# The node key under the data directory: it signs tokens and the audit checkpoints, and
+# the seals of a secret poll's ballots derive from it.
+SIGNING_KEY_PART = "keys/jwt-ed25519.pem"
+# The public halves of the keys it replaced (``dienhong rotate-key``), one PEM file each:
+# what they signed (the audit checkpoints) can still be checked.
+RETIRED_KEYS_PART = "keys/retired"
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "sub"]
 # Tolerated clock difference between the SSO issuer and this server.
 LEEWAY_SECS = 30
@@ -51,6 +57,25 @@ ED25519_SIGNATURE_BYTES = 64
 _BAD_SIGNATURE = "Signature verification failed"
 
 
+def _private_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _written_aside(path: Path, data: bytes) -> Path:
+    """``data`` in a new file (0600) beside ``path``, on disk; the caller moves it there."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return tmp
+
+
 def _b64url(segment: str) -> bytes:
     """A base64url segment already checked against ``_COMPACT``."""
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
@@ -63,7 +88,7 @@ def load_or_create_signing_key(settings: Settings) -> Ed25519PrivateKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("DIENHONG_JWT_PRIVATE_KEY must be an Ed25519 private key (PEM)")
         return key
-    path = Path(settings.data_dir) / "keys" / "jwt-ed25519.pem"
+    path = Path(settings.data_dir) / SIGNING_KEY_PART
     if path.exists():
         loaded = serialization.load_pem_private_key(path.read_bytes(), None)
         if not isinstance(loaded, Ed25519PrivateKey):
@@ -71,15 +96,7 @@ def load_or_create_signing_key(settings: Settings) -> Ed25519PrivateKey:
         return loaded
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    tmp = _written_aside(path, _private_pem(key))
     try:
         # link() refuses to replace: of nodes starting together on one data dir, the
         # first key written wins and every node signs with it.
@@ -89,6 +106,50 @@ def load_or_create_signing_key(settings: Settings) -> Ed25519PrivateKey:
     finally:
         tmp.unlink()
     return key
+
+
+class KeyRotationError(Exception):
+    """The node key cannot be rotated here; the message says why and what to do."""
+
+
+def retired_public_keys(settings: Settings) -> list[Ed25519PublicKey]:
+    """The public halves of the keys the node key replaced (``keys/retired``)."""
+    folder = Path(settings.data_dir) / RETIRED_KEYS_PART
+    keys: list[Ed25519PublicKey] = []
+    for path in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
+        loaded = serialization.load_pem_public_key(path.read_bytes())
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise ValueError(f"{path} is not an Ed25519 public key")
+        keys.append(loaded)
+    return keys
+
+
+def rotate_signing_key(settings: Settings) -> tuple[Ed25519PublicKey, Ed25519PublicKey]:
+    """Put a new node key in place of the data directory's, the old one's public half kept
+    in ``keys/retired`` (named by its key id); the old and the new public key. Nodes read
+    the key when they start: every node must be restarted after (``dienhong rotate-key``)."""
+    from server.audit_anchor import ed25519_key_id
+
+    if settings.jwt_private_key:
+        raise KeyRotationError(
+            "the key comes from DIENHONG_JWT_PRIVATE_KEY: give every node a new Ed25519 "
+            f"key there, and put the old key's public half (PEM) in {RETIRED_KEYS_PART}/ "
+            "of the data directory so that verify-audit still checks what it signed"
+        )
+    path = Path(settings.data_dir) / SIGNING_KEY_PART
+    if not path.is_file():
+        raise KeyRotationError(f"no key at {path}: nothing to rotate (a node makes one)")
+    old = load_or_create_signing_key(settings).public_key()
+    name = ed25519_key_id(old).replace(":", "-")
+    retired = Path(settings.data_dir) / RETIRED_KEYS_PART
+    retired.mkdir(mode=0o700, parents=True, exist_ok=True)
+    public_pem = old.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    os.replace(_written_aside(retired / f"{name}.pem", public_pem), retired / f"{name}.pem")
+    new = Ed25519PrivateKey.generate()
+    os.replace(_written_aside(path, _private_pem(new)), path)
+    return old, new.public_key()
 
 
 class SignatureChecks:
