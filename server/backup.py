@@ -44,6 +44,7 @@ from sqlalchemy.engine import make_url
 
 from server.audit_anchor import CHECKPOINT_FILE, checkpoint_path, checkpoints_up_to
 from server.auth.tokens import RETIRED_KEYS_PART, SIGNING_KEY_PART
+from server.private_paths import PRIVATE_DIR_MODE, open_private, private_dir, private_file
 from server.settings import Settings
 
 MANIFEST = "manifest.json"
@@ -206,7 +207,9 @@ async def _pg_snapshot_and_dump(settings: Settings, dump: Path) -> Snapshot:
                 if _table_of(sql) in tables:
                     cache[sql] = [tuple(r) for r in await conn.fetch(sql)]
             snapshot = _snapshot_from(tables, counts, lambda sql: cache.get(sql, []))
-            # pg_dump reads the very snapshot this transaction holds open.
+            # pg_dump reads the very snapshot this transaction holds open. It keeps the mode
+            # of a file that exists: the dump is for the server's user only.
+            private_file(dump)
             await _run(
                 [
                     "pg_dump",
@@ -255,11 +258,11 @@ async def _pg_table_count(settings: Settings) -> int:
 # --- backup ----------------------------------------------------------------------------
 
 
-def _copy(source: Path, dest: Path, *, mode: int | None = None) -> dict[str, Any]:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, dest)
-    if mode is not None:
-        os.chmod(dest, mode)
+def _copy(source: Path, dest: Path) -> dict[str, Any]:
+    """Copy a part (for the server's user only, like everything in a data directory and
+    a backup); its SHA-256 and size."""
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    shutil.copyfile(source, private_file(dest))
     return {"sha256": file_digest(dest), "size": dest.stat().st_size}
 
 
@@ -270,7 +273,7 @@ def _sqlite_backup(settings: Settings, dest: Path) -> None:
     source = sqlite3.connect(
         f"file:{source_path}?mode=ro", uri=True, timeout=settings.sqlite_busy_timeout_ms / 1000
     )
-    target = sqlite3.connect(dest)
+    target = sqlite3.connect(private_file(dest))
     try:
         source.backup(target, pages=SQLITE_BACKUP_PAGES)
         # One file, no WAL beside it: the copy is what restore puts in place.
@@ -283,7 +286,8 @@ def _sqlite_backup(settings: Settings, dest: Path) -> None:
 def _prepare_dest(dest: Path) -> None:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"{dest} exists and is not an empty directory: back up into a new one")
-    dest.mkdir(parents=True, exist_ok=True)
+    # The backup holds what the data directory holds: for the server's user only.
+    private_dir(dest)
 
 
 async def backup(settings: Settings, dest: Path) -> dict[str, Any]:
@@ -321,11 +325,10 @@ async def backup(settings: Settings, dest: Path) -> dict[str, Any]:
     key = data_dir / KEY_PART
     if key.is_file():
         (dest / "keys").mkdir(mode=0o700, exist_ok=True)
-        parts[KEY_PART] = _copy(key, dest / KEY_PART, mode=0o600)
+        parts[KEY_PART] = _copy(key, dest / KEY_PART)
     checkpoints = checkpoints_up_to(settings, snapshot.audit_seq)
     if checkpoints:
-        fd = os.open(dest / CHECKPOINT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(open_private(dest / CHECKPOINT_FILE), "w", encoding="utf-8") as handle:
             handle.write(checkpoints)
         parts[CHECKPOINT_FILE] = {
             "sha256": file_digest(dest / CHECKPOINT_FILE),
@@ -336,7 +339,7 @@ async def backup(settings: Settings, dest: Path) -> dict[str, Any]:
         (dest / "keys").mkdir(mode=0o700, exist_ok=True)
         (dest / RETIRED_KEYS_PART).mkdir(mode=0o700, exist_ok=True)
         name = f"{RETIRED_KEYS_PART}/{public.name}"
-        parts[name] = _copy(public, dest / name, mode=0o600)
+        parts[name] = _copy(public, dest / name)
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -351,7 +354,8 @@ async def backup(settings: Settings, dest: Path) -> dict[str, Any]:
     }
     # Written last and renamed into place: a backup cut short has no manifest at all.
     temp = dest / f"{MANIFEST}.tmp"
-    temp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    with os.fdopen(open_private(temp), "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     os.replace(temp, dest / MANIFEST)
     return manifest
 
@@ -447,7 +451,7 @@ async def restore(settings: Settings, source: Path) -> dict[str, Any]:
             " is not empty: restore only into a new, empty database"
         )
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     part = manifest["database"]["part"]
     for name in manifest["parts"]:
         if name == part:
@@ -456,13 +460,12 @@ async def restore(settings: Settings, source: Path) -> dict[str, Any]:
         if key:
             (data_dir / "keys").mkdir(mode=0o700, exist_ok=True)
             (data_dir / name).parent.mkdir(mode=0o700, exist_ok=True)
-        private = key or name == CHECKPOINT_FILE
         to = checkpoints if name == CHECKPOINT_FILE else data_dir / name
-        await asyncio.to_thread(_copy, source / name, to, mode=0o600 if private else None)
+        await asyncio.to_thread(_copy, source / name, to)
     if target_kind == "sqlite":
         final = Path(make_url(settings.effective_database_url).database or "")
         temp = final.with_name(final.name + ".restoring")
-        await asyncio.to_thread(shutil.copyfile, source / part, temp)
+        await asyncio.to_thread(shutil.copyfile, source / part, private_file(temp))
         os.replace(temp, final)
     else:
         target = pg_target(settings.effective_database_url)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from server.backup import KEY_PART, MANIFEST, pg_target
+from server.backup import MANIFEST, pg_target
 from tests import harness
 from tests.conftest import DEMO_PASSWORD, MakeServer
 from tests.harness import PG_URL, RunningServer, _pg_execute, drop_database
@@ -80,6 +80,12 @@ async def backup_while_writing(server: RunningServer, dest: Path) -> Run:
     return run
 
 
+def private_modes(top: Path) -> set[int]:
+    """The modes of the files under ``top``, after checking that ``top`` is 0700."""
+    assert stat.S_IMODE(top.stat().st_mode) == 0o700, top
+    return {stat.S_IMODE(p.stat().st_mode) for p in top.rglob("*") if p.is_file()}
+
+
 async def on_server(server: RunningServer, *args: str) -> Run:
     return await dienhong(server.settings.data_dir, server.settings.database_url, *args)
 
@@ -98,8 +104,9 @@ async def test_backup_while_running_then_restore_into_an_empty_place(
     assert manifest["database"]["kind"] == backend
     assert manifest["counts"]["users"] > 10 and manifest["counts"]["files"] >= 2
     assert manifest["audit_head"]["seq"] > 0 and len(manifest["audit_head"]["hash"]) == 64
-    assert stat.S_IMODE((dest / KEY_PART).stat().st_mode) == 0o600
     assert all(len(part["sha256"]) == 64 for part in manifest["parts"].values())
+    # A backup holds what the data directory holds: for the server's user only.
+    assert private_modes(dest) == {0o600}
 
     data_dir, url = empty_target
     restored = await dienhong(data_dir, url, "restore", str(dest))
@@ -107,7 +114,7 @@ async def test_backup_while_running_then_restore_into_an_empty_place(
     audit = await dienhong(data_dir, url, "verify-audit")
     assert audit.code == 0, audit.err
     assert f"{manifest['audit_head']['seq']} records" in audit.out
-    assert stat.S_IMODE((data_dir / KEY_PART).stat().st_mode) == 0o600
+    assert private_modes(data_dir) == {0o600}
 
     # The restored installation serves: the old token holds (same key), the file reads back.
     again = RunningServer(harness.test_settings(data_dir, url, backend), None, None)
