@@ -27,7 +27,7 @@ from server.audit_anchor import (
     checkpoint_forever,
     checkpoint_now,
 )
-from server.auth.tokens import TokenService
+from server.auth.tokens import TokenService, node_key_in_use
 from server.clock import Clock, SystemClock
 from server.compression import Compression
 from server.context import Context
@@ -371,6 +371,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        with node_key_in_use(settings, ctx.tokens.public_key):
+            async with serving():
+                yield
+
+    @contextlib.asynccontextmanager
+    async def serving() -> AsyncIterator[None]:
         async def deliver(events: Sequence[Event]) -> None:
             forget_changed_users(ctx, events)
             await ctx.hub.dispatch(events)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +40,9 @@ SIGNING_KEY_PART = "keys/jwt-ed25519.pem"
 # The public halves of the keys it replaced (``dienhong rotate-key``), one PEM file each:
 # what they signed (the audit checkpoints) can still be checked.
 RETIRED_KEYS_PART = "keys/retired"
+# A serving node holds this file locked (shared); ``rotate-key`` locks it exclusively, so
+# it never replaces the key under a running node of the data directory.
+KEY_LOCK_PART = "keys/in-use.lock"
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "sub"]
 # Tolerated clock difference between the SSO issuer and this server.
 LEEWAY_SECS = 30
@@ -112,6 +118,29 @@ class KeyRotationError(Exception):
     """The node key cannot be rotated here; the message says why and what to do."""
 
 
+def _key_lock(settings: Settings) -> int:
+    path = Path(settings.data_dir) / KEY_LOCK_PART
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+@contextlib.contextmanager
+def node_key_in_use(settings: Settings, loaded: Ed25519PublicKey) -> Iterator[None]:
+    """Held while a node serves with the key it ``loaded``: the key is not rotated
+    meanwhile. A key rotated after the node loaded it, before this, fails the start."""
+    if settings.jwt_private_key:
+        yield  # the operator's key, which rotate-key leaves alone
+        return
+    fd = _key_lock(settings)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if load_or_create_signing_key(settings).public_key() != loaded:
+            raise RuntimeError("the node key was rotated while this node started: start it again")
+        yield
+    finally:
+        os.close(fd)
+
+
 def retired_public_keys(settings: Settings) -> list[Ed25519PublicKey]:
     """The public halves of the keys the node key replaced (``keys/retired``)."""
     folder = Path(settings.data_dir) / RETIRED_KEYS_PART
@@ -128,8 +157,6 @@ def rotate_signing_key(settings: Settings) -> tuple[Ed25519PublicKey, Ed25519Pub
     """Put a new node key in place of the data directory's, the old one's public half kept
     in ``keys/retired`` (named by its key id); the old and the new public key. Nodes read
     the key when they start: every node must be restarted after (``dienhong rotate-key``)."""
-    from server.audit_anchor import ed25519_key_id
-
     if settings.jwt_private_key:
         raise KeyRotationError(
             "the key comes from DIENHONG_JWT_PRIVATE_KEY: give every node a new Ed25519 "
@@ -139,6 +166,24 @@ def rotate_signing_key(settings: Settings) -> tuple[Ed25519PublicKey, Ed25519Pub
     path = Path(settings.data_dir) / SIGNING_KEY_PART
     if not path.is_file():
         raise KeyRotationError(f"no key at {path}: nothing to rotate (a node makes one)")
+    fd = _key_lock(settings)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KeyRotationError(
+                "a node is serving with this data directory: stop every node first (one "
+                "still running would go on signing with the old key, and sealing the "
+                "ballots of a secret poll with it)"
+            ) from None
+        return _replace_key(settings, path)
+    finally:
+        os.close(fd)
+
+
+def _replace_key(settings: Settings, path: Path) -> tuple[Ed25519PublicKey, Ed25519PublicKey]:
+    from server.audit_anchor import ed25519_key_id
+
     old = load_or_create_signing_key(settings).public_key()
     name = ed25519_key_id(old).replace(":", "-")
     retired = Path(settings.data_dir) / RETIRED_KEYS_PART

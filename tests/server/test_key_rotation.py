@@ -1,10 +1,10 @@
 """``dienhong rotate-key``: a new node key after a backup (or a disk) left the operators' hands.
 
 Whoever holds the node key signs tokens every node accepts, the administrator's included.
-Rotated with the nodes stopped, every session signed before is refused once they start
-again, the audit checkpoints the old key signed still verify (its public half is kept, and
-a backup carries it), and a key that an open secret poll's sealed ballots still need is
-never replaced.
+Rotated with the nodes stopped (never under a running one), every session signed before
+is refused once they start again, the audit checkpoints the old key signed still verify
+(its public half is kept, and a backup carries it), and a key that an open secret poll's
+sealed ballots still need is never replaced.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ async def test_a_new_key_ends_every_session_and_what_the_old_one_signed_still_ve
     data_dir, url = server.settings.data_dir, server.settings.database_url
     key_path = data_dir / SIGNING_KEY_PART
     before = key_path.read_bytes()
+    # Never under a running node: it would go on signing (and sealing) with the old key.
+    run = await dienhong(data_dir, url, "rotate-key")
+    assert run.code == 1 and "a node is serving" in run.err, run.err
+    assert key_path.read_bytes() == before
     await server.stop()
 
     run = await dienhong(data_dir, url, "rotate-key")
