@@ -19,14 +19,16 @@ a delegate's, authorised through the agenda as in a council session; then:
 * baseline in the same run: ``--tablets`` clients fetching ``GET /api/v1/me`` at once;
   and one client alone fetching a warm page, then ``/api/v1/me``, 100 times each;
 * the 95-tablet burst: one client per tablet, each a delegate of its own on a fresh
-  connection (as tablets are after reading longer than the keep-alive), asking at once
-  for a warm WebP page at 1280 px, next to the same burst of ``GET /api/v1/me``; directly
-  from a node, and through nginx running ``deploy/nginx/dienhong.conf`` (TLS, the page
-  sent by nginx through ``X-Accel-Redirect`` from a second node process on the same data
-  directory). Without nginx installed the proxied rows are left out (``--no-proxy`` too);
+  connection (as tablets are after reading longer than the keep-alive), made by two curl
+  processes (``curl`` must be installed), every tablet having opened the meeting first as
+  in a sitting, asking at once for a warm WebP page at 1280 px, next to the same burst of
+  ``GET /api/v1/me``; directly from a node, and through nginx running
+  ``deploy/nginx/dienhong.conf`` (TLS, the page sent by nginx through ``X-Accel-Redirect``
+  from a second node process on the same data directory). Without nginx installed the
+  proxied rows are left out (``--no-proxy`` too);
 * the floor of each burst in the same run: the same clients against something that only
   sends the page's bytes (a bare ASGI app under the same uvicorn options; nginx sending
-  the file itself, no node asked): what this machine and its client processes allow;
+  the file itself, no node asked): what this machine and its clients allow;
 * the bytes of one presented page turn: the meeting (``--tablets`` delegates) in session,
   every tablet on its socket; the chair turns the page; every frame each tablet gets and
   sends (WebSocket frames, as js/realtime.js confirms them) is counted. A tablet that
@@ -43,7 +45,6 @@ import asyncio
 import json
 import multiprocessing
 import shutil
-import ssl
 import statistics
 import tempfile
 import time
@@ -233,70 +234,77 @@ def show(label: str, values: list[float]) -> None:
     )
 
 
-# Client processes a fresh burst is spread over: one process issuing 95 TLS handshakes
-# and requests in turn would be the slowest part of the measure on a small machine.
-BURST_PROCS = 4
+# The curl processes a burst is shared among: one curl does its transfers' TLS handshakes
+# one after another, on one core.
+CURL_PROCS = 2
 
 
-def _burst_client(
-    conn: Any, base: str, tokens: list[str], path: str, cafile: str | None, go: Any
-) -> None:
-    """One client process of a burst: a tablet per token, each on a new connection. The
-    clients (and the TLS context they share) are made before the start signal."""
-
-    async def main() -> list[float]:
-        context = ssl.create_default_context(cafile=cafile)
-        clients = [
-            httpx.AsyncClient(
-                base_url=base,
-                timeout=120,
-                verify=context,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            for token in tokens
+def curl_config(
+    base: str, tokens: Sequence[str], tablets: int, path: str, cafile: str | None
+) -> str:
+    """One curl run for a burst: every tablet a transfer of its own, all started at once
+    (``parallel-immediate``: no waiting to share a connection), so each is a new
+    connection; each prints its status and its time from start to last byte."""
+    lines = ["parallel", "parallel-immediate", f"parallel-max = {min(tablets, 300)}"]
+    for index in range(tablets):
+        if index:
+            lines.append("next")
+        lines += [
+            f'url = "{base}{path}"',
+            "http1.1",
+            "silent",
+            "show-error",
+            "output = /dev/null",
+            'write-out = "%{http_code} %{time_total}\\n"',
         ]
-        try:
-            conn.send("ready")
-            await asyncio.to_thread(go.wait)
-            return list(await asyncio.gather(*(timed_get(client, path) for client in clients)))
-        finally:
-            await asyncio.gather(*(client.aclose() for client in clients))
-
-    conn.send(asyncio.run(main()))
+        token = tokens[index % len(tokens)]
+        if token != "-":
+            lines.append(f'header = "Authorization: Bearer {token}"')
+        if cafile:
+            lines.append(f'cacert = "{cafile}"')
+    return "\n".join(lines) + "\n"
 
 
 async def fresh_burst(
     base: str, tokens: Sequence[str], tablets: int, path: str, cafile: str | None = None
 ) -> list[float]:
-    """``tablets`` clients, one request each on a new connection, all at once, spread over
-    ``BURST_PROCS`` client processes that start together; each request is timed alone.
-    Tablet i signs in with ``tokens[i]`` (round robin when there are fewer tokens)."""
-    context = multiprocessing.get_context("spawn")
-    go = context.Event()
-    procs = min(BURST_PROCS, tablets)
-    pipes, workers = [], []
-    for index in range(procs):
-        mine = [tokens[i % len(tokens)] for i in range(index, tablets, procs)]
-        parent, child = context.Pipe()
-        worker = context.Process(
-            target=_burst_client, args=(child, base, mine, path, cafile, go), daemon=True
+    """``tablets`` clients, one request each on a new connection, all at once; each
+    request is timed alone. Tablet i signs in with ``tokens[i]`` (round robin when there
+    are fewer tokens; ``"-"`` sends none).
+
+    The clients are ``CURL_PROCS`` curl processes (C, TLS by OpenSSL): Python client
+    processes, doing the 95 TLS handshakes on the server's own cores, were most of what
+    they measured."""
+    procs = CURL_PROCS
+
+    async def one(mine: list[str], count: int) -> tuple[int, str, str]:
+        with tempfile.NamedTemporaryFile("w", suffix=".curlrc") as config:
+            config.write(curl_config(base, mine, count, path, cafile))
+            config.flush()
+            curl = await asyncio.create_subprocess_exec(
+                "curl",
+                "--config",
+                config.name,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await curl.communicate()
+        return curl.returncode or 0, out.decode(), err.decode()
+
+    shares = [
+        [tokens[i % len(tokens)] for i in range(index, tablets, procs)]
+        for index in range(min(procs, tablets))
+    ]
+    results = await asyncio.gather(*(one(share, len(share)) for share in shares))
+    answers = [line.split() for _, out, _ in results for line in out.splitlines() if line.strip()]
+    refused = [code for code, _ in answers if code != "200"]
+    failed = [(code, err) for code, _, err in results if code]
+    if failed or refused or len(answers) != tablets:
+        raise RuntimeError(
+            f"GET {path}: {len(answers)} answers of {tablets}, not 200: {refused[:5]}; "
+            f"curl: {failed[:1]}"
         )
-        worker.start()
-        child.close()
-        pipes.append(parent)
-        workers.append(worker)
-    try:
-        for pipe in pipes:
-            if await asyncio.to_thread(pipe.recv) != "ready":
-                raise RuntimeError("a burst client did not start")
-        go.set()
-        times: list[float] = []
-        for pipe in pipes:
-            times += await asyncio.to_thread(pipe.recv)
-        return times
-    finally:
-        for worker in workers:
-            worker.join(timeout=10)
+    return [float(seconds) for _, seconds in answers]
 
 
 async def burst_rows(
@@ -306,11 +314,15 @@ async def burst_rows(
     tablets: int,
     rounds: int,
     page_path: str,
+    meeting_id: int,
     cafile: str | None = None,
 ) -> None:
     """The warm-page burst and the /api/v1/me burst, alternating round by round: each
-    tablet a delegate of its own."""
+    tablet a delegate of its own. As in a sitting, every tablet has opened the meeting
+    first (untimed); the first page turn is still the first read of this document by each
+    delegate, checked against the agenda."""
     await fresh_burst(base, tokens[:1], 1, page_path, cafile)  # rendered and cached
+    await fresh_burst(base, tokens, tablets, f"/api/v1/meetings/{meeting_id}", cafile)
     pages: list[float] = []
     me: list[float] = []
     for _ in range(rounds):
@@ -421,6 +433,7 @@ async def run(base: str, token: str, seeded: Seeded, pages: int, tablets: int, r
         tablets,
         rounds,
         f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
+        seeded.meeting_id,
     )
     return int(file_id)
 
@@ -578,6 +591,7 @@ async def proxied_burst(
     tablets: int,
     rounds: int,
     file_id: int,
+    meeting_id: int,
 ) -> None:
     """The burst through nginx in front of the node that answers with X-Accel-Redirect."""
     from tests.deploy.cluster import start_nginx, stop_nginx
@@ -597,6 +611,7 @@ async def proxied_burst(
             tablets,
             rounds,
             f"/api/v1/files/{file_id}/pages/2.webp?width={BURST_WIDTH}",
+            meeting_id,
             cafile=str(nginx.prefix / "fullchain.pem"),
         )
     finally:
@@ -660,7 +675,13 @@ def main() -> None:
             asyncio.run(wait_ready(f"http://127.0.0.1:{proxied_port}"))
             asyncio.run(
                 proxied_burst(
-                    data_dir, proxied_port, seeded.delegates, args.tablets, args.rounds, file_id
+                    data_dir,
+                    proxied_port,
+                    seeded.delegates,
+                    args.tablets,
+                    args.rounds,
+                    file_id,
+                    seeded.meeting_id,
                 )
             )
         else:

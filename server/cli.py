@@ -33,6 +33,7 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_ping_interval": settings.ws_ping_interval_secs,
         "ws_ping_timeout": settings.ws_ping_timeout_secs,
+        "timeout_keep_alive": settings.http_keep_alive_secs,
         "lifespan": "on",
         "access_log": False,
         "timeout_graceful_shutdown": 10,

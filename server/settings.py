@@ -188,6 +188,10 @@ class Settings:
     ws_rate_burst: int = 60
     # Time a new socket has to send its auth frame (close 4401 after).
     ws_auth_timeout_secs: float = 10.0
+    # An idle HTTP connection is kept open this long for the next request. Behind a
+    # reverse proxy it must outlast the proxy's own idle time for its connections to the
+    # node (deploy/nginx: keepalive_timeout 60s), or the proxy finds them closed.
+    http_keep_alive_secs: float = 75.0
     # Protocol-level pings keep NAT mappings open and detect dead tablets.
     ws_ping_interval_secs: float = 20.0
     # A socket that does not answer a ping within this is closed.

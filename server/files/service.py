@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import Principal
+from server.batched_reads import BatchedReads
 from server.context import Context
 from server.errors import NotFound, Unprocessable
 from server.files import content_types
@@ -27,7 +28,7 @@ from server.files.runtime import FilesRuntime, RenderFailed, runtime
 from server.files.storage import discard
 from server.files.upload import ReceivedFile
 from server.files.worker import JobRejected, WorkerCrashed, WorkerTimeout
-from server.org.models import Unit
+from server.org.models import Confidentiality, Unit, User
 from server.signing import uploads as signed_uploads
 
 log = logging.getLogger("dienhong.files")
@@ -57,37 +58,82 @@ def readable_sql(ctx: Context, principal: Principal) -> ColumnElement[bool]:
     )
 
 
-# The reader's id and unit, and the file, as parameters: ``readable_file``'s statement is
-# built once for each kind of reader (roles and clearance, which shape the rules), compiled
-# once, and run with each reader's values. Building the rules' SQL costs more than the query.
-READER_ID = bindparam("reader_id", type_=Integer)
-READER_UNIT_ID = bindparam("reader_unit_id", type_=Integer)
+# Readers and the file as parameters, the readers' ids and units from ``users``:
+# ``readable_file``'s statement is built once for each kind of reader (roles and clearance,
+# which shape the rules), compiled once, and run for every reader of that kind who asks
+# about the same file at the same time (a room of tablets opening a document: one query,
+# not 95). Building the rules' SQL costs more than the query.
+READERS = User.__table__.alias("file_reader")
+READER_IDS = bindparam("reader_ids", type_=Integer, expanding=True)
 FILE_ID = bindparam("file_id", type_=Integer)
 
 
-def _readable_statement(ctx: Context, principal: Principal) -> Select[tuple[StoredFile]]:
+class FileCheck(NamedTuple):
+    """Whether one reader may read one file; readers of one kind share a statement."""
+
+    roles: frozenset[str]
+    clearance: Confidentiality
+    file_id: int
+    reader_id: int
+
+
+def _readable_statement(
+    ctx: Context, roles: frozenset[str], clearance: Confidentiality
+) -> Select[tuple[int, StoredFile]]:
     statements = runtime(ctx).readable_statements
-    key = (principal.roles, principal.clearance)
-    statement = statements.get(key)
+    statement = statements.get((roles, clearance))
     if statement is None:
-        reader = replace(
-            principal,
-            id=cast(int, READER_ID),
-            unit_id=cast(int, READER_UNIT_ID),
+        # The rules name the reader's columns as plain text, found in the outer query's
+        # FROM at any depth of their subqueries (a column object would be correlated to
+        # the nearest enclosing query only, and the rules nest theirs).
+        reader = Principal(
+            id=cast(int, literal_column(f"{READERS.name}.id", Integer)),
             username="",
             display_name="",
+            unit_id=cast(int, literal_column(f"{READERS.name}.unit_id", Integer)),
+            roles=roles,
+            clearance=clearance,
         )
-        statement = select(StoredFile).where(StoredFile.id == FILE_ID, readable_sql(ctx, reader))
-        statements[key] = statement
+        statement = (
+            select(READERS.c.id, StoredFile)
+            .select_from(READERS)
+            .join(StoredFile, StoredFile.id == FILE_ID)
+            .where(READERS.c.id.in_(READER_IDS), readable_sql(ctx, reader))
+        )
+        statements[(roles, clearance)] = statement
     return statement
+
+
+async def read_file_checks(
+    ctx: Context, checks: Sequence[FileCheck]
+) -> dict[FileCheck, StoredFile | None]:
+    """Each check's file, or None where the file does not exist or the reader may not read
+    it: one statement for each kind of reader and file, all in one read session."""
+    groups: dict[tuple[frozenset[str], Confidentiality, int], list[FileCheck]] = {}
+    for check in checks:
+        groups.setdefault((check.roles, check.clearance, check.file_id), []).append(check)
+    found: dict[FileCheck, StoredFile | None] = dict.fromkeys(checks)
+    async with ctx.read() as session:
+        for (roles, clearance, file_id), asked in groups.items():
+            rows = await session.execute(
+                _readable_statement(ctx, roles, clearance),
+                {"file_id": file_id, "reader_ids": [check.reader_id for check in asked]},
+            )
+            for reader_id, f in rows:
+                found[FileCheck(roles, clearance, file_id, reader_id)] = f
+    return found
+
+
+class FileChecks(BatchedReads[FileCheck, "StoredFile | None"]):
+    """This node's file checks: those asked at the same time answered by one read."""
 
 
 async def readable_file(ctx: Context, principal: Principal, file_id: int) -> StoredFile:
     """The file, or 404 when it does not exist or the principal may not read it: the row
-    and the permission in one query."""
-    params = {"file_id": file_id, "reader_id": principal.id, "reader_unit_id": principal.unit_id}
-    async with ctx.read() as session:
-        f = await session.scalar(_readable_statement(ctx, principal), params)
+    and the permission in one query, shared with whoever asks at the same time."""
+    checks = ctx.runtimes.setdefault(FileChecks, lambda: FileChecks(partial(read_file_checks, ctx)))
+    check = FileCheck(principal.roles, principal.clearance, file_id, principal.id)
+    f = await checks.get(check)
     if f is None:
         raise NotFound(f"No file {file_id}.", code="file_not_found")
     return f

@@ -15,6 +15,7 @@ import websockets
 from PIL import Image
 from pypdf import PdfReader
 
+from server.cli import uvicorn_options
 from server.settings import Settings
 from tests.conftest import DEMO_PASSWORD
 from tests.deploy.cluster import NGINX_CONF, Cluster, open_sockets
@@ -80,6 +81,11 @@ def test_limits_match_the_server_defaults() -> None:
     socket_block = NGINX_CONF.read_text().split("location = /ws {", 1)[1].split("}", 1)[0]
     read = re.search(r"proxy_read_timeout\s+(\d+)s;", socket_block)
     assert read and int(read.group(1)) > defaults.ws_ping_interval_secs
+    # nginx drops its idle connections to a node before the node would close them.
+    idle = re.findall(r"^\s*keepalive_timeout\s+(\d+)s;", NGINX_CONF.read_text(), re.MULTILINE)
+    assert len(idle) == NGINX_CONF.read_text().count("upstream dienhong_")
+    assert all(int(secs) < defaults.http_keep_alive_secs for secs in idle)
+    assert uvicorn_options(defaults)["timeout_keep_alive"] == defaults.http_keep_alive_secs
 
 
 async def test_nginx_in_front_of_two_nodes(cluster: Cluster) -> None:

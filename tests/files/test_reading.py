@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from server.files.feature import feature as files_feature
 from server.files.models import StoredFile
 from server.files.runtime import PageGrants, runtime
 from server.files.service import may_read_file, require_attachable
+from server.org.models import User
 from tests.conftest import MakeServer
 from tests.files import samples
 from tests.files.conftest import seeded_token, stored, upload
@@ -259,6 +261,35 @@ async def test_features_grant_reading_through_file_access_rules(make_server: Mak
         other_token = await server.login("delegate003", DEMO_PASSWORD)
         async with server.http(other_token) as other:
             assert (await other.get(f"/api/v1/files/{file_id}/meta")).status_code == 404
+    await runtime(server.ctx).settled()
+
+
+async def test_readers_asking_at_once_share_one_query_and_get_their_own_answers(
+    make_server: MakeServer,
+) -> None:
+    """A room of tablets opening a document: the checks asked together are one query (for
+    each kind of reader), and each reader still gets the answer of their own rules."""
+    agenda = Feature(name="agenda-test", file_access_rules=[shared_with])
+    server = await make_server(features=[files_feature(), agenda])
+    share = await sharing(server)
+    async with server.http(await seeded_token(server, "delegate001")) as owner:
+        file_id = await _upload_pdf(owner, pages=1)
+    names = ["delegate001", "delegate002", "delegate003", "delegate004", "delegate005"]
+    async with server.ctx.read() as session:
+        users = {
+            u.username: u
+            for u in (await session.scalars(select(User).where(User.username.in_(names)))).all()
+        }
+    readers = [Principal.of(users[name]) for name in names]
+    await share(users["delegate002"].id, file_id)
+    await share(users["delegate004"].id, file_id)
+    checks = counting_checks(server)
+    allowed = await asyncio.gather(*(may_read_file(server.ctx, r, file_id) for r in readers))
+    # The uploader, two readers it is shared with, two it is not.
+    assert allowed == [True, True, False, True, False]
+    assert len(checks) == 1
+    missing = await asyncio.gather(*(may_read_file(server.ctx, r, 987654) for r in readers))
+    assert missing == [False] * len(readers)
     await runtime(server.ctx).settled()
 
 
