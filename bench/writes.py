@@ -17,7 +17,9 @@ What it does, all on loopback, and stops by itself:
 5. One client reading ``GET /api/v1/channels/{id}/messages?limit=1`` in a loop: p50/p99
    idle, then while the 64 posters saturate the node(s). The reader is a process of its
    own, as a reader is another device: in the posters' process its own event loop, busy
-   with 64 closed loops, would be part of every figure.
+   with 64 closed loops, would be part of every figure. Beside it, at the same time, a
+   second process asks for ``GET /healthz`` (no token, no database): the floor, what the
+   node's event loop allows any request, idle and under the same load.
 6. On PostgreSQL, sampled at 10 Hz during each run, about the write lock (the advisory
    reader-writer lock of ``server.db``): the fraction of samples in which it is held
    exclusively (a write that runs alone), held shared (partitioned writes, such as these
@@ -62,6 +64,8 @@ BODY = (
     "đề nghị hỗ trợ thêm áo phao và đèn pin cho tổ xung kích."
 )
 WARMUP_SECS = 1.0
+# What the two probes print: the read, and the floor (GET /healthz) beside it.
+PROBE_LABELS = ("read GET …/messages?limit=1", "floor GET /healthz")
 # Probe reads this often at most, so the probe itself is not a load.
 READ_PROBE_GAP_SECS = 0.01
 SAMPLE_INTERVAL_SECS = 0.1
@@ -309,8 +313,9 @@ def asker(clerks: list[Clerk]) -> Callable[[int, HttpConnection], Awaitable[bool
     return me
 
 
-async def read_probe(base: str, channel_id: int, token: str) -> list[float]:
-    """One client reading the newest message of a channel until its stdin closes."""
+async def read_probe(base: str, path: str, token: str) -> list[float]:
+    """One client asking for ``path`` (the newest message of a channel) until its stdin
+    closes."""
     loop = asyncio.get_running_loop()
     stdin_closed = loop.run_in_executor(None, sys.stdin.buffer.read)
     conn = await HttpConnection.open(base)
@@ -318,9 +323,7 @@ async def read_probe(base: str, channel_id: int, token: str) -> list[float]:
     try:
         while not stdin_closed.done():
             began = time.perf_counter()
-            status, _ = await conn.request(
-                "GET", f"/api/v1/channels/{channel_id}/messages?limit=1", token
-            )
+            status, _ = await conn.request("GET", path, token)
             if status == 200:
                 latencies.append(time.perf_counter() - began)
             await asyncio.sleep(READ_PROBE_GAP_SECS)
@@ -332,9 +335,9 @@ async def read_probe(base: str, channel_id: int, token: str) -> list[float]:
 class ReadProbe:
     """``read_probe`` in a process of its own (``python -m bench.writes --probe``)."""
 
-    def __init__(self, base: str, clerk: Clerk) -> None:
+    def __init__(self, base: str, clerk: Clerk, path: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.writes", "--probe", base, str(clerk.channel_id)],
+            [sys.executable, "-m", "bench.writes", "--probe", base, path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "BENCH_PROBE_TOKEN": clerk.token},
@@ -434,46 +437,55 @@ async def measure(
         f"p50 {me.p(0.5):6.1f} ms  p99 {me.p(0.99):6.1f} ms"
     )
 
-    # The probe reads the channel of a clerk who does not post.
+    # The probe reads the channel of a clerk who does not post. A second probe asks for
+    # GET /healthz at the same time (no token, no database, nothing written): the floor,
+    # what the node's event loop allows any request under the same load.
     reader = clerks[-1]
     posting = clerks[:-1]
-    probe = ReadProbe(bases[0], reader)
+    read_path = f"/api/v1/channels/{reader.channel_id}/messages?limit=1"
+    probes = [ReadProbe(bases[0], reader, read_path), ReadProbe(bases[0], reader, "/healthz")]
     await asyncio.sleep(args.seconds)
-    idle = await probe.stop()
-    print(
-        f"read GET …/messages?limit=1, idle:        p50 {ms(idle, 0.5):6.1f} ms  "
-        f"p99 {ms(idle, 0.99):6.1f} ms  ({len(idle)} reads)"
-    )
+    idle = [await probe.stop() for probe in probes]
+    for label, times in zip(PROBE_LABELS, idle, strict=True):
+        print(
+            f"{label + ', idle:':<46} p50 {ms(times, 0.5):6.1f} ms  "
+            f"p99 {ms(times, 0.99):6.1f} ms  ({len(times)} reads)"
+        )
 
-    under: list[float] = []
+    under: list[list[float]] = []
     for count in args.posters:
         if sampler is not None:
             sampler.start()
-        probe_under = ReadProbe(bases[0], reader) if count == max(args.posters) else None
+        loaded = count == max(args.posters)
+        probes = (
+            [ReadProbe(bases[0], reader, read_path), ReadProbe(bases[0], reader, "/healthz")]
+            if loaded
+            else []
+        )
         result = await closed_loop(count, args.seconds, poster(posting), base_of)
-        if probe_under is not None:
-            under = await probe_under.stop()
+        if loaded:
+            under = [await probe.stop() for probe in probes]
         share = await sampler.stop() if sampler is not None else LockShare()
         print(
             f"posts, {count:3d} posters: {result.rate:8.1f} posts/s  "
             f"p50 {result.p(0.5):6.1f} ms  p99 {result.p(0.99):6.1f} ms  "
             f"errors {result.errors}  {share.describe()}"
         )
-    if under:
-        ratio = ms(under, 0.99) / ms(idle, 0.99) if idle else float("nan")
+    for label, times, quiet in zip(PROBE_LABELS, under, idle, strict=True):
+        ratio = ms(times, 0.99) / ms(quiet, 0.99) if quiet else float("nan")
         print(
-            f"read GET …/messages?limit=1, under {max(args.posters)} posters: "
-            f"p50 {ms(under, 0.5):6.1f} ms  p99 {ms(under, 0.99):6.1f} ms  "
-            f"({len(under)} reads; p99 {ratio:.1f}x idle)"
+            f"{label + f', under {max(args.posters)} posters:':<46} "
+            f"p50 {ms(times, 0.5):6.1f} ms  p99 {ms(times, 0.99):6.1f} ms  "
+            f"({len(times)} reads; p99 {ratio:.1f}x idle)"
         )
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--probe"]:
-        base, channel_id = sys.argv[2], int(sys.argv[3])
+        base, path = sys.argv[2], sys.argv[3]
         token = os.environ["BENCH_PROBE_TOKEN"]
-        print(json.dumps(asyncio.run(read_probe(base, channel_id, token))))
+        print(json.dumps(asyncio.run(read_probe(base, path, token))))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
