@@ -626,6 +626,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-proxy", action="store_true", help="leave out the burst through nginx")
     args = parser.parse_args()
+    if shutil.which("curl") is None:
+        parser.error("the bursts are made by curl: install it (apt-get install curl)")
     with_proxy = not args.no_proxy and shutil.which("nginx") is not None
     data_dir = Path(tempfile.mkdtemp(prefix="dienhong-bench-docs-"))
     servers: list[multiprocessing.process.BaseProcess] = []
