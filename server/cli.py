@@ -34,6 +34,11 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "ws_ping_interval": settings.ws_ping_interval_secs,
         "ws_ping_timeout": settings.ws_ping_timeout_secs,
         "timeout_keep_alive": settings.http_keep_alive_secs,
+        # Reads served ahead of writes (server.loop), or the stock loop and protocol.
+        "loop": "server.loop:new_event_loop" if settings.reads_first else "asyncio",
+        "http": "server.compat.uvicorn_http:ReadsFirstHttp"
+        if settings.reads_first
+        else "httptools",
         "lifespan": "on",
         "access_log": False,
         "timeout_graceful_shutdown": 10,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from server.compat.aiosqlite_dbapi import AT_COMMIT, mark_at_commit, one_hop_dbapi
+from server.loop import opened_as
 from server.private_paths import private_dir, private_sqlite
 from server.settings import Settings
 
@@ -143,6 +144,22 @@ def _sqlite_pragmas(settings: Settings, *, immediate: bool) -> Any:
     return on_connect, on_begin
 
 
+def _read_connection(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+    """asyncpg's ``connect`` for the read pool: what arrives on the connection is a read's
+    and goes ahead of writes (``server.loop``), whoever asked for it first."""
+    import asyncpg
+
+    return opened_as(asyncpg.connect(*args, **kwargs), read=True)
+
+
+def _write_connection(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+    """asyncpg's ``connect`` for the write pool: never a read's, even when a read (a
+    refusal's audit record) asked for it first."""
+    import asyncpg
+
+    return opened_as(asyncpg.connect(*args, **kwargs), read=False)
+
+
 class Database:
     """Two engines over one database: one for writes, one for reads."""
 
@@ -163,14 +180,17 @@ class Database:
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size,
                 pool_pre_ping=True,
+                connect_args={"async_creator_fn": _write_connection},
             )
             # Reads have their own pool: under a storm of writes, every write connection
             # may be waiting for the write lock, and a read must not wait behind them.
+            # Opened as reads, so that their answers go ahead of writes (server.loop).
             self.read_engine = create_async_engine(
                 self.url,
                 pool_size=settings.db_read_pool_size,
                 max_overflow=settings.db_read_pool_size,
                 pool_pre_ping=True,
+                connect_args={"async_creator_fn": _read_connection},
             )
         # Single statements need no transaction of their own: no BEGIN and no ROLLBACK
         # on SQLite (two trips to the connection's thread), none on PostgreSQL (two round

@@ -234,6 +234,10 @@ class Settings:
     # once (uvicorn's protocol extended in server/compat/uvicorn_ws.py); off: every frame
     # goes through ASGI, with uvicorn's stock protocol (slower fan-out, no private internals).
     direct_socket_writes: bool = True
+    # Reads (GET and HEAD, and what they wait for) run ahead of writes on the node's event
+    # loop (server/loop.py, server/compat/asyncio_loop.py); off: asyncio's stock loop and
+    # uvicorn's stock HTTP protocol, every callback in arrival order.
+    reads_first: bool = True
 
     # --- files ----------------------------------------------------------------
     # Largest upload (413 beyond, checked while streaming).

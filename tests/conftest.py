@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from server.demo import DemoCity, seed_demo
+from server.loop import new_event_loop
 from tests.harness import (
     PG_URL,
     REDIS_URL,
@@ -32,6 +34,13 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("dienhong")
 
 DEMO_PASSWORD = "demo-password-1"
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on the node's own event loop (reads ahead of writes)."""
+    return {"node_loop": new_event_loop}
 
 
 def pytest_configure(config: pytest.Config) -> None:
