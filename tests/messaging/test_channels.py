@@ -152,9 +152,12 @@ async def test_a_page_of_history_is_one_statement_and_refuses_as_before(
             )
             assert posted.status_code == 201
     statements: list[str] = []
+    # The connection each statement ran on: the node's background tasks read meanwhile.
+    connections: list[int] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+    def seen(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         statements.append(statement)
+        connections.append(id(conn.connection.dbapi_connection))
 
     engine = server.ctx.db.read_engine.sync_engine
     event.listen(engine, "before_cursor_execute", seen)
@@ -172,9 +175,14 @@ async def test_a_page_of_history_is_one_statement_and_refuses_as_before(
     # The channel, membership, messages and their authors' cards in one statement (the
     # node's background tasks may read other tables meanwhile).
     tables = ("FROM channels", "FROM channel_members", "FROM messages", "JOIN units")
-    work = [s for s in statements[:asked] if any(table in s for table in tables)]
-    assert len(work) == 1, work
-    assert "BEGIN" not in statements[:asked]
+    work = [i for i, s in enumerate(statements[:asked]) if any(t in s for t in tables)]
+    assert len(work) == 1, [statements[i] for i in work]
+    # No transaction: the statement before it on its connection (if any) is not a BEGIN.
+    mine = connections[work[0]]
+    before = [
+        s for s, c in zip(statements[: work[0]], connections[: work[0]], strict=True) if c == mine
+    ]
+    assert before[-1:] != ["BEGIN"], before
     last_two = newest.json()["messages"]
     assert [m["body"] for m in last_two] == ["Đoạn 3", "Đoạn 4"]
     assert last_two[0]["sender"]["display_name"] and last_two[0]["sender"]["unit_name"]
