@@ -208,12 +208,14 @@ class Database:
         # Writers take turns (one at a time), so one connection serves them all. Readers
         # share a fixed pool and wait for a free connection rather than opening and
         # closing overflow connections (each one a thread) under load.
+        # A read's statement may run on the event loop's thread (server.compat.aiosqlite_dbapi).
+        loop_budget = 0.0 if immediate else max(0.0, self.settings.sqlite_read_on_loop_ms) / 1000
         engine = create_async_engine(
             self.url,
             connect_args={"timeout": self.settings.sqlite_busy_timeout_ms / 1000},
             pool_size=1 if immediate else self.settings.db_pool_size,
             max_overflow=0,
-            module=one_hop_dbapi(),
+            module=one_hop_dbapi(loop_budget=loop_budget),
         )
         on_connect, on_begin = _sqlite_pragmas(self.settings, immediate=immediate)
         event.listen(engine.sync_engine, "connect", on_connect)

@@ -20,7 +20,14 @@ A read is whatever runs with ``READ`` set in its context:
 - the answer to a read's SQLite statement, which comes from the connection's thread
   through a future made in the read's context;
 - what arrives on a socket opened in a read's context (``opened_as``): the connections of
-  the read pool on PostgreSQL (``server.db``).
+  the read pool on PostgreSQL (``server.db``);
+- what arrives next on a keep-alive HTTP connection whose last request was a read: the
+  protocol watches the socket again, as a read's or not, when the kind of request changes.
+
+A read's SQLite statement makes no trip to its connection's thread at all: it runs on the
+loop's own thread, within a budget (``DIENHONG_SQLITE_READ_ON_LOOP_MS``, see
+``server/compat/aiosqlite_dbapi.py``). Under a storm of writes the trip was most of what
+such a read waited for: the thread waiting for the GIL, then the loop for its answer.
 """
 
 from __future__ import annotations

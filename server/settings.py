@@ -74,6 +74,11 @@ class Settings:
     db_read_pool_size: int = 10
     # How long a SQLite writer waits for the write lock before failing.
     sqlite_busy_timeout_ms: int = 10_000
+    # SQLite: how long a read's statement (of a GET, with reads first on) may run on the event
+    # loop's own thread, skipping the trip to its connection's thread that it would wait for
+    # under a storm of writes. One still running then is interrupted and runs again on that
+    # thread. 0: every statement goes to the connection's thread.
+    sqlite_read_on_loop_ms: float = 2.0
 
     # --- HTTP -----------------------------------------------------------------
     # Address `dienhong serve` listens on (`--host` overrides).

@@ -17,6 +17,14 @@ it still runs in its place in the transaction's order. Should it fail, its error
 by that later trip, and the transaction can then no longer commit (its ``COMMIT`` raises),
 whoever caught the error: nothing of it is stored.
 
+A read's statement (``server.loop.READ`` set, on the read engine) makes no trip at all: it
+runs on the event loop's own thread, for at most the budget the engine gives
+(``Settings.sqlite_read_on_loop_ms``). Under a storm of writes the trips are what a read
+waits for: the connection's thread waits for the GIL, then the loop for the thread's
+answer. A statement still running when the budget is spent is interrupted by SQLite
+(nothing of it holds: a ``BEGIN`` sent with it is rolled back) and runs again on the
+connection's thread, in the same transaction; its SQL then always goes to the thread.
+
 Given to ``create_async_engine(..., module=one_hop_dbapi())``: the dialect is the stock
 one, only the DB-API module it wraps is this one.
 """
@@ -24,6 +32,7 @@ one, only the DB-API module it wraps is this one.
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 import aiosqlite
@@ -33,6 +42,8 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 
+from server.loop import READ
+
 # Statements that open a transaction, sent with the next statement's trip (see above).
 _BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE", "BEGIN DEFERRED", "BEGIN EXCLUSIVE"})
 
@@ -41,6 +52,14 @@ AT_COMMIT = "dienhong_at_commit"
 
 # A statement waiting for the next trip: (SQL, parameters, executemany).
 Deferred = tuple[str, Any, bool]
+# What a trip answers: description, rows, lastrowid, rowcount, whether a transaction is open.
+Answer = tuple[Any, list[Any] | None, int, int, bool]
+
+# SQLite asks whether to go on every this many steps of its virtual machine (tens of
+# microseconds) while a statement runs on the event loop's thread.
+_STEPS_PER_CHECK = 1000
+# SQL known to outlast the budget is remembered, up to this many statements (then forgotten).
+_LONG_STATEMENTS_KEPT = 512
 
 
 class DeferredFailed(Exception):
@@ -69,7 +88,7 @@ def _run(
     operation: str,
     parameters: Any,
     many: bool,
-) -> tuple[Any, list[Any] | None, int, int, bool]:
+) -> Answer:
     """In the connection's thread: open the transaction ``begin`` says (if any), run the
     statements deferred to this trip, execute, fetch every row, close the cursor."""
     raw: sqlite3.Connection = connection._conn
@@ -94,6 +113,37 @@ def _run(
         )
     finally:
         cursor.close()
+
+
+async def _run_on_loop(
+    connection: aiosqlite.Connection,
+    budget: float,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+) -> Answer | None:
+    """``_run`` of one statement on the event loop's thread, interrupted once ``budget``
+    seconds are spent: then None, and nothing of it holds. (A coroutine, so that the
+    statement counts as awaited for SQLAlchemy, which refuses a statement that never was.)"""
+    raw: sqlite3.Connection = connection._conn
+    deadline = time.perf_counter() + budget
+    was_open = raw.in_transaction
+
+    def spent() -> bool:
+        return time.perf_counter() > deadline
+
+    raw.set_progress_handler(spent, _STEPS_PER_CHECK)
+    try:
+        return _run(connection, begin, [], operation, parameters, False)
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode != sqlite3.SQLITE_INTERRUPT:
+            raise
+        if begin is not None and not was_open and raw.in_transaction:
+            # The BEGIN sent with it: the trip to the thread sends it again.
+            raw.rollback()
+        return None
+    finally:
+        raw.set_progress_handler(None, 0)
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -138,12 +188,28 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
             return
         begin, adapted.pending_begin = adapted.pending_begin, None
         deferred, adapted.deferred = adapted.deferred, []
+        dbapi = adapted.dbapi
         try:
-            description, rows, lastrowid, rowcount, in_transaction = self.await_(
-                self._connection._execute(
-                    _run, self._connection, begin, deferred, operation, parameters, many
+            answer = None
+            if (
+                dbapi.loop_budget > 0
+                and not many
+                and not deferred
+                and READ.get()
+                and operation not in dbapi.long_statements
+            ):
+                answer = self.await_(
+                    _run_on_loop(self._connection, dbapi.loop_budget, begin, operation, parameters)
                 )
-            )
+                if answer is None:
+                    dbapi.outlasted(operation)
+            if answer is None:
+                answer = self.await_(
+                    self._connection._execute(
+                        _run, self._connection, begin, deferred, operation, parameters, many
+                    )
+                )
+            description, rows, lastrowid, rowcount, in_transaction = answer
         except Exception as error:
             # Whether the failed statement left a transaction open is not known: the next
             # rollback must really run.
@@ -243,11 +309,27 @@ def mark_at_commit(
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def __init__(self, loop_budget: float) -> None:
+        super().__init__(aiosqlite, sqlite3)
+        # Seconds a read's statement may run on the event loop's thread; 0: none does.
+        self.loop_budget = loop_budget
+        # SQL that outlasted the budget once: it goes to the connection's thread.
+        self.long_statements: set[str] = set()
+
+    def outlasted(self, operation: str) -> None:
+        if len(self.long_statements) >= _LONG_STATEMENTS_KEPT:
+            self.long_statements.clear()
+        self.long_statements.add(operation)
+
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        if self.loop_budget > 0:
+            # Used from the loop's thread and from its own, never from both at once.
+            kw["check_same_thread"] = False
         stock = super().connect(*arg, **kw)
         return OneHopConnection(self, stock._connection)
 
 
-def one_hop_dbapi() -> OneHopDBAPI:
-    """The DB-API module for ``create_async_engine(module=...)`` on SQLite."""
-    return OneHopDBAPI(aiosqlite, sqlite3)
+def one_hop_dbapi(*, loop_budget: float = 0.0) -> OneHopDBAPI:
+    """The DB-API module for ``create_async_engine(module=...)`` on SQLite; with a
+    ``loop_budget`` (seconds), reads' statements run on the event loop's thread."""
+    return OneHopDBAPI(loop_budget)

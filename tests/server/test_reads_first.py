@@ -269,6 +269,40 @@ async def test_gets_and_heads_are_reads_and_nothing_else_is(reads_first: bool) -
     ]
 
 
+async def test_a_keep_alive_socket_is_watched_as_its_last_request_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    protocols: list[ReadsFirstHttp] = []
+    made = ReadsFirstHttp.connection_made
+
+    def keep(protocol: ReadsFirstHttp, transport: Any) -> None:
+        protocols.append(protocol)
+        made(protocol, transport)
+
+    monkeypatch.setattr(ReadsFirstHttp, "connection_made", keep)
+    loop = asyncio.get_running_loop()
+
+    def watched_as_a_read() -> bool:
+        # The callback the selector runs when the connection's socket has data.
+        (protocol,) = protocols
+        fd = protocol.transport.get_extra_info("socket").fileno()
+        reader = loop._selector.get_key(fd).data[0]  # type: ignore[attr-defined]
+        return bool(reader._context.get(READ, False))
+
+    server, serving, address = await serve(Settings(), [])
+    methods = ("GET", "GET", "POST", "HEAD", "PUT", "PATCH", "GET", "DELETE")
+    watched: list[bool] = []
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+            for method in methods:
+                assert (await client.request(method, "/", content=b"{}")).status_code == 200
+                watched.append(watched_as_a_read())
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+    assert watched == [method in {"GET", "HEAD"} for method in methods]
+
+
 @pytest.mark.parametrize("reads_first", [True, False], ids=["reads_first", "stock"])
 def test_the_setting_chooses_the_loop_uvicorn_runs(reads_first: bool) -> None:
     options = uvicorn_options(Settings(reads_first=reads_first))
@@ -282,10 +316,16 @@ def test_the_setting_chooses_the_loop_uvicorn_runs(reads_first: bool) -> None:
 
 
 def test_the_protocol_overrides_what_uvicorn_still_calls() -> None:
+    from uvicorn.protocols.http.flow_control import FlowControl
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     # uvicorn starts the request's task in the method this protocol wraps.
     assert "_start_asgi_task" in inspect.getsource(HttpToolsProtocol.on_headers_complete)
+    # Whether uvicorn paused reading itself (then it resumes from the request's task).
+    assert "self.read_paused" in inspect.getsource(FlowControl.resume_reading)
+    # asyncio makes a socket's callback in the context it is watched from.
+    source = inspect.getsource(asyncio.selector_events.BaseSelectorEventLoop._add_reader)
+    assert "events.Handle(callback, args, self, None)" in source
     assert ReadsFirstHttp.on_headers_complete is not HttpToolsProtocol.on_headers_complete
 
 
